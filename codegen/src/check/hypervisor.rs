@@ -1,0 +1,555 @@
+//! Hypervisor ABIs: detection, calling convention, leaves, feature bits,
+//! MSRs, constants, hypercalls and error codes — names unique within the
+//! hypervisor, numbers unique per kind.
+
+use super::types::TypePlace;
+use super::Checker;
+use crate::ast::*;
+use crate::diagnostic::Diagnostic;
+use crate::model::{fits, int_primitive, layout_of};
+use crate::parser::closest;
+use crate::source::Span;
+use std::collections::BTreeMap;
+
+/// General-purpose registers by their 64-bit names.
+pub const REGISTERS: &[&str] = &["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
+/// Instruction forms a convention may use.
+pub const INSTRUCTIONS: &[&str] = &["vmcall", "vmmcall", "page", "in_port"];
+/// How a convention reports failure.
+pub const STATUS_STYLES: &[&str] = &["negated_errno", "hv_status", "none"];
+/// Probes a detect block may ask for.
+pub const PROBES: &[&str] = &["backdoor"];
+/// CPUID output registers.
+pub const LEAF_REGISTERS: &[&str] = &["eax", "ebx", "ecx", "edx"];
+/// The CPUID range hypervisors use, at the standard base.
+pub const HV_LEAF_RANGE: std::ops::RangeInclusive<i128> = 0x4000_0000..=0x4000_00ff;
+
+/// A hypervisor's declarations by name, for resolving references.
+#[derive(Default)]
+pub(super) struct Scope<'a> {
+    pub names: BTreeMap<String, Span>,
+    pub leaves: BTreeMap<String, &'a Leaf>,
+    pub features: BTreeMap<String, &'a Member>,
+    pub msrs: BTreeMap<String, &'a Msr>,
+    pub consts: BTreeMap<String, &'a Const>,
+    pub hypercalls: BTreeMap<String, &'a Hypercall>,
+    /// Argument and result registers of the convention.
+    pub arg_regs: usize,
+    pub result_regs: usize,
+}
+
+impl<'a> Scope<'a> {
+    /// What kind of declaration `name` is, for "X is an MSR, not a hypercall".
+    pub fn kind_of(&self, name: &str) -> Option<&'static str> {
+        if self.msrs.contains_key(name) {
+            Some("an MSR")
+        } else if self.hypercalls.contains_key(name) {
+            Some("a hypercall")
+        } else if self.consts.contains_key(name) {
+            Some("a constant")
+        } else if self.leaves.contains_key(name) {
+            Some("a CPUID leaf")
+        } else if self.features.contains_key(name) {
+            Some("a feature bit")
+        } else {
+            None
+        }
+    }
+}
+
+impl Checker {
+    pub(super) fn check_hypervisors(&mut self, files: &[File]) {
+        let hvs: Vec<&Hypervisor> = files
+            .iter()
+            .flat_map(|f| &f.items)
+            .filter_map(|i| match i {
+                Item::Hypervisor(h) => Some(h),
+                _ => None,
+            })
+            .collect();
+        for hv in hvs {
+            self.check_hypervisor(hv);
+        }
+    }
+
+    fn check_hypervisor(&mut self, hv: &Hypervisor) {
+        let mut scope = Scope::default();
+        let mut detect: Option<&Detect> = None;
+        let mut convention: Option<&Convention> = None;
+        // Names first, so that references may point forwards.
+        for item in &hv.items {
+            match item {
+                HvItem::Detect(d) => {
+                    if let Some(first) = detect {
+                        self.duplicate_block("detect", d.span, first.span);
+                    } else {
+                        detect = Some(d);
+                    }
+                }
+                HvItem::Convention(c) => {
+                    if let Some(first) = convention {
+                        self.duplicate_block("convention", c.span, first.span);
+                    } else {
+                        convention = Some(c);
+                    }
+                }
+                HvItem::Leaf(l) => {
+                    if self.unique(&mut scope.names, &l.name, "name") {
+                        scope.leaves.insert(l.name.name.clone(), l);
+                    }
+                }
+                HvItem::Features(f) => {
+                    self.unique(&mut scope.names, &f.name, "name");
+                    for bit in &f.bits {
+                        if self.unique(&mut scope.names, &bit.name, "name") {
+                            scope.features.insert(bit.name.name.clone(), bit);
+                        }
+                    }
+                }
+                HvItem::Msr(m) => {
+                    if self.unique(&mut scope.names, &m.name, "name") {
+                        scope.msrs.insert(m.name.name.clone(), m);
+                    }
+                }
+                HvItem::Const(c) => {
+                    if self.unique(&mut scope.names, &c.name, "name") {
+                        scope.consts.insert(c.name.name.clone(), c);
+                    }
+                }
+                HvItem::Hypercall(h) => {
+                    if self.unique(&mut scope.names, &h.name, "name") {
+                        scope.hypercalls.insert(h.name.name.clone(), h);
+                    }
+                }
+                HvItem::Error(e) => {
+                    self.unique(&mut scope.names, &e.name, "name");
+                }
+                HvItem::Map(_) | HvItem::Type(_) => {}
+            }
+        }
+        match detect {
+            Some(d) => self.check_detect(d),
+            None => self.error(
+                Diagnostic::new("missing-detect", hv.name.span, format!("hypervisor `{}` has no `detect` block", hv.name.name))
+                    .label("cannot be detected")
+                    .hint("add `detect { signature \"…\"; }` with its 12-byte CPUID signature"),
+            ),
+        }
+        match convention {
+            Some(c) => self.check_convention(c, &mut scope),
+            None => self.error(
+                Diagnostic::new("missing-convention", hv.name.span, format!("hypervisor `{}` has no calling `convention`", hv.name.name))
+                    .label("no convention")
+                    .hint("add `convention { instruction …; number …; args …; result …; status …; }`"),
+            ),
+        }
+        let mut leaf_addrs = BTreeMap::new();
+        let mut msr_indexes = BTreeMap::new();
+        let mut hc_numbers = BTreeMap::new();
+        let mut error_codes = BTreeMap::new();
+        for item in &hv.items {
+            match item {
+                HvItem::Leaf(l) => {
+                    if !HV_LEAF_RANGE.contains(&l.address.value) {
+                        self.error(
+                            Diagnostic::new("leaf-out-of-range", l.address.span, format!("leaf {} is outside the hypervisor range", l.address.text))
+                                .label("not in 0x40000000–0x400000FF")
+                                .hint("declare hypervisor leaves at their upstream address, relative to base 0x40000000"),
+                        );
+                    }
+                    self.unique_number(&mut leaf_addrs, &l.address, &l.name, "leaf");
+                    let mut regs = BTreeMap::new();
+                    for r in &l.registers {
+                        self.unique(&mut regs, &r.name, "register");
+                        self.check_leaf_register(&r.name);
+                        if self.check_type_ref(&r.ty, TypePlace::Value) {
+                            self.check_register_width(&r.ty, 4);
+                        }
+                    }
+                }
+                HvItem::Features(f) => self.check_features(f, &scope),
+                HvItem::Msr(m) => {
+                    self.unique_number(&mut msr_indexes, &m.index, &m.name, "MSR");
+                    if !fits(m.index.value, 4, false) {
+                        self.error(Diagnostic::new("value-out-of-range", m.index.span, "an MSR index is a 32-bit number").label("out of range").hint("check the upstream header"));
+                    }
+                    if let Some(ty) = &m.ty {
+                        if self.check_type_ref(ty, TypePlace::Value) {
+                            self.check_register_width(ty, 8);
+                        }
+                    }
+                    self.check_requires(&m.requires, &scope);
+                }
+                HvItem::Const(c) => {
+                    if self.check_type_ref(&c.ty, TypePlace::Value) {
+                        self.check_const_value(c);
+                    }
+                }
+                HvItem::Hypercall(h) => {
+                    self.unique_number(&mut hc_numbers, &h.number, &h.name, "hypercall");
+                    self.check_hypercall(h, &scope);
+                }
+                HvItem::Error(e) => {
+                    self.unique_number(&mut error_codes, &e.code, &e.name, "error code");
+                    self.check_error_kind(&e.kind);
+                }
+                HvItem::Detect(_) | HvItem::Convention(_) | HvItem::Map(_) | HvItem::Type(_) => {}
+            }
+        }
+        self.check_maps(hv, &scope);
+    }
+
+    fn duplicate_block(&mut self, what: &str, span: Span, first: Span) {
+        self.error(
+            Diagnostic::new("duplicate-key", span, format!("a second `{what}` block"))
+                .label("second block")
+                .related(first, "first block")
+                .hint(format!("merge the two `{what}` blocks into one")),
+        );
+    }
+
+    fn unique_number(&mut self, seen: &mut BTreeMap<i128, (String, Span)>, n: &Int, name: &Ident, what: &str) {
+        if let Some((first, span)) = seen.get(&n.value) {
+            let (first, span) = (first.clone(), *span);
+            self.error(
+                Diagnostic::new("duplicate-number", n.span, format!("{what} number {} is already used by `{first}`", n.text))
+                    .label("used twice")
+                    .related(span, "first used here")
+                    .hint(format!("each {what} needs its own number; check the upstream header")),
+            );
+        } else {
+            seen.insert(n.value, (name.name.clone(), n.span));
+        }
+    }
+
+    fn check_detect(&mut self, d: &Detect) {
+        for s in &d.signatures {
+            if s.value.len() != 12 {
+                self.error(
+                    Diagnostic::new("bad-signature", s.span, format!("a CPUID signature is 12 bytes; this one has {}", s.value.len()))
+                        .label("wrong length")
+                        .hint("pad short signatures with `\\0`, e.g. \"KVMKVMKVM\\0\\0\\0\""),
+                );
+            }
+        }
+        for p in &d.probes {
+            if !PROBES.contains(&p.name.as_str()) {
+                self.error(
+                    Diagnostic::new("unknown-probe", p.span, format!("unknown probe `{}`", p.name))
+                        .label("not a probe")
+                        .hint(format!("probes are: {}", PROBES.join(", "))),
+                );
+            }
+        }
+        if d.signatures.is_empty() && d.probes.is_empty() {
+            self.error(
+                Diagnostic::new("empty-detect", d.span, "`detect` gives no way to find the hypervisor")
+                    .label("empty")
+                    .hint("add a `signature \"…\";` or a `probe backdoor;`"),
+            );
+        }
+    }
+
+    fn check_register(&mut self, r: &Ident) -> bool {
+        if REGISTERS.contains(&r.name.as_str()) {
+            return true;
+        }
+        let mut d = Diagnostic::new("unknown-register", r.span, format!("`{}` is not a general-purpose register", r.name)).label("not a register");
+        d = match closest(&r.name, REGISTERS) {
+            Some(best) => d.hint(format!("did you mean `{best}`? registers are written by their 64-bit names")),
+            None => d.hint("registers are written by their 64-bit names: rax, rbx, …, r15"),
+        };
+        self.error(d);
+        false
+    }
+
+    fn check_leaf_register(&mut self, r: &Ident) -> bool {
+        if LEAF_REGISTERS.contains(&r.name.as_str()) {
+            return true;
+        }
+        self.error(
+            Diagnostic::new("unknown-register", r.span, format!("`{}` is not a CPUID output register", r.name))
+                .label("not eax, ebx, ecx or edx")
+                .hint("CPUID returns its answer in eax, ebx, ecx and edx"),
+        );
+        false
+    }
+
+    fn check_register_width(&mut self, ty: &TypeRef, max: u64) {
+        if let Some(layout) = layout_of(&self.types, ty) {
+            if layout.size > max {
+                self.error(
+                    Diagnostic::new("too-wide", ty.span(), format!("a {}-byte value does not fit a {max}-byte register", layout.size))
+                        .label("too wide")
+                        .hint("use a narrower type"),
+                );
+            }
+        }
+    }
+
+    fn check_convention(&mut self, c: &Convention, scope: &mut Scope) {
+        let mut seen: BTreeMap<&'static str, Span> = BTreeMap::new();
+        let mut uses_page = false;
+        let mut page = None;
+        let mut number = None;
+        let mut regs_used: BTreeMap<String, Span> = BTreeMap::new();
+        for stmt in &c.stmts {
+            let key = stmt.keyword();
+            if let Some(first) = seen.get(key) {
+                let first = *first;
+                self.error(
+                    Diagnostic::new("duplicate-key", stmt.span(), format!("`{key}` is given twice in the convention"))
+                        .label("second time")
+                        .related(first, "first given here")
+                        .hint("each convention statement may appear once"),
+                );
+                continue;
+            }
+            seen.insert(key, stmt.span());
+            match stmt {
+                ConvStmt::Instruction(forms, _) => {
+                    let mut listed = BTreeMap::new();
+                    for f in forms {
+                        self.unique(&mut listed, f, "instruction form");
+                        if !INSTRUCTIONS.contains(&f.name.as_str()) {
+                            let mut d = Diagnostic::new("unknown-instruction", f.span, format!("unknown instruction form `{}`", f.name)).label("not an instruction form");
+                            d = match closest(&f.name, INSTRUCTIONS) {
+                                Some(best) => d.hint(format!("did you mean `{best}`? forms are: {}", INSTRUCTIONS.join(", "))),
+                                None => d.hint(format!("forms are: {}", INSTRUCTIONS.join(", "))),
+                            };
+                            self.error(d);
+                        }
+                        uses_page |= f.name == "page";
+                    }
+                }
+                ConvStmt::Page(path, stride, _) => {
+                    page = Some(path);
+                    if stride.value < 0 || stride.value > 4096 {
+                        self.error(Diagnostic::new("value-out-of-range", stride.span, "a hypercall page stride is between 0 and 4096").label("out of range").hint("Xen uses 32; a single entry point is stride 0"));
+                    }
+                }
+                ConvStmt::Number(r, _) => {
+                    number = Some(r);
+                    if r.name != "slot" && self.check_register(r) {
+                        self.register_once(&mut regs_used, r, "carries the call number");
+                    }
+                }
+                ConvStmt::Args(regs, _) => {
+                    scope.arg_regs = regs.len();
+                    for r in regs {
+                        if self.check_register(r) {
+                            if r.name == "rsp" {
+                                self.error(Diagnostic::new("bad-register", r.span, "`rsp` cannot carry an argument").label("the stack pointer").hint("choose another register"));
+                            }
+                            self.register_once(&mut regs_used, r, "is an argument register");
+                        }
+                    }
+                }
+                ConvStmt::Result(regs, _) => {
+                    scope.result_regs = regs.len();
+                    let mut listed = BTreeMap::new();
+                    for r in regs {
+                        if self.check_register(r) {
+                            self.unique(&mut listed, r, "result register");
+                        }
+                    }
+                }
+                ConvStmt::Clobbers(regs, _) => {
+                    let mut listed = BTreeMap::new();
+                    for r in regs {
+                        // `memory`: the call may write guest memory the
+                        // compiler must not cache across it.
+                        if r.name == "memory" || self.check_register(r) {
+                            self.unique(&mut listed, r, "clobbered register");
+                        }
+                    }
+                }
+                ConvStmt::Fixed(pairs, _) => {
+                    for (r, v) in pairs {
+                        if self.check_register(r) {
+                            self.register_once(&mut regs_used, r, "holds a fixed value");
+                        }
+                        if !fits(v.value, 8, false) {
+                            self.error(Diagnostic::new("value-out-of-range", v.span, "a register value must fit in 64 bits unsigned").label("out of range").hint("write the value as the upstream header does"));
+                        }
+                    }
+                }
+                ConvStmt::FastBit(b, _) => {
+                    if !(0..64).contains(&b.value) {
+                        self.error(Diagnostic::new("bit-out-of-range", b.span, "the fast bit must be a bit of the 64-bit control word").label("must be 0..63").hint("Hyper-V's fast bit is 16"));
+                    }
+                }
+                ConvStmt::Status(s, _) => {
+                    if !STATUS_STYLES.contains(&s.name.as_str()) {
+                        self.error(
+                            Diagnostic::new("unknown-status", s.span, format!("unknown status style `{}`", s.name))
+                                .label("not a status style")
+                                .hint(format!("styles are: {}", STATUS_STYLES.join(", "))),
+                        );
+                    }
+                }
+            }
+        }
+        for required in ["instruction", "number", "args", "result", "status"] {
+            if !seen.contains_key(required) {
+                self.error(
+                    Diagnostic::new("missing-key", c.span, format!("the convention does not say `{required}`"))
+                        .label(format!("no `{required}`"))
+                        .hint("a convention needs instruction, number, args, result and status"),
+                );
+            }
+        }
+        if uses_page != page.is_some() {
+            let (span, message, hint) = if uses_page {
+                (c.span, "the convention calls the hypercall page but does not say where it comes from", "add `page MSR stride N;`")
+            } else {
+                (seen["page"], "a `page` is declared but the instruction is not `page`", "add `page` to `instruction`, or remove this line")
+            };
+            self.error(Diagnostic::new("page-mismatch", span, message).label("inconsistent").hint(hint));
+        }
+        if let Some(path) = page {
+            self.check_page_ref(path, scope);
+        }
+        if let Some(n) = number {
+            if n.name == "slot" && !uses_page {
+                self.error(Diagnostic::new("page-mismatch", n.span, "`number slot` selects a hypercall page entry, but there is no page").label("no page").hint("use a register, or `instruction page`"));
+            }
+        }
+    }
+
+    fn register_once(&mut self, used: &mut BTreeMap<String, Span>, r: &Ident, role: &str) {
+        if let Some(first) = used.get(&r.name) {
+            let first = *first;
+            self.error(
+                Diagnostic::new("register-reused", r.span, format!("`{}` is given two roles", r.name))
+                    .label(format!("also {role}"))
+                    .related(first, "first role here")
+                    .hint("each input register has one role"),
+            );
+        } else {
+            used.insert(r.name.clone(), r.span);
+        }
+    }
+
+    fn check_page_ref(&mut self, path: &Path, scope: &Scope) {
+        match &path.member {
+            None if scope.msrs.contains_key(&path.base.name) => {}
+            Some(reg) if scope.leaves.contains_key(&path.base.name) => {
+                self.check_leaf_register(reg);
+            }
+            _ => self.error(
+                Diagnostic::new("unknown-name", path.span, format!("`{}` is neither an MSR nor a leaf register of this hypervisor", path_text(path)))
+                    .label("cannot find the hypercall page MSR")
+                    .hint("name the MSR (`HV_X64_MSR_HYPERCALL`) or the leaf register that holds its index (`LEAF.ebx`)"),
+            ),
+        }
+    }
+
+    fn check_features(&mut self, f: &Features, scope: &Scope) {
+        match (&f.register.member, scope.leaves.get(&f.register.base.name)) {
+            (Some(reg), Some(_)) => {
+                self.check_leaf_register(reg);
+            }
+            (None, Some(_)) => self.error(
+                Diagnostic::new("missing-register", f.register.span, "feature bits live in one register of the leaf")
+                    .label("which register?")
+                    .hint(format!("write `{}.eax` (or ebx, ecx, edx)", f.register.base.name)),
+            ),
+            (_, None) => self.unknown_in_scope(&f.register.base, scope.leaves.keys(), "CPUID leaf", scope),
+        }
+        let mut bits: BTreeMap<i128, (String, Span)> = BTreeMap::new();
+        for b in &f.bits {
+            if !(0..32).contains(&b.value.value) {
+                self.error(
+                    Diagnostic::new("bit-out-of-range", b.value.span, format!("bit {} does not exist in a 32-bit CPUID register", b.value.text))
+                        .label("must be 0..31")
+                        .hint("feature members are bit positions, not masks"),
+                );
+                continue;
+            }
+            self.unique_number(&mut bits, &b.value, &b.name, "feature bit");
+        }
+    }
+
+    pub(super) fn check_requires(&mut self, requires: &[Ident], scope: &Scope) {
+        for r in requires {
+            if !scope.features.contains_key(&r.name) {
+                self.unknown_in_scope(r, scope.features.keys(), "feature bit", scope);
+            }
+        }
+    }
+
+    /// Report `name` as unknown among `known`, saying what it is instead if
+    /// it is something else of this hypervisor.
+    pub(super) fn unknown_in_scope<'k>(&mut self, name: &Ident, known: impl Iterator<Item = &'k String>, what: &str, scope: &Scope) {
+        let known: Vec<&str> = known.map(String::as_str).collect();
+        let mut d = Diagnostic::new("unknown-name", name.span, format!("unknown {what} `{}`", name.name)).label(format!("no such {what}"));
+        d = if let Some(kind) = scope.kind_of(&name.name) {
+            d.hint(format!("`{}` is {kind}, not a {what}", name.name))
+        } else if let Some(best) = closest(&name.name, &known) {
+            d.hint(format!("did you mean `{best}`?"))
+        } else {
+            d.hint(format!("declare the {what} in this hypervisor block first"))
+        };
+        self.error(d);
+    }
+
+    fn check_const_value(&mut self, c: &Const) {
+        let Some(layout) = layout_of(&self.types, &c.ty) else { return };
+        let signed = match &c.ty {
+            TypeRef::Named { name, .. } => int_primitive(&name.name).map(|(_, s)| s).unwrap_or(false),
+            TypeRef::Array { .. } => false,
+        };
+        if !fits(c.value.value, layout.size, signed) {
+            self.error(
+                Diagnostic::new("value-out-of-range", c.value.span, format!("{} does not fit the constant's type", c.value.text))
+                    .label("out of range")
+                    .hint("choose a wider type or check the value"),
+            );
+        }
+    }
+
+    fn check_hypercall(&mut self, h: &Hypercall, scope: &Scope) {
+        let mut names = BTreeMap::new();
+        for p in &h.params {
+            self.unique(&mut names, &p.name, "parameter");
+            self.check_type_ref(&p.ty, TypePlace::Value);
+        }
+        if scope.arg_regs > 0 && h.params.len() > scope.arg_regs {
+            self.error(
+                Diagnostic::new("too-many-params", h.name.span, format!("`{}` takes {} parameters but the convention has {} argument registers", h.name.name, h.params.len(), scope.arg_regs))
+                    .label("too many parameters")
+                    .hint("pass the extra values in a struct by address"),
+            );
+        }
+        match &h.result {
+            Some(HcResult::Single(ty)) => {
+                self.check_type_ref(ty, TypePlace::Value);
+            }
+            Some(HcResult::Named(results)) => {
+                let mut names = BTreeMap::new();
+                for r in results {
+                    self.unique(&mut names, &r.name, "result");
+                    self.check_type_ref(&r.ty, TypePlace::Value);
+                }
+                if scope.result_regs > 0 && results.len() > scope.result_regs {
+                    self.error(
+                        Diagnostic::new("too-many-results", h.name.span, format!("`{}` returns {} values but the convention has {} result registers", h.name.name, results.len(), scope.result_regs))
+                            .label("too many results")
+                            .hint("list at most one result per result register"),
+                    );
+                }
+            }
+            None => {}
+        }
+        self.check_requires(&h.requires, scope);
+    }
+}
+
+/// `NAME` or `NAME.member` as written.
+pub(super) fn path_text(p: &Path) -> String {
+    match &p.member {
+        Some(m) => format!("{}.{}", p.base.name, m.name),
+        None => p.base.name.clone(),
+    }
+}

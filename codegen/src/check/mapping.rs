@@ -1,0 +1,446 @@
+//! Mappings: each names a declared op, hypercall, MSR, leaf register,
+//! structure field and feature bit; arguments match parameters in number,
+//! type and unit; chains end in `native`; `required` ops are mapped.
+
+use super::hypervisor::{path_text, Scope};
+use super::Checker;
+use crate::ast::*;
+use crate::diagnostic::Diagnostic;
+use crate::model::unit_of;
+use crate::parser::closest;
+use crate::source::Span;
+use std::collections::BTreeMap;
+
+/// What an expression evaluates to, as far as the checker cares.
+#[derive(Clone, Debug)]
+enum Value {
+    /// An integer literal: fits anywhere.
+    Literal,
+    /// A value with an optional unit and an optional enum type.
+    Typed { unit: Option<String>, enum_ty: Option<String> },
+    /// A struct literal, passed by address.
+    Struct(String),
+}
+
+impl Checker {
+    pub(super) fn check_maps(&mut self, hv: &Hypervisor, scope: &Scope) {
+        let mut mapped: BTreeMap<String, Span> = BTreeMap::new();
+        for item in &hv.items {
+            let HvItem::Map(map) = item else { continue };
+            if !self.unique(&mut mapped, &map.op, "mapping of op") {
+                continue;
+            }
+            let Some(op) = self.ops.get(&map.op.name).cloned() else {
+                let known: Vec<&str> = self.ops.keys().map(String::as_str).collect();
+                let mut d = Diagnostic::new("unknown-op", map.op.span, format!("`{}` is not an op of the interface", map.op.name)).label("no such op");
+                d = match closest(&map.op.name, &known) {
+                    Some(best) => d.hint(format!("did you mean `{best}`?")),
+                    None => d.hint("ops are declared in `group` blocks; see `pvi explain`"),
+                };
+                self.error(d);
+                continue;
+            };
+            self.check_map(map, &op, scope);
+        }
+        let required: Vec<Op> = self.ops.values().filter(|op| op.stmts.iter().any(|s| matches!(s, OpStmt::Required(_)))).cloned().collect();
+        for op in required {
+            if !mapped.contains_key(&op.name.name) {
+                self.error(
+                    Diagnostic::new("unmapped-required-op", hv.name.span, format!("hypervisor `{}` does not map the required op `{}`", hv.name.name, op.name.name))
+                        .label("missing `map`")
+                        .related(op.name.span, "declared `required` here")
+                        .hint(format!("add `map {} {{ …; native; }}` saying how this hypervisor serves it", op.name.name)),
+                );
+            }
+        }
+    }
+
+    fn check_map(&mut self, map: &Map, op: &Op, scope: &Scope) {
+        let mut ended: Option<Span> = None;
+        for step in &map.steps {
+            if let Some(native) = ended {
+                self.error(
+                    Diagnostic::new("unreachable-step", step.span, "this step comes after `native`, which always succeeds")
+                        .label("never tried")
+                        .related(native, "the chain ends here")
+                        .hint("move `native;` to the end of the chain"),
+                );
+                break;
+            }
+            self.check_requires(&step.requires, scope);
+            if let Some(guard) = &step.guard {
+                self.check_guard(guard, op);
+            }
+            match &step.kind {
+                StepKind::Native => ended = Some(step.span),
+                StepKind::Nop => {
+                    if op.result.is_some() {
+                        self.error(
+                            Diagnostic::new("nop-with-result", step.span, format!("`nop` cannot produce the result of `{}`", op.name.name))
+                                .label("no value")
+                                .hint("`nop` is for ops whose native effect the hypervisor makes unnecessary"),
+                        );
+                    }
+                }
+                StepKind::Hypercall(name, args) => self.check_hypercall_step(name, args, op, scope),
+                StepKind::MsrWrite(name, value) => {
+                    let Some(msr) = scope.msrs.get(&name.name) else {
+                        self.unknown_in_scope(name, scope.msrs.keys(), "MSR", scope);
+                        continue;
+                    };
+                    if let Some(v) = self.value_of(value, op, scope) {
+                        let target = msr.ty.clone().unwrap_or_else(|| u64_type(name.span));
+                        self.check_arg(&v, &target, value.span(), &format!("the value written to `{}`", name.name));
+                    }
+                }
+                StepKind::MsrRead(name, as_unit) => {
+                    let Some(msr) = scope.msrs.get(&name.name) else {
+                        self.unknown_in_scope(name, scope.msrs.keys(), "MSR", scope);
+                        continue;
+                    };
+                    let unit = msr.ty.as_ref().and_then(|t| unit_of(&self.types, t));
+                    self.check_read(unit, as_unit.as_ref(), op, step.span, &format!("MSR `{}`", name.name));
+                }
+                StepKind::Cpuid(path, as_unit) => {
+                    let Some(leaf) = scope.leaves.get(&path.base.name) else {
+                        self.unknown_in_scope(&path.base, scope.leaves.keys(), "CPUID leaf", scope);
+                        continue;
+                    };
+                    let Some(reg) = &path.member else {
+                        self.error(Diagnostic::new("missing-register", path.span, "say which register of the leaf holds the value").label("which register?").hint(format!("write `{}.eax` (or ebx, ecx, edx)", path.base.name)));
+                        continue;
+                    };
+                    let unit = leaf.registers.iter().find(|r| r.name.name == reg.name).and_then(|r| unit_of(&self.types, &r.ty));
+                    self.check_read(unit, as_unit.as_ref(), op, step.span, &format!("`{}`", path_text(path)));
+                }
+                StepKind::Shared(path, via) => self.check_shared(path, via, op, scope),
+            }
+        }
+        if ended.is_none() {
+            self.error(
+                Diagnostic::new("chain-without-native", map.op.span, format!("the fallback chain for `{}` does not end in `native`", op.name.name))
+                    .label("may run out of steps")
+                    .hint("end the chain with `native;`: it is what runs when every paravirtual step is unavailable"),
+            );
+        }
+    }
+
+    fn check_guard(&mut self, guard: &Guard, op: &Op) {
+        let Some(param) = op.params.iter().find(|p| p.name == guard.param) else {
+            self.error(
+                Diagnostic::new("unknown-name", guard.param.span, format!("`{}` is not a parameter of `{}`", guard.param.name, op.name.name))
+                    .label("no such parameter")
+                    .hint("a guard compares an enum parameter of the op with one of its variants"),
+            );
+            return;
+        };
+        let variants = match &param.ty {
+            TypeRef::Named { name, .. } => match self.types.get(&name.name) {
+                Some(TypeDecl::Enum(e)) => Some(e.members.iter().map(|m| m.name.name.clone()).collect::<Vec<_>>()),
+                _ => None,
+            },
+            TypeRef::Array { .. } => None,
+        };
+        let Some(variants) = variants else {
+            self.error(
+                Diagnostic::new("guard-not-enum", guard.param.span, format!("parameter `{}` is not an enum", guard.param.name))
+                    .label("not an enum")
+                    .hint("`when` guards select on enum parameters"),
+            );
+            return;
+        };
+        if !variants.contains(&guard.variant.name) {
+            let known: Vec<&str> = variants.iter().map(String::as_str).collect();
+            let mut d = Diagnostic::new("unknown-variant", guard.variant.span, format!("`{}` is not a variant of `{}`'s type", guard.variant.name, guard.param.name)).label("no such variant");
+            d = match closest(&guard.variant.name, &known) {
+                Some(best) => d.hint(format!("did you mean `{best}`?")),
+                None => d.hint(format!("variants are: {}", known.join(", "))),
+            };
+            self.error(d);
+        }
+    }
+
+    fn check_hypercall_step(&mut self, name: &Ident, args: &[Expr], op: &Op, scope: &Scope) {
+        let Some(hc) = scope.hypercalls.get(&name.name) else {
+            self.unknown_in_scope(name, scope.hypercalls.keys(), "hypercall", scope);
+            return;
+        };
+        if args.len() != hc.params.len() {
+            let span = match (args.first(), args.last()) {
+                (Some(a), Some(b)) => Span::new(a.span().file, a.span().start, b.span().end),
+                _ => name.span,
+            };
+            let names: Vec<String> = hc.params.iter().map(|p| p.name.name.clone()).collect();
+            self.error(
+                Diagnostic::new("wrong-arg-count", span, format!("`{}` takes {} argument(s), {} given", name.name, hc.params.len(), args.len()))
+                    .label("wrong number of arguments")
+                    .related(hc.name.span, "declared here")
+                    .hint(format!("its parameters are ({})", names.join(", "))),
+            );
+            return;
+        }
+        for (arg, param) in args.iter().zip(&hc.params) {
+            if let Some(v) = self.value_of(arg, op, scope) {
+                self.check_arg(&v, &param.ty, arg.span(), &format!("parameter `{}` of `{}`", param.name.name, name.name));
+            }
+        }
+    }
+
+    fn check_shared(&mut self, path: &Path, via: &Ident, op: &Op, scope: &Scope) {
+        if !scope.msrs.contains_key(&via.name) && !scope.hypercalls.contains_key(&via.name) {
+            self.error(
+                Diagnostic::new("unknown-name", via.span, format!("`{}` is neither an MSR nor a hypercall of this hypervisor", via.name))
+                    .label("cannot register the structure")
+                    .hint("name the MSR or hypercall through which the guest registers the shared structure"),
+            );
+        }
+        let Some(TypeDecl::Struct(s)) = self.types.get(&path.base.name).cloned() else {
+            self.error(
+                Diagnostic::new("unknown-struct", path.base.span, format!("`{}` is not a declared struct", path.base.name))
+                    .label("no such struct")
+                    .hint("declare the shared structure with `struct NAME size N { … }`"),
+            );
+            return;
+        };
+        let Some(field_name) = &path.member else { return };
+        let Some(field) = s.fields.iter().find(|f| f.name == *field_name) else {
+            self.unknown_field(field_name, &s);
+            return;
+        };
+        let unit = unit_of(&self.types, &field.ty);
+        if op.result.is_some() && unit.is_some() {
+            self.check_read(unit, None, op, path.span, &format!("field `{}`", path_text(path)));
+        }
+    }
+
+    fn unknown_field(&mut self, name: &Ident, s: &Struct) {
+        let known: Vec<&str> = s.fields.iter().map(|f| f.name.name.as_str()).collect();
+        let mut d = Diagnostic::new("unknown-field", name.span, format!("struct `{}` has no field `{}`", s.name.name, name.name)).label("no such field");
+        d = match closest(&name.name, &known) {
+            Some(best) => d.hint(format!("did you mean `{best}`?")),
+            None => d.hint(format!("its fields are: {}", known.join(", "))),
+        };
+        self.error(d);
+    }
+
+    /// A value read from somewhere (MSR, leaf register, field) becomes the
+    /// op's result: units must agree, converted explicitly with `as`.
+    fn check_read(&mut self, source: Option<String>, as_unit: Option<&Ident>, op: &Op, span: Span, what: &str) {
+        let Some(result) = &op.result else {
+            self.error(
+                Diagnostic::new("read-without-result", span, format!("this step reads {what}, but `{}` returns nothing", op.name.name))
+                    .label("value goes nowhere")
+                    .hint("to write an MSR, use `msr NAME = VALUE`"),
+            );
+            return;
+        };
+        let want = unit_of(&self.types, result);
+        let have = match as_unit {
+            Some(u) => match self.convert(source.as_deref(), u, what) {
+                Some(unit) => Some(unit),
+                None => return,
+            },
+            None => source,
+        };
+        self.units_agree(have.as_deref(), want.as_deref(), span, what, &format!("the result of `{}`", op.name.name));
+    }
+
+    /// `X as UNIT`: X needs a unit of the same dimension.
+    fn convert(&mut self, from: Option<&str>, to: &Ident, what: &str) -> Option<String> {
+        let Some(target) = self.units.get(&to.name).cloned() else {
+            self.unknown_unit(to);
+            return None;
+        };
+        let Some(from) = from else {
+            self.error(
+                Diagnostic::new("unit-mismatch", to.span, format!("{what} has no unit to convert from"))
+                    .label("nothing to convert")
+                    .hint("declare the unit where the value comes from (the MSR's, field's or register's type)"),
+            );
+            return None;
+        };
+        let source = self.units.get(from).cloned();
+        if source.map(|s| s.dimension != target.dimension).unwrap_or(true) {
+            self.error(
+                Diagnostic::new("unit-mismatch", to.span, format!("cannot convert {what} from `{from}` to `{}`", to.name))
+                    .label("different dimensions")
+                    .hint("`as` converts between units of one dimension (ns and ns100, hz and khz)"),
+            );
+            return None;
+        }
+        Some(to.name.clone())
+    }
+
+    fn units_agree(&mut self, have: Option<&str>, want: Option<&str>, span: Span, what: &str, target: &str) {
+        match (have, want) {
+            (_, None) => {}
+            (Some(h), Some(w)) if h == w => {}
+            (None, Some(w)) => self.error(
+                Diagnostic::new("unit-mismatch", span, format!("{what} has no unit, but {target} is in `{w}`"))
+                    .label("unit missing")
+                    .hint("give the value's source a unit (e.g. `u64 in ns`), so the checker can see it is right"),
+            ),
+            (Some(h), Some(w)) => {
+                let same_dimension = match (self.units.get(h), self.units.get(w)) {
+                    (Some(a), Some(b)) => a.dimension == b.dimension,
+                    _ => false,
+                };
+                let hint = if same_dimension { format!("convert it explicitly: `… as {w}`") } else { format!("`{h}` and `{w}` measure different things") };
+                self.error(Diagnostic::new("unit-mismatch", span, format!("{what} is in `{h}`, but {target} is in `{w}`")).label("unit mismatch").hint(hint));
+            }
+        }
+    }
+
+    /// The value of an argument expression, or None after reporting why it
+    /// has none.
+    fn value_of(&mut self, e: &Expr, op: &Op, scope: &Scope) -> Option<Value> {
+        match e {
+            Expr::Int(_) => Some(Value::Literal),
+            Expr::Name(n) => {
+                if n.name == "this_cpu" {
+                    return Some(Value::Typed { unit: None, enum_ty: None });
+                }
+                if let Some(p) = op.params.iter().find(|p| p.name == *n) {
+                    if matches!(&p.ty, TypeRef::Named { name, .. } if name.name == "bytes") {
+                        self.error(
+                            Diagnostic::new("bytes-by-value", n.span, format!("`{}` is a byte slice; pass its parts", n.name))
+                                .label("a slice is two values")
+                                .hint(format!("write `{0}.ptr` and `{0}.len`", n.name)),
+                        );
+                        return None;
+                    }
+                    return Some(self.typed(&p.ty));
+                }
+                if let Some(c) = scope.consts.get(&n.name) {
+                    return Some(self.typed(&c.ty));
+                }
+                let mut known: Vec<&str> = op.params.iter().map(|p| p.name.name.as_str()).collect();
+                known.extend(scope.consts.keys().map(String::as_str));
+                known.push("this_cpu");
+                let mut d = Diagnostic::new("unknown-name", n.span, format!("`{}` is not a parameter of `{}` nor a constant", n.name, op.name.name)).label("unknown value");
+                d = if let Some(kind) = scope.kind_of(&n.name) {
+                    d.hint(format!("`{}` is {kind}; arguments are op parameters, constants, integers or `this_cpu`", n.name))
+                } else if let Some(best) = closest(&n.name, &known) {
+                    d.hint(format!("did you mean `{best}`?"))
+                } else {
+                    d.hint("arguments are op parameters, constants, integers or `this_cpu`")
+                };
+                self.error(d);
+                None
+            }
+            Expr::Member(base, member, span) => {
+                let is_bytes = op.params.iter().any(|p| p.name == *base && matches!(&p.ty, TypeRef::Named { name, .. } if name.name == "bytes"));
+                if !is_bytes || !matches!(member.name.as_str(), "len" | "ptr") {
+                    self.error(
+                        Diagnostic::new("bad-member", *span, format!("`{}.{}` is not a value", base.name, member.name))
+                            .label("unknown member")
+                            .hint("only `bytes` parameters have members: `.ptr` and `.len`"),
+                    );
+                    return None;
+                }
+                Some(Value::Typed { unit: None, enum_ty: None })
+            }
+            Expr::Struct(name, fields, _) => {
+                let Some(TypeDecl::Struct(s)) = self.types.get(&name.name).cloned() else {
+                    self.error(
+                        Diagnostic::new("unknown-struct", name.span, format!("`{}` is not a declared struct", name.name))
+                            .label("no such struct")
+                            .hint("a struct literal names a declared `struct`"),
+                    );
+                    return None;
+                };
+                let mut seen = BTreeMap::new();
+                for (field_name, value) in fields {
+                    self.unique(&mut seen, field_name, "field");
+                    let Some(field) = s.fields.iter().find(|f| f.name == *field_name) else {
+                        self.unknown_field(field_name, &s);
+                        continue;
+                    };
+                    if let Some(v) = self.value_of(value, op, scope) {
+                        self.check_arg(&v, &field.ty, value.span(), &format!("field `{}` of `{}`", field_name.name, s.name.name));
+                    }
+                }
+                Some(Value::Struct(name.name.clone()))
+            }
+            Expr::As(inner, unit, _) => {
+                let v = self.value_of(inner, op, scope)?;
+                let from = match &v {
+                    Value::Typed { unit, .. } => unit.clone(),
+                    Value::Literal | Value::Struct(_) => None,
+                };
+                let to = self.convert(from.as_deref(), unit, "this value")?;
+                Some(Value::Typed { unit: Some(to), enum_ty: None })
+            }
+        }
+    }
+
+    fn typed(&self, ty: &TypeRef) -> Value {
+        let enum_ty = match ty {
+            TypeRef::Named { name, .. } => match self.types.get(&name.name) {
+                Some(TypeDecl::Enum(_)) => Some(name.name.clone()),
+                _ => None,
+            },
+            TypeRef::Array { .. } => None,
+        };
+        Value::Typed { unit: unit_of(&self.types, ty), enum_ty }
+    }
+
+    /// Passing `value` where `target` is expected.
+    fn check_arg(&mut self, value: &Value, target: &TypeRef, span: Span, what: &str) {
+        let target_name = match target {
+            TypeRef::Named { name, .. } => name.name.clone(),
+            TypeRef::Array { .. } => String::new(),
+        };
+        let target_struct = matches!(self.types.get(&target_name), Some(TypeDecl::Struct(_)));
+        let target_enum = matches!(self.types.get(&target_name), Some(TypeDecl::Enum(_)));
+        match value {
+            Value::Struct(s) => {
+                if target_struct && *s != target_name {
+                    self.type_mismatch(span, what, &format!("a `{target_name}`"), &format!("a `{s}`"));
+                } else if !target_struct && unit_of(&self.types, target).is_some() {
+                    self.type_mismatch(span, what, &format!("a value in `{}`", unit_of(&self.types, target).unwrap_or_default()), &format!("the address of a `{s}`"));
+                }
+            }
+            Value::Literal => {
+                if target_struct {
+                    self.type_mismatch(span, what, &format!("a `{target_name}` struct literal"), "an integer");
+                }
+            }
+            Value::Typed { unit, enum_ty } => {
+                if target_struct {
+                    self.type_mismatch(span, what, &format!("a `{target_name}` struct literal"), "a plain value");
+                    return;
+                }
+                match enum_ty {
+                    Some(e) if *e != target_name => {
+                        self.error(
+                            Diagnostic::new("enum-mismatch", span, format!("{what} expects `{target_name}`, but this is a `{e}`"))
+                                .label("different numbering")
+                                .hint(format!("pvi's `{e}` values are not the hypervisor's: pass the hypervisor's constant in one step per variant with `when PARAM == VARIANT`")),
+                        );
+                        return;
+                    }
+                    None if target_enum => {
+                        self.type_mismatch(span, what, &format!("a `{target_name}`"), "a plain value");
+                        return;
+                    }
+                    _ => {}
+                }
+                let want = unit_of(&self.types, target);
+                self.units_agree(unit.as_deref(), want.as_deref(), span, "this argument", what);
+            }
+        }
+    }
+
+    fn type_mismatch(&mut self, span: Span, what: &str, want: &str, have: &str) {
+        self.error(
+            Diagnostic::new("type-mismatch", span, format!("{what} expects {want}, but this is {have}"))
+                .label("wrong kind of value")
+                .hint("check the declaration of the hypercall, MSR or struct"),
+        );
+    }
+}
+
+fn u64_type(span: Span) -> TypeRef {
+    TypeRef::Named { name: Ident { name: "u64".into(), span }, unit: None, span }
+}

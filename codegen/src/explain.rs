@@ -1,0 +1,1 @@
+//! `pvi explain` (placeholder while it is written).

@@ -1,0 +1,1 @@
+//! Canonical formatting (placeholder while the printer is written).

@@ -1,0 +1,181 @@
+//! The validated model: the syntax trees of all files plus the tables the
+//! checker resolved (units, types, ops). Code generators and `pvi explain`
+//! read this; it exists only for IDL that passed every check.
+
+use crate::ast::*;
+use std::collections::BTreeMap;
+
+/// Integer primitives and their sizes in bytes.
+pub const INT_PRIMITIVES: &[(&str, u64, bool)] = &[
+    ("u8", 1, false),
+    ("u16", 2, false),
+    ("u32", 4, false),
+    ("u64", 8, false),
+    ("i8", 1, true),
+    ("i16", 2, true),
+    ("i32", 4, true),
+    ("i64", 8, true),
+];
+
+/// A primitive integer type: size in bytes and signedness.
+pub fn int_primitive(name: &str) -> Option<(u64, bool)> {
+    INT_PRIMITIVES.iter().find(|(n, _, _)| *n == name).map(|(_, size, signed)| (*size, *signed))
+}
+
+/// Whether `value` fits an integer of `size` bytes and the given signedness.
+pub fn fits(value: i128, size: u64, signed: bool) -> bool {
+    let bits = size * 8;
+    if signed {
+        let half = 1i128 << (bits - 1);
+        (-half..half).contains(&value)
+    } else {
+        (0..(1i128 << bits)).contains(&value)
+    }
+}
+
+/// A unit resolved to its dimension.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnitInfo {
+    /// The root unit of its dimension (`ns` for `ns100`).
+    pub dimension: String,
+    /// How many root units one of this unit is.
+    pub factor: u128,
+}
+
+/// Size and alignment of a type, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Size in bytes.
+    pub size: u64,
+    /// Alignment in bytes.
+    pub align: u64,
+}
+
+/// Where an op is: its group and its declaration.
+#[derive(Clone, Debug)]
+pub struct OpRef<'m> {
+    /// The group it belongs to.
+    pub group: &'m Group,
+    /// The op.
+    pub op: &'m Op,
+}
+
+/// An IDL that passed every check.
+#[derive(Clone, Debug)]
+pub struct Model {
+    /// The files, in the order they were given.
+    pub files: Vec<File>,
+    /// The interface name and version.
+    pub interface: Interface,
+    /// Every unit by name.
+    pub units: BTreeMap<String, UnitInfo>,
+    /// Every declared type by name (top level and hypervisor blocks).
+    pub types: BTreeMap<String, TypeDecl>,
+}
+
+impl Model {
+    /// Groups of ops in source order.
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.files.iter().flat_map(|f| &f.items).filter_map(|i| match i {
+            Item::Group(g) => Some(g),
+            _ => None,
+        })
+    }
+
+    /// Every op, with its group, in source order.
+    pub fn ops(&self) -> impl Iterator<Item = OpRef<'_>> {
+        self.groups().flat_map(|group| group.ops.iter().map(move |op| OpRef { group, op }))
+    }
+
+    /// The op called `name`.
+    pub fn op(&self, name: &str) -> Option<OpRef<'_>> {
+        self.ops().find(|o| o.op.name.name == name)
+    }
+
+    /// Hypervisor ABIs in source order.
+    pub fn hypervisors(&self) -> impl Iterator<Item = &Hypervisor> {
+        self.files.iter().flat_map(|f| &f.items).filter_map(|i| match i {
+            Item::Hypervisor(h) => Some(h),
+            _ => None,
+        })
+    }
+
+    /// The error kinds.
+    pub fn error_kinds(&self) -> impl Iterator<Item = &ErrorKind> {
+        self.files.iter().flat_map(|f| &f.items).filter_map(|i| match i {
+            Item::Errors(e) => Some(e),
+            _ => None,
+        }).flat_map(|e| &e.kinds)
+    }
+
+    /// The size and alignment of a type. Only meaningful for types that
+    /// passed the checker.
+    pub fn layout(&self, ty: &TypeRef) -> Option<Layout> {
+        layout_of(&self.types, ty)
+    }
+
+    /// The unit of a type, if it has one.
+    pub fn unit_of(&self, ty: &TypeRef) -> Option<String> {
+        unit_of(&self.types, ty)
+    }
+}
+
+/// Size and alignment of `ty` given the declared types.
+pub fn layout_of(types: &BTreeMap<String, TypeDecl>, ty: &TypeRef) -> Option<Layout> {
+    layout_depth(types, ty, 0)
+}
+
+fn layout_depth(types: &BTreeMap<String, TypeDecl>, ty: &TypeRef, depth: usize) -> Option<Layout> {
+    if depth > 16 {
+        return None;
+    }
+    match ty {
+        TypeRef::Array { elem, len, .. } => {
+            let e = layout_depth(types, elem, depth + 1)?;
+            let n = u64::try_from(len.value).ok()?;
+            Some(Layout { size: e.size.checked_mul(n)?, align: e.align })
+        }
+        TypeRef::Named { name, .. } => {
+            if name.name == "bool" {
+                return Some(Layout { size: 1, align: 1 });
+            }
+            if let Some((size, _)) = int_primitive(&name.name) {
+                return Some(Layout { size, align: size });
+            }
+            match types.get(&name.name)? {
+                TypeDecl::Newtype(n) => layout_depth(types, &n.repr, depth + 1),
+                TypeDecl::Flags(e) | TypeDecl::Enum(e) => {
+                    let (size, _) = int_primitive(&e.repr.name)?;
+                    Some(Layout { size, align: size })
+                }
+                TypeDecl::Struct(s) => {
+                    let size = u64::try_from(s.size.value).ok()?;
+                    let mut align = 1;
+                    if !s.packed {
+                        for f in &s.fields {
+                            align = align.max(layout_depth(types, &f.ty, depth + 1)?.align);
+                        }
+                    }
+                    Some(Layout { size, align })
+                }
+            }
+        }
+    }
+}
+
+/// The unit of `ty` given the declared types.
+pub fn unit_of(types: &BTreeMap<String, TypeDecl>, ty: &TypeRef) -> Option<String> {
+    match ty {
+        TypeRef::Array { .. } => None,
+        TypeRef::Named { name, unit, .. } => match unit {
+            Some(u) => Some(u.name.clone()),
+            None => match types.get(&name.name) {
+                Some(TypeDecl::Newtype(n)) => match &n.repr {
+                    TypeRef::Named { unit: Some(u), .. } => Some(u.name.clone()),
+                    _ => None,
+                },
+                _ => None,
+            },
+        },
+    }
+}
