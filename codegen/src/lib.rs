@@ -21,7 +21,7 @@ pub mod source;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use model::Model;
-pub use parser::parse;
+pub use parser::{closest, parse};
 pub use source::{FileId, SourceMap, Span};
 
 use std::io;

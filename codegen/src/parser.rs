@@ -103,6 +103,14 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diagno
     }
     expected.sort();
     expected.dedup();
+    // A doc comment where the grammar has no place for one: pest stops on
+    // its third slash.
+    let line_start = text[..pos].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    if let Some(doc) = text[line_start..].find("///").map(|i| line_start + i).filter(|d| *d <= pos && pos <= d + 3) {
+        return Diagnostic::new("misplaced-doc", Span::new(file, doc, doc + 3), "a doc comment cannot stand here")
+            .label("documents nothing")
+            .hint("doc comments document declarations (items, members, fields); use `//` for a note on a statement");
+    }
     let found = found_at(text, pos);
     let message = match expected.len() {
         0 => format!("unexpected {found}"),

@@ -1,6 +1,7 @@
 //! The `pvi` command: check, format and explain the IDL.
 
 use clap::{Parser, Subcommand};
+use pvi_codegen::{Diagnostic, SourceMap};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,10 +15,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check IDL files and report every error (exit 1 if any).
+    /// Check IDL files as one interface and report every error (exit 1 if any).
     Check {
         /// Files or directories; default `idl/`.
         paths: Vec<PathBuf>,
+    },
+    /// Rewrite IDL files in canonical form, keeping every comment.
+    Fmt {
+        /// Change nothing; list the files that are not formatted (exit 1 if any).
+        #[arg(long)]
+        check: bool,
+        /// Files or directories; default `idl/`.
+        paths: Vec<PathBuf>,
+    },
+    /// Show an op's native meaning and how each hypervisor serves it.
+    Explain {
+        /// The op's name, e.g. `clock_ns`.
+        op: String,
+        /// IDL files or directories; default `idl/`.
+        #[arg(long = "idl", default_value = "idl")]
+        idl: Vec<PathBuf>,
     },
 }
 
@@ -33,21 +50,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { paths } => check(default_paths(paths)),
+        Command::Fmt { check, paths } => fmt(default_paths(paths), check),
+        Command::Explain { op, idl } => explain(&op, idl),
     }
 }
 
-fn check(paths: Vec<PathBuf>) -> ExitCode {
+fn report(sources: &SourceMap, diags: &[Diagnostic]) {
     let color = std::io::stderr().is_terminal();
+    for d in diags {
+        eprint!("{}", d.render(sources, color));
+    }
+    eprintln!("error: {} problem(s) found", diags.len());
+}
+
+fn check(paths: Vec<PathBuf>) -> ExitCode {
     match pvi_codegen::check_paths(&paths) {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
         Ok((sources, Err(diags))) => {
-            for d in &diags {
-                eprint!("{}", d.render(&sources, color));
-            }
-            eprintln!("error: {} problem(s) found", diags.len());
+            report(&sources, &diags);
             ExitCode::from(1)
         }
         Ok((_, Ok(model))) => {
@@ -55,5 +78,91 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
             eprintln!("ok: interface {} {}: {} ops, {} hypervisors", model.interface.name.name, model.interface.version.text, model.ops().count(), hvs);
             ExitCode::SUCCESS
         }
+    }
+}
+
+fn fmt(paths: Vec<PathBuf>, check_only: bool) -> ExitCode {
+    let files = match pvi_codegen::collect_files(&paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut unformatted = 0;
+    let mut failed = false;
+    for path in files {
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                failed = true;
+                continue;
+            }
+        };
+        let mut sources = SourceMap::new();
+        let (id, bad) = pvi_codegen::add_source(&mut sources, &path.display().to_string(), bytes);
+        if let Some(d) = bad {
+            report(&sources, &[d]);
+            failed = true;
+            continue;
+        }
+        let text = sources.text(id).to_string();
+        let file = match pvi_codegen::parse(id, &text) {
+            Ok(f) => f,
+            Err(diags) => {
+                report(&sources, &diags);
+                failed = true;
+                continue;
+            }
+        };
+        let formatted = pvi_codegen::fmt::format_file(&file, &text);
+        if formatted == text {
+            continue;
+        }
+        unformatted += 1;
+        if check_only {
+            println!("{}: not formatted", path.display());
+        } else if let Err(e) = std::fs::write(&path, formatted) {
+            eprintln!("error: {}: {e}", path.display());
+            failed = true;
+        } else {
+            println!("{}: formatted", path.display());
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else if check_only && unformatted > 0 {
+        eprintln!("error: {unformatted} file(s) need `pvi fmt`");
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn explain(op: &str, idl: Vec<PathBuf>) -> ExitCode {
+    match pvi_codegen::check_paths(&idl) {
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Ok((sources, Err(diags))) => {
+            report(&sources, &diags);
+            ExitCode::from(1)
+        }
+        Ok((_, Ok(model))) => match pvi_codegen::explain::explain(&model, op) {
+            Some(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            None => {
+                let names: Vec<&str> = model.ops().map(|o| o.op.name.name.as_str()).collect();
+                match pvi_codegen::closest(op, &names) {
+                    Some(best) => eprintln!("error: no op named `{op}`; did you mean `{best}`?"),
+                    None => eprintln!("error: no op named `{op}`; ops are: {}", names.join(", ")),
+                }
+                ExitCode::from(1)
+            }
+        },
     }
 }
