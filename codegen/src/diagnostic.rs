@@ -53,6 +53,15 @@ impl Diagnostic {
         self
     }
 
+    /// Hint at the known word closest to `word` ("did you mean …?"), or say
+    /// `otherwise` when none is close enough to be a typo.
+    pub fn suggest(self, word: &str, known: &[&str], otherwise: impl Into<String>) -> Diagnostic {
+        match crate::parser::closest(word, known) {
+            Some(best) => self.hint(format!("did you mean `{best}`?")),
+            None => self.hint(otherwise),
+        }
+    }
+
     /// Where the problem starts.
     pub fn line_col(&self, sources: &SourceMap) -> LineCol {
         sources.line_col(self.span)
@@ -73,8 +82,10 @@ impl Diagnostic {
 
     /// The full report: location, source line with a caret, message, hint.
     pub fn render(&self, sources: &SourceMap, color: bool) -> String {
-        let mut labels = vec![Label::primary(self.span.file, self.span.start..self.span.end)
-            .with_message(self.label.clone())];
+        let mut labels = vec![
+            Label::primary(self.span.file, self.span.start..self.span.end)
+                .with_message(self.label.clone()),
+        ];
         for (span, note) in &self.related {
             labels.push(Label::secondary(span.file, span.start..span.end).with_message(note));
         }
@@ -87,7 +98,11 @@ impl Diagnostic {
             .with_message(&self.message)
             .with_labels(labels)
             .with_notes(notes);
-        let mut buffer = if color { Buffer::ansi() } else { Buffer::no_color() };
+        let mut buffer = if color {
+            Buffer::ansi()
+        } else {
+            Buffer::no_color()
+        };
         let config = term::Config::default();
         if term::emit_to_write_style(&mut buffer, &config, sources.files(), &report).is_err() {
             return format!("{}\n", self.short(sources));

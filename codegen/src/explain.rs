@@ -11,13 +11,27 @@ pub fn explain(model: &Model, op_name: &str) -> Option<String> {
     let found = model.op(op_name)?;
     let op = found.op;
     let mut out = String::new();
-    let params: Vec<String> = op.params.iter().map(|p| format!("{}: {}", p.name.name, type_name(&p.ty))).collect();
-    let result = op.result.as_ref().map(|r| format!(" -> {}", type_name(r))).unwrap_or_default();
+    let params: Vec<String> = op
+        .params
+        .iter()
+        .map(|p| format!("{}: {}", p.name.name, type_name(&p.ty)))
+        .collect();
+    let result = op
+        .result
+        .as_ref()
+        .map(|r| format!(" -> {}", type_name(r)))
+        .unwrap_or_default();
     let _ = writeln!(out, "op {}({}){}", op.name.name, params.join(", "), result);
-    let since = op.meta.attrs.iter().find(|a| a.name.name == "since").and_then(|a| a.args.first()).map(|v| match v {
-        AttrArg::Version(v) => v.text.clone(),
-        _ => String::new(),
-    });
+    let since = op
+        .meta
+        .attrs
+        .iter()
+        .find(|a| a.name.name == "since")
+        .and_then(|a| a.args.first())
+        .map(|v| match v {
+            AttrArg::Version(v) => v.text.clone(),
+            _ => String::new(),
+        });
     let since = since.unwrap_or_else(|| "the first interface version".to_string());
     let _ = writeln!(out, "  group {}, since {since}", found.group.name.name);
     let mut flags = Vec::new();
@@ -29,7 +43,9 @@ pub fn explain(model: &Model, op_name: &str) -> Option<String> {
             OpStmt::Required(_) => flags.push("required on every hypervisor".to_string()),
             OpStmt::Context(c, _) => flags.push(format!("context {}", c.name)),
             OpStmt::Errors(kinds, _) => errors = kinds.iter().map(|k| k.name.clone()).collect(),
-            OpStmt::Native(Native::Asm(s), _) => native = format!("inline asm {}", crate::fmt::string_text(&s.value)),
+            OpStmt::Native(Native::Asm(s), _) => {
+                native = format!("inline asm {}", crate::fmt::string_text(&s.value))
+            }
             OpStmt::Native(Native::Routine(r), _) => native = format!("routine {}", r.name),
         }
     }
@@ -43,7 +59,12 @@ pub fn explain(model: &Model, op_name: &str) -> Option<String> {
     }
     let _ = writeln!(out, "Native lowering: {native}");
     for hv in model.hypervisors() {
-        let _ = write!(out, "\nOn {} ({}):", String::from_utf8_lossy(&hv.display.value), hv.name.name);
+        let _ = write!(
+            out,
+            "\nOn {} ({}):",
+            String::from_utf8_lossy(&hv.display.value),
+            hv.name.name
+        );
         let map = hv.items.iter().find_map(|i| match i {
             HvItem::Map(m) if m.op.name == op.name.name => Some(m),
             _ => None,
@@ -69,14 +90,18 @@ pub fn explain(model: &Model, op_name: &str) -> Option<String> {
 fn step_detail(hv: &Hypervisor, kind: &StepKind) -> String {
     let find = |name: &str| {
         hv.items.iter().find_map(|i| match i {
-            HvItem::Hypercall(h) if h.name.name == name => Some(format!("hypercall {}", h.number.text)),
+            HvItem::Hypercall(h) if h.name.name == name => {
+                Some(format!("hypercall {}", h.number.text))
+            }
             HvItem::Msr(m) if m.name.name == name => Some(format!("MSR {}", m.index.text)),
             HvItem::Leaf(l) if l.name.name == name => Some(format!("leaf {}", l.address.text)),
             _ => None,
         })
     };
     let name = match kind {
-        StepKind::Hypercall(n, _) | StepKind::MsrWrite(n, _) | StepKind::MsrRead(n, _) => Some(n.name.as_str()),
+        StepKind::Hypercall(n, _) | StepKind::MsrWrite(n, _) | StepKind::MsrRead(n, _) => {
+            Some(n.name.as_str())
+        }
         StepKind::Shared(_, via) => Some(via.name.as_str()),
         StepKind::Cpuid(p, _) => Some(p.base.name.as_str()),
         StepKind::Nop | StepKind::Native => None,
@@ -89,7 +114,11 @@ fn step_detail(hv: &Hypervisor, kind: &StepKind) -> String {
 
 fn type_name(ty: &TypeRef) -> String {
     match ty {
-        TypeRef::Named { name, unit: Some(u), .. } => format!("{} in {}", name.name, u.name),
+        TypeRef::Named {
+            name,
+            unit: Some(u),
+            ..
+        } => format!("{} in {}", name.name, u.name),
         TypeRef::Named { name, .. } => name.name.clone(),
         TypeRef::Array { elem, len, .. } => format!("[{}; {}]", type_name(elem), len.text),
     }

@@ -43,11 +43,20 @@ struct Printer<'a> {
 
 impl<'a> Printer<'a> {
     fn new(src: &'a str) -> Printer<'a> {
-        Printer { src, comments: find_comments(src), next: 0, out: String::new(), indent: 0 }
+        Printer {
+            src,
+            comments: find_comments(src),
+            next: 0,
+            out: String::new(),
+            indent: 0,
+        }
     }
 
     fn line_of(&self, pos: usize) -> usize {
-        self.src.as_bytes()[..pos.min(self.src.len())].iter().filter(|b| **b == b'\n').count()
+        self.src.as_bytes()[..pos.min(self.src.len())]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
     }
 
     fn push_indent(&mut self) {
@@ -73,7 +82,12 @@ impl<'a> Printer<'a> {
             let text = self.src[start..end].trim_end().to_string();
             self.next += 1;
             self.raw_line(&text);
-            let next = self.comments.get(self.next).map(|n| n.start).filter(|n| *n < pos).unwrap_or(pos);
+            let next = self
+                .comments
+                .get(self.next)
+                .map(|n| n.start)
+                .filter(|n| *n < pos)
+                .unwrap_or(pos);
             if next != usize::MAX && self.blank_line_in(end, next.min(self.src.len())) {
                 self.out.push('\n');
             }
@@ -84,7 +98,10 @@ impl<'a> Printer<'a> {
     fn blank_line_in(&self, a: usize, b: usize) -> bool {
         let gap = &self.src[a.min(b)..b];
         let lines: Vec<&str> = gap.split('\n').collect();
-        lines.len() > 2 && lines[1..lines.len() - 1].iter().any(|l| l.trim().is_empty())
+        lines.len() > 2
+            && lines[1..lines.len() - 1]
+                .iter()
+                .any(|l| l.trim().is_empty())
     }
 
     /// Print one line for a node ending at `end`, with a `//` comment that
@@ -108,7 +125,12 @@ impl<'a> Printer<'a> {
     /// one since `prev_end` (and `allow_blank`), then the comments before it.
     fn separate(&mut self, prev_end: Option<usize>, start: usize, allow_blank: bool) {
         if let (Some(prev), true) = (prev_end, allow_blank) {
-            let first = self.comments.get(self.next).map(|c| c.start).filter(|c| *c < start).unwrap_or(start);
+            let first = self
+                .comments
+                .get(self.next)
+                .map(|c| c.start)
+                .filter(|c| *c < start)
+                .unwrap_or(start);
             if self.blank_line_in(prev, first) {
                 self.out.push('\n');
             }
@@ -135,7 +157,10 @@ impl<'a> Printer<'a> {
 
     /// `header {`, the children printed by `body`, then `}`.
     fn block(&mut self, header: &str, span: crate::source::Span, body: impl FnOnce(&mut Self)) {
-        let brace = self.src[span.start..span.end].find('{').map(|i| span.start + i + 1).unwrap_or(span.start + 1);
+        let brace = self.src[span.start..span.end]
+            .find('{')
+            .map(|i| span.start + i + 1)
+            .unwrap_or(span.start + 1);
         self.line(&format!("{header} {{"), brace);
         self.indent += 1;
         body(self);
@@ -149,7 +174,10 @@ impl<'a> Printer<'a> {
             Item::Interface(i) => {
                 self.meta(&i.meta);
                 self.flush_before(i.span.end);
-                self.line(&format!("interface {} {};", i.name.name, i.version.text), i.span.end);
+                self.line(
+                    &format!("interface {} {};", i.name.name, i.version.text),
+                    i.span.end,
+                );
             }
             Item::Unit(u) => {
                 self.meta(&u.meta);
@@ -187,15 +215,23 @@ impl<'a> Printer<'a> {
             }
             Item::Hypervisor(h) => {
                 self.meta(&h.meta);
-                self.block(&format!("hypervisor {} {}", h.name.name, string_text(&h.display.value)), h.span, |p| {
-                    let mut prev = None;
-                    for item in &h.items {
-                        let span = hv_item_span(item);
-                        p.separate(prev, span.start, prev.is_some());
-                        p.hv_item(item);
-                        prev = Some(span.end);
-                    }
-                });
+                self.block(
+                    &format!(
+                        "hypervisor {} {}",
+                        h.name.name,
+                        string_text(&h.display.value)
+                    ),
+                    h.span,
+                    |p| {
+                        let mut prev = None;
+                        for item in &h.items {
+                            let span = hv_item_span(item);
+                            p.separate(prev, span.start, prev.is_some());
+                            p.hv_item(item);
+                            prev = Some(span.end);
+                        }
+                    },
+                );
             }
         }
     }
@@ -216,24 +252,47 @@ impl<'a> Printer<'a> {
         match t {
             TypeDecl::Newtype(n) => {
                 self.flush_before(n.span.end);
-                self.line(&format!("newtype {}: {};", n.name.name, type_text(&n.repr)), n.span.end);
+                self.line(
+                    &format!("newtype {}: {};", n.name.name, type_text(&n.repr)),
+                    n.span.end,
+                );
             }
             TypeDecl::Flags(e) | TypeDecl::Enum(e) => {
-                let kw = if matches!(t, TypeDecl::Flags(_)) { "flags" } else { "enum" };
-                self.block(&format!("{kw} {}: {}", e.name.name, e.repr.name), e.span, |p| p.members(&e.members));
+                let kw = if matches!(t, TypeDecl::Flags(_)) {
+                    "flags"
+                } else {
+                    "enum"
+                };
+                self.block(
+                    &format!("{kw} {}: {}", e.name.name, e.repr.name),
+                    e.span,
+                    |p| p.members(&e.members),
+                );
             }
             TypeDecl::Struct(s) => {
                 let packed = if s.packed { "packed " } else { "" };
-                self.block(&format!("{packed}struct {} size {}", s.name.name, s.size.text), s.span, |p| {
-                    let mut prev = None;
-                    for f in &s.fields {
-                        p.separate(prev, f.span.start, prev.is_some());
-                        p.meta(&f.meta);
-                        p.flush_before(f.span.end);
-                        p.line(&format!("{}: {} @ {};", f.name.name, type_text(&f.ty), f.offset.text), f.span.end);
-                        prev = Some(f.span.end);
-                    }
-                });
+                self.block(
+                    &format!("{packed}struct {} size {}", s.name.name, s.size.text),
+                    s.span,
+                    |p| {
+                        let mut prev = None;
+                        for f in &s.fields {
+                            p.separate(prev, f.span.start, prev.is_some());
+                            p.meta(&f.meta);
+                            p.flush_before(f.span.end);
+                            p.line(
+                                &format!(
+                                    "{}: {} @ {};",
+                                    f.name.name,
+                                    type_text(&f.ty),
+                                    f.offset.text
+                                ),
+                                f.span.end,
+                            );
+                            prev = Some(f.span.end);
+                        }
+                    },
+                );
             }
         }
     }
@@ -245,7 +304,11 @@ impl<'a> Printer<'a> {
         if let Some(r) = &op.result {
             header.push_str(&format!(" -> {}", type_text(r)));
         }
-        let first = op.stmts.first().map(|s| s.span().start).unwrap_or(op.span.end);
+        let first = op
+            .stmts
+            .first()
+            .map(|s| s.span().start)
+            .unwrap_or(op.span.end);
         self.flush_before(first.min(op.span.start));
         self.block(&header, op.span, |p| {
             let mut prev = None;
@@ -254,7 +317,9 @@ impl<'a> Printer<'a> {
                     OpStmt::Hot(_) => "hot;".to_string(),
                     OpStmt::Required(_) => "required;".to_string(),
                     OpStmt::Context(c, _) => format!("context {};", c.name),
-                    OpStmt::Native(Native::Asm(s), _) => format!("native asm {};", string_text(&s.value)),
+                    OpStmt::Native(Native::Asm(s), _) => {
+                        format!("native asm {};", string_text(&s.value))
+                    }
                     OpStmt::Native(Native::Routine(r), _) => format!("native routine {};", r.name),
                     OpStmt::Errors(kinds, _) => format!("errors {};", names(kinds, ", ")),
                 };
@@ -270,10 +335,18 @@ impl<'a> Printer<'a> {
                 self.block("detect", d.span, |p| {
                     let mut prev = None;
                     for s in &d.signatures {
-                        p.leaf(&mut prev, stmt_span(p.src, s.span), &format!("signature {};", string_text(&s.value)));
+                        p.leaf(
+                            &mut prev,
+                            stmt_span(p.src, s.span),
+                            &format!("signature {};", string_text(&s.value)),
+                        );
                     }
                     for probe in &d.probes {
-                        p.leaf(&mut prev, stmt_span(p.src, probe.span), &format!("probe {};", probe.name));
+                        p.leaf(
+                            &mut prev,
+                            stmt_span(p.src, probe.span),
+                            &format!("probe {};", probe.name),
+                        );
                     }
                 });
             }
@@ -299,7 +372,10 @@ impl<'a> Printer<'a> {
                             p.separate(prev, r.span.start, prev.is_some());
                             p.meta(&r.meta);
                             p.flush_before(r.span.end);
-                            p.line(&format!("{}: {};", r.name.name, type_text(&r.ty)), r.span.end);
+                            p.line(
+                                &format!("{}: {};", r.name.name, type_text(&r.ty)),
+                                r.span.end,
+                            );
                             prev = Some(r.span.end);
                         }
                     });
@@ -307,7 +383,11 @@ impl<'a> Printer<'a> {
             }
             HvItem::Features(f) => {
                 self.meta(&f.meta);
-                self.block(&format!("features {}: {}", f.name.name, path_text(&f.register)), f.span, |p| p.members(&f.bits));
+                self.block(
+                    &format!("features {}: {}", f.name.name, path_text(&f.register)),
+                    f.span,
+                    |p| p.members(&f.bits),
+                );
             }
             HvItem::Msr(m) => {
                 self.meta(&m.meta);
@@ -322,13 +402,26 @@ impl<'a> Printer<'a> {
             HvItem::Const(c) => {
                 self.meta(&c.meta);
                 self.flush_before(c.span.end);
-                self.line(&format!("const {}: {} = {};", c.name.name, type_text(&c.ty), c.value.text), c.span.end);
+                self.line(
+                    &format!(
+                        "const {}: {} = {};",
+                        c.name.name,
+                        type_text(&c.ty),
+                        c.value.text
+                    ),
+                    c.span.end,
+                );
             }
             HvItem::Hypercall(h) => {
                 self.meta(&h.meta);
                 let params: Vec<String> = h.params.iter().map(param_text).collect();
                 let fast = if h.fast { " fast" } else { "" };
-                let mut text = format!("hypercall {} = {}{fast} ({})", h.name.name, h.number.text, params.join(", "));
+                let mut text = format!(
+                    "hypercall {} = {}{fast} ({})",
+                    h.name.name,
+                    h.number.text,
+                    params.join(", ")
+                );
                 match &h.result {
                     Some(HcResult::Single(ty)) => text.push_str(&format!(" -> {}", type_text(ty))),
                     Some(HcResult::Named(rs)) => {
@@ -344,7 +437,13 @@ impl<'a> Printer<'a> {
             HvItem::Error(e) => {
                 self.meta(&e.meta);
                 self.flush_before(e.span.end);
-                self.line(&format!("error {} = {} => {};", e.name.name, e.code.text, e.kind.name), e.span.end);
+                self.line(
+                    &format!(
+                        "error {} = {} => {};",
+                        e.name.name, e.code.text, e.kind.name
+                    ),
+                    e.span.end,
+                );
             }
             HvItem::Map(m) => {
                 self.meta(&m.meta);
@@ -364,8 +463,14 @@ impl<'a> Printer<'a> {
 /// comment is recognised (signatures and probes keep only their value's
 /// span in the tree).
 fn stmt_span(src: &str, span: crate::source::Span) -> crate::source::Span {
-    let end = src[span.end..].find(';').map(|i| span.end + i + 1).unwrap_or(span.end);
-    let start = src[..span.start].rfind(|c: char| c == ';' || c == '{' || c == '}').map(|i| i + 1).unwrap_or(0);
+    let end = src[span.end..]
+        .find(';')
+        .map(|i| span.end + i + 1)
+        .unwrap_or(span.end);
+    let start = src[..span.start]
+        .rfind([';', '{', '}'])
+        .map(|i| i + 1)
+        .unwrap_or(0);
     let start = start + src[start..span.start].len() - src[start..span.start].trim_start().len();
     crate::source::Span::new(span.file, start, end)
 }
@@ -393,7 +498,10 @@ fn find_comments(src: &str) -> Vec<Comment> {
                 i = end;
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                let end = src[i + 2..].find("*/").map(|n| i + 2 + n + 2).unwrap_or(src.len());
+                let end = src[i + 2..]
+                    .find("*/")
+                    .map(|n| i + 2 + n + 2)
+                    .unwrap_or(src.len());
                 out.push(Comment { start: i, end });
                 i = end;
             }
@@ -412,7 +520,10 @@ fn doc_line(marker: &str, line: &str) -> String {
 }
 
 fn names(ids: &[Ident], sep: &str) -> String {
-    ids.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(sep)
+    ids.iter()
+        .map(|i| i.name.as_str())
+        .collect::<Vec<_>>()
+        .join(sep)
 }
 
 fn requires_text(requires: &[Ident]) -> String {
@@ -481,8 +592,14 @@ pub fn string_text(value: &[u8]) -> String {
 
 fn type_text(ty: &TypeRef) -> String {
     match ty {
-        TypeRef::Named { name, unit: Some(u), .. } => format!("{} in {}", name.name, u.name),
-        TypeRef::Named { name, unit: None, .. } => name.name.clone(),
+        TypeRef::Named {
+            name,
+            unit: Some(u),
+            ..
+        } => format!("{} in {}", name.name, u.name),
+        TypeRef::Named {
+            name, unit: None, ..
+        } => name.name.clone(),
         TypeRef::Array { elem, len, .. } => format!("[{}; {}]", type_text(elem), len.text),
     }
 }
@@ -501,13 +618,20 @@ fn path_text(p: &Path) -> String {
 fn conv_text(stmt: &ConvStmt) -> String {
     match stmt {
         ConvStmt::Instruction(forms, _) => format!("instruction {};", names(forms, " | ")),
-        ConvStmt::Page(path, stride, _) => format!("page {} stride {};", path_text(path), stride.text),
+        ConvStmt::Page(path, stride, _) => {
+            format!("page {} stride {};", path_text(path), stride.text)
+        }
         ConvStmt::Number(r, _) => format!("number {};", r.name),
         ConvStmt::Args(regs, _) => format!("args {};", names(regs, ", ")).replace(" ;", ";"),
         ConvStmt::Result(regs, _) => format!("result {};", names(regs, ", ")).replace(" ;", ";"),
-        ConvStmt::Clobbers(regs, _) => format!("clobbers {};", names(regs, ", ")).replace(" ;", ";"),
+        ConvStmt::Clobbers(regs, _) => {
+            format!("clobbers {};", names(regs, ", ")).replace(" ;", ";")
+        }
         ConvStmt::Fixed(pairs, _) => {
-            let pairs: Vec<String> = pairs.iter().map(|(r, v)| format!("{} = {}", r.name, v.text)).collect();
+            let pairs: Vec<String> = pairs
+                .iter()
+                .map(|(r, v)| format!("{} = {}", r.name, v.text))
+                .collect();
             format!("fixed {};", pairs.join(", "))
         }
         ConvStmt::FastBit(b, _) => format!("fast_bit {};", b.text),
@@ -525,7 +649,10 @@ pub fn expr_text(e: &Expr) -> String {
             if fields.is_empty() {
                 return format!("{} {{}}", name.name);
             }
-            let fields: Vec<String> = fields.iter().map(|(f, v)| format!("{}: {}", f.name, expr_text(v))).collect();
+            let fields: Vec<String> = fields
+                .iter()
+                .map(|(f, v)| format!("{}: {}", f.name, expr_text(v)))
+                .collect();
             format!("{} {{ {} }}", name.name, fields.join(", "))
         }
         Expr::As(inner, unit, _) => format!("{} as {}", expr_text(inner), unit.name),

@@ -27,9 +27,13 @@ pub fn check(file: FileId, text: &str) -> Option<Diagnostic> {
                 Some(end) => i += 2 + end + 2,
                 None => {
                     return Some(
-                        Diagnostic::new("unterminated-comment", Span::new(file, i, i + 2), "unterminated block comment")
-                            .label("this comment is never closed")
-                            .hint("close it with `*/`; block comments do not nest"),
+                        Diagnostic::new(
+                            "unterminated-comment",
+                            Span::new(file, i, i + 2),
+                            "unterminated block comment",
+                        )
+                        .label("this comment is never closed")
+                        .hint("close it with `*/`; block comments do not nest"),
                     )
                 }
             },
@@ -40,9 +44,15 @@ pub fn check(file: FileId, text: &str) -> Option<Diagnostic> {
                     match bytes.get(i) {
                         None | Some(b'\n') => {
                             return Some(
-                                Diagnostic::new("unterminated-string", Span::new(file, start, start + 1), "unterminated string")
-                                    .label("this string is not closed on its line")
-                                    .hint("close it with `\"`; strings cannot span lines (write `\\n`)"),
+                                Diagnostic::new(
+                                    "unterminated-string",
+                                    Span::new(file, start, start + 1),
+                                    "unterminated string",
+                                )
+                                .label("this string is not closed on its line")
+                                .hint(
+                                    "close it with `\"`; strings cannot span lines (write `\\n`)",
+                                ),
                             )
                         }
                         Some(b'\\') => i += 2,
@@ -59,9 +69,15 @@ pub fn check(file: FileId, text: &str) -> Option<Diagnostic> {
                 open.push(i);
                 if open.len() > MAX_NESTING {
                     return Some(
-                        Diagnostic::new("nesting-too-deep", Span::new(file, i, i + 1), format!("brackets nested more than {MAX_NESTING} deep"))
-                            .label("too deep")
-                            .hint("the IDL never needs deep nesting; look for a missing closing bracket"),
+                        Diagnostic::new(
+                            "nesting-too-deep",
+                            Span::new(file, i, i + 1),
+                            format!("brackets nested more than {MAX_NESTING} deep"),
+                        )
+                        .label("too deep")
+                        .hint(
+                            "the IDL never needs deep nesting; look for a missing closing bracket",
+                        ),
                     );
                 }
             }

@@ -42,7 +42,10 @@ pub fn collect_files(paths: &[PathBuf]) -> io::Result<Vec<PathBuf>> {
         } else if path.exists() {
             out.push(path.clone());
         } else {
-            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file or directory", path.display())));
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: no such file or directory", path.display()),
+            ));
         }
     }
     Ok(out)
@@ -50,16 +53,24 @@ pub fn collect_files(paths: &[PathBuf]) -> io::Result<Vec<PathBuf>> {
 
 /// Add `bytes` to `sources` as `name`. Text that is not UTF-8 is added with
 /// the bad bytes replaced, and the diagnostic points at the first of them.
-pub fn add_source(sources: &mut SourceMap, name: &str, bytes: Vec<u8>) -> (FileId, Option<Diagnostic>) {
+pub fn add_source(
+    sources: &mut SourceMap,
+    name: &str,
+    bytes: Vec<u8>,
+) -> (FileId, Option<Diagnostic>) {
     match String::from_utf8(bytes) {
         Ok(text) => (sources.add(name, text), None),
         Err(e) => {
             let at = e.utf8_error().valid_up_to();
             let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
             let id = sources.add(name, text);
-            let d = Diagnostic::new("invalid-utf8", Span::new(id, at, at + 1), "the file is not valid UTF-8")
-                .label("invalid byte")
-                .hint("IDL files are UTF-8 text; re-save the file as UTF-8");
+            let d = Diagnostic::new(
+                "invalid-utf8",
+                Span::new(id, at, at + 1),
+                "the file is not valid UTF-8",
+            )
+            .label("invalid byte")
+            .hint("IDL files are UTF-8 text; re-save the file as UTF-8");
             (id, Some(d))
         }
     }
@@ -99,7 +110,10 @@ pub fn check_paths(paths: &[PathBuf]) -> io::Result<(SourceMap, Result<Model, Di
     let mut diags = Vec::new();
     let files = collect_files(paths)?;
     if files.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::NotFound, "no .pvi files found"));
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no .pvi files found",
+        ));
     }
     for path in &files {
         let (id, bad) = add_source(&mut sources, &display(path), std::fs::read(path)?);

@@ -19,7 +19,10 @@ pub const INT_PRIMITIVES: &[(&str, u64, bool)] = &[
 
 /// A primitive integer type: size in bytes and signedness.
 pub fn int_primitive(name: &str) -> Option<(u64, bool)> {
-    INT_PRIMITIVES.iter().find(|(n, _, _)| *n == name).map(|(_, size, signed)| (*size, *signed))
+    INT_PRIMITIVES
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, size, signed)| (*size, *signed))
 }
 
 /// Whether `value` fits an integer of `size` bytes and the given signedness.
@@ -76,15 +79,19 @@ pub struct Model {
 impl Model {
     /// Groups of ops in source order.
     pub fn groups(&self) -> impl Iterator<Item = &Group> {
-        self.files.iter().flat_map(|f| &f.items).filter_map(|i| match i {
-            Item::Group(g) => Some(g),
-            _ => None,
-        })
+        self.files
+            .iter()
+            .flat_map(|f| &f.items)
+            .filter_map(|i| match i {
+                Item::Group(g) => Some(g),
+                _ => None,
+            })
     }
 
     /// Every op, with its group, in source order.
     pub fn ops(&self) -> impl Iterator<Item = OpRef<'_>> {
-        self.groups().flat_map(|group| group.ops.iter().map(move |op| OpRef { group, op }))
+        self.groups()
+            .flat_map(|group| group.ops.iter().map(move |op| OpRef { group, op }))
     }
 
     /// The op called `name`.
@@ -94,18 +101,25 @@ impl Model {
 
     /// Hypervisor ABIs in source order.
     pub fn hypervisors(&self) -> impl Iterator<Item = &Hypervisor> {
-        self.files.iter().flat_map(|f| &f.items).filter_map(|i| match i {
-            Item::Hypervisor(h) => Some(h),
-            _ => None,
-        })
+        self.files
+            .iter()
+            .flat_map(|f| &f.items)
+            .filter_map(|i| match i {
+                Item::Hypervisor(h) => Some(h),
+                _ => None,
+            })
     }
 
     /// The error kinds.
     pub fn error_kinds(&self) -> impl Iterator<Item = &ErrorKind> {
-        self.files.iter().flat_map(|f| &f.items).filter_map(|i| match i {
-            Item::Errors(e) => Some(e),
-            _ => None,
-        }).flat_map(|e| &e.kinds)
+        self.files
+            .iter()
+            .flat_map(|f| &f.items)
+            .filter_map(|i| match i {
+                Item::Errors(e) => Some(e),
+                _ => None,
+            })
+            .flat_map(|e| &e.kinds)
     }
 
     /// The size and alignment of a type. Only meaningful for types that
@@ -133,7 +147,10 @@ fn layout_depth(types: &BTreeMap<String, TypeDecl>, ty: &TypeRef, depth: usize) 
         TypeRef::Array { elem, len, .. } => {
             let e = layout_depth(types, elem, depth + 1)?;
             let n = u64::try_from(len.value).ok()?;
-            Some(Layout { size: e.size.checked_mul(n)?, align: e.align })
+            Some(Layout {
+                size: e.size.checked_mul(n)?,
+                align: e.align,
+            })
         }
         TypeRef::Named { name, .. } => {
             if name.name == "bool" {

@@ -40,7 +40,10 @@ pub fn parse(file: FileId, text: &str) -> Result<File, Diagnostics> {
         Ok(pairs) => pairs,
         Err(e) => return Err(vec![syntax_error(file, text, e)]),
     };
-    let mut builder = Builder { file, diags: Vec::new() };
+    let mut builder = Builder {
+        file,
+        diags: Vec::new(),
+    };
     let ast = builder.file(pairs.next().expect("the file rule always yields one pair"));
     if builder.diags.is_empty() {
         Ok(ast)
@@ -52,7 +55,9 @@ pub fn parse(file: FileId, text: &str) -> Result<File, Diagnostics> {
 /// How a grammar rule is named in "expected …" messages.
 fn describe(rule: Rule) -> Option<&'static str> {
     Some(match rule {
-        Rule::ident | Rule::item_other | Rule::group_other | Rule::op_other | Rule::hv_other => "a name",
+        Rule::ident | Rule::item_other | Rule::group_other | Rule::op_other | Rule::hv_other => {
+            "a name"
+        }
         Rule::detect_other | Rule::conv_other | Rule::map_other => "a name",
         Rule::int => "an integer",
         Rule::version => "a version such as `0.1.0`",
@@ -80,7 +85,9 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diagno
     let attempts = e.parse_attempts();
     // pest's own position is the furthest failed rule; a failed literal (a
     // missing `;`) can be further, and then only the literals there count.
-    let literal_is_further = attempts.as_ref().is_some_and(|a| a.max_position > pos && a.max_position <= text.len());
+    let literal_is_further = attempts
+        .as_ref()
+        .is_some_and(|a| a.max_position > pos && a.max_position <= text.len());
     if literal_is_further {
         pos = attempts.as_ref().map(|a| a.max_position).unwrap_or(pos);
     } else if let pest::error::ErrorVariant::ParsingError { positives, .. } = &e.variant {
@@ -96,7 +103,8 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diagno
             // Only punctuation is worth naming: keywords come as rules, and
             // the rest are pieces of whitespace, comments and literals.
             let text = token.to_string();
-            if format!("{token:?}").starts_with("Sensitive") && PUNCTUATION.contains(&text.as_str()) {
+            if format!("{token:?}").starts_with("Sensitive") && PUNCTUATION.contains(&text.as_str())
+            {
                 expected.push(format!("`{text}`"));
             }
         }
@@ -106,7 +114,11 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diagno
     // A doc comment where the grammar has no place for one: pest stops on
     // its third slash.
     let line_start = text[..pos].rfind('\n').map(|i| i + 1).unwrap_or(0);
-    if let Some(doc) = text[line_start..].find("///").map(|i| line_start + i).filter(|d| *d <= pos && pos <= d + 3) {
+    if let Some(doc) = text[line_start..]
+        .find("///")
+        .map(|i| line_start + i)
+        .filter(|d| *d <= pos && pos <= d + 3)
+    {
         return Diagnostic::new("misplaced-doc", Span::new(file, doc, doc + 3), "a doc comment cannot stand here")
             .label("documents nothing")
             .hint("doc comments document declarations (items, members, fields); use `//` for a note on a statement");
@@ -131,7 +143,9 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diagno
         .hint("see book/src/idl.md for the syntax of each construct")
 }
 
-const PUNCTUATION: &[&str] = &[";", "{", "}", "(", ")", "[", "]", ",", ":", "=", "=>", "==", "->", "@", "|", "."];
+const PUNCTUATION: &[&str] = &[
+    ";", "{", "}", "(", ")", "[", "]", ",", ":", "=", "=>", "==", "->", "@", "|", ".",
+];
 
 fn join_or(items: &[String]) -> String {
     match items {
@@ -143,7 +157,11 @@ fn join_or(items: &[String]) -> String {
 
 fn found_len(text: &str, pos: usize) -> usize {
     let rest = &text[pos..];
-    let word = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').map(char::len_utf8).sum::<usize>();
+    let word = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .map(char::len_utf8)
+        .sum::<usize>();
     if word > 0 {
         word
     } else {
@@ -178,7 +196,10 @@ impl Builder {
     }
 
     fn ident(&self, p: P) -> Ident {
-        Ident { name: p.as_str().to_string(), span: self.span(&p) }
+        Ident {
+            name: p.as_str().to_string(),
+            span: self.span(&p),
+        }
     }
 
     fn int(&mut self, p: P) -> Int {
@@ -200,21 +221,32 @@ impl Builder {
             Ok(m) if m <= u64::MAX as u128 && !(negative && m > 1u128 << 63) => m as i128,
             Ok(_) | Err(_) => {
                 self.diags.push(
-                    Diagnostic::new("int-overflow", span, format!("integer `{text}` does not fit in 64 bits"))
-                        .label("too large")
-                        .hint("values range from -2^63 to 2^64-1"),
+                    Diagnostic::new(
+                        "int-overflow",
+                        span,
+                        format!("integer `{text}` does not fit in 64 bits"),
+                    )
+                    .label("too large")
+                    .hint("values range from -2^63 to 2^64-1"),
                 );
                 0
             }
         };
-        Int { value: if negative { -magnitude } else { magnitude }, text, span }
+        Int {
+            value: if negative { -magnitude } else { magnitude },
+            text,
+            span,
+        }
     }
 
     fn version(&self, p: P) -> Version {
         let span = self.span(&p);
         let text = p.as_str().to_string();
         // Parts that overflow become u64::MAX; the checker reports them.
-        let parts = text.split('.').map(|part| part.parse::<u64>().unwrap_or(u64::MAX)).collect();
+        let parts = text
+            .split('.')
+            .map(|part| part.parse::<u64>().unwrap_or(u64::MAX))
+            .collect();
         Version { parts, text, span }
     }
 
@@ -256,9 +288,13 @@ impl Builder {
                 None => {
                     let len = 1 + next.map(char::len_utf8).unwrap_or(0);
                     self.diags.push(
-                        Diagnostic::new("bad-escape", Span::new(self.file, escape_start, escape_start + len), "unknown escape sequence in string")
-                            .label("not an escape")
-                            .hint("escapes are \\n \\t \\r \\0 \\\\ \\\" and \\xNN"),
+                        Diagnostic::new(
+                            "bad-escape",
+                            Span::new(self.file, escape_start, escape_start + len),
+                            "unknown escape sequence in string",
+                        )
+                        .label("not an escape")
+                        .hint("escapes are \\n \\t \\r \\0 \\\\ \\\" and \\xNN"),
                     );
                 }
             }
@@ -311,21 +347,37 @@ impl Builder {
             match p.as_rule() {
                 Rule::doc => docs.push(p),
                 Rule::attr => attrs.push(self.attr(p)),
-                _ => return (Meta { docs: self.docs(docs), attrs }, Some(p)),
+                _ => {
+                    return (
+                        Meta {
+                            docs: self.docs(docs),
+                            attrs,
+                        },
+                        Some(p),
+                    )
+                }
             }
         }
-        (Meta { docs: self.docs(docs), attrs }, None)
+        (
+            Meta {
+                docs: self.docs(docs),
+                attrs,
+            },
+            None,
+        )
     }
 
     fn unknown(&mut self, p: P, what: &str, known: &[&str]) {
         let name = p.into_inner().next().expect("*_other starts with a name");
         let span = self.span(&name);
         let word = name.as_str();
-        let mut d = Diagnostic::new("unknown-key", span, format!("unknown {what} `{word}`")).label("not known here");
-        d = match closest(word, known) {
-            Some(best) => d.hint(format!("did you mean `{best}`? expected one of: {}", known.join(", "))),
-            None => d.hint(format!("expected one of: {}", known.join(", "))),
-        };
+        let d = Diagnostic::new("unknown-key", span, format!("unknown {what} `{word}`"))
+            .label("not known here")
+            .suggest(
+                word,
+                known,
+                format!("expected one of: {}", known.join(", ")),
+            );
         self.diags.push(d);
     }
 
@@ -343,7 +395,10 @@ impl Builder {
                 _ => {}
             }
         }
-        File { docs: self.docs(docs), items }
+        File {
+            docs: self.docs(docs),
+            items,
+        }
     }
 
     fn item(&mut self, p: P) -> Option<Item> {
@@ -356,7 +411,12 @@ impl Builder {
                 let mut it = body.into_inner().skip(1);
                 let name = self.ident(it.next()?);
                 let version = self.version(it.next()?);
-                Item::Interface(Interface { meta, name, version, span })
+                Item::Interface(Interface {
+                    meta,
+                    name,
+                    version,
+                    span,
+                })
             }
             Rule::unit_decl => {
                 let span = self.span(&body);
@@ -366,7 +426,12 @@ impl Builder {
                     (Some(f), Some(b)) => Some((self.int(f), self.ident(b))),
                     _ => None,
                 };
-                Item::Unit(UnitDecl { meta, name, scale, span })
+                Item::Unit(UnitDecl {
+                    meta,
+                    name,
+                    scale,
+                    span,
+                })
             }
             Rule::errors_decl => {
                 let span = self.span(&body);
@@ -377,7 +442,11 @@ impl Builder {
                         let kspan = self.span(&k);
                         let mut it = k.into_inner();
                         let (meta, name) = self.meta(&mut it);
-                        Some(ErrorKind { meta, name: self.ident(name?), span: kspan })
+                        Some(ErrorKind {
+                            meta,
+                            name: self.ident(name?),
+                            span: kspan,
+                        })
                     })
                     .collect();
                 Item::Errors(ErrorsDecl { meta, kinds, span })
@@ -385,7 +454,21 @@ impl Builder {
             Rule::group_decl => Item::Group(self.group(body, meta)?),
             Rule::hypervisor_decl => Item::Hypervisor(self.hypervisor(body, meta)?),
             Rule::item_other => {
-                self.unknown(body, "item", &["interface", "unit", "newtype", "flags", "enum", "struct", "errors", "group", "hypervisor"]);
+                self.unknown(
+                    body,
+                    "item",
+                    &[
+                        "interface",
+                        "unit",
+                        "newtype",
+                        "flags",
+                        "enum",
+                        "struct",
+                        "errors",
+                        "group",
+                        "hypervisor",
+                    ],
+                );
                 return None;
             }
             _ => Item::Type(self.type_decl(body, meta)?),
@@ -399,7 +482,12 @@ impl Builder {
                 let mut it = p.into_inner().skip(1);
                 let name = self.ident(it.next()?);
                 let repr = self.type_ref(it.next()?);
-                Some(TypeDecl::Newtype(Newtype { meta, name, repr, span }))
+                Some(TypeDecl::Newtype(Newtype {
+                    meta,
+                    name,
+                    repr,
+                    span,
+                }))
             }
             Rule::flags_decl | Rule::enum_decl => {
                 let is_flags = p.as_rule() == Rule::flags_decl;
@@ -407,12 +495,25 @@ impl Builder {
                 let name = self.ident(it.next()?);
                 let repr = self.ident(it.next()?);
                 let members = it.filter_map(|m| self.member(m)).collect();
-                let e = Enumeration { meta, name, repr, members, span };
-                Some(if is_flags { TypeDecl::Flags(e) } else { TypeDecl::Enum(e) })
+                let e = Enumeration {
+                    meta,
+                    name,
+                    repr,
+                    members,
+                    span,
+                };
+                Some(if is_flags {
+                    TypeDecl::Flags(e)
+                } else {
+                    TypeDecl::Enum(e)
+                })
             }
             Rule::struct_decl => {
                 let mut it = p.into_inner().peekable();
-                let packed = it.peek().map(|f| f.as_rule() == Rule::kw_packed).unwrap_or(false);
+                let packed = it
+                    .peek()
+                    .map(|f| f.as_rule() == Rule::kw_packed)
+                    .unwrap_or(false);
                 if packed {
                     it.next();
                 }
@@ -428,10 +529,23 @@ impl Builder {
                         let name = self.ident(name?);
                         let ty = self.type_ref(fi.next()?);
                         let offset = self.int(fi.next()?);
-                        Some(Field { meta, name, ty, offset, span: fspan })
+                        Some(Field {
+                            meta,
+                            name,
+                            ty,
+                            offset,
+                            span: fspan,
+                        })
                     })
                     .collect();
-                Some(TypeDecl::Struct(Struct { meta, packed, name, size, fields, span }))
+                Some(TypeDecl::Struct(Struct {
+                    meta,
+                    packed,
+                    name,
+                    size,
+                    fields,
+                    span,
+                }))
             }
             _ => None,
         }
@@ -443,7 +557,12 @@ impl Builder {
         let (meta, name) = self.meta(&mut it);
         let name = self.ident(name?);
         let value = self.int(it.next()?);
-        Some(Member { meta, name, value, span })
+        Some(Member {
+            meta,
+            name,
+            value,
+            span,
+        })
     }
 
     fn type_ref(&mut self, p: P) -> TypeRef {
@@ -454,7 +573,11 @@ impl Builder {
                 let mut it = inner.into_inner();
                 let elem = self.type_ref(it.next().expect("array element type"));
                 let len = self.int(it.next().expect("array length"));
-                TypeRef::Array { elem: Box::new(elem), len, span }
+                TypeRef::Array {
+                    elem: Box::new(elem),
+                    len,
+                    span,
+                }
             }
             _ => {
                 let mut it = inner.into_inner();
@@ -493,7 +616,12 @@ impl Builder {
                 ops.push(op);
             }
         }
-        Some(Group { meta, name, ops, span })
+        Some(Group {
+            meta,
+            name,
+            ops,
+            span,
+        })
     }
 
     fn op(&mut self, p: P, meta: Meta) -> Option<Op> {
@@ -530,13 +658,24 @@ impl Builder {
                             let kinds = stmt.into_inner().skip(1).map(|k| self.ident(k)).collect();
                             stmts.push(OpStmt::Errors(kinds, sspan));
                         }
-                        _ => self.unknown(stmt, "op statement", &["hot", "required", "context", "native", "errors"]),
+                        _ => self.unknown(
+                            stmt,
+                            "op statement",
+                            &["hot", "required", "context", "native", "errors"],
+                        ),
                     }
                 }
                 _ => {}
             }
         }
-        Some(Op { meta, name, params, result, stmts, span })
+        Some(Op {
+            meta,
+            name,
+            params,
+            result,
+            stmts,
+            span,
+        })
     }
 
     fn path(&self, p: P) -> Path {
@@ -548,7 +687,8 @@ impl Builder {
     }
 
     fn requires(&self, p: Option<P>) -> Vec<Ident> {
-        p.map(|r| r.into_inner().skip(1).map(|f| self.ident(f)).collect()).unwrap_or_default()
+        p.map(|r| r.into_inner().skip(1).map(|f| self.ident(f)).collect())
+            .unwrap_or_default()
     }
 
     fn hypervisor(&mut self, p: P, meta: Meta) -> Option<Hypervisor> {
@@ -565,7 +705,13 @@ impl Builder {
                 items.push(hv_item);
             }
         }
-        Some(Hypervisor { meta, name, display, items, span })
+        Some(Hypervisor {
+            meta,
+            name,
+            display,
+            items,
+            span,
+        })
     }
 
     fn hv_item(&mut self, p: P, meta: Meta) -> Option<HvItem> {
@@ -577,12 +723,19 @@ impl Builder {
                 for stmt in p.into_inner().skip(1) {
                     let s = stmt.into_inner().next()?;
                     match s.as_rule() {
-                        Rule::signature_stmt => signatures.push(self.string(s.into_inner().nth(1)?)),
+                        Rule::signature_stmt => {
+                            signatures.push(self.string(s.into_inner().nth(1)?))
+                        }
                         Rule::probe_stmt => probes.push(self.ident(s.into_inner().nth(1)?)),
                         _ => self.unknown(s, "detect statement", &["signature", "probe"]),
                     }
                 }
-                HvItem::Detect(Detect { meta, signatures, probes, span })
+                HvItem::Detect(Detect {
+                    meta,
+                    signatures,
+                    probes,
+                    span,
+                })
             }
             Rule::convention_block => {
                 let mut stmts = Vec::new();
@@ -604,17 +757,34 @@ impl Builder {
                         let (meta, name) = self.meta(&mut ri);
                         let name = self.ident(name?);
                         let ty = self.type_ref(ri.next()?);
-                        Some(LeafReg { meta, name, ty, span: rspan })
+                        Some(LeafReg {
+                            meta,
+                            name,
+                            ty,
+                            span: rspan,
+                        })
                     })
                     .collect();
-                HvItem::Leaf(Leaf { meta, name, address, registers, span })
+                HvItem::Leaf(Leaf {
+                    meta,
+                    name,
+                    address,
+                    registers,
+                    span,
+                })
             }
             Rule::features_decl => {
                 let mut it = p.into_inner().skip(1);
                 let name = self.ident(it.next()?);
                 let register = self.path(it.next()?);
                 let bits = it.filter_map(|m| self.member(m)).collect();
-                HvItem::Features(Features { meta, name, register, bits, span })
+                HvItem::Features(Features {
+                    meta,
+                    name,
+                    register,
+                    bits,
+                    span,
+                })
             }
             Rule::msr_decl => {
                 let mut it = p.into_inner().skip(1);
@@ -628,14 +798,27 @@ impl Builder {
                         _ => requires = self.requires(Some(rest)),
                     }
                 }
-                HvItem::Msr(Msr { meta, name, index, ty, requires, span })
+                HvItem::Msr(Msr {
+                    meta,
+                    name,
+                    index,
+                    ty,
+                    requires,
+                    span,
+                })
             }
             Rule::const_decl => {
                 let mut it = p.into_inner().skip(1);
                 let name = self.ident(it.next()?);
                 let ty = self.type_ref(it.next()?);
                 let value = self.int(it.next()?);
-                HvItem::Const(Const { meta, name, ty, value, span })
+                HvItem::Const(Const {
+                    meta,
+                    name,
+                    ty,
+                    value,
+                    span,
+                })
             }
             Rule::hypercall_decl => {
                 let mut it = p.into_inner().skip(1);
@@ -665,26 +848,62 @@ impl Builder {
                         _ => requires = self.requires(Some(rest)),
                     }
                 }
-                HvItem::Hypercall(Hypercall { meta, name, number, fast, params, result, requires, span })
+                HvItem::Hypercall(Hypercall {
+                    meta,
+                    name,
+                    number,
+                    fast,
+                    params,
+                    result,
+                    requires,
+                    span,
+                })
             }
             Rule::error_decl => {
                 let mut it = p.into_inner().skip(1);
                 let name = self.ident(it.next()?);
                 let code = self.int(it.next()?);
                 let kind = self.ident(it.next()?);
-                HvItem::Error(HvError { meta, name, code, kind, span })
+                HvItem::Error(HvError {
+                    meta,
+                    name,
+                    code,
+                    kind,
+                    span,
+                })
             }
             Rule::map_decl => {
                 let mut it = p.into_inner().skip(1);
                 let op = self.ident(it.next()?);
-                let steps = it.filter_map(|s| self.step(s.into_inner().next()?)).collect();
-                HvItem::Map(Map { meta, op, steps, span })
+                let steps = it
+                    .filter_map(|s| self.step(s.into_inner().next()?))
+                    .collect();
+                HvItem::Map(Map {
+                    meta,
+                    op,
+                    steps,
+                    span,
+                })
             }
             Rule::hv_other => {
                 self.unknown(
                     p,
                     "hypervisor item",
-                    &["detect", "convention", "leaf", "features", "msr", "const", "hypercall", "error", "map", "newtype", "flags", "enum", "struct"],
+                    &[
+                        "detect",
+                        "convention",
+                        "leaf",
+                        "features",
+                        "msr",
+                        "const",
+                        "hypercall",
+                        "error",
+                        "map",
+                        "newtype",
+                        "flags",
+                        "enum",
+                        "struct",
+                    ],
                 );
                 return None;
             }
@@ -696,13 +915,32 @@ impl Builder {
         let span = self.span(&p);
         let rule = p.as_rule();
         if rule == Rule::conv_other {
-            self.unknown(p, "convention statement", &["instruction", "page", "number", "args", "result", "fixed", "clobbers", "fast_bit", "status"]);
+            self.unknown(
+                p,
+                "convention statement",
+                &[
+                    "instruction",
+                    "page",
+                    "number",
+                    "args",
+                    "result",
+                    "fixed",
+                    "clobbers",
+                    "fast_bit",
+                    "status",
+                ],
+            );
             return None;
         }
         let mut it = p.into_inner().skip(1);
-        let regs = |b: &Builder, p: Option<P>| -> Vec<Ident> { p.map(|l| l.into_inner().map(|r| b.ident(r)).collect()).unwrap_or_default() };
+        let regs = |b: &Builder, p: Option<P>| -> Vec<Ident> {
+            p.map(|l| l.into_inner().map(|r| b.ident(r)).collect())
+                .unwrap_or_default()
+        };
         Some(match rule {
-            Rule::instruction_stmt => ConvStmt::Instruction(it.map(|i| self.ident(i)).collect(), span),
+            Rule::instruction_stmt => {
+                ConvStmt::Instruction(it.map(|i| self.ident(i)).collect(), span)
+            }
             Rule::page_stmt => {
                 let path = self.path(it.next()?);
                 let stride = self.int(it.nth(1)?);
@@ -732,7 +970,11 @@ impl Builder {
         let span = self.span(&p);
         let rule = p.as_rule();
         if rule == Rule::map_other {
-            self.unknown(p, "mapping step", &["hypercall", "msr", "shared", "cpuid", "nop", "native"]);
+            self.unknown(
+                p,
+                "mapping step",
+                &["hypercall", "msr", "shared", "cpuid", "nop", "native"],
+            );
             return None;
         }
         let mut requires = Vec::new();
@@ -765,7 +1007,9 @@ impl Builder {
                 let name = self.ident(it.next()?);
                 match it.next() {
                     Some(e) if e.as_rule() == Rule::expr => StepKind::MsrWrite(name, self.expr(e)),
-                    Some(a) => StepKind::MsrRead(name, a.into_inner().nth(1).map(|u| self.ident(u))),
+                    Some(a) => {
+                        StepKind::MsrRead(name, a.into_inner().nth(1).map(|u| self.ident(u)))
+                    }
                     None => StepKind::MsrRead(name, None),
                 }
             }
@@ -776,13 +1020,21 @@ impl Builder {
             }
             Rule::step_cpuid => {
                 let path = self.path(it.next()?);
-                let unit = it.next().and_then(|a| a.into_inner().nth(1)).map(|u| self.ident(u));
+                let unit = it
+                    .next()
+                    .and_then(|a| a.into_inner().nth(1))
+                    .map(|u| self.ident(u));
                 StepKind::Cpuid(path, unit)
             }
             Rule::step_nop => StepKind::Nop,
             _ => StepKind::Native,
         };
-        Some(Step { kind, requires, guard, span })
+        Some(Step {
+            kind,
+            requires,
+            guard,
+            span,
+        })
     }
 
     fn expr(&mut self, p: P) -> Expr {

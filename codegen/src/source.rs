@@ -62,18 +62,27 @@ impl SourceMap {
 
     /// The file's name as given to [`SourceMap::add`].
     pub fn name(&self, file: FileId) -> &str {
-        self.files.get(file).map(|f| f.name().as_str()).unwrap_or("<unknown>")
+        self.files
+            .get(file)
+            .map(|f| f.name().as_str())
+            .unwrap_or("<unknown>")
     }
 
     /// The file's text.
     pub fn text(&self, file: FileId) -> &str {
-        self.files.get(file).map(|f| f.source().as_str()).unwrap_or("")
+        self.files
+            .get(file)
+            .map(|f| f.source().as_str())
+            .unwrap_or("")
     }
 
     /// Where `span` starts.
     pub fn line_col(&self, span: Span) -> LineCol {
         match self.files.location(span.file, span.start) {
-            Ok(loc) => LineCol { line: loc.line_number, col: loc.column_number },
+            Ok(loc) => LineCol {
+                line: loc.line_number,
+                col: loc.column_number,
+            },
             Err(_) => LineCol { line: 1, col: 1 },
         }
     }

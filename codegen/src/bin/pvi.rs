@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "pvi", version, about = "The pvi paravirtual-interface toolchain")]
+#[command(
+    name = "pvi",
+    version,
+    about = "The pvi paravirtual-interface toolchain"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,7 +79,13 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
         }
         Ok((_, Ok(model))) => {
             let hvs = model.hypervisors().count();
-            eprintln!("ok: interface {} {}: {} ops, {} hypervisors", model.interface.name.name, model.interface.version.text, model.ops().count(), hvs);
+            eprintln!(
+                "ok: interface {} {}: {} ops, {} hypervisors",
+                model.interface.name.name,
+                model.interface.version.text,
+                model.ops().count(),
+                hvs
+            );
             ExitCode::SUCCESS
         }
     }

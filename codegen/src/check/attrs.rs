@@ -4,7 +4,6 @@
 use super::Checker;
 use crate::ast::*;
 use crate::diagnostic::Diagnostic;
-use crate::parser::closest;
 
 const ATTRIBUTES: &[&str] = &["since", "deprecated", "hv_since"];
 
@@ -86,9 +85,13 @@ impl Checker {
             [a, b, c] => Some([*a, *b, *c]),
             _ => {
                 self.error(
-                    Diagnostic::new("bad-version", v.span, format!("{what} must be MAJOR.MINOR.PATCH, found `{}`", v.text))
-                        .label("three numbers expected")
-                        .hint(format!("write e.g. `{}`", padded(v))),
+                    Diagnostic::new(
+                        "bad-version",
+                        v.span,
+                        format!("{what} must be MAJOR.MINOR.PATCH, found `{}`", v.text),
+                    )
+                    .label("three numbers expected")
+                    .hint(format!("write e.g. `{}`", padded(v))),
                 );
                 None
             }
@@ -106,9 +109,13 @@ impl Checker {
             }
             if part.parse::<u64>().is_err() {
                 return Some(
-                    Diagnostic::new("bad-version", v.span, format!("version `{}` has a part too large", v.text))
-                        .label("does not fit in 64 bits")
-                        .hint("version parts are small numbers"),
+                    Diagnostic::new(
+                        "bad-version",
+                        v.span,
+                        format!("version `{}` has a part too large", v.text),
+                    )
+                    .label("does not fit in 64 bits")
+                    .hint("version parts are small numbers"),
                 );
             }
         }
@@ -121,11 +128,17 @@ impl Checker {
         for attr in &meta.attrs {
             let name = attr.name.name.as_str();
             if !ATTRIBUTES.contains(&name) {
-                let mut d = Diagnostic::new("unknown-attribute", attr.name.span, format!("unknown attribute `@{name}`")).label("not an attribute");
-                d = match closest(name, ATTRIBUTES) {
-                    Some(best) => d.hint(format!("did you mean `@{best}`? attributes are @since, @deprecated and @hv_since")),
-                    None => d.hint("attributes are @since, @deprecated and @hv_since"),
-                };
+                let d = Diagnostic::new(
+                    "unknown-attribute",
+                    attr.name.span,
+                    format!("unknown attribute `@{name}`"),
+                )
+                .label("not an attribute")
+                .suggest(
+                    name,
+                    ATTRIBUTES,
+                    "attributes are @since, @deprecated and @hv_since",
+                );
                 self.error(d);
                 continue;
             }
@@ -135,7 +148,11 @@ impl Checker {
             match name {
                 "since" | "deprecated" => {
                     let wanted = if name == "since" { 1..=1 } else { 1..=2 };
-                    if !self.attr_arity(attr, wanted, "`@since(VERSION)`, `@deprecated(VERSION[, \"NOTE\"])`") {
+                    if !self.attr_arity(
+                        attr,
+                        wanted,
+                        "`@since(VERSION)`, `@deprecated(VERSION[, \"NOTE\"])`",
+                    ) {
                         continue;
                     }
                     let Some(AttrArg::Version(v)) = attr.args.first() else {
@@ -147,13 +164,25 @@ impl Checker {
                             self.attr_type(attr, 1, "a string");
                         }
                     }
-                    let Some(version) = self.semver(v, &format!("the `@{name}` version")) else { continue };
+                    let Some(version) = self.semver(v, &format!("the `@{name}` version")) else {
+                        continue;
+                    };
                     if let Some(current) = current {
                         if version > current {
                             self.error(
-                                Diagnostic::new("version-from-future", v.span, format!("`@{name}({})` is newer than the interface version", v.text))
-                                    .label("newer than the interface")
-                                    .hint(format!("bump the interface version to at least {} or correct this one", v.text)),
+                                Diagnostic::new(
+                                    "version-from-future",
+                                    v.span,
+                                    format!(
+                                        "`@{name}({})` is newer than the interface version",
+                                        v.text
+                                    ),
+                                )
+                                .label("newer than the interface")
+                                .hint(format!(
+                                    "bump the interface version to at least {} or correct this one",
+                                    v.text
+                                )),
                             );
                         }
                     }
@@ -161,18 +190,29 @@ impl Checker {
                         since = Some(version);
                     } else if let Some(s) = since.filter(|s| version < *s) {
                         self.error(
-                            Diagnostic::new("deprecated-before-since", v.span, format!("deprecated in {} but only introduced in {}.{}.{}", v.text, s[0], s[1], s[2]))
-                                .label("before `@since`")
-                                .hint("an item cannot be deprecated before it exists"),
+                            Diagnostic::new(
+                                "deprecated-before-since",
+                                v.span,
+                                format!(
+                                    "deprecated in {} but only introduced in {}.{}.{}",
+                                    v.text, s[0], s[1], s[2]
+                                ),
+                            )
+                            .label("before `@since`")
+                            .hint("an item cannot be deprecated before it exists"),
                         );
                     }
                 }
                 _ => {
                     if !in_hv {
                         self.error(
-                            Diagnostic::new("misplaced-attribute", attr.name.span, "`@hv_since` applies only to items of a hypervisor ABI")
-                                .label("not in a hypervisor block")
-                                .hint("use `@since` for the pvi interface version"),
+                            Diagnostic::new(
+                                "misplaced-attribute",
+                                attr.name.span,
+                                "`@hv_since` applies only to items of a hypervisor ABI",
+                            )
+                            .label("not in a hypervisor block")
+                            .hint("use `@since` for the pvi interface version"),
                         );
                         continue;
                     }
@@ -192,14 +232,28 @@ impl Checker {
         }
     }
 
-    fn attr_arity(&mut self, attr: &Attr, wanted: std::ops::RangeInclusive<usize>, usage: &str) -> bool {
+    fn attr_arity(
+        &mut self,
+        attr: &Attr,
+        wanted: std::ops::RangeInclusive<usize>,
+        usage: &str,
+    ) -> bool {
         if wanted.contains(&attr.args.len()) {
             return true;
         }
         self.error(
-            Diagnostic::new("attribute-arguments", attr.span, format!("`@{}` takes {} argument(s), {} given", attr.name.name, wanted_text(&wanted), attr.args.len()))
-                .label("wrong number of arguments")
-                .hint(format!("write {usage}")),
+            Diagnostic::new(
+                "attribute-arguments",
+                attr.span,
+                format!(
+                    "`@{}` takes {} argument(s), {} given",
+                    attr.name.name,
+                    wanted_text(&wanted),
+                    attr.args.len()
+                ),
+            )
+            .label("wrong number of arguments")
+            .hint(format!("write {usage}")),
         );
         false
     }
@@ -207,9 +261,17 @@ impl Checker {
     fn attr_type(&mut self, attr: &Attr, index: usize, wanted: &str) {
         let span = attr.args.get(index).map(AttrArg::span).unwrap_or(attr.span);
         self.error(
-            Diagnostic::new("attribute-arguments", span, format!("argument {} of `@{}` must be {wanted}", index + 1, attr.name.name))
-                .label("wrong kind of argument")
-                .hint("see the attribute table in book/src/idl.md"),
+            Diagnostic::new(
+                "attribute-arguments",
+                span,
+                format!(
+                    "argument {} of `@{}` must be {wanted}",
+                    index + 1,
+                    attr.name.name
+                ),
+            )
+            .label("wrong kind of argument")
+            .hint("see the attribute table in book/src/idl.md"),
         );
     }
 }

@@ -25,10 +25,14 @@ impl Checker {
                     Some(first) => {
                         let first = first.span;
                         self.error(
-                            Diagnostic::new("duplicate-interface", i.span, "a second `interface` declaration")
-                                .label("second declaration")
-                                .related(first, "the interface is declared here")
-                                .hint("all files form one interface: declare it once"),
+                            Diagnostic::new(
+                                "duplicate-interface",
+                                i.span,
+                                "a second `interface` declaration",
+                            )
+                            .label("second declaration")
+                            .related(first, "the interface is declared here")
+                            .hint("all files form one interface: declare it once"),
                         );
                     }
                     None => interface = Some(i.clone()),
@@ -42,10 +46,14 @@ impl Checker {
                 Item::Errors(e) => {
                     if let Some(first) = errors_decl {
                         self.error(
-                            Diagnostic::new("duplicate-errors", e.span, "a second `errors` declaration")
-                                .label("second declaration")
-                                .related(first, "error kinds are declared here")
-                                .hint("list every error kind in one `errors` block"),
+                            Diagnostic::new(
+                                "duplicate-errors",
+                                e.span,
+                                "a second `errors` declaration",
+                            )
+                            .label("second declaration")
+                            .related(first, "error kinds are declared here")
+                            .hint("list every error kind in one `errors` block"),
                         );
                         continue;
                     }
@@ -75,11 +83,19 @@ impl Checker {
             }
         }
         if interface.is_none() {
-            let span = files.first().and_then(|f| f.items.first()).map(item_span).unwrap_or_default();
+            let span = files
+                .first()
+                .and_then(|f| f.items.first())
+                .map(item_span)
+                .unwrap_or_default();
             self.error(
-                Diagnostic::new("missing-interface", Span::new(span.file, 0, 0), "no `interface` declaration")
-                    .label("expected here or in another file")
-                    .hint("declare the interface and its version once, e.g. `interface pvi 0.1.0;`"),
+                Diagnostic::new(
+                    "missing-interface",
+                    Span::new(span.file, 0, 0),
+                    "no `interface` declaration",
+                )
+                .label("expected here or in another file")
+                .hint("declare the interface and its version once, e.g. `interface pvi 0.1.0;`"),
             );
         }
         interface
@@ -89,9 +105,13 @@ impl Checker {
         let name = t.name();
         if int_primitive(&name.name).is_some() || matches!(name.name.as_str(), "bool" | "bytes") {
             self.error(
-                Diagnostic::new("shadows-primitive", name.span, format!("`{}` is a primitive type", name.name))
-                    .label("cannot be redeclared")
-                    .hint("choose another name"),
+                Diagnostic::new(
+                    "shadows-primitive",
+                    name.span,
+                    format!("`{}` is a primitive type", name.name),
+                )
+                .label("cannot be redeclared")
+                .hint("choose another name"),
             );
             return;
         }

@@ -12,7 +12,10 @@ use crate::source::Span;
 use std::collections::BTreeMap;
 
 /// General-purpose registers by their 64-bit names.
-pub const REGISTERS: &[&str] = &["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
+pub const REGISTERS: &[&str] = &[
+    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15",
+];
 /// Instruction forms a convention may use.
 pub const INSTRUCTIONS: &[&str] = &["vmcall", "vmmcall", "page", "in_port"];
 /// How a convention reports failure.
@@ -130,17 +133,25 @@ impl Checker {
         match detect {
             Some(d) => self.check_detect(d),
             None => self.error(
-                Diagnostic::new("missing-detect", hv.name.span, format!("hypervisor `{}` has no `detect` block", hv.name.name))
-                    .label("cannot be detected")
-                    .hint("add `detect { signature \"…\"; }` with its 12-byte CPUID signature"),
+                Diagnostic::new(
+                    "missing-detect",
+                    hv.name.span,
+                    format!("hypervisor `{}` has no `detect` block", hv.name.name),
+                )
+                .label("cannot be detected")
+                .hint("add `detect { signature \"…\"; }` with its 12-byte CPUID signature"),
             ),
         }
         match convention {
             Some(c) => self.check_convention(c, &mut scope),
             None => self.error(
-                Diagnostic::new("missing-convention", hv.name.span, format!("hypervisor `{}` has no calling `convention`", hv.name.name))
-                    .label("no convention")
-                    .hint("add `convention { instruction …; number …; args …; result …; status …; }`"),
+                Diagnostic::new(
+                    "missing-convention",
+                    hv.name.span,
+                    format!("hypervisor `{}` has no calling `convention`", hv.name.name),
+                )
+                .label("no convention")
+                .hint("add `convention { instruction …; number …; args …; result …; status …; }`"),
             ),
         }
         let mut leaf_addrs = BTreeMap::new();
@@ -171,7 +182,15 @@ impl Checker {
                 HvItem::Msr(m) => {
                     self.unique_number(&mut msr_indexes, &m.index, &m.name, "MSR");
                     if !fits(m.index.value, 4, false) {
-                        self.error(Diagnostic::new("value-out-of-range", m.index.span, "an MSR index is a 32-bit number").label("out of range").hint("check the upstream header"));
+                        self.error(
+                            Diagnostic::new(
+                                "value-out-of-range",
+                                m.index.span,
+                                "an MSR index is a 32-bit number",
+                            )
+                            .label("out of range")
+                            .hint("check the upstream header"),
+                        );
                     }
                     if let Some(ty) = &m.ty {
                         if self.check_type_ref(ty, TypePlace::Value) {
@@ -208,14 +227,26 @@ impl Checker {
         );
     }
 
-    fn unique_number(&mut self, seen: &mut BTreeMap<i128, (String, Span)>, n: &Int, name: &Ident, what: &str) {
+    fn unique_number(
+        &mut self,
+        seen: &mut BTreeMap<i128, (String, Span)>,
+        n: &Int,
+        name: &Ident,
+        what: &str,
+    ) {
         if let Some((first, span)) = seen.get(&n.value) {
             let (first, span) = (first.clone(), *span);
             self.error(
-                Diagnostic::new("duplicate-number", n.span, format!("{what} number {} is already used by `{first}`", n.text))
-                    .label("used twice")
-                    .related(span, "first used here")
-                    .hint(format!("each {what} needs its own number; check the upstream header")),
+                Diagnostic::new(
+                    "duplicate-number",
+                    n.span,
+                    format!("{what} number {} is already used by `{first}`", n.text),
+                )
+                .label("used twice")
+                .related(span, "first used here")
+                .hint(format!(
+                    "each {what} needs its own number; check the upstream header"
+                )),
             );
         } else {
             seen.insert(n.value, (name.name.clone(), n.span));
@@ -226,26 +257,41 @@ impl Checker {
         for s in &d.signatures {
             if s.value.len() != 12 {
                 self.error(
-                    Diagnostic::new("bad-signature", s.span, format!("a CPUID signature is 12 bytes; this one has {}", s.value.len()))
-                        .label("wrong length")
-                        .hint("pad short signatures with `\\0`, e.g. \"KVMKVMKVM\\0\\0\\0\""),
+                    Diagnostic::new(
+                        "bad-signature",
+                        s.span,
+                        format!(
+                            "a CPUID signature is 12 bytes; this one has {}",
+                            s.value.len()
+                        ),
+                    )
+                    .label("wrong length")
+                    .hint("pad short signatures with `\\0`, e.g. \"KVMKVMKVM\\0\\0\\0\""),
                 );
             }
         }
         for p in &d.probes {
             if !PROBES.contains(&p.name.as_str()) {
                 self.error(
-                    Diagnostic::new("unknown-probe", p.span, format!("unknown probe `{}`", p.name))
-                        .label("not a probe")
-                        .hint(format!("probes are: {}", PROBES.join(", "))),
+                    Diagnostic::new(
+                        "unknown-probe",
+                        p.span,
+                        format!("unknown probe `{}`", p.name),
+                    )
+                    .label("not a probe")
+                    .hint(format!("probes are: {}", PROBES.join(", "))),
                 );
             }
         }
         if d.signatures.is_empty() && d.probes.is_empty() {
             self.error(
-                Diagnostic::new("empty-detect", d.span, "`detect` gives no way to find the hypervisor")
-                    .label("empty")
-                    .hint("add a `signature \"…\";` or a `probe backdoor;`"),
+                Diagnostic::new(
+                    "empty-detect",
+                    d.span,
+                    "`detect` gives no way to find the hypervisor",
+                )
+                .label("empty")
+                .hint("add a `signature \"…\";` or a `probe backdoor;`"),
             );
         }
     }
@@ -254,11 +300,17 @@ impl Checker {
         if REGISTERS.contains(&r.name.as_str()) {
             return true;
         }
-        let mut d = Diagnostic::new("unknown-register", r.span, format!("`{}` is not a general-purpose register", r.name)).label("not a register");
-        d = match closest(&r.name, REGISTERS) {
-            Some(best) => d.hint(format!("did you mean `{best}`? registers are written by their 64-bit names")),
-            None => d.hint("registers are written by their 64-bit names: rax, rbx, …, r15"),
-        };
+        let d = Diagnostic::new(
+            "unknown-register",
+            r.span,
+            format!("`{}` is not a general-purpose register", r.name),
+        )
+        .label("not a register")
+        .suggest(
+            &r.name,
+            REGISTERS,
+            "registers are written by their 64-bit names: rax, rbx, …, r15",
+        );
         self.error(d);
         false
     }
@@ -268,9 +320,13 @@ impl Checker {
             return true;
         }
         self.error(
-            Diagnostic::new("unknown-register", r.span, format!("`{}` is not a CPUID output register", r.name))
-                .label("not eax, ebx, ecx or edx")
-                .hint("CPUID returns its answer in eax, ebx, ecx and edx"),
+            Diagnostic::new(
+                "unknown-register",
+                r.span,
+                format!("`{}` is not a CPUID output register", r.name),
+            )
+            .label("not eax, ebx, ecx or edx")
+            .hint("CPUID returns its answer in eax, ebx, ecx and edx"),
         );
         false
     }
@@ -279,9 +335,16 @@ impl Checker {
         if let Some(layout) = layout_of(&self.types, ty) {
             if layout.size > max {
                 self.error(
-                    Diagnostic::new("too-wide", ty.span(), format!("a {}-byte value does not fit a {max}-byte register", layout.size))
-                        .label("too wide")
-                        .hint("use a narrower type"),
+                    Diagnostic::new(
+                        "too-wide",
+                        ty.span(),
+                        format!(
+                            "a {}-byte value does not fit a {max}-byte register",
+                            layout.size
+                        ),
+                    )
+                    .label("too wide")
+                    .hint("use a narrower type"),
                 );
             }
         }
@@ -298,10 +361,14 @@ impl Checker {
             if let Some(first) = seen.get(key) {
                 let first = *first;
                 self.error(
-                    Diagnostic::new("duplicate-key", stmt.span(), format!("`{key}` is given twice in the convention"))
-                        .label("second time")
-                        .related(first, "first given here")
-                        .hint("each convention statement may appear once"),
+                    Diagnostic::new(
+                        "duplicate-key",
+                        stmt.span(),
+                        format!("`{key}` is given twice in the convention"),
+                    )
+                    .label("second time")
+                    .related(first, "first given here")
+                    .hint("each convention statement may appear once"),
                 );
                 continue;
             }
@@ -312,11 +379,17 @@ impl Checker {
                     for f in forms {
                         self.unique(&mut listed, f, "instruction form");
                         if !INSTRUCTIONS.contains(&f.name.as_str()) {
-                            let mut d = Diagnostic::new("unknown-instruction", f.span, format!("unknown instruction form `{}`", f.name)).label("not an instruction form");
-                            d = match closest(&f.name, INSTRUCTIONS) {
-                                Some(best) => d.hint(format!("did you mean `{best}`? forms are: {}", INSTRUCTIONS.join(", "))),
-                                None => d.hint(format!("forms are: {}", INSTRUCTIONS.join(", "))),
-                            };
+                            let d = Diagnostic::new(
+                                "unknown-instruction",
+                                f.span,
+                                format!("unknown instruction form `{}`", f.name),
+                            )
+                            .label("not an instruction form")
+                            .suggest(
+                                &f.name,
+                                INSTRUCTIONS,
+                                format!("forms are: {}", INSTRUCTIONS.join(", ")),
+                            );
                             self.error(d);
                         }
                         uses_page |= f.name == "page";
@@ -325,7 +398,15 @@ impl Checker {
                 ConvStmt::Page(path, stride, _) => {
                     page = Some(path);
                     if stride.value < 0 || stride.value > 4096 {
-                        self.error(Diagnostic::new("value-out-of-range", stride.span, "a hypercall page stride is between 0 and 4096").label("out of range").hint("Xen uses 32; a single entry point is stride 0"));
+                        self.error(
+                            Diagnostic::new(
+                                "value-out-of-range",
+                                stride.span,
+                                "a hypercall page stride is between 0 and 4096",
+                            )
+                            .label("out of range")
+                            .hint("Xen uses 32; a single entry point is stride 0"),
+                        );
                     }
                 }
                 ConvStmt::Number(r, _) => {
@@ -339,7 +420,15 @@ impl Checker {
                     for r in regs {
                         if self.check_register(r) {
                             if r.name == "rsp" {
-                                self.error(Diagnostic::new("bad-register", r.span, "`rsp` cannot carry an argument").label("the stack pointer").hint("choose another register"));
+                                self.error(
+                                    Diagnostic::new(
+                                        "bad-register",
+                                        r.span,
+                                        "`rsp` cannot carry an argument",
+                                    )
+                                    .label("the stack pointer")
+                                    .hint("choose another register"),
+                                );
                             }
                             self.register_once(&mut regs_used, r, "is an argument register");
                         }
@@ -370,21 +459,41 @@ impl Checker {
                             self.register_once(&mut regs_used, r, "holds a fixed value");
                         }
                         if !fits(v.value, 8, false) {
-                            self.error(Diagnostic::new("value-out-of-range", v.span, "a register value must fit in 64 bits unsigned").label("out of range").hint("write the value as the upstream header does"));
+                            self.error(
+                                Diagnostic::new(
+                                    "value-out-of-range",
+                                    v.span,
+                                    "a register value must fit in 64 bits unsigned",
+                                )
+                                .label("out of range")
+                                .hint("write the value as the upstream header does"),
+                            );
                         }
                     }
                 }
                 ConvStmt::FastBit(b, _) => {
                     if !(0..64).contains(&b.value) {
-                        self.error(Diagnostic::new("bit-out-of-range", b.span, "the fast bit must be a bit of the 64-bit control word").label("must be 0..63").hint("Hyper-V's fast bit is 16"));
+                        self.error(
+                            Diagnostic::new(
+                                "bit-out-of-range",
+                                b.span,
+                                "the fast bit must be a bit of the 64-bit control word",
+                            )
+                            .label("must be 0..63")
+                            .hint("Hyper-V's fast bit is 16"),
+                        );
                     }
                 }
                 ConvStmt::Status(s, _) => {
                     if !STATUS_STYLES.contains(&s.name.as_str()) {
                         self.error(
-                            Diagnostic::new("unknown-status", s.span, format!("unknown status style `{}`", s.name))
-                                .label("not a status style")
-                                .hint(format!("styles are: {}", STATUS_STYLES.join(", "))),
+                            Diagnostic::new(
+                                "unknown-status",
+                                s.span,
+                                format!("unknown status style `{}`", s.name),
+                            )
+                            .label("not a status style")
+                            .hint(format!("styles are: {}", STATUS_STYLES.join(", "))),
                         );
                     }
                 }
@@ -393,26 +502,50 @@ impl Checker {
         for required in ["instruction", "number", "args", "result", "status"] {
             if !seen.contains_key(required) {
                 self.error(
-                    Diagnostic::new("missing-key", c.span, format!("the convention does not say `{required}`"))
-                        .label(format!("no `{required}`"))
-                        .hint("a convention needs instruction, number, args, result and status"),
+                    Diagnostic::new(
+                        "missing-key",
+                        c.span,
+                        format!("the convention does not say `{required}`"),
+                    )
+                    .label(format!("no `{required}`"))
+                    .hint("a convention needs instruction, number, args, result and status"),
                 );
             }
         }
         if uses_page != page.is_some() {
             let (span, message, hint) = if uses_page {
-                (c.span, "the convention calls the hypercall page but does not say where it comes from", "add `page MSR stride N;`")
+                (
+                    c.span,
+                    "the convention calls the hypercall page but does not say where it comes from",
+                    "add `page MSR stride N;`",
+                )
             } else {
-                (seen["page"], "a `page` is declared but the instruction is not `page`", "add `page` to `instruction`, or remove this line")
+                (
+                    seen["page"],
+                    "a `page` is declared but the instruction is not `page`",
+                    "add `page` to `instruction`, or remove this line",
+                )
             };
-            self.error(Diagnostic::new("page-mismatch", span, message).label("inconsistent").hint(hint));
+            self.error(
+                Diagnostic::new("page-mismatch", span, message)
+                    .label("inconsistent")
+                    .hint(hint),
+            );
         }
         if let Some(path) = page {
             self.check_page_ref(path, scope);
         }
         if let Some(n) = number {
             if n.name == "slot" && !uses_page {
-                self.error(Diagnostic::new("page-mismatch", n.span, "`number slot` selects a hypercall page entry, but there is no page").label("no page").hint("use a register, or `instruction page`"));
+                self.error(
+                    Diagnostic::new(
+                        "page-mismatch",
+                        n.span,
+                        "`number slot` selects a hypercall page entry, but there is no page",
+                    )
+                    .label("no page")
+                    .hint("use a register, or `instruction page`"),
+                );
             }
         }
     }
@@ -421,10 +554,14 @@ impl Checker {
         if let Some(first) = used.get(&r.name) {
             let first = *first;
             self.error(
-                Diagnostic::new("register-reused", r.span, format!("`{}` is given two roles", r.name))
-                    .label(format!("also {role}"))
-                    .related(first, "first role here")
-                    .hint("each input register has one role"),
+                Diagnostic::new(
+                    "register-reused",
+                    r.span,
+                    format!("`{}` is given two roles", r.name),
+                )
+                .label(format!("also {role}"))
+                .related(first, "first role here")
+                .hint("each input register has one role"),
             );
         } else {
             used.insert(r.name.clone(), r.span);
@@ -451,19 +588,35 @@ impl Checker {
                 self.check_leaf_register(reg);
             }
             (None, Some(_)) => self.error(
-                Diagnostic::new("missing-register", f.register.span, "feature bits live in one register of the leaf")
-                    .label("which register?")
-                    .hint(format!("write `{}.eax` (or ebx, ecx, edx)", f.register.base.name)),
+                Diagnostic::new(
+                    "missing-register",
+                    f.register.span,
+                    "feature bits live in one register of the leaf",
+                )
+                .label("which register?")
+                .hint(format!(
+                    "write `{}.eax` (or ebx, ecx, edx)",
+                    f.register.base.name
+                )),
             ),
-            (_, None) => self.unknown_in_scope(&f.register.base, scope.leaves.keys(), "CPUID leaf", scope),
+            (_, None) => {
+                self.unknown_in_scope(&f.register.base, scope.leaves.keys(), "CPUID leaf", scope)
+            }
         }
         let mut bits: BTreeMap<i128, (String, Span)> = BTreeMap::new();
         for b in &f.bits {
             if !(0..32).contains(&b.value.value) {
                 self.error(
-                    Diagnostic::new("bit-out-of-range", b.value.span, format!("bit {} does not exist in a 32-bit CPUID register", b.value.text))
-                        .label("must be 0..31")
-                        .hint("feature members are bit positions, not masks"),
+                    Diagnostic::new(
+                        "bit-out-of-range",
+                        b.value.span,
+                        format!(
+                            "bit {} does not exist in a 32-bit CPUID register",
+                            b.value.text
+                        ),
+                    )
+                    .label("must be 0..31")
+                    .hint("feature members are bit positions, not masks"),
                 );
                 continue;
             }
@@ -481,9 +634,20 @@ impl Checker {
 
     /// Report `name` as unknown among `known`, saying what it is instead if
     /// it is something else of this hypervisor.
-    pub(super) fn unknown_in_scope<'k>(&mut self, name: &Ident, known: impl Iterator<Item = &'k String>, what: &str, scope: &Scope) {
+    pub(super) fn unknown_in_scope<'k>(
+        &mut self,
+        name: &Ident,
+        known: impl Iterator<Item = &'k String>,
+        what: &str,
+        scope: &Scope,
+    ) {
         let known: Vec<&str> = known.map(String::as_str).collect();
-        let mut d = Diagnostic::new("unknown-name", name.span, format!("unknown {what} `{}`", name.name)).label(format!("no such {what}"));
+        let mut d = Diagnostic::new(
+            "unknown-name",
+            name.span,
+            format!("unknown {what} `{}`", name.name),
+        )
+        .label(format!("no such {what}"));
         d = if let Some(kind) = scope.kind_of(&name.name) {
             d.hint(format!("`{}` is {kind}, not a {what}", name.name))
         } else if let Some(best) = closest(&name.name, &known) {
@@ -495,16 +659,24 @@ impl Checker {
     }
 
     fn check_const_value(&mut self, c: &Const) {
-        let Some(layout) = layout_of(&self.types, &c.ty) else { return };
+        let Some(layout) = layout_of(&self.types, &c.ty) else {
+            return;
+        };
         let signed = match &c.ty {
-            TypeRef::Named { name, .. } => int_primitive(&name.name).map(|(_, s)| s).unwrap_or(false),
+            TypeRef::Named { name, .. } => {
+                int_primitive(&name.name).map(|(_, s)| s).unwrap_or(false)
+            }
             TypeRef::Array { .. } => false,
         };
         if !fits(c.value.value, layout.size, signed) {
             self.error(
-                Diagnostic::new("value-out-of-range", c.value.span, format!("{} does not fit the constant's type", c.value.text))
-                    .label("out of range")
-                    .hint("choose a wider type or check the value"),
+                Diagnostic::new(
+                    "value-out-of-range",
+                    c.value.span,
+                    format!("{} does not fit the constant's type", c.value.text),
+                )
+                .label("out of range")
+                .hint("choose a wider type or check the value"),
             );
         }
     }
@@ -517,9 +689,18 @@ impl Checker {
         }
         if scope.arg_regs > 0 && h.params.len() > scope.arg_regs {
             self.error(
-                Diagnostic::new("too-many-params", h.name.span, format!("`{}` takes {} parameters but the convention has {} argument registers", h.name.name, h.params.len(), scope.arg_regs))
-                    .label("too many parameters")
-                    .hint("pass the extra values in a struct by address"),
+                Diagnostic::new(
+                    "too-many-params",
+                    h.name.span,
+                    format!(
+                        "`{}` takes {} parameters but the convention has {} argument registers",
+                        h.name.name,
+                        h.params.len(),
+                        scope.arg_regs
+                    ),
+                )
+                .label("too many parameters")
+                .hint("pass the extra values in a struct by address"),
             );
         }
         match &h.result {
@@ -534,9 +715,18 @@ impl Checker {
                 }
                 if scope.result_regs > 0 && results.len() > scope.result_regs {
                     self.error(
-                        Diagnostic::new("too-many-results", h.name.span, format!("`{}` returns {} values but the convention has {} result registers", h.name.name, results.len(), scope.result_regs))
-                            .label("too many results")
-                            .hint("list at most one result per result register"),
+                        Diagnostic::new(
+                            "too-many-results",
+                            h.name.span,
+                            format!(
+                                "`{}` returns {} values but the convention has {} result registers",
+                                h.name.name,
+                                results.len(),
+                                scope.result_regs
+                            ),
+                        )
+                        .label("too many results")
+                        .hint("list at most one result per result register"),
                     );
                 }
             }

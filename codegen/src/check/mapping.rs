@@ -17,7 +17,10 @@ enum Value {
     /// An integer literal: fits anywhere.
     Literal,
     /// A value with an optional unit and an optional enum type.
-    Typed { unit: Option<String>, enum_ty: Option<String> },
+    Typed {
+        unit: Option<String>,
+        enum_ty: Option<String>,
+    },
     /// A struct literal, passed by address.
     Struct(String),
 }
@@ -32,24 +35,45 @@ impl Checker {
             }
             let Some(op) = self.ops.get(&map.op.name).cloned() else {
                 let known: Vec<&str> = self.ops.keys().map(String::as_str).collect();
-                let mut d = Diagnostic::new("unknown-op", map.op.span, format!("`{}` is not an op of the interface", map.op.name)).label("no such op");
-                d = match closest(&map.op.name, &known) {
-                    Some(best) => d.hint(format!("did you mean `{best}`?")),
-                    None => d.hint("ops are declared in `group` blocks; see `pvi explain`"),
-                };
+                let d = Diagnostic::new(
+                    "unknown-op",
+                    map.op.span,
+                    format!("`{}` is not an op of the interface", map.op.name),
+                )
+                .label("no such op")
+                .suggest(
+                    &map.op.name,
+                    &known,
+                    "ops are declared in `group` blocks; see `pvi explain`",
+                );
                 self.error(d);
                 continue;
             };
             self.check_map(map, &op, scope);
         }
-        let required: Vec<Op> = self.ops.values().filter(|op| op.stmts.iter().any(|s| matches!(s, OpStmt::Required(_)))).cloned().collect();
+        let required: Vec<Op> = self
+            .ops
+            .values()
+            .filter(|op| op.stmts.iter().any(|s| matches!(s, OpStmt::Required(_))))
+            .cloned()
+            .collect();
         for op in required {
             if !mapped.contains_key(&op.name.name) {
                 self.error(
-                    Diagnostic::new("unmapped-required-op", hv.name.span, format!("hypervisor `{}` does not map the required op `{}`", hv.name.name, op.name.name))
-                        .label("missing `map`")
-                        .related(op.name.span, "declared `required` here")
-                        .hint(format!("add `map {} {{ …; native; }}` saying how this hypervisor serves it", op.name.name)),
+                    Diagnostic::new(
+                        "unmapped-required-op",
+                        hv.name.span,
+                        format!(
+                            "hypervisor `{}` does not map the required op `{}`",
+                            hv.name.name, op.name.name
+                        ),
+                    )
+                    .label("missing `map`")
+                    .related(op.name.span, "declared `required` here")
+                    .hint(format!(
+                        "add `map {} {{ …; native; }}` saying how this hypervisor serves it",
+                        op.name.name
+                    )),
                 );
             }
         }
@@ -60,10 +84,14 @@ impl Checker {
         for step in &map.steps {
             if let Some(native) = ended {
                 self.error(
-                    Diagnostic::new("unreachable-step", step.span, "this step comes after `native`, which always succeeds")
-                        .label("never tried")
-                        .related(native, "the chain ends here")
-                        .hint("move `native;` to the end of the chain"),
+                    Diagnostic::new(
+                        "unreachable-step",
+                        step.span,
+                        "this step comes after `native`, which always succeeds",
+                    )
+                    .label("never tried")
+                    .related(native, "the chain ends here")
+                    .hint("move `native;` to the end of the chain"),
                 );
                 break;
             }
@@ -90,7 +118,12 @@ impl Checker {
                     };
                     if let Some(v) = self.value_of(value, op, scope) {
                         let target = msr.ty.clone().unwrap_or_else(|| u64_type(name.span));
-                        self.check_arg(&v, &target, value.span(), &format!("the value written to `{}`", name.name));
+                        self.check_arg(
+                            &v,
+                            &target,
+                            value.span(),
+                            &format!("the value written to `{}`", name.name),
+                        );
                     }
                 }
                 StepKind::MsrRead(name, as_unit) => {
@@ -99,7 +132,13 @@ impl Checker {
                         continue;
                     };
                     let unit = msr.ty.as_ref().and_then(|t| unit_of(&self.types, t));
-                    self.check_read(unit, as_unit.as_ref(), op, step.span, &format!("MSR `{}`", name.name));
+                    self.check_read(
+                        unit,
+                        as_unit.as_ref(),
+                        op,
+                        step.span,
+                        &format!("MSR `{}`", name.name),
+                    );
                 }
                 StepKind::Cpuid(path, as_unit) => {
                     let Some(leaf) = scope.leaves.get(&path.base.name) else {
@@ -107,11 +146,29 @@ impl Checker {
                         continue;
                     };
                     let Some(reg) = &path.member else {
-                        self.error(Diagnostic::new("missing-register", path.span, "say which register of the leaf holds the value").label("which register?").hint(format!("write `{}.eax` (or ebx, ecx, edx)", path.base.name)));
+                        self.error(
+                            Diagnostic::new(
+                                "missing-register",
+                                path.span,
+                                "say which register of the leaf holds the value",
+                            )
+                            .label("which register?")
+                            .hint(format!("write `{}.eax` (or ebx, ecx, edx)", path.base.name)),
+                        );
                         continue;
                     };
-                    let unit = leaf.registers.iter().find(|r| r.name.name == reg.name).and_then(|r| unit_of(&self.types, &r.ty));
-                    self.check_read(unit, as_unit.as_ref(), op, step.span, &format!("`{}`", path_text(path)));
+                    let unit = leaf
+                        .registers
+                        .iter()
+                        .find(|r| r.name.name == reg.name)
+                        .and_then(|r| unit_of(&self.types, &r.ty));
+                    self.check_read(
+                        unit,
+                        as_unit.as_ref(),
+                        op,
+                        step.span,
+                        &format!("`{}`", path_text(path)),
+                    );
                 }
                 StepKind::Shared(path, via) => self.check_shared(path, via, op, scope),
             }
@@ -128,34 +185,59 @@ impl Checker {
     fn check_guard(&mut self, guard: &Guard, op: &Op) {
         let Some(param) = op.params.iter().find(|p| p.name == guard.param) else {
             self.error(
-                Diagnostic::new("unknown-name", guard.param.span, format!("`{}` is not a parameter of `{}`", guard.param.name, op.name.name))
-                    .label("no such parameter")
-                    .hint("a guard compares an enum parameter of the op with one of its variants"),
+                Diagnostic::new(
+                    "unknown-name",
+                    guard.param.span,
+                    format!(
+                        "`{}` is not a parameter of `{}`",
+                        guard.param.name, op.name.name
+                    ),
+                )
+                .label("no such parameter")
+                .hint("a guard compares an enum parameter of the op with one of its variants"),
             );
             return;
         };
         let variants = match &param.ty {
             TypeRef::Named { name, .. } => match self.types.get(&name.name) {
-                Some(TypeDecl::Enum(e)) => Some(e.members.iter().map(|m| m.name.name.clone()).collect::<Vec<_>>()),
+                Some(TypeDecl::Enum(e)) => Some(
+                    e.members
+                        .iter()
+                        .map(|m| m.name.name.clone())
+                        .collect::<Vec<_>>(),
+                ),
                 _ => None,
             },
             TypeRef::Array { .. } => None,
         };
         let Some(variants) = variants else {
             self.error(
-                Diagnostic::new("guard-not-enum", guard.param.span, format!("parameter `{}` is not an enum", guard.param.name))
-                    .label("not an enum")
-                    .hint("`when` guards select on enum parameters"),
+                Diagnostic::new(
+                    "guard-not-enum",
+                    guard.param.span,
+                    format!("parameter `{}` is not an enum", guard.param.name),
+                )
+                .label("not an enum")
+                .hint("`when` guards select on enum parameters"),
             );
             return;
         };
         if !variants.contains(&guard.variant.name) {
             let known: Vec<&str> = variants.iter().map(String::as_str).collect();
-            let mut d = Diagnostic::new("unknown-variant", guard.variant.span, format!("`{}` is not a variant of `{}`'s type", guard.variant.name, guard.param.name)).label("no such variant");
-            d = match closest(&guard.variant.name, &known) {
-                Some(best) => d.hint(format!("did you mean `{best}`?")),
-                None => d.hint(format!("variants are: {}", known.join(", "))),
-            };
+            let d = Diagnostic::new(
+                "unknown-variant",
+                guard.variant.span,
+                format!(
+                    "`{}` is not a variant of `{}`'s type",
+                    guard.variant.name, guard.param.name
+                ),
+            )
+            .label("no such variant")
+            .suggest(
+                &guard.variant.name,
+                &known,
+                format!("variants are: {}", known.join(", ")),
+            );
             self.error(d);
         }
     }
@@ -172,16 +254,30 @@ impl Checker {
             };
             let names: Vec<String> = hc.params.iter().map(|p| p.name.name.clone()).collect();
             self.error(
-                Diagnostic::new("wrong-arg-count", span, format!("`{}` takes {} argument(s), {} given", name.name, hc.params.len(), args.len()))
-                    .label("wrong number of arguments")
-                    .related(hc.name.span, "declared here")
-                    .hint(format!("its parameters are ({})", names.join(", "))),
+                Diagnostic::new(
+                    "wrong-arg-count",
+                    span,
+                    format!(
+                        "`{}` takes {} argument(s), {} given",
+                        name.name,
+                        hc.params.len(),
+                        args.len()
+                    ),
+                )
+                .label("wrong number of arguments")
+                .related(hc.name.span, "declared here")
+                .hint(format!("its parameters are ({})", names.join(", "))),
             );
             return;
         }
         for (arg, param) in args.iter().zip(&hc.params) {
             if let Some(v) = self.value_of(arg, op, scope) {
-                self.check_arg(&v, &param.ty, arg.span(), &format!("parameter `{}` of `{}`", param.name.name, name.name));
+                self.check_arg(
+                    &v,
+                    &param.ty,
+                    arg.span(),
+                    &format!("parameter `{}` of `{}`", param.name.name, name.name),
+                );
             }
         }
     }
@@ -196,41 +292,73 @@ impl Checker {
         }
         let Some(TypeDecl::Struct(s)) = self.types.get(&path.base.name).cloned() else {
             self.error(
-                Diagnostic::new("unknown-struct", path.base.span, format!("`{}` is not a declared struct", path.base.name))
-                    .label("no such struct")
-                    .hint("declare the shared structure with `struct NAME size N { … }`"),
+                Diagnostic::new(
+                    "unknown-struct",
+                    path.base.span,
+                    format!("`{}` is not a declared struct", path.base.name),
+                )
+                .label("no such struct")
+                .hint("declare the shared structure with `struct NAME size N { … }`"),
             );
             return;
         };
-        let Some(field_name) = &path.member else { return };
+        let Some(field_name) = &path.member else {
+            return;
+        };
         let Some(field) = s.fields.iter().find(|f| f.name == *field_name) else {
             self.unknown_field(field_name, &s);
             return;
         };
         let unit = unit_of(&self.types, &field.ty);
         if op.result.is_some() && unit.is_some() {
-            self.check_read(unit, None, op, path.span, &format!("field `{}`", path_text(path)));
+            self.check_read(
+                unit,
+                None,
+                op,
+                path.span,
+                &format!("field `{}`", path_text(path)),
+            );
         }
     }
 
     fn unknown_field(&mut self, name: &Ident, s: &Struct) {
         let known: Vec<&str> = s.fields.iter().map(|f| f.name.name.as_str()).collect();
-        let mut d = Diagnostic::new("unknown-field", name.span, format!("struct `{}` has no field `{}`", s.name.name, name.name)).label("no such field");
-        d = match closest(&name.name, &known) {
-            Some(best) => d.hint(format!("did you mean `{best}`?")),
-            None => d.hint(format!("its fields are: {}", known.join(", "))),
-        };
+        let d = Diagnostic::new(
+            "unknown-field",
+            name.span,
+            format!("struct `{}` has no field `{}`", s.name.name, name.name),
+        )
+        .label("no such field")
+        .suggest(
+            &name.name,
+            &known,
+            format!("its fields are: {}", known.join(", ")),
+        );
         self.error(d);
     }
 
     /// A value read from somewhere (MSR, leaf register, field) becomes the
     /// op's result: units must agree, converted explicitly with `as`.
-    fn check_read(&mut self, source: Option<String>, as_unit: Option<&Ident>, op: &Op, span: Span, what: &str) {
+    fn check_read(
+        &mut self,
+        source: Option<String>,
+        as_unit: Option<&Ident>,
+        op: &Op,
+        span: Span,
+        what: &str,
+    ) {
         let Some(result) = &op.result else {
             self.error(
-                Diagnostic::new("read-without-result", span, format!("this step reads {what}, but `{}` returns nothing", op.name.name))
-                    .label("value goes nowhere")
-                    .hint("to write an MSR, use `msr NAME = VALUE`"),
+                Diagnostic::new(
+                    "read-without-result",
+                    span,
+                    format!(
+                        "this step reads {what}, but `{}` returns nothing",
+                        op.name.name
+                    ),
+                )
+                .label("value goes nowhere")
+                .hint("to write an MSR, use `msr NAME = VALUE`"),
             );
             return;
         };
@@ -242,7 +370,13 @@ impl Checker {
             },
             None => source,
         };
-        self.units_agree(have.as_deref(), want.as_deref(), span, what, &format!("the result of `{}`", op.name.name));
+        self.units_agree(
+            have.as_deref(),
+            want.as_deref(),
+            span,
+            what,
+            &format!("the result of `{}`", op.name.name),
+        );
     }
 
     /// `X as UNIT`: X needs a unit of the same dimension.
@@ -260,18 +394,32 @@ impl Checker {
             return None;
         };
         let source = self.units.get(from).cloned();
-        if source.map(|s| s.dimension != target.dimension).unwrap_or(true) {
+        if source
+            .map(|s| s.dimension != target.dimension)
+            .unwrap_or(true)
+        {
             self.error(
-                Diagnostic::new("unit-mismatch", to.span, format!("cannot convert {what} from `{from}` to `{}`", to.name))
-                    .label("different dimensions")
-                    .hint("`as` converts between units of one dimension (ns and ns100, hz and khz)"),
+                Diagnostic::new(
+                    "unit-mismatch",
+                    to.span,
+                    format!("cannot convert {what} from `{from}` to `{}`", to.name),
+                )
+                .label("different dimensions")
+                .hint("`as` converts between units of one dimension (ns and ns100, hz and khz)"),
             );
             return None;
         }
         Some(to.name.clone())
     }
 
-    fn units_agree(&mut self, have: Option<&str>, want: Option<&str>, span: Span, what: &str, target: &str) {
+    fn units_agree(
+        &mut self,
+        have: Option<&str>,
+        want: Option<&str>,
+        span: Span,
+        what: &str,
+        target: &str,
+    ) {
         match (have, want) {
             (_, None) => {}
             (Some(h), Some(w)) if h == w => {}
@@ -298,18 +446,27 @@ impl Checker {
             Expr::Int(_) => Some(Value::Literal),
             Expr::Name(n) => {
                 if n.name == "this_cpu" {
-                    return Some(Value::Typed { unit: None, enum_ty: None });
+                    return Some(Value::Typed {
+                        unit: None,
+                        enum_ty: None,
+                    });
                 }
                 if let Some(p) = op.params.iter().find(|p| p.name == *n) {
                     if matches!(&p.ty, TypeRef::Named { name, .. } if name.name == "bytes") {
                         self.error(
-                            Diagnostic::new("bytes-by-value", n.span, format!("`{}` is a byte slice; pass its parts", n.name))
-                                .label("a slice is two values")
-                                .hint(format!("write `{0}.ptr` and `{0}.len`", n.name)),
+                            Diagnostic::new(
+                                "bytes-by-value",
+                                n.span,
+                                format!("`{}` is a byte slice; pass its parts", n.name),
+                            )
+                            .label("a slice is two values")
+                            .hint(format!("write `{0}.ptr` and `{0}.len`", n.name)),
                         );
                         return None;
                     }
-                    return Some(self.typed(&p.ty));
+                    // A parameter whose own type is wrong was reported
+                    // already; checking its uses would only repeat that.
+                    return self.resolves(&p.ty).then(|| self.typed(&p.ty));
                 }
                 if let Some(c) = scope.consts.get(&n.name) {
                     return Some(self.typed(&c.ty));
@@ -317,7 +474,15 @@ impl Checker {
                 let mut known: Vec<&str> = op.params.iter().map(|p| p.name.name.as_str()).collect();
                 known.extend(scope.consts.keys().map(String::as_str));
                 known.push("this_cpu");
-                let mut d = Diagnostic::new("unknown-name", n.span, format!("`{}` is not a parameter of `{}` nor a constant", n.name, op.name.name)).label("unknown value");
+                let mut d = Diagnostic::new(
+                    "unknown-name",
+                    n.span,
+                    format!(
+                        "`{}` is not a parameter of `{}` nor a constant",
+                        n.name, op.name.name
+                    ),
+                )
+                .label("unknown value");
                 d = if let Some(kind) = scope.kind_of(&n.name) {
                     d.hint(format!("`{}` is {kind}; arguments are op parameters, constants, integers or `this_cpu`", n.name))
                 } else if let Some(best) = closest(&n.name, &known) {
@@ -329,23 +494,37 @@ impl Checker {
                 None
             }
             Expr::Member(base, member, span) => {
-                let is_bytes = op.params.iter().any(|p| p.name == *base && matches!(&p.ty, TypeRef::Named { name, .. } if name.name == "bytes"));
+                let is_bytes = op.params.iter().any(|p| {
+                    p.name == *base
+                        && matches!(&p.ty, TypeRef::Named { name, .. } if name.name == "bytes")
+                });
                 if !is_bytes || !matches!(member.name.as_str(), "len" | "ptr") {
                     self.error(
-                        Diagnostic::new("bad-member", *span, format!("`{}.{}` is not a value", base.name, member.name))
-                            .label("unknown member")
-                            .hint("only `bytes` parameters have members: `.ptr` and `.len`"),
+                        Diagnostic::new(
+                            "bad-member",
+                            *span,
+                            format!("`{}.{}` is not a value", base.name, member.name),
+                        )
+                        .label("unknown member")
+                        .hint("only `bytes` parameters have members: `.ptr` and `.len`"),
                     );
                     return None;
                 }
-                Some(Value::Typed { unit: None, enum_ty: None })
+                Some(Value::Typed {
+                    unit: None,
+                    enum_ty: None,
+                })
             }
             Expr::Struct(name, fields, _) => {
                 let Some(TypeDecl::Struct(s)) = self.types.get(&name.name).cloned() else {
                     self.error(
-                        Diagnostic::new("unknown-struct", name.span, format!("`{}` is not a declared struct", name.name))
-                            .label("no such struct")
-                            .hint("a struct literal names a declared `struct`"),
+                        Diagnostic::new(
+                            "unknown-struct",
+                            name.span,
+                            format!("`{}` is not a declared struct", name.name),
+                        )
+                        .label("no such struct")
+                        .hint("a struct literal names a declared `struct`"),
                     );
                     return None;
                 };
@@ -357,7 +536,12 @@ impl Checker {
                         continue;
                     };
                     if let Some(v) = self.value_of(value, op, scope) {
-                        self.check_arg(&v, &field.ty, value.span(), &format!("field `{}` of `{}`", field_name.name, s.name.name));
+                        self.check_arg(
+                            &v,
+                            &field.ty,
+                            value.span(),
+                            &format!("field `{}` of `{}`", field_name.name, s.name.name),
+                        );
                     }
                 }
                 Some(Value::Struct(name.name.clone()))
@@ -369,8 +553,22 @@ impl Checker {
                     Value::Literal | Value::Struct(_) => None,
                 };
                 let to = self.convert(from.as_deref(), unit, "this value")?;
-                Some(Value::Typed { unit: Some(to), enum_ty: None })
+                Some(Value::Typed {
+                    unit: Some(to),
+                    enum_ty: None,
+                })
             }
+        }
+    }
+
+    fn resolves(&self, ty: &TypeRef) -> bool {
+        match ty {
+            TypeRef::Named { name, .. } => {
+                crate::model::int_primitive(&name.name).is_some()
+                    || name.name == "bool"
+                    || self.types.contains_key(&name.name)
+            }
+            TypeRef::Array { .. } => false,
         }
     }
 
@@ -382,7 +580,10 @@ impl Checker {
             },
             TypeRef::Array { .. } => None,
         };
-        Value::Typed { unit: unit_of(&self.types, ty), enum_ty }
+        Value::Typed {
+            unit: unit_of(&self.types, ty),
+            enum_ty,
+        }
     }
 
     /// Passing `value` where `target` is expected.
@@ -396,19 +597,42 @@ impl Checker {
         match value {
             Value::Struct(s) => {
                 if target_struct && *s != target_name {
-                    self.type_mismatch(span, what, &format!("a `{target_name}`"), &format!("a `{s}`"));
+                    self.type_mismatch(
+                        span,
+                        what,
+                        &format!("a `{target_name}`"),
+                        &format!("a `{s}`"),
+                    );
                 } else if !target_struct && unit_of(&self.types, target).is_some() {
-                    self.type_mismatch(span, what, &format!("a value in `{}`", unit_of(&self.types, target).unwrap_or_default()), &format!("the address of a `{s}`"));
+                    self.type_mismatch(
+                        span,
+                        what,
+                        &format!(
+                            "a value in `{}`",
+                            unit_of(&self.types, target).unwrap_or_default()
+                        ),
+                        &format!("the address of a `{s}`"),
+                    );
                 }
             }
             Value::Literal => {
                 if target_struct {
-                    self.type_mismatch(span, what, &format!("a `{target_name}` struct literal"), "an integer");
+                    self.type_mismatch(
+                        span,
+                        what,
+                        &format!("a `{target_name}` struct literal"),
+                        "an integer",
+                    );
                 }
             }
             Value::Typed { unit, enum_ty } => {
                 if target_struct {
-                    self.type_mismatch(span, what, &format!("a `{target_name}` struct literal"), "a plain value");
+                    self.type_mismatch(
+                        span,
+                        what,
+                        &format!("a `{target_name}` struct literal"),
+                        "a plain value",
+                    );
                     return;
                 }
                 match enum_ty {
@@ -421,26 +645,48 @@ impl Checker {
                         return;
                     }
                     None if target_enum => {
-                        self.type_mismatch(span, what, &format!("a `{target_name}`"), "a plain value");
+                        self.type_mismatch(
+                            span,
+                            what,
+                            &format!("a `{target_name}`"),
+                            "a plain value",
+                        );
                         return;
                     }
                     _ => {}
                 }
                 let want = unit_of(&self.types, target);
-                self.units_agree(unit.as_deref(), want.as_deref(), span, "this argument", what);
+                self.units_agree(
+                    unit.as_deref(),
+                    want.as_deref(),
+                    span,
+                    "this argument",
+                    what,
+                );
             }
         }
     }
 
     fn type_mismatch(&mut self, span: Span, what: &str, want: &str, have: &str) {
         self.error(
-            Diagnostic::new("type-mismatch", span, format!("{what} expects {want}, but this is {have}"))
-                .label("wrong kind of value")
-                .hint("check the declaration of the hypercall, MSR or struct"),
+            Diagnostic::new(
+                "type-mismatch",
+                span,
+                format!("{what} expects {want}, but this is {have}"),
+            )
+            .label("wrong kind of value")
+            .hint("check the declaration of the hypercall, MSR or struct"),
         );
     }
 }
 
 fn u64_type(span: Span) -> TypeRef {
-    TypeRef::Named { name: Ident { name: "u64".into(), span }, unit: None, span }
+    TypeRef::Named {
+        name: Ident {
+            name: "u64".into(),
+            span,
+        },
+        unit: None,
+        span,
+    }
 }

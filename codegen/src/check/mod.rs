@@ -28,7 +28,12 @@ pub fn check(files: Vec<File>) -> Result<Model, Diagnostics> {
     cx.check_ops(&files);
     cx.check_hypervisors(&files);
     match interface {
-        Some(interface) if cx.diags.is_empty() => Ok(Model { files, interface, units: cx.units, types: cx.types }),
+        Some(interface) if cx.diags.is_empty() => Ok(Model {
+            files,
+            interface,
+            units: cx.units,
+            types: cx.types,
+        }),
         _ => {
             cx.diags.sort_by_key(|d| (d.span.file, d.span.start));
             Err(cx.diags)
@@ -58,10 +63,14 @@ impl Checker {
         if let Some(first) = seen.get(&name.name) {
             let first = *first;
             self.error(
-                Diagnostic::new("duplicate-name", name.span, format!("{what} `{}` is declared twice", name.name))
-                    .label("second declaration")
-                    .related(first, "first declared here")
-                    .hint("rename one of them or remove the duplicate"),
+                Diagnostic::new(
+                    "duplicate-name",
+                    name.span,
+                    format!("{what} `{}` is declared twice", name.name),
+                )
+                .label("second declaration")
+                .related(first, "first declared here")
+                .hint("rename one of them or remove the duplicate"),
             );
             false
         } else {

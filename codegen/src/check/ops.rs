@@ -5,7 +5,6 @@ use super::types::TypePlace;
 use super::Checker;
 use crate::ast::*;
 use crate::diagnostic::Diagnostic;
-use crate::parser::closest;
 use crate::source::Span;
 use std::collections::BTreeMap;
 
@@ -30,9 +29,13 @@ impl Checker {
             self.unique(&mut names, &p.name, "parameter");
             if p.name.name == "ret" {
                 self.error(
-                    Diagnostic::new("reserved-name", p.name.span, "`ret` is reserved for the result in native asm")
-                        .label("reserved")
-                        .hint("rename the parameter"),
+                    Diagnostic::new(
+                        "reserved-name",
+                        p.name.span,
+                        "`ret` is reserved for the result in native asm",
+                    )
+                    .label("reserved")
+                    .hint("rename the parameter"),
                 );
             }
             self.check_type_ref(&p.ty, TypePlace::OpParam);
@@ -55,10 +58,14 @@ impl Checker {
             if let Some(first) = seen.get(key) {
                 let first = *first;
                 self.error(
-                    Diagnostic::new("duplicate-key", stmt.span(), format!("`{key}` is given twice in op `{}`", op.name.name))
-                        .label("second time")
-                        .related(first, "first given here")
-                        .hint("each statement may appear once per op"),
+                    Diagnostic::new(
+                        "duplicate-key",
+                        stmt.span(),
+                        format!("`{key}` is given twice in op `{}`", op.name.name),
+                    )
+                    .label("second time")
+                    .related(first, "first given here")
+                    .hint("each statement may appear once per op"),
                 );
                 continue;
             }
@@ -69,11 +76,17 @@ impl Checker {
                 OpStmt::Context(c, _) => {
                     context = true;
                     if !CONTEXTS.contains(&c.name.as_str()) {
-                        let mut d = Diagnostic::new("unknown-context", c.span, format!("unknown calling context `{}`", c.name)).label("not a context");
-                        d = match closest(&c.name, CONTEXTS) {
-                            Some(best) => d.hint(format!("did you mean `{best}`? contexts are: {}", CONTEXTS.join(", "))),
-                            None => d.hint(format!("contexts are: {}", CONTEXTS.join(", "))),
-                        };
+                        let d = Diagnostic::new(
+                            "unknown-context",
+                            c.span,
+                            format!("unknown calling context `{}`", c.name),
+                        )
+                        .label("not a context")
+                        .suggest(
+                            &c.name,
+                            CONTEXTS,
+                            format!("contexts are: {}", CONTEXTS.join(", ")),
+                        );
                         self.error(d);
                     }
                 }
@@ -89,9 +102,16 @@ impl Checker {
         }
         if !context {
             self.error(
-                Diagnostic::new("missing-context", op.name.span, format!("op `{}` does not say where it may be called", op.name.name))
-                    .label("no `context`")
-                    .hint(format!("add `context any;` (or one of: {})", CONTEXTS.join(", "))),
+                Diagnostic::new(
+                    "missing-context",
+                    op.name.span,
+                    format!("op `{}` does not say where it may be called", op.name.name),
+                )
+                .label("no `context`")
+                .hint(format!(
+                    "add `context any;` (or one of: {})",
+                    CONTEXTS.join(", ")
+                )),
             );
         }
         match native {
@@ -115,11 +135,17 @@ impl Checker {
             return;
         }
         let known: Vec<&str> = self.error_kinds.keys().map(String::as_str).collect();
-        let mut d = Diagnostic::new("unknown-error-kind", k.span, format!("unknown error kind `{}`", k.name)).label("not an error kind");
-        d = match closest(&k.name, &known) {
-            Some(best) => d.hint(format!("did you mean `{best}`?")),
-            None => d.hint(format!("error kinds are: {}", known.join(", "))),
-        };
+        let d = Diagnostic::new(
+            "unknown-error-kind",
+            k.span,
+            format!("unknown error kind `{}`", k.name),
+        )
+        .label("not an error kind")
+        .suggest(
+            &k.name,
+            &known,
+            format!("error kinds are: {}", known.join(", ")),
+        );
         self.error(d);
     }
 
@@ -139,11 +165,21 @@ impl Checker {
                 continue;
             }
             if rest[open..].starts_with('}') {
-                self.asm_error(template, at, "unmatched `}` in asm template", "write `}}` for a literal brace");
+                self.asm_error(
+                    template,
+                    at,
+                    "unmatched `}` in asm template",
+                    "write `}}` for a literal brace",
+                );
                 return;
             }
             let Some(close) = after.find('}') else {
-                self.asm_error(template, at, "unclosed `{` in asm template", "operands are written `{name}`; a literal brace is `{{`");
+                self.asm_error(
+                    template,
+                    at,
+                    "unclosed `{` in asm template",
+                    "operands are written `{name}`; a literal brace is `{{`",
+                );
                 return;
             };
             used.push((after[..close].to_string(), at));
@@ -153,25 +189,51 @@ impl Checker {
         for (name, at) in &used {
             let is_param = op.params.iter().any(|p| &p.name.name == name);
             if !(is_param || name == "ret" && op.result.is_some()) {
-                let what = if name == "ret" { "`{ret}` names the result, but the op has none".to_string() } else { format!("asm operand `{{{name}}}` is not a parameter of `{}`", op.name.name) };
-                self.asm_error(template, *at, &what, "operands are the op's parameters and `{ret}` for its result");
+                let what = if name == "ret" {
+                    "`{ret}` names the result, but the op has none".to_string()
+                } else {
+                    format!(
+                        "asm operand `{{{name}}}` is not a parameter of `{}`",
+                        op.name.name
+                    )
+                };
+                self.asm_error(
+                    template,
+                    *at,
+                    &what,
+                    "operands are the op's parameters and `{ret}` for its result",
+                );
             }
         }
         for p in &op.params {
             if !used.iter().any(|(n, _)| n == &p.name.name) {
                 self.error(
-                    Diagnostic::new("unused-operand", p.name.span, format!("parameter `{}` is not used by the native asm", p.name.name))
-                        .label("never reaches the instruction")
-                        .related(template.span, "native lowering")
-                        .hint(format!("write `{{{}}}` where the instruction takes it", p.name.name)),
+                    Diagnostic::new(
+                        "unused-operand",
+                        p.name.span,
+                        format!("parameter `{}` is not used by the native asm", p.name.name),
+                    )
+                    .label("never reaches the instruction")
+                    .related(template.span, "native lowering")
+                    .hint(format!(
+                        "write `{{{}}}` where the instruction takes it",
+                        p.name.name
+                    )),
                 );
             }
         }
         if op.result.is_some() && !used.iter().any(|(n, _)| n == "ret") {
             self.error(
-                Diagnostic::new("unused-operand", template.span, format!("the native asm of `{}` never produces its result", op.name.name))
-                    .label("no `{ret}`")
-                    .hint("write `{ret}` where the instruction leaves the result"),
+                Diagnostic::new(
+                    "unused-operand",
+                    template.span,
+                    format!(
+                        "the native asm of `{}` never produces its result",
+                        op.name.name
+                    ),
+                )
+                .label("no `{ret}`")
+                .hint("write `{ret}` where the instruction leaves the result"),
             );
         }
     }
@@ -180,6 +242,14 @@ impl Checker {
         // The template's text starts one byte after the opening quote; escapes
         // in asm templates are rare, so the offset is exact for plain text.
         let start = (template.span.start + 1 + at).min(template.span.end);
-        self.error(Diagnostic::new("bad-asm-template", Span::new(template.span.file, start, start + 1), message).label("here").hint(hint));
+        self.error(
+            Diagnostic::new(
+                "bad-asm-template",
+                Span::new(template.span.file, start, start + 1),
+                message,
+            )
+            .label("here")
+            .hint(hint),
+        );
     }
 }
