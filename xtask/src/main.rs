@@ -1,1 +1,50 @@
-fn main() {}
+//! `cargo xtask`: the project's commands. Each provisions what it lacks and
+//! says what it is doing.
+
+mod bench;
+mod provision;
+mod run;
+mod steps;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, test, run and measure pvi")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything CI runs: formatting, lints, the IDL checks and every test.
+    Test {
+        /// Rewrite expected-output files (the IDL error corpus) instead of
+        /// comparing against them; review the diff before committing.
+        #[arg(long)]
+        bless: bool,
+    },
+    /// Build the example kernel and boot it in QEMU.
+    Run {
+        /// Words for the kernel command line.
+        #[arg(last = true)]
+        words: Vec<String>,
+    },
+    /// Measure: `pvi check` on the whole IDL (release build).
+    Bench,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = provision::workspace_root();
+    if let Err(e) = std::env::set_current_dir(&root) {
+        eprintln!("xtask: cannot enter {}: {e}", root.display());
+        return ExitCode::from(2);
+    }
+    match cli.command {
+        Command::Test { bless } => steps::test(bless),
+        Command::Run { words } => run::run(&words),
+        Command::Bench => bench::bench(),
+    }
+}

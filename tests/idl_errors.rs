@@ -1,0 +1,111 @@
+//! The malformed-IDL corpus: one file per distinct mistake in
+//! `tests/idl-errors/`, each with the exact report the user sees beside it
+//! (`NAME.stderr`: location, source line, caret, message, hint).
+//! `PVI_BLESS=1` rewrites the reports; review the diff before committing.
+
+use std::collections::BTreeMap;
+use std::fs;
+
+#[test]
+fn every_malformed_file_gets_its_exact_diagnostics() {
+    let dir = pvi_tests::root().join("tests/idl-errors");
+    let mut cases: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pvi"))
+        .collect();
+    cases.sort();
+    assert!(
+        cases.len() >= 40,
+        "the corpus must hold at least 40 malformed files, found {}",
+        cases.len()
+    );
+
+    let mut failures = Vec::new();
+    let mut first_errors: BTreeMap<String, String> = BTreeMap::new();
+    for case in &cases {
+        let name = format!(
+            "tests/idl-errors/{}",
+            case.file_name().unwrap().to_string_lossy()
+        );
+        let (sources, result) = pvi_codegen::check_bytes(&name, &fs::read(case).unwrap());
+        let diags = match result {
+            Ok(_) => {
+                failures.push(format!("{name}: accepted, but it is malformed"));
+                continue;
+            }
+            Err(d) => d,
+        };
+        assert!(!diags.is_empty(), "{name}: rejected without a diagnostic");
+        let rendered: String = diags.iter().map(|d| d.render(&sources, false)).collect();
+        // One distinct mistake per file: no two files may open with the same
+        // rule and message.
+        let key = format!("{}: {}", diags[0].code, diags[0].message);
+        if let Some(other) = first_errors.insert(key.clone(), name.clone()) {
+            failures.push(format!("{name} and {other} both test `{key}`"));
+        }
+        let expected_path = case.with_extension("stderr");
+        if pvi_tests::blessing() {
+            fs::write(&expected_path, &rendered).unwrap();
+            continue;
+        }
+        match fs::read_to_string(&expected_path) {
+            Ok(expected) if expected == rendered => {}
+            Ok(expected) => failures.push(format!(
+                "{name}: diagnostics differ\n--- expected\n{expected}--- actual\n{rendered}"
+            )),
+            Err(_) => failures.push(format!(
+                "{name}: no {} (run with PVI_BLESS=1 and review)",
+                expected_path.display()
+            )),
+        }
+    }
+    for stderr in fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "stderr"))
+    {
+        if !stderr.with_extension("pvi").exists() {
+            failures.push(format!("{} has no .pvi beside it", stderr.display()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} corpus files failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    println!(
+        "{} malformed files, each with its exact diagnostics",
+        cases.len()
+    );
+}
+
+#[test]
+fn several_errors_in_one_run_are_all_reported() {
+    let text = "interface t 0.1.0;\nnewtype A: u64 in nanos;\nnewtype B: Unknown;\ngroup g { op x() { context nowhere; native routine r; } }\n";
+    let (sources, result) = pvi_codegen::check_bytes("multi.pvi", text.as_bytes());
+    let diags = result.expect_err("three mistakes");
+    let at: Vec<String> = diags
+        .iter()
+        .map(|d| format!("{}:{}", d.code, d.line_col(&sources).line))
+        .collect();
+    assert_eq!(
+        at,
+        ["unknown-unit:2", "unknown-type:3", "unknown-context:4"]
+    );
+}
+
+#[test]
+fn short_form_carries_file_line_and_column() {
+    let (sources, result) = pvi_codegen::check_bytes(
+        "idl/x.pvi",
+        b"interface t 0.1.0;\nnewtype A: u64 in nanos;\n",
+    );
+    let d = &result.expect_err("unknown unit")[0];
+    assert_eq!(
+        d.short(&sources),
+        "idl/x.pvi:2:19: error[unknown-unit]: unknown unit `nanos`"
+    );
+}

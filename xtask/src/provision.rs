@@ -1,0 +1,55 @@
+//! Making sure the machine has what the commands need: the pinned
+//! toolchain's target and components (rustup does not add a missing target
+//! to an already installed toolchain).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The workspace root (the parent of `xtask/`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ is inside the workspace")
+        .to_path_buf()
+}
+
+fn installed(what: &str) -> Option<String> {
+    let out = Command::new("rustup")
+        .args([what, "list", "--installed"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Add the kernel target and the lint and format components if missing.
+/// Returns false (after saying why) if they cannot be had.
+pub fn toolchain() -> bool {
+    let Some(targets) = installed("target") else {
+        println!("xtask: rustup not found; assuming the toolchain is complete (need x86_64-unknown-none, rustfmt, clippy)");
+        return true;
+    };
+    let mut ok = true;
+    if !targets.lines().any(|t| t.trim() == "x86_64-unknown-none") {
+        println!("xtask: adding the kernel target x86_64-unknown-none");
+        ok &= Command::new("rustup")
+            .args(["target", "add", "x86_64-unknown-none"])
+            .status()
+            .is_ok_and(|s| s.success());
+    }
+    let components = installed("component").unwrap_or_default();
+    for component in ["rustfmt", "clippy"] {
+        if !components.lines().any(|c| c.starts_with(component)) {
+            println!("xtask: adding the {component} component");
+            ok &= Command::new("rustup")
+                .args(["component", "add", component])
+                .status()
+                .is_ok_and(|s| s.success());
+        }
+    }
+    if !ok {
+        println!("xtask: could not complete the toolchain; run `rustup toolchain install` in the repository");
+    }
+    ok
+}

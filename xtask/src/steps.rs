@@ -1,0 +1,126 @@
+//! `cargo xtask test`: every check, in order, with a summary at the end.
+
+use crate::provision;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// How a step ended. (Steps that can be skipped, such as QEMU boots without
+/// /dev/kvm, come with the example kernel and add a `Skipped` outcome.)
+enum Outcome {
+    Passed,
+    Failed,
+}
+
+struct Step {
+    name: &'static str,
+    outcome: Outcome,
+    seconds: f64,
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// The `pvi` command of this checkout, built on demand.
+fn pvi(args: &[&str]) -> Command {
+    let mut command = cargo();
+    command
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "pvi-codegen",
+            "--bin",
+            "pvi",
+            "--",
+        ])
+        .args(args);
+    command
+}
+
+fn run(name: &'static str, mut command: Command, steps: &mut Vec<Step>) {
+    println!("\n==> {name}");
+    let start = Instant::now();
+    let ok = command.status().is_ok_and(|s| s.success());
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "==> {name}: {} ({seconds:.1}s)",
+        if ok { "ok" } else { "FAILED" }
+    );
+    steps.push(Step {
+        name,
+        outcome: if ok { Outcome::Passed } else { Outcome::Failed },
+        seconds,
+    });
+}
+
+/// Run every step even after a failure, so one run shows every problem.
+pub fn test(bless: bool) -> ExitCode {
+    let mut steps = Vec::new();
+    if !provision::toolchain() {
+        steps.push(Step {
+            name: "toolchain",
+            outcome: Outcome::Failed,
+            seconds: 0.0,
+        });
+    }
+
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run("rustfmt --check", fmt, &mut steps);
+
+    run(
+        "pvi fmt --check idl",
+        pvi(&["fmt", "--check", "idl"]),
+        &mut steps,
+    );
+    run("pvi check idl", pvi(&["check", "idl"]), &mut steps);
+
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run("clippy -D warnings", clippy, &mut steps);
+
+    let mut tests = cargo();
+    tests.args(["test", "--workspace"]);
+    if bless {
+        tests.env("PVI_BLESS", "1");
+    }
+    run(
+        "cargo test (unit, corpus, upstream cross-check, fmt round-trip, 100k-input property test)",
+        tests,
+        &mut steps,
+    );
+
+    summarize(&steps)
+}
+
+fn summarize(steps: &[Step]) -> ExitCode {
+    println!("\nxtask test summary:");
+    let (mut passed, mut failed, skipped) = (0, 0, 0);
+    for step in steps {
+        let status = match &step.outcome {
+            Outcome::Passed => {
+                passed += 1;
+                "ok".to_string()
+            }
+            Outcome::Failed => {
+                failed += 1;
+                "FAILED".to_string()
+            }
+        };
+        println!("  {:<8.1}s {:<40} {status}", step.seconds, step.name);
+    }
+    println!("steps: {passed} passed, {failed} failed, {skipped} skipped");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
