@@ -9,7 +9,7 @@ fn pvi_blocks(markdown: &str) -> Vec<String> {
     let mut current: Option<String> = None;
     for line in markdown.lines() {
         match (&mut current, line.trim_start()) {
-            (None, l) if l == "```pvi" => current = Some(String::new()),
+            (None, "```pvi") => current = Some(String::new()),
             (Some(_), "```") => blocks.push(current.take().unwrap_or_default()),
             (Some(block), _) => {
                 block.push_str(line);
