@@ -109,3 +109,52 @@ fn short_form_carries_file_line_and_column() {
         "idl/x.pvi:2:19: error[unknown-unit]: unknown unit `nanos`"
     );
 }
+
+#[test]
+fn every_rule_the_checker_can_report_has_a_corpus_file() {
+    let root = pvi_tests::root();
+    let mut rules = std::collections::BTreeSet::new();
+    let mut sources = vec![root.join("codegen/src")];
+    while let Some(dir) = sources.pop() {
+        for entry in fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()) {
+            if entry.is_dir() {
+                sources.push(entry);
+            } else if entry.extension().is_some_and(|e| e == "rs") {
+                let text = fs::read_to_string(&entry).unwrap();
+                for piece in text.split("Diagnostic::new(").skip(1) {
+                    let rule: String = piece
+                        .trim_start()
+                        .strip_prefix('"')
+                        .unwrap_or("")
+                        .chars()
+                        .take_while(|c| *c != '"')
+                        .collect();
+                    if !rule.is_empty() {
+                        rules.insert(rule);
+                    }
+                }
+            }
+        }
+    }
+    let mut reported = String::new();
+    for stderr in fs::read_dir(root.join("tests/idl-errors"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "stderr"))
+    {
+        reported.push_str(&fs::read_to_string(stderr).unwrap());
+    }
+    let untested: Vec<&String> = rules
+        .iter()
+        .filter(|r| !reported.contains(&format!("error[{r}]")))
+        .collect();
+    assert!(
+        rules.len() > 50,
+        "found only {} rule ids; is the scan broken?",
+        rules.len()
+    );
+    assert!(
+        untested.is_empty(),
+        "rules with no file in tests/idl-errors/: {untested:?}"
+    );
+}

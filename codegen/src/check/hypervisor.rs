@@ -339,7 +339,7 @@ impl Checker {
                         "too-wide",
                         ty.span(),
                         format!(
-                            "a {}-byte value does not fit a {max}-byte register",
+                            "a {}-byte value does not fit in a register of {max} bytes",
                             layout.size
                         ),
                     )
@@ -693,7 +693,7 @@ impl Checker {
                     "too-many-params",
                     h.name.span,
                     format!(
-                        "`{}` takes {} parameters but the convention has {} argument registers",
+                        "`{}` takes {} parameters but the convention has only {} argument register(s)",
                         h.name.name,
                         h.params.len(),
                         scope.arg_regs
@@ -719,7 +719,7 @@ impl Checker {
                             "too-many-results",
                             h.name.span,
                             format!(
-                                "`{}` returns {} values but the convention has {} result registers",
+                                "`{}` returns {} values but the convention has only {} result register(s)",
                                 h.name.name,
                                 results.len(),
                                 scope.result_regs
