@@ -139,6 +139,20 @@ pub enum Item {
     Hypervisor(Hypervisor),
 }
 
+impl Item {
+    /// Where the item was written (its docs and attributes excluded).
+    pub fn span(&self) -> Span {
+        match self {
+            Item::Interface(i) => i.span,
+            Item::Unit(u) => u.span,
+            Item::Type(t) => t.span(),
+            Item::Errors(e) => e.span,
+            Item::Group(g) => g.span,
+            Item::Hypervisor(h) => h.span,
+        }
+    }
+}
+
 /// `interface pvi 0.1.0;`
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interface {
@@ -217,6 +231,15 @@ impl TypeDecl {
             TypeDecl::Newtype(n) => &n.name,
             TypeDecl::Flags(e) | TypeDecl::Enum(e) => &e.name,
             TypeDecl::Struct(s) => &s.name,
+        }
+    }
+
+    /// Where the declaration was written.
+    pub fn span(&self) -> Span {
+        match self {
+            TypeDecl::Newtype(n) => n.span,
+            TypeDecl::Flags(e) | TypeDecl::Enum(e) => e.span,
+            TypeDecl::Struct(s) => s.span,
         }
     }
 
@@ -437,6 +460,24 @@ pub enum HvItem {
     Map(Map),
     /// A type declared in the hypervisor's namespace.
     Type(TypeDecl),
+}
+
+impl HvItem {
+    /// Where the declaration was written.
+    pub fn span(&self) -> Span {
+        match self {
+            HvItem::Detect(d) => d.span,
+            HvItem::Convention(c) => c.span,
+            HvItem::Leaf(l) => l.span,
+            HvItem::Features(f) => f.span,
+            HvItem::Msr(m) => m.span,
+            HvItem::Const(c) => c.span,
+            HvItem::Hypercall(h) => h.span,
+            HvItem::Error(e) => e.span,
+            HvItem::Map(m) => m.span,
+            HvItem::Type(t) => t.span(),
+        }
+    }
 }
 
 /// `detect { signature "…"; probe backdoor; }`

@@ -19,7 +19,7 @@ pub fn format_file(file: &File, source: &str) -> String {
         p.out.push('\n');
     }
     for item in &file.items {
-        let span = item_span(item);
+        let span = item.span();
         p.separate(prev_end, span.start, prev_end.is_some());
         p.item(item);
         prev_end = Some(span.end);
@@ -225,7 +225,7 @@ impl<'a> Printer<'a> {
                     |p| {
                         let mut prev = None;
                         for item in &h.items {
-                            let span = hv_item_span(item);
+                            let span = item.span();
                             p.separate(prev, span.start, prev.is_some());
                             p.hv_item(item);
                             prev = Some(span.end);
@@ -681,38 +681,4 @@ pub fn step_text(step: &Step) -> String {
     }
     text.push(';');
     text
-}
-
-fn item_span(item: &Item) -> crate::source::Span {
-    match item {
-        Item::Interface(i) => i.span,
-        Item::Unit(u) => u.span,
-        Item::Type(t) => type_span(t),
-        Item::Errors(e) => e.span,
-        Item::Group(g) => g.span,
-        Item::Hypervisor(h) => h.span,
-    }
-}
-
-fn type_span(t: &TypeDecl) -> crate::source::Span {
-    match t {
-        TypeDecl::Newtype(n) => n.span,
-        TypeDecl::Flags(e) | TypeDecl::Enum(e) => e.span,
-        TypeDecl::Struct(s) => s.span,
-    }
-}
-
-fn hv_item_span(item: &HvItem) -> crate::source::Span {
-    match item {
-        HvItem::Detect(d) => d.span,
-        HvItem::Convention(c) => c.span,
-        HvItem::Leaf(l) => l.span,
-        HvItem::Features(f) => f.span,
-        HvItem::Msr(m) => m.span,
-        HvItem::Const(c) => c.span,
-        HvItem::Hypercall(h) => h.span,
-        HvItem::Error(e) => e.span,
-        HvItem::Map(m) => m.span,
-        HvItem::Type(t) => type_span(t),
-    }
 }

@@ -1,7 +1,7 @@
 //! The `pvi` command: check, format and explain the IDL.
 
 use clap::{Parser, Subcommand};
-use pvi_codegen::{Diagnostic, SourceMap};
+use pvi_codegen::{Diagnostic, Model, SourceMap};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,17 +67,26 @@ fn report(sources: &SourceMap, diags: &[Diagnostic]) {
     eprintln!("error: {} problem(s) found", diags.len());
 }
 
-fn check(paths: Vec<PathBuf>) -> ExitCode {
-    match pvi_codegen::check_paths(&paths) {
+/// The checked model of `paths`, or the exit code after reporting why not:
+/// 2 when the files cannot be read, 1 when they have problems.
+fn load(paths: &[PathBuf]) -> Result<Model, ExitCode> {
+    match pvi_codegen::check_paths(paths) {
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(2)
+            Err(ExitCode::from(2))
         }
         Ok((sources, Err(diags))) => {
             report(&sources, &diags);
-            ExitCode::from(1)
+            Err(ExitCode::from(1))
         }
-        Ok((_, Ok(model))) => {
+        Ok((_, Ok(model))) => Ok(model),
+    }
+}
+
+fn check(paths: Vec<PathBuf>) -> ExitCode {
+    match load(&paths) {
+        Err(code) => code,
+        Ok(model) => {
             let hvs = model.hypervisors().count();
             eprintln!(
                 "ok: interface {} {}: {} ops, {} hypervisors",
@@ -151,16 +160,9 @@ fn fmt(paths: Vec<PathBuf>, check_only: bool) -> ExitCode {
 }
 
 fn explain(op: &str, idl: Vec<PathBuf>) -> ExitCode {
-    match pvi_codegen::check_paths(&idl) {
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-        Ok((sources, Err(diags))) => {
-            report(&sources, &diags);
-            ExitCode::from(1)
-        }
-        Ok((_, Ok(model))) => match pvi_codegen::explain::explain(&model, op) {
+    match load(&idl) {
+        Err(code) => code,
+        Ok(model) => match pvi_codegen::explain::explain(&model, op) {
             Some(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS

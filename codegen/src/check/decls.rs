@@ -86,7 +86,7 @@ impl Checker {
             let span = files
                 .first()
                 .and_then(|f| f.items.first())
-                .map(item_span)
+                .map(Item::span)
                 .unwrap_or_default();
             self.error(
                 Diagnostic::new(
@@ -118,16 +118,5 @@ impl Checker {
         if self.unique(seen, name, "type") {
             self.types.insert(name.name.clone(), t.clone());
         }
-    }
-}
-
-fn item_span(item: &Item) -> Span {
-    match item {
-        Item::Interface(i) => i.span,
-        Item::Unit(u) => u.span,
-        Item::Type(t) => t.name().span,
-        Item::Errors(e) => e.span,
-        Item::Group(g) => g.span,
-        Item::Hypervisor(h) => h.span,
     }
 }
