@@ -66,6 +66,15 @@ impl Docs {
     pub fn summary(&self) -> &str {
         self.lines.first().map(String::as_str).unwrap_or("")
     }
+
+    /// The first sentence, which may span lines.
+    pub fn first_sentence(&self) -> String {
+        let text = self.lines.join(" ");
+        match text.find(". ") {
+            Some(end) => text[..=end].to_string(),
+            None => text,
+        }
+    }
 }
 
 /// One argument of an attribute.
@@ -517,8 +526,8 @@ pub enum ConvStmt {
     Args(Vec<Ident>, Span),
     /// `result REG, …;`
     Result(Vec<Ident>, Span),
-    /// `fixed REG = VALUE, …;`
-    Fixed(Vec<(Ident, Int)>, Span),
+    /// `fixed REG = VALUE [when FORM], …;`
+    Fixed(Vec<FixedReg>, Span),
     /// `clobbers REG, …;`
     Clobbers(Vec<Ident>, Span),
     /// `fast_bit N;`
@@ -557,6 +566,18 @@ impl ConvStmt {
             ConvStmt::Status(..) => "status",
         }
     }
+}
+
+/// `REG = VALUE [when FORM]` in a convention's `fixed` list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FixedReg {
+    /// The register.
+    pub reg: Ident,
+    /// The value it is loaded with.
+    pub value: Int,
+    /// Only for this instruction form (the VMware port number is for `in`
+    /// only), or for every form.
+    pub form: Option<Ident>,
 }
 
 /// `NAME` or `NAME.member`.

@@ -590,7 +590,7 @@ pub fn string_text(value: &[u8]) -> String {
     out
 }
 
-fn type_text(ty: &TypeRef) -> String {
+pub(crate) fn type_text(ty: &TypeRef) -> String {
     match ty {
         TypeRef::Named {
             name,
@@ -608,14 +608,14 @@ fn param_text(p: &Param) -> String {
     format!("{}: {}", p.name.name, type_text(&p.ty))
 }
 
-fn path_text(p: &Path) -> String {
+pub(crate) fn path_text(p: &Path) -> String {
     match &p.member {
         Some(m) => format!("{}.{}", p.base.name, m.name),
         None => p.base.name.clone(),
     }
 }
 
-fn conv_text(stmt: &ConvStmt) -> String {
+pub(crate) fn conv_text(stmt: &ConvStmt) -> String {
     match stmt {
         ConvStmt::Instruction(forms, _) => format!("instruction {};", names(forms, " | ")),
         ConvStmt::Page(path, stride, _) => {
@@ -630,7 +630,10 @@ fn conv_text(stmt: &ConvStmt) -> String {
         ConvStmt::Fixed(pairs, _) => {
             let pairs: Vec<String> = pairs
                 .iter()
-                .map(|(r, v)| format!("{} = {}", r.name, v.text))
+                .map(|f| match &f.form {
+                    Some(w) => format!("{} = {} when {}", f.reg.name, f.value.text, w.name),
+                    None => format!("{} = {}", f.reg.name, f.value.text),
+                })
                 .collect();
             format!("fixed {};", pairs.join(", "))
         }

@@ -9,11 +9,14 @@
 //! }
 //! ```
 
+pub mod artifacts;
 pub mod ast;
 mod check;
 pub mod diagnostic;
+pub mod doc;
 pub mod explain;
 pub mod fmt;
+pub mod gen;
 mod lexcheck;
 pub mod model;
 mod parser;

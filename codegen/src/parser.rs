@@ -955,7 +955,8 @@ impl Builder {
                     let mut fi = f.into_inner();
                     let reg = self.ident(fi.next().expect("fixed register"));
                     let value = self.int(fi.next().expect("fixed value"));
-                    (reg, value)
+                    let form = fi.nth(1).map(|w| self.ident(w));
+                    FixedReg { reg, value, form }
                 })
                 .collect(),
                 span,

@@ -32,6 +32,26 @@ enum Command {
         /// Files or directories; default `idl/`.
         paths: Vec<PathBuf>,
     },
+    /// Generate the SDK's Rust sources (types, ops trait, ABI constants,
+    /// hypercall stubs) into DIR.
+    Gen {
+        /// Output directory (the checked-in copy is sdk/src/generated).
+        #[arg(long)]
+        out: PathBuf,
+        /// IDL files or directories; default `idl/`.
+        #[arg(long = "idl", default_value = "idl")]
+        idl: Vec<PathBuf>,
+    },
+    /// Generate the book's reference pages (ops by group, each hypervisor ABI,
+    /// the op × hypervisor matrix) into DIR.
+    Doc {
+        /// Output directory (the checked-in copy is book/src/reference).
+        #[arg(long)]
+        out: PathBuf,
+        /// IDL files or directories; default `idl/`.
+        #[arg(long = "idl", default_value = "idl")]
+        idl: Vec<PathBuf>,
+    },
     /// Show an op's native meaning and how each hypervisor serves it.
     Explain {
         /// The op's name, e.g. `clock_ns`.
@@ -56,6 +76,8 @@ fn main() -> ExitCode {
         Command::Check { paths } => check(default_paths(paths)),
         Command::Fmt { check, paths } => fmt(default_paths(paths), check),
         Command::Explain { op, idl } => explain(&op, idl),
+        Command::Gen { out, idl } => generate(&out, idl, pvi_codegen::gen::rust),
+        Command::Doc { out, idl } => generate(&out, idl, pvi_codegen::doc::reference),
     }
 }
 
@@ -177,4 +199,32 @@ fn explain(op: &str, idl: Vec<PathBuf>) -> ExitCode {
             }
         },
     }
+}
+
+/// Write `outputs` into `out`, replacing files whose text changed.
+fn generate(
+    out: &std::path::Path,
+    idl: Vec<PathBuf>,
+    outputs: fn(&Model) -> Vec<pvi_codegen::gen::Output>,
+) -> ExitCode {
+    let model = match load(&idl) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    if let Err(e) = std::fs::create_dir_all(out) {
+        eprintln!("error: {}: {e}", out.display());
+        return ExitCode::from(2);
+    }
+    for file in outputs(&model) {
+        let path = out.join(&file.name);
+        if std::fs::read_to_string(&path).ok().as_deref() == Some(file.text.as_str()) {
+            continue;
+        }
+        if let Err(e) = std::fs::write(&path, &file.text) {
+            eprintln!("error: {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+        println!("wrote {}", path.display());
+    }
+    ExitCode::SUCCESS
 }

@@ -356,6 +356,9 @@ impl Checker {
         let mut page = None;
         let mut number = None;
         let mut regs_used: BTreeMap<String, Span> = BTreeMap::new();
+        let mut used_fixed = std::collections::BTreeSet::new();
+        let mut forms_named: Vec<Ident> = Vec::new();
+        let mut forms_declared: Vec<String> = Vec::new();
         for stmt in &c.stmts {
             let key = stmt.keyword();
             if let Some(first) = seen.get(key) {
@@ -393,6 +396,7 @@ impl Checker {
                             self.error(d);
                         }
                         uses_page |= f.name == "page";
+                        forms_declared.push(f.name.clone());
                     }
                 }
                 ConvStmt::Page(path, stride, _) => {
@@ -454,15 +458,38 @@ impl Checker {
                     }
                 }
                 ConvStmt::Fixed(pairs, _) => {
-                    for (r, v) in pairs {
-                        if self.check_register(r) {
-                            self.register_once(&mut regs_used, r, "holds a fixed value");
+                    for f in pairs {
+                        if self.check_register(&f.reg) {
+                            // One role per register and form: the same register
+                            // may hold different values for different forms.
+                            let key = Ident {
+                                name: format!(
+                                    "{}@{}",
+                                    f.reg.name,
+                                    f.form.as_ref().map(|w| w.name.as_str()).unwrap_or("")
+                                ),
+                                span: f.reg.span,
+                            };
+                            if used_fixed.insert(key.name.clone()) {
+                                if f.form.is_none() || !regs_used.contains_key(&f.reg.name) {
+                                    self.register_once(
+                                        &mut regs_used,
+                                        &f.reg,
+                                        "holds a fixed value",
+                                    );
+                                }
+                            } else {
+                                self.register_once(&mut regs_used, &f.reg, "holds a fixed value");
+                            }
                         }
-                        if !fits(v.value, 8, false) {
+                        if let Some(form) = &f.form {
+                            forms_named.push(form.clone());
+                        }
+                        if !fits(f.value.value, 8, false) {
                             self.error(
                                 Diagnostic::new(
                                     "value-out-of-range",
-                                    v.span,
+                                    f.value.span,
                                     "a register value must fit in 64 bits unsigned",
                                 )
                                 .label("out of range")
@@ -497,6 +524,22 @@ impl Checker {
                         );
                     }
                 }
+            }
+        }
+        for form in forms_named {
+            if !forms_declared.contains(&form.name) {
+                self.error(
+                    Diagnostic::new(
+                        "unknown-instruction",
+                        form.span,
+                        format!(
+                            "`{}` is not one of this convention's instruction forms",
+                            form.name
+                        ),
+                    )
+                    .label("not used by `instruction`")
+                    .hint(format!("the forms are: {}", forms_declared.join(", "))),
+                );
             }
         }
         for required in ["instruction", "number", "args", "result", "status"] {

@@ -13,6 +13,8 @@ mod mapping;
 mod ops;
 mod types;
 
+pub(crate) use ops::CONTEXTS;
+
 use crate::ast::*;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::model::{Model, UnitInfo};

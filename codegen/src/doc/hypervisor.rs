@@ -1,0 +1,246 @@
+//! A page per hypervisor ABI: detection, calling convention, leaves,
+//! feature bits, MSRs, constants, hypercalls, error codes, structures and
+//! mappings.
+
+use super::{cell, display, paragraph, versions, NOTICE};
+use crate::ast::*;
+use crate::fmt::{conv_text, path_text, step_text, string_text, type_text};
+use crate::model::Model;
+
+fn requires(r: &[Ident]) -> String {
+    if r.is_empty() {
+        "—".into()
+    } else {
+        r.iter()
+            .map(|i| format!("`{}`", i.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn structure(model: &Model, s: &Struct) -> String {
+    let mut out = format!(
+        "### `struct {}` ({} bytes{})\n\n",
+        s.name.name,
+        s.size.value,
+        if s.packed { ", packed" } else { "" }
+    );
+    out.push_str(&paragraph(&s.meta.docs));
+    out.push_str("| offset | size | field | type | meaning |\n|---|---|---|---|---|\n");
+    let mut fields: Vec<&Field> = s.fields.iter().collect();
+    fields.sort_by_key(|f| f.offset.value);
+    for f in fields {
+        let size = model
+            .layout(&f.ty)
+            .map(|l| l.size.to_string())
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "| {} | {size} | `{}` | `{}` | {} |\n",
+            f.offset.value,
+            f.name.name,
+            type_text(&f.ty),
+            cell(&f.meta.docs)
+        ));
+    }
+    out.push('\n');
+    out
+}
+
+pub fn page(model: &Model, hv: &Hypervisor) -> String {
+    let mut s = format!("# {} (`{}`)\n\n{NOTICE}\n", display(hv), hv.name.name);
+    s.push_str(&paragraph(&hv.meta.docs));
+    if let Some(file) = model.files.iter().find(|f| {
+        f.items
+            .iter()
+            .any(|i| matches!(i, Item::Hypervisor(h) if h.name == hv.name))
+    }) {
+        s.push_str(&paragraph(&file.docs));
+    }
+    let items = &hv.items;
+    let of = |f: fn(&HvItem) -> bool| items.iter().filter(move |i| f(i));
+    s.push_str("## Detection\n\n");
+    for item in of(|i| matches!(i, HvItem::Detect(_))) {
+        if let HvItem::Detect(d) = item {
+            for sig in &d.signatures {
+                s.push_str(&format!("- CPUID signature {} in EBX, ECX, EDX of the base leaf, found by scanning 0x40000000–0x4000FF00 in steps of 0x100.\n", string_text(&sig.value).replace('|', "\\|")));
+            }
+            for p in &d.probes {
+                s.push_str(&format!(
+                    "- Probe: `{}`, when no CPUID signature is found.\n",
+                    p.name
+                ));
+            }
+        }
+    }
+    s.push_str("\n## Calling convention\n\n");
+    for item in of(|i| matches!(i, HvItem::Convention(_))) {
+        if let HvItem::Convention(c) = item {
+            s.push_str(&paragraph(&c.meta.docs));
+            s.push_str("```text\n");
+            for st in &c.stmts {
+                s.push_str(&conv_text(st));
+                s.push('\n');
+            }
+            s.push_str("```\n\n");
+        }
+    }
+    let mut leaves = String::new();
+    let mut features = String::new();
+    let mut msrs = String::new();
+    let mut consts = String::new();
+    let mut hypercalls = String::new();
+    let mut errors = String::new();
+    let mut structs = String::new();
+    let mut maps = String::new();
+    for item in items {
+        match item {
+            HvItem::Leaf(l) => {
+                let regs: Vec<String> = l
+                    .registers
+                    .iter()
+                    .map(|r| format!("`{}`: `{}`", r.name.name, type_text(&r.ty)))
+                    .collect();
+                leaves.push_str(&format!(
+                    "| `{}` | `{}` | {} {} | {} |\n",
+                    l.name.name,
+                    l.address.text,
+                    cell(&l.meta.docs),
+                    regs.join(", "),
+                    versions(&l.meta)
+                ));
+            }
+            HvItem::Features(f) => {
+                features.push_str(&format!(
+                    "### `{}` (`{}`)\n\n{}| bit | name | meaning | since |\n|---|---|---|---|\n",
+                    f.name.name,
+                    path_text(&f.register),
+                    paragraph(&f.meta.docs)
+                ));
+                for b in &f.bits {
+                    features.push_str(&format!(
+                        "| {} | `{}` | {} | {} |\n",
+                        b.value.value,
+                        b.name.name,
+                        cell(&b.meta.docs),
+                        versions(&b.meta)
+                    ));
+                }
+                features.push('\n');
+            }
+            HvItem::Msr(m) => msrs.push_str(&format!(
+                "| `{}` | `{}` | {} | {} | {} | {} |\n",
+                m.name.name,
+                m.index.text,
+                m.ty.as_ref()
+                    .map(|t| format!("`{}`", type_text(t)))
+                    .unwrap_or_else(|| "—".into()),
+                requires(&m.requires),
+                cell(&m.meta.docs),
+                versions(&m.meta)
+            )),
+            HvItem::Const(c) => consts.push_str(&format!(
+                "| `{}` | `{}` | `{}` | {} |\n",
+                c.name.name,
+                type_text(&c.ty),
+                c.value.text,
+                cell(&c.meta.docs)
+            )),
+            HvItem::Hypercall(h) => {
+                let params: Vec<String> = h
+                    .params
+                    .iter()
+                    .map(|p| format!("{}: {}", p.name.name, type_text(&p.ty)))
+                    .collect();
+                let result = match &h.result {
+                    None => "—".into(),
+                    Some(HcResult::Single(t)) => format!("`{}`", type_text(t)),
+                    Some(HcResult::Named(r)) => format!(
+                        "`({})`",
+                        r.iter()
+                            .map(|p| format!("{}: {}", p.name.name, type_text(&p.ty)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                hypercalls.push_str(&format!(
+                    "| `{}` | `{}`{} | `({})` | {result} | {} | {} | {} |\n",
+                    h.name.name,
+                    h.number.text,
+                    if h.fast { " fast" } else { "" },
+                    params.join(", "),
+                    requires(&h.requires),
+                    cell(&h.meta.docs),
+                    versions(&h.meta)
+                ));
+            }
+            HvItem::Error(e) => errors.push_str(&format!(
+                "| `{}` | `{}` | `{}` | {} |\n",
+                e.name.name,
+                e.code.text,
+                e.kind.name,
+                cell(&e.meta.docs)
+            )),
+            HvItem::Type(TypeDecl::Struct(st)) => structs.push_str(&structure(model, st)),
+            HvItem::Type(_) | HvItem::Detect(_) | HvItem::Convention(_) => {}
+            HvItem::Map(m) => {
+                maps.push_str(&format!("**`{}`**\n\n", m.op.name));
+                for (n, step) in m.steps.iter().enumerate() {
+                    maps.push_str(&format!(
+                        "{}. `{}`\n",
+                        n + 1,
+                        step_text(step).trim_end_matches(';')
+                    ));
+                }
+                maps.push('\n');
+            }
+        }
+    }
+    // Structures declared at the top level of this hypervisor's file.
+    if let Some(file) = model.files.iter().find(|f| {
+        f.items
+            .iter()
+            .any(|i| matches!(i, Item::Hypervisor(h) if h.name == hv.name))
+    }) {
+        for item in &file.items {
+            if let Item::Type(TypeDecl::Struct(st)) = item {
+                structs.push_str(&structure(model, st));
+            }
+        }
+    }
+    let section = |title: &str, header: &str, body: &str| {
+        if body.is_empty() {
+            String::new()
+        } else {
+            format!("## {title}\n\n{header}{body}\n")
+        }
+    };
+    s.push_str(&section(
+        "CPUID leaves",
+        "| name | leaf | meaning | since |\n|---|---|---|---|\n",
+        &leaves,
+    ));
+    s.push_str(&section("Feature bits", "", &features));
+    s.push_str(&section(
+        "MSRs",
+        "| name | index | holds | requires | meaning | since |\n|---|---|---|---|---|---|\n",
+        &msrs,
+    ));
+    s.push_str(&section(
+        "Constants",
+        "| name | type | value | meaning |\n|---|---|---|---|\n",
+        &consts,
+    ));
+    s.push_str(&section("Hypercalls", "| name | number | parameters | result | requires | meaning | since |\n|---|---|---|---|---|---|---|\n", &hypercalls));
+    s.push_str(&section(
+        "Error codes",
+        "| name | code | pvi kind | meaning |\n|---|---|---|---|\n",
+        &errors,
+    ));
+    s.push_str(&section("Shared structures", "", &structs));
+    s.push_str(&section(
+        "Mappings",
+        "Ops not listed are served natively.\n\n",
+        &maps,
+    ));
+    s
+}

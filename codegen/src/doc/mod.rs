@@ -1,0 +1,107 @@
+//! Markdown reference pages for the book, generated from the model: a page
+//! per op group, a page per hypervisor ABI, and the op × hypervisor matrix.
+
+mod hypervisor;
+mod matrix;
+mod ops;
+
+use crate::ast::*;
+use crate::gen::Output;
+use crate::model::Model;
+
+/// Where the reference pages live, relative to the workspace root.
+pub const DOC_DIR: &str = "book/src/reference";
+
+const NOTICE: &str =
+    "> Generated from `idl/` by `cargo xtask codegen`. Do not edit: change the IDL.\n";
+
+/// Every reference page.
+pub fn reference(model: &Model) -> Vec<Output> {
+    let mut pages = vec![
+        Output {
+            name: "index.md".into(),
+            text: index(model),
+        },
+        Output {
+            name: "matrix.md".into(),
+            text: matrix::page(model),
+        },
+    ];
+    for group in model.groups() {
+        pages.push(Output {
+            name: format!("ops-{}.md", group.name.name),
+            text: ops::page(model, group),
+        });
+    }
+    for hv in model.hypervisors() {
+        pages.push(Output {
+            name: format!("hv-{}.md", hv.name.name),
+            text: hypervisor::page(model, hv),
+        });
+    }
+    pages
+}
+
+fn index(model: &Model) -> String {
+    let mut s = format!(
+        "# Reference: interface `{}` {}\n\n{NOTICE}\n",
+        model.interface.name.name, model.interface.version.text
+    );
+    s.push_str(&paragraph(&model.interface.meta.docs));
+    s.push_str("## Ops by group\n\n");
+    for g in model.groups() {
+        s.push_str(&format!(
+            "- [{}](ops-{}.md): {} ({} ops)\n",
+            g.name.name,
+            g.name.name,
+            g.meta.docs.summary(),
+            g.ops.len()
+        ));
+    }
+    s.push_str("\n## Hypervisor ABIs\n\n");
+    for hv in model.hypervisors() {
+        s.push_str(&format!("- [{}](hv-{}.md)\n", display(hv), hv.name.name));
+    }
+    s.push_str("\n## Across hypervisors\n\n- [The op × hypervisor matrix](matrix.md)\n");
+    s
+}
+
+/// A hypervisor's display name.
+pub(crate) fn display(hv: &Hypervisor) -> String {
+    String::from_utf8_lossy(&hv.display.value).into_owned()
+}
+
+/// Doc lines as a markdown paragraph, followed by a blank line.
+pub(crate) fn paragraph(docs: &Docs) -> String {
+    if docs.lines.is_empty() {
+        return String::new();
+    }
+    format!("{}\n\n", docs.lines.join("\n"))
+}
+
+/// Doc lines on one line, for table cells.
+pub(crate) fn cell(docs: &Docs) -> String {
+    docs.lines.join(" ").replace('|', "\\|")
+}
+
+/// `since` and `hv_since` of an item, for tables.
+pub(crate) fn versions(meta: &Meta) -> String {
+    let mut out = Vec::new();
+    for a in &meta.attrs {
+        let v = match a.args.first() {
+            Some(AttrArg::Version(v)) => v.text.clone(),
+            _ => continue,
+        };
+        match a.name.name.as_str() {
+            "since" => out.push(format!("pvi {v}")),
+            "hv_since" => out.push(v),
+            "deprecated" => out.push(format!("deprecated {v}")),
+            _ => {}
+        }
+    }
+    if out.is_empty() {
+        "—".into()
+    } else {
+        out.join(", ")
+    }
+}

@@ -1,0 +1,242 @@
+//! `ops.rs`: the `PvOps` trait whose default methods are the native
+//! lowering, the `NativeRoutines` those defaults call, and a table of ops.
+
+use super::names::{camel, from_register, ident, returns, rust_type, to_register};
+use super::types::item_docs;
+use super::{render, Piece};
+use crate::ast::*;
+use crate::model::{Model, OpRef};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+fn context(op: &Op) -> String {
+    op.stmts
+        .iter()
+        .find_map(|s| match s {
+            OpStmt::Context(c, _) => Some(c.name.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn has(op: &Op, f: impl Fn(&OpStmt) -> bool) -> bool {
+    op.stmts.iter().any(f)
+}
+
+fn native(op: &Op) -> Option<&Native> {
+    op.stmts.iter().find_map(|s| match s {
+        OpStmt::Native(n, _) => Some(n),
+        _ => None,
+    })
+}
+
+fn errors(op: &Op) -> Vec<String> {
+    op.stmts
+        .iter()
+        .flat_map(|s| match s {
+            OpStmt::Errors(k, _) => k.iter().map(|i| i.name.clone()).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// The Rust return type of an op (or of its routine).
+fn return_type(op: &Op) -> TokenStream {
+    let value = op
+        .result
+        .as_ref()
+        .map(rust_type)
+        .unwrap_or_else(|| quote!(()));
+    if errors(op).is_empty() {
+        quote!(#value)
+    } else {
+        quote!(Result<#value, PvError>)
+    }
+}
+
+fn params(op: &Op) -> Vec<TokenStream> {
+    op.params
+        .iter()
+        .map(|p| {
+            let n = ident(&p.name.name);
+            let t = rust_type(&p.ty);
+            quote!(#n: #t)
+        })
+        .collect()
+}
+
+fn notes(found: &OpRef) -> Vec<String> {
+    let op = found.op;
+    let mut notes = vec![format!(
+        "Group `{}`; context `{}`.",
+        found.group.name.name,
+        context(op)
+    )];
+    if has(op, |s| matches!(s, OpStmt::Hot(_))) {
+        notes.push("Hot: costs no more than the native instruction.".into());
+    }
+    if has(op, |s| matches!(s, OpStmt::Required(_))) {
+        notes.push("Required: every hypervisor ABI says how it serves this op.".into());
+    }
+    match native(op) {
+        Some(Native::Asm(s)) => notes.push(format!(
+            "Native lowering: `{}`.",
+            String::from_utf8_lossy(&s.value)
+        )),
+        Some(Native::Routine(r)) => {
+            notes.push(format!("Native lowering: [`NativeRoutines::{}`].", r.name))
+        }
+        None => {}
+    }
+    let errs = errors(op);
+    if !errs.is_empty() {
+        notes.push(format!(
+            "Errors: {}.",
+            errs.iter()
+                .map(|e| format!("`{}`", camel(e)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    notes
+}
+
+/// The default method body: the inline asm of the native lowering.
+fn asm_body(model: &Model, op: &Op, template: &str) -> TokenStream {
+    let lines: Vec<String> = template
+        .split(';')
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut prepare = Vec::new();
+    let mut operands = Vec::new();
+    for p in &op.params {
+        let name = ident(&p.name.name);
+        let raw = to_register(model, &p.ty, &name);
+        prepare.push(quote!(let #name: u64 = #raw;));
+        operands.push(quote!(#name = in(reg) #name));
+    }
+    let uses_stack = ["push", "pop", "call"].iter().any(|w| template.contains(w));
+    let options = if uses_stack {
+        quote!()
+    } else {
+        quote!(, options(nostack))
+    };
+    let why = format!("`{template}` is the native lowering of `{}` declared in idl/; it changes only the CPU state that op's documented meaning names.", op.name.name);
+    let ret = format_ident!("ret");
+    let (declare, out, finish) = match &op.result {
+        Some(ty) => {
+            let value = from_register(model, ty, &ret);
+            (quote!(let ret: u64;), quote!(, ret = out(reg) ret), value)
+        }
+        None => (quote!(), quote!(), quote!()),
+    };
+    let finish = match (errors(op).is_empty(), op.result.is_some()) {
+        (true, _) => finish,
+        (false, true) => quote!(Ok(#finish)),
+        (false, false) => quote!(Ok(())),
+    };
+    quote! {
+        #(#prepare)*
+        #declare
+        __safety__!(#why);
+        unsafe { core::arch::asm!(#(#lines),* #(, #operands)* #out #options) };
+        #finish
+    }
+}
+
+pub fn file(model: &Model) -> String {
+    let mut methods = Vec::new();
+    let mut routines = Vec::new();
+    let mut table = Vec::new();
+    for found in model.ops() {
+        let op = found.op;
+        let name = ident(&op.name.name);
+        let ps = params(op);
+        let ret = return_type(op);
+        let ret_clause = returns(&ret);
+        let doc = item_docs(&op.meta, &notes(&found), None);
+        let hot = has(op, |s| matches!(s, OpStmt::Hot(_)));
+        let inline = if hot {
+            quote!(#[inline(always)])
+        } else {
+            quote!(#[inline])
+        };
+        let body = match native(op) {
+            Some(Native::Asm(s)) => asm_body(model, op, &String::from_utf8_lossy(&s.value)),
+            Some(Native::Routine(r)) => {
+                let routine = ident(&r.name);
+                let args = op.params.iter().map(|p| ident(&p.name.name));
+                let rdoc = format!(
+                    " Bare-metal `{}`: {}",
+                    op.name.name,
+                    op.meta.docs.first_sentence()
+                );
+                let r = returns(&ret);
+                routines.push(quote!(#[doc = #rdoc] fn #routine(#(#ps),*) #r;));
+                quote!(<Self::Native as NativeRoutines>::#routine(#(#args),*))
+            }
+            None => quote!(unreachable!()),
+        };
+        methods.push(quote! {
+            #doc
+            #inline
+            fn #name(&self, #(#ps),*) #ret_clause { #body }
+        });
+        let op_name = &op.name.name;
+        let group = &found.group.name.name;
+        let ctx = format_ident!("{}", camel(&context(op)));
+        let required = has(op, |s| matches!(s, OpStmt::Required(_)));
+        table.push(quote!(OpInfo { name: #op_name, group: #group, hot: #hot, required: #required, context: Context::#ctx }));
+    }
+    let contexts = crate::check::CONTEXTS.iter().map(|c| {
+        let v = format_ident!("{}", camel(c));
+        let doc = format!(" `context {c}` in the IDL.");
+        quote!(#[doc = #doc] #v)
+    });
+    let tokens = quote! {
+        use super::types::*;
+
+        #[doc = " The bare-metal routines behind ops whose native lowering is more than"]
+        #[doc = " a few instructions. The SDK's native layer implements them; a host test"]
+        #[doc = " may implement them with a mock."]
+        pub trait NativeRoutines {
+            #(#routines)*
+        }
+
+        #[doc = " The paravirtual interface. Every method's default is its native"]
+        #[doc = " lowering, so a backend overrides only the ops its hypervisor"]
+        #[doc = " paravirtualizes."]
+        pub trait PvOps {
+            #[doc = " The native routines that serve the ops this backend does not override."]
+            type Native: NativeRoutines;
+            #(#methods)*
+        }
+
+        #[doc = " Where an op may be called."]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Context { #(#contexts,)* }
+
+        #[doc = " What the IDL says about an op, for reports and coverage tables."]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct OpInfo {
+            #[doc = " The op's name."]
+            pub name: &'static str,
+            #[doc = " Its group."]
+            pub group: &'static str,
+            #[doc = " Whether it must cost no more than the native instruction."]
+            pub hot: bool,
+            #[doc = " Whether every hypervisor ABI must map it."]
+            pub required: bool,
+            #[doc = " Where it may be called."]
+            pub context: Context,
+        }
+
+        #[doc = " Every op, in IDL order."]
+        pub const OPS: &[OpInfo] = &[#(#table),*];
+    };
+    render(
+        &["The ops trait: what a guest kernel calls, with native semantics as defaults.".into()],
+        vec![Piece::Tokens(tokens)],
+    )
+}
