@@ -2,6 +2,7 @@
 //! says what it is doing.
 
 mod bench;
+mod codegen;
 mod provision;
 mod run;
 mod steps;
@@ -33,6 +34,14 @@ enum Command {
     },
     /// Measure: `pvi check` on the whole IDL (release build).
     Bench,
+    /// Regenerate every artifact from idl/: the SDK's sources, the
+    /// conformance tests' trapping stubs, the book's reference pages.
+    Codegen {
+        /// Also rewrite the generator's golden snapshots and the error
+        /// corpus's expected reports; review the diff before committing.
+        #[arg(long)]
+        bless: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,5 +55,6 @@ fn main() -> ExitCode {
         Command::Test { bless } => steps::test(bless),
         Command::Run { words } => run::run(&words),
         Command::Bench => bench::bench(),
+        Command::Codegen { bless } => codegen::codegen(bless),
     }
 }

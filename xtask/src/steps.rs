@@ -87,13 +87,46 @@ pub fn test(bless: bool) -> ExitCode {
     ]);
     run("clippy -D warnings", clippy, &mut steps);
 
+    let mut kernel_build = cargo();
+    kernel_build
+        .args([
+            "build",
+            "--package",
+            "pvi-sdk",
+            "--target",
+            "x86_64-unknown-none",
+        ])
+        .env("RUSTFLAGS", "-D warnings");
+    run(
+        "pvi-sdk builds for x86_64-unknown-none, no warnings",
+        kernel_build,
+        &mut steps,
+    );
+
+    let mut kernel_clippy = cargo();
+    kernel_clippy.args([
+        "clippy",
+        "--package",
+        "pvi-sdk",
+        "--target",
+        "x86_64-unknown-none",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(
+        "clippy -D warnings (x86_64-unknown-none)",
+        kernel_clippy,
+        &mut steps,
+    );
+
     let mut tests = cargo();
     tests.args(["test", "--workspace"]);
     if bless {
         tests.env("PVI_BLESS", "1");
     }
     run(
-        "cargo test (unit, corpus, upstream cross-check, fmt round-trip, 100k-input property test)",
+        "cargo test (corpus, upstream, fmt, property test, codegen golden and freshness, conformance)",
         tests,
         &mut steps,
     );
