@@ -6,56 +6,6 @@
 use pvi_codegen::ast::*;
 use pvi_codegen::Model;
 use std::collections::BTreeMap;
-use std::fs;
-
-/// What a cross-check line says a name is.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Listed {
-    Number(i128),
-    /// `BIT(n)` or `(1 << n)`: bit n.
-    Bit(u32),
-}
-
-fn parse_value(v: &str) -> Option<Listed> {
-    let v = v.trim();
-    for bit in ["BIT(", "BIT_ULL("] {
-        if let Some(n) = v.strip_prefix(bit).and_then(|r| r.strip_suffix(')')) {
-            return n.trim().parse().ok().map(Listed::Bit);
-        }
-    }
-    if let Some(n) = v.strip_prefix("bit ") {
-        return n.trim().parse().ok().map(Listed::Bit);
-    }
-    if let Some(args) = v
-        .strip_prefix("GENMASK_ULL(")
-        .or_else(|| v.strip_prefix("GENMASK("))
-        .and_then(|r| r.strip_suffix(')'))
-    {
-        let (high, low) = args.split_once(',')?;
-        let (high, low): (u32, u32) = (high.trim().parse().ok()?, low.trim().parse().ok()?);
-        let ones = (1i128 << (high - low + 1)) - 1;
-        return Some(Listed::Number(ones << low));
-    }
-    if let Some(inner) = v.strip_prefix('(').and_then(|r| r.strip_suffix(')')) {
-        let Some((one, shift)) = inner.split_once("<<") else {
-            return parse_value(inner);
-        };
-        if one.trim().trim_end_matches(['U', 'L']) == "1" {
-            return shift.trim().parse().ok().map(Listed::Bit);
-        }
-        return None;
-    }
-    let (neg, body) = match v.strip_prefix('-') {
-        Some(b) => (true, b),
-        None => (false, v),
-    };
-    let body = body.trim_end_matches(['U', 'L', 'u', 'l']);
-    let n = match body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        Some(hex) => i128::from_str_radix(hex, 16).ok()?,
-        None => body.parse::<i128>().ok()?,
-    };
-    Some(Listed::Number(if neg { -n } else { n }))
-}
 
 /// Numbered things of one hypervisor (or the shared structs), by name.
 #[derive(Default)]
@@ -128,15 +78,6 @@ fn numbers_of(model: &Model, hv_name: &str) -> Numbers {
     n
 }
 
-/// `outer.inner.field` (a nested C struct) is declared flat as
-/// `outer.inner_field`: the IDL has no struct-typed fields.
-fn flatten(name: &str) -> String {
-    match name.split_once('.') {
-        Some((outer, rest)) => format!("{outer}.{}", rest.replace('.', "_")),
-        None => name.to_string(),
-    }
-}
-
 fn unescape(s: &str) -> Vec<u8> {
     let s = s.trim().trim_matches('"');
     let mut out = Vec::new();
@@ -158,80 +99,49 @@ fn unescape(s: &str) -> Vec<u8> {
 fn every_number_matches_its_upstream_source() {
     let (_, result) = pvi_codegen::check_paths(&[pvi_tests::root().join("idl")]).unwrap();
     let model = result.expect("idl/ checks clean");
-    let dir = pvi_tests::root().join("tests/upstream");
     let mut failures = Vec::new();
     let mut checked = 0;
-    let mut lists: Vec<_> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "tsv"))
-        .collect();
-    lists.sort();
+    let lists = pvi_tests::upstream::lists();
     let mut hv_names: Vec<String> = model.hypervisors().map(|h| h.name.name.clone()).collect();
     hv_names.push("pvclock".into());
     for hv in &hv_names {
         assert!(
-            lists.iter().any(|l| l.file_stem().unwrap() == hv.as_str()),
+            lists.iter().any(|(stem, _)| stem == hv),
             "no cross-check list tests/upstream/{hv}.tsv"
         );
     }
     let structs = all_structs(&model);
     let mut structs_listed = std::collections::BTreeSet::new();
-    for list in &lists {
-        let hv = list.file_stem().unwrap().to_string_lossy().into_owned();
-        let numbers = numbers_of(&model, &hv);
+    for (hv, lines) in &lists {
+        let numbers = numbers_of(&model, hv);
         let mut listed = std::collections::BTreeSet::new();
-        for (no, line) in fs::read_to_string(list).unwrap().lines().enumerate() {
-            let at = format!("{}:{}", list.file_name().unwrap().to_string_lossy(), no + 1);
-            let cols: Vec<&str> = line.split('\t').collect();
-            let [name, value, source] = cols[..] else {
-                failures.push(format!("{at}: expected NAME<TAB>VALUE<TAB>SOURCE"));
-                continue;
-            };
-            assert!(!source.trim().is_empty(), "{at}: no source");
+        for line in lines {
             checked += 1;
+            let (at, name, key) = (&line.at, &line.name, &line.key);
             if name == "signature" {
-                if !numbers.signature.contains(&unescape(value)) {
-                    failures.push(format!("{at}: signature {value} is not declared"));
+                if !numbers.signature.contains(&unescape(&line.raw)) {
+                    failures.push(format!("{at}: signature {} is not declared", line.raw));
                 }
                 continue;
             }
-            let key = match value.strip_prefix("size=") {
-                Some(_) => format!("{name}#size"),
-                None => flatten(name),
-            };
             listed.insert(key.clone());
-            let wanted = match value.strip_prefix("size=") {
-                Some(size) => size.parse().ok().map(Listed::Number),
-                None => parse_value(value),
-            };
-            let Some(wanted) = wanted else {
-                failures.push(format!("{at}: cannot read value `{value}`"));
+            let Some(wanted) = line.value else {
+                failures.push(format!("{at}: cannot read value `{}`", line.raw));
                 continue;
             };
-            if let Some(&bit) = numbers.bits.get(&key).or_else(|| structs.bits.get(&key)) {
-                let ok = match wanted {
-                    Listed::Bit(n) => n as i128 == bit,
-                    Listed::Number(n) => n == bit,
-                };
-                if !ok {
+            if let Some(&bit) = numbers.bits.get(key).or_else(|| structs.bits.get(key)) {
+                if !wanted.is_bit(bit) {
                     failures.push(format!(
-                        "{at}: feature `{name}` is bit {bit} in the IDL, upstream says {value}"
+                        "{at}: feature `{name}` is bit {bit} in the IDL, upstream says {}",
+                        line.raw
                     ));
                 }
-            } else if let Some(&v) = numbers
-                .values
-                .get(&key)
-                .or_else(|| structs.values.get(&key))
-            {
+            } else if let Some(&v) = numbers.values.get(key).or_else(|| structs.values.get(key)) {
                 structs_listed.insert(key.clone());
-                let ok = match wanted {
-                    Listed::Bit(n) => v == 1i128 << n,
-                    Listed::Number(n) => v == n,
-                };
-                if !ok {
+                if !wanted.is_value(v) {
                     failures.push(format!(
-                        "{at}: `{name}` is {v:#x} in the IDL, upstream says {value}"
+                        "{at}: `{name}` is {v:#x} in the IDL, upstream says {}",
+                        line.raw
                     ));
                 }
             } else {
@@ -242,10 +152,7 @@ fn every_number_matches_its_upstream_source() {
         }
         for name in numbers.values.keys().chain(numbers.bits.keys()) {
             if !listed.contains(name) {
-                failures.push(format!(
-                    "{hv}: `{name}` is declared in the IDL but has no sourced line in {}",
-                    list.display()
-                ));
+                failures.push(format!("{hv}: `{name}` is declared in the IDL but has no sourced line in tests/upstream/{hv}.tsv"));
             }
         }
     }

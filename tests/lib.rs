@@ -21,3 +21,7 @@ pub fn idl_files() -> Vec<PathBuf> {
 pub fn blessing() -> bool {
     std::env::var_os("PVI_BLESS").is_some_and(|v| v == "1")
 }
+
+/// The sourced cross-check lists of upstream values.
+#[path = "upstream.rs"]
+pub mod upstream;

@@ -53,6 +53,8 @@ pub fn file(model: &Model, hv: &Hypervisor) -> String {
     let mut hc_rows = Vec::new();
     let mut error_arms = Vec::new();
     let mut error_rows = Vec::new();
+    let mut const_rows = Vec::new();
+    let mut feature_rows = Vec::new();
     let hv_display = Some(display.as_str());
     for item in &hv.items {
         match item {
@@ -113,6 +115,11 @@ pub fn file(model: &Model, hv: &Hypervisor) -> String {
                     m.meta.attrs.clear();
                 }
                 pieces.push(flags_text(&e, &extra));
+                for b in &f.bits {
+                    let n = &b.name.name;
+                    let bit = proc_macro2::Literal::u32_unsuffixed(b.value.value as u32);
+                    feature_rows.push(quote!((#n, #bit)));
+                }
             }
             HvItem::Msr(m) => {
                 let name = ident(&m.name.name);
@@ -141,6 +148,13 @@ pub fn file(model: &Model, hv: &Hypervisor) -> String {
                 let (ty, v) = const_value(model, c);
                 let doc = item_docs(&c.meta, &[], hv_display);
                 consts.push(quote!(#doc pub const #name: #ty = #v;));
+                let n = &c.name.name;
+                let raw = match super::names::repr(model, &c.ty) {
+                    super::names::Repr::Newtype(_) => quote!(#name.0 as i128),
+                    super::names::Repr::Flags(_) => quote!(#name.bits() as i128),
+                    _ => quote!(#name as i128),
+                };
+                const_rows.push(quote!((#n, #raw)));
             }
             HvItem::Hypercall(h) => {
                 let name = ident(&h.name.name);
@@ -202,6 +216,10 @@ pub fn file(model: &Model, hv: &Hypervisor) -> String {
         pub const MSRS: &[(u32, &str)] = &[#(#msr_rows),*];
         #[doc = " Every hypercall of this ABI by number, with its upstream name."]
         pub const HYPERCALLS: &[(u64, &str)] = &[#(#hc_rows),*];
+        #[doc = " Every constant of this ABI by upstream name, with its value."]
+        pub const CONSTANTS: &[(&str, i128)] = &[#(#const_rows),*];
+        #[doc = " Every feature bit of this ABI by upstream name, with its bit number."]
+        pub const FEATURE_BITS: &[(&str, u32)] = &[#(#feature_rows),*];
         #[doc = " Every error code of this ABI, with its upstream name."]
         pub const ERRORS: &[(i64, &str)] = &[#(#error_rows),*];
         #[doc = " The pvi error kind of an error code, as the IDL maps it."]

@@ -166,6 +166,22 @@ pub const HYPERCALLS: &[(u64, &str)] = &[
     (BDOOR_CMD_GET_VCPU_INFO, "BDOOR_CMD_GET_VCPU_INFO"),
     (BDOOR_CMD_STEALCLOCK, "BDOOR_CMD_STEALCLOCK"),
 ];
+/// Every constant of this ABI by upstream name, with its value.
+pub const CONSTANTS: &[(&str, i128)] = &[
+    ("BDOOR_MAGIC", BDOOR_MAGIC as i128),
+    ("BDOOR_PORT", BDOOR_PORT as i128),
+    ("BDOORHB_PORT", BDOORHB_PORT as i128),
+    ("BDOOR_FLAGS_HB", BDOOR_FLAGS_HB as i128),
+    ("BDOOR_FLAGS_WRITE", BDOOR_FLAGS_WRITE as i128),
+    ("BDOOR_STEALCLOCK_STATUS_DISABLED", BDOOR_STEALCLOCK_STATUS_DISABLED as i128),
+    ("BDOOR_STEALCLOCK_STATUS_ENABLED", BDOOR_STEALCLOCK_STATUS_ENABLED as i128),
+    ("STEALCLOCK_NOT_AVAILABLE", STEALCLOCK_NOT_AVAILABLE as i128),
+];
+/// Every feature bit of this ABI by upstream name, with its bit number.
+pub const FEATURE_BITS: &[(&str, u32)] = &[
+    ("CPUID_VMWARE_FEATURES_ECX_VMMCALL", 0),
+    ("CPUID_VMWARE_FEATURES_ECX_VMCALL", 1),
+];
 /// Every error code of this ABI, with its upstream name.
 pub const ERRORS: &[(i64, &str)] = &[];
 /// The pvi error kind of an error code, as the IDL maps it.

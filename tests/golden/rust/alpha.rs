@@ -84,6 +84,10 @@ pub const HYPERCALLS: &[(u64, &str)] = &[
     (ALPHA_HC_NOP, "ALPHA_HC_NOP"),
     (ALPHA_HC_FILL, "ALPHA_HC_FILL"),
 ];
+/// Every constant of this ABI by upstream name, with its value.
+pub const CONSTANTS: &[(&str, i128)] = &[("ALPHA_MAGIC", ALPHA_MAGIC as i128)];
+/// Every feature bit of this ABI by upstream name, with its bit number.
+pub const FEATURE_BITS: &[(&str, u32)] = &[("ALPHA_F_CLOCK", 0), ("ALPHA_F_KICK", 3)];
 /// Every error code of this ABI, with its upstream name.
 pub const ERRORS: &[(i64, &str)] = &[(ALPHA_ENOSYS, "ALPHA_ENOSYS")];
 /// The pvi error kind of an error code, as the IDL maps it.

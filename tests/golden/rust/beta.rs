@@ -32,6 +32,10 @@ pub const LEAVES: &[(u32, &str)] = &[];
 pub const MSRS: &[(u32, &str)] = &[(BETA_MSR_PAGE, "BETA_MSR_PAGE")];
 /// Every hypercall of this ABI by number, with its upstream name.
 pub const HYPERCALLS: &[(u64, &str)] = &[(BETA_SPLIT, "BETA_SPLIT")];
+/// Every constant of this ABI by upstream name, with its value.
+pub const CONSTANTS: &[(&str, i128)] = &[];
+/// Every feature bit of this ABI by upstream name, with its bit number.
+pub const FEATURE_BITS: &[(&str, u32)] = &[];
 /// Every error code of this ABI, with its upstream name.
 pub const ERRORS: &[(i64, &str)] = &[(BETA_STATUS_BAD, "BETA_STATUS_BAD")];
 /// The pvi error kind of an error code, as the IDL maps it.

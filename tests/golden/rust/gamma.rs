@@ -31,6 +31,10 @@ pub const HYPERCALLS: &[(u64, &str)] = &[
     (GAMMA_VERSION, "GAMMA_VERSION"),
     (GAMMA_HZ, "GAMMA_HZ"),
 ];
+/// Every constant of this ABI by upstream name, with its value.
+pub const CONSTANTS: &[(&str, i128)] = &[];
+/// Every feature bit of this ABI by upstream name, with its bit number.
+pub const FEATURE_BITS: &[(&str, u32)] = &[];
 /// Every error code of this ABI, with its upstream name.
 pub const ERRORS: &[(i64, &str)] = &[];
 /// The pvi error kind of an error code, as the IDL maps it.
