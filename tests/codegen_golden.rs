@@ -43,7 +43,7 @@ fn generator_output_matches_the_golden_snapshots() {
     compare("rust", &pvi_codegen::gen::rust(&model), &mut failures);
     compare(
         "trap",
-        &pvi_codegen::gen::trap_stubs(&model, "crate::fixture"),
+        &pvi_codegen::gen::trap_stubs(&model, "crate::generated"),
         &mut failures,
     );
     compare("docs", &pvi_codegen::doc::reference(&model), &mut failures);
@@ -66,4 +66,28 @@ fn generation_is_deterministic() {
         pvi_codegen::gen::fingerprint(&model),
         pvi_codegen::gen::fingerprint(&model)
     );
+}
+
+/// Every interface version newer than the baseline has its cargo feature,
+/// implying the one before it; otherwise its items would silently vanish.
+fn assert_features_declared(idl: &str, manifest: &str) {
+    let root = pvi_tests::root();
+    let (_, result) = pvi_codegen::check_paths(&[root.join(idl)]).unwrap();
+    let model = result.unwrap();
+    let toml = fs::read_to_string(root.join(manifest)).unwrap();
+    let mut previous: Option<String> = None;
+    for v in model.gated_versions() {
+        let feature = pvi_codegen::model::feature_name(v);
+        let line = toml.lines().find(|l| l.trim_start().starts_with(&format!("{feature} ="))).unwrap_or_else(|| panic!("{manifest} lacks the feature `{feature}`"));
+        if let Some(p) = &previous {
+            assert!(line.contains(&format!("\"{p}\"")), "{manifest}: `{feature}` must enable `{p}`");
+        }
+        previous = Some(feature);
+    }
+}
+
+#[test]
+fn every_gated_interface_version_has_a_feature() {
+    assert_features_declared("idl", "sdk/Cargo.toml");
+    assert_features_declared("tests/codegen-fixture", "tests/fixture-sdk/Cargo.toml");
 }

@@ -112,6 +112,12 @@ fn short_form_carries_file_line_and_column() {
 
 #[test]
 fn every_rule_the_checker_can_report_has_a_corpus_file() {
+    if pvi_tests::blessing() {
+        // The reports are being rewritten beside this test; the next,
+        // ordinary run checks them.
+        println!("not checked while blessing");
+        return;
+    }
     let root = pvi_tests::root();
     let mut rules = std::collections::BTreeSet::new();
     let mut sources = vec![root.join("codegen/src")];

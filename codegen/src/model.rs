@@ -128,6 +128,85 @@ impl Model {
         layout_of(&self.types, ty)
     }
 
+    /// The oldest interface version the IDL mentions (MAJOR, MINOR): the
+    /// interface's own and every `@since`. Items of this version are in
+    /// every build; newer ones are behind a cargo feature.
+    pub fn baseline(&self) -> (u64, u64) {
+        let mut oldest = (
+            self.interface.version.parts[0],
+            self.interface.version.parts[1],
+        );
+        let mut visit = |meta: &Meta| {
+            if let Some(v) = since(meta) {
+                oldest = oldest.min(v);
+            }
+        };
+        for file in &self.files {
+            for item in &file.items {
+                match item {
+                    Item::Interface(i) => visit(&i.meta),
+                    Item::Unit(u) => visit(&u.meta),
+                    Item::Type(t) => visit(t.meta()),
+                    Item::Errors(e) => e.kinds.iter().for_each(|k| visit(&k.meta)),
+                    Item::Group(g) => g.ops.iter().for_each(|o| visit(&o.meta)),
+                    Item::Hypervisor(h) => {
+                        for i in &h.items {
+                            match i {
+                                HvItem::Leaf(l) => visit(&l.meta),
+                                HvItem::Msr(m) => visit(&m.meta),
+                                HvItem::Const(c) => visit(&c.meta),
+                                HvItem::Hypercall(c) => visit(&c.meta),
+                                HvItem::Error(e) => visit(&e.meta),
+                                HvItem::Type(t) => visit(t.meta()),
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        oldest
+    }
+
+    /// The cargo feature an item needs, if it is newer than the baseline:
+    /// `interface-MAJOR-MINOR`.
+    pub fn gate(&self, meta: &Meta) -> Option<String> {
+        let v = since(meta)?;
+        (v > self.baseline()).then(|| feature_name(v))
+    }
+
+    /// Every gated version, oldest first.
+    pub fn gated_versions(&self) -> Vec<(u64, u64)> {
+        let base = self.baseline();
+        let mut versions = vec![(
+            self.interface.version.parts[0],
+            self.interface.version.parts[1],
+        )];
+        let mut push = |meta: &Meta| versions.extend(since(meta));
+        for op in self.ops() {
+            push(&op.op.meta);
+        }
+        for t in self.types.values() {
+            push(t.meta());
+        }
+        for hv in self.hypervisors() {
+            for i in &hv.items {
+                match i {
+                    HvItem::Leaf(l) => push(&l.meta),
+                    HvItem::Msr(m) => push(&m.meta),
+                    HvItem::Const(c) => push(&c.meta),
+                    HvItem::Hypercall(c) => push(&c.meta),
+                    HvItem::Error(e) => push(&e.meta),
+                    _ => {}
+                }
+            }
+        }
+        versions.retain(|v| *v > base);
+        versions.sort();
+        versions.dedup();
+        versions
+    }
+
     /// The unit of a type, if it has one.
     pub fn unit_of(&self, ty: &TypeRef) -> Option<String> {
         unit_of(&self.types, ty)
@@ -195,4 +274,20 @@ pub fn unit_of(types: &BTreeMap<String, TypeDecl>, ty: &TypeRef) -> Option<Strin
             },
         },
     }
+}
+
+/// The (MAJOR, MINOR) of an item's `@since`, if it has one.
+pub fn since(meta: &Meta) -> Option<(u64, u64)> {
+    meta.attrs
+        .iter()
+        .find(|a| a.name.name == "since")
+        .and_then(|a| match a.args.first() {
+            Some(AttrArg::Version(v)) if v.parts.len() >= 2 => Some((v.parts[0], v.parts[1])),
+            _ => None,
+        })
+}
+
+/// The cargo feature of an interface version: `interface-1-2`.
+pub fn feature_name((major, minor): (u64, u64)) -> String {
+    format!("interface-{major}-{minor}")
 }

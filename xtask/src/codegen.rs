@@ -60,8 +60,9 @@ pub fn codegen(bless: bool) -> ExitCode {
             "xtask codegen: rewriting golden snapshots and expected diagnostics (review the diff)"
         );
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args([
+        // The golden snapshots first: the UI tests compile against them.
+        let runs: [&[&str]; 2] = [
+            &[
                 "test",
                 "--quiet",
                 "--package",
@@ -70,12 +71,20 @@ pub fn codegen(bless: bool) -> ExitCode {
                 "codegen_golden",
                 "--test",
                 "idl_errors",
-            ])
-            .env("PVI_BLESS", "1")
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return ExitCode::FAILURE;
+            ],
+            &["test", "--quiet", "--package", "pvi-ui-tests"],
+        ];
+        for args in runs {
+            let ok = Command::new(&cargo)
+                .args(args)
+                .env("PVI_BLESS", "1")
+                .env("TRYBUILD", "overwrite")
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                eprintln!("xtask codegen: `cargo {}` failed", args.join(" "));
+                return ExitCode::FAILURE;
+            }
         }
     }
     ExitCode::SUCCESS

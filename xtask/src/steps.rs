@@ -120,6 +120,26 @@ pub fn test(bless: bool) -> ExitCode {
         &mut steps,
     );
 
+    // The fixture's golden code with every interface feature on: gated
+    // items must compile and lint clean too.
+    let mut gated = cargo();
+    gated.args([
+        "clippy",
+        "--package",
+        "pvi-fixture-sdk",
+        "--all-features",
+        "--target",
+        "x86_64-unknown-none",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(
+        "fixture SDK, every interface feature, clippy -D warnings",
+        gated,
+        &mut steps,
+    );
+
     let mut tests = cargo();
     tests.args(["test", "--workspace"]);
     if bless {

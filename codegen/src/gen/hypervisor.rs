@@ -1,7 +1,7 @@
 //! `<hypervisor>.rs`: one hypervisor's ABI constants under their upstream
 //! names, feature bits, lookup tables, error mapping and hypercall stubs.
 
-use super::names::{camel, ident, int_literal, rust_type};
+use super::names::{camel, cfg, ident, int_literal, rust_type};
 use super::types::{flags_text, item_docs, owners};
 use super::{render, stubs, Piece};
 use crate::ast::*;
@@ -39,13 +39,21 @@ pub fn file(model: &Model, hv: &Hypervisor) -> String {
     let own_types: Vec<_> = owners(model)
         .into_iter()
         .filter(|(_, o)| o.as_deref() == Some(hv.name.name.as_str()))
-        .map(|(t, _)| ident(&t))
+        .map(|(t, _)| {
+            let gate = model
+                .types
+                .get(&t)
+                .map(|d| cfg(model, d.meta()))
+                .unwrap_or_default();
+            let t = ident(&t);
+            quote!(#gate #[doc(inline)] pub use super::types::#t;)
+        })
         .collect();
     let mut pieces = vec![Piece::Tokens(quote! {
         #![allow(non_upper_case_globals)]
         #[allow(unused_imports)]
         use super::types::*;
-        #(#[doc(inline)] pub use super::types::#own_types;)*
+        #(#own_types)*
     })];
     let mut consts = Vec::new();
     let mut leaf_rows = Vec::new();
@@ -89,9 +97,10 @@ pub fn file(model: &Model, hv: &Hypervisor) -> String {
                     ));
                 }
                 let doc = item_docs(&l.meta, &extra, hv_display);
-                consts.push(quote!(#doc pub const #name: u32 = #v;));
+                let gate = cfg(model, &l.meta);
+                consts.push(quote!(#doc #gate pub const #name: u32 = #v;));
                 let n = &l.name.name;
-                leaf_rows.push(quote!((#name, #n)));
+                leaf_rows.push(quote!((#v, #n)));
             }
             HvItem::Features(f) => {
                 let extra = vec![format!("Bits of `{}`.", crate::fmt::path_text(&f.register))];
@@ -114,7 +123,7 @@ pub fn file(model: &Model, hv: &Hypervisor) -> String {
                         .extend(super::types::version_notes(&b.meta, hv_display));
                     m.meta.attrs.clear();
                 }
-                pieces.push(flags_text(&e, &extra));
+                pieces.push(flags_text(&e, &extra, None));
                 for b in &f.bits {
                     let n = &b.name.name;
                     let bit = proc_macro2::Literal::u32_unsuffixed(b.value.value as u32);
@@ -139,21 +148,19 @@ pub fn file(model: &Model, hv: &Hypervisor) -> String {
                     ));
                 }
                 let doc = item_docs(&m.meta, &extra, hv_display);
-                consts.push(quote!(#doc pub const #name: u32 = #v;));
+                let gate = cfg(model, &m.meta);
+                consts.push(quote!(#doc #gate pub const #name: u32 = #v;));
                 let n = &m.name.name;
-                msr_rows.push(quote!((#name, #n)));
+                msr_rows.push(quote!((#v, #n)));
             }
             HvItem::Const(c) => {
                 let name = ident(&c.name.name);
                 let (ty, v) = const_value(model, c);
                 let doc = item_docs(&c.meta, &[], hv_display);
-                consts.push(quote!(#doc pub const #name: #ty = #v;));
+                let gate = cfg(model, &c.meta);
+                consts.push(quote!(#doc #gate pub const #name: #ty = #v;));
                 let n = &c.name.name;
-                let raw = match super::names::repr(model, &c.ty) {
-                    super::names::Repr::Newtype(_) => quote!(#name.0 as i128),
-                    super::names::Repr::Flags(_) => quote!(#name.bits() as i128),
-                    _ => quote!(#name as i128),
-                };
+                let raw = int_literal(&c.value);
                 const_rows.push(quote!((#n, #raw)));
             }
             HvItem::Hypercall(h) => {
@@ -167,9 +174,10 @@ pub fn file(model: &Model, hv: &Hypervisor) -> String {
                     )],
                     hv_display,
                 );
-                consts.push(quote!(#doc pub const #name: u64 = #v;));
+                let gate = cfg(model, &h.meta);
+                consts.push(quote!(#doc #gate pub const #name: u64 = #v;));
                 let n = &h.name.name;
-                hc_rows.push(quote!((#name, #n)));
+                hc_rows.push(quote!((#v, #n)));
             }
             HvItem::Error(e) => {
                 let name = ident(&e.name.name);
@@ -180,10 +188,11 @@ pub fn file(model: &Model, hv: &Hypervisor) -> String {
                     &[format!("Means [`ErrorKind::{kind}`].")],
                     hv_display,
                 );
-                consts.push(quote!(#doc pub const #name: i64 = #v;));
-                error_arms.push(quote!(#name => Some(ErrorKind::#kind)));
+                let gate = cfg(model, &e.meta);
+                consts.push(quote!(#doc #gate pub const #name: i64 = #v;));
+                error_arms.push(quote!(#v => Some(ErrorKind::#kind)));
                 let n = &e.name.name;
-                error_rows.push(quote!((#name, #n)));
+                error_rows.push(quote!((#v, #n)));
             }
             HvItem::Map(_) | HvItem::Type(_) => {}
         }

@@ -169,3 +169,11 @@ pub fn docs(lines: &[String]) -> TokenStream {
 pub fn out_struct(hypercall: &str) -> Ident {
     format_ident!("{}Out", camel(hypercall.trim_start_matches('_')))
 }
+
+/// `#[cfg(feature = "interface-M-m")]` for an item newer than the baseline.
+pub fn cfg(model: &Model, meta: &Meta) -> TokenStream {
+    match model.gate(meta) {
+        Some(feature) => quote!(#[cfg(feature = #feature)]),
+        None => quote!(),
+    }
+}

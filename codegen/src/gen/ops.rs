@@ -1,7 +1,7 @@
 //! `ops.rs`: the `PvOps` trait whose default methods are the native
 //! lowering, the `NativeRoutines` those defaults call, and a table of ops.
 
-use super::names::{camel, from_register, ident, returns, rust_type, to_register};
+use super::names::{camel, cfg, from_register, ident, returns, rust_type, to_register};
 use super::types::item_docs;
 use super::{render, Piece};
 use crate::ast::*;
@@ -157,6 +157,7 @@ pub fn file(model: &Model) -> String {
         let ret_clause = returns(&ret);
         let doc = item_docs(&op.meta, &notes(&found), None);
         let hot = has(op, |s| matches!(s, OpStmt::Hot(_)));
+        let gate = cfg(model, &op.meta);
         let inline = if hot {
             quote!(#[inline(always)])
         } else {
@@ -173,22 +174,76 @@ pub fn file(model: &Model) -> String {
                     op.meta.docs.first_sentence()
                 );
                 let r = returns(&ret);
-                routines.push(quote!(#[doc = #rdoc] fn #routine(#(#ps),*) #r;));
+                routines.push(quote!(#[doc = #rdoc] #gate fn #routine(#(#ps),*) #r;));
                 quote!(<Self::Native as NativeRoutines>::#routine(#(#args),*))
             }
             None => quote!(unreachable!()),
         };
         methods.push(quote! {
             #doc
+            #gate
             #inline
             fn #name(&self, #(#ps),*) #ret_clause { #body }
         });
+        // Without the op's interface feature, the method stays, bound on a
+        // marker no type implements: calling it then says which feature
+        // the guest needs instead of "no method named …".
+        if let Some(feature) = model.gate(&op.meta) {
+            let marker = marker_trait(&feature);
+            let doc = format!(
+                " Not in this build: `{}` needs the SDK's `{feature}` feature.",
+                op.name.name
+            );
+            methods.push(quote! {
+                #[doc = #doc]
+                #[cfg(not(feature = #feature))]
+                #[allow(unused_variables)]
+                fn #name(&self, #(#ps),*) #ret_clause where Self: needs::#marker {
+                    unreachable!("no type implements needs::{}", stringify!(#marker))
+                }
+            });
+        }
         let op_name = &op.name.name;
         let group = &found.group.name.name;
         let ctx = format_ident!("{}", camel(&context(op)));
         let required = has(op, |s| matches!(s, OpStmt::Required(_)));
         table.push(quote!(OpInfo { name: #op_name, group: #group, hot: #hot, required: #required, context: Context::#ctx }));
     }
+    let markers: Vec<_> = model
+        .gated_versions()
+        .into_iter()
+        .map(|v| {
+            let feature = crate::model::feature_name(v);
+            let marker = marker_trait(&feature);
+            let message = format!(
+                "this op arrived in interface {}.{}, newer than the one this guest selected",
+                v.0, v.1
+            );
+            let label = format!("needs the SDK's `{feature}` feature");
+            let note =
+                format!("enable `{feature}` in the features of the SDK dependency in Cargo.toml");
+            let doc = format!(
+                " Marks ops of interface {}.{}; implemented by no type.",
+                v.0, v.1
+            );
+            quote! {
+                #[doc = #doc]
+                #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
+                pub trait #marker {}
+            }
+        })
+        .collect();
+    let needs = if markers.is_empty() {
+        quote!()
+    } else {
+        quote! {
+            #[doc = " Markers of interface versions newer than the one a guest selected:"]
+            #[doc = " an op of such a version is bound on its marker, which no type"]
+            #[doc = " implements, so calling it names the missing feature."]
+            #[allow(non_camel_case_types)]
+            pub mod needs { #(#markers)* }
+        }
+    };
     let contexts = crate::check::CONTEXTS.iter().map(|c| {
         let v = format_ident!("{}", camel(c));
         let doc = format!(" `context {c}` in the IDL.");
@@ -212,6 +267,8 @@ pub fn file(model: &Model) -> String {
             type Native: NativeRoutines;
             #(#methods)*
         }
+
+        #needs
 
         #[doc = " Where an op may be called."]
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -238,5 +295,13 @@ pub fn file(model: &Model) -> String {
     render(
         &["The ops trait: what a guest kernel calls, with native semantics as defaults.".into()],
         vec![Piece::Tokens(tokens)],
+    )
+}
+
+/// `interface-1-2` → `Interface_1_2`.
+fn marker_trait(feature: &str) -> proc_macro2::Ident {
+    format_ident!(
+        "Interface_{}",
+        feature.trim_start_matches("interface-").replace('-', "_")
     )
 }

@@ -351,6 +351,7 @@ fn wrapper(model: &Model, conv: &Conv, h: &Hypercall, hv_display: &str) -> Token
     let ret_clause = super::names::returns(&ret_ty);
     let doc = item_docs(&h.meta, &extra, Some(hv_display));
     let why = format!("the caller upholds `{}`'s contract (# Safety).", name);
+    let gate = super::names::cfg(model, &h.meta);
     let used = if h.result.is_none() && conv.status == "none" {
         quote!(let _ = raw;)
     } else {
@@ -358,6 +359,7 @@ fn wrapper(model: &Model, conv: &Conv, h: &Hypercall, hv_display: &str) -> Token
     };
     quote! {
         #doc
+        #gate
         #[doc = ""]
         #[doc = " # Safety"]
         #[doc = ""]

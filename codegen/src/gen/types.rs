@@ -1,7 +1,7 @@
 //! `types.rs`: unit newtypes, flags, enums, shared structures, and the
 //! error types.
 
-use super::names::{camel, docs, ident, int_literal, rust_type};
+use super::names::{camel, cfg, docs, ident, int_literal, rust_type};
 use super::{render, Piece};
 use crate::ast::*;
 use crate::model::{int_primitive, layout_of, Model};
@@ -98,11 +98,12 @@ pub fn file(model: &Model) -> String {
             Some(hv) => vec![format!("Declared by the `{hv}` ABI in `idl/`.")],
             None => Vec::new(),
         };
+        let gate = cfg(model, t.meta());
         pieces.push(match t {
-            TypeDecl::Newtype(n) => newtype(model, n),
-            TypeDecl::Flags(e) => flags_text(e, &origin),
-            TypeDecl::Enum(e) => enumeration(e),
-            TypeDecl::Struct(s) => structure(model, s, &origin),
+            TypeDecl::Newtype(n) => newtype(model, n, gate),
+            TypeDecl::Flags(e) => flags_text(e, &origin, model.gate(&e.meta)),
+            TypeDecl::Enum(e) => enumeration(e, gate),
+            TypeDecl::Struct(s) => structure(model, s, &origin, gate),
         });
     }
     pieces.push(errors(model));
@@ -112,7 +113,7 @@ pub fn file(model: &Model) -> String {
     )
 }
 
-fn newtype(model: &Model, n: &Newtype) -> Piece {
+fn newtype(model: &Model, n: &Newtype, gate: TokenStream) -> Piece {
     let name = ident(&n.name.name);
     let inner = match &n.repr {
         TypeRef::Named { name, .. } => ident(&name.name),
@@ -121,6 +122,7 @@ fn newtype(model: &Model, n: &Newtype) -> Piece {
     let doc = item_docs(&n.meta, &unit_note(model, &n.repr), None);
     Piece::Tokens(quote! {
         #doc
+        #gate
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
         #[repr(transparent)]
         pub struct #name(pub #inner);
@@ -129,8 +131,11 @@ fn newtype(model: &Model, n: &Newtype) -> Piece {
 
 /// A `bitflags!` block, written as text: prettyplease leaves macro bodies
 /// on one line.
-pub fn flags_text(e: &Enumeration, extra: &[String]) -> Piece {
-    let mut t = String::from("bitflags::bitflags! {\n");
+pub fn flags_text(e: &Enumeration, extra: &[String], gate: Option<String>) -> Piece {
+    let mut t = match gate {
+        Some(feature) => format!("#[cfg(feature = \"{feature}\")]\nbitflags::bitflags! {{\n"),
+        None => String::from("bitflags::bitflags! {\n"),
+    };
     let mut lines = e.meta.docs.lines.clone();
     if !extra.is_empty() {
         lines.push(String::new());
@@ -175,7 +180,7 @@ fn doc_line(indent: usize, line: &str) -> String {
     }
 }
 
-fn enumeration(e: &Enumeration) -> Piece {
+fn enumeration(e: &Enumeration, gate: TokenStream) -> Piece {
     let name = ident(&e.name.name);
     let repr = ident(&e.repr.name);
     let doc = item_docs(&e.meta, &[], None);
@@ -192,9 +197,11 @@ fn enumeration(e: &Enumeration) -> Piece {
     });
     Piece::Tokens(quote! {
         #doc
+        #gate
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         #[repr(#repr)]
         pub enum #name { #(#variants,)* }
+        #gate
         impl #name {
             #[doc = " The variant with this raw value, if there is one."]
             pub const fn from_raw(raw: #repr) -> Option<Self> {
@@ -227,7 +234,7 @@ fn zero(model: &Model, ty: &TypeRef) -> TokenStream {
     }
 }
 
-fn structure(model: &Model, s: &Struct, extra: &[String]) -> Piece {
+fn structure(model: &Model, s: &Struct, extra: &[String], gate: TokenStream) -> Piece {
     let name = ident(&s.name.name);
     let size = s.size.value as usize;
     let mut notes = extra.to_vec();
@@ -280,16 +287,20 @@ fn structure(model: &Model, s: &Struct, extra: &[String]) -> Piece {
     let size_lit = proc_macro2::Literal::usize_unsuffixed(size);
     Piece::Tokens(quote! {
         #doc
+        #gate
         #repr
         #[derive(Clone, Copy, Debug)]
         pub struct #name { #(#defs,)* }
+        #gate
         impl #name {
             #[doc = " Every byte zero: the state before the hypervisor first writes it."]
             pub const ZERO: Self = Self { #(#zeros,)* };
         }
+        #gate
         impl Default for #name {
             fn default() -> Self { Self::ZERO }
         }
+        #gate
         const _: () = assert!(core::mem::size_of::<#name>() == #size_lit);
         #(#asserts)*
     })

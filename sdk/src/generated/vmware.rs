@@ -151,31 +151,31 @@ pub const BDOOR_CMD_GET_VCPU_INFO: u64 = 68;
 pub const BDOOR_CMD_STEALCLOCK: u64 = 91;
 /// Every CPUID leaf of this ABI by number, with its upstream name.
 pub const LEAVES: &[(u32, &str)] = &[
-    (CPUID_VMWARE_INFO_LEAF, "CPUID_VMWARE_INFO_LEAF"),
-    (CPUID_VMWARE_FEATURES_LEAF, "CPUID_VMWARE_FEATURES_LEAF"),
+    (0x40000000, "CPUID_VMWARE_INFO_LEAF"),
+    (0x40000010, "CPUID_VMWARE_FEATURES_LEAF"),
 ];
 /// Every MSR of this ABI by index, with its upstream name.
 pub const MSRS: &[(u32, &str)] = &[];
 /// Every hypercall of this ABI by number, with its upstream name.
 pub const HYPERCALLS: &[(u64, &str)] = &[
-    (BDOOR_CMD_GETMHZ, "BDOOR_CMD_GETMHZ"),
-    (BDOOR_CMD_GETVERSION, "BDOOR_CMD_GETVERSION"),
-    (BDOOR_CMD_GETMEMSIZE, "BDOOR_CMD_GETMEMSIZE"),
-    (BDOOR_CMD_GETHZ, "BDOOR_CMD_GETHZ"),
-    (BDOOR_CMD_GETTIMEFULL, "BDOOR_CMD_GETTIMEFULL"),
-    (BDOOR_CMD_GET_VCPU_INFO, "BDOOR_CMD_GET_VCPU_INFO"),
-    (BDOOR_CMD_STEALCLOCK, "BDOOR_CMD_STEALCLOCK"),
+    (1, "BDOOR_CMD_GETMHZ"),
+    (10, "BDOOR_CMD_GETVERSION"),
+    (20, "BDOOR_CMD_GETMEMSIZE"),
+    (45, "BDOOR_CMD_GETHZ"),
+    (46, "BDOOR_CMD_GETTIMEFULL"),
+    (68, "BDOOR_CMD_GET_VCPU_INFO"),
+    (91, "BDOOR_CMD_STEALCLOCK"),
 ];
 /// Every constant of this ABI by upstream name, with its value.
 pub const CONSTANTS: &[(&str, i128)] = &[
-    ("BDOOR_MAGIC", BDOOR_MAGIC as i128),
-    ("BDOOR_PORT", BDOOR_PORT as i128),
-    ("BDOORHB_PORT", BDOORHB_PORT as i128),
-    ("BDOOR_FLAGS_HB", BDOOR_FLAGS_HB as i128),
-    ("BDOOR_FLAGS_WRITE", BDOOR_FLAGS_WRITE as i128),
-    ("BDOOR_STEALCLOCK_STATUS_DISABLED", BDOOR_STEALCLOCK_STATUS_DISABLED as i128),
-    ("BDOOR_STEALCLOCK_STATUS_ENABLED", BDOOR_STEALCLOCK_STATUS_ENABLED as i128),
-    ("STEALCLOCK_NOT_AVAILABLE", STEALCLOCK_NOT_AVAILABLE as i128),
+    ("BDOOR_MAGIC", 0x564D5868),
+    ("BDOOR_PORT", 0x5658),
+    ("BDOORHB_PORT", 0x5659),
+    ("BDOOR_FLAGS_HB", 1),
+    ("BDOOR_FLAGS_WRITE", 2),
+    ("BDOOR_STEALCLOCK_STATUS_DISABLED", 0),
+    ("BDOOR_STEALCLOCK_STATUS_ENABLED", 1),
+    ("STEALCLOCK_NOT_AVAILABLE", -1),
 ];
 /// Every feature bit of this ABI by upstream name, with its bit number.
 pub const FEATURE_BITS: &[(&str, u32)] = &[

@@ -56,6 +56,9 @@ pub const ALPHA_FEATURES: u32 = 0x40000001;
 /// Announced by: `ALPHA_F_CLOCK`.
 pub const ALPHA_MSR_CLOCK: u32 = 0x4b000001;
 /// A magic number.
+///
+/// Since interface 1.1.0.
+#[cfg(feature = "interface-1-1")]
 pub const ALPHA_MAGIC: u32 = 0xa1fa;
 /// Kick a CPU.
 ///
@@ -65,6 +68,8 @@ pub const ALPHA_HC_KICK: u64 = 3;
 /// Do nothing.
 ///
 /// Hypercall number; see [`Hypercalls::alpha_hc_nop`].
+/// Since interface 1.2.0.
+#[cfg(feature = "interface-1-2")]
 pub const ALPHA_HC_NOP: u64 = 4;
 /// Three arguments, one of them a record by address.
 ///
@@ -75,25 +80,25 @@ pub const ALPHA_HC_FILL: u64 = 5;
 /// Means [`ErrorKind::Unsupported`].
 pub const ALPHA_ENOSYS: i64 = 38;
 /// Every CPUID leaf of this ABI by number, with its upstream name.
-pub const LEAVES: &[(u32, &str)] = &[(ALPHA_FEATURES, "ALPHA_FEATURES")];
+pub const LEAVES: &[(u32, &str)] = &[(0x40000001, "ALPHA_FEATURES")];
 /// Every MSR of this ABI by index, with its upstream name.
-pub const MSRS: &[(u32, &str)] = &[(ALPHA_MSR_CLOCK, "ALPHA_MSR_CLOCK")];
+pub const MSRS: &[(u32, &str)] = &[(0x4b000001, "ALPHA_MSR_CLOCK")];
 /// Every hypercall of this ABI by number, with its upstream name.
 pub const HYPERCALLS: &[(u64, &str)] = &[
-    (ALPHA_HC_KICK, "ALPHA_HC_KICK"),
-    (ALPHA_HC_NOP, "ALPHA_HC_NOP"),
-    (ALPHA_HC_FILL, "ALPHA_HC_FILL"),
+    (3, "ALPHA_HC_KICK"),
+    (4, "ALPHA_HC_NOP"),
+    (5, "ALPHA_HC_FILL"),
 ];
 /// Every constant of this ABI by upstream name, with its value.
-pub const CONSTANTS: &[(&str, i128)] = &[("ALPHA_MAGIC", ALPHA_MAGIC as i128)];
+pub const CONSTANTS: &[(&str, i128)] = &[("ALPHA_MAGIC", 0xa1fa)];
 /// Every feature bit of this ABI by upstream name, with its bit number.
 pub const FEATURE_BITS: &[(&str, u32)] = &[("ALPHA_F_CLOCK", 0), ("ALPHA_F_KICK", 3)];
 /// Every error code of this ABI, with its upstream name.
-pub const ERRORS: &[(i64, &str)] = &[(ALPHA_ENOSYS, "ALPHA_ENOSYS")];
+pub const ERRORS: &[(i64, &str)] = &[(38, "ALPHA_ENOSYS")];
 /// The pvi error kind of an error code, as the IDL maps it.
 pub const fn error_kind(code: i64) -> Option<ErrorKind> {
     match code {
-        ALPHA_ENOSYS => Some(ErrorKind::Unsupported),
+        38 => Some(ErrorKind::Unsupported),
         _ => None,
     }
 }
@@ -279,6 +284,8 @@ impl Hypercalls {
     /// Do nothing.
     ///
     /// Number: `4`; arguments in no registers.
+    /// Since interface 1.2.0.
+    #[cfg(feature = "interface-1-2")]
     ///
     /// # Safety
     ///

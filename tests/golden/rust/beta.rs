@@ -29,19 +29,19 @@ pub const BETA_STATUS_BAD: i64 = 2;
 /// Every CPUID leaf of this ABI by number, with its upstream name.
 pub const LEAVES: &[(u32, &str)] = &[];
 /// Every MSR of this ABI by index, with its upstream name.
-pub const MSRS: &[(u32, &str)] = &[(BETA_MSR_PAGE, "BETA_MSR_PAGE")];
+pub const MSRS: &[(u32, &str)] = &[(0x40000000, "BETA_MSR_PAGE")];
 /// Every hypercall of this ABI by number, with its upstream name.
-pub const HYPERCALLS: &[(u64, &str)] = &[(BETA_SPLIT, "BETA_SPLIT")];
+pub const HYPERCALLS: &[(u64, &str)] = &[(2, "BETA_SPLIT")];
 /// Every constant of this ABI by upstream name, with its value.
 pub const CONSTANTS: &[(&str, i128)] = &[];
 /// Every feature bit of this ABI by upstream name, with its bit number.
 pub const FEATURE_BITS: &[(&str, u32)] = &[];
 /// Every error code of this ABI, with its upstream name.
-pub const ERRORS: &[(i64, &str)] = &[(BETA_STATUS_BAD, "BETA_STATUS_BAD")];
+pub const ERRORS: &[(i64, &str)] = &[(2, "BETA_STATUS_BAD")];
 /// The pvi error kind of an error code, as the IDL maps it.
 pub const fn error_kind(code: i64) -> Option<ErrorKind> {
     match code {
-        BETA_STATUS_BAD => Some(ErrorKind::InvalidArgument),
+        2 => Some(ErrorKind::InvalidArgument),
         _ => None,
     }
 }

@@ -27,10 +27,7 @@ pub const LEAVES: &[(u32, &str)] = &[];
 /// Every MSR of this ABI by index, with its upstream name.
 pub const MSRS: &[(u32, &str)] = &[];
 /// Every hypercall of this ABI by number, with its upstream name.
-pub const HYPERCALLS: &[(u64, &str)] = &[
-    (GAMMA_VERSION, "GAMMA_VERSION"),
-    (GAMMA_HZ, "GAMMA_HZ"),
-];
+pub const HYPERCALLS: &[(u64, &str)] = &[(10, "GAMMA_VERSION"), (45, "GAMMA_HZ")];
 /// Every constant of this ABI by upstream name, with its value.
 pub const CONSTANTS: &[(&str, i128)] = &[];
 /// Every feature bit of this ABI by upstream name, with its bit number.

@@ -8,6 +8,7 @@ use super::types::*;
 /// may implement them with a mock.
 pub trait NativeRoutines {
     /// Bare-metal `arm`: A routine that can fail.
+    #[cfg(feature = "interface-1-1")]
     fn arm_native(deadline: Nanos) -> Result<(), PvError>;
     /// Bare-metal `stop`: A required op with an enum parameter.
     fn stop_native(level: Level);
@@ -25,6 +26,7 @@ pub trait PvOps {
     /// Group `basic`; context `any`.
     /// Hot: costs no more than the native instruction.
     /// Native lowering: `pushfq; pop {ret}`.
+    /// Since interface 1.0.0.
     #[inline(always)]
     fn save(&self) -> Mode {
         let ret: u64;
@@ -49,9 +51,19 @@ pub trait PvOps {
     /// Native lowering: [`NativeRoutines::arm_native`].
     /// Errors: `Unsupported`, `InvalidArgument`.
     /// Since interface 1.1.0.
+    #[cfg(feature = "interface-1-1")]
     #[inline]
     fn arm(&self, deadline: Nanos) -> Result<(), PvError> {
         <Self::Native as NativeRoutines>::arm_native(deadline)
+    }
+    /// Not in this build: `arm` needs the SDK's `interface-1-1` feature.
+    #[cfg(not(feature = "interface-1-1"))]
+    #[allow(unused_variables)]
+    fn arm(&self, deadline: Nanos) -> Result<(), PvError>
+    where
+        Self: needs::Interface_1_1,
+    {
+        unreachable!("no type implements needs::{}", stringify!(Interface_1_1))
     }
     /// A required op with an enum parameter.
     ///
@@ -71,6 +83,26 @@ pub trait PvOps {
     fn now(&self) -> Nanos {
         <Self::Native as NativeRoutines>::now_native()
     }
+}
+/// Markers of interface versions newer than the one a guest selected:
+/// an op of such a version is bound on its marker, which no type
+/// implements, so calling it names the missing feature.
+#[allow(non_camel_case_types)]
+pub mod needs {
+    /// Marks ops of interface 1.1; implemented by no type.
+    #[diagnostic::on_unimplemented(
+        message = "this op arrived in interface 1.1, newer than the one this guest selected",
+        label = "needs the SDK's `interface-1-1` feature",
+        note = "enable `interface-1-1` in the features of the SDK dependency in Cargo.toml"
+    )]
+    pub trait Interface_1_1 {}
+    /// Marks ops of interface 1.2; implemented by no type.
+    #[diagnostic::on_unimplemented(
+        message = "this op arrived in interface 1.2, newer than the one this guest selected",
+        label = "needs the SDK's `interface-1-2` feature",
+        note = "enable `interface-1-2` in the features of the SDK dependency in Cargo.toml"
+    )]
+    pub trait Interface_1_2 {}
 }
 /// Where an op may be called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

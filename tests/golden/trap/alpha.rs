@@ -4,9 +4,9 @@
 
 #![allow(dead_code)]
 #[allow(unused_imports)]
-use crate::fixture::alpha::*;
+use crate::generated::alpha::*;
 #[allow(unused_imports)]
-use crate::fixture::types::*;
+use crate::generated::types::*;
 /// How this CPU enters the hypervisor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Instruction {
@@ -179,6 +179,8 @@ impl Hypercalls {
     /// Do nothing.
     ///
     /// Number: `4`; arguments in no registers.
+    /// Since interface 1.2.0.
+    #[cfg(feature = "interface-1-2")]
     ///
     /// # Safety
     ///

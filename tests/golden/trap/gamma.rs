@@ -4,9 +4,9 @@
 
 #![allow(dead_code)]
 #[allow(unused_imports)]
-use crate::fixture::gamma::*;
+use crate::generated::gamma::*;
 #[allow(unused_imports)]
-use crate::fixture::types::*;
+use crate::generated::types::*;
 /// How this CPU enters the hypervisor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Instruction {
