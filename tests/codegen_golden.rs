@@ -78,9 +78,15 @@ fn assert_features_declared(idl: &str, manifest: &str) {
     let mut previous: Option<String> = None;
     for v in model.gated_versions() {
         let feature = pvi_codegen::model::feature_name(v);
-        let line = toml.lines().find(|l| l.trim_start().starts_with(&format!("{feature} ="))).unwrap_or_else(|| panic!("{manifest} lacks the feature `{feature}`"));
+        let line = toml
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{feature} =")))
+            .unwrap_or_else(|| panic!("{manifest} lacks the feature `{feature}`"));
         if let Some(p) = &previous {
-            assert!(line.contains(&format!("\"{p}\"")), "{manifest}: `{feature}` must enable `{p}`");
+            assert!(
+                line.contains(&format!("\"{p}\"")),
+                "{manifest}: `{feature}` must enable `{p}`"
+            );
         }
         previous = Some(feature);
     }

@@ -92,7 +92,20 @@ pub fn check_sources(sources: &SourceMap, ids: &[FileId]) -> Result<Model, Diagn
     if !diags.is_empty() {
         return Err(diags);
     }
-    check::check(files)
+    let mut model = check::check(files)?;
+    let base = |name: &str| {
+        Path::new(name)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let names: Vec<String> = ids.iter().map(|&id| base(sources.name(id))).collect();
+    model.source_hash = model::source_hash(
+        ids.iter()
+            .zip(&names)
+            .map(|(&id, name)| (name.as_str(), sources.text(id).as_bytes())),
+    );
+    Ok(model)
 }
 
 /// Check one in-memory file: the entry point of the tests.

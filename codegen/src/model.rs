@@ -74,6 +74,26 @@ pub struct Model {
     pub units: BTreeMap<String, UnitInfo>,
     /// Every declared type by name (top level and hypervisor blocks).
     pub types: BTreeMap<String, TypeDecl>,
+    /// [`source_hash`] of the files the model was read from: generated code
+    /// records it, so a build can tell when the IDL changed since.
+    pub source_hash: u64,
+}
+
+/// A hash of IDL source files (FNV-1a 64 over each file's name, a zero
+/// byte, its bytes and a zero byte, files sorted by name). The SDK's build
+/// script computes the same over `idl/*.pvi`.
+pub fn source_hash<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> u64 {
+    use std::hash::Hasher;
+    let mut files: Vec<(&str, &[u8])> = files.into_iter().collect();
+    files.sort();
+    let mut h = fnv::FnvHasher::default();
+    for (name, bytes) in files {
+        h.write(name.as_bytes());
+        h.write(&[0]);
+        h.write(bytes);
+        h.write(&[0]);
+    }
+    h.finish()
 }
 
 impl Model {

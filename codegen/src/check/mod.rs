@@ -35,6 +35,7 @@ pub fn check(files: Vec<File>) -> Result<Model, Diagnostics> {
             interface,
             units: cx.units,
             types: cx.types,
+            source_hash: 0,
         }),
         _ => {
             cx.diags.sort_by_key(|d| (d.span.file, d.span.start));

@@ -204,8 +204,20 @@ pub fn module(model: &Model) -> String {
         pub mod ops;
         #(#hvs)*
     };
-    render(
+    let text = render(
         &["Code generated from the IDL in `idl/`.".into()],
         vec![Piece::Tokens(tokens)],
+    );
+    // Right after the two-line header: which IDL this came from.
+    let hash_line = format!("{}{:#018x}\n", super::SOURCE_HASH_PREFIX, model.source_hash);
+    let after_header = text
+        .match_indices('\n')
+        .nth(1)
+        .map(|(i, _)| i + 1)
+        .unwrap_or(text.len());
+    format!(
+        "{}{hash_line}{}",
+        &text[..after_header],
+        &text[after_header..]
     )
 }
