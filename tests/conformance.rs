@@ -550,6 +550,23 @@ fn typed_wrappers_convert_arguments_results_and_status() {
         Err(ErrorOrigin::Hyperv(status as i64))
     );
 
+    // Hyper-V: a rep call puts its rep count in the control word.
+    let flush = hyperv::hv_tlb_flush::ZERO;
+    // SAFETY: the emulator is installed and answers this call's trap.
+    let (seen, r) = trap(&hv_ok, || unsafe {
+        hv.hvcall_flush_virtual_address_list(3, &flush, 0)
+    });
+    assert_eq!(
+        seen.reg("rcx"),
+        hyperv::HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST | 3 << hyperv::HV_HYPERCALL_REP_COMP_OFFSET,
+        "rep count"
+    );
+    assert_eq!(
+        (seen.reg("rdx"), seen.reg("r8")),
+        (core::ptr::from_ref(&flush) as u64, 0)
+    );
+    assert!(r.is_ok());
+
     // Xen: the page slot is the call number; an argument structure's
     // address arrives as it was given.
     let xpage = Page::new(32);

@@ -532,6 +532,8 @@ pub enum ConvStmt {
     Clobbers(Vec<Ident>, Span),
     /// `fast_bit N;`
     FastBit(Int, Span),
+    /// `rep_shift N;`
+    RepShift(Int, Span),
     /// `status KIND;`
     Status(Ident, Span),
 }
@@ -548,6 +550,7 @@ impl ConvStmt {
             | ConvStmt::Fixed(_, s)
             | ConvStmt::Clobbers(_, s)
             | ConvStmt::FastBit(_, s)
+            | ConvStmt::RepShift(_, s)
             | ConvStmt::Status(_, s) => *s,
         }
     }
@@ -563,6 +566,7 @@ impl ConvStmt {
             ConvStmt::Fixed(..) => "fixed",
             ConvStmt::Clobbers(..) => "clobbers",
             ConvStmt::FastBit(..) => "fast_bit",
+            ConvStmt::RepShift(..) => "rep_shift",
             ConvStmt::Status(..) => "status",
         }
     }
@@ -686,6 +690,9 @@ pub struct Hypercall {
     pub number: Int,
     /// Hyper-V register-only ("fast") call.
     pub fast: bool,
+    /// A rep call: the wrapper takes a rep count, placed in the control word
+    /// at the convention's `rep_shift`.
+    pub rep: bool,
     /// Parameters in argument-register order.
     pub params: Vec<Param>,
     /// Result.

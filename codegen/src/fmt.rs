@@ -415,7 +415,12 @@ impl<'a> Printer<'a> {
             HvItem::Hypercall(h) => {
                 self.meta(&h.meta);
                 let params: Vec<String> = h.params.iter().map(param_text).collect();
-                let fast = if h.fast { " fast" } else { "" };
+                let fast = match (h.fast, h.rep) {
+                    (true, true) => " fast rep",
+                    (true, false) => " fast",
+                    (false, true) => " rep",
+                    (false, false) => "",
+                };
                 let mut text = format!(
                     "hypercall {} = {}{fast} ({})",
                     h.name.name,
@@ -638,6 +643,7 @@ pub(crate) fn conv_text(stmt: &ConvStmt) -> String {
             format!("fixed {};", pairs.join(", "))
         }
         ConvStmt::FastBit(b, _) => format!("fast_bit {};", b.text),
+        ConvStmt::RepShift(b, _) => format!("rep_shift {};", b.text),
         ConvStmt::Status(s, _) => format!("status {};", s.name),
     }
 }

@@ -825,12 +825,14 @@ impl Builder {
                 let name = self.ident(it.next()?);
                 let number = self.int(it.next()?);
                 let mut fast = false;
+                let mut rep = false;
                 let mut params = Vec::new();
                 let mut result = None;
                 let mut requires = Vec::new();
                 for rest in it {
                     match rest.as_rule() {
                         Rule::fast => fast = true,
+                        Rule::rep => rep = true,
                         Rule::params => params = self.params(rest),
                         Rule::named_results => {
                             let named = rest
@@ -853,6 +855,7 @@ impl Builder {
                     name,
                     number,
                     fast,
+                    rep,
                     params,
                     result,
                     requires,
@@ -927,6 +930,7 @@ impl Builder {
                     "fixed",
                     "clobbers",
                     "fast_bit",
+                    "rep_shift",
                     "status",
                 ],
             );
@@ -962,6 +966,7 @@ impl Builder {
                 span,
             ),
             Rule::fast_bit_stmt => ConvStmt::FastBit(self.int(it.next()?), span),
+            Rule::rep_shift_stmt => ConvStmt::RepShift(self.int(it.next()?), span),
             Rule::status_stmt => ConvStmt::Status(self.ident(it.next()?), span),
             _ => return None,
         })

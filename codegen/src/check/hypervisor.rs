@@ -39,6 +39,9 @@ pub(super) struct Scope<'a> {
     /// Argument and result registers of the convention.
     pub arg_regs: usize,
     pub result_regs: usize,
+    /// Whether the convention places a fast bit / a rep count.
+    pub fast_bit: bool,
+    pub rep_shift: bool,
 }
 
 impl<'a> Scope<'a> {
@@ -498,7 +501,18 @@ impl Checker {
                         }
                     }
                 }
+                ConvStmt::RepShift(b, _) => {
+                    scope.rep_shift = true;
+                    if !(0..64).contains(&b.value) {
+                        self.error(
+                            Diagnostic::new("bit-out-of-range", b.span, "the rep count must start at a bit of the 64-bit control word")
+                                .label("must be 0..63")
+                                .hint("Hyper-V's rep count starts at bit 32 (HV_HYPERCALL_REP_COMP_OFFSET)"),
+                        );
+                    }
+                }
                 ConvStmt::FastBit(b, _) => {
+                    scope.fast_bit = true;
                     if !(0..64).contains(&b.value) {
                         self.error(
                             Diagnostic::new(
@@ -776,6 +790,18 @@ impl Checker {
             None => {}
         }
         self.check_requires(&h.requires, scope);
+        for (used, declared, what, key) in [
+            (h.fast, scope.fast_bit, "fast", "fast_bit"),
+            (h.rep, scope.rep_shift, "rep", "rep_shift"),
+        ] {
+            if used && !declared {
+                self.error(
+                    Diagnostic::new("modifier-without-convention", h.name.span, format!("`{}` is a {what} call, but the convention has no `{key}`", h.name.name))
+                        .label(format!("{what} call"))
+                        .hint(format!("declare where the control word takes it, e.g. `{key} N;`, or drop `{what}`")),
+                );
+            }
+        }
     }
 }
 

@@ -132,10 +132,11 @@ pub fn normalized_abi(model: &Model) -> String {
                 HvItem::Hypercall(h) => {
                     let params: Vec<String> = h.params.iter().map(|p| ty(&p.ty)).collect();
                     format!(
-                        "hypercall {}={} fast={} ({})",
+                        "hypercall {}={} fast={} rep={} ({})",
                         h.name.name,
                         h.number.value,
                         h.fast,
+                        h.rep,
                         params.join(",")
                     )
                 }

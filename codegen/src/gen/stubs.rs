@@ -37,6 +37,7 @@ pub struct Conv {
     pub fixed: Vec<(String, TokenStream, Option<String>)>,
     pub clobbers: Vec<String>,
     pub fast_bit: Option<i128>,
+    pub rep_shift: Option<i128>,
     pub status: String,
 }
 
@@ -54,6 +55,7 @@ pub fn convention(hv: &Hypervisor) -> Option<Conv> {
         fixed: Vec::new(),
         clobbers: Vec::new(),
         fast_bit: None,
+        rep_shift: None,
         status: String::new(),
     };
     let names = |v: &[crate::ast::Ident]| v.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
@@ -85,6 +87,7 @@ pub fn convention(hv: &Hypervisor) -> Option<Conv> {
                 conv.clobbers = names(r).into_iter().filter(|r| r != "memory").collect()
             }
             ConvStmt::FastBit(b, _) => conv.fast_bit = Some(b.value),
+            ConvStmt::RepShift(b, _) => conv.rep_shift = Some(b.value),
             ConvStmt::Status(s, _) => conv.status = s.name.clone(),
         }
     }
@@ -268,13 +271,16 @@ fn wrapper(model: &Model, conv: &Conv, h: &Hypercall, hv_display: &str) -> Token
     }
     let arity = h.params.len();
     let call = format_ident!("call{}", arity);
-    let nr = match (h.fast, conv.fast_bit) {
-        (true, Some(bit)) => {
-            let bit = proc_macro2::Literal::u32_unsuffixed(bit as u32);
-            quote!(#number | 1 << #bit)
-        }
-        _ => quote!(#number),
-    };
+    let mut nr = quote!(#number);
+    if let (true, Some(bit)) = (h.fast, conv.fast_bit) {
+        let bit = proc_macro2::Literal::u32_unsuffixed(bit as u32);
+        nr = quote!(#nr | 1 << #bit);
+    }
+    if let (true, Some(shift)) = (h.rep, conv.rep_shift) {
+        let shift = proc_macro2::Literal::u32_unsuffixed(shift as u32);
+        params.insert(0, quote!(reps: u16));
+        nr = quote!(#nr | (reps as u64) << #shift);
+    }
     let (value_ty, value) = match &h.result {
         None => (quote!(()), quote!(())),
         Some(HcResult::Single(ty)) => {
@@ -324,9 +330,14 @@ fn wrapper(model: &Model, conv: &Conv, h: &Hypercall, hv_display: &str) -> Token
         ),
     };
     let mut extra = vec![format!(
-        "Number: `{}`{}; arguments in {}.",
+        "Number: `{}`{}{}; arguments in {}.",
         h.number.text,
         if h.fast { ", fast (register-only)" } else { "" },
+        if h.rep {
+            ", rep (`reps` goes in the control word)"
+        } else {
+            ""
+        },
         if arity == 0 {
             "no registers".to_string()
         } else {

@@ -1140,7 +1140,7 @@ impl Hypercalls {
     /// hv_do_hypercall from a per-CPU input page.
     /// Source: Linux include/hyperv/hvgdk_mini.h, arch/x86/hyperv/mmu.c.
     ///
-    /// Number: `0x0002`; arguments in `rdx`.
+    /// Number: `0x0002`; arguments in `rdx`, `r8`.
     /// Announced by: `HV_MSR_HYPERCALL_AVAILABLE`, `HV_X64_REMOTE_TLB_FLUSH_RECOMMENDED`.
     ///
     /// # Safety
@@ -1151,12 +1151,14 @@ impl Hypercalls {
     pub unsafe fn hvcall_flush_virtual_address_space(
         self,
         flush: &hv_tlb_flush,
+        output: u64,
     ) -> Result<(), PvError> {
         // SAFETY: the caller upholds `hvcall_flush_virtual_address_space`'s contract (# Safety).
         let raw = unsafe {
-            self.call1(
+            self.call2(
                 HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE,
                 core::ptr::from_ref(flush) as u64,
+                output,
             )
         };
         let status = (raw & 0xffff) as i64;
@@ -1169,7 +1171,7 @@ impl Hypercalls {
     /// gva_list entries after the hv_tlb_flush header.
     /// Source: Linux include/hyperv/hvgdk_mini.h, arch/x86/hyperv/mmu.c.
     ///
-    /// Number: `0x0003`; arguments in `rdx`.
+    /// Number: `0x0003`, rep (`reps` goes in the control word); arguments in `rdx`, `r8`.
     /// Announced by: `HV_MSR_HYPERCALL_AVAILABLE`, `HV_X64_REMOTE_TLB_FLUSH_RECOMMENDED`.
     ///
     /// # Safety
@@ -1179,13 +1181,16 @@ impl Hypercalls {
     #[inline]
     pub unsafe fn hvcall_flush_virtual_address_list(
         self,
+        reps: u16,
         flush: &hv_tlb_flush,
+        output: u64,
     ) -> Result<(), PvError> {
         // SAFETY: the caller upholds `hvcall_flush_virtual_address_list`'s contract (# Safety).
         let raw = unsafe {
-            self.call1(
-                HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST,
+            self.call2(
+                HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST | (reps as u64) << 32,
                 core::ptr::from_ref(flush) as u64,
+                output,
             )
         };
         let status = (raw & 0xffff) as i64;
@@ -1256,7 +1261,7 @@ impl Hypercalls {
     /// in the control word's varhead field. Source: Linux include/hyperv/hvgdk_mini.h,
     /// arch/x86/hyperv/mmu.c.
     ///
-    /// Number: `0x0013`; arguments in `rdx`.
+    /// Number: `0x0013`; arguments in `rdx`, `r8`.
     /// Announced by: `HV_MSR_HYPERCALL_AVAILABLE`, `HV_X64_REMOTE_TLB_FLUSH_RECOMMENDED`, `HV_X64_EX_PROCESSOR_MASKS_RECOMMENDED`.
     ///
     /// # Safety
@@ -1267,12 +1272,14 @@ impl Hypercalls {
     pub unsafe fn hvcall_flush_virtual_address_space_ex(
         self,
         flush: &hv_tlb_flush_ex,
+        output: u64,
     ) -> Result<(), PvError> {
         // SAFETY: the caller upholds `hvcall_flush_virtual_address_space_ex`'s contract (# Safety).
         let raw = unsafe {
-            self.call1(
+            self.call2(
                 HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE_EX,
                 core::ptr::from_ref(flush) as u64,
+                output,
             )
         };
         let status = (raw & 0xffff) as i64;
@@ -1284,7 +1291,7 @@ impl Hypercalls {
     /// HvFlushVirtualAddressListEx: a rep call with a variable header.
     /// Source: Linux include/hyperv/hvgdk_mini.h, arch/x86/hyperv/mmu.c.
     ///
-    /// Number: `0x0014`; arguments in `rdx`.
+    /// Number: `0x0014`, rep (`reps` goes in the control word); arguments in `rdx`, `r8`.
     /// Announced by: `HV_MSR_HYPERCALL_AVAILABLE`, `HV_X64_REMOTE_TLB_FLUSH_RECOMMENDED`, `HV_X64_EX_PROCESSOR_MASKS_RECOMMENDED`.
     ///
     /// # Safety
@@ -1294,13 +1301,16 @@ impl Hypercalls {
     #[inline]
     pub unsafe fn hvcall_flush_virtual_address_list_ex(
         self,
+        reps: u16,
         flush: &hv_tlb_flush_ex,
+        output: u64,
     ) -> Result<(), PvError> {
         // SAFETY: the caller upholds `hvcall_flush_virtual_address_list_ex`'s contract (# Safety).
         let raw = unsafe {
-            self.call1(
-                HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST_EX,
+            self.call2(
+                HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST_EX | (reps as u64) << 32,
                 core::ptr::from_ref(flush) as u64,
+                output,
             )
         };
         let status = (raw & 0xffff) as i64;
@@ -1314,7 +1324,7 @@ impl Hypercalls {
     /// number of banks). Source: Linux include/hyperv/hvgdk_mini.h,
     /// arch/x86/hyperv/hv_apic.c.
     ///
-    /// Number: `0x0015`; arguments in `rdx`.
+    /// Number: `0x0015`; arguments in `rdx`, `r8`.
     /// Announced by: `HV_MSR_HYPERCALL_AVAILABLE`, `HV_X64_CLUSTER_IPI_RECOMMENDED`, `HV_X64_EX_PROCESSOR_MASKS_RECOMMENDED`.
     ///
     /// # Safety
@@ -1322,10 +1332,14 @@ impl Hypercalls {
     /// As for the raw calls: the hypervisor must be this one, and every
     /// address argument must point to memory it may use as the call says.
     #[inline]
-    pub unsafe fn hvcall_send_ipi_ex(self, ipi: &hv_send_ipi_ex) -> Result<(), PvError> {
+    pub unsafe fn hvcall_send_ipi_ex(
+        self,
+        ipi: &hv_send_ipi_ex,
+        output: u64,
+    ) -> Result<(), PvError> {
         // SAFETY: the caller upholds `hvcall_send_ipi_ex`'s contract (# Safety).
         let raw = unsafe {
-            self.call1(HVCALL_SEND_IPI_EX, core::ptr::from_ref(ipi) as u64)
+            self.call2(HVCALL_SEND_IPI_EX, core::ptr::from_ref(ipi) as u64, output)
         };
         let status = (raw & 0xffff) as i64;
         if status != 0 {
@@ -1337,7 +1351,7 @@ impl Hypercalls {
     /// HV_STATUS_INSUFFICIENT_MEMORY and HV_STATUS_INSUFFICIENT_BUFFERS.
     /// Source: Linux include/hyperv/hvgdk_mini.h, drivers/hv/hv.c, drivers/hv/connection.c.
     ///
-    /// Number: `0x005c`; arguments in `rdx`.
+    /// Number: `0x005c`; arguments in `rdx`, `r8`.
     /// Announced by: `HV_MSR_HYPERCALL_AVAILABLE`, `HV_POST_MESSAGES`.
     ///
     /// # Safety
@@ -1348,10 +1362,11 @@ impl Hypercalls {
     pub unsafe fn hvcall_post_message(
         self,
         message: &hv_input_post_message,
+        output: u64,
     ) -> Result<(), PvError> {
         // SAFETY: the caller upholds `hvcall_post_message`'s contract (# Safety).
         let raw = unsafe {
-            self.call1(HVCALL_POST_MESSAGE, core::ptr::from_ref(message) as u64)
+            self.call2(HVCALL_POST_MESSAGE, core::ptr::from_ref(message) as u64, output)
         };
         let status = (raw & 0xffff) as i64;
         if status != 0 {
