@@ -13,6 +13,8 @@
 #[rustfmt::skip]
 pub mod generated;
 
+pub mod time;
+
 pub use generated::ops::{NativeRoutines, PvOps};
 pub use generated::types;
 pub use generated::{INTERFACE_FINGERPRINT, INTERFACE_VERSION};
