@@ -13,6 +13,8 @@
 #[rustfmt::skip]
 pub mod generated;
 
+pub mod arch;
+pub mod detect;
 pub mod time;
 
 pub use generated::ops::{NativeRoutines, PvOps};

@@ -188,6 +188,12 @@ pub fn module(model: &Model) -> String {
             quote!(#doc pub mod #name;)
         })
         .collect();
+    let table = model.hypervisors().map(|h| {
+        let name = &h.name.name;
+        let display = String::from_utf8_lossy(&h.display.value).into_owned();
+        let module = ident(&h.name.name);
+        quote!(HypervisorInfo { name: #name, display: #display, signatures: #module::SIGNATURES, probes: #module::PROBES })
+    });
     let interface_doc = docs(&model.interface.meta.docs.lines);
     let tokens = quote! {
         #interface_doc
@@ -199,6 +205,20 @@ pub fn module(model: &Model) -> String {
         #[doc = " every number, conventions and mappings; not docs or formatting): equal"]
         #[doc = " fingerprints mean interchangeable ABIs."]
         pub const INTERFACE_FINGERPRINT: u64 = #fp;
+        #[doc = " A hypervisor ABI of the interface, as detection sees it."]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct HypervisorInfo {
+            #[doc = " The IDL name, e.g. `kvm` (also its module and `pvi.backend=` name)."]
+            pub name: &'static str,
+            #[doc = " The name people use, e.g. `KVM`."]
+            pub display: &'static str,
+            #[doc = " CPUID signatures (EBX, ECX, EDX of its base leaf)."]
+            pub signatures: &'static [[u8; 12]],
+            #[doc = " Probes to try when CPUID shows no signature at all."]
+            pub probes: &'static [&'static str],
+        }
+        #[doc = " Every hypervisor ABI of the interface, in IDL order."]
+        pub const HYPERVISORS: &[HypervisorInfo] = &[#(#table),*];
         #[doc = " Types, units, error kinds and shared structures."]
         pub mod types;
         #[doc = " The ops trait and the native routines behind it."]

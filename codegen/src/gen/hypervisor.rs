@@ -238,5 +238,6 @@ pub fn file(model: &Model, hv: &Hypervisor) -> String {
         #fallback_error
     }));
     pieces.extend(stubs::pieces(model, hv));
+    pieces.push(Piece::Tokens(super::chains::tokens(model, hv)));
     render(&doc, pieces)
 }

@@ -7,6 +7,7 @@
 //! `__safety__!("…");` statement, which [`render`] turns into the comment.
 
 mod abi;
+mod chains;
 mod hypervisor;
 pub mod names;
 mod ops;

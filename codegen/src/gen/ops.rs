@@ -148,6 +148,7 @@ fn asm_body(model: &Model, op: &Op, template: &str) -> TokenStream {
 pub fn file(model: &Model) -> String {
     let mut methods = Vec::new();
     let mut routines = Vec::new();
+    let mut natives = Vec::new();
     let mut table = Vec::new();
     for found in model.ops() {
         let op = found.op;
@@ -175,15 +176,23 @@ pub fn file(model: &Model) -> String {
                 );
                 let r = returns(&ret);
                 routines.push(quote!(#[doc = #rdoc] #gate fn #routine(#(#ps),*) #r;));
-                quote!(<Self::Native as NativeRoutines>::#routine(#(#args),*))
+                quote!(<N as NativeRoutines>::#routine(#(#args),*))
             }
             None => quote!(unreachable!()),
         };
+        let ndoc = format!(" The native lowering of [`PvOps::{}`]: the default and the end of every fallback chain.", op.name.name);
+        natives.push(quote! {
+            #[doc = #ndoc]
+            #gate
+            #inline
+            pub fn #name<N: NativeRoutines>(#(#ps),*) #ret_clause { #body }
+        });
+        let args = op.params.iter().map(|p| ident(&p.name.name));
         methods.push(quote! {
             #doc
             #gate
             #inline
-            fn #name(&self, #(#ps),*) #ret_clause { #body }
+            fn #name(&self, #(#ps),*) #ret_clause { native::#name::<Self::Native>(#(#args),*) }
         });
         // Without the op's interface feature, the method stays, bound on a
         // marker no type implements: calling it then says which feature
@@ -269,6 +278,14 @@ pub fn file(model: &Model) -> String {
         }
 
         #needs
+
+        #[doc = " Each op's native lowering as a function, for the trait's defaults and"]
+        #[doc = " the generated fallback chains of every backend."]
+        pub mod native {
+            use super::super::types::*;
+            use super::NativeRoutines;
+            #(#natives)*
+        }
 
         #[doc = " Where an op may be called."]
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -1398,3 +1398,542 @@ impl Hypercalls {
         Ok(())
     }
 }
+
+use super::ops::{native, NativeRoutines, PvOps};
+/// Every feature set of this ABI, as read at the base where the hypervisor was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Features {
+    /// `HYPERV_CPUID_FEATURES.eax` bits.
+    pub hyperv_features: HypervFeatures,
+    /// `HYPERV_CPUID_FEATURES.ebx` bits.
+    pub hyperv_privileges: HypervPrivileges,
+    /// `HYPERV_CPUID_FEATURES.edx` bits.
+    pub hyperv_misc_features: HypervMiscFeatures,
+    /// `HYPERV_CPUID_ENLIGHTMENT_INFO.eax` bits.
+    pub hyperv_hints: HypervHints,
+    /// `HYPERV_CPUID_NESTED_FEATURES.eax` bits.
+    pub hyperv_nested_features: HypervNestedFeatures,
+}
+impl Features {
+    /// No features: every chain goes to its native step.
+    pub const NONE: Self = Self {
+        hyperv_features: HypervFeatures::empty(),
+        hyperv_privileges: HypervPrivileges::empty(),
+        hyperv_misc_features: HypervMiscFeatures::empty(),
+        hyperv_hints: HypervHints::empty(),
+        hyperv_nested_features: HypervNestedFeatures::empty(),
+    };
+    /// Read every feature set. `leaf(address)` returns eax, ebx, ecx, edx of
+    /// the leaf with that upstream number, at the base the hypervisor was found at.
+    pub fn read(mut leaf: impl FnMut(u32) -> [u32; 4]) -> Self {
+        Self {
+            hyperv_features: HypervFeatures::from_bits_retain(
+                leaf(HYPERV_CPUID_FEATURES)[0],
+            ),
+            hyperv_privileges: HypervPrivileges::from_bits_retain(
+                leaf(HYPERV_CPUID_FEATURES)[1],
+            ),
+            hyperv_misc_features: HypervMiscFeatures::from_bits_retain(
+                leaf(HYPERV_CPUID_FEATURES)[3],
+            ),
+            hyperv_hints: HypervHints::from_bits_retain(
+                leaf(HYPERV_CPUID_ENLIGHTMENT_INFO)[0],
+            ),
+            hyperv_nested_features: HypervNestedFeatures::from_bits_retain(
+                leaf(HYPERV_CPUID_NESTED_FEATURES)[0],
+            ),
+        }
+    }
+    /// Every feature bit by upstream name, and whether it is set: for reports.
+    pub fn list(&self) -> [(&'static str, bool); 54] {
+        [
+            (
+                "HV_MSR_VP_RUNTIME_AVAILABLE",
+                self
+                    .hyperv_features
+                    .contains(HypervFeatures::HV_MSR_VP_RUNTIME_AVAILABLE),
+            ),
+            (
+                "HV_MSR_TIME_REF_COUNT_AVAILABLE",
+                self
+                    .hyperv_features
+                    .contains(HypervFeatures::HV_MSR_TIME_REF_COUNT_AVAILABLE),
+            ),
+            (
+                "HV_MSR_SYNIC_AVAILABLE",
+                self.hyperv_features.contains(HypervFeatures::HV_MSR_SYNIC_AVAILABLE),
+            ),
+            (
+                "HV_MSR_SYNTIMER_AVAILABLE",
+                self.hyperv_features.contains(HypervFeatures::HV_MSR_SYNTIMER_AVAILABLE),
+            ),
+            (
+                "HV_MSR_APIC_ACCESS_AVAILABLE",
+                self
+                    .hyperv_features
+                    .contains(HypervFeatures::HV_MSR_APIC_ACCESS_AVAILABLE),
+            ),
+            (
+                "HV_MSR_HYPERCALL_AVAILABLE",
+                self.hyperv_features.contains(HypervFeatures::HV_MSR_HYPERCALL_AVAILABLE),
+            ),
+            (
+                "HV_MSR_VP_INDEX_AVAILABLE",
+                self.hyperv_features.contains(HypervFeatures::HV_MSR_VP_INDEX_AVAILABLE),
+            ),
+            (
+                "HV_MSR_RESET_AVAILABLE",
+                self.hyperv_features.contains(HypervFeatures::HV_MSR_RESET_AVAILABLE),
+            ),
+            (
+                "HV_MSR_STAT_PAGES_AVAILABLE",
+                self
+                    .hyperv_features
+                    .contains(HypervFeatures::HV_MSR_STAT_PAGES_AVAILABLE),
+            ),
+            (
+                "HV_MSR_REFERENCE_TSC_AVAILABLE",
+                self
+                    .hyperv_features
+                    .contains(HypervFeatures::HV_MSR_REFERENCE_TSC_AVAILABLE),
+            ),
+            (
+                "HV_MSR_GUEST_IDLE_AVAILABLE",
+                self
+                    .hyperv_features
+                    .contains(HypervFeatures::HV_MSR_GUEST_IDLE_AVAILABLE),
+            ),
+            (
+                "HV_ACCESS_FREQUENCY_MSRS",
+                self.hyperv_features.contains(HypervFeatures::HV_ACCESS_FREQUENCY_MSRS),
+            ),
+            (
+                "HV_ACCESS_REENLIGHTENMENT",
+                self.hyperv_features.contains(HypervFeatures::HV_ACCESS_REENLIGHTENMENT),
+            ),
+            (
+                "HV_ACCESS_TSC_INVARIANT",
+                self.hyperv_features.contains(HypervFeatures::HV_ACCESS_TSC_INVARIANT),
+            ),
+            (
+                "HV_CREATE_PARTITIONS",
+                self.hyperv_privileges.contains(HypervPrivileges::HV_CREATE_PARTITIONS),
+            ),
+            (
+                "HV_ACCESS_PARTITION_ID",
+                self.hyperv_privileges.contains(HypervPrivileges::HV_ACCESS_PARTITION_ID),
+            ),
+            (
+                "HV_ACCESS_MEMORY_POOL",
+                self.hyperv_privileges.contains(HypervPrivileges::HV_ACCESS_MEMORY_POOL),
+            ),
+            (
+                "HV_ADJUST_MESSAGE_BUFFERS",
+                self
+                    .hyperv_privileges
+                    .contains(HypervPrivileges::HV_ADJUST_MESSAGE_BUFFERS),
+            ),
+            (
+                "HV_POST_MESSAGES",
+                self.hyperv_privileges.contains(HypervPrivileges::HV_POST_MESSAGES),
+            ),
+            (
+                "HV_SIGNAL_EVENTS",
+                self.hyperv_privileges.contains(HypervPrivileges::HV_SIGNAL_EVENTS),
+            ),
+            (
+                "HV_CREATE_PORT",
+                self.hyperv_privileges.contains(HypervPrivileges::HV_CREATE_PORT),
+            ),
+            (
+                "HV_CONNECT_PORT",
+                self.hyperv_privileges.contains(HypervPrivileges::HV_CONNECT_PORT),
+            ),
+            (
+                "HV_ACCESS_STATS",
+                self.hyperv_privileges.contains(HypervPrivileges::HV_ACCESS_STATS),
+            ),
+            (
+                "HV_DEBUGGING",
+                self.hyperv_privileges.contains(HypervPrivileges::HV_DEBUGGING),
+            ),
+            (
+                "HV_CPU_MANAGEMENT",
+                self.hyperv_privileges.contains(HypervPrivileges::HV_CPU_MANAGEMENT),
+            ),
+            (
+                "HV_ENABLE_EXTENDED_HYPERCALLS",
+                self
+                    .hyperv_privileges
+                    .contains(HypervPrivileges::HV_ENABLE_EXTENDED_HYPERCALLS),
+            ),
+            (
+                "HV_ISOLATION",
+                self.hyperv_privileges.contains(HypervPrivileges::HV_ISOLATION),
+            ),
+            (
+                "HV_X64_MWAIT_AVAILABLE",
+                self
+                    .hyperv_misc_features
+                    .contains(HypervMiscFeatures::HV_X64_MWAIT_AVAILABLE),
+            ),
+            (
+                "HV_X64_GUEST_DEBUGGING_AVAILABLE",
+                self
+                    .hyperv_misc_features
+                    .contains(HypervMiscFeatures::HV_X64_GUEST_DEBUGGING_AVAILABLE),
+            ),
+            (
+                "HV_X64_PERF_MONITOR_AVAILABLE",
+                self
+                    .hyperv_misc_features
+                    .contains(HypervMiscFeatures::HV_X64_PERF_MONITOR_AVAILABLE),
+            ),
+            (
+                "HV_X64_CPU_DYNAMIC_PARTITIONING_AVAILABLE",
+                self
+                    .hyperv_misc_features
+                    .contains(
+                        HypervMiscFeatures::HV_X64_CPU_DYNAMIC_PARTITIONING_AVAILABLE,
+                    ),
+            ),
+            (
+                "HV_X64_HYPERCALL_XMM_INPUT_AVAILABLE",
+                self
+                    .hyperv_misc_features
+                    .contains(HypervMiscFeatures::HV_X64_HYPERCALL_XMM_INPUT_AVAILABLE),
+            ),
+            (
+                "HV_X64_GUEST_IDLE_STATE_AVAILABLE",
+                self
+                    .hyperv_misc_features
+                    .contains(HypervMiscFeatures::HV_X64_GUEST_IDLE_STATE_AVAILABLE),
+            ),
+            (
+                "HV_FEATURE_FREQUENCY_MSRS_AVAILABLE",
+                self
+                    .hyperv_misc_features
+                    .contains(HypervMiscFeatures::HV_FEATURE_FREQUENCY_MSRS_AVAILABLE),
+            ),
+            (
+                "HV_FEATURE_GUEST_CRASH_MSR_AVAILABLE",
+                self
+                    .hyperv_misc_features
+                    .contains(HypervMiscFeatures::HV_FEATURE_GUEST_CRASH_MSR_AVAILABLE),
+            ),
+            (
+                "HV_FEATURE_DEBUG_MSRS_AVAILABLE",
+                self
+                    .hyperv_misc_features
+                    .contains(HypervMiscFeatures::HV_FEATURE_DEBUG_MSRS_AVAILABLE),
+            ),
+            (
+                "HV_FEATURE_EXT_GVA_RANGES_FLUSH",
+                self
+                    .hyperv_misc_features
+                    .contains(HypervMiscFeatures::HV_FEATURE_EXT_GVA_RANGES_FLUSH),
+            ),
+            (
+                "HV_X64_HYPERCALL_XMM_OUTPUT_AVAILABLE",
+                self
+                    .hyperv_misc_features
+                    .contains(HypervMiscFeatures::HV_X64_HYPERCALL_XMM_OUTPUT_AVAILABLE),
+            ),
+            (
+                "HV_STIMER_DIRECT_MODE_AVAILABLE",
+                self
+                    .hyperv_misc_features
+                    .contains(HypervMiscFeatures::HV_STIMER_DIRECT_MODE_AVAILABLE),
+            ),
+            (
+                "HV_X64_AS_SWITCH_RECOMMENDED",
+                self.hyperv_hints.contains(HypervHints::HV_X64_AS_SWITCH_RECOMMENDED),
+            ),
+            (
+                "HV_X64_LOCAL_TLB_FLUSH_RECOMMENDED",
+                self
+                    .hyperv_hints
+                    .contains(HypervHints::HV_X64_LOCAL_TLB_FLUSH_RECOMMENDED),
+            ),
+            (
+                "HV_X64_REMOTE_TLB_FLUSH_RECOMMENDED",
+                self
+                    .hyperv_hints
+                    .contains(HypervHints::HV_X64_REMOTE_TLB_FLUSH_RECOMMENDED),
+            ),
+            (
+                "HV_X64_APIC_ACCESS_RECOMMENDED",
+                self.hyperv_hints.contains(HypervHints::HV_X64_APIC_ACCESS_RECOMMENDED),
+            ),
+            (
+                "HV_X64_SYSTEM_RESET_RECOMMENDED",
+                self.hyperv_hints.contains(HypervHints::HV_X64_SYSTEM_RESET_RECOMMENDED),
+            ),
+            (
+                "HV_X64_RELAXED_TIMING_RECOMMENDED",
+                self
+                    .hyperv_hints
+                    .contains(HypervHints::HV_X64_RELAXED_TIMING_RECOMMENDED),
+            ),
+            (
+                "HV_DEPRECATING_AEOI_RECOMMENDED",
+                self.hyperv_hints.contains(HypervHints::HV_DEPRECATING_AEOI_RECOMMENDED),
+            ),
+            (
+                "HV_X64_CLUSTER_IPI_RECOMMENDED",
+                self.hyperv_hints.contains(HypervHints::HV_X64_CLUSTER_IPI_RECOMMENDED),
+            ),
+            (
+                "HV_X64_EX_PROCESSOR_MASKS_RECOMMENDED",
+                self
+                    .hyperv_hints
+                    .contains(HypervHints::HV_X64_EX_PROCESSOR_MASKS_RECOMMENDED),
+            ),
+            (
+                "HV_X64_HYPERV_NESTED",
+                self.hyperv_hints.contains(HypervHints::HV_X64_HYPERV_NESTED),
+            ),
+            (
+                "HV_X64_ENLIGHTENED_VMCS_RECOMMENDED",
+                self
+                    .hyperv_hints
+                    .contains(HypervHints::HV_X64_ENLIGHTENED_VMCS_RECOMMENDED),
+            ),
+            (
+                "HV_X64_USE_MMIO_HYPERCALLS",
+                self.hyperv_hints.contains(HypervHints::HV_X64_USE_MMIO_HYPERCALLS),
+            ),
+            (
+                "HV_X64_NESTED_DIRECT_FLUSH",
+                self
+                    .hyperv_nested_features
+                    .contains(HypervNestedFeatures::HV_X64_NESTED_DIRECT_FLUSH),
+            ),
+            (
+                "HV_X64_NESTED_GUEST_MAPPING_FLUSH",
+                self
+                    .hyperv_nested_features
+                    .contains(HypervNestedFeatures::HV_X64_NESTED_GUEST_MAPPING_FLUSH),
+            ),
+            (
+                "HV_X64_NESTED_MSR_BITMAP",
+                self
+                    .hyperv_nested_features
+                    .contains(HypervNestedFeatures::HV_X64_NESTED_MSR_BITMAP),
+            ),
+        ]
+    }
+}
+/// What a Hyper-V backend supplies: its features, the means to reach the hypervisor, and the mechanisms of the IDL's mappings that generated code cannot carry out.
+///
+/// # Safety
+///
+/// An implementor promises that the hypervisor this module describes is
+/// present, so that the generated chains may make its hypercalls.
+pub unsafe trait Steps {
+    /// The native routines at the end of every chain.
+    type Native: NativeRoutines;
+    /// The features found at detection.
+    fn features(&self) -> &Features;
+    /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried.
+    fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+    /// The hypercall stubs, entered the way this CPU needs.
+    fn hypercalls(&self) -> Hypercalls;
+    /// Read an MSR (`rdmsr`).
+    fn read_msr(&self, msr: u32) -> u64;
+    /// Write an MSR (`wrmsr`).
+    fn write_msr(&self, msr: u32, value: u64);
+    /// `clock_ns`, step 1: `shared ms_hyperv_tsc_page via HV_X64_MSR_REFERENCE_TSC requires HV_MSR_REFERENCE_TSC_AVAILABLE`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn clock_ns_step1(&self) -> Result<Nanos, PvError>;
+}
+/// The ops of a guest of this hypervisor: every mapped op walks its
+/// fallback chain from the IDL; the others are native.
+#[derive(Clone, Copy, Debug)]
+pub struct Paravirt<S>(pub S);
+impl<S: Steps> PvOps for Paravirt<S> {
+    type Native = S::Native;
+    fn clock_ns(&self) -> Nanos {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features
+            .hyperv_features
+            .contains(HypervFeatures::HV_MSR_REFERENCE_TSC_AVAILABLE)
+        {
+            match s.clock_ns_step1() {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("clock_ns", 1, e),
+            }
+        }
+        if features
+            .hyperv_features
+            .contains(HypervFeatures::HV_MSR_TIME_REF_COUNT_AVAILABLE)
+        {
+            return Nanos((s.read_msr(HV_X64_MSR_TIME_REF_COUNT)).saturating_mul(100));
+        }
+        native::clock_ns::<S::Native>()
+    }
+    fn tsc_hz(&self) -> Hertz {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features.hyperv_features.contains(HypervFeatures::HV_ACCESS_FREQUENCY_MSRS)
+            && features
+                .hyperv_misc_features
+                .contains(HypervMiscFeatures::HV_FEATURE_FREQUENCY_MSRS_AVAILABLE)
+        {
+            return Hertz(s.read_msr(HV_X64_MSR_TSC_FREQUENCY));
+        }
+        native::tsc_hz::<S::Native>()
+    }
+    fn timer_oneshot(&self, deadline: Nanos) -> Result<(), PvError> {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features.hyperv_features.contains(HypervFeatures::HV_MSR_SYNTIMER_AVAILABLE)
+            && features
+                .hyperv_misc_features
+                .contains(HypervMiscFeatures::HV_STIMER_DIRECT_MODE_AVAILABLE)
+        {
+            {
+                s.write_msr(HV_X64_MSR_STIMER0_COUNT, (deadline.0) / 100);
+                return Ok(());
+            }
+        }
+        native::timer_oneshot::<S::Native>(deadline)
+    }
+    fn timer_cancel(&self) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features.hyperv_features.contains(HypervFeatures::HV_MSR_SYNTIMER_AVAILABLE)
+            && features
+                .hyperv_misc_features
+                .contains(HypervMiscFeatures::HV_STIMER_DIRECT_MODE_AVAILABLE)
+        {
+            {
+                s.write_msr(HV_X64_MSR_STIMER0_COUNT, 0_u64);
+                return;
+            }
+        }
+        native::timer_cancel::<S::Native>()
+    }
+    fn eoi(&self) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features
+            .hyperv_features
+            .contains(HypervFeatures::HV_MSR_APIC_ACCESS_AVAILABLE)
+            && features
+                .hyperv_hints
+                .contains(HypervHints::HV_X64_APIC_ACCESS_RECOMMENDED)
+        {
+            {
+                s.write_msr(HV_X64_MSR_EOI, 0_u64);
+                return;
+            }
+        }
+        native::eoi::<S::Native>()
+    }
+    fn send_ipi(&self, targets: CpuSet, vector: Vector) -> Result<(), PvError> {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features.hyperv_hints.contains(HypervHints::HV_X64_CLUSTER_IPI_RECOMMENDED) {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; the arguments follow the IDL's mapping of `send_ipi`.
+                match unsafe { s.hypercalls().hvcall_send_ipi(vector, targets) } {
+                    Ok(_) => return Ok(()),
+                    Err(e) => {
+                        if matches!(e.kind, ErrorKind::InvalidArgument) {
+                            return Err(e);
+                        }
+                        s.fell_back("send_ipi", 1, e);
+                    }
+                }
+            }
+        }
+        native::send_ipi::<S::Native>(targets, vector)
+    }
+    fn flush_tlb(&self, targets: CpuSet) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features
+            .hyperv_hints
+            .contains(HypervHints::HV_X64_REMOTE_TLB_FLUSH_RECOMMENDED)
+        {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; the arguments follow the IDL's mapping of `flush_tlb`.
+                match unsafe {
+                    s.hypercalls()
+                        .hvcall_flush_virtual_address_space(
+                            &hv_tlb_flush {
+                                address_space: 0_u64,
+                                flags: HV_FLUSH_ALL_VIRTUAL_ADDRESS_SPACES,
+                                processor_mask: targets.0,
+                            },
+                            0_u64,
+                        )
+                } {
+                    Ok(_) => return,
+                    Err(e) => s.fell_back("flush_tlb", 1, e),
+                }
+            }
+        }
+        native::flush_tlb::<S::Native>(targets)
+    }
+    fn yield_to(&self, target: ApicId) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features.hyperv_features.contains(HypervFeatures::HV_MSR_HYPERCALL_AVAILABLE)
+        {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; the arguments follow the IDL's mapping of `yield_to`.
+                match unsafe { s.hypercalls().hvcall_notify_long_spin_wait(1_u64) } {
+                    Ok(_) => return,
+                    Err(e) => s.fell_back("yield_to", 1, e),
+                }
+            }
+        }
+        native::yield_to::<S::Native>(target)
+    }
+    fn panic_notify(&self) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features
+            .hyperv_misc_features
+            .contains(HypervMiscFeatures::HV_FEATURE_GUEST_CRASH_MSR_AVAILABLE)
+        {
+            {
+                s.write_msr(HV_X64_MSR_CRASH_CTL, HV_CRASH_CTL_CRASH_NOTIFY);
+                return;
+            }
+        }
+        native::panic_notify::<S::Native>()
+    }
+    fn shutdown(&self, reason: ShutdownReason) -> Result<(), PvError> {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        native::shutdown::<S::Native>(reason)
+    }
+}
+/// Each mapped op and the mechanisms of its chain, in order: for coverage tables.
+pub const CHAINS: &[(&str, &str)] = &[
+    ("clock_ns", "shared → msr → native"),
+    ("tsc_hz", "msr → native"),
+    ("timer_oneshot", "msr → native"),
+    ("timer_cancel", "msr → native"),
+    ("eoi", "msr → native"),
+    ("send_ipi", "hypercall → native"),
+    ("flush_tlb", "hypercall → native"),
+    ("yield_to", "hypercall → native"),
+    ("panic_notify", "msr → native"),
+    ("shutdown", "native"),
+];

@@ -830,3 +830,363 @@ impl Hypercalls {
         })
     }
 }
+
+use super::ops::{native, NativeRoutines, PvOps};
+/// Every feature set of this ABI, as read at the base where the hypervisor was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Features {
+    /// `KVM_CPUID_FEATURES.eax` bits.
+    pub kvm_features: KvmFeatures,
+    /// `KVM_CPUID_FEATURES.edx` bits.
+    pub kvm_hints: KvmHints,
+}
+impl Features {
+    /// No features: every chain goes to its native step.
+    pub const NONE: Self = Self {
+        kvm_features: KvmFeatures::empty(),
+        kvm_hints: KvmHints::empty(),
+    };
+    /// Read every feature set. `leaf(address)` returns eax, ebx, ecx, edx of
+    /// the leaf with that upstream number, at the base the hypervisor was found at.
+    pub fn read(mut leaf: impl FnMut(u32) -> [u32; 4]) -> Self {
+        Self {
+            kvm_features: KvmFeatures::from_bits_retain(leaf(KVM_CPUID_FEATURES)[0]),
+            kvm_hints: KvmHints::from_bits_retain(leaf(KVM_CPUID_FEATURES)[3]),
+        }
+    }
+    /// Every feature bit by upstream name, and whether it is set: for reports.
+    pub fn list(&self) -> [(&'static str, bool); 19] {
+        [
+            (
+                "KVM_FEATURE_CLOCKSOURCE",
+                self.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE),
+            ),
+            (
+                "KVM_FEATURE_NOP_IO_DELAY",
+                self.kvm_features.contains(KvmFeatures::KVM_FEATURE_NOP_IO_DELAY),
+            ),
+            (
+                "KVM_FEATURE_MMU_OP",
+                self.kvm_features.contains(KvmFeatures::KVM_FEATURE_MMU_OP),
+            ),
+            (
+                "KVM_FEATURE_CLOCKSOURCE2",
+                self.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE2),
+            ),
+            (
+                "KVM_FEATURE_ASYNC_PF",
+                self.kvm_features.contains(KvmFeatures::KVM_FEATURE_ASYNC_PF),
+            ),
+            (
+                "KVM_FEATURE_STEAL_TIME",
+                self.kvm_features.contains(KvmFeatures::KVM_FEATURE_STEAL_TIME),
+            ),
+            (
+                "KVM_FEATURE_PV_EOI",
+                self.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_EOI),
+            ),
+            (
+                "KVM_FEATURE_PV_UNHALT",
+                self.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_UNHALT),
+            ),
+            (
+                "KVM_FEATURE_PV_TLB_FLUSH",
+                self.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_TLB_FLUSH),
+            ),
+            (
+                "KVM_FEATURE_ASYNC_PF_VMEXIT",
+                self.kvm_features.contains(KvmFeatures::KVM_FEATURE_ASYNC_PF_VMEXIT),
+            ),
+            (
+                "KVM_FEATURE_PV_SEND_IPI",
+                self.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_SEND_IPI),
+            ),
+            (
+                "KVM_FEATURE_POLL_CONTROL",
+                self.kvm_features.contains(KvmFeatures::KVM_FEATURE_POLL_CONTROL),
+            ),
+            (
+                "KVM_FEATURE_PV_SCHED_YIELD",
+                self.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_SCHED_YIELD),
+            ),
+            (
+                "KVM_FEATURE_ASYNC_PF_INT",
+                self.kvm_features.contains(KvmFeatures::KVM_FEATURE_ASYNC_PF_INT),
+            ),
+            (
+                "KVM_FEATURE_MSI_EXT_DEST_ID",
+                self.kvm_features.contains(KvmFeatures::KVM_FEATURE_MSI_EXT_DEST_ID),
+            ),
+            (
+                "KVM_FEATURE_HC_MAP_GPA_RANGE",
+                self.kvm_features.contains(KvmFeatures::KVM_FEATURE_HC_MAP_GPA_RANGE),
+            ),
+            (
+                "KVM_FEATURE_MIGRATION_CONTROL",
+                self.kvm_features.contains(KvmFeatures::KVM_FEATURE_MIGRATION_CONTROL),
+            ),
+            (
+                "KVM_FEATURE_CLOCKSOURCE_STABLE_BIT",
+                self
+                    .kvm_features
+                    .contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE_STABLE_BIT),
+            ),
+            ("KVM_HINTS_REALTIME", self.kvm_hints.contains(KvmHints::KVM_HINTS_REALTIME)),
+        ]
+    }
+}
+/// What a KVM backend supplies: its features, the means to reach the hypervisor, and the mechanisms of the IDL's mappings that generated code cannot carry out.
+///
+/// # Safety
+///
+/// An implementor promises that the hypervisor this module describes is
+/// present, so that the generated chains may make its hypercalls.
+pub unsafe trait Steps {
+    /// The native routines at the end of every chain.
+    type Native: NativeRoutines;
+    /// The features found at detection.
+    fn features(&self) -> &Features;
+    /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried.
+    fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+    /// The hypercall stubs, entered the way this CPU needs.
+    fn hypercalls(&self) -> Hypercalls;
+    /// `clock_ns`, step 1: `shared pvclock_vcpu_time_info.system_time via MSR_KVM_SYSTEM_TIME_NEW requires KVM_FEATURE_CLOCKSOURCE2`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn clock_ns_step1(&self) -> Result<Nanos, PvError>;
+    /// `clock_ns`, step 2: `shared pvclock_vcpu_time_info.system_time via MSR_KVM_SYSTEM_TIME requires KVM_FEATURE_CLOCKSOURCE`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn clock_ns_step2(&self) -> Result<Nanos, PvError>;
+    /// `tsc_hz`, step 1: `shared pvclock_vcpu_time_info via MSR_KVM_SYSTEM_TIME_NEW requires KVM_FEATURE_CLOCKSOURCE2`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn tsc_hz_step1(&self) -> Result<Hertz, PvError>;
+    /// `tsc_hz`, step 2: `shared pvclock_vcpu_time_info via MSR_KVM_SYSTEM_TIME requires KVM_FEATURE_CLOCKSOURCE`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn tsc_hz_step2(&self) -> Result<Hertz, PvError>;
+    /// `wallclock`, step 1: `shared pvclock_wall_clock via MSR_KVM_WALL_CLOCK_NEW requires KVM_FEATURE_CLOCKSOURCE2`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn wallclock_step1(&self) -> Result<Nanos, PvError>;
+    /// `wallclock`, step 2: `shared pvclock_wall_clock via MSR_KVM_WALL_CLOCK requires KVM_FEATURE_CLOCKSOURCE`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn wallclock_step2(&self) -> Result<Nanos, PvError>;
+    /// `steal_ns`, step 1: `shared kvm_steal_time.steal via MSR_KVM_STEAL_TIME requires KVM_FEATURE_STEAL_TIME`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn steal_ns_step1(&self) -> Result<Nanos, PvError>;
+    /// `vcpu_is_preempted`, step 1: `shared kvm_steal_time.preempted via MSR_KVM_STEAL_TIME requires KVM_FEATURE_STEAL_TIME`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn vcpu_is_preempted_step1(&self, cpu: ApicId) -> Result<bool, PvError>;
+    /// `flush_tlb`, step 1: `shared kvm_steal_time via MSR_KVM_STEAL_TIME requires KVM_FEATURE_PV_TLB_FLUSH, KVM_FEATURE_STEAL_TIME`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn flush_tlb_step1(&self, targets: CpuSet) -> Result<(), PvError>;
+    /// `eoi`, step 1: `shared kvm_pv_eoi_word via MSR_KVM_PV_EOI_EN requires KVM_FEATURE_PV_EOI`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn eoi_step1(&self) -> Result<(), PvError>;
+}
+/// The ops of a guest of this hypervisor: every mapped op walks its
+/// fallback chain from the IDL; the others are native.
+#[derive(Clone, Copy, Debug)]
+pub struct Paravirt<S>(pub S);
+impl<S: Steps> PvOps for Paravirt<S> {
+    type Native = S::Native;
+    fn clock_ns(&self) -> Nanos {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE2) {
+            match s.clock_ns_step1() {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("clock_ns", 1, e),
+            }
+        }
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE) {
+            match s.clock_ns_step2() {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("clock_ns", 2, e),
+            }
+        }
+        native::clock_ns::<S::Native>()
+    }
+    fn tsc_hz(&self) -> Hertz {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE2) {
+            match s.tsc_hz_step1() {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("tsc_hz", 1, e),
+            }
+        }
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE) {
+            match s.tsc_hz_step2() {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("tsc_hz", 2, e),
+            }
+        }
+        native::tsc_hz::<S::Native>()
+    }
+    fn wallclock(&self) -> Nanos {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE2) {
+            match s.wallclock_step1() {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("wallclock", 1, e),
+            }
+        }
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE) {
+            match s.wallclock_step2() {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("wallclock", 2, e),
+            }
+        }
+        native::wallclock::<S::Native>()
+    }
+    fn steal_ns(&self) -> Nanos {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_STEAL_TIME) {
+            match s.steal_ns_step1() {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("steal_ns", 1, e),
+            }
+        }
+        native::steal_ns::<S::Native>()
+    }
+    fn vcpu_is_preempted(&self, cpu: ApicId) -> bool {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_STEAL_TIME) {
+            match s.vcpu_is_preempted_step1(cpu) {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("vcpu_is_preempted", 1, e),
+            }
+        }
+        native::vcpu_is_preempted::<S::Native>(cpu)
+    }
+    fn flush_tlb(&self, targets: CpuSet) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_TLB_FLUSH)
+            && features.kvm_features.contains(KvmFeatures::KVM_FEATURE_STEAL_TIME)
+        {
+            match s.flush_tlb_step1(targets) {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("flush_tlb", 1, e),
+            }
+        }
+        native::flush_tlb::<S::Native>(targets)
+    }
+    fn eoi(&self) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_EOI) {
+            match s.eoi_step1() {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("eoi", 1, e),
+            }
+        }
+        native::eoi::<S::Native>()
+    }
+    fn send_ipi(&self, targets: CpuSet, vector: Vector) -> Result<(), PvError> {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_SEND_IPI) {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that KVM is the hypervisor; the arguments follow the IDL's mapping of `send_ipi`.
+                match unsafe {
+                    s.hypercalls()
+                        .kvm_hc_send_ipi(
+                            targets,
+                            0_u64,
+                            ApicId((0_u64) as u32),
+                            vector.0 as u64,
+                        )
+                } {
+                    Ok(_) => return Ok(()),
+                    Err(e) => {
+                        if matches!(e.kind, ErrorKind::InvalidArgument) {
+                            return Err(e);
+                        }
+                        s.fell_back("send_ipi", 1, e);
+                    }
+                }
+            }
+        }
+        native::send_ipi::<S::Native>(targets, vector)
+    }
+    fn kick_cpu(&self, target: ApicId) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_UNHALT) {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that KVM is the hypervisor; the arguments follow the IDL's mapping of `kick_cpu`.
+                match unsafe { s.hypercalls().kvm_hc_kick_cpu(0_u64, target) } {
+                    Ok(_) => return,
+                    Err(e) => s.fell_back("kick_cpu", 1, e),
+                }
+            }
+        }
+        native::kick_cpu::<S::Native>(target)
+    }
+    fn yield_to(&self, target: ApicId) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_SCHED_YIELD) {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that KVM is the hypervisor; the arguments follow the IDL's mapping of `yield_to`.
+                match unsafe { s.hypercalls().kvm_hc_sched_yield(target) } {
+                    Ok(_) => return,
+                    Err(e) => s.fell_back("yield_to", 1, e),
+                }
+            }
+        }
+        native::yield_to::<S::Native>(target)
+    }
+    fn io_delay(&self) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_NOP_IO_DELAY) {
+            return;
+        }
+        native::io_delay::<S::Native>()
+    }
+    fn shutdown(&self, reason: ShutdownReason) -> Result<(), PvError> {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        native::shutdown::<S::Native>(reason)
+    }
+}
+/// Each mapped op and the mechanisms of its chain, in order: for coverage tables.
+pub const CHAINS: &[(&str, &str)] = &[
+    ("clock_ns", "shared → shared → native"),
+    ("tsc_hz", "shared → shared → native"),
+    ("wallclock", "shared → shared → native"),
+    ("steal_ns", "shared → native"),
+    ("vcpu_is_preempted", "shared → native"),
+    ("flush_tlb", "shared → native"),
+    ("eoi", "shared → native"),
+    ("send_ipi", "hypercall → native"),
+    ("kick_cpu", "hypercall → native"),
+    ("yield_to", "hypercall → native"),
+    ("io_delay", "nop → native"),
+    ("shutdown", "native"),
+];

@@ -12,6 +12,45 @@ pub const INTERFACE_VERSION_PARTS: (u16, u16, u16) = (0u16, 1u16, 0u16);
 /// every number, conventions and mappings; not docs or formatting): equal
 /// fingerprints mean interchangeable ABIs.
 pub const INTERFACE_FINGERPRINT: u64 = 0x718cbc73041c78ab;
+/// A hypervisor ABI of the interface, as detection sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HypervisorInfo {
+    /// The IDL name, e.g. `kvm` (also its module and `pvi.backend=` name).
+    pub name: &'static str,
+    /// The name people use, e.g. `KVM`.
+    pub display: &'static str,
+    /// CPUID signatures (EBX, ECX, EDX of its base leaf).
+    pub signatures: &'static [[u8; 12]],
+    /// Probes to try when CPUID shows no signature at all.
+    pub probes: &'static [&'static str],
+}
+/// Every hypervisor ABI of the interface, in IDL order.
+pub const HYPERVISORS: &[HypervisorInfo] = &[
+    HypervisorInfo {
+        name: "hyperv",
+        display: "Hyper-V",
+        signatures: hyperv::SIGNATURES,
+        probes: hyperv::PROBES,
+    },
+    HypervisorInfo {
+        name: "kvm",
+        display: "KVM",
+        signatures: kvm::SIGNATURES,
+        probes: kvm::PROBES,
+    },
+    HypervisorInfo {
+        name: "vmware",
+        display: "VMware",
+        signatures: vmware::SIGNATURES,
+        probes: vmware::PROBES,
+    },
+    HypervisorInfo {
+        name: "xen",
+        display: "Xen",
+        signatures: xen::SIGNATURES,
+        probes: xen::PROBES,
+    },
+];
 /// Types, units, error kinds and shared structures.
 pub mod types;
 /// The ops trait and the native routines behind it.

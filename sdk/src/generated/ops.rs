@@ -51,8 +51,7 @@ pub trait PvOps {
     /// Native lowering: `cli`.
     #[inline(always)]
     fn irq_disable(&self) {
-        // SAFETY: `cli` is the native lowering of `irq_disable` declared in idl/; it changes only the CPU state that op's documented meaning names.
-        unsafe { core::arch::asm!("cli", options(nostack)) };
+        native::irq_disable::<Self::Native>()
     }
     /// Unmask maskable interrupts on this CPU (`sti`).
     ///
@@ -61,8 +60,7 @@ pub trait PvOps {
     /// Native lowering: `sti`.
     #[inline(always)]
     fn irq_enable(&self) {
-        // SAFETY: `sti` is the native lowering of `irq_enable` declared in idl/; it changes only the CPU state that op's documented meaning names.
-        unsafe { core::arch::asm!("sti", options(nostack)) };
+        native::irq_enable::<Self::Native>()
     }
     /// Mask interrupts and return the flags from before, for `irq_restore`.
     ///
@@ -71,10 +69,7 @@ pub trait PvOps {
     /// Native lowering: `pushfq; pop {ret}; cli`.
     #[inline(always)]
     fn irq_save(&self) -> IrqFlags {
-        let ret: u64;
-        // SAFETY: `pushfq; pop {ret}; cli` is the native lowering of `irq_save` declared in idl/; it changes only the CPU state that op's documented meaning names.
-        unsafe { core::arch::asm!("pushfq", "pop {ret}", "cli", ret = out(reg) ret) };
-        IrqFlags::from_bits_retain(ret)
+        native::irq_save::<Self::Native>()
     }
     /// Restore the interrupt flag saved by `irq_save`.
     ///
@@ -83,9 +78,7 @@ pub trait PvOps {
     /// Native lowering: `push {flags}; popfq`.
     #[inline(always)]
     fn irq_restore(&self, flags: IrqFlags) {
-        let flags: u64 = flags.bits();
-        // SAFETY: `push {flags}; popfq` is the native lowering of `irq_restore` declared in idl/; it changes only the CPU state that op's documented meaning names.
-        unsafe { core::arch::asm!("push {flags}", "popfq", flags = in (reg) flags) };
+        native::irq_restore::<Self::Native>(flags)
     }
     /// Enable interrupts and halt until the next one, with no window between
     /// the two in which a wake-up could be lost (`sti; hlt`).
@@ -94,8 +87,7 @@ pub trait PvOps {
     /// Native lowering: `sti; hlt`.
     #[inline]
     fn safe_halt(&self) {
-        // SAFETY: `sti; hlt` is the native lowering of `safe_halt` declared in idl/; it changes only the CPU state that op's documented meaning names.
-        unsafe { core::arch::asm!("sti", "hlt", options(nostack)) };
+        native::safe_halt::<Self::Native>()
     }
     /// Halt until the next interrupt, NMI or INIT with interrupts as they
     /// are (`hlt`).
@@ -104,8 +96,7 @@ pub trait PvOps {
     /// Native lowering: `hlt`.
     #[inline]
     fn halt(&self) {
-        // SAFETY: `hlt` is the native lowering of `halt` declared in idl/; it changes only the CPU state that op's documented meaning names.
-        unsafe { core::arch::asm!("hlt", options(nostack)) };
+        native::halt::<Self::Native>()
     }
     /// Wait about a microsecond between accesses to slow legacy devices
     /// (a write to port 0x80).
@@ -114,8 +105,7 @@ pub trait PvOps {
     /// Native lowering: `out 0x80, al`.
     #[inline]
     fn io_delay(&self) {
-        // SAFETY: `out 0x80, al` is the native lowering of `io_delay` declared in idl/; it changes only the CPU state that op's documented meaning names.
-        unsafe { core::arch::asm!("out 0x80, al", options(nostack)) };
+        native::io_delay::<Self::Native>()
     }
     /// Nanoseconds since an arbitrary point at boot, monotonic across CPUs.
     /// Bare metal scales the invariant TSC by its frequency.
@@ -126,7 +116,7 @@ pub trait PvOps {
     /// Since interface 0.1.0.
     #[inline]
     fn clock_ns(&self) -> Nanos {
-        <Self::Native as NativeRoutines>::tsc_clock_ns()
+        native::clock_ns::<Self::Native>()
     }
     /// The TSC frequency. Bare metal reads CPUID leaves 0x15/0x16 and
     /// otherwise calibrates the TSC against the PIT.
@@ -135,7 +125,7 @@ pub trait PvOps {
     /// Native lowering: [`NativeRoutines::tsc_hz_from_cpuid_or_pit`].
     #[inline]
     fn tsc_hz(&self) -> Hertz {
-        <Self::Native as NativeRoutines>::tsc_hz_from_cpuid_or_pit()
+        native::tsc_hz::<Self::Native>()
     }
     /// Nanoseconds since the Unix epoch, UTC. Bare metal reads the CMOS
     /// real-time clock.
@@ -144,7 +134,7 @@ pub trait PvOps {
     /// Native lowering: [`NativeRoutines::cmos_wallclock`].
     #[inline]
     fn wallclock(&self) -> Nanos {
-        <Self::Native as NativeRoutines>::cmos_wallclock()
+        native::wallclock::<Self::Native>()
     }
     /// Nanoseconds this CPU was ready to run but the host ran something
     /// else. Always 0 on bare metal.
@@ -153,7 +143,7 @@ pub trait PvOps {
     /// Native lowering: [`NativeRoutines::no_steal`].
     #[inline]
     fn steal_ns(&self) -> Nanos {
-        <Self::Native as NativeRoutines>::no_steal()
+        native::steal_ns::<Self::Native>()
     }
     /// Raise the timer interrupt on this CPU once `clock_ns` reaches
     /// `deadline`; a deadline in the past fires at once. Replaces any armed
@@ -165,7 +155,7 @@ pub trait PvOps {
     /// Errors: `Unsupported`, `InvalidArgument`.
     #[inline]
     fn timer_oneshot(&self, deadline: Nanos) -> Result<(), PvError> {
-        <Self::Native as NativeRoutines>::lapic_timer_oneshot(deadline)
+        native::timer_oneshot::<Self::Native>(deadline)
     }
     /// Disarm this CPU's timer. Bare metal zeroes the local APIC timer.
     ///
@@ -173,7 +163,7 @@ pub trait PvOps {
     /// Native lowering: [`NativeRoutines::lapic_timer_cancel`].
     #[inline]
     fn timer_cancel(&self) {
-        <Self::Native as NativeRoutines>::lapic_timer_cancel()
+        native::timer_cancel::<Self::Native>()
     }
     /// Signal end of interrupt to the local APIC (a write of 0 to the EOI
     /// register).
@@ -182,7 +172,7 @@ pub trait PvOps {
     /// Native lowering: [`NativeRoutines::lapic_eoi`].
     #[inline]
     fn eoi(&self) {
-        <Self::Native as NativeRoutines>::lapic_eoi()
+        native::eoi::<Self::Native>()
     }
     /// Send the fixed interrupt `vector` to every CPU in `targets` (one ICR
     /// write per CPU on bare metal).
@@ -192,7 +182,7 @@ pub trait PvOps {
     /// Errors: `InvalidArgument`.
     #[inline]
     fn send_ipi(&self, targets: CpuSet, vector: Vector) -> Result<(), PvError> {
-        <Self::Native as NativeRoutines>::lapic_send_ipi(targets, vector)
+        native::send_ipi::<Self::Native>(targets, vector)
     }
     /// Wake the CPU `target` from `safe_halt`, for a waiter whose lock was
     /// released. Bare metal sends it the kernel's wake-up IPI.
@@ -201,7 +191,7 @@ pub trait PvOps {
     /// Native lowering: [`NativeRoutines::lapic_kick`].
     #[inline]
     fn kick_cpu(&self, target: ApicId) {
-        <Self::Native as NativeRoutines>::lapic_kick(target)
+        native::kick_cpu::<Self::Native>(target)
     }
     /// Spin-wait hint: this CPU is waiting for `target`. Bare metal ignores
     /// the target and executes `pause`.
@@ -210,7 +200,7 @@ pub trait PvOps {
     /// Native lowering: [`NativeRoutines::spin_pause`].
     #[inline]
     fn yield_to(&self, target: ApicId) {
-        <Self::Native as NativeRoutines>::spin_pause(target)
+        native::yield_to::<Self::Native>(target)
     }
     /// Whether the CPU `cpu` is currently not running because the host
     /// preempted it. Always false on bare metal.
@@ -219,7 +209,7 @@ pub trait PvOps {
     /// Native lowering: [`NativeRoutines::never_preempted`].
     #[inline]
     fn vcpu_is_preempted(&self, cpu: ApicId) -> bool {
-        <Self::Native as NativeRoutines>::never_preempted(cpu)
+        native::vcpu_is_preempted::<Self::Native>(cpu)
     }
     /// Flush the non-global TLB entries of every CPU in `targets` and wait
     /// until they are done. Bare metal sends a flush IPI to each and waits
@@ -229,7 +219,7 @@ pub trait PvOps {
     /// Native lowering: [`NativeRoutines::ipi_flush_tlb`].
     #[inline]
     fn flush_tlb(&self, targets: CpuSet) {
-        <Self::Native as NativeRoutines>::ipi_flush_tlb(targets)
+        native::flush_tlb::<Self::Native>(targets)
     }
     /// Write `data` to the early console. Bare metal writes it to COM1.
     ///
@@ -237,7 +227,7 @@ pub trait PvOps {
     /// Native lowering: [`NativeRoutines::serial_write`].
     #[inline]
     fn console_write(&self, data: &[u8]) {
-        <Self::Native as NativeRoutines>::serial_write(data)
+        native::console_write::<Self::Native>(data)
     }
     /// Stop the machine for `reason`. Returns only if it could not. Bare
     /// metal uses the ACPI reset register or the keyboard controller to
@@ -249,7 +239,7 @@ pub trait PvOps {
     /// Errors: `Unsupported`.
     #[inline]
     fn shutdown(&self, reason: ShutdownReason) -> Result<(), PvError> {
-        <Self::Native as NativeRoutines>::native_shutdown(reason)
+        native::shutdown::<Self::Native>(reason)
     }
     /// Tell the host that the guest kernel panicked, before it stops. Bare
     /// metal has no one to tell; under QEMU the pvpanic device on port 0x505
@@ -259,7 +249,136 @@ pub trait PvOps {
     /// Native lowering: [`NativeRoutines::pvpanic_port`].
     #[inline]
     fn panic_notify(&self) {
-        <Self::Native as NativeRoutines>::pvpanic_port()
+        native::panic_notify::<Self::Native>()
+    }
+}
+/// Each op's native lowering as a function, for the trait's defaults and
+/// the generated fallback chains of every backend.
+pub mod native {
+    use super::super::types::*;
+    use super::NativeRoutines;
+    /// The native lowering of [`PvOps::irq_disable`]: the default and the end of every fallback chain.
+    #[inline(always)]
+    pub fn irq_disable<N: NativeRoutines>() {
+        // SAFETY: `cli` is the native lowering of `irq_disable` declared in idl/; it changes only the CPU state that op's documented meaning names.
+        unsafe { core::arch::asm!("cli", options(nostack)) };
+    }
+    /// The native lowering of [`PvOps::irq_enable`]: the default and the end of every fallback chain.
+    #[inline(always)]
+    pub fn irq_enable<N: NativeRoutines>() {
+        // SAFETY: `sti` is the native lowering of `irq_enable` declared in idl/; it changes only the CPU state that op's documented meaning names.
+        unsafe { core::arch::asm!("sti", options(nostack)) };
+    }
+    /// The native lowering of [`PvOps::irq_save`]: the default and the end of every fallback chain.
+    #[inline(always)]
+    pub fn irq_save<N: NativeRoutines>() -> IrqFlags {
+        let ret: u64;
+        // SAFETY: `pushfq; pop {ret}; cli` is the native lowering of `irq_save` declared in idl/; it changes only the CPU state that op's documented meaning names.
+        unsafe { core::arch::asm!("pushfq", "pop {ret}", "cli", ret = out(reg) ret) };
+        IrqFlags::from_bits_retain(ret)
+    }
+    /// The native lowering of [`PvOps::irq_restore`]: the default and the end of every fallback chain.
+    #[inline(always)]
+    pub fn irq_restore<N: NativeRoutines>(flags: IrqFlags) {
+        let flags: u64 = flags.bits();
+        // SAFETY: `push {flags}; popfq` is the native lowering of `irq_restore` declared in idl/; it changes only the CPU state that op's documented meaning names.
+        unsafe { core::arch::asm!("push {flags}", "popfq", flags = in (reg) flags) };
+    }
+    /// The native lowering of [`PvOps::safe_halt`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn safe_halt<N: NativeRoutines>() {
+        // SAFETY: `sti; hlt` is the native lowering of `safe_halt` declared in idl/; it changes only the CPU state that op's documented meaning names.
+        unsafe { core::arch::asm!("sti", "hlt", options(nostack)) };
+    }
+    /// The native lowering of [`PvOps::halt`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn halt<N: NativeRoutines>() {
+        // SAFETY: `hlt` is the native lowering of `halt` declared in idl/; it changes only the CPU state that op's documented meaning names.
+        unsafe { core::arch::asm!("hlt", options(nostack)) };
+    }
+    /// The native lowering of [`PvOps::io_delay`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn io_delay<N: NativeRoutines>() {
+        // SAFETY: `out 0x80, al` is the native lowering of `io_delay` declared in idl/; it changes only the CPU state that op's documented meaning names.
+        unsafe { core::arch::asm!("out 0x80, al", options(nostack)) };
+    }
+    /// The native lowering of [`PvOps::clock_ns`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn clock_ns<N: NativeRoutines>() -> Nanos {
+        <N as NativeRoutines>::tsc_clock_ns()
+    }
+    /// The native lowering of [`PvOps::tsc_hz`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn tsc_hz<N: NativeRoutines>() -> Hertz {
+        <N as NativeRoutines>::tsc_hz_from_cpuid_or_pit()
+    }
+    /// The native lowering of [`PvOps::wallclock`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn wallclock<N: NativeRoutines>() -> Nanos {
+        <N as NativeRoutines>::cmos_wallclock()
+    }
+    /// The native lowering of [`PvOps::steal_ns`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn steal_ns<N: NativeRoutines>() -> Nanos {
+        <N as NativeRoutines>::no_steal()
+    }
+    /// The native lowering of [`PvOps::timer_oneshot`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn timer_oneshot<N: NativeRoutines>(deadline: Nanos) -> Result<(), PvError> {
+        <N as NativeRoutines>::lapic_timer_oneshot(deadline)
+    }
+    /// The native lowering of [`PvOps::timer_cancel`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn timer_cancel<N: NativeRoutines>() {
+        <N as NativeRoutines>::lapic_timer_cancel()
+    }
+    /// The native lowering of [`PvOps::eoi`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn eoi<N: NativeRoutines>() {
+        <N as NativeRoutines>::lapic_eoi()
+    }
+    /// The native lowering of [`PvOps::send_ipi`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn send_ipi<N: NativeRoutines>(
+        targets: CpuSet,
+        vector: Vector,
+    ) -> Result<(), PvError> {
+        <N as NativeRoutines>::lapic_send_ipi(targets, vector)
+    }
+    /// The native lowering of [`PvOps::kick_cpu`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn kick_cpu<N: NativeRoutines>(target: ApicId) {
+        <N as NativeRoutines>::lapic_kick(target)
+    }
+    /// The native lowering of [`PvOps::yield_to`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn yield_to<N: NativeRoutines>(target: ApicId) {
+        <N as NativeRoutines>::spin_pause(target)
+    }
+    /// The native lowering of [`PvOps::vcpu_is_preempted`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn vcpu_is_preempted<N: NativeRoutines>(cpu: ApicId) -> bool {
+        <N as NativeRoutines>::never_preempted(cpu)
+    }
+    /// The native lowering of [`PvOps::flush_tlb`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn flush_tlb<N: NativeRoutines>(targets: CpuSet) {
+        <N as NativeRoutines>::ipi_flush_tlb(targets)
+    }
+    /// The native lowering of [`PvOps::console_write`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn console_write<N: NativeRoutines>(data: &[u8]) {
+        <N as NativeRoutines>::serial_write(data)
+    }
+    /// The native lowering of [`PvOps::shutdown`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn shutdown<N: NativeRoutines>(reason: ShutdownReason) -> Result<(), PvError> {
+        <N as NativeRoutines>::native_shutdown(reason)
+    }
+    /// The native lowering of [`PvOps::panic_notify`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn panic_notify<N: NativeRoutines>() {
+        <N as NativeRoutines>::pvpanic_port()
     }
 }
 /// Where an op may be called.

@@ -672,3 +672,130 @@ impl Hypercalls {
         }
     }
 }
+
+use super::ops::{native, NativeRoutines, PvOps};
+/// Every feature set of this ABI, as read at the base where the hypervisor was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Features {
+    /// `CPUID_VMWARE_FEATURES_LEAF.ecx` bits.
+    pub vmware_features: VmwareFeatures,
+}
+impl Features {
+    /// No features: every chain goes to its native step.
+    pub const NONE: Self = Self {
+        vmware_features: VmwareFeatures::empty(),
+    };
+    /// Read every feature set. `leaf(address)` returns eax, ebx, ecx, edx of
+    /// the leaf with that upstream number, at the base the hypervisor was found at.
+    pub fn read(mut leaf: impl FnMut(u32) -> [u32; 4]) -> Self {
+        Self {
+            vmware_features: VmwareFeatures::from_bits_retain(
+                leaf(CPUID_VMWARE_FEATURES_LEAF)[2],
+            ),
+        }
+    }
+    /// Every feature bit by upstream name, and whether it is set: for reports.
+    pub fn list(&self) -> [(&'static str, bool); 2] {
+        [
+            (
+                "CPUID_VMWARE_FEATURES_ECX_VMMCALL",
+                self
+                    .vmware_features
+                    .contains(VmwareFeatures::CPUID_VMWARE_FEATURES_ECX_VMMCALL),
+            ),
+            (
+                "CPUID_VMWARE_FEATURES_ECX_VMCALL",
+                self
+                    .vmware_features
+                    .contains(VmwareFeatures::CPUID_VMWARE_FEATURES_ECX_VMCALL),
+            ),
+        ]
+    }
+}
+/// What a VMware backend supplies: its features, the means to reach the hypervisor, and the mechanisms of the IDL's mappings that generated code cannot carry out.
+///
+/// # Safety
+///
+/// An implementor promises that the hypervisor this module describes is
+/// present, so that the generated chains may make its hypercalls.
+pub unsafe trait Steps {
+    /// The native routines at the end of every chain.
+    type Native: NativeRoutines;
+    /// The features found at detection.
+    fn features(&self) -> &Features;
+    /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried.
+    fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+    /// CPUID leaf `leaf` (upstream numbering) read at the base where the hypervisor was found: eax, ebx, ecx, edx.
+    fn cpuid(&self, leaf: u32) -> [u32; 4];
+    /// `tsc_hz`, step 2: `hypercall BDOOR_CMD_GETHZ(0xFFFFFFFF)`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn tsc_hz_step2(&self) -> Result<Hertz, PvError>;
+    /// `wallclock`, step 1: `hypercall BDOOR_CMD_GETTIMEFULL()`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn wallclock_step1(&self) -> Result<Nanos, PvError>;
+}
+/// The ops of a guest of this hypervisor: every mapped op walks its
+/// fallback chain from the IDL; the others are native.
+#[derive(Clone, Copy, Debug)]
+pub struct Paravirt<S>(pub S);
+impl<S: Steps> PvOps for Paravirt<S> {
+    type Native = S::Native;
+    fn tsc_hz(&self) -> Hertz {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if true {
+            {
+                let raw = s.cpuid(CPUID_VMWARE_FEATURES_LEAF)[0];
+                if raw != 0 {
+                    return Hertz((u64::from(raw)).saturating_mul(1000));
+                }
+                s.fell_back(
+                    "tsc_hz",
+                    1,
+                    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native),
+                );
+            }
+        }
+        if true {
+            match s.tsc_hz_step2() {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("tsc_hz", 2, e),
+            }
+        }
+        native::tsc_hz::<S::Native>()
+    }
+    fn wallclock(&self) -> Nanos {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if true {
+            match s.wallclock_step1() {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("wallclock", 1, e),
+            }
+        }
+        native::wallclock::<S::Native>()
+    }
+    fn clock_ns(&self) -> Nanos {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        native::clock_ns::<S::Native>()
+    }
+    fn shutdown(&self, reason: ShutdownReason) -> Result<(), PvError> {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        native::shutdown::<S::Native>(reason)
+    }
+}
+/// Each mapped op and the mechanisms of its chain, in order: for coverage tables.
+pub const CHAINS: &[(&str, &str)] = &[
+    ("tsc_hz", "cpuid → hypercall → native"),
+    ("wallclock", "hypercall → native"),
+    ("clock_ns", "native"),
+    ("shutdown", "native"),
+];

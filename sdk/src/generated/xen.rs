@@ -1171,3 +1171,412 @@ impl Hypercalls {
         })
     }
 }
+
+use super::ops::{native, NativeRoutines, PvOps};
+/// Every feature set of this ABI, as read at the base where the hypervisor was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Features {
+    /// `XEN_CPUID_HYPERCALL.ecx` bits.
+    pub xen_cpuid_feat1: XenCpuidFeat1,
+    /// `XEN_CPUID_TIME.eax` bits.
+    pub xen_cpuid_tsc: XenCpuidTsc,
+    /// `XEN_CPUID_HVM_FEATURES.eax` bits.
+    pub xen_hvm_features: XenHvmFeatures,
+}
+impl Features {
+    /// No features: every chain goes to its native step.
+    pub const NONE: Self = Self {
+        xen_cpuid_feat1: XenCpuidFeat1::empty(),
+        xen_cpuid_tsc: XenCpuidTsc::empty(),
+        xen_hvm_features: XenHvmFeatures::empty(),
+    };
+    /// Read every feature set. `leaf(address)` returns eax, ebx, ecx, edx of
+    /// the leaf with that upstream number, at the base the hypervisor was found at.
+    pub fn read(mut leaf: impl FnMut(u32) -> [u32; 4]) -> Self {
+        Self {
+            xen_cpuid_feat1: XenCpuidFeat1::from_bits_retain(
+                leaf(XEN_CPUID_HYPERCALL)[2],
+            ),
+            xen_cpuid_tsc: XenCpuidTsc::from_bits_retain(leaf(XEN_CPUID_TIME)[0]),
+            xen_hvm_features: XenHvmFeatures::from_bits_retain(
+                leaf(XEN_CPUID_HVM_FEATURES)[0],
+            ),
+        }
+    }
+    /// Every feature bit by upstream name, and whether it is set: for reports.
+    pub fn list(&self) -> [(&'static str, bool); 11] {
+        [
+            (
+                "XEN_CPUID_FEAT1_MMU_PT_UPDATE_PRESERVE_AD",
+                self
+                    .xen_cpuid_feat1
+                    .contains(XenCpuidFeat1::XEN_CPUID_FEAT1_MMU_PT_UPDATE_PRESERVE_AD),
+            ),
+            (
+                "XEN_CPUID_TSC_EMULATED",
+                self.xen_cpuid_tsc.contains(XenCpuidTsc::XEN_CPUID_TSC_EMULATED),
+            ),
+            (
+                "XEN_CPUID_HOST_TSC_RELIABLE",
+                self.xen_cpuid_tsc.contains(XenCpuidTsc::XEN_CPUID_HOST_TSC_RELIABLE),
+            ),
+            (
+                "XEN_CPUID_RDTSCP_INSTR_AVAIL",
+                self.xen_cpuid_tsc.contains(XenCpuidTsc::XEN_CPUID_RDTSCP_INSTR_AVAIL),
+            ),
+            (
+                "XEN_HVM_CPUID_APIC_ACCESS_VIRT",
+                self
+                    .xen_hvm_features
+                    .contains(XenHvmFeatures::XEN_HVM_CPUID_APIC_ACCESS_VIRT),
+            ),
+            (
+                "XEN_HVM_CPUID_X2APIC_VIRT",
+                self.xen_hvm_features.contains(XenHvmFeatures::XEN_HVM_CPUID_X2APIC_VIRT),
+            ),
+            (
+                "XEN_HVM_CPUID_IOMMU_MAPPINGS",
+                self
+                    .xen_hvm_features
+                    .contains(XenHvmFeatures::XEN_HVM_CPUID_IOMMU_MAPPINGS),
+            ),
+            (
+                "XEN_HVM_CPUID_VCPU_ID_PRESENT",
+                self
+                    .xen_hvm_features
+                    .contains(XenHvmFeatures::XEN_HVM_CPUID_VCPU_ID_PRESENT),
+            ),
+            (
+                "XEN_HVM_CPUID_DOMID_PRESENT",
+                self
+                    .xen_hvm_features
+                    .contains(XenHvmFeatures::XEN_HVM_CPUID_DOMID_PRESENT),
+            ),
+            (
+                "XEN_HVM_CPUID_EXT_DEST_ID",
+                self.xen_hvm_features.contains(XenHvmFeatures::XEN_HVM_CPUID_EXT_DEST_ID),
+            ),
+            (
+                "XEN_HVM_CPUID_UPCALL_VECTOR",
+                self
+                    .xen_hvm_features
+                    .contains(XenHvmFeatures::XEN_HVM_CPUID_UPCALL_VECTOR),
+            ),
+        ]
+    }
+}
+/// What a Xen backend supplies: its features, the means to reach the hypervisor, and the mechanisms of the IDL's mappings that generated code cannot carry out.
+///
+/// # Safety
+///
+/// An implementor promises that the hypervisor this module describes is
+/// present, so that the generated chains may make its hypercalls.
+pub unsafe trait Steps {
+    /// The native routines at the end of every chain.
+    type Native: NativeRoutines;
+    /// The features found at detection.
+    fn features(&self) -> &Features;
+    /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried.
+    fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+    /// The hypercall stubs, entered the way this CPU needs.
+    fn hypercalls(&self) -> Hypercalls;
+    /// The calling CPU's index as the hypervisor numbers it.
+    fn this_cpu(&self) -> u64;
+    /// CPUID leaf `leaf` (upstream numbering) read at the base where the hypervisor was found: eax, ebx, ecx, edx.
+    fn cpuid(&self, leaf: u32) -> [u32; 4];
+    /// `clock_ns`, step 1: `shared vcpu_time_info.system_time via __HYPERVISOR_memory_op`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn clock_ns_step1(&self) -> Result<Nanos, PvError>;
+    /// `tsc_hz`, step 1: `shared vcpu_time_info via __HYPERVISOR_memory_op`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn tsc_hz_step1(&self) -> Result<Hertz, PvError>;
+    /// `wallclock`, step 1: `shared shared_info via __HYPERVISOR_memory_op`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn wallclock_step1(&self) -> Result<Nanos, PvError>;
+    /// `steal_ns`, step 1: `shared vcpu_runstate_info via __HYPERVISOR_vcpu_op`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn steal_ns_step1(&self) -> Result<Nanos, PvError>;
+    /// `vcpu_is_preempted`, step 1: `shared vcpu_runstate_info via __HYPERVISOR_vcpu_op`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn vcpu_is_preempted_step1(&self, cpu: ApicId) -> Result<bool, PvError>;
+}
+/// The ops of a guest of this hypervisor: every mapped op walks its
+/// fallback chain from the IDL; the others are native.
+#[derive(Clone, Copy, Debug)]
+pub struct Paravirt<S>(pub S);
+impl<S: Steps> PvOps for Paravirt<S> {
+    type Native = S::Native;
+    fn clock_ns(&self) -> Nanos {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if true {
+            match s.clock_ns_step1() {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("clock_ns", 1, e),
+            }
+        }
+        native::clock_ns::<S::Native>()
+    }
+    fn tsc_hz(&self) -> Hertz {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if true {
+            match s.tsc_hz_step1() {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("tsc_hz", 1, e),
+            }
+        }
+        if true {
+            {
+                let raw = s.cpuid(XEN_CPUID_TIME)[2];
+                if raw != 0 {
+                    return Hertz((u64::from(raw)).saturating_mul(1000));
+                }
+                s.fell_back(
+                    "tsc_hz",
+                    2,
+                    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native),
+                );
+            }
+        }
+        native::tsc_hz::<S::Native>()
+    }
+    fn wallclock(&self) -> Nanos {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if true {
+            match s.wallclock_step1() {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("wallclock", 1, e),
+            }
+        }
+        native::wallclock::<S::Native>()
+    }
+    fn steal_ns(&self) -> Nanos {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if true {
+            match s.steal_ns_step1() {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("steal_ns", 1, e),
+            }
+        }
+        native::steal_ns::<S::Native>()
+    }
+    fn vcpu_is_preempted(&self, cpu: ApicId) -> bool {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if true {
+            match s.vcpu_is_preempted_step1(cpu) {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("vcpu_is_preempted", 1, e),
+            }
+        }
+        native::vcpu_is_preempted::<S::Native>(cpu)
+    }
+    fn timer_oneshot(&self, deadline: Nanos) -> Result<(), PvError> {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if true {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `timer_oneshot`.
+                match unsafe {
+                    s.hypercalls()
+                        .hypervisor_vcpu_op(
+                            VCPUOP_set_singleshot_timer,
+                            (s.this_cpu()) as u32,
+                            core::ptr::from_ref(
+                                &vcpu_set_singleshot_timer {
+                                    timeout_abs_ns: deadline.0,
+                                    flags: (0_u64) as u32,
+                                    ..vcpu_set_singleshot_timer::ZERO
+                                },
+                            ) as u64,
+                        )
+                } {
+                    Ok(_) => return Ok(()),
+                    Err(e) => {
+                        if matches!(e.kind, ErrorKind::InvalidArgument) {
+                            return Err(e);
+                        }
+                        s.fell_back("timer_oneshot", 1, e);
+                    }
+                }
+            }
+        }
+        native::timer_oneshot::<S::Native>(deadline)
+    }
+    fn timer_cancel(&self) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if true {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `timer_cancel`.
+                match unsafe {
+                    s.hypercalls()
+                        .hypervisor_vcpu_op(
+                            VCPUOP_stop_singleshot_timer,
+                            (s.this_cpu()) as u32,
+                            0_u64,
+                        )
+                } {
+                    Ok(_) => return,
+                    Err(e) => s.fell_back("timer_cancel", 1, e),
+                }
+            }
+        }
+        native::timer_cancel::<S::Native>()
+    }
+    fn yield_to(&self, target: ApicId) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if true {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `yield_to`.
+                match unsafe {
+                    s.hypercalls().hypervisor_sched_op(SCHEDOP_yield, 0_u64)
+                } {
+                    Ok(_) => return,
+                    Err(e) => s.fell_back("yield_to", 1, e),
+                }
+            }
+        }
+        native::yield_to::<S::Native>(target)
+    }
+    fn safe_halt(&self) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        native::safe_halt::<S::Native>()
+    }
+    fn console_write(&self, data: &[u8]) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if true {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `console_write`.
+                match unsafe {
+                    s.hypercalls()
+                        .hypervisor_console_io(
+                            CONSOLEIO_write,
+                            (data.len() as u64) as u32,
+                            data.as_ptr() as u64,
+                        )
+                } {
+                    Ok(_) => return,
+                    Err(e) => s.fell_back("console_write", 1, e),
+                }
+            }
+        }
+        native::console_write::<S::Native>(data)
+    }
+    fn flush_tlb(&self, targets: CpuSet) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if true {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `flush_tlb`.
+                match unsafe {
+                    s.hypercalls().hypervisor_hvm_op(HVMOP_flush_tlbs, 0_u64)
+                } {
+                    Ok(_) => return,
+                    Err(e) => s.fell_back("flush_tlb", 1, e),
+                }
+            }
+        }
+        native::flush_tlb::<S::Native>(targets)
+    }
+    fn shutdown(&self, reason: ShutdownReason) -> Result<(), PvError> {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if reason == ShutdownReason::Poweroff {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `shutdown`.
+                match unsafe {
+                    s.hypercalls()
+                        .hypervisor_sched_op(
+                            SCHEDOP_shutdown,
+                            core::ptr::from_ref(
+                                &sched_shutdown {
+                                    reason: SHUTDOWN_poweroff,
+                                },
+                            ) as u64,
+                        )
+                } {
+                    Ok(_) => return Ok(()),
+                    Err(e) => s.fell_back("shutdown", 1, e),
+                }
+            }
+        }
+        if reason == ShutdownReason::Reboot {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `shutdown`.
+                match unsafe {
+                    s.hypercalls()
+                        .hypervisor_sched_op(
+                            SCHEDOP_shutdown,
+                            core::ptr::from_ref(
+                                &sched_shutdown {
+                                    reason: SHUTDOWN_reboot,
+                                },
+                            ) as u64,
+                        )
+                } {
+                    Ok(_) => return Ok(()),
+                    Err(e) => s.fell_back("shutdown", 2, e),
+                }
+            }
+        }
+        if reason == ShutdownReason::Crash {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `shutdown`.
+                match unsafe {
+                    s.hypercalls()
+                        .hypervisor_sched_op(
+                            SCHEDOP_shutdown,
+                            core::ptr::from_ref(
+                                &sched_shutdown {
+                                    reason: SHUTDOWN_crash,
+                                },
+                            ) as u64,
+                        )
+                } {
+                    Ok(_) => return Ok(()),
+                    Err(e) => s.fell_back("shutdown", 3, e),
+                }
+            }
+        }
+        native::shutdown::<S::Native>(reason)
+    }
+}
+/// Each mapped op and the mechanisms of its chain, in order: for coverage tables.
+pub const CHAINS: &[(&str, &str)] = &[
+    ("clock_ns", "shared → native"),
+    ("tsc_hz", "shared → cpuid → native"),
+    ("wallclock", "shared → native"),
+    ("steal_ns", "shared → native"),
+    ("vcpu_is_preempted", "shared → native"),
+    ("timer_oneshot", "hypercall → native"),
+    ("timer_cancel", "hypercall → native"),
+    ("yield_to", "hypercall → native"),
+    ("safe_halt", "native"),
+    ("console_write", "hypercall → native"),
+    ("flush_tlb", "hypercall → native"),
+    ("shutdown", "hypercall → hypercall → hypercall → native"),
+];

@@ -332,3 +332,95 @@ impl Hypercalls {
         Ok(())
     }
 }
+
+use super::ops::{native, NativeRoutines, PvOps};
+/// Every feature set of this ABI, as read at the base where the hypervisor was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Features {
+    /// `ALPHA_FEATURES.eax` bits.
+    pub alpha_features: AlphaFeatures,
+}
+impl Features {
+    /// No features: every chain goes to its native step.
+    pub const NONE: Self = Self {
+        alpha_features: AlphaFeatures::empty(),
+    };
+    /// Read every feature set. `leaf(address)` returns eax, ebx, ecx, edx of
+    /// the leaf with that upstream number, at the base the hypervisor was found at.
+    pub fn read(mut leaf: impl FnMut(u32) -> [u32; 4]) -> Self {
+        Self {
+            alpha_features: AlphaFeatures::from_bits_retain(leaf(ALPHA_FEATURES)[0]),
+        }
+    }
+    /// Every feature bit by upstream name, and whether it is set: for reports.
+    pub fn list(&self) -> [(&'static str, bool); 2] {
+        [
+            (
+                "ALPHA_F_CLOCK",
+                self.alpha_features.contains(AlphaFeatures::ALPHA_F_CLOCK),
+            ),
+            ("ALPHA_F_KICK", self.alpha_features.contains(AlphaFeatures::ALPHA_F_KICK)),
+        ]
+    }
+}
+/// What a Alpha backend supplies: its features, the means to reach the hypervisor, and the mechanisms of the IDL's mappings that generated code cannot carry out.
+///
+/// # Safety
+///
+/// An implementor promises that the hypervisor this module describes is
+/// present, so that the generated chains may make its hypercalls.
+pub unsafe trait Steps {
+    /// The native routines at the end of every chain.
+    type Native: NativeRoutines;
+    /// The features found at detection.
+    fn features(&self) -> &Features;
+    /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried.
+    fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+    /// The hypercall stubs, entered the way this CPU needs.
+    fn hypercalls(&self) -> Hypercalls;
+    /// `now`, step 1: `shared gappy.b via ALPHA_MSR_CLOCK requires ALPHA_F_CLOCK`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn now_step1(&self) -> Result<Nanos, PvError>;
+}
+/// The ops of a guest of this hypervisor: every mapped op walks its
+/// fallback chain from the IDL; the others are native.
+#[derive(Clone, Copy, Debug)]
+pub struct Paravirt<S>(pub S);
+impl<S: Steps> PvOps for Paravirt<S> {
+    type Native = S::Native;
+    fn now(&self) -> Nanos {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features.alpha_features.contains(AlphaFeatures::ALPHA_F_CLOCK) {
+            match s.now_step1() {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("now", 1, e),
+            }
+        }
+        native::now::<S::Native>()
+    }
+    fn stop(&self, level: Level) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if level == Level::High {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Alpha is the hypervisor; the arguments follow the IDL's mapping of `stop`.
+                match unsafe {
+                    s.hypercalls().alpha_hc_kick(0_u64, ApicId((0_u64) as u32))
+                } {
+                    Ok(_) => return,
+                    Err(e) => s.fell_back("stop", 1, e),
+                }
+            }
+        }
+        native::stop::<S::Native>(level)
+    }
+}
+/// Each mapped op and the mechanisms of its chain, in order: for coverage tables.
+pub const CHAINS: &[(&str, &str)] = &[
+    ("now", "shared → native"),
+    ("stop", "hypercall → native"),
+];

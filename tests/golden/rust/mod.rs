@@ -12,6 +12,39 @@ pub const INTERFACE_VERSION_PARTS: (u16, u16, u16) = (1u16, 2u16, 0u16);
 /// every number, conventions and mappings; not docs or formatting): equal
 /// fingerprints mean interchangeable ABIs.
 pub const INTERFACE_FINGERPRINT: u64 = 0xceaa8dba6310f43e;
+/// A hypervisor ABI of the interface, as detection sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HypervisorInfo {
+    /// The IDL name, e.g. `kvm` (also its module and `pvi.backend=` name).
+    pub name: &'static str,
+    /// The name people use, e.g. `KVM`.
+    pub display: &'static str,
+    /// CPUID signatures (EBX, ECX, EDX of its base leaf).
+    pub signatures: &'static [[u8; 12]],
+    /// Probes to try when CPUID shows no signature at all.
+    pub probes: &'static [&'static str],
+}
+/// Every hypervisor ABI of the interface, in IDL order.
+pub const HYPERVISORS: &[HypervisorInfo] = &[
+    HypervisorInfo {
+        name: "alpha",
+        display: "Alpha",
+        signatures: alpha::SIGNATURES,
+        probes: alpha::PROBES,
+    },
+    HypervisorInfo {
+        name: "beta",
+        display: "Beta",
+        signatures: beta::SIGNATURES,
+        probes: beta::PROBES,
+    },
+    HypervisorInfo {
+        name: "gamma",
+        display: "Gamma",
+        signatures: gamma::SIGNATURES,
+        probes: gamma::PROBES,
+    },
+];
 /// Types, units, error kinds and shared structures.
 pub mod types;
 /// The ops trait and the native routines behind it.

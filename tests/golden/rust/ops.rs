@@ -29,10 +29,7 @@ pub trait PvOps {
     /// Since interface 1.0.0.
     #[inline(always)]
     fn save(&self) -> Mode {
-        let ret: u64;
-        // SAFETY: `pushfq; pop {ret}` is the native lowering of `save` declared in idl/; it changes only the CPU state that op's documented meaning names.
-        unsafe { core::arch::asm!("pushfq", "pop {ret}", ret = out(reg) ret) };
-        Mode::from_bits_retain(ret)
+        native::save::<Self::Native>()
     }
     /// Hot inline asm with a parameter.
     ///
@@ -41,9 +38,7 @@ pub trait PvOps {
     /// Native lowering: `push {m}; popfq`.
     #[inline(always)]
     fn restore(&self, m: Mode) {
-        let m: u64 = m.bits();
-        // SAFETY: `push {m}; popfq` is the native lowering of `restore` declared in idl/; it changes only the CPU state that op's documented meaning names.
-        unsafe { core::arch::asm!("push {m}", "popfq", m = in (reg) m) };
+        native::restore::<Self::Native>(m)
     }
     /// A routine that can fail.
     ///
@@ -54,7 +49,7 @@ pub trait PvOps {
     #[cfg(feature = "interface-1-1")]
     #[inline]
     fn arm(&self, deadline: Nanos) -> Result<(), PvError> {
-        <Self::Native as NativeRoutines>::arm_native(deadline)
+        native::arm::<Self::Native>(deadline)
     }
     /// Not in this build: `arm` needs the SDK's `interface-1-1` feature.
     #[cfg(not(feature = "interface-1-1"))]
@@ -72,7 +67,7 @@ pub trait PvOps {
     /// Native lowering: [`NativeRoutines::stop_native`].
     #[inline]
     fn stop(&self, level: Level) {
-        <Self::Native as NativeRoutines>::stop_native(level)
+        native::stop::<Self::Native>(level)
     }
     /// A required op with a result.
     ///
@@ -81,7 +76,7 @@ pub trait PvOps {
     /// Native lowering: [`NativeRoutines::now_native`].
     #[inline]
     fn now(&self) -> Nanos {
-        <Self::Native as NativeRoutines>::now_native()
+        native::now::<Self::Native>()
     }
 }
 /// Markers of interface versions newer than the one a guest selected:
@@ -103,6 +98,43 @@ pub mod needs {
         note = "enable `interface-1-2` in the features of the SDK dependency in Cargo.toml"
     )]
     pub trait Interface_1_2 {}
+}
+/// Each op's native lowering as a function, for the trait's defaults and
+/// the generated fallback chains of every backend.
+pub mod native {
+    use super::super::types::*;
+    use super::NativeRoutines;
+    /// The native lowering of [`PvOps::save`]: the default and the end of every fallback chain.
+    #[inline(always)]
+    pub fn save<N: NativeRoutines>() -> Mode {
+        let ret: u64;
+        // SAFETY: `pushfq; pop {ret}` is the native lowering of `save` declared in idl/; it changes only the CPU state that op's documented meaning names.
+        unsafe { core::arch::asm!("pushfq", "pop {ret}", ret = out(reg) ret) };
+        Mode::from_bits_retain(ret)
+    }
+    /// The native lowering of [`PvOps::restore`]: the default and the end of every fallback chain.
+    #[inline(always)]
+    pub fn restore<N: NativeRoutines>(m: Mode) {
+        let m: u64 = m.bits();
+        // SAFETY: `push {m}; popfq` is the native lowering of `restore` declared in idl/; it changes only the CPU state that op's documented meaning names.
+        unsafe { core::arch::asm!("push {m}", "popfq", m = in (reg) m) };
+    }
+    /// The native lowering of [`PvOps::arm`]: the default and the end of every fallback chain.
+    #[cfg(feature = "interface-1-1")]
+    #[inline]
+    pub fn arm<N: NativeRoutines>(deadline: Nanos) -> Result<(), PvError> {
+        <N as NativeRoutines>::arm_native(deadline)
+    }
+    /// The native lowering of [`PvOps::stop`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn stop<N: NativeRoutines>(level: Level) {
+        <N as NativeRoutines>::stop_native(level)
+    }
+    /// The native lowering of [`PvOps::now`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn now<N: NativeRoutines>() -> Nanos {
+        <N as NativeRoutines>::now_native()
+    }
 }
 /// Where an op may be called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

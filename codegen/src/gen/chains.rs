@@ -1,0 +1,652 @@
+//! Each hypervisor's fallback chains as code: its `Features`, the `Steps`
+//! a backend must supply, and `Paravirt<S>`, the `PvOps` that walks every
+//! mapped op's chain in the IDL's order.
+//!
+//! A step whose features are absent is skipped; a step that fails is
+//! recorded through `Steps::fell_back` and the next is tried, except that an
+//! error the op declares (other than `unsupported`) is returned. Every chain
+//! ends in the op's native lowering. Hypercall steps of ops without a
+//! result, MSR reads and writes, CPUID reads and `nop` are carried out here;
+//! a `shared` step, or a hypercall whose result must be interpreted, is a
+//! `Steps` method the backend implements, so a missing mechanism is a
+//! compile error rather than a silent gap.
+
+use super::names::{camel, fn_name, from_register, ident, int_literal, rust_type, to_register};
+use crate::ast::*;
+use crate::model::Model;
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+/// `KvmFeatures` → `kvm_features`.
+fn snake(camel_name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in camel_name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+struct Hv<'a> {
+    model: &'a Model,
+    hv: &'a Hypervisor,
+}
+
+impl<'a> Hv<'a> {
+    fn features(&self) -> Vec<&'a Features> {
+        self.hv
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                HvItem::Features(f) => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn maps(&self) -> Vec<&'a Map> {
+        self.hv
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                HvItem::Map(m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn hypercall(&self, name: &str) -> Option<&'a Hypercall> {
+        self.hv.items.iter().find_map(|i| match i {
+            HvItem::Hypercall(h) if h.name.name == name => Some(h),
+            _ => None,
+        })
+    }
+
+    fn msr(&self, name: &str) -> Option<&'a Msr> {
+        self.hv.items.iter().find_map(|i| match i {
+            HvItem::Msr(m) if m.name.name == name => Some(m),
+            _ => None,
+        })
+    }
+
+    fn leaf(&self, name: &str) -> Option<&'a Leaf> {
+        self.hv.items.iter().find_map(|i| match i {
+            HvItem::Leaf(l) if l.name.name == name => Some(l),
+            _ => None,
+        })
+    }
+
+    fn constant(&self, name: &str) -> Option<&'a Const> {
+        self.hv.items.iter().find_map(|i| match i {
+            HvItem::Const(c) if c.name.name == name => Some(c),
+            _ => None,
+        })
+    }
+
+    /// `features.kvm_features.contains(KvmFeatures::X)` for a feature name.
+    fn feature_test(&self, name: &str) -> TokenStream {
+        for set in self.features() {
+            if set.bits.iter().any(|b| b.name.name == name) {
+                let field = format_ident!("{}", snake(&set.name.name));
+                let ty = ident(&set.name.name);
+                let bit = ident(name);
+                return quote!(features.#field.contains(#ty::#bit));
+            }
+        }
+        quote!(false)
+    }
+
+    /// Whether the step is a `Steps` method rather than generated code.
+    fn needs_method(&self, op: &Op, step: &Step) -> bool {
+        match &step.kind {
+            StepKind::Shared(..) => true,
+            StepKind::Hypercall(..) => op.result.is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// A value of `ty` built from a `u64` expression.
+fn typed(model: &Model, ty: &TypeRef, raw: TokenStream) -> TokenStream {
+    use super::names::Repr;
+    let t = rust_type(ty);
+    let narrow = |p: &str| {
+        let p = ident(p);
+        if p == "u64" {
+            quote!(#raw)
+        } else {
+            quote!((#raw) as #p)
+        }
+    };
+    match super::names::repr(model, ty) {
+        Repr::Int(p) => narrow(&p),
+        Repr::Newtype(p) => {
+            let v = narrow(&p);
+            quote!(#t(#v))
+        }
+        Repr::Flags(p) => {
+            let v = narrow(&p);
+            quote!(#t::from_bits_retain(#v))
+        }
+        _ => {
+            let v = format_ident!("v");
+            let conv = from_register(model, ty, &v);
+            quote!({ let v: u64 = #raw; #conv })
+        }
+    }
+}
+
+/// Multiply or divide a `u64` expression to convert between two units of
+/// one dimension.
+fn convert(model: &Model, raw: TokenStream, from: Option<&str>, to: Option<&str>) -> TokenStream {
+    let (Some(from), Some(to)) = (
+        from.and_then(|u| model.units.get(u)),
+        to.and_then(|u| model.units.get(u)),
+    ) else {
+        return raw;
+    };
+    let (f, t) = (from.factor, to.factor);
+    if f == t {
+        raw
+    } else if f > t {
+        let n = proc_macro2::Literal::u64_unsuffixed((f / t) as u64);
+        quote!((#raw).saturating_mul(#n))
+    } else {
+        let n = proc_macro2::Literal::u64_unsuffixed((t / f) as u64);
+        quote!((#raw) / #n)
+    }
+}
+
+impl Hv<'_> {
+    /// An argument expression as a `u64`, and its unit.
+    fn raw(&self, op: &Op, e: &Expr) -> (TokenStream, Option<String>) {
+        let model = self.model;
+        match e {
+            Expr::Int(i) => {
+                // A register value: negative literals wrap, as in C.
+                let raw = if i.value < 0 {
+                    let v = int_literal(i);
+                    quote!((#v as i64) as u64)
+                } else {
+                    let text = format!("{}_u64", i.text.replace('_', ""));
+                    syn::parse_str::<syn::Expr>(&text)
+                        .map(|e| quote!(#e))
+                        .unwrap_or_else(|_| quote!(0u64))
+                };
+                (raw, None)
+            }
+            Expr::Name(n) if n.name == "this_cpu" => (quote!(s.this_cpu()), None),
+            Expr::Name(n) => {
+                if let Some(p) = op.params.iter().find(|p| p.name == *n) {
+                    let name = ident(&p.name.name);
+                    return (to_register(model, &p.ty, &name), model.unit_of(&p.ty));
+                }
+                if let Some(c) = self.constant(&n.name) {
+                    let name = ident(&c.name.name);
+                    return (to_register(model, &c.ty, &name), model.unit_of(&c.ty));
+                }
+                (quote!(0u64), None)
+            }
+            Expr::Member(base, member, _) => {
+                let b = ident(&base.name);
+                if member.name == "len" {
+                    (quote!(#b.len() as u64), None)
+                } else {
+                    (quote!(#b.as_ptr() as u64), None)
+                }
+            }
+            Expr::As(inner, unit, _) => {
+                let (raw, from) = self.raw(op, inner);
+                (
+                    convert(model, raw, from.as_deref(), Some(&unit.name)),
+                    Some(unit.name.clone()),
+                )
+            }
+            Expr::Struct(..) => (quote!(0u64), None),
+        }
+    }
+
+    /// An argument for a parameter of type `ty`.
+    fn arg(&self, op: &Op, e: &Expr, ty: &TypeRef) -> TokenStream {
+        if let Expr::Struct(name, fields, _) = e {
+            let s = ident(&name.name);
+            let Some(TypeDecl::Struct(decl)) = self.model.types.get(&name.name) else {
+                return quote!(&#s::ZERO);
+            };
+            let inits = fields.iter().filter_map(|(f, v)| {
+                let field = decl.fields.iter().find(|d| d.name == *f)?;
+                let fname = ident(&f.name);
+                let value = self.arg(op, v, &field.ty);
+                Some(quote!(#fname: #value))
+            });
+            // `..ZERO` fills what the literal leaves out: other fields, and
+            // the padding the generator adds for gaps.
+            let named_all = decl
+                .fields
+                .iter()
+                .all(|d| fields.iter().any(|(f, _)| *f == d.name));
+            let mut spans: Vec<(i128, u64)> = decl
+                .fields
+                .iter()
+                .map(|f| {
+                    (
+                        f.offset.value,
+                        crate::model::layout_of(&self.model.types, &f.ty)
+                            .map(|l| l.size)
+                            .unwrap_or(0),
+                    )
+                })
+                .collect();
+            spans.sort();
+            let mut end = 0i128;
+            let mut gaps = false;
+            for (offset, size) in spans {
+                gaps |= offset > end;
+                end = end.max(offset + size as i128);
+            }
+            gaps |= end < decl.size.value;
+            let rest = if named_all && !gaps {
+                quote!()
+            } else {
+                quote!(..#s::ZERO)
+            };
+            let literal = quote!(&#s { #(#inits,)* #rest });
+            // A structure where the hypercall takes a plain number travels
+            // as its address; the temporary lives until the call returns.
+            return match super::names::repr(self.model, ty) {
+                super::names::Repr::Struct => literal,
+                _ => typed(self.model, ty, quote!(core::ptr::from_ref(#literal) as u64)),
+            };
+        }
+        // A parameter or constant that already has the wanted type.
+        if let Expr::Name(n) = e {
+            let same = |t: &TypeRef| rust_type(t).to_string() == rust_type(ty).to_string();
+            if op.params.iter().any(|p| p.name == *n && same(&p.ty))
+                || self.constant(&n.name).is_some_and(|c| same(&c.ty))
+            {
+                let name = ident(&n.name);
+                return quote!(#name);
+            }
+        }
+        let (raw, _) = self.raw(op, e);
+        typed(self.model, ty, raw)
+    }
+}
+
+fn method_name(op: &Op, index: usize) -> proc_macro2::Ident {
+    format_ident!("{}_step{}", op.name.name, index + 1)
+}
+
+/// The Rust return type of an op.
+fn op_return(op: &Op) -> (TokenStream, bool) {
+    let value = op
+        .result
+        .as_ref()
+        .map(rust_type)
+        .unwrap_or_else(|| quote!(()));
+    let fallible = op.stmts.iter().any(|s| matches!(s, OpStmt::Errors(..)));
+    (value, fallible)
+}
+
+fn declared_errors(op: &Op) -> Vec<String> {
+    op.stmts
+        .iter()
+        .flat_map(|s| match s {
+            OpStmt::Errors(k, _) => k.iter().map(|i| i.name.clone()).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// Tokens for an hypervisor module: Features, Steps and Paravirt.
+pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
+    let h = Hv { model, hv };
+    let display = String::from_utf8_lossy(&hv.display.value).into_owned();
+    // Features.
+    let sets = h.features();
+    let fields = sets.iter().map(|s| {
+        let f = format_ident!("{}", snake(&s.name.name));
+        let t = ident(&s.name.name);
+        let doc = format!(" `{}` bits.", crate::fmt::path_text(&s.register));
+        quote!(#[doc = #doc] pub #f: #t)
+    });
+    let none = sets.iter().map(|s| {
+        let f = format_ident!("{}", snake(&s.name.name));
+        let t = ident(&s.name.name);
+        quote!(#f: #t::empty())
+    });
+    let reads = sets.iter().map(|s| {
+        let f = format_ident!("{}", snake(&s.name.name));
+        let t = ident(&s.name.name);
+        let leaf = ident(&s.register.base.name);
+        let index = match s.register.member.as_ref().map(|m| m.name.as_str()) {
+            Some("ebx") => 1usize,
+            Some("ecx") => 2,
+            Some("edx") => 3,
+            _ => 0,
+        };
+        let index = proc_macro2::Literal::usize_unsuffixed(index);
+        quote!(#f: #t::from_bits_retain(leaf(#leaf)[#index]))
+    });
+    let names = sets.iter().flat_map(|s| {
+        let f = format_ident!("{}", snake(&s.name.name));
+        let t = ident(&s.name.name);
+        s.bits.iter().map(move |b| {
+            let n = &b.name.name;
+            let bit = ident(n);
+            quote!((#n, self.#f.contains(#t::#bit)))
+        })
+    });
+    let count = proc_macro2::Literal::usize_unsuffixed(sets.iter().map(|s| s.bits.len()).sum());
+    // With no feature sets there is nothing to read.
+    let leaf_param = if sets.is_empty() {
+        quote!(_leaf: impl FnMut(u32) -> [u32; 4])
+    } else {
+        quote!(mut leaf: impl FnMut(u32) -> [u32; 4])
+    };
+
+    // Steps and chains.
+    let mut uses_hypercalls = false;
+    let uses_this_cpu = h.maps().iter().any(|m| {
+        m.steps.iter().any(|st| matches!(&st.kind, StepKind::Hypercall(_, a) if a.iter().any(|e| matches!(e, Expr::Name(n) if n.name == "this_cpu"))))
+    });
+    let mut uses_read_msr = false;
+    let mut uses_write_msr = false;
+    let mut uses_cpuid = false;
+    let mut step_methods = Vec::new();
+    let mut chains = Vec::new();
+    let mut coverage = Vec::new();
+    for map in h.maps() {
+        let Some(found) = model.op(&map.op.name) else {
+            continue;
+        };
+        let op = found.op;
+        let op_name = &op.name.name;
+        let name = ident(op_name);
+        let (value_ty, fallible) = op_return(op);
+        let ret_ty = if fallible {
+            quote!(Result<#value_ty, PvError>)
+        } else {
+            quote!(#value_ty)
+        };
+        let ret_clause = super::names::returns(&ret_ty);
+        let params: Vec<TokenStream> = op
+            .params
+            .iter()
+            .map(|p| {
+                let n = ident(&p.name.name);
+                let t = rust_type(&p.ty);
+                quote!(#n: #t)
+            })
+            .collect();
+        let args: Vec<_> = op.params.iter().map(|p| ident(&p.name.name)).collect();
+        let ok = |v: TokenStream| match (fallible, v.to_string() == "()") {
+            (true, _) => quote!(Ok(#v)),
+            (false, true) => quote!(),
+            (false, false) => v,
+        };
+        let declared = declared_errors(op);
+        let returnable: Vec<TokenStream> = declared
+            .iter()
+            .filter(|k| *k != "unsupported")
+            .map(|k| {
+                let v = format_ident!("{}", camel(k));
+                quote!(ErrorKind::#v)
+            })
+            .collect();
+        let on_error = |index: usize| {
+            let step = proc_macro2::Literal::usize_unsuffixed(index + 1);
+            if fallible && !returnable.is_empty() {
+                quote!(Err(e) => { if matches!(e.kind, #(#returnable)|*) { return Err(e); } s.fell_back(#op_name, #step, e); })
+            } else {
+                quote!(Err(e) => s.fell_back(#op_name, #step, e))
+            }
+        };
+        let mut body = Vec::new();
+        let mut kinds = Vec::new();
+        for (index, step) in map.steps.iter().enumerate() {
+            let text = crate::fmt::step_text(step);
+            kinds.push(step.kind.keyword());
+            let mut conds: Vec<TokenStream> = step
+                .requires
+                .iter()
+                .map(|r| h.feature_test(&r.name))
+                .collect();
+            if let Some(g) = &step.guard {
+                let p = ident(&g.param.name);
+                let ty = op
+                    .params
+                    .iter()
+                    .find(|x| x.name == g.param)
+                    .map(|x| rust_type(&x.ty))
+                    .unwrap_or_default();
+                let v = format_ident!("{}", camel(&g.variant.name));
+                conds.push(quote!(#p == #ty::#v));
+            }
+            let cond = if conds.is_empty() {
+                quote!(true)
+            } else {
+                quote!(#(#conds)&&*)
+            };
+            let err = on_error(index);
+            let action = if h.needs_method(op, step) {
+                let m = method_name(op, index);
+                let doc = format!(
+                    " `{op_name}`, step {}: `{}`",
+                    index + 1,
+                    text.trim_end_matches(';')
+                );
+                let note = " Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.";
+                let r = if op.result.is_some() {
+                    quote!(Result<#value_ty, PvError>)
+                } else {
+                    quote!(Result<(), PvError>)
+                };
+                step_methods.push(quote!(#[doc = #doc] #[doc = ""] #[doc = #note] fn #m(&self, #(#params),*) -> #r;));
+                let done = ok(quote!(v));
+                Some(quote!(match s.#m(#(#args),*) { Ok(v) => return #done, #err }))
+            } else {
+                match &step.kind {
+                    StepKind::Hypercall(hc, exprs) => {
+                        uses_hypercalls = true;
+                        let Some(decl) = h.hypercall(&hc.name) else {
+                            continue;
+                        };
+                        let f = fn_name(&hc.name);
+                        let vals: Vec<TokenStream> = exprs
+                            .iter()
+                            .zip(&decl.params)
+                            .map(|(e, p)| h.arg(op, e, &p.ty))
+                            .collect();
+                        let status = super::stubs::convention(hv)
+                            .map(|c| c.status)
+                            .unwrap_or_default();
+                        let done = ok(quote!(()));
+                        let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; the arguments follow the IDL's mapping of `{op_name}`.");
+                        if status == "none" {
+                            Some(
+                                quote!({ __safety__!(#why); let _ = unsafe { s.hypercalls().#f(#(#vals),*) }; return #done; }),
+                            )
+                        } else {
+                            Some(
+                                quote!({ __safety__!(#why); match unsafe { s.hypercalls().#f(#(#vals),*) } { Ok(_) => return #done, #err } }),
+                            )
+                        }
+                    }
+                    StepKind::MsrWrite(msr, value) => {
+                        uses_write_msr = true;
+                        let m = ident(&msr.name);
+                        let (raw, _) = h.raw(op, value);
+                        let done = ok(quote!(()));
+                        Some(quote!({ s.write_msr(#m, #raw); return #done; }))
+                    }
+                    StepKind::MsrRead(msr, as_unit) => {
+                        uses_read_msr = true;
+                        let m = ident(&msr.name);
+                        let from = h
+                            .msr(&msr.name)
+                            .and_then(|d| d.ty.as_ref())
+                            .and_then(|t| model.unit_of(t));
+                        let to = op.result.as_ref().and_then(|t| model.unit_of(t));
+                        let _ = as_unit;
+                        let raw = convert(
+                            model,
+                            quote!(s.read_msr(#m)),
+                            from.as_deref(),
+                            to.as_deref(),
+                        );
+                        let value = op
+                            .result
+                            .as_ref()
+                            .map(|t| typed(model, t, raw))
+                            .unwrap_or_else(|| quote!(()));
+                        let done = ok(value);
+                        Some(quote!(return #done;))
+                    }
+                    StepKind::Cpuid(path, _) => {
+                        uses_cpuid = true;
+                        let leaf = ident(&path.base.name);
+                        let reg = path
+                            .member
+                            .as_ref()
+                            .map(|m| m.name.as_str())
+                            .unwrap_or("eax");
+                        let register = proc_macro2::Literal::usize_unsuffixed(match reg {
+                            "ebx" => 1,
+                            "ecx" => 2,
+                            "edx" => 3,
+                            _ => 0,
+                        });
+                        let from = h
+                            .leaf(&path.base.name)
+                            .and_then(|l| l.registers.iter().find(|r| r.name.name == reg))
+                            .and_then(|r| model.unit_of(&r.ty));
+                        let to = op.result.as_ref().and_then(|t| model.unit_of(t));
+                        let raw = convert(
+                            model,
+                            quote!(u64::from(raw)),
+                            from.as_deref(),
+                            to.as_deref(),
+                        );
+                        let value = op
+                            .result
+                            .as_ref()
+                            .map(|t| typed(model, t, raw))
+                            .unwrap_or_else(|| quote!(()));
+                        let done = ok(value);
+                        let step_no = proc_macro2::Literal::usize_unsuffixed(index + 1);
+                        // A leaf register of zero says "not provided".
+                        Some(quote! {{
+                            let raw = s.cpuid(#leaf)[#register];
+                            if raw != 0 { return #done; }
+                            s.fell_back(#op_name, #step_no, PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native));
+                        }})
+                    }
+                    StepKind::Nop => {
+                        let done = ok(quote!(()));
+                        Some(quote!(return #done;))
+                    }
+                    StepKind::Native | StepKind::Shared(..) => None,
+                }
+            };
+            if let Some(action) = action {
+                body.push(quote!(if #cond { #action }));
+            }
+        }
+        chains.push(quote! {
+            fn #name(&self, #(#params),*) #ret_clause {
+                let s = &self.0;
+                #[allow(unused_variables)]
+                let features = s.features();
+                #(#body)*
+                native::#name::<S::Native>(#(#args),*)
+            }
+        });
+        let kinds_text = kinds.join(" → ");
+        coverage.push(quote!((#op_name, #kinds_text)));
+    }
+    let mut services = Vec::new();
+    if uses_hypercalls {
+        services.push(quote!(
+            #[doc = " The hypercall stubs, entered the way this CPU needs."]
+            fn hypercalls(&self) -> Hypercalls;
+        ));
+    }
+    if uses_this_cpu {
+        services.push(quote!(
+            #[doc = " The calling CPU's index as the hypervisor numbers it."]
+            fn this_cpu(&self) -> u64;
+        ));
+    }
+    if uses_read_msr {
+        services.push(quote!(
+            #[doc = " Read an MSR (`rdmsr`)."]
+            fn read_msr(&self, msr: u32) -> u64;
+        ));
+    }
+    if uses_write_msr {
+        services.push(quote!(
+            #[doc = " Write an MSR (`wrmsr`)."]
+            fn write_msr(&self, msr: u32, value: u64);
+        ));
+    }
+    if uses_cpuid {
+        services.push(quote!(#[doc = " CPUID leaf `leaf` (upstream numbering) read at the base where the hypervisor was found: eax, ebx, ecx, edx."] fn cpuid(&self, leaf: u32) -> [u32; 4];));
+    }
+    let steps_doc = format!(" What a {display} backend supplies: its features, the means to reach the hypervisor, and the mechanisms of the IDL's mappings that generated code cannot carry out.");
+    quote! {
+        use super::ops::{native, NativeRoutines, PvOps};
+
+        #[doc = " Every feature set of this ABI, as read at the base where the hypervisor was found."]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct Features { #(#fields,)* }
+
+        impl Features {
+            #[doc = " No features: every chain goes to its native step."]
+            pub const NONE: Self = Self { #(#none,)* };
+
+            #[doc = " Read every feature set. `leaf(address)` returns eax, ebx, ecx, edx of"]
+            #[doc = " the leaf with that upstream number, at the base the hypervisor was found at."]
+            pub fn read(#leaf_param) -> Self {
+                Self { #(#reads,)* }
+            }
+
+            #[doc = " Every feature bit by upstream name, and whether it is set: for reports."]
+            pub fn list(&self) -> [(&'static str, bool); #count] {
+                [#(#names),*]
+            }
+        }
+
+        #[doc = #steps_doc]
+        #[doc = ""]
+        #[doc = " # Safety"]
+        #[doc = ""]
+        #[doc = " An implementor promises that the hypervisor this module describes is"]
+        #[doc = " present, so that the generated chains may make its hypercalls."]
+        pub unsafe trait Steps {
+            #[doc = " The native routines at the end of every chain."]
+            type Native: NativeRoutines;
+            #[doc = " The features found at detection."]
+            fn features(&self) -> &Features;
+            #[doc = " Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried."]
+            fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+            #(#services)*
+            #(#step_methods)*
+        }
+
+        #[doc = " The ops of a guest of this hypervisor: every mapped op walks its"]
+        #[doc = " fallback chain from the IDL; the others are native."]
+        #[derive(Clone, Copy, Debug)]
+        pub struct Paravirt<S>(pub S);
+
+        impl<S: Steps> PvOps for Paravirt<S> {
+            type Native = S::Native;
+            #(#chains)*
+        }
+
+        #[doc = " Each mapped op and the mechanisms of its chain, in order: for coverage tables."]
+        pub const CHAINS: &[(&str, &str)] = &[#(#coverage),*];
+    }
+}
