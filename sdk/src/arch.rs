@@ -101,3 +101,29 @@ impl Cpu for Hardware {
         (out.magic == vmware::BDOOR_MAGIC).then_some(out.version)
     }
 }
+
+/// Read a 16-bit word from an I/O port.
+///
+/// # Safety
+///
+/// As for [`inb`].
+pub unsafe fn inw(port: u16) -> u16 {
+    let v: u16;
+    // SAFETY: the caller guarantees the read is intended.
+    unsafe {
+        core::arch::asm!("in ax, dx", in("dx") port, out("ax") v, options(nomem, nostack, preserves_flags))
+    };
+    v
+}
+
+/// Write a 16-bit word to an I/O port.
+///
+/// # Safety
+///
+/// As for [`outb`].
+pub unsafe fn outw(port: u16, value: u16) {
+    // SAFETY: the caller guarantees the write is intended.
+    unsafe {
+        core::arch::asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags))
+    };
+}

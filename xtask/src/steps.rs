@@ -120,6 +120,42 @@ pub fn test(bless: bool) -> ExitCode {
         &mut steps,
     );
 
+    // The backends for the kernel target: all of them, and bare metal alone
+    // (which must build without any hypervisor's code).
+    let mut backends = cargo();
+    backends.args([
+        "clippy",
+        "--package",
+        "pvi-backends",
+        "--target",
+        "x86_64-unknown-none",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(
+        "pvi-backends, all backends, x86_64-unknown-none, clippy -D warnings",
+        backends,
+        &mut steps,
+    );
+    let mut native_only = cargo();
+    native_only.args([
+        "clippy",
+        "--package",
+        "pvi-backends",
+        "--no-default-features",
+        "--target",
+        "x86_64-unknown-none",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(
+        "pvi-backends, native only, x86_64-unknown-none, clippy -D warnings",
+        native_only,
+        &mut steps,
+    );
+
     // The fixture's golden code with every interface feature on: gated
     // items must compile and lint clean too.
     let mut gated = cargo();

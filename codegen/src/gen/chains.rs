@@ -356,6 +356,7 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
     let mut uses_write_msr = false;
     let mut uses_cpuid = false;
     let mut step_methods = Vec::new();
+    let mut plans = Vec::new();
     let mut chains = Vec::new();
     let mut coverage = Vec::new();
     for map in h.maps() {
@@ -564,6 +565,26 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
                 native::#name::<S::Native>(#(#args),*)
             }
         });
+        // The plan: the first step whose features are present (guards and
+        // run-time failures aside).
+        let candidates = map.steps.iter().enumerate().map(|(i, step)| {
+            let conds: Vec<TokenStream> = step
+                .requires
+                .iter()
+                .map(|r| h.feature_test(&r.name))
+                .collect();
+            let cond = if conds.is_empty() {
+                quote!(true)
+            } else {
+                quote!(#(#conds)&&*)
+            };
+            let n = proc_macro2::Literal::usize_unsuffixed(i + 1);
+            let text = crate::fmt::step_text(step)
+                .trim_end_matches(';')
+                .to_string();
+            quote!(if #cond { return (#n, #text); })
+        });
+        plans.push(quote!((#op_name, { let step = || -> (usize, &'static str) { #(#candidates)* (0, "native") }; step() })));
         let kinds_text = kinds.join(" → ");
         coverage.push(quote!((#op_name, #kinds_text)));
     }
@@ -595,6 +616,7 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
     if uses_cpuid {
         services.push(quote!(#[doc = " CPUID leaf `leaf` (upstream numbering) read at the base where the hypervisor was found: eax, ebx, ecx, edx."] fn cpuid(&self, leaf: u32) -> [u32; 4];));
     }
+    let plan_len = proc_macro2::Literal::usize_unsuffixed(plans.len());
     let steps_doc = format!(" What a {display} backend supplies: its features, the means to reach the hypervisor, and the mechanisms of the IDL's mappings that generated code cannot carry out.");
     quote! {
         use super::ops::{native, NativeRoutines, PvOps};
@@ -644,6 +666,13 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
         impl<S: Steps> PvOps for Paravirt<S> {
             type Native = S::Native;
             #(#chains)*
+        }
+
+        #[doc = " For each mapped op, the step its chain starts with given `features`"]
+        #[doc = " (its number from 1, and its IDL text): what a boot report shows."]
+        #[allow(unused_variables)]
+        pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); #plan_len] {
+            [#(#plans),*]
         }
 
         #[doc = " Each mapped op and the mechanisms of its chain, in order: for coverage tables."]

@@ -258,6 +258,7 @@ pub fn file(model: &Model) -> String {
         let doc = format!(" `context {c}` in the IDL.");
         quote!(#[doc = #doc] #v)
     });
+    let dispatch = dispatch(model);
     let tokens = quote! {
         use super::types::*;
 
@@ -308,6 +309,8 @@ pub fn file(model: &Model) -> String {
 
         #[doc = " Every op, in IDL order."]
         pub const OPS: &[OpInfo] = &[#(#table),*];
+
+        #dispatch
     };
     render(
         &["The ops trait: what a guest kernel calls, with native semantics as defaults.".into()],
@@ -321,4 +324,92 @@ fn marker_trait(feature: &str) -> proc_macro2::Ident {
         "Interface_{}",
         feature.trim_start_matches("interface-").replace('-', "_")
     )
+}
+
+/// `Dispatch`: run-time selection among the backends, forwarding every op;
+/// an op no hypervisor maps goes straight to its native lowering.
+fn dispatch(model: &Model) -> TokenStream {
+    let hvs: Vec<&Hypervisor> = model.hypervisors().collect();
+    let params: Vec<proc_macro2::Ident> = hvs
+        .iter()
+        .map(|h| format_ident!("{}", camel(&h.name.name)))
+        .collect();
+    let variants = hvs.iter().zip(&params).map(|(h, p)| {
+        let doc = format!(
+            " The {} backend.",
+            String::from_utf8_lossy(&h.display.value)
+        );
+        quote!(#[doc = #doc] #p(#p))
+    });
+    let bounds = params.iter().map(|p| quote!(#p: PvOps<Native = N>));
+    let mapped = |op: &str| {
+        hvs.iter().any(|h| {
+            h.items
+                .iter()
+                .any(|i| matches!(i, HvItem::Map(m) if m.op.name == op))
+        })
+    };
+    let methods = model.ops().map(|found| {
+        let op = found.op;
+        let name = ident(&op.name.name);
+        let ps = params_of(op);
+        let args: Vec<_> = op.params.iter().map(|p| ident(&p.name.name)).collect();
+        let ret = returns(&return_type(op));
+        let gate = cfg(model, &op.meta);
+        let hot = has(op, |s| matches!(s, OpStmt::Hot(_)));
+        let inline = if hot { quote!(#[inline(always)]) } else { quote!(#[inline]) };
+        if mapped(&op.name.name) {
+            let arms = params.iter().map(|p| quote!(Self::#p(b) => b.#name(#(#args),*)));
+            quote!(#gate #inline fn #name(&self, #(#ps),*) #ret { match self { Self::Native => native::#name::<N>(#(#args),*), #(#arms,)* Self::_Marker(_, never) => match *never {} } })
+        } else {
+            quote!(#gate #inline fn #name(&self, #(#ps),*) #ret { native::#name::<N>(#(#args),*) })
+        }
+    });
+    let names = hvs.iter().zip(&params).map(|(h, p)| {
+        let n = &h.name.name;
+        quote!(Self::#p(_) => #n)
+    });
+    quote! {
+        #[doc = " The backend chosen at run time: one variant per hypervisor ABI of the"]
+        #[doc = " IDL. Every op is forwarded; an op no hypervisor maps (the hot irq ops)"]
+        #[doc = " runs its native lowering directly, with neither a match nor an"]
+        #[doc = " indirect call. A build leaves a backend out by naming [`Absent`] for it."]
+        #[derive(Clone, Copy, Debug)]
+        pub enum Dispatch<N, #(#params),*> {
+            #[doc = " No hypervisor, or none pvi knows: everything native."]
+            Native,
+            #(#variants,)*
+            #[doc = " Unused: carries the native routines' type."]
+            #[doc(hidden)]
+            _Marker(core::marker::PhantomData<N>, core::convert::Infallible),
+        }
+
+        impl<N, #(#params),*> Dispatch<N, #(#params),*> {
+            #[doc = " The IDL name of the active backend (`native`, `kvm`, …)."]
+            pub fn name(&self) -> &'static str {
+                match self { Self::Native => "native", #(#names,)* Self::_Marker(_, never) => match *never {} }
+            }
+        }
+
+        impl<N: NativeRoutines, #(#bounds),*> PvOps for Dispatch<N, #(#params),*> {
+            type Native = N;
+            #(#methods)*
+        }
+
+        #[doc = " A backend a build leaves out: it has no values, so its variant of"]
+        #[doc = " [`Dispatch`] cannot exist and its code is not linked."]
+        #[derive(Clone, Copy, Debug)]
+        pub enum Absent<N> {
+            #[doc(hidden)]
+            _Never(core::marker::PhantomData<N>, core::convert::Infallible),
+        }
+
+        impl<N: NativeRoutines> PvOps for Absent<N> {
+            type Native = N;
+        }
+    }
+}
+
+fn params_of(op: &Op) -> Vec<TokenStream> {
+    params(op)
 }

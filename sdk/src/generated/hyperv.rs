@@ -1924,6 +1924,243 @@ impl<S: Steps> PvOps for Paravirt<S> {
         native::shutdown::<S::Native>(reason)
     }
 }
+/// For each mapped op, the step its chain starts with given `features`
+/// (its number from 1, and its IDL text): what a boot report shows.
+#[allow(unused_variables)]
+pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 10] {
+    [
+        (
+            "clock_ns",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .hyperv_features
+                        .contains(HypervFeatures::HV_MSR_REFERENCE_TSC_AVAILABLE)
+                    {
+                        return (
+                            1,
+                            "shared ms_hyperv_tsc_page via HV_X64_MSR_REFERENCE_TSC requires HV_MSR_REFERENCE_TSC_AVAILABLE",
+                        );
+                    }
+                    if features
+                        .hyperv_features
+                        .contains(HypervFeatures::HV_MSR_TIME_REF_COUNT_AVAILABLE)
+                    {
+                        return (
+                            2,
+                            "msr HV_X64_MSR_TIME_REF_COUNT as ns requires HV_MSR_TIME_REF_COUNT_AVAILABLE",
+                        );
+                    }
+                    if true {
+                        return (3, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "tsc_hz",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .hyperv_features
+                        .contains(HypervFeatures::HV_ACCESS_FREQUENCY_MSRS)
+                        && features
+                            .hyperv_misc_features
+                            .contains(
+                                HypervMiscFeatures::HV_FEATURE_FREQUENCY_MSRS_AVAILABLE,
+                            )
+                    {
+                        return (
+                            1,
+                            "msr HV_X64_MSR_TSC_FREQUENCY requires HV_ACCESS_FREQUENCY_MSRS, HV_FEATURE_FREQUENCY_MSRS_AVAILABLE",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "timer_oneshot",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .hyperv_features
+                        .contains(HypervFeatures::HV_MSR_SYNTIMER_AVAILABLE)
+                        && features
+                            .hyperv_misc_features
+                            .contains(
+                                HypervMiscFeatures::HV_STIMER_DIRECT_MODE_AVAILABLE,
+                            )
+                    {
+                        return (
+                            1,
+                            "msr HV_X64_MSR_STIMER0_COUNT = deadline as ns100 requires HV_MSR_SYNTIMER_AVAILABLE, HV_STIMER_DIRECT_MODE_AVAILABLE",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "timer_cancel",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .hyperv_features
+                        .contains(HypervFeatures::HV_MSR_SYNTIMER_AVAILABLE)
+                        && features
+                            .hyperv_misc_features
+                            .contains(
+                                HypervMiscFeatures::HV_STIMER_DIRECT_MODE_AVAILABLE,
+                            )
+                    {
+                        return (
+                            1,
+                            "msr HV_X64_MSR_STIMER0_COUNT = 0 requires HV_MSR_SYNTIMER_AVAILABLE, HV_STIMER_DIRECT_MODE_AVAILABLE",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "eoi",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .hyperv_features
+                        .contains(HypervFeatures::HV_MSR_APIC_ACCESS_AVAILABLE)
+                        && features
+                            .hyperv_hints
+                            .contains(HypervHints::HV_X64_APIC_ACCESS_RECOMMENDED)
+                    {
+                        return (
+                            1,
+                            "msr HV_X64_MSR_EOI = 0 requires HV_MSR_APIC_ACCESS_AVAILABLE, HV_X64_APIC_ACCESS_RECOMMENDED",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "send_ipi",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .hyperv_hints
+                        .contains(HypervHints::HV_X64_CLUSTER_IPI_RECOMMENDED)
+                    {
+                        return (
+                            1,
+                            "hypercall HVCALL_SEND_IPI(vector, targets) requires HV_X64_CLUSTER_IPI_RECOMMENDED",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "flush_tlb",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .hyperv_hints
+                        .contains(HypervHints::HV_X64_REMOTE_TLB_FLUSH_RECOMMENDED)
+                    {
+                        return (
+                            1,
+                            "hypercall HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE(hv_tlb_flush { address_space: 0, flags: HV_FLUSH_ALL_VIRTUAL_ADDRESS_SPACES, processor_mask: targets }, 0) requires HV_X64_REMOTE_TLB_FLUSH_RECOMMENDED",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "yield_to",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .hyperv_features
+                        .contains(HypervFeatures::HV_MSR_HYPERCALL_AVAILABLE)
+                    {
+                        return (
+                            1,
+                            "hypercall HVCALL_NOTIFY_LONG_SPIN_WAIT(1) requires HV_MSR_HYPERCALL_AVAILABLE",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "panic_notify",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .hyperv_misc_features
+                        .contains(
+                            HypervMiscFeatures::HV_FEATURE_GUEST_CRASH_MSR_AVAILABLE,
+                        )
+                    {
+                        return (
+                            1,
+                            "msr HV_X64_MSR_CRASH_CTL = HV_CRASH_CTL_CRASH_NOTIFY requires HV_FEATURE_GUEST_CRASH_MSR_AVAILABLE",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "shutdown",
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+    ]
+}
 /// Each mapped op and the mechanisms of its chain, in order: for coverage tables.
 pub const CHAINS: &[(&str, &str)] = &[
     ("clock_ns", "shared → msr → native"),

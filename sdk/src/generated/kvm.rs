@@ -1175,6 +1175,278 @@ impl<S: Steps> PvOps for Paravirt<S> {
         native::shutdown::<S::Native>(reason)
     }
 }
+/// For each mapped op, the step its chain starts with given `features`
+/// (its number from 1, and its IDL text): what a boot report shows.
+#[allow(unused_variables)]
+pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] {
+    [
+        (
+            "clock_ns",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .kvm_features
+                        .contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE2)
+                    {
+                        return (
+                            1,
+                            "shared pvclock_vcpu_time_info.system_time via MSR_KVM_SYSTEM_TIME_NEW requires KVM_FEATURE_CLOCKSOURCE2",
+                        );
+                    }
+                    if features
+                        .kvm_features
+                        .contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE)
+                    {
+                        return (
+                            2,
+                            "shared pvclock_vcpu_time_info.system_time via MSR_KVM_SYSTEM_TIME requires KVM_FEATURE_CLOCKSOURCE",
+                        );
+                    }
+                    if true {
+                        return (3, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "tsc_hz",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .kvm_features
+                        .contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE2)
+                    {
+                        return (
+                            1,
+                            "shared pvclock_vcpu_time_info via MSR_KVM_SYSTEM_TIME_NEW requires KVM_FEATURE_CLOCKSOURCE2",
+                        );
+                    }
+                    if features
+                        .kvm_features
+                        .contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE)
+                    {
+                        return (
+                            2,
+                            "shared pvclock_vcpu_time_info via MSR_KVM_SYSTEM_TIME requires KVM_FEATURE_CLOCKSOURCE",
+                        );
+                    }
+                    if true {
+                        return (3, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "wallclock",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .kvm_features
+                        .contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE2)
+                    {
+                        return (
+                            1,
+                            "shared pvclock_wall_clock via MSR_KVM_WALL_CLOCK_NEW requires KVM_FEATURE_CLOCKSOURCE2",
+                        );
+                    }
+                    if features
+                        .kvm_features
+                        .contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE)
+                    {
+                        return (
+                            2,
+                            "shared pvclock_wall_clock via MSR_KVM_WALL_CLOCK requires KVM_FEATURE_CLOCKSOURCE",
+                        );
+                    }
+                    if true {
+                        return (3, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "steal_ns",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .kvm_features
+                        .contains(KvmFeatures::KVM_FEATURE_STEAL_TIME)
+                    {
+                        return (
+                            1,
+                            "shared kvm_steal_time.steal via MSR_KVM_STEAL_TIME requires KVM_FEATURE_STEAL_TIME",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "vcpu_is_preempted",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .kvm_features
+                        .contains(KvmFeatures::KVM_FEATURE_STEAL_TIME)
+                    {
+                        return (
+                            1,
+                            "shared kvm_steal_time.preempted via MSR_KVM_STEAL_TIME requires KVM_FEATURE_STEAL_TIME",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "flush_tlb",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .kvm_features
+                        .contains(KvmFeatures::KVM_FEATURE_PV_TLB_FLUSH)
+                        && features
+                            .kvm_features
+                            .contains(KvmFeatures::KVM_FEATURE_STEAL_TIME)
+                    {
+                        return (
+                            1,
+                            "shared kvm_steal_time via MSR_KVM_STEAL_TIME requires KVM_FEATURE_PV_TLB_FLUSH, KVM_FEATURE_STEAL_TIME",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "eoi",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_EOI) {
+                        return (
+                            1,
+                            "shared kvm_pv_eoi_word via MSR_KVM_PV_EOI_EN requires KVM_FEATURE_PV_EOI",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "send_ipi",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .kvm_features
+                        .contains(KvmFeatures::KVM_FEATURE_PV_SEND_IPI)
+                    {
+                        return (
+                            1,
+                            "hypercall KVM_HC_SEND_IPI(targets, 0, 0, vector) requires KVM_FEATURE_PV_SEND_IPI",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "kick_cpu",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_UNHALT)
+                    {
+                        return (
+                            1,
+                            "hypercall KVM_HC_KICK_CPU(0, target) requires KVM_FEATURE_PV_UNHALT",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "yield_to",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .kvm_features
+                        .contains(KvmFeatures::KVM_FEATURE_PV_SCHED_YIELD)
+                    {
+                        return (
+                            1,
+                            "hypercall KVM_HC_SCHED_YIELD(target) requires KVM_FEATURE_PV_SCHED_YIELD",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "io_delay",
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .kvm_features
+                        .contains(KvmFeatures::KVM_FEATURE_NOP_IO_DELAY)
+                    {
+                        return (1, "nop requires KVM_FEATURE_NOP_IO_DELAY");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "shutdown",
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+    ]
+}
 /// Each mapped op and the mechanisms of its chain, in order: for coverage tables.
 pub const CHAINS: &[(&str, &str)] = &[
     ("clock_ns", "shared → shared → native"),

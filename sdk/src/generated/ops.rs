@@ -564,3 +564,262 @@ pub const OPS: &[OpInfo] = &[
         context: Context::Any,
     },
 ];
+/// The backend chosen at run time: one variant per hypervisor ABI of the
+/// IDL. Every op is forwarded; an op no hypervisor maps (the hot irq ops)
+/// runs its native lowering directly, with neither a match nor an
+/// indirect call. A build leaves a backend out by naming [`Absent`] for it.
+#[derive(Clone, Copy, Debug)]
+pub enum Dispatch<N, Hyperv, Kvm, Vmware, Xen> {
+    /// No hypervisor, or none pvi knows: everything native.
+    Native,
+    /// The Hyper-V backend.
+    Hyperv(Hyperv),
+    /// The KVM backend.
+    Kvm(Kvm),
+    /// The VMware backend.
+    Vmware(Vmware),
+    /// The Xen backend.
+    Xen(Xen),
+    /// Unused: carries the native routines' type.
+    #[doc(hidden)]
+    _Marker(core::marker::PhantomData<N>, core::convert::Infallible),
+}
+impl<N, Hyperv, Kvm, Vmware, Xen> Dispatch<N, Hyperv, Kvm, Vmware, Xen> {
+    /// The IDL name of the active backend (`native`, `kvm`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Hyperv(_) => "hyperv",
+            Self::Kvm(_) => "kvm",
+            Self::Vmware(_) => "vmware",
+            Self::Xen(_) => "xen",
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+}
+impl<
+    N: NativeRoutines,
+    Hyperv: PvOps<Native = N>,
+    Kvm: PvOps<Native = N>,
+    Vmware: PvOps<Native = N>,
+    Xen: PvOps<Native = N>,
+> PvOps for Dispatch<N, Hyperv, Kvm, Vmware, Xen> {
+    type Native = N;
+    #[inline(always)]
+    fn irq_disable(&self) {
+        native::irq_disable::<N>()
+    }
+    #[inline(always)]
+    fn irq_enable(&self) {
+        native::irq_enable::<N>()
+    }
+    #[inline(always)]
+    fn irq_save(&self) -> IrqFlags {
+        native::irq_save::<N>()
+    }
+    #[inline(always)]
+    fn irq_restore(&self, flags: IrqFlags) {
+        native::irq_restore::<N>(flags)
+    }
+    #[inline]
+    fn safe_halt(&self) {
+        match self {
+            Self::Native => native::safe_halt::<N>(),
+            Self::Hyperv(b) => b.safe_halt(),
+            Self::Kvm(b) => b.safe_halt(),
+            Self::Vmware(b) => b.safe_halt(),
+            Self::Xen(b) => b.safe_halt(),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[inline]
+    fn halt(&self) {
+        native::halt::<N>()
+    }
+    #[inline]
+    fn io_delay(&self) {
+        match self {
+            Self::Native => native::io_delay::<N>(),
+            Self::Hyperv(b) => b.io_delay(),
+            Self::Kvm(b) => b.io_delay(),
+            Self::Vmware(b) => b.io_delay(),
+            Self::Xen(b) => b.io_delay(),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[inline]
+    fn clock_ns(&self) -> Nanos {
+        match self {
+            Self::Native => native::clock_ns::<N>(),
+            Self::Hyperv(b) => b.clock_ns(),
+            Self::Kvm(b) => b.clock_ns(),
+            Self::Vmware(b) => b.clock_ns(),
+            Self::Xen(b) => b.clock_ns(),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[inline]
+    fn tsc_hz(&self) -> Hertz {
+        match self {
+            Self::Native => native::tsc_hz::<N>(),
+            Self::Hyperv(b) => b.tsc_hz(),
+            Self::Kvm(b) => b.tsc_hz(),
+            Self::Vmware(b) => b.tsc_hz(),
+            Self::Xen(b) => b.tsc_hz(),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[inline]
+    fn wallclock(&self) -> Nanos {
+        match self {
+            Self::Native => native::wallclock::<N>(),
+            Self::Hyperv(b) => b.wallclock(),
+            Self::Kvm(b) => b.wallclock(),
+            Self::Vmware(b) => b.wallclock(),
+            Self::Xen(b) => b.wallclock(),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[inline]
+    fn steal_ns(&self) -> Nanos {
+        match self {
+            Self::Native => native::steal_ns::<N>(),
+            Self::Hyperv(b) => b.steal_ns(),
+            Self::Kvm(b) => b.steal_ns(),
+            Self::Vmware(b) => b.steal_ns(),
+            Self::Xen(b) => b.steal_ns(),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[inline]
+    fn timer_oneshot(&self, deadline: Nanos) -> Result<(), PvError> {
+        match self {
+            Self::Native => native::timer_oneshot::<N>(deadline),
+            Self::Hyperv(b) => b.timer_oneshot(deadline),
+            Self::Kvm(b) => b.timer_oneshot(deadline),
+            Self::Vmware(b) => b.timer_oneshot(deadline),
+            Self::Xen(b) => b.timer_oneshot(deadline),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[inline]
+    fn timer_cancel(&self) {
+        match self {
+            Self::Native => native::timer_cancel::<N>(),
+            Self::Hyperv(b) => b.timer_cancel(),
+            Self::Kvm(b) => b.timer_cancel(),
+            Self::Vmware(b) => b.timer_cancel(),
+            Self::Xen(b) => b.timer_cancel(),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[inline]
+    fn eoi(&self) {
+        match self {
+            Self::Native => native::eoi::<N>(),
+            Self::Hyperv(b) => b.eoi(),
+            Self::Kvm(b) => b.eoi(),
+            Self::Vmware(b) => b.eoi(),
+            Self::Xen(b) => b.eoi(),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[inline]
+    fn send_ipi(&self, targets: CpuSet, vector: Vector) -> Result<(), PvError> {
+        match self {
+            Self::Native => native::send_ipi::<N>(targets, vector),
+            Self::Hyperv(b) => b.send_ipi(targets, vector),
+            Self::Kvm(b) => b.send_ipi(targets, vector),
+            Self::Vmware(b) => b.send_ipi(targets, vector),
+            Self::Xen(b) => b.send_ipi(targets, vector),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[inline]
+    fn kick_cpu(&self, target: ApicId) {
+        match self {
+            Self::Native => native::kick_cpu::<N>(target),
+            Self::Hyperv(b) => b.kick_cpu(target),
+            Self::Kvm(b) => b.kick_cpu(target),
+            Self::Vmware(b) => b.kick_cpu(target),
+            Self::Xen(b) => b.kick_cpu(target),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[inline]
+    fn yield_to(&self, target: ApicId) {
+        match self {
+            Self::Native => native::yield_to::<N>(target),
+            Self::Hyperv(b) => b.yield_to(target),
+            Self::Kvm(b) => b.yield_to(target),
+            Self::Vmware(b) => b.yield_to(target),
+            Self::Xen(b) => b.yield_to(target),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[inline]
+    fn vcpu_is_preempted(&self, cpu: ApicId) -> bool {
+        match self {
+            Self::Native => native::vcpu_is_preempted::<N>(cpu),
+            Self::Hyperv(b) => b.vcpu_is_preempted(cpu),
+            Self::Kvm(b) => b.vcpu_is_preempted(cpu),
+            Self::Vmware(b) => b.vcpu_is_preempted(cpu),
+            Self::Xen(b) => b.vcpu_is_preempted(cpu),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[inline]
+    fn flush_tlb(&self, targets: CpuSet) {
+        match self {
+            Self::Native => native::flush_tlb::<N>(targets),
+            Self::Hyperv(b) => b.flush_tlb(targets),
+            Self::Kvm(b) => b.flush_tlb(targets),
+            Self::Vmware(b) => b.flush_tlb(targets),
+            Self::Xen(b) => b.flush_tlb(targets),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[inline]
+    fn console_write(&self, data: &[u8]) {
+        match self {
+            Self::Native => native::console_write::<N>(data),
+            Self::Hyperv(b) => b.console_write(data),
+            Self::Kvm(b) => b.console_write(data),
+            Self::Vmware(b) => b.console_write(data),
+            Self::Xen(b) => b.console_write(data),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[inline]
+    fn shutdown(&self, reason: ShutdownReason) -> Result<(), PvError> {
+        match self {
+            Self::Native => native::shutdown::<N>(reason),
+            Self::Hyperv(b) => b.shutdown(reason),
+            Self::Kvm(b) => b.shutdown(reason),
+            Self::Vmware(b) => b.shutdown(reason),
+            Self::Xen(b) => b.shutdown(reason),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[inline]
+    fn panic_notify(&self) {
+        match self {
+            Self::Native => native::panic_notify::<N>(),
+            Self::Hyperv(b) => b.panic_notify(),
+            Self::Kvm(b) => b.panic_notify(),
+            Self::Vmware(b) => b.panic_notify(),
+            Self::Xen(b) => b.panic_notify(),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+}
+/// A backend a build leaves out: it has no values, so its variant of
+/// [`Dispatch`] cannot exist and its code is not linked.
+#[derive(Clone, Copy, Debug)]
+pub enum Absent<N> {
+    #[doc(hidden)]
+    _Never(core::marker::PhantomData<N>, core::convert::Infallible),
+}
+impl<N: NativeRoutines> PvOps for Absent<N> {
+    type Native = N;
+}

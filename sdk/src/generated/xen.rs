@@ -1565,6 +1565,220 @@ impl<S: Steps> PvOps for Paravirt<S> {
         native::shutdown::<S::Native>(reason)
     }
 }
+/// For each mapped op, the step its chain starts with given `features`
+/// (its number from 1, and its IDL text): what a boot report shows.
+#[allow(unused_variables)]
+pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] {
+    [
+        (
+            "clock_ns",
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (
+                            1,
+                            "shared vcpu_time_info.system_time via __HYPERVISOR_memory_op",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "tsc_hz",
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "shared vcpu_time_info via __HYPERVISOR_memory_op");
+                    }
+                    if true {
+                        return (2, "cpuid XEN_CPUID_TIME.ecx as hz");
+                    }
+                    if true {
+                        return (3, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "wallclock",
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "shared shared_info via __HYPERVISOR_memory_op");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "steal_ns",
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "shared vcpu_runstate_info via __HYPERVISOR_vcpu_op");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "vcpu_is_preempted",
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "shared vcpu_runstate_info via __HYPERVISOR_vcpu_op");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "timer_oneshot",
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (
+                            1,
+                            "hypercall __HYPERVISOR_vcpu_op(VCPUOP_set_singleshot_timer, this_cpu, vcpu_set_singleshot_timer { timeout_abs_ns: deadline, flags: 0 })",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "timer_cancel",
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (
+                            1,
+                            "hypercall __HYPERVISOR_vcpu_op(VCPUOP_stop_singleshot_timer, this_cpu, 0)",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "yield_to",
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "hypercall __HYPERVISOR_sched_op(SCHEDOP_yield, 0)");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "safe_halt",
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "console_write",
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (
+                            1,
+                            "hypercall __HYPERVISOR_console_io(CONSOLEIO_write, data.len, data.ptr)",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "flush_tlb",
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "hypercall __HYPERVISOR_hvm_op(HVMOP_flush_tlbs, 0)");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            "shutdown",
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (
+                            1,
+                            "hypercall __HYPERVISOR_sched_op(SCHEDOP_shutdown, sched_shutdown { reason: SHUTDOWN_poweroff }) when reason == poweroff",
+                        );
+                    }
+                    if true {
+                        return (
+                            2,
+                            "hypercall __HYPERVISOR_sched_op(SCHEDOP_shutdown, sched_shutdown { reason: SHUTDOWN_reboot }) when reason == reboot",
+                        );
+                    }
+                    if true {
+                        return (
+                            3,
+                            "hypercall __HYPERVISOR_sched_op(SCHEDOP_shutdown, sched_shutdown { reason: SHUTDOWN_crash }) when reason == crash",
+                        );
+                    }
+                    if true {
+                        return (4, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+    ]
+}
 /// Each mapped op and the mechanisms of its chain, in order: for coverage tables.
 pub const CHAINS: &[(&str, &str)] = &[
     ("clock_ns", "shared → native"),

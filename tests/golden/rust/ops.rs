@@ -200,3 +200,84 @@ pub const OPS: &[OpInfo] = &[
         context: Context::Any,
     },
 ];
+/// The backend chosen at run time: one variant per hypervisor ABI of the
+/// IDL. Every op is forwarded; an op no hypervisor maps (the hot irq ops)
+/// runs its native lowering directly, with neither a match nor an
+/// indirect call. A build leaves a backend out by naming [`Absent`] for it.
+#[derive(Clone, Copy, Debug)]
+pub enum Dispatch<N, Alpha, Beta, Gamma> {
+    /// No hypervisor, or none pvi knows: everything native.
+    Native,
+    /// The Alpha backend.
+    Alpha(Alpha),
+    /// The Beta backend.
+    Beta(Beta),
+    /// The Gamma backend.
+    Gamma(Gamma),
+    /// Unused: carries the native routines' type.
+    #[doc(hidden)]
+    _Marker(core::marker::PhantomData<N>, core::convert::Infallible),
+}
+impl<N, Alpha, Beta, Gamma> Dispatch<N, Alpha, Beta, Gamma> {
+    /// The IDL name of the active backend (`native`, `kvm`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Alpha(_) => "alpha",
+            Self::Beta(_) => "beta",
+            Self::Gamma(_) => "gamma",
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+}
+impl<
+    N: NativeRoutines,
+    Alpha: PvOps<Native = N>,
+    Beta: PvOps<Native = N>,
+    Gamma: PvOps<Native = N>,
+> PvOps for Dispatch<N, Alpha, Beta, Gamma> {
+    type Native = N;
+    #[inline(always)]
+    fn save(&self) -> Mode {
+        native::save::<N>()
+    }
+    #[inline(always)]
+    fn restore(&self, m: Mode) {
+        native::restore::<N>(m)
+    }
+    #[cfg(feature = "interface-1-1")]
+    #[inline]
+    fn arm(&self, deadline: Nanos) -> Result<(), PvError> {
+        native::arm::<N>(deadline)
+    }
+    #[inline]
+    fn stop(&self, level: Level) {
+        match self {
+            Self::Native => native::stop::<N>(level),
+            Self::Alpha(b) => b.stop(level),
+            Self::Beta(b) => b.stop(level),
+            Self::Gamma(b) => b.stop(level),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[inline]
+    fn now(&self) -> Nanos {
+        match self {
+            Self::Native => native::now::<N>(),
+            Self::Alpha(b) => b.now(),
+            Self::Beta(b) => b.now(),
+            Self::Gamma(b) => b.now(),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+}
+/// A backend a build leaves out: it has no values, so its variant of
+/// [`Dispatch`] cannot exist and its code is not linked.
+#[derive(Clone, Copy, Debug)]
+pub enum Absent<N> {
+    #[doc(hidden)]
+    _Never(core::marker::PhantomData<N>, core::convert::Infallible),
+}
+impl<N: NativeRoutines> PvOps for Absent<N> {
+    type Native = N;
+}

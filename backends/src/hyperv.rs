@@ -1,0 +1,140 @@
+//! Hyper-V: guest OS id and hypercall page at setup, the reference TSC page
+//! for the clock; MSR steps (TIME_REF_COUNT, TSC_FREQUENCY, the synthetic
+//! timer, EOI, crash notification) and the IPI, flush and spin-wait
+//! hypercalls are made by the generated chains.
+//!
+//! The hypercall page and the reference TSC page are statics of this
+//! crate: the kernel must map them (identity, and the hypercall page
+//! executable) for [`Platform::gpa`](crate::platform::Platform::gpa) to
+//! name them.
+
+use crate::fallback;
+use crate::native::BareMetal;
+use crate::percpu::{Page, Shared};
+use crate::platform;
+use pvi_sdk::arch::{cpuid, rdmsr, rdtsc, wrmsr};
+use pvi_sdk::detect::Choice;
+use pvi_sdk::generated::hyperv::{self, Features, Hypercalls, HypervFeatures, Steps};
+use pvi_sdk::time::reftsc::{self, RefTscError};
+use pvi_sdk::types::{ms_hyperv_tsc_page, ErrorKind, ErrorOrigin, Nanos, PvError};
+
+static HYPERCALL_PAGE: Page = Page::new();
+
+#[repr(C, align(4096))]
+struct RefTscPage(Shared<ms_hyperv_tsc_page>);
+static REFERENCE_TSC: RefTscPage = RefTscPage(Shared::new(ms_hyperv_tsc_page::ZERO));
+
+/// The guest identity written to HV_X64_MSR_GUEST_OS_ID: the open-source
+/// form (bit 63) with OS type 0x7f, which the TLFS does not assign to any
+/// OS, and pvi's version in the version field (bits 47:16). Hyper-V requires
+/// only that it be non-zero before the hypercall page is enabled.
+pub const GUEST_OS_ID: u64 = 1 << 63 | 0x7f << 56 | 1 << 16;
+
+fn unsupported() -> PvError {
+    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Hyperv(0))
+}
+
+/// The Hyper-V backend.
+#[derive(Clone, Copy, Debug)]
+pub struct Hyperv {
+    features: Features,
+    hypercalls: Hypercalls,
+    reference_tsc: bool,
+}
+
+impl Hyperv {
+    /// Set up the Hyper-V that detection found: guest OS id, hypercall
+    /// page, reference TSC page, as far as the features allow.
+    ///
+    /// # Safety
+    ///
+    /// `choice` must be Hyper-V's, in ring 0, once; the kernel maps this
+    /// crate's statics as the module doc says.
+    pub unsafe fn new(choice: &Choice) -> Hyperv {
+        let features = Features::read(|leaf| cpuid(choice.leaf(leaf), 0).to_array());
+        let f = features.hyperv_features;
+        let page = HYPERCALL_PAGE.0.get() as *const u8;
+        if f.contains(HypervFeatures::HV_MSR_HYPERCALL_AVAILABLE) {
+            // SAFETY: Hyper-V announced the hypercall MSRs; the guest id must
+            // be non-zero before the page is enabled; the page is a static,
+            // page-aligned, which Hyper-V overlays with its code.
+            unsafe {
+                wrmsr(hyperv::HV_X64_MSR_GUEST_OS_ID, GUEST_OS_ID);
+                wrmsr(
+                    hyperv::HV_X64_MSR_HYPERCALL,
+                    platform::gpa(page as usize) | hyperv::HV_X64_MSR_HYPERCALL_ENABLE,
+                );
+            }
+        }
+        let reference_tsc = f.contains(HypervFeatures::HV_MSR_REFERENCE_TSC_AVAILABLE);
+        if reference_tsc {
+            // SAFETY: Hyper-V announced the reference TSC page; the page is a
+            // static, page-aligned, which Hyper-V overlays.
+            unsafe {
+                wrmsr(
+                    hyperv::HV_X64_MSR_REFERENCE_TSC,
+                    platform::gpa(REFERENCE_TSC.0.get() as usize)
+                        | hyperv::HV_X64_MSR_TSC_REFERENCE_ENABLE,
+                )
+            };
+        }
+        // SAFETY: Hyper-V fills the page once the MSR is written; calls go
+        // through it only when the hypercall feature was announced (the
+        // chains' `requires`).
+        let hypercalls = unsafe { Hypercalls::new(page) };
+        Hyperv {
+            features,
+            hypercalls,
+            reference_tsc,
+        }
+    }
+}
+
+// SAFETY: a `Hyperv` is only made by `Hyperv::new`, whose contract is that
+// Hyper-V is the hypervisor.
+unsafe impl Steps for Hyperv {
+    type Native = BareMetal;
+
+    fn features(&self) -> &Features {
+        &self.features
+    }
+
+    fn fell_back(&self, op: &'static str, step: usize, error: PvError) {
+        fallback::record(op, step, error);
+    }
+
+    fn hypercalls(&self) -> Hypercalls {
+        self.hypercalls
+    }
+
+    fn read_msr(&self, msr: u32) -> u64 {
+        // SAFETY: the generated chains read only MSRs whose feature bits
+        // they checked first; ring 0.
+        unsafe { rdmsr(msr) }
+    }
+
+    fn write_msr(&self, msr: u32, value: u64) {
+        // SAFETY: as for `read_msr`: announced MSRs, values from the IDL's
+        // mappings.
+        unsafe { wrmsr(msr, value) }
+    }
+
+    /// The reference TSC page; a sequence of 0 means Hyper-V says it is not
+    /// usable now, and the chain goes on to TIME_REF_COUNT.
+    fn clock_ns_step1(&self) -> Result<Nanos, PvError> {
+        if !self.reference_tsc {
+            return Err(unsupported());
+        }
+        // SAFETY: the registered, page-aligned reference TSC page.
+        match unsafe { reftsc::read(REFERENCE_TSC.0.get(), rdtsc) } {
+            Ok(ticks) => Ok(reftsc::to_nanos(ticks)),
+            Err(RefTscError::Invalid) => Err(unsupported()),
+            Err(RefTscError::Unstable) => {
+                Err(PvError::new(ErrorKind::Busy, ErrorOrigin::Hyperv(0)))
+            }
+        }
+    }
+}
+
+/// The Hyper-V backend's ops.
+pub type Ops = hyperv::Paravirt<Hyperv>;

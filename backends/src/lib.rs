@@ -1,0 +1,30 @@
+//! The pvi backends and the run-time choice among them.
+//!
+//! - [`native`]: bare metal. Its [`BareMetal`](native::BareMetal) routines
+//!   end every fallback chain.
+//! - one module per hypervisor (behind a cargo feature of the same name):
+//!   each implements the generated `Steps` of its ABI, the mechanisms the
+//!   IDL's mappings need; the fallback chains themselves are generated
+//!   (`pvi_sdk::generated::<hv>::Paravirt`).
+//! - [`select`]: detection, `pvi.backend=`, per-CPU setup, the report.
+//!
+//! The kernel provides a [`Platform`](platform::Platform): where memory is
+//! physically, which CPU is running, which vectors the native routines use.
+
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+pub mod fallback;
+pub mod native;
+pub mod percpu;
+pub mod platform;
+pub mod select;
+
+#[cfg(feature = "hyperv")]
+pub mod hyperv;
+#[cfg(feature = "kvm")]
+pub mod kvm;
+#[cfg(feature = "vmware")]
+pub mod vmware;
+#[cfg(feature = "xen")]
+pub mod xen;

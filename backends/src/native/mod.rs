@@ -1,0 +1,81 @@
+//! Bare metal: the routines behind every op's native lowering, and the
+//! backend that uses nothing else.
+
+mod cmos;
+mod flush;
+mod lapic;
+mod power;
+mod serial;
+mod tsc;
+
+use pvi_sdk::types::{ApicId, CpuSet, Hertz, Nanos, PvError, ShutdownReason, Vector};
+use pvi_sdk::{NativeRoutines, PvOps};
+
+/// The bare-metal routines, ending every fallback chain. They run in ring
+/// 0 (ports, MSRs, the local APIC); see [`crate::platform::Platform`] for
+/// what they need from the kernel.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BareMetal;
+
+impl NativeRoutines for BareMetal {
+    fn tsc_clock_ns() -> Nanos {
+        tsc::clock_ns()
+    }
+    fn tsc_hz_from_cpuid_or_pit() -> Hertz {
+        tsc::hz()
+    }
+    fn cmos_wallclock() -> Nanos {
+        cmos::wallclock()
+    }
+    fn no_steal() -> Nanos {
+        Nanos(0)
+    }
+    fn lapic_timer_oneshot(deadline: Nanos) -> Result<(), PvError> {
+        lapic::timer_oneshot(deadline)
+    }
+    fn lapic_timer_cancel() {
+        lapic::timer_cancel()
+    }
+    fn lapic_eoi() {
+        lapic::eoi()
+    }
+    fn lapic_send_ipi(targets: CpuSet, vector: Vector) -> Result<(), PvError> {
+        lapic::send_ipi(targets, vector)
+    }
+    fn lapic_kick(target: ApicId) {
+        lapic::kick(target)
+    }
+    fn spin_pause(_target: ApicId) {
+        core::hint::spin_loop()
+    }
+    fn never_preempted(_cpu: ApicId) -> bool {
+        false
+    }
+    fn ipi_flush_tlb(targets: CpuSet) {
+        if let Err(e) = flush::flush_tlb(targets) {
+            crate::fallback::record("flush_tlb", 0, e);
+        }
+    }
+    fn serial_write(data: &[u8]) {
+        serial::write(data)
+    }
+    fn native_shutdown(reason: ShutdownReason) -> Result<(), PvError> {
+        power::shutdown(reason)
+    }
+    fn pvpanic_port() {
+        power::panic_notify()
+    }
+}
+
+/// The flush IPI's handler: call it from the kernel's flush vector.
+pub fn flush_ipi_handler() {
+    flush::handler()
+}
+
+/// The backend with no hypervisor: every op native.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Native;
+
+impl PvOps for Native {
+    type Native = BareMetal;
+}

@@ -1,0 +1,50 @@
+//! Stopping the machine, and telling an emulator about a panic.
+
+use crate::platform;
+use pvi_sdk::arch::{outb, outw};
+use pvi_sdk::types::{ErrorKind, ErrorOrigin, PvError, ShutdownReason};
+
+/// QEMU's pvpanic ISA device; on bare metal nothing answers the port.
+const PVPANIC_PORT: u16 = 0x505;
+const PVPANIC_PANICKED: u8 = 1 << 0;
+
+fn unsupported() -> PvError {
+    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native)
+}
+
+/// Power off, reboot, or stop after a crash. Returns only if it could not.
+pub fn shutdown(reason: ShutdownReason) -> Result<(), PvError> {
+    let acpi = platform::get().map(|p| p.acpi()).unwrap_or_default();
+    match reason {
+        ShutdownReason::Poweroff => {
+            let port = acpi.pm1a_control.ok_or_else(unsupported)?;
+            // SAFETY: the PM1a control port from the FADT; SLP_EN (bit 13)
+            // with the \_S5 type powers the machine off.
+            unsafe { outw(port, acpi.s5_sleep_type << 10 | 1 << 13) };
+            Err(unsupported())
+        }
+        ShutdownReason::Reboot => {
+            // SAFETY: the ACPI reset register from the FADT, then the PCI reset
+            // control register (0xcf9) and the keyboard controller (0x64):
+            // each resets the machine on the hardware that has it.
+            unsafe {
+                if let Some((port, value)) = acpi.reset {
+                    outb(port, value);
+                }
+                outb(0xcf9, 0x06);
+                outb(0x64, 0xfe);
+            }
+            Err(unsupported())
+        }
+        ShutdownReason::Crash => loop {
+            // SAFETY: with interrupts off, `hlt` stops this CPU for good.
+            unsafe { core::arch::asm!("cli", "hlt", options(nomem, nostack)) };
+        },
+    }
+}
+
+/// Tell QEMU's pvpanic device (if there is one) that the guest panicked.
+pub fn panic_notify() {
+    // SAFETY: writing the pvpanic port is harmless where no device answers.
+    unsafe { outb(PVPANIC_PORT, PVPANIC_PANICKED) };
+}

@@ -1,0 +1,97 @@
+//! Bare-metal time: the TSC, its frequency from CPUID or measured against
+//! the PIT, and the monotonic clock derived from them.
+
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use pvi_sdk::arch::{cpuid, inb, outb, rdtsc};
+use pvi_sdk::time::tsc_freq;
+use pvi_sdk::types::{Hertz, Nanos};
+
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
+
+/// PIT ticks in the calibration window: about 10 ms.
+const PIT_WINDOW: u16 = 11_932;
+/// Port reads before giving up on a PIT that never counts down (a broken
+/// or absent PIT must not hang the boot).
+const PIT_SPIN_LIMIT: u64 = 50_000_000;
+
+/// The TSC frequency: CPUID 0x15, then 0x16, then a measurement against
+/// the PIT. Remembered after the first call. `Hertz(0)` if nothing worked.
+pub fn hz() -> Hertz {
+    let known = TSC_HZ.load(Relaxed);
+    if known != 0 {
+        return Hertz(known);
+    }
+    let max_basic = cpuid(0, 0).eax;
+    let from_cpuid = (max_basic >= 0x15)
+        .then(|| {
+            let r = cpuid(0x15, 0);
+            tsc_freq::from_cpuid_15(r.eax, r.ebx, r.ecx)
+        })
+        .flatten()
+        .or_else(|| {
+            (max_basic >= 0x16)
+                .then(|| tsc_freq::from_cpuid_16(cpuid(0x16, 0).eax))
+                .flatten()
+        });
+    let hz = from_cpuid
+        .or_else(calibrate_against_pit)
+        .map(|h| h.0)
+        .unwrap_or(0);
+    if hz != 0 {
+        TSC_HZ.store(hz, Relaxed);
+        let _ = BOOT_TSC.compare_exchange(0, rdtsc(), Relaxed, Relaxed);
+    }
+    Hertz(hz)
+}
+
+/// Count TSC ticks while the PIT's channel 2 counts down a known number of
+/// its 1.193182 MHz ticks.
+fn calibrate_against_pit() -> Option<Hertz> {
+    // SAFETY: ports 0x61, 0x43 and 0x42 are the PC speaker gate and PIT
+    // channel 2, which nothing else in a kernel being booted uses; the
+    // speaker stays off (bit 1 clear).
+    unsafe {
+        let gate = inb(0x61);
+        outb(0x61, (gate & !0x02) | 0x01);
+        outb(0x43, 0b1011_0000); // channel 2, lobyte/hibyte, mode 0
+        outb(0x42, (PIT_WINDOW & 0xff) as u8);
+        outb(0x42, (PIT_WINDOW >> 8) as u8);
+        let start = rdtsc();
+        let mut spins = 0u64;
+        while inb(0x61) & 0x20 == 0 {
+            spins += 1;
+            if spins > PIT_SPIN_LIMIT {
+                outb(0x61, gate);
+                return None;
+            }
+        }
+        let end = rdtsc();
+        outb(0x61, gate);
+        tsc_freq::from_calibration(
+            end.wrapping_sub(start),
+            u64::from(PIT_WINDOW),
+            tsc_freq::PIT_HZ,
+        )
+    }
+}
+
+/// Nanoseconds since the TSC frequency was first found.
+pub fn clock_ns() -> Nanos {
+    let hz = hz().0;
+    if hz == 0 {
+        return Nanos(0);
+    }
+    let ticks = rdtsc().wrapping_sub(BOOT_TSC.load(Relaxed));
+    Nanos((u128::from(ticks) * 1_000_000_000 / u128::from(hz)).min(u128::from(u64::MAX)) as u64)
+}
+
+/// The TSC value at which [`clock_ns`] reads `at`, if the frequency is known.
+pub fn tsc_at(at: Nanos) -> Option<u64> {
+    let hz = hz().0;
+    (hz != 0).then(|| {
+        let ticks =
+            (u128::from(at.0) * u128::from(hz) / 1_000_000_000).min(u128::from(u64::MAX)) as u64;
+        BOOT_TSC.load(Relaxed).wrapping_add(ticks)
+    })
+}

@@ -1,0 +1,57 @@
+//! Memory shared with the hypervisor: one record per CPU, written by the
+//! hypervisor behind the compiler's back, so read only with volatile reads.
+
+use core::cell::UnsafeCell;
+
+/// CPUs a backend keeps records for.
+pub const MAX_CPUS: usize = 64;
+
+/// A value the hypervisor may write at any time.
+#[repr(transparent)]
+pub struct Shared<T>(UnsafeCell<T>);
+
+// SAFETY: the guest reads a Shared only with volatile reads (and writes it
+// only before registering it, or with atomics where the ABI says so); the
+// hypervisor's writes follow the ABI's protocols (version counters), which
+// the readers check.
+unsafe impl<T> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// A record holding `value`.
+    pub const fn new(value: T) -> Self {
+        Self(UnsafeCell::new(value))
+    }
+
+    /// Its address, for the hypervisor and for volatile reads.
+    pub const fn get(&self) -> *mut T {
+        self.0.get()
+    }
+}
+
+/// A page-aligned array of per-CPU records, so that none crosses a page.
+#[repr(C, align(4096))]
+pub struct PerCpu<T>(pub [Shared<T>; MAX_CPUS]);
+
+impl<T> PerCpu<T> {
+    /// The record of CPU `cpu` (clamped to the last one).
+    pub fn of(&self, cpu: usize) -> &Shared<T> {
+        &self.0[cpu.min(MAX_CPUS - 1)]
+    }
+}
+
+/// One page-aligned page of memory for the hypervisor.
+#[repr(C, align(4096))]
+pub struct Page(pub Shared<[u8; 4096]>);
+
+impl Page {
+    /// A zeroed page.
+    pub const fn new() -> Self {
+        Self(Shared::new([0; 4096]))
+    }
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self::new()
+    }
+}

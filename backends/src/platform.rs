@@ -1,0 +1,75 @@
+//! What the kernel tells the backends about itself.
+
+use pvi_sdk::types::ApicId;
+
+/// Interrupt vectors the native routines send or program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vectors {
+    /// The local timer's vector (`timer_oneshot`).
+    pub timer: u8,
+    /// The wake-up IPI of `kick_cpu`.
+    pub kick: u8,
+    /// The remote TLB flush IPI of `flush_tlb`; its handler must call
+    /// [`crate::native::flush_ipi_handler`].
+    pub flush: u8,
+}
+
+/// ACPI registers the kernel found in the FADT, for power-off and reset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Acpi {
+    /// PM1a control block port.
+    pub pm1a_control: Option<u16>,
+    /// SLP_TYPa of the \_S5 sleep state.
+    pub s5_sleep_type: u16,
+    /// Reset register (I/O port) and value.
+    pub reset: Option<(u16, u8)>,
+    /// The CMOS century register, if the FADT names one.
+    pub century: Option<u8>,
+}
+
+/// The kernel's side of the contract.
+pub trait Platform: Sync {
+    /// The guest-physical address of kernel memory at `addr`.
+    fn gpa(&self, addr: usize) -> u64;
+    /// The calling CPU's index, below [`crate::percpu::MAX_CPUS`].
+    fn cpu_index(&self) -> usize;
+    /// The index of the CPU with this APIC id.
+    fn cpu_of_apic(&self, apic: ApicId) -> Option<usize>;
+    /// The vectors of the native routines.
+    fn vectors(&self) -> Vectors;
+    /// ACPI power registers, if known.
+    fn acpi(&self) -> Acpi {
+        Acpi::default()
+    }
+    /// Where the xAPIC registers are mapped (virtual address), if the CPU is
+    /// not in x2APIC mode.
+    fn xapic(&self) -> Option<usize> {
+        None
+    }
+}
+
+static PLATFORM: spin::Once<&'static dyn Platform> = spin::Once::new();
+
+/// Tell the backends about the kernel; the first call counts.
+pub fn install(platform: &'static dyn Platform) {
+    PLATFORM.call_once(|| platform);
+}
+
+/// The installed platform.
+pub fn get() -> Option<&'static dyn Platform> {
+    PLATFORM.get().copied()
+}
+
+/// The calling CPU's index, 0 before a platform is installed.
+pub fn cpu_index() -> usize {
+    get()
+        .map(|p| p.cpu_index())
+        .unwrap_or(0)
+        .min(crate::percpu::MAX_CPUS - 1)
+}
+
+/// The guest-physical address of `addr`; identity before a platform is
+/// installed.
+pub fn gpa(addr: usize) -> u64 {
+    get().map(|p| p.gpa(addr)).unwrap_or(addr as u64)
+}

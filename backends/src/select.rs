@@ -1,0 +1,229 @@
+//! The run-time choice: detection, `pvi.backend=`, the backend, per-CPU
+//! setup, and a report of which mechanism serves each op.
+
+use crate::native::BareMetal;
+use core::fmt;
+use pvi_sdk::detect::{backend_override, Choice, Detection, How};
+use pvi_sdk::generated::ops::{Dispatch, OPS};
+use pvi_sdk::generated::HYPERVISORS;
+
+#[cfg(feature = "hyperv")]
+type HypervSlot = crate::hyperv::Ops;
+#[cfg(not(feature = "hyperv"))]
+type HypervSlot = pvi_sdk::generated::ops::Absent<BareMetal>;
+#[cfg(feature = "kvm")]
+type KvmSlot = crate::kvm::Ops;
+#[cfg(not(feature = "kvm"))]
+type KvmSlot = pvi_sdk::generated::ops::Absent<BareMetal>;
+#[cfg(feature = "vmware")]
+type VmwareSlot = crate::vmware::Ops;
+#[cfg(not(feature = "vmware"))]
+type VmwareSlot = pvi_sdk::generated::ops::Absent<BareMetal>;
+#[cfg(feature = "xen")]
+type XenSlot = crate::xen::Ops;
+#[cfg(not(feature = "xen"))]
+type XenSlot = pvi_sdk::generated::ops::Absent<BareMetal>;
+
+/// The backend chosen at run time: `PvOps` for the whole kernel.
+pub type Backend = Dispatch<BareMetal, HypervSlot, KvmSlot, VmwareSlot, XenSlot>;
+
+/// The backends this build contains, by IDL name.
+pub const COMPILED_IN: &[&str] = &[
+    "native",
+    #[cfg(feature = "hyperv")]
+    "hyperv",
+    #[cfg(feature = "kvm")]
+    "kvm",
+    #[cfg(feature = "vmware")]
+    "vmware",
+    #[cfg(feature = "xen")]
+    "xen",
+];
+
+/// What `pvi.backend=` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Override {
+    /// Not given.
+    None,
+    /// Followed.
+    Followed(&'static str),
+    /// Ignored: it names a hypervisor detection did not find (its calls
+    /// would fault), or none at all.
+    Ignored,
+    /// Ignored: that backend is not in this build.
+    NotBuilt,
+}
+
+/// The outcome of [`select`].
+pub struct Selection {
+    /// The backend.
+    pub backend: Backend,
+    /// What detection saw.
+    pub detection: Detection,
+    /// The choice the backend was built for.
+    pub choice: Option<Choice>,
+    /// What `pvi.backend=` did.
+    pub override_: Override,
+}
+
+/// Choose and build the backend for what `detection` found and `cmdline`
+/// asks. A hypervisor detection found but this build left out is served
+/// natively.
+///
+/// # Safety
+///
+/// Ring 0, on the boot CPU, once, after [`crate::platform::install`]:
+/// building a backend writes the hypervisor's setup MSRs.
+pub unsafe fn select(detection: Detection, cmdline: &str) -> Selection {
+    let mut choice = detection.chosen;
+    let mut override_ = Override::None;
+    if let Some(name) = backend_override(cmdline) {
+        override_ = Override::Ignored;
+        if name == "native" {
+            choice = None;
+            override_ = Override::Followed("native");
+        } else if let Some(index) = HYPERVISORS.iter().position(|h| h.name == name) {
+            if !COMPILED_IN.contains(&name) {
+                override_ = Override::NotBuilt;
+            } else if let Some(found) = detection.found().find(|f| f.hypervisor == Some(index)) {
+                let how = detection
+                    .chosen
+                    .filter(|c| c.hypervisor == index)
+                    .map(|c| c.how)
+                    .unwrap_or(How::Signature);
+                choice = Some(Choice {
+                    hypervisor: index,
+                    base: found.base,
+                    how,
+                });
+                override_ = Override::Followed(HYPERVISORS[index].name);
+            } else if detection.chosen.is_some_and(|c| c.hypervisor == index) {
+                override_ = Override::Followed(HYPERVISORS[index].name);
+            }
+        }
+    }
+    let backend = match choice {
+        #[cfg(feature = "kvm")]
+        Some(c) if c.info().name == "kvm" => {
+            // SAFETY: `c` is a KVM that detection found (chosen, or taken by
+            // the override); the caller guarantees ring 0, boot CPU, once.
+            Backend::Kvm(pvi_sdk::generated::kvm::Paravirt(unsafe {
+                crate::kvm::Kvm::new(&c)
+            }))
+        }
+        #[cfg(feature = "xen")]
+        Some(c) if c.info().name == "xen" => {
+            // SAFETY: as for KVM, for Xen.
+            Backend::Xen(pvi_sdk::generated::xen::Paravirt(unsafe {
+                crate::xen::Xen::new(&c)
+            }))
+        }
+        #[cfg(feature = "hyperv")]
+        Some(c) if c.info().name == "hyperv" => {
+            // SAFETY: as for KVM, for Hyper-V.
+            Backend::Hyperv(pvi_sdk::generated::hyperv::Paravirt(unsafe {
+                crate::hyperv::Hyperv::new(&c)
+            }))
+        }
+        #[cfg(feature = "vmware")]
+        Some(c) if c.info().name == "vmware" => {
+            // SAFETY: as for KVM, for VMware.
+            Backend::Vmware(pvi_sdk::generated::vmware::Paravirt(unsafe {
+                crate::vmware::Vmware::new(&c)
+            }))
+        }
+        _ => Backend::Native,
+    };
+    let choice = if matches!(backend, Backend::Native) {
+        None
+    } else {
+        choice
+    };
+    Selection {
+        backend,
+        detection,
+        choice,
+        override_,
+    }
+}
+
+impl Selection {
+    /// Register this CPU's shared records with the hypervisor (kvmclock,
+    /// steal time, PV EOI, runstate). Call it on every CPU, the boot CPU
+    /// included, before it uses the ops.
+    pub fn init_cpu(&self) {
+        match &self.backend {
+            #[cfg(feature = "kvm")]
+            Backend::Kvm(k) => k.0.init_cpu(),
+            #[cfg(feature = "xen")]
+            Backend::Xen(x) => x.0.init_cpu(),
+            _ => {}
+        }
+    }
+
+    /// For each mapped op of the active backend, the step its features
+    /// select (number from 1, IDL text).
+    fn planned(&self, op: &str) -> Option<(usize, &'static str)> {
+        let find = |plan: &[(&'static str, (usize, &'static str))]| {
+            plan.iter().find(|(o, _)| *o == op).map(|(_, s)| *s)
+        };
+        match &self.backend {
+            #[cfg(feature = "kvm")]
+            Backend::Kvm(k) => find(&pvi_sdk::generated::kvm::plan(
+                pvi_sdk::generated::kvm::Steps::features(&k.0),
+            )),
+            #[cfg(feature = "xen")]
+            Backend::Xen(x) => find(&pvi_sdk::generated::xen::plan(
+                pvi_sdk::generated::xen::Steps::features(&x.0),
+            )),
+            #[cfg(feature = "hyperv")]
+            Backend::Hyperv(h) => find(&pvi_sdk::generated::hyperv::plan(
+                pvi_sdk::generated::hyperv::Steps::features(&h.0),
+            )),
+            #[cfg(feature = "vmware")]
+            Backend::Vmware(v) => find(&pvi_sdk::generated::vmware::plan(
+                pvi_sdk::generated::vmware::Steps::features(&v.0),
+            )),
+            // Native: no mapped ops.
+            _ => find(&[]),
+        }
+    }
+}
+
+impl fmt::Display for Selection {
+    /// The boot report: detection, the backend and why, and for every op
+    /// the mechanism that serves it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.detection)?;
+        match self.override_ {
+            Override::None => {}
+            Override::Followed(name) => writeln!(f, "pvi.backend={name}: followed")?,
+            Override::Ignored => writeln!(
+                f,
+                "pvi.backend=: ignored (not a hypervisor detection found, nor native)"
+            )?,
+            Override::NotBuilt => writeln!(
+                f,
+                "pvi.backend=: ignored (that backend is not in this build)"
+            )?,
+        }
+        if let Some(c) = self.detection.chosen {
+            if !COMPILED_IN.contains(&c.info().name) {
+                writeln!(f, "{} is not in this build: served natively", c.info().name)?;
+            }
+        }
+        writeln!(f, "backend: {}", self.backend.name())?;
+        for op in OPS {
+            match self.planned(op.name) {
+                Some((_, "native")) => writeln!(
+                    f,
+                    "  {:<18} native (its paravirtual steps' features are absent)",
+                    op.name
+                )?,
+                Some((step, text)) => writeln!(f, "  {:<18} step {step}: {text}", op.name)?,
+                None => writeln!(f, "  {:<18} native", op.name)?,
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! Xen (HVM and PVH guests): the hypercall page from the MSR CPUID names,
+//! shared_info mapped with XENMEM_add_to_physmap (vCPU time and wall
+//! clock), and the vCPU runstate area (steal time, preemption). Timer,
+//! yield, console, flush and shutdown hypercalls are made by the generated
+//! chains.
+//!
+//! The hypercall page, shared_info and runstate areas are statics of this
+//! crate, which the kernel must map (identity; the hypercall page
+//! executable).
+
+use crate::fallback;
+use crate::native::BareMetal;
+use crate::percpu::{Page, PerCpu, Shared, MAX_CPUS};
+use crate::platform;
+use core::sync::atomic::{AtomicU8, Ordering::SeqCst};
+use pvi_sdk::arch::{cpuid, rdtsc, wrmsr};
+use pvi_sdk::detect::Choice;
+use pvi_sdk::generated::xen::{self, Features, Hypercalls, Steps};
+use pvi_sdk::time::pvclock;
+use pvi_sdk::types::{
+    pvclock_vcpu_time_info, shared_info, vcpu_register_runstate_memory_area, vcpu_runstate_info,
+    xen_add_to_physmap, ApicId, ErrorKind, ErrorOrigin, Hertz, Nanos, PvError,
+};
+
+static HYPERCALL_PAGE: Page = Page::new();
+
+#[repr(C, align(4096))]
+struct SharedInfoPage(Shared<shared_info>);
+static SHARED_INFO: SharedInfoPage = SharedInfoPage(Shared::new(shared_info::ZERO));
+static RUNSTATE: PerCpu<vcpu_runstate_info> =
+    PerCpu([const { Shared::new(vcpu_runstate_info::ZERO) }; MAX_CPUS]);
+static RUNSTATE_ON: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+/// Reads of a record before giving up on one that keeps changing.
+const RETRIES: u32 = 1000;
+
+fn unsupported() -> PvError {
+    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Xen(0))
+}
+
+fn unstable() -> PvError {
+    PvError::new(ErrorKind::Busy, ErrorOrigin::Xen(0))
+}
+
+/// The Xen backend.
+#[derive(Clone, Copy, Debug)]
+pub struct Xen {
+    features: Features,
+    hypercalls: Hypercalls,
+    choice: Choice,
+    shared_info: bool,
+}
+
+impl Xen {
+    /// Set up the Xen that detection found: hypercall page, shared_info.
+    ///
+    /// # Safety
+    ///
+    /// `choice` must be Xen's, in ring 0, once; the kernel maps this crate's
+    /// statics as the module doc says.
+    pub unsafe fn new(choice: &Choice) -> Xen {
+        let features = Features::read(|leaf| cpuid(choice.leaf(leaf), 0).to_array());
+        let pages = cpuid(choice.leaf(xen::XEN_CPUID_HYPERCALL), 0);
+        let page = HYPERCALL_PAGE.0.get() as *const u8;
+        if pages.eax >= 1 {
+            // SAFETY: CPUID names the MSR that takes the hypercall page's
+            // address; the page is a static, page-aligned, for Xen to fill.
+            unsafe { wrmsr(pages.ebx, platform::gpa(page as usize)) };
+        }
+        // SAFETY: Xen filled the page when the MSR was written.
+        let hypercalls = unsafe { Hypercalls::new(page) };
+        let map = xen_add_to_physmap {
+            domid: xen::DOMID_SELF,
+            size: 0,
+            space: xen::XENMAPSPACE_shared_info,
+            idx: 0,
+            gpfn: platform::gpa(SHARED_INFO.0.get() as usize) >> 12,
+        };
+        // SAFETY: Xen is the hypervisor; the argument is a valid
+        // xen_add_to_physmap naming a static, page-aligned page.
+        let mapped = unsafe {
+            hypercalls
+                .hypervisor_memory_op(xen::XENMEM_add_to_physmap, core::ptr::from_ref(&map) as u64)
+        };
+        Xen {
+            features,
+            hypercalls,
+            choice: *choice,
+            shared_info: pages.eax >= 1 && mapped == Ok(0),
+        }
+    }
+
+    /// Register this CPU's runstate area. Call it once on every CPU.
+    pub fn init_cpu(&self) {
+        let cpu = platform::cpu_index();
+        let area = vcpu_register_runstate_memory_area {
+            addr: RUNSTATE.of(cpu).get() as u64,
+        };
+        // SAFETY: Xen is the hypervisor; the area is a static record.
+        let done = unsafe {
+            self.hypercalls.hypervisor_vcpu_op(
+                xen::VCPUOP_register_runstate_memory_area,
+                cpu as u32,
+                core::ptr::from_ref(&area) as u64,
+            )
+        };
+        RUNSTATE_ON[cpu].store(u8::from(done == Ok(0)), SeqCst);
+    }
+
+    /// This CPU's vcpu_time_info inside shared_info (the first 32 vCPUs).
+    fn time_info(&self) -> Result<*const pvclock_vcpu_time_info, PvError> {
+        let cpu = platform::cpu_index();
+        if !self.shared_info || cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize {
+            return Err(unsupported());
+        }
+        let info = SHARED_INFO.0.get();
+        // SAFETY: a field address inside the mapped static; vcpu_time_info
+        // has pvclock's layout (idl/xen.pvi).
+        Ok(unsafe { core::ptr::addr_of!((*info).vcpu_info[cpu].time) }.cast())
+    }
+
+    fn runstate(cpu: usize) -> Result<vcpu_runstate_info, PvError> {
+        if RUNSTATE_ON[cpu.min(MAX_CPUS - 1)].load(SeqCst) == 0 {
+            return Err(unsupported());
+        }
+        let record = RUNSTATE.of(cpu).get();
+        for _ in 0..RETRIES {
+            // SAFETY: a registered static record. Xen updates it while the
+            // vCPU is descheduled; two equal copies are a consistent one.
+            let (a, b) = unsafe { (record.read_volatile(), record.read_volatile()) };
+            if a.state_entry_time == b.state_entry_time && a.state == b.state {
+                return Ok(a);
+            }
+        }
+        Err(unstable())
+    }
+}
+
+// SAFETY: a `Xen` is only made by `Xen::new`, whose contract is that Xen is
+// the hypervisor.
+unsafe impl Steps for Xen {
+    type Native = BareMetal;
+
+    fn features(&self) -> &Features {
+        &self.features
+    }
+
+    fn fell_back(&self, op: &'static str, step: usize, error: PvError) {
+        fallback::record(op, step, error);
+    }
+
+    fn hypercalls(&self) -> Hypercalls {
+        self.hypercalls
+    }
+
+    fn this_cpu(&self) -> u64 {
+        platform::cpu_index() as u64
+    }
+
+    fn cpuid(&self, leaf: u32) -> [u32; 4] {
+        cpuid(self.choice.leaf(leaf), 0).to_array()
+    }
+
+    fn clock_ns_step1(&self) -> Result<Nanos, PvError> {
+        let record = self.time_info()?;
+        // SAFETY: this vCPU's time info inside the mapped shared_info.
+        unsafe { pvclock::now(record, rdtsc) }.map_err(|_| unstable())
+    }
+
+    fn tsc_hz_step1(&self) -> Result<Hertz, PvError> {
+        let record = self.time_info()?;
+        // SAFETY: as above.
+        let snapshot = unsafe { pvclock::read(record) }.map_err(|_| unstable())?;
+        snapshot.tsc_hz().ok_or_else(unsupported)
+    }
+
+    /// shared_info's wall clock (wc_*, under wc_version) plus system time.
+    fn wallclock_step1(&self) -> Result<Nanos, PvError> {
+        let now = self.clock_ns_step1()?;
+        let info = SHARED_INFO.0.get();
+        for _ in 0..RETRIES {
+            // SAFETY: fields of the mapped static shared_info, read volatile
+            // under the wc_version protocol (odd while Xen updates).
+            let (v1, sec, nsec, hi, v2) = unsafe {
+                let v1 = core::ptr::addr_of!((*info).wc_version).read_volatile();
+                core::sync::atomic::fence(SeqCst);
+                let sec = core::ptr::addr_of!((*info).wc_sec).read_volatile();
+                let nsec = core::ptr::addr_of!((*info).wc_nsec).read_volatile();
+                let hi = core::ptr::addr_of!((*info).wc_sec_hi).read_volatile();
+                core::sync::atomic::fence(SeqCst);
+                (
+                    v1,
+                    sec,
+                    nsec,
+                    hi,
+                    core::ptr::addr_of!((*info).wc_version).read_volatile(),
+                )
+            };
+            if v1 == v2 && v1 % 2 == 0 {
+                let secs = u64::from(hi) << 32 | u64::from(sec);
+                let wall = secs
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(u64::from(nsec));
+                return Ok(Nanos(wall.saturating_add(now.0)));
+            }
+        }
+        Err(unstable())
+    }
+
+    /// Time runnable or offline (Linux's definition of stolen time).
+    fn steal_ns_step1(&self) -> Result<Nanos, PvError> {
+        let r = Self::runstate(platform::cpu_index())?;
+        let runnable = r.time[xen::RUNSTATE_runnable as usize].0;
+        let offline = r.time[xen::RUNSTATE_offline as usize].0;
+        Ok(Nanos(runnable.saturating_add(offline)))
+    }
+
+    fn vcpu_is_preempted_step1(&self, cpu: ApicId) -> Result<bool, PvError> {
+        let index = platform::get()
+            .and_then(|p| p.cpu_of_apic(cpu))
+            .ok_or_else(unsupported)?;
+        Ok(Self::runstate(index)?.state == xen::RUNSTATE_runnable)
+    }
+}
+
+/// The Xen backend's ops.
+pub type Ops = xen::Paravirt<Xen>;

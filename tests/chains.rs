@@ -1,0 +1,473 @@
+//! The generated fallback chains, driven by mock backends on the host: a
+//! step whose features are absent is skipped, a failing step falls through
+//! to the next and is recorded, generated MSR and CPUID steps convert units
+//! as the IDL says, and every chain ends in the native lowering. Plus the
+//! coverage promise: every hypervisor of the IDL has a backend in the build,
+//! and every mapped op a chain.
+
+use pvi_sdk::generated::{hyperv, kvm, vmware, HYPERVISORS};
+use pvi_sdk::types::*;
+use pvi_sdk::{NativeRoutines, PvOps};
+use std::cell::RefCell;
+use std::sync::Mutex;
+
+/// What the native routines were asked, in order.
+static NATIVE_CALLS: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+fn native_called(name: &'static str) {
+    NATIVE_CALLS.lock().unwrap().push(name);
+}
+
+fn take_native_calls() -> Vec<&'static str> {
+    std::mem::take(&mut *NATIVE_CALLS.lock().unwrap())
+}
+
+/// Host stand-ins for the bare-metal routines: they record the call and
+/// return recognisable values.
+struct MockNative;
+
+impl NativeRoutines for MockNative {
+    fn tsc_clock_ns() -> Nanos {
+        native_called("tsc_clock_ns");
+        Nanos(111)
+    }
+    fn tsc_hz_from_cpuid_or_pit() -> Hertz {
+        native_called("tsc_hz");
+        Hertz(222)
+    }
+    fn cmos_wallclock() -> Nanos {
+        native_called("cmos_wallclock");
+        Nanos(333)
+    }
+    fn no_steal() -> Nanos {
+        native_called("no_steal");
+        Nanos(0)
+    }
+    fn lapic_timer_oneshot(_deadline: Nanos) -> Result<(), PvError> {
+        native_called("lapic_timer_oneshot");
+        Ok(())
+    }
+    fn lapic_timer_cancel() {
+        native_called("lapic_timer_cancel");
+    }
+    fn lapic_eoi() {
+        native_called("lapic_eoi");
+    }
+    fn lapic_send_ipi(_targets: CpuSet, _vector: Vector) -> Result<(), PvError> {
+        native_called("lapic_send_ipi");
+        Ok(())
+    }
+    fn lapic_kick(_target: ApicId) {
+        native_called("lapic_kick");
+    }
+    fn spin_pause(_target: ApicId) {
+        native_called("spin_pause");
+    }
+    fn never_preempted(_cpu: ApicId) -> bool {
+        native_called("never_preempted");
+        false
+    }
+    fn ipi_flush_tlb(_targets: CpuSet) {
+        native_called("ipi_flush_tlb");
+    }
+    fn serial_write(_data: &[u8]) {
+        native_called("serial_write");
+    }
+    fn native_shutdown(_reason: ShutdownReason) -> Result<(), PvError> {
+        native_called("native_shutdown");
+        Ok(())
+    }
+    fn pvpanic_port() {
+        native_called("pvpanic_port");
+    }
+}
+
+/// The chains share the native-call log: one test at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn unsupported() -> PvError {
+    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native)
+}
+
+/// A KVM backend whose mechanisms answer as the test says.
+struct MockKvm {
+    features: kvm::Features,
+    clock: [Result<Nanos, PvError>; 2],
+    fallbacks: RefCell<Vec<(&'static str, usize, ErrorKind)>>,
+}
+
+impl MockKvm {
+    fn new(
+        features: kvm::KvmFeatures,
+        clock: [Result<Nanos, PvError>; 2],
+    ) -> kvm::Paravirt<MockKvm> {
+        kvm::Paravirt(MockKvm {
+            features: kvm::Features {
+                kvm_features: features,
+                ..kvm::Features::NONE
+            },
+            clock,
+            fallbacks: RefCell::new(Vec::new()),
+        })
+    }
+}
+
+// SAFETY: a host mock; no test makes a KVM hypercall through it.
+unsafe impl kvm::Steps for MockKvm {
+    type Native = MockNative;
+    fn features(&self) -> &kvm::Features {
+        &self.features
+    }
+    fn fell_back(&self, op: &'static str, step: usize, error: PvError) {
+        self.fallbacks.borrow_mut().push((op, step, error.kind));
+    }
+    fn hypercalls(&self) -> kvm::Hypercalls {
+        panic!("no hypercall on the host")
+    }
+    fn clock_ns_step1(&self) -> Result<Nanos, PvError> {
+        self.clock[0]
+    }
+    fn clock_ns_step2(&self) -> Result<Nanos, PvError> {
+        self.clock[1]
+    }
+    fn tsc_hz_step1(&self) -> Result<Hertz, PvError> {
+        Err(unsupported())
+    }
+    fn tsc_hz_step2(&self) -> Result<Hertz, PvError> {
+        Err(unsupported())
+    }
+    fn wallclock_step1(&self) -> Result<Nanos, PvError> {
+        Err(unsupported())
+    }
+    fn wallclock_step2(&self) -> Result<Nanos, PvError> {
+        Err(unsupported())
+    }
+    fn steal_ns_step1(&self) -> Result<Nanos, PvError> {
+        Ok(Nanos(42))
+    }
+    fn vcpu_is_preempted_step1(&self, _cpu: ApicId) -> Result<bool, PvError> {
+        Ok(true)
+    }
+    fn flush_tlb_step1(&self, _targets: CpuSet) -> Result<(), PvError> {
+        Ok(())
+    }
+    fn eoi_step1(&self) -> Result<(), PvError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn without_features_every_kvm_chain_goes_native() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    take_native_calls();
+    let ops = MockKvm::new(kvm::KvmFeatures::empty(), [Ok(Nanos(5)), Ok(Nanos(6))]);
+    assert_eq!(ops.clock_ns(), Nanos(111));
+    assert_eq!(ops.steal_ns(), Nanos(0));
+    assert!(!ops.vcpu_is_preempted(ApicId(1)));
+    ops.eoi();
+    assert_eq!(
+        take_native_calls(),
+        ["tsc_clock_ns", "no_steal", "never_preempted", "lapic_eoi"]
+    );
+    assert!(
+        ops.0.fallbacks.borrow().is_empty(),
+        "skipping a step for missing features is not a fallback"
+    );
+}
+
+#[test]
+fn the_first_step_with_its_features_serves() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    take_native_calls();
+    let f = kvm::KvmFeatures::KVM_FEATURE_CLOCKSOURCE2
+        | kvm::KvmFeatures::KVM_FEATURE_CLOCKSOURCE
+        | kvm::KvmFeatures::KVM_FEATURE_STEAL_TIME;
+    let ops = MockKvm::new(f, [Ok(Nanos(5)), Ok(Nanos(6))]);
+    assert_eq!(ops.clock_ns(), Nanos(5));
+    assert_eq!(ops.steal_ns(), Nanos(42));
+    assert!(ops.vcpu_is_preempted(ApicId(1)));
+    assert!(take_native_calls().is_empty());
+    let old_only = MockKvm::new(
+        kvm::KvmFeatures::KVM_FEATURE_CLOCKSOURCE,
+        [Ok(Nanos(5)), Ok(Nanos(6))],
+    );
+    assert_eq!(
+        old_only.clock_ns(),
+        Nanos(6),
+        "step 1 needs CLOCKSOURCE2: skipped"
+    );
+}
+
+#[test]
+fn a_failing_step_falls_through_and_is_recorded() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    take_native_calls();
+    let f = kvm::KvmFeatures::KVM_FEATURE_CLOCKSOURCE2 | kvm::KvmFeatures::KVM_FEATURE_CLOCKSOURCE;
+    let ops = MockKvm::new(f, [Err(unsupported()), Ok(Nanos(6))]);
+    assert_eq!(ops.clock_ns(), Nanos(6));
+    assert_eq!(
+        *ops.0.fallbacks.borrow(),
+        [("clock_ns", 1, ErrorKind::Unsupported)]
+    );
+    let broken = MockKvm::new(
+        f,
+        [
+            Err(PvError::new(ErrorKind::Busy, ErrorOrigin::Native)),
+            Err(unsupported()),
+        ],
+    );
+    assert_eq!(broken.clock_ns(), Nanos(111), "every step failed: native");
+    assert_eq!(
+        *broken.0.fallbacks.borrow(),
+        [
+            ("clock_ns", 1, ErrorKind::Busy),
+            ("clock_ns", 2, ErrorKind::Unsupported)
+        ]
+    );
+    assert_eq!(take_native_calls(), ["tsc_clock_ns"]);
+}
+
+#[test]
+fn a_nop_step_skips_the_native_effect() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ops = MockKvm::new(
+        kvm::KvmFeatures::KVM_FEATURE_NOP_IO_DELAY,
+        [Ok(Nanos(0)), Ok(Nanos(0))],
+    );
+    // Natively this is `out 0x80, al`, which would fault here on the host:
+    // returning at all shows the nop step served it.
+    ops.io_delay();
+}
+
+/// A Hyper-V backend recording MSR accesses.
+struct MockHyperv {
+    features: hyperv::Features,
+    msrs: RefCell<Vec<(u32, u64)>>,
+    read_value: u64,
+    reference_tsc: Result<Nanos, PvError>,
+}
+
+// SAFETY: a host mock; no test makes a Hyper-V hypercall through it.
+unsafe impl hyperv::Steps for MockHyperv {
+    type Native = MockNative;
+    fn features(&self) -> &hyperv::Features {
+        &self.features
+    }
+    fn fell_back(&self, _op: &'static str, _step: usize, _error: PvError) {}
+    fn hypercalls(&self) -> hyperv::Hypercalls {
+        panic!("no hypercall on the host")
+    }
+    fn read_msr(&self, msr: u32) -> u64 {
+        self.msrs.borrow_mut().push((msr, 0));
+        self.read_value
+    }
+    fn write_msr(&self, msr: u32, value: u64) {
+        self.msrs.borrow_mut().push((msr, value));
+    }
+    fn clock_ns_step1(&self) -> Result<Nanos, PvError> {
+        self.reference_tsc
+    }
+}
+
+fn hyperv_with(
+    features: hyperv::HypervFeatures,
+    misc: hyperv::HypervMiscFeatures,
+    read_value: u64,
+    reference_tsc: Result<Nanos, PvError>,
+) -> hyperv::Paravirt<MockHyperv> {
+    hyperv::Paravirt(MockHyperv {
+        features: hyperv::Features {
+            hyperv_features: features,
+            hyperv_misc_features: misc,
+            ..hyperv::Features::NONE
+        },
+        msrs: RefCell::new(Vec::new()),
+        read_value,
+        reference_tsc,
+    })
+}
+
+#[test]
+fn hyperv_time_ref_count_is_converted_from_100ns_ticks() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let f = hyperv::HypervFeatures::HV_MSR_REFERENCE_TSC_AVAILABLE
+        | hyperv::HypervFeatures::HV_MSR_TIME_REF_COUNT_AVAILABLE;
+    // Sequence 0: the reference TSC page is invalid; TIME_REF_COUNT serves.
+    let ops = hyperv_with(
+        f,
+        hyperv::HypervMiscFeatures::empty(),
+        5,
+        Err(unsupported()),
+    );
+    assert_eq!(ops.clock_ns(), Nanos(500), "5 ticks of 100 ns");
+    assert_eq!(
+        *ops.0.msrs.borrow(),
+        [(hyperv::HV_X64_MSR_TIME_REF_COUNT, 0)]
+    );
+}
+
+#[test]
+fn hyperv_timer_deadlines_are_written_in_100ns_ticks() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let f = hyperv::HypervFeatures::HV_MSR_SYNTIMER_AVAILABLE;
+    let misc = hyperv::HypervMiscFeatures::HV_STIMER_DIRECT_MODE_AVAILABLE;
+    let ops = hyperv_with(f, misc, 0, Err(unsupported()));
+    ops.timer_oneshot(Nanos(1_234_567)).unwrap();
+    ops.timer_cancel();
+    assert_eq!(
+        *ops.0.msrs.borrow(),
+        [
+            (hyperv::HV_X64_MSR_STIMER0_COUNT, 12_345),
+            (hyperv::HV_X64_MSR_STIMER0_COUNT, 0)
+        ]
+    );
+}
+
+/// A VMware backend whose timing leaf and backdoor answer as the test says.
+struct MockVmware {
+    features: vmware::Features,
+    timing_eax: u32,
+    gethz: Result<Hertz, PvError>,
+    fallbacks: RefCell<Vec<(&'static str, usize)>>,
+}
+
+// SAFETY: a host mock; it never enters the backdoor.
+unsafe impl vmware::Steps for MockVmware {
+    type Native = MockNative;
+    fn features(&self) -> &vmware::Features {
+        &self.features
+    }
+    fn fell_back(&self, op: &'static str, step: usize, _error: PvError) {
+        self.fallbacks.borrow_mut().push((op, step));
+    }
+    fn cpuid(&self, leaf: u32) -> [u32; 4] {
+        assert_eq!(leaf, vmware::CPUID_VMWARE_FEATURES_LEAF);
+        [self.timing_eax, 0, 0, 0]
+    }
+    fn tsc_hz_step2(&self) -> Result<Hertz, PvError> {
+        self.gethz
+    }
+    fn wallclock_step1(&self) -> Result<Nanos, PvError> {
+        Err(unsupported())
+    }
+}
+
+#[test]
+fn vmware_tsc_khz_from_the_timing_leaf_becomes_hertz() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ops = vmware::Paravirt(MockVmware {
+        features: vmware::Features::NONE,
+        timing_eax: 2_000_000,
+        gethz: Ok(Hertz(1)),
+        fallbacks: RefCell::new(Vec::new()),
+    });
+    assert_eq!(ops.tsc_hz(), Hertz(2_000_000_000));
+    let silent = vmware::Paravirt(MockVmware {
+        features: vmware::Features::NONE,
+        timing_eax: 0,
+        gethz: Ok(Hertz(3_000_000_000)),
+        fallbacks: RefCell::new(Vec::new()),
+    });
+    assert_eq!(
+        silent.tsc_hz(),
+        Hertz(3_000_000_000),
+        "a zero leaf means not provided: GETHZ serves"
+    );
+    assert_eq!(*silent.0.fallbacks.borrow(), [("tsc_hz", 1)]);
+}
+
+#[test]
+fn the_plan_names_the_step_features_select() {
+    let f = kvm::Features {
+        kvm_features: kvm::KvmFeatures::KVM_FEATURE_CLOCKSOURCE,
+        ..kvm::Features::NONE
+    };
+    let plan = kvm::plan(&f);
+    let clock = plan.iter().find(|(op, _)| *op == "clock_ns").unwrap().1;
+    assert_eq!(clock.0, 2);
+    assert!(clock.1.contains("MSR_KVM_SYSTEM_TIME "), "{}", clock.1);
+    let eoi = plan.iter().find(|(op, _)| *op == "eoi").unwrap().1;
+    assert_eq!(
+        eoi,
+        (2, "native"),
+        "PV EOI not announced: the chain's last step, native"
+    );
+}
+
+#[test]
+fn every_hypervisor_has_a_backend_and_every_mapped_op_a_chain() {
+    // A hypervisor added to the IDL without a backend is a gap.
+    for h in HYPERVISORS {
+        assert!(
+            pvi_backends::select::COMPILED_IN.contains(&h.name),
+            "no backend for {} in the default build",
+            h.name
+        );
+    }
+    // Every mapped op of the IDL has its generated chain; the chains are
+    // type-checked against each backend's Steps, so a mechanism a backend
+    // lacks does not compile.
+    let (_, result) = pvi_codegen::check_paths(&[pvi_tests::root().join("idl")]).unwrap();
+    let model = result.unwrap();
+    let chains: &[(&str, &[(&str, &str)])] = &[
+        ("hyperv", hyperv::CHAINS),
+        ("kvm", kvm::CHAINS),
+        ("vmware", vmware::CHAINS),
+        ("xen", pvi_sdk::generated::xen::CHAINS),
+    ];
+    for hv in model.hypervisors() {
+        let (_, table) = chains
+            .iter()
+            .find(|(n, _)| *n == hv.name.name)
+            .unwrap_or_else(|| panic!("no chains for {}", hv.name.name));
+        for item in &hv.items {
+            if let pvi_codegen::ast::HvItem::Map(m) = item {
+                let chain = table
+                    .iter()
+                    .find(|(op, _)| *op == m.op.name)
+                    .unwrap_or_else(|| panic!("{}: no chain for {}", hv.name.name, m.op.name));
+                assert!(
+                    chain.1.ends_with("native"),
+                    "{}: {}'s chain does not end natively: {}",
+                    hv.name.name,
+                    m.op.name,
+                    chain.1
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn hypervisor_error_codes_map_to_pvi_kinds() {
+    assert_eq!(
+        kvm::error(kvm::KVM_ENOSYS),
+        PvError::new(ErrorKind::Unsupported, ErrorOrigin::Kvm(kvm::KVM_ENOSYS))
+    );
+    assert_eq!(
+        pvi_sdk::generated::xen::error_kind(pvi_sdk::generated::xen::XEN_ENOSYS),
+        Some(ErrorKind::Unsupported)
+    );
+    assert_eq!(
+        pvi_sdk::generated::xen::error_kind(pvi_sdk::generated::xen::XEN_EPERM),
+        Some(ErrorKind::Denied)
+    );
+    assert_eq!(
+        hyperv::error_kind(hyperv::HV_STATUS_INVALID_HYPERCALL_CODE),
+        Some(ErrorKind::Unsupported)
+    );
+    assert_eq!(
+        hyperv::error_kind(hyperv::HV_STATUS_ACCESS_DENIED),
+        Some(ErrorKind::Denied)
+    );
+    assert_eq!(
+        kvm::error(12345).kind,
+        ErrorKind::Failed,
+        "codes the IDL does not list"
+    );
+    assert_eq!(
+        kvm::error(12345).origin,
+        ErrorOrigin::Kvm(12345),
+        "the hypervisor's own code is kept"
+    );
+}
