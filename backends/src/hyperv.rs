@@ -14,8 +14,11 @@ use crate::percpu::{Page, Shared};
 use crate::platform;
 use pvi_sdk::arch::{cpuid, rdmsr, rdtsc, wrmsr};
 use pvi_sdk::detect::Choice;
-use pvi_sdk::generated::hyperv::{self, Features, Hypercalls, HypervFeatures, Steps};
+use pvi_sdk::generated::hyperv::{
+    self, Features, Hypercalls, HypervFeatures, HypervMiscFeatures, Steps,
+};
 use pvi_sdk::time::reftsc::{self, RefTscError};
+use pvi_sdk::types::hv_stimer_config;
 use pvi_sdk::types::{ms_hyperv_tsc_page, ErrorKind, ErrorOrigin, Nanos, PvError};
 
 static HYPERCALL_PAGE: Page = Page::new();
@@ -86,6 +89,33 @@ impl Hyperv {
             features,
             hypercalls,
             reference_tsc,
+        }
+    }
+
+    /// Configure this CPU's synthetic timer 0 to raise the platform's timer
+    /// vector directly (as Linux's hv_stimer_init does), so that
+    /// `timer_oneshot` only has to write its count. Call it on every CPU.
+    pub fn init_cpu(&self) {
+        let direct = self
+            .features
+            .hyperv_features
+            .contains(HypervFeatures::HV_MSR_SYNTIMER_AVAILABLE)
+            && self
+                .features
+                .hyperv_misc_features
+                .contains(HypervMiscFeatures::HV_STIMER_DIRECT_MODE_AVAILABLE);
+        let Some(vector) = platform::get().map(|p| p.vectors().timer) else {
+            return;
+        };
+        if direct {
+            let config = (hv_stimer_config::enable
+                | hv_stimer_config::auto_enable
+                | hv_stimer_config::direct_mode)
+                .bits()
+                | u64::from(vector) << 4;
+            // SAFETY: Hyper-V announced synthetic timers in direct mode; the
+            // vector goes in bits 4-11 of the configuration (the TLFS).
+            unsafe { wrmsr(hyperv::HV_X64_MSR_STIMER0_CONFIG, config) };
         }
     }
 }

@@ -157,6 +157,8 @@ impl Selection {
             Backend::Kvm(k) => k.0.init_cpu(),
             #[cfg(feature = "xen")]
             Backend::Xen(x) => x.0.init_cpu(),
+            #[cfg(feature = "hyperv")]
+            Backend::Hyperv(h) => h.0.init_cpu(),
             _ => {}
         }
     }

@@ -18,8 +18,9 @@ use pvi_sdk::detect::Choice;
 use pvi_sdk::generated::xen::{self, Features, Hypercalls, Steps};
 use pvi_sdk::time::pvclock;
 use pvi_sdk::types::{
-    pvclock_vcpu_time_info, shared_info, vcpu_register_runstate_memory_area, vcpu_runstate_info,
-    xen_add_to_physmap, ApicId, ErrorKind, ErrorOrigin, Hertz, Nanos, PvError,
+    evtchn_bind_virq, pvclock_vcpu_time_info, shared_info, vcpu_register_runstate_memory_area,
+    vcpu_runstate_info, xen_add_to_physmap, xen_hvm_param, ApicId, ErrorKind, ErrorOrigin, Hertz,
+    Nanos, PvError,
 };
 
 static HYPERCALL_PAGE: Page = Page::new();
@@ -81,11 +82,56 @@ impl Xen {
             hypercalls
                 .hypervisor_memory_op(xen::XENMEM_add_to_physmap, core::ptr::from_ref(&map) as u64)
         };
+        // Event upcalls arrive as the platform's timer vector: the only
+        // event the backend binds is each vCPU's VIRQ_TIMER.
+        if let Some(vector) = platform::get().map(|p| p.vectors().timer) {
+            let param = xen_hvm_param {
+                domid: xen::DOMID_SELF,
+                pad: 0,
+                index: xen::HVM_PARAM_CALLBACK_IRQ,
+                value: u64::from(xen::HVM_PARAM_CALLBACK_TYPE_VECTOR) << 56 | u64::from(vector),
+            };
+            // SAFETY: Xen is the hypervisor; a valid xen_hvm_param.
+            let _ = unsafe {
+                hypercalls
+                    .hypervisor_hvm_op(xen::HVMOP_set_param, core::ptr::from_ref(&param) as u64)
+            };
+        }
         Xen {
             features,
             hypercalls,
             choice: *choice,
             shared_info: pages.eax >= 1 && mapped == Ok(0),
+        }
+    }
+
+    /// Clear this vCPU's pending events (its timer's among them). The
+    /// kernel's timer-vector handler calls it under Xen.
+    pub fn acknowledge_events(&self) {
+        let cpu = platform::cpu_index();
+        if !self.shared_info || cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize {
+            return;
+        }
+        let info = SHARED_INFO.0.get();
+        // SAFETY: fields of the mapped static shared_info, which Xen and the
+        // guest update with atomic operations (the event-channel ABI).
+        unsafe {
+            let pending = core::sync::atomic::AtomicU8::from_ptr(core::ptr::addr_of_mut!(
+                (*info).vcpu_info[cpu].evtchn_upcall_pending
+            ));
+            pending.store(0, SeqCst);
+            let selector = core::sync::atomic::AtomicU64::from_ptr(core::ptr::addr_of_mut!(
+                (*info).vcpu_info[cpu].evtchn_pending_sel
+            ));
+            let mut words = selector.swap(0, SeqCst);
+            while words != 0 {
+                let word = words.trailing_zeros() as usize;
+                words &= words - 1;
+                let bits = core::sync::atomic::AtomicU64::from_ptr(core::ptr::addr_of_mut!(
+                    (*info).evtchn_pending[word]
+                ));
+                bits.store(0, SeqCst);
+            }
         }
     }
 
@@ -104,6 +150,19 @@ impl Xen {
             )
         };
         RUNSTATE_ON[cpu].store(u8::from(done == Ok(0)), SeqCst);
+        let mut bind = evtchn_bind_virq {
+            virq: xen::VIRQ_TIMER,
+            vcpu: cpu as u32,
+            port: 0,
+        };
+        // SAFETY: Xen is the hypervisor; it writes the bound port into the
+        // struct, which lives until the call returns.
+        let _ = unsafe {
+            self.hypercalls.hypervisor_event_channel_op(
+                xen::EVTCHNOP_bind_virq,
+                core::ptr::from_mut(&mut bind) as u64,
+            )
+        };
     }
 
     /// This CPU's vcpu_time_info inside shared_info (the first 32 vCPUs).

@@ -23,7 +23,7 @@ fn chain(map: Option<&Map>) -> String {
 
 pub fn page(model: &Model) -> String {
     let hvs: Vec<&Hypervisor> = model.hypervisors().collect();
-    let mut s = format!("# The op × hypervisor matrix\n\n{NOTICE}\nWhich mechanism serves each op on each hypervisor, in fallback order. `native` is the bare-metal lowering; every chain ends there. Ops marked **hot** must cost no more than their native instruction.\n\n");
+    let mut s = format!("# The op × hypervisor matrix\n\n{NOTICE}\nCoverage: every op on every backend, with the mechanism that serves it in fallback order (the generated chains of `pvi_sdk::generated::<hv>::Paravirt`; a test fails when a hypervisor has no backend or a mapped op no chain). `native` is the bare-metal lowering; every chain ends there. Ops marked **hot** must cost no more than their native instruction.\n\n");
     s.push_str("| group | op |");
     for hv in &hvs {
         s.push_str(&format!(" [{}](hv-{}.md) |", display(hv), hv.name.name));
