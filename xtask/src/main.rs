@@ -4,6 +4,7 @@
 mod bench;
 mod codegen;
 mod provision;
+mod qemu;
 mod run;
 mod steps;
 
@@ -26,9 +27,20 @@ enum Command {
         #[arg(long)]
         bless: bool,
     },
-    /// Build the example kernel and boot it in QEMU.
+    /// Build the example kernel and boot it in QEMU (KVM when /dev/kvm
+    /// works, else TCG).
     Run {
-        /// Words for the kernel command line.
+        /// `kvm` or `tcg`; default: KVM when /dev/kvm works.
+        #[arg(long, value_parser = ["kvm", "tcg"])]
+        accel: Option<String>,
+        /// Virtual CPUs.
+        #[arg(long, default_value_t = 1)]
+        smp: u32,
+        /// Force a backend (`pvi.backend=NAME`): native, or a hypervisor
+        /// detection finds.
+        #[arg(long)]
+        backend: Option<String>,
+        /// Words for the kernel command line (`demo`, `selftest`, …).
         #[arg(last = true)]
         words: Vec<String>,
     },
@@ -53,7 +65,21 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Test { bless } => steps::test(bless),
-        Command::Run { words } => run::run(&words),
+        Command::Run {
+            accel,
+            smp,
+            backend,
+            words,
+        } => {
+            let accel = accel.map(|a| {
+                if a == "kvm" {
+                    qemu::Accel::Kvm
+                } else {
+                    qemu::Accel::Tcg
+                }
+            });
+            run::run(accel, smp, backend.as_deref(), &words)
+        }
         Command::Bench => bench::bench(),
         Command::Codegen { bless } => codegen::codegen(bless),
     }

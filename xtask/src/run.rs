@@ -1,14 +1,64 @@
 //! `cargo xtask run`: build the example kernel and boot it in QEMU.
 
+use crate::qemu::{self, Accel, Boot, EXIT_FAILURE, EXIT_SUCCESS};
 use std::process::ExitCode;
 
-/// The example kernel is not written yet (issue 5 builds it); say so
-/// instead of pretending.
-pub fn run(words: &[String]) -> ExitCode {
-    let _ = words;
-    eprintln!(
-        "xtask run: the example kernel does not exist yet: it arrives with the [kernel] issue."
+/// Build and boot: KVM when /dev/kvm works (unless `accel` says), else TCG.
+pub fn run(accel: Option<Accel>, smp: u32, backend: Option<&str>, words: &[String]) -> ExitCode {
+    if let Err(e) = qemu::provision() {
+        eprintln!("xtask run: {e}");
+        return ExitCode::FAILURE;
+    }
+    let accel = match (accel, qemu::kvm_usable()) {
+        (Some(Accel::Kvm), Err(why)) => {
+            eprintln!("xtask run: --accel kvm, but {why}");
+            return ExitCode::FAILURE;
+        }
+        (Some(a), _) => a,
+        (None, Ok(())) => Accel::Kvm,
+        (None, Err(why)) => {
+            println!("xtask run: KVM unavailable ({why}); booting under TCG");
+            Accel::Tcg
+        }
+    };
+    println!("xtask run: building the example kernel");
+    let kernel = match qemu::build_kernel(false) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("xtask run: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut cmdline: Vec<String> = words.to_vec();
+    if let Some(b) = backend {
+        cmdline.push(format!("pvi.backend={b}"));
+    }
+    let cmdline = cmdline.join(" ");
+    println!(
+        "xtask run: booting {} under {} with {smp} CPU(s), command line {cmdline:?}",
+        kernel.display(),
+        accel.name()
     );
-    eprintln!("xtask run: what works today: `cargo xtask test`, and `cargo pvi check|fmt|explain` on idl/.");
-    ExitCode::from(2)
+    let boot = Boot {
+        kernel: &kernel,
+        accel,
+        smp,
+        cpu_extra: "",
+        cmdline: &cmdline,
+    };
+    match boot.interactive() {
+        Ok(EXIT_SUCCESS) => ExitCode::SUCCESS,
+        Ok(EXIT_FAILURE) => {
+            eprintln!("xtask run: the kernel reported failure");
+            ExitCode::FAILURE
+        }
+        Ok(code) => {
+            eprintln!("xtask run: QEMU exited with status {code} (the kernel did not report)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("xtask run: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,202 @@
+//! Building the example kernel and booting it in QEMU.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// QEMU's exit status when the kernel reports success through
+/// isa-debug-exit ((0x10 << 1) | 1).
+pub const EXIT_SUCCESS: i32 = 33;
+/// ... and failure ((0x11 << 1) | 1).
+pub const EXIT_FAILURE: i32 = 35;
+
+/// The accelerator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualization through /dev/kvm.
+    Kvm,
+    /// QEMU's emulator.
+    Tcg,
+}
+
+impl Accel {
+    /// The name QEMU and the user know.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// Whether /dev/kvm can be opened for reading and writing, and if not, why.
+pub fn kvm_usable() -> Result<(), String> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map(|_| ())
+        .map_err(|e| format!("/dev/kvm: {e}"))
+}
+
+/// Make sure qemu-system-x86_64 is there: install it with apt-get when
+/// running as root on Debian, else say what to install.
+pub fn provision() -> Result<(), String> {
+    if Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let apt = Path::new("/usr/bin/apt-get").exists();
+    if !(root && apt) {
+        return Err("qemu-system-x86_64 is missing: install QEMU (Debian/Ubuntu: `sudo apt-get install qemu-system-x86`)".into());
+    }
+    println!("xtask: installing QEMU (apt-get install qemu-system-x86)");
+    let ok = Command::new("apt-get")
+        .args(["update", "-qq"])
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new("apt-get")
+            .args(["install", "-y", "-qq", "qemu-system-x86"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success());
+    if ok {
+        Ok(())
+    } else {
+        Err("apt-get could not install qemu-system-x86".into())
+    }
+}
+
+/// Build the example kernel; returns the ELF's path.
+pub fn build_kernel(release: bool) -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir("example-kernel")
+        .args(["build", "--quiet"]);
+    if release {
+        build.arg("--release");
+    }
+    // The kernel's own .cargo/config.toml sets the target and rustflags; the
+    // outer cargo's (xtask's) variables must not leak into it.
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
+        build.env_remove(var);
+    }
+    if !build.status().is_ok_and(|s| s.success()) {
+        return Err("the example kernel did not build".into());
+    }
+    let profile = if release { "release" } else { "debug" };
+    Ok(PathBuf::from(format!(
+        "example-kernel/target/x86_64-unknown-none/{profile}/pvi-example-kernel"
+    )))
+}
+
+/// One boot.
+pub struct Boot<'a> {
+    /// The kernel ELF.
+    pub kernel: &'a Path,
+    /// The accelerator.
+    pub accel: Accel,
+    /// CPUs.
+    pub smp: u32,
+    /// Extra `-cpu` properties (after `host` under KVM).
+    pub cpu_extra: &'a str,
+    /// The kernel command line.
+    pub cmdline: &'a str,
+}
+
+impl Boot<'_> {
+    fn command(&self) -> Command {
+        let mut qemu = Command::new("qemu-system-x86_64");
+        let cpu = match self.accel {
+            // QEMU 7.2 on nested KVM cannot set IA32_ARCH_CAPABILITIES
+            // (MSR 0x10a) and aborts; the guest does not need it.
+            Accel::Kvm => format!("host,-arch-capabilities{}", self.cpu_extra),
+            Accel::Tcg => format!("max{}", self.cpu_extra),
+        };
+        qemu.args([
+            "-machine",
+            "q35",
+            "-accel",
+            self.accel.name(),
+            "-cpu",
+            &cpu,
+            "-smp",
+            &self.smp.to_string(),
+            "-m",
+            "256M",
+        ]);
+        qemu.args([
+            "-display",
+            "none",
+            "-no-reboot",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=4",
+            "-device",
+            "pvpanic",
+        ]);
+        qemu.arg("-kernel")
+            .arg(self.kernel)
+            .args(["-append", self.cmdline]);
+        qemu
+    }
+
+    /// Boot with the serial console on this terminal; QEMU's exit status.
+    pub fn interactive(&self) -> Result<i32, String> {
+        let mut qemu = self.command();
+        qemu.args(["-serial", "stdio"]);
+        let status = qemu
+            .status()
+            .map_err(|e| format!("qemu-system-x86_64: {e}"))?;
+        Ok(status.code().unwrap_or(-1))
+    }
+
+    /// Boot with the serial console captured, killing QEMU after `timeout`;
+    /// the exit status (None on timeout), the console output and the time
+    /// from launch to exit.
+    pub fn captured(
+        &self,
+        log: &Path,
+        timeout: Duration,
+    ) -> Result<(Option<i32>, String, Duration), String> {
+        let _ = std::fs::remove_file(log);
+        let mut qemu = self.command();
+        qemu.arg("-serial").arg(format!("file:{}", log.display()));
+        qemu.stdout(Stdio::null()).stderr(Stdio::piped());
+        let start = Instant::now();
+        let mut child = qemu
+            .spawn()
+            .map_err(|e| format!("qemu-system-x86_64: {e}"))?;
+        let code = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status.code(),
+                Ok(None) if start.elapsed() > timeout => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(format!("waiting for QEMU: {e}")),
+            }
+        };
+        let elapsed = start.elapsed();
+        let mut output = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(mut err) = child.stderr.take() {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut err, &mut text);
+            if !text.trim().is_empty() {
+                output.push_str("\n[qemu stderr]\n");
+                output.push_str(&text);
+            }
+        }
+        Ok((code, output, elapsed))
+    }
+}
