@@ -27,6 +27,31 @@ type XenSlot = pvi_sdk::generated::ops::Absent<BareMetal>;
 /// The backend chosen at run time: `PvOps` for the whole kernel.
 pub type Backend = Dispatch<BareMetal, HypervSlot, KvmSlot, VmwareSlot, XenSlot>;
 
+/// The backend in use, once [`select`] has chosen: the native routines
+/// measure time in the active `clock_ns`'s base (a timer deadline under
+/// KVM is in kvmclock time, not in the bare-metal TSC clock's).
+static ACTIVE: spin::Once<Backend> = spin::Once::new();
+
+/// `clock_ns` of the active backend (the bare-metal clock before
+/// [`select`]).
+pub fn active_clock_ns() -> pvi_sdk::types::Nanos {
+    use pvi_sdk::PvOps;
+    match ACTIVE.get() {
+        Some(b) => b.clock_ns(),
+        None => <BareMetal as pvi_sdk::NativeRoutines>::tsc_clock_ns(),
+    }
+}
+
+/// `tsc_hz` of the active backend (the bare-metal measure before
+/// [`select`]).
+pub fn active_tsc_hz() -> pvi_sdk::types::Hertz {
+    use pvi_sdk::PvOps;
+    match ACTIVE.get() {
+        Some(b) => b.tsc_hz(),
+        None => <BareMetal as pvi_sdk::NativeRoutines>::tsc_hz_from_cpuid_or_pit(),
+    }
+}
+
 /// The backends this build contains, by IDL name.
 pub const COMPILED_IN: &[&str] = &[
     "native",
@@ -57,7 +82,7 @@ pub enum Override {
 /// The outcome of [`select`].
 pub struct Selection {
     /// The backend.
-    pub backend: Backend,
+    pub backend: &'static Backend,
     /// What detection saw.
     pub detection: Detection,
     /// The choice the backend was built for.
@@ -139,6 +164,9 @@ pub unsafe fn select(detection: Detection, cmdline: &str) -> Selection {
     } else {
         choice
     };
+    // A second call keeps the first backend: the hypervisor's setup MSRs
+    // were written once, for it.
+    let backend = ACTIVE.call_once(|| backend);
     Selection {
         backend,
         detection,
@@ -152,7 +180,7 @@ impl Selection {
     /// steal time, PV EOI, runstate). Call it on every CPU, the boot CPU
     /// included, before it uses the ops.
     pub fn init_cpu(&self) {
-        match &self.backend {
+        match self.backend {
             #[cfg(feature = "kvm")]
             Backend::Kvm(k) => k.0.init_cpu(),
             #[cfg(feature = "xen")]
@@ -169,7 +197,7 @@ impl Selection {
         let find = |plan: &[(&'static str, (usize, &'static str))]| {
             plan.iter().find(|(o, _)| *o == op).map(|(_, s)| *s)
         };
-        match &self.backend {
+        match self.backend {
             #[cfg(feature = "kvm")]
             Backend::Kvm(k) => find(&pvi_sdk::generated::kvm::plan(
                 pvi_sdk::generated::kvm::Steps::features(&k.0),

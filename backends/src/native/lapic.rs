@@ -149,19 +149,27 @@ pub fn timer_oneshot(deadline: Nanos) -> Result<(), PvError> {
     let vector = platform::get()
         .map(|p| p.vectors().timer)
         .ok_or_else(unsupported)?;
+    // The deadline is in the active backend's clock (kvmclock under KVM,
+    // the bare-metal TSC clock otherwise): convert a delay, not an instant.
+    let delay = deadline
+        .0
+        .saturating_sub(crate::select::active_clock_ns().0);
     if has_tsc_deadline() {
-        let at = tsc::tsc_at(deadline).ok_or_else(unsupported)?;
+        let tsc_hz = crate::select::active_tsc_hz().0;
+        if tsc_hz == 0 {
+            return Err(unsupported());
+        }
+        let ticks = (u128::from(delay) * u128::from(tsc_hz) / 1_000_000_000)
+            .min(u128::from(u64::MAX / 2)) as u64;
         write(m, LVT_TIMER, TSC_DEADLINE_MODE | u32::from(vector));
         // SAFETY: CPUID says the TSC-deadline MSR exists; ring 0. A deadline
         // in the past fires at once; 0 would disarm, so use at least 1.
-        unsafe { wrmsr(IA32_TSC_DEADLINE, at.max(1)) };
+        unsafe { wrmsr(IA32_TSC_DEADLINE, rdtsc().wrapping_add(ticks).max(1)) };
         return Ok(());
     }
     let hz = apic_timer_hz(m).ok_or_else(unsupported)?;
-    let now = tsc::clock_ns().0;
-    let delta = deadline.0.saturating_sub(now);
     let count =
-        (u128::from(delta) * u128::from(hz) / 1_000_000_000).clamp(1, u128::from(u32::MAX)) as u32;
+        (u128::from(delay) * u128::from(hz) / 1_000_000_000).clamp(1, u128::from(u32::MAX)) as u32;
     write(m, DIVIDE, 0b0011);
     write(m, LVT_TIMER, u32::from(vector));
     write(m, INITIAL_COUNT, count);
