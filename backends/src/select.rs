@@ -193,7 +193,7 @@ impl Selection {
 
     /// For each mapped op of the active backend, the step its features
     /// select (number from 1, IDL text).
-    fn planned(&self, op: &str) -> Option<(usize, &'static str)> {
+    pub fn planned(&self, op: &str) -> Option<(usize, &'static str)> {
         let find = |plan: &[(&'static str, (usize, &'static str))]| {
             plan.iter().find(|(o, _)| *o == op).map(|(_, s)| *s)
         };

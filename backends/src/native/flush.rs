@@ -5,7 +5,7 @@ use super::tsc;
 use crate::percpu::MAX_CPUS;
 use crate::platform;
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use pvi_sdk::arch::{rdmsr, rdtsc};
+use pvi_sdk::arch::rdtsc;
 use pvi_sdk::types::{ApicId, CpuSet, ErrorKind, ErrorOrigin, PvError, Vector};
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -30,25 +30,11 @@ pub fn handler() {
     SEEN[crate::platform::cpu_index()].store(GENERATION.load(SeqCst), SeqCst);
 }
 
-fn own_apic_id() -> u32 {
-    // SAFETY: IA32_APIC_BASE exists on every x86-64 CPU; ring 0.
-    if unsafe { rdmsr(0x1b) } & (1 << 10) != 0 {
-        // SAFETY: in x2APIC mode the ID register is MSR 0x802.
-        unsafe { rdmsr(0x802) as u32 }
-    } else {
-        platform::get()
-            .and_then(|p| p.xapic())
-            // SAFETY: the platform mapped the xAPIC page; the ID register is at 0x20.
-            .map(|base| unsafe { ((base + 0x20) as *const u32).read_volatile() } >> 24)
-            .unwrap_or(0)
-    }
-}
-
 /// Flush every CPU in `targets` and wait until they have; `Err` when some
 /// did not acknowledge in time.
 pub fn flush_tlb(targets: CpuSet) -> Result<(), PvError> {
     let generation = GENERATION.fetch_add(1, SeqCst) + 1;
-    let me = own_apic_id();
+    let me = super::lapic::id();
     if me < 64 && targets.0 & (1 << me) != 0 {
         flush_local();
     }

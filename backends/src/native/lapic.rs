@@ -1,4 +1,5 @@
-//! The local APIC on bare metal: end of interrupt, IPIs, the one-shot timer.
+//! The local APIC on bare metal: enabling it, end of interrupt, IPIs (INIT
+//! and STARTUP included, for the kernel starting CPUs), the one-shot timer.
 //! x2APIC through its MSRs when the CPU is in x2APIC mode, else xAPIC at
 //! the address the kernel mapped ([`Platform::xapic`](crate::platform::Platform::xapic)).
 
@@ -10,7 +11,14 @@ use pvi_sdk::types::{ApicId, CpuSet, ErrorKind, ErrorOrigin, Nanos, PvError, Vec
 
 const IA32_APIC_BASE: u32 = 0x1b;
 const IA32_TSC_DEADLINE: u32 = 0x6e0;
+const ID: u32 = 0x20;
+const TPR: u32 = 0x80;
 const EOI: u32 = 0xb0;
+const SVR: u32 = 0xf0;
+const SVR_APIC_ENABLE: u32 = 1 << 8;
+const ICR_INIT: u32 = 0b101 << 8;
+const ICR_STARTUP: u32 = 0b110 << 8;
+const ICR_LEVEL_ASSERT: u32 = 1 << 14;
 const ICR_LOW: u32 = 0x300;
 const ICR_HIGH: u32 = 0x310;
 const LVT_TIMER: u32 = 0x320;
@@ -27,13 +35,18 @@ fn unsupported() -> PvError {
     PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native)
 }
 
-#[derive(Clone, Copy)]
-enum Mode {
+/// Which register interface the calling CPU's APIC uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// MSRs 0x800-0x8ff.
     X2apic,
+    /// Memory-mapped registers at this (virtual) address.
     Xapic(usize),
 }
 
-fn mode() -> Option<Mode> {
+/// The calling CPU's APIC mode; `None` in xAPIC mode when the platform
+/// maps no xAPIC page.
+pub fn mode() -> Option<Mode> {
     // SAFETY: IA32_APIC_BASE exists on every x86-64 CPU; native routines run
     // in ring 0.
     let base = unsafe { rdmsr(IA32_APIC_BASE) };
@@ -71,13 +84,59 @@ pub fn eoi() {
     }
 }
 
-fn send(m: Mode, dest: u32, vector: u8) {
+/// Enable the calling CPU's APIC (x2APIC mode when CPUID offers it) with
+/// `spurious` as its spurious-interrupt vector and no priority threshold.
+/// The kernel calls this on each CPU before the native routines use it.
+pub fn enable(spurious: u8) -> Option<Mode> {
+    let x2apic = cpuid(1, 0).ecx & (1 << 21) != 0;
+    // SAFETY: IA32_APIC_BASE exists on every x86-64 CPU; setting the global
+    // enable (bit 11), and x2APIC enable (bit 10) where CPUID says it
+    // exists, keeps the base address.
+    unsafe {
+        let base = rdmsr(IA32_APIC_BASE);
+        let value = base | 1 << 11 | if x2apic { 1 << 10 } else { 0 };
+        if value != base {
+            wrmsr(IA32_APIC_BASE, value);
+        }
+    }
+    let m = mode()?;
+    write(m, TPR, 0);
+    write(m, SVR, SVR_APIC_ENABLE | u32::from(spurious));
+    Some(m)
+}
+
+/// The calling CPU's APIC id (0 when the APIC is unreachable).
+pub fn id() -> u32 {
+    match mode() {
+        Some(Mode::X2apic) => read(Mode::X2apic, ID),
+        Some(m) => read(m, ID) >> 24,
+        None => 0,
+    }
+}
+
+/// Send INIT to `dest`: the first step of starting a CPU.
+pub fn send_init(dest: u32) {
+    if let Some(m) = mode() {
+        send(m, dest, ICR_INIT | ICR_LEVEL_ASSERT);
+    }
+}
+
+/// Send STARTUP to `dest`: it starts in real mode at `page << 12`.
+pub fn send_startup(dest: u32, page: u8) {
+    if let Some(m) = mode() {
+        send(m, dest, ICR_STARTUP | ICR_LEVEL_ASSERT | u32::from(page));
+    }
+}
+
+/// Write the interrupt command register: `command` (vector, delivery mode)
+/// to APIC id `dest`.
+fn send(m: Mode, dest: u32, command: u32) {
     match m {
         // SAFETY: the x2APIC ICR is one MSR: destination in the high half.
-        Mode::X2apic => unsafe { wrmsr(0x830, u64::from(dest) << 32 | u64::from(vector)) },
+        Mode::X2apic => unsafe { wrmsr(0x830, u64::from(dest) << 32 | u64::from(command)) },
         Mode::Xapic(_) => {
             write(m, ICR_HIGH, dest << 24);
-            write(m, ICR_LOW, u32::from(vector));
+            write(m, ICR_LOW, command);
             let mut spins = 0;
             while read(m, ICR_LOW) & DELIVERY_PENDING != 0 && spins < DELIVERY_SPIN_LIMIT {
                 core::hint::spin_loop();
@@ -97,7 +156,7 @@ pub fn send_ipi(targets: CpuSet, vector: Vector) -> Result<(), PvError> {
     }
     let m = mode().ok_or_else(unsupported)?;
     for dest in (0..64).filter(|i| targets.0 & (1 << i) != 0) {
-        send(m, dest, vector.0);
+        send(m, dest, u32::from(vector.0));
     }
     Ok(())
 }
@@ -106,7 +165,7 @@ pub fn send_ipi(targets: CpuSet, vector: Vector) -> Result<(), PvError> {
 pub fn kick(target: ApicId) {
     let vector = platform::get().map(|p| p.vectors().kick);
     if let (Some(m), Some(v)) = (mode(), vector) {
-        send(m, target.0, v);
+        send(m, target.0, u32::from(v));
     }
 }
 

@@ -3,7 +3,7 @@
 
 mod cmos;
 mod flush;
-mod lapic;
+pub mod lapic;
 mod power;
 mod serial;
 mod tsc;
