@@ -7,11 +7,20 @@
 #![no_std]
 #![no_main]
 
+mod apic;
 mod boot;
 mod console;
+mod cpu_local;
+mod descriptors;
+mod events;
 mod exit;
+mod firmware;
 mod platform;
+mod probe_page;
+mod selftest;
+mod smp;
 mod start_info;
+mod traps;
 
 use core::fmt::Write;
 use pvi_backends::select::{select, Selection};
@@ -35,7 +44,30 @@ extern "C" fn kmain(start_info: u32) -> ! {
         console::raw("pvi: no hvm_start_info (boot through PVH)\n");
         exit::failure();
     };
+    // SAFETY: ring 0, the boot CPU (index 0), once.
+    unsafe {
+        cpu_local::set(0);
+        descriptors::load(0);
+    }
+    // The backends' APIC code finds the xAPIC page through the platform.
     pvi_backends::platform::install(&platform::KERNEL);
+    apic::mask_pic();
+    let apic_mode = apic::enable();
+    // SAFETY: the RSDP address from `hvm_start_info`, below 4 GiB.
+    let machine = match unsafe { firmware::read(info.rsdp) } {
+        Ok(machine) => machine,
+        Err(e) => {
+            let _ = writeln!(
+                console::Console,
+                "pvi: ACPI tables unreadable ({e:?}): one CPU, no ACPI power-off"
+            );
+            let mut machine = firmware::Machine::default();
+            machine.apic_ids[0] = apic::id();
+            machine.cpus = 1;
+            machine
+        }
+    };
+    let machine = platform::set_machine(machine);
     let detection = detect(&mut pvi_sdk::arch::Hardware);
     // SAFETY: ring 0, the boot CPU, once, after the platform is installed.
     let selection = SELECTION.call_once(|| unsafe { select(detection, info.cmdline) });
@@ -52,30 +84,118 @@ extern "C" fn kmain(start_info: u32) -> ! {
         "command line: {:?}; RSDP at {:#x}; {} memory map entries",
         info.cmdline, info.rsdp, info.memmap_entries
     );
+    let _ = write!(
+        out,
+        "CPUs: {} (APIC ids {:?}{}), local APIC in {} mode; power-off: ",
+        machine.cpus,
+        &machine.apic_ids[..machine.cpus],
+        if machine.cpus_ignored > 0 {
+            ", more ignored"
+        } else {
+            ""
+        },
+        match apic_mode {
+            Some(apic::Mode::X2apic) => "x2APIC",
+            Some(apic::Mode::Xapic(_)) => "xAPIC",
+            None => "no (unreachable)",
+        },
+    );
+    let _ = match machine.power.pm1a_control {
+        Some(port) => writeln!(
+            out,
+            "PM1a {port:#x}, SLP_TYP {}",
+            machine.power.s5_sleep_type
+        ),
+        None => writeln!(out, "no PM1a control block found"),
+    };
     let _ = write!(out, "{selection}");
+    if machine.cpus > 1 {
+        if smp::trampoline_page_free(&info) {
+            let started = smp::start_all(machine);
+            let _ = writeln!(out, "smp: {} of {} CPUs online", started + 1, machine.cpus);
+        } else {
+            let _ = writeln!(
+                out,
+                "smp: page {:#x} is not free RAM here; staying on one CPU",
+                smp::TRAMPOLINE
+            );
+        }
+    }
+    let words = || info.cmdline.split_ascii_whitespace();
+    if words().any(|w| w == "selftest") {
+        selftest::run(selection, machine, info.cmdline)
+    }
+    if words().any(|w| w == "hypercall-probe") {
+        selftest::hypercall_probe(selection)
+    }
+    if words().any(|w| w == "panic") {
+        panic_on_purpose(selection)
+    }
     demo(selection, &mut out);
-    exit::success()
+    power_off(selection)
 }
 
-/// A live look at the clock: several samples of the monotonic and wall
-/// clocks, the TSC frequency and stolen time.
+/// The clean end of the demo: the `shutdown` op (ACPI S5 natively), and
+/// the failure code if the machine is still running.
+fn power_off(selection: &Selection) -> ! {
+    let _ = writeln!(console::Console, "shutdown: powering off");
+    let result = selection
+        .backend
+        .shutdown(pvi_sdk::types::ShutdownReason::Poweroff);
+    // The emulator acts on the PM1a write after the vCPU moves on: give it
+    // a second before calling the power-off failed.
+    let until = selection.backend.clock_ns().0 + 1_000_000_000;
+    while selection.backend.clock_ns().0 < until {
+        core::hint::spin_loop();
+    }
+    let _ = writeln!(console::Console, "shutdown: still running ({result:?})");
+    exit::failure()
+}
+
+/// `panic`: tell the hypervisor through `panic_notify`; QEMU (run with
+/// `-action panic=exit-failure`) stops here with status 1.
+fn panic_on_purpose(selection: &Selection) -> ! {
+    let _ = writeln!(console::Console, "panic_notify: telling the hypervisor");
+    selection.backend.panic_notify();
+    // Give an asynchronous device a moment before declaring it absent.
+    let until = selection.backend.clock_ns().0 + 500_000_000;
+    while selection.backend.clock_ns().0 < until {
+        core::hint::spin_loop();
+    }
+    let _ = writeln!(console::Console, "panic_notify: nobody stopped the machine");
+    exit::failure()
+}
+
+/// A live look at the clock: five timer ticks 100 ms apart, the CPU halted
+/// in between, each showing the monotonic and wall clocks and stolen time.
 fn demo(selection: &Selection, out: &mut console::Console) {
     let ops = &selection.backend;
     let _ = writeln!(out, "tsc_hz: {} Hz", ops.tsc_hz().0);
-    for _ in 0..3 {
-        let now = ops.clock_ns();
-        let wall = ops.wallclock();
+    let start = ops.clock_ns().0;
+    for tick in 1..=5u64 {
+        let deadline = start + tick * 100_000_000;
+        let before = events::seen(0, events::Event::Timer);
+        let armed = ops.timer_oneshot(pvi_sdk::types::Nanos(deadline));
+        ops.irq_disable();
+        // Halt until the tick (safe_halt: no wake-up lost between the check
+        // and the halt); spin if the timer could not be armed.
+        while events::seen(0, events::Event::Timer) == before {
+            if armed.is_ok() {
+                ops.safe_halt();
+                ops.irq_disable();
+            } else if ops.clock_ns().0 >= deadline {
+                break;
+            }
+        }
+        let now = ops.clock_ns().0;
         let _ = writeln!(
             out,
-            "clock_ns: {} ns, wallclock: {} s since 1970, steal: {} ns",
-            now.0,
-            wall.0 / 1_000_000_000,
+            "tick {tick}: clock_ns {now} ({} us after the deadline{}), wallclock {} s since 1970, steal {} ns",
+            now.saturating_sub(deadline) / 1_000,
+            if armed.is_ok() { "" } else { ", timer unavailable: polled" },
+            ops.wallclock().0 / 1_000_000_000,
             ops.steal_ns().0
         );
-        let until = now.0 + 10_000_000;
-        while ops.clock_ns().0 < until {
-            core::hint::spin_loop();
-        }
     }
     let fallbacks = pvi_backends::fallback::count();
     let _ = writeln!(out, "fallbacks: {fallbacks}");

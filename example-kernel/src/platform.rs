@@ -1,7 +1,9 @@
-//! What the backends need to know about this kernel: everything is
-//! identity-mapped, one CPU so far, and the vectors it uses.
+//! What the backends need to know about this kernel: everything below
+//! 4 GiB is identity-mapped, which CPU is which (from the MADT), the vectors
+//! it uses and the ACPI power registers.
 
-use pvi_backends::platform::{Platform, Vectors};
+use crate::firmware::Machine;
+use pvi_backends::platform::{Acpi, Platform, Vectors};
 use pvi_sdk::types::ApicId;
 
 /// The local timer's vector.
@@ -10,6 +12,8 @@ pub const TIMER_VECTOR: u8 = 0x40;
 pub const KICK_VECTOR: u8 = 0x41;
 /// The remote TLB flush IPI.
 pub const FLUSH_VECTOR: u8 = 0x42;
+/// Where the xAPIC registers are (identity-mapped by the boot code).
+pub const XAPIC_BASE: usize = 0xfee0_0000;
 
 /// This kernel.
 pub struct Kernel;
@@ -17,17 +21,29 @@ pub struct Kernel;
 /// The platform the backends are given.
 pub static KERNEL: Kernel = Kernel;
 
+static MACHINE: spin::Once<Machine> = spin::Once::new();
+
+/// Record what the firmware said; the first call counts.
+pub fn set_machine(machine: Machine) -> &'static Machine {
+    MACHINE.call_once(|| machine)
+}
+
+/// What the firmware said, once read.
+pub fn machine() -> Option<&'static Machine> {
+    MACHINE.get()
+}
+
 impl Platform for Kernel {
     fn gpa(&self, addr: usize) -> u64 {
         addr as u64
     }
 
     fn cpu_index(&self) -> usize {
-        0
+        crate::cpu_local::index()
     }
 
     fn cpu_of_apic(&self, apic: ApicId) -> Option<usize> {
-        (apic.0 < 64).then_some(apic.0 as usize)
+        machine().and_then(|m| m.apic_ids[..m.cpus].iter().position(|&a| a == apic.0))
     }
 
     fn vectors(&self) -> Vectors {
@@ -38,7 +54,11 @@ impl Platform for Kernel {
         }
     }
 
+    fn acpi(&self) -> Acpi {
+        machine().map(|m| m.power).unwrap_or_default()
+    }
+
     fn xapic(&self) -> Option<usize> {
-        Some(0xfee0_0000)
+        Some(XAPIC_BASE)
     }
 }

@@ -5,7 +5,7 @@
 pub const MAGIC: u32 = 0x336e_c578;
 
 /// The fields of `hvm_start_info` the kernel uses.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct StartInfo {
     /// The kernel command line (empty if none).
     pub cmdline: &'static str,
@@ -13,6 +13,56 @@ pub struct StartInfo {
     pub rsdp: u64,
     /// Memory map entries.
     pub memmap_entries: u32,
+    /// Where the loader put the memory map (physical, 0 if none).
+    pub memmap_paddr: u64,
+    /// Where the loader put this structure and the command line: memory
+    /// the kernel must not reuse while it reads them.
+    pub occupied: [core::ops::Range<u64>; 2],
+}
+
+/// One `hvm_memmap_table_entry`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryRegion {
+    /// First byte.
+    pub addr: u64,
+    /// Length in bytes.
+    pub size: u64,
+    /// E820 type: 1 is usable RAM.
+    pub kind: u32,
+}
+
+/// The E820 type of usable RAM.
+pub const RAM: u32 = 1;
+
+impl StartInfo {
+    /// Memory map entry `index` (24 bytes each: addr, size, type, reserved).
+    pub fn region(&self, index: u32) -> Option<MemoryRegion> {
+        if index >= self.memmap_entries || self.memmap_paddr == 0 || self.memmap_paddr >= 1 << 32 {
+            return None;
+        }
+        let at = (self.memmap_paddr as usize + 24 * index as usize) as *const u8;
+        // SAFETY: the loader's memory map, `memmap_entries` entries at
+        // `memmap_paddr`, identity-mapped below 4 GiB.
+        unsafe {
+            Some(MemoryRegion {
+                addr: at.cast::<u64>().read_unaligned(),
+                size: at.add(8).cast::<u64>().read_unaligned(),
+                kind: at.add(16).cast::<u32>().read_unaligned(),
+            })
+        }
+    }
+
+    /// Whether `range` is usable RAM that holds none of the loader's data.
+    pub fn free_ram(&self, range: core::ops::Range<u64>) -> bool {
+        let overlaps = |r: &core::ops::Range<u64>| r.start < range.end && range.start < r.end;
+        let table = self.memmap_paddr..self.memmap_paddr + 24 * u64::from(self.memmap_entries);
+        let in_ram = (0..self.memmap_entries)
+            .filter_map(|i| self.region(i))
+            .any(|r| {
+                r.kind == RAM && r.addr <= range.start && range.end <= r.addr.saturating_add(r.size)
+            });
+        in_ram && !self.occupied.iter().any(overlaps) && !overlaps(&table)
+    }
 }
 
 /// Read the start info at physical (= virtual, identity-mapped) `address`.
@@ -24,13 +74,15 @@ pub unsafe fn read(address: u32) -> Option<StartInfo> {
     let base = address as usize as *const u8;
     let at = |offset: usize| base.wrapping_add(offset);
     // SAFETY: the loader's hvm_start_info: magic (u32 at 0), cmdline_paddr
-    // (u64 at 24), rsdp_paddr (u64 at 32), memmap_entries (u32 at 48),
+    // (u64 at 24), rsdp_paddr (u64 at 32), memmap_paddr (u64 at 40),
+    // memmap_entries (u32 at 48),
     // inside the identity-mapped first 4 GiB.
-    let (magic, cmdline_paddr, rsdp, entries) = unsafe {
+    let (magic, cmdline_paddr, rsdp, memmap_paddr, entries) = unsafe {
         (
             at(0).cast::<u32>().read_unaligned(),
             at(24).cast::<u64>().read_unaligned(),
             at(32).cast::<u64>().read_unaligned(),
+            at(40).cast::<u64>().read_unaligned(),
             at(48).cast::<u32>().read_unaligned(),
         )
     };
@@ -54,5 +106,10 @@ pub unsafe fn read(address: u32) -> Option<StartInfo> {
         cmdline,
         rsdp,
         memmap_entries: entries,
+        memmap_paddr,
+        occupied: [
+            u64::from(address)..u64::from(address) + 56,
+            cmdline_paddr..cmdline_paddr + cmdline.len() as u64 + 1,
+        ],
     })
 }

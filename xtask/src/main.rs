@@ -3,6 +3,7 @@
 
 mod bench;
 mod codegen;
+mod matrix;
 mod provision;
 mod qemu;
 mod run;

@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 pub const EXIT_SUCCESS: i32 = 33;
 /// ... and failure ((0x11 << 1) | 1).
 pub const EXIT_FAILURE: i32 = 35;
+/// QEMU's own status when the guest powered off (ACPI S5).
+pub const EXIT_POWERED_OFF: i32 = 0;
+/// QEMU's status when the guest signalled a panic under
+/// `-action panic=exit-failure`.
+pub const EXIT_GUEST_PANICKED: i32 = 1;
 
 /// The accelerator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +116,8 @@ pub struct Boot<'a> {
     pub cpu_extra: &'a str,
     /// The kernel command line.
     pub cmdline: &'a str,
+    /// More QEMU arguments (e.g. `-action panic=exit-failure`).
+    pub qemu_extra: &'a [&'a str],
 }
 
 impl Boot<'_> {
@@ -143,6 +150,7 @@ impl Boot<'_> {
             "-device",
             "pvpanic",
         ]);
+        qemu.args(self.qemu_extra);
         qemu.arg("-kernel")
             .arg(self.kernel)
             .args(["-append", self.cmdline]);

@@ -1,6 +1,6 @@
 //! `cargo xtask run`: build the example kernel and boot it in QEMU.
 
-use crate::qemu::{self, Accel, Boot, EXIT_FAILURE, EXIT_SUCCESS};
+use crate::qemu::{self, Accel, Boot, EXIT_FAILURE, EXIT_POWERED_OFF, EXIT_SUCCESS};
 use std::process::ExitCode;
 
 /// Build and boot: KVM when /dev/kvm works (unless `accel` says), else TCG.
@@ -45,9 +45,14 @@ pub fn run(accel: Option<Accel>, smp: u32, backend: Option<&str>, words: &[Strin
         smp,
         cpu_extra: "",
         cmdline: &cmdline,
+        qemu_extra: &[],
     };
     match boot.interactive() {
         Ok(EXIT_SUCCESS) => ExitCode::SUCCESS,
+        Ok(EXIT_POWERED_OFF) => {
+            println!("xtask run: the kernel powered the machine off");
+            ExitCode::SUCCESS
+        }
         Ok(EXIT_FAILURE) => {
             eprintln!("xtask run: the kernel reported failure");
             ExitCode::FAILURE

@@ -5,16 +5,16 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 /// How a step ended.
-enum Outcome {
+pub(crate) enum Outcome {
     Passed,
     Failed,
     Skipped(String),
 }
 
-struct Step {
-    name: &'static str,
-    outcome: Outcome,
-    seconds: f64,
+pub(crate) struct Step {
+    pub(crate) name: &'static str,
+    pub(crate) outcome: Outcome,
+    pub(crate) seconds: f64,
 }
 
 fn cargo() -> Command {
@@ -207,7 +207,7 @@ pub fn test(bless: bool) -> ExitCode {
         &mut steps,
     );
 
-    boots(&mut steps);
+    crate::matrix::boots(&mut steps);
 
     summarize(&steps)
 }
@@ -239,147 +239,3 @@ fn summarize(steps: &[Step]) -> ExitCode {
         ExitCode::FAILURE
     }
 }
-
-/// One case of the boot matrix: how to boot, and what the kernel must say.
-struct Case {
-    name: &'static str,
-    accel: crate::qemu::Accel,
-    smp: u32,
-    cpu_extra: &'static str,
-    expect: &'static [&'static str],
-}
-
-/// The boot matrix: the example kernel under TCG and KVM, one and two CPUs.
-fn boots(steps: &mut Vec<Step>) {
-    use crate::qemu::{self, Accel, Boot, EXIT_SUCCESS};
-    println!("\n==> boot matrix (QEMU)");
-    let cases = [
-        Case {
-            name: "boot: tcg, 1 cpu",
-            accel: Accel::Tcg,
-            smp: 1,
-            cpu_extra: "",
-            expect: &["signature \"TCGTCGTCGTCG\"", "backend: native"],
-        },
-        Case {
-            name: "boot: tcg, 2 cpus",
-            accel: Accel::Tcg,
-            smp: 2,
-            cpu_extra: "",
-            expect: &["backend: native"],
-        },
-        Case {
-            name: "boot: kvm, 1 cpu",
-            accel: Accel::Kvm,
-            smp: 1,
-            cpu_extra: "",
-            expect: KVM_EXPECT,
-        },
-        Case {
-            name: "boot: kvm, 2 cpus",
-            accel: Accel::Kvm,
-            smp: 2,
-            cpu_extra: "",
-            expect: KVM_EXPECT,
-        },
-        Case {
-            name: "boot: kvm, vmware-cpuid-freq, invtsc",
-            accel: Accel::Kvm,
-            smp: 1,
-            cpu_extra: ",vmware-cpuid-freq=on,+invtsc",
-            expect: KVM_EXPECT,
-        },
-    ];
-    if let Err(why) = qemu::provision() {
-        for case in &cases {
-            steps.push(Step {
-                name: case.name,
-                outcome: Outcome::Failed,
-                seconds: 0.0,
-            });
-        }
-        println!("==> boot matrix: FAILED ({why})");
-        return;
-    }
-    let kernel = match qemu::build_kernel(false) {
-        Ok(k) => k,
-        Err(e) => {
-            println!("==> boot matrix: FAILED ({e})");
-            steps.push(Step {
-                name: "example kernel build",
-                outcome: Outcome::Failed,
-                seconds: 0.0,
-            });
-            return;
-        }
-    };
-    let kvm = qemu::kvm_usable();
-    let _ = std::fs::create_dir_all("target/boot");
-    for case in &cases {
-        if let (Accel::Kvm, Err(why)) = (case.accel, &kvm) {
-            println!("    {}: skipped: {why}", case.name);
-            steps.push(Step {
-                name: case.name,
-                outcome: Outcome::Skipped(why.clone()),
-                seconds: 0.0,
-            });
-            continue;
-        }
-        let log = std::path::PathBuf::from(format!(
-            "target/boot/{}.log",
-            case.name.replace([' ', ':', ','], "_")
-        ));
-        let boot = Boot {
-            kernel: &kernel,
-            accel: case.accel,
-            smp: case.smp,
-            cpu_extra: case.cpu_extra,
-            cmdline: "demo",
-        };
-        let (outcome, seconds) = match boot.captured(&log, std::time::Duration::from_secs(90)) {
-            Err(e) => {
-                println!("    {}: FAILED ({e})", case.name);
-                (Outcome::Failed, 0.0)
-            }
-            Ok((code, output, elapsed)) => {
-                let missing: Vec<&&str> = case
-                    .expect
-                    .iter()
-                    .filter(|e| !output.contains(**e))
-                    .collect();
-                let ok = code == Some(EXIT_SUCCESS) && missing.is_empty();
-                let seconds = elapsed.as_secs_f64();
-                if ok {
-                    println!("    {}: ok, boot to result in {seconds:.2}s", case.name);
-                    (Outcome::Passed, seconds)
-                } else {
-                    let why = match code {
-                        None => "timed out".to_string(),
-                        Some(c) if c != EXIT_SUCCESS => format!("QEMU exit status {c}"),
-                        _ => format!("missing {missing:?}"),
-                    };
-                    println!(
-                        "    {}: FAILED ({why}); serial log {}:\n{output}",
-                        case.name,
-                        log.display()
-                    );
-                    (Outcome::Failed, seconds)
-                }
-            }
-        };
-        steps.push(Step {
-            name: case.name,
-            outcome,
-            seconds,
-        });
-    }
-}
-
-/// What a KVM boot must show: the KVM backend, kvmclock, PV EOI and steal
-/// time in use.
-const KVM_EXPECT: &[&str] = &[
-    "backend: kvm",
-    "clock_ns           step 1: shared pvclock_vcpu_time_info",
-    "eoi                step 1: shared kvm_pv_eoi_word",
-    "steal_ns           step 1: shared kvm_steal_time",
-];

@@ -1,0 +1,42 @@
+//! Which CPU is running, without a VM exit: each CPU's GS base points at
+//! its own block, whose first quadword is its index. (Asking the APIC for
+//! its id costs an MSR read, a VM exit under a hypervisor, on every op.)
+
+use crate::firmware::MAX_CPUS;
+use x86_64::registers::model_specific::GsBase;
+use x86_64::VirtAddr;
+
+#[repr(C, align(64))]
+struct Block {
+    index: u64,
+}
+
+static BLOCKS: [Block; MAX_CPUS] = {
+    let mut blocks = [const { Block { index: 0 } }; MAX_CPUS];
+    let mut i = 0;
+    while i < MAX_CPUS {
+        blocks[i].index = i as u64;
+        i += 1;
+    }
+    blocks
+};
+
+/// Point this CPU's GS base at block `cpu`.
+///
+/// # Safety
+///
+/// `cpu` is the calling CPU's index (below `MAX_CPUS`): [`index`] trusts it.
+pub unsafe fn set(cpu: usize) {
+    GsBase::write(VirtAddr::new(core::ptr::addr_of!(BLOCKS[cpu]) as u64));
+}
+
+/// The calling CPU's index, as [`set`] recorded it.
+pub fn index() -> usize {
+    let index: u64;
+    // SAFETY: `set` ran on this CPU before anything asks (main and the AP
+    // entry call it first), so gs:[0] is this CPU's block's index field.
+    unsafe {
+        core::arch::asm!("mov {}, gs:[0]", out(reg) index, options(nostack, readonly, preserves_flags))
+    };
+    index as usize
+}

@@ -1,0 +1,804 @@
+//! `selftest`: every op the chosen backend serves, each checked against
+//! evidence that does not come from the op itself (RFLAGS, the TSC, the
+//! CMOS clock that QEMU drives from the host's time, interrupts counted by
+//! the handlers, a page mapping that changes). One line per test, then
+//! `N passed, M failed, K skipped`, then the isa-debug-exit code.
+
+use crate::events::{self, Event};
+use crate::firmware::Machine;
+use crate::platform::{KICK_VECTOR, TIMER_VECTOR};
+use core::fmt::{self, Write};
+use pvi_backends::select::{Backend, Selection};
+use pvi_sdk::arch::{inb, outb, rdtsc};
+use pvi_sdk::types::{ApicId, CpuSet, IrqFlags, Nanos, Vector};
+use pvi_sdk::PvOps;
+use x86_64::registers::rflags::{self, RFlags};
+
+const MS: u64 = 1_000_000;
+/// How late a timer interrupt may be. TCG runs the guest in a host thread
+/// that may be descheduled; 20 ms covers that with room.
+const TIMER_LATE_NS: u64 = 20 * MS;
+/// How early: the deadline is converted from the clock to TSC ticks with
+/// integer arithmetic, so allow a few microseconds.
+const TIMER_EARLY_NS: u64 = 50_000;
+
+/// A test's one-line verdict.
+enum Outcome {
+    Pass(Text),
+    Fail(Text),
+    Skip(Text),
+}
+
+/// A fixed-size line (no allocator in this kernel).
+struct Text {
+    bytes: [u8; 200],
+    len: usize,
+}
+
+impl Text {
+    fn new() -> Self {
+        Text {
+            bytes: [0; 200],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("(unprintable)")
+    }
+}
+
+impl Write for Text {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Keep whole characters only; a long line is cut, not broken.
+        for c in s.chars() {
+            let mut buf = [0; 4];
+            let enc = c.encode_utf8(&mut buf).as_bytes();
+            if self.len + enc.len() > self.bytes.len() {
+                break;
+            }
+            self.bytes[self.len..self.len + enc.len()].copy_from_slice(enc);
+            self.len += enc.len();
+        }
+        Ok(())
+    }
+}
+
+fn text(args: fmt::Arguments) -> Text {
+    let mut t = Text::new();
+    let _ = t.write_fmt(args);
+    t
+}
+
+macro_rules! pass { ($($a:tt)*) => { Outcome::Pass(text(format_args!($($a)*))) } }
+macro_rules! fail { ($($a:tt)*) => { Outcome::Fail(text(format_args!($($a)*))) } }
+macro_rules! skip { ($($a:tt)*) => { Outcome::Skip(text(format_args!($($a)*))) } }
+
+/// What every test gets.
+struct Context<'a> {
+    selection: &'a Selection,
+    ops: &'static Backend,
+    machine: &'a Machine,
+    cmdline: &'a str,
+}
+
+impl Context<'_> {
+    /// Why `op` must not be called here, if it must not: the boot matrix
+    /// found that hypercalls never return on this host (nested KVM) and
+    /// said so with `selftest.no-hypercalls`.
+    fn hypercall_blocked(&self, op: &str) -> Option<Text> {
+        let (step, how) = self.selection.planned(op)?;
+        let blocked = how.starts_with("hypercall")
+            && self
+                .cmdline
+                .split_ascii_whitespace()
+                .any(|w| w == "selftest.no-hypercalls");
+        blocked.then(|| {
+            text(format_args!(
+                "served by a hypercall (step {step}), and hypercalls do not return on this host (selftest.no-hypercalls)"
+            ))
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.ops.clock_ns().0
+    }
+
+    fn spin_until(&self, at: u64) {
+        while self.now() < at {
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Wait with interrupts enabled until this CPU's timer count passes
+    /// `before` or the clock passes `give_up`; the arrival time if it came.
+    fn wait_for_tick(&self, before: u64, give_up: u64) -> Option<u64> {
+        while events::seen(0, Event::Timer) == before {
+            if self.now() > give_up {
+                return None;
+            }
+            core::hint::spin_loop();
+        }
+        Some(events::last_tick_at(0))
+    }
+}
+
+type Test = fn(&Context) -> Outcome;
+
+/// The tests, each named after the op (or the kernel part) it checks.
+const TESTS: &[(&str, Test)] = &[
+    ("idt: ud2", invalid_opcode),
+    ("idt: page fault", page_fault),
+    ("irq_disable irq_enable", irq_disable_enable),
+    ("irq_save irq_restore", irq_save_restore),
+    ("clock_ns vs TSC", clock_vs_tsc),
+    ("clock_ns vs CMOS RTC", clock_vs_rtc),
+    ("tsc_hz vs CMOS RTC", tsc_hz_vs_rtc),
+    ("wallclock vs host", wallclock_vs_host),
+    ("steal_ns", steal_monotonic),
+    ("timer_oneshot", timer_oneshot),
+    ("timer_cancel", timer_cancel),
+    ("eoi", eoi),
+    ("safe_halt", safe_halt),
+    ("halt", halt),
+    ("io_delay", io_delay),
+    ("send_ipi (self)", send_ipi_self),
+    ("kick_cpu (self, halted)", kick_self),
+    ("send_ipi (other CPU)", send_ipi_other),
+    ("kick_cpu (other CPU, halted)", kick_other),
+    ("flush_tlb (other CPU)", flush_tlb_other),
+    ("yield_to", yield_to),
+    ("vcpu_is_preempted", vcpu_is_preempted),
+    ("flush_tlb (local)", flush_tlb_local),
+    ("console_write", console_write),
+    ("shutdown", shutdown),
+    ("panic_notify", panic_notify),
+];
+
+/// `hypercall-probe`: call one op that a hypercall serves, harmlessly (at
+/// this CPU), and report whether it returned. `cargo xtask test` boots this
+/// first under KVM with a timeout: on nested KVM a `vmcall` never returns.
+pub fn hypercall_probe(selection: &'static Selection) -> ! {
+    let ops = selection.backend;
+    let me = ApicId(crate::apic::id());
+    let mut out = crate::console::Console;
+    let served = |op: &str| {
+        selection
+            .planned(op)
+            .is_some_and(|(_, how)| how.starts_with("hypercall"))
+    };
+    ops.irq_disable();
+    if served("yield_to") {
+        let _ = writeln!(out, "hypercall-probe: calling yield_to");
+        ops.yield_to(me);
+    } else if served("kick_cpu") {
+        let _ = writeln!(out, "hypercall-probe: calling kick_cpu");
+        ops.kick_cpu(me);
+    } else if served("send_ipi") && me.0 < 64 {
+        let _ = writeln!(out, "hypercall-probe: calling send_ipi");
+        let _ = ops.send_ipi(CpuSet(1 << me.0), Vector(KICK_VECTOR));
+    } else {
+        let _ = writeln!(out, "hypercall-probe: no op is served by a hypercall here");
+        crate::exit::success()
+    }
+    let _ = writeln!(out, "hypercall-probe: returned");
+    crate::exit::success()
+}
+
+/// Run every test and leave QEMU with the verdict.
+pub fn run(selection: &'static Selection, machine: &Machine, cmdline: &str) -> ! {
+    let cx = Context {
+        selection,
+        ops: selection.backend,
+        machine,
+        cmdline,
+    };
+    let mut out = crate::console::Console;
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let started = cx.now();
+    for (name, test) in TESTS {
+        cx.ops.irq_disable();
+        let test_started = cx.now();
+        let outcome = test(&cx);
+        cx.ops.irq_disable();
+        let took_ms = (cx.now() - test_started) / MS;
+        let served = match selection.planned(op_of(name)) {
+            Some((_, "native")) | None => "native",
+            Some(_) => selection.backend.name(),
+        };
+        let (verdict, detail) = match &outcome {
+            Outcome::Pass(t) => {
+                passed += 1;
+                ("ok", t)
+            }
+            Outcome::Fail(t) => {
+                failed += 1;
+                ("FAILED", t)
+            }
+            Outcome::Skip(t) => {
+                skipped += 1;
+                ("skipped", t)
+            }
+        };
+        let _ = writeln!(
+            out,
+            "test {name:<30} [{served:<6}] {verdict}: {} ({took_ms} ms)",
+            detail.as_str()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "selftest took {} ms of guest time",
+        (cx.now() - started) / MS
+    );
+    let _ = writeln!(out, "{passed} passed, {failed} failed, {skipped} skipped");
+    if failed == 0 {
+        crate::exit::success()
+    } else {
+        crate::exit::failure()
+    }
+}
+
+/// The op a test name starts with.
+fn op_of(name: &str) -> &str {
+    name.split(' ').next().unwrap_or(name)
+}
+
+fn interrupts_on() -> bool {
+    rflags::read().contains(RFlags::INTERRUPT_FLAG)
+}
+
+fn invalid_opcode(_: &Context) -> Outcome {
+    let before = crate::traps::CAUGHT.load(core::sync::atomic::Ordering::SeqCst);
+    crate::traps::expect_fault(6, 2);
+    // SAFETY: `ud2` raises #UD, which the handler (told to expect it)
+    // reports and resumes after the 2-byte instruction.
+    unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
+    match crate::traps::CAUGHT.load(core::sync::atomic::Ordering::SeqCst) - before {
+        1 => pass!("#UD reported and resumed"),
+        n => fail!("{n} faults caught, expected 1"),
+    }
+}
+
+fn page_fault(_: &Context) -> Outcome {
+    // The page after the probe page: its page table entry is empty.
+    let unmapped = crate::probe_page::ProbePage::get().unmapped_neighbour();
+    let before = crate::traps::CAUGHT.load(core::sync::atomic::Ordering::SeqCst);
+    crate::traps::expect_fault(14, 3);
+    let value: u64;
+    // SAFETY: the read faults (#PF, non-present); the handler, told to
+    // expect it, reports CR2 and resumes after the 3-byte `mov rax, [rdi]`.
+    unsafe {
+        core::arch::asm!(
+            ".byte 0x48, 0x8b, 0x07", // mov rax, [rdi]
+            in("rdi") unmapped,
+            out("rax") value,
+            options(nostack, readonly)
+        )
+    };
+    let _ = value;
+    match crate::traps::CAUGHT.load(core::sync::atomic::Ordering::SeqCst) - before {
+        1 => pass!("#PF at {unmapped:#x} reported and resumed"),
+        n => fail!("{n} faults caught, expected 1"),
+    }
+}
+
+fn irq_disable_enable(cx: &Context) -> Outcome {
+    cx.ops.irq_enable();
+    let on = interrupts_on();
+    cx.ops.irq_disable();
+    let off = !interrupts_on();
+    match (on, off) {
+        (true, true) => pass!("RFLAGS.IF follows"),
+        _ => fail!(
+            "RFLAGS.IF after irq_enable: {on}, after irq_disable: {}",
+            !off
+        ),
+    }
+}
+
+fn irq_save_restore(cx: &Context) -> Outcome {
+    cx.ops.irq_enable();
+    let saved_on = cx.ops.irq_save();
+    let off_inside = !interrupts_on();
+    cx.ops.irq_restore(saved_on);
+    let on_after = interrupts_on();
+    cx.ops.irq_disable();
+    let saved_off = cx.ops.irq_save();
+    cx.ops.irq_restore(saved_off);
+    let off_after = !interrupts_on();
+    if saved_on.contains(IrqFlags::IF)
+        && off_inside
+        && on_after
+        && !saved_off.contains(IrqFlags::IF)
+        && off_after
+    {
+        pass!("saves IF, disables, restores both states")
+    } else {
+        fail!(
+            "saved {saved_on:?} (inside: IF {}), restored IF {on_after}; saved {saved_off:?}, restored IF {}",
+            !off_inside,
+            !off_after
+        )
+    }
+}
+
+fn clock_vs_tsc(cx: &Context) -> Outcome {
+    let hz = cx.ops.tsc_hz().0;
+    if hz == 0 {
+        return fail!("tsc_hz is 0");
+    }
+    // Monotonic over back-to-back reads (each costs VM exits under nested
+    // KVM, so not too many).
+    let mut last = cx.now();
+    for _ in 0..1_000 {
+        let now = cx.now();
+        if now < last {
+            return fail!("went backwards: {last} then {now}");
+        }
+        last = now;
+    }
+    let (c0, t0) = (cx.now(), rdtsc());
+    cx.spin_until(c0 + 50 * MS);
+    let (c1, t1) = (cx.now(), rdtsc());
+    let by_tsc = u128::from(t1 - t0) * 1_000_000_000 / u128::from(hz);
+    let by_clock = u128::from(c1 - c0);
+    let diff = by_clock.abs_diff(by_tsc);
+    if diff * 100 <= by_tsc {
+        pass!("monotonic; {by_clock} ns by clock_ns = {by_tsc} ns by TSC at tsc_hz")
+    } else {
+        fail!("{by_clock} ns by clock_ns but {by_tsc} ns by TSC")
+    }
+}
+
+/// One CMOS second, timed by `clock_ns` and by the TSC.
+#[derive(Clone, Copy)]
+struct RtcSecond {
+    clock_ns: u64,
+    tsc_ticks: u64,
+}
+
+static RTC_SECOND: spin::Once<Option<RtcSecond>> = spin::Once::new();
+
+fn cmos_seconds() -> u8 {
+    // SAFETY: the CMOS index and data ports; register 0 is the seconds.
+    // Bit 7 of the index (NMI disable) stays clear.
+    unsafe {
+        outb(0x70, 0x00);
+        inb(0x71)
+    }
+}
+
+/// Wait for the CMOS seconds to change; false if they never do (bounded by
+/// reads, not by the clock under test).
+fn next_rtc_edge() -> bool {
+    let start = cmos_seconds();
+    (0..50_000_000u32).any(|_| cmos_seconds() != start)
+}
+
+fn rtc_second(cx: &Context) -> Option<RtcSecond> {
+    *RTC_SECOND.call_once(|| {
+        if !next_rtc_edge() {
+            return None;
+        }
+        let (c0, t0) = (cx.now(), rdtsc());
+        if !next_rtc_edge() {
+            return None;
+        }
+        let (c1, t1) = (cx.now(), rdtsc());
+        Some(RtcSecond {
+            clock_ns: c1 - c0,
+            tsc_ticks: t1 - t0,
+        })
+    })
+}
+
+fn clock_vs_rtc(cx: &Context) -> Outcome {
+    let Some(s) = rtc_second(cx) else {
+        return fail!("the CMOS seconds did not change");
+    };
+    // The CMOS clock follows the host's time: this is host elapsed time.
+    let error_ppm = s.clock_ns.abs_diff(1_000_000_000) / 1_000;
+    if error_ppm <= 50_000 {
+        pass!("one host second = {} ns ({error_ppm} ppm off)", s.clock_ns)
+    } else {
+        fail!("one host second = {} ns, more than 5% off", s.clock_ns)
+    }
+}
+
+fn tsc_hz_vs_rtc(cx: &Context) -> Outcome {
+    let Some(s) = rtc_second(cx) else {
+        return fail!("the CMOS seconds did not change");
+    };
+    let hz = cx.ops.tsc_hz().0;
+    let error_ppm = s.tsc_ticks.abs_diff(hz) * 1_000_000 / hz.max(1);
+    if error_ppm <= 20_000 {
+        pass!("tsc_hz {hz}, {} ticks in one host second", s.tsc_ticks)
+    } else {
+        fail!("tsc_hz {hz}, but {} ticks in one host second", s.tsc_ticks)
+    }
+}
+
+fn wallclock_vs_host(cx: &Context) -> Outcome {
+    let wall = cx.ops.wallclock().0 / 1_000_000_000;
+    let Some(host) = cx
+        .cmdline
+        .split_ascii_whitespace()
+        .find_map(|w| w.strip_prefix("host_time="))
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return skip!("no host_time=SECONDS on the command line (cargo xtask test passes it)");
+    };
+    // The host stamped the command line just before launching QEMU: the
+    // guest's wall clock is that plus the boot so far.
+    let since_boot = cx.now() / 1_000_000_000;
+    if wall + 2 >= host && wall <= host + since_boot + 10 {
+        pass!("{wall} s since 1970; the host said {host} at launch")
+    } else {
+        fail!("{wall} s since 1970, but the host said {host} at launch")
+    }
+}
+
+fn steal_monotonic(cx: &Context) -> Outcome {
+    let first = cx.ops.steal_ns().0;
+    let mut last = first;
+    for _ in 0..200 {
+        let until = cx.now() + 100_000;
+        cx.spin_until(until);
+        let now = cx.ops.steal_ns().0;
+        if now < last {
+            return fail!("went backwards: {last} then {now}");
+        }
+        last = now;
+    }
+    pass!("monotonic over 200 samples, {first} -> {last} ns")
+}
+
+/// Why a timer interrupt did not come.
+enum Missed {
+    Arm(pvi_sdk::types::PvError),
+    NoInterrupt,
+}
+
+impl fmt::Display for Missed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Missed::Arm(e) => write!(f, "timer_oneshot: {e:?}"),
+            Missed::NoInterrupt => write!(f, "no interrupt within 1 s of the deadline"),
+        }
+    }
+}
+
+/// Arm the timer `delay` ahead and wait; how late it came (signed, ns).
+fn one_tick(cx: &Context, delay: u64) -> Result<i64, Missed> {
+    let before = events::seen(0, Event::Timer);
+    let deadline = cx.now() + delay;
+    cx.ops.timer_oneshot(Nanos(deadline)).map_err(Missed::Arm)?;
+    cx.ops.irq_enable();
+    let arrived = cx.wait_for_tick(before, deadline + 1_000 * MS);
+    cx.ops.irq_disable();
+    arrived
+        .map(|at| at as i64 - deadline as i64)
+        .ok_or(Missed::NoInterrupt)
+}
+
+fn timer_oneshot(cx: &Context) -> Outcome {
+    let mut worst_late = 0i64;
+    let mut earliest = 0i64;
+    for delay in [MS, 5 * MS, 20 * MS] {
+        match one_tick(cx, delay) {
+            Ok(late) => {
+                worst_late = worst_late.max(late);
+                earliest = earliest.min(late);
+            }
+            Err(why) => return fail!("{} ms deadline: {why}", delay / MS),
+        }
+    }
+    if -earliest > TIMER_EARLY_NS as i64 {
+        fail!(
+            "an interrupt came {} us before its deadline",
+            -earliest / 1_000
+        )
+    } else if worst_late > TIMER_LATE_NS as i64 {
+        fail!("an interrupt came {} us late", worst_late / 1_000)
+    } else {
+        pass!(
+            "1, 5, 20 ms deadlines met, at most {} us late (vector {TIMER_VECTOR:#x})",
+            worst_late / 1_000
+        )
+    }
+}
+
+fn timer_cancel(cx: &Context) -> Outcome {
+    let before = events::seen(0, Event::Timer);
+    if let Err(e) = cx.ops.timer_oneshot(Nanos(cx.now() + 5 * MS)) {
+        return fail!("timer_oneshot: {e:?}");
+    }
+    cx.ops.timer_cancel();
+    cx.ops.irq_enable();
+    cx.spin_until(cx.now() + 30 * MS);
+    cx.ops.irq_disable();
+    match events::seen(0, Event::Timer) - before {
+        0 => pass!("no interrupt in the 25 ms past the cancelled deadline"),
+        n => fail!("{n} interrupts after cancelling"),
+    }
+}
+
+fn eoi(cx: &Context) -> Outcome {
+    // Without an EOI the APIC keeps the vector in service and delivers no
+    // second interrupt of the same priority.
+    for i in 0..10 {
+        if let Err(why) = one_tick(cx, MS) {
+            return fail!("interrupt {} of 10 missing: {why}", i + 1);
+        }
+    }
+    pass!("10 timer interrupts in a row, each acknowledged by the handler")
+}
+
+fn safe_halt(cx: &Context) -> Outcome {
+    let before = events::seen(0, Event::Timer);
+    let deadline = cx.now() + 5 * MS;
+    if let Err(e) = cx.ops.timer_oneshot(Nanos(deadline)) {
+        return fail!("timer_oneshot: {e:?}");
+    }
+    // Interrupts are off: the interrupt may already be pending, and
+    // safe_halt must still wake (sti; hlt).
+    cx.spin_until(deadline + MS);
+    cx.ops.safe_halt();
+    let woke = cx.now();
+    cx.ops.irq_disable();
+    match events::seen(0, Event::Timer) - before {
+        1 => pass!(
+            "woken by the timer pending since {} us",
+            (woke - deadline) / 1_000
+        ),
+        n => fail!("{n} timer interrupts while halted"),
+    }
+}
+
+fn halt(cx: &Context) -> Outcome {
+    let before = events::seen(0, Event::Timer);
+    let deadline = cx.now() + 20 * MS;
+    if let Err(e) = cx.ops.timer_oneshot(Nanos(deadline)) {
+        return fail!("timer_oneshot: {e:?}");
+    }
+    cx.ops.irq_enable();
+    cx.ops.halt();
+    let woke = cx.now();
+    cx.ops.irq_disable();
+    if events::seen(0, Event::Timer) == before {
+        fail!("returned without the timer interrupt")
+    } else if woke + TIMER_EARLY_NS < deadline {
+        fail!("woke {} us before the deadline", (deadline - woke) / 1_000)
+    } else {
+        pass!(
+            "halted until the timer, {} us after its deadline",
+            (woke - deadline) / 1_000
+        )
+    }
+}
+
+fn io_delay(cx: &Context) -> Outcome {
+    let start = cx.now();
+    for _ in 0..100 {
+        cx.ops.io_delay();
+    }
+    pass!("100 calls returned in {} us", (cx.now() - start) / 1_000)
+}
+
+fn send_ipi_self(cx: &Context) -> Outcome {
+    if let Some(why) = cx.hypercall_blocked("send_ipi") {
+        return Outcome::Skip(why);
+    }
+    let me = crate::apic::id();
+    if me >= 64 {
+        return skip!("APIC id {me} is beyond a CpuSet");
+    }
+    let before = events::seen(0, Event::Kick);
+    if let Err(e) = cx.ops.send_ipi(CpuSet(1 << me), Vector(KICK_VECTOR)) {
+        return fail!("send_ipi: {e:?}");
+    }
+    cx.ops.irq_enable();
+    let give_up = cx.now() + 100 * MS;
+    while events::seen(0, Event::Kick) == before && cx.now() < give_up {
+        core::hint::spin_loop();
+    }
+    cx.ops.irq_disable();
+    match events::seen(0, Event::Kick) - before {
+        1 => pass!("vector {KICK_VECTOR:#x} counted once on this CPU (APIC id {me})"),
+        n => fail!("{n} IPIs counted, expected 1"),
+    }
+}
+
+fn kick_self(cx: &Context) -> Outcome {
+    if let Some(why) = cx.hypercall_blocked("kick_cpu") {
+        return Outcome::Skip(why);
+    }
+    // With interrupts off the kick stays pending; safe_halt then sleeps
+    // and must be woken by it. The timer, 200 ms out, is only a backstop.
+    let ticks = events::seen(0, Event::Timer);
+    let kicks = events::seen(0, Event::Kick);
+    if let Err(e) = cx.ops.timer_oneshot(Nanos(cx.now() + 200 * MS)) {
+        return fail!("timer_oneshot (the backstop): {e:?}");
+    }
+    cx.ops.kick_cpu(ApicId(crate::apic::id()));
+    cx.ops.safe_halt();
+    cx.ops.irq_disable();
+    cx.ops.timer_cancel();
+    let woken_by_timer = events::seen(0, Event::Timer) != ticks;
+    match events::seen(0, Event::Kick) - kicks {
+        1 if !woken_by_timer => pass!("a halted CPU woke to its kick"),
+        1 => fail!("the kick arrived, but only with the 200 ms backstop"),
+        n => fail!("{n} kicks counted; the backstop timer woke the CPU"),
+    }
+}
+
+/// The first other CPU that is online: its index and APIC id.
+fn other_cpu(cx: &Context) -> Option<(usize, u32)> {
+    (1..cx.machine.cpus)
+        .find(|&cpu| crate::smp::online(cpu))
+        .map(|cpu| (cpu, cx.machine.apic_ids[cpu]))
+        .filter(|&(_, apic)| apic < 64)
+}
+
+/// Wait up to 100 ms for `f` to hold.
+fn within_100ms(cx: &Context, f: impl Fn() -> bool) -> bool {
+    let give_up = cx.now() + 100 * MS;
+    while !f() {
+        if cx.now() > give_up {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+    true
+}
+
+fn send_ipi_other(cx: &Context) -> Outcome {
+    if let Some(why) = cx.hypercall_blocked("send_ipi") {
+        return Outcome::Skip(why);
+    }
+    let Some((cpu, apic)) = other_cpu(cx) else {
+        return skip!("one CPU online (boot with --smp 2)");
+    };
+    let before = events::seen(cpu, Event::Kick);
+    if let Err(e) = cx.ops.send_ipi(CpuSet(1 << apic), Vector(KICK_VECTOR)) {
+        return fail!("send_ipi: {e:?}");
+    }
+    if within_100ms(cx, || events::seen(cpu, Event::Kick) > before) {
+        pass!("counted on CPU {cpu} (APIC id {apic}), the target")
+    } else {
+        fail!("CPU {cpu} (APIC id {apic}) counted no IPI within 100 ms")
+    }
+}
+
+fn kick_other(cx: &Context) -> Outcome {
+    if let Some(why) = cx.hypercall_blocked("kick_cpu") {
+        return Outcome::Skip(why);
+    }
+    let Some((cpu, apic)) = other_cpu(cx) else {
+        return skip!("one CPU online (boot with --smp 2)");
+    };
+    // The other CPU idles in safe_halt; let it settle there.
+    let woke = crate::smp::wake_ups(cpu);
+    cx.spin_until(cx.now() + MS);
+    let settled = crate::smp::wake_ups(cpu);
+    cx.ops.kick_cpu(ApicId(apic));
+    if within_100ms(cx, || crate::smp::wake_ups(cpu) > settled) {
+        pass!(
+            "CPU {cpu} left its halt ({} wake-ups before the kick)",
+            settled - woke
+        )
+    } else {
+        fail!("CPU {cpu} (APIC id {apic}) stayed halted for 100 ms")
+    }
+}
+
+fn flush_tlb_other(cx: &Context) -> Outcome {
+    if let Some(why) = cx.hypercall_blocked("flush_tlb") {
+        return Outcome::Skip(why);
+    }
+    let Some((cpu, apic)) = other_cpu(cx) else {
+        return skip!("one CPU online (boot with --smp 2)");
+    };
+    use crate::probe_page::{ProbePage, MARKS};
+    use crate::smp::{ask, Request};
+    let probe = ProbePage::get();
+    // Wake the other CPU with the kernel's own IPI, not an op under test.
+    let wake = || {
+        let _ = pvi_backends::native::lapic::send_ipi(CpuSet(1 << apic), Vector(KICK_VECTOR));
+    };
+    probe.map(0);
+    let Some(first) = ask(cpu, Request::ReadProbe, wake) else {
+        return fail!("CPU {cpu} did not answer");
+    };
+    // The other CPU now caches the old mapping; change it under it.
+    probe.remap_without_flush(1);
+    let stale = ask(cpu, Request::ReadProbe, wake);
+    cx.ops.flush_tlb(CpuSet(1 << apic));
+    let after = ask(cpu, Request::ReadProbe, wake);
+    probe.map(0);
+    match (first == MARKS[0], after) {
+        (true, Some(v)) if v == MARKS[1] => pass!(
+            "CPU {cpu} sees the new mapping after the flush (before it: {})",
+            if stale == Some(MARKS[0]) {
+                "stale"
+            } else {
+                "already new"
+            }
+        ),
+        _ => fail!("CPU {cpu} read {first:#x}, then {after:?} after the flush"),
+    }
+}
+
+fn yield_to(cx: &Context) -> Outcome {
+    if let Some(why) = cx.hypercall_blocked("yield_to") {
+        return Outcome::Skip(why);
+    }
+    let target = other_cpu(cx).map_or(crate::apic::id(), |(_, apic)| apic);
+    cx.ops.yield_to(ApicId(target));
+    pass!("yield_to(APIC id {target}) returned (a hint: nothing else to observe)")
+}
+
+fn vcpu_is_preempted(cx: &Context) -> Outcome {
+    if let Some(why) = cx.hypercall_blocked("vcpu_is_preempted") {
+        return Outcome::Skip(why);
+    }
+    // The running CPU cannot be preempted while it asks.
+    if cx.ops.vcpu_is_preempted(ApicId(crate::apic::id())) {
+        return fail!("the running CPU reads as preempted");
+    }
+    match other_cpu(cx) {
+        // Halted or preempted are both honest answers for another CPU.
+        Some((cpu, apic)) => pass!(
+            "this CPU: running; CPU {cpu} (APIC id {apic}): {}",
+            if cx.ops.vcpu_is_preempted(ApicId(apic)) {
+                "preempted"
+            } else {
+                "running"
+            }
+        ),
+        None => pass!("the running CPU reads as running"),
+    }
+}
+
+fn flush_tlb_local(cx: &Context) -> Outcome {
+    if let Some(why) = cx.hypercall_blocked("flush_tlb") {
+        return Outcome::Skip(why);
+    }
+    let me = crate::apic::id();
+    if me >= 64 {
+        return skip!("APIC id {me} is beyond a CpuSet");
+    }
+    let probe = crate::probe_page::ProbePage::get();
+    probe.map(0);
+    let first = probe.read();
+    probe.remap_without_flush(1);
+    let stale = probe.read();
+    cx.ops.flush_tlb(CpuSet(1 << me));
+    let after = probe.read();
+    if first == crate::probe_page::MARKS[0] && after == crate::probe_page::MARKS[1] {
+        pass!(
+            "the new mapping is seen after the flush (before it: {})",
+            if stale == crate::probe_page::MARKS[0] {
+                "stale"
+            } else {
+                "already new"
+            }
+        )
+    } else {
+        fail!("read {first:#x}, then {after:#x} after the flush")
+    }
+}
+
+fn console_write(cx: &Context) -> Outcome {
+    cx.ops.console_write(b"console_write: pvi-console-check\n");
+    pass!("wrote the pvi-console-check line (cargo xtask test looks for it)")
+}
+
+fn shutdown(_: &Context) -> Outcome {
+    skip!("would end this run; cargo xtask test's demo boot checks it powers off")
+}
+
+fn panic_notify(_: &Context) -> Outcome {
+    skip!("would end this run; cargo xtask test's panic boot checks QEMU sees it")
+}

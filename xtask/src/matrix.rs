@@ -1,0 +1,263 @@
+//! The boot matrix of `cargo xtask test`: the example kernel's self-tests
+//! under TCG and KVM with one and two CPUs, the demo (which must power the
+//! machine off) and a deliberate panic (which QEMU's pvpanic must see).
+
+use crate::qemu::{self, Accel, Boot, EXIT_GUEST_PANICKED, EXIT_POWERED_OFF, EXIT_SUCCESS};
+use crate::steps::{Outcome, Step};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// One boot: how, and what the kernel must say and how QEMU must end.
+struct Case {
+    name: &'static str,
+    accel: Accel,
+    smp: u32,
+    cpu_extra: &'static str,
+    /// Kernel command-line words (more are added: `host_time=`, and under
+    /// KVM perhaps `selftest.no-hypercalls`).
+    words: &'static str,
+    qemu_extra: &'static [&'static str],
+    exit: i32,
+    expect: &'static [&'static str],
+}
+
+/// What a KVM boot must show: the KVM backend, kvmclock, PV EOI and steal
+/// time in use.
+const KVM_EXPECT: &[&str] = &[
+    "backend: kvm",
+    "clock_ns           step 1: shared pvclock_vcpu_time_info",
+    "eoi                step 1: shared kvm_pv_eoi_word",
+    "steal_ns           step 1: shared kvm_steal_time",
+];
+
+/// What every self-test run must end with (besides exit status 33).
+const SELFTEST_EXPECT: &[&str] = &[" 0 failed,", "console_write: pvi-console-check"];
+
+const PANIC_ACTION: &[&str] = &["-action", "panic=exit-failure"];
+
+fn cases() -> Vec<Case> {
+    let selftest = |name, accel, smp, cpu_extra, expect: &'static [&'static str]| Case {
+        name,
+        accel,
+        smp,
+        cpu_extra,
+        words: "selftest",
+        qemu_extra: &[],
+        exit: EXIT_SUCCESS,
+        expect,
+    };
+    let demo = |name, accel, expect| Case {
+        name,
+        accel,
+        smp: 1,
+        cpu_extra: "",
+        words: "demo",
+        qemu_extra: &[],
+        exit: EXIT_POWERED_OFF,
+        expect,
+    };
+    let panic = |name, accel| Case {
+        name,
+        accel,
+        smp: 1,
+        cpu_extra: "",
+        words: "panic",
+        qemu_extra: PANIC_ACTION,
+        exit: EXIT_GUEST_PANICKED,
+        expect: &["panic_notify: telling the hypervisor"],
+    };
+    vec![
+        selftest(
+            "selftest: tcg, 1 cpu",
+            Accel::Tcg,
+            1,
+            "",
+            &["signature \"TCGTCGTCGTCG\"", "backend: native"],
+        ),
+        selftest(
+            "selftest: tcg, 2 cpus",
+            Accel::Tcg,
+            2,
+            "",
+            &["backend: native"],
+        ),
+        selftest("selftest: kvm, 1 cpu", Accel::Kvm, 1, "", KVM_EXPECT),
+        selftest("selftest: kvm, 2 cpus", Accel::Kvm, 2, "", KVM_EXPECT),
+        selftest(
+            "selftest: kvm, vmware-cpuid-freq, invtsc",
+            Accel::Kvm,
+            1,
+            ",vmware-cpuid-freq=on,+invtsc",
+            KVM_EXPECT,
+        ),
+        demo(
+            "demo: tcg, powers off",
+            Accel::Tcg,
+            &["tick 5:", "shutdown: powering off"],
+        ),
+        demo(
+            "demo: kvm, powers off",
+            Accel::Kvm,
+            &["backend: kvm", "tick 5:", "shutdown: powering off"],
+        ),
+        panic("panic_notify: tcg, pvpanic", Accel::Tcg),
+        panic("panic_notify: kvm, pvpanic", Accel::Kvm),
+    ]
+}
+
+fn log_path(name: &str) -> PathBuf {
+    PathBuf::from(format!(
+        "target/boot/{}.log",
+        name.replace([' ', ':', ','], "_")
+    ))
+}
+
+/// Whether a KVM hypercall returns on this host: boot `hypercall-probe`
+/// and wait. On nested KVM a `vmcall` never completes (DESIGN.md), and a
+/// self-test calling one would hang until its timeout.
+fn probe_kvm_hypercalls(kernel: &Path, steps: &mut Vec<Step>) -> bool {
+    let name = "probe: kvm hypercalls return";
+    let boot = Boot {
+        kernel,
+        accel: Accel::Kvm,
+        smp: 1,
+        cpu_extra: "",
+        cmdline: "hypercall-probe",
+        qemu_extra: &[],
+    };
+    let (outcome, seconds, works) = match boot.captured(&log_path(name), Duration::from_secs(20)) {
+        Ok((Some(EXIT_SUCCESS), _, elapsed)) => {
+            println!("    {name}: yes");
+            (Outcome::Passed, elapsed.as_secs_f64(), true)
+        }
+        Ok((None, _, elapsed)) => {
+            let why = "a vmcall did not return in 20 s (nested KVM): KVM self-tests skip the ops hypercalls serve".to_string();
+            println!("    {name}: no; {why}");
+            (Outcome::Skipped(why), elapsed.as_secs_f64(), false)
+        }
+        Ok((Some(code), output, elapsed)) => {
+            println!("    {name}: FAILED (QEMU exit status {code}):\n{output}");
+            (Outcome::Failed, elapsed.as_secs_f64(), false)
+        }
+        Err(e) => {
+            println!("    {name}: FAILED ({e})");
+            (Outcome::Failed, 0.0, false)
+        }
+    };
+    steps.push(Step {
+        name,
+        outcome,
+        seconds,
+    });
+    works
+}
+
+/// Run the matrix, one step per case.
+pub fn boots(steps: &mut Vec<Step>) {
+    println!("\n==> boot matrix (QEMU)");
+    let cases = cases();
+    let fail_all = |steps: &mut Vec<Step>, why: &str| {
+        println!("==> boot matrix: FAILED ({why})");
+        for case in &cases {
+            steps.push(Step {
+                name: case.name,
+                outcome: Outcome::Failed,
+                seconds: 0.0,
+            });
+        }
+    };
+    if let Err(why) = qemu::provision() {
+        return fail_all(steps, &why);
+    }
+    let kernel = match qemu::build_kernel(false) {
+        Ok(k) => k,
+        Err(e) => return fail_all(steps, &e),
+    };
+    let _ = std::fs::create_dir_all("target/boot");
+    let kvm = qemu::kvm_usable();
+    let kvm_hypercalls = kvm.is_ok() && probe_kvm_hypercalls(&kernel, steps);
+    for case in &cases {
+        if let (Accel::Kvm, Err(why)) = (case.accel, &kvm) {
+            println!("    {}: skipped: {why}", case.name);
+            steps.push(Step {
+                name: case.name,
+                outcome: Outcome::Skipped(why.clone()),
+                seconds: 0.0,
+            });
+            continue;
+        }
+        steps.push(boot_case(&kernel, case, kvm_hypercalls));
+    }
+}
+
+fn boot_case(kernel: &Path, case: &Case, kvm_hypercalls: bool) -> Step {
+    let host_time = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut cmdline = format!("{} host_time={host_time}", case.words);
+    if case.accel == Accel::Kvm && !kvm_hypercalls {
+        cmdline.push_str(" selftest.no-hypercalls");
+    }
+    let log = log_path(case.name);
+    let boot = Boot {
+        kernel,
+        accel: case.accel,
+        smp: case.smp,
+        cpu_extra: case.cpu_extra,
+        cmdline: &cmdline,
+        qemu_extra: case.qemu_extra,
+    };
+    let (outcome, seconds) = match boot.captured(&log, Duration::from_secs(120)) {
+        Err(e) => {
+            println!("    {}: FAILED ({e})", case.name);
+            (Outcome::Failed, 0.0)
+        }
+        Ok((code, output, elapsed)) => {
+            let missing: Vec<&&str> = case
+                .expect
+                .iter()
+                .chain(if case.words == "selftest" {
+                    SELFTEST_EXPECT
+                } else {
+                    &[]
+                })
+                .filter(|e| !output.contains(**e))
+                .collect();
+            let seconds = elapsed.as_secs_f64();
+            // The kernel's own tally, for the line below.
+            let tally = output
+                .lines()
+                .rev()
+                .find(|l| l.contains(" passed, ") && l.contains(" skipped"))
+                .map(|l| format!(" ({})", l.trim()))
+                .unwrap_or_default();
+            if code == Some(case.exit) && missing.is_empty() {
+                println!(
+                    "    {}: ok, boot to result in {seconds:.2}s{tally}",
+                    case.name
+                );
+                (Outcome::Passed, seconds)
+            } else {
+                let why = match code {
+                    None => "timed out".to_string(),
+                    Some(c) if c != case.exit => {
+                        format!("QEMU exit status {c}, expected {}", case.exit)
+                    }
+                    _ => format!("missing {missing:?}"),
+                };
+                println!(
+                    "    {}: FAILED ({why}); serial log {}:\n{output}",
+                    case.name,
+                    log.display()
+                );
+                (Outcome::Failed, seconds)
+            }
+        }
+    };
+    Step {
+        name: case.name,
+        outcome,
+        seconds,
+    }
+}
