@@ -27,6 +27,29 @@ pub struct Acpi {
     pub century: Option<u8>,
 }
 
+impl Acpi {
+    /// SLP_TYPa of `\_S5` from the DSDT's AML: the first element of the
+    /// package named `_S5_` (`NameOp "_S5_" PackageOp PkgLength NumElements
+    /// element…`, ACPI 6.5 §20.2.5). One constant does not need a full AML
+    /// interpreter; `None` when the bytes do not have that shape.
+    pub fn s5_sleep_type(aml: &[u8]) -> Option<u16> {
+        let at = aml.windows(4).position(|w| w == b"_S5_")?;
+        let rest = aml.get(at + 4..)?;
+        if *rest.first()? != 0x12 {
+            return None; // not a PackageOp
+        }
+        // PkgLength: bits 7:6 of the lead byte count the bytes that follow.
+        let following = usize::from(rest.get(1)? >> 6);
+        let element = rest.get(3 + following..)?;
+        match *element.first()? {
+            0x00 => Some(0),                               // ZeroOp
+            0x01 => Some(1),                               // OneOp
+            0x0a => element.get(1).map(|&b| u16::from(b)), // BytePrefix
+            _ => None,
+        }
+    }
+}
+
 /// The kernel's side of the contract.
 pub trait Platform: Sync {
     /// The guest-physical address of kernel memory at `addr`.

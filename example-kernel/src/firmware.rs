@@ -103,27 +103,7 @@ pub unsafe fn read(rsdp: u64) -> Result<Machine, Error> {
         // SAFETY: the DSDT's AML stream, identity-mapped, `length` bytes.
         let aml =
             unsafe { core::slice::from_raw_parts(dsdt.address as *const u8, dsdt.length as usize) };
-        machine.power.s5_sleep_type = s5_sleep_type(aml).unwrap_or(0);
+        machine.power.s5_sleep_type = Acpi::s5_sleep_type(aml).unwrap_or(0);
     }
     Ok(machine)
-}
-
-/// SLP_TYPa of `\_S5`: the first element of the package named `_S5_`
-/// (`NameOp "_S5_" PackageOp PkgLength NumElements element…`). A full AML
-/// interpreter is not needed for one constant.
-pub fn s5_sleep_type(aml: &[u8]) -> Option<u16> {
-    let at = aml.windows(4).position(|w| w == b"_S5_")?;
-    let rest = aml.get(at + 4..)?;
-    if *rest.first()? != 0x12 {
-        return None; // not a PackageOp
-    }
-    // PkgLength: bits 7:6 of the lead byte count the bytes that follow.
-    let len_bytes = usize::from(rest.get(1)? >> 6);
-    let element = rest.get(1 + 1 + len_bytes + 1..)?;
-    match *element.first()? {
-        0x00 => Some(0),                               // ZeroOp
-        0x01 => Some(1),                               // OneOp
-        0x0a => element.get(1).map(|&b| u16::from(b)), // BytePrefix
-        _ => None,
-    }
 }
