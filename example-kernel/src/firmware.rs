@@ -30,23 +30,30 @@ pub struct Machine {
 #[derive(Clone, Copy)]
 struct Identity;
 
+/// What a table at guest-physical 0 reads as: zeros, so its signature
+/// and checksum fail. (Rust may not dereference a null pointer, and a
+/// hostile table may point there.)
+#[repr(align(4096))]
+struct ZeroPage([u8; 4096]);
+static ZERO_PAGE: ZeroPage = ZeroPage([0; 4096]);
+
 impl AcpiHandler for Identity {
     unsafe fn map_physical_region<T>(
         &self,
         address: usize,
         size: usize,
     ) -> PhysicalMapping<Self, T> {
+        let (virt, len) = match NonNull::new(address as *mut T) {
+            Some(p) => (p, size),
+            None => (
+                NonNull::from(&ZERO_PAGE).cast::<T>(),
+                size.min(ZERO_PAGE.0.len()),
+            ),
+        };
         // SAFETY: the boot page tables identity-map 0..4 GiB, where QEMU puts
-        // the ACPI tables; the crate passes the address of a valid `T`.
-        unsafe {
-            PhysicalMapping::new(
-                address,
-                NonNull::new_unchecked(address as *mut T),
-                size,
-                size,
-                Identity,
-            )
-        }
+        // the ACPI tables; the crate passes the address of a valid `T`
+        // (address 0 reads the zero page instead).
+        unsafe { PhysicalMapping::new(address, virt, len, len, Identity) }
     }
 
     fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {}
@@ -61,6 +68,9 @@ pub type Error = acpi::AcpiError;
 ///
 /// `rsdp` is the physical address from `hvm_start_info`, below 4 GiB.
 pub unsafe fn read(rsdp: u64) -> Result<Machine, Error> {
+    if rsdp == 0 || rsdp >= 1 << 32 {
+        return Err(acpi::AcpiError::NoValidRsdp);
+    }
     // SAFETY: the caller's contract; `Identity` maps what the crate asks.
     let tables = unsafe { AcpiTables::from_rsdp(Identity, rsdp as usize)? };
     let mut machine = Machine::default();
