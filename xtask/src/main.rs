@@ -37,6 +37,10 @@ enum Command {
         /// Virtual CPUs.
         #[arg(long, default_value_t = 1)]
         smp: u32,
+        /// Boot under pvi-sim instead of QEMU, as this hypervisor (`none`
+        /// so far; the others come with pvi-sim's personalities).
+        #[arg(long, value_parser = ["none", "kvm", "xen", "hyperv", "vmware"], conflicts_with = "accel")]
+        sim: Option<String>,
         /// Force a backend (`pvi.backend=NAME`): native, or a hypervisor
         /// detection finds.
         #[arg(long)]
@@ -68,20 +72,28 @@ fn main() -> ExitCode {
         Command::Test { bless } => steps::test(bless),
         Command::Run {
             accel,
+            sim,
             smp,
             backend,
             words,
         } => {
-            let accel = accel.map(|a| {
-                if a == "kvm" {
-                    qemu::Accel::Kvm
-                } else {
-                    qemu::Accel::Tcg
-                }
-            });
+            let accel = match (sim.as_deref(), accel.as_deref()) {
+                (Some(p), _) => Some(qemu::Accel::Sim(sim_personality(p))),
+                (None, Some("kvm")) => Some(qemu::Accel::Kvm),
+                (None, Some(_)) => Some(qemu::Accel::Tcg),
+                (None, None) => None,
+            };
             run::run(accel, smp, backend.as_deref(), &words)
         }
         Command::Bench => bench::bench(),
         Command::Codegen { bless } => codegen::codegen(bless),
     }
+}
+
+/// The `'static` name of a personality clap accepted.
+fn sim_personality(name: &str) -> &'static str {
+    ["none", "kvm", "xen", "hyperv", "vmware"]
+        .into_iter()
+        .find(|p| *p == name)
+        .unwrap_or("none")
 }

@@ -114,6 +114,13 @@ fn cases() -> Vec<Case> {
         ),
         panic("panic_notify: tcg, pvpanic", Accel::Tcg),
         panic("panic_notify: kvm, pvpanic", Accel::Kvm),
+        selftest(
+            "selftest: pvi-sim none, 1 cpu",
+            Accel::Sim("none"),
+            1,
+            "",
+            &["hypervisor bit (CPUID.1:ECX[31]): clear", "backend: native"],
+        ),
     ]
 }
 
@@ -181,7 +188,7 @@ pub fn boots(steps: &mut Vec<Step>) {
     if let Err(why) = qemu::provision() {
         return fail_all(steps, &why);
     }
-    let kernel = match qemu::build_kernel(false) {
+    let kernel = match qemu::build_kernel(false).and_then(|k| qemu::build_sim().map(|_| k)) {
         Ok(k) => k,
         Err(e) => return fail_all(steps, &e),
     };
@@ -189,7 +196,7 @@ pub fn boots(steps: &mut Vec<Step>) {
     let kvm = qemu::kvm_usable();
     let kvm_hypercalls = kvm.is_ok() && probe_kvm_hypercalls(&kernel, steps);
     for case in &cases {
-        if let (Accel::Kvm, Err(why)) = (case.accel, &kvm) {
+        if let (true, Err(why)) = (case.accel.needs_kvm(), &kvm) {
             println!("    {}: skipped: {why}", case.name);
             steps.push(Step {
                 name: case.name,

@@ -22,6 +22,8 @@ pub enum Accel {
     Kvm,
     /// QEMU's emulator.
     Tcg,
+    /// pvi-sim on /dev/kvm, presenting this hypervisor personality.
+    Sim(&'static str),
 }
 
 impl Accel {
@@ -30,7 +32,13 @@ impl Accel {
         match self {
             Accel::Kvm => "kvm",
             Accel::Tcg => "tcg",
+            Accel::Sim(_) => "pvi-sim",
         }
+    }
+
+    /// Whether it runs on /dev/kvm.
+    pub fn needs_kvm(self) -> bool {
+        !matches!(self, Accel::Tcg)
     }
 }
 
@@ -120,14 +128,45 @@ pub struct Boot<'a> {
     pub qemu_extra: &'a [&'a str],
 }
 
+/// Build pvi-sim; its path.
+pub fn build_sim() -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo)
+        .args(["build", "--quiet", "-p", "pvi-sim"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if built {
+        Ok(PathBuf::from("target/debug/pvi-sim"))
+    } else {
+        Err("pvi-sim did not build".into())
+    }
+}
+
+/// Where the guest's serial output goes.
+enum Serial<'a> {
+    Terminal,
+    File(&'a Path),
+}
+
 impl Boot<'_> {
-    fn command(&self) -> Command {
+    fn command(&self, serial: Serial) -> Command {
+        if let Accel::Sim(personality) = self.accel {
+            let mut sim = Command::new("target/debug/pvi-sim");
+            sim.args(["--personality", personality, "--memory-mib", "256"]);
+            if let Serial::File(log) = serial {
+                sim.arg("--serial").arg(log);
+            }
+            sim.arg(self.kernel)
+                .arg("--")
+                .args(self.cmdline.split_ascii_whitespace());
+            return sim;
+        }
         let mut qemu = Command::new("qemu-system-x86_64");
         let cpu = match self.accel {
             // QEMU 7.2 on nested KVM cannot set IA32_ARCH_CAPABILITIES
             // (MSR 0x10a) and aborts; the guest does not need it.
             Accel::Kvm => format!("host,-arch-capabilities{}", self.cpu_extra),
-            Accel::Tcg => format!("max{}", self.cpu_extra),
+            _ => format!("max{}", self.cpu_extra),
         };
         qemu.args([
             "-machine",
@@ -154,16 +193,19 @@ impl Boot<'_> {
         qemu.arg("-kernel")
             .arg(self.kernel)
             .args(["-append", self.cmdline]);
+        match serial {
+            Serial::Terminal => qemu.args(["-serial", "stdio"]),
+            Serial::File(log) => qemu.arg("-serial").arg(format!("file:{}", log.display())),
+        };
         qemu
     }
 
     /// Boot with the serial console on this terminal; QEMU's exit status.
     pub fn interactive(&self) -> Result<i32, String> {
-        let mut qemu = self.command();
-        qemu.args(["-serial", "stdio"]);
-        let status = qemu
+        let status = self
+            .command(Serial::Terminal)
             .status()
-            .map_err(|e| format!("qemu-system-x86_64: {e}"))?;
+            .map_err(|e| format!("{}: {e}", self.accel.name()))?;
         Ok(status.code().unwrap_or(-1))
     }
 
@@ -176,13 +218,12 @@ impl Boot<'_> {
         timeout: Duration,
     ) -> Result<(Option<i32>, String, Duration), String> {
         let _ = std::fs::remove_file(log);
-        let mut qemu = self.command();
-        qemu.arg("-serial").arg(format!("file:{}", log.display()));
+        let mut qemu = self.command(Serial::File(log));
         qemu.stdout(Stdio::null()).stderr(Stdio::piped());
         let start = Instant::now();
         let mut child = qemu
             .spawn()
-            .map_err(|e| format!("qemu-system-x86_64: {e}"))?;
+            .map_err(|e| format!("{}: {e}", self.accel.name()))?;
         let code = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break status.code(),

@@ -5,13 +5,9 @@ use std::process::ExitCode;
 
 /// Build and boot: KVM when /dev/kvm works (unless `accel` says), else TCG.
 pub fn run(accel: Option<Accel>, smp: u32, backend: Option<&str>, words: &[String]) -> ExitCode {
-    if let Err(e) = qemu::provision() {
-        eprintln!("xtask run: {e}");
-        return ExitCode::FAILURE;
-    }
     let accel = match (accel, qemu::kvm_usable()) {
-        (Some(Accel::Kvm), Err(why)) => {
-            eprintln!("xtask run: --accel kvm, but {why}");
+        (Some(a), Err(why)) if a.needs_kvm() => {
+            eprintln!("xtask run: {} needs KVM, but {why}", a.name());
             return ExitCode::FAILURE;
         }
         (Some(a), _) => a,
@@ -21,6 +17,16 @@ pub fn run(accel: Option<Accel>, smp: u32, backend: Option<&str>, words: &[Strin
             Accel::Tcg
         }
     };
+    let prepared = if let Accel::Sim(_) = accel {
+        println!("xtask run: building pvi-sim");
+        qemu::build_sim().map(|_| ())
+    } else {
+        qemu::provision()
+    };
+    if let Err(e) = prepared {
+        eprintln!("xtask run: {e}");
+        return ExitCode::FAILURE;
+    }
     println!("xtask run: building the example kernel");
     let kernel = match qemu::build_kernel(false) {
         Ok(k) => k,

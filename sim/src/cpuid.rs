@@ -1,0 +1,41 @@
+//! The CPUID a personality presents: what KVM supports on this host, with
+//! the hypervisor bit and the 0x4000_0000 leaves replaced by the
+//! personality's.
+
+use crate::personality::Personality;
+use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::Kvm;
+
+/// CPUID.1:ECX bit 31: "running under a hypervisor".
+const HYPERVISOR_BIT: u32 = 1 << 31;
+const HYPERVISOR_LEAVES: std::ops::RangeInclusive<u32> = 0x4000_0000..=0x4fff_ffff;
+
+/// The CPUID table of vCPU `apic_id` under `personality`.
+pub fn for_personality(kvm: &Kvm, personality: Personality, apic_id: u32) -> Result<CpuId, String> {
+    let supported = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID: {e}"))?;
+    let mut entries: Vec<_> = supported
+        .as_slice()
+        .iter()
+        .copied()
+        .filter(|e| !HYPERVISOR_LEAVES.contains(&e.function))
+        .collect();
+    let leaves = personality.cpuid_leaves();
+    for e in &mut entries {
+        match e.function {
+            1 => {
+                e.ebx = (e.ebx & 0x00ff_ffff) | (apic_id << 24);
+                if leaves.is_empty() {
+                    e.ecx &= !HYPERVISOR_BIT;
+                } else {
+                    e.ecx |= HYPERVISOR_BIT;
+                }
+            }
+            0xb | 0x1f => e.edx = apic_id,
+            _ => {}
+        }
+    }
+    entries.extend(leaves);
+    CpuId::from_entries(&entries).map_err(|e| format!("building the CPUID table: {e:?}"))
+}

@@ -1,0 +1,91 @@
+//! pvi-sim: a small VMM on /dev/kvm that boots a PVH guest (the example
+//! kernel, or yours) against the ABI of a chosen hypervisor personality, so
+//! every pvi backend can boot for real on one Linux machine.
+//!
+//! Exit status, as QEMU's: `(v << 1) | 1` for a write of `v` to the debug
+//! exit port 0xf4, 1 when the guest signals a panic (pvpanic, port 0x505),
+//! 0 when it powers off, 3 when it triple-faults or the VMM gives up.
+
+mod boot;
+mod cpuid;
+mod devices;
+mod memory;
+mod personality;
+mod vcpu;
+
+use clap::Parser;
+use personality::Personality;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Boot a PVH kernel on /dev/kvm as if under a given hypervisor.
+#[derive(Parser, Debug)]
+#[command(name = "pvi-sim", version)]
+struct Args {
+    /// The hypervisor the guest sees.
+    #[arg(long, value_enum, default_value_t = Personality::None)]
+    personality: Personality,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 256)]
+    memory_mib: u64,
+    /// Where the guest's serial output goes (default: standard output).
+    #[arg(long)]
+    serial: Option<PathBuf>,
+    /// Log every port and MSR exchange with the guest on standard error.
+    #[arg(long)]
+    trace: bool,
+    /// The kernel: an ELF with a PVH note (XEN_ELFNOTE_PHYS32_ENTRY).
+    kernel: PathBuf,
+    /// The kernel command line, one word per argument (after `--`).
+    #[arg(last = true)]
+    words: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("pvi-sim: {e}");
+            ExitCode::from(vcpu::EXIT_VMM_ERROR)
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<u8, String> {
+    args.personality.available()?;
+    let kvm = kvm_ioctls::Kvm::new().map_err(|e| format!("/dev/kvm: {e}"))?;
+    let vm = kvm
+        .create_vm()
+        .map_err(|e| format!("creating the VM: {e}"))?;
+    let ram = args
+        .memory_mib
+        .checked_mul(1 << 20)
+        .filter(|&b| (16 << 20..=3 << 30).contains(&b))
+        .ok_or("--memory-mib must be between 16 and 3072")?;
+    let memory = memory::create(&vm, ram)?;
+    vm.set_tss_address(memory::TSS_ADDRESS)
+        .map_err(|e| format!("KVM_SET_TSS_ADDR: {e}"))?;
+    vm.create_irq_chip()
+        .map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))?;
+    // KVM_PIT_SPEAKER_DUMMY: KVM also answers port 0x61 (the speaker gate
+    // and PIT channel 2's output), which TSC calibration against the PIT
+    // reads.
+    let pit = kvm_bindings::kvm_pit_config {
+        flags: kvm_bindings::KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
+    vm.create_pit2(pit)
+        .map_err(|e| format!("KVM_CREATE_PIT2: {e}"))?;
+    let cmdline = args.words.join(" ");
+    let loaded = boot::load(&memory, &args.kernel, &cmdline, ram)?;
+    let cpuid = cpuid::for_personality(&kvm, args.personality, 0)?;
+    let mut devices = devices::Devices::new(args.serial.as_deref(), args.trace)?;
+    let mut vcpu = vm
+        .create_vcpu(0)
+        .map_err(|e| format!("creating vCPU 0: {e}"))?;
+    vcpu.set_cpuid2(&cpuid)
+        .map_err(|e| format!("KVM_SET_CPUID2: {e}"))?;
+    boot::set_entry_state(&vcpu, &loaded)?;
+    vcpu::run(&mut vcpu, &mut devices)
+}

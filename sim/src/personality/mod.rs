@@ -1,0 +1,39 @@
+//! Which hypervisor the guest sees: its CPUID leaves, and (in the
+//! personalities that have them) its MSRs, hypercalls and ports.
+
+use kvm_bindings::kvm_cpuid_entry2;
+
+/// A hypervisor ABI pvi-sim presents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Personality {
+    /// No hypervisor: the hypervisor bit clear, no 0x4000_0000 leaves.
+    None,
+    /// KVM, with the features in-kernel KVM serves here.
+    Kvm,
+    /// Xen HVM.
+    Xen,
+    /// Hyper-V.
+    Hyperv,
+    /// VMware.
+    Vmware,
+}
+
+impl Personality {
+    /// `Err` with the reason when this personality cannot run yet.
+    pub fn available(self) -> Result<(), String> {
+        match self {
+            Personality::None => Ok(()),
+            other => Err(format!(
+                "the {other:?} personality is not built yet (issue 6 brings it); only `none` runs"
+            )),
+        }
+    }
+
+    /// The leaves from 0x4000_0000 this personality answers.
+    pub fn cpuid_leaves(self) -> Vec<kvm_cpuid_entry2> {
+        match self {
+            Personality::None => Vec::new(),
+            _ => Vec::new(),
+        }
+    }
+}
