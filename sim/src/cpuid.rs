@@ -21,7 +21,7 @@ pub fn for_personality(kvm: &Kvm, personality: Personality, apic_id: u32) -> Res
         .copied()
         .filter(|e| !HYPERVISOR_LEAVES.contains(&e.function))
         .collect();
-    let leaves = personality.cpuid_leaves();
+    let leaves = personality.cpuid_leaves(supported.as_slice());
     for e in &mut entries {
         match e.function {
             1 => {

@@ -38,7 +38,7 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         smp: u32,
         /// Boot under pvi-sim instead of QEMU, as this hypervisor (`none`
-        /// so far; the others come with pvi-sim's personalities).
+        /// and `kvm` so far; the others come with pvi-sim's personalities).
         #[arg(long, value_parser = ["none", "kvm", "xen", "hyperv", "vmware"], conflicts_with = "accel")]
         sim: Option<String>,
         /// Force a backend (`pvi.backend=NAME`): native, or a hypervisor

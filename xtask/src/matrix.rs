@@ -121,6 +121,13 @@ fn cases() -> Vec<Case> {
             "",
             &["hypervisor bit (CPUID.1:ECX[31]): clear", "backend: native"],
         ),
+        selftest(
+            "selftest: pvi-sim kvm, 1 cpu",
+            Accel::Sim("kvm"),
+            1,
+            "",
+            KVM_EXPECT,
+        ),
     ]
 }
 

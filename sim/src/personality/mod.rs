@@ -1,6 +1,8 @@
 //! Which hypervisor the guest sees: its CPUID leaves, and (in the
 //! personalities that have them) its MSRs, hypercalls and ports.
 
+mod kvm;
+
 use kvm_bindings::kvm_cpuid_entry2;
 
 /// A hypervisor ABI pvi-sim presents.
@@ -22,18 +24,21 @@ impl Personality {
     /// `Err` with the reason when this personality cannot run yet.
     pub fn available(self) -> Result<(), String> {
         match self {
-            Personality::None => Ok(()),
+            Personality::None | Personality::Kvm => Ok(()),
             other => Err(format!(
-                "the {other:?} personality is not built yet (issue 6 brings it); only `none` runs"
+                "the {other:?} personality is not built yet (issue 6 brings it); only `none` and `kvm` run"
             )),
         }
     }
 
-    /// The leaves from 0x4000_0000 this personality answers.
-    pub fn cpuid_leaves(self) -> Vec<kvm_cpuid_entry2> {
+    /// The leaves from 0x4000_0000 this personality answers, given what
+    /// the host's KVM supports.
+    pub fn cpuid_leaves(self, supported: &[kvm_cpuid_entry2]) -> Vec<kvm_cpuid_entry2> {
         match self {
-            Personality::None => Vec::new(),
-            _ => Vec::new(),
+            Personality::Kvm => kvm::cpuid_leaves(supported),
+            Personality::None | Personality::Xen | Personality::Hyperv | Personality::Vmware => {
+                Vec::new()
+            }
         }
     }
 }
