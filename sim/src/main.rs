@@ -79,13 +79,20 @@ fn run(args: &Args) -> Result<u8, String> {
         .map_err(|e| format!("KVM_CREATE_PIT2: {e}"))?;
     let cmdline = args.words.join(" ");
     let loaded = boot::load(&memory, &args.kernel, &cmdline, ram)?;
-    let cpuid = cpuid::for_personality(&kvm, args.personality, 0)?;
     let mut devices = devices::Devices::new(args.serial.as_deref(), args.trace)?;
     let mut vcpu = vm
         .create_vcpu(0)
         .map_err(|e| format!("creating vCPU 0: {e}"))?;
+    let tsc_khz = vcpu
+        .get_tsc_khz()
+        .map_err(|e| format!("KVM_GET_TSC_KHZ: {e}"))?;
+    let cpuid = cpuid::for_personality(&kvm, args.personality, 0, tsc_khz)?;
     vcpu.set_cpuid2(&cpuid)
         .map_err(|e| format!("KVM_SET_CPUID2: {e}"))?;
     boot::set_entry_state(&vcpu, &loaded)?;
-    vcpu::run(&mut vcpu, &mut devices)
+    let guest = vcpu::Guest {
+        personality: args.personality,
+        tsc_khz,
+    };
+    vcpu::run(&mut vcpu, &guest, &mut devices)
 }

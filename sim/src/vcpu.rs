@@ -2,15 +2,33 @@
 //! port accesses; everything else KVM handles in the kernel.
 
 use crate::devices::{Devices, Next};
+use crate::personality::{vmware, Personality};
 use kvm_ioctls::{VcpuExit, VcpuFd};
+use pvi_sdk::generated::vmware::BDOOR_PORT;
+
+/// What the run loop needs to know about the machine.
+pub struct Guest {
+    /// The hypervisor the guest sees.
+    pub personality: Personality,
+    /// The vCPU's TSC frequency.
+    pub tsc_khz: u32,
+}
 
 /// The status when the guest triple-faults or the VMM cannot go on.
 pub const EXIT_VMM_ERROR: u8 = 3;
 
 /// Run `vcpu` until the guest stops; its exit status.
-pub fn run(vcpu: &mut VcpuFd, devices: &mut Devices) -> Result<u8, String> {
+pub fn run(vcpu: &mut VcpuFd, guest: &Guest, devices: &mut Devices) -> Result<u8, String> {
     loop {
         let next = match vcpu.run() {
+            // The VMware backdoor reads and writes registers beyond the
+            // port data: answered below, once the exit's borrow ends.
+            Ok(VcpuExit::IoIn(BDOOR_PORT, data))
+                if guest.personality == Personality::Vmware && data.len() == 4 =>
+            {
+                answer_backdoor(vcpu, guest)?;
+                Next::Continue
+            }
             Ok(VcpuExit::IoOut(port, data)) => devices.port_write(port, data),
             Ok(VcpuExit::IoIn(port, data)) => {
                 devices.port_read(port, data);
@@ -51,4 +69,32 @@ pub fn run(vcpu: &mut VcpuFd, devices: &mut Devices) -> Result<u8, String> {
             return Ok(code);
         }
     }
+}
+
+/// Answer a backdoor `in eax, dx`. KVM completes the `in` on the next
+/// KVM_RUN by copying the port data into eax (and then moving rip past
+/// the instruction); the other registers are set here, as QEMU's vmport
+/// does.
+fn answer_backdoor(vcpu: &mut VcpuFd, guest: &Guest) -> Result<(), String> {
+    let mut regs = vcpu.get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
+    let eax = vmware::backdoor(&mut regs, guest.tsc_khz);
+    vcpu.set_regs(&regs)
+        .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+    let run = vcpu.get_kvm_run();
+    // SAFETY: the exit was KVM_EXIT_IO, so `io` is the active member of
+    // the exit union.
+    let io = unsafe { run.__bindgen_anon_1.io };
+    if io.size != 4 || io.count != 1 {
+        return Err(format!(
+            "a backdoor access of {} x {} bytes",
+            io.count, io.size
+        ));
+    }
+    let data = (run as *mut kvm_bindings::kvm_run)
+        .cast::<u8>()
+        .wrapping_add(io.data_offset as usize);
+    // SAFETY: KVM put the 4-byte data buffer at `data_offset` inside the
+    // kvm_run mapping, which it sized for it; nothing else holds it now.
+    unsafe { data.cast::<u32>().write_unaligned(eax) };
+    Ok(())
 }

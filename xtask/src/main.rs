@@ -37,8 +37,8 @@ enum Command {
         /// Virtual CPUs.
         #[arg(long, default_value_t = 1)]
         smp: u32,
-        /// Boot under pvi-sim instead of QEMU, as this hypervisor (`none`
-        /// and `kvm` so far; the others come with pvi-sim's personalities).
+        /// Boot under pvi-sim instead of QEMU, as this hypervisor (`none`,
+        /// `kvm` and `vmware` so far; Xen and Hyper-V are coming).
         #[arg(long, value_parser = ["none", "kvm", "xen", "hyperv", "vmware"], conflicts_with = "accel")]
         sim: Option<String>,
         /// Force a backend (`pvi.backend=NAME`): native, or a hypervisor

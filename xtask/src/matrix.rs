@@ -128,6 +128,17 @@ fn cases() -> Vec<Case> {
             "",
             KVM_EXPECT,
         ),
+        selftest(
+            "selftest: pvi-sim vmware, 1 cpu",
+            Accel::Sim("vmware"),
+            1,
+            "",
+            &[
+                "chosen: vmware",
+                "tsc_hz             step 1: cpuid CPUID_VMWARE_FEATURES_LEAF.eax",
+                "wallclock          step 1: hypercall BDOOR_CMD_GETTIMEFULL()",
+            ],
+        ),
     ]
 }
 

@@ -2,6 +2,7 @@
 //! personalities that have them) its MSRs, hypercalls and ports.
 
 mod kvm;
+pub mod vmware;
 
 use kvm_bindings::kvm_cpuid_entry2;
 
@@ -24,21 +25,24 @@ impl Personality {
     /// `Err` with the reason when this personality cannot run yet.
     pub fn available(self) -> Result<(), String> {
         match self {
-            Personality::None | Personality::Kvm => Ok(()),
+            Personality::None | Personality::Kvm | Personality::Vmware => Ok(()),
             other => Err(format!(
-                "the {other:?} personality is not built yet (issue 6 brings it); only `none` and `kvm` run"
+                "the {other:?} personality is not built yet (issue 6 brings it); only `none`, `kvm` and `vmware` run"
             )),
         }
     }
 
     /// The leaves from 0x4000_0000 this personality answers, given what
-    /// the host's KVM supports.
-    pub fn cpuid_leaves(self, supported: &[kvm_cpuid_entry2]) -> Vec<kvm_cpuid_entry2> {
+    /// the host's KVM supports and the vCPU's TSC frequency.
+    pub fn cpuid_leaves(
+        self,
+        supported: &[kvm_cpuid_entry2],
+        tsc_khz: u32,
+    ) -> Vec<kvm_cpuid_entry2> {
         match self {
             Personality::Kvm => kvm::cpuid_leaves(supported),
-            Personality::None | Personality::Xen | Personality::Hyperv | Personality::Vmware => {
-                Vec::new()
-            }
+            Personality::Vmware => vmware::cpuid_leaves(tsc_khz),
+            Personality::None | Personality::Xen | Personality::Hyperv => Vec::new(),
         }
     }
 }
