@@ -22,6 +22,8 @@ const CMDLINE: u64 = 0x2_0000;
 const CMDLINE_MAX: usize = 4095;
 /// E820 type of usable RAM.
 const E820_RAM: u32 = 1;
+/// E820 type of ACPI tables (reclaimable once read).
+const E820_ACPI: u32 = 3;
 /// The legacy hole: 640 KiB to 1 MiB is not RAM.
 const LOW_RAM_END: u64 = 0xa_0000;
 const HIGH_RAM_START: u64 = 0x10_0000;
@@ -34,12 +36,14 @@ pub struct Loaded {
     pub start_info: u64,
 }
 
-/// Load `kernel` into `memory` with `cmdline`, for a guest of `ram` bytes.
+/// Load `kernel` into `memory` with `cmdline`, for a guest of `ram` bytes
+/// whose ACPI RSDP is at `rsdp` (in [`crate::acpi::TABLES`]).
 pub fn load(
     memory: &GuestMemoryMmap,
     kernel: &Path,
     cmdline: &str,
     ram: u64,
+    rsdp: u64,
 ) -> Result<Loaded, String> {
     let mut file = std::fs::File::open(kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;
     let result = Elf::load(memory, None, &mut file, None)
@@ -66,8 +70,14 @@ pub fn load(
     let memmap = [
         hvm_memmap_table_entry {
             addr: 0,
-            size: LOW_RAM_END,
+            size: crate::acpi::TABLES.start,
             type_: E820_RAM,
+            reserved: 0,
+        },
+        hvm_memmap_table_entry {
+            addr: crate::acpi::TABLES.start,
+            size: LOW_RAM_END - crate::acpi::TABLES.start,
+            type_: E820_ACPI,
             reserved: 0,
         },
         hvm_memmap_table_entry {
@@ -83,6 +93,7 @@ pub fn load(
         cmdline_paddr: CMDLINE,
         memmap_paddr: MEMMAP,
         memmap_entries: memmap.len() as u32,
+        rsdp_paddr: rsdp,
         ..Default::default()
     };
     let mut params = BootParams::new::<hvm_start_info>(&start_info, GuestAddress(START_INFO));

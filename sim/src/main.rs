@@ -6,6 +6,7 @@
 //! exit port 0xf4, 1 when the guest signals a panic (pvpanic, port 0x505),
 //! 0 when it powers off, 3 when it triple-faults or the VMM gives up.
 
+mod acpi;
 mod boot;
 mod cpuid;
 mod devices;
@@ -25,6 +26,9 @@ struct Args {
     /// The hypervisor the guest sees.
     #[arg(long, value_enum, default_value_t = Personality::None)]
     personality: Personality,
+    /// Virtual CPUs (APIC ids 0..N, listed in the ACPI MADT).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+    cpus: u8,
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 256)]
     memory_mib: u64,
@@ -78,21 +82,46 @@ fn run(args: &Args) -> Result<u8, String> {
     vm.create_pit2(pit)
         .map_err(|e| format!("KVM_CREATE_PIT2: {e}"))?;
     let cmdline = args.words.join(" ");
-    let loaded = boot::load(&memory, &args.kernel, &cmdline, ram)?;
-    let mut devices = devices::Devices::new(args.serial.as_deref(), args.trace)?;
-    let mut vcpu = vm
-        .create_vcpu(0)
-        .map_err(|e| format!("creating vCPU 0: {e}"))?;
-    let tsc_khz = vcpu
-        .get_tsc_khz()
-        .map_err(|e| format!("KVM_GET_TSC_KHZ: {e}"))?;
-    let cpuid = cpuid::for_personality(&kvm, args.personality, 0, tsc_khz)?;
-    vcpu.set_cpuid2(&cpuid)
-        .map_err(|e| format!("KVM_SET_CPUID2: {e}"))?;
-    boot::set_entry_state(&vcpu, &loaded)?;
+    let rsdp = acpi::write(&memory, args.cpus)?;
+    let loaded = boot::load(&memory, &args.kernel, &cmdline, ram, rsdp)?;
+    let devices = std::sync::Mutex::new(devices::Devices::new(args.serial.as_deref(), args.trace)?);
+    let mut vcpus = Vec::new();
+    let mut tsc_khz = 0;
+    for id in 0..args.cpus {
+        let vcpu = vm
+            .create_vcpu(u64::from(id))
+            .map_err(|e| format!("creating vCPU {id}: {e}"))?;
+        tsc_khz = vcpu
+            .get_tsc_khz()
+            .map_err(|e| format!("KVM_GET_TSC_KHZ: {e}"))?;
+        let cpuid = cpuid::for_personality(&kvm, args.personality, u32::from(id), tsc_khz)?;
+        vcpu.set_cpuid2(&cpuid)
+            .map_err(|e| format!("KVM_SET_CPUID2: {e}"))?;
+        vcpus.push(vcpu);
+    }
+    // The boot vCPU starts at the PVH entry; the others wait in KVM for
+    // the guest's INIT and STARTUP IPIs.
+    boot::set_entry_state(&vcpus[0], &loaded)?;
     let guest = vcpu::Guest {
         personality: args.personality,
         tsc_khz,
     };
-    vcpu::run(&mut vcpu, &guest, &mut devices)
+    // The first vCPU to stop the machine ends the process; the others are
+    // still inside KVM_RUN and go with it.
+    std::thread::scope(|scope| {
+        for (id, mut vcpu) in vcpus.into_iter().enumerate() {
+            let (guest, devices) = (&guest, &devices);
+            scope.spawn(move || {
+                let code = match vcpu::run(&mut vcpu, guest, devices) {
+                    Ok(code) => code,
+                    Err(e) => {
+                        eprintln!("pvi-sim: vCPU {id}: {e}");
+                        vcpu::EXIT_VMM_ERROR
+                    }
+                };
+                std::process::exit(i32::from(code));
+            });
+        }
+    });
+    Err("every vCPU thread ended without an exit status".into())
 }

@@ -5,6 +5,7 @@ use crate::devices::{Devices, Next};
 use crate::personality::{vmware, Personality};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use pvi_sdk::generated::vmware::BDOOR_PORT;
+use std::sync::Mutex;
 
 /// What the run loop needs to know about the machine.
 pub struct Guest {
@@ -17,8 +18,14 @@ pub struct Guest {
 /// The status when the guest triple-faults or the VMM cannot go on.
 pub const EXIT_VMM_ERROR: u8 = 3;
 
-/// Run `vcpu` until the guest stops; its exit status.
-pub fn run(vcpu: &mut VcpuFd, guest: &Guest, devices: &mut Devices) -> Result<u8, String> {
+/// Run `vcpu` until the guest stops; its exit status. The vCPUs share the
+/// devices.
+pub fn run(vcpu: &mut VcpuFd, guest: &Guest, devices: &Mutex<Devices>) -> Result<u8, String> {
+    let devices = || {
+        devices
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
     loop {
         let next = match vcpu.run() {
             // The VMware backdoor reads and writes registers beyond the
@@ -29,9 +36,9 @@ pub fn run(vcpu: &mut VcpuFd, guest: &Guest, devices: &mut Devices) -> Result<u8
                 answer_backdoor(vcpu, guest)?;
                 Next::Continue
             }
-            Ok(VcpuExit::IoOut(port, data)) => devices.port_write(port, data),
+            Ok(VcpuExit::IoOut(port, data)) => devices().port_write(port, data),
             Ok(VcpuExit::IoIn(port, data)) => {
-                devices.port_read(port, data);
+                devices().port_read(port, data);
                 Next::Continue
             }
             Ok(VcpuExit::MmioRead(address, data)) => {

@@ -114,24 +114,30 @@ fn cases() -> Vec<Case> {
         ),
         panic("panic_notify: tcg, pvpanic", Accel::Tcg),
         panic("panic_notify: kvm, pvpanic", Accel::Kvm),
-        selftest(
-            "selftest: pvi-sim none, 1 cpu",
+        demo(
+            "demo: pvi-sim none, powers off",
             Accel::Sim("none"),
-            1,
+            &["tick 5:", "shutdown: powering off"],
+        ),
+        panic("panic_notify: pvi-sim none", Accel::Sim("none")),
+        selftest(
+            "selftest: pvi-sim none, 2 cpus",
+            Accel::Sim("none"),
+            2,
             "",
             &["hypervisor bit (CPUID.1:ECX[31]): clear", "backend: native"],
         ),
         selftest(
-            "selftest: pvi-sim kvm, 1 cpu",
+            "selftest: pvi-sim kvm, 2 cpus",
             Accel::Sim("kvm"),
-            1,
+            2,
             "",
             KVM_EXPECT,
         ),
         selftest(
-            "selftest: pvi-sim vmware, 1 cpu",
+            "selftest: pvi-sim vmware, 4 cpus",
             Accel::Sim("vmware"),
-            1,
+            4,
             "",
             &[
                 "chosen: vmware",

@@ -152,7 +152,8 @@ impl Boot<'_> {
     fn command(&self, serial: Serial) -> Command {
         if let Accel::Sim(personality) = self.accel {
             let mut sim = Command::new("target/debug/pvi-sim");
-            sim.args(["--personality", personality, "--memory-mib", "256"]);
+            sim.args(["--personality", personality, "--memory-mib", "256"])
+                .args(["--cpus", &self.smp.to_string()]);
             if let Serial::File(log) = serial {
                 sim.arg("--serial").arg(log);
             }

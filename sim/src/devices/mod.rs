@@ -1,5 +1,5 @@
 //! The guest's port I/O: COM1, the CMOS clock, the debug exit port, pvpanic
-//! and the ACPI power-off register. (The PIC, PIT and local APIC are KVM's
+//! and the ACPI power-off register (PM1a control). (The PIC, PIT and local APIC are KVM's
 //! in-kernel ones.)
 
 mod cmos;
@@ -58,6 +58,14 @@ impl Devices {
                 return Next::Exit(1);
             }
             cmos::INDEX_PORT | cmos::DATA_PORT => self.cmos.write(port, value),
+            crate::acpi::PM1A_CONTROL_PORT => {
+                let v = u16::from_le_bytes([value, data.get(1).copied().unwrap_or(0)]);
+                // SLP_EN (bit 13) with SLP_TYP (bits 12:10) of \_S5.
+                if v & (1 << 13) != 0 && (v >> 10) & 7 == u16::from(crate::acpi::S5_SLEEP_TYPE) {
+                    eprintln!("pvi-sim: the guest powered off (ACPI S5)");
+                    return Next::Exit(0);
+                }
+            }
             POST_PORT => {}
             _ => {
                 if self.trace {

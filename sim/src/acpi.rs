@@ -1,0 +1,95 @@
+//! The ACPI tables the guest finds through `hvm_start_info.rsdp_paddr`:
+//! RSDP, XSDT, FADT (the PM1a control port pvi-sim answers), MADT (one
+//! local APIC per vCPU, the IOAPIC) and a DSDT holding only `\_S5`. Built
+//! with the rust-vmm `acpi_tables` crate.
+
+use acpi_tables::fadt::FADTBuilder;
+use acpi_tables::madt::{
+    EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT,
+};
+use acpi_tables::rsdp::Rsdp;
+use acpi_tables::sdt::Sdt;
+use acpi_tables::xsdt::XSDT;
+use acpi_tables::{aml, Aml};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// Where the tables go: the top of conventional memory, which the memory
+/// map marks as ACPI data.
+pub const TABLES: std::ops::Range<u64> = 0x9_0000..0xa_0000;
+/// The PM1a control register (an I/O port, as on QEMU's q35).
+pub const PM1A_CONTROL_PORT: u16 = 0x604;
+/// SLP_TYPa of `\_S5`: writing it with SLP_EN powers off.
+pub const S5_SLEEP_TYPE: u8 = 5;
+const LOCAL_APIC_ADDRESS: u32 = 0xfee0_0000;
+const IOAPIC_ADDRESS: u32 = 0xfec0_0000;
+const OEM_ID: [u8; 6] = *b"PVISIM";
+const OEM_TABLE_ID: [u8; 8] = *b"PVISIM  ";
+
+fn bytes(table: &dyn Aml) -> Vec<u8> {
+    let mut v = Vec::new();
+    table.to_aml_bytes(&mut v);
+    v
+}
+
+/// Write the tables for `cpus` vCPUs (APIC ids 0..cpus); the RSDP's address.
+pub fn write(memory: &GuestMemoryMmap, cpus: u8) -> Result<u64, String> {
+    let mut dsdt = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, 1);
+    let s5 = [S5_SLEEP_TYPE, S5_SLEEP_TYPE, 0, 0];
+    aml::Name::new(
+        "_S5_".into(),
+        &aml::Package::new(s5.iter().map(|b| b as &dyn Aml).collect()),
+    )
+    .to_aml_bytes(&mut dsdt);
+    dsdt.update_checksum();
+
+    let mut madt = MADT::new(
+        OEM_ID,
+        OEM_TABLE_ID,
+        1,
+        LocalInterruptController::Address(LOCAL_APIC_ADDRESS),
+    );
+    for id in 0..cpus {
+        madt.add_structure(ProcessorLocalApic::new(id, id, EnabledStatus::Enabled));
+    }
+    madt.add_structure(IoApic::new(0, IOAPIC_ADDRESS, 0));
+
+    // Lay the tables out one after another, 16-byte aligned.
+    let mut next = TABLES.start;
+    let mut place = |len: usize| {
+        let at = next;
+        next = (next + len as u64 + 15) & !15;
+        at
+    };
+    let rsdp_at = place(Rsdp::len());
+    let xsdt_at = place(36 + 2 * 8);
+    let dsdt_bytes = dsdt.as_slice().to_vec();
+    let dsdt_at = place(dsdt_bytes.len());
+    let madt_bytes = bytes(&madt);
+    let madt_at = place(madt_bytes.len());
+    let mut fadt = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, 1);
+    fadt.pm1a_cnt_blk = u32::from(PM1A_CONTROL_PORT).into();
+    fadt.pm1_cnt_len = 2;
+    let fadt = fadt.dsdt_64(dsdt_at).finalize();
+    let fadt_bytes = bytes(&fadt);
+    let fadt_at = place(fadt_bytes.len());
+    let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, 1);
+    xsdt.add_entry(fadt_at);
+    xsdt.add_entry(madt_at);
+    let xsdt_bytes = bytes(&xsdt);
+    let rsdp_bytes = bytes(&Rsdp::new(OEM_ID, xsdt_at));
+    if next > TABLES.end || xsdt_bytes.len() != 36 + 2 * 8 {
+        return Err("the ACPI tables do not fit their area".into());
+    }
+    for (at, data) in [
+        (rsdp_at, &rsdp_bytes),
+        (xsdt_at, &xsdt_bytes),
+        (dsdt_at, &dsdt_bytes),
+        (madt_at, &madt_bytes),
+        (fadt_at, &fadt_bytes),
+    ] {
+        memory
+            .write_slice(data, GuestAddress(at))
+            .map_err(|e| format!("writing ACPI tables: {e}"))?;
+    }
+    Ok(rsdp_at)
+}
