@@ -10,13 +10,14 @@ use kvm_ioctls::Kvm;
 const HYPERVISOR_BIT: u32 = 1 << 31;
 const HYPERVISOR_LEAVES: std::ops::RangeInclusive<u32> = 0x4000_0000..=0x4fff_ffff;
 
-/// The CPUID table of vCPU `apic_id`, whose TSC runs at `tsc_khz`, under
-/// `personality`.
+/// The CPUID table of vCPU `apic_id` of `cpus`, whose TSC runs at
+/// `tsc_khz`, under `personality`.
 pub fn for_personality(
     kvm: &Kvm,
     personality: Personality,
     apic_id: u32,
     tsc_khz: u32,
+    cpus: u32,
 ) -> Result<CpuId, String> {
     let supported = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -27,7 +28,7 @@ pub fn for_personality(
         .copied()
         .filter(|e| !HYPERVISOR_LEAVES.contains(&e.function))
         .collect();
-    let leaves = personality.cpuid_leaves(supported.as_slice(), tsc_khz);
+    let leaves = personality.cpuid_leaves(supported.as_slice(), tsc_khz, cpus);
     for e in &mut entries {
         match e.function {
             1 => {

@@ -94,7 +94,13 @@ fn run(args: &Args) -> Result<u8, String> {
         tsc_khz = vcpu
             .get_tsc_khz()
             .map_err(|e| format!("KVM_GET_TSC_KHZ: {e}"))?;
-        let cpuid = cpuid::for_personality(&kvm, args.personality, u32::from(id), tsc_khz)?;
+        let cpuid = cpuid::for_personality(
+            &kvm,
+            args.personality,
+            u32::from(id),
+            tsc_khz,
+            u32::from(args.cpus),
+        )?;
         vcpu.set_cpuid2(&cpuid)
             .map_err(|e| format!("KVM_SET_CPUID2: {e}"))?;
         vcpus.push(vcpu);
@@ -102,9 +108,16 @@ fn run(args: &Args) -> Result<u8, String> {
     // The boot vCPU starts at the PVH entry; the others wait in KVM for
     // the guest's INIT and STARTUP IPIs.
     boot::set_entry_state(&vcpus[0], &loaded)?;
+    let hyperv = (args.personality == Personality::Hyperv)
+        .then(|| personality::hyperv::Hyperv::new(tsc_khz));
+    if hyperv.is_some() {
+        trap_synthetic_msrs(&vm)?;
+    }
     let guest = vcpu::Guest {
         personality: args.personality,
         tsc_khz,
+        memory: &memory,
+        hyperv,
     };
     // The first vCPU to stop the machine ends the process; the others are
     // still inside KVM_RUN and go with it.
@@ -112,7 +125,7 @@ fn run(args: &Args) -> Result<u8, String> {
         for (id, mut vcpu) in vcpus.into_iter().enumerate() {
             let (guest, devices) = (&guest, &devices);
             scope.spawn(move || {
-                let code = match vcpu::run(&mut vcpu, guest, devices) {
+                let code = match vcpu::run(id as u32, &mut vcpu, guest, devices) {
                     Ok(code) => code,
                     Err(e) => {
                         eprintln!("pvi-sim: vCPU {id}: {e}");
@@ -124,4 +137,28 @@ fn run(args: &Args) -> Result<u8, String> {
         }
     });
     Err("every vCPU thread ended without an exit status".into())
+}
+
+/// Have KVM hand the synthetic MSRs (0x4000_0000 on) to pvi-sim: a
+/// filter that denies them, with denials reported as exits.
+fn trap_synthetic_msrs(vm: &kvm_ioctls::VmFd) -> Result<(), String> {
+    use kvm_ioctls::{MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags};
+    use personality::hyperv::{MSR_BASE, MSR_COUNT};
+    let cap = kvm_bindings::kvm_enable_cap {
+        cap: kvm_bindings::KVM_CAP_X86_USER_SPACE_MSR,
+        args: [u64::from(kvm_bindings::KVM_MSR_EXIT_REASON_FILTER), 0, 0, 0],
+        ..Default::default()
+    };
+    vm.enable_cap(&cap)
+        .map_err(|e| format!("KVM_CAP_X86_USER_SPACE_MSR: {e}"))?;
+    // A clear bit denies the access, which then exits to user space.
+    let bitmap = vec![0u8; (MSR_COUNT / 8) as usize];
+    let range = MsrFilterRange {
+        flags: MsrFilterRangeFlags::READ | MsrFilterRangeFlags::WRITE,
+        base: MSR_BASE,
+        msr_count: MSR_COUNT,
+        bitmap: &bitmap,
+    };
+    vm.set_msr_filter(MsrFilterDefaultAction::ALLOW, &[range])
+        .map_err(|e| format!("KVM_X86_SET_MSR_FILTER: {e}"))
 }

@@ -2,25 +2,35 @@
 //! port accesses; everything else KVM handles in the kernel.
 
 use crate::devices::{Devices, Next};
+use crate::personality::hyperv::{self, Hyperv, Written};
 use crate::personality::{vmware, Personality};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use pvi_sdk::generated::vmware::BDOOR_PORT;
 use std::sync::Mutex;
 
 /// What the run loop needs to know about the machine.
-pub struct Guest {
+pub struct Guest<'a> {
     /// The hypervisor the guest sees.
     pub personality: Personality,
-    /// The vCPU's TSC frequency.
+    /// The vCPUs' TSC frequency.
     pub tsc_khz: u32,
+    /// Guest memory, for the pages a hypervisor fills.
+    pub memory: &'a vm_memory::GuestMemoryMmap,
+    /// The Hyper-V partition state, under that personality.
+    pub hyperv: Option<Hyperv>,
 }
 
 /// The status when the guest triple-faults or the VMM cannot go on.
 pub const EXIT_VMM_ERROR: u8 = 3;
 
-/// Run `vcpu` until the guest stops; its exit status. The vCPUs share the
-/// devices.
-pub fn run(vcpu: &mut VcpuFd, guest: &Guest, devices: &Mutex<Devices>) -> Result<u8, String> {
+/// Run `vcpu` (index and APIC id `id`) until the guest stops; its exit
+/// status. The vCPUs share the devices.
+pub fn run(
+    id: u32,
+    vcpu: &mut VcpuFd,
+    guest: &Guest,
+    devices: &Mutex<Devices>,
+) -> Result<u8, String> {
     let devices = || {
         devices
             .lock()
@@ -35,6 +45,39 @@ pub fn run(vcpu: &mut VcpuFd, guest: &Guest, devices: &Mutex<Devices>) -> Result
             {
                 answer_backdoor(vcpu, guest)?;
                 Next::Continue
+            }
+            Ok(VcpuExit::IoOut(hyperv::HYPERCALL_PORT, _)) if guest.hyperv.is_some() => {
+                answer_hypercall(vcpu, guest)?;
+                Next::Continue
+            }
+            Ok(VcpuExit::X86Rdmsr(exit)) => {
+                match guest
+                    .hyperv
+                    .as_ref()
+                    .and_then(|hv| hv.read_msr(id, exit.index))
+                {
+                    Some(value) => *exit.data = value,
+                    None => *exit.error = 1,
+                }
+                Next::Continue
+            }
+            Ok(VcpuExit::X86Wrmsr(exit)) => {
+                let written = guest
+                    .hyperv
+                    .as_ref()
+                    .ok_or(())
+                    .and_then(|hv| hv.write_msr(guest.memory, exit.index, exit.data));
+                match written {
+                    Ok(Written::Done) => Next::Continue,
+                    Ok(Written::Crashed(p)) => {
+                        eprintln!("pvi-sim: the guest reported a crash (HV_X64_MSR_CRASH_CTL; P0-P4 {p:x?})");
+                        Next::Exit(1)
+                    }
+                    Err(()) => {
+                        *exit.error = 1;
+                        Next::Continue
+                    }
+                }
             }
             Ok(VcpuExit::IoOut(port, data)) => devices().port_write(port, data),
             Ok(VcpuExit::IoIn(port, data)) => {
@@ -104,4 +147,16 @@ fn answer_backdoor(vcpu: &mut VcpuFd, guest: &Guest) -> Result<(), String> {
     // kvm_run mapping, which it sized for it; nothing else holds it now.
     unsafe { data.cast::<u32>().write_unaligned(eax) };
     Ok(())
+}
+
+/// Answer a Hyper-V hypercall made through the page: the control word and
+/// GPAs in rcx, rdx and r8; the result in rax. KVM then finishes the `out`.
+fn answer_hypercall(vcpu: &mut VcpuFd, guest: &Guest) -> Result<(), String> {
+    let Some(hv) = guest.hyperv.as_ref() else {
+        return Ok(());
+    };
+    let mut regs = vcpu.get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
+    regs.rax = hv.hypercall(regs.rcx, regs.rdx, regs.r8);
+    vcpu.set_regs(&regs)
+        .map_err(|e| format!("KVM_SET_REGS: {e}"))
 }

@@ -120,6 +120,10 @@ fn cases() -> Vec<Case> {
             &["tick 5:", "shutdown: powering off"],
         ),
         panic("panic_notify: pvi-sim none", Accel::Sim("none")),
+        panic(
+            "panic_notify: pvi-sim hyperv, crash MSR",
+            Accel::Sim("hyperv"),
+        ),
         selftest(
             "selftest: pvi-sim none, 2 cpus",
             Accel::Sim("none"),
@@ -143,6 +147,18 @@ fn cases() -> Vec<Case> {
                 "chosen: vmware",
                 "tsc_hz             step 1: cpuid CPUID_VMWARE_FEATURES_LEAF.eax",
                 "wallclock          step 1: hypercall BDOOR_CMD_GETTIMEFULL()",
+            ],
+        ),
+        selftest(
+            "selftest: pvi-sim hyperv, 2 cpus",
+            Accel::Sim("hyperv"),
+            2,
+            "",
+            &[
+                "chosen: hyperv",
+                "clock_ns           step 1: shared ms_hyperv_tsc_page",
+                "tsc_hz             step 1: msr HV_X64_MSR_TSC_FREQUENCY",
+                "yield_to           step 1: hypercall HVCALL_NOTIFY_LONG_SPIN_WAIT",
             ],
         ),
     ]

@@ -1,6 +1,7 @@
 //! Which hypervisor the guest sees: its CPUID leaves, and (in the
 //! personalities that have them) its MSRs, hypercalls and ports.
 
+pub mod hyperv;
 mod kvm;
 pub mod vmware;
 
@@ -25,24 +26,28 @@ impl Personality {
     /// `Err` with the reason when this personality cannot run yet.
     pub fn available(self) -> Result<(), String> {
         match self {
-            Personality::None | Personality::Kvm | Personality::Vmware => Ok(()),
+            Personality::None | Personality::Kvm | Personality::Vmware | Personality::Hyperv => {
+                Ok(())
+            }
             other => Err(format!(
-                "the {other:?} personality is not built yet (issue 6 brings it); only `none`, `kvm` and `vmware` run"
+                "the {other:?} personality is not built yet (issue 6 brings it)"
             )),
         }
     }
 
     /// The leaves from 0x4000_0000 this personality answers, given what
-    /// the host's KVM supports and the vCPU's TSC frequency.
+    /// the host's KVM supports, the vCPUs' TSC frequency and their number.
     pub fn cpuid_leaves(
         self,
         supported: &[kvm_cpuid_entry2],
         tsc_khz: u32,
+        cpus: u32,
     ) -> Vec<kvm_cpuid_entry2> {
         match self {
             Personality::Kvm => kvm::cpuid_leaves(supported),
             Personality::Vmware => vmware::cpuid_leaves(tsc_khz),
-            Personality::None | Personality::Xen | Personality::Hyperv => Vec::new(),
+            Personality::Hyperv => hyperv::cpuid_leaves(cpus),
+            Personality::None | Personality::Xen => Vec::new(),
         }
     }
 }
