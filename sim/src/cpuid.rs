@@ -28,7 +28,7 @@ pub fn for_personality(
         .copied()
         .filter(|e| !HYPERVISOR_LEAVES.contains(&e.function))
         .collect();
-    let leaves = personality.cpuid_leaves(supported.as_slice(), tsc_khz, cpus);
+    let leaves = personality.cpuid_leaves(supported.as_slice(), tsc_khz, apic_id, cpus);
     for e in &mut entries {
         match e.function {
             1 => {

@@ -108,9 +108,13 @@ fn run(args: &Args) -> Result<u8, String> {
     // The boot vCPU starts at the PVH entry; the others wait in KVM for
     // the guest's INIT and STARTUP IPIs.
     boot::set_entry_state(&vcpus[0], &loaded)?;
+    // The hypervisor clocks count from here: the boot vCPU's TSC now.
+    let tsc_at_start = vcpu::guest_tsc(&vcpus[0]);
     let hyperv = (args.personality == Personality::Hyperv)
-        .then(|| personality::hyperv::Hyperv::new(tsc_khz));
-    if hyperv.is_some() {
+        .then(|| personality::hyperv::Hyperv::new(tsc_khz, tsc_at_start));
+    let xen = (args.personality == Personality::Xen)
+        .then(|| personality::xen::Xen::new(tsc_khz, u32::from(args.cpus), tsc_at_start));
+    if hyperv.is_some() || xen.is_some() {
         trap_synthetic_msrs(&vm)?;
     }
     let guest = vcpu::Guest {
@@ -118,6 +122,7 @@ fn run(args: &Args) -> Result<u8, String> {
         tsc_khz,
         memory: &memory,
         hyperv,
+        xen,
     };
     // The first vCPU to stop the machine ends the process; the others are
     // still inside KVM_RUN and go with it.

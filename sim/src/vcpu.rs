@@ -2,8 +2,9 @@
 //! port accesses; everything else KVM handles in the kernel.
 
 use crate::devices::{Devices, Next};
-use crate::personality::hyperv::{self, Hyperv, Written};
-use crate::personality::{vmware, Personality};
+use crate::personality::hyperv::{Hyperv, Written};
+use crate::personality::xen::{self, Xen};
+use crate::personality::{vmware, Personality, HYPERCALL_PORT};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use pvi_sdk::generated::vmware::BDOOR_PORT;
 use std::sync::Mutex;
@@ -18,6 +19,8 @@ pub struct Guest<'a> {
     pub memory: &'a vm_memory::GuestMemoryMmap,
     /// The Hyper-V partition state, under that personality.
     pub hyperv: Option<Hyperv>,
+    /// The Xen domain state, under that personality.
+    pub xen: Option<Xen>,
 }
 
 /// The status when the guest triple-faults or the VMM cannot go on.
@@ -29,10 +32,10 @@ pub fn run(
     id: u32,
     vcpu: &mut VcpuFd,
     guest: &Guest,
-    devices: &Mutex<Devices>,
+    shared_devices: &Mutex<Devices>,
 ) -> Result<u8, String> {
     let devices = || {
-        devices
+        shared_devices
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     };
@@ -46,8 +49,21 @@ pub fn run(
                 answer_backdoor(vcpu, guest)?;
                 Next::Continue
             }
-            Ok(VcpuExit::IoOut(hyperv::HYPERCALL_PORT, _)) if guest.hyperv.is_some() => {
+            Ok(VcpuExit::IoOut(HYPERCALL_PORT, _)) if guest.hyperv.is_some() => {
                 answer_hypercall(vcpu, guest)?;
+                Next::Continue
+            }
+            Ok(VcpuExit::IoOut(HYPERCALL_PORT, _)) if guest.xen.is_some() => {
+                answer_xen_hypercall(vcpu, guest, shared_devices)?
+            }
+            Ok(VcpuExit::X86Wrmsr(exit)) if guest.xen.is_some() => {
+                let filled = match (&guest.xen, exit.index) {
+                    (Some(x), xen::HYPERCALL_MSR) => x.fill_hypercall_page(guest.memory, exit.data),
+                    _ => Err(()),
+                };
+                if filled.is_err() {
+                    *exit.error = 1;
+                }
                 Next::Continue
             }
             Ok(VcpuExit::X86Rdmsr(exit)) => {
@@ -159,4 +175,81 @@ fn answer_hypercall(vcpu: &mut VcpuFd, guest: &Guest) -> Result<(), String> {
     regs.rax = hv.hypercall(regs.rcx, regs.rdx, regs.r8);
     vcpu.set_regs(&regs)
         .map_err(|e| format!("KVM_SET_REGS: {e}"))
+}
+
+/// Answer a Xen hypercall made through the page: the number in eax, the
+/// arguments in rdi, rsi, rdx, r10, r8; the result in rax.
+fn answer_xen_hypercall(
+    vcpu: &mut VcpuFd,
+    guest: &Guest,
+    devices: &Mutex<Devices>,
+) -> Result<Next, String> {
+    let Some(x) = guest.xen.as_ref() else {
+        return Ok(Next::Continue);
+    };
+    let mut regs = vcpu.get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
+    let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8];
+    let read = |gva: u64, len: usize| read_guest(vcpu, guest.memory, gva, len);
+    let (rax, next) = match x.hypercall(guest.memory, regs.rax & 0xffff_ffff, args, &read) {
+        xen::Outcome::Return(v) => (v, Next::Continue),
+        xen::Outcome::Console(bytes) => {
+            devices
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .console_write(&bytes);
+            (0, Next::Continue)
+        }
+        xen::Outcome::Shutdown(reason) => {
+            eprintln!("pvi-sim: the guest shut down (SCHEDOP_shutdown, reason {reason})");
+            (0, Next::Exit(xen::shutdown_status(reason)))
+        }
+    };
+    regs.rax = rax as u64;
+    vcpu.set_regs(&regs)
+        .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+    Ok(next)
+}
+
+/// `len` bytes at guest linear address `gva`, page by page through the
+/// vCPU's page tables.
+fn read_guest(
+    vcpu: &VcpuFd,
+    memory: &vm_memory::GuestMemoryMmap,
+    gva: u64,
+    len: usize,
+) -> Option<Vec<u8>> {
+    use vm_memory::Bytes;
+    let mut out = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        let at = gva.checked_add(done as u64)?;
+        let t = vcpu.translate_gva(at).ok()?;
+        if t.valid == 0 {
+            return None;
+        }
+        let chunk = (4096 - (at & 0xfff) as usize).min(len - done);
+        memory
+            .read_slice(
+                &mut out[done..done + chunk],
+                vm_memory::GuestAddress(t.physical_address),
+            )
+            .ok()?;
+        done += chunk;
+    }
+    Some(out)
+}
+
+/// The vCPU's TSC now (IA32_TSC), or 0 if KVM will not say.
+pub fn guest_tsc(vcpu: &VcpuFd) -> u64 {
+    const IA32_TSC: u32 = 0x10;
+    let Ok(mut msrs) = kvm_bindings::Msrs::from_entries(&[kvm_bindings::kvm_msr_entry {
+        index: IA32_TSC,
+        ..Default::default()
+    }]) else {
+        return 0;
+    };
+    match vcpu.get_msrs(&mut msrs) {
+        Ok(1) => msrs.as_slice()[0].data,
+        _ => 0,
+    }
 }

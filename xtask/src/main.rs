@@ -38,7 +38,7 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         smp: u32,
         /// Boot under pvi-sim instead of QEMU, as this hypervisor (`none`,
-        /// `kvm`, `vmware` and `hyperv` so far; Xen is coming).
+        /// `kvm`, `xen`, `hyperv` or `vmware`).
         #[arg(long, value_parser = ["none", "kvm", "xen", "hyperv", "vmware"], conflicts_with = "accel")]
         sim: Option<String>,
         /// Force a backend (`pvi.backend=NAME`): native, or a hypervisor

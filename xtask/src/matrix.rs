@@ -124,6 +124,14 @@ fn cases() -> Vec<Case> {
             "panic_notify: pvi-sim hyperv, crash MSR",
             Accel::Sim("hyperv"),
         ),
+        demo(
+            "demo: pvi-sim xen, SCHEDOP_shutdown",
+            Accel::Sim("xen"),
+            &[
+                "tick 5:",
+                "pvi-sim: the guest shut down (SCHEDOP_shutdown, reason 0)",
+            ],
+        ),
         selftest(
             "selftest: pvi-sim none, 2 cpus",
             Accel::Sim("none"),
@@ -159,6 +167,17 @@ fn cases() -> Vec<Case> {
                 "clock_ns           step 1: shared ms_hyperv_tsc_page",
                 "tsc_hz             step 1: msr HV_X64_MSR_TSC_FREQUENCY",
                 "yield_to           step 1: hypercall HVCALL_NOTIFY_LONG_SPIN_WAIT",
+            ],
+        ),
+        selftest(
+            "selftest: pvi-sim xen, 2 cpus",
+            Accel::Sim("xen"),
+            2,
+            "",
+            &[
+                "chosen: xen",
+                "clock_ns           step 1: shared vcpu_time_info.system_time",
+                "console_write      step 1: hypercall __HYPERVISOR_console_io",
             ],
         ),
     ]

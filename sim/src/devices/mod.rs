@@ -76,6 +76,11 @@ impl Devices {
         Next::Continue
     }
 
+    /// Text the hypervisor's console call was given, onto the serial output.
+    pub fn console_write(&mut self, bytes: &[u8]) {
+        self.serial.write_raw(bytes);
+    }
+
     /// A guest `in` from `port`.
     pub fn port_read(&mut self, port: u16, data: &mut [u8]) {
         if let Some(offset) = serial::offset(port) {

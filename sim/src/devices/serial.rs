@@ -47,6 +47,13 @@ impl Com1 {
         let _ = self.0.writer_mut().flush();
     }
 
+    /// Bytes straight onto the output, past the UART (a hypervisor console).
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        let out = self.0.writer_mut();
+        let _ = out.write_all(bytes);
+        let _ = out.flush();
+    }
+
     /// A register read.
     pub fn read(&mut self, offset: u8) -> u8 {
         self.0.read(offset)

@@ -3,11 +3,13 @@
 //! guest OS id, the hypercall page, VP index, the partition reference
 //! counter and reference TSC page, the TSC and APIC frequencies, and the
 //! crash MSRs. Hypercalls go through the page pvi-sim fills: `out` to
-//! [`HYPERCALL_PORT`] (the registers intact), then `ret`.
+//! [`HYPERCALL_PORT`](crate::personality::HYPERCALL_PORT) (the registers
+//! intact), then `ret`.
 //!
 //! Not announced yet: SynIC, synthetic timers, the APIC MSRs, and the
 //! recommendations that make guests use the IPI and flush hypercalls.
 
+use crate::personality::HYPERCALL_PORT;
 use kvm_bindings::kvm_cpuid_entry2;
 use pvi_sdk::generated::hyperv::{
     HypervFeatures, HypervMiscFeatures, HVCALL_NOTIFY_LONG_SPIN_WAIT, HV_CRASH_CTL_CRASH_NOTIFY,
@@ -22,9 +24,6 @@ use std::sync::Mutex;
 use std::time::Instant;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-/// The port the hypercall page's code writes to (`out imm8, al`, so no
-/// argument register is touched).
-pub const HYPERCALL_PORT: u16 = 0xe7;
 /// The first synthetic MSR, and how many the filter sends to pvi-sim
 /// (through the crash MSRs at 0x4000_0100..0x4000_0105).
 pub const MSR_BASE: u32 = 0x4000_0000;
@@ -108,16 +107,18 @@ pub enum Written {
 pub struct Hyperv {
     state: Mutex<State>,
     started: Instant,
+    tsc_at_start: u64,
     tsc_hz: u64,
 }
 
 impl Hyperv {
-    /// A partition whose vCPUs' TSCs run at `tsc_khz` (and started at 0
-    /// just now).
-    pub fn new(tsc_khz: u32) -> Hyperv {
+    /// A partition whose vCPUs' TSCs run at `tsc_khz` and read
+    /// `tsc_at_start` now, when it starts.
+    pub fn new(tsc_khz: u32, tsc_at_start: u64) -> Hyperv {
         Hyperv {
             state: Mutex::default(),
             started: Instant::now(),
+            tsc_at_start,
             tsc_hz: u64::from(tsc_khz) * 1000,
         }
     }
@@ -187,14 +188,16 @@ impl Hyperv {
         Ok(Written::Done)
     }
 
-    /// The reference TSC page (`ms_hyperv_tsc_page`): sequence 1, and the
-    /// 64.64 scale turning TSC ticks into 100 ns units; offset 0, as the
-    /// TSC and the reference counter both started with the partition.
+    /// The reference TSC page (`ms_hyperv_tsc_page`): sequence 1, the
+    /// 64.64 scale turning TSC ticks into 100 ns units, and the offset that
+    /// makes it read 0 at the partition's start, as TIME_REF_COUNT does.
     fn reference_tsc_page(&self) -> Vec<u8> {
         let scale = ((10_000_000u128 << 64) / u128::from(self.tsc_hz.max(1))) as u64;
+        let at_start = ((u128::from(self.tsc_at_start) * u128::from(scale)) >> 64) as i64;
         let mut page = vec![0u8; 4096];
         page[0..4].copy_from_slice(&1u32.to_le_bytes());
         page[8..16].copy_from_slice(&scale.to_le_bytes());
+        page[16..24].copy_from_slice(&(-at_start).to_le_bytes());
         page
     }
 
@@ -214,7 +217,7 @@ mod tests {
 
     #[test]
     fn the_reference_tsc_scale_turns_a_second_of_ticks_into_ten_million() {
-        let hv = Hyperv::new(2_500_000);
+        let hv = Hyperv::new(2_500_000, 0);
         let page = hv.reference_tsc_page();
         let scale = u64::from_le_bytes(page[8..16].try_into().unwrap());
         let ticks: u128 = 2_500_000_000;
@@ -224,7 +227,7 @@ mod tests {
 
     #[test]
     fn msrs_and_hypercalls() {
-        let hv = Hyperv::new(1_000_000);
+        let hv = Hyperv::new(1_000_000, 0);
         assert_eq!(hv.read_msr(3, HV_X64_MSR_VP_INDEX), Some(3));
         assert_eq!(
             hv.read_msr(0, HV_X64_MSR_TSC_FREQUENCY),

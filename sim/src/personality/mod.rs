@@ -4,6 +4,11 @@
 pub mod hyperv;
 mod kvm;
 pub mod vmware;
+pub mod xen;
+
+/// The port the hypercall pages pvi-sim fills write to (`out imm8, al`,
+/// so no argument register is touched).
+pub const HYPERCALL_PORT: u16 = 0xe7;
 
 use kvm_bindings::kvm_cpuid_entry2;
 
@@ -26,28 +31,30 @@ impl Personality {
     /// `Err` with the reason when this personality cannot run yet.
     pub fn available(self) -> Result<(), String> {
         match self {
-            Personality::None | Personality::Kvm | Personality::Vmware | Personality::Hyperv => {
-                Ok(())
-            }
-            other => Err(format!(
-                "the {other:?} personality is not built yet (issue 6 brings it)"
-            )),
+            Personality::None
+            | Personality::Kvm
+            | Personality::Vmware
+            | Personality::Hyperv
+            | Personality::Xen => Ok(()),
         }
     }
 
-    /// The leaves from 0x4000_0000 this personality answers, given what
-    /// the host's KVM supports, the vCPUs' TSC frequency and their number.
+    /// The leaves from 0x4000_0000 this personality answers vCPU `vcpu`,
+    /// given what the host's KVM supports, the vCPUs' TSC frequency and
+    /// their number.
     pub fn cpuid_leaves(
         self,
         supported: &[kvm_cpuid_entry2],
         tsc_khz: u32,
+        vcpu: u32,
         cpus: u32,
     ) -> Vec<kvm_cpuid_entry2> {
         match self {
             Personality::Kvm => kvm::cpuid_leaves(supported),
             Personality::Vmware => vmware::cpuid_leaves(tsc_khz),
             Personality::Hyperv => hyperv::cpuid_leaves(cpus),
-            Personality::None | Personality::Xen => Vec::new(),
+            Personality::Xen => xen::cpuid_leaves(tsc_khz, vcpu),
+            Personality::None => Vec::new(),
         }
     }
 }
