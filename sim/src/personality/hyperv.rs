@@ -9,7 +9,7 @@
 //! Not announced yet: SynIC, synthetic timers, the APIC MSRs, and the
 //! recommendations that make guests use the IPI and flush hypercalls.
 
-use crate::personality::HYPERCALL_PORT;
+use crate::personality::{leaf, HYPERCALL_PORT};
 use kvm_bindings::kvm_cpuid_entry2;
 use pvi_sdk::generated::hyperv::{
     HypervFeatures, HypervMiscFeatures, HVCALL_NOTIFY_LONG_SPIN_WAIT, HV_CRASH_CTL_CRASH_NOTIFY,
@@ -53,14 +53,6 @@ fn misc_features() -> HypervMiscFeatures {
 /// The Hyper-V leaves for a machine of `cpus` vCPUs.
 pub fn cpuid_leaves(cpus: u32) -> Vec<kvm_cpuid_entry2> {
     let word = |s: &[u8; 4]| u32::from_le_bytes(*s);
-    let leaf = |function, eax, ebx, ecx, edx| kvm_cpuid_entry2 {
-        function,
-        eax,
-        ebx,
-        ecx,
-        edx,
-        ..Default::default()
-    };
     vec![
         leaf(
             HYPERV_CPUID_VENDOR_AND_MAX_FUNCTIONS,

@@ -12,6 +12,18 @@ pub const HYPERCALL_PORT: u16 = 0xe7;
 
 use kvm_bindings::kvm_cpuid_entry2;
 
+/// One CPUID leaf (subleaf 0).
+pub fn leaf(function: u32, eax: u32, ebx: u32, ecx: u32, edx: u32) -> kvm_cpuid_entry2 {
+    kvm_cpuid_entry2 {
+        function,
+        eax,
+        ebx,
+        ecx,
+        edx,
+        ..Default::default()
+    }
+}
+
 /// A hypervisor ABI pvi-sim presents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Personality {

@@ -10,7 +10,7 @@
 //! Not yet: event channels and the singleshot timer's upcall, the
 //! runstate area, hvm_op.
 
-use crate::personality::HYPERCALL_PORT;
+use crate::personality::{leaf, HYPERCALL_PORT};
 use kvm_bindings::kvm_cpuid_entry2;
 use pvi_sdk::generated::xen::{
     __HYPERVISOR_console_io, __HYPERVISOR_memory_op, __HYPERVISOR_sched_op,
@@ -37,14 +37,6 @@ const PVCLOCK_TSC_STABLE_BIT: u8 = 1;
 
 /// The Xen leaves for vCPU `vcpu` whose TSC runs at `tsc_khz`.
 pub fn cpuid_leaves(tsc_khz: u32, vcpu: u32) -> Vec<kvm_cpuid_entry2> {
-    let leaf = |function, eax, ebx, ecx, edx| kvm_cpuid_entry2 {
-        function,
-        eax,
-        ebx,
-        ecx,
-        edx,
-        ..Default::default()
-    };
     vec![
         leaf(
             XEN_CPUID_FIRST_LEAF,
