@@ -1,12 +1,24 @@
-//! A log of fallbacks: each time a step of a fallback chain failed and the
-//! next one was tried. Lock-free, so that interrupt handlers may record.
+//! A log of fallbacks: for each op step (and each setup step) that failed
+//! and was worked around, why it failed the last time and how often.
+//! Lock-free, so that interrupt handlers may record. A step that fails on
+//! every call (a console hypercall the hypervisor refuses) takes one line,
+//! not the whole log.
 
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 use pvi_sdk::generated::ops::OPS;
 use pvi_sdk::types::{ErrorKind, PvError};
 
-const SLOTS: usize = 32;
-static EVENTS: [AtomicU32; SLOTS] = [const { AtomicU32::new(0) }; SLOTS];
+/// Setup steps that can fail and be worked around, logged like ops.
+pub const SETUP: &[&str] = &["setup: hypercall page left empty"];
+
+/// Rows: every op, then every setup step.
+const ROWS: usize = OPS.len() + SETUP.len();
+/// Steps per op that get a row each; later ones share the last.
+const STEPS: usize = 8;
+const MAX_TIMES: u32 = (1 << 24) - 1;
+
+/// Per row and step: how often (bits 31:8) and the last kind (bits 7:0).
+static TABLE: [[AtomicU32; STEPS]; ROWS] = [const { [const { AtomicU32::new(0) }; STEPS] }; ROWS];
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 
 const KINDS: &[ErrorKind] = &[
@@ -18,27 +30,37 @@ const KINDS: &[ErrorKind] = &[
     ErrorKind::Failed,
 ];
 
-/// One fallback.
+/// One op step that fell back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
-    /// The op.
+    /// The op (or a [`SETUP`] step).
     pub op: &'static str,
-    /// The step that failed (from 1).
+    /// The step that failed (from 1; 0 for setup).
     pub step: usize,
-    /// Why.
+    /// Why, the last time.
     pub kind: ErrorKind,
+    /// How often (saturating at 2^24 - 1).
+    pub times: u32,
 }
 
-/// Record that `op`'s step `step` failed with `error`.
+/// Record that `op`'s step `step` failed with `error` (`op` may also be
+/// one of [`SETUP`], with step 0). Unknown names are counted, not listed.
 pub fn record(op: &'static str, step: usize, error: PvError) {
-    let op_index = OPS.iter().position(|o| o.name == op).unwrap_or(0xff) as u32;
+    COUNT.fetch_add(1, Relaxed);
+    let row = OPS
+        .iter()
+        .position(|o| o.name == op)
+        .or_else(|| SETUP.iter().position(|s| *s == op).map(|i| OPS.len() + i));
+    let Some(row) = row else { return };
     let kind = KINDS
         .iter()
         .position(|k| *k == error.kind)
         .unwrap_or(KINDS.len() - 1) as u32;
-    let packed = 1 << 31 | (op_index & 0xff) << 16 | (step as u32 & 0xff) << 8 | kind;
-    let n = COUNT.fetch_add(1, Relaxed);
-    EVENTS[n % SLOTS].store(packed, Relaxed);
+    let slot = &TABLE[row][step.min(STEPS - 1)];
+    let _ = slot.fetch_update(Relaxed, Relaxed, |v| {
+        let times = ((v >> 8) + 1).min(MAX_TIMES);
+        Some(times << 8 | kind)
+    });
 }
 
 /// How many fallbacks happened.
@@ -46,27 +68,24 @@ pub fn count() -> usize {
     COUNT.load(Relaxed)
 }
 
-/// The most recent fallbacks, oldest first (at most 32).
-pub fn recent() -> impl Iterator<Item = Event> {
-    let n = count();
-    let first = n.saturating_sub(SLOTS);
-    (first..n).filter_map(|i| {
-        let packed = EVENTS[i % SLOTS].load(Relaxed);
-        if packed & 1 << 31 == 0 {
-            return None;
-        }
-        let op = OPS
-            .get(((packed >> 16) & 0xff) as usize)
-            .map(|o| o.name)
-            .unwrap_or("?");
-        let kind = KINDS
-            .get((packed & 0xff) as usize)
-            .copied()
-            .unwrap_or(ErrorKind::Failed);
-        Some(Event {
-            op,
-            step: ((packed >> 8) & 0xff) as usize,
-            kind,
+/// Each op step that fell back, in op order, setup steps last.
+pub fn summary() -> impl Iterator<Item = Event> {
+    (0..ROWS).flat_map(|row| {
+        (0..STEPS).filter_map(move |step| {
+            let v = TABLE[row][step].load(Relaxed);
+            let times = v >> 8;
+            (times > 0).then(|| Event {
+                op: OPS
+                    .get(row)
+                    .map(|o| o.name)
+                    .unwrap_or_else(|| SETUP[row - OPS.len()]),
+                step,
+                kind: KINDS
+                    .get((v & 0xff) as usize)
+                    .copied()
+                    .unwrap_or(ErrorKind::Failed),
+                times,
+            })
         })
     })
 }

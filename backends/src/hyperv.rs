@@ -81,9 +81,20 @@ impl Hyperv {
                 )
             };
         }
-        // SAFETY: Hyper-V fills the page once the MSR is written; calls go
-        // through it only when the hypercall feature was announced (the
-        // chains' `requires`).
+        if f.contains(HypervFeatures::HV_MSR_HYPERCALL_AVAILABLE) {
+            // SAFETY: setup, on the boot CPU, once: no hypercall is in
+            // flight, and the page is this crate's static.
+            let bytes = unsafe { &mut *HYPERCALL_PAGE.0.get() };
+            if crate::hypercall_page::is_empty(bytes) {
+                let refusal = hyperv::HV_STATUS_INVALID_HYPERCALL_CODE as i32;
+                crate::hypercall_page::fill_with_refusals(bytes, 4096, refusal);
+                fallback::record(fallback::SETUP[0], 0, unsupported());
+            }
+        }
+        // SAFETY: Hyper-V fills the page once the MSR is written (or, if it
+        // did not, its one entry now refuses every call); calls go through
+        // it only when the hypercall feature was announced (the chains'
+        // `requires`).
         let hypercalls = unsafe { Hypercalls::new(page) };
         Hyperv {
             features,

@@ -41,6 +41,10 @@ fn unsupported() -> PvError {
 }
 
 /// A shared record that kept changing or stayed mid-update.
+/// Set once a kvmclock record stayed mid-update: the clock steps then fail
+/// at once.
+static KVMCLOCK_RETIRED: crate::retired::Retired = crate::retired::Retired::new();
+
 fn unstable() -> PvError {
     PvError::new(ErrorKind::Busy, ErrorOrigin::Native)
 }
@@ -125,8 +129,10 @@ impl Kvm {
         if CLOCK_VIA[cpu].load(SeqCst) != via {
             return Err(unsupported());
         }
-        // SAFETY: this CPU's record, registered with KVM, aligned.
-        unsafe { pvclock::now(CLOCK.of(cpu).get(), rdtsc) }.map_err(|_| unstable())
+        KVMCLOCK_RETIRED.guard(unstable(), || {
+            // SAFETY: this CPU's record, registered with KVM, aligned.
+            unsafe { pvclock::now(CLOCK.of(cpu).get(), rdtsc) }.map_err(|_| unstable())
+        })
     }
 
     fn tsc_hz(&self, via: u8) -> Result<Hertz, PvError> {
@@ -134,8 +140,10 @@ impl Kvm {
         if CLOCK_VIA[cpu].load(SeqCst) != via {
             return Err(unsupported());
         }
-        // SAFETY: as in `clock`.
-        let snapshot = unsafe { pvclock::read(CLOCK.of(cpu).get()) }.map_err(|_| unstable())?;
+        let snapshot = KVMCLOCK_RETIRED.guard(unstable(), || {
+            // SAFETY: as in `clock`.
+            unsafe { pvclock::read(CLOCK.of(cpu).get()) }.map_err(|_| unstable())
+        })?;
         snapshot.tsc_hz().ok_or_else(unsupported)
     }
 

@@ -15,9 +15,11 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod fallback;
+pub mod hypercall_page;
 pub mod native;
 pub mod percpu;
 pub mod platform;
+pub mod retired;
 pub mod select;
 
 #[cfg(feature = "hyperv")]

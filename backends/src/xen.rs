@@ -38,6 +38,10 @@ fn unsupported() -> PvError {
     PvError::new(ErrorKind::Unsupported, ErrorOrigin::Xen(0))
 }
 
+/// Set once a vcpu_time_info stayed mid-update: the clock steps then fail
+/// at once.
+static TIME_INFO_RETIRED: crate::retired::Retired = crate::retired::Retired::new();
+
 fn unstable() -> PvError {
     PvError::new(ErrorKind::Busy, ErrorOrigin::Xen(0))
 }
@@ -67,7 +71,15 @@ impl Xen {
             // address; the page is a static, page-aligned, for Xen to fill.
             unsafe { wrmsr(pages.ebx, platform::gpa(page as usize)) };
         }
-        // SAFETY: Xen filled the page when the MSR was written.
+        // SAFETY: setup, on the boot CPU, once: no hypercall is in flight,
+        // and the page is this crate's static.
+        let bytes = unsafe { &mut *HYPERCALL_PAGE.0.get() };
+        if crate::hypercall_page::is_empty(bytes) {
+            crate::hypercall_page::fill_with_refusals(bytes, 32, -(xen::XEN_ENOSYS as i32));
+            fallback::record(fallback::SETUP[0], 0, unsupported());
+        }
+        // SAFETY: Xen filled the page when the MSR was written (or, if it
+        // did not, every stub now returns -ENOSYS).
         let hypercalls = unsafe { Hypercalls::new(page) };
         let map = xen_add_to_physmap {
             domid: xen::DOMID_SELF,
@@ -221,14 +233,18 @@ unsafe impl Steps for Xen {
 
     fn clock_ns_step1(&self) -> Result<Nanos, PvError> {
         let record = self.time_info()?;
-        // SAFETY: this vCPU's time info inside the mapped shared_info.
-        unsafe { pvclock::now(record, rdtsc) }.map_err(|_| unstable())
+        TIME_INFO_RETIRED.guard(unstable(), || {
+            // SAFETY: this vCPU's time info inside the mapped shared_info.
+            unsafe { pvclock::now(record, rdtsc) }.map_err(|_| unstable())
+        })
     }
 
     fn tsc_hz_step1(&self) -> Result<Hertz, PvError> {
         let record = self.time_info()?;
-        // SAFETY: as above.
-        let snapshot = unsafe { pvclock::read(record) }.map_err(|_| unstable())?;
+        let snapshot = TIME_INFO_RETIRED.guard(unstable(), || {
+            // SAFETY: as above.
+            unsafe { pvclock::read(record) }.map_err(|_| unstable())
+        })?;
         snapshot.tsc_hz().ok_or_else(unsupported)
     }
 

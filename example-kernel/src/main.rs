@@ -199,8 +199,12 @@ fn demo(selection: &Selection, out: &mut console::Console) {
     }
     let fallbacks = pvi_backends::fallback::count();
     let _ = writeln!(out, "fallbacks: {fallbacks}");
-    for e in pvi_backends::fallback::recent() {
-        let _ = writeln!(out, "  {} step {}: {:?}", e.op, e.step, e.kind);
+    for e in pvi_backends::fallback::summary() {
+        let _ = writeln!(
+            out,
+            "  {} step {}: {:?} (x{})",
+            e.op, e.step, e.kind, e.times
+        );
     }
 }
 
