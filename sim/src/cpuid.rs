@@ -2,6 +2,7 @@
 //! the hypervisor bit and the 0x4000_0000 leaves replaced by the
 //! personality's.
 
+use crate::fault::{Fault, Garbage};
 use crate::personality::Personality;
 use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::Kvm;
@@ -18,6 +19,7 @@ pub fn for_personality(
     apic_id: u32,
     tsc_khz: u32,
     cpus: u32,
+    fault: Option<Fault>,
 ) -> Result<CpuId, String> {
     let supported = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -28,7 +30,23 @@ pub fn for_personality(
         .copied()
         .filter(|e| !HYPERVISOR_LEAVES.contains(&e.function))
         .collect();
-    let leaves = personality.cpuid_leaves(supported.as_slice(), tsc_khz, apic_id, cpus);
+    let mut leaves = personality.cpuid_leaves(supported.as_slice(), tsc_khz, apic_id, cpus);
+    match fault {
+        Some(Fault::CpuidGarbage) => {
+            let mut garbage = Garbage::default();
+            for e in &mut leaves {
+                for r in [&mut e.eax, &mut e.ebx, &mut e.ecx, &mut e.edx] {
+                    *r = garbage.next().unwrap_or(0);
+                }
+            }
+        }
+        Some(Fault::AbsurdMaxLeaf) => {
+            if let Some(first) = leaves.iter_mut().find(|e| e.function == 0x4000_0000) {
+                first.eax = u32::MAX;
+            }
+        }
+        _ => {}
+    }
     for e in &mut entries {
         match e.function {
             1 => {

@@ -10,6 +10,7 @@ mod acpi;
 mod boot;
 mod cpuid;
 mod devices;
+mod fault;
 mod memory;
 mod personality;
 mod vcpu;
@@ -35,9 +36,12 @@ struct Args {
     /// Where the guest's serial output goes (default: standard output).
     #[arg(long)]
     serial: Option<PathBuf>,
-    /// Log every port and MSR exchange with the guest on standard error.
+    /// Log port accesses no device answers on standard error.
     #[arg(long)]
     trace: bool,
+    /// Misbehave on purpose, as a broken or hostile hypervisor would.
+    #[arg(long, value_enum)]
+    fault: Option<fault::Fault>,
     /// The kernel: an ELF with a PVH note (XEN_ELFNOTE_PHYS32_ENTRY).
     kernel: PathBuf,
     /// The kernel command line, one word per argument (after `--`).
@@ -58,6 +62,9 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<u8, String> {
     args.personality.available()?;
+    if let Some(f) = args.fault {
+        f.check(args.personality)?;
+    }
     let kvm = kvm_ioctls::Kvm::new().map_err(|e| format!("/dev/kvm: {e}"))?;
     let vm = kvm
         .create_vm()
@@ -100,6 +107,7 @@ fn run(args: &Args) -> Result<u8, String> {
             u32::from(id),
             tsc_khz,
             u32::from(args.cpus),
+            args.fault,
         )?;
         vcpu.set_cpuid2(&cpuid)
             .map_err(|e| format!("KVM_SET_CPUID2: {e}"))?;
@@ -111,15 +119,17 @@ fn run(args: &Args) -> Result<u8, String> {
     // The hypervisor clocks count from here: the boot vCPU's TSC now.
     let tsc_at_start = vcpu::guest_tsc(&vcpus[0]);
     let hyperv = (args.personality == Personality::Hyperv)
-        .then(|| personality::hyperv::Hyperv::new(tsc_khz, tsc_at_start));
-    let xen = (args.personality == Personality::Xen)
-        .then(|| personality::xen::Xen::new(tsc_khz, u32::from(args.cpus), tsc_at_start));
+        .then(|| personality::hyperv::Hyperv::new(tsc_khz, tsc_at_start, args.fault));
+    let xen = (args.personality == Personality::Xen).then(|| {
+        personality::xen::Xen::new(tsc_khz, u32::from(args.cpus), tsc_at_start, args.fault)
+    });
     if hyperv.is_some() || xen.is_some() {
         trap_synthetic_msrs(&vm)?;
     }
     let guest = vcpu::Guest {
         personality: args.personality,
         tsc_khz,
+        fault: args.fault,
         memory: &memory,
         hyperv,
         xen,

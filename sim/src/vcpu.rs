@@ -15,6 +15,8 @@ pub struct Guest<'a> {
     pub personality: Personality,
     /// The vCPUs' TSC frequency.
     pub tsc_khz: u32,
+    /// The misbehaviour asked for, if any.
+    pub fault: Option<crate::fault::Fault>,
     /// Guest memory, for the pages a hypervisor fills.
     pub memory: &'a vm_memory::GuestMemoryMmap,
     /// The Hyper-V partition state, under that personality.
@@ -137,13 +139,20 @@ pub fn run(
     }
 }
 
-/// Answer a backdoor `in eax, dx`. KVM completes the `in` on the next
-/// KVM_RUN by copying the port data into eax (and then moving rip past
-/// the instruction); the other registers are set here, as QEMU's vmport
-/// does.
+/// Answer a backdoor `in eax, dx`: the registers are set here, as QEMU's
+/// vmport does, and KVM completes the `in` on the next KVM_RUN (moving rip
+/// past the instruction).
 fn answer_backdoor(vcpu: &mut VcpuFd, guest: &Guest) -> Result<(), String> {
     let mut regs = vcpu.get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
-    let eax = vmware::backdoor(&mut regs, guest.tsc_khz);
+    let eax = if guest.fault == Some(crate::fault::Fault::BackdoorFfffffff) {
+        u32::MAX
+    } else {
+        vmware::backdoor(&mut regs, guest.tsc_khz)
+    };
+    // eax goes both into rax and into the port data: which of the two KVM
+    // keeps when it completes the `in` differs between its fast path and
+    // its emulator (a 32-bit `in` zero-extends into rax).
+    regs.rax = u64::from(eax);
     vcpu.set_regs(&regs)
         .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
     let run = vcpu.get_kvm_run();

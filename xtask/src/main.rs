@@ -41,6 +41,10 @@ enum Command {
         /// `kvm`, `xen`, `hyperv` or `vmware`).
         #[arg(long, value_parser = ["none", "kvm", "xen", "hyperv", "vmware"], conflicts_with = "accel")]
         sim: Option<String>,
+        /// With --sim: misbehave on purpose (`pvi-sim --help` lists the
+        /// faults, e.g. `pvclock-stuck-odd`).
+        #[arg(long, requires = "sim")]
+        fault: Option<String>,
         /// Force a backend (`pvi.backend=NAME`): native, or a hypervisor
         /// detection finds.
         #[arg(long)]
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         Command::Run {
             accel,
             sim,
+            fault,
             smp,
             backend,
             words,
@@ -83,7 +88,7 @@ fn main() -> ExitCode {
                 (None, Some(_)) => Some(qemu::Accel::Tcg),
                 (None, None) => None,
             };
-            run::run(accel, smp, backend.as_deref(), &words)
+            run::run(accel, smp, backend.as_deref(), fault.as_deref(), &words)
         }
         Command::Bench => bench::bench(),
         Command::Codegen { bless } => codegen::codegen(bless),

@@ -16,7 +16,7 @@ struct Case {
     /// Kernel command-line words (more are added: `host_time=`, and under
     /// KVM perhaps `selftest.no-hypercalls`).
     words: &'static str,
-    qemu_extra: &'static [&'static str],
+    vm_args: &'static [&'static str],
     exit: i32,
     expect: &'static [&'static str],
 }
@@ -42,7 +42,7 @@ fn cases() -> Vec<Case> {
         smp,
         cpu_extra,
         words: "selftest",
-        qemu_extra: &[],
+        vm_args: &[],
         exit: EXIT_SUCCESS,
         expect,
     };
@@ -52,19 +52,29 @@ fn cases() -> Vec<Case> {
         smp: 1,
         cpu_extra: "",
         words: "demo",
-        qemu_extra: &[],
+        vm_args: &[],
         exit: EXIT_POWERED_OFF,
         expect,
     };
-    let panic = |name, accel| Case {
+    let panic = |name, accel: Accel| Case {
         name,
         accel,
         smp: 1,
         cpu_extra: "",
         words: "panic",
-        qemu_extra: PANIC_ACTION,
+        // pvi-sim always ends a panicked guest with status 1.
+        vm_args: if let Accel::Sim(_) = accel {
+            &[]
+        } else {
+            PANIC_ACTION
+        },
         exit: EXIT_GUEST_PANICKED,
         expect: &["panic_notify: telling the hypervisor"],
+    };
+    // A hostile hypervisor: the kernel must fall back, say so, and pass.
+    let fault = |name, personality, args, expect| Case {
+        vm_args: args,
+        ..selftest(name, Accel::Sim(personality), 1, "", expect)
     };
     vec![
         selftest(
@@ -180,6 +190,63 @@ fn cases() -> Vec<Case> {
                 "console_write      step 1: hypercall __HYPERVISOR_console_io",
             ],
         ),
+        fault(
+            "fault: xen, pvclock stuck odd",
+            "xen",
+            &["--fault", "pvclock-stuck-odd"],
+            &["chosen: xen", "clock_ns step 1: Busy"],
+        ),
+        fault(
+            "fault: xen, hypercall page empty",
+            "xen",
+            &["--fault", "hypercall-page-empty"],
+            &["setup: hypercall page left empty step 0: Unsupported"],
+        ),
+        fault(
+            "fault: hyperv, hypercall page empty",
+            "hyperv",
+            &["--fault", "hypercall-page-empty"],
+            &["setup: hypercall page left empty step 0: Unsupported"],
+        ),
+        fault(
+            "fault: xen, hypercalls unsupported",
+            "xen",
+            &["--fault", "hypercalls-unsupported"],
+            &[
+                "wallclock step 1: Unsupported",
+                "yield_to step 1: Unsupported",
+            ],
+        ),
+        fault(
+            "fault: hyperv, hypercalls unsupported",
+            "hyperv",
+            &["--fault", "hypercalls-unsupported"],
+            &["yield_to step 1: Unsupported"],
+        ),
+        fault(
+            "fault: hyperv, reference TSC sequence 0",
+            "hyperv",
+            &["--fault", "tsc-page-sequence-zero"],
+            &["clock_ns step 1: Unsupported"],
+        ),
+        fault(
+            "fault: vmware, backdoor 0xffffffff",
+            "vmware",
+            &["--fault", "backdoor-ffffffff"],
+            &["wallclock step 1: Unsupported"],
+        ),
+        fault(
+            "fault: kvm, CPUID garbage",
+            "kvm",
+            &["--fault", "cpuid-garbage"],
+            &["chosen: native (a hypervisor is present, but its interface is not one pvi knows)"],
+        ),
+        fault(
+            "fault: xen, absurd max leaf",
+            "xen",
+            &["--fault", "absurd-max-leaf"],
+            &["chosen: xen", "reported 0xffffffff, bounded to its block"],
+        ),
     ]
 }
 
@@ -201,7 +268,7 @@ fn probe_kvm_hypercalls(kernel: &Path, steps: &mut Vec<Step>) -> bool {
         smp: 1,
         cpu_extra: "",
         cmdline: "hypercall-probe",
-        qemu_extra: &[],
+        vm_args: &[],
     };
     let (outcome, seconds, works) = match boot.captured(&log_path(name), Duration::from_secs(20)) {
         Ok((Some(EXIT_SUCCESS), _, elapsed)) => {
@@ -284,7 +351,7 @@ fn boot_case(kernel: &Path, case: &Case, kvm_hypercalls: bool) -> Step {
         smp: case.smp,
         cpu_extra: case.cpu_extra,
         cmdline: &cmdline,
-        qemu_extra: case.qemu_extra,
+        vm_args: case.vm_args,
     };
     let (outcome, seconds) = match boot.captured(&log, Duration::from_secs(120)) {
         Err(e) => {

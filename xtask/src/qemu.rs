@@ -124,8 +124,9 @@ pub struct Boot<'a> {
     pub cpu_extra: &'a str,
     /// The kernel command line.
     pub cmdline: &'a str,
-    /// More QEMU arguments (e.g. `-action panic=exit-failure`).
-    pub qemu_extra: &'a [&'a str],
+    /// More arguments for QEMU (e.g. `-action panic=exit-failure`) or
+    /// pvi-sim (e.g. `--fault cpuid-garbage`).
+    pub vm_args: &'a [&'a str],
 }
 
 /// Build pvi-sim; its path.
@@ -157,6 +158,7 @@ impl Boot<'_> {
             if let Serial::File(log) = serial {
                 sim.arg("--serial").arg(log);
             }
+            sim.args(self.vm_args);
             sim.arg(self.kernel)
                 .arg("--")
                 .args(self.cmdline.split_ascii_whitespace());
@@ -190,7 +192,7 @@ impl Boot<'_> {
             "-device",
             "pvpanic",
         ]);
-        qemu.args(self.qemu_extra);
+        qemu.args(self.vm_args);
         qemu.arg("-kernel")
             .arg(self.kernel)
             .args(["-append", self.cmdline]);
@@ -243,7 +245,7 @@ impl Boot<'_> {
             let mut text = String::new();
             let _ = std::io::Read::read_to_string(&mut err, &mut text);
             if !text.trim().is_empty() {
-                output.push_str("\n[qemu stderr]\n");
+                output.push_str(&format!("\n[{} stderr]\n", self.accel.name()));
                 output.push_str(&text);
             }
         }

@@ -4,7 +4,13 @@ use crate::qemu::{self, Accel, Boot, EXIT_FAILURE, EXIT_POWERED_OFF, EXIT_SUCCES
 use std::process::ExitCode;
 
 /// Build and boot: KVM when /dev/kvm works (unless `accel` says), else TCG.
-pub fn run(accel: Option<Accel>, smp: u32, backend: Option<&str>, words: &[String]) -> ExitCode {
+pub fn run(
+    accel: Option<Accel>,
+    smp: u32,
+    backend: Option<&str>,
+    fault: Option<&str>,
+    words: &[String],
+) -> ExitCode {
     let accel = match (accel, qemu::kvm_usable()) {
         (Some(a), Err(why)) if a.needs_kvm() => {
             eprintln!("xtask run: {} needs KVM, but {why}", a.name());
@@ -45,13 +51,14 @@ pub fn run(accel: Option<Accel>, smp: u32, backend: Option<&str>, words: &[Strin
         kernel.display(),
         accel.name()
     );
+    let fault_args: Vec<&str> = fault.map(|f| vec!["--fault", f]).unwrap_or_default();
     let boot = Boot {
         kernel: &kernel,
         accel,
         smp,
         cpu_extra: "",
         cmdline: &cmdline,
-        qemu_extra: &[],
+        vm_args: &fault_args,
     };
     match boot.interactive() {
         Ok(EXIT_SUCCESS) => ExitCode::SUCCESS,

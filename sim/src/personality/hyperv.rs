@@ -9,6 +9,7 @@
 //! Not announced yet: SynIC, synthetic timers, the APIC MSRs, and the
 //! recommendations that make guests use the IPI and flush hypercalls.
 
+use crate::fault::Fault;
 use crate::personality::{leaf, HYPERCALL_PORT};
 use kvm_bindings::kvm_cpuid_entry2;
 use pvi_sdk::generated::hyperv::{
@@ -101,17 +102,19 @@ pub struct Hyperv {
     started: Instant,
     tsc_at_start: u64,
     tsc_hz: u64,
+    fault: Option<Fault>,
 }
 
 impl Hyperv {
     /// A partition whose vCPUs' TSCs run at `tsc_khz` and read
     /// `tsc_at_start` now, when it starts.
-    pub fn new(tsc_khz: u32, tsc_at_start: u64) -> Hyperv {
+    pub fn new(tsc_khz: u32, tsc_at_start: u64, fault: Option<Fault>) -> Hyperv {
         Hyperv {
             state: Mutex::default(),
             started: Instant::now(),
             tsc_at_start,
             tsc_hz: u64::from(tsc_khz) * 1000,
+            fault,
         }
     }
 
@@ -153,6 +156,9 @@ impl Hyperv {
                     }
                     let mut page = vec![0xcc_u8; 4096];
                     page[..HYPERCALL_CODE.len()].copy_from_slice(&HYPERCALL_CODE);
+                    if self.fault == Some(Fault::HypercallPageEmpty) {
+                        page.fill(0);
+                    }
                     memory
                         .write_slice(&page, GuestAddress(value & !0xfff))
                         .map_err(|_| ())?;
@@ -187,7 +193,13 @@ impl Hyperv {
         let scale = ((10_000_000u128 << 64) / u128::from(self.tsc_hz.max(1))) as u64;
         let at_start = ((u128::from(self.tsc_at_start) * u128::from(scale)) >> 64) as i64;
         let mut page = vec![0u8; 4096];
-        page[0..4].copy_from_slice(&1u32.to_le_bytes());
+        // Sequence 0 means "do not use the page" (the fault).
+        let sequence: u32 = if self.fault == Some(Fault::TscPageSequenceZero) {
+            0
+        } else {
+            1
+        };
+        page[0..4].copy_from_slice(&sequence.to_le_bytes());
         page[8..16].copy_from_slice(&scale.to_le_bytes());
         page[16..24].copy_from_slice(&(-at_start).to_le_bytes());
         page
@@ -196,6 +208,9 @@ impl Hyperv {
     /// A hypercall: the control word (rcx) and the input and output GPAs
     /// (rdx, r8); the result for rax.
     pub fn hypercall(&self, control: u64, _input: u64, _output: u64) -> u64 {
+        if self.fault == Some(Fault::HypercallsUnsupported) {
+            return HV_STATUS_INVALID_HYPERCALL_CODE as u64;
+        }
         match control & 0xffff {
             HVCALL_NOTIFY_LONG_SPIN_WAIT => u64::from(HV_STATUS_SUCCESS),
             _ => HV_STATUS_INVALID_HYPERCALL_CODE as u64,
@@ -209,7 +224,7 @@ mod tests {
 
     #[test]
     fn the_reference_tsc_scale_turns_a_second_of_ticks_into_ten_million() {
-        let hv = Hyperv::new(2_500_000, 0);
+        let hv = Hyperv::new(2_500_000, 0, None);
         let page = hv.reference_tsc_page();
         let scale = u64::from_le_bytes(page[8..16].try_into().unwrap());
         let ticks: u128 = 2_500_000_000;
@@ -219,7 +234,7 @@ mod tests {
 
     #[test]
     fn msrs_and_hypercalls() {
-        let hv = Hyperv::new(1_000_000, 0);
+        let hv = Hyperv::new(1_000_000, 0, None);
         assert_eq!(hv.read_msr(3, HV_X64_MSR_VP_INDEX), Some(3));
         assert_eq!(
             hv.read_msr(0, HV_X64_MSR_TSC_FREQUENCY),

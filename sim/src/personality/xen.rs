@@ -10,6 +10,7 @@
 //! Not yet: event channels and the singleshot timer's upcall, the
 //! runstate area, hvm_op.
 
+use crate::fault::Fault;
 use crate::personality::{leaf, HYPERCALL_PORT};
 use kvm_bindings::kvm_cpuid_entry2;
 use pvi_sdk::generated::xen::{
@@ -95,23 +96,30 @@ pub struct Xen {
     tsc_at_start: u64,
     tsc_hz: u64,
     cpus: u32,
+    fault: Option<Fault>,
 }
 
 impl Xen {
     /// A domain of `cpus` vCPUs whose TSCs run at `tsc_khz` and read
     /// `tsc_at_start` now, when it starts.
-    pub fn new(tsc_khz: u32, cpus: u32, tsc_at_start: u64) -> Xen {
+    pub fn new(tsc_khz: u32, cpus: u32, tsc_at_start: u64, fault: Option<Fault>) -> Xen {
         Xen {
             shared_info: Mutex::new(None),
             started: Instant::now(),
             tsc_at_start,
             tsc_hz: u64::from(tsc_khz) * 1000,
             cpus,
+            fault,
         }
     }
 
     /// Fill the hypercall page at `gpa`.
     pub fn fill_hypercall_page(&self, memory: &GuestMemoryMmap, gpa: u64) -> Result<(), ()> {
+        if self.fault == Some(Fault::HypercallPageEmpty) {
+            return memory
+                .write_slice(&[0u8; 4096], GuestAddress(gpa & !0xfff))
+                .map_err(|_| ());
+        }
         let mut page = vec![0xcc_u8; 4096];
         for (n, stub) in page.chunks_mut(32).enumerate() {
             let n = (n as u32).to_le_bytes();
@@ -145,6 +153,9 @@ impl Xen {
         read: &dyn Fn(u64, usize) -> Option<Vec<u8>>,
     ) -> Outcome {
         let enosys = Outcome::Return(-XEN_ENOSYS);
+        if self.fault == Some(Fault::HypercallsUnsupported) {
+            return enosys;
+        }
         match number {
             __HYPERVISOR_xen_version => Outcome::Return(i64::from(VERSION)),
             __HYPERVISOR_console_io if args[0] == u64::from(CONSOLEIO_write) => {
@@ -189,9 +200,15 @@ impl Xen {
         let (mul, shift) = pvclock_scale(self.tsc_hz);
         for vcpu in 0..u64::from(self.cpus.min(XEN_LEGACY_MAX_VCPUS)) {
             let t = (vcpu * VCPU_INFO_BYTES + VCPU_TIME_OFFSET) as usize;
-            // Version 2 (even: stable); system time 0 at the TSC reading
-            // taken when the domain started.
-            page[t..t + 4].copy_from_slice(&2u32.to_le_bytes());
+            // Version 2 (even: stable; odd under the fault: an update that
+            // never ends); system time 0 at the TSC reading taken when the
+            // domain started.
+            let version: u32 = if self.fault == Some(Fault::PvclockStuckOdd) {
+                1
+            } else {
+                2
+            };
+            page[t..t + 4].copy_from_slice(&version.to_le_bytes());
             page[t + 8..t + 16].copy_from_slice(&self.tsc_at_start.to_le_bytes());
             page[t + 24..t + 28].copy_from_slice(&mul.to_le_bytes());
             page[t + 28] = shift as u8;
@@ -249,7 +266,7 @@ mod tests {
 
     #[test]
     fn unknown_hypercalls_are_enosys() {
-        let xen = Xen::new(1_000_000, 1, 0);
+        let xen = Xen::new(1_000_000, 1, 0, None);
         let memory = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         let none = |_: u64, _: usize| None;
         assert_eq!(

@@ -1,0 +1,76 @@
+//! Hostile hypervisor behaviour on demand (`--fault NAME`): what a broken
+//! or malicious host might do, so a guest can show it falls back and says
+//! why instead of hanging or crashing.
+
+use crate::personality::Personality;
+
+/// One kind of misbehaviour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// Every vcpu_time_info's version stays odd, as if an update never
+    /// finished (xen).
+    PvclockStuckOdd,
+    /// The hypercall MSR is accepted but the page is left zeroed (xen,
+    /// hyperv).
+    HypercallPageEmpty,
+    /// Every hypercall answers "not implemented" (xen, hyperv).
+    HypercallsUnsupported,
+    /// The hypervisor leaves hold garbage, the signature included (every
+    /// personality but none).
+    CpuidGarbage,
+    /// Leaf 0x4000_0000 claims 0xffff_ffff as the highest leaf (every
+    /// personality but none).
+    AbsurdMaxLeaf,
+    /// The reference TSC page's sequence is 0, "do not use" (hyperv).
+    TscPageSequenceZero,
+    /// Every backdoor command answers 0xffff_ffff (vmware).
+    BackdoorFfffffff,
+}
+
+impl Fault {
+    /// The personalities it can be injected into.
+    pub fn personalities(self) -> &'static [Personality] {
+        use Personality::*;
+        match self {
+            Fault::PvclockStuckOdd => &[Xen],
+            Fault::HypercallPageEmpty | Fault::HypercallsUnsupported => &[Xen, Hyperv],
+            Fault::CpuidGarbage | Fault::AbsurdMaxLeaf => &[Kvm, Xen, Hyperv, Vmware],
+            Fault::TscPageSequenceZero => &[Hyperv],
+            Fault::BackdoorFfffffff => &[Vmware],
+        }
+    }
+
+    /// `Err` with the reason when it does not apply to `personality`.
+    pub fn check(self, personality: Personality) -> Result<(), String> {
+        if self.personalities().contains(&personality) {
+            Ok(())
+        } else {
+            Err(format!(
+                "--fault {self:?} applies to {:?}, not to {personality:?}",
+                self.personalities()
+            ))
+        }
+    }
+}
+
+/// A deterministic stream of garbage (xorshift64), so a failing run can be
+/// repeated exactly.
+pub struct Garbage(u64);
+
+impl Default for Garbage {
+    fn default() -> Self {
+        Garbage(0x9e37_79b9_7f4a_7c15)
+    }
+}
+
+impl Iterator for Garbage {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        Some((x >> 16) as u32)
+    }
+}
