@@ -13,6 +13,7 @@ mod devices;
 mod fault;
 mod memory;
 mod personality;
+mod trace;
 mod vcpu;
 
 use clap::Parser;
@@ -36,7 +37,8 @@ struct Args {
     /// Where the guest's serial output goes (default: standard output).
     #[arg(long)]
     serial: Option<PathBuf>,
-    /// Log port accesses no device answers on standard error.
+    /// Log every MSR, hypercall and backdoor exchange (decoded with the
+    /// IDL's names) and port accesses no device answers, on standard error.
     #[arg(long)]
     trace: bool,
     /// Misbehave on purpose, as a broken or hostile hypervisor would.
@@ -130,6 +132,7 @@ fn run(args: &Args) -> Result<u8, String> {
         personality: args.personality,
         tsc_khz,
         fault: args.fault,
+        trace: args.trace,
         memory: &memory,
         hyperv,
         xen,

@@ -5,6 +5,7 @@ use crate::devices::{Devices, Next};
 use crate::personality::hyperv::{Hyperv, Written};
 use crate::personality::xen::{self, Xen};
 use crate::personality::{vmware, Personality, HYPERCALL_PORT};
+use crate::trace;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use pvi_sdk::generated::vmware::BDOOR_PORT;
 use std::sync::Mutex;
@@ -17,6 +18,8 @@ pub struct Guest<'a> {
     pub tsc_khz: u32,
     /// The misbehaviour asked for, if any.
     pub fault: Option<crate::fault::Fault>,
+    /// Log each exchange (`--trace`).
+    pub trace: bool,
     /// Guest memory, for the pages a hypervisor fills.
     pub memory: &'a vm_memory::GuestMemoryMmap,
     /// The Hyper-V partition state, under that personality.
@@ -48,43 +51,52 @@ pub fn run(
             Ok(VcpuExit::IoIn(BDOOR_PORT, data))
                 if guest.personality == Personality::Vmware && data.len() == 4 =>
             {
-                answer_backdoor(vcpu, guest)?;
+                answer_backdoor(id, vcpu, guest)?;
                 Next::Continue
             }
             Ok(VcpuExit::IoOut(HYPERCALL_PORT, _)) if guest.hyperv.is_some() => {
-                answer_hypercall(vcpu, guest)?;
+                answer_hypercall(id, vcpu, guest)?;
                 Next::Continue
             }
             Ok(VcpuExit::IoOut(HYPERCALL_PORT, _)) if guest.xen.is_some() => {
-                answer_xen_hypercall(vcpu, guest, shared_devices)?
-            }
-            Ok(VcpuExit::X86Wrmsr(exit)) if guest.xen.is_some() => {
-                let filled = match (&guest.xen, exit.index) {
-                    (Some(x), xen::HYPERCALL_MSR) => x.fill_hypercall_page(guest.memory, exit.data),
-                    _ => Err(()),
-                };
-                if filled.is_err() {
-                    *exit.error = 1;
-                }
-                Next::Continue
+                answer_xen_hypercall(id, vcpu, guest, shared_devices)?
             }
             Ok(VcpuExit::X86Rdmsr(exit)) => {
-                match guest
+                let value = guest
                     .hyperv
                     .as_ref()
-                    .and_then(|hv| hv.read_msr(id, exit.index))
-                {
+                    .and_then(|hv| hv.read_msr(id, exit.index));
+                match value {
                     Some(value) => *exit.data = value,
                     None => *exit.error = 1,
                 }
+                let name = trace::msr_name(guest.personality, exit.index);
+                let index = exit.index;
+                trace::line(
+                    guest.trace,
+                    id,
+                    format_args!(
+                        "rdmsr {name} ({index:#x}) -> {}",
+                        value.map_or("#GP".to_string(), |v| format!("{v:#x}"))
+                    ),
+                );
                 Next::Continue
             }
             Ok(VcpuExit::X86Wrmsr(exit)) => {
-                let written = guest
-                    .hyperv
-                    .as_ref()
-                    .ok_or(())
-                    .and_then(|hv| hv.write_msr(guest.memory, exit.index, exit.data));
+                let (index, data) = (exit.index, exit.data);
+                let written = match (&guest.xen, &guest.hyperv) {
+                    (Some(x), _) if index == xen::HYPERCALL_MSR => x
+                        .fill_hypercall_page(guest.memory, data)
+                        .map(|()| Written::Done),
+                    (_, Some(hv)) => hv.write_msr(guest.memory, index, data),
+                    _ => Err(()),
+                };
+                let name = trace::msr_name(guest.personality, index);
+                trace::line(
+                    guest.trace,
+                    id,
+                    format_args!("wrmsr {name} ({index:#x}) <- {data:#x}: {written:?}"),
+                );
                 match written {
                     Ok(Written::Done) => Next::Continue,
                     Ok(Written::Crashed(p)) => {
@@ -142,8 +154,9 @@ pub fn run(
 /// Answer a backdoor `in eax, dx`: the registers are set here, as QEMU's
 /// vmport does, and KVM completes the `in` on the next KVM_RUN (moving rip
 /// past the instruction).
-fn answer_backdoor(vcpu: &mut VcpuFd, guest: &Guest) -> Result<(), String> {
+fn answer_backdoor(id: u32, vcpu: &mut VcpuFd, guest: &Guest) -> Result<(), String> {
     let mut regs = vcpu.get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
+    let command = regs.rcx & 0xffff;
     let eax = if guest.fault == Some(crate::fault::Fault::BackdoorFfffffff) {
         u32::MAX
     } else {
@@ -153,6 +166,12 @@ fn answer_backdoor(vcpu: &mut VcpuFd, guest: &Guest) -> Result<(), String> {
     // keeps when it completes the `in` differs between its fast path and
     // its emulator (a 32-bit `in` zero-extends into rax).
     regs.rax = u64::from(eax);
+    let name = trace::hypercall_name(guest.personality, command);
+    trace::line(
+        guest.trace,
+        id,
+        format_args!("backdoor {name} ({command}) -> eax {eax:#x}"),
+    );
     vcpu.set_regs(&regs)
         .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
     let run = vcpu.get_kvm_run();
@@ -176,12 +195,21 @@ fn answer_backdoor(vcpu: &mut VcpuFd, guest: &Guest) -> Result<(), String> {
 
 /// Answer a Hyper-V hypercall made through the page: the control word and
 /// GPAs in rcx, rdx and r8; the result in rax. KVM then finishes the `out`.
-fn answer_hypercall(vcpu: &mut VcpuFd, guest: &Guest) -> Result<(), String> {
+fn answer_hypercall(id: u32, vcpu: &mut VcpuFd, guest: &Guest) -> Result<(), String> {
     let Some(hv) = guest.hyperv.as_ref() else {
         return Ok(());
     };
     let mut regs = vcpu.get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
     regs.rax = hv.hypercall(regs.rcx, regs.rdx, regs.r8);
+    let name = trace::hypercall_name(guest.personality, regs.rcx & 0xffff);
+    trace::line(
+        guest.trace,
+        id,
+        format_args!(
+            "hypercall {name} (control {:#x}, {:#x}, {:#x}) -> {:#x}",
+            regs.rcx, regs.rdx, regs.r8, regs.rax
+        ),
+    );
     vcpu.set_regs(&regs)
         .map_err(|e| format!("KVM_SET_REGS: {e}"))
 }
@@ -189,6 +217,7 @@ fn answer_hypercall(vcpu: &mut VcpuFd, guest: &Guest) -> Result<(), String> {
 /// Answer a Xen hypercall made through the page: the number in eax, the
 /// arguments in rdi, rsi, rdx, r10, r8; the result in rax.
 fn answer_xen_hypercall(
+    id: u32,
     vcpu: &mut VcpuFd,
     guest: &Guest,
     devices: &Mutex<Devices>,
@@ -213,6 +242,12 @@ fn answer_xen_hypercall(
             (0, Next::Exit(xen::shutdown_status(reason)))
         }
     };
+    let name = trace::hypercall_name(guest.personality, regs.rax & 0xffff_ffff);
+    trace::line(
+        guest.trace,
+        id,
+        format_args!("hypercall {name} {args:x?} -> {rax}"),
+    );
     regs.rax = rax as u64;
     vcpu.set_regs(&regs)
         .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
