@@ -11,6 +11,7 @@ mod apic;
 mod boot;
 mod console;
 mod cpu_local;
+mod delay;
 mod descriptors;
 mod events;
 mod exit;
@@ -144,10 +145,7 @@ fn power_off(selection: &Selection) -> ! {
         .shutdown(pvi_sdk::types::ShutdownReason::Poweroff);
     // The emulator acts on the PM1a write after the vCPU moves on: give it
     // a second before calling the power-off failed.
-    let until = selection.backend.clock_ns().0 + 1_000_000_000;
-    while selection.backend.clock_ns().0 < until {
-        core::hint::spin_loop();
-    }
+    delay::spin_for(selection.backend, 1_000_000_000);
     let _ = writeln!(console::Console, "shutdown: still running ({result:?})");
     exit::failure()
 }
@@ -158,10 +156,7 @@ fn panic_on_purpose(selection: &Selection) -> ! {
     let _ = writeln!(console::Console, "panic_notify: telling the hypervisor");
     selection.backend.panic_notify();
     // Give an asynchronous device a moment before declaring it absent.
-    let until = selection.backend.clock_ns().0 + 500_000_000;
-    while selection.backend.clock_ns().0 < until {
-        core::hint::spin_loop();
-    }
+    delay::spin_for(selection.backend, 500_000_000);
     let _ = writeln!(console::Console, "panic_notify: nobody stopped the machine");
     exit::failure()
 }

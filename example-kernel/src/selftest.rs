@@ -628,10 +628,7 @@ fn send_ipi_self(cx: &Context) -> Outcome {
         return fail!("send_ipi: {e:?}");
     }
     cx.ops.irq_enable();
-    let give_up = cx.now() + 100 * MS;
-    while events::seen(0, Event::Kick) == before && cx.now() < give_up {
-        core::hint::spin_loop();
-    }
+    within_100ms(cx, || events::seen(0, Event::Kick) != before);
     cx.ops.irq_disable();
     match events::seen(0, Event::Kick) - before {
         1 => pass!("vector {KICK_VECTOR:#x} counted once on this CPU (APIC id {me})"),

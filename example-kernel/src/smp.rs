@@ -168,10 +168,10 @@ pub fn start_all(machine: &Machine) -> usize {
         AP_STACK_TOP.store(stack + AP_STACK_BYTES as u64, SeqCst);
         AP_INDEX.store(cpu, SeqCst);
         crate::apic::send_init(apic_id);
-        wait_ns(ops, 10_000_000);
+        crate::delay::spin_for(ops, 10_000_000);
         for _ in 0..2 {
             crate::apic::send_startup(apic_id, SIPI_VECTOR);
-            wait_ns(ops, 200_000);
+            crate::delay::spin_for(ops, 200_000);
             if online(cpu) {
                 break;
             }
@@ -190,13 +190,6 @@ pub fn start_all(machine: &Machine) -> usize {
         }
     }
     started
-}
-
-fn wait_ns(ops: &pvi_backends::select::Backend, ns: u64) {
-    let until = ops.clock_ns().0 + ns;
-    while ops.clock_ns().0 < until {
-        core::hint::spin_loop();
-    }
 }
 
 /// Ask CPU `cpu` to do `request`, wake it with `wake`, and wait (up to
