@@ -245,6 +245,8 @@ struct MockHyperv {
     msrs: RefCell<Vec<(u32, u64)>>,
     read_value: u64,
     reference_tsc: Result<Nanos, PvError>,
+    /// The steps this backend has withdrawn.
+    withdrawn: Vec<(&'static str, usize)>,
 }
 
 // SAFETY: a host mock; no test makes a Hyper-V hypercall through it.
@@ -254,6 +256,9 @@ unsafe impl hyperv::Steps for MockHyperv {
         &self.features
     }
     fn fell_back(&self, _op: &'static str, _step: usize, _error: PvError) {}
+    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+        self.withdrawn.contains(&(op, step))
+    }
     fn hypercalls(&self) -> hyperv::Hypercalls {
         panic!("no hypercall on the host")
     }
@@ -284,6 +289,7 @@ fn hyperv_with(
         msrs: RefCell::new(Vec::new()),
         read_value,
         reference_tsc,
+        withdrawn: Vec::new(),
     })
 }
 
@@ -321,6 +327,24 @@ fn hyperv_timer_deadlines_are_written_in_100ns_ticks() {
             (hyperv::HV_X64_MSR_STIMER0_COUNT, 0)
         ]
     );
+}
+
+#[test]
+fn a_withdrawn_step_is_skipped_and_the_native_timer_serves() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let f = hyperv::HypervFeatures::HV_MSR_SYNTIMER_AVAILABLE;
+    let misc = hyperv::HypervMiscFeatures::HV_STIMER_DIRECT_MODE_AVAILABLE;
+    let mut ops = hyperv_with(f, misc, 0, Err(unsupported()));
+    ops.0.withdrawn = vec![("timer_oneshot", 1)];
+    take_native_calls();
+    ops.timer_oneshot(Nanos(1_234_567)).unwrap();
+    ops.timer_cancel();
+    assert_eq!(
+        *ops.0.msrs.borrow(),
+        [(hyperv::HV_X64_MSR_STIMER0_COUNT, 0)],
+        "timer_cancel's step was not withdrawn"
+    );
+    assert_eq!(take_native_calls(), ["lapic_timer_oneshot"]);
 }
 
 /// A VMware backend whose timing leaf and backdoor answer as the test says.

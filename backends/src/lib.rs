@@ -21,6 +21,7 @@ pub mod percpu;
 pub mod platform;
 pub mod retired;
 pub mod select;
+pub mod withdrawn;
 
 #[cfg(feature = "hyperv")]
 pub mod hyperv;

@@ -426,11 +426,6 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
                 let v = format_ident!("{}", camel(&g.variant.name));
                 conds.push(quote!(#p == #ty::#v));
             }
-            let cond = if conds.is_empty() {
-                quote!(true)
-            } else {
-                quote!(#(#conds)&&*)
-            };
             let err = on_error(index);
             let action = if h.needs_method(op, step) {
                 let m = method_name(op, index);
@@ -553,6 +548,9 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
                 }
             };
             if let Some(action) = action {
+                let step_no = proc_macro2::Literal::usize_unsuffixed(index + 1);
+                conds.push(quote!(!s.withdrawn(#op_name, #step_no)));
+                let cond = quote!(#(#conds)&&*);
                 body.push(quote!(if #cond { #action }));
             }
         }
@@ -654,6 +652,14 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
             fn features(&self) -> &Features;
             #[doc = " Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried."]
             fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+            #[doc = " Whether step `step` (from 1) of `op`'s chain is withdrawn: announced, but"]
+            #[doc = " seen to fail for good (a timer that never fires), so the chain skips it."]
+            #[doc = " The default withdraws nothing, and costs nothing."]
+            #[inline(always)]
+            fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+                let _ = (op, step);
+                false
+            }
             #(#services)*
             #(#step_methods)*
         }

@@ -1737,6 +1737,14 @@ pub unsafe trait Steps {
     fn features(&self) -> &Features;
     /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried.
     fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+    /// Whether step `step` (from 1) of `op`'s chain is withdrawn: announced, but
+    /// seen to fail for good (a timer that never fires), so the chain skips it.
+    /// The default withdraws nothing, and costs nothing.
+    #[inline(always)]
+    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+        let _ = (op, step);
+        false
+    }
     /// The hypercall stubs, entered the way this CPU needs.
     fn hypercalls(&self) -> Hypercalls;
     /// Read an MSR (`rdmsr`).
@@ -1761,6 +1769,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         if features
             .hyperv_features
             .contains(HypervFeatures::HV_MSR_REFERENCE_TSC_AVAILABLE)
+            && !s.withdrawn("clock_ns", 1)
         {
             match s.clock_ns_step1() {
                 Ok(v) => return v,
@@ -1770,6 +1779,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         if features
             .hyperv_features
             .contains(HypervFeatures::HV_MSR_TIME_REF_COUNT_AVAILABLE)
+            && !s.withdrawn("clock_ns", 2)
         {
             return Nanos((s.read_msr(HV_X64_MSR_TIME_REF_COUNT)).saturating_mul(100));
         }
@@ -1783,6 +1793,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && features
                 .hyperv_misc_features
                 .contains(HypervMiscFeatures::HV_FEATURE_FREQUENCY_MSRS_AVAILABLE)
+            && !s.withdrawn("tsc_hz", 1)
         {
             return Hertz(s.read_msr(HV_X64_MSR_TSC_FREQUENCY));
         }
@@ -1796,6 +1807,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && features
                 .hyperv_misc_features
                 .contains(HypervMiscFeatures::HV_STIMER_DIRECT_MODE_AVAILABLE)
+            && !s.withdrawn("timer_oneshot", 1)
         {
             {
                 s.write_msr(HV_X64_MSR_STIMER0_COUNT, (deadline.0) / 100);
@@ -1812,6 +1824,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && features
                 .hyperv_misc_features
                 .contains(HypervMiscFeatures::HV_STIMER_DIRECT_MODE_AVAILABLE)
+            && !s.withdrawn("timer_cancel", 1)
         {
             {
                 s.write_msr(HV_X64_MSR_STIMER0_COUNT, 0_u64);
@@ -1830,6 +1843,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && features
                 .hyperv_hints
                 .contains(HypervHints::HV_X64_APIC_ACCESS_RECOMMENDED)
+            && !s.withdrawn("eoi", 1)
         {
             {
                 s.write_msr(HV_X64_MSR_EOI, 0_u64);
@@ -1842,7 +1856,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if features.hyperv_hints.contains(HypervHints::HV_X64_CLUSTER_IPI_RECOMMENDED) {
+        if features.hyperv_hints.contains(HypervHints::HV_X64_CLUSTER_IPI_RECOMMENDED)
+            && !s.withdrawn("send_ipi", 1)
+        {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; the arguments follow the IDL's mapping of `send_ipi`.
                 match unsafe { s.hypercalls().hvcall_send_ipi(vector, targets) } {
@@ -1865,6 +1881,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         if features
             .hyperv_hints
             .contains(HypervHints::HV_X64_REMOTE_TLB_FLUSH_RECOMMENDED)
+            && !s.withdrawn("flush_tlb", 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; the arguments follow the IDL's mapping of `flush_tlb`.
@@ -1891,6 +1908,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if features.hyperv_features.contains(HypervFeatures::HV_MSR_HYPERCALL_AVAILABLE)
+            && !s.withdrawn("yield_to", 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; the arguments follow the IDL's mapping of `yield_to`.
@@ -1909,6 +1927,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         if features
             .hyperv_misc_features
             .contains(HypervMiscFeatures::HV_FEATURE_GUEST_CRASH_MSR_AVAILABLE)
+            && !s.withdrawn("panic_notify", 1)
         {
             {
                 s.write_msr(HV_X64_MSR_CRASH_CTL, HV_CRASH_CTL_CRASH_NOTIFY);

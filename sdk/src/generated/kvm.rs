@@ -948,6 +948,14 @@ pub unsafe trait Steps {
     fn features(&self) -> &Features;
     /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried.
     fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+    /// Whether step `step` (from 1) of `op`'s chain is withdrawn: announced, but
+    /// seen to fail for good (a timer that never fires), so the chain skips it.
+    /// The default withdraws nothing, and costs nothing.
+    #[inline(always)]
+    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+        let _ = (op, step);
+        false
+    }
     /// The hypercall stubs, entered the way this CPU needs.
     fn hypercalls(&self) -> Hypercalls;
     /// `clock_ns`, step 1: `shared pvclock_vcpu_time_info.system_time via MSR_KVM_SYSTEM_TIME_NEW requires KVM_FEATURE_CLOCKSOURCE2`
@@ -1001,13 +1009,17 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE2) {
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE2)
+            && !s.withdrawn("clock_ns", 1)
+        {
             match s.clock_ns_step1() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("clock_ns", 1, e),
             }
         }
-        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE) {
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE)
+            && !s.withdrawn("clock_ns", 2)
+        {
             match s.clock_ns_step2() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("clock_ns", 2, e),
@@ -1019,13 +1031,17 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE2) {
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE2)
+            && !s.withdrawn("tsc_hz", 1)
+        {
             match s.tsc_hz_step1() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("tsc_hz", 1, e),
             }
         }
-        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE) {
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE)
+            && !s.withdrawn("tsc_hz", 2)
+        {
             match s.tsc_hz_step2() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("tsc_hz", 2, e),
@@ -1037,13 +1053,17 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE2) {
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE2)
+            && !s.withdrawn("wallclock", 1)
+        {
             match s.wallclock_step1() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("wallclock", 1, e),
             }
         }
-        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE) {
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE)
+            && !s.withdrawn("wallclock", 2)
+        {
             match s.wallclock_step2() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("wallclock", 2, e),
@@ -1055,7 +1075,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_STEAL_TIME) {
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_STEAL_TIME)
+            && !s.withdrawn("steal_ns", 1)
+        {
             match s.steal_ns_step1() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("steal_ns", 1, e),
@@ -1067,7 +1089,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_STEAL_TIME) {
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_STEAL_TIME)
+            && !s.withdrawn("vcpu_is_preempted", 1)
+        {
             match s.vcpu_is_preempted_step1(cpu) {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("vcpu_is_preempted", 1, e),
@@ -1081,6 +1105,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let features = s.features();
         if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_TLB_FLUSH)
             && features.kvm_features.contains(KvmFeatures::KVM_FEATURE_STEAL_TIME)
+            && !s.withdrawn("flush_tlb", 1)
         {
             match s.flush_tlb_step1(targets) {
                 Ok(v) => return v,
@@ -1093,7 +1118,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_EOI) {
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_EOI)
+            && !s.withdrawn("eoi", 1)
+        {
             match s.eoi_step1() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("eoi", 1, e),
@@ -1105,7 +1132,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_SEND_IPI) {
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_SEND_IPI)
+            && !s.withdrawn("send_ipi", 1)
+        {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that KVM is the hypervisor; the arguments follow the IDL's mapping of `send_ipi`.
                 match unsafe {
@@ -1133,7 +1162,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_UNHALT) {
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_UNHALT)
+            && !s.withdrawn("kick_cpu", 1)
+        {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that KVM is the hypervisor; the arguments follow the IDL's mapping of `kick_cpu`.
                 match unsafe { s.hypercalls().kvm_hc_kick_cpu(0_u64, target) } {
@@ -1148,7 +1179,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_SCHED_YIELD) {
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_SCHED_YIELD)
+            && !s.withdrawn("yield_to", 1)
+        {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that KVM is the hypervisor; the arguments follow the IDL's mapping of `yield_to`.
                 match unsafe { s.hypercalls().kvm_hc_sched_yield(target) } {
@@ -1163,7 +1196,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_NOP_IO_DELAY) {
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_NOP_IO_DELAY)
+            && !s.withdrawn("io_delay", 1)
+        {
             return;
         }
         native::io_delay::<S::Native>()

@@ -725,6 +725,14 @@ pub unsafe trait Steps {
     fn features(&self) -> &Features;
     /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried.
     fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+    /// Whether step `step` (from 1) of `op`'s chain is withdrawn: announced, but
+    /// seen to fail for good (a timer that never fires), so the chain skips it.
+    /// The default withdraws nothing, and costs nothing.
+    #[inline(always)]
+    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+        let _ = (op, step);
+        false
+    }
     /// CPUID leaf `leaf` (upstream numbering) read at the base where the hypervisor was found: eax, ebx, ecx, edx.
     fn cpuid(&self, leaf: u32) -> [u32; 4];
     /// `tsc_hz`, step 2: `hypercall BDOOR_CMD_GETHZ(0xFFFFFFFF)`
@@ -746,7 +754,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if true {
+        if !s.withdrawn("tsc_hz", 1) {
             {
                 let raw = s.cpuid(CPUID_VMWARE_FEATURES_LEAF)[0];
                 if raw != 0 {
@@ -759,7 +767,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
                 );
             }
         }
-        if true {
+        if !s.withdrawn("tsc_hz", 2) {
             match s.tsc_hz_step2() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("tsc_hz", 2, e),
@@ -771,7 +779,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if true {
+        if !s.withdrawn("wallclock", 1) {
             match s.wallclock_step1() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("wallclock", 1, e),

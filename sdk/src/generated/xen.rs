@@ -1278,6 +1278,14 @@ pub unsafe trait Steps {
     fn features(&self) -> &Features;
     /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried.
     fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+    /// Whether step `step` (from 1) of `op`'s chain is withdrawn: announced, but
+    /// seen to fail for good (a timer that never fires), so the chain skips it.
+    /// The default withdraws nothing, and costs nothing.
+    #[inline(always)]
+    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+        let _ = (op, step);
+        false
+    }
     /// The hypercall stubs, entered the way this CPU needs.
     fn hypercalls(&self) -> Hypercalls;
     /// The calling CPU's index as the hypervisor numbers it.
@@ -1315,7 +1323,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if true {
+        if !s.withdrawn("clock_ns", 1) {
             match s.clock_ns_step1() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("clock_ns", 1, e),
@@ -1327,13 +1335,13 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if true {
+        if !s.withdrawn("tsc_hz", 1) {
             match s.tsc_hz_step1() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("tsc_hz", 1, e),
             }
         }
-        if true {
+        if !s.withdrawn("tsc_hz", 2) {
             {
                 let raw = s.cpuid(XEN_CPUID_TIME)[2];
                 if raw != 0 {
@@ -1352,7 +1360,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if true {
+        if !s.withdrawn("wallclock", 1) {
             match s.wallclock_step1() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("wallclock", 1, e),
@@ -1364,7 +1372,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if true {
+        if !s.withdrawn("steal_ns", 1) {
             match s.steal_ns_step1() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("steal_ns", 1, e),
@@ -1376,7 +1384,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if true {
+        if !s.withdrawn("vcpu_is_preempted", 1) {
             match s.vcpu_is_preempted_step1(cpu) {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("vcpu_is_preempted", 1, e),
@@ -1388,7 +1396,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if true {
+        if !s.withdrawn("timer_oneshot", 1) {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `timer_oneshot`.
                 match unsafe {
@@ -1421,7 +1429,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if true {
+        if !s.withdrawn("timer_cancel", 1) {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `timer_cancel`.
                 match unsafe {
@@ -1443,7 +1451,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if true {
+        if !s.withdrawn("yield_to", 1) {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `yield_to`.
                 match unsafe {
@@ -1466,7 +1474,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if true {
+        if !s.withdrawn("console_write", 1) {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `console_write`.
                 match unsafe {
@@ -1488,7 +1496,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if true {
+        if !s.withdrawn("flush_tlb", 1) {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `flush_tlb`.
                 match unsafe {
@@ -1505,7 +1513,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if reason == ShutdownReason::Poweroff {
+        if reason == ShutdownReason::Poweroff && !s.withdrawn("shutdown", 1) {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `shutdown`.
                 match unsafe {
@@ -1524,7 +1532,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
                 }
             }
         }
-        if reason == ShutdownReason::Reboot {
+        if reason == ShutdownReason::Reboot && !s.withdrawn("shutdown", 2) {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `shutdown`.
                 match unsafe {
@@ -1543,7 +1551,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
                 }
             }
         }
-        if reason == ShutdownReason::Crash {
+        if reason == ShutdownReason::Crash && !s.withdrawn("shutdown", 3) {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `shutdown`.
                 match unsafe {

@@ -376,6 +376,14 @@ pub unsafe trait Steps {
     fn features(&self) -> &Features;
     /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried.
     fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+    /// Whether step `step` (from 1) of `op`'s chain is withdrawn: announced, but
+    /// seen to fail for good (a timer that never fires), so the chain skips it.
+    /// The default withdraws nothing, and costs nothing.
+    #[inline(always)]
+    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+        let _ = (op, step);
+        false
+    }
     /// The hypercall stubs, entered the way this CPU needs.
     fn hypercalls(&self) -> Hypercalls;
     /// `now`, step 1: `shared gappy.b via ALPHA_MSR_CLOCK requires ALPHA_F_CLOCK`
@@ -393,7 +401,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if features.alpha_features.contains(AlphaFeatures::ALPHA_F_CLOCK) {
+        if features.alpha_features.contains(AlphaFeatures::ALPHA_F_CLOCK)
+            && !s.withdrawn("now", 1)
+        {
             match s.now_step1() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("now", 1, e),
@@ -405,7 +415,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if level == Level::High {
+        if level == Level::High && !s.withdrawn("stop", 1) {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Alpha is the hypervisor; the arguments follow the IDL's mapping of `stop`.
                 match unsafe {

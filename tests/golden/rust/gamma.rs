@@ -229,6 +229,14 @@ pub unsafe trait Steps {
     fn features(&self) -> &Features;
     /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried.
     fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+    /// Whether step `step` (from 1) of `op`'s chain is withdrawn: announced, but
+    /// seen to fail for good (a timer that never fires), so the chain skips it.
+    /// The default withdraws nothing, and costs nothing.
+    #[inline(always)]
+    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+        let _ = (op, step);
+        false
+    }
 }
 /// The ops of a guest of this hypervisor: every mapped op walks its
 /// fallback chain from the IDL; the others are native.

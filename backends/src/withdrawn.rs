@@ -1,0 +1,57 @@
+//! Op steps withdrawn at run time: mechanisms the hypervisor announced but
+//! that were seen to fail for good (a timer that accepts a deadline and
+//! never fires). A withdrawn step is skipped by its chain from then on
+//! (`Steps::withdrawn`), and the withdrawal is logged as a fallback.
+//!
+//! Until something is withdrawn, asking costs one relaxed load.
+
+use crate::fallback;
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+use pvi_sdk::generated::ops::OPS;
+use pvi_sdk::types::PvError;
+
+/// Per op (in `OPS` order): bit `n - 1` set when step `n` is withdrawn.
+static STEPS: [AtomicU8; OPS.len()] = [const { AtomicU8::new(0) }; OPS.len()];
+static ANY: AtomicBool = AtomicBool::new(false);
+
+fn row(op: &str) -> Option<usize> {
+    OPS.iter().position(|o| o.name == op)
+}
+
+/// Withdraw step `step` (1 to 8) of `op` because of `why`, which the
+/// fallback log keeps. Unknown ops and steps beyond 8 are ignored.
+pub fn withdraw(op: &'static str, step: usize, why: PvError) {
+    let Some(row) = row(op) else { return };
+    if !(1..=8).contains(&step) {
+        return;
+    }
+    STEPS[row].fetch_or(1 << (step - 1), Relaxed);
+    ANY.store(true, Relaxed);
+    fallback::record(op, step, why);
+}
+
+/// Whether step `step` of `op` has been withdrawn.
+#[inline]
+pub fn is_withdrawn(op: &str, step: usize) -> bool {
+    if !ANY.load(Relaxed) {
+        return false;
+    }
+    match row(op) {
+        Some(row) if (1..=8).contains(&step) => STEPS[row].load(Relaxed) & 1 << (step - 1) != 0,
+        _ => false,
+    }
+}
+
+/// Withdraw the step `plan` (a generated `plan(features)`) starts `op`'s
+/// chain with, unless that is the native one.
+pub fn withdraw_planned(
+    plan: &[(&'static str, (usize, &'static str))],
+    op: &'static str,
+    why: PvError,
+) {
+    if let Some((_, (step, text))) = plan.iter().find(|(o, _)| *o == op) {
+        if *text != "native" {
+            withdraw(op, *step, why);
+        }
+    }
+}
