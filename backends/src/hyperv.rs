@@ -96,6 +96,15 @@ impl Hyperv {
         // it only when the hypercall feature was announced (the chains'
         // `requires`).
         let hypercalls = unsafe { Hypercalls::new(page) };
+        // The synthetic timer takes deadlines in reference time. Without a
+        // reference clock `clock_ns` is the native clock, whose deadlines
+        // Hyper-V would misread: the timer steps go.
+        if !reference_tsc && !f.contains(HypervFeatures::HV_MSR_TIME_REF_COUNT_AVAILABLE) {
+            let plan = hyperv::plan(&features);
+            for op in ["timer_oneshot", "timer_cancel"] {
+                crate::withdrawn::withdraw_planned(&plan, op, unsupported());
+            }
+        }
         Hyperv {
             features,
             hypercalls,
@@ -142,6 +151,13 @@ unsafe impl Steps for Hyperv {
 
     fn fell_back(&self, op: &'static str, step: usize, error: PvError) {
         fallback::record(op, step, error);
+    }
+
+    /// Its timer steps can be withdrawn ([`Selection::check_timer`]).
+    ///
+    /// [`Selection::check_timer`]: crate::select::Selection::check_timer
+    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+        crate::withdrawn::is_withdrawn(op, step)
     }
 
     fn hypercalls(&self) -> Hypercalls {

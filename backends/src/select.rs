@@ -2,10 +2,13 @@
 //! setup, and a report of which mechanism serves each op.
 
 use crate::native::BareMetal;
+use crate::percpu::MAX_CPUS;
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use pvi_sdk::detect::{backend_override, Choice, Detection, How};
 use pvi_sdk::generated::ops::{Dispatch, OPS};
 use pvi_sdk::generated::HYPERVISORS;
+use pvi_sdk::types::{ErrorKind, ErrorOrigin, PvError};
 
 #[cfg(feature = "hyperv")]
 type HypervSlot = crate::hyperv::Ops;
@@ -191,6 +194,91 @@ impl Selection {
         }
     }
 
+    /// The kernel's timer-vector handler calls this before its EOI: it
+    /// acknowledges what the hypervisor wants acknowledged (under Xen the
+    /// event channel, without which no further timer event is sent) and
+    /// counts the interrupt for [`check_timer`](Self::check_timer).
+    pub fn timer_interrupt(&self) {
+        if let Some(count) = TIMER_INTERRUPTS.get(crate::platform::cpu_index()) {
+            count.fetch_add(1, Relaxed);
+        }
+        match self.backend {
+            #[cfg(feature = "xen")]
+            Backend::Xen(x) => x.0.acknowledge_events(),
+            _ => {}
+        }
+    }
+
+    /// Check that the timer `timer_oneshot` arms really interrupts, as
+    /// Linux's timer_irq_works() does at boot: arm it 1 ms ahead, enable
+    /// interrupts and watch the clock (spinning, never halting) for
+    /// [`TIMER_SILENCE_NS`]. A paravirtual timer that stays silent is
+    /// withdrawn, with `timer_cancel`'s paravirtual step, and the native
+    /// timer is checked in its place. Call it on the boot CPU once the
+    /// timer vector's handler calls [`timer_interrupt`](Self::timer_interrupt);
+    /// interrupts are disabled again on return.
+    pub fn check_timer(&self) -> TimerCheck {
+        let first = self.timer_fires();
+        // After the first arm: reading the clock may have withdrawn the
+        // timer steps (a Xen time record stuck mid-update).
+        let planned = self.serving("timer_oneshot");
+        match (first, planned) {
+            (Ok(late_ns), _) => TimerCheck::Fires { planned, late_ns },
+            (Err(silence), Some((step, text))) => {
+                let why = PvError::new(ErrorKind::Failed, ErrorOrigin::Native);
+                crate::withdrawn::withdraw("timer_oneshot", step, why);
+                if let Some((cancel, _)) = self.serving("timer_cancel") {
+                    crate::withdrawn::withdraw("timer_cancel", cancel, why);
+                }
+                TimerCheck::Withdrawn {
+                    step,
+                    text,
+                    silence,
+                    native: self.timer_fires(),
+                }
+            }
+            (Err(silence), None) => TimerCheck::Silent(silence),
+        }
+    }
+
+    /// Arm the timer 1 ms ahead and wait with interrupts enabled: how late
+    /// its interrupt came (ns), or why none did.
+    fn timer_fires(&self) -> Result<u64, Silence> {
+        use pvi_sdk::PvOps;
+        let b = self.backend;
+        let Some(count) = TIMER_INTERRUPTS.get(crate::platform::cpu_index()) else {
+            return Err(Silence::NotCounted);
+        };
+        let before = count.load(Relaxed);
+        let deadline = b.clock_ns().0.saturating_add(1_000_000);
+        b.timer_oneshot(pvi_sdk::types::Nanos(deadline))
+            .map_err(Silence::Arm)?;
+        b.irq_enable();
+        let give_up = deadline.saturating_add(TIMER_SILENCE_NS);
+        let result = loop {
+            let now = b.clock_ns().0;
+            if count.load(Relaxed) != before {
+                break Ok(now.saturating_sub(deadline));
+            }
+            if now > give_up {
+                break Err(Silence::NoInterrupt);
+            }
+            core::hint::spin_loop();
+        };
+        b.irq_disable();
+        if result.is_err() {
+            b.timer_cancel();
+        }
+        result
+    }
+
+    /// The paravirtual step serving `op` now: the planned one, unless that
+    /// is native or has been withdrawn (`None`: native).
+    pub fn serving(&self, op: &str) -> Option<(usize, &'static str)> {
+        self.planned(op)
+            .filter(|&(step, text)| text != "native" && !crate::withdrawn::is_withdrawn(op, step))
+    }
+
     /// For each mapped op of the active backend, the step its features
     /// select (number from 1, IDL text).
     pub fn planned(&self, op: &str) -> Option<(usize, &'static str)> {
@@ -220,6 +308,106 @@ impl Selection {
     }
 }
 
+/// How long [`Selection::check_timer`] waits past the deadline before it
+/// calls a timer silent: far beyond the lateness of any working timer seen
+/// (5 ms on nested KVM), short enough not to slow a boot noticeably.
+pub const TIMER_SILENCE_NS: u64 = 100_000_000;
+
+/// Timer interrupts taken per CPU, counted by [`Selection::timer_interrupt`].
+static TIMER_INTERRUPTS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Why no timer interrupt came.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Silence {
+    /// `timer_oneshot` refused the deadline.
+    Arm(PvError),
+    /// Armed, but no interrupt within [`TIMER_SILENCE_NS`] of the deadline.
+    NoInterrupt,
+    /// This CPU's index is beyond what is counted.
+    NotCounted,
+}
+
+impl fmt::Display for Silence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Silence::Arm(e) => write!(f, "timer_oneshot refused the deadline ({e:?})"),
+            Silence::NoInterrupt => write!(
+                f,
+                "armed, but no interrupt within {} ms of the deadline",
+                TIMER_SILENCE_NS / 1_000_000
+            ),
+            Silence::NotCounted => write!(f, "this CPU's interrupts are not counted"),
+        }
+    }
+}
+
+/// What [`Selection::check_timer`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimerCheck {
+    /// The timer interrupted, `late_ns` after its deadline; `planned` is
+    /// the paravirtual step that served it (`None`: native).
+    Fires {
+        /// Step number and IDL text.
+        planned: Option<(usize, &'static str)>,
+        /// Lateness.
+        late_ns: u64,
+    },
+    /// Paravirtual step `step` stayed silent and was withdrawn; `native`
+    /// is how the native timer did in its place.
+    Withdrawn {
+        /// The step withdrawn.
+        step: usize,
+        /// Its IDL text.
+        text: &'static str,
+        /// Why it was withdrawn.
+        silence: Silence,
+        /// The native timer's check.
+        native: Result<u64, Silence>,
+    },
+    /// The native timer itself stayed silent: nothing to fall back to.
+    Silent(Silence),
+}
+
+impl fmt::Display for TimerCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TimerCheck::Fires {
+                planned: Some((step, text)),
+                late_ns,
+            } => write!(
+                f,
+                "timer: step {step} ({text}) fires, {} us after its deadline",
+                late_ns / 1_000
+            ),
+            TimerCheck::Fires {
+                planned: None,
+                late_ns,
+            } => write!(
+                f,
+                "timer: native, fires {} us after its deadline",
+                late_ns / 1_000
+            ),
+            TimerCheck::Withdrawn {
+                step,
+                text,
+                silence,
+                native,
+            } => {
+                write!(f, "timer: step {step} ({text}) {silence}: withdrawn; ")?;
+                match native {
+                    Ok(late) => write!(
+                        f,
+                        "the native timer fires, {} us after its deadline",
+                        late / 1_000
+                    ),
+                    Err(why) => write!(f, "the native timer too: {why}"),
+                }
+            }
+            TimerCheck::Silent(why) => write!(f, "timer: native, {why}"),
+        }
+    }
+}
+
 impl fmt::Display for Selection {
     /// The boot report: detection, the backend and why, and for every op
     /// the mechanism that serves it.
@@ -245,6 +433,11 @@ impl fmt::Display for Selection {
         writeln!(f, "backend: {}", self.backend.name())?;
         for op in OPS {
             match self.planned(op.name) {
+                Some((step, text)) if crate::withdrawn::is_withdrawn(op.name, step) => writeln!(
+                    f,
+                    "  {:<18} native (step {step}, {text}, withdrawn at run time)",
+                    op.name
+                )?,
                 Some((_, "native")) => writeln!(
                     f,
                     "  {:<18} native (its paravirtual steps' features are absent)",

@@ -12,7 +12,7 @@ use crate::fallback;
 use crate::native::BareMetal;
 use crate::percpu::{Page, PerCpu, Shared, MAX_CPUS};
 use crate::platform;
-use core::sync::atomic::{AtomicU8, Ordering::SeqCst};
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering::SeqCst};
 use pvi_sdk::arch::{cpuid, rdtsc, wrmsr};
 use pvi_sdk::detect::Choice;
 use pvi_sdk::generated::xen::{self, Features, Hypercalls, Steps};
@@ -31,6 +31,8 @@ static SHARED_INFO: SharedInfoPage = SharedInfoPage(Shared::new(shared_info::ZER
 static RUNSTATE: PerCpu<vcpu_runstate_info> =
     PerCpu([const { Shared::new(vcpu_runstate_info::ZERO) }; MAX_CPUS]);
 static RUNSTATE_ON: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+/// Each CPU's VIRQ_TIMER port (0: not bound; Xen never allocates port 0).
+static TIMER_PORT: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 /// Reads of a record before giving up on one that keeps changing.
 const RETRIES: u32 = 1000;
 
@@ -109,40 +111,47 @@ impl Xen {
                     .hypervisor_hvm_op(xen::HVMOP_set_param, core::ptr::from_ref(&param) as u64)
             };
         }
-        Xen {
+        let xen = Xen {
             features,
             hypercalls,
             choice: *choice,
             shared_info: pages.eax >= 1 && mapped == Ok(0),
+        };
+        if !xen.shared_info {
+            xen.withdraw_timer(mapped.err().unwrap_or_else(unsupported));
         }
+        xen
     }
 
-    /// Clear this vCPU's pending events (its timer's among them). The
-    /// kernel's timer-vector handler calls it under Xen.
+    /// Acknowledge this vCPU's timer event: clear its upcall flag, its
+    /// selector and VIRQ_TIMER's pending bit, as Linux's upcall handler
+    /// does. Xen notifies only when a port becomes pending, so without this
+    /// the first timer event would also be the last. Other ports' bits,
+    /// which may be other vCPUs' timers, are left alone.
     pub fn acknowledge_events(&self) {
         let cpu = platform::cpu_index();
-        if !self.shared_info || cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize {
+        if !self.shared_info || cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize || cpu >= MAX_CPUS {
             return;
         }
+        let port = TIMER_PORT[cpu].load(SeqCst) as usize;
         let info = SHARED_INFO.0.get();
         // SAFETY: fields of the mapped static shared_info, which Xen and the
-        // guest update with atomic operations (the event-channel ABI).
+        // guest update with atomic operations (the event-channel ABI); the
+        // port was bound by Xen, so it indexes evtchn_pending.
         unsafe {
-            let pending = core::sync::atomic::AtomicU8::from_ptr(core::ptr::addr_of_mut!(
+            let upcall = core::sync::atomic::AtomicU8::from_ptr(core::ptr::addr_of_mut!(
                 (*info).vcpu_info[cpu].evtchn_upcall_pending
             ));
-            pending.store(0, SeqCst);
+            upcall.store(0, SeqCst);
             let selector = core::sync::atomic::AtomicU64::from_ptr(core::ptr::addr_of_mut!(
                 (*info).vcpu_info[cpu].evtchn_pending_sel
             ));
-            let mut words = selector.swap(0, SeqCst);
-            while words != 0 {
-                let word = words.trailing_zeros() as usize;
-                words &= words - 1;
+            selector.fetch_and(!(1 << (port / 64)), SeqCst);
+            if port != 0 && port / 64 < 64 {
                 let bits = core::sync::atomic::AtomicU64::from_ptr(core::ptr::addr_of_mut!(
-                    (*info).evtchn_pending[word]
+                    (*info).evtchn_pending[port / 64]
                 ));
-                bits.store(0, SeqCst);
+                bits.fetch_and(!(1 << (port % 64)), SeqCst);
             }
         }
     }
@@ -169,12 +178,35 @@ impl Xen {
         };
         // SAFETY: Xen is the hypervisor; it writes the bound port into the
         // struct, which lives until the call returns.
-        let _ = unsafe {
+        let bound = unsafe {
             self.hypercalls.hypervisor_event_channel_op(
                 xen::EVTCHNOP_bind_virq,
                 core::ptr::from_mut(&mut bind) as u64,
             )
         };
+        if bound == Ok(0) && cpu < MAX_CPUS {
+            TIMER_PORT[cpu].store(bind.port, SeqCst);
+        }
+    }
+
+    /// Run `read` on the time info unless it is retired; the read that
+    /// retires it also withdraws the timer steps.
+    fn guard_time_info<T>(&self, read: impl FnOnce() -> Result<T, PvError>) -> Result<T, PvError> {
+        let was_retired = TIME_INFO_RETIRED.is_retired();
+        let result = TIME_INFO_RETIRED.guard(unstable(), read);
+        if result.is_err() && !was_retired {
+            self.withdraw_timer(unstable());
+        }
+        result
+    }
+
+    /// Xen's single-shot timer takes deadlines in Xen system time, the
+    /// time vcpu_time_info gives. Without it `clock_ns` is the native
+    /// clock, whose deadlines Xen would misread: the timer steps go.
+    fn withdraw_timer(&self, why: PvError) {
+        let plan = xen::plan(&self.features);
+        crate::withdrawn::withdraw_planned(&plan, "timer_oneshot", why);
+        crate::withdrawn::withdraw_planned(&plan, "timer_cancel", why);
     }
 
     /// This CPU's vcpu_time_info inside shared_info (the first 32 vCPUs).
@@ -219,6 +251,13 @@ unsafe impl Steps for Xen {
         fallback::record(op, step, error);
     }
 
+    /// Its timer steps can be withdrawn ([`Selection::check_timer`]).
+    ///
+    /// [`Selection::check_timer`]: crate::select::Selection::check_timer
+    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+        crate::withdrawn::is_withdrawn(op, step)
+    }
+
     fn hypercalls(&self) -> Hypercalls {
         self.hypercalls
     }
@@ -233,7 +272,7 @@ unsafe impl Steps for Xen {
 
     fn clock_ns_step1(&self) -> Result<Nanos, PvError> {
         let record = self.time_info()?;
-        TIME_INFO_RETIRED.guard(unstable(), || {
+        self.guard_time_info(|| {
             // SAFETY: this vCPU's time info inside the mapped shared_info.
             unsafe { pvclock::now(record, rdtsc) }.map_err(|_| unstable())
         })
@@ -241,7 +280,7 @@ unsafe impl Steps for Xen {
 
     fn tsc_hz_step1(&self) -> Result<Hertz, PvError> {
         let record = self.time_info()?;
-        let snapshot = TIME_INFO_RETIRED.guard(unstable(), || {
+        let snapshot = self.guard_time_info(|| {
             // SAFETY: as above.
             unsafe { pvclock::read(record) }.map_err(|_| unstable())
         })?;

@@ -73,6 +73,7 @@ extern "C" fn kmain(start_info: u32) -> ! {
     // SAFETY: ring 0, the boot CPU, once, after the platform is installed.
     let selection = SELECTION.call_once(|| unsafe { select(detection, info.cmdline) });
     selection.init_cpu();
+    let timer = selection.check_timer();
     let mut out = console::Console;
     let _ = writeln!(
         out,
@@ -110,6 +111,7 @@ extern "C" fn kmain(start_info: u32) -> ! {
         None => writeln!(out, "no PM1a control block found"),
     };
     let _ = write!(out, "{selection}");
+    let _ = writeln!(out, "{timer}");
     if machine.cpus > 1 {
         if smp::trampoline_page_free(&info) {
             let started = smp::start_all(machine);

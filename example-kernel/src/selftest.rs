@@ -205,8 +205,8 @@ pub fn run(selection: &'static Selection, machine: &Machine, cmdline: &str) -> !
         let outcome = test(&cx);
         cx.ops.irq_disable();
         let took_ms = (cx.now() - test_started) / MS;
-        let served = match selection.planned(op_of(name)) {
-            Some((_, "native")) | None => "native",
+        let served = match selection.serving(op_of(name)) {
+            None => "native",
             Some(_) => selection.backend.name(),
         };
         let (verdict, detail) = match &outcome {

@@ -172,6 +172,9 @@ extern "C" fn pvi_trap_dispatch(frame: &mut Frame) {
             panic!("unhandled exception {}", NAMES[usize::from(vector)]);
         }
         crate::platform::TIMER_VECTOR => {
+            if let Some(s) = crate::ops() {
+                s.timer_interrupt();
+            }
             events::timer_tick();
             eoi();
         }
