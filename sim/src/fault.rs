@@ -25,6 +25,9 @@ pub enum Fault {
     TscPageSequenceZero,
     /// Every backdoor command answers 0xffff_ffff (vmware).
     BackdoorFfffffff,
+    /// The hypervisor timer is accepted when armed but never fires (xen's
+    /// single-shot timer, hyperv's synthetic timer).
+    TimerNeverFires,
 }
 
 impl Fault {
@@ -37,6 +40,7 @@ impl Fault {
             Fault::CpuidGarbage | Fault::AbsurdMaxLeaf => &[Kvm, Xen, Hyperv, Vmware],
             Fault::TscPageSequenceZero => &[Hyperv],
             Fault::BackdoorFfffffff => &[Vmware],
+            Fault::TimerNeverFires => &[Xen, Hyperv],
         }
     }
 

@@ -11,8 +11,10 @@ mod boot;
 mod cpuid;
 mod devices;
 mod fault;
+mod kick;
 mod memory;
 mod personality;
+mod timers;
 mod trace;
 mod vcpu;
 
@@ -120,8 +122,9 @@ fn run(args: &Args) -> Result<u8, String> {
     boot::set_entry_state(&vcpus[0], &loaded)?;
     // The hypervisor clocks count from here: the boot vCPU's TSC now.
     let tsc_at_start = vcpu::guest_tsc(&vcpus[0]);
-    let hyperv = (args.personality == Personality::Hyperv)
-        .then(|| personality::hyperv::Hyperv::new(tsc_khz, tsc_at_start, args.fault));
+    let hyperv = (args.personality == Personality::Hyperv).then(|| {
+        personality::hyperv::Hyperv::new(u32::from(args.cpus), tsc_khz, tsc_at_start, args.fault)
+    });
     let xen = (args.personality == Personality::Xen).then(|| {
         personality::xen::Xen::new(tsc_khz, u32::from(args.cpus), tsc_at_start, args.fault)
     });
@@ -134,14 +137,23 @@ fn run(args: &Args) -> Result<u8, String> {
         fault: args.fault,
         trace: args.trace,
         memory: &memory,
+        vm: &vm,
         hyperv,
         xen,
+        kicks: kick::Kicks::new(u32::from(args.cpus))?,
     };
     // The first vCPU to stop the machine ends the process; the others are
     // still inside KVM_RUN and go with it.
     std::thread::scope(|scope| {
+        let guest = &guest;
+        if let Some(x) = &guest.xen {
+            scope.spawn(move || x.timers().run(|vcpu| x.fire(vcpu, guest.memory, guest.vm)));
+        }
+        if let Some(hv) = &guest.hyperv {
+            scope.spawn(move || hv.timers().run(|vp| hv.fire(vp, guest.vm)));
+        }
         for (id, mut vcpu) in vcpus.into_iter().enumerate() {
-            let (guest, devices) = (&guest, &devices);
+            let devices = &devices;
             scope.spawn(move || {
                 let code = match vcpu::run(id as u32, &mut vcpu, guest, devices) {
                     Ok(code) => code,

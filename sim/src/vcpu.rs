@@ -2,12 +2,14 @@
 //! port accesses; everything else KVM handles in the kernel.
 
 use crate::devices::{Devices, Next};
-use crate::personality::hyperv::{Hyperv, Written};
+use crate::personality::hyperv::{self, Hyperv, Written};
 use crate::personality::xen::{self, Xen};
-use crate::personality::{vmware, Personality, HYPERCALL_PORT};
+use crate::personality::{vmware, Caller, Personality, HYPERCALL_PORT};
 use crate::trace;
 use kvm_ioctls::{VcpuExit, VcpuFd};
+use pvi_sdk::generated::hyperv::{HV_STATUS_SUCCESS, HV_STATUS_TIME_OUT};
 use pvi_sdk::generated::vmware::BDOOR_PORT;
+use pvi_sdk::generated::xen::XEN_EBUSY;
 use std::sync::Mutex;
 
 /// What the run loop needs to know about the machine.
@@ -22,10 +24,14 @@ pub struct Guest<'a> {
     pub trace: bool,
     /// Guest memory, for the pages a hypervisor fills.
     pub memory: &'a vm_memory::GuestMemoryMmap,
+    /// The VM, for interrupts a hypervisor raises.
+    pub vm: &'a kvm_ioctls::VmFd,
     /// The Hyper-V partition state, under that personality.
     pub hyperv: Option<Hyperv>,
     /// The Xen domain state, under that personality.
     pub xen: Option<Xen>,
+    /// Requests to other vCPUs' threads (remote TLB flushes).
+    pub kicks: crate::kick::Kicks,
 }
 
 /// The status when the guest triple-faults or the VMM cannot go on.
@@ -44,7 +50,9 @@ pub fn run(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     };
+    guest.kicks.enter(id, vcpu);
     loop {
+        let mut apic_msr = None;
         let next = match vcpu.run() {
             // The VMware backdoor reads and writes registers beyond the
             // port data: answered below, once the exit's borrow ends.
@@ -60,6 +68,20 @@ pub fn run(
             }
             Ok(VcpuExit::IoOut(HYPERCALL_PORT, _)) if guest.xen.is_some() => {
                 answer_xen_hypercall(id, vcpu, guest, shared_devices)?
+            }
+            // The Hyper-V APIC MSRs: forwarded below, once the exit's borrow
+            // ends.
+            Ok(VcpuExit::X86Rdmsr(exit))
+                if guest.hyperv.is_some() && hyperv::x2apic_msr(exit.index).is_some() =>
+            {
+                apic_msr = Some((exit.index, None));
+                Next::Continue
+            }
+            Ok(VcpuExit::X86Wrmsr(exit))
+                if guest.hyperv.is_some() && hyperv::x2apic_msr(exit.index).is_some() =>
+            {
+                apic_msr = Some((exit.index, Some(exit.data)));
+                Next::Continue
             }
             Ok(VcpuExit::X86Rdmsr(exit)) => {
                 let value = guest
@@ -88,7 +110,7 @@ pub fn run(
                     (Some(x), _) if index == xen::HYPERCALL_MSR => x
                         .fill_hypercall_page(guest.memory, data)
                         .map(|()| Written::Done),
-                    (_, Some(hv)) => hv.write_msr(guest.memory, index, data),
+                    (_, Some(hv)) => hv.write_msr(guest.memory, id, index, data),
                     _ => Err(()),
                 };
                 let name = trace::msr_name(guest.personality, index);
@@ -145,9 +167,63 @@ pub fn run(
             }
             Err(e) => return Err(format!("KVM_RUN: {e}")),
         };
+        if let Some((msr, write)) = apic_msr {
+            forward_apic_msr(id, vcpu, guest, msr, write);
+        }
+        guest.kicks.serve(id, vcpu)?;
         if let Next::Exit(code) = next {
             return Ok(code);
         }
+    }
+}
+
+/// Carry out a Hyper-V APIC MSR access on the in-kernel local APIC's
+/// x2APIC MSR (host-initiated, so the filter does not apply), and complete
+/// the exit with its value or #GP (the APIC is not in x2APIC mode).
+fn forward_apic_msr(id: u32, vcpu: &mut VcpuFd, guest: &Guest, msr: u32, write: Option<u64>) {
+    let Some(x2apic) = hyperv::x2apic_msr(msr) else {
+        return;
+    };
+    let entry = kvm_bindings::kvm_msr_entry {
+        index: x2apic,
+        data: write.unwrap_or(0),
+        ..Default::default()
+    };
+    let result = kvm_bindings::Msrs::from_entries(&[entry])
+        .ok()
+        .and_then(|mut msrs| {
+            let done = match write {
+                Some(_) => vcpu.set_msrs(&msrs),
+                None => vcpu.get_msrs(&mut msrs),
+            };
+            (done.ok() == Some(1)).then(|| msrs.as_slice()[0].data)
+        });
+    // EOIs come with every interrupt: traced like the rest, but only then.
+    let name = trace::msr_name(guest.personality, msr);
+    trace::line(
+        guest.trace,
+        id,
+        format_args!(
+            "{} {name} ({msr:#x}) via x2APIC MSR {x2apic:#x}: {}",
+            if write.is_some() { "wrmsr" } else { "rdmsr" },
+            match (write, result) {
+                (Some(v), Some(_)) => format!("<- {v:#x}"),
+                (None, Some(v)) => format!("-> {v:#x}"),
+                (_, None) => "#GP (the local APIC is not in x2APIC mode)".into(),
+            }
+        ),
+    );
+    let run = vcpu.get_kvm_run();
+    // The exit was KVM_EXIT_X86_RDMSR or _WRMSR, so `msr` is the active
+    // member of the exit union; KVM reads it on the next KVM_RUN.
+    match result {
+        Some(v) => {
+            run.__bindgen_anon_1.msr.error = 0;
+            if write.is_none() {
+                run.__bindgen_anon_1.msr.data = v;
+            }
+        }
+        None => run.__bindgen_anon_1.msr.error = 1,
     }
 }
 
@@ -200,7 +276,16 @@ fn answer_hypercall(id: u32, vcpu: &mut VcpuFd, guest: &Guest) -> Result<(), Str
         return Ok(());
     };
     let mut regs = vcpu.get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
-    regs.rax = hv.hypercall(regs.rcx, regs.rdx, regs.r8);
+    regs.rax = match hv.hypercall(guest.memory, regs.rcx, regs.rdx, regs.r8, guest.vm) {
+        hyperv::Hypercall::Status(status) => status,
+        hyperv::Hypercall::Flush(targets) => match guest.kicks.flush(id, vcpu, targets) {
+            Ok(()) => HV_STATUS_SUCCESS.into(),
+            Err(e) => {
+                eprintln!("pvi-sim: HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE: {e}");
+                HV_STATUS_TIME_OUT as u64
+            }
+        },
+    };
     let name = trace::hypercall_name(guest.personality, regs.rcx & 0xffff);
     trace::line(
         guest.trace,
@@ -227,8 +312,18 @@ fn answer_xen_hypercall(
     };
     let mut regs = vcpu.get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
     let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8];
-    let read = |gva: u64, len: usize| read_guest(vcpu, guest.memory, gva, len);
-    let (rax, next) = match x.hypercall(guest.memory, regs.rax & 0xffff_ffff, args, &read) {
+    let translate = |gva: u64| {
+        vcpu.translate_gva(gva)
+            .ok()
+            .filter(|t| t.valid != 0)
+            .map(|t| t.physical_address)
+    };
+    let caller = Caller {
+        vcpu: id,
+        memory: guest.memory,
+        translate: &translate,
+    };
+    let (rax, next) = match x.hypercall(&caller, regs.rax & 0xffff_ffff, args) {
         xen::Outcome::Return(v) => (v, Next::Continue),
         xen::Outcome::Console(bytes) => {
             devices
@@ -237,6 +332,25 @@ fn answer_xen_hypercall(
                 .console_write(&bytes);
             (0, Next::Continue)
         }
+        // Halted in KVM, the vCPU wakes when an interrupt can be taken, as
+        // Xen's vcpu_block() does (and, like it, not for one held off by
+        // RFLAGS.IF = 0).
+        xen::Outcome::Block => {
+            let halted = kvm_bindings::kvm_mp_state {
+                mp_state: kvm_bindings::KVM_MP_STATE_HALTED,
+            };
+            match vcpu.set_mp_state(halted) {
+                Ok(()) => (0, Next::Continue),
+                Err(e) => return Err(format!("KVM_SET_MP_STATE: {e}")),
+            }
+        }
+        xen::Outcome::FlushAll => match guest.kicks.flush(id, vcpu, u64::MAX) {
+            Ok(()) => (0, Next::Continue),
+            Err(e) => {
+                eprintln!("pvi-sim: HVMOP_flush_tlbs: {e}");
+                (-XEN_EBUSY, Next::Continue)
+            }
+        },
         xen::Outcome::Shutdown(reason) => {
             eprintln!("pvi-sim: the guest shut down (SCHEDOP_shutdown, reason {reason})");
             (0, Next::Exit(xen::shutdown_status(reason)))
@@ -252,35 +366,6 @@ fn answer_xen_hypercall(
     vcpu.set_regs(&regs)
         .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
     Ok(next)
-}
-
-/// `len` bytes at guest linear address `gva`, page by page through the
-/// vCPU's page tables.
-fn read_guest(
-    vcpu: &VcpuFd,
-    memory: &vm_memory::GuestMemoryMmap,
-    gva: u64,
-    len: usize,
-) -> Option<Vec<u8>> {
-    use vm_memory::Bytes;
-    let mut out = vec![0u8; len];
-    let mut done = 0;
-    while done < len {
-        let at = gva.checked_add(done as u64)?;
-        let t = vcpu.translate_gva(at).ok()?;
-        if t.valid == 0 {
-            return None;
-        }
-        let chunk = (4096 - (at & 0xfff) as usize).min(len - done);
-        memory
-            .read_slice(
-                &mut out[done..done + chunk],
-                vm_memory::GuestAddress(t.physical_address),
-            )
-            .ok()?;
-        done += chunk;
-    }
-    Some(out)
 }
 
 /// The vCPU's TSC now (IA32_TSC), or 0 if KVM will not say.

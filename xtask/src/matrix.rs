@@ -177,6 +177,10 @@ fn cases() -> Vec<Case> {
                 "clock_ns           step 1: shared ms_hyperv_tsc_page",
                 "tsc_hz             step 1: msr HV_X64_MSR_TSC_FREQUENCY",
                 "yield_to           step 1: hypercall HVCALL_NOTIFY_LONG_SPIN_WAIT",
+                "eoi                step 1: msr HV_X64_MSR_EOI",
+                "send_ipi           step 1: hypercall HVCALL_SEND_IPI",
+                "flush_tlb          step 1: hypercall HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE",
+                "timer: step 1 (msr HV_X64_MSR_STIMER0_COUNT = deadline as ns100",
             ],
         ),
         selftest(
@@ -188,6 +192,8 @@ fn cases() -> Vec<Case> {
                 "chosen: xen",
                 "clock_ns           step 1: shared vcpu_time_info.system_time",
                 "console_write      step 1: hypercall __HYPERVISOR_console_io",
+                "steal_ns           step 1: shared vcpu_runstate_info",
+                "timer: step 1 (hypercall __HYPERVISOR_vcpu_op(VCPUOP_set_singleshot_timer",
             ],
         ),
         fault(
@@ -246,6 +252,24 @@ fn cases() -> Vec<Case> {
             "xen",
             &["--fault", "absurd-max-leaf"],
             &["chosen: xen", "reported 0xffffffff, bounded to its block"],
+        ),
+        fault(
+            "fault: xen, timer never fires",
+            "xen",
+            &["--fault", "timer-never-fires"],
+            &[
+                "no interrupt within 100 ms of the deadline: withdrawn; the native timer fires",
+                "timer_oneshot step 1: Failed",
+            ],
+        ),
+        fault(
+            "fault: hyperv, timer never fires",
+            "hyperv",
+            &["--fault", "timer-never-fires"],
+            &[
+                "no interrupt within 100 ms of the deadline: withdrawn; the native timer fires",
+                "timer_oneshot step 1: Failed",
+            ],
         ),
     ]
 }

@@ -4,25 +4,35 @@
 //! hypercalls pvi's Xen backend makes: xen_version, console_io (to the
 //! serial output), memory_op add_to_physmap for shared_info (its
 //! vcpu_time_info kept a valid pvclock, and the wall clock), sched_op
-//! yield and shutdown. The rest return -XEN_ENOSYS, which the guest reads
-//! as "fall back".
-//!
-//! Not yet: event channels and the singleshot timer's upcall, the
-//! runstate area, hvm_op.
+//! yield, block (the vCPU halted in KVM, as `hlt` would) and shutdown, hvm_op set_param for the callback vector,
+//! event_channel_op bind_virq for VIRQ_TIMER, and vcpu_op's single-shot
+//! timer (its expiry an event-channel upcall on the callback vector) and
+//! runstate area (runnable time: the vCPU thread's host run delay), and
+//! hvm_op flush_tlbs (returning once every vCPU has flushed,
+//! [`crate::kick`]). The rest return -XEN_ENOSYS, which the guest reads as
+//! "fall back".
 
 use crate::fault::Fault;
+use crate::personality::Caller;
 use crate::personality::{leaf, HYPERCALL_PORT};
+use crate::timers::Timers;
 use kvm_bindings::kvm_cpuid_entry2;
 use pvi_sdk::generated::xen::{
-    __HYPERVISOR_console_io, __HYPERVISOR_memory_op, __HYPERVISOR_sched_op,
-    __HYPERVISOR_xen_version, CONSOLEIO_write, SCHEDOP_shutdown, SCHEDOP_yield, SHUTDOWN_crash,
-    XENMAPSPACE_shared_info, XENMEM_add_to_physmap, XEN_CPUID_FIRST_LEAF, XEN_CPUID_HVM_FEATURES,
-    XEN_CPUID_HYPERCALL, XEN_CPUID_SIGNATURE_EBX, XEN_CPUID_SIGNATURE_ECX, XEN_CPUID_SIGNATURE_EDX,
-    XEN_CPUID_TIME, XEN_CPUID_VERSION, XEN_ENOSYS, XEN_LEGACY_MAX_VCPUS,
+    __HYPERVISOR_console_io, __HYPERVISOR_event_channel_op, __HYPERVISOR_hvm_op,
+    __HYPERVISOR_memory_op, __HYPERVISOR_sched_op, __HYPERVISOR_vcpu_op, __HYPERVISOR_xen_version,
+    CONSOLEIO_write, EVTCHNOP_bind_virq, HVMOP_flush_tlbs, HVMOP_set_param, RUNSTATE_running,
+    SCHEDOP_block, SCHEDOP_shutdown, SCHEDOP_yield, SHUTDOWN_crash,
+    VCPUOP_register_runstate_memory_area, VCPUOP_set_singleshot_timer,
+    VCPUOP_stop_singleshot_timer, VCPU_SSHOTTMR_future, XENMAPSPACE_shared_info,
+    XENMEM_add_to_physmap, HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CALLBACK_TYPE_VECTOR, VIRQ_TIMER,
+    XEN_CPUID_FIRST_LEAF, XEN_CPUID_HVM_FEATURES, XEN_CPUID_HYPERCALL, XEN_CPUID_SIGNATURE_EBX,
+    XEN_CPUID_SIGNATURE_ECX, XEN_CPUID_SIGNATURE_EDX, XEN_CPUID_TIME, XEN_CPUID_VERSION,
+    XEN_EEXIST, XEN_EFAULT, XEN_EINVAL, XEN_ENOENT, XEN_ENOSYS, XEN_ETIME, XEN_LEGACY_MAX_VCPUS,
 };
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::SeqCst};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileMemory};
 
 /// The MSR that takes the hypercall page's address (leaf base+2's ebx).
 pub const HYPERCALL_MSR: u32 = 0x4000_0000;
@@ -33,6 +43,10 @@ const VCPU_INFO_BYTES: u64 = 64;
 const VCPU_TIME_OFFSET: u64 = 32;
 /// shared_info's wall clock: wc_version, wc_sec, wc_nsec, wc_sec_hi.
 const WALL_CLOCK_OFFSET: u64 = 3072;
+/// shared_info's evtchn_pending and evtchn_mask bitmaps (64 words each,
+/// after the 32 vcpu_info).
+const EVTCHN_PENDING_OFFSET: u64 = 2048;
+const EVTCHN_MASK_OFFSET: u64 = 2560;
 /// vcpu_time_info flags: the TSCs are synchronised.
 const PVCLOCK_TSC_STABLE_BIT: u8 = 1;
 
@@ -87,16 +101,42 @@ pub enum Outcome {
     Console(Vec<u8>),
     /// The guest shut down with this SHUTDOWN_* reason.
     Shutdown(u32),
+    /// Flush every vCPU's TLB, then return 0.
+    FlushAll,
+    /// SCHEDOP_block: halt the vCPU until an interrupt is deliverable,
+    /// then return 0.
+    Block,
+}
+
+/// The event-channel state: which port each vCPU's VIRQ_TIMER is bound
+/// to, and the vector upcalls arrive on.
+#[derive(Default)]
+struct Events {
+    /// HVM_PARAM_CALLBACK_IRQ of type vector; 0 until the guest sets it.
+    callback_vector: u8,
+    /// Per vCPU: VIRQ_TIMER's port (0 while unbound; port 0 is never
+    /// allocated, as in Xen).
+    timer_port: Vec<u32>,
+    /// The next free port.
+    next_port: u32,
 }
 
 /// The domain's hypervisor-side state.
 pub struct Xen {
     shared_info: Mutex<Option<u64>>,
+    events: Mutex<Events>,
+    /// Per vCPU: the runstate area's guest-physical address, once registered.
+    runstate: Mutex<Vec<Option<u64>>>,
+    timers: Timers,
     started: Instant,
     tsc_at_start: u64,
     tsc_hz: u64,
     cpus: u32,
     fault: Option<Fault>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Xen {
@@ -105,12 +145,30 @@ impl Xen {
     pub fn new(tsc_khz: u32, cpus: u32, tsc_at_start: u64, fault: Option<Fault>) -> Xen {
         Xen {
             shared_info: Mutex::new(None),
+            events: Mutex::new(Events {
+                callback_vector: 0,
+                timer_port: vec![0; cpus as usize],
+                next_port: 1,
+            }),
+            runstate: Mutex::new(vec![None; cpus as usize]),
+            timers: Timers::new(cpus),
             started: Instant::now(),
             tsc_at_start,
             tsc_hz: u64::from(tsc_khz) * 1000,
             cpus,
             fault,
         }
+    }
+
+    /// The vCPUs' single-shot timers, for the thread that fires them.
+    pub fn timers(&self) -> &Timers {
+        &self.timers
+    }
+
+    /// Xen system time now: ns since the domain started (what the guest's
+    /// pvclock reads).
+    fn system_time(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
     }
 
     /// Fill the hypercall page at `gpa`.
@@ -140,56 +198,229 @@ impl Xen {
             .map_err(|_| ())
     }
 
-    /// A hypercall `number` with arguments rdi, rsi, rdx, r10, r8; guest
-    /// addresses are read through `read` (linear address to bytes).
+    /// Hypercall `number` from `caller`, with arguments rdi, rsi, rdx,
+    /// r10, r8.
     // The patterns are Xen's own names (`__HYPERVISOR_*`), kept so they can
     // be grepped for.
     #[allow(non_upper_case_globals)]
-    pub fn hypercall(
-        &self,
-        memory: &GuestMemoryMmap,
-        number: u64,
-        args: [u64; 5],
-        read: &dyn Fn(u64, usize) -> Option<Vec<u8>>,
-    ) -> Outcome {
+    pub fn hypercall(&self, caller: &Caller, number: u64, args: [u64; 5]) -> Outcome {
         let enosys = Outcome::Return(-XEN_ENOSYS);
         if self.fault == Some(Fault::HypercallsUnsupported) {
             return enosys;
         }
+        self.update_runstate(caller);
+        let efault = Outcome::Return(-XEN_EFAULT);
         match number {
             __HYPERVISOR_xen_version => Outcome::Return(i64::from(VERSION)),
             __HYPERVISOR_console_io if args[0] == u64::from(CONSOLEIO_write) => {
-                match read(args[2], (args[1] as usize).min(4096)) {
+                match caller.read(args[2], (args[1] as usize).min(4096)) {
                     Some(bytes) => Outcome::Console(bytes),
-                    None => Outcome::Return(-14), // -XEN_EFAULT
+                    None => efault,
                 }
             }
             __HYPERVISOR_memory_op if args[0] == u64::from(XENMEM_add_to_physmap) => {
                 // xen_add_to_physmap: domid u16, size u16, space u32, idx
                 // u64, gpfn u64.
-                let Some(arg) = read(args[1], 24) else {
-                    return Outcome::Return(-14);
+                let Some(arg) = caller.read(args[1], 24) else {
+                    return efault;
                 };
-                let space = u32::from_le_bytes(arg[4..8].try_into().unwrap_or_default());
-                let gpfn = u64::from_le_bytes(arg[16..24].try_into().unwrap_or_default());
+                let space = u32_at(&arg, 4);
+                let gpfn = u64_at(&arg, 16);
                 if space != XENMAPSPACE_shared_info {
                     return enosys;
                 }
-                match self.map_shared_info(memory, gpfn << 12) {
+                match self.map_shared_info(caller.memory, gpfn << 12) {
                     Ok(()) => Outcome::Return(0),
-                    Err(()) => Outcome::Return(-14),
+                    Err(()) => efault,
                 }
             }
             __HYPERVISOR_sched_op if args[0] == u64::from(SCHEDOP_yield) => Outcome::Return(0),
+            __HYPERVISOR_sched_op if args[0] == u64::from(SCHEDOP_block) => Outcome::Block,
             __HYPERVISOR_sched_op if args[0] == u64::from(SCHEDOP_shutdown) => {
-                match read(args[1], 4) {
-                    Some(r) => {
-                        Outcome::Shutdown(u32::from_le_bytes(r[..4].try_into().unwrap_or_default()))
-                    }
-                    None => Outcome::Return(-14),
+                match caller.read(args[1], 4) {
+                    Some(r) => Outcome::Shutdown(u32_at(&r, 0)),
+                    None => efault,
                 }
             }
+            __HYPERVISOR_hvm_op if args[0] == u64::from(HVMOP_flush_tlbs) => {
+                // The argument must be NULL (Xen: -EINVAL otherwise).
+                if args[1] == 0 {
+                    Outcome::FlushAll
+                } else {
+                    Outcome::Return(-XEN_EINVAL)
+                }
+            }
+            __HYPERVISOR_hvm_op if args[0] == u64::from(HVMOP_set_param) => {
+                self.set_param(caller, args[1])
+            }
+            __HYPERVISOR_event_channel_op if args[0] == u64::from(EVTCHNOP_bind_virq) => {
+                self.bind_virq(caller, args[1])
+            }
+            __HYPERVISOR_vcpu_op => self.vcpu_op(caller, args[0] as u32, args[1], args[2]),
             _ => enosys,
+        }
+    }
+
+    /// HVMOP_set_param: only HVM_PARAM_CALLBACK_IRQ of type vector.
+    fn set_param(&self, caller: &Caller, arg: u64) -> Outcome {
+        // xen_hvm_param: domid u16, pad u16, index u32, value u64.
+        let Some(p) = caller.read(arg, 16) else {
+            return Outcome::Return(-XEN_EFAULT);
+        };
+        let (index, value) = (u32_at(&p, 4), u64_at(&p, 8));
+        if index != HVM_PARAM_CALLBACK_IRQ {
+            return Outcome::Return(-XEN_ENOSYS);
+        }
+        if (value >> 56) as u8 != HVM_PARAM_CALLBACK_TYPE_VECTOR || value & 0xff < 0x10 {
+            return Outcome::Return(-XEN_EINVAL);
+        }
+        lock(&self.events).callback_vector = value as u8;
+        Outcome::Return(0)
+    }
+
+    /// EVTCHNOP_bind_virq: only VIRQ_TIMER, once per vCPU; the port is
+    /// written back into the argument.
+    fn bind_virq(&self, caller: &Caller, arg: u64) -> Outcome {
+        // evtchn_bind_virq: virq u32, vcpu u32, port u32 (OUT).
+        let Some(b) = caller.read(arg, 12) else {
+            return Outcome::Return(-XEN_EFAULT);
+        };
+        let (virq, vcpu) = (u32_at(&b, 0), u32_at(&b, 4));
+        if virq != VIRQ_TIMER {
+            return Outcome::Return(-XEN_ENOSYS);
+        }
+        let mut events = lock(&self.events);
+        let port = match events.timer_port.get(vcpu as usize) {
+            None => return Outcome::Return(-XEN_ENOENT),
+            Some(&p) if p != 0 => return Outcome::Return(-XEN_EEXIST),
+            Some(_) => events.next_port,
+        };
+        if caller.write(arg + 8, &port.to_le_bytes()).is_none() {
+            return Outcome::Return(-XEN_EFAULT);
+        }
+        events.timer_port[vcpu as usize] = port;
+        events.next_port += 1;
+        Outcome::Return(0)
+    }
+
+    /// vcpu_op: the single-shot timer and the runstate area, for the
+    /// calling vCPU only (as Xen requires of both on HVM).
+    #[allow(non_upper_case_globals)]
+    fn vcpu_op(&self, caller: &Caller, cmd: u32, vcpu: u64, arg: u64) -> Outcome {
+        if vcpu != u64::from(caller.vcpu) {
+            return Outcome::Return(-XEN_EINVAL);
+        }
+        match cmd {
+            VCPUOP_set_singleshot_timer => {
+                // vcpu_set_singleshot_timer: timeout_abs_ns u64, flags u32.
+                let Some(t) = caller.read(arg, 12) else {
+                    return Outcome::Return(-XEN_EFAULT);
+                };
+                let (timeout, flags) = (u64_at(&t, 0), u32_at(&t, 8));
+                if flags & VCPU_SSHOTTMR_future != 0 && timeout < self.system_time() {
+                    return Outcome::Return(-XEN_ETIME);
+                }
+                let at = self.started + std::time::Duration::from_nanos(timeout);
+                self.timers.arm(caller.vcpu, at);
+                Outcome::Return(0)
+            }
+            VCPUOP_stop_singleshot_timer => {
+                self.timers.cancel(caller.vcpu);
+                Outcome::Return(0)
+            }
+            VCPUOP_register_runstate_memory_area => {
+                // The argument holds the area's linear address.
+                let Some(a) = caller.read(arg, 8) else {
+                    return Outcome::Return(-XEN_EFAULT);
+                };
+                let Some(gpa) = (caller.translate)(u64_at(&a, 0)) else {
+                    return Outcome::Return(-XEN_EFAULT);
+                };
+                if let Some(slot) = lock(&self.runstate).get_mut(caller.vcpu as usize) {
+                    *slot = Some(gpa);
+                }
+                self.update_runstate(caller);
+                Outcome::Return(0)
+            }
+            _ => Outcome::Return(-XEN_ENOSYS),
+        }
+    }
+
+    /// Rewrite the caller's runstate area: running since now, and the time
+    /// it has spent runnable, which is the host scheduler's run delay for
+    /// this vCPU thread (the time it waited for a CPU, as KVM's steal time
+    /// counts it); the rest of its life it has been running.
+    fn update_runstate(&self, caller: &Caller) {
+        let Some(Some(gpa)) = lock(&self.runstate).get(caller.vcpu as usize).copied() else {
+            return;
+        };
+        let now = self.system_time();
+        let runnable = run_delay_ns().min(now);
+        let mut record = [0u8; 48];
+        record[0..4].copy_from_slice(&RUNSTATE_running.to_le_bytes());
+        record[8..16].copy_from_slice(&now.to_le_bytes());
+        record[16..24].copy_from_slice(&(now - runnable).to_le_bytes());
+        record[24..32].copy_from_slice(&runnable.to_le_bytes());
+        let _ = caller.memory.write_slice(&record, GuestAddress(gpa));
+    }
+
+    /// `vcpu`'s timer expired: make VIRQ_TIMER's port pending and, as Xen's
+    /// 2-level event channels do, notify the vCPU only on the edges (port
+    /// newly pending, unmasked, its selector bit and upcall flag newly set)
+    /// with the callback vector. A guest that never clears its pending
+    /// bits therefore gets one upcall and no more.
+    pub fn fire(&self, vcpu: u32, memory: &GuestMemoryMmap, vm: &kvm_ioctls::VmFd) {
+        if self.fault == Some(Fault::TimerNeverFires) {
+            return;
+        }
+        let Some(info) = *lock(&self.shared_info) else {
+            return;
+        };
+        let (port, vector) = {
+            let events = lock(&self.events);
+            let port = events.timer_port.get(vcpu as usize).copied().unwrap_or(0);
+            (port, events.callback_vector)
+        };
+        if port == 0 || vector == 0 || vcpu >= XEN_LEGACY_MAX_VCPUS {
+            return;
+        }
+        let word = u64::from(port / 64) * 8;
+        let bit = 1u64 << (port % 64);
+        let selector_bit = 1u64 << (port / 64);
+        let vcpu_info = info + u64::from(vcpu) * VCPU_INFO_BYTES;
+        // An atomic operation on the guest's u64 at `gpa` (None: unmapped).
+        let on = |gpa: u64, f: &dyn Fn(&AtomicU64) -> u64| -> Option<u64> {
+            let slice = memory.get_slice(GuestAddress(gpa), 8).ok()?;
+            slice.get_atomic_ref::<AtomicU64>(0).ok().map(f)
+        };
+        let newly_pending = on(info + EVTCHN_PENDING_OFFSET + word, &|a| {
+            a.fetch_or(bit, SeqCst)
+        })
+        .is_some_and(|old| old & bit == 0);
+        let masked =
+            on(info + EVTCHN_MASK_OFFSET + word, &|a| a.load(SeqCst)).is_none_or(|m| m & bit != 0);
+        if !newly_pending || masked {
+            return;
+        }
+        // vcpu_info.evtchn_pending_sel.
+        let newly_selected = on(vcpu_info + 8, &|a| a.fetch_or(selector_bit, SeqCst))
+            .is_some_and(|old| old & selector_bit == 0);
+        if !newly_selected {
+            return;
+        }
+        // vcpu_info: evtchn_upcall_pending (byte 0), evtchn_upcall_mask (1).
+        let flag = |offset: u64, f: &dyn Fn(&AtomicU8) -> u8| -> Option<u8> {
+            let slice = memory.get_slice(GuestAddress(vcpu_info + offset), 1).ok()?;
+            slice.get_atomic_ref::<AtomicU8>(0).ok().map(f)
+        };
+        if flag(0, &|a| a.swap(1, SeqCst)) != Some(0) {
+            return;
+        }
+        if flag(1, &|a| a.load(SeqCst)) != Some(0) {
+            return;
+        }
+        if let Err(e) = crate::timers::raise(vm, vcpu, vector) {
+            eprintln!("pvi-sim: VIRQ_TIMER upcall to vCPU {vcpu}: {e}");
         }
     }
 
@@ -226,12 +457,32 @@ impl Xen {
         memory
             .write_slice(&page, GuestAddress(gpa))
             .map_err(|_| ())?;
-        *self
-            .shared_info
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(gpa);
+        *lock(&self.shared_info) = Some(gpa);
         Ok(())
     }
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    bytes
+        .get(at..at + 4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    bytes
+        .get(at..at + 8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// How long the calling thread has waited on a host run queue (ns), from
+/// /proc/thread-self/schedstat's second field; 0 where unavailable.
+fn run_delay_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
 }
 
 /// The exit status for a SHUTDOWN_* reason: a crash is a panic (1), the
@@ -264,18 +515,96 @@ mod tests {
         }
     }
 
+    /// 1 MiB of guest memory, identity-mapped.
+    fn machine() -> GuestMemoryMmap {
+        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap()
+    }
+
+    fn identity(gva: u64) -> Option<u64> {
+        (gva < 1 << 20).then_some(gva)
+    }
+
+    fn caller(memory: &GuestMemoryMmap, vcpu: u32) -> Caller<'_> {
+        Caller {
+            vcpu,
+            memory,
+            translate: &identity,
+        }
+    }
+
     #[test]
     fn unknown_hypercalls_are_enosys() {
         let xen = Xen::new(1_000_000, 1, 0, None);
-        let memory = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
-        let none = |_: u64, _: usize| None;
+        let memory = machine();
+        let caller = caller(&memory, 0);
         assert_eq!(
-            xen.hypercall(&memory, 99, [0; 5], &none),
+            xen.hypercall(&caller, 99, [0; 5]),
             Outcome::Return(-XEN_ENOSYS)
         );
         assert_eq!(
-            xen.hypercall(&memory, __HYPERVISOR_xen_version, [0; 5], &none),
+            xen.hypercall(&caller, __HYPERVISOR_xen_version, [0; 5]),
             Outcome::Return(i64::from(VERSION))
+        );
+        let sched = |cmd: u32| [u64::from(cmd), 0, 0, 0, 0];
+        assert_eq!(
+            xen.hypercall(&caller, __HYPERVISOR_sched_op, sched(SCHEDOP_block)),
+            Outcome::Block
+        );
+        assert_eq!(
+            xen.hypercall(&caller, __HYPERVISOR_hvm_op, sched(HVMOP_flush_tlbs)),
+            Outcome::FlushAll
+        );
+    }
+
+    #[test]
+    fn bind_virq_writes_the_port_back_and_refuses_a_second_bind() {
+        let xen = Xen::new(1_000_000, 2, 0, None);
+        let memory = machine();
+        let caller = caller(&memory, 1);
+        let arg = 0x1000;
+        memory
+            .write_slice(
+                &[0, 0, 0, 0, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff],
+                GuestAddress(arg),
+            )
+            .unwrap();
+        let bind = [u64::from(EVTCHNOP_bind_virq), arg, 0, 0, 0];
+        assert_eq!(
+            xen.hypercall(&caller, __HYPERVISOR_event_channel_op, bind),
+            Outcome::Return(0)
+        );
+        let port: u32 = memory.read_obj(GuestAddress(arg + 8)).unwrap();
+        assert_eq!(port, 1);
+        assert_eq!(
+            xen.hypercall(&caller, __HYPERVISOR_event_channel_op, bind),
+            Outcome::Return(-XEN_EEXIST)
+        );
+    }
+
+    #[test]
+    fn the_singleshot_timer_is_only_for_the_calling_vcpu_and_refuses_the_past_when_asked() {
+        let xen = Xen::new(1_000_000, 2, 0, None);
+        let memory = machine();
+        let caller = caller(&memory, 0);
+        let arg = 0x2000;
+        memory.write_obj(1u64, GuestAddress(arg)).unwrap();
+        memory
+            .write_obj(VCPU_SSHOTTMR_future, GuestAddress(arg + 8))
+            .unwrap();
+        let set = |vcpu: u64| [u64::from(VCPUOP_set_singleshot_timer), vcpu, arg, 0, 0];
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        assert_eq!(
+            xen.hypercall(&caller, __HYPERVISOR_vcpu_op, set(1)),
+            Outcome::Return(-XEN_EINVAL)
+        );
+        assert_eq!(
+            xen.hypercall(&caller, __HYPERVISOR_vcpu_op, set(0)),
+            Outcome::Return(-XEN_ETIME)
+        );
+        memory.write_obj(0u32, GuestAddress(arg + 8)).unwrap();
+        assert_eq!(
+            xen.hypercall(&caller, __HYPERVISOR_vcpu_op, set(0)),
+            Outcome::Return(0)
         );
     }
 }
