@@ -18,7 +18,8 @@ fn requires(r: &[Ident]) -> String {
     }
 }
 
-fn structure(model: &Model, s: &Struct) -> String {
+/// A structure's heading, docs and field table.
+pub(super) fn structure(model: &Model, s: &Struct) -> String {
     let mut out = format!(
         "### `struct {}` ({} bytes{})\n\n",
         s.name.name,

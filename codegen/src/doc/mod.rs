@@ -1,5 +1,6 @@
 //! Markdown reference pages for the book, generated from the model: a page
-//! per op group, a page per hypervisor ABI, and the op × hypervisor matrix.
+//! per op group, a page per hypervisor ABI, the shared structures more than
+//! one ABI uses, and the op × hypervisor matrix.
 
 mod hypervisor;
 mod matrix;
@@ -39,7 +40,48 @@ pub fn reference(model: &Model) -> Vec<Output> {
             text: hypervisor::page(model, hv),
         });
     }
+    pages.push(Output {
+        name: "structures.md".into(),
+        text: structures(model),
+    });
     pages
+}
+
+/// The shared structures declared outside any hypervisor block (the
+/// pvclock records KVM and Xen both use), with their files' docs.
+fn structures(model: &Model) -> String {
+    let mut s = format!(
+        "# Shared structures
+
+{NOTICE}
+"
+    );
+    s.push_str(
+        "Layouts declared once, outside any hypervisor, because more than one ABI uses them.\n\n",
+    );
+    // A hypervisor's file shows its own structures on its page.
+    let without_hypervisor = model
+        .files
+        .iter()
+        .filter(|f| !f.items.iter().any(|i| matches!(i, Item::Hypervisor(_))));
+    for file in without_hypervisor {
+        let structs: Vec<&Struct> = file
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Type(TypeDecl::Struct(st)) => Some(st),
+                _ => None,
+            })
+            .collect();
+        if structs.is_empty() {
+            continue;
+        }
+        s.push_str(&paragraph(&file.docs));
+        for st in structs {
+            s.push_str(&hypervisor::structure(model, st));
+        }
+    }
+    s
 }
 
 fn index(model: &Model) -> String {
@@ -62,7 +104,7 @@ fn index(model: &Model) -> String {
     for hv in model.hypervisors() {
         s.push_str(&format!("- [{}](hv-{}.md)\n", display(hv), hv.name.name));
     }
-    s.push_str("\n## Across hypervisors\n\n- [The op × hypervisor matrix](matrix.md)\n");
+    s.push_str("\n## Across hypervisors\n\n- [The op × hypervisor matrix](matrix.md)\n- [Shared structures](structures.md)\n");
     s
 }
 
