@@ -2,8 +2,10 @@
 //! says what it is doing.
 
 mod bench;
+mod book;
 mod codegen;
 mod matrix;
+mod probe;
 mod provision;
 mod qemu;
 mod run;
@@ -55,6 +57,9 @@ enum Command {
     },
     /// Measure: `pvi check` on the whole IDL (release build).
     Bench,
+    /// Build the book with mdBook (installed when missing) and run
+    /// `mdbook test`; any mdBook warning fails.
+    Book,
     /// Regenerate every artifact from idl/: the SDK's sources, the
     /// conformance tests' trapping stubs, the book's reference pages.
     Codegen {
@@ -91,6 +96,7 @@ fn main() -> ExitCode {
             run::run(accel, smp, backend.as_deref(), fault.as_deref(), &words)
         }
         Command::Bench => bench::bench(),
+        Command::Book => book::book(),
         Command::Codegen { bless } => codegen::codegen(bless),
     }
 }

@@ -2,6 +2,7 @@
 //! under TCG and KVM with one and two CPUs, the demo (which must power the
 //! machine off) and a deliberate panic (which QEMU's pvpanic must see).
 
+use crate::probe::Probe;
 use crate::qemu::{self, Accel, Boot, EXIT_GUEST_PANICKED, EXIT_POWERED_OFF, EXIT_SUCCESS};
 use crate::steps::{Outcome, Step};
 use std::path::{Path, PathBuf};
@@ -281,42 +282,32 @@ fn log_path(name: &str) -> PathBuf {
     ))
 }
 
-/// Whether a KVM hypercall returns on this host: boot `hypercall-probe`
-/// and wait. On nested KVM a `vmcall` never completes (DESIGN.md), and a
-/// self-test calling one would hang until its timeout.
+/// Whether a KVM hypercall returns on this host, as a step of its own.
 fn probe_kvm_hypercalls(kernel: &Path, steps: &mut Vec<Step>) -> bool {
     let name = "probe: kvm hypercalls return";
-    let boot = Boot {
-        kernel,
-        accel: Accel::Kvm,
-        smp: 1,
-        cpu_extra: "",
-        cmdline: "hypercall-probe",
-        vm_args: &[],
-    };
-    let (outcome, seconds, works) = match boot.captured(&log_path(name), Duration::from_secs(20)) {
-        Ok((Some(EXIT_SUCCESS), _, elapsed)) => {
+    let (probe, elapsed) = crate::probe::kvm_hypercalls(kernel, &log_path(name));
+    let (outcome, works) = match probe {
+        Probe::Returns => {
             println!("    {name}: yes");
-            (Outcome::Passed, elapsed.as_secs_f64(), true)
+            (Outcome::Passed, true)
         }
-        Ok((None, _, elapsed)) => {
-            let why = "a vmcall did not return in 20 s (nested KVM): KVM self-tests skip the ops hypercalls serve".to_string();
+        Probe::Hangs => {
+            let why = format!(
+                "a vmcall did not return in {} s (nested KVM): KVM self-tests skip the ops hypercalls serve",
+                crate::probe::PROBE_TIMEOUT.as_secs()
+            );
             println!("    {name}: no; {why}");
-            (Outcome::Skipped(why), elapsed.as_secs_f64(), false)
+            (Outcome::Skipped(why), false)
         }
-        Ok((Some(code), output, elapsed)) => {
-            println!("    {name}: FAILED (QEMU exit status {code}):\n{output}");
-            (Outcome::Failed, elapsed.as_secs_f64(), false)
-        }
-        Err(e) => {
-            println!("    {name}: FAILED ({e})");
-            (Outcome::Failed, 0.0, false)
+        Probe::Failed(why) => {
+            println!("    {name}: FAILED ({why})");
+            (Outcome::Failed, false)
         }
     };
     steps.push(Step {
         name,
         outcome,
-        seconds,
+        seconds: elapsed.as_secs_f64(),
     });
     works
 }

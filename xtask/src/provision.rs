@@ -53,3 +53,34 @@ pub fn toolchain() -> bool {
     }
     ok
 }
+
+/// The mdBook version the book is built with.
+pub const MDBOOK_VERSION: &str = "0.5";
+
+/// `mdbook`, installed with `cargo install --locked` when missing.
+/// Returns false (after saying why) if it cannot be had.
+pub fn mdbook() -> bool {
+    let works = || {
+        Command::new("mdbook")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works() {
+        return true;
+    }
+    println!(
+        "xtask: mdbook not found; installing it: cargo install --locked mdbook --version ^{MDBOOK_VERSION} (a few minutes, once)"
+    );
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let installed = Command::new(cargo)
+        .args(["install", "--locked", "mdbook", "--version"])
+        .arg(format!("^{MDBOOK_VERSION}"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed || !works() {
+        println!("xtask: could not install mdbook; install it with `cargo install --locked mdbook` and make sure ~/.cargo/bin is on PATH");
+        return false;
+    }
+    true
+}

@@ -207,6 +207,8 @@ pub fn test(bless: bool) -> ExitCode {
         &mut steps,
     );
 
+    crate::book::steps(&mut steps);
+
     crate::matrix::boots(&mut steps);
 
     summarize(&steps)

@@ -1,0 +1,80 @@
+//! `cargo xtask book`: build the book with mdBook and test it. A warning
+//! from mdBook fails the build, as a broken link or a missing file would
+//! silently leave a hole in the published book otherwise.
+
+use crate::provision;
+use crate::steps::{Outcome, Step};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// mdBook's own checks, as steps: the build (no warnings) and
+/// `mdbook test` (the Rust examples compile and run).
+pub fn steps(steps: &mut Vec<Step>) {
+    if !provision::mdbook() {
+        for name in ["book: mdbook build, no warnings", "book: mdbook test"] {
+            steps.push(Step {
+                name,
+                outcome: Outcome::Failed,
+                seconds: 0.0,
+            });
+        }
+        return;
+    }
+    step("book: mdbook build, no warnings", &["build", "book"], steps);
+    step("book: mdbook test", &["test", "book"], steps);
+}
+
+/// Run `mdbook ARGS`, echoing its output; failed if it fails or warns.
+fn step(name: &'static str, args: &[&str], steps: &mut Vec<Step>) {
+    println!("\n==> {name}");
+    let start = Instant::now();
+    let outcome = match Command::new("mdbook").args(args).output() {
+        Ok(out) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+            eprint!("{stderr}");
+            let warnings: Vec<&str> = stderr
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            if !out.status.success() {
+                Outcome::Failed
+            } else if !warnings.is_empty() {
+                println!("mdbook reported {} warning(s)", warnings.len());
+                Outcome::Failed
+            } else {
+                Outcome::Passed
+            }
+        }
+        Err(e) => {
+            println!("could not run mdbook: {e}");
+            Outcome::Failed
+        }
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "==> {name}: {} ({seconds:.1}s)",
+        if matches!(outcome, Outcome::Passed) {
+            "ok"
+        } else {
+            "FAILED"
+        }
+    );
+    steps.push(Step {
+        name,
+        outcome,
+        seconds,
+    });
+}
+
+/// `cargo xtask book`: the same steps alone; the HTML is in `book/book/`.
+pub fn book() -> ExitCode {
+    let mut all = Vec::new();
+    steps(&mut all);
+    if all.iter().all(|s| matches!(s.outcome, Outcome::Passed)) {
+        println!("xtask book: ok; open book/book/index.html");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
