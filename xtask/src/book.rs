@@ -24,6 +24,13 @@ pub fn steps(steps: &mut Vec<Step>) {
     step("book: mdbook test", &["test", "book"], steps);
 }
 
+/// The book's own checks, then its guides replayed (slower: they build a
+/// copy of the repository).
+pub fn all_steps(steps_out: &mut Vec<Step>) {
+    steps(steps_out);
+    crate::guide::steps(&provision::workspace_root(), steps_out);
+}
+
 /// Run `mdbook ARGS`, echoing its output; failed if it fails or warns.
 fn step(name: &'static str, args: &[&str], steps: &mut Vec<Step>) {
     println!("\n==> {name}");
@@ -51,26 +58,14 @@ fn step(name: &'static str, args: &[&str], steps: &mut Vec<Step>) {
             Outcome::Failed
         }
     };
-    let seconds = start.elapsed().as_secs_f64();
-    println!(
-        "==> {name}: {} ({seconds:.1}s)",
-        if matches!(outcome, Outcome::Passed) {
-            "ok"
-        } else {
-            "FAILED"
-        }
-    );
-    steps.push(Step {
-        name,
-        outcome,
-        seconds,
-    });
+    crate::steps::finish(name, outcome, start, steps);
 }
 
-/// `cargo xtask book`: the same steps alone; the HTML is in `book/book/`.
+/// `cargo xtask book`: the book's steps alone, guides included; the HTML
+/// is in `book/book/`.
 pub fn book() -> ExitCode {
     let mut all = Vec::new();
-    steps(&mut all);
+    all_steps(&mut all);
     if all.iter().all(|s| matches!(s.outcome, Outcome::Passed)) {
         println!("xtask book: ok; open book/book/index.html");
         ExitCode::SUCCESS

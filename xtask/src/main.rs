@@ -4,6 +4,7 @@
 mod bench;
 mod book;
 mod codegen;
+mod guide;
 mod matrix;
 mod probe;
 mod provision;

@@ -42,14 +42,22 @@ fn run(name: &'static str, mut command: Command, steps: &mut Vec<Step>) {
     println!("\n==> {name}");
     let start = Instant::now();
     let ok = command.status().is_ok_and(|s| s.success());
+    let outcome = if ok { Outcome::Passed } else { Outcome::Failed };
+    finish(name, outcome, start, steps);
+}
+
+/// Say how step `name`, begun at `start`, ended, and add it to `steps`.
+pub(crate) fn finish(name: &'static str, outcome: Outcome, start: Instant, steps: &mut Vec<Step>) {
     let seconds = start.elapsed().as_secs_f64();
-    println!(
-        "==> {name}: {} ({seconds:.1}s)",
-        if ok { "ok" } else { "FAILED" }
-    );
+    let verdict = match outcome {
+        Outcome::Passed => "ok",
+        Outcome::Failed => "FAILED",
+        Outcome::Skipped(_) => "skipped",
+    };
+    println!("==> {name}: {verdict} ({seconds:.1}s)");
     steps.push(Step {
         name,
-        outcome: if ok { Outcome::Passed } else { Outcome::Failed },
+        outcome,
         seconds,
     });
 }
@@ -207,7 +215,7 @@ pub fn test(bless: bool) -> ExitCode {
         &mut steps,
     );
 
-    crate::book::steps(&mut steps);
+    crate::book::all_steps(&mut steps);
 
     crate::matrix::boots(&mut steps);
 

@@ -1,0 +1,239 @@
+//! Replaying a guide of the book on a copy of the repository: its patches
+//! (` ```diff ` blocks) applied with `git apply` and its commands
+//! (` ```sh ` blocks) run, in order, each ` ```text ` block right after a
+//! command being lines its output must contain. A guide that no longer
+//! works on a fresh clone fails `cargo xtask test`.
+//!
+//! Info-string attributes: `diff,mistake` is a deliberate error, undone
+//! after the next command; `sh,fails` must fail; `sh,no-replay` is not run.
+
+use crate::steps::{Outcome, Step};
+use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// A fenced code block: its info string's words and its text.
+struct Block {
+    words: Vec<String>,
+    body: String,
+}
+
+impl Block {
+    fn kind(&self) -> &str {
+        self.words.first().map_or("", String::as_str)
+    }
+
+    fn has(&self, attribute: &str) -> bool {
+        self.words.iter().skip(1).any(|w| w == attribute)
+    }
+}
+
+fn blocks(markdown: &str) -> Vec<Block> {
+    let mut out = Vec::new();
+    let mut current: Option<Block> = None;
+    for event in Parser::new(markdown) {
+        match event {
+            Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) => {
+                current = Some(Block {
+                    words: info.split(',').map(|w| w.trim().to_string()).collect(),
+                    body: String::new(),
+                });
+            }
+            Event::Text(text) => {
+                if let Some(b) = current.as_mut() {
+                    b.body.push_str(&text);
+                }
+            }
+            Event::End(TagEnd::CodeBlock) => out.extend(current.take()),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Copy the repository to `to`, leaving out build output and git's store.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    const SKIP: &[&str] = &[".git", "target", "book/book", "example-kernel/target"];
+    fn walk(root: &Path, dir: &Path, to: &Path) -> std::io::Result<()> {
+        for entry in fs::read_dir(dir)? {
+            let path = entry?.path();
+            let relative = path.strip_prefix(root).unwrap_or(&path);
+            if SKIP.iter().any(|s| relative == Path::new(s)) {
+                continue;
+            }
+            let target = to.join(relative);
+            if path.is_dir() {
+                fs::create_dir_all(&target)?;
+                walk(root, &path, to)?;
+            } else {
+                fs::copy(&path, &target)?;
+            }
+        }
+        Ok(())
+    }
+    fs::create_dir_all(to)?;
+    walk(from, from, to)
+}
+
+/// `git apply` (or `-R`) `patch` in `dir`.
+fn git_apply(dir: &Path, patch: &str, reverse: bool) -> Result<(), String> {
+    // The copy sits inside this repository's target/: without a ceiling,
+    // git would take it for a subdirectory of this repository and skip
+    // every path of the patch as outside it.
+    let ceiling = dir.parent().unwrap_or(dir);
+    let mut child = Command::new("git")
+        .arg("apply")
+        .args(reverse.then_some("-R"))
+        .current_dir(dir)
+        .env("GIT_CEILING_DIRECTORIES", ceiling)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("git apply: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(patch.as_bytes())
+            .map_err(|e| format!("git apply: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("git apply: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the patch does not apply:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Run one command line in `dir`; its exit status and output.
+fn sh(dir: &Path, line: &str, target_dir: &Path) -> Result<(bool, String), String> {
+    println!("    $ {line}");
+    let out = Command::new("bash")
+        .args(["-c", line])
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .output()
+        .map_err(|e| format!("{line}: {e}"))?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), text))
+}
+
+/// Replay `guide` in a fresh copy under `target/guides/`.
+fn replay(root: &Path, guide: &Path) -> Result<(), String> {
+    let markdown =
+        fs::read_to_string(root.join(guide)).map_err(|e| format!("{}: {e}", guide.display()))?;
+    let stem = guide
+        .file_stem()
+        .map_or("guide".into(), |s| s.to_string_lossy().into_owned());
+    let work = root.join("target/guides").join(&stem);
+    let _ = fs::remove_dir_all(&work);
+    copy_tree(root, &work).map_err(|e| format!("copying the repository: {e}"))?;
+    // Shared between runs, so that only what the guide changes rebuilds.
+    let target_dir = root.join("target/guides/cargo-target");
+    let blocks = blocks(&markdown);
+    let mut mistakes: Vec<&str> = Vec::new();
+    let mut replayed = 0;
+    for (n, block) in blocks.iter().enumerate() {
+        let at = format!("{}, code block {}", guide.display(), n + 1);
+        match block.kind() {
+            "diff" => {
+                git_apply(&work, &block.body, false).map_err(|e| format!("{at}: {e}"))?;
+                if block.has("mistake") {
+                    mistakes.push(&block.body);
+                }
+                replayed += 1;
+            }
+            "sh" if !block.has("no-replay") => {
+                let must_fail = block.has("fails");
+                let mut output = String::new();
+                for line in block.body.lines().map(str::trim) {
+                    if line.is_empty() || line.starts_with('#') {
+                        continue;
+                    }
+                    let (ok, text) = sh(&work, line, &target_dir)?;
+                    output.push_str(&text);
+                    if ok == must_fail {
+                        return Err(format!(
+                            "{at}: `{line}` {}:\n{text}",
+                            if must_fail {
+                                "succeeded but the guide says it fails"
+                            } else {
+                                "failed"
+                            }
+                        ));
+                    }
+                }
+                if let Some(expected) = blocks.get(n + 1).filter(|b| b.kind() == "text") {
+                    let lines: Vec<&str> = output.lines().map(str::trim_end).collect();
+                    for want in expected.body.lines().map(str::trim_end) {
+                        if !want.trim().is_empty() && want.trim() != "…" && !lines.contains(&want)
+                        {
+                            return Err(format!(
+                                "{at}: the output has no line `{want}`; it was:\n{output}"
+                            ));
+                        }
+                    }
+                }
+                for patch in mistakes.drain(..) {
+                    git_apply(&work, patch, true)
+                        .map_err(|e| format!("{at}: undoing the mistake: {e}"))?;
+                }
+                replayed += 1;
+            }
+            _ => {}
+        }
+    }
+    if replayed == 0 {
+        return Err(format!("{}: nothing to replay", guide.display()));
+    }
+    println!(
+        "    {}: {replayed} blocks replayed in {}",
+        guide.display(),
+        work.display()
+    );
+    Ok(())
+}
+
+/// The book's guides that are replayed.
+pub const GUIDES: &[(&str, &str)] = &[(
+    "book: the IDL guide, replayed on a copy of the repository",
+    "book/src/guide-idl.md",
+)];
+
+/// Replay every guide, a step each.
+pub fn steps(root: &Path, steps: &mut Vec<Step>) {
+    for (name, guide) in GUIDES {
+        println!("\n==> {name}");
+        let start = Instant::now();
+        let outcome = match replay(root, &PathBuf::from(guide)) {
+            Ok(()) => Outcome::Passed,
+            Err(e) => {
+                println!("{e}");
+                Outcome::Failed
+            }
+        };
+        crate::steps::finish(name, outcome, start, steps);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_keep_their_attributes_and_text() {
+        let b = blocks("x\n\n```sh,fails\ncargo pvi check idl\n```\n\n```text\nerror\n```\n");
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[0].kind(), "sh");
+        assert!(b[0].has("fails") && !b[0].has("no-replay"));
+        assert_eq!(b[0].body, "cargo pvi check idl\n");
+        assert_eq!(b[1].kind(), "text");
+    }
+}
