@@ -202,10 +202,16 @@ fn replay(root: &Path, guide: &Path) -> Result<(), String> {
 }
 
 /// The book's guides that are replayed.
-pub const GUIDES: &[(&str, &str)] = &[(
-    "book: the IDL guide, replayed on a copy of the repository",
-    "book/src/guide-idl.md",
-)];
+pub const GUIDES: &[(&str, &str)] = &[
+    (
+        "book: the IDL guide, replayed on a copy of the repository",
+        "book/src/guide-idl.md",
+    ),
+    (
+        "book: the backend guide, replayed on a copy of the repository",
+        "book/src/guide-backend.md",
+    ),
+];
 
 /// Replay every guide, a step each.
 pub fn steps(root: &Path, steps: &mut Vec<Step>) {
