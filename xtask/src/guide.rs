@@ -1,7 +1,7 @@
-//! Replaying a guide of the book on a copy of the repository: its patches
-//! (` ```diff ` blocks) applied with `git apply` and its commands
-//! (` ```sh ` blocks) run, in order, each ` ```text ` block right after a
-//! command being lines its output must contain. A guide that no longer
+//! Replaying a page of the book: its patches (` ```diff ` blocks) applied
+//! with `git apply` on a copy of the repository and its commands
+//! (` ```sh ` blocks) run, in order; a ` ```text,output ` block right after
+//! a command lists lines its output must contain. A guide that no longer
 //! works on a fresh clone fails `cargo xtask test`.
 //!
 //! Info-string attributes: `diff,mistake` is a deliberate error, undone
@@ -11,7 +11,7 @@ use crate::steps::{Outcome, Step};
 use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -111,38 +111,61 @@ fn git_apply(dir: &Path, patch: &str, reverse: bool) -> Result<(), String> {
     }
 }
 
-/// Run one command line in `dir`; its exit status and output.
-fn sh(dir: &Path, line: &str, target_dir: &Path) -> Result<(bool, String), String> {
+/// Run one command line in `dir` (with its own cargo target directory if
+/// given); its exit status and output.
+fn sh(dir: &Path, line: &str, target_dir: Option<&Path>) -> Result<(bool, String), String> {
     println!("    $ {line}");
-    let out = Command::new("bash")
-        .args(["-c", line])
-        .current_dir(dir)
-        .env("CARGO_TARGET_DIR", target_dir)
-        .output()
-        .map_err(|e| format!("{line}: {e}"))?;
+    let mut command = Command::new("bash");
+    command.args(["-c", line]).current_dir(dir);
+    if let Some(t) = target_dir {
+        command.env("CARGO_TARGET_DIR", t);
+    }
+    let out = command.output().map_err(|e| format!("{line}: {e}"))?;
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     Ok((out.status.success(), text))
 }
 
-/// Replay `guide` in a fresh copy under `target/guides/`.
-fn replay(root: &Path, guide: &Path) -> Result<(), String> {
+/// Whether every line of `expected` (but blank ones and `…`) is a line of
+/// `output`; the first missing one otherwise.
+fn missing_line<'a>(expected: &'a str, output: &str) -> Option<&'a str> {
+    let lines: Vec<&str> = output.lines().map(str::trim_end).collect();
+    expected
+        .lines()
+        .map(str::trim_end)
+        .find(|want| !want.trim().is_empty() && want.trim() != "…" && !lines.contains(want))
+}
+
+/// Replay `guide`: in a fresh copy under `target/guides/` when it changes
+/// files, else in the repository itself. `Ok` holds the commands skipped
+/// because this machine cannot run them, with why.
+fn replay(root: &Path, guide: &Guide) -> Result<Vec<String>, String> {
+    let path = Path::new(guide.path);
     let markdown =
-        fs::read_to_string(root.join(guide)).map_err(|e| format!("{}: {e}", guide.display()))?;
-    let stem = guide
-        .file_stem()
-        .map_or("guide".into(), |s| s.to_string_lossy().into_owned());
-    let work = root.join("target/guides").join(&stem);
-    let _ = fs::remove_dir_all(&work);
-    copy_tree(root, &work).map_err(|e| format!("copying the repository: {e}"))?;
-    // Shared between runs, so that only what the guide changes rebuilds.
-    let target_dir = root.join("target/guides/cargo-target");
+        fs::read_to_string(root.join(path)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (work, target_dir) = if guide.on_a_copy {
+        let stem = path
+            .file_stem()
+            .map_or("guide".into(), |s| s.to_string_lossy().into_owned());
+        let work = root.join("target/guides").join(stem);
+        let _ = fs::remove_dir_all(&work);
+        copy_tree(root, &work).map_err(|e| format!("copying the repository: {e}"))?;
+        // Shared between runs, so that only what the guide changes rebuilds.
+        (work, Some(root.join("target/guides/cargo-target")))
+    } else {
+        (root.to_path_buf(), None)
+    };
+    let kvm = crate::qemu::kvm_usable();
     let blocks = blocks(&markdown);
     let mut mistakes: Vec<&str> = Vec::new();
+    let mut skipped = Vec::new();
     let mut replayed = 0;
     for (n, block) in blocks.iter().enumerate() {
-        let at = format!("{}, code block {}", guide.display(), n + 1);
+        let at = format!("{}, code block {}", path.display(), n + 1);
         match block.kind() {
+            "diff" if !guide.on_a_copy => {
+                return Err(format!("{at}: a patch, but this page is replayed in place"));
+            }
             "diff" => {
                 git_apply(&work, &block.body, false).map_err(|e| format!("{at}: {e}"))?;
                 if block.has("mistake") {
@@ -157,28 +180,34 @@ fn replay(root: &Path, guide: &Path) -> Result<(), String> {
                     if line.is_empty() || line.starts_with('#') {
                         continue;
                     }
-                    let (ok, text) = sh(&work, line, &target_dir)?;
+                    // pvi-sim and `--accel kvm` need /dev/kvm.
+                    let needs_kvm = ["--sim", "--accel kvm", "pvi-sim --"];
+                    if needs_kvm.iter().any(|k| line.contains(k)) {
+                        if let Err(why) = &kvm {
+                            println!("    skipped (no KVM: {why}): {line}");
+                            skipped.push(format!("`{line}`: {why}"));
+                            continue;
+                        }
+                    }
+                    let (ok, text) = sh(&work, line, target_dir.as_deref())?;
                     output.push_str(&text);
                     if ok == must_fail {
-                        return Err(format!(
-                            "{at}: `{line}` {}:\n{text}",
-                            if must_fail {
-                                "succeeded but the guide says it fails"
-                            } else {
-                                "failed"
-                            }
-                        ));
+                        let what = if must_fail {
+                            "succeeded but the guide says it fails"
+                        } else {
+                            "failed"
+                        };
+                        return Err(format!("{at}: `{line}` {what}:\n{text}"));
                     }
                 }
-                if let Some(expected) = blocks.get(n + 1).filter(|b| b.kind() == "text") {
-                    let lines: Vec<&str> = output.lines().map(str::trim_end).collect();
-                    for want in expected.body.lines().map(str::trim_end) {
-                        if !want.trim().is_empty() && want.trim() != "…" && !lines.contains(&want)
-                        {
-                            return Err(format!(
-                                "{at}: the output has no line `{want}`; it was:\n{output}"
-                            ));
-                        }
+                let expected = blocks
+                    .get(n + 1)
+                    .filter(|b| b.kind() == "text" && b.has("output"));
+                if let Some(expected) = expected {
+                    if let Some(want) = missing_line(&expected.body, &output) {
+                        return Err(format!(
+                            "{at}: the output has no line `{want}`; it was:\n{output}"
+                        ));
                     }
                 }
                 for patch in mistakes.drain(..) {
@@ -191,41 +220,74 @@ fn replay(root: &Path, guide: &Path) -> Result<(), String> {
         }
     }
     if replayed == 0 {
-        return Err(format!("{}: nothing to replay", guide.display()));
+        return Err(format!("{}: nothing to replay", path.display()));
     }
     println!(
         "    {}: {replayed} blocks replayed in {}",
-        guide.display(),
+        path.display(),
         work.display()
     );
-    Ok(())
+    Ok(skipped)
 }
 
-/// The book's guides that are replayed.
-pub const GUIDES: &[(&str, &str)] = &[
-    (
-        "book: the IDL guide, replayed on a copy of the repository",
-        "book/src/guide-idl.md",
-    ),
-    (
-        "book: the backend guide, replayed on a copy of the repository",
-        "book/src/guide-backend.md",
-    ),
+/// A page of the book whose commands are replayed.
+pub struct Guide {
+    /// The step's name.
+    pub name: &'static str,
+    /// The page.
+    pub path: &'static str,
+    /// Whether it changes files (then it runs on a copy of the repository).
+    pub on_a_copy: bool,
+}
+
+/// The pages whose commands `cargo xtask test` replays.
+pub const GUIDES: &[Guide] = &[
+    Guide {
+        name: "book: the IDL guide, replayed on a copy of the repository",
+        path: "book/src/guide-idl.md",
+        on_a_copy: true,
+    },
+    Guide {
+        name: "book: the backend guide, replayed on a copy of the repository",
+        path: "book/src/guide-backend.md",
+        on_a_copy: true,
+    },
+    Guide {
+        name: "book: the quick start's commands",
+        path: "book/src/quickstart.md",
+        on_a_copy: false,
+    },
+    Guide {
+        name: "book: the boot guide's commands",
+        path: "book/src/kernel.md",
+        on_a_copy: false,
+    },
+    Guide {
+        name: "book: the pvi-sim chapter's commands",
+        path: "book/src/sim.md",
+        on_a_copy: false,
+    },
 ];
 
-/// Replay every guide, a step each.
+/// Replay every guide, a step each; one whose commands could not all run
+/// here counts as skipped, saying which and why.
 pub fn steps(root: &Path, steps: &mut Vec<Step>) {
-    for (name, guide) in GUIDES {
-        println!("\n==> {name}");
+    for guide in GUIDES {
+        println!("\n==> {}", guide.name);
         let start = Instant::now();
-        let outcome = match replay(root, &PathBuf::from(guide)) {
-            Ok(()) => Outcome::Passed,
+        let outcome = match replay(root, guide) {
+            Ok(skipped) if skipped.is_empty() => Outcome::Passed,
+            Ok(skipped) => Outcome::Skipped(format!(
+                "{} command(s) could not run here: {}",
+                skipped.len(),
+                skipped.join("; ")
+            )),
             Err(e) => {
                 println!("{e}");
                 Outcome::Failed
             }
         };
-        crate::steps::finish(name, outcome, start, steps);
+        crate::steps::finish(guide.name, outcome, start, steps);
     }
 }
 
@@ -234,12 +296,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn expected_lines_must_each_be_an_output_line() {
+        let output = "Compiling x\nerror: 1 problem(s) found  \n";
+        assert_eq!(
+            missing_line("…\nerror: 1 problem(s) found\n\n", output),
+            None
+        );
+        assert_eq!(
+            missing_line("error: 2 problem(s)", output),
+            Some("error: 2 problem(s)")
+        );
+    }
+
+    #[test]
     fn blocks_keep_their_attributes_and_text() {
-        let b = blocks("x\n\n```sh,fails\ncargo pvi check idl\n```\n\n```text\nerror\n```\n");
+        let b =
+            blocks("x\n\n```sh,fails\ncargo pvi check idl\n```\n\n```text,output\nerror\n```\n");
         assert_eq!(b.len(), 2);
         assert_eq!(b[0].kind(), "sh");
         assert!(b[0].has("fails") && !b[0].has("no-replay"));
         assert_eq!(b[0].body, "cargo pvi check idl\n");
         assert_eq!(b[1].kind(), "text");
+        assert!(b[1].has("output"));
     }
 }
