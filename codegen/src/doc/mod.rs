@@ -1,10 +1,11 @@
 //! Markdown reference pages for the book, generated from the model: a page
 //! per op group, a page per hypervisor ABI, the shared structures more than
-//! one ABI uses, and the op × hypervisor matrix.
+//! one ABI uses, the op × hypervisor matrix, and the version history.
 
 mod hypervisor;
 mod matrix;
 mod ops;
+mod versions;
 
 use crate::ast::*;
 use crate::gen::Output;
@@ -43,6 +44,10 @@ pub fn reference(model: &Model) -> Vec<Output> {
     pages.push(Output {
         name: "structures.md".into(),
         text: structures(model),
+    });
+    pages.push(Output {
+        name: "versions.md".into(),
+        text: versions::page(model),
     });
     pages
 }
@@ -104,7 +109,7 @@ fn index(model: &Model) -> String {
     for hv in model.hypervisors() {
         s.push_str(&format!("- [{}](hv-{}.md)\n", display(hv), hv.name.name));
     }
-    s.push_str("\n## Across hypervisors\n\n- [The op × hypervisor matrix](matrix.md)\n- [Shared structures](structures.md)\n");
+    s.push_str("\n## Across hypervisors\n\n- [The op × hypervisor matrix](matrix.md)\n- [Shared structures](structures.md)\n- [Version history](versions.md)\n");
     s
 }
 
