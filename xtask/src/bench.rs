@@ -1,53 +1,99 @@
 //! `cargo xtask bench`: measurements, never pass/fail timings in tests.
+//! Writes `target/bench/report.json` and `report.md`.
+//!
+//! Measured so far: the toolchain's speed (`pvi check` and `pvi gen` on the
+//! whole IDL, and an IDL edit regenerated and rebuilt) and the example
+//! kernel's code size with every backend, with none, and with each alone.
 
+use crate::size;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 const RUNS: usize = 21;
 
-/// `pvi check idl` with a release build: the median of 21 runs, and the
-/// fastest and slowest.
-pub fn bench() -> ExitCode {
-    println!("==> building pvi (release)");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(&cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--package",
-            "pvi-codegen",
-            "--bin",
-            "pvi",
-        ])
-        .status();
-    if !built.is_ok_and(|s| s.success()) {
-        eprintln!("xtask bench: the release build failed");
-        return ExitCode::FAILURE;
-    }
-    let pvi = "target/release/pvi";
+/// Median, fastest and slowest of `RUNS` timings (ms) of `f`, which fails
+/// with a message.
+fn timed(mut f: impl FnMut() -> Result<(), String>) -> Result<[f64; 3], String> {
     let mut times = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
         let start = Instant::now();
-        let out = Command::new(pvi).args(["check", "idl"]).output();
-        let elapsed = start.elapsed().as_secs_f64() * 1000.0;
-        match out {
-            Ok(o) if o.status.success() => times.push(elapsed),
-            _ => {
-                eprintln!("xtask bench: `pvi check idl` failed; fix the IDL first");
-                return ExitCode::FAILURE;
-            }
-        }
+        f()?;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
     }
     times.sort_by(f64::total_cmp);
-    let lines: usize = pvi_idl_lines();
-    println!(
-        "pvi check idl ({lines} lines, {RUNS} runs): median {:.1} ms, min {:.1} ms, max {:.1} ms",
-        times[RUNS / 2],
-        times[0],
-        times[RUNS - 1]
-    );
-    ExitCode::SUCCESS
+    Ok([times[RUNS / 2], times[0], times[RUNS - 1]])
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn ok(command: &mut Command, what: &str) -> Result<(), String> {
+    let out = command.output().map_err(|e| format!("{what}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// `pvi check idl` and `pvi gen` (release build), `RUNS` times each.
+fn toolchain_speed(pvi: &Path) -> Result<([f64; 3], [f64; 3]), String> {
+    let check = timed(|| ok(Command::new(pvi).args(["check", "idl"]), "pvi check idl"))?;
+    let out = PathBuf::from("target/bench/generated");
+    let gen = timed(|| {
+        ok(
+            Command::new(pvi).args(["gen", "--out"]).arg(&out),
+            "pvi gen",
+        )
+    })?;
+    Ok((check, gen))
+}
+
+/// One IDL edit, regenerated and rebuilt: append a comment line to a copy
+/// of `idl/pvi.pvi`, run `pvi gen` into a copy of the SDK and build it for
+/// the kernel target. The copy's build is warmed first, so this is the
+/// incremental cost a user pays per edit (ms).
+fn edit_regenerate_rebuild(pvi: &Path) -> Result<f64, String> {
+    let work = std::fs::canonicalize("target")
+        .map_err(|e| format!("target/: {e}"))?
+        .join("bench/edit");
+    let _ = std::fs::remove_dir_all(&work);
+    crate::scratch::copy_repository(Path::new("."), &work).map_err(|e| format!("copying: {e}"))?;
+    let target_dir = work.join("target");
+    let build = || {
+        let mut c = cargo();
+        c.current_dir(&work)
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "-p",
+                "pvi-sdk",
+                "--target",
+                "x86_64-unknown-none",
+            ])
+            .env("CARGO_TARGET_DIR", &target_dir);
+        ok(&mut c, "building the SDK")
+    };
+    build()?;
+    let idl = work.join("idl/pvi.pvi");
+    let mut text = std::fs::read_to_string(&idl).map_err(|e| format!("{}: {e}", idl.display()))?;
+    text.push_str("// an edit, for the benchmark\n");
+    let start = Instant::now();
+    std::fs::write(&idl, &text).map_err(|e| format!("{}: {e}", idl.display()))?;
+    ok(
+        Command::new(pvi)
+            .current_dir(&work)
+            .args(["gen", "--out", "sdk/src/generated"]),
+        "pvi gen",
+    )?;
+    build()?;
+    Ok(start.elapsed().as_secs_f64() * 1000.0)
 }
 
 fn pvi_idl_lines() -> usize {
@@ -59,4 +105,136 @@ fn pvi_idl_lines() -> usize {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// Run every measurement and write the reports.
+pub fn bench() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    println!("==> building pvi (release)");
+    ok(
+        cargo().args([
+            "build",
+            "--quiet",
+            "--release",
+            "--package",
+            "pvi-codegen",
+            "--bin",
+            "pvi",
+        ]),
+        "the release build of pvi",
+    )?;
+    let pvi = std::fs::canonicalize("target/release/pvi").map_err(|e| format!("pvi: {e}"))?;
+    std::fs::create_dir_all("target/bench").map_err(|e| format!("target/bench: {e}"))?;
+    let lines = pvi_idl_lines();
+    println!("==> pvi check and pvi gen on idl/ ({lines} lines), {RUNS} runs each");
+    let (check, gen) = toolchain_speed(&pvi)?;
+    println!(
+        "pvi check: median {:.1} ms (min {:.1}, max {:.1}); pvi gen: median {:.1} ms (min {:.1}, max {:.1})",
+        check[0], check[1], check[2], gen[0], gen[1], gen[2]
+    );
+    println!("==> one IDL edit: regenerate and rebuild the SDK");
+    let edit = edit_regenerate_rebuild(&pvi)?;
+    println!("edit, regenerate, rebuild: {edit:.0} ms");
+    let variants = size::measure()?;
+    let text = |name: &str| {
+        variants
+            .iter()
+            .find(|v| v.name == name)
+            .map_or(0, |v| v.text)
+    };
+    let (all, native) = (text("all"), text("native"));
+    for v in &variants {
+        println!(
+            ".text {:<7} {:>8} bytes ({:+} over native){}",
+            v.name,
+            v.text,
+            v.text as i64 - native as i64,
+            if v.foreign.is_empty() {
+                String::new()
+            } else {
+                format!("; {} symbols of backends left out", v.foreign.len())
+            }
+        );
+    }
+    let leaks: Vec<String> = variants
+        .iter()
+        .flat_map(|v| v.foreign.iter().map(move |f| format!("{}: {f}", v.name)))
+        .collect();
+    let report = serde_json::json!({
+        "machine": machine(),
+        "idl_lines": lines,
+        "codegen_ms": gen[0],
+        "check_ms": check[0],
+        "edit_regenerate_rebuild_ms": edit,
+        "text_all_backends_bytes": all,
+        "text_native_only_bytes": native,
+        "text_bytes": variants.iter().map(|v| (v.name.clone(), serde_json::Value::from(v.text))).collect::<serde_json::Map<_, _>>(),
+        "foreign_symbols": leaks,
+    });
+    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write("target/bench/report.json", json + "\n").map_err(|e| e.to_string())?;
+    let mut md = String::from("# pvi benchmark report\n\n");
+    md.push_str(&format!("Machine: {}\n\n", machine()));
+    md.push_str("| measure | value |\n|---|---|\n");
+    md.push_str(&format!(
+        "| `pvi check` on idl/ ({lines} lines), median of {RUNS} | {:.1} ms |\n",
+        check[0]
+    ));
+    md.push_str(&format!(
+        "| `pvi gen` on idl/, median of {RUNS} | {:.1} ms |\n",
+        gen[0]
+    ));
+    md.push_str(&format!(
+        "| one IDL edit: `pvi gen` + SDK rebuild | {edit:.0} ms |\n"
+    ));
+    md.push_str("\n| example kernel | `.text` bytes | over native |\n|---|---|---|\n");
+    for v in &variants {
+        md.push_str(&format!(
+            "| {} | {} | {:+} |\n",
+            v.name,
+            v.text,
+            v.text as i64 - native as i64
+        ));
+    }
+    md.push_str(&format!(
+        "\nSymbols of a backend in a build without it: {}.\n",
+        if leaks.is_empty() {
+            "none".to_string()
+        } else {
+            leaks.join(", ")
+        }
+    ));
+    std::fs::write("target/bench/report.md", md).map_err(|e| e.to_string())?;
+    println!("xtask bench: wrote target/bench/report.json and target/bench/report.md");
+    if !leaks.is_empty() {
+        return Err(format!(
+            "{} symbols of backends left out were linked",
+            leaks.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The CPU and core count, for the report.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores")
 }

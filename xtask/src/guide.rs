@@ -54,30 +54,6 @@ fn blocks(markdown: &str) -> Vec<Block> {
     out
 }
 
-/// Copy the repository to `to`, leaving out build output and git's store.
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    const SKIP: &[&str] = &[".git", "target", "book/book", "example-kernel/target"];
-    fn walk(root: &Path, dir: &Path, to: &Path) -> std::io::Result<()> {
-        for entry in fs::read_dir(dir)? {
-            let path = entry?.path();
-            let relative = path.strip_prefix(root).unwrap_or(&path);
-            if SKIP.iter().any(|s| relative == Path::new(s)) {
-                continue;
-            }
-            let target = to.join(relative);
-            if path.is_dir() {
-                fs::create_dir_all(&target)?;
-                walk(root, &path, to)?;
-            } else {
-                fs::copy(&path, &target)?;
-            }
-        }
-        Ok(())
-    }
-    fs::create_dir_all(to)?;
-    walk(from, from, to)
-}
-
 /// `git apply` (or `-R`) `patch` in `dir`.
 fn git_apply(dir: &Path, patch: &str, reverse: bool) -> Result<(), String> {
     // The copy sits inside this repository's target/: without a ceiling,
@@ -149,7 +125,8 @@ fn replay(root: &Path, guide: &Guide) -> Result<Vec<String>, String> {
             .map_or("guide".into(), |s| s.to_string_lossy().into_owned());
         let work = root.join("target/guides").join(stem);
         let _ = fs::remove_dir_all(&work);
-        copy_tree(root, &work).map_err(|e| format!("copying the repository: {e}"))?;
+        crate::scratch::copy_repository(root, &work)
+            .map_err(|e| format!("copying the repository: {e}"))?;
         // Shared between runs, so that only what the guide changes rebuilds.
         (work, Some(root.join("target/guides/cargo-target")))
     } else {

@@ -10,6 +10,8 @@ mod probe;
 mod provision;
 mod qemu;
 mod run;
+mod scratch;
+mod size;
 mod steps;
 
 use clap::{Parser, Subcommand};
@@ -56,7 +58,8 @@ enum Command {
         #[arg(last = true)]
         words: Vec<String>,
     },
-    /// Measure: `pvi check` on the whole IDL (release build).
+    /// Measure: the toolchain's speed and the example kernel's code size;
+    /// writes target/bench/report.json and report.md.
     Bench,
     /// Build the book with mdBook (installed when missing) and run
     /// `mdbook test`; any mdBook warning fails.

@@ -183,6 +183,22 @@ pub fn test(bless: bool) -> ExitCode {
         kernel_lint,
         &mut steps,
     );
+    let mut bare_kernel = cargo();
+    bare_kernel.current_dir("example-kernel").args([
+        "clippy",
+        "--no-default-features",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
+        bare_kernel.env_remove(var);
+    }
+    run(
+        "example kernel, bare metal only: clippy -D warnings",
+        bare_kernel,
+        &mut steps,
+    );
 
     // The fixture's golden code with every interface feature on: gated
     // items must compile and lint clean too.
