@@ -24,6 +24,8 @@ pub struct Machine {
     pub cpus_ignored: usize,
     /// Power registers for the native `shutdown`.
     pub power: Acpi,
+    /// The ACPI PM timer's I/O port, if the FADT names one (for `bench`).
+    pub pm_timer: Option<u16>,
 }
 
 /// Identity "mapping": the tables live below 4 GiB, which the boot code maps.
@@ -105,6 +107,11 @@ pub unsafe fn read(rsdp: u64) -> Result<Machine, Error> {
             machine.power.reset = u16::try_from(reset.address)
                 .ok()
                 .map(|port| (port, fadt.reset_value));
+        }
+    }
+    if let Ok(Some(timer)) = fadt.pm_timer_block() {
+        if timer.address_space == AddressSpace::SystemIo {
+            machine.pm_timer = u16::try_from(timer.address).ok();
         }
     }
     let century = fadt.century;

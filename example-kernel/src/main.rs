@@ -2,12 +2,14 @@
 //! paravirtual thing through the pvi SDK, choosing its backend at boot.
 //!
 //! Command line words: `demo` (the default: the detection report, which
-//! backend serves each op, a live clock), `selftest`, `pvi.backend=NAME`.
+//! backend serves each op, a live clock), `selftest`, `bench`,
+//! `pvi.backend=NAME`.
 
 #![no_std]
 #![no_main]
 
 mod apic;
+mod bench;
 mod boot;
 mod console;
 mod cpu_local;
@@ -127,6 +129,9 @@ extern "C" fn kmain(start_info: u32) -> ! {
     let words = || info.cmdline.split_ascii_whitespace();
     if words().any(|w| w == "selftest") {
         selftest::run(selection, machine, info.cmdline)
+    }
+    if words().any(|w| w == "bench") {
+        bench::run(selection, machine)
     }
     if words().any(|w| w == "hypercall-probe") {
         selftest::hypercall_probe(selection)

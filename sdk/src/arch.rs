@@ -65,6 +65,21 @@ pub unsafe fn inb(port: u16) -> u8 {
     v
 }
 
+/// Read 32 bits from an I/O port.
+///
+/// # Safety
+///
+/// Ring 0 (or IOPL) only; reading the port must have no effect the caller
+/// did not intend.
+pub unsafe fn inl(port: u16) -> u32 {
+    let v: u32;
+    // SAFETY: the caller guarantees the read is intended.
+    unsafe {
+        core::arch::asm!("in eax, dx", in("dx") port, out("eax") v, options(nomem, nostack, preserves_flags))
+    };
+    v
+}
+
 /// Write a byte to an I/O port.
 ///
 /// # Safety

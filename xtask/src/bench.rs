@@ -1,9 +1,11 @@
 //! `cargo xtask bench`: measurements, never pass/fail timings in tests.
 //! Writes `target/bench/report.json` and `report.md`.
 //!
-//! Measured so far: the toolchain's speed (`pvi check` and `pvi gen` on the
-//! whole IDL, and an IDL edit regenerated and rebuilt) and the example
-//! kernel's code size with every backend, with none, and with each alone.
+//! Measured: the example kernel's `bench` boot under KVM (when /dev/kvm
+//! works) and TCG (ticks per call of the hot ops three ways, and of each
+//! clock); the toolchain's speed (`pvi check` and `pvi gen` on the whole
+//! IDL, and an IDL edit regenerated and rebuilt); and the kernel's code
+//! size with every backend, with none, and with each alone.
 
 use crate::size;
 use std::path::{Path, PathBuf};
@@ -144,6 +146,27 @@ fn run() -> Result<(), String> {
     println!("==> one IDL edit: regenerate and rebuild the SDK");
     let edit = edit_regenerate_rebuild(&pvi)?;
     println!("edit, regenerate, rebuild: {edit:.0} ms");
+    let kernel = crate::kernel_bench::kernel()?;
+    let mut boots = Vec::new();
+    let mut accels = vec![crate::qemu::Accel::Tcg];
+    match crate::qemu::kvm_usable() {
+        Ok(()) => accels.insert(0, crate::qemu::Accel::Kvm),
+        Err(why) => println!("==> no KVM ({why}): the kernel bench boots under TCG only"),
+    }
+    for accel in accels {
+        println!(
+            "==> booting the example kernel's bench under {}",
+            accel.name()
+        );
+        let b = crate::kernel_bench::boot(&kernel, accel)?;
+        for ((op, form), ticks) in &b.ops {
+            println!("{:<4} {op:<12} {form:<8} {ticks:>12.2} ticks", b.accel);
+        }
+        for (clock, ticks) in &b.clocks {
+            println!("{:<4} clock {clock:<15} {ticks:>12.2} ticks", b.accel);
+        }
+        boots.push(b);
+    }
     let variants = size::measure()?;
     let text = |name: &str| {
         variants
@@ -169,7 +192,36 @@ fn run() -> Result<(), String> {
         .iter()
         .flat_map(|v| v.foreign.iter().map(move |f| format!("{}: {f}", v.name)))
         .collect();
+    // The ratios come from the first boot: KVM when it works.
+    let first = boots.first();
+    let ratio = |f: &dyn Fn(&crate::kernel_bench::KernelBench) -> Option<f64>| {
+        first
+            .and_then(f)
+            .map_or(serde_json::Value::Null, serde_json::Value::from)
+    };
+    let boots_json: Vec<serde_json::Value> = boots
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "accel": b.accel,
+                "backend": b.backend,
+                "ops": b.ops.iter().map(|((op, form), t)| serde_json::json!({"op": op, "form": form, "ticks": t})).collect::<Vec<_>>(),
+                "clocks": b.clocks.iter().map(|(c, t)| (c.clone(), serde_json::Value::from(*t))).collect::<serde_json::Map<_, _>>(),
+                "skipped": b.skipped,
+                "hot_runtime_vs_raw": b.hot_vs_raw("runtime"),
+                "hot_static_vs_raw": b.hot_vs_raw("static"),
+                "clock_pv_speedup": b.clock_pv_speedup(),
+            })
+        })
+        .collect();
     let report = serde_json::json!({
+        "ratios": {
+            "from": first.map(|b| b.accel),
+            "hot_runtime_vs_raw": ratio(&|b| b.hot_vs_raw("runtime")),
+            "hot_static_vs_raw": ratio(&|b| b.hot_vs_raw("static")),
+            "clock_pv_speedup": ratio(&|b| b.clock_pv_speedup()),
+        },
+        "boots": boots_json,
         "machine": machine(),
         "idl_lines": lines,
         "codegen_ms": gen[0],
@@ -196,7 +248,42 @@ fn run() -> Result<(), String> {
     md.push_str(&format!(
         "| one IDL edit: `pvi gen` + SDK rebuild | {edit:.0} ms |\n"
     ));
-    md.push_str("\n| example kernel | `.text` bytes | over native |\n|---|---|---|\n");
+    for b in &boots {
+        md.push_str(&format!(
+            "\n## The kernel's bench under {} (backend {}), TSC ticks per call\n\n| op | raw | compile time | run time |\n|---|---|---|---|\n",
+            b.accel, b.backend
+        ));
+        for op in crate::kernel_bench::HOT_OPS {
+            let get = |form: &str| {
+                b.ops
+                    .get(&(op.to_string(), form.to_string()))
+                    .map_or("—".to_string(), |t| format!("{t:.2}"))
+            };
+            md.push_str(&format!(
+                "| `{op}` | {} | {} | {} |\n",
+                get("raw"),
+                get("static"),
+                get("runtime")
+            ));
+        }
+        md.push_str("\n| clock | ticks per read |\n|---|---|\n");
+        for (clock, t) in &b.clocks {
+            md.push_str(&format!("| {clock} | {t:.2} |\n"));
+        }
+        let show = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.2}"));
+        md.push_str(&format!(
+            "\nWorst hot op, run time / raw: {}; compile time / raw: {}; paravirtual clock speed-up over the fastest emulated timer: {}.\n",
+            show(b.hot_vs_raw("runtime")),
+            show(b.hot_vs_raw("static")),
+            show(b.clock_pv_speedup())
+        ));
+        for s in &b.skipped {
+            md.push_str(&format!("\nNot measured: {s}.\n"));
+        }
+    }
+    md.push_str(
+        "\n## Code size\n\n| example kernel | `.text` bytes | over native |\n|---|---|---|\n",
+    );
     for v in &variants {
         md.push_str(&format!(
             "| {} | {} | {:+} |\n",

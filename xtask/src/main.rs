@@ -5,6 +5,7 @@ mod bench;
 mod book;
 mod codegen;
 mod guide;
+mod kernel_bench;
 mod matrix;
 mod probe;
 mod provision;
