@@ -301,7 +301,8 @@ fn run() -> Result<(), String> {
         }
     ));
     std::fs::write("target/bench/report.md", md).map_err(|e| e.to_string())?;
-    println!("xtask bench: wrote target/bench/report.json and target/bench/report.md");
+    std::fs::write("target/bench/chart.svg", chart(&boots)).map_err(|e| e.to_string())?;
+    println!("xtask bench: wrote target/bench/report.json, report.md and chart.svg");
     if !leaks.is_empty() {
         return Err(format!(
             "{} symbols of backends left out were linked",
@@ -324,4 +325,47 @@ fn machine() -> String {
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("{cpu}, {cores} cores")
+}
+
+/// The chart: for each boot, the hot ops three ways, then the clocks.
+fn chart(boots: &[crate::kernel_bench::KernelBench]) -> String {
+    use crate::chart::{Bar, Group};
+    let mut groups = Vec::new();
+    for b in boots {
+        let mut bars = Vec::new();
+        for op in crate::kernel_bench::HOT_OPS {
+            for (form, label) in [
+                ("raw", "raw"),
+                ("static", "compile time"),
+                ("runtime", "run time"),
+            ] {
+                if let Some(t) = b.ops.get(&(op.to_string(), form.to_string())) {
+                    bars.push(Bar {
+                        label: format!("{op}, {label}"),
+                        value: *t,
+                    });
+                }
+            }
+        }
+        groups.push(Group {
+            title: format!("{}: hot ops, TSC ticks per call", b.accel),
+            bars,
+        });
+        groups.push(Group {
+            title: format!("{}: clock reads, TSC ticks per read", b.accel),
+            bars: b
+                .clocks
+                .iter()
+                .map(|(c, t)| Bar {
+                    label: if c == "backend" {
+                        format!("clock_ns ({})", b.backend)
+                    } else {
+                        c.clone()
+                    },
+                    value: *t,
+                })
+                .collect(),
+        });
+    }
+    crate::chart::svg(&groups)
 }

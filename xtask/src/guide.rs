@@ -87,18 +87,34 @@ fn git_apply(dir: &Path, patch: &str, reverse: bool) -> Result<(), String> {
     }
 }
 
+/// How long one replayed command may run: a guide's command that hangs
+/// (a boot that never ends) must fail the step, not stall CI.
+const COMMAND_TIMEOUT_SECS: u32 = 600;
+
 /// Run one command line in `dir` (with its own cargo target directory if
-/// given); its exit status and output.
+/// given); its exit status and output. GNU `timeout` kills the command's
+/// whole process group (QEMU included) when it overruns.
 fn sh(dir: &Path, line: &str, target_dir: Option<&Path>) -> Result<(bool, String), String> {
     println!("    $ {line}");
-    let mut command = Command::new("bash");
-    command.args(["-c", line]).current_dir(dir);
+    let mut command = Command::new("timeout");
+    command
+        .args([
+            "--kill-after=10",
+            &COMMAND_TIMEOUT_SECS.to_string(),
+            "bash",
+            "-c",
+            line,
+        ])
+        .current_dir(dir);
     if let Some(t) = target_dir {
         command.env("CARGO_TARGET_DIR", t);
     }
     let out = command.output().map_err(|e| format!("{line}: {e}"))?;
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
+    if out.status.code() == Some(124) {
+        text.push_str(&format!("\n(killed after {COMMAND_TIMEOUT_SECS} s)\n"));
+    }
     Ok((out.status.success(), text))
 }
 

@@ -3,6 +3,7 @@
 
 mod bench;
 mod book;
+mod chart;
 mod codegen;
 mod guide;
 mod kernel_bench;

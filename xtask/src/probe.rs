@@ -50,7 +50,8 @@ fn host_boot_id() -> Option<String> {
 }
 
 /// Whether KVM hypercalls return, probed at most once per host boot (the
-/// answer is kept in `target/boot/`). `None` if the probe went wrong.
+/// answer is kept in `target/boot/`). `None` if the probe went wrong: the
+/// caller must then assume they may not.
 pub fn kvm_hypercalls_cached(kernel: &Path) -> Option<bool> {
     let cache = host_boot_id().map(|id| PathBuf::from(format!("target/boot/kvm-hypercalls.{id}")));
     if let Some(answer) = cache.as_ref().and_then(|c| std::fs::read_to_string(c).ok()) {
@@ -70,6 +71,7 @@ pub fn kvm_hypercalls_cached(kernel: &Path) -> Option<bool> {
         }
     };
     if let Some(cache) = cache {
+        let _ = std::fs::create_dir_all("target/boot");
         let _ = std::fs::write(cache, answer);
     }
     Some(answer == "returns")

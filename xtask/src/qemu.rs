@@ -221,6 +221,9 @@ impl Boot<'_> {
         timeout: Duration,
     ) -> Result<(Option<i32>, String, Duration), String> {
         let _ = std::fs::remove_file(log);
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
         let mut qemu = self.command(Serial::File(log));
         qemu.stdout(Stdio::null()).stderr(Stdio::piped());
         let start = Instant::now();
