@@ -239,6 +239,36 @@ fn clocks(selection: &Selection, machine: &Machine) {
     );
 }
 
+/// `irq_disable` and `irq_enable` through patchable sites: as emitted (a
+/// call) and after `hot_sites::patch` rewrote them to the instruction.
+fn patched_sites(selection: &Selection) {
+    let mut disable = || pvi_sdk::patchable_irq_disable!();
+    let mut enable = || pvi_sdk::patchable_irq_enable!();
+    report(
+        format_args!("op=irq_disable form=unpatched"),
+        per_call(HOT, &mut disable),
+    );
+    report(
+        format_args!("op=irq_enable form=unpatched"),
+        per_call(HOT, &mut enable),
+    );
+    let rewritten = crate::hot_sites::patch(selection);
+    let _ = writeln!(
+        Console,
+        "bench: {rewritten} of {} call sites rewritten to their instruction",
+        crate::hot_sites::sites().len()
+    );
+    report(
+        format_args!("op=irq_disable form=patched"),
+        per_call(HOT, &mut disable),
+    );
+    report(
+        format_args!("op=irq_enable form=patched"),
+        per_call(HOT, &mut enable),
+    );
+    raw_cli();
+}
+
 /// Run every measurement, then stop with success.
 pub fn run(selection: &Selection, machine: &Machine) -> ! {
     let ops = selection.backend;
@@ -257,6 +287,7 @@ pub fn run(selection: &Selection, machine: &Machine) -> ! {
         _ => hot_ops(&CompiledNative, "static"),
     }
     hot_ops(ops, "runtime");
+    patched_sites(selection);
     clocks(selection, machine);
     let _ = writeln!(Console, "bench: done");
     crate::exit::success()

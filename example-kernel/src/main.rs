@@ -18,6 +18,7 @@ mod descriptors;
 mod events;
 mod exit;
 mod firmware;
+mod hot_sites;
 mod platform;
 mod probe_page;
 mod selftest;

@@ -210,6 +210,7 @@ fn run() -> Result<(), String> {
                 "skipped": b.skipped,
                 "hot_runtime_vs_raw": b.hot_vs_raw("runtime"),
                 "hot_static_vs_raw": b.hot_vs_raw("static"),
+                "patched_vs_raw": b.patched_vs_raw(),
                 "clock_pv_speedup": b.clock_pv_speedup(),
             })
         })
@@ -250,7 +251,7 @@ fn run() -> Result<(), String> {
     ));
     for b in &boots {
         md.push_str(&format!(
-            "\n## The kernel's bench under {} (backend {}), TSC ticks per call\n\n| op | raw | compile time | run time |\n|---|---|---|---|\n",
+            "\n## The kernel's bench under {} (backend {}), TSC ticks per call\n\n| op | raw | compile time | run time | call site, unpatched | call site, patched |\n|---|---|---|---|---|---|\n",
             b.accel, b.backend
         ));
         for op in crate::kernel_bench::HOT_OPS {
@@ -260,10 +261,12 @@ fn run() -> Result<(), String> {
                     .map_or("—".to_string(), |t| format!("{t:.2}"))
             };
             md.push_str(&format!(
-                "| `{op}` | {} | {} | {} |\n",
+                "| `{op}` | {} | {} | {} | {} | {} |\n",
                 get("raw"),
                 get("static"),
-                get("runtime")
+                get("runtime"),
+                get("unpatched"),
+                get("patched")
             ));
         }
         md.push_str("\n| clock | ticks per read |\n|---|---|\n");

@@ -41,6 +41,20 @@ impl KernelBench {
             .and_then(|r| r.into_iter().reduce(f64::max))
     }
 
+    /// The worst ratio of a patched call site to the raw instruction, over
+    /// the ops that have patchable sites.
+    pub fn patched_vs_raw(&self) -> Option<f64> {
+        ["irq_disable", "irq_enable"]
+            .iter()
+            .map(|op| {
+                let raw = self.ops.get(&(op.to_string(), "raw".into()))?;
+                let patched = self.ops.get(&(op.to_string(), "patched".into()))?;
+                (*raw > 0.0).then(|| patched / raw)
+            })
+            .collect::<Option<Vec<f64>>>()
+            .and_then(|r| r.into_iter().reduce(f64::max))
+    }
+
     /// How many times faster the backend's clock is than the fastest
     /// emulated timer the machine has.
     pub fn clock_pv_speedup(&self) -> Option<f64> {
