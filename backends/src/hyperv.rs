@@ -91,10 +91,10 @@ impl Hyperv {
                 fallback::record(fallback::SETUP[0], 0, unsupported());
             }
         }
+        // Calls go through the page only when the hypercall feature was
+        // announced (the chains' `requires`).
         // SAFETY: Hyper-V fills the page once the MSR is written (or, if it
-        // did not, its one entry now refuses every call); calls go through
-        // it only when the hypercall feature was announced (the chains'
-        // `requires`).
+        // did not, its one entry now refuses every call).
         let hypercalls = unsafe { Hypercalls::new(page) };
         // The synthetic timer takes deadlines in reference time. Without a
         // reference clock `clock_ns` is the native clock, whose deadlines

@@ -73,10 +73,9 @@ impl StartInfo {
 pub unsafe fn read(address: u32) -> Option<StartInfo> {
     let base = address as usize as *const u8;
     let at = |offset: usize| base.wrapping_add(offset);
-    // SAFETY: the loader's hvm_start_info: magic (u32 at 0), cmdline_paddr
-    // (u64 at 24), rsdp_paddr (u64 at 32), memmap_paddr (u64 at 40),
-    // memmap_entries (u32 at 48),
-    // inside the identity-mapped first 4 GiB.
+    // Fields: magic (u32 at 0), cmdline_paddr (u64 at 24), rsdp_paddr (u64
+    // at 32), memmap_paddr (u64 at 40), memmap_entries (u32 at 48).
+    // SAFETY: the loader's hvm_start_info, in the identity-mapped 4 GiB.
     let (magic, cmdline_paddr, rsdp, memmap_paddr, entries) = unsafe {
         (
             at(0).cast::<u32>().read_unaligned(),

@@ -34,12 +34,11 @@ pub fn callee_saved_after(body: impl FnMut() + 'static) -> [u64; 6] {
     let mut after = [0u64; 6];
     let out = after.as_mut_ptr();
     let marks = MARKS.as_ptr();
-    // SAFETY: the block saves the six callee-saved registers on the stack,
-    // loads the marks, calls the shim with a 16-byte aligned stack (six
-    // pushes keep the alignment Rust guarantees at the start of the block),
-    // stores the registers' values to `after` (six u64s), and restores
-    // them; every other register the call may change is declared by
-    // clobber_abi("C").
+    // The block saves the six callee-saved registers, loads the marks,
+    // calls the shim (six pushes keep the stack 16-byte aligned), stores
+    // the registers to `after` (six u64s) and restores them.
+    // SAFETY: as just said; every other register the call may change is
+    // declared by clobber_abi("C").
     unsafe {
         core::arch::asm!(
             "push rbx", "push rbp", "push r12", "push r13", "push r14", "push r15",

@@ -462,10 +462,13 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
                         let done = ok(quote!(()));
                         let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; the arguments follow the IDL's mapping of `{op_name}`.");
                         if status == "none" {
+                            // SAFETY: (generator source) `__safety__!(#why)`
+                            // emits the comment above each generated block.
                             Some(
                                 quote!({ __safety__!(#why); let _ = unsafe { s.hypercalls().#f(#(#vals),*) }; return #done; }),
                             )
                         } else {
+                            // SAFETY: (generator source) as above.
                             Some(
                                 quote!({ __safety__!(#why); match unsafe { s.hypercalls().#f(#(#vals),*) } { Ok(_) => return #done, #err } }),
                             )

@@ -140,6 +140,7 @@ fn asm_body(model: &Model, op: &Op, template: &str) -> TokenStream {
         #(#prepare)*
         #declare
         __safety__!(#why);
+        // SAFETY: (generator source) the line above emits the comment.
         unsafe { core::arch::asm!(#(#lines),* #(, #operands)* #out #options) };
         #finish
     }

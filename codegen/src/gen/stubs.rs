@@ -213,9 +213,12 @@ fn raw_call(conv: &Conv, arity: usize, mode: Mode, hv_display: &str) -> TokenStr
         .map(|form| {
             let asm = asm_for(conv, form, arity, mode);
             let v = variant(form);
+            // SAFETY: (generator source) each emitted block gets its
+            // comment from `__safety__!(#why)`.
             if conv.forms.len() == 1 {
                 quote!(__safety__!(#why); unsafe { #asm };)
             } else {
+                // SAFETY: (generator source) as above.
                 quote!(Instruction::#v => { __safety__!(#why); unsafe { #asm }; })
             }
         })
@@ -379,6 +382,7 @@ fn wrapper(model: &Model, conv: &Conv, h: &Hypercall, hv_display: &str) -> Token
         #[inline]
         pub unsafe fn #name(self, #(#params),*) #ret_clause {
             __safety__!(#why);
+            // SAFETY: (generator source) the line above emits the comment.
             let raw = unsafe { self.#call(#nr, #(#regs),*) };
             #used
             #finish

@@ -284,10 +284,10 @@ unsafe fn attempt_vcpu<R>(
     let before = unsafe { load_u32(addr_of!((*record).version)) };
     // Load the version before the fields (Linux: virt_rmb()).
     fence(Ordering::Acquire);
-    // SAFETY: as above. The field addresses are taken without references
-    // (the struct is packed) and each is aligned for the load made: the
-    // u64s at offsets 8 and 16 and the u32 at 24 are 4-byte aligned, the
-    // bytes at 28 and 29 need no alignment.
+    // The u64s at offsets 8 and 16 and the u32 at 24 are 4-byte aligned,
+    // the bytes at 28 and 29 need no alignment.
+    // SAFETY: as above; field addresses are taken without references (the
+    // struct is packed), each aligned for its load.
     let snapshot = unsafe {
         Snapshot {
             version: before,
