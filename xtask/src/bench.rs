@@ -27,9 +27,7 @@ fn timed(mut f: impl FnMut() -> Result<(), String>) -> Result<[f64; 3], String> 
     Ok([times[RUNS / 2], times[0], times[RUNS - 1]])
 }
 
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-}
+use crate::cargo::cargo;
 
 fn ok(command: &mut Command, what: &str) -> Result<(), String> {
     let out = command.output().map_err(|e| format!("{what}: {e}"))?;

@@ -2,7 +2,7 @@
 
 use pvi_codegen::artifacts;
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 /// Write every artifact whose text changed and remove generated files that
 /// no longer belong; with `bless`, also rewrite the golden snapshots and the
@@ -59,7 +59,6 @@ pub fn codegen(bless: bool) -> ExitCode {
         println!(
             "xtask codegen: rewriting golden snapshots and expected diagnostics (review the diff)"
         );
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         // The golden snapshots first: the UI tests compile against them.
         let runs: [&[&str]; 2] = [
             &[
@@ -75,7 +74,7 @@ pub fn codegen(bless: bool) -> ExitCode {
             &["test", "--quiet", "--package", "pvi-ui-tests"],
         ];
         for args in runs {
-            let ok = Command::new(&cargo)
+            let ok = crate::cargo::cargo()
                 .args(args)
                 .env("PVI_BLESS", "1")
                 .env("TRYBUILD", "overwrite")

@@ -3,6 +3,7 @@
 
 mod bench;
 mod book;
+mod cargo;
 mod chart;
 mod codegen;
 mod guide;

@@ -72,8 +72,7 @@ pub fn mdbook() -> bool {
     println!(
         "xtask: mdbook not found; installing it: cargo install --locked mdbook --version ^{MDBOOK_VERSION} (a few minutes, once)"
     );
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let installed = Command::new(cargo)
+    let installed = crate::cargo::cargo()
         .args(["install", "--locked", "mdbook", "--version"])
         .arg(format!("^{MDBOOK_VERSION}"))
         .status()

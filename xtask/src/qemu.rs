@@ -90,18 +90,10 @@ pub fn provision() -> Result<(), String> {
 
 /// Build the example kernel; returns the ELF's path.
 pub fn build_kernel(release: bool) -> Result<PathBuf, String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .current_dir("example-kernel")
-        .args(["build", "--quiet"]);
+    let mut build = crate::cargo::kernel_cargo();
+    build.args(["build", "--quiet"]);
     if release {
         build.arg("--release");
-    }
-    // The kernel's own .cargo/config.toml sets the target and rustflags; the
-    // outer cargo's (xtask's) variables must not leak into it.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
-        build.env_remove(var);
     }
     if !build.status().is_ok_and(|s| s.success()) {
         return Err("the example kernel did not build".into());
@@ -131,8 +123,7 @@ pub struct Boot<'a> {
 
 /// Build pvi-sim; its path.
 pub fn build_sim() -> Result<PathBuf, String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(cargo)
+    let built = crate::cargo::cargo()
         .args(["build", "--quiet", "-p", "pvi-sim"])
         .status()
         .is_ok_and(|s| s.success());

@@ -5,7 +5,6 @@
 
 use object::{Object, ObjectSection, ObjectSymbol};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The backends the example kernel can be built with (its cargo features).
 pub const BACKENDS: &[&str] = &["hyperv", "kvm", "vmware", "xen"];
@@ -23,21 +22,16 @@ pub struct Variant {
 /// Build the kernel (release) with exactly `backends` into its own target
 /// directory; the ELF's path.
 fn build(name: &str, backends: &[&str]) -> Result<PathBuf, String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = std::fs::canonicalize("target")
         .map_err(|e| format!("target/: {e}"))?
         .join("bench/kernel");
-    let mut command = Command::new(cargo);
+    let mut command = crate::cargo::kernel_cargo();
     command
-        .current_dir("example-kernel")
         .args(["build", "--quiet", "--release", "--no-default-features"])
         .arg("--target-dir")
         .arg(&target_dir);
     if !backends.is_empty() {
         command.args(["--features", &backends.join(",")]);
-    }
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
-        command.env_remove(var);
     }
     if !command.status().is_ok_and(|s| s.success()) {
         return Err(format!("the example kernel ({name}) did not build"));

@@ -17,9 +17,7 @@ pub(crate) struct Step {
     pub(crate) seconds: f64,
 }
 
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-}
+use crate::cargo::{cargo, kernel_cargo};
 
 /// The `pvi` command of this checkout, built on demand.
 fn pvi(args: &[&str]) -> Command {
@@ -166,34 +164,18 @@ pub fn test(bless: bool) -> ExitCode {
 
     // The example kernel is its own workspace (it builds only for the
     // kernel target): its formatting and lints.
-    let mut kernel_fmt = cargo();
-    kernel_fmt
-        .current_dir("example-kernel")
-        .args(["fmt", "--", "--check"]);
+    let mut kernel_fmt = kernel_cargo();
+    kernel_fmt.args(["fmt", "--", "--check"]);
     run("example kernel: rustfmt --check", kernel_fmt, &mut steps);
-    let mut kernel_lint = cargo();
-    kernel_lint
-        .current_dir("example-kernel")
-        .args(["clippy", "--", "-D", "warnings"]);
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
-        kernel_lint.env_remove(var);
-    }
+    let mut kernel_lint = kernel_cargo();
+    kernel_lint.args(["clippy", "--", "-D", "warnings"]);
     run(
         "example kernel: clippy -D warnings",
         kernel_lint,
         &mut steps,
     );
-    let mut bare_kernel = cargo();
-    bare_kernel.current_dir("example-kernel").args([
-        "clippy",
-        "--no-default-features",
-        "--",
-        "-D",
-        "warnings",
-    ]);
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
-        bare_kernel.env_remove(var);
-    }
+    let mut bare_kernel = kernel_cargo();
+    bare_kernel.args(["clippy", "--no-default-features", "--", "-D", "warnings"]);
     run(
         "example kernel, bare metal only: clippy -D warnings",
         bare_kernel,

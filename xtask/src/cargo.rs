@@ -1,0 +1,21 @@
+//! The cargo the xtask was run with, for the workspace and for the example
+//! kernel's own workspace.
+
+use std::process::Command;
+
+/// The cargo that runs this xtask (`$CARGO`), else `cargo`.
+pub fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Cargo in `example-kernel/`, its own workspace. The kernel's
+/// `.cargo/config.toml` sets the target and rustflags; the outer cargo's
+/// (xtask's) variables must not leak into it.
+pub fn kernel_cargo() -> Command {
+    let mut command = cargo();
+    command.current_dir("example-kernel");
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
+        command.env_remove(var);
+    }
+    command
+}
