@@ -29,12 +29,14 @@ fn anchor(text: &str) -> String {
 struct Page {
     anchors: BTreeSet<String>,
     links: Vec<String>,
+    images: Vec<String>,
 }
 
 fn read_page(markdown: &str) -> Page {
     let mut anchors = BTreeSet::new();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut links = Vec::new();
+    let mut images = Vec::new();
     let mut heading: Option<String> = None;
     for event in Parser::new(markdown) {
         match event {
@@ -51,10 +53,15 @@ fn read_page(markdown: &str) -> Page {
                 }
             }
             Event::Start(Tag::Link { dest_url, .. }) => links.push(dest_url.to_string()),
+            Event::Start(Tag::Image { dest_url, .. }) => images.push(dest_url.to_string()),
             _ => {}
         }
     }
-    Page { anchors, links }
+    Page {
+        anchors,
+        links,
+        images,
+    }
 }
 
 /// `path` relative to `base`, with `.` and `..` resolved lexically.
@@ -117,6 +124,16 @@ fn every_internal_link_reaches_a_listed_page_and_heading() {
                 "{} is not in SUMMARY.md, so mdBook does not render it",
                 path.display()
             ));
+        }
+        for image in page.images.iter().filter(|i| !i.contains("://")) {
+            let found = resolve(path.parent().unwrap_or(Path::new("")), image)
+                .is_some_and(|f| src.join(f).is_file());
+            if !found {
+                problems.push(format!(
+                    "{}: image `{image}` is not a file under book/src",
+                    path.display()
+                ));
+            }
         }
         for link in &page.links {
             if link.contains("://") || link.starts_with("mailto:") {

@@ -158,3 +158,46 @@ fn comments_inside_a_statement_move_above_it_and_survive() {
     );
     assert_eq!(parse_text(&out), parse_text(text));
 }
+
+/// The call sites `pvi_sdk::patch` rewrites carry each hot op's native
+/// instructions as the assembler encodes them from a template of the SDK's:
+/// it must be the IDL's `native asm`, with the operands bound where a
+/// site's C-ABI call puts them (result `rax`, arguments `rdi`, `rsi`, …).
+#[test]
+fn patch_sites_carry_the_idl_native_instructions_of_every_hot_op() {
+    use pvi_codegen::ast::{Native, OpStmt};
+    use pvi_sdk::patch::HotOp;
+    let (_, result) = pvi_codegen::check_paths(&[pvi_tests::root().join("idl")]).unwrap();
+    let model = result.expect("idl/ checks clean");
+    const ARGS: [&str; 6] = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
+    for op in model.ops() {
+        let op = &op.op;
+        let name = op.name.name.as_str();
+        let hot = op.stmts.iter().any(|s| matches!(s, OpStmt::Hot(_)));
+        let Some(patchable) = HotOp::ALL.into_iter().find(|h| h.name() == name) else {
+            assert!(
+                !hot,
+                "hot op `{name}` has no patchable call site in pvi_sdk::patch::HotOp"
+            );
+            continue;
+        };
+        let native = op.stmts.iter().find_map(|s| match s {
+            OpStmt::Native(Native::Asm(text), _) => {
+                Some(String::from_utf8_lossy(&text.value).into_owned())
+            }
+            _ => None,
+        });
+        let bound = native.map(|template| {
+            let mut t = template.replace("{ret}", "rax");
+            for (param, reg) in op.params.iter().zip(ARGS) {
+                t = t.replace(&format!("{{{}}}", param.name.name), reg);
+            }
+            t
+        });
+        assert_eq!(
+            patchable.native_template().map(str::to_string),
+            bound,
+            "`{name}`: the patch site's native instructions and the IDL's `native asm` differ"
+        );
+    }
+}

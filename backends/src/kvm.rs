@@ -135,6 +135,27 @@ impl Kvm {
         })
     }
 
+    /// Attempts the version protocol took over `reads` kvmclock reads on
+    /// this CPU, or `None` without a registered record. Each attempt reads
+    /// the TSC once: this tells a clock that retries from one that is slow
+    /// for other reasons.
+    pub fn clock_attempts(&self, reads: u32) -> Option<u64> {
+        let cpu = platform::cpu_index();
+        if CLOCK_VIA[cpu].load(SeqCst) == 0 || KVMCLOCK_RETIRED.is_retired() {
+            return None;
+        }
+        let mut attempts = 0u64;
+        for _ in 0..reads {
+            let counted = || {
+                attempts += 1;
+                rdtsc()
+            };
+            // SAFETY: as in `clock`.
+            unsafe { pvclock::now(CLOCK.of(cpu).get(), counted) }.ok()?;
+        }
+        Some(attempts)
+    }
+
     fn tsc_hz(&self, via: u8) -> Result<Hertz, PvError> {
         let cpu = platform::cpu_index();
         if CLOCK_VIA[cpu].load(SeqCst) != via {

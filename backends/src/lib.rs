@@ -7,6 +7,7 @@
 //!   IDL's mappings need; the fallback chains themselves are generated
 //!   (`pvi_sdk::generated::<hv>::Paravirt`).
 //! - [`select`]: detection, `pvi.backend=`, per-CPU setup, the report.
+//! - [`direct`]: the routines patched call sites jump to.
 //!
 //! The kernel provides a [`Platform`](platform::Platform): where memory is
 //! physically, which CPU is running, which vectors the native routines use.
@@ -14,6 +15,7 @@
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+pub mod direct;
 pub mod fallback;
 pub mod hypercall_page;
 pub mod native;

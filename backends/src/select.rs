@@ -35,6 +35,11 @@ pub type Backend = Dispatch<BareMetal, HypervSlot, KvmSlot, VmwareSlot, XenSlot>
 /// KVM is in kvmclock time, not in the bare-metal TSC clock's).
 static ACTIVE: spin::Once<Backend> = spin::Once::new();
 
+/// The backend in use, once [`select`] has chosen.
+pub fn active() -> Option<&'static Backend> {
+    ACTIVE.get()
+}
+
 /// `clock_ns` of the active backend (the bare-metal clock before
 /// [`select`]).
 pub fn active_clock_ns() -> pvi_sdk::types::Nanos {

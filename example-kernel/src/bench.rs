@@ -19,8 +19,10 @@ use crate::firmware::Machine;
 use core::arch::asm;
 use core::fmt::Write;
 use core::hint::black_box;
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering::SeqCst};
 use pvi_backends::native::BareMetal;
 use pvi_backends::select::{Backend, Selection};
+use pvi_sdk::types::{CpuSet, IrqFlags, Vector};
 use pvi_sdk::PvOps;
 
 /// How many calls a sample times, and how many samples give the median.
@@ -198,6 +200,16 @@ fn clocks(selection: &Selection, machine: &Machine) {
             black_box(b.clock_ns());
         }),
     );
+    #[cfg(feature = "kvm")]
+    if let Backend::Kvm(kvm) = b {
+        const READS: u32 = 1000;
+        if let Some(attempts) = kvm.0.clock_attempts(READS) {
+            let _ = writeln!(
+                Console,
+                "bench clock=backend attempts={attempts} reads={READS}"
+            );
+        }
+    }
     report(
         format_args!("clock=tsc"),
         per_call(SLOW, || {
@@ -239,38 +251,217 @@ fn clocks(selection: &Selection, machine: &Machine) {
     );
 }
 
-/// `irq_disable` and `irq_enable` through patchable sites: as emitted (a
-/// call) and after `hot_sites::patch` rewrote them to the instruction.
+/// The hot ops through patchable sites: as emitted (a call), then after
+/// `hot_sites::patch` rewrote them (the native instructions, or for `eoi`
+/// a direct call to the backend's routine).
 fn patched_sites(selection: &Selection) {
-    let mut disable = || pvi_sdk::patchable_irq_disable!();
-    let mut enable = || pvi_sdk::patchable_irq_enable!();
-    report(
-        format_args!("op=irq_disable form=unpatched"),
-        per_call(HOT, &mut disable),
-    );
-    report(
-        format_args!("op=irq_enable form=unpatched"),
-        per_call(HOT, &mut enable),
-    );
-    let rewritten = crate::hot_sites::patch(selection);
+    let mut saved = IrqFlags::empty();
+    let forms = |form: &str, saved: &mut IrqFlags| {
+        report(
+            format_args!("op=irq_disable form={form}"),
+            per_call(HOT, || pvi_sdk::patchable_irq_disable!()),
+        );
+        report(
+            format_args!("op=irq_enable form={form}"),
+            per_call(HOT, || pvi_sdk::patchable_irq_enable!()),
+        );
+        raw_cli();
+        report(
+            format_args!("op=irq_save form={form}"),
+            per_call(HOT, || *saved = pvi_sdk::patchable_irq_save!()),
+        );
+        let flags = *saved;
+        report(
+            format_args!("op=irq_restore form={form}"),
+            per_call(HOT, || pvi_sdk::patchable_irq_restore!(flags)),
+        );
+        report(
+            format_args!("op=eoi form={form}"),
+            per_call(HOT, || {
+                pvi_sdk::patchable_eoi!(pvi_backends::direct::eoi_dispatched)
+            }),
+        );
+        raw_cli();
+    };
+    forms("unpatched", &mut saved);
+    let applied = crate::hot_sites::patch(selection);
     let _ = writeln!(
         Console,
-        "bench: {rewritten} of {} call sites rewritten to their instruction",
-        crate::hot_sites::sites().len()
+        "bench: of {} call sites, {} rewritten to native instructions, {} to direct calls, {} kept",
+        crate::hot_sites::sites().len(),
+        applied.native,
+        applied.direct,
+        applied.kept
+    );
+    forms("patched", &mut saved);
+}
+
+/// What the bench's interrupt handler does between its two TSC reads.
+static EOI_FORM: AtomicU8 = AtomicU8::new(EOI_NOTHING);
+const EOI_NOTHING: u8 = 0;
+const EOI_LAPIC: u8 = 1;
+const EOI_BACKEND: u8 = 2;
+static EOI_TICKS: AtomicU64 = AtomicU64::new(0);
+static BENCH_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+
+/// The handler of `platform::BENCH_VECTOR`: times the end of interrupt as
+/// `EOI_FORM` says (acknowledging afterwards when it timed nothing).
+pub fn interrupt() {
+    let form = EOI_FORM.load(SeqCst);
+    let start = serialized_tsc();
+    match (form, crate::ops()) {
+        (EOI_BACKEND, Some(s)) => s.backend.eoi(),
+        (EOI_LAPIC, _) => <BareMetal as pvi_sdk::NativeRoutines>::lapic_eoi(),
+        _ => {}
+    }
+    let end = serialized_tsc();
+    if form == EOI_NOTHING {
+        <BareMetal as pvi_sdk::NativeRoutines>::lapic_eoi();
+    }
+    EOI_TICKS.store(end.wrapping_sub(start), SeqCst);
+    BENCH_INTERRUPTS.fetch_add(1, SeqCst);
+}
+
+/// The median ticks the handler measured over 21 self-IPIs with `form`,
+/// or `None` if an interrupt did not arrive.
+fn eoi_in_handler(form: u8) -> Option<u64> {
+    EOI_FORM.store(form, SeqCst);
+    let me = CpuSet(1 << crate::apic::id());
+    let mut samples = [0u64; 21];
+    for sample in samples.iter_mut() {
+        let before = BENCH_INTERRUPTS.load(SeqCst);
+        <BareMetal as pvi_sdk::NativeRoutines>::lapic_send_ipi(
+            me,
+            Vector(crate::platform::BENCH_VECTOR),
+        )
+        .ok()?;
+        // SAFETY: the bench vector's handler is installed (traps.rs);
+        // interrupts are masked again once it has run, or given up on.
+        unsafe { asm!("sti", options(nomem, nostack)) };
+        let mut spins = 0u32;
+        while BENCH_INTERRUPTS.load(SeqCst) == before && spins < 1_000_000 {
+            spins += 1;
+            core::hint::spin_loop();
+        }
+        raw_cli();
+        if BENCH_INTERRUPTS.load(SeqCst) == before {
+            return None;
+        }
+        *sample = EOI_TICKS.load(SeqCst) * 100;
+    }
+    samples.sort_unstable();
+    Some(samples[samples.len() / 2])
+}
+
+/// End of interrupt, paravirtual against the local APIC's, each timed in
+/// the handler of a real interrupt (KVM's PV EOI only skips the exit for
+/// an interrupt it injected with the flag set).
+fn eoi(selection: &Selection) {
+    let Some(nothing) = eoi_in_handler(EOI_NOTHING) else {
+        let _ = writeln!(Console, "bench eoi skipped: a self-IPI did not arrive");
+        return;
+    };
+    for (form, name) in [(EOI_LAPIC, "lapic"), (EOI_BACKEND, "backend")] {
+        match eoi_in_handler(form) {
+            Some(t) => report(
+                format_args!("eoi={name} name={}", selection.backend.name()),
+                t.saturating_sub(nothing),
+            ),
+            None => {
+                let _ = writeln!(
+                    Console,
+                    "bench eoi={name} skipped: a self-IPI did not arrive"
+                );
+            }
+        }
+    }
+    EOI_FORM.store(EOI_NOTHING, SeqCst);
+}
+
+/// An IPI to this CPU, through the backend (a PV IPI hypercall under KVM)
+/// and through the local APIC's ICR, interrupts masked; the one pending
+/// interrupt is taken and acknowledged after.
+fn ipi(selection: &Selection, cmdline: &str) {
+    let me = CpuSet(1 << crate::apic::id());
+    let vector = Vector(crate::platform::BENCH_VECTOR);
+    report(
+        format_args!("ipi=icr"),
+        per_call(SLOW, || {
+            let _ = <BareMetal as pvi_sdk::NativeRoutines>::lapic_send_ipi(me, vector);
+        }),
+    );
+    let by_hypercall = selection
+        .serving("send_ipi")
+        .is_some_and(|(_, how)| how.starts_with("hypercall"));
+    if by_hypercall
+        && cmdline
+            .split_ascii_whitespace()
+            .any(|w| w == "bench.no-hypercalls")
+    {
+        let _ = writeln!(
+            Console,
+            "bench ipi=backend skipped: served by a hypercall, and hypercalls do not return on this host (bench.no-hypercalls)"
+        );
+    } else {
+        report(
+            format_args!("ipi=backend name={}", selection.backend.name()),
+            per_call(SLOW, || {
+                let _ = selection.backend.send_ipi(me, vector);
+            }),
+        );
+    }
+    let before = BENCH_INTERRUPTS.load(SeqCst);
+    // SAFETY: the bench vector's handler is installed; one pending
+    // interrupt is delivered, then interrupts are masked again.
+    unsafe { asm!("sti", "nop", "cli", options(nomem, nostack)) };
+    let _ = BENCH_INTERRUPTS.load(SeqCst) != before;
+}
+
+/// Finding the TSC's frequency: the backend's way (kvmclock's scale, a
+/// hypervisor's timing leaf) against bare metal's (CPUID 0x15/0x16, else
+/// about 10 ms against the PIT). Five single calls each.
+fn tsc_discovery(selection: &Selection) {
+    const ONCE: Plan = Plan {
+        batch: 1,
+        samples: 5,
+    };
+    report(
+        format_args!(
+            "discovery=tsc_hz form=backend name={}",
+            selection.backend.name()
+        ),
+        per_call(ONCE, || {
+            black_box(selection.backend.tsc_hz());
+        }),
     );
     report(
-        format_args!("op=irq_disable form=patched"),
-        per_call(HOT, &mut disable),
+        format_args!("discovery=tsc_hz form=native"),
+        per_call(ONCE, || {
+            black_box(pvi_backends::native::tsc::discover());
+        }),
     );
+}
+
+/// The ticks one simple instruction costs in this guest: a chain of 100
+/// dependent `add`s. About 1 on hardware; far more means the guest's
+/// instructions are being emulated, and every figure here counts
+/// instructions rather than exits.
+fn calibrate() {
     report(
-        format_args!("op=irq_enable form=patched"),
-        per_call(HOT, &mut enable),
+        format_args!("instruction=add"),
+        per_call(HOT, || {
+            let mut x = 0u64;
+            // SAFETY: register arithmetic only.
+            unsafe {
+                asm!(".rept 100", "add {0}, 1", ".endr", inout(reg) x, options(nomem, nostack))
+            };
+            black_box(x);
+        }) / 100,
     );
-    raw_cli();
 }
 
 /// Run every measurement, then stop with success.
-pub fn run(selection: &Selection, machine: &Machine) -> ! {
+pub fn run(selection: &Selection, machine: &Machine, cmdline: &str) -> ! {
     let ops = selection.backend;
     ops.irq_disable();
     let _ = writeln!(
@@ -278,6 +469,7 @@ pub fn run(selection: &Selection, machine: &Machine) -> ! {
         "bench: TSC ticks per call, medians (backend {})",
         ops.name()
     );
+    calibrate();
     raw_ops();
     match ops {
         Backend::Kvm(k) => hot_ops(k, "static"),
@@ -289,6 +481,9 @@ pub fn run(selection: &Selection, machine: &Machine) -> ! {
     hot_ops(ops, "runtime");
     patched_sites(selection);
     clocks(selection, machine);
+    eoi(selection);
+    ipi(selection, cmdline);
+    tsc_discovery(selection);
     let _ = writeln!(Console, "bench: done");
     crate::exit::success()
 }

@@ -21,6 +21,7 @@ core::arch::global_asm!(
     "boot_pml4: .space 4096",
     ".global boot_pdpt",
     "boot_pdpt: .space 4096",
+    ".global boot_pd",
     "boot_pd: .space 4 * 4096",
     ".balign 16",
     "boot_stack: .space 64 * 1024",

@@ -2,7 +2,7 @@
 //! linker script's `__pvi_sites_start` and `__pvi_sites_end`.
 
 use pvi_backends::select::Selection;
-use pvi_sdk::patch::{apply, Site};
+use pvi_sdk::patch::{apply, Applied, HotOp, Patch, Site};
 
 extern "C" {
     static __pvi_sites_start: Site;
@@ -22,12 +22,26 @@ pub fn sites() -> &'static [Site] {
     }
 }
 
-/// Rewrite the sites of every hot op the selected backend serves natively
-/// to the bare instruction; how many were rewritten. Call it on the boot
-/// CPU before the others start: the kernel's text is identity-mapped
-/// writable (boot.rs), so there are no permissions to lift and restore.
-pub fn patch(selection: &Selection) -> usize {
-    // SAFETY: the records are the kernel's own; its text is writable; the
-    // caller runs this on the boot CPU before any other CPU starts.
-    unsafe { apply(sites(), |op| selection.serving(op.name()).is_none()) }
+/// What becomes of a site of `op` under `selection`: an op the backend
+/// leaves native gets its instructions; `eoi`, which has no fixed
+/// instruction, a direct call to the backend's own routine; an op a
+/// hypervisor serves keeps its call.
+fn decide(selection: &Selection, op: HotOp) -> Patch {
+    match op {
+        HotOp::Eoi => Patch::Call(pvi_backends::direct::eoi_direct()),
+        _ if selection.serving(op.name()).is_none() => Patch::Native,
+        _ => Patch::Keep,
+    }
+}
+
+/// Rewrite every site as [`decide`] says, with the kernel's text made
+/// writable for the while. Call it on the boot CPU before the others start.
+pub fn patch(selection: &Selection) -> Applied {
+    crate::text::with_text_writable(|| {
+        // The records are the kernel's own and their replacements lie in
+        // .rodata; the text is writable inside this closure; the caller
+        // runs this on the boot CPU before any other CPU starts.
+        // SAFETY: as above; an `eoi` target is an `extern "C" fn()`.
+        unsafe { apply(sites(), |op| decide(selection, op)) }
+    })
 }

@@ -24,6 +24,7 @@ mod probe_page;
 mod selftest;
 mod smp;
 mod start_info;
+mod text;
 mod traps;
 
 use core::fmt::Write;
@@ -52,6 +53,11 @@ extern "C" fn kmain(start_info: u32) -> ! {
     unsafe {
         cpu_local::set(0);
         descriptors::load(0);
+    }
+    // SAFETY: once, on the boot CPU, before the others start, on boot.rs's
+    // page tables.
+    if let Err(why) = unsafe { text::protect() } {
+        let _ = writeln!(console::Console, "pvi: kernel text left writable: {why}");
     }
     // The backends' APIC code finds the xAPIC page through the platform.
     pvi_backends::platform::install(&platform::KERNEL);
@@ -115,6 +121,16 @@ extern "C" fn kmain(start_info: u32) -> ! {
     };
     let _ = write!(out, "{selection}");
     let _ = writeln!(out, "{timer}");
+    let words = || info.cmdline.split_ascii_whitespace();
+    // The bench times the call sites before and after patching them.
+    if !words().any(|w| w == "bench") {
+        let applied = hot_sites::patch(selection);
+        let _ = writeln!(
+            out,
+            "patch: {} call sites rewritten to native instructions, {} to direct calls, {} kept",
+            applied.native, applied.direct, applied.kept
+        );
+    }
     if machine.cpus > 1 {
         if smp::trampoline_page_free(&info) {
             let started = smp::start_all(machine);
@@ -127,12 +143,11 @@ extern "C" fn kmain(start_info: u32) -> ! {
             );
         }
     }
-    let words = || info.cmdline.split_ascii_whitespace();
     if words().any(|w| w == "selftest") {
         selftest::run(selection, machine, info.cmdline)
     }
     if words().any(|w| w == "bench") {
-        bench::run(selection, machine)
+        bench::run(selection, machine, info.cmdline)
     }
     if words().any(|w| w == "hypercall-probe") {
         selftest::hypercall_probe(selection)

@@ -12,6 +12,8 @@ pub const TIMER_VECTOR: u8 = 0x40;
 pub const KICK_VECTOR: u8 = 0x41;
 /// The remote TLB flush IPI.
 pub const FLUSH_VECTOR: u8 = 0x42;
+/// The `bench` word's self-IPIs, whose handler times end of interrupt.
+pub const BENCH_VECTOR: u8 = 0x43;
 /// Where the xAPIC registers are (identity-mapped by the boot code).
 pub const XAPIC_BASE: usize = 0xfee0_0000;
 

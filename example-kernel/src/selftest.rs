@@ -131,6 +131,7 @@ type Test = fn(&Context) -> Outcome;
 const TESTS: &[(&str, Test)] = &[
     ("idt: ud2", invalid_opcode),
     ("idt: page fault", page_fault),
+    ("text: read-only", text_read_only),
     ("irq_disable irq_enable", irq_disable_enable),
     ("irq_save irq_restore", irq_save_restore),
     ("clock_ns vs TSC", clock_vs_tsc),
@@ -293,6 +294,34 @@ fn page_fault(_: &Context) -> Outcome {
     match crate::traps::CAUGHT.load(core::sync::atomic::Ordering::SeqCst) - before {
         1 => pass!("#PF at {unmapped:#x} reported and resumed"),
         n => fail!("{n} faults caught, expected 1"),
+    }
+}
+
+/// The kernel's text is read-only once booted (text.rs), call sites
+/// patched or not: writing a byte of it back unchanged must fault.
+fn text_read_only(_: &Context) -> Outcome {
+    let target = text_read_only as *const () as usize;
+    if !crate::text::is_read_only(target) {
+        return fail!("its page at {target:#x} is writable (or CR0.WP is off)");
+    }
+    // SAFETY: a byte of this function, in the kernel's mapped text.
+    let byte = unsafe { (target as *const u8).read_volatile() };
+    let before = crate::traps::CAUGHT.load(core::sync::atomic::Ordering::SeqCst);
+    crate::traps::expect_fault(14, 2);
+    // SAFETY: the write faults (#PF, read-only page); the handler, told to
+    // expect it, resumes after the 2-byte `mov [rdi], al`. Were the page
+    // writable, the byte written back is the one already there.
+    unsafe {
+        core::arch::asm!(
+            ".byte 0x88, 0x07", // mov [rdi], al
+            in("rdi") target,
+            in("al") byte,
+            options(nostack)
+        )
+    };
+    match crate::traps::CAUGHT.load(core::sync::atomic::Ordering::SeqCst) - before {
+        1 => pass!("a write at {target:#x} faulted"),
+        n => fail!("{n} faults caught on a write to the text, expected 1"),
     }
 }
 

@@ -56,7 +56,7 @@ core::arch::global_asm!(
     "or eax, 1 << 8",
     "wrmsr",
     "mov eax, cr0",
-    "or eax, 1 << 31", // PG
+    "or eax, (1 << 31) | (1 << 16)", // PG, WP: text.rs maps the text read-only
     "mov cr0, eax",
     // ljmp 0x18:ap_long_mode, in the kernel image (below 4 GiB).
     ".byte 0xea",

@@ -7,7 +7,6 @@
 use crate::events;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering::SeqCst};
-use pvi_sdk::PvOps;
 
 core::arch::global_asm!(
     ".section .text.traps, \"ax\"",
@@ -187,6 +186,7 @@ extern "C" fn pvi_trap_dispatch(frame: &mut Frame) {
             events::count(events::Event::Flush);
             eoi();
         }
+        crate::platform::BENCH_VECTOR => crate::bench::interrupt(),
         // The APIC's spurious vector: no EOI.
         crate::apic::SPURIOUS_VECTOR => events::count(events::Event::Spurious),
         _ => {
@@ -196,11 +196,10 @@ extern "C" fn pvi_trap_dispatch(frame: &mut Frame) {
     }
 }
 
+/// A patchable site: through the run-time dispatch until
+/// `hot_sites::patch` points it at the selected backend's own routine.
 fn eoi() {
-    match crate::ops() {
-        Some(s) => s.backend.eoi(),
-        None => <pvi_backends::native::BareMetal as pvi_sdk::NativeRoutines>::lapic_eoi(),
-    }
+    pvi_sdk::patchable_eoi!(pvi_backends::direct::eoi_dispatched);
 }
 
 /// The exception report: what, where, and every register.

@@ -1,24 +1,32 @@
 //! Patchable call sites for hot ops, as Linux's alternatives: a site is
-//! emitted as a 5-byte `call` to an out-of-line copy of the op and records
-//! itself in the `.pvi_sites` link section; once the backend is known, a
-//! kernel rewrites each site in place to the op's native instruction padded
-//! with a NOP, so the hot path carries no call at all.
+//! emitted as a 5-byte `call` to an out-of-line routine and records itself
+//! in the `.pvi_sites` link section, with the op's native instructions,
+//! encoded by the assembler from the IDL's `native asm` template, in
+//! `.pvi_replacements`. Once the backend is known, a kernel rewrites each
+//! site in place ([`apply`]): to the native instructions padded with NOPs,
+//! so the hot path carries no call at all, or to a direct call to the
+//! backend's own routine, so it carries no dispatch.
 //!
-//! The kernel's linker script must keep the section between
-//! `__pvi_sites_start` and `__pvi_sites_end`, and its text must be writable
-//! while [`apply`] runs.
+//! The kernel's linker script must keep both sections (the records between
+//! `__pvi_sites_start` and `__pvi_sites_end`), and its text must be
+//! writable while [`apply`] runs.
 
-/// One recorded call site (16 bytes, as the macros lay it out).
+/// One recorded call site (24 bytes, as [`__pvi_patchable_site`] lays it
+/// out).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Site {
     /// The address of the site's first byte.
     pub at: usize,
+    /// Where the op's native instructions are, if it has any.
+    pub replacement: usize,
     /// Which op ([`HotOp`] as a byte).
     pub op: u8,
     /// The site's length in bytes.
     pub len: u8,
-    _pad: [u8; 6],
+    /// The native instructions' length in bytes (0: none, only calls).
+    pub replacement_len: u8,
+    _pad: [u8; 5],
 }
 
 /// The ops a site may be emitted for.
@@ -29,15 +37,27 @@ pub enum HotOp {
     IrqDisable = 0,
     /// `irq_enable`: `sti`.
     IrqEnable = 1,
+    /// `irq_save`: `pushfq; pop rax; cli`, the flags returned in `rax`.
+    IrqSave = 2,
+    /// `irq_restore`: `push rdi; popfq`, the flags taken in `rdi`.
+    IrqRestore = 3,
+    /// `eoi`: no fixed instruction (x2APIC MSR or xAPIC MMIO, chosen at run
+    /// time), so its sites are only ever redirected.
+    Eoi = 4,
 }
 
 impl HotOp {
+    /// Every op, in byte order.
+    pub const ALL: [HotOp; 5] = [
+        HotOp::IrqDisable,
+        HotOp::IrqEnable,
+        HotOp::IrqSave,
+        HotOp::IrqRestore,
+        HotOp::Eoi,
+    ];
+
     fn from_byte(b: u8) -> Option<HotOp> {
-        match b {
-            0 => Some(HotOp::IrqDisable),
-            1 => Some(HotOp::IrqEnable),
-            _ => None,
-        }
+        HotOp::ALL.get(usize::from(b)).copied()
     }
 
     /// The op's name in the IDL.
@@ -45,18 +65,49 @@ impl HotOp {
         match self {
             HotOp::IrqDisable => "irq_disable",
             HotOp::IrqEnable => "irq_enable",
+            HotOp::IrqSave => "irq_save",
+            HotOp::IrqRestore => "irq_restore",
+            HotOp::Eoi => "eoi",
         }
     }
 
-    /// The native instruction, padded to a 5-byte site with a 4-byte NOP
-    /// (`0f 1f 40 00`, nopl 0(%rax)).
-    pub fn native_bytes(self) -> [u8; 5] {
-        let first = match self {
-            HotOp::IrqDisable => 0xfa,
-            HotOp::IrqEnable => 0xfb,
-        };
-        [first, 0x0f, 0x1f, 0x40, 0x00]
+    /// The op's `native asm` template from the IDL, with its operands
+    /// bound to the registers of the C ABI a site's call uses (the result
+    /// in `rax`, the first argument in `rdi`); `None` for an op whose
+    /// native form is not one fixed sequence.
+    pub fn native_template(self) -> Option<&'static str> {
+        match self {
+            HotOp::IrqDisable => Some(crate::__pvi_native_template!(irq_disable)),
+            HotOp::IrqEnable => Some(crate::__pvi_native_template!(irq_enable)),
+            HotOp::IrqSave => Some(crate::__pvi_native_template!(irq_save)),
+            HotOp::IrqRestore => Some(crate::__pvi_native_template!(irq_restore)),
+            HotOp::Eoi => None,
+        }
     }
+}
+
+/// What [`apply`] makes of one site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Patch {
+    /// Leave the call to the out-of-line routine.
+    Keep,
+    /// The native instructions, padded with NOPs.
+    Native,
+    /// A direct call to this routine (an `extern "C"` function with the
+    /// op's signature, e.g. the selected backend's own).
+    Call(usize),
+}
+
+/// What [`apply`] did, site by site.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Sites rewritten to their native instructions.
+    pub native: usize,
+    /// Sites rewritten to a direct call.
+    pub direct: usize,
+    /// Sites left as they were: kept, an unknown op, a record that does
+    /// not fit its site, or a target out of a `call`'s reach.
+    pub kept: usize,
 }
 
 /// The out-of-line `irq_disable` an unpatched site calls.
@@ -72,26 +123,72 @@ pub extern "C" fn irq_enable_out_of_line() {
     unsafe { core::arch::asm!("sti", options(nomem, nostack)) };
 }
 
-/// One patchable site of op `$op` (a [`HotOp`] byte) whose unpatched form
-/// calls `$f`. Used through the per-op macros below.
+/// The out-of-line `irq_save` an unpatched site calls.
+pub extern "C" fn irq_save_out_of_line() -> u64 {
+    let flags: u64;
+    // SAFETY: the op's native lowering, as above: it pushes and pops one
+    // word of the stack and clears IF.
+    unsafe { core::arch::asm!("pushfq", "pop {}", "cli", out(reg) flags) };
+    flags
+}
+
+/// The out-of-line `irq_restore` an unpatched site calls.
+pub extern "C" fn irq_restore_out_of_line(flags: u64) {
+    // SAFETY: the op's native lowering, as above: `flags` came from
+    // `irq_save`, so only IF (and the arithmetic flags) change.
+    unsafe { core::arch::asm!("push {}", "popfq", in(reg) flags) };
+}
+
+/// The native instructions of each hot op with a fixed sequence, as both
+/// [`HotOp::native_template`] and the site macros use them (one text, so
+/// the test against the IDL covers what is assembled).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __pvi_native_template {
+    (irq_disable) => {
+        "cli"
+    };
+    (irq_enable) => {
+        "sti"
+    };
+    (irq_save) => {
+        "pushfq; pop rax; cli"
+    };
+    (irq_restore) => {
+        "push rdi; popfq"
+    };
+}
+
+/// One patchable site of op `$op` (a [`HotOp`]) whose unpatched form calls
+/// `$f`, with the op's native instructions `$native` (`""` for none) and
+/// any further `asm!` operands binding the C ABI's registers. Used through
+/// the per-op macros.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __pvi_patchable_site {
-    ($op:expr, $f:path) => {
-        // SAFETY: a call to an `extern "C"` function with no arguments,
-        // every register the C ABI lets it change declared clobbered; the
-        // record only describes the site.
+    ($op:expr, $f:path, $native:expr $(, $($operand:tt)+)?) => {
+        // SAFETY: a call to an `extern "C"` function with the op's
+        // signature, every register the C ABI lets it change declared
+        // clobbered; the records only describe the site.
         unsafe {
             core::arch::asm!(
                 "772:",
                 "call {f}",
+                "773:",
+                ".pushsection .pvi_replacements, \"a\"",
+                "774:",
+                $native,
+                "775:",
+                ".popsection",
                 ".pushsection .pvi_sites, \"a\"",
                 ".balign 8",
                 ".quad 772b",
-                ".byte {op}, 5, 0, 0, 0, 0, 0, 0",
+                ".quad 774b",
+                ".byte {op}, 773b - 772b, 775b - 774b, 0, 0, 0, 0, 0",
                 ".popsection",
                 f = sym $f,
                 op = const $op as u8,
+                $($($operand)+,)?
                 clobber_abi("C"),
             )
         }
@@ -104,7 +201,8 @@ macro_rules! patchable_irq_disable {
     () => {
         $crate::__pvi_patchable_site!(
             $crate::patch::HotOp::IrqDisable,
-            $crate::patch::irq_disable_out_of_line
+            $crate::patch::irq_disable_out_of_line,
+            $crate::__pvi_native_template!(irq_disable)
         )
     };
 }
@@ -115,65 +213,231 @@ macro_rules! patchable_irq_enable {
     () => {
         $crate::__pvi_patchable_site!(
             $crate::patch::HotOp::IrqEnable,
-            $crate::patch::irq_enable_out_of_line
+            $crate::patch::irq_enable_out_of_line,
+            $crate::__pvi_native_template!(irq_enable)
         )
     };
 }
 
-/// Rewrite every site in `sites` whose op `native` says is served natively
-/// to the op's instruction plus padding; the others keep their call. The
-/// count of sites rewritten.
+/// A patchable `irq_save` site, evaluating to the saved
+/// [`IrqFlags`](crate::types::IrqFlags).
+#[macro_export]
+macro_rules! patchable_irq_save {
+    () => {{
+        let flags: u64;
+        $crate::__pvi_patchable_site!(
+            $crate::patch::HotOp::IrqSave,
+            $crate::patch::irq_save_out_of_line,
+            $crate::__pvi_native_template!(irq_save),
+            lateout("rax") flags
+        );
+        $crate::types::IrqFlags::from_bits_retain(flags)
+    }};
+}
+
+/// A patchable `irq_restore` site, taking the
+/// [`IrqFlags`](crate::types::IrqFlags) an `irq_save` returned.
+#[macro_export]
+macro_rules! patchable_irq_restore {
+    ($flags:expr) => {{
+        let flags: $crate::types::IrqFlags = $flags;
+        $crate::__pvi_patchable_site!(
+            $crate::patch::HotOp::IrqRestore,
+            $crate::patch::irq_restore_out_of_line,
+            $crate::__pvi_native_template!(irq_restore),
+            in("rdi") flags.bits()
+        );
+    }};
+}
+
+/// A patchable `eoi` site calling `$f` (an `extern "C" fn()`, typically
+/// one that goes through the run-time selected backend) until [`apply`]
+/// redirects it to the backend's own routine.
+#[macro_export]
+macro_rules! patchable_eoi {
+    ($f:path) => {
+        $crate::__pvi_patchable_site!($crate::patch::HotOp::Eoi, $f, "")
+    };
+}
+
+/// A 4-, 3-, 2- and 1-byte NOP (Intel SDM vol. 2B, "NOP"), to pad a site
+/// behind shorter native instructions.
+const NOPS: [&[u8]; 4] = [
+    &[0x0f, 0x1f, 0x40, 0x00],
+    &[0x0f, 0x1f, 0x00],
+    &[0x66, 0x90],
+    &[0x90],
+];
+
+/// The bytes that replace a `len`-byte site: `native`, then NOPs.
+fn native_site(native: &[u8], len: usize) -> Option<[u8; 16]> {
+    if native.is_empty() || native.len() > len || len > 16 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    out[..native.len()].copy_from_slice(native);
+    let mut at = native.len();
+    while at < len {
+        let nop = NOPS.iter().find(|n| n.len() <= len - at)?;
+        out[at..at + nop.len()].copy_from_slice(nop);
+        at += nop.len();
+    }
+    Some(out)
+}
+
+/// The 5 bytes of a `call` at `at` to `target`, if within reach.
+fn call_site(at: usize, target: usize) -> Option<[u8; 5]> {
+    let next = at.checked_add(5)?;
+    let delta = i32::try_from(target as i64 - next as i64).ok()?;
+    let d = delta.to_le_bytes();
+    Some([0xe8, d[0], d[1], d[2], d[3]])
+}
+
+/// Rewrite every site in `sites` as `decide` says for its op; then
+/// serialize, so the new bytes are what runs next.
 ///
 /// # Safety
 ///
-/// `sites` must be the kernel's `.pvi_sites` records; the text they name
-/// must be writable, and no other CPU may be running it (at boot, before
-/// the others start).
-pub unsafe fn apply(sites: &[Site], native: impl Fn(HotOp) -> bool) -> usize {
-    let mut patched = 0;
+/// `sites` must be the kernel's `.pvi_sites` records, whose replacement
+/// bytes are readable; the text they name must be writable, and no other
+/// CPU may be running it (at boot, before the others start). A
+/// [`Patch::Call`] target must be an `extern "C"` function with the op's
+/// signature.
+pub unsafe fn apply(sites: &[Site], decide: impl Fn(HotOp) -> Patch) -> Applied {
+    let mut applied = Applied::default();
     for site in sites {
-        let Some(op) = HotOp::from_byte(site.op) else {
+        let len = usize::from(site.len);
+        let rewrite: Option<([u8; 16], usize, bool)> = match HotOp::from_byte(site.op).map(&decide)
+        {
+            Some(Patch::Native) => {
+                let native = if site.replacement_len == 0 {
+                    &[][..]
+                } else {
+                    // SAFETY: the caller vouches for the record, whose
+                    // replacement is `replacement_len` readable bytes.
+                    unsafe {
+                        core::slice::from_raw_parts(
+                            site.replacement as *const u8,
+                            usize::from(site.replacement_len),
+                        )
+                    }
+                };
+                native_site(native, len).map(|b| (b, len, false))
+            }
+            Some(Patch::Call(target)) if len == 5 => call_site(site.at, target).map(|c| {
+                let mut b = [0u8; 16];
+                b[..5].copy_from_slice(&c);
+                (b, 5, true)
+            }),
+            _ => None,
+        };
+        let Some((bytes, n, direct)) = rewrite else {
+            applied.kept += 1;
             continue;
         };
-        if site.len != 5 || !native(op) {
-            continue;
-        }
-        for (i, byte) in op.native_bytes().iter().enumerate() {
+        for (i, byte) in bytes[..n].iter().enumerate() {
             // SAFETY: the caller guarantees the site is writable text that
-            // no CPU is executing; the record says it is 5 bytes long.
+            // no CPU is executing; the record says it is `len` bytes long,
+            // and `n` is at most `len`.
             unsafe { ((site.at + i) as *mut u8).write_volatile(*byte) };
         }
-        patched += 1;
+        if direct {
+            applied.direct += 1;
+        } else {
+            applied.native += 1;
+        }
     }
     // Cross-modifying code: a serializing instruction before the patched
     // bytes run (Intel SDM vol. 3, 9.1.3).
     let _ = crate::arch::cpuid(0, 0);
-    patched
+    applied
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn site(at: usize, op: HotOp, len: u8, replacement: &[u8]) -> Site {
+        Site {
+            at,
+            replacement: replacement.as_ptr() as usize,
+            op: op as u8,
+            len,
+            replacement_len: replacement.len() as u8,
+            _pad: [0; 5],
+        }
+    }
+
     #[test]
-    fn only_natively_served_ops_are_rewritten_and_only_five_byte_sites() {
+    fn native_ops_get_their_instructions_padded_with_nops() {
+        let mut text = [0xe8u8; 10];
+        let base = text.as_mut_ptr() as usize;
+        let sites = [
+            site(base, HotOp::IrqSave, 5, &[0x9c, 0x58, 0xfa]),
+            site(base + 5, HotOp::IrqRestore, 5, &[0x57, 0x9d]),
+        ];
+        // SAFETY: every site lies inside `text`, which this test owns.
+        let applied = unsafe { apply(&sites, |_| Patch::Native) };
+        assert_eq!(
+            applied,
+            Applied {
+                native: 2,
+                direct: 0,
+                kept: 0
+            }
+        );
+        assert_eq!(text[..5], [0x9c, 0x58, 0xfa, 0x66, 0x90]);
+        assert_eq!(text[5..], [0x57, 0x9d, 0x0f, 0x1f, 0x00]);
+    }
+
+    #[test]
+    fn a_direct_call_is_relative_to_the_next_instruction() {
+        let mut text = [0u8; 5];
+        let base = text.as_mut_ptr() as usize;
+        let sites = [site(base, HotOp::Eoi, 5, &[])];
+        // SAFETY: as above.
+        let applied = unsafe { apply(&sites, |_| Patch::Call(base + 5 + 0x1234)) };
+        assert_eq!(applied.direct, 1);
+        assert_eq!(text, [0xe8, 0x34, 0x12, 0, 0]);
+    }
+
+    #[test]
+    fn sites_that_cannot_be_rewritten_are_kept_untouched() {
         let mut text = [0xe8u8; 15];
         let base = text.as_mut_ptr() as usize;
-        let site = |at: usize, op: u8, len: u8| Site {
-            at: base + at,
-            op,
-            len,
-            _pad: [0; 6],
+        let sites = [
+            // An op with no native form asked to go native.
+            site(base, HotOp::Eoi, 5, &[]),
+            // Native instructions longer than the site.
+            site(base + 5, HotOp::IrqSave, 2, &[0x9c, 0x58, 0xfa]),
+            // A call target beyond a rel32's reach.
+            site(base + 10, HotOp::IrqDisable, 5, &[0xfa]),
+        ];
+        let decide = |op| match op {
+            HotOp::IrqDisable => Patch::Call(base.wrapping_add(1 << 40)),
+            _ => Patch::Native,
         };
-        let sites = [site(0, 0, 5), site(5, 1, 5), site(10, 0, 4)];
-        // SAFETY: every site lies inside `text`, which this test owns.
-        let n = unsafe { apply(&sites, |op| op == HotOp::IrqDisable) };
-        assert_eq!(n, 1);
-        assert_eq!(text[..5], [0xfa, 0x0f, 0x1f, 0x40, 0x00]);
+        // SAFETY: as above.
+        let applied = unsafe { apply(&sites, decide) };
         assert_eq!(
-            text[5..],
-            [0xe8; 10],
-            "irq_enable kept its call; a 4-byte site is left"
+            applied,
+            Applied {
+                native: 0,
+                direct: 0,
+                kept: 3
+            }
         );
+        assert_eq!(text, [0xe8; 15]);
+    }
+
+    #[test]
+    fn kept_sites_are_counted_and_left() {
+        let mut text = [0xe8u8; 5];
+        let base = text.as_mut_ptr() as usize;
+        let sites = [site(base, HotOp::IrqEnable, 5, &[0xfb])];
+        // SAFETY: as above.
+        let applied = unsafe { apply(&sites, |_| Patch::Keep) };
+        assert_eq!(applied.kept, 1);
+        assert_eq!(text, [0xe8; 5]);
     }
 }

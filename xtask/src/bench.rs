@@ -210,6 +210,15 @@ fn run() -> Result<(), String> {
                 "hot_static_vs_raw": b.hot_vs_raw("static"),
                 "patched_vs_raw": b.patched_vs_raw(),
                 "clock_pv_speedup": b.clock_pv_speedup(),
+                "eoi": b.eoi,
+                "ipi": b.ipi,
+                "tsc_discovery": b.discovery,
+                "eoi_pv_speedup": b.eoi_pv_speedup(),
+                "ipi_pv_speedup": b.ipi_pv_speedup(),
+                "tsc_discovery_pv_speedup": b.tsc_discovery_pv_speedup(),
+                "ticks_per_instruction": b.instruction_ticks,
+                "instructions_emulated": b.emulated(),
+                "kvmclock_attempts_per_read": b.clock_attempts.map(|(a, r)| a as f64 / r.max(1) as f64),
             })
         })
         .collect();
@@ -219,6 +228,11 @@ fn run() -> Result<(), String> {
             "hot_runtime_vs_raw": ratio(&|b| b.hot_vs_raw("runtime")),
             "hot_static_vs_raw": ratio(&|b| b.hot_vs_raw("static")),
             "clock_pv_speedup": ratio(&|b| b.clock_pv_speedup()),
+            "patched_vs_raw": ratio(&|b| b.patched_vs_raw()),
+            "eoi_pv_speedup": ratio(&|b| b.eoi_pv_speedup()),
+            "ipi_pv_speedup": ratio(&|b| b.ipi_pv_speedup()),
+            "tsc_discovery_pv_speedup": ratio(&|b| b.tsc_discovery_pv_speedup()),
+            "ticks_per_instruction": ratio(&|b| b.instruction_ticks),
         },
         "boots": boots_json,
         "machine": machine(),
@@ -267,17 +281,73 @@ fn run() -> Result<(), String> {
                 get("patched")
             ));
         }
+        let get = |form: &str| {
+            b.ops
+                .get(&("eoi".to_string(), form.to_string()))
+                .map_or("—".to_string(), |t| format!("{t:.2}"))
+        };
+        md.push_str(&format!(
+            "| `eoi` (no fixed instruction: redirected) | — | — | — | {} | {} |\n",
+            get("unpatched"),
+            get("patched")
+        ));
         md.push_str("\n| clock | ticks per read |\n|---|---|\n");
         for (clock, t) in &b.clocks {
             md.push_str(&format!("| {clock} | {t:.2} |\n"));
         }
         let show = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.2}"));
+        let figure = |m: &std::collections::BTreeMap<String, f64>, k: &str| {
+            m.get(k)
+                .map_or("skipped".to_string(), |t| format!("{t:.2}"))
+        };
         md.push_str(&format!(
-            "\nWorst hot op, run time / raw: {}; compile time / raw: {}; paravirtual clock speed-up over the fastest emulated timer: {}.\n",
+            "\n| paravirtual against hardware | backend | hardware | speed-up |\n|---|---|---|---|\n\
+             | clock read (fastest of HPET, PM timer, PIT) | {} | {} | {} |\n\
+             | end of interrupt, in a handler (LAPIC) | {} | {} | {} |\n\
+             | IPI to this CPU (ICR write) | {} | {} | {} |\n\
+             | TSC frequency discovery (CPUID, else PIT) | {} | {} | {} |\n",
+            figure(&b.clocks, "backend"),
+            b.fastest_emulated_clock().map_or("—".into(), |t| format!("{t:.2}")),
+            show(b.clock_pv_speedup()),
+            figure(&b.eoi, "backend"),
+            figure(&b.eoi, "lapic"),
+            show(b.eoi_pv_speedup()),
+            figure(&b.ipi, "backend"),
+            figure(&b.ipi, "icr"),
+            show(b.ipi_pv_speedup()),
+            figure(&b.discovery, "backend"),
+            figure(&b.discovery, "native"),
+            show(b.tsc_discovery_pv_speedup()),
+        ));
+        md.push_str(&format!(
+            "\nWorst hot op, run time / raw: {}; compile time / raw: {}; patched call site / raw: {}.\n",
             show(b.hot_vs_raw("runtime")),
             show(b.hot_vs_raw("static")),
-            show(b.clock_pv_speedup())
+            show(b.patched_vs_raw()),
         ));
+        if let Some((attempts, reads)) = b.clock_attempts {
+            md.push_str(&format!(
+                "\nkvmclock: {attempts} version-protocol attempts over {reads} reads.\n"
+            ));
+        }
+        if let Some(t) = b.instruction_ticks {
+            md.push_str(&format!(
+                "\nOne dependent `add` costs {t:.2} ticks in this guest"
+            ));
+            if b.emulated() {
+                md.push_str(&format!(
+                    " (about 1 on hardware): its code does not run at hardware speed. \
+                     Every figure above then counts instructions more than exits, and a \
+                     paravirtual path of many instructions can lose to one trapping \
+                     instruction. The speed-ups of this boot say nothing about a host \
+                     that runs guest code natively (more than {} ticks per `add` is \
+                     taken to mean it does not).\n",
+                    crate::kernel_bench::EMULATED_INSTRUCTION_TICKS
+                ));
+            } else {
+                md.push_str(".\n");
+            }
+        }
         for s in &b.skipped {
             md.push_str(&format!("\nNot measured: {s}.\n"));
         }
@@ -332,40 +402,74 @@ fn machine() -> String {
 fn chart(boots: &[crate::kernel_bench::KernelBench]) -> String {
     use crate::chart::{Bar, Group};
     let mut groups = Vec::new();
+    const FORMS: [(&str, &str); 5] = [
+        ("raw", "raw"),
+        ("static", "compile time"),
+        ("runtime", "run time"),
+        ("unpatched", "site, unpatched"),
+        ("patched", "site, patched"),
+    ];
     for b in boots {
-        let mut bars = Vec::new();
-        for op in crate::kernel_bench::HOT_OPS {
-            for (form, label) in [
-                ("raw", "raw"),
-                ("static", "compile time"),
-                ("runtime", "run time"),
-            ] {
-                if let Some(t) = b.ops.get(&(op.to_string(), form.to_string())) {
-                    bars.push(Bar {
+        let bars = crate::kernel_bench::HOT_OPS
+            .iter()
+            .flat_map(|op| {
+                FORMS.iter().filter_map(move |(form, label)| {
+                    let t = b.ops.get(&(op.to_string(), form.to_string()))?;
+                    Some(Bar {
                         label: format!("{op}, {label}"),
                         value: *t,
-                    });
-                }
-            }
-        }
+                    })
+                })
+            })
+            .collect();
         groups.push(Group {
             title: format!("{}: hot ops, TSC ticks per call", b.accel),
             bars,
         });
-        groups.push(Group {
-            title: format!("{}: clock reads, TSC ticks per read", b.accel),
-            bars: b
-                .clocks
+        // One bar per figure; `backend` is labelled with the backend's name.
+        let bars_of = |figures: &std::collections::BTreeMap<String, f64>,
+                       pv: &str,
+                       other: &dyn Fn(&str) -> String| {
+            figures
                 .iter()
-                .map(|(c, t)| Bar {
-                    label: if c == "backend" {
-                        format!("clock_ns ({})", b.backend)
+                .map(|(way, t)| Bar {
+                    label: if way == "backend" {
+                        format!("{pv} ({})", b.backend)
                     } else {
-                        c.clone()
+                        other(way)
                     },
                     value: *t,
                 })
-                .collect(),
+                .collect()
+        };
+        groups.push(Group {
+            title: format!("{}: clock reads, TSC ticks per read", b.accel),
+            bars: bars_of(&b.clocks, "clock_ns", &|c| c.to_string()),
+        });
+        let pairs = [
+            ("end of interrupt", &b.eoi, "lapic"),
+            ("IPI", &b.ipi, "icr"),
+        ];
+        let bars = pairs
+            .into_iter()
+            .flat_map(|(what, figures, hardware)| {
+                [("backend", b.backend.as_str()), (hardware, hardware)]
+                    .into_iter()
+                    .filter_map(move |(way, label)| {
+                        figures.get(way).map(|t| Bar {
+                            label: format!("{what}, {label}"),
+                            value: *t,
+                        })
+                    })
+            })
+            .collect();
+        groups.push(Group {
+            title: format!("{}: interrupts, TSC ticks per call", b.accel),
+            bars,
+        });
+        groups.push(Group {
+            title: format!("{}: finding the TSC frequency, TSC ticks", b.accel),
+            bars: bars_of(&b.discovery, "tsc_hz", &|_| "CPUID, else PIT".into()),
         });
     }
     crate::chart::svg(&groups)

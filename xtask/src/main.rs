@@ -57,6 +57,9 @@ enum Command {
         /// detection finds.
         #[arg(long)]
         backend: Option<String>,
+        /// Boot the optimized build (what `cargo xtask bench` measures).
+        #[arg(long)]
+        release: bool,
         /// Words for the kernel command line (`demo`, `selftest`, …).
         #[arg(last = true)]
         words: Vec<String>,
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
             fault,
             smp,
             backend,
+            release,
             words,
         } => {
             let accel = match (sim.as_deref(), accel.as_deref()) {
@@ -100,7 +104,14 @@ fn main() -> ExitCode {
                 (None, Some(_)) => Some(qemu::Accel::Tcg),
                 (None, None) => None,
             };
-            run::run(accel, smp, backend.as_deref(), fault.as_deref(), &words)
+            run::run(
+                accel,
+                smp,
+                backend.as_deref(),
+                fault.as_deref(),
+                release,
+                &words,
+            )
         }
         Command::Bench => bench::bench(),
         Command::Book => book::book(),

@@ -16,6 +16,10 @@ pub enum Probe {
     Returns,
     /// The boot did not finish in time: the hypercall never returned.
     Hangs,
+    /// The hypercall raised an exception in the guest (the kernel's report
+    /// of it). On nested KVM here the host writes to the hypercall
+    /// instruction's own address, which faults on the read-only text.
+    Faults(String),
     /// The probe itself went wrong.
     Failed(String),
 }
@@ -33,16 +37,33 @@ pub fn kvm_hypercalls(kernel: &Path, log: &Path) -> (Probe, Duration) {
     match boot.captured(log, PROBE_TIMEOUT) {
         Ok((Some(EXIT_SUCCESS), _, elapsed)) => (Probe::Returns, elapsed),
         Ok((None, _, elapsed)) => (Probe::Hangs, elapsed),
-        Ok((Some(code), output, elapsed)) => (
-            Probe::Failed(format!("QEMU exit status {code}:\n{output}")),
-            elapsed,
-        ),
+        Ok((Some(code), output, elapsed)) => match hypercall_fault(&output) {
+            Some(report) => (Probe::Faults(report), elapsed),
+            None => (
+                Probe::Failed(format!("QEMU exit status {code}:\n{output}")),
+                elapsed,
+            ),
+        },
         Err(e) => (Probe::Failed(e), Duration::ZERO),
     }
 }
 
 /// This host boot's identity: a probe's answer holds until the host
 /// reboots (or its KVM changes, which takes one).
+/// The kernel's exception report, when the probe's hypercall faulted.
+fn hypercall_fault(output: &str) -> Option<String> {
+    let after = output.split_once("hypercall-probe: calling")?.1;
+    let exception = after.lines().find(|l| l.starts_with("exception: "))?;
+    let detail = after
+        .lines()
+        .find(|l| l.trim_start().starts_with("address "))
+        .map(str::trim);
+    Some(match detail {
+        Some(d) => format!("{exception}; {d}"),
+        None => exception.to_string(),
+    })
+}
+
 fn host_boot_id() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .ok()
@@ -65,6 +86,10 @@ pub fn kvm_hypercalls_cached(kernel: &Path) -> Option<bool> {
     let answer = match probe {
         Probe::Returns => "returns",
         Probe::Hangs => "hangs",
+        Probe::Faults(report) => {
+            println!("xtask run: the probe's hypercall faulted in the guest ({report})");
+            "faults"
+        }
         Probe::Failed(why) => {
             println!("xtask run: the probe failed ({why})");
             return None;
@@ -75,4 +100,23 @@ pub fn kvm_hypercalls_cached(kernel: &Path) -> Option<bool> {
         let _ = std::fs::write(cache, answer);
     }
     Some(answer == "returns")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fault_after_the_call_is_the_hypercall_s_and_one_before_is_not() {
+        let faulted = "backend: kvm\nhypercall-probe: calling yield_to\n\
+            exception: page fault (#PF) (vector 14), error code 0x3, CPU 0\n\
+            \x20 address 0x12756c: write on a present page, kernel mode\n";
+        assert_eq!(
+            hypercall_fault(faulted).as_deref(),
+            Some("exception: page fault (#PF) (vector 14), error code 0x3, CPU 0; address 0x12756c: write on a present page, kernel mode")
+        );
+        let before =
+            "exception: invalid opcode (#UD)\nhypercall-probe: calling yield_to\npanic: x\n";
+        assert_eq!(hypercall_fault(before), None);
+    }
 }

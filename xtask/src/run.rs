@@ -9,6 +9,7 @@ pub fn run(
     smp: u32,
     backend: Option<&str>,
     fault: Option<&str>,
+    release: bool,
     words: &[String],
 ) -> ExitCode {
     let accel = match (accel, qemu::kvm_usable()) {
@@ -33,8 +34,9 @@ pub fn run(
         eprintln!("xtask run: {e}");
         return ExitCode::FAILURE;
     }
-    println!("xtask run: building the example kernel");
-    let kernel = match qemu::build_kernel(false) {
+    let profile = if release { "optimized" } else { "debug" };
+    println!("xtask run: building the example kernel ({profile})");
+    let kernel = match qemu::build_kernel(release) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("xtask run: {e}");

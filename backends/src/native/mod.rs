@@ -6,7 +6,7 @@ mod flush;
 pub mod lapic;
 mod power;
 mod serial;
-mod tsc;
+pub mod tsc;
 
 use pvi_sdk::types::{ApicId, CpuSet, Hertz, Nanos, PvError, ShutdownReason, Vector};
 use pvi_sdk::{NativeRoutines, PvOps};

@@ -22,6 +22,17 @@ pub fn hz() -> Hertz {
     if known != 0 {
         return Hertz(known);
     }
+    let hz = discover().map(|h| h.0).unwrap_or(0);
+    if hz != 0 {
+        TSC_HZ.store(hz, Relaxed);
+        let _ = BOOT_TSC.compare_exchange(0, rdtsc(), Relaxed, Relaxed);
+    }
+    Hertz(hz)
+}
+
+/// Find the TSC frequency afresh, as [`hz`] does the first time: CPUID
+/// 0x15, then 0x16, then about 10 ms against the PIT.
+pub fn discover() -> Option<Hertz> {
     let max_basic = cpuid(0, 0).eax;
     let from_cpuid = (max_basic >= 0x15)
         .then(|| {
@@ -34,15 +45,7 @@ pub fn hz() -> Hertz {
                 .then(|| tsc_freq::from_cpuid_16(cpuid(0x16, 0).eax))
                 .flatten()
         });
-    let hz = from_cpuid
-        .or_else(calibrate_against_pit)
-        .map(|h| h.0)
-        .unwrap_or(0);
-    if hz != 0 {
-        TSC_HZ.store(hz, Relaxed);
-        let _ = BOOT_TSC.compare_exchange(0, rdtsc(), Relaxed, Relaxed);
-    }
-    Hertz(hz)
+    from_cpuid.or_else(calibrate_against_pit)
 }
 
 /// Count TSC ticks while the PIT's channel 2 counts down a known number of

@@ -1,0 +1,159 @@
+//! The kernel's text, mapped read-only: a stray write into code faults
+//! instead of corrupting it. Boot maps everything writable with 2 MiB
+//! pages; [`protect`] remaps each 2 MiB page holding text with 4 KiB pages,
+//! the text ones read-only, and turns on CR0.WP so ring 0 obeys them.
+//! Patching call sites lifts the protection for its while
+//! ([`with_text_writable`]) and restores it after.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use x86_64::instructions::tlb;
+use x86_64::registers::control::{Cr0, Cr0Flags};
+use x86_64::structures::paging::{PageTable, PageTableFlags as Flags};
+use x86_64::{PhysAddr, VirtAddr};
+
+extern "C" {
+    /// boot.rs: four page directories of 2 MiB pages, 0 to 4 GiB.
+    static boot_pd: [AtomicU64; 2048];
+    static __text_start: u8;
+    static __text_end: u8;
+}
+
+const TWO_MIB: usize = 2 << 20;
+/// 2 MiB pages the text may span (it is about 170 KiB).
+const TABLES: usize = 2;
+
+struct Tables(UnsafeCell<[PageTable; TABLES]>);
+// SAFETY: written only by `protect` and `set_text_writable`, on the boot
+// CPU before the others start (their callers' contract).
+unsafe impl Sync for Tables {}
+
+static PAGE_TABLES: Tables = Tables(UnsafeCell::new([const { PageTable::new() }; TABLES]));
+static PROTECTED: AtomicBool = AtomicBool::new(false);
+
+/// The text's bounds, page-aligned by the linker script.
+fn text() -> (usize, usize) {
+    // Linker-script symbols: only their addresses are taken.
+    (
+        core::ptr::addr_of!(__text_start) as usize,
+        core::ptr::addr_of!(__text_end) as usize,
+    )
+}
+
+fn is_text(addr: usize) -> bool {
+    let (start, end) = text();
+    (start..end).contains(&addr)
+}
+
+/// Why the text could not be protected.
+pub enum NotProtected {
+    /// It spans more 2 MiB pages than there are tables for.
+    TooLarge,
+    /// A 2 MiB page holding it is not the large page boot.rs made.
+    NotALargePage(usize),
+}
+
+impl core::fmt::Display for NotProtected {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self {
+            NotProtected::TooLarge => write!(f, "it spans more than {TABLES} 2 MiB pages"),
+            NotProtected::NotALargePage(at) => {
+                write!(f, "the 2 MiB page at {at:#x} is not one large page")
+            }
+        }
+    }
+}
+
+/// Map the text read-only and turn on CR0.WP.
+///
+/// # Safety
+///
+/// Once, on the boot CPU, before the others start, with boot.rs's page
+/// tables in CR3.
+pub unsafe fn protect() -> Result<(), NotProtected> {
+    let (start, end) = text();
+    let first = start / TWO_MIB;
+    let last = (end - 1) / TWO_MIB;
+    if last - first + 1 > TABLES {
+        return Err(NotProtected::TooLarge);
+    }
+    for (table, region) in (first..=last).enumerate() {
+        // SAFETY: boot.rs's directories hold 2048 entries (4 GiB) and the
+        // kernel lies below 4 GiB.
+        let entry = unsafe { &boot_pd[region] };
+        let large = entry.load(SeqCst);
+        if large & Flags::HUGE_PAGE.bits() == 0 {
+            return Err(NotProtected::NotALargePage(region * TWO_MIB));
+        }
+        // SAFETY: no other CPU runs, and nothing else holds the tables.
+        let pt = unsafe { &mut (*PAGE_TABLES.0.get())[table] };
+        for (i, e) in pt.iter_mut().enumerate() {
+            let addr = region * TWO_MIB + i * 4096;
+            let mut flags = Flags::PRESENT;
+            if !is_text(addr) {
+                flags |= Flags::WRITABLE;
+            }
+            e.set_addr(PhysAddr::new(addr as u64), flags);
+        }
+        // Identity-mapped: the table's address is its physical address.
+        let pt_addr = pt as *const PageTable as u64;
+        entry.store(pt_addr | (Flags::PRESENT | Flags::WRITABLE).bits(), SeqCst);
+        tlb::flush_all();
+    }
+    // SAFETY: WP only makes ring 0 honour read-only pages; nothing but
+    // patching writes the text, and it lifts the protection first.
+    unsafe { Cr0::update(|f| f.insert(Cr0Flags::WRITE_PROTECT)) };
+    PROTECTED.store(true, SeqCst);
+    Ok(())
+}
+
+/// Make the text pages writable (`true`) or read-only again.
+///
+/// # Safety
+///
+/// On the boot CPU before the others start (other CPUs' TLBs are not
+/// flushed).
+unsafe fn set_text_writable(writable: bool) {
+    let (start, end) = text();
+    let first = start / TWO_MIB;
+    // SAFETY: the caller's contract; `protect` filled these tables.
+    let tables = unsafe { &mut *PAGE_TABLES.0.get() };
+    for addr in (start..end).step_by(4096) {
+        let entry = &mut tables[addr / TWO_MIB - first][(addr % TWO_MIB) / 4096];
+        let mut flags = entry.flags();
+        flags.set(Flags::WRITABLE, writable);
+        entry.set_flags(flags);
+        tlb::flush(VirtAddr::new(addr as u64));
+    }
+}
+
+/// Run `f` with the text writable, then read-only again (if it was).
+pub fn with_text_writable<T>(f: impl FnOnce() -> T) -> T {
+    let protected = PROTECTED.load(SeqCst);
+    if protected {
+        // SAFETY: patching, our only caller, runs on the boot CPU before
+        // the others start.
+        unsafe { set_text_writable(true) };
+    }
+    let result = f();
+    if protected {
+        // SAFETY: as above.
+        unsafe { set_text_writable(false) };
+    }
+    result
+}
+
+/// Whether the page holding `addr` is read-only to ring 0 now: CR0.WP on
+/// and its entry without the writable bit.
+pub fn is_read_only(addr: usize) -> bool {
+    if !Cr0::read().contains(Cr0Flags::WRITE_PROTECT) || !PROTECTED.load(SeqCst) || !is_text(addr) {
+        return false;
+    }
+    let first = text().0 / TWO_MIB;
+    // SAFETY: read-only access to the tables `protect` filled; writers run
+    // only before other CPUs start.
+    let tables = unsafe { &*PAGE_TABLES.0.get() };
+    !tables[addr / TWO_MIB - first][(addr % TWO_MIB) / 4096]
+        .flags()
+        .contains(Flags::WRITABLE)
+}
