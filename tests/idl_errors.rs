@@ -44,29 +44,22 @@ fn every_malformed_file_gets_its_exact_diagnostics() {
         if let Some(other) = first_errors.insert(key.clone(), name.clone()) {
             failures.push(format!("{name} and {other} both test `{key}`"));
         }
-        let expected_path = case.with_extension("stderr");
-        if pvi_tests::blessing() {
-            fs::write(&expected_path, &rendered).unwrap();
-            continue;
-        }
-        match fs::read_to_string(&expected_path) {
-            Ok(expected) if expected == rendered => {}
-            Ok(expected) => failures.push(format!(
-                "{name}: diagnostics differ\n--- expected\n{expected}--- actual\n{rendered}"
-            )),
-            Err(_) => failures.push(format!(
-                "{name}: no {} (run with PVI_BLESS=1 and review)",
-                expected_path.display()
-            )),
-        }
+        failures.extend(matches_expected(
+            &name,
+            &rendered,
+            &case.with_extension("stderr"),
+        ));
     }
     for stderr in fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "stderr"))
     {
-        if !stderr.with_extension("pvi").exists() {
-            failures.push(format!("{} has no .pvi beside it", stderr.display()));
+        if !stderr.with_extension("pvi").exists() && !stderr.with_extension("").is_dir() {
+            failures.push(format!(
+                "{} has no .pvi (or lock case directory) beside it",
+                stderr.display()
+            ));
         }
     }
     assert!(
@@ -163,4 +156,64 @@ fn every_rule_the_checker_can_report_has_a_corpus_file() {
         untested.is_empty(),
         "rules with no file in tests/idl-errors/: {untested:?}"
     );
+}
+
+/// The lock corpus: each directory of `tests/idl-errors/` holds an
+/// interface and its `abi.lock`, and `DIR.stderr` beside it the report of
+/// checking them together.
+#[test]
+fn every_lock_case_gets_its_exact_diagnostics() {
+    let root = pvi_tests::root();
+    let dir = root.join("tests/idl-errors");
+    let mut cases: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 2, "the lock corpus is empty");
+    let mut failures = Vec::new();
+    for case in &cases {
+        assert!(
+            case.join("abi.lock").is_file(),
+            "{} has no abi.lock",
+            case.display()
+        );
+        let (sources, result) = pvi_codegen::check_paths(std::slice::from_ref(case)).unwrap();
+        let Err(diags) = result else {
+            failures.push(format!("{}: accepted", case.display()));
+            continue;
+        };
+        let prefix = format!("{}/", root.display());
+        let rendered: String = diags
+            .iter()
+            .map(|d| d.render(&sources, false).replace(&prefix, ""))
+            .collect();
+        let name = case.display().to_string();
+        failures.extend(matches_expected(
+            &name,
+            &rendered,
+            &case.with_extension("stderr"),
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Why `rendered` is not the report expected in `expected_path`, if it is
+/// not; with `PVI_BLESS=1`, write it there instead.
+fn matches_expected(name: &str, rendered: &str, expected_path: &std::path::Path) -> Option<String> {
+    if pvi_tests::blessing() {
+        fs::write(expected_path, rendered).unwrap();
+        return None;
+    }
+    match fs::read_to_string(expected_path) {
+        Ok(expected) if expected == rendered => None,
+        Ok(expected) => Some(format!(
+            "{name}: diagnostics differ\n--- expected\n{expected}--- actual\n{rendered}"
+        )),
+        Err(_) => Some(format!(
+            "{name}: no {} (run with PVI_BLESS=1 and review)",
+            expected_path.display()
+        )),
+    }
 }

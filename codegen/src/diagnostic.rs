@@ -4,9 +4,33 @@ use crate::source::{LineCol, SourceMap, Span};
 use codespan_reporting::diagnostic::{Diagnostic as CsDiagnostic, Label};
 use codespan_reporting::term::{self, termcolor::Buffer};
 
+/// How serious a diagnostic is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// The command fails.
+    Error,
+    /// Worth reading; nothing fails.
+    Warning,
+    /// For information.
+    Note,
+}
+
+impl Severity {
+    /// The word reports use.
+    pub fn word(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Note => "note",
+        }
+    }
+}
+
 /// One problem found in the IDL.
 #[derive(Clone, Debug)]
 pub struct Diagnostic {
+    /// How serious it is (an error unless set).
+    pub severity: Severity,
     /// A stable rule id such as `unknown-type`; tests and tools match on it.
     pub code: &'static str,
     /// What is wrong, in one sentence.
@@ -26,6 +50,7 @@ impl Diagnostic {
     /// A diagnostic with rule id `code` and `message` at `span`.
     pub fn new(code: &'static str, span: Span, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
+            severity: Severity::Error,
             code,
             message: message.into(),
             span,
@@ -33,6 +58,12 @@ impl Diagnostic {
             related: Vec::new(),
             hint: None,
         }
+    }
+
+    /// Make it a warning or a note instead of an error.
+    pub fn severity(mut self, severity: Severity) -> Diagnostic {
+        self.severity = severity;
+        self
     }
 
     /// Set the text under the caret.
@@ -71,10 +102,11 @@ impl Diagnostic {
     pub fn short(&self, sources: &SourceMap) -> String {
         let at = self.line_col(sources);
         format!(
-            "{}:{}:{}: error[{}]: {}",
+            "{}:{}:{}: {}[{}]: {}",
             sources.name(self.span.file),
             at.line,
             at.col,
+            self.severity.word(),
             self.code,
             self.message
         )
@@ -93,11 +125,15 @@ impl Diagnostic {
         if let Some(hint) = &self.hint {
             notes.push(format!("hint: {hint}"));
         }
-        let report = CsDiagnostic::error()
-            .with_code(self.code)
-            .with_message(&self.message)
-            .with_labels(labels)
-            .with_notes(notes);
+        let report = match self.severity {
+            Severity::Error => CsDiagnostic::error(),
+            Severity::Warning => CsDiagnostic::warning(),
+            Severity::Note => CsDiagnostic::note(),
+        }
+        .with_code(self.code)
+        .with_message(&self.message)
+        .with_labels(labels)
+        .with_notes(notes);
         let mut buffer = if color {
             Buffer::ansi()
         } else {

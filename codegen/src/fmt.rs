@@ -595,7 +595,8 @@ pub fn string_text(value: &[u8]) -> String {
     out
 }
 
-pub(crate) fn type_text(ty: &TypeRef) -> String {
+/// A type as written canonically (`u64 in ns`, `[u8; 4]`).
+pub fn type_text(ty: &TypeRef) -> String {
     match ty {
         TypeRef::Named {
             name,
@@ -613,14 +614,16 @@ fn param_text(p: &Param) -> String {
     format!("{}: {}", p.name.name, type_text(&p.ty))
 }
 
-pub(crate) fn path_text(p: &Path) -> String {
+/// `NAME` or `NAME.member` as written.
+pub fn path_text(p: &Path) -> String {
     match &p.member {
         Some(m) => format!("{}.{}", p.base.name, m.name),
         None => p.base.name.clone(),
     }
 }
 
-pub(crate) fn conv_text(stmt: &ConvStmt) -> String {
+/// A calling-convention statement as written canonically, with its `;`.
+pub fn conv_text(stmt: &ConvStmt) -> String {
     match stmt {
         ConvStmt::Instruction(forms, _) => format!("instruction {};", names(forms, " | ")),
         ConvStmt::Page(path, stride, _) => {

@@ -9,15 +9,18 @@
 //! }
 //! ```
 
+pub mod abi;
 pub mod artifacts;
 pub mod ast;
 mod check;
+pub mod compat;
 pub mod diagnostic;
 pub mod doc;
 pub mod explain;
 pub mod fmt;
 pub mod gen;
 mod lexcheck;
+pub mod lock;
 pub mod model;
 mod parser;
 pub mod source;
@@ -119,7 +122,8 @@ pub fn check_bytes(name: &str, bytes: &[u8]) -> (SourceMap, Result<Model, Diagno
     (sources, result)
 }
 
-/// Read and check the `.pvi` files under `paths` as one interface.
+/// Read and check the `.pvi` files under `paths` as one interface, and
+/// against the lock beside them (`abi.lock`), if there is one.
 pub fn check_paths(paths: &[PathBuf]) -> io::Result<(SourceMap, Result<Model, Diagnostics>)> {
     let mut sources = SourceMap::new();
     let mut ids = Vec::new();
@@ -139,7 +143,19 @@ pub fn check_paths(paths: &[PathBuf]) -> io::Result<(SourceMap, Result<Model, Di
     if !diags.is_empty() {
         return Ok((sources, Err(diags)));
     }
-    let result = check_sources(&sources, &ids);
+    let result = check_sources(&sources, &ids).and_then(|model| {
+        let contradictions = lock::check_paths(&model, paths).map_err(|why| {
+            vec![
+                Diagnostic::new("abi-lock-unreadable", model.interface.name.span, why)
+                    .hint("`pvi lock` writes the lock anew from the IDL"),
+            ]
+        })?;
+        if contradictions.is_empty() {
+            Ok(model)
+        } else {
+            Err(contradictions)
+        }
+    });
     Ok((sources, result))
 }
 

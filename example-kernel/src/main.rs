@@ -35,6 +35,10 @@ use pvi_sdk::PvOps;
 /// The backend, chosen once on the boot CPU.
 static SELECTION: spin::Once<Selection> = spin::Once::new();
 
+// `.note.pvi`: the interface this kernel was built for, its fingerprint and
+// the backends linked, for `pvi inspect` (linker.ld keeps the section).
+pvi_sdk::guest_note!(backends: pvi_backends::select::COMPILED_IN);
+
 /// The chosen backend's ops.
 pub fn ops() -> Option<&'static Selection> {
     SELECTION.get()

@@ -81,6 +81,18 @@ pub fn test(bless: bool) -> ExitCode {
         &mut steps,
     );
     run("pvi check idl", pvi(&["check", "idl"]), &mut steps);
+    match released_baseline() {
+        Some(baseline) => run(
+            "pvi compat: idl/ against the last released interface",
+            pvi(&["compat", &baseline, "idl"]),
+            &mut steps,
+        ),
+        None => steps.push(Step {
+            name: "pvi compat: idl/ against the last released interface",
+            outcome: Outcome::Failed,
+            seconds: 0.0,
+        }),
+    }
 
     let mut clippy = cargo();
     clippy.args([
@@ -215,9 +227,78 @@ pub fn test(bless: bool) -> ExitCode {
 
     crate::book::all_steps(&mut steps);
 
+    inspect_kernel(&mut steps);
+
     crate::matrix::boots(&mut steps);
 
     summarize(&steps)
+}
+
+/// The lock of the newest released interface version in `idl/released/`
+/// (`MAJOR.MINOR.PATCH.lock`): what `idl/` must stay compatible with,
+/// unless its major version moved on.
+fn released_baseline() -> Option<String> {
+    let version = |p: &std::path::Path| -> Option<Vec<u64>> {
+        let stem = p.file_stem()?.to_str()?;
+        stem.split('.').map(|n| n.parse().ok()).collect()
+    };
+    std::fs::read_dir("idl/released")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "lock"))
+        .filter_map(|p| version(&p).map(|v| (v, p)))
+        .max()
+        .map(|(_, p)| p.display().to_string())
+}
+
+/// `pvi inspect` reads the example kernel's `.note.pvi`: the interface it
+/// was built for and every backend it links.
+fn inspect_kernel(steps: &mut Vec<Step>) {
+    let name = "pvi inspect: the example kernel's .note.pvi";
+    println!("\n==> {name}");
+    let start = Instant::now();
+    let kernel = match crate::qemu::build_kernel(false) {
+        Ok(k) => k,
+        Err(e) => {
+            println!("{e}");
+            return finish(name, Outcome::Failed, start, steps);
+        }
+    };
+    let kernel = kernel.display().to_string();
+    let output = pvi(&["inspect", &kernel]).output();
+    let text = output
+        .as_ref()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    print!("{text}");
+    let want = [
+        format!("interface:   pvi {}", interface_version()),
+        "built for:   ".to_string(),
+        "backends:    native,hyperv,kvm,vmware,xen".to_string(),
+    ];
+    let missing: Vec<&String> = want.iter().filter(|w| !text.contains(w.as_str())).collect();
+    let ok = output.is_ok_and(|o| o.status.success()) && missing.is_empty();
+    if !missing.is_empty() {
+        println!("missing from the output: {missing:?}");
+    }
+    finish(
+        name,
+        if ok { Outcome::Passed } else { Outcome::Failed },
+        start,
+        steps,
+    );
+}
+
+/// The interface version idl/pvi.pvi declares.
+fn interface_version() -> String {
+    std::fs::read_to_string("idl/pvi.pvi")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("interface pvi "))
+                .map(|v| v.trim_end_matches(';').to_string())
+        })
+        .unwrap_or_default()
 }
 
 fn summarize(steps: &[Step]) -> ExitCode {

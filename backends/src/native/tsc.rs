@@ -9,7 +9,7 @@ use pvi_sdk::types::{Hertz, Nanos};
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
 
-/// PIT ticks in the calibration window: about 10 ms.
+/// PIT ticks in one calibration window: about 10 ms.
 const PIT_WINDOW: u16 = 11_932;
 /// Port reads before giving up on a PIT that never counts down (a broken
 /// or absent PIT must not hang the boot).
@@ -48,9 +48,20 @@ pub fn discover() -> Option<Hertz> {
     from_cpuid.or_else(calibrate_against_pit)
 }
 
+/// Windows timed against the PIT: the shortest wins, since a window can
+/// only be stretched (the vCPU descheduled as the count runs out, an SMI),
+/// never shortened.
+const PIT_WINDOWS: usize = 3;
+
 /// Count TSC ticks while the PIT's channel 2 counts down a known number of
-/// its 1.193182 MHz ticks.
+/// its 1.193182 MHz ticks, [`PIT_WINDOWS`] times; the fewest ticks count.
 fn calibrate_against_pit() -> Option<Hertz> {
+    let ticks = (0..PIT_WINDOWS).filter_map(|_| pit_window()).min()?;
+    tsc_freq::from_calibration(ticks, u64::from(PIT_WINDOW), tsc_freq::PIT_HZ)
+}
+
+/// TSC ticks in one PIT window, or `None` if the PIT never counted down.
+fn pit_window() -> Option<u64> {
     // SAFETY: ports 0x61, 0x43 and 0x42 are the PC speaker gate and PIT
     // channel 2, which nothing else in a kernel being booted uses; the
     // speaker stays off (bit 1 clear).
@@ -71,11 +82,7 @@ fn calibrate_against_pit() -> Option<Hertz> {
         }
         let end = rdtsc();
         outb(0x61, gate);
-        tsc_freq::from_calibration(
-            end.wrapping_sub(start),
-            u64::from(PIT_WINDOW),
-            tsc_freq::PIT_HZ,
-        )
+        Some(end.wrapping_sub(start))
     }
 }
 

@@ -195,16 +195,35 @@ pub fn module(model: &Model) -> String {
         quote!(HypervisorInfo { name: #name, display: #display, signatures: #module::SIGNATURES, probes: #module::PROBES })
     });
     let interface_doc = docs(&model.interface.meta.docs.lines);
+    let interface_name = &model.interface.name.name;
+    let (base_major, base_minor) = model.baseline();
+    let (base_major, base_minor) = (base_major as u16, base_minor as u16);
+    let newer = model.gated_versions().into_iter().map(|(major, minor)| {
+        let feature = crate::model::feature_name((major, minor));
+        let (major, minor) = (major as u16, minor as u16);
+        quote!(#[cfg(feature = #feature)] { version = (#major, #minor); })
+    });
     let tokens = quote! {
         #interface_doc
         #[doc = " The interface's semantic version, as declared in the IDL."]
         pub const INTERFACE_VERSION: &str = #version;
+        #[doc = " The interface's name, as declared in the IDL."]
+        pub const INTERFACE_NAME: &str = #interface_name;
         #[doc = " The interface version as numbers (major, minor, patch)."]
         pub const INTERFACE_VERSION_PARTS: (u16, u16, u16) = (#major, #minor, #patch);
         #[doc = " A fingerprint of the normalized ABI (op signatures, types, layouts,"]
         #[doc = " every number, conventions and mappings; not docs or formatting): equal"]
         #[doc = " fingerprints mean interchangeable ABIs."]
         pub const INTERFACE_FINGERPRINT: u64 = #fp;
+        #[doc = " The interface version this build was made for (major, minor): the"]
+        #[doc = " baseline, or the newest `interface-MAJOR-MINOR` feature enabled. Ops"]
+        #[doc = " newer than it are not compiled; a guest records it in `.note.pvi`."]
+        pub const GUEST_INTERFACE: (u16, u16) = {
+            #[allow(unused_mut)]
+            let mut version = (#base_major, #base_minor);
+            #(#newer)*
+            version
+        };
         #[doc = " A hypervisor ABI of the interface, as detection sees it."]
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub struct HypervisorInfo {

@@ -6,12 +6,30 @@
 /// A fixture interface.
 /// The interface's semantic version, as declared in the IDL.
 pub const INTERFACE_VERSION: &str = "1.2.0";
+/// The interface's name, as declared in the IDL.
+pub const INTERFACE_NAME: &str = "fixture";
 /// The interface version as numbers (major, minor, patch).
 pub const INTERFACE_VERSION_PARTS: (u16, u16, u16) = (1u16, 2u16, 0u16);
 /// A fingerprint of the normalized ABI (op signatures, types, layouts,
 /// every number, conventions and mappings; not docs or formatting): equal
 /// fingerprints mean interchangeable ABIs.
 pub const INTERFACE_FINGERPRINT: u64 = 0xceaa8dba6310f43e;
+/// The interface version this build was made for (major, minor): the
+/// baseline, or the newest `interface-MAJOR-MINOR` feature enabled. Ops
+/// newer than it are not compiled; a guest records it in `.note.pvi`.
+pub const GUEST_INTERFACE: (u16, u16) = {
+    #[allow(unused_mut)]
+    let mut version = (1u16, 0u16);
+    #[cfg(feature = "interface-1-1")]
+    {
+        version = (1u16, 1u16);
+    }
+    #[cfg(feature = "interface-1-2")]
+    {
+        version = (1u16, 2u16);
+    }
+    version
+};
 /// A hypervisor ABI of the interface, as detection sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HypervisorInfo {

@@ -1,10 +1,14 @@
-//! The `pvi` command: check, format and explain the IDL.
+//! The `pvi` command: check, format and explain the IDL, lock its ABI,
+//! compare two versions of it, and read what a guest binary was built for.
 
 use clap::{Parser, Subcommand};
 use pvi_codegen::{Diagnostic, Model, SourceMap};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+mod compat;
+mod inspect;
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +56,39 @@ enum Command {
         #[arg(long = "idl", default_value = "idl")]
         idl: Vec<PathBuf>,
     },
+    /// Write the ABI lock (`abi.lock` beside the IDL) from the IDL: run it
+    /// after a version bump, and commit the lock with the IDL.
+    Lock {
+        /// Files or directories; default `idl/`.
+        paths: Vec<PathBuf>,
+    },
+    /// Classify every difference between two versions of the interface as
+    /// breaking, compatible or docs-only. Exit 0 when no change breaks old
+    /// guests (or the major version was bumped for them), 1 otherwise.
+    Compat {
+        /// The old version: an IDL directory or files, or an `abi.lock`.
+        /// With `--since`, the IDL directory to compare against that
+        /// revision (default `idl/`).
+        old: Option<PathBuf>,
+        /// The new version (default `idl/`).
+        new: Option<PathBuf>,
+        /// Compare the IDL directory (`old`, default `idl/`) with its state
+        /// at this git revision.
+        #[arg(long, value_name = "GIT_REV")]
+        since: Option<String>,
+        /// `text` (diagnostics) or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+        /// List every rule with its class and meaning, then exit.
+        #[arg(long)]
+        rules: bool,
+    },
+    /// Print the interface version, fingerprint and backends a guest
+    /// binary records in its `.note.pvi` ELF note.
+    Inspect {
+        /// The guest kernel (ELF).
+        elf: PathBuf,
+    },
     /// Show an op's native meaning and how each hypervisor serves it.
     Explain {
         /// The op's name, e.g. `clock_ns`.
@@ -76,6 +113,23 @@ fn main() -> ExitCode {
         Command::Check { paths } => check(default_paths(paths)),
         Command::Fmt { check, paths } => fmt(default_paths(paths), check),
         Command::Explain { op, idl } => explain(&op, idl),
+        Command::Lock { paths } => lock(default_paths(paths)),
+        Command::Compat {
+            old,
+            new,
+            since,
+            format,
+            rules,
+        } => {
+            if rules {
+                for (rule, class, meaning) in pvi_codegen::compat::RULES {
+                    println!("{rule:<28} {:<10} {meaning}", class.word());
+                }
+                return ExitCode::SUCCESS;
+            }
+            compat::run(old, new, since, &format)
+        }
+        Command::Inspect { elf } => inspect::run(&elf),
         Command::Gen { out, idl } => generate(&out, idl, pvi_codegen::gen::rust),
         Command::Doc { out, idl } => generate(&out, idl, pvi_codegen::doc::reference),
     }
@@ -178,6 +232,37 @@ fn fmt(paths: Vec<PathBuf>, check_only: bool) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn lock(paths: Vec<PathBuf>) -> ExitCode {
+    let model = match load(&paths) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let Some(path) = pvi_codegen::lock::path_for(&paths) else {
+        eprintln!("error: no IDL path given");
+        return ExitCode::from(2);
+    };
+    let text = pvi_codegen::lock::render(&model);
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
+        println!("{} is up to date", path.display());
+        return ExitCode::SUCCESS;
+    }
+    match std::fs::write(&path, text) {
+        Ok(()) => {
+            println!(
+                "wrote {} (interface {} {})",
+                path.display(),
+                model.interface.name.name,
+                model.interface.version.text
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            ExitCode::from(2)
+        }
     }
 }
 
