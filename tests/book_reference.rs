@@ -71,3 +71,16 @@ fn every_op_hypercall_msr_leaf_constant_and_structure_is_in_the_reference() {
     );
     assert!(counted > 250, "only {counted} items checked: is idl/ read?");
 }
+
+/// The compatibility chapter's table lists every rule `pvi compat` has,
+/// with its class.
+#[test]
+fn every_compat_rule_is_in_the_book() {
+    let text = fs::read_to_string(pvi_tests::root().join("book/src/compat.md")).unwrap();
+    let missing: Vec<String> = pvi_codegen::compat::RULES
+        .iter()
+        .map(|(rule, class, _)| format!("| `{rule}` | {} |", class.word()))
+        .filter(|row| !text.contains(row.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "book/src/compat.md lacks: {missing:?}");
+}

@@ -5,7 +5,7 @@
 //! coverage promise: every hypervisor of the IDL has a backend in the build,
 //! and every mapped op a chain.
 
-use pvi_sdk::generated::{hyperv, kvm, vmware, HYPERVISORS};
+use pvi_sdk::generated::{hyperv, kvm, vmware, xen, HYPERVISORS};
 use pvi_sdk::types::*;
 use pvi_sdk::{NativeRoutines, PvOps};
 use std::cell::RefCell;
@@ -398,6 +398,90 @@ fn vmware_tsc_khz_from_the_timing_leaf_becomes_hertz() {
         "a zero leaf means not provided: GETHZ serves"
     );
     assert_eq!(*silent.0.fallbacks.borrow(), [("tsc_hz", 1)]);
+}
+
+/// A Xen backend of a given version whose timing leaf says 2 GHz and whose
+/// pvclock record is not mapped.
+struct MockXen {
+    version: Option<(u32, u32, u32)>,
+    fallbacks: RefCell<Vec<(&'static str, usize)>>,
+}
+
+// SAFETY: a host mock; the only op these tests call, `tsc_hz`, makes no
+// hypercall (its steps are a Steps method and a CPUID leaf).
+unsafe impl xen::Steps for MockXen {
+    type Native = MockNative;
+    fn features(&self) -> &xen::Features {
+        &xen::Features::NONE
+    }
+    fn fell_back(&self, op: &'static str, step: usize, _error: PvError) {
+        self.fallbacks.borrow_mut().push((op, step));
+    }
+    fn hv_version(&self) -> Option<(u32, u32, u32)> {
+        self.version
+    }
+    fn hypercalls(&self) -> xen::Hypercalls {
+        unreachable!("tsc_hz makes no hypercall")
+    }
+    fn this_cpu(&self) -> u64 {
+        0
+    }
+    fn cpuid(&self, leaf: u32) -> [u32; 4] {
+        assert_eq!(leaf, xen::XEN_CPUID_TIME);
+        [0, 0, 2_000_000, 0]
+    }
+    fn clock_ns_step1(&self) -> Result<Nanos, PvError> {
+        Err(unsupported())
+    }
+    fn tsc_hz_step1(&self) -> Result<Hertz, PvError> {
+        Err(unsupported())
+    }
+    fn wallclock_step1(&self) -> Result<Nanos, PvError> {
+        Err(unsupported())
+    }
+    fn steal_ns_step1(&self) -> Result<Nanos, PvError> {
+        Err(unsupported())
+    }
+    fn vcpu_is_preempted_step1(&self, _cpu: ApicId) -> Result<bool, PvError> {
+        Err(unsupported())
+    }
+}
+
+#[test]
+fn a_step_newer_than_the_hypervisor_is_skipped_for_the_next() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let xen_of = |version| {
+        xen::Paravirt(MockXen {
+            version,
+            fallbacks: RefCell::new(Vec::new()),
+        })
+    };
+    // XEN_CPUID_TIME is @hv_since(4.0): Xen 3.4 has no such leaf, so the
+    // chain goes from the failed pvclock step straight to native.
+    take_native_calls();
+    let old = xen_of(Some((3, 4, 0)));
+    assert_eq!(old.tsc_hz(), Hertz(222));
+    assert_eq!(take_native_calls(), ["tsc_hz"]);
+    assert_eq!(*old.0.fallbacks.borrow(), [("tsc_hz", 1)]);
+    // Xen 4.0 has it, and so does a Xen whose version is unknown.
+    for version in [Some((4, 0, 0)), Some((4, 17, 0)), None] {
+        let new = xen_of(version);
+        assert_eq!(new.tsc_hz(), Hertz(2_000_000_000), "Xen {version:?}");
+        assert!(take_native_calls().is_empty(), "Xen {version:?}");
+    }
+}
+
+#[test]
+fn xen_reads_its_version_from_the_version_leaf() {
+    assert_eq!(
+        pvi_backends::xen::version_from_leaf(0x0004_0011),
+        Some((4, 17, 0))
+    );
+    assert_eq!(
+        pvi_backends::xen::version_from_leaf(0x0003_0000),
+        Some((3, 0, 0))
+    );
+    assert_eq!(pvi_backends::xen::version_from_leaf(0), None);
 }
 
 #[test]

@@ -11,7 +11,8 @@ fn checked_in_artifacts_match_the_idl() {
     let model = result.expect("idl/ checks clean");
     let mut stale = Vec::new();
     let mut files = 0;
-    for artifact in pvi_codegen::artifacts::all(&model) {
+    let previous_lock = pvi_codegen::lock::read(&root.join("idl/abi.lock"));
+    for artifact in pvi_codegen::artifacts::all(&model, previous_lock.as_ref()) {
         let dir = root.join(artifact.dir);
         for file in &artifact.files {
             files += 1;

@@ -296,8 +296,9 @@ impl Selection {
                 pvi_sdk::generated::kvm::Steps::features(&k.0),
             )),
             #[cfg(feature = "xen")]
-            Backend::Xen(x) => find(&pvi_sdk::generated::xen::plan(
+            Backend::Xen(x) => find(&pvi_sdk::generated::xen::plan_at(
                 pvi_sdk::generated::xen::Steps::features(&x.0),
+                x.0.version(),
             )),
             #[cfg(feature = "hyperv")]
             Backend::Hyperv(h) => find(&pvi_sdk::generated::hyperv::plan(
@@ -436,6 +437,15 @@ impl fmt::Display for Selection {
             }
         }
         writeln!(f, "backend: {}", self.backend.name())?;
+        #[cfg(feature = "xen")]
+        if let Backend::Xen(x) = self.backend {
+            if let Some((major, minor, _)) = x.0.version() {
+                writeln!(
+                    f,
+                    "xen version: {major}.{minor} (steps the IDL marks @hv_since a newer Xen are not tried)"
+                )?;
+            }
+        }
         for op in OPS {
             match self.planned(op.name) {
                 Some((step, text)) if crate::withdrawn::is_withdrawn(op.name, step) => writeln!(
@@ -445,7 +455,7 @@ impl fmt::Display for Selection {
                 )?,
                 Some((_, "native")) => writeln!(
                     f,
-                    "  {:<18} native (its paravirtual steps' features are absent)",
+                    "  {:<18} native (its paravirtual steps' features are absent, or need a newer hypervisor)",
                     op.name
                 )?,
                 Some((step, text)) => writeln!(f, "  {:<18} step {step}: {text}", op.name)?,

@@ -55,9 +55,23 @@ pub struct Xen {
     hypercalls: Hypercalls,
     choice: Choice,
     shared_info: bool,
+    version: Option<(u32, u32, u32)>,
+}
+
+/// Xen's version from `XEN_CPUID_VERSION`'s eax (major in the high half,
+/// minor in the low; no patch level, so 0): `None` for a zero register,
+/// which no Xen reports.
+pub fn version_from_leaf(eax: u32) -> Option<(u32, u32, u32)> {
+    (eax != 0).then_some((eax >> 16, eax & 0xffff, 0))
 }
 
 impl Xen {
+    /// The Xen version CPUID reported, if any: chain steps that need a
+    /// newer one are skipped.
+    pub fn version(&self) -> Option<(u32, u32, u32)> {
+        self.version
+    }
+
     /// Set up the Xen that detection found: hypercall page, shared_info.
     ///
     /// # Safety
@@ -116,6 +130,7 @@ impl Xen {
             hypercalls,
             choice: *choice,
             shared_info: pages.eax >= 1 && mapped == Ok(0),
+            version: version_from_leaf(cpuid(choice.leaf(xen::XEN_CPUID_VERSION), 0).eax),
         };
         if !xen.shared_info {
             xen.withdraw_timer(mapped.err().unwrap_or_else(unsupported));
@@ -204,7 +219,7 @@ impl Xen {
     /// time vcpu_time_info gives. Without it `clock_ns` is the native
     /// clock, whose deadlines Xen would misread: the timer steps go.
     fn withdraw_timer(&self, why: PvError) {
-        let plan = xen::plan(&self.features);
+        let plan = xen::plan_at(&self.features, self.version);
         crate::withdrawn::withdraw_planned(&plan, "timer_oneshot", why);
         crate::withdrawn::withdraw_planned(&plan, "timer_cancel", why);
     }
@@ -249,6 +264,10 @@ unsafe impl Steps for Xen {
 
     fn fell_back(&self, op: &'static str, step: usize, error: PvError) {
         fallback::record(op, step, error);
+    }
+
+    fn hv_version(&self) -> Option<(u32, u32, u32)> {
+        self.version
     }
 
     /// Its timer steps can be withdrawn ([`Selection::check_timer`]).

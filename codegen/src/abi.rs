@@ -27,7 +27,7 @@ pub enum Kind {
     Field,
     /// An error kind of the interface.
     ErrorKind,
-    /// An op and its id (its place in declaration order).
+    /// An op (its id is assigned by the lock, once).
     Op,
     /// One parameter of an op.
     Param,
@@ -175,11 +175,18 @@ impl Abi {
         for e in &lock.entries {
             let (kind, parent) = kind_of_key(&e.key, &e.value, &kinds);
             kinds.insert(e.key.clone(), kind);
+            // An op's locked id is the lock's own numbering, not a fact the
+            // IDL states.
+            let value = if kind == Kind::Op {
+                String::new()
+            } else {
+                e.value.clone()
+            };
             facts.push(Fact {
                 key: e.key.clone(),
                 kind,
                 parent,
-                value: e.value.clone(),
+                value,
                 since: (Some(e.since) != base).then_some(e.since),
                 deprecated: false,
                 docs: None,
@@ -292,8 +299,8 @@ pub fn facts(model: &Model) -> Vec<Fact> {
             }
         }
     }
-    for (id, op) in model.ops().enumerate() {
-        out.op(id, op.op);
+    for op in model.ops() {
+        out.op(op.op);
     }
     for hv in model.hypervisors() {
         out.hypervisor(hv);
@@ -422,13 +429,15 @@ impl Facts {
         }
     }
 
-    fn op(&mut self, id: usize, op: &Op) {
+    fn op(&mut self, op: &Op) {
         let key = format!("op {}", op.name.name);
+        // An op's id is not its place in the IDL: the lock assigns it once
+        // (see `lock::render`), so the fact itself has no value.
         let since = self.push(
             Kind::Op,
             key.clone(),
             None,
-            format!("id {id}"),
+            String::new(),
             &op.meta,
             None,
             op.name.span,

@@ -14,7 +14,10 @@ pub struct Artifact {
 /// The checked-in artifacts of the real interface: the SDK's generated
 /// sources, the trapping stubs of the conformance tests, the book's
 /// reference pages, and the ABI lock.
-pub fn all(model: &Model) -> Vec<Artifact> {
+///
+/// `previous_lock` is the checked-in `idl/abi.lock`, whose op ids the new
+/// lock keeps.
+pub fn all(model: &Model, previous_lock: Option<&crate::lock::Lock>) -> Vec<Artifact> {
     vec![
         Artifact {
             dir: crate::gen::RUST_DIR,
@@ -32,7 +35,7 @@ pub fn all(model: &Model) -> Vec<Artifact> {
             dir: "idl",
             files: vec![Output {
                 name: crate::lock::FILE_NAME.into(),
-                text: crate::lock::render(model),
+                text: crate::lock::render(model, previous_lock),
             }],
         },
     ]

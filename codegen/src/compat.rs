@@ -65,11 +65,6 @@ impl Change {
 pub const RULES: &[(&str, Class, &str)] = &[
     ("op-removed", Class::Breaking, "an op is gone"),
     (
-        "op-id-changed",
-        Class::Breaking,
-        "an op moved in declaration order, so its id changed",
-    ),
-    (
         "param-added",
         Class::Breaking,
         "an op takes another parameter",
@@ -417,7 +412,8 @@ fn changed_rule(kind: Kind, old: &str, new: &str) -> &'static str {
         Kind::Field if unit_only() => "unit-changed",
         Kind::Field => "struct-layout-changed",
         Kind::ErrorKind => "docs-changed",
-        Kind::Op => "op-id-changed",
+        // An op's fact has no value (its id is the lock's): nothing changes.
+        Kind::Op => "docs-changed",
         Kind::Param => {
             let (on, ot) = old.split_once(": ").unwrap_or(("", old));
             let (nn, nt) = new.split_once(": ").unwrap_or(("", new));
@@ -554,7 +550,11 @@ pub fn compare(old: &Abi, new: &Abi) -> Vec<Change> {
                         added_rule(n.kind),
                         None,
                         Some(n),
-                        format!("new {} `{}` = {}", n.kind.word(), n.key, quote(&n.value)),
+                        if n.value.is_empty() {
+                            format!("new {} `{}`", n.kind.word(), n.key)
+                        } else {
+                            format!("new {} `{}` = `{}`", n.kind.word(), n.key, n.value)
+                        },
                     );
                 }
             }

@@ -64,11 +64,32 @@ fn version_key(since: Option<(u64, u64)>, base: (u64, u64)) -> (u64, u64) {
     since.unwrap_or(base)
 }
 
-/// The lock file of `model`.
-pub fn render(model: &Model) -> String {
+/// The lock file of `model`. Op ids come from `previous` (the lock being
+/// replaced): an op keeps the id it was given, a new op gets the next free
+/// one, so ids are never reused or shuffled, whatever the IDL's order.
+pub fn render(model: &Model, previous: Option<&Lock>) -> String {
     let base = model.baseline();
+    let locked_ids: BTreeMap<&str, u64> = previous
+        .map(|lock| {
+            lock.entries
+                .iter()
+                .filter_map(|e| Some((e.key.as_str(), e.value.strip_prefix("id ")?.parse().ok()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut next_id = locked_ids.values().max().map_or(0, |m| m + 1);
     let mut by_version: BTreeMap<(u64, u64), Vec<Fact>> = BTreeMap::new();
-    for fact in facts(model) {
+    for mut fact in facts(model) {
+        if fact.kind == crate::abi::Kind::Op {
+            let id = locked_ids
+                .get(fact.key.as_str())
+                .copied()
+                .unwrap_or_else(|| {
+                    next_id += 1;
+                    next_id - 1
+                });
+            fact.value = format!("id {id}");
+        }
         by_version
             .entry(version_key(fact.since, base))
             .or_default()
@@ -181,6 +202,8 @@ pub fn check(model: &Model, lock: &Lock) -> Vec<Diagnostic> {
     } in &lock.entries
     {
         match current.get(key) {
+            // An op's locked id is the lock's numbering: only presence counts.
+            Some(fact) if fact.kind == crate::abi::Kind::Op => {}
             Some(fact) if &fact.value == locked => {}
             Some(fact) => out.push(
                 Diagnostic::new(
@@ -223,6 +246,11 @@ pub fn path_for(paths: &[std::path::PathBuf]) -> Option<std::path::PathBuf> {
     Some(dir.join(FILE_NAME))
 }
 
+/// The lock at `path`, if it exists and reads.
+pub fn read(path: &std::path::Path) -> Option<Lock> {
+    parse(&std::fs::read_to_string(path).ok()?).ok()
+}
+
 /// Check `model` against the lock beside `paths`, if there is one: the
 /// contradictions, or why the lock could not be read.
 pub fn check_paths(model: &Model, paths: &[std::path::PathBuf]) -> Result<Vec<Diagnostic>, String> {
@@ -247,7 +275,7 @@ mod tests {
         let idl = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../idl");
         let (_, model) = crate::check_paths(&[idl]).expect("idl/ is readable");
         let model = model.expect("idl/ checks");
-        let text = render(&model);
+        let text = render(&model, None);
         let lock = parse(&text).expect("parses");
         assert_eq!(lock.interface, model.interface.name.name);
         assert_eq!(lock.version, model.interface.version.text);
@@ -268,5 +296,35 @@ mod tests {
                 .line,
             4
         );
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn ops_keep_their_locked_ids_and_new_ones_get_the_next() {
+        let idl = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../idl");
+        let (_, model) = crate::check_paths(&[idl]).expect("idl/ is readable");
+        let model = model.expect("idl/ checks");
+        let mut previous = parse(&render(&model, None)).unwrap();
+        let ops: Vec<usize> = (0..previous.entries.len())
+            .filter(|&i| previous.entries[i].value.starts_with("id "))
+            .collect();
+        // The first op was locked with a high id; the second never was.
+        previous.entries[ops[0]].value = "id 40".into();
+        let first = previous.entries[ops[0]].key.clone();
+        let second = previous.entries.remove(ops[1]).key;
+        let again = parse(&render(&model, Some(&previous))).unwrap();
+        let id = |key: &str| {
+            again
+                .entries
+                .iter()
+                .find(|e| e.key == key)
+                .map(|e| e.value.clone())
+        };
+        assert_eq!(id(&first).as_deref(), Some("id 40"));
+        assert_eq!(id(&second).as_deref(), Some("id 41"));
     }
 }

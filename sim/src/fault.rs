@@ -28,6 +28,10 @@ pub enum Fault {
     /// The hypervisor timer is accepted when armed but never fires (xen's
     /// single-shot timer, hyperv's synthetic timer).
     TimerNeverFires,
+    /// The version leaf says Xen 3.0, older than several mechanisms the
+    /// IDL maps (xen): the guest must not try those.
+    #[value(name = "xen-version-3.0")]
+    XenVersion3_0,
 }
 
 impl Fault {
@@ -41,6 +45,7 @@ impl Fault {
             Fault::TscPageSequenceZero => &[Hyperv],
             Fault::BackdoorFfffffff => &[Vmware],
             Fault::TimerNeverFires => &[Xen, Hyperv],
+            Fault::XenVersion3_0 => &[Xen],
         }
     }
 

@@ -26,7 +26,8 @@ pub fn codegen(bless: bool) -> ExitCode {
         }
     };
     let mut changed = 0;
-    for artifact in artifacts::all(&model) {
+    let previous_lock = pvi_codegen::lock::read(Path::new("idl/abi.lock"));
+    for artifact in artifacts::all(&model, previous_lock.as_ref()) {
         let dir = Path::new(artifact.dir);
         if let Err(e) = std::fs::create_dir_all(dir) {
             eprintln!("xtask codegen: {}: {e}", dir.display());

@@ -269,6 +269,17 @@ fn cases() -> Vec<Case> {
             ],
         ),
         fault(
+            "fault: xen, version 3.0",
+            "xen",
+            &["--fault", "xen-version-3.0"],
+            &[
+                "xen version: 3.0",
+                "timer_oneshot      native (its paravirtual steps' features are absent, or need a newer hypervisor)",
+                "flush_tlb          native (its paravirtual steps' features are absent, or need a newer hypervisor)",
+                "clock_ns           step 1: shared vcpu_time_info.system_time via __HYPERVISOR_memory_op",
+            ],
+        ),
+        fault(
             "fault: hyperv, timer never fires",
             "hyperv",
             &["--fault", "timer-never-fires"],

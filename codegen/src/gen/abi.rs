@@ -6,6 +6,7 @@ use super::{render, Piece};
 use crate::ast::*;
 use crate::fmt::string_text;
 use crate::model::Model;
+use proc_macro2::TokenStream;
 use quote::quote;
 use std::fmt::Write;
 use std::hash::Hasher;
@@ -198,11 +199,22 @@ pub fn module(model: &Model) -> String {
     let interface_name = &model.interface.name.name;
     let (base_major, base_minor) = model.baseline();
     let (base_major, base_minor) = (base_major as u16, base_minor as u16);
-    let newer = model.gated_versions().into_iter().map(|(major, minor)| {
-        let feature = crate::model::feature_name((major, minor));
-        let (major, minor) = (major as u16, minor as u16);
-        quote!(#[cfg(feature = #feature)] { version = (#major, #minor); })
-    });
+    // Newest first: the first feature enabled wins.
+    let newer: Vec<TokenStream> = model
+        .gated_versions()
+        .into_iter()
+        .rev()
+        .map(|(major, minor)| {
+            let feature = crate::model::feature_name((major, minor));
+            let (major, minor) = (major as u16, minor as u16);
+            quote!(if cfg!(feature = #feature) { (#major, #minor) } else)
+        })
+        .collect();
+    let guest_interface = if newer.is_empty() {
+        quote!((#base_major, #base_minor))
+    } else {
+        quote!(#(#newer)* { (#base_major, #base_minor) })
+    };
     let tokens = quote! {
         #interface_doc
         #[doc = " The interface's semantic version, as declared in the IDL."]
@@ -218,12 +230,7 @@ pub fn module(model: &Model) -> String {
         #[doc = " The interface version this build was made for (major, minor): the"]
         #[doc = " baseline, or the newest `interface-MAJOR-MINOR` feature enabled. Ops"]
         #[doc = " newer than it are not compiled; a guest records it in `.note.pvi`."]
-        pub const GUEST_INTERFACE: (u16, u16) = {
-            #[allow(unused_mut)]
-            let mut version = (#base_major, #base_minor);
-            #(#newer)*
-            version
-        };
+        pub const GUEST_INTERFACE: (u16, u16) = #guest_interface;
         #[doc = " A hypervisor ABI of the interface, as detection sees it."]
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub struct HypervisorInfo {

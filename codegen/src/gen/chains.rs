@@ -98,6 +98,49 @@ impl<'a> Hv<'a> {
         quote!(false)
     }
 
+    /// The oldest hypervisor version that has everything `step` uses: the
+    /// newest `@hv_since` among its hypercall, MSR or leaf and the
+    /// constants among its arguments (major, minor, patch).
+    fn step_needs(&self, step: &Step) -> Option<(u64, u64, u64)> {
+        let mut metas: Vec<&Meta> = Vec::new();
+        let mut item = |name: &str| {
+            if let Some(h) = self.hypercall(name) {
+                metas.push(&h.meta);
+            } else if let Some(m) = self.msr(name) {
+                metas.push(&m.meta);
+            } else if let Some(l) = self.leaf(name) {
+                metas.push(&l.meta);
+            } else if let Some(c) = self.constant(name) {
+                metas.push(&c.meta);
+            }
+        };
+        fn names<'e>(e: &'e Expr, out: &mut Vec<&'e str>) {
+            match e {
+                Expr::Name(n) => out.push(&n.name),
+                Expr::Struct(_, fields, _) => fields.iter().for_each(|(_, v)| names(v, out)),
+                Expr::As(inner, _, _) => names(inner, out),
+                Expr::Int(_) | Expr::Member(..) => {}
+            }
+        }
+        let mut used = Vec::new();
+        match &step.kind {
+            StepKind::Hypercall(h, args) => {
+                used.push(h.name.as_str());
+                args.iter().for_each(|a| names(a, &mut used));
+            }
+            StepKind::MsrWrite(m, value) => {
+                used.push(m.name.as_str());
+                names(value, &mut used);
+            }
+            StepKind::MsrRead(m, _) => used.push(m.name.as_str()),
+            StepKind::Shared(_, via) => used.push(via.name.as_str()),
+            StepKind::Cpuid(path, _) => used.push(path.base.name.as_str()),
+            StepKind::Nop | StepKind::Native => {}
+        }
+        used.into_iter().for_each(&mut item);
+        metas.into_iter().filter_map(hv_since).max()
+    }
+
     /// Whether the step is a `Steps` method rather than generated code.
     fn needs_method(&self, op: &Op, step: &Step) -> bool {
         match &step.kind {
@@ -106,6 +149,21 @@ impl<'a> Hv<'a> {
             _ => false,
         }
     }
+}
+
+/// An item's `@hv_since(MAJOR.MINOR[.PATCH])`.
+fn hv_since(meta: &Meta) -> Option<(u64, u64, u64)> {
+    meta.attrs
+        .iter()
+        .find(|a| a.name.name == "hv_since")
+        .and_then(|a| match a.args.first() {
+            Some(AttrArg::Version(v)) => Some((
+                v.parts.first().copied().unwrap_or(0),
+                v.parts.get(1).copied().unwrap_or(0),
+                v.parts.get(2).copied().unwrap_or(0),
+            )),
+            _ => None,
+        })
 }
 
 /// A value of `ty` built from a `u64` expression.
@@ -355,6 +413,7 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
     let mut uses_read_msr = false;
     let mut uses_write_msr = false;
     let mut uses_cpuid = false;
+    let mut uses_version = false;
     let mut step_methods = Vec::new();
     let mut plans = Vec::new();
     let mut chains = Vec::new();
@@ -366,6 +425,9 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
         let op = found.op;
         let op_name = &op.name.name;
         let name = ident(op_name);
+        // An op newer than the baseline exists only with its interface
+        // feature: so do its chain and its step methods.
+        let gate = super::names::cfg(model, &op.meta);
         let (value_ty, fallible) = op_return(op);
         let ret_ty = if fallible {
             quote!(Result<#value_ty, PvError>)
@@ -426,6 +488,13 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
                 let v = format_ident!("{}", camel(&g.variant.name));
                 conds.push(quote!(#p == #ty::#v));
             }
+            // A step the hypervisor's version predates is skipped, as if
+            // its features were absent (an unknown version does not skip).
+            if let Some((major, minor, patch)) = h.step_needs(step) {
+                let (major, minor, patch) = (major as u32, minor as u32, patch as u32);
+                uses_version = true;
+                conds.push(quote!(s.hv_version().is_none_or(|v| v >= (#major, #minor, #patch))));
+            }
             let err = on_error(index);
             let action = if h.needs_method(op, step) {
                 let m = method_name(op, index);
@@ -440,7 +509,7 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
                 } else {
                     quote!(Result<(), PvError>)
                 };
-                step_methods.push(quote!(#[doc = #doc] #[doc = ""] #[doc = #note] fn #m(&self, #(#params),*) -> #r;));
+                step_methods.push(quote!(#[doc = #doc] #[doc = ""] #[doc = #note] #gate fn #m(&self, #(#params),*) -> #r;));
                 let done = ok(quote!(v));
                 Some(quote!(match s.#m(#(#args),*) { Ok(v) => return #done, #err }))
             } else {
@@ -558,6 +627,7 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
             }
         }
         chains.push(quote! {
+            #gate
             fn #name(&self, #(#params),*) #ret_clause {
                 let s = &self.0;
                 #[allow(unused_variables)]
@@ -569,11 +639,15 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
         // The plan: the first step whose features are present (guards and
         // run-time failures aside).
         let candidates = map.steps.iter().enumerate().map(|(i, step)| {
-            let conds: Vec<TokenStream> = step
+            let mut conds: Vec<TokenStream> = step
                 .requires
                 .iter()
                 .map(|r| h.feature_test(&r.name))
                 .collect();
+            if let Some((major, minor, patch)) = h.step_needs(step) {
+                let (major, minor, patch) = (major as u32, minor as u32, patch as u32);
+                conds.push(quote!(version.is_none_or(|v| v >= (#major, #minor, #patch))));
+            }
             let cond = if conds.is_empty() {
                 quote!(true)
             } else {
@@ -614,10 +688,46 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
             fn write_msr(&self, msr: u32, value: u64);
         ));
     }
+    if uses_version {
+        services.push(quote!(
+            #[doc = " The hypervisor's version (major, minor, patch), if it says: steps"]
+            #[doc = " that need a newer one (`@hv_since` in the IDL) are skipped. `None`"]
+            #[doc = " skips nothing."]
+            fn hv_version(&self) -> Option<(u32, u32, u32)> {
+                None
+            }
+        ));
+    }
     if uses_cpuid {
         services.push(quote!(#[doc = " CPUID leaf `leaf` (upstream numbering) read at the base where the hypervisor was found: eax, ebx, ecx, edx."] fn cpuid(&self, leaf: u32) -> [u32; 4];));
     }
     let plan_len = proc_macro2::Literal::usize_unsuffixed(plans.len());
+    // With version-gated steps, the plan also depends on the hypervisor's
+    // version; `plan` is then `plan_at` an unknown version.
+    let plan_fns = if uses_version {
+        quote! {
+            #[doc = " For each mapped op, the step its chain starts with given `features`"]
+            #[doc = " (its number from 1, and its IDL text): what a boot report shows."]
+            pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); #plan_len] {
+                plan_at(features, None)
+            }
+
+            #[doc = " [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`])."]
+            #[allow(unused_variables)]
+            pub fn plan_at(features: &Features, version: Option<(u32, u32, u32)>) -> [(&'static str, (usize, &'static str)); #plan_len] {
+                [#(#plans),*]
+            }
+        }
+    } else {
+        quote! {
+            #[doc = " For each mapped op, the step its chain starts with given `features`"]
+            #[doc = " (its number from 1, and its IDL text): what a boot report shows."]
+            #[allow(unused_variables)]
+            pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); #plan_len] {
+                [#(#plans),*]
+            }
+        }
+    };
     let steps_doc = format!(" What a {display} backend supplies: its features, the means to reach the hypervisor, and the mechanisms of the IDL's mappings that generated code cannot carry out.");
     quote! {
         use super::ops::{native, NativeRoutines, PvOps};
@@ -677,12 +787,7 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
             #(#chains)*
         }
 
-        #[doc = " For each mapped op, the step its chain starts with given `features`"]
-        #[doc = " (its number from 1, and its IDL text): what a boot report shows."]
-        #[allow(unused_variables)]
-        pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); #plan_len] {
-            [#(#plans),*]
-        }
+        #plan_fns
 
         #[doc = " Each mapped op and the mechanisms of its chain, in order: for coverage tables."]
         pub const CHAINS: &[(&str, &str)] = &[#(#coverage),*];

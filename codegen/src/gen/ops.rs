@@ -176,7 +176,9 @@ pub fn file(model: &Model) -> String {
                     op.meta.docs.first_sentence()
                 );
                 let r = returns(&ret);
-                routines.push(quote!(#[doc = #rdoc] #gate fn #routine(#(#ps),*) #r;));
+                // Not gated: a backend serves every interface version, and
+                // the guest's choice of version decides only what it may call.
+                routines.push(quote!(#[doc = #rdoc] fn #routine(#(#ps),*) #r;));
                 quote!(<N as NativeRoutines>::#routine(#(#args),*))
             }
             None => quote!(unreachable!()),

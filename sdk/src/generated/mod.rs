@@ -17,11 +17,7 @@ pub const INTERFACE_FINGERPRINT: u64 = 0x718cbc73041c78ab;
 /// The interface version this build was made for (major, minor): the
 /// baseline, or the newest `interface-MAJOR-MINOR` feature enabled. Ops
 /// newer than it are not compiled; a guest records it in `.note.pvi`.
-pub const GUEST_INTERFACE: (u16, u16) = {
-    #[allow(unused_mut)]
-    let mut version = (0u16, 1u16);
-    version
-};
+pub const GUEST_INTERFACE: (u16, u16) = (0u16, 1u16);
 /// A hypervisor ABI of the interface, as detection sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HypervisorInfo {

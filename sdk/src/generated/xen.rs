@@ -1290,6 +1290,12 @@ pub unsafe trait Steps {
     fn hypercalls(&self) -> Hypercalls;
     /// The calling CPU's index as the hypervisor numbers it.
     fn this_cpu(&self) -> u64;
+    /// The hypervisor's version (major, minor, patch), if it says: steps
+    /// that need a newer one (`@hv_since` in the IDL) are skipped. `None`
+    /// skips nothing.
+    fn hv_version(&self) -> Option<(u32, u32, u32)> {
+        None
+    }
     /// CPUID leaf `leaf` (upstream numbering) read at the base where the hypervisor was found: eax, ebx, ecx, edx.
     fn cpuid(&self, leaf: u32) -> [u32; 4];
     /// `clock_ns`, step 1: `shared vcpu_time_info.system_time via __HYPERVISOR_memory_op`
@@ -1323,7 +1329,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if !s.withdrawn("clock_ns", 1) {
+        if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 0u32))
+            && !s.withdrawn("clock_ns", 1)
+        {
             match s.clock_ns_step1() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("clock_ns", 1, e),
@@ -1335,13 +1343,17 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if !s.withdrawn("tsc_hz", 1) {
+        if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 0u32))
+            && !s.withdrawn("tsc_hz", 1)
+        {
             match s.tsc_hz_step1() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("tsc_hz", 1, e),
             }
         }
-        if !s.withdrawn("tsc_hz", 2) {
+        if s.hv_version().is_none_or(|v| v >= (4u32, 0u32, 0u32))
+            && !s.withdrawn("tsc_hz", 2)
+        {
             {
                 let raw = s.cpuid(XEN_CPUID_TIME)[2];
                 if raw != 0 {
@@ -1360,7 +1372,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if !s.withdrawn("wallclock", 1) {
+        if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 0u32))
+            && !s.withdrawn("wallclock", 1)
+        {
             match s.wallclock_step1() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("wallclock", 1, e),
@@ -1372,7 +1386,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if !s.withdrawn("steal_ns", 1) {
+        if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 0u32))
+            && !s.withdrawn("steal_ns", 1)
+        {
             match s.steal_ns_step1() {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("steal_ns", 1, e),
@@ -1384,7 +1400,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if !s.withdrawn("vcpu_is_preempted", 1) {
+        if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 0u32))
+            && !s.withdrawn("vcpu_is_preempted", 1)
+        {
             match s.vcpu_is_preempted_step1(cpu) {
                 Ok(v) => return v,
                 Err(e) => s.fell_back("vcpu_is_preempted", 1, e),
@@ -1396,7 +1414,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if !s.withdrawn("timer_oneshot", 1) {
+        if s.hv_version().is_none_or(|v| v >= (3u32, 1u32, 0u32))
+            && !s.withdrawn("timer_oneshot", 1)
+        {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `timer_oneshot`.
                 match unsafe {
@@ -1429,7 +1449,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if !s.withdrawn("timer_cancel", 1) {
+        if s.hv_version().is_none_or(|v| v >= (3u32, 1u32, 0u32))
+            && !s.withdrawn("timer_cancel", 1)
+        {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `timer_cancel`.
                 match unsafe {
@@ -1451,7 +1473,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if !s.withdrawn("yield_to", 1) {
+        if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 2u32))
+            && !s.withdrawn("yield_to", 1)
+        {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `yield_to`.
                 match unsafe {
@@ -1474,7 +1498,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if !s.withdrawn("console_write", 1) {
+        if s.hv_version().is_none_or(|v| v >= (2u32, 0u32, 0u32))
+            && !s.withdrawn("console_write", 1)
+        {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `console_write`.
                 match unsafe {
@@ -1496,7 +1522,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if !s.withdrawn("flush_tlb", 1) {
+        if s.hv_version().is_none_or(|v| v >= (3u32, 2u32, 0u32))
+            && !s.withdrawn("flush_tlb", 1)
+        {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `flush_tlb`.
                 match unsafe {
@@ -1513,7 +1541,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if reason == ShutdownReason::Poweroff && !s.withdrawn("shutdown", 1) {
+        if reason == ShutdownReason::Poweroff
+            && s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 2u32))
+            && !s.withdrawn("shutdown", 1)
+        {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `shutdown`.
                 match unsafe {
@@ -1532,7 +1563,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
                 }
             }
         }
-        if reason == ShutdownReason::Reboot && !s.withdrawn("shutdown", 2) {
+        if reason == ShutdownReason::Reboot
+            && s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 2u32))
+            && !s.withdrawn("shutdown", 2)
+        {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `shutdown`.
                 match unsafe {
@@ -1551,7 +1585,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
                 }
             }
         }
-        if reason == ShutdownReason::Crash && !s.withdrawn("shutdown", 3) {
+        if reason == ShutdownReason::Crash
+            && s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 2u32))
+            && !s.withdrawn("shutdown", 3)
+        {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `shutdown`.
                 match unsafe {
@@ -1575,14 +1612,21 @@ impl<S: Steps> PvOps for Paravirt<S> {
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-#[allow(unused_variables)]
 pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] {
+    plan_at(features, None)
+}
+/// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
+#[allow(unused_variables)]
+pub fn plan_at(
+    features: &Features,
+    version: Option<(u32, u32, u32)>,
+) -> [(&'static str, (usize, &'static str)); 12] {
     [
         (
             "clock_ns",
             {
                 let step = || -> (usize, &'static str) {
-                    if true {
+                    if version.is_none_or(|v| v >= (3u32, 0u32, 0u32)) {
                         return (
                             1,
                             "shared vcpu_time_info.system_time via __HYPERVISOR_memory_op",
@@ -1600,10 +1644,10 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             "tsc_hz",
             {
                 let step = || -> (usize, &'static str) {
-                    if true {
+                    if version.is_none_or(|v| v >= (3u32, 0u32, 0u32)) {
                         return (1, "shared vcpu_time_info via __HYPERVISOR_memory_op");
                     }
-                    if true {
+                    if version.is_none_or(|v| v >= (4u32, 0u32, 0u32)) {
                         return (2, "cpuid XEN_CPUID_TIME.ecx as hz");
                     }
                     if true {
@@ -1618,7 +1662,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             "wallclock",
             {
                 let step = || -> (usize, &'static str) {
-                    if true {
+                    if version.is_none_or(|v| v >= (3u32, 0u32, 0u32)) {
                         return (1, "shared shared_info via __HYPERVISOR_memory_op");
                     }
                     if true {
@@ -1633,7 +1677,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             "steal_ns",
             {
                 let step = || -> (usize, &'static str) {
-                    if true {
+                    if version.is_none_or(|v| v >= (3u32, 0u32, 0u32)) {
                         return (1, "shared vcpu_runstate_info via __HYPERVISOR_vcpu_op");
                     }
                     if true {
@@ -1648,7 +1692,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             "vcpu_is_preempted",
             {
                 let step = || -> (usize, &'static str) {
-                    if true {
+                    if version.is_none_or(|v| v >= (3u32, 0u32, 0u32)) {
                         return (1, "shared vcpu_runstate_info via __HYPERVISOR_vcpu_op");
                     }
                     if true {
@@ -1663,7 +1707,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             "timer_oneshot",
             {
                 let step = || -> (usize, &'static str) {
-                    if true {
+                    if version.is_none_or(|v| v >= (3u32, 1u32, 0u32)) {
                         return (
                             1,
                             "hypercall __HYPERVISOR_vcpu_op(VCPUOP_set_singleshot_timer, this_cpu, vcpu_set_singleshot_timer { timeout_abs_ns: deadline, flags: 0 })",
@@ -1681,7 +1725,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             "timer_cancel",
             {
                 let step = || -> (usize, &'static str) {
-                    if true {
+                    if version.is_none_or(|v| v >= (3u32, 1u32, 0u32)) {
                         return (
                             1,
                             "hypercall __HYPERVISOR_vcpu_op(VCPUOP_stop_singleshot_timer, this_cpu, 0)",
@@ -1699,7 +1743,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             "yield_to",
             {
                 let step = || -> (usize, &'static str) {
-                    if true {
+                    if version.is_none_or(|v| v >= (3u32, 0u32, 2u32)) {
                         return (1, "hypercall __HYPERVISOR_sched_op(SCHEDOP_yield, 0)");
                     }
                     if true {
@@ -1726,7 +1770,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             "console_write",
             {
                 let step = || -> (usize, &'static str) {
-                    if true {
+                    if version.is_none_or(|v| v >= (2u32, 0u32, 0u32)) {
                         return (
                             1,
                             "hypercall __HYPERVISOR_console_io(CONSOLEIO_write, data.len, data.ptr)",
@@ -1744,7 +1788,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             "flush_tlb",
             {
                 let step = || -> (usize, &'static str) {
-                    if true {
+                    if version.is_none_or(|v| v >= (3u32, 2u32, 0u32)) {
                         return (1, "hypercall __HYPERVISOR_hvm_op(HVMOP_flush_tlbs, 0)");
                     }
                     if true {
@@ -1759,19 +1803,19 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             "shutdown",
             {
                 let step = || -> (usize, &'static str) {
-                    if true {
+                    if version.is_none_or(|v| v >= (3u32, 0u32, 2u32)) {
                         return (
                             1,
                             "hypercall __HYPERVISOR_sched_op(SCHEDOP_shutdown, sched_shutdown { reason: SHUTDOWN_poweroff }) when reason == poweroff",
                         );
                     }
-                    if true {
+                    if version.is_none_or(|v| v >= (3u32, 0u32, 2u32)) {
                         return (
                             2,
                             "hypercall __HYPERVISOR_sched_op(SCHEDOP_shutdown, sched_shutdown { reason: SHUTDOWN_reboot }) when reason == reboot",
                         );
                     }
-                    if true {
+                    if version.is_none_or(|v| v >= (3u32, 0u32, 2u32)) {
                         return (
                             3,
                             "hypercall __HYPERVISOR_sched_op(SCHEDOP_shutdown, sched_shutdown { reason: SHUTDOWN_crash }) when reason == crash",

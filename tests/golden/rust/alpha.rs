@@ -386,6 +386,12 @@ pub unsafe trait Steps {
     }
     /// The hypercall stubs, entered the way this CPU needs.
     fn hypercalls(&self) -> Hypercalls;
+    /// The hypervisor's version (major, minor, patch), if it says: steps
+    /// that need a newer one (`@hv_since` in the IDL) are skipped. `None`
+    /// skips nothing.
+    fn hv_version(&self) -> Option<(u32, u32, u32)> {
+        None
+    }
     /// `now`, step 1: `shared gappy.b via ALPHA_MSR_CLOCK requires ALPHA_F_CLOCK`
     ///
     /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
@@ -415,7 +421,9 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if level == Level::High && !s.withdrawn("stop", 1) {
+        if level == Level::High && s.hv_version().is_none_or(|v| v >= (2u32, 0u32, 0u32))
+            && !s.withdrawn("stop", 1)
+        {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Alpha is the hypervisor; the arguments follow the IDL's mapping of `stop`.
                 match unsafe {
@@ -431,8 +439,15 @@ impl<S: Steps> PvOps for Paravirt<S> {
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-#[allow(unused_variables)]
 pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 2] {
+    plan_at(features, None)
+}
+/// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
+#[allow(unused_variables)]
+pub fn plan_at(
+    features: &Features,
+    version: Option<(u32, u32, u32)>,
+) -> [(&'static str, (usize, &'static str)); 2] {
     [
         (
             "now",
@@ -456,7 +471,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 2] {
             "stop",
             {
                 let step = || -> (usize, &'static str) {
-                    if true {
+                    if version.is_none_or(|v| v >= (2u32, 0u32, 0u32)) {
                         return (1, "hypercall ALPHA_HC_KICK(0, 0) when level == high");
                     }
                     if true {

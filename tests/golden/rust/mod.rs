@@ -17,18 +17,12 @@ pub const INTERFACE_FINGERPRINT: u64 = 0xceaa8dba6310f43e;
 /// The interface version this build was made for (major, minor): the
 /// baseline, or the newest `interface-MAJOR-MINOR` feature enabled. Ops
 /// newer than it are not compiled; a guest records it in `.note.pvi`.
-pub const GUEST_INTERFACE: (u16, u16) = {
-    #[allow(unused_mut)]
-    let mut version = (1u16, 0u16);
-    #[cfg(feature = "interface-1-1")]
-    {
-        version = (1u16, 1u16);
-    }
-    #[cfg(feature = "interface-1-2")]
-    {
-        version = (1u16, 2u16);
-    }
-    version
+pub const GUEST_INTERFACE: (u16, u16) = if cfg!(feature = "interface-1-2") {
+    (1u16, 2u16)
+} else if cfg!(feature = "interface-1-1") {
+    (1u16, 1u16)
+} else {
+    (1u16, 0u16)
 };
 /// A hypervisor ABI of the interface, as detection sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,7 +8,6 @@ use super::types::*;
 /// may implement them with a mock.
 pub trait NativeRoutines {
     /// Bare-metal `arm`: A routine that can fail.
-    #[cfg(feature = "interface-1-1")]
     fn arm_native(deadline: Nanos) -> Result<(), PvError>;
     /// Bare-metal `stop`: A required op with an enum parameter.
     fn stop_native(level: Level);

@@ -244,7 +244,8 @@ fn lock(paths: Vec<PathBuf>) -> ExitCode {
         eprintln!("error: no IDL path given");
         return ExitCode::from(2);
     };
-    let text = pvi_codegen::lock::render(&model);
+    let previous = pvi_codegen::lock::read(&path);
+    let text = pvi_codegen::lock::render(&model, previous.as_ref());
     if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
         println!("{} is up to date", path.display());
         return ExitCode::SUCCESS;
