@@ -19,6 +19,7 @@ mod events;
 mod exit;
 mod firmware;
 mod hot_sites;
+mod hypercall_fixups;
 mod platform;
 mod probe_page;
 mod selftest;

@@ -184,7 +184,14 @@ pub fn hypercall_probe(selection: &'static Selection) -> ! {
         let _ = writeln!(out, "hypercall-probe: no op is served by a hypercall here");
         crate::exit::success()
     }
-    let _ = writeln!(out, "hypercall-probe: returned");
+    match crate::hypercall_fixups::FIXED_UP.load(core::sync::atomic::Ordering::SeqCst) {
+        0 => writeln!(out, "hypercall-probe: returned"),
+        _ => writeln!(
+            out,
+            "hypercall-probe: returned, as unsupported: the instruction faulted and was fixed up"
+        ),
+    }
+    .ok();
     crate::exit::success()
 }
 

@@ -160,6 +160,11 @@ extern "C" fn pvi_trap_dispatch(frame: &mut Frame) {
             events::count(events::Event::Breakpoint);
         }
         0..=31 => {
+            if let Some(to) = crate::hypercall_fixups::resume(frame.rip, NAMES[usize::from(vector)])
+            {
+                frame.rip = to;
+                return;
+            }
             if vector != 8 && EXPECTED_VECTOR.swap(0, SeqCst) == vector {
                 let _ = writeln!(crate::console::Console, "  (expected, the report follows)");
                 report(frame);

@@ -15,6 +15,7 @@ pub mod generated;
 
 pub mod arch;
 pub mod detect;
+pub mod fixup;
 pub mod note;
 pub mod patch;
 pub mod time;

@@ -14,6 +14,9 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 pub enum Probe {
     /// The hypercall returned.
     Returns,
+    /// The hypercall faulted and the SDK's fix-up resumed it as
+    /// "unsupported": ops fall back, and nothing hangs.
+    FixedUp,
     /// The boot did not finish in time: the hypercall never returned.
     Hangs,
     /// The hypercall raised an exception in the guest (the kernel's report
@@ -35,6 +38,9 @@ pub fn kvm_hypercalls(kernel: &Path, log: &Path) -> (Probe, Duration) {
         vm_args: &[],
     };
     match boot.captured(log, PROBE_TIMEOUT) {
+        Ok((Some(EXIT_SUCCESS), output, elapsed)) if output.contains("was fixed up") => {
+            (Probe::FixedUp, elapsed)
+        }
         Ok((Some(EXIT_SUCCESS), _, elapsed)) => (Probe::Returns, elapsed),
         Ok((None, _, elapsed)) => (Probe::Hangs, elapsed),
         Ok((Some(code), output, elapsed)) => match hypercall_fault(&output) {
@@ -76,7 +82,7 @@ fn host_boot_id() -> Option<String> {
 pub fn kvm_hypercalls_cached(kernel: &Path) -> Option<bool> {
     let cache = host_boot_id().map(|id| PathBuf::from(format!("target/boot/kvm-hypercalls.{id}")));
     if let Some(answer) = cache.as_ref().and_then(|c| std::fs::read_to_string(c).ok()) {
-        return Some(answer.trim() == "returns");
+        return Some(matches!(answer.trim(), "returns" | "fixed-up"));
     }
     println!(
         "xtask run: checking whether a KVM vmcall returns on this host (once per host boot, up to {} s)",
@@ -85,6 +91,7 @@ pub fn kvm_hypercalls_cached(kernel: &Path) -> Option<bool> {
     let (probe, _) = kvm_hypercalls(kernel, Path::new("target/boot/hypercall-probe.log"));
     let answer = match probe {
         Probe::Returns => "returns",
+        Probe::FixedUp => "fixed-up",
         Probe::Hangs => "hangs",
         Probe::Faults(report) => {
             println!("xtask run: the probe's hypercall faulted in the guest ({report})");
@@ -99,7 +106,7 @@ pub fn kvm_hypercalls_cached(kernel: &Path) -> Option<bool> {
         let _ = std::fs::create_dir_all("target/boot");
         let _ = std::fs::write(cache, answer);
     }
-    Some(answer == "returns")
+    Some(matches!(answer, "returns" | "fixed-up"))
 }
 
 #[cfg(test)]

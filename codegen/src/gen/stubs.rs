@@ -39,6 +39,10 @@ pub struct Conv {
     pub fast_bit: Option<i128>,
     pub rep_shift: Option<i128>,
     pub status: String,
+    /// What the first result register holds when the hypervisor does not
+    /// implement a call (`-ENOSYS` for a negated-errno convention): what a
+    /// hypercall instruction that faults is made to return.
+    pub unsupported: Option<i128>,
 }
 
 pub fn convention(hv: &Hypervisor) -> Option<Conv> {
@@ -57,6 +61,7 @@ pub fn convention(hv: &Hypervisor) -> Option<Conv> {
         fast_bit: None,
         rep_shift: None,
         status: String::new(),
+        unsupported: None,
     };
     let names = |v: &[crate::ast::Ident]| v.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
     for s in &c.stmts {
@@ -90,6 +95,12 @@ pub fn convention(hv: &Hypervisor) -> Option<Conv> {
             ConvStmt::RepShift(b, _) => conv.rep_shift = Some(b.value),
             ConvStmt::Status(s, _) => conv.status = s.name.clone(),
         }
+    }
+    if conv.status == "negated_errno" {
+        conv.unsupported = hv.items.iter().find_map(|i| match i {
+            HvItem::Error(e) if e.kind.name == "unsupported" => Some(-e.code.value),
+            _ => None,
+        });
     }
     Some(conv)
 }
@@ -161,13 +172,39 @@ fn asm_for(conv: &Conv, form: &str, arity: usize, mode: Mode) -> TokenStream {
         });
     }
     let instruction = instruction_text(form, mode);
-    let mut lines = Vec::new();
+    let mut lines: Vec<String> = Vec::new();
     if uses_rbx {
-        lines.push("xchg {rbx}, rbx");
+        lines.push("xchg {rbx}, rbx".into());
     }
-    lines.push(instruction);
+    // A hypercall instruction that faults in the guest (a host that does
+    // not handle it and tries to rewrite it, say) resumes after itself with
+    // "unsupported" in the result register: the chain then falls back. The
+    // kernel's exception handler finds the landing in `.pvi_fixups`
+    // (`pvi_sdk::fixup`).
+    let fixup = match (instruction, mode, conv.unsupported, conv.results.first()) {
+        ("vmcall" | "vmmcall", Mode::Real, Some(value), Some(reg)) if reg == "rax" => Some(value),
+        _ => None,
+    };
+    match fixup {
+        Some(value) => lines.extend([
+            "771:".to_string(),
+            instruction.to_string(),
+            "772:".to_string(),
+            ".pushsection .pvi_fixups, \"a\"".to_string(),
+            ".balign 8".to_string(),
+            ".quad 771b".to_string(),
+            ".quad 773f".to_string(),
+            ".popsection".to_string(),
+            ".pushsection .text.pvi_fixup, \"ax\"".to_string(),
+            "773:".to_string(),
+            format!("mov rax, {value}"),
+            "jmp 772b".to_string(),
+            ".popsection".to_string(),
+        ]),
+        None => lines.push(instruction.to_string()),
+    }
     if uses_rbx {
-        lines.push("xchg {rbx}, rbx");
+        lines.push("xchg {rbx}, rbx".into());
     }
     let (entry, options) = if form == "page" {
         (quote!(entry = in(reg) entry,), quote!())

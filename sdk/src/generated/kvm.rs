@@ -504,13 +504,25 @@ impl Hypercalls {
             Instruction::Vmcall => {
                 // SAFETY: the caller guarantees (see # Safety) that KVM is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
-                    core::arch::asm!("vmcall", inout("rax") nr => r0, options(nostack))
+                    core::arch::asm!(
+                        "771:", "vmcall", "772:", ".pushsection .pvi_fixups, \"a\"",
+                        ".balign 8", ".quad 771b", ".quad 773f", ".popsection",
+                        ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
+                        "jmp 772b", ".popsection", inout("rax") nr => r0,
+                        options(nostack)
+                    )
                 };
             }
             Instruction::Vmmcall => {
                 // SAFETY: the caller guarantees (see # Safety) that KVM is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
-                    core::arch::asm!("vmmcall", inout("rax") nr => r0, options(nostack))
+                    core::arch::asm!(
+                        "771:", "vmmcall", "772:", ".pushsection .pvi_fixups, \"a\"",
+                        ".balign 8", ".quad 771b", ".quad 773f", ".popsection",
+                        ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
+                        "jmp 772b", ".popsection", inout("rax") nr => r0,
+                        options(nostack)
+                    )
                 };
             }
         }
@@ -531,8 +543,12 @@ impl Hypercalls {
                 // SAFETY: the caller guarantees (see # Safety) that KVM is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
                     core::arch::asm!(
-                        "xchg {rbx}, rbx", "vmcall", "xchg {rbx}, rbx", rbx = inout(reg)
-                        a0 => _, inout("rax") nr => r0, options(nostack)
+                        "xchg {rbx}, rbx", "771:", "vmcall", "772:",
+                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".quad 773f", ".popsection",
+                        ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
+                        "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
+                        => _, inout("rax") nr => r0, options(nostack)
                     )
                 };
             }
@@ -540,8 +556,12 @@ impl Hypercalls {
                 // SAFETY: the caller guarantees (see # Safety) that KVM is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
                     core::arch::asm!(
-                        "xchg {rbx}, rbx", "vmmcall", "xchg {rbx}, rbx", rbx = inout(reg)
-                        a0 => _, inout("rax") nr => r0, options(nostack)
+                        "xchg {rbx}, rbx", "771:", "vmmcall", "772:",
+                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".quad 773f", ".popsection",
+                        ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
+                        "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
+                        => _, inout("rax") nr => r0, options(nostack)
                     )
                 };
             }
@@ -563,8 +583,12 @@ impl Hypercalls {
                 // SAFETY: the caller guarantees (see # Safety) that KVM is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
                     core::arch::asm!(
-                        "xchg {rbx}, rbx", "vmcall", "xchg {rbx}, rbx", rbx = inout(reg)
-                        a0 => _, inout("rax") nr => r0, in ("rcx") a1, options(nostack)
+                        "xchg {rbx}, rbx", "771:", "vmcall", "772:",
+                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".quad 773f", ".popsection",
+                        ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
+                        "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
+                        => _, inout("rax") nr => r0, in ("rcx") a1, options(nostack)
                     )
                 };
             }
@@ -572,8 +596,12 @@ impl Hypercalls {
                 // SAFETY: the caller guarantees (see # Safety) that KVM is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
                     core::arch::asm!(
-                        "xchg {rbx}, rbx", "vmmcall", "xchg {rbx}, rbx", rbx = inout(reg)
-                        a0 => _, inout("rax") nr => r0, in ("rcx") a1, options(nostack)
+                        "xchg {rbx}, rbx", "771:", "vmmcall", "772:",
+                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".quad 773f", ".popsection",
+                        ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
+                        "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
+                        => _, inout("rax") nr => r0, in ("rcx") a1, options(nostack)
                     )
                 };
             }
@@ -595,8 +623,12 @@ impl Hypercalls {
                 // SAFETY: the caller guarantees (see # Safety) that KVM is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
                     core::arch::asm!(
-                        "xchg {rbx}, rbx", "vmcall", "xchg {rbx}, rbx", rbx = inout(reg)
-                        a0 => _, inout("rax") nr => r0, in ("rcx") a1, in ("rdx") a2,
+                        "xchg {rbx}, rbx", "771:", "vmcall", "772:",
+                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".quad 773f", ".popsection",
+                        ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
+                        "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
+                        => _, inout("rax") nr => r0, in ("rcx") a1, in ("rdx") a2,
                         options(nostack)
                     )
                 };
@@ -605,8 +637,12 @@ impl Hypercalls {
                 // SAFETY: the caller guarantees (see # Safety) that KVM is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
                     core::arch::asm!(
-                        "xchg {rbx}, rbx", "vmmcall", "xchg {rbx}, rbx", rbx = inout(reg)
-                        a0 => _, inout("rax") nr => r0, in ("rcx") a1, in ("rdx") a2,
+                        "xchg {rbx}, rbx", "771:", "vmmcall", "772:",
+                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".quad 773f", ".popsection",
+                        ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
+                        "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
+                        => _, inout("rax") nr => r0, in ("rcx") a1, in ("rdx") a2,
                         options(nostack)
                     )
                 };
@@ -629,8 +665,12 @@ impl Hypercalls {
                 // SAFETY: the caller guarantees (see # Safety) that KVM is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
                     core::arch::asm!(
-                        "xchg {rbx}, rbx", "vmcall", "xchg {rbx}, rbx", rbx = inout(reg)
-                        a0 => _, inout("rax") nr => r0, in ("rcx") a1, in ("rdx") a2, in
+                        "xchg {rbx}, rbx", "771:", "vmcall", "772:",
+                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".quad 773f", ".popsection",
+                        ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
+                        "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
+                        => _, inout("rax") nr => r0, in ("rcx") a1, in ("rdx") a2, in
                         ("rsi") a3, options(nostack)
                     )
                 };
@@ -639,8 +679,12 @@ impl Hypercalls {
                 // SAFETY: the caller guarantees (see # Safety) that KVM is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
                     core::arch::asm!(
-                        "xchg {rbx}, rbx", "vmmcall", "xchg {rbx}, rbx", rbx = inout(reg)
-                        a0 => _, inout("rax") nr => r0, in ("rcx") a1, in ("rdx") a2, in
+                        "xchg {rbx}, rbx", "771:", "vmmcall", "772:",
+                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".quad 773f", ".popsection",
+                        ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
+                        "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
+                        => _, inout("rax") nr => r0, in ("rcx") a1, in ("rdx") a2, in
                         ("rsi") a3, options(nostack)
                     )
                 };

@@ -148,13 +148,25 @@ impl Hypercalls {
             Instruction::Vmcall => {
                 // SAFETY: the caller guarantees (see # Safety) that Alpha is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
-                    core::arch::asm!("vmcall", inout("rax") nr => r0, options(nostack))
+                    core::arch::asm!(
+                        "771:", "vmcall", "772:", ".pushsection .pvi_fixups, \"a\"",
+                        ".balign 8", ".quad 771b", ".quad 773f", ".popsection",
+                        ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -38",
+                        "jmp 772b", ".popsection", inout("rax") nr => r0,
+                        options(nostack)
+                    )
                 };
             }
             Instruction::Vmmcall => {
                 // SAFETY: the caller guarantees (see # Safety) that Alpha is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
-                    core::arch::asm!("vmmcall", inout("rax") nr => r0, options(nostack))
+                    core::arch::asm!(
+                        "771:", "vmmcall", "772:", ".pushsection .pvi_fixups, \"a\"",
+                        ".balign 8", ".quad 771b", ".quad 773f", ".popsection",
+                        ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -38",
+                        "jmp 772b", ".popsection", inout("rax") nr => r0,
+                        options(nostack)
+                    )
                 };
             }
         }
@@ -175,8 +187,12 @@ impl Hypercalls {
                 // SAFETY: the caller guarantees (see # Safety) that Alpha is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
                     core::arch::asm!(
-                        "xchg {rbx}, rbx", "vmcall", "xchg {rbx}, rbx", rbx = inout(reg)
-                        a0 => _, inout("rax") nr => r0, options(nostack)
+                        "xchg {rbx}, rbx", "771:", "vmcall", "772:",
+                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".quad 773f", ".popsection",
+                        ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -38",
+                        "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
+                        => _, inout("rax") nr => r0, options(nostack)
                     )
                 };
             }
@@ -184,8 +200,12 @@ impl Hypercalls {
                 // SAFETY: the caller guarantees (see # Safety) that Alpha is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
                     core::arch::asm!(
-                        "xchg {rbx}, rbx", "vmmcall", "xchg {rbx}, rbx", rbx = inout(reg)
-                        a0 => _, inout("rax") nr => r0, options(nostack)
+                        "xchg {rbx}, rbx", "771:", "vmmcall", "772:",
+                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".quad 773f", ".popsection",
+                        ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -38",
+                        "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
+                        => _, inout("rax") nr => r0, options(nostack)
                     )
                 };
             }
@@ -207,8 +227,12 @@ impl Hypercalls {
                 // SAFETY: the caller guarantees (see # Safety) that Alpha is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
                     core::arch::asm!(
-                        "xchg {rbx}, rbx", "vmcall", "xchg {rbx}, rbx", rbx = inout(reg)
-                        a0 => _, inout("rax") nr => r0, in ("rcx") a1, options(nostack)
+                        "xchg {rbx}, rbx", "771:", "vmcall", "772:",
+                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".quad 773f", ".popsection",
+                        ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -38",
+                        "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
+                        => _, inout("rax") nr => r0, in ("rcx") a1, options(nostack)
                     )
                 };
             }
@@ -216,8 +240,12 @@ impl Hypercalls {
                 // SAFETY: the caller guarantees (see # Safety) that Alpha is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
                     core::arch::asm!(
-                        "xchg {rbx}, rbx", "vmmcall", "xchg {rbx}, rbx", rbx = inout(reg)
-                        a0 => _, inout("rax") nr => r0, in ("rcx") a1, options(nostack)
+                        "xchg {rbx}, rbx", "771:", "vmmcall", "772:",
+                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".quad 773f", ".popsection",
+                        ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -38",
+                        "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
+                        => _, inout("rax") nr => r0, in ("rcx") a1, options(nostack)
                     )
                 };
             }
@@ -239,8 +267,12 @@ impl Hypercalls {
                 // SAFETY: the caller guarantees (see # Safety) that Alpha is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
                     core::arch::asm!(
-                        "xchg {rbx}, rbx", "vmcall", "xchg {rbx}, rbx", rbx = inout(reg)
-                        a0 => _, inout("rax") nr => r0, in ("rcx") a1, in ("rdx") a2,
+                        "xchg {rbx}, rbx", "771:", "vmcall", "772:",
+                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".quad 773f", ".popsection",
+                        ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -38",
+                        "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
+                        => _, inout("rax") nr => r0, in ("rcx") a1, in ("rdx") a2,
                         options(nostack)
                     )
                 };
@@ -249,8 +281,12 @@ impl Hypercalls {
                 // SAFETY: the caller guarantees (see # Safety) that Alpha is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
                     core::arch::asm!(
-                        "xchg {rbx}, rbx", "vmmcall", "xchg {rbx}, rbx", rbx = inout(reg)
-                        a0 => _, inout("rax") nr => r0, in ("rcx") a1, in ("rdx") a2,
+                        "xchg {rbx}, rbx", "771:", "vmmcall", "772:",
+                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".quad 773f", ".popsection",
+                        ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -38",
+                        "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
+                        => _, inout("rax") nr => r0, in ("rcx") a1, in ("rdx") a2,
                         options(nostack)
                     )
                 };
