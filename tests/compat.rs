@@ -20,7 +20,7 @@
 //! `delete FILE` removes one.
 
 use pvi_codegen::abi::Abi;
-use pvi_codegen::compat::{compare, verdict, Class, Verdict, RULES};
+use pvi_codegen::compat::{compare, verdict, Verdict, RULES};
 use pvi_codegen::SourceMap;
 use std::collections::BTreeMap;
 use std::fs;
@@ -179,10 +179,6 @@ fn cases() -> Vec<Case> {
         .collect()
 }
 
-fn class_word(class: Class) -> &'static str {
-    class.word()
-}
-
 #[test]
 fn every_catalogued_edit_is_classified_exactly() {
     let base = interface();
@@ -199,7 +195,7 @@ fn every_catalogued_edit_is_classified_exactly() {
         let changes = compare(&old, &new);
         let mut got: Vec<(String, String)> = changes
             .iter()
-            .map(|c| (class_word(c.class).to_string(), c.rule.to_string()))
+            .map(|c| (c.class.word().to_string(), c.rule.to_string()))
             .collect();
         got.sort();
         let mut want = case.expect.clone();

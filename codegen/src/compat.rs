@@ -389,15 +389,9 @@ fn type_and_unit(value: &str) -> (&str, Option<&str>) {
 
 /// The rule for a fact whose value changed.
 fn changed_rule(kind: Kind, old: &str, new: &str) -> &'static str {
-    let unit_only = || {
-        let (ot, ou) = type_and_unit(old);
-        let (nt, nu) = type_and_unit(new);
-        let offset = |v: &str| v.split(" @ ").nth(1).map(str::to_string);
-        ot == nt && ou != nu && offset(old) == offset(new)
-    };
     match kind {
         Kind::Unit => "unit-changed",
-        Kind::Newtype if unit_only() => "unit-changed",
+        Kind::Newtype if unit_only(old, new) => "unit-changed",
         Kind::Newtype | Kind::Enum => "type-changed",
         Kind::Member | Kind::Leaf | Kind::Feature | Kind::Msr | Kind::Hypercall => "number-changed",
         Kind::Const => {
@@ -409,7 +403,7 @@ fn changed_rule(kind: Kind, old: &str, new: &str) -> &'static str {
             }
         }
         Kind::Struct => "struct-layout-changed",
-        Kind::Field if unit_only() => "unit-changed",
+        Kind::Field if unit_only(old, new) => "unit-changed",
         Kind::Field => "struct-layout-changed",
         Kind::ErrorKind => "docs-changed",
         // An op's fact has no value (its id is the lock's): nothing changes.
@@ -419,13 +413,13 @@ fn changed_rule(kind: Kind, old: &str, new: &str) -> &'static str {
             let (nn, nt) = new.split_once(": ").unwrap_or(("", new));
             if ot == nt && on != nn {
                 "param-renamed"
-            } else if unit_only_values(ot, nt) {
+            } else if unit_only(ot, nt) {
                 "unit-changed"
             } else {
                 "param-type-changed"
             }
         }
-        Kind::Result if unit_only() => "unit-changed",
+        Kind::Result if unit_only(old, new) => "unit-changed",
         Kind::Result => "result-type-changed",
         Kind::Context => "context-changed",
         Kind::Errors => {
@@ -448,10 +442,10 @@ fn changed_rule(kind: Kind, old: &str, new: &str) -> &'static str {
         Kind::Hypervisor => "hypervisor-renamed",
         Kind::Detect => "detection-changed",
         Kind::Convention => "convention-changed",
-        Kind::LeafRegister if unit_only() => "unit-changed",
+        Kind::LeafRegister if unit_only(old, new) => "unit-changed",
         Kind::LeafRegister => "leaf-register-changed",
         Kind::FeatureSet => "feature-register-changed",
-        Kind::MsrType if unit_only() => "unit-changed",
+        Kind::MsrType if unit_only(old, new) => "unit-changed",
         Kind::MsrType => "msr-type-changed",
         Kind::HypercallSignature => "hypercall-signature-changed",
         Kind::HvError => {
@@ -472,10 +466,13 @@ fn changed_rule(kind: Kind, old: &str, new: &str) -> &'static str {
     }
 }
 
-fn unit_only_values(old: &str, new: &str) -> bool {
+/// Whether two values (`T in UNIT`, perhaps `@ OFFSET`) differ only in
+/// their unit.
+fn unit_only(old: &str, new: &str) -> bool {
     let (ot, ou) = type_and_unit(old);
     let (nt, nu) = type_and_unit(new);
-    ot == nt && ou != nu
+    let offset = |v: &str| v.split(" @ ").nth(1).map(str::to_string);
+    ot == nt && ou != nu && offset(old) == offset(new)
 }
 
 fn steps(value: &str) -> Vec<&str> {

@@ -15,10 +15,10 @@ pub fn sites() -> &'static [Site] {
     // `Site` laid out by the SDK's macros, between the two symbols, 8-byte
     // aligned; they are never written.
     unsafe {
-        let start = core::ptr::addr_of!(__pvi_sites_start);
-        let end = core::ptr::addr_of!(__pvi_sites_end);
-        let count = (end as usize - start as usize) / core::mem::size_of::<Site>();
-        core::slice::from_raw_parts(start, count)
+        crate::link_section::records(
+            core::ptr::addr_of!(__pvi_sites_start),
+            core::ptr::addr_of!(__pvi_sites_end),
+        )
     }
 }
 

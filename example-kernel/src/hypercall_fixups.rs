@@ -21,10 +21,10 @@ fn table() -> &'static [Fixup] {
     // `Fixup` laid out by the generated stubs, between the two symbols,
     // 8-byte aligned; they are never written.
     unsafe {
-        let start = core::ptr::addr_of!(__pvi_fixups_start);
-        let end = core::ptr::addr_of!(__pvi_fixups_end);
-        let count = (end as usize - start as usize) / core::mem::size_of::<Fixup>();
-        core::slice::from_raw_parts(start, count)
+        crate::link_section::records(
+            core::ptr::addr_of!(__pvi_fixups_start),
+            core::ptr::addr_of!(__pvi_fixups_end),
+        )
     }
 }
 

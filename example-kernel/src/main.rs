@@ -20,6 +20,7 @@ mod exit;
 mod firmware;
 mod hot_sites;
 mod hypercall_fixups;
+mod link_section;
 mod platform;
 mod probe_page;
 mod selftest;

@@ -141,6 +141,14 @@ impl<'a> Hv<'a> {
         metas.into_iter().filter_map(hv_since).max()
     }
 
+    /// `version` (an `Option<(u32, u32, u32)>` expression) is new enough
+    /// for `step`, or unknown; `None` when the step needs no version.
+    fn version_test(&self, step: &Step, version: TokenStream) -> Option<TokenStream> {
+        let (major, minor, patch) = self.step_needs(step)?;
+        let (major, minor, patch) = (major as u32, minor as u32, patch as u32);
+        Some(quote!(#version.is_none_or(|v| v >= (#major, #minor, #patch))))
+    }
+
     /// Whether the step is a `Steps` method rather than generated code.
     fn needs_method(&self, op: &Op, step: &Step) -> bool {
         match &step.kind {
@@ -490,10 +498,9 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
             }
             // A step the hypervisor's version predates is skipped, as if
             // its features were absent (an unknown version does not skip).
-            if let Some((major, minor, patch)) = h.step_needs(step) {
-                let (major, minor, patch) = (major as u32, minor as u32, patch as u32);
+            if let Some(test) = h.version_test(step, quote!(s.hv_version())) {
                 uses_version = true;
-                conds.push(quote!(s.hv_version().is_none_or(|v| v >= (#major, #minor, #patch))));
+                conds.push(test);
             }
             let err = on_error(index);
             let action = if h.needs_method(op, step) {
@@ -644,10 +651,7 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
                 .iter()
                 .map(|r| h.feature_test(&r.name))
                 .collect();
-            if let Some((major, minor, patch)) = h.step_needs(step) {
-                let (major, minor, patch) = (major as u32, minor as u32, patch as u32);
-                conds.push(quote!(version.is_none_or(|v| v >= (#major, #minor, #patch))));
-            }
+            conds.extend(h.version_test(step, quote!(version)));
             let cond = if conds.is_empty() {
                 quote!(true)
             } else {
