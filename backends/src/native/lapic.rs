@@ -7,7 +7,8 @@ use super::tsc;
 use crate::platform;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use pvi_sdk::arch::{cpuid, rdmsr, rdtsc, wrmsr};
-use pvi_sdk::types::{ApicId, CpuSet, ErrorKind, ErrorOrigin, Nanos, PvError, Vector};
+use pvi_sdk::time::deadline::ticks_until;
+use pvi_sdk::types::{ApicId, CpuSet, ErrorKind, ErrorOrigin, Hertz, Nanos, PvError, Vector};
 
 const IA32_APIC_BASE: u32 = 0x1b;
 const IA32_TSC_DEADLINE: u32 = 0x6e0;
@@ -210,27 +211,29 @@ pub fn timer_oneshot(deadline: Nanos) -> Result<(), PvError> {
         .ok_or_else(unsupported)?;
     // The deadline is in the active backend's clock (kvmclock under KVM,
     // the bare-metal TSC clock otherwise): convert a delay, not an instant.
-    let delay = deadline
-        .0
-        .saturating_sub(crate::select::active_clock_ns().0);
+    // Everything that may trap to the hypervisor (CPUID, the LVT write, a
+    // paravirtual `tsc_hz`) comes first; the clock is read last, just
+    // before the timer's own counter, or the interrupt is late by however
+    // long those took (under nested virtualization, milliseconds).
     if has_tsc_deadline() {
-        let tsc_hz = crate::select::active_tsc_hz().0;
-        if tsc_hz == 0 {
+        let tsc_hz = crate::select::active_tsc_hz();
+        if tsc_hz.0 == 0 {
             return Err(unsupported());
         }
-        let ticks = (u128::from(delay) * u128::from(tsc_hz) / 1_000_000_000)
-            .min(u128::from(u64::MAX / 2)) as u64;
         write(m, LVT_TIMER, TSC_DEADLINE_MODE | u32::from(vector));
+        let now = crate::select::active_clock_ns();
+        let start = rdtsc();
+        let ticks = ticks_until(deadline, now, tsc_hz);
         // SAFETY: CPUID says the TSC-deadline MSR exists; ring 0. A deadline
         // in the past fires at once; 0 would disarm, so use at least 1.
-        unsafe { wrmsr(IA32_TSC_DEADLINE, rdtsc().wrapping_add(ticks).max(1)) };
+        unsafe { wrmsr(IA32_TSC_DEADLINE, start.wrapping_add(ticks).max(1)) };
         return Ok(());
     }
     let hz = apic_timer_hz(m).ok_or_else(unsupported)?;
-    let count =
-        (u128::from(delay) * u128::from(hz) / 1_000_000_000).clamp(1, u128::from(u32::MAX)) as u32;
     write(m, DIVIDE, 0b0011);
     write(m, LVT_TIMER, u32::from(vector));
+    let now = crate::select::active_clock_ns();
+    let count = ticks_until(deadline, now, Hertz(hz)).clamp(1, u64::from(u32::MAX)) as u32;
     write(m, INITIAL_COUNT, count);
     Ok(())
 }

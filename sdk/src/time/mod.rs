@@ -2,6 +2,8 @@
 //! sources, and wall-clock arithmetic. Pure logic, tested on the host; the
 //! instructions that read the TSC or ports are passed in.
 
+/// A deadline on a nanosecond clock as ticks of a hardware timer.
+pub mod deadline;
 /// KVM's and Xen's pvclock records: TSC-to-nanosecond scaling and the
 /// version (seqlock) protocol for reading them.
 pub mod pvclock;
