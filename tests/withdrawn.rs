@@ -1,5 +1,6 @@
 //! Withdrawing a step: it is reported as withdrawn, logged as a fallback,
-//! and nothing else is.
+//! and nothing else is; a hypervisor's "unsupported" withdraws, pvi's own
+//! verdicts do not.
 
 use pvi_backends::fallback::summary;
 use pvi_backends::withdrawn::{is_withdrawn, withdraw};
@@ -20,4 +21,37 @@ fn a_withdrawn_step_is_known_and_logged_and_no_other_is() {
     let logged: Vec<_> = summary().filter(|e| e.op == "timer_oneshot").collect();
     assert_eq!(logged.len(), 1, "{logged:?}");
     assert_eq!((logged[0].step, logged[0].kind), (1, ErrorKind::Failed));
+}
+
+#[test]
+fn a_hypervisors_unsupported_answer_withdraws_the_step_and_pvis_own_does_not() {
+    use pvi_backends::withdrawn::{fell_back, refused_for_good};
+    // The hypervisor's own status: no such call, for good.
+    let enosys = PvError::new(ErrorKind::Unsupported, ErrorOrigin::Kvm(-1000));
+    // pvi's own verdict (code 0): may pass later.
+    let sequence_zero = PvError::new(ErrorKind::Unsupported, ErrorOrigin::Hyperv(0));
+    let native = PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native);
+    // The hypervisor's, but not "unsupported": the next call may succeed.
+    let busy = PvError::new(ErrorKind::Busy, ErrorOrigin::Xen(-16));
+    assert!(refused_for_good(enosys));
+    for error in [sequence_zero, native, busy] {
+        assert!(!refused_for_good(error), "{error:?}");
+    }
+
+    fell_back("clock_ns", 1, sequence_zero);
+    fell_back("wallclock", 1, native);
+    fell_back("steal_ns", 1, busy);
+    assert!(!is_withdrawn("clock_ns", 1));
+    assert!(!is_withdrawn("wallclock", 1));
+    assert!(!is_withdrawn("steal_ns", 1));
+
+    fell_back("send_ipi", 1, enosys);
+    assert!(is_withdrawn("send_ipi", 1));
+    assert!(!is_withdrawn("send_ipi", 2));
+    let logged: Vec<_> = summary().filter(|e| e.op == "send_ipi").collect();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(
+        (logged[0].step, logged[0].kind, logged[0].times),
+        (1, ErrorKind::Unsupported, 1)
+    );
 }

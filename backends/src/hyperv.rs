@@ -150,10 +150,12 @@ unsafe impl Steps for Hyperv {
     }
 
     fn fell_back(&self, op: &'static str, step: usize, error: PvError) {
-        fallback::record(op, step, error);
+        crate::withdrawn::fell_back(op, step, error);
     }
 
-    /// Its timer steps can be withdrawn ([`Selection::check_timer`]).
+    /// Its timer steps can be withdrawn ([`Selection::check_timer`]), and
+    /// so can steps it answers "unsupported"
+    /// ([`withdrawn::fell_back`](crate::withdrawn::fell_back)).
     ///
     /// [`Selection::check_timer`]: crate::select::Selection::check_timer
     fn withdrawn(&self, op: &'static str, step: usize) -> bool {

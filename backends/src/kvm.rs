@@ -2,7 +2,6 @@
 //! time; the hypercalls (PV send IPI, kick, sched yield) and `nop` for
 //! `io_delay` are made by the generated chains.
 
-use crate::fallback;
 use crate::native::BareMetal;
 use crate::percpu::{PerCpu, Shared, MAX_CPUS};
 use crate::platform;
@@ -218,7 +217,13 @@ unsafe impl Steps for Kvm {
     }
 
     fn fell_back(&self, op: &'static str, step: usize, error: PvError) {
-        fallback::record(op, step, error);
+        crate::withdrawn::fell_back(op, step, error);
+    }
+
+    /// Steps the hypervisor answered "unsupported" are withdrawn
+    /// ([`withdrawn::fell_back`](crate::withdrawn::fell_back)).
+    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+        crate::withdrawn::is_withdrawn(op, step)
     }
 
     fn hypercalls(&self) -> Hypercalls {

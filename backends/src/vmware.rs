@@ -2,7 +2,6 @@
 //! time from GETTIMEFULL; the backdoor entered by `in`, or by vmcall or
 //! vmmcall where the features leaf announces them.
 
-use crate::fallback;
 use crate::native::BareMetal;
 use pvi_sdk::arch::cpuid;
 use pvi_sdk::detect::Choice;
@@ -79,7 +78,13 @@ unsafe impl Steps for Vmware {
     }
 
     fn fell_back(&self, op: &'static str, step: usize, error: PvError) {
-        fallback::record(op, step, error);
+        crate::withdrawn::fell_back(op, step, error);
+    }
+
+    /// Steps the hypervisor answered "unsupported" are withdrawn
+    /// ([`withdrawn::fell_back`](crate::withdrawn::fell_back)).
+    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+        crate::withdrawn::is_withdrawn(op, step)
     }
 
     /// Leaves beyond the highest one VMware reports read as zero ("not

@@ -1,6 +1,7 @@
 //! Op steps withdrawn at run time: mechanisms the hypervisor announced but
 //! that were seen to fail for good (a timer that accepts a deadline and
-//! never fires). A withdrawn step is skipped by its chain from then on
+//! never fires, a hypercall the hypervisor answers "no such call"). A
+//! withdrawn step is skipped by its chain from then on
 //! (`Steps::withdrawn`), and the withdrawal is logged as a fallback.
 //!
 //! Until something is withdrawn, asking costs one relaxed load; after,
@@ -9,7 +10,7 @@
 use crate::fallback;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 use pvi_sdk::generated::ops::OPS;
-use pvi_sdk::types::PvError;
+use pvi_sdk::types::{ErrorKind, ErrorOrigin, PvError};
 
 /// Per op (in `OPS` order): bit `n - 1` set when step `n` is withdrawn.
 static STEPS: [AtomicU8; OPS.len()] = [const { AtomicU8::new(0) }; OPS.len()];
@@ -22,13 +23,51 @@ fn row(op: &str) -> Option<usize> {
 /// Withdraw step `step` (1 to 8) of `op` because of `why`, which the
 /// fallback log keeps. Unknown ops and steps beyond 8 are ignored.
 pub fn withdraw(op: &'static str, step: usize, why: PvError) {
-    let Some(row) = row(op) else { return };
+    if mark(op, step) {
+        fallback::record(op, step, why);
+    }
+}
+
+/// Set the bit; false for an unknown op or a step beyond 8.
+fn mark(op: &str, step: usize) -> bool {
+    let Some(row) = row(op) else { return false };
     if !(1..=8).contains(&step) {
-        return;
+        return false;
     }
     STEPS[row].fetch_or(1 << (step - 1), Relaxed);
     ANY.store(true, Relaxed);
-    fallback::record(op, step, why);
+    true
+}
+
+/// Step `step` of `op` failed with `error` and its chain goes on: log it,
+/// and withdraw the step when the hypervisor itself said it has no such
+/// call. Asking again would cost another trip to the hypervisor for the
+/// same answer (on a host where the hypercall instruction faults, a fault
+/// per call): call the new hypercall, fall back to the old one on ENOSYS,
+/// once. The backends' `Steps::fell_back` is this.
+pub fn fell_back(op: &'static str, step: usize, error: PvError) {
+    fallback::record(op, step, error);
+    if refused_for_good(error) {
+        mark(op, step);
+    }
+}
+
+/// Whether `error` is the hypervisor's own "unsupported" status
+/// (`KVM_ENOSYS`, `XEN_EOPNOTSUPP`, `HV_STATUS_INVALID_HYPERCALL_CODE`, …):
+/// kind `Unsupported` with the non-zero code it returned. What pvi decides
+/// itself carries `Native` or code 0 and may pass later (a Hyper-V
+/// reference TSC page with sequence 0 is valid again after a migration).
+pub fn refused_for_good(error: PvError) -> bool {
+    let code = match error.origin {
+        ErrorOrigin::Hyperv(c)
+        | ErrorOrigin::Kvm(c)
+        | ErrorOrigin::Vmware(c)
+        | ErrorOrigin::Xen(c) => c,
+        // Native, or a hypervisor added to the IDL after this was written.
+        #[allow(unreachable_patterns)]
+        _ => 0,
+    };
+    error.kind == ErrorKind::Unsupported && code != 0
 }
 
 /// Whether step `step` of `op` has been withdrawn.

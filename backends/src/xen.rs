@@ -133,7 +133,14 @@ impl Xen {
             version: version_from_leaf(cpuid(choice.leaf(xen::XEN_CPUID_VERSION), 0).eax),
         };
         if !xen.shared_info {
-            xen.withdraw_timer(mapped.err().unwrap_or_else(unsupported));
+            let why = mapped.err().unwrap_or_else(unsupported);
+            // Their records live in shared_info: without it they would
+            // fail on every call, and the log would count each one.
+            let plan = xen::plan_at(&xen.features, xen.version);
+            for op in ["clock_ns", "tsc_hz", "wallclock"] {
+                crate::withdrawn::withdraw_planned(&plan, op, why);
+            }
+            xen.withdraw_timer(why);
         }
         xen
     }
@@ -263,14 +270,16 @@ unsafe impl Steps for Xen {
     }
 
     fn fell_back(&self, op: &'static str, step: usize, error: PvError) {
-        fallback::record(op, step, error);
+        crate::withdrawn::fell_back(op, step, error);
     }
 
     fn hv_version(&self) -> Option<(u32, u32, u32)> {
         self.version
     }
 
-    /// Its timer steps can be withdrawn ([`Selection::check_timer`]).
+    /// Its timer steps can be withdrawn ([`Selection::check_timer`]), and
+    /// so can steps it answers "unsupported"
+    /// ([`withdrawn::fell_back`](crate::withdrawn::fell_back)).
     ///
     /// [`Selection::check_timer`]: crate::select::Selection::check_timer
     fn withdrawn(&self, op: &'static str, step: usize) -> bool {
