@@ -73,11 +73,18 @@ pub fn refused_for_good(error: PvError) -> bool {
 /// Whether step `step` of `op` has been withdrawn.
 #[inline]
 pub fn is_withdrawn(op: &str, step: usize) -> bool {
-    if !ANY.load(Relaxed) || !(1..=8).contains(&step) {
+    // Every paravirtual step of every op asks: the common answer is
+    // inlined, the search is not (it would be copied into every chain).
+    ANY.load(Relaxed) && search(op, step)
+}
+
+#[inline(never)]
+fn search(op: &str, step: usize) -> bool {
+    if !(1..=8).contains(&step) {
         return false;
     }
-    // Every op asks on every call: compare names only with the ops that
-    // have this step withdrawn (one or two), not with all of `OPS`.
+    // Compare names only with the ops that have this step withdrawn (one
+    // or two), not with all of `OPS`.
     let bit = 1 << (step - 1);
     // A plain loop: a debug build does not inline iterator adapters.
     let mut row = 0;
