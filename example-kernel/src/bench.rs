@@ -76,6 +76,32 @@ fn per_call(plan: Plan, mut f: impl FnMut()) -> u64 {
     samples[samples.len() / 2]
 }
 
+/// The median cost of one call of each form (hundredths of a tick), the
+/// forms measured in turns: each sample times every form once, so that a
+/// change in the host's load between samples falls on all of them alike
+/// and their ratios stay fair. Each `batch` times `plan.batch` calls with
+/// the op inlined into its loop.
+fn medians_in_turns<const N: usize>(plan: Plan, batches: [&dyn Fn() -> u64; N]) -> [u64; N] {
+    let count = plan.samples.min(21);
+    let mut rounds = [[0u64; N]; 21];
+    for round in rounds.iter_mut().take(count) {
+        for (slot, batch) in round.iter_mut().zip(batches) {
+            let empty = batch_ticks(plan.batch, || {});
+            let full = batch();
+            *slot = full.saturating_sub(empty) * 100 / plan.batch;
+        }
+    }
+    core::array::from_fn(|form| {
+        let mut column = [0u64; 21];
+        for (value, round) in column.iter_mut().zip(&rounds[..count]) {
+            *value = round[form];
+        }
+        let column = &mut column[..count];
+        column.sort_unstable();
+        column[count / 2]
+    })
+}
+
 fn report(what: core::fmt::Arguments, centi: u64) {
     let _ = writeln!(
         Console,
@@ -93,28 +119,64 @@ impl PvOps for CompiledNative {
     type Native = BareMetal;
 }
 
-/// The hot ops through `ops`, whose type is known at compile time.
-fn hot_ops<O: PvOps>(ops: &O, form: &str) {
-    report(
-        format_args!("op=irq_disable form={form}"),
-        per_call(HOT, || ops.irq_disable()),
+/// The hot ops three ways, measured in turns: the raw instruction, the
+/// SDK with the backend's type known at compile time (`fixed`), and the
+/// SDK through `Dispatch`, the backend chosen at boot (`chosen`). Only the
+/// `fixed` batches depend on the type; the rest is [`hot_ops_against`],
+/// compiled once rather than once per backend.
+fn hot_ops<O: PvOps>(fixed: &O, chosen: &Backend) {
+    let n = HOT.batch;
+    let saved = chosen.irq_save();
+    hot_ops_against(
+        [
+            &|| batch_ticks(n, || fixed.irq_disable()),
+            &|| batch_ticks(n, || fixed.irq_enable()),
+            &|| {
+                batch_ticks(n, || {
+                    black_box(fixed.irq_save());
+                })
+            },
+            &|| batch_ticks(n, || fixed.irq_restore(saved)),
+        ],
+        chosen,
+        saved,
     );
-    report(
-        format_args!("op=irq_enable form={form}"),
-        per_call(HOT, || ops.irq_enable()),
-    );
-    report(
-        format_args!("op=irq_save form={form}"),
-        per_call(HOT, || {
-            black_box(ops.irq_save());
-        }),
-    );
-    let saved = ops.irq_save();
-    report(
-        format_args!("op=irq_restore form={form}"),
-        per_call(HOT, || ops.irq_restore(saved)),
-    );
-    ops.irq_disable();
+}
+
+/// [`hot_ops`] given the compile-time form's batches (`irq_disable`,
+/// `irq_enable`, `irq_save`, `irq_restore`; `irq_restore` restoring
+/// `saved`).
+fn hot_ops_against(fixed: [&dyn Fn() -> u64; 4], chosen: &Backend, saved: IrqFlags) {
+    let n = HOT.batch;
+    let flags = raw_save();
+    let raw: [&dyn Fn() -> u64; 4] = [
+        &|| batch_ticks(n, raw_cli),
+        &|| batch_ticks(n, raw_sti),
+        &|| {
+            batch_ticks(n, || {
+                black_box(raw_save());
+            })
+        },
+        &|| batch_ticks(n, || raw_restore(flags)),
+    ];
+    let runtime: [&dyn Fn() -> u64; 4] = [
+        &|| batch_ticks(n, || chosen.irq_disable()),
+        &|| batch_ticks(n, || chosen.irq_enable()),
+        &|| {
+            batch_ticks(n, || {
+                black_box(chosen.irq_save());
+            })
+        },
+        &|| batch_ticks(n, || chosen.irq_restore(saved)),
+    ];
+    let ops = ["irq_disable", "irq_enable", "irq_save", "irq_restore"];
+    for (i, op) in ops.iter().enumerate() {
+        let ticks = medians_in_turns(HOT, [raw[i], fixed[i], runtime[i]]);
+        for (form, centi) in ["raw", "static", "runtime"].iter().zip(ticks) {
+            report(format_args!("op={op} form={form}"), centi);
+        }
+        raw_cli();
+    }
 }
 
 fn raw_cli() {
@@ -139,30 +201,6 @@ fn raw_restore(flags: u64) {
     // SAFETY: ring 0; `flags` came from pushfq, so popfq restores a state
     // this CPU was in.
     unsafe { asm!("push {}", "popfq", in(reg) flags, options(nomem)) }
-}
-
-/// The same ops as the bare instructions.
-fn raw_ops() {
-    report(
-        format_args!("op=irq_disable form=raw"),
-        per_call(HOT, raw_cli),
-    );
-    report(
-        format_args!("op=irq_enable form=raw"),
-        per_call(HOT, raw_sti),
-    );
-    report(
-        format_args!("op=irq_save form=raw"),
-        per_call(HOT, || {
-            black_box(raw_save());
-        }),
-    );
-    let flags = raw_save();
-    report(
-        format_args!("op=irq_restore form=raw"),
-        per_call(HOT, || raw_restore(flags)),
-    );
-    raw_cli();
 }
 
 /// The HPET's main counter, if the HPET answers at its usual address.
@@ -470,15 +508,13 @@ pub fn run(selection: &Selection, machine: &Machine, cmdline: &str) -> ! {
         ops.name()
     );
     calibrate();
-    raw_ops();
     match ops {
-        Backend::Kvm(k) => hot_ops(k, "static"),
-        Backend::Xen(x) => hot_ops(x, "static"),
-        Backend::Hyperv(h) => hot_ops(h, "static"),
-        Backend::Vmware(v) => hot_ops(v, "static"),
-        _ => hot_ops(&CompiledNative, "static"),
+        Backend::Kvm(k) => hot_ops(k, ops),
+        Backend::Xen(x) => hot_ops(x, ops),
+        Backend::Hyperv(h) => hot_ops(h, ops),
+        Backend::Vmware(v) => hot_ops(v, ops),
+        _ => hot_ops(&CompiledNative, ops),
     }
-    hot_ops(ops, "runtime");
     patched_sites(selection);
     clocks(selection, machine);
     eoi(selection);
