@@ -209,10 +209,12 @@ pub fn run(selection: &'static Selection, machine: &Machine, cmdline: &str) -> !
     let started = cx.started;
     for (name, test) in TESTS {
         cx.ops.irq_disable();
+        let fallbacks_before = FellBack::of(op_of(name));
         let test_started = cx.now();
         let outcome = test(&cx);
         cx.ops.irq_disable();
         let took_ms = (cx.now() - test_started) / MS;
+        let fell_back = FellBack::of(op_of(name)).since(fallbacks_before);
         let served = match selection.serving(op_of(name)) {
             None => "native",
             Some(_) => selection.backend.name(),
@@ -233,7 +235,7 @@ pub fn run(selection: &'static Selection, machine: &Machine, cmdline: &str) -> !
         };
         let _ = writeln!(
             out,
-            "test {name:<30} [{served:<6}] {verdict}: {} ({took_ms} ms)",
+            "test {name:<30} [{served:<6}] {verdict}: {}{fell_back} ({took_ms} ms)",
             detail.as_str()
         );
     }
@@ -261,6 +263,50 @@ pub fn run(selection: &'static Selection, machine: &Machine, cmdline: &str) -> !
 }
 
 /// The op a test name starts with.
+/// How often an op's paravirtual steps fell back, and why the last time:
+/// a test tagged with the backend may have been served by the next step.
+#[derive(Clone, Copy)]
+struct FellBack {
+    times: u64,
+    last: Option<pvi_sdk::types::ErrorKind>,
+}
+
+impl FellBack {
+    fn of(op: &str) -> FellBack {
+        pvi_backends::fallback::summary()
+            .filter(|e| e.op == op)
+            .fold(
+                FellBack {
+                    times: 0,
+                    last: None,
+                },
+                |acc, e| FellBack {
+                    times: acc.times + u64::from(e.times),
+                    last: Some(e.kind),
+                },
+            )
+    }
+
+    /// The fallbacks after `earlier`.
+    fn since(self, earlier: FellBack) -> FellBack {
+        FellBack {
+            times: self.times.saturating_sub(earlier.times),
+            last: self.last,
+        }
+    }
+}
+
+impl fmt::Display for FellBack {
+    /// Nothing when nothing fell back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.times, self.last) {
+            (0, _) | (_, None) => Ok(()),
+            (1, Some(kind)) => write!(f, "; a step fell back once ({kind:?})"),
+            (n, Some(kind)) => write!(f, "; steps fell back {n} times (last: {kind:?})"),
+        }
+    }
+}
+
 fn op_of(name: &str) -> &str {
     name.split(' ').next().unwrap_or(name)
 }
