@@ -119,6 +119,24 @@ impl PvOps for CompiledNative {
     type Native = BareMetal;
 }
 
+/// Batches of `n` calls of each hot op through `ops` (`irq_disable`,
+/// `irq_enable`, `irq_save`, `irq_restore` restoring `saved`), the op
+/// inlined into each batch's loop: one list for both SDK forms.
+macro_rules! sdk_batches {
+    ($ops:expr, $n:expr, $saved:expr) => {
+        [
+            &|| batch_ticks($n, || $ops.irq_disable()),
+            &|| batch_ticks($n, || $ops.irq_enable()),
+            &|| {
+                batch_ticks($n, || {
+                    black_box($ops.irq_save());
+                })
+            },
+            &|| batch_ticks($n, || $ops.irq_restore($saved)),
+        ]
+    };
+}
+
 /// The hot ops three ways, measured in turns: the raw instruction, the
 /// SDK with the backend's type known at compile time (`fixed`), and the
 /// SDK through `Dispatch`, the backend chosen at boot (`chosen`). Only the
@@ -127,20 +145,7 @@ impl PvOps for CompiledNative {
 fn hot_ops<O: PvOps>(fixed: &O, chosen: &Backend) {
     let n = HOT.batch;
     let saved = chosen.irq_save();
-    hot_ops_against(
-        [
-            &|| batch_ticks(n, || fixed.irq_disable()),
-            &|| batch_ticks(n, || fixed.irq_enable()),
-            &|| {
-                batch_ticks(n, || {
-                    black_box(fixed.irq_save());
-                })
-            },
-            &|| batch_ticks(n, || fixed.irq_restore(saved)),
-        ],
-        chosen,
-        saved,
-    );
+    hot_ops_against(sdk_batches!(fixed, n, saved), chosen, saved);
 }
 
 /// [`hot_ops`] given the compile-time form's batches (`irq_disable`,
@@ -159,16 +164,7 @@ fn hot_ops_against(fixed: [&dyn Fn() -> u64; 4], chosen: &Backend, saved: IrqFla
         },
         &|| batch_ticks(n, || raw_restore(flags)),
     ];
-    let runtime: [&dyn Fn() -> u64; 4] = [
-        &|| batch_ticks(n, || chosen.irq_disable()),
-        &|| batch_ticks(n, || chosen.irq_enable()),
-        &|| {
-            batch_ticks(n, || {
-                black_box(chosen.irq_save());
-            })
-        },
-        &|| batch_ticks(n, || chosen.irq_restore(saved)),
-    ];
+    let runtime: [&dyn Fn() -> u64; 4] = sdk_batches!(chosen, n, saved);
     let ops = ["irq_disable", "irq_enable", "irq_save", "irq_restore"];
     for (i, op) in ops.iter().enumerate() {
         let ticks = medians_in_turns(HOT, [raw[i], fixed[i], runtime[i]]);
