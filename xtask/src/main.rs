@@ -87,6 +87,11 @@ fn main() -> ExitCode {
         eprintln!("xtask: cannot enter {}: {e}", root.display());
         return ExitCode::from(2);
     }
+    // Every command but `test` (which counts it as a step) builds the
+    // kernel or its tools: the pinned toolchain's target comes first.
+    if !matches!(cli.command, Command::Test { .. }) && !provision::toolchain() {
+        return ExitCode::FAILURE;
+    }
     match cli.command {
         Command::Test { bless } => steps::test(bless),
         Command::Run {
