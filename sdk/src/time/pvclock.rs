@@ -153,14 +153,23 @@ pub fn scale_delta(delta: u64, mul: u32, shift: i8) -> u64 {
 
 /// System time in nanoseconds at TSC value `tsc`, from a snapshot.
 ///
-/// A `tsc` before `snapshot.tsc_timestamp` (TSCs not synchronised across
-/// CPUs, or a TSC read that raced an update) counts as no time elapsed and
-/// gives `system_time` itself. Linux subtracts with wraparound instead,
-/// which turns a reading a few cycles early into a jump of centuries;
-/// clamping can at worst repeat `system_time`. The sum saturates at
-/// `u64::MAX` rather than wrapping.
+/// TSC values are points on a 64-bit circle, and their difference is
+/// signed: `tsc - tsc_timestamp` is taken with wraparound and read as an
+/// `i64`. The real Xen 4.17 needs the wraparound: it starts an HVM/PVH
+/// guest's TSC at 0 and stamps the first record from a host TSC read just
+/// before that, so `tsc_timestamp` is "negative" (2^64 - 147,103,512 was
+/// measured for a PVH dom0) while the guest's TSC reads a small positive
+/// number; an unsigned comparison took every read for one before the
+/// timestamp and froze the clock until Xen's next update, a second later.
+///
+/// A negative difference (TSCs not synchronised across CPUs, or a TSC
+/// read that raced an update) counts as no time elapsed and gives
+/// `system_time` itself; Linux scales the wrapped difference as unsigned
+/// instead, which turns a reading a few cycles early into a jump of
+/// centuries. The sum saturates at `u64::MAX` rather than wrapping.
 pub fn system_time(snapshot: &Snapshot, tsc: u64) -> Nanos {
-    let delta = tsc.saturating_sub(snapshot.tsc_timestamp);
+    let signed = tsc.wrapping_sub(snapshot.tsc_timestamp) as i64;
+    let delta = u64::try_from(signed).unwrap_or(0);
     let elapsed = scale_delta(delta, snapshot.tsc_to_system_mul, snapshot.tsc_shift);
     Nanos(snapshot.system_time.saturating_add(elapsed))
 }
@@ -562,11 +571,31 @@ mod tests {
     }
 
     #[test]
+    fn system_time_wraps_past_zero_like_real_xen() {
+        // Measured on Xen 4.17 (PVH dom0): the record was stamped before the
+        // guest's TSC 0, and the guest's TSC then read 1,484,654,542.
+        let s = snapshot(
+            147_103_512u64.wrapping_neg(),
+            844_600_176,
+            3_512_646_479,
+            -1,
+        );
+        assert_eq!(s.tsc_timestamp, 18_446_744_073_562_448_104);
+        let delta = 1_484_654_542u64 + 147_103_512;
+        assert_eq!(
+            system_time(&s, 1_484_654_542),
+            Nanos(844_600_176 + scale_delta(delta, 3_512_646_479, -1))
+        );
+        assert!(system_time(&s, 1_484_654_542) > system_time(&s, 1_000));
+    }
+
+    #[test]
     fn system_time_saturates() {
+        let far = i64::MAX as u64;
         let s = snapshot(0, u64::MAX - 10, u32::MAX, 0);
-        assert_eq!(system_time(&s, u64::MAX), Nanos(u64::MAX));
+        assert_eq!(system_time(&s, far), Nanos(u64::MAX));
         let s = snapshot(0, u64::MAX, u32::MAX, 31);
-        assert_eq!(system_time(&s, u64::MAX), Nanos(u64::MAX));
+        assert_eq!(system_time(&s, far), Nanos(u64::MAX));
     }
 
     /// Linux's `kvm_get_time_scale(NSEC_PER_SEC, hz)` (arch/x86/kvm/x86.c),

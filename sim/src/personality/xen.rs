@@ -49,6 +49,16 @@ const EVTCHN_PENDING_OFFSET: u64 = 2048;
 const EVTCHN_MASK_OFFSET: u64 = 2560;
 /// vcpu_time_info flags: the TSCs are synchronised.
 const PVCLOCK_TSC_STABLE_BIT: u8 = 1;
+/// Xen's system time when the domain starts: Xen booted before it (the
+/// real Xen 4.17 started a PVH dom0 at 0.84 s).
+const SYSTEM_TIME_AT_START_NS: u64 = 1_000_000_000;
+/// How long before the domain's start its time records are stamped. The
+/// real Xen 4.17 stamps them from a TSC read taken before the guest's TSC
+/// reads 0, so `tsc_timestamp` is "negative" (2^64 - 147,103,512 was
+/// measured for a PVH dom0); a guest that compares TSC values as unsigned
+/// numbers freezes its clock. The sim does the same, a quarter second
+/// early.
+const STAMP_BEFORE_START_NS: u64 = 250_000_000;
 
 /// The Xen leaves for vCPU `vcpu` whose TSC runs at `tsc_khz`.
 pub fn cpuid_leaves(tsc_khz: u32, vcpu: u32) -> Vec<kvm_cpuid_entry2> {
@@ -165,10 +175,23 @@ impl Xen {
         &self.timers
     }
 
-    /// Xen system time now: ns since the domain started (what the guest's
-    /// pvclock reads).
+    /// Xen system time now (what the guest's pvclock reads): ns since Xen
+    /// "booted", [`SYSTEM_TIME_AT_START_NS`] before the domain started.
     fn system_time(&self) -> u64 {
-        self.started.elapsed().as_nanos() as u64
+        SYSTEM_TIME_AT_START_NS + self.started.elapsed().as_nanos() as u64
+    }
+
+    /// The time records' stamp, as the real Xen writes it: a TSC value
+    /// [`STAMP_BEFORE_START_NS`] before the domain's start (below the
+    /// guest TSC's 0 when that starts near 0, as under KVM: it wraps), and
+    /// the system time then.
+    fn time_stamp(&self) -> (u64, u64) {
+        let ticks_before =
+            (u128::from(self.tsc_hz) * u128::from(STAMP_BEFORE_START_NS) / 1_000_000_000) as u64;
+        (
+            self.tsc_at_start.wrapping_sub(ticks_before),
+            SYSTEM_TIME_AT_START_NS - STAMP_BEFORE_START_NS,
+        )
     }
 
     /// Fill the hypercall page at `gpa`.
@@ -320,7 +343,10 @@ impl Xen {
                 if flags & VCPU_SSHOTTMR_future != 0 && timeout < self.system_time() {
                     return Outcome::Return(-XEN_ETIME);
                 }
-                let at = self.started + std::time::Duration::from_nanos(timeout);
+                let at = self.started
+                    + std::time::Duration::from_nanos(
+                        timeout.saturating_sub(SYSTEM_TIME_AT_START_NS),
+                    );
                 self.timers.arm(caller.vcpu, at);
                 Outcome::Return(0)
             }
@@ -424,23 +450,34 @@ impl Xen {
         }
     }
 
-    /// Put shared_info at `gpa`: each vCPU's time record (system time in ns
-    /// since the domain started) and the wall clock at the domain's start.
+    /// Put shared_info at `gpa`: each vCPU's time record ([`Xen::time_stamp`])
+    /// and the wall clock at system time 0.
     fn map_shared_info(&self, memory: &GuestMemoryMmap, gpa: u64) -> Result<(), ()> {
+        let page = self.shared_info_page();
+        memory
+            .write_slice(&page, GuestAddress(gpa))
+            .map_err(|_| ())?;
+        *lock(&self.shared_info) = Some(gpa);
+        Ok(())
+    }
+
+    /// shared_info's contents when it is mapped.
+    fn shared_info_page(&self) -> Vec<u8> {
         let mut page = vec![0u8; 4096];
         let (mul, shift) = pvclock_scale(self.tsc_hz);
+        let (stamp_tsc, stamp_time) = self.time_stamp();
         for vcpu in 0..u64::from(self.cpus.min(XEN_LEGACY_MAX_VCPUS)) {
             let t = (vcpu * VCPU_INFO_BYTES + VCPU_TIME_OFFSET) as usize;
             // Version 2 (even: stable; odd under the fault: an update that
-            // never ends); system time 0 at the TSC reading taken when the
-            // domain started.
+            // never ends), stamped as the real Xen does.
             let version: u32 = if self.fault == Some(Fault::PvclockStuckOdd) {
                 1
             } else {
                 2
             };
             page[t..t + 4].copy_from_slice(&version.to_le_bytes());
-            page[t + 8..t + 16].copy_from_slice(&self.tsc_at_start.to_le_bytes());
+            page[t + 8..t + 16].copy_from_slice(&stamp_tsc.to_le_bytes());
+            page[t + 16..t + 24].copy_from_slice(&stamp_time.to_le_bytes());
             page[t + 24..t + 28].copy_from_slice(&mul.to_le_bytes());
             page[t + 28] = shift as u8;
             page[t + 29] = PVCLOCK_TSC_STABLE_BIT;
@@ -448,17 +485,13 @@ impl Xen {
         let boot = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
-            .saturating_sub(self.started.elapsed());
+            .saturating_sub(std::time::Duration::from_nanos(self.system_time()));
         let w = WALL_CLOCK_OFFSET as usize;
         page[w..w + 4].copy_from_slice(&2u32.to_le_bytes());
         page[w + 4..w + 8].copy_from_slice(&(boot.as_secs() as u32).to_le_bytes());
         page[w + 8..w + 12].copy_from_slice(&boot.subsec_nanos().to_le_bytes());
         page[w + 12..w + 16].copy_from_slice(&((boot.as_secs() >> 32) as u32).to_le_bytes());
-        memory
-            .write_slice(&page, GuestAddress(gpa))
-            .map_err(|_| ())?;
-        *lock(&self.shared_info) = Some(gpa);
-        Ok(())
+        page
     }
 }
 
@@ -530,6 +563,34 @@ mod tests {
             memory,
             translate: &identity,
         }
+    }
+
+    /// The real Xen's stamp precedes the guest TSC's 0; the SDK's reader
+    /// must still read the sim's own system time from it.
+    #[test]
+    fn time_records_are_stamped_before_tsc_zero_as_the_real_xen_does() {
+        use pvi_sdk::time::pvclock::{system_time, Snapshot};
+        let hz = 2_445_432_000;
+        let xen = Xen::new((hz / 1000) as u32, 1, 1_000, None);
+        let page = xen.shared_info_page();
+        let t = VCPU_TIME_OFFSET as usize;
+        let u64_at = |at: usize| u64::from_le_bytes(page[at..at + 8].try_into().unwrap());
+        let snapshot = Snapshot {
+            version: u32_at(&page, t),
+            tsc_timestamp: u64_at(t + 8),
+            system_time: u64_at(t + 16),
+            tsc_to_system_mul: u32_at(&page, t + 24),
+            tsc_shift: page[t + 28] as i8,
+            flags: page[t + 29],
+        };
+        assert!(snapshot.tsc_timestamp > 1 << 63, "the stamp wraps below 0");
+        // One second of guest TSC after the start reads one second past the
+        // system time at the start.
+        let read = system_time(&snapshot, 1_000 + hz).0;
+        assert!(
+            read.abs_diff(SYSTEM_TIME_AT_START_NS + 1_000_000_000) < 1_000,
+            "{read}"
+        );
     }
 
     #[test]
