@@ -275,16 +275,32 @@ fn a_major_bump_allows_breaking_changes_and_nothing_else_does() {
         );
         files
     };
+    // The interface's own version, whatever it is today: 0.MINOR.PATCH.
+    let declared = base["pvi.pvi"]
+        .lines()
+        .find_map(|l| l.strip_prefix("interface pvi "))
+        .and_then(|v| v.strip_suffix(';'))
+        .unwrap()
+        .to_string();
+    let parts: Vec<u32> = declared.split('.').map(|p| p.parse().unwrap()).collect();
+    assert_eq!(parts[0], 0, "this test knows 0.x versions only");
+    let now = format!("interface pvi {declared};");
     // 0.x: the minor version is the major one, as in Cargo.
-    let minor = abi("0.2", &bump("interface pvi 0.1.0;", "interface pvi 0.2.0;")).unwrap();
+    let next_minor = format!("0.{}.0", parts[1] + 1);
+    let minor = abi(
+        &format!("0.{}", parts[1] + 1),
+        &bump(&now, &format!("interface pvi {next_minor};")),
+    )
+    .unwrap();
     let changes = compare(&old, &minor);
     assert_eq!(
         verdict(&old, &minor, &changes),
         Verdict::BreakingWithMajorBump
     );
+    let next_patch = format!("0.{}.{}", parts[1], parts[2] + 1);
     let patch = abi(
-        "0.1.1",
-        &bump("interface pvi 0.1.0;", "interface pvi 0.1.1;"),
+        &next_patch,
+        &bump(&now, &format!("interface pvi {next_patch};")),
     )
     .unwrap();
     let changes = compare(&old, &patch);

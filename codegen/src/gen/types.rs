@@ -270,7 +270,10 @@ fn structure(model: &Model, s: &Struct, extra: &[String], gate: TokenStream) -> 
         let z = zero(model, &f.ty);
         zeros.push(quote!(#fname: #z));
         let off = proc_macro2::Literal::usize_unsuffixed(offset);
+        // Gated like the struct: a versioned struct's layout is checked
+        // wherever it exists, and nowhere else.
         asserts.push(quote!(
+            #gate
             const _: () = assert!(core::mem::offset_of!(#name, #fname) == #off);
         ));
         at = offset

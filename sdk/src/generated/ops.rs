@@ -252,6 +252,19 @@ pub trait PvOps {
         native::panic_notify::<Self::Native>()
     }
 }
+/// Markers of interface versions newer than the one a guest selected:
+/// an op of such a version is bound on its marker, which no type
+/// implements, so calling it names the missing feature.
+#[allow(non_camel_case_types)]
+pub mod needs {
+    /// Marks ops of interface 0.2; implemented by no type.
+    #[diagnostic::on_unimplemented(
+        message = "this op arrived in interface 0.2, newer than the one this guest selected",
+        label = "needs the SDK's `interface-0-2` feature",
+        note = "enable `interface-0-2` in the features of the SDK dependency in Cargo.toml"
+    )]
+    pub trait Interface_0_2 {}
+}
 /// Each op's native lowering as a function, for the trait's defaults and
 /// the generated fallback chains of every backend.
 pub mod native {

@@ -1406,6 +1406,56 @@ const _: () = assert!(core::mem::offset_of!(xen_hvm_param, pad) == 2);
 const _: () = assert!(core::mem::offset_of!(xen_hvm_param, index) == 4);
 const _: () = assert!(core::mem::offset_of!(xen_hvm_param, value) == 8);
 
+/// XENMEM_memory_map argument (x86-64 layout): IN the buffer's size in
+/// entries, OUT how many were written.
+/// Source: Xen xen/include/public/memory.h (XEN_GUEST_HANDLE is a
+/// pointer on x86-64).
+///
+/// Declared by the `xen` ABI in `idl/`.
+/// Size: 16 bytes.
+/// Since interface 0.2.0.
+#[cfg(feature = "interface-0-2")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct xen_memory_map {
+    /// IN: capacity of the buffer; OUT: entries written.
+    ///
+    /// Offset 0.
+    pub nr_entries: u32,
+    /// Alignment of the handle.
+    ///
+    /// Offset 4.
+    pub pad: u32,
+    /// Guest address of an array of 20-byte E820 entries (addr u64,
+    /// size u64, type u32, packed).
+    ///
+    /// Offset 8.
+    pub buffer: u64,
+}
+#[cfg(feature = "interface-0-2")]
+impl xen_memory_map {
+    /// Every byte zero: the state before the hypervisor first writes it.
+    pub const ZERO: Self = Self {
+        nr_entries: 0,
+        pad: 0,
+        buffer: 0,
+    };
+}
+#[cfg(feature = "interface-0-2")]
+impl Default for xen_memory_map {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::size_of:: < xen_memory_map > () == 16);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(xen_memory_map, nr_entries) == 0);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(xen_memory_map, pad) == 4);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(xen_memory_map, buffer) == 8);
+
 /// Why a paravirtual call did not do what was asked: one kind for every
 /// hypervisor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

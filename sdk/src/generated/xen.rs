@@ -48,6 +48,9 @@ pub use super::types::xen_feature_info;
 pub use super::types::xen_hvm_evtchn_upcall_vector;
 #[doc(inline)]
 pub use super::types::xen_hvm_param;
+#[cfg(feature = "interface-0-2")]
+#[doc(inline)]
+pub use super::types::xen_memory_map;
 
 bitflags::bitflags! {
     /// Features 1 (CPUID base+2 ECX). Upstream defines the bit number as
@@ -333,6 +336,16 @@ pub const XENFEAT_hvm_safe_pvclock: u32 = 9;
 ///
 /// Since Xen 4.18.
 pub const XENFEAT_runstate_phys_area: u32 = 18;
+/// XENFEAT bit (submap 0): this domain is the hardware domain (dom0).
+/// Xen answers its SCHEDOP_shutdown(SHUTDOWN_poweroff) by halting the
+/// machine ("Hardware Dom0 halted"), not by powering it off: that is
+/// left to dom0's own ACPI S5 write, as Linux's dom0 does.
+/// Source: Xen xen/include/public/features.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.2.
+#[cfg(feature = "interface-0-2")]
+pub const XENFEAT_dom0: u32 = 11;
 /// memory_op: map a Xen page (XENMAPSPACE_*) at a guest frame; arg =
 /// xen_add_to_physmap.
 /// Source: Xen xen/include/public/memory.h.
@@ -344,6 +357,16 @@ pub const XENMEM_add_to_physmap: u32 = 7;
 ///
 /// Since Xen 3.0.2.
 pub const XENMAPSPACE_shared_info: u32 = 0;
+/// memory_op: copy this domain's E820 memory map into a buffer; arg =
+/// xen_memory_map. A PVH guest whose hvm_start_info has no memory map
+/// (version 0: a PVH dom0 of Xen 4.17 gets one with no entries) asks
+/// here, as Linux's PVH entry does.
+/// Source: Xen xen/include/public/memory.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.2.
+#[cfg(feature = "interface-0-2")]
+pub const XENMEM_memory_map: u32 = 9;
 /// sched_op: yield the CPU (arg = 0). Source: Xen
 /// xen/include/public/sched.h.
 ///
@@ -648,8 +671,10 @@ pub const CONSTANTS: &[(&str, i128)] = &[
     ("XENFEAT_hvm_callback_vector", 8),
     ("XENFEAT_hvm_safe_pvclock", 9),
     ("XENFEAT_runstate_phys_area", 18),
+    ("XENFEAT_dom0", 11),
     ("XENMEM_add_to_physmap", 7),
     ("XENMAPSPACE_shared_info", 0),
+    ("XENMEM_memory_map", 9),
     ("SCHEDOP_yield", 0),
     ("SCHEDOP_block", 1),
     ("SCHEDOP_shutdown", 2),
