@@ -445,6 +445,12 @@ impl fmt::Display for Selection {
                     "xen version: {major}.{minor} (steps the IDL marks @hv_since a newer Xen are not tried)"
                 )?;
             }
+            if x.0.hardware_domain() {
+                writeln!(
+                    f,
+                    "xen: this is the hardware domain (XENFEAT_dom0): Xen halts rather than powers off the machine on its SCHEDOP_shutdown(poweroff), so power-off is ACPI S5"
+                )?;
+            }
         }
         for op in OPS {
             match self.planned(op.name) {

@@ -19,8 +19,8 @@ use pvi_sdk::generated::xen::{self, Features, Hypercalls, Steps};
 use pvi_sdk::time::pvclock;
 use pvi_sdk::types::{
     evtchn_bind_virq, pvclock_vcpu_time_info, shared_info, vcpu_register_runstate_memory_area,
-    vcpu_runstate_info, xen_add_to_physmap, xen_hvm_param, ApicId, ErrorKind, ErrorOrigin, Hertz,
-    Nanos, PvError,
+    vcpu_runstate_info, xen_add_to_physmap, xen_feature_info, xen_hvm_param, xen_memory_map,
+    ApicId, ErrorKind, ErrorOrigin, Hertz, Nanos, PvError,
 };
 
 static HYPERCALL_PAGE: Page = Page::new();
@@ -56,6 +56,19 @@ pub struct Xen {
     choice: Choice,
     shared_info: bool,
     version: Option<(u32, u32, u32)>,
+    hardware_domain: bool,
+}
+
+/// One entry of the E820 memory map `XENMEM_memory_map` fills (20 bytes,
+/// packed, as in Xen's public `e820entry`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryRegion {
+    /// First byte.
+    pub addr: u64,
+    /// Length in bytes.
+    pub size: u64,
+    /// E820 type: 1 is usable RAM.
+    pub kind: u32,
 }
 
 /// Xen's version from `XEN_CPUID_VERSION`'s eax (major in the high half,
@@ -70,6 +83,63 @@ impl Xen {
     /// newer one are skipped.
     pub fn version(&self) -> Option<(u32, u32, u32)> {
         self.version
+    }
+
+    /// Whether this domain is Xen's hardware domain (`XENFEAT_dom0`).
+    ///
+    /// Xen answers a hardware domain's `SCHEDOP_shutdown(SHUTDOWN_poweroff)`
+    /// by halting every CPU ("Hardware Dom0 halted: halting machine"), not
+    /// by powering the machine off: measured on Xen 4.17 under QEMU, which
+    /// then ran on until killed. Powering off is the hardware domain's own
+    /// ACPI S5 write, so [`Xen::new`] withdraws that step and the chain
+    /// falls through to the native routine.
+    pub fn hardware_domain(&self) -> bool {
+        self.hardware_domain
+    }
+
+    /// The domain's E820 memory map from `XENMEM_memory_map`, into
+    /// `regions`; how many entries Xen wrote. A PVH guest asks here when
+    /// its `hvm_start_info` carries no map (Xen 4.17 gives a PVH dom0
+    /// none), as Linux's PVH entry does.
+    pub fn memory_map(&self, regions: &mut [MemoryRegion]) -> Result<usize, PvError> {
+        const ENTRY: usize = 20;
+        const MAX: usize = 128;
+        let mut raw = [0u8; ENTRY * MAX];
+        let capacity = regions.len().min(MAX);
+        let mut map = xen_memory_map {
+            nr_entries: capacity as u32,
+            pad: 0,
+            buffer: platform::gpa(raw.as_mut_ptr() as usize),
+        };
+        // SAFETY: Xen is the hypervisor; `map` names a buffer of
+        // `nr_entries` 20-byte entries that lives until the call returns.
+        let done = unsafe {
+            self.hypercalls
+                .hypervisor_memory_op(xen::XENMEM_memory_map, core::ptr::from_mut(&mut map) as u64)
+        };
+        match done {
+            Ok(0) => {}
+            Ok(code) => return Err(PvError::new(ErrorKind::Failed, ErrorOrigin::Xen(code))),
+            Err(e) => return Err(e),
+        }
+        let written = (map.nr_entries as usize).min(capacity);
+        for (region, bytes) in regions
+            .iter_mut()
+            .zip(raw.chunks_exact(ENTRY))
+            .take(written)
+        {
+            let field = |at: usize| {
+                let mut eight = [0u8; 8];
+                eight.copy_from_slice(&bytes[at..at + 8]);
+                u64::from_le_bytes(eight)
+            };
+            *region = MemoryRegion {
+                addr: field(0),
+                size: field(8),
+                kind: u32::from_le_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]),
+            };
+        }
+        Ok(written)
     }
 
     /// Set up the Xen that detection found: hypercall page, shared_info.
@@ -125,13 +195,31 @@ impl Xen {
                     .hypervisor_hvm_op(xen::HVMOP_set_param, core::ptr::from_ref(&param) as u64)
             };
         }
+        let mut submap0 = xen_feature_info {
+            submap_idx: 0,
+            submap: 0,
+        };
+        // SAFETY: Xen is the hypervisor; it fills the struct, which lives
+        // until the call returns.
+        let asked = unsafe {
+            hypercalls.hypervisor_xen_version(
+                xen::XENVER_get_features,
+                core::ptr::from_mut(&mut submap0) as u64,
+            )
+        };
         let xen = Xen {
             features,
             hypercalls,
             choice: *choice,
             shared_info: pages.eax >= 1 && mapped == Ok(0),
             version: version_from_leaf(cpuid(choice.leaf(xen::XEN_CPUID_VERSION), 0).eax),
+            hardware_domain: asked == Ok(0) && submap0.submap & (1 << xen::XENFEAT_dom0) != 0,
         };
+        if xen.hardware_domain {
+            // Step 1 is SCHEDOP_shutdown(SHUTDOWN_poweroff): see
+            // `hardware_domain`. Code 0: pvi's verdict, not Xen's answer.
+            crate::withdrawn::withdraw("shutdown", 1, unsupported());
+        }
         if !xen.shared_info {
             let why = mapped.err().unwrap_or_else(unsupported);
             // Their records live in shared_info: without it they would

@@ -6,7 +6,7 @@
 use acpi::address::AddressSpace;
 use acpi::fadt::Fadt;
 use acpi::madt::{Madt, MadtEntry};
-use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
+use acpi::{AcpiError, AcpiHandler, AcpiTables, PhysicalMapping};
 use core::ptr::NonNull;
 use pvi_backends::platform::Acpi;
 
@@ -26,6 +26,9 @@ pub struct Machine {
     pub power: Acpi,
     /// The ACPI PM timer's I/O port, if the FADT names one (for `bench`).
     pub pm_timer: Option<u16>,
+    /// The root table's signature was wrong and was repaired (see
+    /// [`repaired_root`]); the boot report says so.
+    pub root_repaired: Option<[u8; 4]>,
 }
 
 /// Identity "mapping": the tables live below 4 GiB, which the boot code maps.
@@ -74,8 +77,23 @@ pub unsafe fn read(rsdp: u64) -> Result<Machine, Error> {
         return Err(acpi::AcpiError::NoValidRsdp);
     }
     // SAFETY: the caller's contract; `Identity` maps what the crate asks.
-    let tables = unsafe { AcpiTables::from_rsdp(Identity, rsdp as usize)? };
-    let mut machine = Machine::default();
+    let (tables, root_repaired) = match unsafe { AcpiTables::from_rsdp(Identity, rsdp as usize) } {
+        Ok(tables) => (tables, None),
+        Err(
+            AcpiError::SdtInvalidSignature(_)
+            | AcpiError::SdtInvalidOemId(_)
+            | AcpiError::SdtInvalidTableId(_),
+        ) => {
+            // SAFETY: the caller's contract: `rsdp` is the loader's RSDP.
+            let (tables, found) = unsafe { tables_from_repaired_root(rsdp)? };
+            (tables, Some(found))
+        }
+        Err(e) => return Err(e),
+    };
+    let mut machine = Machine {
+        root_repaired,
+        ..Machine::default()
+    };
     let madt = tables.find_table::<Madt>()?;
     for entry in madt.get().entries() {
         let (id, flags) = match entry {
@@ -123,4 +141,86 @@ pub unsafe fn read(rsdp: u64) -> Result<Machine, Error> {
         machine.power.s5_sleep_type = Acpi::s5_sleep_type(aml).unwrap_or(0);
     }
     Ok(machine)
+}
+
+/// The tables through a repaired copy of the root table
+/// ([`repaired_root`]), and the signature the original had.
+///
+/// # Safety
+///
+/// As for [`read`].
+unsafe fn tables_from_repaired_root(rsdp: u64) -> Result<(AcpiTables<Identity>, [u8; 4]), Error> {
+    // SAFETY: the caller's contract.
+    let Some((copy, found)) = (unsafe { repaired_root(rsdp) }) else {
+        return Err(AcpiError::SdtInvalidSignature(acpi::sdt::Signature::XSDT));
+    };
+    // SAFETY: `copy` is a checked root table in kernel memory, whose
+    // entries are the firmware's (identity-mapped) tables.
+    let tables = unsafe { AcpiTables::from_rsdt(Identity, 2, copy)? };
+    Ok((tables, found))
+}
+
+/// The largest root table [`repaired_root`] copies: a header and 507
+/// eight-byte entries.
+const ROOT_COPY_BYTES: usize = 4096;
+
+/// The repaired copy of the root table (written once, on the boot CPU).
+static ROOT_COPY: spin::Once<RootCopy> = spin::Once::new();
+
+#[repr(C, align(8))]
+struct RootCopy([u8; ROOT_COPY_BYTES]);
+
+/// A copy of the XSDT that a revision-2 RSDP names, with its signature
+/// set to `XSDT`, its OEM id to the RSDP's and its OEM table id to blanks,
+/// when everything else about it holds: the RSDP's
+/// extended checksum, the table's length (a header and whole 8-byte
+/// entries) and its own checksum. Returns the copy's address and the
+/// signature that was found.
+///
+/// Why: the real Xen 4.17 builds a PVH dom0's XSDT by copying the header
+/// of the host's XSDT, and on a host whose firmware has only an RSDT
+/// (SeaBIOS, QEMU's q35) it copies 36 bytes from address 0 instead (the
+/// real-mode interrupt table: the signature reads `53 ff 00 f0`, the OEM
+/// ids are not text), then fills in a correct length, entries and
+/// checksum. Later Xen copies the RSDT's header and sets the `X`. The acpi
+/// crate rightly refuses that header; the entries are sound.
+///
+/// # Safety
+///
+/// `rsdp` is the physical address of an RSDP below 4 GiB, identity-mapped.
+unsafe fn repaired_root(rsdp: u64) -> Option<(usize, [u8; 4])> {
+    // SAFETY: the caller's contract; a revision-2 RSDP is 36 bytes.
+    let rsdp = unsafe { core::slice::from_raw_parts(rsdp as *const u8, 36) };
+    let sum = |bytes: &[u8]| bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+    if &rsdp[..8] != b"RSD PTR " || rsdp[15] < 2 || sum(rsdp) != 0 {
+        return None;
+    }
+    let xsdt = u64::from_le_bytes(rsdp[24..32].try_into().ok()?);
+    if xsdt == 0 || xsdt >= 1 << 32 {
+        return None;
+    }
+    // SAFETY: the XSDT's header, below 4 GiB (checked), identity-mapped.
+    let header = unsafe { core::slice::from_raw_parts(xsdt as *const u8, 36) };
+    let length = u32::from_le_bytes(header[4..8].try_into().ok()?) as usize;
+    if !(36..=ROOT_COPY_BYTES).contains(&length) || !(length - 36).is_multiple_of(8) {
+        return None;
+    }
+    // SAFETY: the whole table, `length` bytes as its header says (bounded).
+    let table = unsafe { core::slice::from_raw_parts(xsdt as *const u8, length) };
+    if sum(table) != 0 {
+        return None;
+    }
+    let found: [u8; 4] = table[..4].try_into().ok()?;
+    let copy = ROOT_COPY.call_once(|| {
+        let mut copy = RootCopy([0; ROOT_COPY_BYTES]);
+        copy.0[..length].copy_from_slice(table);
+        copy.0[..4].copy_from_slice(b"XSDT");
+        copy.0[10..16].copy_from_slice(&rsdp[9..15]);
+        copy.0[16..24].copy_from_slice(b"        ");
+        // Keep the sum at zero: what the signature gained, the checksum
+        // (byte 9) gives back.
+        copy.0[9] = copy.0[9].wrapping_sub(sum(&copy.0[..length]));
+        copy
+    });
+    Some((copy.0.as_ptr() as usize, found))
 }

@@ -51,7 +51,7 @@ pub fn ops() -> Option<&'static Selection> {
 extern "C" fn kmain(start_info: u32) -> ! {
     console::init();
     // SAFETY: `start_info` is what the PVH loader passed in ebx.
-    let Some(info) = (unsafe { start_info::read(start_info) }) else {
+    let Some(mut info) = (unsafe { start_info::read(start_info) }) else {
         console::raw("pvi: no hvm_start_info (boot through PVH)\n");
         exit::failure();
     };
@@ -88,6 +88,8 @@ extern "C" fn kmain(start_info: u32) -> ! {
     // SAFETY: ring 0, the boot CPU, once, after the platform is installed.
     let selection = SELECTION.call_once(|| unsafe { select(detection, info.cmdline) });
     selection.init_cpu();
+    console::replay_early(selection);
+    let adopted = adopt_memory_map(selection, &mut info);
     let timer = selection.check_timer();
     let mut out = console::Console;
     let _ = writeln!(
@@ -99,8 +101,23 @@ extern "C" fn kmain(start_info: u32) -> ! {
     let _ = writeln!(
         out,
         "command line: {:?}; RSDP at {:#x}; {} memory map entries",
-        info.cmdline, info.rsdp, info.memmap_entries
+        info.cmdline, info.rsdp, info.memmap_entries,
     );
+    match adopted {
+        Some(Ok(n)) => {
+            let _ = writeln!(
+                out,
+                "memory map: none from the loader; {n} entries from XENMEM_memory_map"
+            );
+        }
+        Some(Err(e)) => {
+            let _ = writeln!(
+                out,
+                "memory map: none from the loader, and XENMEM_memory_map failed ({e:?})"
+            );
+        }
+        None => {}
+    }
     let _ = write!(
         out,
         "CPUs: {} (APIC ids {:?}{}), local APIC in {} mode; power-off: ",
@@ -125,6 +142,12 @@ extern "C" fn kmain(start_info: u32) -> ! {
         ),
         None => writeln!(out, "no PM1a control block found"),
     };
+    if let Some(found) = machine.root_repaired {
+        let _ = writeln!(
+            out,
+            "ACPI: the XSDT's signature reads {found:02x?}, not \"XSDT\" (Xen 4.17 builds a PVH dom0's XSDT so on a host with only an RSDT); its length and checksum hold, so its entries are used"
+        );
+    }
     let _ = write!(out, "{selection}");
     let _ = writeln!(out, "{timer}");
     let words = || info.cmdline.split_ascii_whitespace();
@@ -163,6 +186,32 @@ extern "C" fn kmain(start_info: u32) -> ! {
     }
     demo(selection, &mut out);
     power_off(selection)
+}
+
+/// The memory map from the hypervisor when the loader gave none (Xen 4.17
+/// gives a PVH dom0 a version-0 `hvm_start_info`, without one): `None`
+/// when there was no need to ask or nobody to ask.
+fn adopt_memory_map(
+    selection: &Selection,
+    info: &mut start_info::StartInfo,
+) -> Option<Result<usize, pvi_sdk::types::PvError>> {
+    if info.memmap_entries > 0 {
+        return None;
+    }
+    match selection.backend {
+        #[cfg(feature = "xen")]
+        pvi_backends::select::Backend::Xen(x) => {
+            let mut regions = [pvi_backends::xen::MemoryRegion::default(); start_info::MAX_ADOPTED];
+            Some(x.0.memory_map(&mut regions).map(|n| {
+                info.adopt_map(regions[..n].iter().map(|r| start_info::MemoryRegion {
+                    addr: r.addr,
+                    size: r.size,
+                    kind: r.kind,
+                }))
+            }))
+        }
+        _ => None,
+    }
 }
 
 /// The clean end of the demo: the `shutdown` op (ACPI S5 natively), and

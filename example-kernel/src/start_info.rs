@@ -18,10 +18,18 @@ pub struct StartInfo {
     /// Where the loader put this structure and the command line: memory
     /// the kernel must not reuse while it reads them.
     pub occupied: [core::ops::Range<u64>; 2],
+    /// The memory map the hypervisor gave when the loader gave none
+    /// ([`StartInfo::adopt_map`]).
+    hypervisor_map: [MemoryRegion; MAX_ADOPTED],
+    /// How many of `hypervisor_map` are set.
+    hypervisor_map_len: usize,
 }
 
+/// The most memory map entries [`StartInfo::adopt_map`] keeps.
+pub const MAX_ADOPTED: usize = 64;
+
 /// One `hvm_memmap_table_entry`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryRegion {
     /// First byte.
     pub addr: u64,
@@ -52,12 +60,31 @@ impl StartInfo {
         }
     }
 
+    /// Take `regions` as the memory map: for a loader that gave none (a
+    /// version-0 `hvm_start_info`, or no entries), from the hypervisor.
+    /// Entries beyond [`MAX_ADOPTED`] are dropped; returns how many were
+    /// kept.
+    #[cfg_attr(not(feature = "xen"), allow(dead_code))]
+    pub fn adopt_map(&mut self, regions: impl IntoIterator<Item = MemoryRegion>) -> usize {
+        self.hypervisor_map_len = 0;
+        for (slot, region) in self.hypervisor_map.iter_mut().zip(regions) {
+            *slot = region;
+            self.hypervisor_map_len += 1;
+        }
+        self.hypervisor_map_len
+    }
+
     /// Whether `range` is usable RAM that holds none of the loader's data.
     pub fn free_ram(&self, range: core::ops::Range<u64>) -> bool {
         let overlaps = |r: &core::ops::Range<u64>| r.start < range.end && range.start < r.end;
         let table = self.memmap_paddr..self.memmap_paddr + 24 * u64::from(self.memmap_entries);
         let in_ram = (0..self.memmap_entries)
             .filter_map(|i| self.region(i))
+            .chain(
+                self.hypervisor_map[..self.hypervisor_map_len]
+                    .iter()
+                    .copied(),
+            )
             .any(|r| {
                 r.kind == RAM && r.addr <= range.start && range.end <= r.addr.saturating_add(r.size)
             });
@@ -73,21 +100,33 @@ impl StartInfo {
 pub unsafe fn read(address: u32) -> Option<StartInfo> {
     let base = address as usize as *const u8;
     let at = |offset: usize| base.wrapping_add(offset);
-    // Fields: magic (u32 at 0), cmdline_paddr (u64 at 24), rsdp_paddr (u64
-    // at 32), memmap_paddr (u64 at 40), memmap_entries (u32 at 48).
+    // Fields: magic (u32 at 0), version (u32 at 4), cmdline_paddr (u64 at
+    // 24), rsdp_paddr (u64 at 32); from version 1, memmap_paddr (u64 at 40)
+    // and memmap_entries (u32 at 48).
     // SAFETY: the loader's hvm_start_info, in the identity-mapped 4 GiB.
-    let (magic, cmdline_paddr, rsdp, memmap_paddr, entries) = unsafe {
+    let (magic, version, cmdline_paddr, rsdp) = unsafe {
         (
             at(0).cast::<u32>().read_unaligned(),
+            at(4).cast::<u32>().read_unaligned(),
             at(24).cast::<u64>().read_unaligned(),
             at(32).cast::<u64>().read_unaligned(),
-            at(40).cast::<u64>().read_unaligned(),
-            at(48).cast::<u32>().read_unaligned(),
         )
     };
     if magic != MAGIC {
         return None;
     }
+    // A version-0 structure ends at 40: what follows is not the loader's.
+    let (memmap_paddr, entries) = if version >= 1 {
+        // SAFETY: as above; version 1 has these fields.
+        unsafe {
+            (
+                at(40).cast::<u64>().read_unaligned(),
+                at(48).cast::<u32>().read_unaligned(),
+            )
+        }
+    } else {
+        (0, 0)
+    };
     let cmdline = if cmdline_paddr == 0 || cmdline_paddr >= 1 << 32 {
         ""
     } else {
@@ -110,5 +149,7 @@ pub unsafe fn read(address: u32) -> Option<StartInfo> {
             u64::from(address)..u64::from(address) + 56,
             cmdline_paddr..cmdline_paddr + cmdline.len() as u64 + 1,
         ],
+        hypervisor_map: [MemoryRegion::default(); MAX_ADOPTED],
+        hypervisor_map_len: 0,
     })
 }
