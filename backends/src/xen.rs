@@ -108,8 +108,8 @@ impl Xen {
         let capacity = regions.len().min(MAX);
         let mut map = xen_memory_map {
             nr_entries: capacity as u32,
-            pad: 0,
             buffer: platform::gpa(raw.as_mut_ptr() as usize),
+            ..xen_memory_map::ZERO
         };
         // SAFETY: Xen is the hypervisor; `map` names a buffer of
         // `nr_entries` 20-byte entries that lives until the call returns.

@@ -1422,10 +1422,8 @@ pub struct xen_memory_map {
     ///
     /// Offset 0.
     pub nr_entries: u32,
-    /// Alignment of the handle.
-    ///
-    /// Offset 4.
-    pub pad: u32,
+    /// Padding; keep zero.
+    pub _pad_at_4: [u8; 4],
     /// Guest address of an array of 20-byte E820 entries (addr u64,
     /// size u64, type u32, packed).
     ///
@@ -1437,7 +1435,7 @@ impl xen_memory_map {
     /// Every byte zero: the state before the hypervisor first writes it.
     pub const ZERO: Self = Self {
         nr_entries: 0,
-        pad: 0,
+        _pad_at_4: [0; 4],
         buffer: 0,
     };
 }
@@ -1451,8 +1449,6 @@ impl Default for xen_memory_map {
 const _: () = assert!(core::mem::size_of:: < xen_memory_map > () == 16);
 #[cfg(feature = "interface-0-2")]
 const _: () = assert!(core::mem::offset_of!(xen_memory_map, nr_entries) == 0);
-#[cfg(feature = "interface-0-2")]
-const _: () = assert!(core::mem::offset_of!(xen_memory_map, pad) == 4);
 #[cfg(feature = "interface-0-2")]
 const _: () = assert!(core::mem::offset_of!(xen_memory_map, buffer) == 8);
 
