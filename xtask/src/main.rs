@@ -16,6 +16,7 @@ mod run;
 mod scratch;
 mod size;
 mod steps;
+mod xen;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -49,6 +50,14 @@ enum Command {
         /// `kvm`, `xen`, `hyperv` or `vmware`).
         #[arg(long, value_parser = ["none", "kvm", "xen", "hyperv", "vmware"], conflicts_with = "accel")]
         sim: Option<String>,
+        /// Boot under the real Xen 4.17 (Debian's package, fetched, not
+        /// installed) in QEMU TCG: `dom0`, the kernel as Xen's PVH
+        /// hardware domain with --smp vCPUs.
+        #[arg(long, value_parser = ["dom0"], conflicts_with_all = ["accel", "sim"])]
+        xen: Option<String>,
+        /// With --xen: show Xen's own `(XEN)` lines too.
+        #[arg(long, requires = "xen")]
+        xen_log: bool,
         /// With --sim: misbehave on purpose (`pvi-sim --help` lists the
         /// faults, e.g. `pvclock-stuck-odd`).
         #[arg(long, requires = "sim")]
@@ -97,6 +106,8 @@ fn main() -> ExitCode {
         Command::Run {
             accel,
             sim,
+            xen,
+            xen_log,
             fault,
             smp,
             backend,
@@ -104,6 +115,7 @@ fn main() -> ExitCode {
             words,
         } => {
             let accel = match (sim.as_deref(), accel.as_deref()) {
+                _ if xen.is_some() => Some(qemu::Accel::XenDom0),
                 (Some(p), _) => Some(qemu::Accel::Sim(sim_personality(p))),
                 (None, Some("kvm")) => Some(qemu::Accel::Kvm),
                 (None, Some(_)) => Some(qemu::Accel::Tcg),
@@ -115,6 +127,7 @@ fn main() -> ExitCode {
                 backend.as_deref(),
                 fault.as_deref(),
                 release,
+                xen_log,
                 &words,
             )
         }

@@ -24,6 +24,9 @@ pub enum Accel {
     Tcg,
     /// pvi-sim on /dev/kvm, presenting this hypervisor personality.
     Sim(&'static str),
+    /// The real Xen (Debian's package) under QEMU TCG, the kernel its PVH
+    /// dom0 with `smp` vCPUs.
+    XenDom0,
 }
 
 impl Accel {
@@ -33,12 +36,13 @@ impl Accel {
             Accel::Kvm => "kvm",
             Accel::Tcg => "tcg",
             Accel::Sim(_) => "pvi-sim",
+            Accel::XenDom0 => "xen (dom0, tcg)",
         }
     }
 
     /// Whether it runs on /dev/kvm.
     pub fn needs_kvm(self) -> bool {
-        !matches!(self, Accel::Tcg)
+        !matches!(self, Accel::Tcg | Accel::XenDom0)
     }
 }
 
@@ -156,42 +160,89 @@ impl Boot<'_> {
             return sim;
         }
         let mut qemu = Command::new("qemu-system-x86_64");
-        let cpu = match self.accel {
+        let (accel, cpu, memory, device) = match self.accel {
+            // Xen needs QEMU's emulated SVM (TCG), room for itself and its
+            // dom0, and an IOMMU: it refuses a PVH hardware domain
+            // without one. No pvpanic: Xen, not QEMU, sees a dom0 crash.
+            Accel::XenDom0 => ("tcg", "max".to_string(), "1024M", "amd-iommu"),
             // QEMU 7.2 on nested KVM cannot set IA32_ARCH_CAPABILITIES
             // (MSR 0x10a) and aborts; the guest does not need it.
-            Accel::Kvm => format!("host,-arch-capabilities{}", self.cpu_extra),
-            _ => format!("max{}", self.cpu_extra),
+            Accel::Kvm => (
+                "kvm",
+                format!("host,-arch-capabilities{}", self.cpu_extra),
+                "256M",
+                "pvpanic",
+            ),
+            _ => ("tcg", format!("max{}", self.cpu_extra), "256M", "pvpanic"),
         };
         qemu.args([
             "-machine",
             "q35",
             "-accel",
-            self.accel.name(),
+            accel,
             "-cpu",
             &cpu,
             "-smp",
             &self.smp.to_string(),
             "-m",
-            "256M",
-        ]);
-        qemu.args([
+            memory,
             "-display",
             "none",
             "-no-reboot",
             "-device",
             "isa-debug-exit,iobase=0xf4,iosize=4",
             "-device",
-            "pvpanic",
+            device,
         ]);
         qemu.args(self.vm_args);
-        qemu.arg("-kernel")
-            .arg(self.kernel)
-            .args(["-append", self.cmdline]);
+        if self.accel == Accel::XenDom0 {
+            // `-kernel` is Xen; the kernel and its command line are Xen's
+            // first module (QEMU splits -initrd at commas: none in it).
+            let xen = crate::xen::binary().unwrap_or(Path::new("target/xen/xen"));
+            let module = format!(
+                "{} {}",
+                self.kernel.display(),
+                self.cmdline.replace(',', " ")
+            );
+            qemu.arg("-kernel")
+                .arg(xen)
+                .args(["-append", &crate::xen::dom0_command_line(self.smp)])
+                .args(["-initrd", &module]);
+        } else {
+            qemu.arg("-kernel")
+                .arg(self.kernel)
+                .args(["-append", self.cmdline]);
+        }
         match serial {
             Serial::Terminal => qemu.args(["-serial", "stdio"]),
             Serial::File(log) => qemu.arg("-serial").arg(format!("file:{}", log.display())),
         };
         qemu
+    }
+
+    /// Boot with the serial console on this terminal, Xen's own lines
+    /// left out unless `xen_log`; QEMU's exit status.
+    pub fn interactive_guest_lines(&self, xen_log: bool) -> Result<i32, String> {
+        use std::io::{BufRead, Write};
+        let mut child = self
+            .command(Serial::Terminal)
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("{}: {e}", self.accel.name()))?;
+        if let Some(out) = child.stdout.take() {
+            let mut terminal = std::io::stdout();
+            for line in std::io::BufReader::new(out)
+                .split(b'\n')
+                .map_while(Result::ok)
+            {
+                let text = String::from_utf8_lossy(&line);
+                if xen_log || !crate::xen::is_xen_line(&text) {
+                    let _ = writeln!(terminal, "{}", text.trim_end_matches('\r'));
+                }
+            }
+        }
+        let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
+        Ok(status.code().unwrap_or(-1))
     }
 
     /// Boot with the serial console on this terminal; QEMU's exit status.

@@ -10,6 +10,7 @@ pub fn run(
     backend: Option<&str>,
     fault: Option<&str>,
     release: bool,
+    xen_log: bool,
     words: &[String],
 ) -> ExitCode {
     let accel = match (accel, qemu::kvm_usable()) {
@@ -24,11 +25,25 @@ pub fn run(
             Accel::Tcg
         }
     };
-    let prepared = if let Accel::Sim(_) = accel {
-        println!("xtask run: building pvi-sim");
-        qemu::build_sim().map(|_| ())
-    } else {
-        qemu::provision()
+    let prepared = match accel {
+        Accel::Sim(_) => {
+            println!("xtask run: building pvi-sim");
+            qemu::build_sim().map(|_| ())
+        }
+        Accel::XenDom0 => qemu::provision().and_then(|()| {
+            let xen = crate::xen::provision()?;
+            println!(
+                "xtask run: Xen is {} (Xen's own lines {})",
+                xen.display(),
+                if xen_log {
+                    "shown"
+                } else {
+                    "hidden; --xen-log shows them"
+                }
+            );
+            Ok(())
+        }),
+        _ => qemu::provision(),
     };
     if let Err(e) = prepared {
         eprintln!("xtask run: {e}");
@@ -79,7 +94,12 @@ pub fn run(
         cmdline: &cmdline,
         vm_args: &fault_args,
     };
-    match boot.interactive() {
+    let ended = if accel == Accel::XenDom0 {
+        boot.interactive_guest_lines(xen_log)
+    } else {
+        boot.interactive()
+    };
+    match ended {
         Ok(EXIT_SUCCESS) => ExitCode::SUCCESS,
         Ok(EXIT_POWERED_OFF) => {
             println!("xtask run: the kernel powered the machine off");
