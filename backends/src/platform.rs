@@ -14,6 +14,18 @@ pub struct Vectors {
     pub flush: u8,
 }
 
+/// One region of the machine's E820-style memory map, as a PVH loader's
+/// `hvm_memmap_table_entry` or Xen's `XENMEM_memory_map` describes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryRegion {
+    /// First byte.
+    pub addr: u64,
+    /// Length in bytes.
+    pub size: u64,
+    /// E820 type: 1 is usable RAM.
+    pub kind: u32,
+}
+
 /// ACPI registers the kernel found in the FADT, for power-off and reset.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Acpi {

@@ -11,7 +11,7 @@
 use crate::fallback;
 use crate::native::BareMetal;
 use crate::percpu::{Page, PerCpu, Shared, MAX_CPUS};
-use crate::platform;
+use crate::platform::{self, MemoryRegion};
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering::SeqCst};
 use pvi_sdk::arch::{cpuid, rdtsc, wrmsr};
 use pvi_sdk::detect::Choice;
@@ -59,18 +59,6 @@ pub struct Xen {
     hardware_domain: bool,
 }
 
-/// One entry of the E820 memory map `XENMEM_memory_map` fills (20 bytes,
-/// packed, as in Xen's public `e820entry`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MemoryRegion {
-    /// First byte.
-    pub addr: u64,
-    /// Length in bytes.
-    pub size: u64,
-    /// E820 type: 1 is usable RAM.
-    pub kind: u32,
-}
-
 /// Xen's version from `XEN_CPUID_VERSION`'s eax (major in the high half,
 /// minor in the low; no patch level, so 0): `None` for a zero register,
 /// which no Xen reports.
@@ -100,7 +88,8 @@ impl Xen {
     /// The domain's E820 memory map from `XENMEM_memory_map`, into
     /// `regions`; how many entries Xen wrote. A PVH guest asks here when
     /// its `hvm_start_info` carries no map (Xen 4.17 gives a PVH dom0
-    /// none), as Linux's PVH entry does.
+    /// none), as Linux's PVH entry does. Xen writes packed 20-byte E820
+    /// entries (addr, size, type).
     pub fn memory_map(&self, regions: &mut [MemoryRegion]) -> Result<usize, PvError> {
         const ENTRY: usize = 20;
         const MAX: usize = 128;
@@ -216,9 +205,10 @@ impl Xen {
             hardware_domain: asked == Ok(0) && submap0.submap & (1 << xen::XENFEAT_dom0) != 0,
         };
         if xen.hardware_domain {
-            // Step 1 is SCHEDOP_shutdown(SHUTDOWN_poweroff): see
+            // The planned step is SCHEDOP_shutdown(SHUTDOWN_poweroff): see
             // `hardware_domain`. Code 0: pvi's verdict, not Xen's answer.
-            crate::withdrawn::withdraw("shutdown", 1, unsupported());
+            let plan = xen::plan_at(&xen.features, xen.version);
+            crate::withdrawn::withdraw_planned(&plan, "shutdown", unsupported());
         }
         if !xen.shared_info {
             let why = mapped.err().unwrap_or_else(unsupported);

@@ -201,14 +201,11 @@ fn adopt_memory_map(
     match selection.backend {
         #[cfg(feature = "xen")]
         pvi_backends::select::Backend::Xen(x) => {
-            let mut regions = [pvi_backends::xen::MemoryRegion::default(); start_info::MAX_ADOPTED];
-            Some(x.0.memory_map(&mut regions).map(|n| {
-                info.adopt_map(regions[..n].iter().map(|r| start_info::MemoryRegion {
-                    addr: r.addr,
-                    size: r.size,
-                    kind: r.kind,
-                }))
-            }))
+            let written = x.0.memory_map(info.map_buffer());
+            if let Ok(n) = written {
+                info.adopt_map(n);
+            }
+            Some(written)
         }
         _ => None,
     }

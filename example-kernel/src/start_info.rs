@@ -28,16 +28,8 @@ pub struct StartInfo {
 /// The most memory map entries [`StartInfo::adopt_map`] keeps.
 pub const MAX_ADOPTED: usize = 64;
 
-/// One `hvm_memmap_table_entry`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MemoryRegion {
-    /// First byte.
-    pub addr: u64,
-    /// Length in bytes.
-    pub size: u64,
-    /// E820 type: 1 is usable RAM.
-    pub kind: u32,
-}
+/// One `hvm_memmap_table_entry`, or one entry of a hypervisor's map.
+pub use pvi_backends::platform::MemoryRegion;
 
 /// The E820 type of usable RAM.
 pub const RAM: u32 = 1;
@@ -60,18 +52,19 @@ impl StartInfo {
         }
     }
 
-    /// Take `regions` as the memory map: for a loader that gave none (a
-    /// version-0 `hvm_start_info`, or no entries), from the hypervisor.
-    /// Entries beyond [`MAX_ADOPTED`] are dropped; returns how many were
-    /// kept.
+    /// Where a memory map from the hypervisor goes, for a loader that gave
+    /// none (a version-0 `hvm_start_info`, or no entries): fill the slice,
+    /// then [`StartInfo::adopt_map`] how many entries were written.
     #[cfg_attr(not(feature = "xen"), allow(dead_code))]
-    pub fn adopt_map(&mut self, regions: impl IntoIterator<Item = MemoryRegion>) -> usize {
-        self.hypervisor_map_len = 0;
-        for (slot, region) in self.hypervisor_map.iter_mut().zip(regions) {
-            *slot = region;
-            self.hypervisor_map_len += 1;
-        }
-        self.hypervisor_map_len
+    pub fn map_buffer(&mut self) -> &mut [MemoryRegion; MAX_ADOPTED] {
+        &mut self.hypervisor_map
+    }
+
+    /// Take the first `entries` of [`StartInfo::map_buffer`] as the
+    /// memory map (at most [`MAX_ADOPTED`]).
+    #[cfg_attr(not(feature = "xen"), allow(dead_code))]
+    pub fn adopt_map(&mut self, entries: usize) {
+        self.hypervisor_map_len = entries.min(MAX_ADOPTED);
     }
 
     /// Whether `range` is usable RAM that holds none of the loader's data.
