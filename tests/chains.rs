@@ -445,6 +445,9 @@ unsafe impl xen::Steps for MockXen {
     fn vcpu_is_preempted_step1(&self, _cpu: ApicId) -> Result<bool, PvError> {
         Err(unsupported())
     }
+    fn console_write_step1(&self, _data: &[u8]) -> Result<(), PvError> {
+        Err(unsupported())
+    }
 }
 
 #[test]

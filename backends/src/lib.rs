@@ -15,6 +15,7 @@
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+pub mod console_ring;
 pub mod direct;
 pub mod fallback;
 pub mod hypercall_page;

@@ -81,6 +81,14 @@ pub trait Platform: Sync {
     fn xapic(&self) -> Option<usize> {
         None
     }
+    /// Where the kernel maps the page at guest-physical `gpa`, which the
+    /// hypervisor placed (Xen's PV console ring), if it maps it: a
+    /// writable, cacheable mapping for the kernel's whole life. `None`
+    /// (the default) leaves the backend's steps that need the page unused.
+    fn map_gpa(&self, gpa: u64) -> Option<usize> {
+        let _ = gpa;
+        None
+    }
 }
 
 static PLATFORM: spin::Once<&'static dyn Platform> = spin::Once::new();

@@ -456,7 +456,7 @@ impl fmt::Display for Selection {
             match self.planned(op.name) {
                 Some((step, text)) if crate::withdrawn::is_withdrawn(op.name, step) => writeln!(
                     f,
-                    "  {:<18} native (step {step}, {text}, withdrawn at run time)",
+                    "  {:<18} step {step} withdrawn at run time ({text}): the chain falls back past it",
                     op.name
                 )?,
                 Some((_, "native")) => writeln!(

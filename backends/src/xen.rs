@@ -18,9 +18,10 @@ use pvi_sdk::detect::Choice;
 use pvi_sdk::generated::xen::{self, Features, Hypercalls, Steps};
 use pvi_sdk::time::pvclock;
 use pvi_sdk::types::{
-    evtchn_bind_virq, pvclock_vcpu_time_info, shared_info, vcpu_register_runstate_memory_area,
-    vcpu_runstate_info, xen_add_to_physmap, xen_feature_info, xen_hvm_param, xen_memory_map,
-    ApicId, ErrorKind, ErrorOrigin, Hertz, Nanos, PvError,
+    evtchn_bind_virq, evtchn_send, pvclock_vcpu_time_info, shared_info,
+    vcpu_register_runstate_memory_area, vcpu_runstate_info, xen_add_to_physmap, xen_feature_info,
+    xen_hvm_param, xen_memory_map, xencons_interface, ApicId, ErrorKind, ErrorOrigin, Hertz, Nanos,
+    PvError,
 };
 
 static HYPERCALL_PAGE: Page = Page::new();
@@ -57,7 +58,15 @@ pub struct Xen {
     shared_info: bool,
     version: Option<(u32, u32, u32)>,
     hardware_domain: bool,
+    /// The PV console ring (mapped address) and its event channel.
+    console: Option<(usize, u32)>,
 }
+
+/// Bytes of xencons_interface.output.
+const CONSOLE_RING_BYTES: u32 = 2048;
+/// Yields to xenconsoled while the console ring stays full, before the
+/// write falls back: a stalled console must not hang the kernel.
+const CONSOLE_STALL_YIELDS: u32 = 10_000;
 
 /// Xen's version from `XEN_CPUID_VERSION`'s eax (major in the high half,
 /// minor in the low; no patch level, so 0): `None` for a zero register,
@@ -196,6 +205,7 @@ impl Xen {
                 core::ptr::from_mut(&mut submap0) as u64,
             )
         };
+        let console = Self::console_ring(&hypercalls);
         let xen = Xen {
             features,
             hypercalls,
@@ -203,7 +213,14 @@ impl Xen {
             shared_info: pages.eax >= 1 && mapped == Ok(0),
             version: version_from_leaf(cpuid(choice.leaf(xen::XEN_CPUID_VERSION), 0).eax),
             hardware_domain: asked == Ok(0) && submap0.submap & (1 << xen::XENFEAT_dom0) != 0,
+            console: console.ok(),
         };
+        if let Err(why) = console {
+            // No ring (the hardware domain has none): each write would ask
+            // again and log the same answer.
+            let plan = xen::plan_at(&xen.features, xen.version);
+            crate::withdrawn::withdraw_planned(&plan, "console_write", why);
+        }
         if xen.hardware_domain {
             // The planned step is SCHEDOP_shutdown(SHUTDOWN_poweroff): see
             // `hardware_domain`. Code 0: pvi's verdict, not Xen's answer.
@@ -221,6 +238,47 @@ impl Xen {
             xen.withdraw_timer(why);
         }
         xen
+    }
+
+    /// The domain's PV console ring and its port, from
+    /// `HVM_PARAM_CONSOLE_PFN`/`HVM_PARAM_CONSOLE_EVTCHN`, where the
+    /// platform maps the ring's page.
+    fn console_ring(hypercalls: &Hypercalls) -> Result<(usize, u32), PvError> {
+        let get = |index| {
+            let mut param = xen_hvm_param {
+                domid: xen::DOMID_SELF,
+                pad: 0,
+                index,
+                value: 0,
+            };
+            // SAFETY: Xen is the hypervisor; it fills the struct, which
+            // lives until the call returns.
+            let done = unsafe {
+                hypercalls
+                    .hypervisor_hvm_op(xen::HVMOP_get_param, core::ptr::from_mut(&mut param) as u64)
+            };
+            done.map(|_| param.value)
+        };
+        let pfn = get(xen::HVM_PARAM_CONSOLE_PFN)?;
+        let port = get(xen::HVM_PARAM_CONSOLE_EVTCHN)?;
+        let ring = platform::get()
+            .and_then(|p| p.map_gpa(pfn << 12))
+            .filter(|_| pfn != 0 && port != 0)
+            .ok_or_else(unsupported)?;
+        Ok((ring, port as u32))
+    }
+
+    /// Tell xenconsoled the ring has output.
+    fn notify_console(&self, port: u32) {
+        let mut send = evtchn_send { port };
+        // SAFETY: Xen is the hypervisor; a valid evtchn_send for the
+        // console's own port.
+        let _ = unsafe {
+            self.hypercalls.hypervisor_event_channel_op(
+                xen::EVTCHNOP_send,
+                core::ptr::from_mut(&mut send) as u64,
+            )
+        };
     }
 
     /// Acknowledge this vCPU's timer event: clear its upcall flag, its
@@ -432,6 +490,42 @@ unsafe impl Steps for Xen {
         let runnable = r.time[xen::RUNSTATE_runnable as usize].0;
         let offline = r.time[xen::RUNSTATE_offline as usize].0;
         Ok(Nanos(runnable.saturating_add(offline)))
+    }
+
+    /// Into the PV console ring's output half, then a notification; while
+    /// the ring is full, yield to xenconsoled, and fall back (Busy) if it
+    /// stays full.
+    fn console_write_step1(&self, data: &[u8]) -> Result<(), PvError> {
+        let (ring, port) = self.console.ok_or_else(unsupported)?;
+        let ring = ring as *mut xencons_interface;
+        // SAFETY: the console page Xen named and the platform mapped for
+        // the kernel's life; out_cons/out_prod are 4-byte aligned u32s that
+        // xenconsoled and this guest update (the ring protocol).
+        let (consumer, producer) = unsafe {
+            (
+                core::sync::atomic::AtomicU32::from_ptr(core::ptr::addr_of_mut!((*ring).out_cons)),
+                core::sync::atomic::AtomicU32::from_ptr(core::ptr::addr_of_mut!((*ring).out_prod)),
+            )
+        };
+        let store = |index: usize, byte: u8| {
+            // SAFETY: console_ring passes index < CONSOLE_RING_BYTES, inside
+            // the mapped ring's output half.
+            unsafe { core::ptr::addr_of_mut!((*ring).output[index]).write_volatile(byte) }
+        };
+        let ring = crate::console_ring::Ring {
+            consumer,
+            producer,
+            store: &store,
+            size: CONSOLE_RING_BYTES,
+        };
+        let written = crate::console_ring::write(&ring, data, CONSOLE_STALL_YIELDS, || {
+            self.notify_console(port);
+            // SAFETY: Xen is the hypervisor; SCHEDOP_yield takes no
+            // argument.
+            let _ = unsafe { self.hypercalls.hypervisor_sched_op(xen::SCHEDOP_yield, 0) };
+        });
+        self.notify_console(port);
+        written.map_err(|_| unstable())
     }
 
     fn vcpu_is_preempted_step1(&self, cpu: ApicId) -> Result<bool, PvError> {

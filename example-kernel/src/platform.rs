@@ -63,4 +63,10 @@ impl Platform for Kernel {
     fn xapic(&self) -> Option<usize> {
         Some(XAPIC_BASE)
     }
+
+    /// The boot page tables identity-map the low 4 GiB, where Xen places
+    /// its special pages.
+    fn map_gpa(&self, gpa: u64) -> Option<usize> {
+        (gpa < 1 << 32).then_some(gpa as usize)
+    }
 }

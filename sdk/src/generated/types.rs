@@ -1452,6 +1452,78 @@ const _: () = assert!(core::mem::offset_of!(xen_memory_map, nr_entries) == 0);
 #[cfg(feature = "interface-0-2")]
 const _: () = assert!(core::mem::offset_of!(xen_memory_map, buffer) == 8);
 
+/// The PV console ring, one page the guest and xenconsoled share:
+/// the guest writes bytes at out[out_prod % 2048] and advances
+/// out_prod after them; xenconsoled advances out_cons as it reads.
+/// Indexes run free and wrap.
+/// Source: Xen xen/include/public/io/console.h (XENCONS_RING_IDX =
+/// uint32_t); the `in`/`out` arrays are named `input`/`output` here.
+///
+/// Declared by the `xen` ABI in `idl/`.
+/// Size: 3088 bytes.
+/// Since interface 0.2.0.
+#[cfg(feature = "interface-0-2")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct xencons_interface {
+    /// Bytes from xenconsoled to the guest (console input).
+    ///
+    /// Offset 0.
+    pub input: [u8; 1024],
+    /// Bytes from the guest to xenconsoled (console output).
+    ///
+    /// Offset 1024.
+    pub output: [u8; 2048],
+    /// Console input consumed by the guest.
+    ///
+    /// Offset 3072.
+    pub in_cons: u32,
+    /// Console input produced by xenconsoled.
+    ///
+    /// Offset 3076.
+    pub in_prod: u32,
+    /// Console output consumed by xenconsoled.
+    ///
+    /// Offset 3080.
+    pub out_cons: u32,
+    /// Console output produced by the guest.
+    ///
+    /// Offset 3084.
+    pub out_prod: u32,
+}
+#[cfg(feature = "interface-0-2")]
+impl xencons_interface {
+    /// Every byte zero: the state before the hypervisor first writes it.
+    pub const ZERO: Self = Self {
+        input: [0; 1024],
+        output: [0; 2048],
+        in_cons: 0,
+        in_prod: 0,
+        out_cons: 0,
+        out_prod: 0,
+    };
+}
+#[cfg(feature = "interface-0-2")]
+impl Default for xencons_interface {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::size_of:: < xencons_interface > () == 3088);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(xencons_interface, input) == 0);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(xencons_interface, output) == 1024);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(xencons_interface, in_cons) == 3072);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(xencons_interface, in_prod) == 3076);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(xencons_interface, out_cons) == 3080);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(xencons_interface, out_prod) == 3084);
+
 /// Why a paravirtual call did not do what was asked: one kind for every
 /// hypervisor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -51,6 +51,9 @@ pub use super::types::xen_hvm_param;
 #[cfg(feature = "interface-0-2")]
 #[doc(inline)]
 pub use super::types::xen_memory_map;
+#[cfg(feature = "interface-0-2")]
+#[doc(inline)]
+pub use super::types::xencons_interface;
 
 bitflags::bitflags! {
     /// Features 1 (CPUID base+2 ECX). Upstream defines the bit number as
@@ -525,6 +528,22 @@ pub const HVM_PARAM_CALLBACK_IRQ: u32 = 0;
 /// vector; check XENFEAT_hvm_callback_vector first.
 /// Source: Xen xen/include/public/hvm/params.h.
 pub const HVM_PARAM_CALLBACK_TYPE_VECTOR: u8 = 2;
+/// HVM_PARAM: the guest frame of this domain's PV console ring
+/// (xencons_interface), which xenconsoled serves; 0 where there is
+/// none (the hardware domain). Source: Xen
+/// xen/include/public/hvm/params.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.3.
+#[cfg(feature = "interface-0-2")]
+pub const HVM_PARAM_CONSOLE_PFN: u32 = 17;
+/// HVM_PARAM: the event channel that tells xenconsoled the console
+/// ring has new output. Source: Xen xen/include/public/hvm/params.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.3.
+#[cfg(feature = "interface-0-2")]
+pub const HVM_PARAM_CONSOLE_EVTCHN: u32 = 18;
 /// event_channel_op: bind a VIRQ to a new port on a vCPU; arg =
 /// evtchn_bind_virq. Source: Xen xen/include/public/event_channel.h.
 ///
@@ -705,6 +724,8 @@ pub const CONSTANTS: &[(&str, i128)] = &[
     ("HVMOP_set_evtchn_upcall_vector", 23),
     ("HVM_PARAM_CALLBACK_IRQ", 0),
     ("HVM_PARAM_CALLBACK_TYPE_VECTOR", 2),
+    ("HVM_PARAM_CONSOLE_PFN", 17),
+    ("HVM_PARAM_CONSOLE_EVTCHN", 18),
     ("EVTCHNOP_bind_virq", 1),
     ("EVTCHNOP_close", 3),
     ("EVTCHNOP_send", 4),
@@ -1343,6 +1364,10 @@ pub unsafe trait Steps {
     ///
     /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
     fn vcpu_is_preempted_step1(&self, cpu: ApicId) -> Result<bool, PvError>;
+    /// `console_write`, step 1: `shared xencons_interface via __HYPERVISOR_hvm_op`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn console_write_step1(&self, data: &[u8]) -> Result<(), PvError>;
 }
 /// The ops of a guest of this hypervisor: every mapped op walks its
 /// fallback chain from the IDL; the others are native.
@@ -1523,8 +1548,16 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if s.hv_version().is_none_or(|v| v >= (2u32, 0u32, 0u32))
+        if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 3u32))
             && !s.withdrawn("console_write", 1)
+        {
+            match s.console_write_step1(data) {
+                Ok(v) => return v,
+                Err(e) => s.fell_back("console_write", 1, e),
+            }
+        }
+        if s.hv_version().is_none_or(|v| v >= (2u32, 0u32, 0u32))
+            && !s.withdrawn("console_write", 2)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `console_write`.
@@ -1537,7 +1570,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
                         )
                 } {
                     Ok(_) => return,
-                    Err(e) => s.fell_back("console_write", 1, e),
+                    Err(e) => s.fell_back("console_write", 2, e),
                 }
             }
         }
@@ -1795,14 +1828,17 @@ pub fn plan_at(
             "console_write",
             {
                 let step = || -> (usize, &'static str) {
+                    if version.is_none_or(|v| v >= (3u32, 0u32, 3u32)) {
+                        return (1, "shared xencons_interface via __HYPERVISOR_hvm_op");
+                    }
                     if version.is_none_or(|v| v >= (2u32, 0u32, 0u32)) {
                         return (
-                            1,
+                            2,
                             "hypercall __HYPERVISOR_console_io(CONSOLEIO_write, data.len, data.ptr)",
                         );
                     }
                     if true {
-                        return (2, "native");
+                        return (3, "native");
                     }
                     (0, "native")
                 };
@@ -1867,7 +1903,7 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("timer_cancel", "hypercall → native"),
     ("yield_to", "hypercall → native"),
     ("safe_halt", "native"),
-    ("console_write", "hypercall → native"),
+    ("console_write", "shared → hypercall → native"),
     ("flush_tlb", "hypercall → native"),
     ("shutdown", "hypercall → hypercall → hypercall → native"),
 ];

@@ -1,0 +1,116 @@
+//! Writing into a console ring that another party drains: Xen's PV
+//! console (`xencons_interface.output`, which xenconsoled reads), kept
+//! apart from the memory it lives in so that it runs in host tests.
+//!
+//! Indexes run free and wrap at 2^32; the producer's index minus the
+//! consumer's is how full the ring is. Bytes are stored before the index
+//! that publishes them (Linux's hvc_xen: `wmb()` before `out_prod`).
+
+use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
+
+/// The ring's two indexes and its bytes.
+pub struct Ring<'a> {
+    /// The consumer's index (read only here).
+    pub consumer: &'a AtomicU32,
+    /// The producer's index (this side's).
+    pub producer: &'a AtomicU32,
+    /// Stores `byte` at ring offset `index` (below the ring's size).
+    pub store: &'a dyn Fn(usize, u8),
+    /// The ring's size in bytes (a power of two).
+    pub size: u32,
+}
+
+/// The ring stayed full for as many waits as allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stalled {
+    /// Bytes of the data that were written before it stalled.
+    pub written: usize,
+}
+
+/// Write all of `data`, calling `wait` whenever the ring is full (to
+/// notify and yield to the consumer); after `max_waits` waits with no room
+/// made, give up. Never spins unbounded.
+pub fn write(
+    ring: &Ring,
+    data: &[u8],
+    max_waits: u32,
+    mut wait: impl FnMut(),
+) -> Result<(), Stalled> {
+    let mut written = 0;
+    let mut waits = 0;
+    while written < data.len() {
+        let at = ring.producer.load(SeqCst);
+        let used = at.wrapping_sub(ring.consumer.load(SeqCst));
+        let free = ring.size.saturating_sub(used) as usize;
+        if free == 0 {
+            if waits == max_waits {
+                return Err(Stalled { written });
+            }
+            waits += 1;
+            wait();
+            continue;
+        }
+        waits = 0;
+        let n = free.min(data.len() - written);
+        for (i, &byte) in data[written..written + n].iter().enumerate() {
+            (ring.store)((at.wrapping_add(i as u32) % ring.size) as usize, byte);
+        }
+        ring.producer.store(at.wrapping_add(n as u32), SeqCst);
+        written += n;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use core::cell::RefCell;
+    use std::vec::Vec;
+
+    #[test]
+    fn bytes_wrap_around_the_ring_and_the_consumer_makes_room() {
+        let bytes = RefCell::new([0u8; 8]);
+        let (cons, prod) = (AtomicU32::new(u32::MAX - 2), AtomicU32::new(u32::MAX - 2));
+        let store = |i: usize, b: u8| bytes.borrow_mut()[i] = b;
+        let ring = Ring {
+            consumer: &cons,
+            producer: &prod,
+            store: &store,
+            size: 8,
+        };
+        let mut seen = Vec::new();
+        let drained = write(&ring, b"0123456789ab", 3, || {
+            // The consumer drains everything written so far.
+            let (c, p) = (cons.load(SeqCst), prod.load(SeqCst));
+            let mut i = c;
+            while i != p {
+                seen.push(bytes.borrow()[(i % 8) as usize]);
+                i = i.wrapping_add(1);
+            }
+            cons.store(p, SeqCst);
+        });
+        assert_eq!(drained, Ok(()));
+        assert_eq!(seen, b"01234567");
+        // The indexes wrapped past 2^32.
+        assert_eq!(prod.load(SeqCst), 9);
+    }
+
+    #[test]
+    fn a_ring_nobody_drains_stalls_instead_of_hanging() {
+        let (cons, prod) = (AtomicU32::new(0), AtomicU32::new(0));
+        let store = |_: usize, _: u8| {};
+        let ring = Ring {
+            consumer: &cons,
+            producer: &prod,
+            store: &store,
+            size: 4,
+        };
+        let mut waits = 0;
+        assert_eq!(
+            write(&ring, b"abcdef", 10, || waits += 1),
+            Err(Stalled { written: 4 })
+        );
+        assert_eq!(waits, 10);
+    }
+}
