@@ -26,6 +26,9 @@ pub struct Machine {
     pub power: Acpi,
     /// The ACPI PM timer's I/O port, if the FADT names one (for `bench`).
     pub pm_timer: Option<u16>,
+    /// Why the machine has no CMOS RTC, when its FADT says so (a Xen PVH
+    /// domU's does): the self-tests then do not poll one.
+    pub no_cmos_rtc: Option<&'static str>,
     /// The root table's signature was wrong and was repaired (see
     /// [`repaired_root`]); the boot report says so.
     pub root_repaired: Option<[u8; 4]>,
@@ -132,6 +135,13 @@ pub unsafe fn read(rsdp: u64) -> Result<Machine, Error> {
             machine.pm_timer = u16::try_from(timer.address).ok();
         }
     }
+    machine.no_cmos_rtc = if { fadt.flags }.system_is_hw_reduced_acpi() {
+        Some("the FADT says this is a hardware-reduced ACPI platform")
+    } else if { fadt.iapc_boot_arch }.use_time_and_alarm_namespace_for_rtc() {
+        Some("the FADT's IAPC_BOOT_ARCH says so (CMOS RTC not present)")
+    } else {
+        None
+    };
     let century = fadt.century;
     machine.power.century = (century != 0).then_some(century);
     if let Ok(dsdt) = tables.dsdt() {

@@ -31,9 +31,23 @@ fn snapshot(century: Option<u8>) -> RtcRegisters {
     }
 }
 
-/// Nanoseconds since the Unix epoch, or `Nanos(0)` if the clock cannot be
-/// read consistently or holds an impossible date.
+/// Whether anything answers the CMOS ports. Where nothing does (a Xen
+/// PVH domU has no emulated RTC), a port read gives 0xff, and neither the
+/// seconds register nor status register A can read 0xff on a real RTC
+/// (seconds stop at 59; status A's rate and divider bits are never all
+/// set). Two reads: cheap, and it keeps [`wallclock`] from polling a
+/// device that is not there.
+pub fn present() -> bool {
+    !(register(0x00) == 0xff && register(0x0a) == 0xff)
+}
+
+/// Nanoseconds since the Unix epoch, or `Nanos(0)` if there is no clock
+/// ([`present`]), it cannot be read consistently or it holds an
+/// impossible date.
 pub fn wallclock() -> Nanos {
+    if !present() {
+        return Nanos(0);
+    }
     let century = platform::get().and_then(|p| p.acpi().century);
     for _ in 0..5 {
         let mut spins = 0;

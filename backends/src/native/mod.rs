@@ -8,6 +8,8 @@ mod power;
 mod serial;
 pub mod tsc;
 
+pub use cmos::present as cmos_rtc_present;
+
 use pvi_sdk::types::{ApicId, CpuSet, Hertz, Nanos, PvError, ShutdownReason, Vector};
 use pvi_sdk::{NativeRoutines, PvOps};
 
