@@ -312,6 +312,27 @@ fn hyperv_time_ref_count_is_converted_from_100ns_ticks() {
     );
 }
 
+/// Xen's Hyper-V emulation (measured on Xen 4.17) grants and serves the
+/// frequency MSR on the partition privilege alone, without the misc bit
+/// Linux also asks for: a PVH guest there has no PIT to measure with.
+#[test]
+fn hyperv_tsc_hz_needs_only_the_frequency_privilege() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    take_native_calls();
+    let ops = hyperv_with(
+        hyperv::HypervFeatures::HV_ACCESS_FREQUENCY_MSRS,
+        hyperv::HypervMiscFeatures::empty(),
+        2_445_432_000,
+        Err(unsupported()),
+    );
+    assert_eq!(ops.tsc_hz(), Hertz(2_445_432_000));
+    assert_eq!(
+        *ops.0.msrs.borrow(),
+        [(hyperv::HV_X64_MSR_TSC_FREQUENCY, 0)]
+    );
+    assert!(take_native_calls().is_empty());
+}
+
 #[test]
 fn hyperv_timer_deadlines_are_written_in_100ns_ticks() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

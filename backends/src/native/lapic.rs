@@ -3,7 +3,6 @@
 //! x2APIC through its MSRs when the CPU is in x2APIC mode, else xAPIC at
 //! the address the kernel mapped ([`Platform::xapic`](crate::platform::Platform::xapic)).
 
-use super::tsc;
 use crate::platform;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use pvi_sdk::arch::{cpuid, rdmsr, rdtsc, wrmsr};
@@ -174,7 +173,9 @@ fn has_tsc_deadline() -> bool {
     cpuid(1, 0).ecx & (1 << 24) != 0
 }
 
-/// APIC timer ticks per second at divide-by-16, measured once against the TSC.
+/// APIC timer ticks per second at divide-by-16, measured once against the
+/// TSC at the active backend's TSC frequency (a Xen PVH guest has no PIT,
+/// so only the hypervisor can say how fast its TSC runs).
 static APIC_TIMER_HZ: AtomicU64 = AtomicU64::new(0);
 
 fn apic_timer_hz(m: Mode) -> Option<u64> {
@@ -182,7 +183,7 @@ fn apic_timer_hz(m: Mode) -> Option<u64> {
     if known != 0 {
         return Some(known);
     }
-    let tsc_hz = tsc::hz().0;
+    let tsc_hz = crate::select::active_tsc_hz().0;
     if tsc_hz == 0 {
         return None;
     }

@@ -60,7 +60,11 @@ fn calibrate_against_pit() -> Option<Hertz> {
     tsc_freq::from_calibration(ticks, u64::from(PIT_WINDOW), tsc_freq::PIT_HZ)
 }
 
-/// TSC ticks in one PIT window, or `None` if the PIT never counted down.
+/// TSC ticks in one PIT window, or `None` if there is no PIT or it never
+/// counted down. In mode 0 the channel's output goes low as the count is
+/// loaded; an output already high then is a port nothing answers (it reads
+/// 0xff: a Xen PVH guest has no PIT), whose "window" would time nothing
+/// and give an absurdly low frequency.
 fn pit_window() -> Option<u64> {
     // SAFETY: ports 0x61, 0x43 and 0x42 are the PC speaker gate and PIT
     // channel 2, which nothing else in a kernel being booted uses; the
@@ -71,6 +75,10 @@ fn pit_window() -> Option<u64> {
         outb(0x43, 0b1011_0000); // channel 2, lobyte/hibyte, mode 0
         outb(0x42, (PIT_WINDOW & 0xff) as u8);
         outb(0x42, (PIT_WINDOW >> 8) as u8);
+        if inb(0x61) & 0x20 != 0 {
+            outb(0x61, gate);
+            return None;
+        }
         let start = rdtsc();
         let mut spins = 0u64;
         while inb(0x61) & 0x20 == 0 {

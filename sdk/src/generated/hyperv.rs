@@ -345,12 +345,17 @@ pub const HV_X64_MSR_TIME_REF_COUNT: u32 = 0x40000020;
 /// Holds: `Gpa`.
 /// Announced by: `HV_MSR_REFERENCE_TSC_AVAILABLE`.
 pub const HV_X64_MSR_REFERENCE_TSC: u32 = 0x40000021;
-/// TSC frequency in Hz (Linux divides it by 1000 for tsc_khz).
-/// Source: Linux include/hyperv/hvgdk_mini.h, arch/x86/kernel/cpu/mshyperv.c.
+/// TSC frequency in Hz (Linux divides it by 1000 for tsc_khz). The
+/// partition privilege HV_ACCESS_FREQUENCY_MSRS grants the read: KVM
+/// checks only that bit (hv_check_msr_access), and Xen's viridian sets
+/// only that bit and serves the MSR (measured on Xen 4.17; it never
+/// sets HV_FEATURE_FREQUENCY_MSRS_AVAILABLE).
+/// Source: Linux include/hyperv/hvgdk_mini.h, arch/x86/kernel/cpu/mshyperv.c,
+/// arch/x86/kvm/hyperv.c.
 ///
 /// MSR 0x40000022.
 /// Holds: `Hertz`.
-/// Announced by: `HV_ACCESS_FREQUENCY_MSRS`, `HV_FEATURE_FREQUENCY_MSRS_AVAILABLE`.
+/// Announced by: `HV_ACCESS_FREQUENCY_MSRS`.
 pub const HV_X64_MSR_TSC_FREQUENCY: u32 = 0x40000022;
 /// Local APIC timer frequency in Hz (Linux divides it by HZ for
 /// lapic_timer_period). Source: Linux include/hyperv/hvgdk_mini.h,
@@ -1790,9 +1795,6 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if features.hyperv_features.contains(HypervFeatures::HV_ACCESS_FREQUENCY_MSRS)
-            && features
-                .hyperv_misc_features
-                .contains(HypervMiscFeatures::HV_FEATURE_FREQUENCY_MSRS_AVAILABLE)
             && !s.withdrawn("tsc_hz", 1)
         {
             return Hertz(s.read_msr(HV_X64_MSR_TSC_FREQUENCY));
@@ -1985,15 +1987,10 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 10] 
                     if features
                         .hyperv_features
                         .contains(HypervFeatures::HV_ACCESS_FREQUENCY_MSRS)
-                        && features
-                            .hyperv_misc_features
-                            .contains(
-                                HypervMiscFeatures::HV_FEATURE_FREQUENCY_MSRS_AVAILABLE,
-                            )
                     {
                         return (
                             1,
-                            "msr HV_X64_MSR_TSC_FREQUENCY requires HV_ACCESS_FREQUENCY_MSRS, HV_FEATURE_FREQUENCY_MSRS_AVAILABLE",
+                            "msr HV_X64_MSR_TSC_FREQUENCY requires HV_ACCESS_FREQUENCY_MSRS",
                         );
                     }
                     if true {
