@@ -7,7 +7,7 @@
 //! again through the chosen backend, so a firmware complaint made before
 //! detection is not lost.
 
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use pvi_backends::select::Selection;
 use pvi_sdk::PvOps;
 
@@ -16,6 +16,28 @@ const EARLY_BYTES: usize = 2048;
 static EARLY: [AtomicU8; EARLY_BYTES] = [const { AtomicU8::new(0) }; EARLY_BYTES];
 /// Bytes written early, including any beyond [`EARLY_BYTES`] (dropped).
 static EARLY_LEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether every line also goes to the debug port 0xE9 (`console.e9` on
+/// the command line).
+static DEBUG_PORT: AtomicBool = AtomicBool::new(false);
+
+/// Copy all output to port 0xE9, which Xen (for its HVM and PVH guests,
+/// printed as `(dN) …` lines with `guest_loglvl=all`), QEMU's debugcon and
+/// Bochs print. For a backend whose own console cannot reach anyone: the
+/// Hyper-V backend in a Xen domU writes to a COM1 that is not there.
+pub fn mirror_to_debug_port() {
+    DEBUG_PORT.store(true, Relaxed);
+}
+
+fn debug_port(bytes: &[u8]) {
+    if DEBUG_PORT.load(Relaxed) {
+        for &byte in bytes {
+            // SAFETY: port 0xE9 is a write-only debug console where one is
+            // emulated, and nothing elsewhere; the user asked for it.
+            unsafe { pvi_sdk::arch::outb(0xe9, byte) };
+        }
+    }
+}
 
 /// Set up COM1 (115200 8N1, FIFOs on), with the crate's self-test.
 pub fn init() {
@@ -32,6 +54,7 @@ pub fn raw(text: &str) {
         }
     }
     <pvi_backends::native::BareMetal as pvi_sdk::NativeRoutines>::serial_write(text.as_bytes());
+    debug_port(text.as_bytes());
 }
 
 /// Write the early lines again through `selection`'s console, if a
@@ -67,7 +90,10 @@ pub struct Console;
 impl core::fmt::Write for Console {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
         match crate::ops() {
-            Some(selection) => selection.backend.console_write(s.as_bytes()),
+            Some(selection) => {
+                selection.backend.console_write(s.as_bytes());
+                debug_port(s.as_bytes());
+            }
             None => raw(s),
         }
         Ok(())

@@ -55,6 +55,13 @@ extern "C" fn kmain(start_info: u32) -> ! {
         console::raw("pvi: no hvm_start_info (boot through PVH)\n");
         exit::failure();
     };
+    if info
+        .cmdline
+        .split_ascii_whitespace()
+        .any(|w| w == "console.e9")
+    {
+        console::mirror_to_debug_port();
+    }
     // SAFETY: ring 0, the boot CPU (index 0), once.
     unsafe {
         cpu_local::set(0);

@@ -530,6 +530,13 @@ fn tsc_hz_vs_rtc(cx: &Context) -> Outcome {
 }
 
 fn wallclock_vs_host(cx: &Context) -> Outcome {
+    if cx.selection.serving("wallclock").is_none() {
+        if let Some(why) = no_rtc(cx) {
+            return skip!(
+                "the wall clock is the CMOS RTC's here, and this platform has none ({why})"
+            );
+        }
+    }
     let wall = cx.ops.wallclock().0 / 1_000_000_000;
     let Some(host) = cx
         .cmdline
