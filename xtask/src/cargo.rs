@@ -19,3 +19,16 @@ pub fn kernel_cargo() -> Command {
     }
     command
 }
+
+/// Build one of the workspace's host programs (debug); its path.
+pub fn build_host_program(package: &str) -> Result<std::path::PathBuf, String> {
+    let built = cargo()
+        .args(["build", "--quiet", "-p", package])
+        .status()
+        .is_ok_and(|s| s.success());
+    if built {
+        Ok(std::path::PathBuf::from("target/debug").join(package))
+    } else {
+        Err(format!("{package} did not build"))
+    }
+}

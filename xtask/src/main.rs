@@ -6,6 +6,8 @@ mod book;
 mod cargo;
 mod chart;
 mod codegen;
+mod cpio;
+mod dom0;
 mod guide;
 mod kernel_bench;
 mod matrix;
@@ -50,14 +52,19 @@ enum Command {
         /// `kvm`, `xen`, `hyperv` or `vmware`).
         #[arg(long, value_parser = ["none", "kvm", "xen", "hyperv", "vmware"], conflicts_with = "accel")]
         sim: Option<String>,
-        /// Boot under the real Xen 4.17 (Debian's package, fetched, not
+        /// Boot under the real Xen 4.17 (Debian's packages, fetched, not
         /// installed) in QEMU TCG: `dom0`, the kernel as Xen's PVH
-        /// hardware domain with --smp vCPUs.
-        #[arg(long, value_parser = ["dom0"], conflicts_with_all = ["accel", "sim"])]
+        /// hardware domain with --smp vCPUs; `pvh`, the kernel as a PVH
+        /// domU with --smp vCPUs, started by a Linux dom0's `xl`.
+        #[arg(long, value_parser = ["dom0", "pvh"], conflicts_with_all = ["accel", "sim"])]
         xen: Option<String>,
         /// With --xen: show Xen's own `(XEN)` lines too.
         #[arg(long, requires = "xen")]
         xen_log: bool,
+        /// With --xen pvh: turn on Xen's Hyper-V emulation (viridian) for
+        /// the domU, so that it sees "Microsoft Hv" stacked over Xen.
+        #[arg(long, requires = "xen")]
+        viridian: bool,
         /// With --sim: misbehave on purpose (`pvi-sim --help` lists the
         /// faults, e.g. `pvclock-stuck-odd`).
         #[arg(long, requires = "sim")]
@@ -108,6 +115,7 @@ fn main() -> ExitCode {
             sim,
             xen,
             xen_log,
+            viridian,
             fault,
             smp,
             backend,
@@ -115,6 +123,11 @@ fn main() -> ExitCode {
             words,
         } => {
             let accel = match (sim.as_deref(), accel.as_deref()) {
+                _ if xen.as_deref() == Some("pvh") => Some(qemu::Accel::XenPvh { viridian }),
+                _ if viridian => {
+                    eprintln!("xtask run: --viridian needs --xen pvh (Xen emulates Hyper-V for its guests)");
+                    return ExitCode::from(2);
+                }
                 _ if xen.is_some() => Some(qemu::Accel::XenDom0),
                 (Some(p), _) => Some(qemu::Accel::Sim(sim_personality(p))),
                 (None, Some("kvm")) => Some(qemu::Accel::Kvm),

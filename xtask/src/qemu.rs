@@ -27,6 +27,13 @@ pub enum Accel {
     /// The real Xen (Debian's package) under QEMU TCG, the kernel its PVH
     /// dom0 with `smp` vCPUs.
     XenDom0,
+    /// The real Xen under QEMU TCG with a Linux dom0 and Xen's toolstack,
+    /// the kernel a PVH domU with `smp` vCPUs ([`crate::dom0`]); with
+    /// `viridian`, Xen's Hyper-V emulation turned on for it.
+    XenPvh {
+        /// `HVM_PARAM_VIRIDIAN` set before the domU starts.
+        viridian: bool,
+    },
 }
 
 impl Accel {
@@ -37,12 +44,21 @@ impl Accel {
             Accel::Tcg => "tcg",
             Accel::Sim(_) => "pvi-sim",
             Accel::XenDom0 => "xen (dom0, tcg)",
+            Accel::XenPvh { viridian: false } => "xen (pvh domU under a Linux dom0, tcg)",
+            Accel::XenPvh { viridian: true } => {
+                "xen (pvh domU with viridian under a Linux dom0, tcg)"
+            }
         }
     }
 
     /// Whether it runs on /dev/kvm.
     pub fn needs_kvm(self) -> bool {
-        !matches!(self, Accel::Tcg | Accel::XenDom0)
+        !matches!(self, Accel::Tcg | Accel::XenDom0 | Accel::XenPvh { .. })
+    }
+
+    /// Whether it is the real Xen.
+    pub fn is_xen(self) -> bool {
+        matches!(self, Accel::XenDom0 | Accel::XenPvh { .. })
     }
 }
 
@@ -127,15 +143,7 @@ pub struct Boot<'a> {
 
 /// Build pvi-sim; its path.
 pub fn build_sim() -> Result<PathBuf, String> {
-    let built = crate::cargo::cargo()
-        .args(["build", "--quiet", "-p", "pvi-sim"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if built {
-        Ok(PathBuf::from("target/debug/pvi-sim"))
-    } else {
-        Err("pvi-sim did not build".into())
-    }
+    crate::cargo::build_host_program("pvi-sim")
 }
 
 /// Where the guest's serial output goes.
@@ -145,7 +153,7 @@ enum Serial<'a> {
 }
 
 impl Boot<'_> {
-    fn command(&self, serial: Serial) -> Command {
+    fn command(&self, serial: Serial) -> Result<Command, String> {
         if let Accel::Sim(personality) = self.accel {
             let mut sim = Command::new("target/debug/pvi-sim");
             sim.args(["--personality", personality, "--memory-mib", "256"])
@@ -157,7 +165,7 @@ impl Boot<'_> {
             sim.arg(self.kernel)
                 .arg("--")
                 .args(self.cmdline.split_ascii_whitespace());
-            return sim;
+            return Ok(sim);
         }
         let mut qemu = Command::new("qemu-system-x86_64");
         let (accel, cpu, memory, device) = match self.accel {
@@ -165,6 +173,9 @@ impl Boot<'_> {
             // dom0, and an IOMMU: it refuses a PVH hardware domain
             // without one. No pvpanic: Xen, not QEMU, sees a dom0 crash.
             Accel::XenDom0 => ("tcg", "max".to_string(), "1024M", "amd-iommu"),
+            // A Linux PV dom0 runs without an IOMMU (`iommu=0`; with one it
+            // crashed on an AMD-Vi page-table error) and needs more room.
+            Accel::XenPvh { .. } => ("tcg", "max".to_string(), "1536M", "pvpanic"),
             // QEMU 7.2 on nested KVM cannot set IA32_ARCH_CAPABILITIES
             // (MSR 0x10a) and aborts; the guest does not need it.
             Accel::Kvm => (
@@ -195,19 +206,33 @@ impl Boot<'_> {
             device,
         ]);
         qemu.args(self.vm_args);
+        // Under Xen, `-kernel` is Xen and the modules are its dom0's kernel
+        // with its command line, then the dom0's initramfs (QEMU splits
+        // -initrd at commas: the command lines have none).
+        let xen = || crate::xen::binary().ok_or("Xen is not provisioned");
         if self.accel == Accel::XenDom0 {
-            // `-kernel` is Xen; the kernel and its command line are Xen's
-            // first module (QEMU splits -initrd at commas: none in it).
-            let xen = crate::xen::binary().unwrap_or(Path::new("target/xen/xen"));
             let module = format!(
                 "{} {}",
                 self.kernel.display(),
                 self.cmdline.replace(',', " ")
             );
             qemu.arg("-kernel")
-                .arg(xen)
+                .arg(xen()?)
                 .args(["-append", &crate::xen::dom0_command_line(self.smp)])
                 .args(["-initrd", &module]);
+        } else if let Accel::XenPvh { viridian } = self.accel {
+            let dom0 = crate::dom0::provision()?;
+            let initrd = crate::dom0::initrd(dom0, self.kernel, self.cmdline, self.smp, viridian)?;
+            let modules = format!(
+                "{} {},{}",
+                dom0.vmlinuz.display(),
+                crate::dom0::LINUX_COMMAND_LINE,
+                initrd.display()
+            );
+            qemu.arg("-kernel")
+                .arg(xen()?)
+                .args(["-append", crate::dom0::xen_command_line()])
+                .args(["-initrd", &modules]);
         } else {
             qemu.arg("-kernel")
                 .arg(self.kernel)
@@ -217,15 +242,17 @@ impl Boot<'_> {
             Serial::Terminal => qemu.args(["-serial", "stdio"]),
             Serial::File(log) => qemu.arg("-serial").arg(format!("file:{}", log.display())),
         };
-        qemu
+        Ok(qemu)
     }
 
-    /// Boot with the serial console on this terminal, Xen's own lines
-    /// left out unless `xen_log`; QEMU's exit status.
+    /// Boot with the serial console on this terminal, showing only the
+    /// guest's lines ([`crate::xen::GuestLines`]) unless `xen_log`; QEMU's
+    /// exit status.
     pub fn interactive_guest_lines(&self, xen_log: bool) -> Result<i32, String> {
         use std::io::{BufRead, Write};
+        let mut guest = crate::xen::GuestLines::new(self.accel);
         let mut child = self
-            .command(Serial::Terminal)
+            .command(Serial::Terminal)?
             .stdout(Stdio::piped())
             .spawn()
             .map_err(|e| format!("{}: {e}", self.accel.name()))?;
@@ -236,7 +263,7 @@ impl Boot<'_> {
                 .map_while(Result::ok)
             {
                 let text = String::from_utf8_lossy(&line);
-                if xen_log || !crate::xen::is_xen_line(&text) {
+                if guest.keep(&text) || xen_log {
                     let _ = writeln!(terminal, "{}", text.trim_end_matches('\r'));
                 }
             }
@@ -248,7 +275,7 @@ impl Boot<'_> {
     /// Boot with the serial console on this terminal; QEMU's exit status.
     pub fn interactive(&self) -> Result<i32, String> {
         let status = self
-            .command(Serial::Terminal)
+            .command(Serial::Terminal)?
             .status()
             .map_err(|e| format!("{}: {e}", self.accel.name()))?;
         Ok(status.code().unwrap_or(-1))
@@ -266,7 +293,7 @@ impl Boot<'_> {
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
-        let mut qemu = self.command(Serial::File(log));
+        let mut qemu = self.command(Serial::File(log))?;
         qemu.stdout(Stdio::null()).stderr(Stdio::piped());
         let start = Instant::now();
         let mut child = qemu

@@ -30,8 +30,11 @@ pub fn run(
             println!("xtask run: building pvi-sim");
             qemu::build_sim().map(|_| ())
         }
-        Accel::XenDom0 => qemu::provision().and_then(|()| {
+        Accel::XenDom0 | Accel::XenPvh { .. } => qemu::provision().and_then(|()| {
             let xen = crate::xen::provision()?;
+            if let Accel::XenPvh { .. } = accel {
+                crate::dom0::provision()?;
+            }
             println!(
                 "xtask run: Xen is {} (Xen's own lines {})",
                 xen.display(),
@@ -94,7 +97,7 @@ pub fn run(
         cmdline: &cmdline,
         vm_args: &fault_args,
     };
-    let ended = if accel == Accel::XenDom0 {
+    let ended = if accel.is_xen() {
         boot.interactive_guest_lines(xen_log)
     } else {
         boot.interactive()

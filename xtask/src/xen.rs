@@ -40,7 +40,8 @@ fn candidate_version() -> Option<String> {
         .map(|v| v.trim().to_string())
 }
 
-fn run(what: &str, command: &mut Command) -> Result<(), String> {
+/// Run `command`, an error naming `what` unless it succeeds.
+pub fn run(what: &str, command: &mut Command) -> Result<(), String> {
     let status = command.status().map_err(|e| format!("{what}: {e}"))?;
     if status.success() {
         Ok(())
@@ -120,9 +121,37 @@ pub fn dom0_command_line(vcpus: u32) -> String {
     )
 }
 
-/// Whether a serial line is Xen's own (it prefixes each with `(XEN)`).
-pub fn is_xen_line(line: &str) -> bool {
-    line.starts_with("(XEN)")
+/// Which serial lines are the guest's, for `cargo xtask run --xen`: as
+/// dom0, every line but Xen's own (`(XEN)`); as a domU, the dom0's
+/// progress lines (`pvi-dom0:`), the domU's console log it prints, and
+/// what the domU wrote to port 0xE9 (Xen prints it as `(d1) …`, with
+/// `console.e9`).
+pub struct GuestLines {
+    domu: bool,
+    inside_log: bool,
+}
+
+impl GuestLines {
+    /// For a boot under `accel`.
+    pub fn new(accel: crate::qemu::Accel) -> GuestLines {
+        GuestLines {
+            domu: matches!(accel, crate::qemu::Accel::XenPvh { .. }),
+            inside_log: false,
+        }
+    }
+
+    /// Whether `line`, the next one, is the guest's.
+    pub fn keep(&mut self, line: &str) -> bool {
+        if !self.domu {
+            return !line.starts_with("(XEN)");
+        }
+        if line.starts_with(crate::dom0::LOG_BEGINS) {
+            self.inside_log = true;
+        } else if line.starts_with(crate::dom0::LOG_ENDS) {
+            self.inside_log = false;
+        }
+        self.inside_log || line.starts_with("pvi-dom0:") || line.starts_with("(d")
+    }
 }
 
 #[cfg(test)]
@@ -139,7 +168,17 @@ mod tests {
 
     #[test]
     fn xen_lines_are_told_apart_from_the_guest_lines() {
-        assert!(is_xen_line("(XEN) Brought up 2 CPUs"));
-        assert!(!is_xen_line("test clock_ns vs TSC [xen] ok"));
+        let mut dom0 = GuestLines::new(crate::qemu::Accel::XenDom0);
+        assert!(!dom0.keep("(XEN) Brought up 2 CPUs"));
+        assert!(dom0.keep("test clock_ns vs TSC [xen] ok"));
+        let mut domu = GuestLines::new(crate::qemu::Accel::XenPvh { viridian: false });
+        assert!(!domu.keep("[    7.2] reboot: Power down"));
+        assert!(domu.keep("pvi-dom0: toolstack up; xl create -F /pvi/domu.cfg"));
+        assert!(domu.keep(crate::dom0::LOG_BEGINS));
+        assert!(domu.keep("test steal_ns [xen] ok"));
+        assert!(domu.keep(crate::dom0::LOG_ENDS));
+        assert!(!domu.keep("(XEN) Hardware Dom0 shutdown: rebooting machine"));
+        assert!(domu.keep("(d1) backend: hyperv"));
+        assert!(!domu.keep("(XEN) d1: VIRIDIAN HYPERCALL: enabled: 1 pfn: 20a"));
     }
 }
