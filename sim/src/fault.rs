@@ -32,6 +32,12 @@ pub enum Fault {
     /// IDL maps (xen): the guest must not try those.
     #[value(name = "xen-version-3.0")]
     XenVersion3_0,
+    /// Not a fault but a role the real Xen 4.17 showed matters: the domain
+    /// is the hardware domain (xen). XENVER_get_features sets XENFEAT_dom0,
+    /// and SCHEDOP_shutdown(SHUTDOWN_poweroff) halts the machine ("Hardware
+    /// Dom0 halted: halting machine"), which then stays on: powering off is
+    /// the hardware domain's own ACPI S5 write.
+    HardwareDomain,
 }
 
 impl Fault {
@@ -45,7 +51,7 @@ impl Fault {
             Fault::TscPageSequenceZero => &[Hyperv],
             Fault::BackdoorFfffffff => &[Vmware],
             Fault::TimerNeverFires => &[Xen, Hyperv],
-            Fault::XenVersion3_0 => &[Xen],
+            Fault::XenVersion3_0 | Fault::HardwareDomain => &[Xen],
         }
     }
 

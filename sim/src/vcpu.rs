@@ -351,6 +351,12 @@ fn answer_xen_hypercall(
                 (-XEN_EBUSY, Next::Continue)
             }
         },
+        xen::Outcome::HaltMachine => {
+            eprintln!("pvi-sim: the hardware domain asked to power off: halting the machine, as Xen does (\"Hardware Dom0 halted: halting machine\"); it stays on");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
         xen::Outcome::Shutdown(reason) => {
             eprintln!("pvi-sim: the guest shut down (SCHEDOP_shutdown, reason {reason})");
             (0, Next::Exit(xen::shutdown_status(reason)))

@@ -432,6 +432,22 @@ fn cases() -> Vec<Case> {
                 "clock_ns           step 1: shared vcpu_time_info.system_time via __HYPERVISOR_memory_op",
             ],
         ),
+        Case {
+            // What the real Xen does with its hardware domain, taught to
+            // pvi-sim: SCHEDOP_shutdown(poweroff) would halt the machine and
+            // leave it on; the kernel must power off through ACPI S5.
+            vm_args: &["--fault", "hardware-domain"],
+            ..demo(
+                "demo: pvi-sim xen as the hardware domain, powers off",
+                Accel::Sim("xen"),
+                &[
+                    "xen: this is the hardware domain (XENFEAT_dom0)",
+                    "shutdown           step 1 withdrawn at run time",
+                    "tick 5:",
+                    "shutdown: powering off",
+                ],
+            )
+        },
         fault(
             "fault: hyperv, timer never fires",
             "hyperv",

@@ -21,13 +21,14 @@ use pvi_sdk::generated::xen::{
     __HYPERVISOR_console_io, __HYPERVISOR_event_channel_op, __HYPERVISOR_hvm_op,
     __HYPERVISOR_memory_op, __HYPERVISOR_sched_op, __HYPERVISOR_vcpu_op, __HYPERVISOR_xen_version,
     CONSOLEIO_write, EVTCHNOP_bind_virq, HVMOP_flush_tlbs, HVMOP_set_param, RUNSTATE_running,
-    SCHEDOP_block, SCHEDOP_shutdown, SCHEDOP_yield, SHUTDOWN_crash,
+    SCHEDOP_block, SCHEDOP_shutdown, SCHEDOP_yield, SHUTDOWN_crash, SHUTDOWN_poweroff,
     VCPUOP_register_runstate_memory_area, VCPUOP_set_singleshot_timer,
-    VCPUOP_stop_singleshot_timer, VCPU_SSHOTTMR_future, XENMAPSPACE_shared_info,
-    XENMEM_add_to_physmap, HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CALLBACK_TYPE_VECTOR, VIRQ_TIMER,
-    XEN_CPUID_FIRST_LEAF, XEN_CPUID_HVM_FEATURES, XEN_CPUID_HYPERCALL, XEN_CPUID_SIGNATURE_EBX,
-    XEN_CPUID_SIGNATURE_ECX, XEN_CPUID_SIGNATURE_EDX, XEN_CPUID_TIME, XEN_CPUID_VERSION,
-    XEN_EEXIST, XEN_EFAULT, XEN_EINVAL, XEN_ENOENT, XEN_ENOSYS, XEN_ETIME, XEN_LEGACY_MAX_VCPUS,
+    VCPUOP_stop_singleshot_timer, VCPU_SSHOTTMR_future, XENFEAT_dom0, XENFEAT_hvm_callback_vector,
+    XENFEAT_hvm_safe_pvclock, XENMAPSPACE_shared_info, XENMEM_add_to_physmap, XENVER_get_features,
+    HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CALLBACK_TYPE_VECTOR, VIRQ_TIMER, XEN_CPUID_FIRST_LEAF,
+    XEN_CPUID_HVM_FEATURES, XEN_CPUID_HYPERCALL, XEN_CPUID_SIGNATURE_EBX, XEN_CPUID_SIGNATURE_ECX,
+    XEN_CPUID_SIGNATURE_EDX, XEN_CPUID_TIME, XEN_CPUID_VERSION, XEN_EEXIST, XEN_EFAULT, XEN_EINVAL,
+    XEN_ENOENT, XEN_ENOSYS, XEN_ETIME, XEN_LEGACY_MAX_VCPUS,
 };
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::SeqCst};
 use std::sync::Mutex;
@@ -116,6 +117,9 @@ pub enum Outcome {
     /// SCHEDOP_block: halt the vCPU until an interrupt is deliverable,
     /// then return 0.
     Block,
+    /// The hardware domain asked to power off: Xen halts every CPU and the
+    /// machine stays on (`--fault hardware-domain`).
+    HaltMachine,
 }
 
 /// The event-channel state: which port each vCPU's VIRQ_TIMER is bound
@@ -234,6 +238,23 @@ impl Xen {
         self.update_runstate(caller);
         let efault = Outcome::Return(-XEN_EFAULT);
         match number {
+            __HYPERVISOR_xen_version if args[0] == u64::from(XENVER_get_features) => {
+                // xen_feature_info: submap_idx u32 IN, submap u32 OUT.
+                let Some(info) = caller.read(args[1], 8) else {
+                    return efault;
+                };
+                let mut submap = 0u32;
+                if u32_at(&info, 0) == 0 {
+                    submap = 1 << XENFEAT_hvm_callback_vector | 1 << XENFEAT_hvm_safe_pvclock;
+                    if self.fault == Some(Fault::HardwareDomain) {
+                        submap |= 1 << XENFEAT_dom0;
+                    }
+                }
+                match caller.write(args[1] + 4, &submap.to_le_bytes()) {
+                    Some(()) => Outcome::Return(0),
+                    None => efault,
+                }
+            }
             __HYPERVISOR_xen_version => Outcome::Return(i64::from(VERSION)),
             __HYPERVISOR_console_io if args[0] == u64::from(CONSOLEIO_write) => {
                 match caller.read(args[2], (args[1] as usize).min(4096)) {
@@ -261,6 +282,12 @@ impl Xen {
             __HYPERVISOR_sched_op if args[0] == u64::from(SCHEDOP_block) => Outcome::Block,
             __HYPERVISOR_sched_op if args[0] == u64::from(SCHEDOP_shutdown) => {
                 match caller.read(args[1], 4) {
+                    Some(r)
+                        if self.fault == Some(Fault::HardwareDomain)
+                            && u32_at(&r, 0) == SHUTDOWN_poweroff =>
+                    {
+                        Outcome::HaltMachine
+                    }
                     Some(r) => Outcome::Shutdown(u32_at(&r, 0)),
                     None => efault,
                 }
@@ -590,6 +617,39 @@ mod tests {
         assert!(
             read.abs_diff(SYSTEM_TIME_AT_START_NS + 1_000_000_000) < 1_000,
             "{read}"
+        );
+    }
+
+    /// As the real Xen 4.17 answers its hardware domain: XENFEAT_dom0 set,
+    /// and a power-off request halts the machine instead of ending it.
+    #[test]
+    fn the_hardware_domain_sees_xenfeat_dom0_and_its_poweroff_halts() {
+        let memory = machine();
+        let caller = caller(&memory, 0);
+        let features = |xen: &Xen| {
+            memory.write_slice(&[0u8; 8], GuestAddress(0x1000)).unwrap();
+            let args = [u64::from(XENVER_get_features), 0x1000, 0, 0, 0];
+            assert_eq!(
+                xen.hypercall(&caller, __HYPERVISOR_xen_version, args),
+                Outcome::Return(0)
+            );
+            let mut out = [0u8; 4];
+            memory.read_slice(&mut out, GuestAddress(0x1004)).unwrap();
+            u32::from_le_bytes(out)
+        };
+        let domu = Xen::new(1_000_000, 1, 0, None);
+        let dom0 = Xen::new(1_000_000, 1, 0, Some(Fault::HardwareDomain));
+        assert_eq!(features(&domu) & 1 << XENFEAT_dom0, 0);
+        assert_ne!(features(&dom0) & 1 << XENFEAT_dom0, 0);
+        memory.write_slice(&[0u8; 4], GuestAddress(0x2000)).unwrap();
+        let poweroff = [u64::from(SCHEDOP_shutdown), 0x2000, 0, 0, 0];
+        assert_eq!(
+            domu.hypercall(&caller, __HYPERVISOR_sched_op, poweroff),
+            Outcome::Shutdown(SHUTDOWN_poweroff)
+        );
+        assert_eq!(
+            dom0.hypercall(&caller, __HYPERVISOR_sched_op, poweroff),
+            Outcome::HaltMachine
         );
     }
 
