@@ -24,6 +24,7 @@ pub mod percpu;
 pub mod platform;
 pub mod retired;
 pub mod select;
+pub mod served;
 pub mod withdrawn;
 
 #[cfg(feature = "hyperv")]

@@ -405,6 +405,10 @@ unsafe impl Steps for Xen {
         &self.features
     }
 
+    fn served(&self, op: usize, step: usize) {
+        crate::served::record(op, step);
+    }
+
     fn fell_back(&self, op: &'static str, step: usize, error: PvError) {
         crate::withdrawn::fell_back(op, step, error);
     }

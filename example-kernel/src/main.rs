@@ -23,6 +23,7 @@ mod hypercall_fixups;
 mod link_section;
 mod platform;
 mod probe_page;
+mod run_report;
 mod selftest;
 mod smp;
 mod start_info;
@@ -274,15 +275,7 @@ fn demo(selection: &Selection, out: &mut console::Console) {
             ops.steal_ns().0
         );
     }
-    let fallbacks = pvi_backends::fallback::count();
-    let _ = writeln!(out, "fallbacks: {fallbacks}");
-    for e in pvi_backends::fallback::summary() {
-        let _ = writeln!(
-            out,
-            "  {} step {}: {:?} (x{})",
-            e.op, e.step, e.kind, e.times
-        );
-    }
+    run_report::write(out);
 }
 
 #[panic_handler]

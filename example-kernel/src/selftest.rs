@@ -245,15 +245,8 @@ pub fn run(selection: &'static Selection, machine: &Machine, cmdline: &str) -> !
         (cx.now() - started) / MS
     );
     // What fell back, and why: under a broken hypervisor this is the
-    // report that the SDK noticed.
-    let _ = writeln!(out, "fallbacks: {}", pvi_backends::fallback::count());
-    for e in pvi_backends::fallback::summary() {
-        let _ = writeln!(
-            out,
-            "  {} step {}: {:?} (x{})",
-            e.op, e.step, e.kind, e.times
-        );
-    }
+    // report that the SDK noticed; and what served.
+    crate::run_report::write(&mut out);
     let _ = writeln!(out, "{passed} passed, {failed} failed, {skipped} skipped");
     if failed == 0 {
         crate::exit::success()

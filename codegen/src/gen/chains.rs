@@ -433,6 +433,17 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
         let op = found.op;
         let op_name = &op.name.name;
         let name = ident(op_name);
+        // The op's row in `OPS`, which lists every op in model order.
+        let row = proc_macro2::Literal::usize_unsuffixed(
+            model
+                .ops()
+                .position(|o| o.op.name.name == *op_name)
+                .unwrap_or_default(),
+        );
+        let served = |index: usize| {
+            let step = proc_macro2::Literal::usize_unsuffixed(index + 1);
+            quote!(s.served(#row, #step);)
+        };
         // An op newer than the baseline exists only with its interface
         // feature: so do its chain and its step methods.
         let gate = super::names::cfg(model, &op.meta);
@@ -518,7 +529,8 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
                 };
                 step_methods.push(quote!(#[doc = #doc] #[doc = ""] #[doc = #note] #gate fn #m(&self, #(#params),*) -> #r;));
                 let done = ok(quote!(v));
-                Some(quote!(match s.#m(#(#args),*) { Ok(v) => return #done, #err }))
+                let served = served(index);
+                Some(quote!(match s.#m(#(#args),*) { Ok(v) => { #served return #done } #err }))
             } else {
                 match &step.kind {
                     StepKind::Hypercall(hc, exprs) => {
@@ -536,17 +548,18 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
                             .map(|c| c.status)
                             .unwrap_or_default();
                         let done = ok(quote!(()));
+                        let served = served(index);
                         let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; the arguments follow the IDL's mapping of `{op_name}`.");
                         if status == "none" {
                             // SAFETY: (generator source) `__safety__!(#why)`
                             // emits the comment above each generated block.
                             Some(
-                                quote!({ __safety__!(#why); let _ = unsafe { s.hypercalls().#f(#(#vals),*) }; return #done; }),
+                                quote!({ __safety__!(#why); let _ = unsafe { s.hypercalls().#f(#(#vals),*) }; #served return #done; }),
                             )
                         } else {
                             // SAFETY: (generator source) as above.
                             Some(
-                                quote!({ __safety__!(#why); match unsafe { s.hypercalls().#f(#(#vals),*) } { Ok(_) => return #done, #err } }),
+                                quote!({ __safety__!(#why); match unsafe { s.hypercalls().#f(#(#vals),*) } { Ok(_) => { #served return #done } #err } }),
                             )
                         }
                     }
@@ -555,7 +568,8 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
                         let m = ident(&msr.name);
                         let (raw, _) = h.raw(op, value);
                         let done = ok(quote!(()));
-                        Some(quote!({ s.write_msr(#m, #raw); return #done; }))
+                        let served = served(index);
+                        Some(quote!({ s.write_msr(#m, #raw); #served return #done; }))
                     }
                     StepKind::MsrRead(msr, as_unit) => {
                         uses_read_msr = true;
@@ -578,7 +592,8 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
                             .map(|t| typed(model, t, raw))
                             .unwrap_or_else(|| quote!(()));
                         let done = ok(value);
-                        Some(quote!(return #done;))
+                        let served = served(index);
+                        Some(quote!({ #served return #done; }))
                     }
                     StepKind::Cpuid(path, _) => {
                         uses_cpuid = true;
@@ -612,16 +627,18 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
                             .unwrap_or_else(|| quote!(()));
                         let done = ok(value);
                         let step_no = proc_macro2::Literal::usize_unsuffixed(index + 1);
+                        let served = served(index);
                         // A leaf register of zero says "not provided".
                         Some(quote! {{
                             let raw = s.cpuid(#leaf)[#register];
-                            if raw != 0 { return #done; }
+                            if raw != 0 { #served return #done; }
                             s.fell_back(#op_name, #step_no, PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native));
                         }})
                     }
                     StepKind::Nop => {
                         let done = ok(quote!(()));
-                        Some(quote!(return #done;))
+                        let served = served(index);
+                        Some(quote!({ #served return #done; }))
                     }
                     StepKind::Native | StepKind::Shared(..) => None,
                 }
@@ -640,6 +657,7 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
                 #[allow(unused_variables)]
                 let features = s.features();
                 #(#body)*
+                s.served(#row, 0);
                 native::#name::<S::Native>(#(#args),*)
             }
         });
@@ -776,6 +794,14 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
             fn withdrawn(&self, op: &'static str, step: usize) -> bool {
                 let _ = (op, step);
                 false
+            }
+            #[doc = " Step `step` (from 1; 0 for the native lowering) of the op in row `op`"]
+            #[doc = " of `OPS` answered a call: where each op was served from, for a boot"]
+            #[doc = " report that says which mechanisms ran, not only which were planned."]
+            #[doc = " The default records nothing, and costs nothing."]
+            #[inline(always)]
+            fn served(&self, op: usize, step: usize) {
+                let _ = (op, step);
             }
             #(#services)*
             #(#step_methods)*

@@ -1750,6 +1750,14 @@ pub unsafe trait Steps {
         let _ = (op, step);
         false
     }
+    /// Step `step` (from 1; 0 for the native lowering) of the op in row `op`
+    /// of `OPS` answered a call: where each op was served from, for a boot
+    /// report that says which mechanisms ran, not only which were planned.
+    /// The default records nothing, and costs nothing.
+    #[inline(always)]
+    fn served(&self, op: usize, step: usize) {
+        let _ = (op, step);
+    }
     /// The hypercall stubs, entered the way this CPU needs.
     fn hypercalls(&self) -> Hypercalls;
     /// Read an MSR (`rdmsr`).
@@ -1777,7 +1785,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("clock_ns", 1)
         {
             match s.clock_ns_step1() {
-                Ok(v) => return v,
+                Ok(v) => {
+                    s.served(7, 1);
+                    return v;
+                }
                 Err(e) => s.fell_back("clock_ns", 1, e),
             }
         }
@@ -1786,8 +1797,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
             .contains(HypervFeatures::HV_MSR_TIME_REF_COUNT_AVAILABLE)
             && !s.withdrawn("clock_ns", 2)
         {
-            return Nanos((s.read_msr(HV_X64_MSR_TIME_REF_COUNT)).saturating_mul(100));
+            {
+                s.served(7, 2);
+                return Nanos(
+                    (s.read_msr(HV_X64_MSR_TIME_REF_COUNT)).saturating_mul(100),
+                );
+            }
         }
+        s.served(7, 0);
         native::clock_ns::<S::Native>()
     }
     fn tsc_hz(&self) -> Hertz {
@@ -1797,8 +1814,12 @@ impl<S: Steps> PvOps for Paravirt<S> {
         if features.hyperv_features.contains(HypervFeatures::HV_ACCESS_FREQUENCY_MSRS)
             && !s.withdrawn("tsc_hz", 1)
         {
-            return Hertz(s.read_msr(HV_X64_MSR_TSC_FREQUENCY));
+            {
+                s.served(8, 1);
+                return Hertz(s.read_msr(HV_X64_MSR_TSC_FREQUENCY));
+            }
         }
+        s.served(8, 0);
         native::tsc_hz::<S::Native>()
     }
     fn timer_oneshot(&self, deadline: Nanos) -> Result<(), PvError> {
@@ -1813,9 +1834,11 @@ impl<S: Steps> PvOps for Paravirt<S> {
         {
             {
                 s.write_msr(HV_X64_MSR_STIMER0_COUNT, (deadline.0) / 100);
+                s.served(11, 1);
                 return Ok(());
             }
         }
+        s.served(11, 0);
         native::timer_oneshot::<S::Native>(deadline)
     }
     fn timer_cancel(&self) {
@@ -1830,9 +1853,11 @@ impl<S: Steps> PvOps for Paravirt<S> {
         {
             {
                 s.write_msr(HV_X64_MSR_STIMER0_COUNT, 0_u64);
+                s.served(12, 1);
                 return;
             }
         }
+        s.served(12, 0);
         native::timer_cancel::<S::Native>()
     }
     fn eoi(&self) {
@@ -1849,9 +1874,11 @@ impl<S: Steps> PvOps for Paravirt<S> {
         {
             {
                 s.write_msr(HV_X64_MSR_EOI, 0_u64);
+                s.served(13, 1);
                 return;
             }
         }
+        s.served(13, 0);
         native::eoi::<S::Native>()
     }
     fn send_ipi(&self, targets: CpuSet, vector: Vector) -> Result<(), PvError> {
@@ -1864,7 +1891,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; the arguments follow the IDL's mapping of `send_ipi`.
                 match unsafe { s.hypercalls().hvcall_send_ipi(vector, targets) } {
-                    Ok(_) => return Ok(()),
+                    Ok(_) => {
+                        s.served(14, 1);
+                        return Ok(());
+                    }
                     Err(e) => {
                         if matches!(e.kind, ErrorKind::InvalidArgument) {
                             return Err(e);
@@ -1874,6 +1904,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
                 }
             }
         }
+        s.served(14, 0);
         native::send_ipi::<S::Native>(targets, vector)
     }
     fn flush_tlb(&self, targets: CpuSet) {
@@ -1898,11 +1929,15 @@ impl<S: Steps> PvOps for Paravirt<S> {
                             0_u64,
                         )
                 } {
-                    Ok(_) => return,
+                    Ok(_) => {
+                        s.served(18, 1);
+                        return;
+                    }
                     Err(e) => s.fell_back("flush_tlb", 1, e),
                 }
             }
         }
+        s.served(18, 0);
         native::flush_tlb::<S::Native>(targets)
     }
     fn yield_to(&self, target: ApicId) {
@@ -1915,11 +1950,15 @@ impl<S: Steps> PvOps for Paravirt<S> {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; the arguments follow the IDL's mapping of `yield_to`.
                 match unsafe { s.hypercalls().hvcall_notify_long_spin_wait(1_u64) } {
-                    Ok(_) => return,
+                    Ok(_) => {
+                        s.served(16, 1);
+                        return;
+                    }
                     Err(e) => s.fell_back("yield_to", 1, e),
                 }
             }
         }
+        s.served(16, 0);
         native::yield_to::<S::Native>(target)
     }
     fn panic_notify(&self) {
@@ -1933,15 +1972,18 @@ impl<S: Steps> PvOps for Paravirt<S> {
         {
             {
                 s.write_msr(HV_X64_MSR_CRASH_CTL, HV_CRASH_CTL_CRASH_NOTIFY);
+                s.served(21, 1);
                 return;
             }
         }
+        s.served(21, 0);
         native::panic_notify::<S::Native>()
     }
     fn shutdown(&self, reason: ShutdownReason) -> Result<(), PvError> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
+        s.served(20, 0);
         native::shutdown::<S::Native>(reason)
     }
 }

@@ -1000,6 +1000,14 @@ pub unsafe trait Steps {
         let _ = (op, step);
         false
     }
+    /// Step `step` (from 1; 0 for the native lowering) of the op in row `op`
+    /// of `OPS` answered a call: where each op was served from, for a boot
+    /// report that says which mechanisms ran, not only which were planned.
+    /// The default records nothing, and costs nothing.
+    #[inline(always)]
+    fn served(&self, op: usize, step: usize) {
+        let _ = (op, step);
+    }
     /// The hypercall stubs, entered the way this CPU needs.
     fn hypercalls(&self) -> Hypercalls;
     /// `clock_ns`, step 1: `shared pvclock_vcpu_time_info.system_time via MSR_KVM_SYSTEM_TIME_NEW requires KVM_FEATURE_CLOCKSOURCE2`
@@ -1057,7 +1065,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("clock_ns", 1)
         {
             match s.clock_ns_step1() {
-                Ok(v) => return v,
+                Ok(v) => {
+                    s.served(7, 1);
+                    return v;
+                }
                 Err(e) => s.fell_back("clock_ns", 1, e),
             }
         }
@@ -1065,10 +1076,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("clock_ns", 2)
         {
             match s.clock_ns_step2() {
-                Ok(v) => return v,
+                Ok(v) => {
+                    s.served(7, 2);
+                    return v;
+                }
                 Err(e) => s.fell_back("clock_ns", 2, e),
             }
         }
+        s.served(7, 0);
         native::clock_ns::<S::Native>()
     }
     fn tsc_hz(&self) -> Hertz {
@@ -1079,7 +1094,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("tsc_hz", 1)
         {
             match s.tsc_hz_step1() {
-                Ok(v) => return v,
+                Ok(v) => {
+                    s.served(8, 1);
+                    return v;
+                }
                 Err(e) => s.fell_back("tsc_hz", 1, e),
             }
         }
@@ -1087,10 +1105,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("tsc_hz", 2)
         {
             match s.tsc_hz_step2() {
-                Ok(v) => return v,
+                Ok(v) => {
+                    s.served(8, 2);
+                    return v;
+                }
                 Err(e) => s.fell_back("tsc_hz", 2, e),
             }
         }
+        s.served(8, 0);
         native::tsc_hz::<S::Native>()
     }
     fn wallclock(&self) -> Nanos {
@@ -1101,7 +1123,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("wallclock", 1)
         {
             match s.wallclock_step1() {
-                Ok(v) => return v,
+                Ok(v) => {
+                    s.served(9, 1);
+                    return v;
+                }
                 Err(e) => s.fell_back("wallclock", 1, e),
             }
         }
@@ -1109,10 +1134,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("wallclock", 2)
         {
             match s.wallclock_step2() {
-                Ok(v) => return v,
+                Ok(v) => {
+                    s.served(9, 2);
+                    return v;
+                }
                 Err(e) => s.fell_back("wallclock", 2, e),
             }
         }
+        s.served(9, 0);
         native::wallclock::<S::Native>()
     }
     fn steal_ns(&self) -> Nanos {
@@ -1123,10 +1152,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("steal_ns", 1)
         {
             match s.steal_ns_step1() {
-                Ok(v) => return v,
+                Ok(v) => {
+                    s.served(10, 1);
+                    return v;
+                }
                 Err(e) => s.fell_back("steal_ns", 1, e),
             }
         }
+        s.served(10, 0);
         native::steal_ns::<S::Native>()
     }
     fn vcpu_is_preempted(&self, cpu: ApicId) -> bool {
@@ -1137,10 +1170,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("vcpu_is_preempted", 1)
         {
             match s.vcpu_is_preempted_step1(cpu) {
-                Ok(v) => return v,
+                Ok(v) => {
+                    s.served(17, 1);
+                    return v;
+                }
                 Err(e) => s.fell_back("vcpu_is_preempted", 1, e),
             }
         }
+        s.served(17, 0);
         native::vcpu_is_preempted::<S::Native>(cpu)
     }
     fn flush_tlb(&self, targets: CpuSet) {
@@ -1152,10 +1189,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("flush_tlb", 1)
         {
             match s.flush_tlb_step1(targets) {
-                Ok(v) => return v,
+                Ok(v) => {
+                    s.served(18, 1);
+                    return v;
+                }
                 Err(e) => s.fell_back("flush_tlb", 1, e),
             }
         }
+        s.served(18, 0);
         native::flush_tlb::<S::Native>(targets)
     }
     fn eoi(&self) {
@@ -1166,10 +1207,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("eoi", 1)
         {
             match s.eoi_step1() {
-                Ok(v) => return v,
+                Ok(v) => {
+                    s.served(13, 1);
+                    return v;
+                }
                 Err(e) => s.fell_back("eoi", 1, e),
             }
         }
+        s.served(13, 0);
         native::eoi::<S::Native>()
     }
     fn send_ipi(&self, targets: CpuSet, vector: Vector) -> Result<(), PvError> {
@@ -1190,7 +1235,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
                             vector.0 as u64,
                         )
                 } {
-                    Ok(_) => return Ok(()),
+                    Ok(_) => {
+                        s.served(14, 1);
+                        return Ok(());
+                    }
                     Err(e) => {
                         if matches!(e.kind, ErrorKind::InvalidArgument) {
                             return Err(e);
@@ -1200,6 +1248,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
                 }
             }
         }
+        s.served(14, 0);
         native::send_ipi::<S::Native>(targets, vector)
     }
     fn kick_cpu(&self, target: ApicId) {
@@ -1212,11 +1261,15 @@ impl<S: Steps> PvOps for Paravirt<S> {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that KVM is the hypervisor; the arguments follow the IDL's mapping of `kick_cpu`.
                 match unsafe { s.hypercalls().kvm_hc_kick_cpu(0_u64, target) } {
-                    Ok(_) => return,
+                    Ok(_) => {
+                        s.served(15, 1);
+                        return;
+                    }
                     Err(e) => s.fell_back("kick_cpu", 1, e),
                 }
             }
         }
+        s.served(15, 0);
         native::kick_cpu::<S::Native>(target)
     }
     fn yield_to(&self, target: ApicId) {
@@ -1229,11 +1282,15 @@ impl<S: Steps> PvOps for Paravirt<S> {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that KVM is the hypervisor; the arguments follow the IDL's mapping of `yield_to`.
                 match unsafe { s.hypercalls().kvm_hc_sched_yield(target) } {
-                    Ok(_) => return,
+                    Ok(_) => {
+                        s.served(16, 1);
+                        return;
+                    }
                     Err(e) => s.fell_back("yield_to", 1, e),
                 }
             }
         }
+        s.served(16, 0);
         native::yield_to::<S::Native>(target)
     }
     fn io_delay(&self) {
@@ -1243,14 +1300,19 @@ impl<S: Steps> PvOps for Paravirt<S> {
         if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_NOP_IO_DELAY)
             && !s.withdrawn("io_delay", 1)
         {
-            return;
+            {
+                s.served(6, 1);
+                return;
+            }
         }
+        s.served(6, 0);
         native::io_delay::<S::Native>()
     }
     fn shutdown(&self, reason: ShutdownReason) -> Result<(), PvError> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
+        s.served(20, 0);
         native::shutdown::<S::Native>(reason)
     }
 }

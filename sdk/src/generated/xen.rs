@@ -1332,6 +1332,14 @@ pub unsafe trait Steps {
         let _ = (op, step);
         false
     }
+    /// Step `step` (from 1; 0 for the native lowering) of the op in row `op`
+    /// of `OPS` answered a call: where each op was served from, for a boot
+    /// report that says which mechanisms ran, not only which were planned.
+    /// The default records nothing, and costs nothing.
+    #[inline(always)]
+    fn served(&self, op: usize, step: usize) {
+        let _ = (op, step);
+    }
     /// The hypercall stubs, entered the way this CPU needs.
     fn hypercalls(&self) -> Hypercalls;
     /// The calling CPU's index as the hypervisor numbers it.
@@ -1383,10 +1391,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("clock_ns", 1)
         {
             match s.clock_ns_step1() {
-                Ok(v) => return v,
+                Ok(v) => {
+                    s.served(7, 1);
+                    return v;
+                }
                 Err(e) => s.fell_back("clock_ns", 1, e),
             }
         }
+        s.served(7, 0);
         native::clock_ns::<S::Native>()
     }
     fn tsc_hz(&self) -> Hertz {
@@ -1397,7 +1409,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("tsc_hz", 1)
         {
             match s.tsc_hz_step1() {
-                Ok(v) => return v,
+                Ok(v) => {
+                    s.served(8, 1);
+                    return v;
+                }
                 Err(e) => s.fell_back("tsc_hz", 1, e),
             }
         }
@@ -1407,6 +1422,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
             {
                 let raw = s.cpuid(XEN_CPUID_TIME)[2];
                 if raw != 0 {
+                    s.served(8, 2);
                     return Hertz((u64::from(raw)).saturating_mul(1000));
                 }
                 s.fell_back(
@@ -1416,6 +1432,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
                 );
             }
         }
+        s.served(8, 0);
         native::tsc_hz::<S::Native>()
     }
     fn wallclock(&self) -> Nanos {
@@ -1426,10 +1443,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("wallclock", 1)
         {
             match s.wallclock_step1() {
-                Ok(v) => return v,
+                Ok(v) => {
+                    s.served(9, 1);
+                    return v;
+                }
                 Err(e) => s.fell_back("wallclock", 1, e),
             }
         }
+        s.served(9, 0);
         native::wallclock::<S::Native>()
     }
     fn steal_ns(&self) -> Nanos {
@@ -1440,10 +1461,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("steal_ns", 1)
         {
             match s.steal_ns_step1() {
-                Ok(v) => return v,
+                Ok(v) => {
+                    s.served(10, 1);
+                    return v;
+                }
                 Err(e) => s.fell_back("steal_ns", 1, e),
             }
         }
+        s.served(10, 0);
         native::steal_ns::<S::Native>()
     }
     fn vcpu_is_preempted(&self, cpu: ApicId) -> bool {
@@ -1454,10 +1479,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("vcpu_is_preempted", 1)
         {
             match s.vcpu_is_preempted_step1(cpu) {
-                Ok(v) => return v,
+                Ok(v) => {
+                    s.served(17, 1);
+                    return v;
+                }
                 Err(e) => s.fell_back("vcpu_is_preempted", 1, e),
             }
         }
+        s.served(17, 0);
         native::vcpu_is_preempted::<S::Native>(cpu)
     }
     fn timer_oneshot(&self, deadline: Nanos) -> Result<(), PvError> {
@@ -1483,7 +1512,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
                             ) as u64,
                         )
                 } {
-                    Ok(_) => return Ok(()),
+                    Ok(_) => {
+                        s.served(11, 1);
+                        return Ok(());
+                    }
                     Err(e) => {
                         if matches!(e.kind, ErrorKind::InvalidArgument) {
                             return Err(e);
@@ -1493,6 +1525,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
                 }
             }
         }
+        s.served(11, 0);
         native::timer_oneshot::<S::Native>(deadline)
     }
     fn timer_cancel(&self) {
@@ -1512,11 +1545,15 @@ impl<S: Steps> PvOps for Paravirt<S> {
                             0_u64,
                         )
                 } {
-                    Ok(_) => return,
+                    Ok(_) => {
+                        s.served(12, 1);
+                        return;
+                    }
                     Err(e) => s.fell_back("timer_cancel", 1, e),
                 }
             }
         }
+        s.served(12, 0);
         native::timer_cancel::<S::Native>()
     }
     fn yield_to(&self, target: ApicId) {
@@ -1531,17 +1568,22 @@ impl<S: Steps> PvOps for Paravirt<S> {
                 match unsafe {
                     s.hypercalls().hypervisor_sched_op(SCHEDOP_yield, 0_u64)
                 } {
-                    Ok(_) => return,
+                    Ok(_) => {
+                        s.served(16, 1);
+                        return;
+                    }
                     Err(e) => s.fell_back("yield_to", 1, e),
                 }
             }
         }
+        s.served(16, 0);
         native::yield_to::<S::Native>(target)
     }
     fn safe_halt(&self) {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
+        s.served(4, 0);
         native::safe_halt::<S::Native>()
     }
     fn console_write(&self, data: &[u8]) {
@@ -1552,7 +1594,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("console_write", 1)
         {
             match s.console_write_step1(data) {
-                Ok(v) => return v,
+                Ok(v) => {
+                    s.served(19, 1);
+                    return v;
+                }
                 Err(e) => s.fell_back("console_write", 1, e),
             }
         }
@@ -1569,11 +1614,15 @@ impl<S: Steps> PvOps for Paravirt<S> {
                             data.as_ptr() as u64,
                         )
                 } {
-                    Ok(_) => return,
+                    Ok(_) => {
+                        s.served(19, 2);
+                        return;
+                    }
                     Err(e) => s.fell_back("console_write", 2, e),
                 }
             }
         }
+        s.served(19, 0);
         native::console_write::<S::Native>(data)
     }
     fn flush_tlb(&self, targets: CpuSet) {
@@ -1588,11 +1637,15 @@ impl<S: Steps> PvOps for Paravirt<S> {
                 match unsafe {
                     s.hypercalls().hypervisor_hvm_op(HVMOP_flush_tlbs, 0_u64)
                 } {
-                    Ok(_) => return,
+                    Ok(_) => {
+                        s.served(18, 1);
+                        return;
+                    }
                     Err(e) => s.fell_back("flush_tlb", 1, e),
                 }
             }
         }
+        s.served(18, 0);
         native::flush_tlb::<S::Native>(targets)
     }
     fn shutdown(&self, reason: ShutdownReason) -> Result<(), PvError> {
@@ -1616,7 +1669,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
                             ) as u64,
                         )
                 } {
-                    Ok(_) => return Ok(()),
+                    Ok(_) => {
+                        s.served(20, 1);
+                        return Ok(());
+                    }
                     Err(e) => s.fell_back("shutdown", 1, e),
                 }
             }
@@ -1638,7 +1694,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
                             ) as u64,
                         )
                 } {
-                    Ok(_) => return Ok(()),
+                    Ok(_) => {
+                        s.served(20, 2);
+                        return Ok(());
+                    }
                     Err(e) => s.fell_back("shutdown", 2, e),
                 }
             }
@@ -1660,11 +1719,15 @@ impl<S: Steps> PvOps for Paravirt<S> {
                             ) as u64,
                         )
                 } {
-                    Ok(_) => return Ok(()),
+                    Ok(_) => {
+                        s.served(20, 3);
+                        return Ok(());
+                    }
                     Err(e) => s.fell_back("shutdown", 3, e),
                 }
             }
         }
+        s.served(20, 0);
         native::shutdown::<S::Native>(reason)
     }
 }

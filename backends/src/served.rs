@@ -1,0 +1,69 @@
+//! Which step of each op's chain answered at least one call: the plan says
+//! what a chain starts with, this says what actually ran (a reference TSC
+//! page Xen's viridian leaves invalid hands every `clock_ns` to the next
+//! step). The boot report prints it, and `cargo xtask test` builds the
+//! book's "Verified where" table from those lines.
+//!
+//! A call costs one relaxed load and a branch once its step is known; the
+//! first call from a step also sets a bit. Lock-free, for interrupt
+//! handlers.
+
+use core::sync::atomic::{AtomicU16, Ordering::Relaxed};
+use pvi_sdk::generated::ops::OPS;
+
+/// Per op (in `OPS` order): bit `n` set once step `n` served (0 = native).
+static SERVED: [AtomicU16; OPS.len()] = [const { AtomicU16::new(0) }; OPS.len()];
+
+/// Record that step `step` (from 1; 0 = native) of the op in row `op` of
+/// `OPS` answered a call. Steps from 15 on share bit 15; unknown rows are
+/// ignored.
+#[inline(always)]
+pub fn record(op: usize, step: usize) {
+    let Some(slot) = SERVED.get(op) else { return };
+    let bit = 1u16 << step.min(15);
+    if slot.load(Relaxed) & bit == 0 {
+        slot.fetch_or(bit, Relaxed);
+    }
+}
+
+/// The steps of `op` that served, as a bit set (bit 0: native).
+pub fn steps(op: &str) -> u16 {
+    OPS.iter()
+        .position(|o| o.name == op)
+        .map(|row| SERVED[row].load(Relaxed))
+        .unwrap_or(0)
+}
+
+/// Every op whose chain ran, with the steps that served it, in op order.
+pub fn summary() -> impl Iterator<Item = (&'static str, u16)> {
+    OPS.iter()
+        .zip(SERVED.iter())
+        .map(|(op, bits)| (op.name, bits.load(Relaxed)))
+        .filter(|(_, bits)| *bits != 0)
+}
+
+/// A bit set from [`steps`] as text: "step 2", "step 1, native".
+pub struct Steps(pub u16);
+
+impl core::fmt::Display for Steps {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut first = true;
+        for n in (1..16).chain(core::iter::once(0)) {
+            if self.0 & 1 << n == 0 {
+                continue;
+            }
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            match n {
+                0 => f.write_str("native")?,
+                _ => write!(f, "step {n}")?,
+            }
+        }
+        if first {
+            f.write_str("nothing")?;
+        }
+        Ok(())
+    }
+}
