@@ -29,9 +29,16 @@ static REFERENCE_TSC: RefTscPage = RefTscPage(Shared::new(ms_hyperv_tsc_page::ZE
 
 /// The guest identity written to HV_X64_MSR_GUEST_OS_ID: the open-source
 /// form (bit 63) with OS type 0x7f, which the TLFS does not assign to any
-/// OS, and pvi's version in the version field (bits 47:16). Hyper-V requires
-/// only that it be non-zero before the hypercall page is enabled.
-pub const GUEST_OS_ID: u64 = 1 << 63 | 0x7f << 56 | 1 << 16;
+/// OS, and 0x0400_0001 in the version field (bits 47:16). Hyper-V requires
+/// only that it be non-zero before the hypercall page is enabled. The
+/// version's top byte is 4 for Xen's Hyper-V emulation (viridian): it reads
+/// bits 47:40 as the OS field of Microsoft's format and, below 4, answers
+/// the recommendations leaf (0x40000004: remote TLB flush, MSR-based APIC
+/// access, cluster IPI) with zeros (Xen's cpuid_viridian_leaves, seen on
+/// Xen 4.17). Linux clears that bar with its major version in the same byte.
+pub const GUEST_OS_ID: u64 = 1 << 63 | 0x7f << 56 | 0x0400_0001 << 16;
+// Xen's cpuid_viridian_leaves gives recommendations from OS 4 up.
+const _: () = assert!(GUEST_OS_ID >> 40 & 0xff >= 4);
 
 fn unsupported() -> PvError {
     PvError::new(ErrorKind::Unsupported, ErrorOrigin::Hyperv(0))
@@ -54,7 +61,7 @@ impl Hyperv {
     /// `choice` must be Hyper-V's, in ring 0, once; the kernel maps this
     /// crate's statics as the module doc says.
     pub unsafe fn new(choice: &Choice) -> Hyperv {
-        let features = Features::read(|leaf| cpuid(choice.leaf(leaf), 0).to_array());
+        let mut features = Features::read(|leaf| cpuid(choice.leaf(leaf), 0).to_array());
         let f = features.hyperv_features;
         let page = HYPERCALL_PAGE.0.get() as *const u8;
         if f.contains(HypervFeatures::HV_MSR_HYPERCALL_AVAILABLE) {
@@ -68,6 +75,9 @@ impl Hyperv {
                     platform::gpa(page as usize) | hyperv::HV_X64_MSR_HYPERCALL_ENABLE,
                 );
             }
+            // Xen's viridian fills the version and recommendations leaves
+            // only once the guest has said who it is: read them again.
+            features = Features::read(|leaf| cpuid(choice.leaf(leaf), 0).to_array());
         }
         let reference_tsc = f.contains(HypervFeatures::HV_MSR_REFERENCE_TSC_AVAILABLE);
         if reference_tsc {
@@ -116,6 +126,7 @@ impl Hyperv {
     /// vector directly (as Linux's hv_stimer_init does), so that
     /// `timer_oneshot` only has to write its count. Call it on every CPU.
     pub fn init_cpu(&self) {
+        self.check_vp_index();
         let direct = self
             .features
             .hyperv_features
@@ -140,6 +151,36 @@ impl Hyperv {
     }
 }
 
+impl Hyperv {
+    /// The IPI and flush hypercalls take their targets as a mask of VP
+    /// indices, which the chains fill by APIC id. Where the two differ on
+    /// any CPU (Xen's viridian gives vCPU n the APIC id 2n, VP index n),
+    /// those steps would interrupt or flush the wrong CPUs: they go, and
+    /// the boot report says so, rather than miss their targets silently.
+    fn check_vp_index(&self) {
+        if !self
+            .features
+            .hyperv_features
+            .contains(HypervFeatures::HV_MSR_VP_INDEX_AVAILABLE)
+        {
+            return;
+        }
+        // SAFETY: Hyper-V announced HV_X64_MSR_VP_INDEX; reading it has no
+        // side effect.
+        let vp_index = unsafe { rdmsr(hyperv::HV_X64_MSR_VP_INDEX) };
+        // The initial APIC id (CPUID.1:EBX[31:24]) is the id the masks
+        // would use for this CPU while there are fewer than 256.
+        let apic_id = u64::from(cpuid(1, 0).ebx >> 24);
+        if vp_index != apic_id {
+            let plan = hyperv::plan(&self.features);
+            for op in ["send_ipi", "flush_tlb"] {
+                let why = PvError::new(ErrorKind::InvalidArgument, ErrorOrigin::Hyperv(0));
+                crate::withdrawn::withdraw_planned(&plan, op, why);
+            }
+        }
+    }
+}
+
 // SAFETY: a `Hyperv` is only made by `Hyperv::new`, whose contract is that
 // Hyper-V is the hypervisor.
 unsafe impl Steps for Hyperv {
@@ -147,6 +188,10 @@ unsafe impl Steps for Hyperv {
 
     fn features(&self) -> &Features {
         &self.features
+    }
+
+    fn served(&self, op: usize, step: usize) {
+        crate::served::record(op, step);
     }
 
     fn fell_back(&self, op: &'static str, step: usize, error: PvError) {

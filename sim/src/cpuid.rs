@@ -45,6 +45,7 @@ pub fn for_personality(
                 first.eax = u32::MAX;
             }
         }
+        Some(Fault::Viridian) => crate::personality::hyperv::as_viridian(&mut leaves),
         Some(Fault::XenVersion3_0) => {
             // XEN_CPUID_VERSION: major << 16 | minor.
             if let Some(version) = leaves.iter_mut().find(|e| e.function == 0x4000_0001) {

@@ -38,6 +38,13 @@ pub enum Fault {
     /// Dom0 halted: halting machine"), which then stays on: powering off is
     /// the hardware domain's own ACPI S5 write.
     HardwareDomain,
+    /// Not a fault but someone else's Hyper-V: Xen 4.17's viridian as seen
+    /// from a PVH domU under QEMU TCG (hyperv). Access privileges without
+    /// the frequency-MSRs feature bit, SynIC and synthetic timers without
+    /// direct mode, the crash MSRs, recommendations for remote TLB flush,
+    /// MSR-based APIC access and cluster IPIs, and a reference TSC page
+    /// left invalid (sequence 0) because the host TSC is not invariant.
+    Viridian,
 }
 
 impl Fault {
@@ -48,7 +55,7 @@ impl Fault {
             Fault::PvclockStuckOdd => &[Xen],
             Fault::HypercallPageEmpty | Fault::HypercallsUnsupported => &[Xen, Hyperv],
             Fault::CpuidGarbage | Fault::AbsurdMaxLeaf => &[Kvm, Xen, Hyperv, Vmware],
-            Fault::TscPageSequenceZero => &[Hyperv],
+            Fault::TscPageSequenceZero | Fault::Viridian => &[Hyperv],
             Fault::BackdoorFfffffff => &[Vmware],
             Fault::TimerNeverFires => &[Xen, Hyperv],
             Fault::XenVersion3_0 | Fault::HardwareDomain => &[Xen],

@@ -114,12 +114,18 @@ const XEN_VIRIDIAN_EXPECT: &[&str] = &[
 ];
 
 /// ... and the Hyper-V backend forced: the steps Xen's emulation serves
-/// (its TSC frequency MSR, its hypercall page) in use, the rest fallen
-/// back, the lines printed by Xen for the guest (`(d1)`).
+/// (its TSC frequency MSR, its hypercall page, the recommendations it gives
+/// a guest whose id passes its OS bar) in use, the invalid reference TSC
+/// page handing the clock to the reference counter, the lines printed by
+/// Xen for the guest (`(d1)`).
 const XEN_VIRIDIAN_HYPERV_EXPECT: &[&str] = &[
     "(d1) backend: hyperv",
     "(d1)   tsc_hz             step 1: msr HV_X64_MSR_TSC_FREQUENCY",
+    "(d1)   eoi                step 1: msr HV_X64_MSR_EOI",
+    "(d1)   send_ipi           step 1: hypercall HVCALL_SEND_IPI",
+    "(d1)   flush_tlb          step 1: hypercall HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE",
     "(d1)   yield_to           step 1: hypercall HVCALL_NOTIFY_LONG_SPIN_WAIT",
+    "(d1)   clock_ns           step 2",
     "pvi-dom0: the domU shut down with reason code 0",
 ];
 
@@ -448,6 +454,19 @@ fn cases() -> Vec<Case> {
                 ],
             )
         },
+        fault(
+            // What the real Xen's Hyper-V emulation does, taught to
+            // pvi-sim: no direct-mode timers, an invalid reference TSC page.
+            "fault: hyperv as Xen's viridian",
+            "hyperv",
+            &["--fault", "viridian"],
+            &[
+                "timer_oneshot      native (its paravirtual steps' features are absent",
+                "eoi                step 1: msr HV_X64_MSR_EOI",
+                "clock_ns step 1: Unsupported",
+                "  clock_ns           step 2",
+            ],
+        ),
         fault(
             "fault: hyperv, timer never fires",
             "hyperv",

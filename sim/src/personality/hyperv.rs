@@ -88,6 +88,43 @@ fn hints() -> HypervHints {
         | HypervHints::HV_X64_REMOTE_TLB_FLUSH_RECOMMENDED
 }
 
+/// Xen 4.17's viridian answers to the features and recommendations leaves
+/// (HVM_PARAM_VIRIDIAN 0x3fd, on an SVM host; Xen's
+/// cpuid_viridian_leaves): privileges for the APIC, hypercall, VP index,
+/// frequency, reference counter, reference TSC, SynIC and synthetic timer
+/// MSRs; in EDX only the crash MSRs and SINT polling, so no frequency-MSRs
+/// bit and no direct-mode timers; and the recommendations a guest gets once
+/// its HV_X64_MSR_GUEST_OS_ID passes Xen's OS bar, with 2047 spin retries.
+/// (Before that, Xen answers the recommendations leaf with zeros: KVM fixes
+/// a vCPU's CPUID at its first run, so this simulator cannot change it
+/// later, and plays the answer a well-identified guest reads.)
+pub fn as_viridian(leaves: &mut [kvm_cpuid_entry2]) {
+    const SINT_POLLING: u32 = 1 << 17;
+    for e in leaves.iter_mut() {
+        match e.function {
+            HYPERV_CPUID_FEATURES => {
+                e.eax = (HypervFeatures::HV_MSR_TIME_REF_COUNT_AVAILABLE
+                    | HypervFeatures::HV_MSR_SYNIC_AVAILABLE
+                    | HypervFeatures::HV_MSR_SYNTIMER_AVAILABLE
+                    | HypervFeatures::HV_MSR_APIC_ACCESS_AVAILABLE
+                    | HypervFeatures::HV_MSR_HYPERCALL_AVAILABLE
+                    | HypervFeatures::HV_MSR_VP_INDEX_AVAILABLE
+                    | HypervFeatures::HV_MSR_REFERENCE_TSC_AVAILABLE
+                    | HypervFeatures::HV_ACCESS_FREQUENCY_MSRS)
+                    .bits();
+                e.ebx = 0;
+                e.edx =
+                    HypervMiscFeatures::HV_FEATURE_GUEST_CRASH_MSR_AVAILABLE.bits() | SINT_POLLING;
+            }
+            HYPERV_CPUID_ENLIGHTMENT_INFO => {
+                e.eax = (hints() | HypervHints::HV_X64_RELAXED_TIMING_RECOMMENDED).bits();
+                e.ebx = 2047;
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The Hyper-V leaves for a machine of `cpus` vCPUs.
 pub fn cpuid_leaves(cpus: u32) -> Vec<kvm_cpuid_entry2> {
     let word = |s: &[u8; 4]| u32::from_le_bytes(*s);
@@ -287,8 +324,12 @@ impl Hyperv {
         let scale = ((10_000_000u128 << 64) / u128::from(self.tsc_hz.max(1))) as u64;
         let at_start = ((u128::from(self.tsc_at_start) * u128::from(scale)) >> 64) as i64;
         let mut page = vec![0u8; 4096];
-        // Sequence 0 means "do not use the page" (the fault).
-        let sequence: u32 = if self.fault == Some(Fault::TscPageSequenceZero) {
+        // Sequence 0 means "do not use the page" (the fault, and Xen's
+        // viridian on a host whose TSC is not invariant).
+        let sequence: u32 = if matches!(
+            self.fault,
+            Some(Fault::TscPageSequenceZero | Fault::Viridian)
+        ) {
             0
         } else {
             1
@@ -416,6 +457,23 @@ mod tests {
         let ticks: u128 = 2_500_000_000;
         let units = (ticks * u128::from(scale)) >> 64;
         assert!((9_999_999..=10_000_000).contains(&units), "{units}");
+    }
+
+    #[test]
+    fn as_viridian_offers_no_direct_mode_timer_and_an_invalid_tsc_page() {
+        let mut leaves = cpuid_leaves(2);
+        as_viridian(&mut leaves);
+        let features = leaves
+            .iter()
+            .find(|e| e.function == HYPERV_CPUID_FEATURES)
+            .unwrap();
+        let misc = HypervMiscFeatures::from_bits_retain(features.edx);
+        assert!(!misc.contains(HypervMiscFeatures::HV_STIMER_DIRECT_MODE_AVAILABLE));
+        assert!(!misc.contains(HypervMiscFeatures::HV_FEATURE_FREQUENCY_MSRS_AVAILABLE));
+        assert!(HypervFeatures::from_bits_retain(features.eax)
+            .contains(HypervFeatures::HV_ACCESS_FREQUENCY_MSRS));
+        let hv = Hyperv::new(1, 1_000_000, 0, Some(Fault::Viridian));
+        assert_eq!(&hv.reference_tsc_page()[0..4], &[0; 4], "sequence 0");
     }
 
     #[test]
