@@ -24,9 +24,18 @@ const CMDLINE_MAX: usize = 4095;
 const E820_RAM: u32 = 1;
 /// E820 type of ACPI tables (reclaimable once read).
 const E820_ACPI: u32 = 3;
+/// E820 type of memory that is not the guest's to use.
+const E820_RESERVED: u32 = 2;
 /// The legacy hole: 640 KiB to 1 MiB is not RAM.
 const LOW_RAM_END: u64 = 0xa_0000;
 const HIGH_RAM_START: u64 = 0x10_0000;
+
+/// The page the `xen` personality's PV console ring lives in: the last
+/// of a guest of `ram` bytes, kept out of the memory map's RAM as Xen
+/// keeps its special pages (console, xenstore) out of an HVM guest's.
+pub fn console_page(ram: u64) -> u64 {
+    ram - 4096
+}
 
 /// Where the loaded kernel starts, and what to pass it.
 pub struct Loaded {
@@ -82,8 +91,14 @@ pub fn load(
         },
         hvm_memmap_table_entry {
             addr: HIGH_RAM_START,
-            size: ram - HIGH_RAM_START,
+            size: console_page(ram) - HIGH_RAM_START,
             type_: E820_RAM,
+            reserved: 0,
+        },
+        hvm_memmap_table_entry {
+            addr: console_page(ram),
+            size: ram - console_page(ram),
+            type_: E820_RESERVED,
             reserved: 0,
         },
     ];

@@ -126,7 +126,10 @@ fn run(args: &Args) -> Result<u8, String> {
         personality::hyperv::Hyperv::new(u32::from(args.cpus), tsc_khz, tsc_at_start, args.fault)
     });
     let xen = (args.personality == Personality::Xen).then(|| {
-        personality::xen::Xen::new(tsc_khz, u32::from(args.cpus), tsc_at_start, args.fault)
+        let mut xen =
+            personality::xen::Xen::new(tsc_khz, u32::from(args.cpus), tsc_at_start, args.fault);
+        xen.console_ring_at(boot::console_page(ram));
+        xen
     });
     if hyperv.is_some() || xen.is_some() {
         trap_synthetic_msrs(&vm)?;

@@ -9,8 +9,12 @@
 //! timer (its expiry an event-channel upcall on the callback vector) and
 //! runstate area (runnable time: the vCPU thread's host run delay), and
 //! hvm_op flush_tlbs (returning once every vCPU has flushed,
-//! [`crate::kick`]). The rest return -XEN_ENOSYS, which the guest reads as
-//! "fall back".
+//! [`crate::kick`]). A domU's console is its PV console ring (hvm_op
+//! get_param for its page and port, event_channel_op send to drain it),
+//! and console_io is refused to it, as the real Xen 4.17 does; the
+//! hardware domain (`--fault hardware-domain`) has no ring and may use
+//! console_io. The rest return -XEN_ENOSYS, which the guest reads as "fall
+//! back".
 
 use crate::fault::Fault;
 use crate::personality::Caller;
@@ -20,15 +24,17 @@ use kvm_bindings::kvm_cpuid_entry2;
 use pvi_sdk::generated::xen::{
     __HYPERVISOR_console_io, __HYPERVISOR_event_channel_op, __HYPERVISOR_hvm_op,
     __HYPERVISOR_memory_op, __HYPERVISOR_sched_op, __HYPERVISOR_vcpu_op, __HYPERVISOR_xen_version,
-    CONSOLEIO_write, EVTCHNOP_bind_virq, HVMOP_flush_tlbs, HVMOP_set_param, RUNSTATE_running,
-    SCHEDOP_block, SCHEDOP_shutdown, SCHEDOP_yield, SHUTDOWN_crash, SHUTDOWN_poweroff,
-    VCPUOP_register_runstate_memory_area, VCPUOP_set_singleshot_timer,
-    VCPUOP_stop_singleshot_timer, VCPU_SSHOTTMR_future, XENFEAT_dom0, XENFEAT_hvm_callback_vector,
-    XENFEAT_hvm_safe_pvclock, XENMAPSPACE_shared_info, XENMEM_add_to_physmap, XENVER_get_features,
-    HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CALLBACK_TYPE_VECTOR, VIRQ_TIMER, XEN_CPUID_FIRST_LEAF,
-    XEN_CPUID_HVM_FEATURES, XEN_CPUID_HYPERCALL, XEN_CPUID_SIGNATURE_EBX, XEN_CPUID_SIGNATURE_ECX,
-    XEN_CPUID_SIGNATURE_EDX, XEN_CPUID_TIME, XEN_CPUID_VERSION, XEN_EEXIST, XEN_EFAULT, XEN_EINVAL,
-    XEN_ENOENT, XEN_ENOSYS, XEN_ETIME, XEN_LEGACY_MAX_VCPUS,
+    CONSOLEIO_write, EVTCHNOP_bind_virq, EVTCHNOP_send, HVMOP_flush_tlbs, HVMOP_get_param,
+    HVMOP_set_param, RUNSTATE_running, SCHEDOP_block, SCHEDOP_shutdown, SCHEDOP_yield,
+    SHUTDOWN_crash, SHUTDOWN_poweroff, VCPUOP_register_runstate_memory_area,
+    VCPUOP_set_singleshot_timer, VCPUOP_stop_singleshot_timer, VCPU_SSHOTTMR_future, XENFEAT_dom0,
+    XENFEAT_hvm_callback_vector, XENFEAT_hvm_safe_pvclock, XENMAPSPACE_shared_info,
+    XENMEM_add_to_physmap, XENVER_get_features, HVM_PARAM_CALLBACK_IRQ,
+    HVM_PARAM_CALLBACK_TYPE_VECTOR, HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, VIRQ_TIMER,
+    XEN_CPUID_FIRST_LEAF, XEN_CPUID_HVM_FEATURES, XEN_CPUID_HYPERCALL, XEN_CPUID_SIGNATURE_EBX,
+    XEN_CPUID_SIGNATURE_ECX, XEN_CPUID_SIGNATURE_EDX, XEN_CPUID_TIME, XEN_CPUID_VERSION,
+    XEN_EEXIST, XEN_EFAULT, XEN_EINVAL, XEN_ENOENT, XEN_ENOSYS, XEN_EPERM, XEN_ETIME,
+    XEN_LEGACY_MAX_VCPUS,
 };
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::SeqCst};
 use std::sync::Mutex;
@@ -48,6 +54,12 @@ const WALL_CLOCK_OFFSET: u64 = 3072;
 /// after the 32 vcpu_info).
 const EVTCHN_PENDING_OFFSET: u64 = 2048;
 const EVTCHN_MASK_OFFSET: u64 = 2560;
+/// xencons_interface: the output ring's offset and size, and its
+/// consumer and producer indices.
+const CONSOLE_OUTPUT_OFFSET: u64 = 1024;
+const CONSOLE_OUTPUT_BYTES: u32 = 2048;
+const CONSOLE_OUT_CONS_OFFSET: u64 = 3080;
+const CONSOLE_OUT_PROD_OFFSET: u64 = 3084;
 /// vcpu_time_info flags: the TSCs are synchronised.
 const PVCLOCK_TSC_STABLE_BIT: u8 = 1;
 /// Xen's system time when the domain starts: Xen booted before it (the
@@ -147,6 +159,8 @@ pub struct Xen {
     tsc_hz: u64,
     cpus: u32,
     fault: Option<Fault>,
+    /// The PV console ring's page and event-channel port, for a domU.
+    console: Option<(u64, u32)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -171,7 +185,87 @@ impl Xen {
             tsc_hz: u64::from(tsc_khz) * 1000,
             cpus,
             fault,
+            console: None,
         }
+    }
+
+    /// Give a domU a PV console ring in the page at `gpa`, on the next
+    /// free event-channel port. The hardware domain gets none (the real
+    /// Xen gives its dom0 none: HVM_PARAM_CONSOLE_PFN reads 0).
+    pub fn console_ring_at(&mut self, gpa: u64) {
+        if self.fault == Some(Fault::HardwareDomain) {
+            return;
+        }
+        let events = self
+            .events
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let port = events.next_port;
+        events.next_port += 1;
+        self.console = Some((gpa, port));
+    }
+
+    /// HVMOP_get_param: the console ring's page frame and port (0 where
+    /// there is none); other parameters are not kept here.
+    fn get_param(&self, caller: &Caller, arg: u64) -> Outcome {
+        // xen_hvm_param: domid u16, pad u16, index u32, value u64 (OUT).
+        let Some(p) = caller.read(arg, 16) else {
+            return Outcome::Return(-XEN_EFAULT);
+        };
+        let (gpa, port) = self.console.unwrap_or((0, 0));
+        let value = match u32_at(&p, 4) {
+            HVM_PARAM_CONSOLE_PFN => gpa >> 12,
+            HVM_PARAM_CONSOLE_EVTCHN => u64::from(port),
+            _ => return Outcome::Return(-XEN_EINVAL),
+        };
+        match caller.write(arg + 8, &value.to_le_bytes()) {
+            Some(()) => Outcome::Return(0),
+            None => Outcome::Return(-XEN_EFAULT),
+        }
+    }
+
+    /// EVTCHNOP_send on the console's port: drain the ring's output as
+    /// xenconsoled does (the bytes between out_cons and out_prod, then
+    /// out_cons = out_prod).
+    fn send(&self, caller: &Caller, arg: u64) -> Outcome {
+        // evtchn_send: port u32.
+        let Some(s) = caller.read(arg, 4) else {
+            return Outcome::Return(-XEN_EFAULT);
+        };
+        let Some((page, port)) = self.console else {
+            return Outcome::Return(-XEN_EINVAL);
+        };
+        if u32_at(&s, 0) != port {
+            return Outcome::Return(-XEN_EINVAL);
+        }
+        let memory = caller.memory;
+        let index = |offset| memory.read_obj::<u32>(GuestAddress(page + offset));
+        let (Ok(consumer), Ok(producer)) = (
+            index(CONSOLE_OUT_CONS_OFFSET),
+            index(CONSOLE_OUT_PROD_OFFSET),
+        ) else {
+            return Outcome::Return(-XEN_EFAULT);
+        };
+        // A producer more than a ring ahead is the guest's bug: take one
+        // ring's worth, as xenconsoled would not read past it either.
+        let count = producer.wrapping_sub(consumer).min(CONSOLE_OUTPUT_BYTES);
+        let mut bytes = Vec::with_capacity(count as usize);
+        for i in 0..count {
+            let at = consumer.wrapping_add(i) % CONSOLE_OUTPUT_BYTES;
+            match memory.read_obj::<u8>(GuestAddress(page + CONSOLE_OUTPUT_OFFSET + u64::from(at)))
+            {
+                Ok(b) => bytes.push(b),
+                Err(_) => return Outcome::Return(-XEN_EFAULT),
+            }
+        }
+        let done = consumer.wrapping_add(count);
+        if memory
+            .write_obj(done, GuestAddress(page + CONSOLE_OUT_CONS_OFFSET))
+            .is_err()
+        {
+            return Outcome::Return(-XEN_EFAULT);
+        }
+        Outcome::Console(bytes)
     }
 
     /// The vCPUs' single-shot timers, for the thread that fires them.
@@ -256,6 +350,14 @@ impl Xen {
                 }
             }
             __HYPERVISOR_xen_version => Outcome::Return(i64::from(VERSION)),
+            // A release Xen writes only its hardware domain's text to its
+            // console: a domU's write is refused (measured on Xen 4.17).
+            __HYPERVISOR_console_io
+                if args[0] == u64::from(CONSOLEIO_write)
+                    && self.fault != Some(Fault::HardwareDomain) =>
+            {
+                Outcome::Return(-XEN_EPERM)
+            }
             __HYPERVISOR_console_io if args[0] == u64::from(CONSOLEIO_write) => {
                 match caller.read(args[2], (args[1] as usize).min(4096)) {
                     Some(bytes) => Outcome::Console(bytes),
@@ -302,6 +404,12 @@ impl Xen {
             }
             __HYPERVISOR_hvm_op if args[0] == u64::from(HVMOP_set_param) => {
                 self.set_param(caller, args[1])
+            }
+            __HYPERVISOR_hvm_op if args[0] == u64::from(HVMOP_get_param) => {
+                self.get_param(caller, args[1])
+            }
+            __HYPERVISOR_event_channel_op if args[0] == u64::from(EVTCHNOP_send) => {
+                self.send(caller, args[1])
             }
             __HYPERVISOR_event_channel_op if args[0] == u64::from(EVTCHNOP_bind_virq) => {
                 self.bind_virq(caller, args[1])
@@ -650,6 +758,77 @@ mod tests {
         assert_eq!(
             dom0.hypercall(&caller, __HYPERVISOR_sched_op, poweroff),
             Outcome::HaltMachine
+        );
+    }
+
+    /// What the real Xen 4.17 showed a PVH domU: `CONSOLEIO_write` refused,
+    /// the PV console ring the way to be read; and the hardware domain the
+    /// other way round.
+    #[test]
+    fn a_domu_writes_through_its_console_ring_and_only_the_hardware_domain_through_console_io() {
+        let memory = machine();
+        let caller = caller(&memory, 0);
+        let mut domu = Xen::new(1_000_000, 1, 0, None);
+        domu.console_ring_at(0x8000);
+        let mut dom0 = Xen::new(1_000_000, 1, 0, Some(Fault::HardwareDomain));
+        dom0.console_ring_at(0x8000);
+        memory.write_slice(b"hi", GuestAddress(0x3000)).unwrap();
+        let write = [u64::from(CONSOLEIO_write), 2, 0x3000, 0, 0];
+        assert_eq!(
+            domu.hypercall(&caller, __HYPERVISOR_console_io, write),
+            Outcome::Return(-XEN_EPERM)
+        );
+        assert_eq!(
+            dom0.hypercall(&caller, __HYPERVISOR_console_io, write),
+            Outcome::Console(b"hi".to_vec())
+        );
+        let param = |xen: &Xen, index: u32| {
+            let mut arg = [0u8; 16];
+            arg[4..8].copy_from_slice(&index.to_le_bytes());
+            memory.write_slice(&arg, GuestAddress(0x1000)).unwrap();
+            let args = [u64::from(HVMOP_get_param), 0x1000, 0, 0, 0];
+            assert_eq!(
+                xen.hypercall(&caller, __HYPERVISOR_hvm_op, args),
+                Outcome::Return(0)
+            );
+            memory.read_obj::<u64>(GuestAddress(0x1008)).unwrap()
+        };
+        assert_eq!(param(&dom0, HVM_PARAM_CONSOLE_PFN), 0, "no ring for dom0");
+        assert_eq!(param(&domu, HVM_PARAM_CONSOLE_PFN), 8);
+        let port = param(&domu, HVM_PARAM_CONSOLE_EVTCHN) as u32;
+        assert_ne!(port, 0);
+        // The guest's side of the protocol, wrapping past the ring's end.
+        let ring = 0x8000u64;
+        let start = CONSOLE_OUTPUT_BYTES - 1;
+        memory
+            .write_obj(start, GuestAddress(ring + CONSOLE_OUT_CONS_OFFSET))
+            .unwrap();
+        memory
+            .write_obj(
+                b'o',
+                GuestAddress(ring + CONSOLE_OUTPUT_OFFSET + u64::from(start)),
+            )
+            .unwrap();
+        memory
+            .write_obj(b'k', GuestAddress(ring + CONSOLE_OUTPUT_OFFSET))
+            .unwrap();
+        memory
+            .write_obj(start + 2, GuestAddress(ring + CONSOLE_OUT_PROD_OFFSET))
+            .unwrap();
+        memory.write_obj(port, GuestAddress(0x2000)).unwrap();
+        let send = [u64::from(EVTCHNOP_send), 0x2000, 0, 0, 0];
+        assert_eq!(
+            domu.hypercall(&caller, __HYPERVISOR_event_channel_op, send),
+            Outcome::Console(b"ok".to_vec())
+        );
+        let consumed: u32 = memory
+            .read_obj(GuestAddress(ring + CONSOLE_OUT_CONS_OFFSET))
+            .unwrap();
+        assert_eq!(consumed, start + 2);
+        memory.write_obj(port + 1, GuestAddress(0x2000)).unwrap();
+        assert_eq!(
+            domu.hypercall(&caller, __HYPERVISOR_event_channel_op, send),
+            Outcome::Return(-XEN_EINVAL)
         );
     }
 
