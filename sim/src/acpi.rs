@@ -1,7 +1,8 @@
 //! The ACPI tables the guest finds through `hvm_start_info.rsdp_paddr`:
 //! RSDP, XSDT, FADT (the PM1a control port pvi-sim answers), MADT (one
 //! local APIC per vCPU, the IOAPIC) and a DSDT holding only `\_S5`. Built
-//! with the rust-vmm `acpi_tables` crate.
+//! with the rust-vmm `acpi_tables` crate. For Xen's hardware domain the
+//! XSDT's header is the one the real Xen 4.17 writes.
 
 use acpi_tables::fadt::FADTBuilder;
 use acpi_tables::madt::{
@@ -31,8 +32,27 @@ fn bytes(table: &dyn Aml) -> Vec<u8> {
     v
 }
 
-/// Write the tables for `cpus` vCPUs (APIC ids 0..cpus); the RSDP's address.
-pub fn write(memory: &GuestMemoryMmap, cpus: u8) -> Result<u64, String> {
+/// The XSDT's header as the real Xen 4.17 writes it for its PVH dom0 on a
+/// host whose firmware has only an RSDT (QEMU's SeaBIOS): 36 bytes copied
+/// from address 0, the real-mode interrupt table, whose every vector
+/// there is f000:ff53 (`53 ff 00 f0`); then the right length and a
+/// checksum that holds.
+fn as_xen_dom0_sees_it(xsdt: &mut [u8]) {
+    const VECTOR: [u8; 4] = [0x53, 0xff, 0x00, 0xf0];
+    for (i, byte) in xsdt.iter_mut().enumerate().take(36) {
+        if !(4..8).contains(&i) {
+            *byte = VECTOR[i % 4];
+        }
+    }
+    xsdt[9] = 0;
+    let sum = xsdt.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+    xsdt[9] = 0u8.wrapping_sub(sum);
+}
+
+/// Write the tables for `cpus` vCPUs (APIC ids 0..cpus); the RSDP's
+/// address. For Xen's `hardware_domain`, the XSDT's header is what the
+/// real Xen 4.17 gives its dom0 ([`as_xen_dom0_sees_it`]).
+pub fn write(memory: &GuestMemoryMmap, cpus: u8, hardware_domain: bool) -> Result<u64, String> {
     let mut dsdt = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, 1);
     let s5 = [S5_SLEEP_TYPE, S5_SLEEP_TYPE, 0, 0];
     aml::Name::new(
@@ -75,7 +95,10 @@ pub fn write(memory: &GuestMemoryMmap, cpus: u8) -> Result<u64, String> {
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, 1);
     xsdt.add_entry(fadt_at);
     xsdt.add_entry(madt_at);
-    let xsdt_bytes = bytes(&xsdt);
+    let mut xsdt_bytes = bytes(&xsdt);
+    if hardware_domain {
+        as_xen_dom0_sees_it(&mut xsdt_bytes);
+    }
     let rsdp_bytes = bytes(&Rsdp::new(OEM_ID, xsdt_at));
     if next > TABLES.end || xsdt_bytes.len() != 36 + 2 * 8 {
         return Err("the ACPI tables do not fit their area".into());
@@ -92,4 +115,22 @@ pub fn write(memory: &GuestMemoryMmap, cpus: u8) -> Result<u64, String> {
             .map_err(|e| format!("writing ACPI tables: {e}"))?;
     }
     Ok(rsdp_at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xen_dom0s_xsdt_header_is_the_interrupt_table_with_a_sound_length_and_checksum() {
+        let mut xsdt = bytes(&XSDT::new(OEM_ID, OEM_TABLE_ID, 1));
+        xsdt.extend_from_slice(&0x1234u64.to_le_bytes());
+        let length = xsdt.len() as u32;
+        xsdt[4..8].copy_from_slice(&length.to_le_bytes());
+        as_xen_dom0_sees_it(&mut xsdt);
+        assert_eq!(&xsdt[..4], &[0x53, 0xff, 0x00, 0xf0]);
+        assert_eq!(u32::from_le_bytes(xsdt[4..8].try_into().unwrap()), 44);
+        assert_eq!(xsdt.iter().fold(0u8, |a, b| a.wrapping_add(*b)), 0);
+        assert_eq!(&xsdt[36..], &0x1234u64.to_le_bytes());
+    }
 }

@@ -43,6 +43,19 @@ pub struct Loaded {
     pub entry: u64,
     /// The `hvm_start_info` address, for `ebx`.
     pub start_info: u64,
+    /// The memory map (address, size, E820 type), for a hypervisor that
+    /// answers for it (`XENMEM_memory_map`).
+    pub memory_map: Vec<(u64, u64, u32)>,
+}
+
+/// Which `hvm_start_info` the kernel gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartInfo {
+    /// Version 1, with the memory map.
+    V1,
+    /// Version 0, which has no memory map: what the real Xen 4.17 gives a
+    /// PVH dom0, which must ask `XENMEM_memory_map`.
+    V0,
 }
 
 /// Load `kernel` into `memory` with `cmdline`, for a guest of `ram` bytes
@@ -53,6 +66,7 @@ pub fn load(
     cmdline: &str,
     ram: u64,
     rsdp: u64,
+    version: StartInfo,
 ) -> Result<Loaded, String> {
     let mut file = std::fs::File::open(kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;
     let result = Elf::load(memory, None, &mut file, None)
@@ -102,14 +116,23 @@ pub fn load(
             reserved: 0,
         },
     ];
-    let start_info = hvm_start_info {
-        magic: XEN_HVM_START_MAGIC_VALUE,
-        version: 1,
-        cmdline_paddr: CMDLINE,
-        memmap_paddr: MEMMAP,
-        memmap_entries: memmap.len() as u32,
-        rsdp_paddr: rsdp,
-        ..Default::default()
+    let start_info = match version {
+        StartInfo::V1 => hvm_start_info {
+            magic: XEN_HVM_START_MAGIC_VALUE,
+            version: 1,
+            cmdline_paddr: CMDLINE,
+            memmap_paddr: MEMMAP,
+            memmap_entries: memmap.len() as u32,
+            rsdp_paddr: rsdp,
+            ..Default::default()
+        },
+        StartInfo::V0 => hvm_start_info {
+            magic: XEN_HVM_START_MAGIC_VALUE,
+            version: 0,
+            cmdline_paddr: CMDLINE,
+            rsdp_paddr: rsdp,
+            ..Default::default()
+        },
     };
     let mut params = BootParams::new::<hvm_start_info>(&start_info, GuestAddress(START_INFO));
     params.set_sections::<hvm_memmap_table_entry>(&memmap, GuestAddress(MEMMAP));
@@ -118,6 +141,7 @@ pub fn load(
     Ok(Loaded {
         entry,
         start_info: START_INFO,
+        memory_map: memmap.iter().map(|e| (e.addr, e.size, e.type_)).collect(),
     })
 }
 

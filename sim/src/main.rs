@@ -93,8 +93,16 @@ fn run(args: &Args) -> Result<u8, String> {
     vm.create_pit2(pit)
         .map_err(|e| format!("KVM_CREATE_PIT2: {e}"))?;
     let cmdline = args.words.join(" ");
-    let rsdp = acpi::write(&memory, args.cpus)?;
-    let loaded = boot::load(&memory, &args.kernel, &cmdline, ram, rsdp)?;
+    // The real Xen 4.17's hardware domain gets a version-0 start info and
+    // an XSDT whose header Xen copied from address 0.
+    let hardware_domain = args.fault == Some(fault::Fault::HardwareDomain);
+    let rsdp = acpi::write(&memory, args.cpus, hardware_domain)?;
+    let version = if hardware_domain {
+        boot::StartInfo::V0
+    } else {
+        boot::StartInfo::V1
+    };
+    let loaded = boot::load(&memory, &args.kernel, &cmdline, ram, rsdp, version)?;
     let devices = std::sync::Mutex::new(devices::Devices::new(args.serial.as_deref(), args.trace)?);
     let mut vcpus = Vec::new();
     let mut tsc_khz = 0;
@@ -129,6 +137,7 @@ fn run(args: &Args) -> Result<u8, String> {
         let mut xen =
             personality::xen::Xen::new(tsc_khz, u32::from(args.cpus), tsc_at_start, args.fault);
         xen.console_ring_at(boot::console_page(ram));
+        xen.set_memory_map(loaded.memory_map.clone());
         xen
     });
     if hyperv.is_some() || xen.is_some() {

@@ -448,6 +448,9 @@ fn cases() -> Vec<Case> {
                 Accel::Sim("xen"),
                 &[
                     "xen: this is the hardware domain (XENFEAT_dom0)",
+                    "memory map: none from the loader; 4 entries from XENMEM_memory_map",
+                    "ACPI: the XSDT's signature reads [53, ff, 00, f0]",
+                    "console_write      step 1 withdrawn at run time",
                     "shutdown           step 1 withdrawn at run time",
                     "tick 5:",
                     "shutdown: powering off",

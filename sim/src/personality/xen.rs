@@ -29,7 +29,7 @@ use pvi_sdk::generated::xen::{
     SHUTDOWN_crash, SHUTDOWN_poweroff, VCPUOP_register_runstate_memory_area,
     VCPUOP_set_singleshot_timer, VCPUOP_stop_singleshot_timer, VCPU_SSHOTTMR_future, XENFEAT_dom0,
     XENFEAT_hvm_callback_vector, XENFEAT_hvm_safe_pvclock, XENMAPSPACE_shared_info,
-    XENMEM_add_to_physmap, XENVER_get_features, HVM_PARAM_CALLBACK_IRQ,
+    XENMEM_add_to_physmap, XENMEM_memory_map, XENVER_get_features, HVM_PARAM_CALLBACK_IRQ,
     HVM_PARAM_CALLBACK_TYPE_VECTOR, HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, VIRQ_TIMER,
     XEN_CPUID_FIRST_LEAF, XEN_CPUID_HVM_FEATURES, XEN_CPUID_HYPERCALL, XEN_CPUID_SIGNATURE_EBX,
     XEN_CPUID_SIGNATURE_ECX, XEN_CPUID_SIGNATURE_EDX, XEN_CPUID_TIME, XEN_CPUID_VERSION,
@@ -161,6 +161,9 @@ pub struct Xen {
     fault: Option<Fault>,
     /// The PV console ring's page and event-channel port, for a domU.
     console: Option<(u64, u32)>,
+    /// The domain's memory map (address, size, E820 type), for
+    /// XENMEM_memory_map.
+    memory_map: Vec<(u64, u64, u32)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -186,6 +189,39 @@ impl Xen {
             cpus,
             fault,
             console: None,
+            memory_map: Vec::new(),
+        }
+    }
+
+    /// The memory map XENMEM_memory_map answers with: the one the domain
+    /// was built with (the start info's, which the hardware domain does not
+    /// get).
+    pub fn set_memory_map(&mut self, entries: Vec<(u64, u64, u32)>) {
+        self.memory_map = entries;
+    }
+
+    /// XENMEM_memory_map: as many E820 entries as the guest's buffer holds
+    /// (20 bytes each: addr u64, size u64, type u32), and how many.
+    fn memory_map(&self, caller: &Caller, arg: u64) -> Outcome {
+        // xen_memory_map: nr_entries u32 (IN capacity, OUT count), buffer
+        // u64 at 8.
+        let Some(m) = caller.read(arg, 16) else {
+            return Outcome::Return(-XEN_EFAULT);
+        };
+        let (capacity, buffer) = (u32_at(&m, 0) as usize, u64_at(&m, 8));
+        let count = self.memory_map.len().min(capacity);
+        for (i, &(addr, size, kind)) in self.memory_map.iter().take(count).enumerate() {
+            let mut entry = [0u8; 20];
+            entry[..8].copy_from_slice(&addr.to_le_bytes());
+            entry[8..16].copy_from_slice(&size.to_le_bytes());
+            entry[16..].copy_from_slice(&kind.to_le_bytes());
+            if caller.write(buffer + 20 * i as u64, &entry).is_none() {
+                return Outcome::Return(-XEN_EFAULT);
+            }
+        }
+        match caller.write(arg, &(count as u32).to_le_bytes()) {
+            Some(()) => Outcome::Return(0),
+            None => Outcome::Return(-XEN_EFAULT),
         }
     }
 
@@ -379,6 +415,9 @@ impl Xen {
                     Ok(()) => Outcome::Return(0),
                     Err(()) => efault,
                 }
+            }
+            __HYPERVISOR_memory_op if args[0] == u64::from(XENMEM_memory_map) => {
+                self.memory_map(caller, args[1])
             }
             __HYPERVISOR_sched_op if args[0] == u64::from(SCHEDOP_yield) => Outcome::Return(0),
             __HYPERVISOR_sched_op if args[0] == u64::from(SCHEDOP_block) => Outcome::Block,
@@ -830,6 +869,36 @@ mod tests {
             domu.hypercall(&caller, __HYPERVISOR_event_channel_op, send),
             Outcome::Return(-XEN_EINVAL)
         );
+    }
+
+    /// The real Xen's PVH dom0 gets a start info with no memory map and
+    /// asks for it.
+    #[test]
+    fn the_memory_map_is_answered_up_to_the_buffers_capacity() {
+        let memory = machine();
+        let caller = caller(&memory, 0);
+        let mut xen = Xen::new(1_000_000, 1, 0, Some(Fault::HardwareDomain));
+        xen.set_memory_map(vec![(0, 0x9_f000, 1), (0x10_0000, 0x100_0000, 1)]);
+        let ask = |capacity: u32| {
+            let mut arg = [0u8; 16];
+            arg[..4].copy_from_slice(&capacity.to_le_bytes());
+            arg[8..].copy_from_slice(&0x2000u64.to_le_bytes());
+            memory.write_slice(&arg, GuestAddress(0x1000)).unwrap();
+            let args = [u64::from(XENMEM_memory_map), 0x1000, 0, 0, 0];
+            assert_eq!(
+                xen.hypercall(&caller, __HYPERVISOR_memory_op, args),
+                Outcome::Return(0)
+            );
+            memory.read_obj::<u32>(GuestAddress(0x1000)).unwrap()
+        };
+        assert_eq!(ask(1), 1);
+        assert_eq!(ask(8), 2);
+        let second: [u8; 20] = memory.read_obj(GuestAddress(0x2000 + 20)).unwrap();
+        assert_eq!(
+            u64::from_le_bytes(second[..8].try_into().unwrap()),
+            0x10_0000
+        );
+        assert_eq!(u32::from_le_bytes(second[16..].try_into().unwrap()), 1);
     }
 
     #[test]
