@@ -49,10 +49,24 @@ fn as_xen_dom0_sees_it(xsdt: &mut [u8]) {
     xsdt[9] = 0u8.wrapping_sub(sum);
 }
 
-/// Write the tables for `cpus` vCPUs (APIC ids 0..cpus); the RSDP's
-/// address. For Xen's `hardware_domain`, the XSDT's header is what the
-/// real Xen 4.17 gives its dom0 ([`as_xen_dom0_sees_it`]).
-pub fn write(memory: &GuestMemoryMmap, cpus: u8, hardware_domain: bool) -> Result<u64, String> {
+/// What a platform's tables say differently from the plain ones.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Quirks {
+    /// The XSDT's header is what the real Xen 4.17 gives its dom0
+    /// ([`as_xen_dom0_sees_it`]).
+    pub xsdt_header_from_address_0: bool,
+    /// The FADT's IAPC_BOOT_ARCH says there is no CMOS RTC and no VGA, as
+    /// Xen's tables for a PVH domU do (Xen's tools/libacpi/build.c).
+    pub no_legacy_devices: bool,
+}
+
+/// IAPC_BOOT_ARCH bits (ACPI 6.5, table 5.11).
+const IAPC_BOOT_ARCH_VGA_NOT_PRESENT: u16 = 1 << 2;
+const IAPC_BOOT_ARCH_CMOS_RTC_NOT_PRESENT: u16 = 1 << 5;
+
+/// Write the tables for `cpus` vCPUs (APIC ids 0..cpus), as `quirks`
+/// says; the RSDP's address.
+pub fn write(memory: &GuestMemoryMmap, cpus: u8, quirks: Quirks) -> Result<u64, String> {
     let mut dsdt = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, 1);
     let s5 = [S5_SLEEP_TYPE, S5_SLEEP_TYPE, 0, 0];
     aml::Name::new(
@@ -89,6 +103,10 @@ pub fn write(memory: &GuestMemoryMmap, cpus: u8, hardware_domain: bool) -> Resul
     let mut fadt = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, 1);
     fadt.pm1a_cnt_blk = u32::from(PM1A_CONTROL_PORT).into();
     fadt.pm1_cnt_len = 2;
+    if quirks.no_legacy_devices {
+        fadt.iapc_boot_arch =
+            (IAPC_BOOT_ARCH_VGA_NOT_PRESENT | IAPC_BOOT_ARCH_CMOS_RTC_NOT_PRESENT).into();
+    }
     let fadt = fadt.dsdt_64(dsdt_at).finalize();
     let fadt_bytes = bytes(&fadt);
     let fadt_at = place(fadt_bytes.len());
@@ -96,7 +114,7 @@ pub fn write(memory: &GuestMemoryMmap, cpus: u8, hardware_domain: bool) -> Resul
     xsdt.add_entry(fadt_at);
     xsdt.add_entry(madt_at);
     let mut xsdt_bytes = bytes(&xsdt);
-    if hardware_domain {
+    if quirks.xsdt_header_from_address_0 {
         as_xen_dom0_sees_it(&mut xsdt_bytes);
     }
     let rsdp_bytes = bytes(&Rsdp::new(OEM_ID, xsdt_at));
@@ -120,6 +138,26 @@ pub fn write(memory: &GuestMemoryMmap, cpus: u8, hardware_domain: bool) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_legacy_devices_the_fadt_says_there_is_no_rtc() {
+        let iapc_boot_arch = |quirks| {
+            let memory = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+            let rsdp = write(&memory, 1, quirks).unwrap();
+            let xsdt: u64 = memory.read_obj(GuestAddress(rsdp + 24)).unwrap();
+            let fadt: u64 = memory.read_obj(GuestAddress(xsdt + 36)).unwrap();
+            let signature: [u8; 4] = memory.read_obj(GuestAddress(fadt)).unwrap();
+            assert_eq!(&signature, b"FACP");
+            // IAPC_BOOT_ARCH is the FADT's 16-bit field at offset 109.
+            memory.read_obj::<u16>(GuestAddress(fadt + 109)).unwrap()
+        };
+        assert_eq!(iapc_boot_arch(Quirks::default()), 0);
+        let none = iapc_boot_arch(Quirks {
+            no_legacy_devices: true,
+            ..Quirks::default()
+        });
+        assert_ne!(none & IAPC_BOOT_ARCH_CMOS_RTC_NOT_PRESENT, 0);
+    }
 
     #[test]
     fn xen_dom0s_xsdt_header_is_the_interrupt_table_with_a_sound_length_and_checksum() {

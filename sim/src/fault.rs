@@ -45,6 +45,13 @@ pub enum Fault {
     /// MSR-based APIC access and cluster IPIs, and a reference TSC page
     /// left invalid (sequence 0) because the host TSC is not invariant.
     Viridian,
+    /// Not a fault but a platform the real Xen showed: a PVH domU has no
+    /// PIT, CMOS RTC or VGA, and its FADT's IAPC_BOOT_ARCH says so (CMOS
+    /// RTC not present, VGA not present). pvi-sim then creates no PIT and
+    /// no RTC: their ports read as an empty bus (every personality with a
+    /// hypervisor: without one, nothing would tell the guest its TSC's
+    /// rate).
+    NoLegacyDevices,
 }
 
 impl Fault {
@@ -59,6 +66,7 @@ impl Fault {
             Fault::BackdoorFfffffff => &[Vmware],
             Fault::TimerNeverFires => &[Xen, Hyperv],
             Fault::XenVersion3_0 | Fault::HardwareDomain => &[Xen],
+            Fault::NoLegacyDevices => &[Kvm, Xen, Hyperv, Vmware],
         }
     }
 

@@ -90,20 +90,34 @@ fn run(args: &Args) -> Result<u8, String> {
         flags: kvm_bindings::KVM_PIT_SPEAKER_DUMMY,
         ..Default::default()
     };
-    vm.create_pit2(pit)
-        .map_err(|e| format!("KVM_CREATE_PIT2: {e}"))?;
+    let legacy_devices = args.fault != Some(fault::Fault::NoLegacyDevices);
+    if legacy_devices {
+        vm.create_pit2(pit)
+            .map_err(|e| format!("KVM_CREATE_PIT2: {e}"))?;
+    }
     let cmdline = args.words.join(" ");
     // The real Xen 4.17's hardware domain gets a version-0 start info and
     // an XSDT whose header Xen copied from address 0.
     let hardware_domain = args.fault == Some(fault::Fault::HardwareDomain);
-    let rsdp = acpi::write(&memory, args.cpus, hardware_domain)?;
+    let rsdp = acpi::write(
+        &memory,
+        args.cpus,
+        acpi::Quirks {
+            xsdt_header_from_address_0: hardware_domain,
+            no_legacy_devices: !legacy_devices,
+        },
+    )?;
     let version = if hardware_domain {
         boot::StartInfo::V0
     } else {
         boot::StartInfo::V1
     };
     let loaded = boot::load(&memory, &args.kernel, &cmdline, ram, rsdp, version)?;
-    let devices = std::sync::Mutex::new(devices::Devices::new(args.serial.as_deref(), args.trace)?);
+    let devices = std::sync::Mutex::new(devices::Devices::new(
+        args.serial.as_deref(),
+        args.trace,
+        legacy_devices,
+    )?);
     let mut vcpus = Vec::new();
     let mut tsc_khz = 0;
     for id in 0..args.cpus {

@@ -458,6 +458,14 @@ fn cases() -> Vec<Case> {
             )
         },
         fault(
+            // What the real Xen showed of a PVH domU, taught to pvi-sim:
+            // no PIT, no CMOS RTC, and ACPI tables that say so.
+            "fault: xen, no legacy devices (as a PVH domU)",
+            "xen",
+            &["--fault", "no-legacy-devices"],
+            &["skipped: no CMOS RTC on this platform (the FADT's IAPC_BOOT_ARCH says so"],
+        ),
+        fault(
             // What the real Xen's Hyper-V emulation does, taught to
             // pvi-sim: no direct-mode timers, an invalid reference TSC page.
             "fault: hyperv as Xen's viridian",

@@ -27,16 +27,19 @@ const POST_PORT: u16 = 0x80;
 /// Every emulated port device.
 pub struct Devices {
     serial: serial::Com1,
-    cmos: cmos::Cmos,
+    /// The CMOS RTC, unless the platform has none (`--fault
+    /// no-legacy-devices`): its ports then read as an empty bus.
+    cmos: Option<cmos::Cmos>,
     trace: bool,
 }
 
 impl Devices {
-    /// The devices, the serial output going to `serial` (or stdout).
-    pub fn new(serial: Option<&Path>, trace: bool) -> Result<Devices, String> {
+    /// The devices, the serial output going to `serial` (or stdout); the
+    /// CMOS RTC only with `rtc`.
+    pub fn new(serial: Option<&Path>, trace: bool, rtc: bool) -> Result<Devices, String> {
         Ok(Devices {
             serial: serial::Com1::new(serial)?,
-            cmos: cmos::Cmos::default(),
+            cmos: rtc.then(cmos::Cmos::default),
             trace,
         })
     }
@@ -57,7 +60,11 @@ impl Devices {
                 eprintln!("pvi-sim: the guest panicked (pvpanic)");
                 return Next::Exit(1);
             }
-            cmos::INDEX_PORT | cmos::DATA_PORT => self.cmos.write(port, value),
+            cmos::INDEX_PORT | cmos::DATA_PORT => {
+                if let Some(cmos) = &mut self.cmos {
+                    cmos.write(port, value);
+                }
+            }
             crate::acpi::PM1A_CONTROL_PORT => {
                 let v = u16::from_le_bytes([value, data.get(1).copied().unwrap_or(0)]);
                 // SLP_EN (bit 13) with SLP_TYP (bits 12:10) of \_S5.
@@ -88,10 +95,10 @@ impl Devices {
             data[0] = self.serial.read(offset);
             return;
         }
-        match port {
-            cmos::INDEX_PORT | cmos::DATA_PORT => {
+        match (port, &mut self.cmos) {
+            (cmos::INDEX_PORT | cmos::DATA_PORT, Some(cmos)) => {
                 data.fill(0);
-                data[0] = self.cmos.read(port);
+                data[0] = cmos.read(port);
             }
             _ => {
                 // What an empty ISA bus answers.
