@@ -2,7 +2,9 @@
 //! stacked interfaces, bare metal, the backdoor probe, and hostile answers
 //! (absurd max leaves, signatures at odd bases, garbage, repeating CPUs).
 
-use pvi_sdk::detect::{backend_override, detect, Cpu, How, Regs, Verdict, FIRST_BASE};
+use pvi_sdk::detect::{
+    backend_override, detect, withdraw_requests, Cpu, How, Regs, Verdict, FIRST_BASE,
+};
 use pvi_sdk::generated::HYPERVISORS;
 use std::collections::BTreeMap;
 
@@ -300,6 +302,26 @@ fn the_kernel_command_line_names_a_backend() {
         "the last one wins, as in Linux"
     );
     assert_eq!(backend_override("selftest"), None);
+}
+
+#[test]
+fn the_kernel_command_line_withdraws_steps_and_names_what_it_cannot() {
+    let asked: Vec<_> = withdraw_requests(
+        "selftest pvi.withdraw=tsc_hz:1,console_write:2 pvi.withdraw=clock_ns:0,eoi,:1,x:y",
+    )
+    .collect();
+    assert_eq!(
+        asked,
+        [
+            Ok(("tsc_hz", 1)),
+            Ok(("console_write", 2)),
+            Err("clock_ns:0"),
+            Err("eoi"),
+            Err(":1"),
+            Err("x:y"),
+        ]
+    );
+    assert_eq!(withdraw_requests("pvi.withdraw= selftest").count(), 0);
 }
 
 #[test]

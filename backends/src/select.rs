@@ -5,7 +5,7 @@ use crate::native::BareMetal;
 use crate::percpu::MAX_CPUS;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use pvi_sdk::detect::{backend_override, Choice, Detection, How};
+use pvi_sdk::detect::{backend_override, withdraw_requests, Choice, Detection, How};
 use pvi_sdk::generated::ops::{Dispatch, OPS};
 use pvi_sdk::generated::HYPERVISORS;
 use pvi_sdk::types::{ErrorKind, ErrorOrigin, PvError};
@@ -87,6 +87,51 @@ pub enum Override {
     NotBuilt,
 }
 
+/// What `pvi.withdraw=` did: the steps withdrawn on request (as rows of
+/// `OPS` and step numbers; up to [`Requested::MAX`]), and how many items
+/// were ignored (no such op, not `OP:STEP`, or beyond the maximum).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Requested {
+    withdrawn: [(u16, u8); Requested::MAX],
+    count: usize,
+    /// Items ignored.
+    pub ignored: usize,
+}
+
+impl Requested {
+    /// How many requests are kept.
+    pub const MAX: usize = 16;
+
+    /// Withdraw what `cmdline`'s `pvi.withdraw=` asks, logging each as a
+    /// fallback of kind `Unsupported` from pvi itself.
+    fn follow(cmdline: &str) -> Requested {
+        let mut done = Requested::default();
+        for request in withdraw_requests(cmdline) {
+            let found = request.ok().and_then(|(op, step)| {
+                let row = OPS.iter().position(|o| o.name == op)?;
+                (step <= 8).then_some((row, step))
+            });
+            match found {
+                Some((row, step)) if done.count < Self::MAX => {
+                    let why = PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native);
+                    crate::withdrawn::withdraw(OPS[row].name, step, why);
+                    done.withdrawn[done.count] = (row as u16, step as u8);
+                    done.count += 1;
+                }
+                _ => done.ignored += 1,
+            }
+        }
+        done
+    }
+
+    /// The steps withdrawn on request: (op, step).
+    pub fn steps(&self) -> impl Iterator<Item = (&'static str, usize)> + '_ {
+        self.withdrawn[..self.count]
+            .iter()
+            .map(|&(row, step)| (OPS[usize::from(row)].name, usize::from(step)))
+    }
+}
+
 /// The outcome of [`select`].
 pub struct Selection {
     /// The backend.
@@ -97,6 +142,8 @@ pub struct Selection {
     pub choice: Option<Choice>,
     /// What `pvi.backend=` did.
     pub override_: Override,
+    /// What `pvi.withdraw=` did.
+    pub requested: Requested,
 }
 
 /// Choose and build the backend for what `detection` found and `cmdline`
@@ -175,11 +222,14 @@ pub unsafe fn select(detection: Detection, cmdline: &str) -> Selection {
     // A second call keeps the first backend: the hypervisor's setup MSRs
     // were written once, for it.
     let backend = ACTIVE.call_once(|| backend);
+    // After the backend, which may withdraw steps of its own at setup.
+    let requested = Requested::follow(cmdline);
     Selection {
         backend,
         detection,
         choice,
         override_,
+        requested,
     }
 }
 
@@ -430,6 +480,17 @@ impl fmt::Display for Selection {
                 f,
                 "pvi.backend=: ignored (that backend is not in this build)"
             )?,
+        }
+        for (op, step) in self.requested.steps() {
+            writeln!(f, "pvi.withdraw={op}:{step}: followed")?;
+        }
+        if self.requested.ignored > 0 {
+            writeln!(
+                f,
+                "pvi.withdraw=: {} item(s) ignored (each must be OP:STEP, an op of the interface and a step from 1 to 8; at most {})",
+                self.requested.ignored,
+                Requested::MAX
+            )?;
         }
         if let Some(c) = self.detection.chosen {
             if !COMPILED_IN.contains(&c.info().name) {

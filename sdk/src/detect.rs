@@ -295,6 +295,25 @@ pub fn backend_override(cmdline: &str) -> Option<&str> {
         .next_back()
 }
 
+/// The steps `pvi.withdraw=OP:STEP[,OP:STEP…]` on a kernel command line asks
+/// to withdraw, so that the steps after them can be tried on a hypervisor
+/// where the first one always answers. Each item is `Ok((op, step))`, or
+/// `Err(item)` when it is not `OP:STEP` with a step from 1.
+pub fn withdraw_requests(cmdline: &str) -> impl Iterator<Item = Result<(&str, usize), &str>> {
+    cmdline
+        .split_ascii_whitespace()
+        .filter_map(|w| w.strip_prefix("pvi.withdraw="))
+        .flat_map(|list| list.split(','))
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let (op, step) = item.split_once(':').ok_or(item)?;
+            match step.parse::<usize>() {
+                Ok(n) if n >= 1 && !op.is_empty() => Ok((op, n)),
+                _ => Err(item),
+            }
+        })
+}
+
 /// A signature for display: printable bytes as they are, others as `\xNN`.
 struct Sig<'a>(&'a [u8; 12]);
 
