@@ -98,9 +98,20 @@ until xen-init-dom0; do
 done
 xenconsoled --log=guest --log-dir=/var/log/xen/console
 echo "pvi-dom0: toolstack up; starting the domU (/pvi/start.sh)"
-sh /pvi/start.sh > /tmp/xl.out 2>&1
-cat /tmp/xl.out
-reason=$(sed -n 's/.*has shut down, reason code \([0-9]*\).*/\1/p' /tmp/xl.out)
+run_domu() {
+    sh /pvi/start.sh > /tmp/xl.out 2>&1
+    cat /tmp/xl.out
+    reason=$(sed -n 's/.*has shut down, reason code \([0-9]*\).*/\1/p' /tmp/xl.out)
+}
+run_domu
+# Once in many boots under TCG, xl crashed (a segmentation fault) before
+# the domU ran a single instruction: no shutdown reason, no console log.
+# That says nothing of the guest: start it once more, and say so.
+if [ -z "$reason" ] && [ ! -s /var/log/xen/console/guest-pvi.log ]; then
+    echo "pvi-dom0: the toolstack failed before the domU ran; starting it once more"
+    xl destroy pvi 2>/dev/null
+    run_domu
+fi
 echo "pvi-dom0: the domU shut down with reason code ${reason:-none}"
 echo "pvi-dom0: the domU's console log begins"
 cat /var/log/xen/console/guest-pvi.log
@@ -180,7 +191,7 @@ pub fn provision() -> Result<&'static Dom0, String> {
     let stamp = dir.join("recipe.txt");
     let base = dir.join("base.cpio.gz");
     let root = dir.join("root");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(pins.as_str()) || !base.exists() {
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(recipe.as_str()) || !base.exists() {
         println!("xtask: building the Linux dom0 with Xen's toolstack from {} Debian packages (apt-get download; not installed) in {DIR}", packages.len());
         let _ = std::fs::remove_dir_all(&dir);
         let debs = dir.join("debs");
