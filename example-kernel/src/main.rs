@@ -2,8 +2,8 @@
 //! paravirtual thing through the pvi SDK, choosing its backend at boot.
 //!
 //! Command line words: `demo` (the default: the detection report, which
-//! backend serves each op, a live clock), `selftest`, `bench`,
-//! `pvi.backend=NAME`.
+//! backend serves each op, a live clock), `selftest`, `bench`, `panic`,
+//! `reboot`, `pvi.backend=NAME`, `pvi.withdraw=OP:STEP`.
 
 #![no_std]
 #![no_main]
@@ -192,6 +192,9 @@ extern "C" fn kmain(start_info: u32) -> ! {
     if words().any(|w| w == "panic") {
         panic_on_purpose(selection)
     }
+    if words().any(|w| w == "reboot") {
+        reboot(selection)
+    }
     demo(selection, &mut out);
     power_off(selection)
 }
@@ -228,6 +231,19 @@ fn power_off(selection: &Selection) -> ! {
         .shutdown(pvi_sdk::types::ShutdownReason::Poweroff);
     // The emulator acts on the PM1a write after the vCPU moves on: give it
     // a second before calling the power-off failed.
+    delay::spin_for(selection.backend, 1_000_000_000);
+    let _ = writeln!(console::Console, "shutdown: still running ({result:?})");
+    exit::failure()
+}
+
+/// `reboot`: the `shutdown` op with the reboot reason, which a Xen domU's
+/// toolstack reports as reason 1. Where nothing reboots the machine (QEMU's
+/// PVH boot has no reset path the op knows), the run fails after a second.
+fn reboot(selection: &Selection) -> ! {
+    let _ = writeln!(console::Console, "shutdown: rebooting");
+    let result = selection
+        .backend
+        .shutdown(pvi_sdk::types::ShutdownReason::Reboot);
     delay::spin_for(selection.backend, 1_000_000_000);
     let _ = writeln!(console::Console, "shutdown: still running ({result:?})");
     exit::failure()

@@ -18,6 +18,7 @@ mod run;
 mod scratch;
 mod size;
 mod steps;
+mod verified;
 mod xen;
 
 use clap::{Parser, Subcommand};

@@ -4,7 +4,9 @@
 //! first, the same kernel as the real Xen 4.17's PVH dom0 (see `xen.rs`).
 
 use crate::probe::Probe;
-use crate::qemu::{self, Accel, Boot, EXIT_GUEST_PANICKED, EXIT_POWERED_OFF, EXIT_SUCCESS};
+use crate::qemu::{
+    self, Accel, Boot, EXIT_FAILURE, EXIT_GUEST_PANICKED, EXIT_POWERED_OFF, EXIT_SUCCESS,
+};
 use crate::steps::{Outcome, Step};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,7 +25,15 @@ struct Case {
     expect: &'static [&'static str],
     /// A check of the whole serial log beyond `expect`'s substrings.
     check: fn(&str) -> Result<(), String>,
+    /// The op that ends this run, and the variant of its guard, when
+    /// `expect` and `exit` prove it did its work (the hypervisor's own
+    /// report of the shutdown reason, QEMU's status): the book's Verified
+    /// where table credits the step that serves it.
+    proves: Option<(&'static str, Option<&'static str>)>,
 }
+
+/// A power-off the boot's end proves.
+const POWERS_OFF: Option<(&str, Option<&str>)> = Some(("shutdown", Some("poweroff")));
 
 /// No check beyond `expect`.
 fn no_check(_: &str) -> Result<(), String> {
@@ -98,6 +108,8 @@ const XEN_DOM0_SMP_EXPECT: &[&str] = &[
 /// skipped for the platform's reason, and the domU's own power-off.
 const XEN_PVH_EXPECT: &[&str] = &[
     "chosen: xen",
+    "pvi.withdraw=tsc_hz:1: followed",
+    "  tsc_hz             step 2",
     "console_write      step 1: shared xencons_interface",
     "smp: 2 of 2 CPUs online",
     "skipped: no CMOS RTC on this platform",
@@ -142,6 +154,7 @@ fn cases() -> Vec<Case> {
         exit: EXIT_SUCCESS,
         expect,
         check: no_check,
+        proves: None,
     };
     let demo = |name, accel, expect| Case {
         name,
@@ -153,6 +166,7 @@ fn cases() -> Vec<Case> {
         exit: EXIT_POWERED_OFF,
         expect,
         check: ticks_advance_100ms,
+        proves: POWERS_OFF,
     };
     let panic = |name, accel: Accel| Case {
         name,
@@ -169,6 +183,7 @@ fn cases() -> Vec<Case> {
         exit: EXIT_GUEST_PANICKED,
         expect: &["panic_notify: telling the hypervisor"],
         check: no_check,
+        proves: Some(("panic_notify", None)),
     };
     // A hostile hypervisor: the kernel must fall back, say so, and pass.
     let fault = |name, personality, args, expect| Case {
@@ -207,12 +222,17 @@ fn cases() -> Vec<Case> {
             )
         },
         Case {
+            proves: POWERS_OFF,
             // The domU powers itself off after its self-tests (nothing
             // answers the debug-exit port there); the dom0 then powers the
             // machine off, or exits 35 for any other shutdown reason.
+            // tsc_hz's first step (the time record, which the dom0 boots
+            // use) is withdrawn, so that its second (Xen's CPUID time
+            // leaf) answers on the real Xen too.
             exit: EXIT_POWERED_OFF,
+            words: "selftest pvi.withdraw=tsc_hz:1",
             ..selftest(
-                "xen pvh domU: selftest, 2 vcpus",
+                "xen pvh domU: selftest, 2 vcpus, tsc_hz step 1 withdrawn",
                 Accel::XenPvh { viridian: false },
                 2,
                 "",
@@ -220,6 +240,37 @@ fn cases() -> Vec<Case> {
             )
         },
         Case {
+            // A panic ends a domU through SCHEDOP_shutdown(SHUTDOWN_crash),
+            // which the dom0 reports as reason 3 (and ends QEMU with 35).
+            exit: EXIT_FAILURE,
+            vm_args: &[],
+            expect: &[
+                "panic_notify: telling the hypervisor",
+                "shutdown           step 1: hypercall __HYPERVISOR_sched_op",
+                "pvi-dom0: the domU shut down with reason code 3",
+            ],
+            proves: Some(("shutdown", Some("crash"))),
+            ..panic("xen pvh domU: panic, crash reported to Xen", Accel::XenPvh { viridian: false })
+        },
+        Case {
+            // The reboot reason, reported as reason 1; xl's on_reboot is
+            // "destroy", so the domain ends and the dom0 exits 35.
+            exit: EXIT_FAILURE,
+            words: "reboot",
+            expect: &[
+                "shutdown: rebooting",
+                "pvi-dom0: the domU shut down with reason code 1",
+            ],
+            proves: Some(("shutdown", Some("reboot"))),
+            check: no_check,
+            ..demo(
+                "xen pvh domU: reboot, reported to Xen",
+                Accel::XenPvh { viridian: false },
+                &[],
+            )
+        },
+        Case {
+            proves: POWERS_OFF,
             exit: EXIT_POWERED_OFF,
             ..selftest(
                 "xen pvh domU, viridian: selftest, the chosen backend",
@@ -230,6 +281,7 @@ fn cases() -> Vec<Case> {
             )
         },
         Case {
+            proves: POWERS_OFF,
             // The Hyper-V backend has no console of its own here (COM1 is
             // absent): its lines reach Xen's console through port 0xE9.
             exit: EXIT_POWERED_OFF,
@@ -240,6 +292,23 @@ fn cases() -> Vec<Case> {
                 1,
                 "",
                 XEN_VIRIDIAN_HYPERV_EXPECT,
+            )
+        },
+        Case {
+            // Hyper-V's crash MSRs under Xen's viridian: Xen records the
+            // crash as the domain's shutdown reason (and logs it), and
+            // keeps it when the kernel then powers off through ACPI.
+            exit: EXIT_FAILURE,
+            vm_args: &[],
+            words: "panic pvi.backend=hyperv console.e9",
+            expect: &[
+                "panic_notify       step 1: msr HV_X64_MSR_CRASH_CTL",
+                "VIRIDIAN CRASH",
+                "pvi-dom0: the domU shut down with reason code 3",
+            ],
+            ..panic(
+                "xen pvh domU, viridian: panic, pvi.backend=hyperv, crash MSR",
+                Accel::XenPvh { viridian: true },
             )
         },
         selftest(
@@ -356,7 +425,8 @@ fn cases() -> Vec<Case> {
             &[
                 "chosen: xen",
                 "clock_ns           step 1: shared vcpu_time_info.system_time",
-                "console_write      step 1 withdrawn at run time (shared xencons_interface",
+                "console_write      step 1: shared xencons_interface",
+                "  console_write      step 1",
                 "steal_ns           step 1: shared vcpu_runstate_info",
                 "timer: step 1 (hypercall __HYPERVISOR_vcpu_op(VCPUOP_set_singleshot_timer",
             ],
@@ -566,7 +636,11 @@ pub fn boots(steps: &mut Vec<Step>) {
     }
     let kvm = qemu::kvm_usable();
     let kvm_hypercalls = kvm.is_ok() && probe_kvm_hypercalls(&kernel, steps);
+    let mut passed = Vec::new();
+    let mut not_passed = Vec::new();
     for case in &cases {
+        // Every arm below that does not pass a boot names it here.
+        not_passed.push(case.name);
         if let (true, Err(why)) = (case.accel.needs_kvm(), &kvm) {
             println!("    {}: skipped: {why}", case.name);
             steps.push(Step {
@@ -587,11 +661,22 @@ pub fn boots(steps: &mut Vec<Step>) {
             });
             continue;
         }
-        steps.push(boot_case(&kernel, case, kvm_hypercalls));
+        let (step, output) = boot_case(&kernel, case, kvm_hypercalls);
+        if let Some(output) = output {
+            not_passed.pop();
+            passed.push(crate::verified::Passed {
+                accel: case.accel,
+                proves: case.proves,
+                output,
+            });
+        }
+        steps.push(step);
     }
+    steps.push(crate::verified::check(&passed, &not_passed));
 }
 
-fn boot_case(kernel: &Path, case: &Case, kvm_hypercalls: bool) -> Step {
+/// Boot one case; with a passed boot, its serial output.
+fn boot_case(kernel: &Path, case: &Case, kvm_hypercalls: bool) -> (Step, Option<String>) {
     let host_time = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -615,10 +700,10 @@ fn boot_case(kernel: &Path, case: &Case, kvm_hypercalls: bool) -> Step {
     } else {
         120
     };
-    let (outcome, seconds) = match boot.captured(&log, Duration::from_secs(limit)) {
+    let (outcome, seconds, passed) = match boot.captured(&log, Duration::from_secs(limit)) {
         Err(e) => {
             println!("    {}: FAILED ({e})", case.name);
-            (Outcome::Failed, 0.0)
+            (Outcome::Failed, 0.0, None)
         }
         Ok((code, output, elapsed)) => {
             let missing: Vec<&&str> = case
@@ -650,7 +735,7 @@ fn boot_case(kernel: &Path, case: &Case, kvm_hypercalls: bool) -> Step {
                     "    {}: ok, boot to result in {seconds:.2}s{tally}",
                     case.name
                 );
-                (Outcome::Passed, seconds)
+                (Outcome::Passed, seconds, Some(output))
             } else {
                 let why = match code {
                     None => "timed out".to_string(),
@@ -665,15 +750,16 @@ fn boot_case(kernel: &Path, case: &Case, kvm_hypercalls: bool) -> Step {
                     case.name,
                     log.display()
                 );
-                (Outcome::Failed, seconds)
+                (Outcome::Failed, seconds, None)
             }
         }
     };
-    Step {
+    let step = Step {
         name: case.name,
         outcome,
         seconds,
-    }
+    };
+    (step, passed)
 }
 
 #[cfg(test)]
