@@ -225,10 +225,22 @@ fn adopt_memory_map(
 /// The clean end of the demo: the `shutdown` op (ACPI S5 natively), and
 /// the failure code if the machine is still running.
 fn power_off(selection: &Selection) -> ! {
-    let _ = writeln!(console::Console, "shutdown: powering off");
-    let result = selection
-        .backend
-        .shutdown(pvi_sdk::types::ShutdownReason::Poweroff);
+    end_through_shutdown(
+        selection,
+        pvi_sdk::types::ShutdownReason::Poweroff,
+        "powering off",
+    )
+}
+
+/// Say what is coming, call `shutdown` with `reason`, and fail the run if
+/// the machine is still running a second later.
+fn end_through_shutdown(
+    selection: &Selection,
+    reason: pvi_sdk::types::ShutdownReason,
+    doing: &str,
+) -> ! {
+    let _ = writeln!(console::Console, "shutdown: {doing}");
+    let result = selection.backend.shutdown(reason);
     // The emulator acts on the PM1a write after the vCPU moves on: give it
     // a second before calling the power-off failed.
     delay::spin_for(selection.backend, 1_000_000_000);
@@ -240,13 +252,11 @@ fn power_off(selection: &Selection) -> ! {
 /// toolstack reports as reason 1. Where nothing reboots the machine (QEMU's
 /// PVH boot has no reset path the op knows), the run fails after a second.
 fn reboot(selection: &Selection) -> ! {
-    let _ = writeln!(console::Console, "shutdown: rebooting");
-    let result = selection
-        .backend
-        .shutdown(pvi_sdk::types::ShutdownReason::Reboot);
-    delay::spin_for(selection.backend, 1_000_000_000);
-    let _ = writeln!(console::Console, "shutdown: still running ({result:?})");
-    exit::failure()
+    end_through_shutdown(
+        selection,
+        pvi_sdk::types::ShutdownReason::Reboot,
+        "rebooting",
+    )
 }
 
 /// `panic`: tell the hypervisor through `panic_notify`; QEMU (run with
