@@ -98,8 +98,15 @@ until xen-init-dom0; do
 done
 xenconsoled --log=guest --log-dir=/var/log/xen/console
 echo "pvi-dom0: toolstack up; starting the domU (/pvi/start.sh)"
+# A domU that neither ends nor crashes (a failed run whose backend has no
+# way to report a crash halts for good) must not keep QEMU up forever.
 run_domu() {
-    sh /pvi/start.sh > /tmp/xl.out 2>&1
+    timeout -s KILL 300 sh /pvi/start.sh > /tmp/xl.out 2>&1
+    # 137: busybox's timeout killed it (128 + SIGKILL).
+    if [ $? = 137 ]; then
+        echo "pvi-dom0: the domU did not end within 300 s; destroying it" >> /tmp/xl.out
+        xl destroy pvi 2>/dev/null
+    fi
     cat /tmp/xl.out
     reason=$(sed -n 's/.*has shut down, reason code \([0-9]*\).*/\1/p' /tmp/xl.out)
 }
