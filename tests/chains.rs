@@ -262,11 +262,12 @@ unsafe impl hyperv::Steps for MockHyperv {
     fn hypercalls(&self) -> hyperv::Hypercalls {
         panic!("no hypercall on the host")
     }
-    fn read_msr(&self, msr: u32) -> u64 {
+    // A recording mock: it touches no real MSR, so nothing is unsafe here.
+    unsafe fn read_msr(&self, msr: u32) -> u64 {
         self.msrs.borrow_mut().push((msr, 0));
         self.read_value
     }
-    fn write_msr(&self, msr: u32, value: u64) {
+    unsafe fn write_msr(&self, msr: u32, value: u64) {
         self.msrs.borrow_mut().push((msr, value));
     }
     fn clock_ns_step1(&self) -> Result<Nanos, PvError> {

@@ -211,15 +211,15 @@ unsafe impl Steps for Hyperv {
         self.hypercalls
     }
 
-    fn read_msr(&self, msr: u32) -> u64 {
-        // SAFETY: the generated chains read only MSRs whose feature bits
-        // they checked first; ring 0.
+    unsafe fn read_msr(&self, msr: u32) -> u64 {
+        // SAFETY: the caller's contract: a Hyper-V MSR the IDL maps, its
+        // features checked, in ring 0.
         unsafe { rdmsr(msr) }
     }
 
-    fn write_msr(&self, msr: u32, value: u64) {
-        // SAFETY: as for `read_msr`: announced MSRs, values from the IDL's
-        // mappings.
+    unsafe fn write_msr(&self, msr: u32, value: u64) {
+        // SAFETY: the caller's contract: a Hyper-V MSR and a value the
+        // IDL's mapping writes, its features checked, in ring 0.
         unsafe { wrmsr(msr, value) }
     }
 

@@ -569,7 +569,11 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
                         let (raw, _) = h.raw(op, value);
                         let done = ok(quote!(()));
                         let served = served(index);
-                        Some(quote!({ s.write_msr(#m, #raw); #served return #done; }))
+                        let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; `{}` is its MSR, written as the IDL maps `{op_name}`, after the step's features were checked.", msr.name);
+                        // SAFETY: (generator source) as for hypercalls.
+                        Some(
+                            quote!({ __safety__!(#why); unsafe { s.write_msr(#m, #raw) }; #served return #done; }),
+                        )
                     }
                     StepKind::MsrRead(msr, as_unit) => {
                         uses_read_msr = true;
@@ -580,12 +584,7 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
                             .and_then(|t| model.unit_of(t));
                         let to = op.result.as_ref().and_then(|t| model.unit_of(t));
                         let _ = as_unit;
-                        let raw = convert(
-                            model,
-                            quote!(s.read_msr(#m)),
-                            from.as_deref(),
-                            to.as_deref(),
-                        );
+                        let raw = convert(model, quote!(msr_value), from.as_deref(), to.as_deref());
                         let value = op
                             .result
                             .as_ref()
@@ -593,7 +592,11 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
                             .unwrap_or_else(|| quote!(()));
                         let done = ok(value);
                         let served = served(index);
-                        Some(quote!({ #served return #done; }))
+                        let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; `{}` is its MSR, read as the IDL maps `{op_name}`, after the step's features were checked.", msr.name);
+                        // SAFETY: (generator source) as for hypercalls.
+                        Some(
+                            quote!({ __safety__!(#why); let msr_value = unsafe { s.read_msr(#m) }; #served return #done; }),
+                        )
                     }
                     StepKind::Cpuid(path, _) => {
                         uses_cpuid = true;
@@ -701,13 +704,26 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
     if uses_read_msr {
         services.push(quote!(
             #[doc = " Read an MSR (`rdmsr`)."]
-            fn read_msr(&self, msr: u32) -> u64;
+            #[doc = ""]
+            #[doc = " # Safety"]
+            #[doc = ""]
+            #[doc = " `msr` is one of this hypervisor's MSRs that the IDL maps, its"]
+            #[doc = " features present, and the caller runs in ring 0: reading another MSR"]
+            #[doc = " may fault, or have side effects."]
+            unsafe fn read_msr(&self, msr: u32) -> u64;
         ));
     }
     if uses_write_msr {
         services.push(quote!(
             #[doc = " Write an MSR (`wrmsr`)."]
-            fn write_msr(&self, msr: u32, value: u64);
+            #[doc = ""]
+            #[doc = " # Safety"]
+            #[doc = ""]
+            #[doc = " `msr` is one of this hypervisor's MSRs that the IDL maps, its"]
+            #[doc = " features present, `value` one the mapping writes, and the caller runs"]
+            #[doc = " in ring 0. An arbitrary MSR write can break memory safety (a page"]
+            #[doc = " the hypervisor then writes to, an interrupt routed anywhere)."]
+            unsafe fn write_msr(&self, msr: u32, value: u64);
         ));
     }
     if uses_version {

@@ -1761,9 +1761,22 @@ pub unsafe trait Steps {
     /// The hypercall stubs, entered the way this CPU needs.
     fn hypercalls(&self) -> Hypercalls;
     /// Read an MSR (`rdmsr`).
-    fn read_msr(&self, msr: u32) -> u64;
+    ///
+    /// # Safety
+    ///
+    /// `msr` is one of this hypervisor's MSRs that the IDL maps, its
+    /// features present, and the caller runs in ring 0: reading another MSR
+    /// may fault, or have side effects.
+    unsafe fn read_msr(&self, msr: u32) -> u64;
     /// Write an MSR (`wrmsr`).
-    fn write_msr(&self, msr: u32, value: u64);
+    ///
+    /// # Safety
+    ///
+    /// `msr` is one of this hypervisor's MSRs that the IDL maps, its
+    /// features present, `value` one the mapping writes, and the caller runs
+    /// in ring 0. An arbitrary MSR write can break memory safety (a page
+    /// the hypervisor then writes to, an interrupt routed anywhere).
+    unsafe fn write_msr(&self, msr: u32, value: u64);
     /// `clock_ns`, step 1: `shared ms_hyperv_tsc_page via HV_X64_MSR_REFERENCE_TSC requires HV_MSR_REFERENCE_TSC_AVAILABLE`
     ///
     /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
@@ -1798,10 +1811,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("clock_ns", 2)
         {
             {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; `HV_X64_MSR_TIME_REF_COUNT` is its MSR, read as the IDL maps `clock_ns`, after the step's features were checked.
+                let msr_value = unsafe { s.read_msr(HV_X64_MSR_TIME_REF_COUNT) };
                 s.served(7, 2);
-                return Nanos(
-                    (s.read_msr(HV_X64_MSR_TIME_REF_COUNT)).saturating_mul(100),
-                );
+                return Nanos((msr_value).saturating_mul(100));
             }
         }
         s.served(7, 0);
@@ -1815,8 +1828,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("tsc_hz", 1)
         {
             {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; `HV_X64_MSR_TSC_FREQUENCY` is its MSR, read as the IDL maps `tsc_hz`, after the step's features were checked.
+                let msr_value = unsafe { s.read_msr(HV_X64_MSR_TSC_FREQUENCY) };
                 s.served(8, 1);
-                return Hertz(s.read_msr(HV_X64_MSR_TSC_FREQUENCY));
+                return Hertz(msr_value);
             }
         }
         s.served(8, 0);
@@ -1833,7 +1848,8 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("timer_oneshot", 1)
         {
             {
-                s.write_msr(HV_X64_MSR_STIMER0_COUNT, (deadline.0) / 100);
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; `HV_X64_MSR_STIMER0_COUNT` is its MSR, written as the IDL maps `timer_oneshot`, after the step's features were checked.
+                unsafe { s.write_msr(HV_X64_MSR_STIMER0_COUNT, (deadline.0) / 100) };
                 s.served(11, 1);
                 return Ok(());
             }
@@ -1852,7 +1868,8 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("timer_cancel", 1)
         {
             {
-                s.write_msr(HV_X64_MSR_STIMER0_COUNT, 0_u64);
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; `HV_X64_MSR_STIMER0_COUNT` is its MSR, written as the IDL maps `timer_cancel`, after the step's features were checked.
+                unsafe { s.write_msr(HV_X64_MSR_STIMER0_COUNT, 0_u64) };
                 s.served(12, 1);
                 return;
             }
@@ -1873,7 +1890,8 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("eoi", 1)
         {
             {
-                s.write_msr(HV_X64_MSR_EOI, 0_u64);
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; `HV_X64_MSR_EOI` is its MSR, written as the IDL maps `eoi`, after the step's features were checked.
+                unsafe { s.write_msr(HV_X64_MSR_EOI, 0_u64) };
                 s.served(13, 1);
                 return;
             }
@@ -1971,7 +1989,8 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && !s.withdrawn("panic_notify", 1)
         {
             {
-                s.write_msr(HV_X64_MSR_CRASH_CTL, HV_CRASH_CTL_CRASH_NOTIFY);
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; `HV_X64_MSR_CRASH_CTL` is its MSR, written as the IDL maps `panic_notify`, after the step's features were checked.
+                unsafe { s.write_msr(HV_X64_MSR_CRASH_CTL, HV_CRASH_CTL_CRASH_NOTIFY) };
                 s.served(21, 1);
                 return;
             }
