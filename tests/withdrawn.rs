@@ -34,6 +34,18 @@ fn a_hypervisors_unsupported_answer_withdraws_the_step_and_pvis_own_does_not() {
     // The hypervisor's, but not "unsupported": the next call may succeed.
     let busy = PvError::new(ErrorKind::Busy, ErrorOrigin::Xen(-16));
     assert!(refused_for_good(enosys));
+    // Every hypervisor's own "unsupported", not only those someone listed.
+    for origin in [
+        ErrorOrigin::Hyperv(2),
+        ErrorOrigin::Kvm(-1000),
+        ErrorOrigin::Vmware(1),
+        ErrorOrigin::Xen(-38),
+    ] {
+        assert!(refused_for_good(PvError::new(
+            ErrorKind::Unsupported,
+            origin
+        )));
+    }
     for error in [sequence_zero, native, busy] {
         assert!(!refused_for_good(error), "{error:?}");
     }

@@ -10,7 +10,7 @@
 use crate::fallback;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 use pvi_sdk::generated::ops::OPS;
-use pvi_sdk::types::{ErrorKind, ErrorOrigin, PvError};
+use pvi_sdk::types::{ErrorKind, PvError};
 
 /// Per op (in `OPS` order): bit `n - 1` set when step `n` is withdrawn.
 static STEPS: [AtomicU8; OPS.len()] = [const { AtomicU8::new(0) }; OPS.len()];
@@ -58,16 +58,7 @@ pub fn fell_back(op: &'static str, step: usize, error: PvError) {
 /// itself carries `Native` or code 0 and may pass later (a Hyper-V
 /// reference TSC page with sequence 0 is valid again after a migration).
 pub fn refused_for_good(error: PvError) -> bool {
-    let code = match error.origin {
-        ErrorOrigin::Hyperv(c)
-        | ErrorOrigin::Kvm(c)
-        | ErrorOrigin::Vmware(c)
-        | ErrorOrigin::Xen(c) => c,
-        // Native, or a hypervisor added to the IDL after this was written.
-        #[allow(unreachable_patterns)]
-        _ => 0,
-    };
-    error.kind == ErrorKind::Unsupported && code != 0
+    error.kind == ErrorKind::Unsupported && error.origin.code().is_some_and(|code| code != 0)
 }
 
 /// Whether step `step` of `op` has been withdrawn.

@@ -324,6 +324,10 @@ fn errors(model: &Model) -> Piece {
         );
         quote!(#[doc = #doc] #v(i64))
     });
+    let codes = model.hypervisors().map(|h| {
+        let v = format_ident!("{}", camel(&h.name.name));
+        quote!(Self::#v(code) => Some(code))
+    });
     Piece::Tokens(quote! {
         #[doc = " Why a paravirtual call did not do what was asked: one kind for every"]
         #[doc = " hypervisor."]
@@ -335,6 +339,17 @@ fn errors(model: &Model) -> Piece {
             #[doc = " The native lowering (no hypervisor involved)."]
             Native,
             #(#origins,)*
+        }
+        impl ErrorOrigin {
+            #[doc = " The hypervisor's own code, or `None` when pvi itself decided (the"]
+            #[doc = " native lowering): what code that must treat every hypervisor alike"]
+            #[doc = " asks, so that one added to the IDL is not left out."]
+            pub const fn code(self) -> Option<i64> {
+                match self {
+                    Self::Native => None,
+                    #(#codes,)*
+                }
+            }
         }
         #[doc = " An error of any op on any backend: its kind and its origin."]
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

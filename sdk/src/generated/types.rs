@@ -1555,6 +1555,20 @@ pub enum ErrorOrigin {
     /// Xen: the code as the hypervisor returned it.
     Xen(i64),
 }
+impl ErrorOrigin {
+    /// The hypervisor's own code, or `None` when pvi itself decided (the
+    /// native lowering): what code that must treat every hypervisor alike
+    /// asks, so that one added to the IDL is not left out.
+    pub const fn code(self) -> Option<i64> {
+        match self {
+            Self::Native => None,
+            Self::Hyperv(code) => Some(code),
+            Self::Kvm(code) => Some(code),
+            Self::Vmware(code) => Some(code),
+            Self::Xen(code) => Some(code),
+        }
+    }
+}
 /// An error of any op on any backend: its kind and its origin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PvError {
