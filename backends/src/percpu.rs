@@ -33,7 +33,11 @@ impl<T> Shared<T> {
 pub struct PerCpu<T>(pub [Shared<T>; MAX_CPUS]);
 
 impl<T> PerCpu<T> {
-    /// The record of CPU `cpu` (clamped to the last one).
+    /// The record of CPU `cpu`. Only CPUs below [`MAX_CPUS`] reach here:
+    /// `Selection::init_cpu` refuses the others
+    /// (`pvi_backends::select::check_capacity`); the index is clamped all
+    /// the same, so that a kernel that ignored the refusal reads a wrong
+    /// record rather than out of bounds.
     pub fn of(&self, cpu: usize) -> &Shared<T> {
         &self.0[cpu.min(MAX_CPUS - 1)]
     }

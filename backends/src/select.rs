@@ -233,11 +233,46 @@ pub unsafe fn select(detection: Detection, cmdline: &str) -> Selection {
     }
 }
 
+/// A CPU whose index is beyond the per-CPU records the backends keep
+/// ([`MAX_CPUS`]): registering it would share a record (a clock the
+/// hypervisor writes) with another CPU, so it is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BeyondCapacity {
+    /// The CPU's index (the platform's `cpu_index`).
+    pub cpu: usize,
+    /// How many CPUs the backends keep records for.
+    pub capacity: usize,
+}
+
+impl fmt::Display for BeyondCapacity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CPU {} is beyond the {} CPUs pvi's backends keep per-CPU records for (pvi_backends::percpu::MAX_CPUS); it must not use the ops",
+            self.cpu, self.capacity
+        )
+    }
+}
+
+/// `Ok` for a CPU index the backends keep records for.
+pub fn check_capacity(cpu: usize) -> Result<(), BeyondCapacity> {
+    if cpu < MAX_CPUS {
+        Ok(())
+    } else {
+        Err(BeyondCapacity {
+            cpu,
+            capacity: MAX_CPUS,
+        })
+    }
+}
+
 impl Selection {
     /// Register this CPU's shared records with the hypervisor (kvmclock,
     /// steal time, PV EOI, runstate). Call it on every CPU, the boot CPU
-    /// included, before it uses the ops.
-    pub fn init_cpu(&self) {
+    /// included, before it uses the ops. A CPU beyond the backends'
+    /// capacity is refused, and must be left out (not use the ops).
+    pub fn init_cpu(&self) -> Result<(), BeyondCapacity> {
+        check_capacity(crate::platform::get().map_or(0, |p| p.cpu_index()))?;
         match self.backend {
             #[cfg(feature = "kvm")]
             Backend::Kvm(k) => k.0.init_cpu(),
@@ -247,6 +282,7 @@ impl Selection {
             Backend::Hyperv(h) => h.0.init_cpu(),
             _ => {}
         }
+        Ok(())
     }
 
     /// The kernel's timer-vector handler calls this before its EOI: it

@@ -95,7 +95,12 @@ extern "C" fn kmain(start_info: u32) -> ! {
     let detection = detect(&mut pvi_sdk::arch::Hardware);
     // SAFETY: ring 0, the boot CPU, once, after the platform is installed.
     let selection = SELECTION.call_once(|| unsafe { select(detection, info.cmdline) });
-    selection.init_cpu();
+    if let Err(refused) = selection.init_cpu() {
+        // The boot CPU is CPU 0: this cannot happen unless the platform's
+        // numbering is broken, and then no op can be trusted.
+        let _ = writeln!(console::Console, "boot CPU: {refused}");
+        exit::failure()
+    }
     console::replay_early(selection);
     let adopted = adopt_memory_map(selection, &mut info);
     let timer = selection.check_timer();

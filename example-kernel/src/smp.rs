@@ -223,7 +223,14 @@ extern "C" fn ap_main() -> ! {
     let Some(selection) = crate::ops() else {
         crate::exit::failure()
     };
-    selection.init_cpu();
+    if let Err(refused) = selection.init_cpu() {
+        // Left out: the boot CPU reports it did not start.
+        let _ = writeln!(crate::console::Console, "smp: {refused}");
+        loop {
+            x86_64::instructions::interrupts::disable();
+            x86_64::instructions::hlt();
+        }
+    }
     let ops = selection.backend;
     ops.irq_disable();
     ONLINE[cpu].store(true, SeqCst);
