@@ -23,6 +23,8 @@ enum Value {
     },
     /// A struct literal, passed by address.
     Struct(String),
+    /// A `bytes` parameter's `.ptr`: a 64-bit guest address.
+    Address,
 }
 
 impl Checker {
@@ -460,7 +462,7 @@ impl Checker {
                                 format!("`{}` is a byte slice; pass its parts", n.name),
                             )
                             .label("a slice is two values")
-                            .hint(format!("write `{0}.ptr` and `{0}.len`", n.name)),
+                            .hint(format!("pass `{0}.ptr` (its address, to a `u64` parameter) and `{0}.len` (its length in bytes)", n.name)),
                         );
                         return None;
                     }
@@ -510,9 +512,13 @@ impl Checker {
                     );
                     return None;
                 }
-                Some(Value::Typed {
-                    unit: None,
-                    enum_ty: None,
+                Some(if member.name == "ptr" {
+                    Value::Address
+                } else {
+                    Value::Typed {
+                        unit: None,
+                        enum_ty: None,
+                    }
                 })
             }
             Expr::Struct(name, fields, _) => {
@@ -550,7 +556,7 @@ impl Checker {
                 let v = self.value_of(inner, op, scope)?;
                 let from = match &v {
                     Value::Typed { unit, .. } => unit.clone(),
-                    Value::Literal | Value::Struct(_) => None,
+                    Value::Literal | Value::Struct(_) | Value::Address => None,
                 };
                 let to = self.convert(from.as_deref(), unit, "this value")?;
                 Some(Value::Typed {
@@ -559,6 +565,25 @@ impl Checker {
                 })
             }
         }
+    }
+
+    /// The size in bytes of the integer `ty` is, through newtypes; `None`
+    /// for structs, arrays and unknown names.
+    fn integer_width(&self, ty: &TypeRef) -> Option<u64> {
+        let mut ty = ty.clone();
+        for _ in 0..16 {
+            let TypeRef::Named { name, .. } = &ty else {
+                return None;
+            };
+            if let Some((size, _)) = crate::model::int_primitive(&name.name) {
+                return Some(size);
+            }
+            match self.types.get(&name.name) {
+                Some(TypeDecl::Newtype(n)) => ty = n.repr.clone(),
+                _ => return None,
+            }
+        }
+        None
     }
 
     fn resolves(&self, ty: &TypeRef) -> bool {
@@ -595,6 +620,24 @@ impl Checker {
         let target_struct = matches!(self.types.get(&target_name), Some(TypeDecl::Struct(_)));
         let target_enum = matches!(self.types.get(&target_name), Some(TypeDecl::Enum(_)));
         match value {
+            Value::Address => {
+                // An address fits a plain 64-bit integer only: not a byte,
+                // not a count of nanoseconds, not a struct.
+                let plain_u64 = matches!(self.integer_width(target), Some(8))
+                    && unit_of(&self.types, target).is_none()
+                    && !target_enum;
+                if !plain_u64 {
+                    self.error(
+                        Diagnostic::new(
+                            "address-narrowed",
+                            span,
+                            format!("{what} is `{target_name}`, but this is a 64-bit address"),
+                        )
+                        .label("an address, not a value")
+                        .hint("`.ptr` goes to a `u64` parameter that takes a buffer's address; an op that needs one call per byte (a character argument) cannot be mapped to this hypercall: map it `native` until the IDL can express it"),
+                    );
+                }
+            }
             Value::Struct(s) => {
                 if target_struct && *s != target_name {
                     self.type_mismatch(
