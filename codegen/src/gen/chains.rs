@@ -367,11 +367,132 @@ fn declared_errors(op: &Op) -> Vec<String> {
 }
 
 /// Tokens for an hypervisor module: Features, Steps and Paravirt.
-pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
-    let h = Hv { model, hv };
-    let display = String::from_utf8_lossy(&hv.display.value).into_owned();
-    // Features.
-    let sets = h.features();
+/// Which services of `Steps` the chains use: only those are declared.
+#[derive(Default)]
+struct Uses {
+    hypercalls: bool,
+    this_cpu: bool,
+    read_msr: bool,
+    write_msr: bool,
+    cpuid: bool,
+    version: bool,
+}
+
+/// One mapped op's chain as code: the `PvOps` method, its plan entry
+/// and its coverage line.
+struct Chain {
+    code: TokenStream,
+    plan: TokenStream,
+    coverage: TokenStream,
+}
+
+/// What the steps of one op's chain are generated from.
+struct OpCx<'a> {
+    op: &'a Op,
+    op_name: &'a str,
+    display: &'a str,
+    /// The op's row in `OPS`, which lists every op in model order.
+    row: proc_macro2::Literal,
+    /// The op's interface feature, if newer than the baseline: its chain
+    /// and step methods exist only with it.
+    gate: TokenStream,
+    value_ty: TokenStream,
+    fallible: bool,
+    params: Vec<TokenStream>,
+    args: Vec<proc_macro2::Ident>,
+    /// The errors the op declares, other than `unsupported`: returned, not
+    /// fallen back from.
+    returnable: Vec<TokenStream>,
+}
+
+impl<'a> OpCx<'a> {
+    fn new(
+        model: &Model,
+        op: &'a Op,
+        display: &'a str,
+        value_ty: TokenStream,
+        fallible: bool,
+    ) -> Self {
+        let op_name = op.name.name.as_str();
+        let row = proc_macro2::Literal::usize_unsuffixed(
+            model
+                .ops()
+                .position(|o| o.op.name.name == op_name)
+                .unwrap_or_default(),
+        );
+        let params = op
+            .params
+            .iter()
+            .map(|p| {
+                let n = ident(&p.name.name);
+                let t = rust_type(&p.ty);
+                quote!(#n: #t)
+            })
+            .collect();
+        let returnable = declared_errors(op)
+            .iter()
+            .filter(|k| *k != "unsupported")
+            .map(|k| {
+                let v = format_ident!("{}", camel(k));
+                quote!(ErrorKind::#v)
+            })
+            .collect();
+        OpCx {
+            op,
+            op_name,
+            display,
+            row,
+            gate: super::names::cfg(model, &op.meta),
+            value_ty,
+            fallible,
+            params,
+            args: op.params.iter().map(|p| ident(&p.name.name)).collect(),
+            returnable,
+        }
+    }
+
+    /// `raw`, a register's value in unit `from`, as the op's result type
+    /// (converted to its unit); `()` for an op without a result.
+    fn result(&self, model: &Model, raw: TokenStream, from: Option<&str>) -> TokenStream {
+        let Some(ty) = self.op.result.as_ref() else {
+            return quote!(());
+        };
+        let to = model.unit_of(ty);
+        typed(model, ty, convert(model, raw, from, to.as_deref()))
+    }
+
+    /// `v` as the op returns it.
+    fn ok(&self, v: TokenStream) -> TokenStream {
+        match (self.fallible, v.to_string() == "()") {
+            (true, _) => quote!(Ok(#v)),
+            (false, true) => quote!(),
+            (false, false) => v,
+        }
+    }
+
+    /// Record that step `index` (from 0) answered.
+    fn served(&self, index: usize) -> TokenStream {
+        let row = &self.row;
+        let step = proc_macro2::Literal::usize_unsuffixed(index + 1);
+        quote!(s.served(#row, #step);)
+    }
+
+    /// The match arm for step `index`'s failure: a declared error is
+    /// returned, anything else falls back.
+    fn on_error(&self, index: usize) -> TokenStream {
+        let (op_name, returnable) = (self.op_name, &self.returnable);
+        let step = proc_macro2::Literal::usize_unsuffixed(index + 1);
+        if self.fallible && !returnable.is_empty() {
+            quote!(Err(e) => { if matches!(e.kind, #(#returnable)|*) { return Err(e); } s.fell_back(#op_name, #step, e); })
+        } else {
+            quote!(Err(e) => s.fell_back(#op_name, #step, e))
+        }
+    }
+}
+
+/// The `Features` struct of an ABI's feature sets, with its reads and its
+/// list of bits by name.
+fn features_tokens(sets: &[&Features]) -> TokenStream {
     let fields = sets.iter().map(|s| {
         let f = format_ident!("{}", snake(&s.name.name));
         let t = ident(&s.name.name);
@@ -413,295 +534,46 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
         quote!(mut leaf: impl FnMut(u32) -> [u32; 4])
     };
 
-    // Steps and chains.
-    let mut uses_hypercalls = false;
-    let uses_this_cpu = h.maps().iter().any(|m| {
-        m.steps.iter().any(|st| matches!(&st.kind, StepKind::Hypercall(_, a) if a.iter().any(|e| matches!(e, Expr::Name(n) if n.name == "this_cpu"))))
-    });
-    let mut uses_read_msr = false;
-    let mut uses_write_msr = false;
-    let mut uses_cpuid = false;
-    let mut uses_version = false;
-    let mut step_methods = Vec::new();
-    let mut plans = Vec::new();
-    let mut chains = Vec::new();
-    let mut coverage = Vec::new();
-    for map in h.maps() {
-        let Some(found) = model.op(&map.op.name) else {
-            continue;
-        };
-        let op = found.op;
-        let op_name = &op.name.name;
-        let name = ident(op_name);
-        // The op's row in `OPS`, which lists every op in model order.
-        let row = proc_macro2::Literal::usize_unsuffixed(
-            model
-                .ops()
-                .position(|o| o.op.name.name == *op_name)
-                .unwrap_or_default(),
-        );
-        let served = |index: usize| {
-            let step = proc_macro2::Literal::usize_unsuffixed(index + 1);
-            quote!(s.served(#row, #step);)
-        };
-        // An op newer than the baseline exists only with its interface
-        // feature: so do its chain and its step methods.
-        let gate = super::names::cfg(model, &op.meta);
-        let (value_ty, fallible) = op_return(op);
-        let ret_ty = if fallible {
-            quote!(Result<#value_ty, PvError>)
-        } else {
-            quote!(#value_ty)
-        };
-        let ret_clause = super::names::returns(&ret_ty);
-        let params: Vec<TokenStream> = op
-            .params
-            .iter()
-            .map(|p| {
-                let n = ident(&p.name.name);
-                let t = rust_type(&p.ty);
-                quote!(#n: #t)
-            })
-            .collect();
-        let args: Vec<_> = op.params.iter().map(|p| ident(&p.name.name)).collect();
-        let ok = |v: TokenStream| match (fallible, v.to_string() == "()") {
-            (true, _) => quote!(Ok(#v)),
-            (false, true) => quote!(),
-            (false, false) => v,
-        };
-        let declared = declared_errors(op);
-        let returnable: Vec<TokenStream> = declared
-            .iter()
-            .filter(|k| *k != "unsupported")
-            .map(|k| {
-                let v = format_ident!("{}", camel(k));
-                quote!(ErrorKind::#v)
-            })
-            .collect();
-        let on_error = |index: usize| {
-            let step = proc_macro2::Literal::usize_unsuffixed(index + 1);
-            if fallible && !returnable.is_empty() {
-                quote!(Err(e) => { if matches!(e.kind, #(#returnable)|*) { return Err(e); } s.fell_back(#op_name, #step, e); })
-            } else {
-                quote!(Err(e) => s.fell_back(#op_name, #step, e))
+    quote! {
+        #[doc = " Every feature set of this ABI, as read at the base where the hypervisor was found."]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct Features { #(#fields,)* }
+
+        impl Features {
+            #[doc = " No features: every chain goes to its native step."]
+            pub const NONE: Self = Self { #(#none,)* };
+
+            #[doc = " Read every feature set. `leaf(address)` returns eax, ebx, ecx, edx of"]
+            #[doc = " the leaf with that upstream number, at the base the hypervisor was found at."]
+            pub fn read(#leaf_param) -> Self {
+                Self { #(#reads,)* }
             }
-        };
-        let mut body = Vec::new();
-        let mut kinds = Vec::new();
-        for (index, step) in map.steps.iter().enumerate() {
-            let text = crate::fmt::step_text(step);
-            kinds.push(step.kind.keyword());
-            let mut conds: Vec<TokenStream> = step
-                .requires
-                .iter()
-                .map(|r| h.feature_test(&r.name))
-                .collect();
-            if let Some(g) = &step.guard {
-                let p = ident(&g.param.name);
-                let ty = op
-                    .params
-                    .iter()
-                    .find(|x| x.name == g.param)
-                    .map(|x| rust_type(&x.ty))
-                    .unwrap_or_default();
-                let v = format_ident!("{}", camel(&g.variant.name));
-                conds.push(quote!(#p == #ty::#v));
-            }
-            // A step the hypervisor's version predates is skipped, as if
-            // its features were absent (an unknown version does not skip).
-            if let Some(test) = h.version_test(step, quote!(s.hv_version())) {
-                uses_version = true;
-                conds.push(test);
-            }
-            let err = on_error(index);
-            let action = if h.needs_method(op, step) {
-                let m = method_name(op, index);
-                let doc = format!(
-                    " `{op_name}`, step {}: `{}`",
-                    index + 1,
-                    text.trim_end_matches(';')
-                );
-                let note = " Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.";
-                let r = if op.result.is_some() {
-                    quote!(Result<#value_ty, PvError>)
-                } else {
-                    quote!(Result<(), PvError>)
-                };
-                step_methods.push(quote!(#[doc = #doc] #[doc = ""] #[doc = #note] #gate fn #m(&self, #(#params),*) -> #r;));
-                let done = ok(quote!(v));
-                let served = served(index);
-                Some(quote!(match s.#m(#(#args),*) { Ok(v) => { #served return #done } #err }))
-            } else {
-                match &step.kind {
-                    StepKind::Hypercall(hc, exprs) => {
-                        uses_hypercalls = true;
-                        let Some(decl) = h.hypercall(&hc.name) else {
-                            continue;
-                        };
-                        let f = fn_name(&hc.name);
-                        let vals: Vec<TokenStream> = exprs
-                            .iter()
-                            .zip(&decl.params)
-                            .map(|(e, p)| h.arg(op, e, &p.ty))
-                            .collect();
-                        let status = super::stubs::convention(hv)
-                            .map(|c| c.status)
-                            .unwrap_or_default();
-                        let done = ok(quote!(()));
-                        let served = served(index);
-                        let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; the arguments follow the IDL's mapping of `{op_name}`.");
-                        if status == "none" {
-                            // SAFETY: (generator source) `__safety__!(#why)`
-                            // emits the comment above each generated block.
-                            Some(
-                                quote!({ __safety__!(#why); let _ = unsafe { s.hypercalls().#f(#(#vals),*) }; #served return #done; }),
-                            )
-                        } else {
-                            // SAFETY: (generator source) as above.
-                            Some(
-                                quote!({ __safety__!(#why); match unsafe { s.hypercalls().#f(#(#vals),*) } { Ok(_) => { #served return #done } #err } }),
-                            )
-                        }
-                    }
-                    StepKind::MsrWrite(msr, value) => {
-                        uses_write_msr = true;
-                        let m = ident(&msr.name);
-                        let (raw, _) = h.raw(op, value);
-                        let done = ok(quote!(()));
-                        let served = served(index);
-                        let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; `{}` is its MSR, written as the IDL maps `{op_name}`, after the step's features were checked.", msr.name);
-                        // SAFETY: (generator source) as for hypercalls.
-                        Some(
-                            quote!({ __safety__!(#why); unsafe { s.write_msr(#m, #raw) }; #served return #done; }),
-                        )
-                    }
-                    StepKind::MsrRead(msr, as_unit) => {
-                        uses_read_msr = true;
-                        let m = ident(&msr.name);
-                        let from = h
-                            .msr(&msr.name)
-                            .and_then(|d| d.ty.as_ref())
-                            .and_then(|t| model.unit_of(t));
-                        let to = op.result.as_ref().and_then(|t| model.unit_of(t));
-                        let _ = as_unit;
-                        let raw = convert(model, quote!(msr_value), from.as_deref(), to.as_deref());
-                        let value = op
-                            .result
-                            .as_ref()
-                            .map(|t| typed(model, t, raw))
-                            .unwrap_or_else(|| quote!(()));
-                        let done = ok(value);
-                        let served = served(index);
-                        let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; `{}` is its MSR, read as the IDL maps `{op_name}`, after the step's features were checked.", msr.name);
-                        // SAFETY: (generator source) as for hypercalls.
-                        Some(
-                            quote!({ __safety__!(#why); let msr_value = unsafe { s.read_msr(#m) }; #served return #done; }),
-                        )
-                    }
-                    StepKind::Cpuid(path, _) => {
-                        uses_cpuid = true;
-                        let leaf = ident(&path.base.name);
-                        let reg = path
-                            .member
-                            .as_ref()
-                            .map(|m| m.name.as_str())
-                            .unwrap_or("eax");
-                        let register = proc_macro2::Literal::usize_unsuffixed(match reg {
-                            "ebx" => 1,
-                            "ecx" => 2,
-                            "edx" => 3,
-                            _ => 0,
-                        });
-                        let from = h
-                            .leaf(&path.base.name)
-                            .and_then(|l| l.registers.iter().find(|r| r.name.name == reg))
-                            .and_then(|r| model.unit_of(&r.ty));
-                        let to = op.result.as_ref().and_then(|t| model.unit_of(t));
-                        let raw = convert(
-                            model,
-                            quote!(u64::from(raw)),
-                            from.as_deref(),
-                            to.as_deref(),
-                        );
-                        let value = op
-                            .result
-                            .as_ref()
-                            .map(|t| typed(model, t, raw))
-                            .unwrap_or_else(|| quote!(()));
-                        let done = ok(value);
-                        let step_no = proc_macro2::Literal::usize_unsuffixed(index + 1);
-                        let served = served(index);
-                        // A leaf register of zero says "not provided".
-                        Some(quote! {{
-                            let raw = s.cpuid(#leaf)[#register];
-                            if raw != 0 { #served return #done; }
-                            s.fell_back(#op_name, #step_no, PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native));
-                        }})
-                    }
-                    StepKind::Nop => {
-                        let done = ok(quote!(()));
-                        let served = served(index);
-                        Some(quote!({ #served return #done; }))
-                    }
-                    StepKind::Native | StepKind::Shared(..) => None,
-                }
-            };
-            if let Some(action) = action {
-                let step_no = proc_macro2::Literal::usize_unsuffixed(index + 1);
-                conds.push(quote!(!s.withdrawn(#op_name, #step_no)));
-                let cond = quote!(#(#conds)&&*);
-                body.push(quote!(if #cond { #action }));
+
+            #[doc = " Every feature bit by upstream name, and whether it is set: for reports."]
+            pub fn list(&self) -> [(&'static str, bool); #count] {
+                [#(#names),*]
             }
         }
-        chains.push(quote! {
-            #gate
-            fn #name(&self, #(#params),*) #ret_clause {
-                let s = &self.0;
-                #[allow(unused_variables)]
-                let features = s.features();
-                #(#body)*
-                s.served(#row, 0);
-                native::#name::<S::Native>(#(#args),*)
-            }
-        });
-        // The plan: the first step whose features are present (guards and
-        // run-time failures aside).
-        let candidates = map.steps.iter().enumerate().map(|(i, step)| {
-            let mut conds: Vec<TokenStream> = step
-                .requires
-                .iter()
-                .map(|r| h.feature_test(&r.name))
-                .collect();
-            conds.extend(h.version_test(step, quote!(version)));
-            let cond = if conds.is_empty() {
-                quote!(true)
-            } else {
-                quote!(#(#conds)&&*)
-            };
-            let n = proc_macro2::Literal::usize_unsuffixed(i + 1);
-            let text = crate::fmt::step_text(step)
-                .trim_end_matches(';')
-                .to_string();
-            quote!(if #cond { return (#n, #text); })
-        });
-        plans.push(quote!((#op_name, { let step = || -> (usize, &'static str) { #(#candidates)* (0, "native") }; step() })));
-        let kinds_text = kinds.join(" → ");
-        coverage.push(quote!((#op_name, #kinds_text)));
     }
+}
+
+/// The services a backend supplies beyond its features: only those the
+/// chains use.
+fn services(uses: &Uses) -> Vec<TokenStream> {
     let mut services = Vec::new();
-    if uses_hypercalls {
+    if uses.hypercalls {
         services.push(quote!(
             #[doc = " The hypercall stubs, entered the way this CPU needs."]
             fn hypercalls(&self) -> Hypercalls;
         ));
     }
-    if uses_this_cpu {
+    if uses.this_cpu {
         services.push(quote!(
             #[doc = " The calling CPU's index as the hypervisor numbers it."]
             fn this_cpu(&self) -> u64;
         ));
     }
-    if uses_read_msr {
+    if uses.read_msr {
         services.push(quote!(
             #[doc = " Read an MSR (`rdmsr`)."]
             #[doc = ""]
@@ -713,7 +585,7 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
             unsafe fn read_msr(&self, msr: u32) -> u64;
         ));
     }
-    if uses_write_msr {
+    if uses.write_msr {
         services.push(quote!(
             #[doc = " Write an MSR (`wrmsr`)."]
             #[doc = ""]
@@ -726,7 +598,7 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
             unsafe fn write_msr(&self, msr: u32, value: u64);
         ));
     }
-    if uses_version {
+    if uses.version {
         services.push(quote!(
             #[doc = " The hypervisor's version (major, minor, patch), if it says: steps"]
             #[doc = " that need a newer one (`@hv_since` in the IDL) are skipped. `None`"]
@@ -736,13 +608,19 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
             }
         ));
     }
-    if uses_cpuid {
+    if uses.cpuid {
         services.push(quote!(#[doc = " CPUID leaf `leaf` (upstream numbering) read at the base where the hypervisor was found: eax, ebx, ecx, edx."] fn cpuid(&self, leaf: u32) -> [u32; 4];));
     }
+    services
+}
+
+/// `plan` (and with version-gated steps `plan_at`): each mapped op's first
+/// step given the features.
+fn plan_fns(plans: &[TokenStream], uses_version: bool) -> TokenStream {
     let plan_len = proc_macro2::Literal::usize_unsuffixed(plans.len());
     // With version-gated steps, the plan also depends on the hypervisor's
     // version; `plan` is then `plan_at` an unknown version.
-    let plan_fns = if uses_version {
+    if uses_version {
         quote! {
             #[doc = " For each mapped op, the step its chain starts with given `features`"]
             #[doc = " (its number from 1, and its IDL text): what a boot report shows."]
@@ -765,30 +643,268 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
                 [#(#plans),*]
             }
         }
+    }
+}
+
+/// The `PvOps` method walking `map`'s chain, its plan entry and its
+/// coverage line; `None` for a map of an op the model does not know.
+fn chain(
+    h: &Hv<'_>,
+    map: &Map,
+    display: &str,
+    uses: &mut Uses,
+    step_methods: &mut Vec<TokenStream>,
+) -> Option<Chain> {
+    let model = h.model;
+    let op = model.op(&map.op.name)?.op;
+    let op_name = op.name.name.as_str();
+    let name = ident(op_name);
+    // An op newer than the baseline exists only with its interface
+    // feature: so do its chain and its step methods.
+    let (value_ty, fallible) = op_return(op);
+    let ret_ty = if fallible {
+        quote!(Result<#value_ty, PvError>)
+    } else {
+        quote!(#value_ty)
     };
+    let ret_clause = super::names::returns(&ret_ty);
+    let cx = OpCx::new(model, op, display, value_ty, fallible);
+    let (gate, params, args, row) = (&cx.gate, &cx.params, &cx.args, &cx.row);
+    let mut body = Vec::new();
+    let mut kinds = Vec::new();
+    for (index, step) in map.steps.iter().enumerate() {
+        kinds.push(step.kind.keyword());
+        let mut conds: Vec<TokenStream> = step
+            .requires
+            .iter()
+            .map(|r| h.feature_test(&r.name))
+            .collect();
+        if let Some(g) = &step.guard {
+            let p = ident(&g.param.name);
+            let ty = op
+                .params
+                .iter()
+                .find(|x| x.name == g.param)
+                .map(|x| rust_type(&x.ty))
+                .unwrap_or_default();
+            let v = format_ident!("{}", camel(&g.variant.name));
+            conds.push(quote!(#p == #ty::#v));
+        }
+        // A step the hypervisor's version predates is skipped, as if
+        // its features were absent (an unknown version does not skip).
+        if let Some(test) = h.version_test(step, quote!(s.hv_version())) {
+            uses.version = true;
+            conds.push(test);
+        }
+        let action = action(h, &cx, index, step, uses, step_methods);
+        if let Some(action) = action {
+            let step_no = proc_macro2::Literal::usize_unsuffixed(index + 1);
+            conds.push(quote!(!s.withdrawn(#op_name, #step_no)));
+            let cond = quote!(#(#conds)&&*);
+            body.push(quote!(if #cond { #action }));
+        }
+    }
+    let code = quote! {
+        #gate
+        fn #name(&self, #(#params),*) #ret_clause {
+            let s = &self.0;
+            #[allow(unused_variables)]
+            let features = s.features();
+            #(#body)*
+            s.served(#row, 0);
+            native::#name::<S::Native>(#(#args),*)
+        }
+    };
+    // The plan: the first step whose features are present (guards and
+    // run-time failures aside).
+    let candidates = map.steps.iter().enumerate().map(|(i, step)| {
+        let mut conds: Vec<TokenStream> = step
+            .requires
+            .iter()
+            .map(|r| h.feature_test(&r.name))
+            .collect();
+        conds.extend(h.version_test(step, quote!(version)));
+        let cond = if conds.is_empty() {
+            quote!(true)
+        } else {
+            quote!(#(#conds)&&*)
+        };
+        let n = proc_macro2::Literal::usize_unsuffixed(i + 1);
+        let text = crate::fmt::step_text(step)
+            .trim_end_matches(';')
+            .to_string();
+        quote!(if #cond { return (#n, #text); })
+    });
+    let plan = quote!((#op_name, { let step = || -> (usize, &'static str) { #(#candidates)* (0, "native") }; step() }));
+    let kinds_text = kinds.join(" → ");
+    let coverage = quote!((#op_name, #kinds_text));
+    Some(Chain {
+        code,
+        plan,
+        coverage,
+    })
+}
+
+/// The code of step `index` of `cx`'s chain: carried out here (hypercall,
+/// MSR, CPUID, `nop`), or a call of the `Steps` method it declares in
+/// `step_methods`; `None` for a step with no code here (`native`).
+fn action(
+    h: &Hv<'_>,
+    cx: &OpCx<'_>,
+    index: usize,
+    step: &Step,
+    uses: &mut Uses,
+    step_methods: &mut Vec<TokenStream>,
+) -> Option<TokenStream> {
+    let (op, op_name, display, model) = (cx.op, cx.op_name, cx.display, h.model);
+    let (value_ty, gate, params, args) = (&cx.value_ty, &cx.gate, &cx.params, &cx.args);
+    let text = crate::fmt::step_text(step);
+    let err = cx.on_error(index);
+    let ok = |v: TokenStream| cx.ok(v);
+    let served = |index: usize| cx.served(index);
+    if h.needs_method(op, step) {
+        let m = method_name(op, index);
+        let doc = format!(
+            " `{op_name}`, step {}: `{}`",
+            index + 1,
+            text.trim_end_matches(';')
+        );
+        let note = " Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.";
+        let r = if op.result.is_some() {
+            quote!(Result<#value_ty, PvError>)
+        } else {
+            quote!(Result<(), PvError>)
+        };
+        step_methods.push(quote!(#[doc = #doc] #[doc = ""] #[doc = #note] #gate fn #m(&self, #(#params),*) -> #r;));
+        let done = ok(quote!(v));
+        let served = served(index);
+        Some(quote!(match s.#m(#(#args),*) { Ok(v) => { #served return #done } #err }))
+    } else {
+        match &step.kind {
+            StepKind::Hypercall(hc, exprs) => {
+                uses.hypercalls = true;
+                let decl = h.hypercall(&hc.name)?;
+                let f = fn_name(&hc.name);
+                let vals: Vec<TokenStream> = exprs
+                    .iter()
+                    .zip(&decl.params)
+                    .map(|(e, p)| h.arg(op, e, &p.ty))
+                    .collect();
+                let status = super::stubs::convention(h.hv)
+                    .map(|c| c.status)
+                    .unwrap_or_default();
+                let done = ok(quote!(()));
+                let served = served(index);
+                let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; the arguments follow the IDL's mapping of `{op_name}`.");
+                if status == "none" {
+                    // SAFETY: (generator source) `__safety__!(#why)`
+                    // emits the comment above each generated block.
+                    Some(
+                        quote!({ __safety__!(#why); let _ = unsafe { s.hypercalls().#f(#(#vals),*) }; #served return #done; }),
+                    )
+                } else {
+                    // SAFETY: (generator source) as above.
+                    Some(
+                        quote!({ __safety__!(#why); match unsafe { s.hypercalls().#f(#(#vals),*) } { Ok(_) => { #served return #done } #err } }),
+                    )
+                }
+            }
+            StepKind::MsrWrite(msr, value) => {
+                uses.write_msr = true;
+                let m = ident(&msr.name);
+                let (raw, _) = h.raw(op, value);
+                let done = ok(quote!(()));
+                let served = served(index);
+                let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; `{}` is its MSR, written as the IDL maps `{op_name}`, after the step's features were checked.", msr.name);
+                // SAFETY: (generator source) as for hypercalls.
+                Some(
+                    quote!({ __safety__!(#why); unsafe { s.write_msr(#m, #raw) }; #served return #done; }),
+                )
+            }
+            StepKind::MsrRead(msr, as_unit) => {
+                uses.read_msr = true;
+                let m = ident(&msr.name);
+                let from = h
+                    .msr(&msr.name)
+                    .and_then(|d| d.ty.as_ref())
+                    .and_then(|t| model.unit_of(t));
+                let _ = as_unit;
+                let done = ok(cx.result(model, quote!(msr_value), from.as_deref()));
+                let served = served(index);
+                let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; `{}` is its MSR, read as the IDL maps `{op_name}`, after the step's features were checked.", msr.name);
+                // SAFETY: (generator source) as for hypercalls.
+                Some(
+                    quote!({ __safety__!(#why); let msr_value = unsafe { s.read_msr(#m) }; #served return #done; }),
+                )
+            }
+            StepKind::Cpuid(path, _) => {
+                uses.cpuid = true;
+                let leaf = ident(&path.base.name);
+                let reg = path
+                    .member
+                    .as_ref()
+                    .map(|m| m.name.as_str())
+                    .unwrap_or("eax");
+                let register = proc_macro2::Literal::usize_unsuffixed(match reg {
+                    "ebx" => 1,
+                    "ecx" => 2,
+                    "edx" => 3,
+                    _ => 0,
+                });
+                let from = h
+                    .leaf(&path.base.name)
+                    .and_then(|l| l.registers.iter().find(|r| r.name.name == reg))
+                    .and_then(|r| model.unit_of(&r.ty));
+                let done = ok(cx.result(model, quote!(u64::from(raw)), from.as_deref()));
+                let step_no = proc_macro2::Literal::usize_unsuffixed(index + 1);
+                let served = served(index);
+                // A leaf register of zero says "not provided".
+                Some(quote! {{
+                    let raw = s.cpuid(#leaf)[#register];
+                    if raw != 0 { #served return #done; }
+                    s.fell_back(#op_name, #step_no, PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native));
+                }})
+            }
+            StepKind::Nop => {
+                let done = ok(quote!(()));
+                let served = served(index);
+                Some(quote!({ #served return #done; }))
+            }
+            StepKind::Native | StepKind::Shared(..) => None,
+        }
+    }
+}
+
+pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
+    let h = Hv { model, hv };
+    let display = String::from_utf8_lossy(&hv.display.value).into_owned();
+    let features = features_tokens(&h.features());
+
+    // Steps and chains.
+    let mut uses = Uses {
+        this_cpu: h.maps().iter().any(|m| {
+            m.steps.iter().any(|st| matches!(&st.kind, StepKind::Hypercall(_, a) if a.iter().any(|e| matches!(e, Expr::Name(n) if n.name == "this_cpu"))))
+        }),
+        ..Uses::default()
+    };
+    let mut step_methods = Vec::new();
+    let mut plans = Vec::new();
+    let mut chains = Vec::new();
+    let mut coverage = Vec::new();
+    for map in h.maps() {
+        if let Some(c) = chain(&h, map, &display, &mut uses, &mut step_methods) {
+            chains.push(c.code);
+            plans.push(c.plan);
+            coverage.push(c.coverage);
+        }
+    }
+    let services = services(&uses);
+    let plan_fns = plan_fns(&plans, uses.version);
     let steps_doc = format!(" What a {display} backend supplies: its features, the means to reach the hypervisor, and the mechanisms of the IDL's mappings that generated code cannot carry out.");
     quote! {
         use super::ops::{native, NativeRoutines, PvOps};
 
-        #[doc = " Every feature set of this ABI, as read at the base where the hypervisor was found."]
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub struct Features { #(#fields,)* }
-
-        impl Features {
-            #[doc = " No features: every chain goes to its native step."]
-            pub const NONE: Self = Self { #(#none,)* };
-
-            #[doc = " Read every feature set. `leaf(address)` returns eax, ebx, ecx, edx of"]
-            #[doc = " the leaf with that upstream number, at the base the hypervisor was found at."]
-            pub fn read(#leaf_param) -> Self {
-                Self { #(#reads,)* }
-            }
-
-            #[doc = " Every feature bit by upstream name, and whether it is set: for reports."]
-            pub fn list(&self) -> [(&'static str, bool); #count] {
-                [#(#names),*]
-            }
-        }
+        #features
 
         #[doc = #steps_doc]
         #[doc = ""]
