@@ -51,7 +51,7 @@ enum Command {
         smp: u32,
         /// Boot under pvi-sim instead of QEMU, as this hypervisor (`none`,
         /// `kvm`, `xen`, `hyperv` or `vmware`).
-        #[arg(long, value_parser = ["none", "kvm", "xen", "hyperv", "vmware"], conflicts_with = "accel")]
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(SIM_PERSONALITIES), conflicts_with = "accel")]
         sim: Option<String>,
         /// Boot under the real Xen 4.17 (Debian's packages, fetched, not
         /// installed) in QEMU TCG: `dom0`, the kernel as Xen's PVH
@@ -151,10 +151,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// The `'static` name of a personality clap accepted.
+/// pvi-sim's personalities: the one list `--sim` accepts and maps.
+const SIM_PERSONALITIES: [&str; 5] = ["none", "kvm", "xen", "hyperv", "vmware"];
+
+/// The `'static` name of a personality clap accepted (clap refuses any
+/// other, listing these, with status 2).
 fn sim_personality(name: &str) -> &'static str {
-    ["none", "kvm", "xen", "hyperv", "vmware"]
+    SIM_PERSONALITIES
         .into_iter()
         .find(|p| *p == name)
-        .unwrap_or("none")
+        .expect("clap accepts only SIM_PERSONALITIES")
 }
