@@ -23,48 +23,29 @@ fn const_value(model: &Model, c: &Const) -> (TokenStream, TokenStream) {
     }
 }
 
-pub fn file(model: &Model, hv: &Hypervisor) -> String {
-    let display = String::from_utf8_lossy(&hv.display.value).into_owned();
-    let mut doc = hv.meta.docs.lines.clone();
-    if let Some(f) = model.files.iter().find(|f| {
-        f.items
-            .iter()
-            .any(|i| matches!(i, Item::Hypervisor(h) if h.name == hv.name))
-    }) {
-        if !f.docs.lines.is_empty() {
-            doc.push(String::new());
-            doc.extend(f.docs.lines.iter().cloned());
-        }
-    }
-    let own_types: Vec<_> = owners(model)
-        .into_iter()
-        .filter(|(_, o)| o.as_deref() == Some(hv.name.name.as_str()))
-        .map(|(t, _)| {
-            let gate = model
-                .types
-                .get(&t)
-                .map(|d| cfg(model, d.meta()))
-                .unwrap_or_default();
-            let t = ident(&t);
-            quote!(#gate #[doc(inline)] pub use super::types::#t;)
-        })
-        .collect();
-    let mut pieces = vec![Piece::Tokens(quote! {
-        #![allow(non_upper_case_globals)]
-        #[allow(unused_imports)]
-        use super::types::*;
-        #(#own_types)*
-    })];
-    let mut consts = Vec::new();
-    let mut leaf_rows = Vec::new();
-    let mut msr_rows = Vec::new();
-    let mut hc_rows = Vec::new();
-    let mut error_arms = Vec::new();
-    let mut error_rows = Vec::new();
-    let mut const_rows = Vec::new();
-    let mut feature_rows = Vec::new();
-    let hv_display = Some(display.as_str());
-    for item in &hv.items {
+/// The item tables a hypervisor's module lists, filled item by item.
+#[derive(Default)]
+struct Tables {
+    consts: Vec<TokenStream>,
+    leaf_rows: Vec<TokenStream>,
+    msr_rows: Vec<TokenStream>,
+    hc_rows: Vec<TokenStream>,
+    error_arms: Vec<TokenStream>,
+    error_rows: Vec<TokenStream>,
+    const_rows: Vec<TokenStream>,
+    feature_rows: Vec<TokenStream>,
+}
+
+impl Tables {
+    /// Add `item`'s constant and table rows; a feature set's flags type
+    /// goes to `pieces`.
+    fn add(
+        &mut self,
+        model: &Model,
+        item: &HvItem,
+        hv_display: Option<&str>,
+        pieces: &mut Vec<Piece>,
+    ) {
         match item {
             HvItem::Detect(d) => {
                 let sigs: Vec<_> = d
@@ -73,7 +54,7 @@ pub fn file(model: &Model, hv: &Hypervisor) -> String {
                     .map(|s| proc_macro2::Literal::byte_string(&s.value))
                     .collect();
                 let probes = d.probes.iter().map(|p| p.name.clone());
-                consts.push(quote! {
+                self.consts.push(quote! {
                     #[doc = " CPUID signatures (EBX, ECX, EDX of the base leaf) that identify this hypervisor."]
                     pub const SIGNATURES: &[[u8; 12]] = &[#(*#sigs),*];
                     #[doc = " Probes to try when no CPUID signature is found."]
@@ -98,9 +79,10 @@ pub fn file(model: &Model, hv: &Hypervisor) -> String {
                 }
                 let doc = item_docs(&l.meta, &extra, hv_display);
                 let gate = cfg(model, &l.meta);
-                consts.push(quote!(#doc #gate pub const #name: u32 = #v;));
+                self.consts
+                    .push(quote!(#doc #gate pub const #name: u32 = #v;));
                 let n = &l.name.name;
-                leaf_rows.push(quote!((#v, #n)));
+                self.leaf_rows.push(quote!((#v, #n)));
             }
             HvItem::Features(f) => {
                 let extra = vec![format!("Bits of `{}`.", crate::fmt::path_text(&f.register))];
@@ -127,7 +109,7 @@ pub fn file(model: &Model, hv: &Hypervisor) -> String {
                 for b in &f.bits {
                     let n = &b.name.name;
                     let bit = proc_macro2::Literal::u32_unsuffixed(b.value.value as u32);
-                    feature_rows.push(quote!((#n, #bit)));
+                    self.feature_rows.push(quote!((#n, #bit)));
                 }
             }
             HvItem::Msr(m) => {
@@ -149,19 +131,21 @@ pub fn file(model: &Model, hv: &Hypervisor) -> String {
                 }
                 let doc = item_docs(&m.meta, &extra, hv_display);
                 let gate = cfg(model, &m.meta);
-                consts.push(quote!(#doc #gate pub const #name: u32 = #v;));
+                self.consts
+                    .push(quote!(#doc #gate pub const #name: u32 = #v;));
                 let n = &m.name.name;
-                msr_rows.push(quote!((#v, #n)));
+                self.msr_rows.push(quote!((#v, #n)));
             }
             HvItem::Const(c) => {
                 let name = ident(&c.name.name);
                 let (ty, v) = const_value(model, c);
                 let doc = item_docs(&c.meta, &[], hv_display);
                 let gate = cfg(model, &c.meta);
-                consts.push(quote!(#doc #gate pub const #name: #ty = #v;));
+                self.consts
+                    .push(quote!(#doc #gate pub const #name: #ty = #v;));
                 let n = &c.name.name;
                 let raw = int_literal(&c.value);
-                const_rows.push(quote!((#n, #raw)));
+                self.const_rows.push(quote!((#n, #raw)));
             }
             HvItem::Hypercall(h) => {
                 let name = ident(&h.name.name);
@@ -175,9 +159,10 @@ pub fn file(model: &Model, hv: &Hypervisor) -> String {
                     hv_display,
                 );
                 let gate = cfg(model, &h.meta);
-                consts.push(quote!(#doc #gate pub const #name: u64 = #v;));
+                self.consts
+                    .push(quote!(#doc #gate pub const #name: u64 = #v;));
                 let n = &h.name.name;
-                hc_rows.push(quote!((#v, #n)));
+                self.hc_rows.push(quote!((#v, #n)));
             }
             HvItem::Error(e) => {
                 let name = ident(&e.name.name);
@@ -189,54 +174,115 @@ pub fn file(model: &Model, hv: &Hypervisor) -> String {
                     hv_display,
                 );
                 let gate = cfg(model, &e.meta);
-                consts.push(quote!(#doc #gate pub const #name: i64 = #v;));
-                error_arms.push(quote!(#v => Some(ErrorKind::#kind)));
+                self.consts
+                    .push(quote!(#doc #gate pub const #name: i64 = #v;));
+                self.error_arms.push(quote!(#v => Some(ErrorKind::#kind)));
                 let n = &e.name.name;
-                error_rows.push(quote!((#v, #n)));
+                self.error_rows.push(quote!((#v, #n)));
             }
             HvItem::Map(_) | HvItem::Type(_) => {}
         }
     }
-    let origin = format_ident!("{}", camel(&hv.name.name));
-    let error_body = if error_arms.is_empty() {
-        quote!(let _ = code; None)
-    } else {
-        quote!(match code { #(#error_arms,)* _ => None })
-    };
-    // Codes the IDL does not list mean `failed`, if the interface has that
-    // kind; otherwise the error constructor is not generated.
-    let fallback_error = if model.error_kinds().any(|k| k.name.name == "failed") {
-        quote! {
-            #[doc = " A [`PvError`] for an error code of this hypervisor; codes the IDL does"]
-            #[doc = " not list are `Failed`."]
-            pub const fn error(code: i64) -> PvError {
-                let kind = match error_kind(code) { Some(k) => k, None => ErrorKind::Failed };
-                PvError::new(kind, ErrorOrigin::#origin(code))
+
+    /// The constants, the tables and the error decoding of `hv`.
+    fn tokens(self, model: &Model, hv: &Hypervisor) -> TokenStream {
+        let Tables {
+            consts,
+            leaf_rows,
+            msr_rows,
+            hc_rows,
+            error_arms,
+            error_rows,
+            const_rows,
+            feature_rows,
+        } = self;
+        let origin = format_ident!("{}", camel(&hv.name.name));
+        let error_body = if error_arms.is_empty() {
+            quote!(let _ = code; None)
+        } else {
+            quote!(match code { #(#error_arms,)* _ => None })
+        };
+        // Codes the IDL does not list mean `failed`, if the interface has that
+        // kind; otherwise the error constructor is not generated.
+        let fallback_error = if model.error_kinds().any(|k| k.name.name == "failed") {
+            quote! {
+                #[doc = " A [`PvError`] for an error code of this hypervisor; codes the IDL does"]
+                #[doc = " not list are `Failed`."]
+                pub const fn error(code: i64) -> PvError {
+                    let kind = match error_kind(code) { Some(k) => k, None => ErrorKind::Failed };
+                    PvError::new(kind, ErrorOrigin::#origin(code))
+                }
             }
+        } else {
+            quote!()
+        };
+        quote! {
+            #(#consts)*
+            #[doc = " Every CPUID leaf of this ABI by number, with its upstream name."]
+            pub const LEAVES: &[(u32, &str)] = &[#(#leaf_rows),*];
+            #[doc = " Every MSR of this ABI by index, with its upstream name."]
+            pub const MSRS: &[(u32, &str)] = &[#(#msr_rows),*];
+            #[doc = " Every hypercall of this ABI by number, with its upstream name."]
+            pub const HYPERCALLS: &[(u64, &str)] = &[#(#hc_rows),*];
+            #[doc = " Every constant of this ABI by upstream name, with its value."]
+            pub const CONSTANTS: &[(&str, i128)] = &[#(#const_rows),*];
+            #[doc = " Every feature bit of this ABI by upstream name, with its bit number."]
+            pub const FEATURE_BITS: &[(&str, u32)] = &[#(#feature_rows),*];
+            #[doc = " Every error code of this ABI, with its upstream name."]
+            pub const ERRORS: &[(i64, &str)] = &[#(#error_rows),*];
+            #[doc = " The pvi error kind of an error code, as the IDL maps it."]
+            pub const fn error_kind(code: i64) -> Option<ErrorKind> {
+                #error_body
+            }
+            #fallback_error
         }
-    } else {
-        quote!()
-    };
-    pieces.push(Piece::Tokens(quote! {
-        #(#consts)*
-        #[doc = " Every CPUID leaf of this ABI by number, with its upstream name."]
-        pub const LEAVES: &[(u32, &str)] = &[#(#leaf_rows),*];
-        #[doc = " Every MSR of this ABI by index, with its upstream name."]
-        pub const MSRS: &[(u32, &str)] = &[#(#msr_rows),*];
-        #[doc = " Every hypercall of this ABI by number, with its upstream name."]
-        pub const HYPERCALLS: &[(u64, &str)] = &[#(#hc_rows),*];
-        #[doc = " Every constant of this ABI by upstream name, with its value."]
-        pub const CONSTANTS: &[(&str, i128)] = &[#(#const_rows),*];
-        #[doc = " Every feature bit of this ABI by upstream name, with its bit number."]
-        pub const FEATURE_BITS: &[(&str, u32)] = &[#(#feature_rows),*];
-        #[doc = " Every error code of this ABI, with its upstream name."]
-        pub const ERRORS: &[(i64, &str)] = &[#(#error_rows),*];
-        #[doc = " The pvi error kind of an error code, as the IDL maps it."]
-        pub const fn error_kind(code: i64) -> Option<ErrorKind> {
-            #error_body
+    }
+}
+
+/// The module's doc: the hypervisor's, then its file's.
+fn module_docs(model: &Model, hv: &Hypervisor) -> Vec<String> {
+    let mut doc = hv.meta.docs.lines.clone();
+    if let Some(f) = model.files.iter().find(|f| {
+        f.items
+            .iter()
+            .any(|i| matches!(i, Item::Hypervisor(h) if h.name == hv.name))
+    }) {
+        if !f.docs.lines.is_empty() {
+            doc.push(String::new());
+            doc.extend(f.docs.lines.iter().cloned());
         }
-        #fallback_error
-    }));
+    }
+    doc
+}
+
+pub fn file(model: &Model, hv: &Hypervisor) -> String {
+    let display = String::from_utf8_lossy(&hv.display.value).into_owned();
+    let doc = module_docs(model, hv);
+    let own_types: Vec<_> = owners(model)
+        .into_iter()
+        .filter(|(_, o)| o.as_deref() == Some(hv.name.name.as_str()))
+        .map(|(t, _)| {
+            let gate = model
+                .types
+                .get(&t)
+                .map(|d| cfg(model, d.meta()))
+                .unwrap_or_default();
+            let t = ident(&t);
+            quote!(#gate #[doc(inline)] pub use super::types::#t;)
+        })
+        .collect();
+    let mut pieces = vec![Piece::Tokens(quote! {
+        #![allow(non_upper_case_globals)]
+        #[allow(unused_imports)]
+        use super::types::*;
+        #(#own_types)*
+    })];
+    let hv_display = Some(display.as_str());
+    let mut tables = Tables::default();
+    for item in &hv.items {
+        tables.add(model, item, hv_display, &mut pieces);
+    }
+    pieces.push(Piece::Tokens(tables.tokens(model, hv)));
     pieces.extend(stubs::pieces(model, hv));
     pieces.push(Piece::Tokens(super::chains::tokens(model, hv)));
     render(&doc, pieces)
