@@ -5,6 +5,7 @@
 //! coverage promise: every hypervisor of the IDL has a backend in the build,
 //! and every mapped op a chain.
 
+use pvi_sdk::generated::ops::Op;
 use pvi_sdk::generated::{hyperv, kvm, vmware, xen, HYPERVISORS};
 use pvi_sdk::types::*;
 use pvi_sdk::{NativeRoutines, PvOps};
@@ -118,8 +119,10 @@ unsafe impl kvm::Steps for MockKvm {
     fn features(&self) -> &kvm::Features {
         &self.features
     }
-    fn fell_back(&self, op: &'static str, step: usize, error: PvError) {
-        self.fallbacks.borrow_mut().push((op, step, error.kind));
+    fn fell_back(&self, op: Op, step: usize, error: PvError) {
+        self.fallbacks
+            .borrow_mut()
+            .push((op.name(), step, error.kind));
     }
     fn hypercalls(&self) -> kvm::Hypercalls {
         panic!("no hypercall on the host")
@@ -255,9 +258,9 @@ unsafe impl hyperv::Steps for MockHyperv {
     fn features(&self) -> &hyperv::Features {
         &self.features
     }
-    fn fell_back(&self, _op: &'static str, _step: usize, _error: PvError) {}
-    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
-        self.withdrawn.contains(&(op, step))
+    fn fell_back(&self, _op: Op, _step: usize, _error: PvError) {}
+    fn withdrawn(&self, op: Op, step: usize) -> bool {
+        self.withdrawn.contains(&(op.name(), step))
     }
     fn hypercalls(&self) -> hyperv::Hypercalls {
         panic!("no hypercall on the host")
@@ -383,8 +386,8 @@ unsafe impl vmware::Steps for MockVmware {
     fn features(&self) -> &vmware::Features {
         &self.features
     }
-    fn fell_back(&self, op: &'static str, step: usize, _error: PvError) {
-        self.fallbacks.borrow_mut().push((op, step));
+    fn fell_back(&self, op: Op, step: usize, _error: PvError) {
+        self.fallbacks.borrow_mut().push((op.name(), step));
     }
     fn cpuid(&self, leaf: u32) -> [u32; 4] {
         assert_eq!(leaf, vmware::CPUID_VMWARE_FEATURES_LEAF);
@@ -436,8 +439,8 @@ unsafe impl xen::Steps for MockXen {
     fn features(&self) -> &xen::Features {
         &xen::Features::NONE
     }
-    fn fell_back(&self, op: &'static str, step: usize, _error: PvError) {
-        self.fallbacks.borrow_mut().push((op, step));
+    fn fell_back(&self, op: Op, step: usize, _error: PvError) {
+        self.fallbacks.borrow_mut().push((op.name(), step));
     }
     fn hv_version(&self) -> Option<(u32, u32, u32)> {
         self.version

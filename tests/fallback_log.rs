@@ -1,6 +1,7 @@
 //! The fallback log: one line per failing step, with how often.
 
-use pvi_backends::fallback::{count, record, summary, Event, SETUP};
+use pvi_backends::fallback::{count, record, record_setup, summary, Event, SETUP};
+use pvi_sdk::generated::ops::Op;
 use pvi_sdk::types::{ErrorKind, ErrorOrigin, PvError};
 
 #[test]
@@ -8,11 +9,11 @@ fn repeated_failures_are_one_line_with_a_count() {
     let unsupported = PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native);
     let busy = PvError::new(ErrorKind::Busy, ErrorOrigin::Native);
     for _ in 0..1000 {
-        record("console_write", 1, unsupported);
+        record(Op::ConsoleWrite, 1, unsupported);
     }
-    record("clock_ns", 2, busy);
-    record(SETUP[0], 0, unsupported);
-    record("no such op", 1, busy); // counted, not listed
+    record(Op::ClockNs, 2, busy);
+    record_setup(0, unsupported);
+    record_setup(SETUP.len(), busy); // counted, not listed
     assert_eq!(count(), 1003);
     let lines: Vec<Event> = summary().collect();
     let expected = [

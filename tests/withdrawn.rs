@@ -4,20 +4,20 @@
 
 use pvi_backends::fallback::summary;
 use pvi_backends::withdrawn::{is_withdrawn, withdraw};
+use pvi_sdk::generated::ops::Op;
 use pvi_sdk::types::{ErrorKind, ErrorOrigin, PvError};
 
 #[test]
 fn a_withdrawn_step_is_known_and_logged_and_no_other_is() {
     let silent = PvError::new(ErrorKind::Failed, ErrorOrigin::Native);
-    assert!(!is_withdrawn("timer_oneshot", 1));
-    withdraw("timer_oneshot", 1, silent);
-    withdraw("timer_oneshot", 9, silent); // beyond 8 steps: ignored
-    withdraw("no such op", 1, silent); // ignored
-    assert!(is_withdrawn("timer_oneshot", 1));
-    assert!(!is_withdrawn("timer_oneshot", 2));
-    assert!(!is_withdrawn("timer_cancel", 1));
-    assert!(!is_withdrawn("timer_oneshot", 9));
-    assert!(!is_withdrawn("no such op", 1));
+    assert!(!is_withdrawn(Op::TimerOneshot, 1));
+    withdraw(Op::TimerOneshot, 1, silent);
+    withdraw(Op::TimerOneshot, 9, silent); // beyond 8 steps: ignored
+    assert!(is_withdrawn(Op::TimerOneshot, 1));
+    assert!(!is_withdrawn(Op::TimerOneshot, 2));
+    assert!(!is_withdrawn(Op::TimerCancel, 1));
+    assert!(!is_withdrawn(Op::TimerOneshot, 9));
+    assert!(!is_withdrawn(Op::TimerOneshot, 0), "steps count from 1");
     let logged: Vec<_> = summary().filter(|e| e.op == "timer_oneshot").collect();
     assert_eq!(logged.len(), 1, "{logged:?}");
     assert_eq!((logged[0].step, logged[0].kind), (1, ErrorKind::Failed));
@@ -50,16 +50,16 @@ fn a_hypervisors_unsupported_answer_withdraws_the_step_and_pvis_own_does_not() {
         assert!(!refused_for_good(error), "{error:?}");
     }
 
-    fell_back("clock_ns", 1, sequence_zero);
-    fell_back("wallclock", 1, native);
-    fell_back("steal_ns", 1, busy);
-    assert!(!is_withdrawn("clock_ns", 1));
-    assert!(!is_withdrawn("wallclock", 1));
-    assert!(!is_withdrawn("steal_ns", 1));
+    fell_back(Op::ClockNs, 1, sequence_zero);
+    fell_back(Op::Wallclock, 1, native);
+    fell_back(Op::StealNs, 1, busy);
+    assert!(!is_withdrawn(Op::ClockNs, 1));
+    assert!(!is_withdrawn(Op::Wallclock, 1));
+    assert!(!is_withdrawn(Op::StealNs, 1));
 
-    fell_back("send_ipi", 1, enosys);
-    assert!(is_withdrawn("send_ipi", 1));
-    assert!(!is_withdrawn("send_ipi", 2));
+    fell_back(Op::SendIpi, 1, enosys);
+    assert!(is_withdrawn(Op::SendIpi, 1));
+    assert!(!is_withdrawn(Op::SendIpi, 2));
     let logged: Vec<_> = summary().filter(|e| e.op == "send_ipi").collect();
     assert_eq!(logged.len(), 1, "{logged:?}");
     assert_eq!(

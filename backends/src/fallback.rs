@@ -5,7 +5,7 @@
 //! not the whole log.
 
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
-use pvi_sdk::generated::ops::OPS;
+use pvi_sdk::generated::ops::{Op, OPS};
 use pvi_sdk::types::{ErrorKind, PvError};
 
 /// Setup steps that can fail and be worked around, logged like ops.
@@ -43,15 +43,22 @@ pub struct Event {
     pub times: u32,
 }
 
-/// Record that `op`'s step `step` failed with `error` (`op` may also be
-/// one of [`SETUP`], with step 0). Unknown names are counted, not listed.
-pub fn record(op: &'static str, step: usize, error: PvError) {
+/// Record that `op`'s step `step` failed with `error`.
+pub fn record(op: Op, step: usize, error: PvError) {
+    record_row(op.row(), step, error);
+}
+
+/// Record that setup step `setup` (an index of [`SETUP`]) failed with
+/// `error`; out-of-range indices are counted, not listed.
+pub fn record_setup(setup: usize, error: PvError) {
+    record_row(OPS.len() + setup, 0, error);
+}
+
+fn record_row(row: usize, step: usize, error: PvError) {
     COUNT.fetch_add(1, Relaxed);
-    let row = OPS
-        .iter()
-        .position(|o| o.name == op)
-        .or_else(|| SETUP.iter().position(|s| *s == op).map(|i| OPS.len() + i));
-    let Some(row) = row else { return };
+    if row >= ROWS {
+        return;
+    }
     let kind = KINDS
         .iter()
         .position(|k| *k == error.kind)

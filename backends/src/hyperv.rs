@@ -17,6 +17,7 @@ use pvi_sdk::detect::Choice;
 use pvi_sdk::generated::hyperv::{
     self, Features, Hypercalls, HypervFeatures, HypervMiscFeatures, Steps,
 };
+use pvi_sdk::generated::ops::Op;
 use pvi_sdk::time::reftsc::{self, RefTscError};
 use pvi_sdk::types::hv_stimer_config;
 use pvi_sdk::types::{ms_hyperv_tsc_page, ErrorKind, ErrorOrigin, Nanos, PvError};
@@ -98,7 +99,7 @@ impl Hyperv {
             if crate::hypercall_page::is_empty(bytes) {
                 let refusal = hyperv::HV_STATUS_INVALID_HYPERCALL_CODE as i32;
                 crate::hypercall_page::fill_with_refusals(bytes, 4096, refusal);
-                fallback::record(fallback::SETUP[0], 0, unsupported());
+                fallback::record_setup(0, unsupported());
             }
         }
         // Calls go through the page only when the hypercall feature was
@@ -111,7 +112,7 @@ impl Hyperv {
         // Hyper-V would misread: the timer steps go.
         if !reference_tsc && !f.contains(HypervFeatures::HV_MSR_TIME_REF_COUNT_AVAILABLE) {
             let plan = hyperv::plan(&features);
-            for op in ["timer_oneshot", "timer_cancel"] {
+            for op in [Op::TimerOneshot, Op::TimerCancel] {
                 crate::withdrawn::withdraw_planned(&plan, op, unsupported());
             }
         }
@@ -173,7 +174,7 @@ impl Hyperv {
         let apic_id = u64::from(cpuid(1, 0).ebx >> 24);
         if vp_index != apic_id {
             let plan = hyperv::plan(&self.features);
-            for op in ["send_ipi", "flush_tlb"] {
+            for op in [Op::SendIpi, Op::FlushTlb] {
                 let why = PvError::new(ErrorKind::InvalidArgument, ErrorOrigin::Hyperv(0));
                 crate::withdrawn::withdraw_planned(&plan, op, why);
             }
@@ -190,11 +191,11 @@ unsafe impl Steps for Hyperv {
         &self.features
     }
 
-    fn served(&self, op: usize, step: usize) {
+    fn served(&self, op: Op, step: usize) {
         crate::served::record(op, step);
     }
 
-    fn fell_back(&self, op: &'static str, step: usize, error: PvError) {
+    fn fell_back(&self, op: Op, step: usize, error: PvError) {
         crate::withdrawn::fell_back(op, step, error);
     }
 
@@ -203,7 +204,7 @@ unsafe impl Steps for Hyperv {
     /// ([`withdrawn::fell_back`](crate::withdrawn::fell_back)).
     ///
     /// [`Selection::check_timer`]: crate::select::Selection::check_timer
-    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+    fn withdrawn(&self, op: Op, step: usize) -> bool {
         crate::withdrawn::is_withdrawn(op, step)
     }
 

@@ -6,7 +6,7 @@ use crate::percpu::MAX_CPUS;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use pvi_sdk::detect::{backend_override, withdraw_requests, Choice, Detection, How};
-use pvi_sdk::generated::ops::{Dispatch, OPS};
+use pvi_sdk::generated::ops::{Dispatch, Op, OPS};
 use pvi_sdk::generated::HYPERVISORS;
 use pvi_sdk::types::{ErrorKind, ErrorOrigin, PvError};
 
@@ -108,14 +108,14 @@ impl Requested {
         let mut done = Requested::default();
         for request in withdraw_requests(cmdline) {
             let found = request.ok().and_then(|(op, step)| {
-                let row = OPS.iter().position(|o| o.name == op)?;
-                (step <= 8).then_some((row, step))
+                let op = Op::from_name(op)?;
+                (step <= 8).then_some((op, step))
             });
             match found {
-                Some((row, step)) if done.count < Self::MAX => {
+                Some((op, step)) if done.count < Self::MAX => {
                     let why = PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native);
-                    crate::withdrawn::withdraw(OPS[row].name, step, why);
-                    done.withdrawn[done.count] = (row as u16, step as u8);
+                    crate::withdrawn::withdraw(op, step, why);
+                    done.withdrawn[done.count] = (op.row() as u16, step as u8);
                     done.count += 1;
                 }
                 _ => done.ignored += 1,
@@ -317,9 +317,9 @@ impl Selection {
             (Ok(late_ns), _) => TimerCheck::Fires { planned, late_ns },
             (Err(silence), Some((step, text))) => {
                 let why = PvError::new(ErrorKind::Failed, ErrorOrigin::Native);
-                crate::withdrawn::withdraw("timer_oneshot", step, why);
+                crate::withdrawn::withdraw(Op::TimerOneshot, step, why);
                 if let Some((cancel, _)) = self.serving("timer_cancel") {
-                    crate::withdrawn::withdraw("timer_cancel", cancel, why);
+                    crate::withdrawn::withdraw(Op::TimerCancel, cancel, why);
                 }
                 TimerCheck::Withdrawn {
                     step,
@@ -366,8 +366,10 @@ impl Selection {
     /// The paravirtual step serving `op` now: the planned one, unless that
     /// is native or has been withdrawn (`None`: native).
     pub fn serving(&self, op: &str) -> Option<(usize, &'static str)> {
-        self.planned(op)
-            .filter(|&(step, text)| text != "native" && !crate::withdrawn::is_withdrawn(op, step))
+        self.planned(op).filter(|&(step, text)| {
+            text != "native"
+                && !Op::from_name(op).is_some_and(|op| crate::withdrawn::is_withdrawn(op, step))
+        })
     }
 
     /// For each mapped op of the active backend, the step its features
@@ -549,9 +551,9 @@ impl fmt::Display for Selection {
                 )?;
             }
         }
-        for op in OPS {
+        for (&id, op) in Op::ALL.iter().zip(OPS) {
             match self.planned(op.name) {
-                Some((step, text)) if crate::withdrawn::is_withdrawn(op.name, step) => writeln!(
+                Some((step, text)) if crate::withdrawn::is_withdrawn(id, step) => writeln!(
                     f,
                     "  {:<18} step {step} withdrawn at run time ({text}): the chain falls back past it",
                     op.name

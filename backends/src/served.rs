@@ -9,17 +9,16 @@
 //! handlers.
 
 use core::sync::atomic::{AtomicU16, Ordering::Relaxed};
-use pvi_sdk::generated::ops::OPS;
+use pvi_sdk::generated::ops::{Op, OPS};
 
 /// Per op (in `OPS` order): bit `n` set once step `n` served (0 = native).
 static SERVED: [AtomicU16; OPS.len()] = [const { AtomicU16::new(0) }; OPS.len()];
 
-/// Record that step `step` (from 1; 0 = native) of the op in row `op` of
-/// `OPS` answered a call. Steps from 15 on share bit 15; unknown rows are
-/// ignored.
+/// Record that step `step` (from 1; 0 = native) of `op` answered a call.
+/// Steps from 15 on share bit 15.
 #[inline(always)]
-pub fn record(op: usize, step: usize) {
-    let Some(slot) = SERVED.get(op) else { return };
+pub fn record(op: Op, step: usize) {
+    let slot = &SERVED[op.row()];
     let bit = 1u16 << step.min(15);
     if slot.load(Relaxed) & bit == 0 {
         slot.fetch_or(bit, Relaxed);
@@ -27,11 +26,8 @@ pub fn record(op: usize, step: usize) {
 }
 
 /// The steps of `op` that served, as a bit set (bit 0: native).
-pub fn steps(op: &str) -> u16 {
-    OPS.iter()
-        .position(|o| o.name == op)
-        .map(|row| SERVED[row].load(Relaxed))
-        .unwrap_or(0)
+pub fn steps(op: Op) -> u16 {
+    SERVED[op.row()].load(Relaxed)
 }
 
 /// Every op whose chain ran, with the steps that served it, in op order.

@@ -5,6 +5,7 @@
 use crate::native::BareMetal;
 use pvi_sdk::arch::cpuid;
 use pvi_sdk::detect::Choice;
+use pvi_sdk::generated::ops::Op;
 use pvi_sdk::generated::vmware::{self, Features, Hypercalls, Instruction, Steps, VmwareFeatures};
 use pvi_sdk::time::{rtc, tsc_freq};
 use pvi_sdk::types::{ErrorKind, ErrorOrigin, Hertz, Nanos, PvError};
@@ -77,17 +78,17 @@ unsafe impl Steps for Vmware {
         &self.features
     }
 
-    fn served(&self, op: usize, step: usize) {
+    fn served(&self, op: Op, step: usize) {
         crate::served::record(op, step);
     }
 
-    fn fell_back(&self, op: &'static str, step: usize, error: PvError) {
+    fn fell_back(&self, op: Op, step: usize, error: PvError) {
         crate::withdrawn::fell_back(op, step, error);
     }
 
     /// Steps the hypervisor answered "unsupported" are withdrawn
     /// ([`withdrawn::fell_back`](crate::withdrawn::fell_back)).
-    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+    fn withdrawn(&self, op: Op, step: usize) -> bool {
         crate::withdrawn::is_withdrawn(op, step)
     }
 

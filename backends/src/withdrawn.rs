@@ -5,36 +5,31 @@
 //! (`Steps::withdrawn`), and the withdrawal is logged as a fallback.
 //!
 //! Until something is withdrawn, asking costs one relaxed load; after,
-//! a pass over one byte per op.
+//! one more, of the op's own byte.
 
 use crate::fallback;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
-use pvi_sdk::generated::ops::OPS;
+use pvi_sdk::generated::ops::{Op, OPS};
 use pvi_sdk::types::{ErrorKind, PvError};
 
 /// Per op (in `OPS` order): bit `n - 1` set when step `n` is withdrawn.
 static STEPS: [AtomicU8; OPS.len()] = [const { AtomicU8::new(0) }; OPS.len()];
 static ANY: AtomicBool = AtomicBool::new(false);
 
-fn row(op: &str) -> Option<usize> {
-    OPS.iter().position(|o| o.name == op)
-}
-
 /// Withdraw step `step` (1 to 8) of `op` because of `why`, which the
-/// fallback log keeps. Unknown ops and steps beyond 8 are ignored.
-pub fn withdraw(op: &'static str, step: usize, why: PvError) {
+/// fallback log keeps. Steps beyond 8 are ignored.
+pub fn withdraw(op: Op, step: usize, why: PvError) {
     if mark(op, step) {
         fallback::record(op, step, why);
     }
 }
 
-/// Set the bit; false for an unknown op or a step beyond 8.
-fn mark(op: &str, step: usize) -> bool {
-    let Some(row) = row(op) else { return false };
+/// Set the bit; false for a step beyond 8.
+fn mark(op: Op, step: usize) -> bool {
     if !(1..=8).contains(&step) {
         return false;
     }
-    STEPS[row].fetch_or(1 << (step - 1), Relaxed);
+    STEPS[op.row()].fetch_or(1 << (step - 1), Relaxed);
     ANY.store(true, Relaxed);
     true
 }
@@ -45,7 +40,7 @@ fn mark(op: &str, step: usize) -> bool {
 /// same answer (on a host where the hypercall instruction faults, a fault
 /// per call): call the new hypercall, fall back to the old one on ENOSYS,
 /// once. The backends' `Steps::fell_back` is this.
-pub fn fell_back(op: &'static str, step: usize, error: PvError) {
+pub fn fell_back(op: Op, step: usize, error: PvError) {
     fallback::record(op, step, error);
     if refused_for_good(error) {
         mark(op, step);
@@ -63,39 +58,18 @@ pub fn refused_for_good(error: PvError) -> bool {
 
 /// Whether step `step` of `op` has been withdrawn.
 #[inline]
-pub fn is_withdrawn(op: &str, step: usize) -> bool {
-    // Every paravirtual step of every op asks: the common answer is
-    // inlined, the search is not (it would be copied into every chain).
-    ANY.load(Relaxed) && search(op, step)
-}
-
-#[inline(never)]
-fn search(op: &str, step: usize) -> bool {
-    if !(1..=8).contains(&step) {
-        return false;
-    }
-    // Compare names only with the ops that have this step withdrawn (one
-    // or two), not with all of `OPS`.
-    let bit = 1 << (step - 1);
-    // A plain loop: a debug build does not inline iterator adapters.
-    let mut row = 0;
-    while row < OPS.len() {
-        if STEPS[row].load(Relaxed) & bit != 0 && OPS[row].name == op {
-            return true;
-        }
-        row += 1;
-    }
-    false
+pub fn is_withdrawn(op: Op, step: usize) -> bool {
+    // Every paravirtual step of every op asks: one relaxed load until
+    // anything is withdrawn, then the op's own byte.
+    ANY.load(Relaxed)
+        && (1..=8).contains(&step)
+        && STEPS[op.row()].load(Relaxed) & 1 << (step - 1) != 0
 }
 
 /// Withdraw the step `plan` (a generated `plan(features)`) starts `op`'s
 /// chain with, unless that is the native one.
-pub fn withdraw_planned(
-    plan: &[(&'static str, (usize, &'static str))],
-    op: &'static str,
-    why: PvError,
-) {
-    if let Some((_, (step, text))) = plan.iter().find(|(o, _)| *o == op) {
+pub fn withdraw_planned(plan: &[(&'static str, (usize, &'static str))], op: Op, why: PvError) {
+    if let Some((_, (step, text))) = plan.iter().find(|(o, _)| *o == op.name()) {
         if *text != "native" {
             withdraw(op, *step, why);
         }

@@ -15,6 +15,7 @@ use crate::platform::{self, MemoryRegion};
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering::SeqCst};
 use pvi_sdk::arch::{cpuid, rdtsc, wrmsr};
 use pvi_sdk::detect::Choice;
+use pvi_sdk::generated::ops::Op;
 use pvi_sdk::generated::xen::{self, Features, Hypercalls, Steps};
 use pvi_sdk::time::pvclock;
 use pvi_sdk::types::{
@@ -160,7 +161,7 @@ impl Xen {
         let bytes = unsafe { &mut *HYPERCALL_PAGE.0.get() };
         if crate::hypercall_page::is_empty(bytes) {
             crate::hypercall_page::fill_with_refusals(bytes, 32, -(xen::XEN_ENOSYS as i32));
-            fallback::record(fallback::SETUP[0], 0, unsupported());
+            fallback::record_setup(0, unsupported());
         }
         // SAFETY: Xen filled the page when the MSR was written (or, if it
         // did not, every stub now returns -ENOSYS).
@@ -219,20 +220,20 @@ impl Xen {
             // No ring (the hardware domain has none): each write would ask
             // again and log the same answer.
             let plan = xen::plan_at(&xen.features, xen.version);
-            crate::withdrawn::withdraw_planned(&plan, "console_write", why);
+            crate::withdrawn::withdraw_planned(&plan, Op::ConsoleWrite, why);
         }
         if xen.hardware_domain {
             // The planned step is SCHEDOP_shutdown(SHUTDOWN_poweroff): see
             // `hardware_domain`. Code 0: pvi's verdict, not Xen's answer.
             let plan = xen::plan_at(&xen.features, xen.version);
-            crate::withdrawn::withdraw_planned(&plan, "shutdown", unsupported());
+            crate::withdrawn::withdraw_planned(&plan, Op::Shutdown, unsupported());
         }
         if !xen.shared_info {
             let why = mapped.err().unwrap_or_else(unsupported);
             // Their records live in shared_info: without it they would
             // fail on every call, and the log would count each one.
             let plan = xen::plan_at(&xen.features, xen.version);
-            for op in ["clock_ns", "tsc_hz", "wallclock"] {
+            for op in [Op::ClockNs, Op::TscHz, Op::Wallclock] {
                 crate::withdrawn::withdraw_planned(&plan, op, why);
             }
             xen.withdraw_timer(why);
@@ -363,8 +364,8 @@ impl Xen {
     /// clock, whose deadlines Xen would misread: the timer steps go.
     fn withdraw_timer(&self, why: PvError) {
         let plan = xen::plan_at(&self.features, self.version);
-        crate::withdrawn::withdraw_planned(&plan, "timer_oneshot", why);
-        crate::withdrawn::withdraw_planned(&plan, "timer_cancel", why);
+        crate::withdrawn::withdraw_planned(&plan, Op::TimerOneshot, why);
+        crate::withdrawn::withdraw_planned(&plan, Op::TimerCancel, why);
     }
 
     /// This CPU's vcpu_time_info inside shared_info (the first 32 vCPUs).
@@ -405,11 +406,11 @@ unsafe impl Steps for Xen {
         &self.features
     }
 
-    fn served(&self, op: usize, step: usize) {
+    fn served(&self, op: Op, step: usize) {
         crate::served::record(op, step);
     }
 
-    fn fell_back(&self, op: &'static str, step: usize, error: PvError) {
+    fn fell_back(&self, op: Op, step: usize, error: PvError) {
         crate::withdrawn::fell_back(op, step, error);
     }
 
@@ -422,7 +423,7 @@ unsafe impl Steps for Xen {
     /// ([`withdrawn::fell_back`](crate::withdrawn::fell_back)).
     ///
     /// [`Selection::check_timer`]: crate::select::Selection::check_timer
-    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+    fn withdrawn(&self, op: Op, step: usize) -> bool {
         crate::withdrawn::is_withdrawn(op, step)
     }
 

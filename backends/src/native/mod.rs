@@ -55,7 +55,7 @@ impl NativeRoutines for BareMetal {
     }
     fn ipi_flush_tlb(targets: CpuSet) {
         if let Err(e) = flush::flush_tlb(targets) {
-            crate::fallback::record("flush_tlb", 0, e);
+            crate::fallback::record(pvi_sdk::generated::ops::Op::FlushTlb, 0, e);
         }
     }
     fn serial_write(data: &[u8]) {

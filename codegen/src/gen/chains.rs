@@ -391,8 +391,8 @@ struct OpCx<'a> {
     op: &'a Op,
     op_name: &'a str,
     display: &'a str,
-    /// The op's row in `OPS`, which lists every op in model order.
-    row: proc_macro2::Literal,
+    /// The op as the generated `Op` names it: `Op::ClockNs`.
+    row: TokenStream,
     /// The op's interface feature, if newer than the baseline: its chain
     /// and step methods exist only with it.
     gate: TokenStream,
@@ -414,12 +414,8 @@ impl<'a> OpCx<'a> {
         fallible: bool,
     ) -> Self {
         let op_name = op.name.name.as_str();
-        let row = proc_macro2::Literal::usize_unsuffixed(
-            model
-                .ops()
-                .position(|o| o.op.name.name == op_name)
-                .unwrap_or_default(),
-        );
+        let variant = format_ident!("{}", camel(op_name));
+        let row = quote!(Op::#variant);
         let params = op
             .params
             .iter()
@@ -480,12 +476,12 @@ impl<'a> OpCx<'a> {
     /// The match arm for step `index`'s failure: a declared error is
     /// returned, anything else falls back.
     fn on_error(&self, index: usize) -> TokenStream {
-        let (op_name, returnable) = (self.op_name, &self.returnable);
+        let (row, returnable) = (&self.row, &self.returnable);
         let step = proc_macro2::Literal::usize_unsuffixed(index + 1);
         if self.fallible && !returnable.is_empty() {
-            quote!(Err(e) => { if matches!(e.kind, #(#returnable)|*) { return Err(e); } s.fell_back(#op_name, #step, e); })
+            quote!(Err(e) => { if matches!(e.kind, #(#returnable)|*) { return Err(e); } s.fell_back(#row, #step, e); })
         } else {
-            quote!(Err(e) => s.fell_back(#op_name, #step, e))
+            quote!(Err(e) => s.fell_back(#row, #step, e))
         }
     }
 }
@@ -699,7 +695,7 @@ fn chain(
         let action = action(h, &cx, index, step, uses, step_methods);
         if let Some(action) = action {
             let step_no = proc_macro2::Literal::usize_unsuffixed(index + 1);
-            conds.push(quote!(!s.withdrawn(#op_name, #step_no)));
+            conds.push(quote!(!s.withdrawn(#row, #step_no)));
             let cond = quote!(#(#conds)&&*);
             body.push(quote!(if #cond { #action }));
         }
@@ -858,11 +854,12 @@ fn action(
                 let done = ok(cx.result(model, quote!(u64::from(raw)), from.as_deref()));
                 let step_no = proc_macro2::Literal::usize_unsuffixed(index + 1);
                 let served = served(index);
+                let row = &cx.row;
                 // A leaf register of zero says "not provided".
                 Some(quote! {{
                     let raw = s.cpuid(#leaf)[#register];
                     if raw != 0 { #served return #done; }
-                    s.fell_back(#op_name, #step_no, PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native));
+                    s.fell_back(#row, #step_no, PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native));
                 }})
             }
             StepKind::Nop => {
@@ -902,7 +899,7 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
     let plan_fns = plan_fns(&plans, uses.version);
     let steps_doc = format!(" What a {display} backend supplies: its features, the means to reach the hypervisor, and the mechanisms of the IDL's mappings that generated code cannot carry out.");
     quote! {
-        use super::ops::{native, NativeRoutines, PvOps};
+        use super::ops::{native, NativeRoutines, Op, PvOps};
 
         #features
 
@@ -918,21 +915,21 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
             #[doc = " The features found at detection."]
             fn features(&self) -> &Features;
             #[doc = " Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried."]
-            fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+            fn fell_back(&self, op: Op, step: usize, error: PvError);
             #[doc = " Whether step `step` (from 1) of `op`'s chain is withdrawn: announced, but"]
             #[doc = " seen to fail for good (a timer that never fires), so the chain skips it."]
             #[doc = " The default withdraws nothing, and costs nothing."]
             #[inline(always)]
-            fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+            fn withdrawn(&self, op: Op, step: usize) -> bool {
                 let _ = (op, step);
                 false
             }
-            #[doc = " Step `step` (from 1; 0 for the native lowering) of the op in row `op`"]
-            #[doc = " of `OPS` answered a call: where each op was served from, for a boot"]
+            #[doc = " Step `step` (from 1; 0 for the native lowering) of `op`'s chain"]
+            #[doc = " answered a call: where each op was served from, for a boot"]
             #[doc = " report that says which mechanisms ran, not only which were planned."]
             #[doc = " The default records nothing, and costs nothing."]
             #[inline(always)]
-            fn served(&self, op: usize, step: usize) {
+            fn served(&self, op: Op, step: usize) {
                 let _ = (op, step);
             }
             #(#services)*

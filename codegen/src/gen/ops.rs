@@ -151,6 +151,8 @@ pub fn file(model: &Model) -> String {
     let mut routines = Vec::new();
     let mut natives = Vec::new();
     let mut table = Vec::new();
+    let mut op_variants = Vec::new();
+    let mut op_all = Vec::new();
     for found in model.ops() {
         let op = found.op;
         let name = ident(&op.name.name);
@@ -220,6 +222,10 @@ pub fn file(model: &Model) -> String {
         let ctx = format_ident!("{}", camel(&context(op)));
         let required = has(op, |s| matches!(s, OpStmt::Required(_)));
         table.push(quote!(OpInfo { name: #op_name, group: #group, hot: #hot, required: #required, context: Context::#ctx }));
+        let variant = format_ident!("{}", camel(op_name));
+        let variant_doc = format!(" `{op_name}`.");
+        op_variants.push(quote!(#[doc = #variant_doc] #variant));
+        op_all.push(quote!(Op::#variant));
     }
     let markers: Vec<_> = model
         .gated_versions()
@@ -312,6 +318,38 @@ pub fn file(model: &Model) -> String {
 
         #[doc = " Every op, in IDL order."]
         pub const OPS: &[OpInfo] = &[#(#table),*];
+
+        #[doc = " An op by identity, for run-time records (fallbacks, withdrawn and"]
+        #[doc = " served steps) that must not search by name on a hot path. Its"]
+        #[doc = " discriminant is its row in [`OPS`]."]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(usize)]
+        pub enum Op { #(#op_variants,)* }
+
+        impl Op {
+            #[doc = " Every op, in IDL order (as [`OPS`])."]
+            pub const ALL: &'static [Op] = &[#(#op_all),*];
+
+            #[doc = " Its row in [`OPS`]."]
+            pub const fn row(self) -> usize {
+                self as usize
+            }
+
+            #[doc = " What the IDL says about it."]
+            pub const fn info(self) -> &'static OpInfo {
+                &OPS[self as usize]
+            }
+
+            #[doc = " Its IDL name."]
+            pub const fn name(self) -> &'static str {
+                self.info().name
+            }
+
+            #[doc = " The op called `name` in the IDL."]
+            pub fn from_name(name: &str) -> Option<Op> {
+                Op::ALL.iter().copied().find(|op| op.name() == name)
+            }
+        }
 
         #dispatch
     };

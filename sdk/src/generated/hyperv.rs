@@ -1404,7 +1404,7 @@ impl Hypercalls {
     }
 }
 
-use super::ops::{native, NativeRoutines, PvOps};
+use super::ops::{native, NativeRoutines, Op, PvOps};
 /// Every feature set of this ABI, as read at the base where the hypervisor was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Features {
@@ -1741,21 +1741,21 @@ pub unsafe trait Steps {
     /// The features found at detection.
     fn features(&self) -> &Features;
     /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried.
-    fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+    fn fell_back(&self, op: Op, step: usize, error: PvError);
     /// Whether step `step` (from 1) of `op`'s chain is withdrawn: announced, but
     /// seen to fail for good (a timer that never fires), so the chain skips it.
     /// The default withdraws nothing, and costs nothing.
     #[inline(always)]
-    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+    fn withdrawn(&self, op: Op, step: usize) -> bool {
         let _ = (op, step);
         false
     }
-    /// Step `step` (from 1; 0 for the native lowering) of the op in row `op`
-    /// of `OPS` answered a call: where each op was served from, for a boot
+    /// Step `step` (from 1; 0 for the native lowering) of `op`'s chain
+    /// answered a call: where each op was served from, for a boot
     /// report that says which mechanisms ran, not only which were planned.
     /// The default records nothing, and costs nothing.
     #[inline(always)]
-    fn served(&self, op: usize, step: usize) {
+    fn served(&self, op: Op, step: usize) {
         let _ = (op, step);
     }
     /// The hypercall stubs, entered the way this CPU needs.
@@ -1795,29 +1795,29 @@ impl<S: Steps> PvOps for Paravirt<S> {
         if features
             .hyperv_features
             .contains(HypervFeatures::HV_MSR_REFERENCE_TSC_AVAILABLE)
-            && !s.withdrawn("clock_ns", 1)
+            && !s.withdrawn(Op::ClockNs, 1)
         {
             match s.clock_ns_step1() {
                 Ok(v) => {
-                    s.served(7, 1);
+                    s.served(Op::ClockNs, 1);
                     return v;
                 }
-                Err(e) => s.fell_back("clock_ns", 1, e),
+                Err(e) => s.fell_back(Op::ClockNs, 1, e),
             }
         }
         if features
             .hyperv_features
             .contains(HypervFeatures::HV_MSR_TIME_REF_COUNT_AVAILABLE)
-            && !s.withdrawn("clock_ns", 2)
+            && !s.withdrawn(Op::ClockNs, 2)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; `HV_X64_MSR_TIME_REF_COUNT` is its MSR, read as the IDL maps `clock_ns`, after the step's features were checked.
                 let msr_value = unsafe { s.read_msr(HV_X64_MSR_TIME_REF_COUNT) };
-                s.served(7, 2);
+                s.served(Op::ClockNs, 2);
                 return Nanos((msr_value).saturating_mul(100));
             }
         }
-        s.served(7, 0);
+        s.served(Op::ClockNs, 0);
         native::clock_ns::<S::Native>()
     }
     fn tsc_hz(&self) -> Hertz {
@@ -1825,16 +1825,16 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if features.hyperv_features.contains(HypervFeatures::HV_ACCESS_FREQUENCY_MSRS)
-            && !s.withdrawn("tsc_hz", 1)
+            && !s.withdrawn(Op::TscHz, 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; `HV_X64_MSR_TSC_FREQUENCY` is its MSR, read as the IDL maps `tsc_hz`, after the step's features were checked.
                 let msr_value = unsafe { s.read_msr(HV_X64_MSR_TSC_FREQUENCY) };
-                s.served(8, 1);
+                s.served(Op::TscHz, 1);
                 return Hertz(msr_value);
             }
         }
-        s.served(8, 0);
+        s.served(Op::TscHz, 0);
         native::tsc_hz::<S::Native>()
     }
     fn timer_oneshot(&self, deadline: Nanos) -> Result<(), PvError> {
@@ -1845,16 +1845,16 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && features
                 .hyperv_misc_features
                 .contains(HypervMiscFeatures::HV_STIMER_DIRECT_MODE_AVAILABLE)
-            && !s.withdrawn("timer_oneshot", 1)
+            && !s.withdrawn(Op::TimerOneshot, 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; `HV_X64_MSR_STIMER0_COUNT` is its MSR, written as the IDL maps `timer_oneshot`, after the step's features were checked.
                 unsafe { s.write_msr(HV_X64_MSR_STIMER0_COUNT, (deadline.0) / 100) };
-                s.served(11, 1);
+                s.served(Op::TimerOneshot, 1);
                 return Ok(());
             }
         }
-        s.served(11, 0);
+        s.served(Op::TimerOneshot, 0);
         native::timer_oneshot::<S::Native>(deadline)
     }
     fn timer_cancel(&self) {
@@ -1865,16 +1865,16 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && features
                 .hyperv_misc_features
                 .contains(HypervMiscFeatures::HV_STIMER_DIRECT_MODE_AVAILABLE)
-            && !s.withdrawn("timer_cancel", 1)
+            && !s.withdrawn(Op::TimerCancel, 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; `HV_X64_MSR_STIMER0_COUNT` is its MSR, written as the IDL maps `timer_cancel`, after the step's features were checked.
                 unsafe { s.write_msr(HV_X64_MSR_STIMER0_COUNT, 0_u64) };
-                s.served(12, 1);
+                s.served(Op::TimerCancel, 1);
                 return;
             }
         }
-        s.served(12, 0);
+        s.served(Op::TimerCancel, 0);
         native::timer_cancel::<S::Native>()
     }
     fn eoi(&self) {
@@ -1887,16 +1887,16 @@ impl<S: Steps> PvOps for Paravirt<S> {
             && features
                 .hyperv_hints
                 .contains(HypervHints::HV_X64_APIC_ACCESS_RECOMMENDED)
-            && !s.withdrawn("eoi", 1)
+            && !s.withdrawn(Op::Eoi, 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; `HV_X64_MSR_EOI` is its MSR, written as the IDL maps `eoi`, after the step's features were checked.
                 unsafe { s.write_msr(HV_X64_MSR_EOI, 0_u64) };
-                s.served(13, 1);
+                s.served(Op::Eoi, 1);
                 return;
             }
         }
-        s.served(13, 0);
+        s.served(Op::Eoi, 0);
         native::eoi::<S::Native>()
     }
     fn send_ipi(&self, targets: CpuSet, vector: Vector) -> Result<(), PvError> {
@@ -1904,25 +1904,25 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if features.hyperv_hints.contains(HypervHints::HV_X64_CLUSTER_IPI_RECOMMENDED)
-            && !s.withdrawn("send_ipi", 1)
+            && !s.withdrawn(Op::SendIpi, 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; the arguments follow the IDL's mapping of `send_ipi`.
                 match unsafe { s.hypercalls().hvcall_send_ipi(vector, targets) } {
                     Ok(_) => {
-                        s.served(14, 1);
+                        s.served(Op::SendIpi, 1);
                         return Ok(());
                     }
                     Err(e) => {
                         if matches!(e.kind, ErrorKind::InvalidArgument) {
                             return Err(e);
                         }
-                        s.fell_back("send_ipi", 1, e);
+                        s.fell_back(Op::SendIpi, 1, e);
                     }
                 }
             }
         }
-        s.served(14, 0);
+        s.served(Op::SendIpi, 0);
         native::send_ipi::<S::Native>(targets, vector)
     }
     fn flush_tlb(&self, targets: CpuSet) {
@@ -1932,7 +1932,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         if features
             .hyperv_hints
             .contains(HypervHints::HV_X64_REMOTE_TLB_FLUSH_RECOMMENDED)
-            && !s.withdrawn("flush_tlb", 1)
+            && !s.withdrawn(Op::FlushTlb, 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; the arguments follow the IDL's mapping of `flush_tlb`.
@@ -1948,14 +1948,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
                         )
                 } {
                     Ok(_) => {
-                        s.served(18, 1);
+                        s.served(Op::FlushTlb, 1);
                         return;
                     }
-                    Err(e) => s.fell_back("flush_tlb", 1, e),
+                    Err(e) => s.fell_back(Op::FlushTlb, 1, e),
                 }
             }
         }
-        s.served(18, 0);
+        s.served(Op::FlushTlb, 0);
         native::flush_tlb::<S::Native>(targets)
     }
     fn yield_to(&self, target: ApicId) {
@@ -1963,20 +1963,20 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if features.hyperv_features.contains(HypervFeatures::HV_MSR_HYPERCALL_AVAILABLE)
-            && !s.withdrawn("yield_to", 1)
+            && !s.withdrawn(Op::YieldTo, 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; the arguments follow the IDL's mapping of `yield_to`.
                 match unsafe { s.hypercalls().hvcall_notify_long_spin_wait(1_u64) } {
                     Ok(_) => {
-                        s.served(16, 1);
+                        s.served(Op::YieldTo, 1);
                         return;
                     }
-                    Err(e) => s.fell_back("yield_to", 1, e),
+                    Err(e) => s.fell_back(Op::YieldTo, 1, e),
                 }
             }
         }
-        s.served(16, 0);
+        s.served(Op::YieldTo, 0);
         native::yield_to::<S::Native>(target)
     }
     fn panic_notify(&self) {
@@ -1986,23 +1986,23 @@ impl<S: Steps> PvOps for Paravirt<S> {
         if features
             .hyperv_misc_features
             .contains(HypervMiscFeatures::HV_FEATURE_GUEST_CRASH_MSR_AVAILABLE)
-            && !s.withdrawn("panic_notify", 1)
+            && !s.withdrawn(Op::PanicNotify, 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; `HV_X64_MSR_CRASH_CTL` is its MSR, written as the IDL maps `panic_notify`, after the step's features were checked.
                 unsafe { s.write_msr(HV_X64_MSR_CRASH_CTL, HV_CRASH_CTL_CRASH_NOTIFY) };
-                s.served(21, 1);
+                s.served(Op::PanicNotify, 1);
                 return;
             }
         }
-        s.served(21, 0);
+        s.served(Op::PanicNotify, 0);
         native::panic_notify::<S::Native>()
     }
     fn shutdown(&self, reason: ShutdownReason) -> Result<(), PvError> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        s.served(20, 0);
+        s.served(Op::Shutdown, 0);
         native::shutdown::<S::Native>(reason)
     }
 }

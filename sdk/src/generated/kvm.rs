@@ -875,7 +875,7 @@ impl Hypercalls {
     }
 }
 
-use super::ops::{native, NativeRoutines, PvOps};
+use super::ops::{native, NativeRoutines, Op, PvOps};
 /// Every feature set of this ABI, as read at the base where the hypervisor was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Features {
@@ -991,21 +991,21 @@ pub unsafe trait Steps {
     /// The features found at detection.
     fn features(&self) -> &Features;
     /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried.
-    fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+    fn fell_back(&self, op: Op, step: usize, error: PvError);
     /// Whether step `step` (from 1) of `op`'s chain is withdrawn: announced, but
     /// seen to fail for good (a timer that never fires), so the chain skips it.
     /// The default withdraws nothing, and costs nothing.
     #[inline(always)]
-    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+    fn withdrawn(&self, op: Op, step: usize) -> bool {
         let _ = (op, step);
         false
     }
-    /// Step `step` (from 1; 0 for the native lowering) of the op in row `op`
-    /// of `OPS` answered a call: where each op was served from, for a boot
+    /// Step `step` (from 1; 0 for the native lowering) of `op`'s chain
+    /// answered a call: where each op was served from, for a boot
     /// report that says which mechanisms ran, not only which were planned.
     /// The default records nothing, and costs nothing.
     #[inline(always)]
-    fn served(&self, op: usize, step: usize) {
+    fn served(&self, op: Op, step: usize) {
         let _ = (op, step);
     }
     /// The hypercall stubs, entered the way this CPU needs.
@@ -1062,28 +1062,28 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE2)
-            && !s.withdrawn("clock_ns", 1)
+            && !s.withdrawn(Op::ClockNs, 1)
         {
             match s.clock_ns_step1() {
                 Ok(v) => {
-                    s.served(7, 1);
+                    s.served(Op::ClockNs, 1);
                     return v;
                 }
-                Err(e) => s.fell_back("clock_ns", 1, e),
+                Err(e) => s.fell_back(Op::ClockNs, 1, e),
             }
         }
         if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE)
-            && !s.withdrawn("clock_ns", 2)
+            && !s.withdrawn(Op::ClockNs, 2)
         {
             match s.clock_ns_step2() {
                 Ok(v) => {
-                    s.served(7, 2);
+                    s.served(Op::ClockNs, 2);
                     return v;
                 }
-                Err(e) => s.fell_back("clock_ns", 2, e),
+                Err(e) => s.fell_back(Op::ClockNs, 2, e),
             }
         }
-        s.served(7, 0);
+        s.served(Op::ClockNs, 0);
         native::clock_ns::<S::Native>()
     }
     fn tsc_hz(&self) -> Hertz {
@@ -1091,28 +1091,28 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE2)
-            && !s.withdrawn("tsc_hz", 1)
+            && !s.withdrawn(Op::TscHz, 1)
         {
             match s.tsc_hz_step1() {
                 Ok(v) => {
-                    s.served(8, 1);
+                    s.served(Op::TscHz, 1);
                     return v;
                 }
-                Err(e) => s.fell_back("tsc_hz", 1, e),
+                Err(e) => s.fell_back(Op::TscHz, 1, e),
             }
         }
         if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE)
-            && !s.withdrawn("tsc_hz", 2)
+            && !s.withdrawn(Op::TscHz, 2)
         {
             match s.tsc_hz_step2() {
                 Ok(v) => {
-                    s.served(8, 2);
+                    s.served(Op::TscHz, 2);
                     return v;
                 }
-                Err(e) => s.fell_back("tsc_hz", 2, e),
+                Err(e) => s.fell_back(Op::TscHz, 2, e),
             }
         }
-        s.served(8, 0);
+        s.served(Op::TscHz, 0);
         native::tsc_hz::<S::Native>()
     }
     fn wallclock(&self) -> Nanos {
@@ -1120,28 +1120,28 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE2)
-            && !s.withdrawn("wallclock", 1)
+            && !s.withdrawn(Op::Wallclock, 1)
         {
             match s.wallclock_step1() {
                 Ok(v) => {
-                    s.served(9, 1);
+                    s.served(Op::Wallclock, 1);
                     return v;
                 }
-                Err(e) => s.fell_back("wallclock", 1, e),
+                Err(e) => s.fell_back(Op::Wallclock, 1, e),
             }
         }
         if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE)
-            && !s.withdrawn("wallclock", 2)
+            && !s.withdrawn(Op::Wallclock, 2)
         {
             match s.wallclock_step2() {
                 Ok(v) => {
-                    s.served(9, 2);
+                    s.served(Op::Wallclock, 2);
                     return v;
                 }
-                Err(e) => s.fell_back("wallclock", 2, e),
+                Err(e) => s.fell_back(Op::Wallclock, 2, e),
             }
         }
-        s.served(9, 0);
+        s.served(Op::Wallclock, 0);
         native::wallclock::<S::Native>()
     }
     fn steal_ns(&self) -> Nanos {
@@ -1149,17 +1149,17 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_STEAL_TIME)
-            && !s.withdrawn("steal_ns", 1)
+            && !s.withdrawn(Op::StealNs, 1)
         {
             match s.steal_ns_step1() {
                 Ok(v) => {
-                    s.served(10, 1);
+                    s.served(Op::StealNs, 1);
                     return v;
                 }
-                Err(e) => s.fell_back("steal_ns", 1, e),
+                Err(e) => s.fell_back(Op::StealNs, 1, e),
             }
         }
-        s.served(10, 0);
+        s.served(Op::StealNs, 0);
         native::steal_ns::<S::Native>()
     }
     fn vcpu_is_preempted(&self, cpu: ApicId) -> bool {
@@ -1167,17 +1167,17 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_STEAL_TIME)
-            && !s.withdrawn("vcpu_is_preempted", 1)
+            && !s.withdrawn(Op::VcpuIsPreempted, 1)
         {
             match s.vcpu_is_preempted_step1(cpu) {
                 Ok(v) => {
-                    s.served(17, 1);
+                    s.served(Op::VcpuIsPreempted, 1);
                     return v;
                 }
-                Err(e) => s.fell_back("vcpu_is_preempted", 1, e),
+                Err(e) => s.fell_back(Op::VcpuIsPreempted, 1, e),
             }
         }
-        s.served(17, 0);
+        s.served(Op::VcpuIsPreempted, 0);
         native::vcpu_is_preempted::<S::Native>(cpu)
     }
     fn flush_tlb(&self, targets: CpuSet) {
@@ -1186,17 +1186,17 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let features = s.features();
         if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_TLB_FLUSH)
             && features.kvm_features.contains(KvmFeatures::KVM_FEATURE_STEAL_TIME)
-            && !s.withdrawn("flush_tlb", 1)
+            && !s.withdrawn(Op::FlushTlb, 1)
         {
             match s.flush_tlb_step1(targets) {
                 Ok(v) => {
-                    s.served(18, 1);
+                    s.served(Op::FlushTlb, 1);
                     return v;
                 }
-                Err(e) => s.fell_back("flush_tlb", 1, e),
+                Err(e) => s.fell_back(Op::FlushTlb, 1, e),
             }
         }
-        s.served(18, 0);
+        s.served(Op::FlushTlb, 0);
         native::flush_tlb::<S::Native>(targets)
     }
     fn eoi(&self) {
@@ -1204,17 +1204,17 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_EOI)
-            && !s.withdrawn("eoi", 1)
+            && !s.withdrawn(Op::Eoi, 1)
         {
             match s.eoi_step1() {
                 Ok(v) => {
-                    s.served(13, 1);
+                    s.served(Op::Eoi, 1);
                     return v;
                 }
-                Err(e) => s.fell_back("eoi", 1, e),
+                Err(e) => s.fell_back(Op::Eoi, 1, e),
             }
         }
-        s.served(13, 0);
+        s.served(Op::Eoi, 0);
         native::eoi::<S::Native>()
     }
     fn send_ipi(&self, targets: CpuSet, vector: Vector) -> Result<(), PvError> {
@@ -1222,7 +1222,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_SEND_IPI)
-            && !s.withdrawn("send_ipi", 1)
+            && !s.withdrawn(Op::SendIpi, 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that KVM is the hypervisor; the arguments follow the IDL's mapping of `send_ipi`.
@@ -1236,19 +1236,19 @@ impl<S: Steps> PvOps for Paravirt<S> {
                         )
                 } {
                     Ok(_) => {
-                        s.served(14, 1);
+                        s.served(Op::SendIpi, 1);
                         return Ok(());
                     }
                     Err(e) => {
                         if matches!(e.kind, ErrorKind::InvalidArgument) {
                             return Err(e);
                         }
-                        s.fell_back("send_ipi", 1, e);
+                        s.fell_back(Op::SendIpi, 1, e);
                     }
                 }
             }
         }
-        s.served(14, 0);
+        s.served(Op::SendIpi, 0);
         native::send_ipi::<S::Native>(targets, vector)
     }
     fn kick_cpu(&self, target: ApicId) {
@@ -1256,20 +1256,20 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_UNHALT)
-            && !s.withdrawn("kick_cpu", 1)
+            && !s.withdrawn(Op::KickCpu, 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that KVM is the hypervisor; the arguments follow the IDL's mapping of `kick_cpu`.
                 match unsafe { s.hypercalls().kvm_hc_kick_cpu(0_u64, target) } {
                     Ok(_) => {
-                        s.served(15, 1);
+                        s.served(Op::KickCpu, 1);
                         return;
                     }
-                    Err(e) => s.fell_back("kick_cpu", 1, e),
+                    Err(e) => s.fell_back(Op::KickCpu, 1, e),
                 }
             }
         }
-        s.served(15, 0);
+        s.served(Op::KickCpu, 0);
         native::kick_cpu::<S::Native>(target)
     }
     fn yield_to(&self, target: ApicId) {
@@ -1277,20 +1277,20 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_SCHED_YIELD)
-            && !s.withdrawn("yield_to", 1)
+            && !s.withdrawn(Op::YieldTo, 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that KVM is the hypervisor; the arguments follow the IDL's mapping of `yield_to`.
                 match unsafe { s.hypercalls().kvm_hc_sched_yield(target) } {
                     Ok(_) => {
-                        s.served(16, 1);
+                        s.served(Op::YieldTo, 1);
                         return;
                     }
-                    Err(e) => s.fell_back("yield_to", 1, e),
+                    Err(e) => s.fell_back(Op::YieldTo, 1, e),
                 }
             }
         }
-        s.served(16, 0);
+        s.served(Op::YieldTo, 0);
         native::yield_to::<S::Native>(target)
     }
     fn io_delay(&self) {
@@ -1298,21 +1298,21 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_NOP_IO_DELAY)
-            && !s.withdrawn("io_delay", 1)
+            && !s.withdrawn(Op::IoDelay, 1)
         {
             {
-                s.served(6, 1);
+                s.served(Op::IoDelay, 1);
                 return;
             }
         }
-        s.served(6, 0);
+        s.served(Op::IoDelay, 0);
         native::io_delay::<S::Native>()
     }
     fn shutdown(&self, reason: ShutdownReason) -> Result<(), PvError> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        s.served(20, 0);
+        s.served(Op::Shutdown, 0);
         native::shutdown::<S::Native>(reason)
     }
 }

@@ -577,6 +577,100 @@ pub const OPS: &[OpInfo] = &[
         context: Context::Any,
     },
 ];
+/// An op by identity, for run-time records (fallbacks, withdrawn and
+/// served steps) that must not search by name on a hot path. Its
+/// discriminant is its row in [`OPS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(usize)]
+pub enum Op {
+    /// `irq_disable`.
+    IrqDisable,
+    /// `irq_enable`.
+    IrqEnable,
+    /// `irq_save`.
+    IrqSave,
+    /// `irq_restore`.
+    IrqRestore,
+    /// `safe_halt`.
+    SafeHalt,
+    /// `halt`.
+    Halt,
+    /// `io_delay`.
+    IoDelay,
+    /// `clock_ns`.
+    ClockNs,
+    /// `tsc_hz`.
+    TscHz,
+    /// `wallclock`.
+    Wallclock,
+    /// `steal_ns`.
+    StealNs,
+    /// `timer_oneshot`.
+    TimerOneshot,
+    /// `timer_cancel`.
+    TimerCancel,
+    /// `eoi`.
+    Eoi,
+    /// `send_ipi`.
+    SendIpi,
+    /// `kick_cpu`.
+    KickCpu,
+    /// `yield_to`.
+    YieldTo,
+    /// `vcpu_is_preempted`.
+    VcpuIsPreempted,
+    /// `flush_tlb`.
+    FlushTlb,
+    /// `console_write`.
+    ConsoleWrite,
+    /// `shutdown`.
+    Shutdown,
+    /// `panic_notify`.
+    PanicNotify,
+}
+impl Op {
+    /// Every op, in IDL order (as [`OPS`]).
+    pub const ALL: &'static [Op] = &[
+        Op::IrqDisable,
+        Op::IrqEnable,
+        Op::IrqSave,
+        Op::IrqRestore,
+        Op::SafeHalt,
+        Op::Halt,
+        Op::IoDelay,
+        Op::ClockNs,
+        Op::TscHz,
+        Op::Wallclock,
+        Op::StealNs,
+        Op::TimerOneshot,
+        Op::TimerCancel,
+        Op::Eoi,
+        Op::SendIpi,
+        Op::KickCpu,
+        Op::YieldTo,
+        Op::VcpuIsPreempted,
+        Op::FlushTlb,
+        Op::ConsoleWrite,
+        Op::Shutdown,
+        Op::PanicNotify,
+    ];
+    /// Its row in [`OPS`].
+    pub const fn row(self) -> usize {
+        self as usize
+    }
+    /// What the IDL says about it.
+    pub const fn info(self) -> &'static OpInfo {
+        &OPS[self as usize]
+    }
+    /// Its IDL name.
+    pub const fn name(self) -> &'static str {
+        self.info().name
+    }
+    /// The op called `name` in the IDL.
+    pub fn from_name(name: &str) -> Option<Op> {
+        Op::ALL.iter().copied().find(|op| op.name() == name)
+    }
+}
 /// The backend chosen at run time: one variant per hypervisor ABI of the
 /// IDL. Every op is forwarded; an op no hypervisor maps (the hot irq ops)
 /// runs its native lowering directly, with neither a match nor an

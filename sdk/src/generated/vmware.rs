@@ -673,7 +673,7 @@ impl Hypercalls {
     }
 }
 
-use super::ops::{native, NativeRoutines, PvOps};
+use super::ops::{native, NativeRoutines, Op, PvOps};
 /// Every feature set of this ABI, as read at the base where the hypervisor was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Features {
@@ -724,21 +724,21 @@ pub unsafe trait Steps {
     /// The features found at detection.
     fn features(&self) -> &Features;
     /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried.
-    fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+    fn fell_back(&self, op: Op, step: usize, error: PvError);
     /// Whether step `step` (from 1) of `op`'s chain is withdrawn: announced, but
     /// seen to fail for good (a timer that never fires), so the chain skips it.
     /// The default withdraws nothing, and costs nothing.
     #[inline(always)]
-    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+    fn withdrawn(&self, op: Op, step: usize) -> bool {
         let _ = (op, step);
         false
     }
-    /// Step `step` (from 1; 0 for the native lowering) of the op in row `op`
-    /// of `OPS` answered a call: where each op was served from, for a boot
+    /// Step `step` (from 1; 0 for the native lowering) of `op`'s chain
+    /// answered a call: where each op was served from, for a boot
     /// report that says which mechanisms ran, not only which were planned.
     /// The default records nothing, and costs nothing.
     #[inline(always)]
-    fn served(&self, op: usize, step: usize) {
+    fn served(&self, op: Op, step: usize) {
         let _ = (op, step);
     }
     /// CPUID leaf `leaf` (upstream numbering) read at the base where the hypervisor was found: eax, ebx, ecx, edx.
@@ -762,60 +762,60 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if !s.withdrawn("tsc_hz", 1) {
+        if !s.withdrawn(Op::TscHz, 1) {
             {
                 let raw = s.cpuid(CPUID_VMWARE_FEATURES_LEAF)[0];
                 if raw != 0 {
-                    s.served(8, 1);
+                    s.served(Op::TscHz, 1);
                     return Hertz((u64::from(raw)).saturating_mul(1000));
                 }
                 s.fell_back(
-                    "tsc_hz",
+                    Op::TscHz,
                     1,
                     PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native),
                 );
             }
         }
-        if !s.withdrawn("tsc_hz", 2) {
+        if !s.withdrawn(Op::TscHz, 2) {
             match s.tsc_hz_step2() {
                 Ok(v) => {
-                    s.served(8, 2);
+                    s.served(Op::TscHz, 2);
                     return v;
                 }
-                Err(e) => s.fell_back("tsc_hz", 2, e),
+                Err(e) => s.fell_back(Op::TscHz, 2, e),
             }
         }
-        s.served(8, 0);
+        s.served(Op::TscHz, 0);
         native::tsc_hz::<S::Native>()
     }
     fn wallclock(&self) -> Nanos {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        if !s.withdrawn("wallclock", 1) {
+        if !s.withdrawn(Op::Wallclock, 1) {
             match s.wallclock_step1() {
                 Ok(v) => {
-                    s.served(9, 1);
+                    s.served(Op::Wallclock, 1);
                     return v;
                 }
-                Err(e) => s.fell_back("wallclock", 1, e),
+                Err(e) => s.fell_back(Op::Wallclock, 1, e),
             }
         }
-        s.served(9, 0);
+        s.served(Op::Wallclock, 0);
         native::wallclock::<S::Native>()
     }
     fn clock_ns(&self) -> Nanos {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        s.served(7, 0);
+        s.served(Op::ClockNs, 0);
         native::clock_ns::<S::Native>()
     }
     fn shutdown(&self, reason: ShutdownReason) -> Result<(), PvError> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        s.served(20, 0);
+        s.served(Op::Shutdown, 0);
         native::shutdown::<S::Native>(reason)
     }
 }

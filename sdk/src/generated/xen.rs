@@ -1218,7 +1218,7 @@ impl Hypercalls {
     }
 }
 
-use super::ops::{native, NativeRoutines, PvOps};
+use super::ops::{native, NativeRoutines, Op, PvOps};
 /// Every feature set of this ABI, as read at the base where the hypervisor was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Features {
@@ -1323,21 +1323,21 @@ pub unsafe trait Steps {
     /// The features found at detection.
     fn features(&self) -> &Features;
     /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried.
-    fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+    fn fell_back(&self, op: Op, step: usize, error: PvError);
     /// Whether step `step` (from 1) of `op`'s chain is withdrawn: announced, but
     /// seen to fail for good (a timer that never fires), so the chain skips it.
     /// The default withdraws nothing, and costs nothing.
     #[inline(always)]
-    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+    fn withdrawn(&self, op: Op, step: usize) -> bool {
         let _ = (op, step);
         false
     }
-    /// Step `step` (from 1; 0 for the native lowering) of the op in row `op`
-    /// of `OPS` answered a call: where each op was served from, for a boot
+    /// Step `step` (from 1; 0 for the native lowering) of `op`'s chain
+    /// answered a call: where each op was served from, for a boot
     /// report that says which mechanisms ran, not only which were planned.
     /// The default records nothing, and costs nothing.
     #[inline(always)]
-    fn served(&self, op: usize, step: usize) {
+    fn served(&self, op: Op, step: usize) {
         let _ = (op, step);
     }
     /// The hypercall stubs, entered the way this CPU needs.
@@ -1388,17 +1388,17 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 0u32))
-            && !s.withdrawn("clock_ns", 1)
+            && !s.withdrawn(Op::ClockNs, 1)
         {
             match s.clock_ns_step1() {
                 Ok(v) => {
-                    s.served(7, 1);
+                    s.served(Op::ClockNs, 1);
                     return v;
                 }
-                Err(e) => s.fell_back("clock_ns", 1, e),
+                Err(e) => s.fell_back(Op::ClockNs, 1, e),
             }
         }
-        s.served(7, 0);
+        s.served(Op::ClockNs, 0);
         native::clock_ns::<S::Native>()
     }
     fn tsc_hz(&self) -> Hertz {
@@ -1406,33 +1406,33 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 0u32))
-            && !s.withdrawn("tsc_hz", 1)
+            && !s.withdrawn(Op::TscHz, 1)
         {
             match s.tsc_hz_step1() {
                 Ok(v) => {
-                    s.served(8, 1);
+                    s.served(Op::TscHz, 1);
                     return v;
                 }
-                Err(e) => s.fell_back("tsc_hz", 1, e),
+                Err(e) => s.fell_back(Op::TscHz, 1, e),
             }
         }
         if s.hv_version().is_none_or(|v| v >= (4u32, 0u32, 0u32))
-            && !s.withdrawn("tsc_hz", 2)
+            && !s.withdrawn(Op::TscHz, 2)
         {
             {
                 let raw = s.cpuid(XEN_CPUID_TIME)[2];
                 if raw != 0 {
-                    s.served(8, 2);
+                    s.served(Op::TscHz, 2);
                     return Hertz((u64::from(raw)).saturating_mul(1000));
                 }
                 s.fell_back(
-                    "tsc_hz",
+                    Op::TscHz,
                     2,
                     PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native),
                 );
             }
         }
-        s.served(8, 0);
+        s.served(Op::TscHz, 0);
         native::tsc_hz::<S::Native>()
     }
     fn wallclock(&self) -> Nanos {
@@ -1440,17 +1440,17 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 0u32))
-            && !s.withdrawn("wallclock", 1)
+            && !s.withdrawn(Op::Wallclock, 1)
         {
             match s.wallclock_step1() {
                 Ok(v) => {
-                    s.served(9, 1);
+                    s.served(Op::Wallclock, 1);
                     return v;
                 }
-                Err(e) => s.fell_back("wallclock", 1, e),
+                Err(e) => s.fell_back(Op::Wallclock, 1, e),
             }
         }
-        s.served(9, 0);
+        s.served(Op::Wallclock, 0);
         native::wallclock::<S::Native>()
     }
     fn steal_ns(&self) -> Nanos {
@@ -1458,17 +1458,17 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 0u32))
-            && !s.withdrawn("steal_ns", 1)
+            && !s.withdrawn(Op::StealNs, 1)
         {
             match s.steal_ns_step1() {
                 Ok(v) => {
-                    s.served(10, 1);
+                    s.served(Op::StealNs, 1);
                     return v;
                 }
-                Err(e) => s.fell_back("steal_ns", 1, e),
+                Err(e) => s.fell_back(Op::StealNs, 1, e),
             }
         }
-        s.served(10, 0);
+        s.served(Op::StealNs, 0);
         native::steal_ns::<S::Native>()
     }
     fn vcpu_is_preempted(&self, cpu: ApicId) -> bool {
@@ -1476,17 +1476,17 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 0u32))
-            && !s.withdrawn("vcpu_is_preempted", 1)
+            && !s.withdrawn(Op::VcpuIsPreempted, 1)
         {
             match s.vcpu_is_preempted_step1(cpu) {
                 Ok(v) => {
-                    s.served(17, 1);
+                    s.served(Op::VcpuIsPreempted, 1);
                     return v;
                 }
-                Err(e) => s.fell_back("vcpu_is_preempted", 1, e),
+                Err(e) => s.fell_back(Op::VcpuIsPreempted, 1, e),
             }
         }
-        s.served(17, 0);
+        s.served(Op::VcpuIsPreempted, 0);
         native::vcpu_is_preempted::<S::Native>(cpu)
     }
     fn timer_oneshot(&self, deadline: Nanos) -> Result<(), PvError> {
@@ -1494,7 +1494,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if s.hv_version().is_none_or(|v| v >= (3u32, 1u32, 0u32))
-            && !s.withdrawn("timer_oneshot", 1)
+            && !s.withdrawn(Op::TimerOneshot, 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `timer_oneshot`.
@@ -1513,19 +1513,19 @@ impl<S: Steps> PvOps for Paravirt<S> {
                         )
                 } {
                     Ok(_) => {
-                        s.served(11, 1);
+                        s.served(Op::TimerOneshot, 1);
                         return Ok(());
                     }
                     Err(e) => {
                         if matches!(e.kind, ErrorKind::InvalidArgument) {
                             return Err(e);
                         }
-                        s.fell_back("timer_oneshot", 1, e);
+                        s.fell_back(Op::TimerOneshot, 1, e);
                     }
                 }
             }
         }
-        s.served(11, 0);
+        s.served(Op::TimerOneshot, 0);
         native::timer_oneshot::<S::Native>(deadline)
     }
     fn timer_cancel(&self) {
@@ -1533,7 +1533,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if s.hv_version().is_none_or(|v| v >= (3u32, 1u32, 0u32))
-            && !s.withdrawn("timer_cancel", 1)
+            && !s.withdrawn(Op::TimerCancel, 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `timer_cancel`.
@@ -1546,14 +1546,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
                         )
                 } {
                     Ok(_) => {
-                        s.served(12, 1);
+                        s.served(Op::TimerCancel, 1);
                         return;
                     }
-                    Err(e) => s.fell_back("timer_cancel", 1, e),
+                    Err(e) => s.fell_back(Op::TimerCancel, 1, e),
                 }
             }
         }
-        s.served(12, 0);
+        s.served(Op::TimerCancel, 0);
         native::timer_cancel::<S::Native>()
     }
     fn yield_to(&self, target: ApicId) {
@@ -1561,7 +1561,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 2u32))
-            && !s.withdrawn("yield_to", 1)
+            && !s.withdrawn(Op::YieldTo, 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `yield_to`.
@@ -1569,21 +1569,21 @@ impl<S: Steps> PvOps for Paravirt<S> {
                     s.hypercalls().hypervisor_sched_op(SCHEDOP_yield, 0_u64)
                 } {
                     Ok(_) => {
-                        s.served(16, 1);
+                        s.served(Op::YieldTo, 1);
                         return;
                     }
-                    Err(e) => s.fell_back("yield_to", 1, e),
+                    Err(e) => s.fell_back(Op::YieldTo, 1, e),
                 }
             }
         }
-        s.served(16, 0);
+        s.served(Op::YieldTo, 0);
         native::yield_to::<S::Native>(target)
     }
     fn safe_halt(&self) {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        s.served(4, 0);
+        s.served(Op::SafeHalt, 0);
         native::safe_halt::<S::Native>()
     }
     fn console_write(&self, data: &[u8]) {
@@ -1591,18 +1591,18 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 3u32))
-            && !s.withdrawn("console_write", 1)
+            && !s.withdrawn(Op::ConsoleWrite, 1)
         {
             match s.console_write_step1(data) {
                 Ok(v) => {
-                    s.served(19, 1);
+                    s.served(Op::ConsoleWrite, 1);
                     return v;
                 }
-                Err(e) => s.fell_back("console_write", 1, e),
+                Err(e) => s.fell_back(Op::ConsoleWrite, 1, e),
             }
         }
         if s.hv_version().is_none_or(|v| v >= (2u32, 0u32, 0u32))
-            && !s.withdrawn("console_write", 2)
+            && !s.withdrawn(Op::ConsoleWrite, 2)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `console_write`.
@@ -1615,14 +1615,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
                         )
                 } {
                     Ok(_) => {
-                        s.served(19, 2);
+                        s.served(Op::ConsoleWrite, 2);
                         return;
                     }
-                    Err(e) => s.fell_back("console_write", 2, e),
+                    Err(e) => s.fell_back(Op::ConsoleWrite, 2, e),
                 }
             }
         }
-        s.served(19, 0);
+        s.served(Op::ConsoleWrite, 0);
         native::console_write::<S::Native>(data)
     }
     fn flush_tlb(&self, targets: CpuSet) {
@@ -1630,7 +1630,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if s.hv_version().is_none_or(|v| v >= (3u32, 2u32, 0u32))
-            && !s.withdrawn("flush_tlb", 1)
+            && !s.withdrawn(Op::FlushTlb, 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `flush_tlb`.
@@ -1638,14 +1638,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
                     s.hypercalls().hypervisor_hvm_op(HVMOP_flush_tlbs, 0_u64)
                 } {
                     Ok(_) => {
-                        s.served(18, 1);
+                        s.served(Op::FlushTlb, 1);
                         return;
                     }
-                    Err(e) => s.fell_back("flush_tlb", 1, e),
+                    Err(e) => s.fell_back(Op::FlushTlb, 1, e),
                 }
             }
         }
-        s.served(18, 0);
+        s.served(Op::FlushTlb, 0);
         native::flush_tlb::<S::Native>(targets)
     }
     fn shutdown(&self, reason: ShutdownReason) -> Result<(), PvError> {
@@ -1654,7 +1654,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let features = s.features();
         if reason == ShutdownReason::Poweroff
             && s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 2u32))
-            && !s.withdrawn("shutdown", 1)
+            && !s.withdrawn(Op::Shutdown, 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `shutdown`.
@@ -1670,16 +1670,16 @@ impl<S: Steps> PvOps for Paravirt<S> {
                         )
                 } {
                     Ok(_) => {
-                        s.served(20, 1);
+                        s.served(Op::Shutdown, 1);
                         return Ok(());
                     }
-                    Err(e) => s.fell_back("shutdown", 1, e),
+                    Err(e) => s.fell_back(Op::Shutdown, 1, e),
                 }
             }
         }
         if reason == ShutdownReason::Reboot
             && s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 2u32))
-            && !s.withdrawn("shutdown", 2)
+            && !s.withdrawn(Op::Shutdown, 2)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `shutdown`.
@@ -1695,16 +1695,16 @@ impl<S: Steps> PvOps for Paravirt<S> {
                         )
                 } {
                     Ok(_) => {
-                        s.served(20, 2);
+                        s.served(Op::Shutdown, 2);
                         return Ok(());
                     }
-                    Err(e) => s.fell_back("shutdown", 2, e),
+                    Err(e) => s.fell_back(Op::Shutdown, 2, e),
                 }
             }
         }
         if reason == ShutdownReason::Crash
             && s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 2u32))
-            && !s.withdrawn("shutdown", 3)
+            && !s.withdrawn(Op::Shutdown, 3)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `shutdown`.
@@ -1720,14 +1720,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
                         )
                 } {
                     Ok(_) => {
-                        s.served(20, 3);
+                        s.served(Op::Shutdown, 3);
                         return Ok(());
                     }
-                    Err(e) => s.fell_back("shutdown", 3, e),
+                    Err(e) => s.fell_back(Op::Shutdown, 3, e),
                 }
             }
         }
-        s.served(20, 0);
+        s.served(Op::Shutdown, 0);
         native::shutdown::<S::Native>(reason)
     }
 }

@@ -369,7 +369,7 @@ impl Hypercalls {
     }
 }
 
-use super::ops::{native, NativeRoutines, PvOps};
+use super::ops::{native, NativeRoutines, Op, PvOps};
 /// Every feature set of this ABI, as read at the base where the hypervisor was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Features {
@@ -411,21 +411,21 @@ pub unsafe trait Steps {
     /// The features found at detection.
     fn features(&self) -> &Features;
     /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried.
-    fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+    fn fell_back(&self, op: Op, step: usize, error: PvError);
     /// Whether step `step` (from 1) of `op`'s chain is withdrawn: announced, but
     /// seen to fail for good (a timer that never fires), so the chain skips it.
     /// The default withdraws nothing, and costs nothing.
     #[inline(always)]
-    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+    fn withdrawn(&self, op: Op, step: usize) -> bool {
         let _ = (op, step);
         false
     }
-    /// Step `step` (from 1; 0 for the native lowering) of the op in row `op`
-    /// of `OPS` answered a call: where each op was served from, for a boot
+    /// Step `step` (from 1; 0 for the native lowering) of `op`'s chain
+    /// answered a call: where each op was served from, for a boot
     /// report that says which mechanisms ran, not only which were planned.
     /// The default records nothing, and costs nothing.
     #[inline(always)]
-    fn served(&self, op: usize, step: usize) {
+    fn served(&self, op: Op, step: usize) {
         let _ = (op, step);
     }
     /// The hypercall stubs, entered the way this CPU needs.
@@ -452,17 +452,17 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if features.alpha_features.contains(AlphaFeatures::ALPHA_F_CLOCK)
-            && !s.withdrawn("now", 1)
+            && !s.withdrawn(Op::Now, 1)
         {
             match s.now_step1() {
                 Ok(v) => {
-                    s.served(4, 1);
+                    s.served(Op::Now, 1);
                     return v;
                 }
-                Err(e) => s.fell_back("now", 1, e),
+                Err(e) => s.fell_back(Op::Now, 1, e),
             }
         }
-        s.served(4, 0);
+        s.served(Op::Now, 0);
         native::now::<S::Native>()
     }
     fn stop(&self, level: Level) {
@@ -470,7 +470,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if level == Level::High && s.hv_version().is_none_or(|v| v >= (2u32, 0u32, 0u32))
-            && !s.withdrawn("stop", 1)
+            && !s.withdrawn(Op::Stop, 1)
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Alpha is the hypervisor; the arguments follow the IDL's mapping of `stop`.
@@ -478,14 +478,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
                     s.hypercalls().alpha_hc_kick(0_u64, ApicId((0_u64) as u32))
                 } {
                     Ok(_) => {
-                        s.served(3, 1);
+                        s.served(Op::Stop, 1);
                         return;
                     }
-                    Err(e) => s.fell_back("stop", 1, e),
+                    Err(e) => s.fell_back(Op::Stop, 1, e),
                 }
             }
         }
-        s.served(3, 0);
+        s.served(Op::Stop, 0);
         native::stop::<S::Native>(level)
     }
 }

@@ -178,7 +178,7 @@ impl Hypercalls {
     }
 }
 
-use super::ops::{native, NativeRoutines, PvOps};
+use super::ops::{native, NativeRoutines, Op, PvOps};
 /// Every feature set of this ABI, as read at the base where the hypervisor was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Features {}
@@ -207,21 +207,21 @@ pub unsafe trait Steps {
     /// The features found at detection.
     fn features(&self) -> &Features;
     /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried.
-    fn fell_back(&self, op: &'static str, step: usize, error: PvError);
+    fn fell_back(&self, op: Op, step: usize, error: PvError);
     /// Whether step `step` (from 1) of `op`'s chain is withdrawn: announced, but
     /// seen to fail for good (a timer that never fires), so the chain skips it.
     /// The default withdraws nothing, and costs nothing.
     #[inline(always)]
-    fn withdrawn(&self, op: &'static str, step: usize) -> bool {
+    fn withdrawn(&self, op: Op, step: usize) -> bool {
         let _ = (op, step);
         false
     }
-    /// Step `step` (from 1; 0 for the native lowering) of the op in row `op`
-    /// of `OPS` answered a call: where each op was served from, for a boot
+    /// Step `step` (from 1; 0 for the native lowering) of `op`'s chain
+    /// answered a call: where each op was served from, for a boot
     /// report that says which mechanisms ran, not only which were planned.
     /// The default records nothing, and costs nothing.
     #[inline(always)]
-    fn served(&self, op: usize, step: usize) {
+    fn served(&self, op: Op, step: usize) {
         let _ = (op, step);
     }
 }
@@ -235,14 +235,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        s.served(4, 0);
+        s.served(Op::Now, 0);
         native::now::<S::Native>()
     }
     fn stop(&self, level: Level) {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
-        s.served(3, 0);
+        s.served(Op::Stop, 0);
         native::stop::<S::Native>(level)
     }
 }

@@ -199,6 +199,43 @@ pub const OPS: &[OpInfo] = &[
         context: Context::Any,
     },
 ];
+/// An op by identity, for run-time records (fallbacks, withdrawn and
+/// served steps) that must not search by name on a hot path. Its
+/// discriminant is its row in [`OPS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(usize)]
+pub enum Op {
+    /// `save`.
+    Save,
+    /// `restore`.
+    Restore,
+    /// `arm`.
+    Arm,
+    /// `stop`.
+    Stop,
+    /// `now`.
+    Now,
+}
+impl Op {
+    /// Every op, in IDL order (as [`OPS`]).
+    pub const ALL: &'static [Op] = &[Op::Save, Op::Restore, Op::Arm, Op::Stop, Op::Now];
+    /// Its row in [`OPS`].
+    pub const fn row(self) -> usize {
+        self as usize
+    }
+    /// What the IDL says about it.
+    pub const fn info(self) -> &'static OpInfo {
+        &OPS[self as usize]
+    }
+    /// Its IDL name.
+    pub const fn name(self) -> &'static str {
+        self.info().name
+    }
+    /// The op called `name` in the IDL.
+    pub fn from_name(name: &str) -> Option<Op> {
+        Op::ALL.iter().copied().find(|op| op.name() == name)
+    }
+}
 /// The backend chosen at run time: one variant per hypervisor ABI of the
 /// IDL. Every op is forwarded; an op no hypervisor maps (the hot irq ops)
 /// runs its native lowering directly, with neither a match nor an
