@@ -146,14 +146,21 @@ fn asm_body(model: &Model, op: &Op, template: &str) -> TokenStream {
     }
 }
 
-pub fn file(model: &Model) -> String {
-    let mut methods = Vec::new();
-    let mut routines = Vec::new();
-    let mut natives = Vec::new();
-    let mut table = Vec::new();
-    let mut op_variants = Vec::new();
-    let mut op_all = Vec::new();
-    for found in model.ops() {
+/// What each op contributes to the module, gathered op by op.
+#[derive(Default)]
+struct OpItems {
+    methods: Vec<TokenStream>,
+    routines: Vec<TokenStream>,
+    natives: Vec<TokenStream>,
+    table: Vec<TokenStream>,
+    op_variants: Vec<TokenStream>,
+    op_all: Vec<TokenStream>,
+}
+
+impl OpItems {
+    /// Add `found`'s `PvOps` method(s), native routine and lowering, table
+    /// row and `Op` variant.
+    fn add(&mut self, model: &Model, found: OpRef<'_>) {
         let op = found.op;
         let name = ident(&op.name.name);
         let ps = params(op);
@@ -180,20 +187,21 @@ pub fn file(model: &Model) -> String {
                 let r = returns(&ret);
                 // Not gated: a backend serves every interface version, and
                 // the guest's choice of version decides only what it may call.
-                routines.push(quote!(#[doc = #rdoc] fn #routine(#(#ps),*) #r;));
+                self.routines
+                    .push(quote!(#[doc = #rdoc] fn #routine(#(#ps),*) #r;));
                 quote!(<N as NativeRoutines>::#routine(#(#args),*))
             }
             None => quote!(unreachable!()),
         };
         let ndoc = format!(" The native lowering of [`PvOps::{}`]: the default and the end of every fallback chain.", op.name.name);
-        natives.push(quote! {
+        self.natives.push(quote! {
             #[doc = #ndoc]
             #gate
             #inline
             pub fn #name<N: NativeRoutines>(#(#ps),*) #ret_clause { #body }
         });
         let args = op.params.iter().map(|p| ident(&p.name.name));
-        methods.push(quote! {
+        self.methods.push(quote! {
             #doc
             #gate
             #inline
@@ -208,7 +216,7 @@ pub fn file(model: &Model) -> String {
                 " Not in this build: `{}` needs the SDK's `{feature}` feature.",
                 op.name.name
             );
-            methods.push(quote! {
+            self.methods.push(quote! {
                 #[doc = #doc]
                 #[cfg(not(feature = #feature))]
                 #[allow(unused_variables)]
@@ -221,12 +229,18 @@ pub fn file(model: &Model) -> String {
         let group = &found.group.name.name;
         let ctx = format_ident!("{}", camel(&context(op)));
         let required = has(op, |s| matches!(s, OpStmt::Required(_)));
-        table.push(quote!(OpInfo { name: #op_name, group: #group, hot: #hot, required: #required, context: Context::#ctx }));
+        self.table.push(quote!(OpInfo { name: #op_name, group: #group, hot: #hot, required: #required, context: Context::#ctx }));
         let variant = format_ident!("{}", camel(op_name));
         let variant_doc = format!(" `{op_name}`.");
-        op_variants.push(quote!(#[doc = #variant_doc] #variant));
-        op_all.push(quote!(Op::#variant));
+        self.op_variants
+            .push(quote!(#[doc = #variant_doc] #variant));
+        self.op_all.push(quote!(Op::#variant));
     }
+}
+
+/// The `needs` module: one marker trait per interface version newer than
+/// the baseline, which no type implements.
+fn needs_module(model: &Model) -> TokenStream {
     let markers: Vec<_> = model
         .gated_versions()
         .into_iter()
@@ -251,7 +265,7 @@ pub fn file(model: &Model) -> String {
             }
         })
         .collect();
-    let needs = if markers.is_empty() {
+    if markers.is_empty() {
         quote!()
     } else {
         quote! {
@@ -261,7 +275,23 @@ pub fn file(model: &Model) -> String {
             #[allow(non_camel_case_types)]
             pub mod needs { #(#markers)* }
         }
-    };
+    }
+}
+
+pub fn file(model: &Model) -> String {
+    let mut items = OpItems::default();
+    for found in model.ops() {
+        items.add(model, found);
+    }
+    let OpItems {
+        methods,
+        routines,
+        natives,
+        table,
+        op_variants,
+        op_all,
+    } = items;
+    let needs = needs_module(model);
     let contexts = crate::check::CONTEXTS.iter().map(|c| {
         let v = format_ident!("{}", camel(c));
         let doc = format!(" `context {c}` in the IDL.");
