@@ -47,6 +47,178 @@ pub(super) fn structure(model: &Model, s: &Struct) -> String {
     out
 }
 
+/// The page's sections, filled item by item.
+#[derive(Default)]
+struct Sections {
+    leaves: String,
+    features: String,
+    msrs: String,
+    consts: String,
+    hypercalls: String,
+    errors: String,
+    structs: String,
+    maps: String,
+}
+
+impl Sections {
+    /// Add `item`'s rows to its section.
+    fn add(&mut self, model: &Model, item: &HvItem) {
+        match item {
+            HvItem::Leaf(l) => {
+                let regs: Vec<String> = l
+                    .registers
+                    .iter()
+                    .map(|r| format!("`{}`: `{}`", r.name.name, type_text(&r.ty)))
+                    .collect();
+                self.leaves.push_str(&format!(
+                    "| `{}` | `{}` | {} {} | {} |\n",
+                    l.name.name,
+                    l.address.text,
+                    cell(&l.meta.docs),
+                    regs.join(", "),
+                    versions(&l.meta)
+                ));
+            }
+            HvItem::Features(f) => {
+                self.features.push_str(&format!(
+                    "### `{}` (`{}`)\n\n{}| bit | name | meaning | since |\n|---|---|---|---|\n",
+                    f.name.name,
+                    path_text(&f.register),
+                    paragraph(&f.meta.docs)
+                ));
+                for b in &f.bits {
+                    self.features.push_str(&format!(
+                        "| {} | `{}` | {} | {} |\n",
+                        b.value.value,
+                        b.name.name,
+                        cell(&b.meta.docs),
+                        versions(&b.meta)
+                    ));
+                }
+                self.features.push('\n');
+            }
+            HvItem::Msr(m) => self.msrs.push_str(&format!(
+                "| `{}` | `{}` | {} | {} | {} | {} |\n",
+                m.name.name,
+                m.index.text,
+                m.ty.as_ref()
+                    .map(|t| format!("`{}`", type_text(t)))
+                    .unwrap_or_else(|| "—".into()),
+                requires(&m.requires),
+                cell(&m.meta.docs),
+                versions(&m.meta)
+            )),
+            HvItem::Const(c) => self.consts.push_str(&format!(
+                "| `{}` | `{}` | `{}` | {} |\n",
+                c.name.name,
+                type_text(&c.ty),
+                c.value.text,
+                cell(&c.meta.docs)
+            )),
+            HvItem::Hypercall(h) => {
+                let params: Vec<String> = h
+                    .params
+                    .iter()
+                    .map(|p| format!("{}: {}", p.name.name, type_text(&p.ty)))
+                    .collect();
+                let result = match &h.result {
+                    None => "—".into(),
+                    Some(HcResult::Single(t)) => format!("`{}`", type_text(t)),
+                    Some(HcResult::Named(r)) => format!(
+                        "`({})`",
+                        r.iter()
+                            .map(|p| format!("{}: {}", p.name.name, type_text(&p.ty)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                self.hypercalls.push_str(&format!(
+                    "| `{}` | `{}`{} | `({})` | {result} | {} | {} | {} |\n",
+                    h.name.name,
+                    h.number.text,
+                    if h.fast { " fast" } else { "" },
+                    params.join(", "),
+                    requires(&h.requires),
+                    cell(&h.meta.docs),
+                    versions(&h.meta)
+                ));
+            }
+            HvItem::Error(e) => self.errors.push_str(&format!(
+                "| `{}` | `{}` | `{}` | {} |\n",
+                e.name.name,
+                e.code.text,
+                e.kind.name,
+                cell(&e.meta.docs)
+            )),
+            HvItem::Type(TypeDecl::Struct(st)) => self.structs.push_str(&structure(model, st)),
+            HvItem::Type(_) | HvItem::Detect(_) | HvItem::Convention(_) => {}
+            HvItem::Map(m) => {
+                self.maps.push_str(&format!("**`{}`**\n\n", m.op.name));
+                for (n, step) in m.steps.iter().enumerate() {
+                    self.maps.push_str(&format!(
+                        "{}. `{}`\n",
+                        n + 1,
+                        step_text(step).trim_end_matches(';')
+                    ));
+                }
+                self.maps.push('\n');
+            }
+        }
+    }
+
+    /// Append the sections that have rows to `s` (the file's top-level
+    /// structures among the shared ones).
+    fn render(mut self, model: &Model, hv: &Hypervisor, s: &mut String) {
+        // Structures declared at the top level of this hypervisor's file.
+        if let Some(file) = model.files.iter().find(|f| {
+            f.items
+                .iter()
+                .any(|i| matches!(i, Item::Hypervisor(h) if h.name == hv.name))
+        }) {
+            for item in &file.items {
+                if let Item::Type(TypeDecl::Struct(st)) = item {
+                    self.structs.push_str(&structure(model, st));
+                }
+            }
+        }
+        let section = |title: &str, header: &str, body: &str| {
+            if body.is_empty() {
+                String::new()
+            } else {
+                format!("## {title}\n\n{header}{body}\n")
+            }
+        };
+        s.push_str(&section(
+            "CPUID leaves",
+            "| name | leaf | meaning | since |\n|---|---|---|---|\n",
+            &self.leaves,
+        ));
+        s.push_str(&section("Feature bits", "", &self.features));
+        s.push_str(&section(
+            "MSRs",
+            "| name | index | holds | requires | meaning | since |\n|---|---|---|---|---|---|\n",
+            &self.msrs,
+        ));
+        s.push_str(&section(
+            "Constants",
+            "| name | type | value | meaning |\n|---|---|---|---|\n",
+            &self.consts,
+        ));
+        s.push_str(&section("Hypercalls", "| name | number | parameters | result | requires | meaning | since |\n|---|---|---|---|---|---|---|\n", &self.hypercalls));
+        s.push_str(&section(
+            "Error codes",
+            "| name | code | pvi kind | meaning |\n|---|---|---|---|\n",
+            &self.errors,
+        ));
+        s.push_str(&section("Shared structures", "", &self.structs));
+        s.push_str(&section(
+            "Mappings",
+            "Ops not listed are served natively.\n\n",
+            &self.maps,
+        ));
+    }
+}
+
 pub fn page(model: &Model, hv: &Hypervisor) -> String {
     let mut s = format!("# {} (`{}`)\n\n{NOTICE}\n", display(hv), hv.name.name);
     s.push_str(&paragraph(&hv.meta.docs));
@@ -85,163 +257,10 @@ pub fn page(model: &Model, hv: &Hypervisor) -> String {
             s.push_str("```\n\n");
         }
     }
-    let mut leaves = String::new();
-    let mut features = String::new();
-    let mut msrs = String::new();
-    let mut consts = String::new();
-    let mut hypercalls = String::new();
-    let mut errors = String::new();
-    let mut structs = String::new();
-    let mut maps = String::new();
+    let mut sections = Sections::default();
     for item in items {
-        match item {
-            HvItem::Leaf(l) => {
-                let regs: Vec<String> = l
-                    .registers
-                    .iter()
-                    .map(|r| format!("`{}`: `{}`", r.name.name, type_text(&r.ty)))
-                    .collect();
-                leaves.push_str(&format!(
-                    "| `{}` | `{}` | {} {} | {} |\n",
-                    l.name.name,
-                    l.address.text,
-                    cell(&l.meta.docs),
-                    regs.join(", "),
-                    versions(&l.meta)
-                ));
-            }
-            HvItem::Features(f) => {
-                features.push_str(&format!(
-                    "### `{}` (`{}`)\n\n{}| bit | name | meaning | since |\n|---|---|---|---|\n",
-                    f.name.name,
-                    path_text(&f.register),
-                    paragraph(&f.meta.docs)
-                ));
-                for b in &f.bits {
-                    features.push_str(&format!(
-                        "| {} | `{}` | {} | {} |\n",
-                        b.value.value,
-                        b.name.name,
-                        cell(&b.meta.docs),
-                        versions(&b.meta)
-                    ));
-                }
-                features.push('\n');
-            }
-            HvItem::Msr(m) => msrs.push_str(&format!(
-                "| `{}` | `{}` | {} | {} | {} | {} |\n",
-                m.name.name,
-                m.index.text,
-                m.ty.as_ref()
-                    .map(|t| format!("`{}`", type_text(t)))
-                    .unwrap_or_else(|| "—".into()),
-                requires(&m.requires),
-                cell(&m.meta.docs),
-                versions(&m.meta)
-            )),
-            HvItem::Const(c) => consts.push_str(&format!(
-                "| `{}` | `{}` | `{}` | {} |\n",
-                c.name.name,
-                type_text(&c.ty),
-                c.value.text,
-                cell(&c.meta.docs)
-            )),
-            HvItem::Hypercall(h) => {
-                let params: Vec<String> = h
-                    .params
-                    .iter()
-                    .map(|p| format!("{}: {}", p.name.name, type_text(&p.ty)))
-                    .collect();
-                let result = match &h.result {
-                    None => "—".into(),
-                    Some(HcResult::Single(t)) => format!("`{}`", type_text(t)),
-                    Some(HcResult::Named(r)) => format!(
-                        "`({})`",
-                        r.iter()
-                            .map(|p| format!("{}: {}", p.name.name, type_text(&p.ty)))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                };
-                hypercalls.push_str(&format!(
-                    "| `{}` | `{}`{} | `({})` | {result} | {} | {} | {} |\n",
-                    h.name.name,
-                    h.number.text,
-                    if h.fast { " fast" } else { "" },
-                    params.join(", "),
-                    requires(&h.requires),
-                    cell(&h.meta.docs),
-                    versions(&h.meta)
-                ));
-            }
-            HvItem::Error(e) => errors.push_str(&format!(
-                "| `{}` | `{}` | `{}` | {} |\n",
-                e.name.name,
-                e.code.text,
-                e.kind.name,
-                cell(&e.meta.docs)
-            )),
-            HvItem::Type(TypeDecl::Struct(st)) => structs.push_str(&structure(model, st)),
-            HvItem::Type(_) | HvItem::Detect(_) | HvItem::Convention(_) => {}
-            HvItem::Map(m) => {
-                maps.push_str(&format!("**`{}`**\n\n", m.op.name));
-                for (n, step) in m.steps.iter().enumerate() {
-                    maps.push_str(&format!(
-                        "{}. `{}`\n",
-                        n + 1,
-                        step_text(step).trim_end_matches(';')
-                    ));
-                }
-                maps.push('\n');
-            }
-        }
+        sections.add(model, item);
     }
-    // Structures declared at the top level of this hypervisor's file.
-    if let Some(file) = model.files.iter().find(|f| {
-        f.items
-            .iter()
-            .any(|i| matches!(i, Item::Hypervisor(h) if h.name == hv.name))
-    }) {
-        for item in &file.items {
-            if let Item::Type(TypeDecl::Struct(st)) = item {
-                structs.push_str(&structure(model, st));
-            }
-        }
-    }
-    let section = |title: &str, header: &str, body: &str| {
-        if body.is_empty() {
-            String::new()
-        } else {
-            format!("## {title}\n\n{header}{body}\n")
-        }
-    };
-    s.push_str(&section(
-        "CPUID leaves",
-        "| name | leaf | meaning | since |\n|---|---|---|---|\n",
-        &leaves,
-    ));
-    s.push_str(&section("Feature bits", "", &features));
-    s.push_str(&section(
-        "MSRs",
-        "| name | index | holds | requires | meaning | since |\n|---|---|---|---|---|---|\n",
-        &msrs,
-    ));
-    s.push_str(&section(
-        "Constants",
-        "| name | type | value | meaning |\n|---|---|---|---|\n",
-        &consts,
-    ));
-    s.push_str(&section("Hypercalls", "| name | number | parameters | result | requires | meaning | since |\n|---|---|---|---|---|---|---|\n", &hypercalls));
-    s.push_str(&section(
-        "Error codes",
-        "| name | code | pvi kind | meaning |\n|---|---|---|---|\n",
-        &errors,
-    ));
-    s.push_str(&section("Shared structures", "", &structs));
-    s.push_str(&section(
-        "Mappings",
-        "Ops not listed are served natively.\n\n",
-        &maps,
-    ));
+    sections.render(model, hv, &mut s);
     s
 }
