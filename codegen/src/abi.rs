@@ -547,79 +547,9 @@ impl Facts {
                         c.span,
                     );
                 }
-                HvItem::Leaf(l) => {
-                    let leaf = format!("{h} leaf {}", l.name.name);
-                    let since = self.push(
-                        Kind::Leaf,
-                        leaf.clone(),
-                        Some(&key),
-                        format!("{:#x}", l.address.value),
-                        &l.meta,
-                        hv_since,
-                        l.name.span,
-                    );
-                    for r in &l.registers {
-                        self.push(
-                            Kind::LeafRegister,
-                            format!("{leaf}.{}", r.name.name),
-                            Some(&leaf),
-                            type_text(&r.ty),
-                            &r.meta,
-                            since,
-                            r.name.span,
-                        );
-                    }
-                }
-                HvItem::Features(f) => {
-                    let set = format!("{h} features {}", f.name.name);
-                    let since = self.push(
-                        Kind::FeatureSet,
-                        set.clone(),
-                        Some(&key),
-                        path_text(&f.register),
-                        &f.meta,
-                        hv_since,
-                        f.name.span,
-                    );
-                    for b in &f.bits {
-                        self.push(
-                            Kind::Feature,
-                            format!("{set}.{}", b.name.name),
-                            Some(&set),
-                            format!("bit {}", b.value.value),
-                            &b.meta,
-                            since,
-                            b.name.span,
-                        );
-                    }
-                }
-                HvItem::Msr(m) => {
-                    let msr = format!("{h} msr {}", m.name.name);
-                    let since = self.push(
-                        Kind::Msr,
-                        msr.clone(),
-                        Some(&key),
-                        format!("{:#x}", m.index.value),
-                        &m.meta,
-                        hv_since,
-                        m.name.span,
-                    );
-                    let value = format!(
-                        "{}{}",
-                        m.ty.as_ref()
-                            .map(type_text)
-                            .unwrap_or_else(|| "untyped".into()),
-                        requires(&m.requires)
-                    );
-                    self.part(
-                        Kind::MsrType,
-                        format!("{msr} type"),
-                        &msr,
-                        value,
-                        since,
-                        m.name.span,
-                    );
-                }
+                HvItem::Leaf(l) => self.hv_leaf(h, &key, hv_since, l),
+                HvItem::Features(f) => self.hv_feature_set(h, &key, hv_since, f),
+                HvItem::Msr(m) => self.hv_msr(h, &key, hv_since, m),
                 HvItem::Const(c) => {
                     self.push(
                         Kind::Const,
@@ -631,26 +561,7 @@ impl Facts {
                         c.name.span,
                     );
                 }
-                HvItem::Hypercall(c) => {
-                    let call = format!("{h} hypercall {}", c.name.name);
-                    let since = self.push(
-                        Kind::Hypercall,
-                        call.clone(),
-                        Some(&key),
-                        c.number.value.to_string(),
-                        &c.meta,
-                        hv_since,
-                        c.name.span,
-                    );
-                    self.part(
-                        Kind::HypercallSignature,
-                        format!("{call} signature"),
-                        &call,
-                        hypercall_signature(c),
-                        since,
-                        c.name.span,
-                    );
-                }
+                HvItem::Hypercall(c) => self.hv_hypercall(h, &key, hv_since, c),
                 HvItem::Error(e) => {
                     self.push(
                         Kind::HvError,
@@ -677,6 +588,107 @@ impl Facts {
                 HvItem::Type(t) => self.type_decl(t, Some(&key)),
             }
         }
+    }
+
+    /// A CPUID leaf and its registers.
+    fn hv_leaf(&mut self, h: &str, key: &str, hv_since: Option<(u64, u64)>, l: &Leaf) {
+        let leaf = format!("{h} leaf {}", l.name.name);
+        let since = self.push(
+            Kind::Leaf,
+            leaf.clone(),
+            Some(key),
+            format!("{:#x}", l.address.value),
+            &l.meta,
+            hv_since,
+            l.name.span,
+        );
+        for r in &l.registers {
+            self.push(
+                Kind::LeafRegister,
+                format!("{leaf}.{}", r.name.name),
+                Some(&leaf),
+                type_text(&r.ty),
+                &r.meta,
+                since,
+                r.name.span,
+            );
+        }
+    }
+
+    /// A feature set and its bits.
+    fn hv_feature_set(&mut self, h: &str, key: &str, hv_since: Option<(u64, u64)>, f: &Features) {
+        let set = format!("{h} features {}", f.name.name);
+        let since = self.push(
+            Kind::FeatureSet,
+            set.clone(),
+            Some(key),
+            path_text(&f.register),
+            &f.meta,
+            hv_since,
+            f.name.span,
+        );
+        for b in &f.bits {
+            self.push(
+                Kind::Feature,
+                format!("{set}.{}", b.name.name),
+                Some(&set),
+                format!("bit {}", b.value.value),
+                &b.meta,
+                since,
+                b.name.span,
+            );
+        }
+    }
+
+    /// An MSR and its type.
+    fn hv_msr(&mut self, h: &str, key: &str, hv_since: Option<(u64, u64)>, m: &Msr) {
+        let msr = format!("{h} msr {}", m.name.name);
+        let since = self.push(
+            Kind::Msr,
+            msr.clone(),
+            Some(key),
+            format!("{:#x}", m.index.value),
+            &m.meta,
+            hv_since,
+            m.name.span,
+        );
+        let value = format!(
+            "{}{}",
+            m.ty.as_ref()
+                .map(type_text)
+                .unwrap_or_else(|| "untyped".into()),
+            requires(&m.requires)
+        );
+        self.part(
+            Kind::MsrType,
+            format!("{msr} type"),
+            &msr,
+            value,
+            since,
+            m.name.span,
+        );
+    }
+
+    /// A hypercall and its signature.
+    fn hv_hypercall(&mut self, h: &str, key: &str, hv_since: Option<(u64, u64)>, c: &Hypercall) {
+        let call = format!("{h} hypercall {}", c.name.name);
+        let since = self.push(
+            Kind::Hypercall,
+            call.clone(),
+            Some(key),
+            c.number.value.to_string(),
+            &c.meta,
+            hv_since,
+            c.name.span,
+        );
+        self.part(
+            Kind::HypercallSignature,
+            format!("{call} signature"),
+            &call,
+            hypercall_signature(c),
+            since,
+            c.name.span,
+        );
     }
 }
 
