@@ -63,6 +63,25 @@ impl<'a> Scope<'a> {
     }
 }
 
+/// What the statements of a convention said, for the checks of the whole.
+#[derive(Default)]
+struct ConvState<'a> {
+    /// Each statement's keyword, where it was first given.
+    seen: BTreeMap<&'static str, Span>,
+    /// `instruction` lists `page`.
+    uses_page: bool,
+    page: Option<&'a Path>,
+    number: Option<&'a Ident>,
+    /// Registers with a role, and where it was given.
+    regs_used: BTreeMap<String, Span>,
+    /// `REG@FORM` keys of `fixed` values.
+    used_fixed: std::collections::BTreeSet<String>,
+    /// Instruction forms named by `fixed` values, and those `instruction`
+    /// declares.
+    forms_named: Vec<Ident>,
+    forms_declared: Vec<String>,
+}
+
 impl Checker {
     pub(super) fn check_hypervisors(&mut self, files: &[File]) {
         let hvs: Vec<&Hypervisor> = files
@@ -354,17 +373,10 @@ impl Checker {
     }
 
     fn check_convention(&mut self, c: &Convention, scope: &mut Scope) {
-        let mut seen: BTreeMap<&'static str, Span> = BTreeMap::new();
-        let mut uses_page = false;
-        let mut page = None;
-        let mut number = None;
-        let mut regs_used: BTreeMap<String, Span> = BTreeMap::new();
-        let mut used_fixed = std::collections::BTreeSet::new();
-        let mut forms_named: Vec<Ident> = Vec::new();
-        let mut forms_declared: Vec<String> = Vec::new();
+        let mut st = ConvState::default();
         for stmt in &c.stmts {
             let key = stmt.keyword();
-            if let Some(first) = seen.get(key) {
+            if let Some(first) = st.seen.get(key) {
                 let first = *first;
                 self.error(
                     Diagnostic::new(
@@ -378,170 +390,194 @@ impl Checker {
                 );
                 continue;
             }
-            seen.insert(key, stmt.span());
-            match stmt {
-                ConvStmt::Instruction(forms, _) => {
-                    let mut listed = BTreeMap::new();
-                    for f in forms {
-                        self.unique(&mut listed, f, "instruction form");
-                        if !INSTRUCTIONS.contains(&f.name.as_str()) {
-                            let d = Diagnostic::new(
-                                "unknown-instruction",
-                                f.span,
-                                format!("unknown instruction form `{}`", f.name),
-                            )
-                            .label("not an instruction form")
-                            .suggest(
-                                &f.name,
-                                INSTRUCTIONS,
-                                format!("forms are: {}", INSTRUCTIONS.join(", ")),
-                            );
-                            self.error(d);
-                        }
-                        uses_page |= f.name == "page";
-                        forms_declared.push(f.name.clone());
-                    }
-                }
-                ConvStmt::Page(path, stride, _) => {
-                    page = Some(path);
-                    if stride.value < 0 || stride.value > 4096 {
-                        self.error(
-                            Diagnostic::new(
-                                "value-out-of-range",
-                                stride.span,
-                                "a hypercall page stride is between 0 and 4096",
-                            )
-                            .label("out of range")
-                            .hint("Xen uses 32; a single entry point is stride 0"),
+            st.seen.insert(key, stmt.span());
+            self.convention_stmt(stmt, &mut st, scope);
+        }
+        self.convention_complete(c, &st, scope);
+    }
+
+    /// One statement of a convention, checked; what later checks need goes
+    /// to `st`.
+    fn convention_stmt<'a>(
+        &mut self,
+        stmt: &'a ConvStmt,
+        st: &mut ConvState<'a>,
+        scope: &mut Scope,
+    ) {
+        match stmt {
+            ConvStmt::Instruction(forms, _) => {
+                let mut listed = BTreeMap::new();
+                for f in forms {
+                    self.unique(&mut listed, f, "instruction form");
+                    if !INSTRUCTIONS.contains(&f.name.as_str()) {
+                        let d = Diagnostic::new(
+                            "unknown-instruction",
+                            f.span,
+                            format!("unknown instruction form `{}`", f.name),
+                        )
+                        .label("not an instruction form")
+                        .suggest(
+                            &f.name,
+                            INSTRUCTIONS,
+                            format!("forms are: {}", INSTRUCTIONS.join(", ")),
                         );
+                        self.error(d);
                     }
+                    st.uses_page |= f.name == "page";
+                    st.forms_declared.push(f.name.clone());
                 }
-                ConvStmt::Number(r, _) => {
-                    number = Some(r);
-                    if r.name != "slot" && self.check_register(r) {
-                        self.register_once(&mut regs_used, r, "carries the call number");
-                    }
+            }
+            ConvStmt::Page(path, stride, _) => {
+                st.page = Some(path);
+                if stride.value < 0 || stride.value > 4096 {
+                    self.error(
+                        Diagnostic::new(
+                            "value-out-of-range",
+                            stride.span,
+                            "a hypercall page stride is between 0 and 4096",
+                        )
+                        .label("out of range")
+                        .hint("Xen uses 32; a single entry point is stride 0"),
+                    );
                 }
-                ConvStmt::Args(regs, _) => {
-                    scope.arg_regs = regs.len();
-                    for r in regs {
-                        if self.check_register(r) {
-                            if r.name == "rsp" {
-                                self.error(
-                                    Diagnostic::new(
-                                        "bad-register",
-                                        r.span,
-                                        "`rsp` cannot carry an argument",
-                                    )
-                                    .label("the stack pointer")
-                                    .hint("choose another register"),
-                                );
-                            }
-                            self.register_once(&mut regs_used, r, "is an argument register");
-                        }
-                    }
+            }
+            ConvStmt::Number(r, _) => {
+                st.number = Some(r);
+                if r.name != "slot" && self.check_register(r) {
+                    self.register_once(&mut st.regs_used, r, "carries the call number");
                 }
-                ConvStmt::Result(regs, _) => {
-                    scope.result_regs = regs.len();
-                    let mut listed = BTreeMap::new();
-                    for r in regs {
-                        if self.check_register(r) {
-                            self.unique(&mut listed, r, "result register");
-                        }
-                    }
-                }
-                ConvStmt::Clobbers(regs, _) => {
-                    let mut listed = BTreeMap::new();
-                    for r in regs {
-                        // `memory`: the call may write guest memory the
-                        // compiler must not cache across it.
-                        if r.name == "memory" || self.check_register(r) {
-                            self.unique(&mut listed, r, "clobbered register");
-                        }
-                    }
-                }
-                ConvStmt::Fixed(pairs, _) => {
-                    for f in pairs {
-                        if self.check_register(&f.reg) {
-                            // One role per register and form: the same register
-                            // may hold different values for different forms.
-                            let key = Ident {
-                                name: format!(
-                                    "{}@{}",
-                                    f.reg.name,
-                                    f.form.as_ref().map(|w| w.name.as_str()).unwrap_or("")
-                                ),
-                                span: f.reg.span,
-                            };
-                            if used_fixed.insert(key.name.clone()) {
-                                if f.form.is_none() || !regs_used.contains_key(&f.reg.name) {
-                                    self.register_once(
-                                        &mut regs_used,
-                                        &f.reg,
-                                        "holds a fixed value",
-                                    );
-                                }
-                            } else {
-                                self.register_once(&mut regs_used, &f.reg, "holds a fixed value");
-                            }
-                        }
-                        if let Some(form) = &f.form {
-                            forms_named.push(form.clone());
-                        }
-                        if !fits(f.value.value, 8, false) {
+            }
+            ConvStmt::Args(regs, _) => {
+                scope.arg_regs = regs.len();
+                for r in regs {
+                    if self.check_register(r) {
+                        if r.name == "rsp" {
                             self.error(
                                 Diagnostic::new(
-                                    "value-out-of-range",
-                                    f.value.span,
-                                    "a register value must fit in 64 bits unsigned",
+                                    "bad-register",
+                                    r.span,
+                                    "`rsp` cannot carry an argument",
                                 )
-                                .label("out of range")
-                                .hint("write the value as the upstream header does"),
+                                .label("the stack pointer")
+                                .hint("choose another register"),
                             );
                         }
-                    }
-                }
-                ConvStmt::RepShift(b, _) => {
-                    scope.rep_shift = true;
-                    if !(0..64).contains(&b.value) {
-                        self.error(
-                            Diagnostic::new("bit-out-of-range", b.span, "the rep count must start at a bit of the 64-bit control word")
-                                .label("must be 0..63")
-                                .hint("Hyper-V's rep count starts at bit 32 (HV_HYPERCALL_REP_COMP_OFFSET)"),
-                        );
-                    }
-                }
-                ConvStmt::FastBit(b, _) => {
-                    scope.fast_bit = true;
-                    if !(0..64).contains(&b.value) {
-                        self.error(
-                            Diagnostic::new(
-                                "bit-out-of-range",
-                                b.span,
-                                "the fast bit must be a bit of the 64-bit control word",
-                            )
-                            .label("must be 0..63")
-                            .hint("Hyper-V's fast bit is 16"),
-                        );
-                    }
-                }
-                ConvStmt::Status(s, _) => {
-                    if !STATUS_STYLES.contains(&s.name.as_str()) {
-                        self.error(
-                            Diagnostic::new(
-                                "unknown-status",
-                                s.span,
-                                format!("unknown status style `{}`", s.name),
-                            )
-                            .label("not a status style")
-                            .hint(format!("styles are: {}", STATUS_STYLES.join(", "))),
-                        );
+                        self.register_once(&mut st.regs_used, r, "is an argument register");
                     }
                 }
             }
+            ConvStmt::Result(regs, _) => {
+                scope.result_regs = regs.len();
+                let mut listed = BTreeMap::new();
+                for r in regs {
+                    if self.check_register(r) {
+                        self.unique(&mut listed, r, "result register");
+                    }
+                }
+            }
+            ConvStmt::Clobbers(regs, _) => {
+                let mut listed = BTreeMap::new();
+                for r in regs {
+                    // `memory`: the call may write guest memory the
+                    // compiler must not cache across it.
+                    if r.name == "memory" || self.check_register(r) {
+                        self.unique(&mut listed, r, "clobbered register");
+                    }
+                }
+            }
+            ConvStmt::Fixed(pairs, _) => self.convention_fixed(pairs, st),
+            ConvStmt::RepShift(b, _) => {
+                scope.rep_shift = true;
+                if !(0..64).contains(&b.value) {
+                    self.error(
+                        Diagnostic::new(
+                            "bit-out-of-range",
+                            b.span,
+                            "the rep count must start at a bit of the 64-bit control word",
+                        )
+                        .label("must be 0..63")
+                        .hint(
+                            "Hyper-V's rep count starts at bit 32 (HV_HYPERCALL_REP_COMP_OFFSET)",
+                        ),
+                    );
+                }
+            }
+            ConvStmt::FastBit(b, _) => {
+                scope.fast_bit = true;
+                if !(0..64).contains(&b.value) {
+                    self.error(
+                        Diagnostic::new(
+                            "bit-out-of-range",
+                            b.span,
+                            "the fast bit must be a bit of the 64-bit control word",
+                        )
+                        .label("must be 0..63")
+                        .hint("Hyper-V's fast bit is 16"),
+                    );
+                }
+            }
+            ConvStmt::Status(s, _) => {
+                if !STATUS_STYLES.contains(&s.name.as_str()) {
+                    self.error(
+                        Diagnostic::new(
+                            "unknown-status",
+                            s.span,
+                            format!("unknown status style `{}`", s.name),
+                        )
+                        .label("not a status style")
+                        .hint(format!("styles are: {}", STATUS_STYLES.join(", "))),
+                    );
+                }
+            }
         }
-        for form in forms_named {
-            if !forms_declared.contains(&form.name) {
+    }
+
+    /// `fixed` register values: one role per register and form, each value
+    /// within 64 bits.
+    fn convention_fixed<'a>(&mut self, pairs: &'a [FixedReg], st: &mut ConvState<'a>) {
+        for f in pairs {
+            if self.check_register(&f.reg) {
+                // One role per register and form: the same register
+                // may hold different values for different forms.
+                let key = Ident {
+                    name: format!(
+                        "{}@{}",
+                        f.reg.name,
+                        f.form.as_ref().map(|w| w.name.as_str()).unwrap_or("")
+                    ),
+                    span: f.reg.span,
+                };
+                if st.used_fixed.insert(key.name.clone()) {
+                    if f.form.is_none() || !st.regs_used.contains_key(&f.reg.name) {
+                        self.register_once(&mut st.regs_used, &f.reg, "holds a fixed value");
+                    }
+                } else {
+                    self.register_once(&mut st.regs_used, &f.reg, "holds a fixed value");
+                }
+            }
+            if let Some(form) = &f.form {
+                st.forms_named.push(form.clone());
+            }
+            if !fits(f.value.value, 8, false) {
+                self.error(
+                    Diagnostic::new(
+                        "value-out-of-range",
+                        f.value.span,
+                        "a register value must fit in 64 bits unsigned",
+                    )
+                    .label("out of range")
+                    .hint("write the value as the upstream header does"),
+                );
+            }
+        }
+    }
+
+    /// What holds only of the convention as a whole: every form named is
+    /// declared, every required statement is there, the page and its use
+    /// agree.
+    fn convention_complete(&mut self, c: &Convention, st: &ConvState<'_>, scope: &Scope) {
+        for form in &st.forms_named {
+            if !st.forms_declared.contains(&form.name) {
                 self.error(
                     Diagnostic::new(
                         "unknown-instruction",
@@ -552,12 +588,12 @@ impl Checker {
                         ),
                     )
                     .label("not used by `instruction`")
-                    .hint(format!("the forms are: {}", forms_declared.join(", "))),
+                    .hint(format!("the forms are: {}", st.forms_declared.join(", "))),
                 );
             }
         }
         for required in ["instruction", "number", "args", "result", "status"] {
-            if !seen.contains_key(required) {
+            if !st.seen.contains_key(required) {
                 self.error(
                     Diagnostic::new(
                         "missing-key",
@@ -569,8 +605,8 @@ impl Checker {
                 );
             }
         }
-        if uses_page != page.is_some() {
-            let (span, message, hint) = if uses_page {
+        if st.uses_page != st.page.is_some() {
+            let (span, message, hint) = if st.uses_page {
                 (
                     c.span,
                     "the convention calls the hypercall page but does not say where it comes from",
@@ -578,7 +614,7 @@ impl Checker {
                 )
             } else {
                 (
-                    seen["page"],
+                    st.seen["page"],
                     "a `page` is declared but the instruction is not `page`",
                     "add `page` to `instruction`, or remove this line",
                 )
@@ -589,11 +625,11 @@ impl Checker {
                     .hint(hint),
             );
         }
-        if let Some(path) = page {
+        if let Some(path) = st.page {
             self.check_page_ref(path, scope);
         }
-        if let Some(n) = number {
-            if n.name == "slot" && !uses_page {
+        if let Some(n) = st.number {
+            if n.name == "slot" && !st.uses_page {
                 self.error(
                     Diagnostic::new(
                         "page-mismatch",
