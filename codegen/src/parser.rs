@@ -717,26 +717,7 @@ impl Builder {
     fn hv_item(&mut self, p: P, meta: Meta) -> Option<HvItem> {
         let span = self.span(&p);
         Some(match p.as_rule() {
-            Rule::detect_block => {
-                let mut signatures = Vec::new();
-                let mut probes = Vec::new();
-                for stmt in p.into_inner().skip(1) {
-                    let s = stmt.into_inner().next()?;
-                    match s.as_rule() {
-                        Rule::signature_stmt => {
-                            signatures.push(self.string(s.into_inner().nth(1)?))
-                        }
-                        Rule::probe_stmt => probes.push(self.ident(s.into_inner().nth(1)?)),
-                        _ => self.unknown(s, "detect statement", &["signature", "probe"]),
-                    }
-                }
-                HvItem::Detect(Detect {
-                    meta,
-                    signatures,
-                    probes,
-                    span,
-                })
-            }
+            Rule::detect_block => self.hv_detect(p, meta, span)?,
             Rule::convention_block => {
                 let mut stmts = Vec::new();
                 for stmt in p.into_inner().skip(1) {
@@ -746,33 +727,7 @@ impl Builder {
                 }
                 HvItem::Convention(Convention { meta, stmts, span })
             }
-            Rule::leaf_decl => {
-                let mut it = p.into_inner().skip(1);
-                let name = self.ident(it.next()?);
-                let address = self.int(it.next()?);
-                let registers = it
-                    .filter_map(|r| {
-                        let rspan = self.span(&r);
-                        let mut ri = r.into_inner();
-                        let (meta, name) = self.meta(&mut ri);
-                        let name = self.ident(name?);
-                        let ty = self.type_ref(ri.next()?);
-                        Some(LeafReg {
-                            meta,
-                            name,
-                            ty,
-                            span: rspan,
-                        })
-                    })
-                    .collect();
-                HvItem::Leaf(Leaf {
-                    meta,
-                    name,
-                    address,
-                    registers,
-                    span,
-                })
-            }
+            Rule::leaf_decl => self.hv_leaf(p, meta, span)?,
             Rule::features_decl => {
                 let mut it = p.into_inner().skip(1);
                 let name = self.ident(it.next()?);
@@ -786,27 +741,7 @@ impl Builder {
                     span,
                 })
             }
-            Rule::msr_decl => {
-                let mut it = p.into_inner().skip(1);
-                let name = self.ident(it.next()?);
-                let index = self.int(it.next()?);
-                let mut ty = None;
-                let mut requires = Vec::new();
-                for rest in it {
-                    match rest.as_rule() {
-                        Rule::type_ref => ty = Some(self.type_ref(rest)),
-                        _ => requires = self.requires(Some(rest)),
-                    }
-                }
-                HvItem::Msr(Msr {
-                    meta,
-                    name,
-                    index,
-                    ty,
-                    requires,
-                    span,
-                })
-            }
+            Rule::msr_decl => self.hv_msr(p, meta, span)?,
             Rule::const_decl => {
                 let mut it = p.into_inner().skip(1);
                 let name = self.ident(it.next()?);
@@ -820,48 +755,7 @@ impl Builder {
                     span,
                 })
             }
-            Rule::hypercall_decl => {
-                let mut it = p.into_inner().skip(1);
-                let name = self.ident(it.next()?);
-                let number = self.int(it.next()?);
-                let mut fast = false;
-                let mut rep = false;
-                let mut params = Vec::new();
-                let mut result = None;
-                let mut requires = Vec::new();
-                for rest in it {
-                    match rest.as_rule() {
-                        Rule::fast => fast = true,
-                        Rule::rep => rep = true,
-                        Rule::params => params = self.params(rest),
-                        Rule::named_results => {
-                            let named = rest
-                                .into_inner()
-                                .map(|param| {
-                                    let mut pi = param.into_inner();
-                                    let name = self.ident(pi.next().expect("result name"));
-                                    let ty = self.type_ref(pi.next().expect("result type"));
-                                    Param { name, ty }
-                                })
-                                .collect();
-                            result = Some(HcResult::Named(named));
-                        }
-                        Rule::type_ref => result = Some(HcResult::Single(self.type_ref(rest))),
-                        _ => requires = self.requires(Some(rest)),
-                    }
-                }
-                HvItem::Hypercall(Hypercall {
-                    meta,
-                    name,
-                    number,
-                    fast,
-                    rep,
-                    params,
-                    result,
-                    requires,
-                    span,
-                })
-            }
+            Rule::hypercall_decl => self.hv_hypercall(p, meta, span)?,
             Rule::error_decl => {
                 let mut it = p.into_inner().skip(1);
                 let name = self.ident(it.next()?);
@@ -912,6 +806,122 @@ impl Builder {
             }
             _ => HvItem::Type(self.type_decl(p, meta)?),
         })
+    }
+
+    /// `detect { … }`: signatures and probes.
+    fn hv_detect(&mut self, p: P, meta: Meta, span: Span) -> Option<HvItem> {
+        let mut signatures = Vec::new();
+        let mut probes = Vec::new();
+        for stmt in p.into_inner().skip(1) {
+            let s = stmt.into_inner().next()?;
+            match s.as_rule() {
+                Rule::signature_stmt => signatures.push(self.string(s.into_inner().nth(1)?)),
+                Rule::probe_stmt => probes.push(self.ident(s.into_inner().nth(1)?)),
+                _ => self.unknown(s, "detect statement", &["signature", "probe"]),
+            }
+        }
+        Some(HvItem::Detect(Detect {
+            meta,
+            signatures,
+            probes,
+            span,
+        }))
+    }
+
+    /// `leaf NAME = ADDRESS { registers }`.
+    fn hv_leaf(&mut self, p: P, meta: Meta, span: Span) -> Option<HvItem> {
+        let mut it = p.into_inner().skip(1);
+        let name = self.ident(it.next()?);
+        let address = self.int(it.next()?);
+        let registers = it
+            .filter_map(|r| {
+                let rspan = self.span(&r);
+                let mut ri = r.into_inner();
+                let (meta, name) = self.meta(&mut ri);
+                let name = self.ident(name?);
+                let ty = self.type_ref(ri.next()?);
+                Some(LeafReg {
+                    meta,
+                    name,
+                    ty,
+                    span: rspan,
+                })
+            })
+            .collect();
+        Some(HvItem::Leaf(Leaf {
+            meta,
+            name,
+            address,
+            registers,
+            span,
+        }))
+    }
+
+    /// `msr NAME = INDEX: TYPE requires …;`.
+    fn hv_msr(&mut self, p: P, meta: Meta, span: Span) -> Option<HvItem> {
+        let mut it = p.into_inner().skip(1);
+        let name = self.ident(it.next()?);
+        let index = self.int(it.next()?);
+        let mut ty = None;
+        let mut requires = Vec::new();
+        for rest in it {
+            match rest.as_rule() {
+                Rule::type_ref => ty = Some(self.type_ref(rest)),
+                _ => requires = self.requires(Some(rest)),
+            }
+        }
+        Some(HvItem::Msr(Msr {
+            meta,
+            name,
+            index,
+            ty,
+            requires,
+            span,
+        }))
+    }
+
+    /// `hypercall NAME = NUMBER [fast|rep] (params) -> result requires …;`.
+    fn hv_hypercall(&mut self, p: P, meta: Meta, span: Span) -> Option<HvItem> {
+        let mut it = p.into_inner().skip(1);
+        let name = self.ident(it.next()?);
+        let number = self.int(it.next()?);
+        let mut fast = false;
+        let mut rep = false;
+        let mut params = Vec::new();
+        let mut result = None;
+        let mut requires = Vec::new();
+        for rest in it {
+            match rest.as_rule() {
+                Rule::fast => fast = true,
+                Rule::rep => rep = true,
+                Rule::params => params = self.params(rest),
+                Rule::named_results => {
+                    let named = rest
+                        .into_inner()
+                        .map(|param| {
+                            let mut pi = param.into_inner();
+                            let name = self.ident(pi.next().expect("result name"));
+                            let ty = self.type_ref(pi.next().expect("result type"));
+                            Param { name, ty }
+                        })
+                        .collect();
+                    result = Some(HcResult::Named(named));
+                }
+                Rule::type_ref => result = Some(HcResult::Single(self.type_ref(rest))),
+                _ => requires = self.requires(Some(rest)),
+            }
+        }
+        Some(HvItem::Hypercall(Hypercall {
+            meta,
+            name,
+            number,
+            fast,
+            rep,
+            params,
+            result,
+            requires,
+            span,
+        }))
     }
 
     fn conv_stmt(&mut self, p: P) -> Option<ConvStmt> {
