@@ -174,34 +174,62 @@ fn has_tsc_deadline() -> bool {
 }
 
 /// APIC timer ticks per second at divide-by-16, measured once against the
-/// TSC at the active backend's TSC frequency (a Xen PVH guest has no PIT,
-/// so only the hypervisor can say how fast its TSC runs).
+/// active backend's `clock_ns`, the clock deadlines are given in (a Xen
+/// PVH guest has no PIT, and a hypervisor's reported TSC rate may differ
+/// from its clock by a fraction of a percent: enough for a 20 ms timer
+/// measured against the TSC to fire 100 us early).
 static APIC_TIMER_HZ: AtomicU64 = AtomicU64::new(0);
+
+/// How long the calibration counts, by `clock_ns`.
+const CALIBRATION_NS: u64 = 10_000_000;
+/// Clock reads before calibration gives up on a clock that does not move.
+const CALIBRATION_READS: u32 = 1_000_000;
 
 fn apic_timer_hz(m: Mode) -> Option<u64> {
     let known = APIC_TIMER_HZ.load(Relaxed);
     if known != 0 {
         return Some(known);
     }
-    let tsc_hz = crate::select::active_tsc_hz().0;
-    if tsc_hz == 0 {
-        return None;
-    }
+    let clock = || crate::select::active_clock_ns().0;
     write(m, DIVIDE, 0b0011);
     write(m, LVT_TIMER, LVT_MASKED);
     write(m, INITIAL_COUNT, u32::MAX);
-    let start = rdtsc();
-    let window = tsc_hz / 1000;
-    while rdtsc().wrapping_sub(start) < window {
+    // Each counter read is paired with a clock read just before it, at
+    // both ends of the window. Under a hypervisor an APIC access may trap
+    // for longer than a short window lasts (about a millisecond in a Xen
+    // guest under nested TCG); counting from the INITIAL_COUNT write to a
+    // read after a 1 ms window added both traps to the APIC side only, and
+    // the rate came out 1.5 to 2.3 times too high, so timers fired that
+    // much late. Paired, the two reads' delays cancel.
+    let start = clock();
+    let first = read(m, CURRENT_COUNT);
+    let mut end = start;
+    let mut reads = 0;
+    while end.saturating_sub(start) < CALIBRATION_NS && reads < CALIBRATION_READS {
         core::hint::spin_loop();
+        end = clock();
+        reads += 1;
     }
-    let elapsed = u32::MAX - read(m, CURRENT_COUNT);
+    let last = read(m, CURRENT_COUNT);
     write(m, INITIAL_COUNT, 0);
-    let hz = u64::from(elapsed) * 1000;
+    if end.saturating_sub(start) < CALIBRATION_NS {
+        return None; // the clock did not move: no rate to give
+    }
+    let hz = rate_from(first.saturating_sub(last), end - start, 1_000_000_000);
     (hz != 0).then(|| {
         APIC_TIMER_HZ.store(hz, Relaxed);
         hz
     })
+}
+
+/// Counter ticks per second, from `ticks` counted over `span` units of a
+/// reference running at `per_second` units a second (0 when nothing was
+/// measured).
+fn rate_from(ticks: u32, span: u64, per_second: u64) -> u64 {
+    if span == 0 {
+        return 0;
+    }
+    (u128::from(ticks) * u128::from(per_second) / u128::from(span)) as u64
 }
 
 /// Fire the timer vector once `clock_ns` reaches `deadline`.
@@ -247,5 +275,17 @@ pub fn timer_cancel() {
         unsafe { wrmsr(IA32_TSC_DEADLINE, 0) };
     } else {
         write(m, INITIAL_COUNT, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate_from;
+
+    #[test]
+    fn the_rate_is_ticks_per_tsc_second() {
+        // 62,500 ticks in 10 ms of clock_ns: 6.25 MHz.
+        assert_eq!(rate_from(62_500, 10_000_000, 1_000_000_000), 6_250_000);
+        assert_eq!(rate_from(5, 0, 1_000_000_000), 0);
     }
 }
