@@ -111,14 +111,22 @@ run_domu() {
     reason=$(sed -n 's/.*has shut down, reason code \([0-9]*\).*/\1/p' /tmp/xl.out)
 }
 run_domu
-# Once in many boots under TCG, xl crashed (a segmentation fault) before
-# the domU ran a single instruction: no shutdown reason, no console log.
-# That says nothing of the guest: start it once more, and say so.
-if [ -z "$reason" ] && [ ! -s /var/log/xen/console/guest-pvi.log ]; then
-    echo "pvi-dom0: the toolstack failed before the domU ran; starting it once more"
+# Once in many boots under TCG the toolstack failed before the domU ran a
+# single instruction (no shutdown reason, no console log): xl crashed (a
+# segmentation fault), or timed out waiting for xenconsoled's console tty,
+# twice in a row. That says nothing of the guest: restart xenconsoled and
+# start the domU again, at most twice, and say so.
+for attempt in 2 3; do
+    if [ -n "$reason" ] || [ -s /var/log/xen/console/guest-pvi.log ]; then
+        break
+    fi
+    echo "pvi-dom0: the toolstack failed before the domU ran; restarting xenconsoled, attempt $attempt"
     xl destroy pvi 2>/dev/null
+    killall xenconsoled 2>/dev/null
+    sleep 1
+    xenconsoled --log=guest --log-dir=/var/log/xen/console
     run_domu
-fi
+done
 echo "pvi-dom0: the domU shut down with reason code ${reason:-none}"
 echo "pvi-dom0: the domU's console log begins"
 cat /var/log/xen/console/guest-pvi.log
