@@ -92,7 +92,7 @@ pub enum Override {
 /// were ignored (no such op, not `OP:STEP`, or beyond the maximum).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Requested {
-    withdrawn: [(u16, u8); Requested::MAX],
+    withdrawn: [Option<(Op, usize)>; Requested::MAX],
     count: usize,
     /// Items ignored.
     pub ignored: usize,
@@ -115,7 +115,7 @@ impl Requested {
                 Some((op, step)) if done.count < Self::MAX => {
                     let why = PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native);
                     crate::withdrawn::withdraw(op, step, why);
-                    done.withdrawn[done.count] = (op.row() as u16, step as u8);
+                    done.withdrawn[done.count] = Some((op, step));
                     done.count += 1;
                 }
                 _ => done.ignored += 1,
@@ -126,9 +126,10 @@ impl Requested {
 
     /// The steps withdrawn on request: (op, step).
     pub fn steps(&self) -> impl Iterator<Item = (&'static str, usize)> + '_ {
-        self.withdrawn[..self.count]
+        self.withdrawn
             .iter()
-            .map(|&(row, step)| (OPS[usize::from(row)].name, usize::from(step)))
+            .flatten()
+            .map(|&(op, step)| (op.name(), step))
     }
 }
 

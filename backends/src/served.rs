@@ -25,11 +25,6 @@ pub fn record(op: Op, step: usize) {
     }
 }
 
-/// The steps of `op` that served, as a bit set (bit 0: native).
-pub fn steps(op: Op) -> u16 {
-    SERVED[op.row()].load(Relaxed)
-}
-
 /// Every op whose chain ran, with the steps that served it, in op order.
 pub fn summary() -> impl Iterator<Item = (&'static str, u16)> {
     OPS.iter()
@@ -38,7 +33,7 @@ pub fn summary() -> impl Iterator<Item = (&'static str, u16)> {
         .filter(|(_, bits)| *bits != 0)
 }
 
-/// A bit set from [`steps`] as text: "step 2", "step 1, native".
+/// A bit set from [`summary`] as text: "step 2", "step 1, native".
 pub struct Steps(pub u16);
 
 impl core::fmt::Display for Steps {
