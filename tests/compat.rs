@@ -20,7 +20,8 @@
 //! `delete FILE` removes one.
 
 use pvi_codegen::abi::Abi;
-use pvi_codegen::compat::{compare, verdict, Verdict, RULES};
+use pvi_codegen::compat::{compare, verdict, Class, Verdict, RULES};
+use pvi_codegen::model::Model;
 use pvi_codegen::SourceMap;
 use std::collections::BTreeMap;
 use std::fs;
@@ -146,13 +147,17 @@ fn apply(case: &Case, files: &BTreeMap<String, String>) -> BTreeMap<String, Stri
 }
 
 fn abi(name: &str, files: &BTreeMap<String, String>) -> Result<Abi, String> {
+    model(name, files).map(|m| Abi::of(&m))
+}
+
+fn model(name: &str, files: &BTreeMap<String, String>) -> Result<Model, String> {
     let mut sources = SourceMap::new();
     let ids: Vec<_> = files
         .iter()
         .map(|(file, text)| sources.add(format!("{name}/{file}"), text.clone()))
         .collect();
     match pvi_codegen::check_sources(&sources, &ids) {
-        Ok(model) => Ok(Abi::of(&model)),
+        Ok(model) => Ok(model),
         Err(diags) => {
             let text: String = diags.iter().map(|d| d.render(&sources, false)).collect();
             Err(format!(
@@ -320,4 +325,49 @@ fn the_lock_file_and_the_idl_it_was_written_from_compare_equal() {
     let listed: Vec<String> = changes.iter().map(|c| c.message.clone()).collect();
     assert!(listed.is_empty(), "{}", listed.join("\n"));
     assert_eq!(locked.facts.len(), old.facts.len());
+}
+
+/// The fingerprint, the lock and `pvi compat` read one fact set: every
+/// catalogued edit that changes an ABI fact moves all three, and an edit
+/// only of docs or of `@deprecated` (which are not ABI) moves neither the
+/// fingerprint nor the lock.
+#[test]
+fn the_fingerprint_the_lock_and_compat_see_the_same_facts() {
+    let base = interface();
+    let old = model("idl", &base).unwrap();
+    let lock_text = fs::read_to_string(pvi_tests::root().join("idl/abi.lock")).unwrap();
+    let locked = pvi_codegen::lock::parse(&lock_text).unwrap();
+    let old_lock = pvi_codegen::lock::render(&old, Some(&locked));
+    let old_print = pvi_codegen::gen::fingerprint(&old);
+    let mut failures = Vec::new();
+    let mut perturbed = 0;
+    for case in cases() {
+        let new = match model(&case.name, &apply(&case, &base)) {
+            Ok(new) => new,
+            Err(e) => {
+                failures.push(e);
+                continue;
+            }
+        };
+        let (old_abi, new_abi) = (Abi::of(&old), Abi::of(&new));
+        let changes = compare(&old_abi, &new_abi);
+        // A version bump is part of what compat judges (its verdict), and
+        // of the lock and fingerprint.
+        let abi_changed = old_abi.version != new_abi.version
+            || changes
+                .iter()
+                .any(|c| c.class != Class::DocsOnly && c.rule != "deprecated");
+        let print_moved = pvi_codegen::gen::fingerprint(&new) != old_print;
+        let lock_moved = pvi_codegen::lock::render(&new, Some(&locked)) != old_lock;
+        perturbed += usize::from(abi_changed);
+        if (abi_changed, abi_changed) != (print_moved, lock_moved) {
+            failures.push(format!(
+                "{}: compat sees an ABI change: {abi_changed}; the fingerprint moved: \
+                 {print_moved}; the lock moved: {lock_moved}",
+                case.name
+            ));
+        }
+    }
+    assert!(perturbed >= 40, "only {perturbed} edits change a fact");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

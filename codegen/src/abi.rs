@@ -166,6 +166,29 @@ impl Abi {
         }
     }
 
+    /// A stable 64-bit hash (FNV-1a) of the interface's name, version and
+    /// every fact's kind, key and value: what the lock records and `pvi
+    /// compat` compares, nothing else (docs, `@since` and `@deprecated` are
+    /// not ABI). Equal fingerprints mean interchangeable ABIs.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::Hasher;
+        let mut h = fnv::FnvHasher::default();
+        // Every field ends in a byte no IDL text contains, so that moving
+        // text from one field to the next changes the hash.
+        let mut field = |text: &str| {
+            h.write(text.as_bytes());
+            h.write_u8(0);
+        };
+        field(&self.name);
+        field(&self.version);
+        for f in &self.facts {
+            field(f.kind.word());
+            field(&f.key);
+            field(&f.value);
+        }
+        h.finish()
+    }
+
     /// The ABI a lock file records; `file` is the lock's id in the source
     /// map, so that facts point at their lines.
     pub fn from_lock(lock: &crate::lock::Lock, file: FileId) -> Abi {

@@ -3,164 +3,15 @@
 
 use super::names::{docs, ident};
 use super::{render, Piece};
-use crate::ast::*;
-use crate::fmt::string_text;
 use crate::model::Model;
 use proc_macro2::TokenStream;
 use quote::quote;
-use std::fmt::Write;
-use std::hash::Hasher;
 
-/// The ABI as canonical text: what a guest and a hypervisor agree on (op
-/// signatures, types and layouts, every number, conventions, mappings),
-/// without docs, attributes, comments or layout. Two IDLs with the same
-/// normalized ABI are interchangeable for a guest.
-pub fn normalized_abi(model: &Model) -> String {
-    let mut s = String::new();
-    let ty = |t: &TypeRef| crate::fmt::type_text(t);
-    let _ = writeln!(
-        s,
-        "interface {} {}",
-        model.interface.name.name, model.interface.version.text
-    );
-    for (name, unit) in &model.units {
-        let _ = writeln!(s, "unit {name} {} {}", unit.factor, unit.dimension);
-    }
-    for t in model.types.values() {
-        match t {
-            TypeDecl::Newtype(n) => drop(writeln!(s, "newtype {} {}", n.name.name, ty(&n.repr))),
-            TypeDecl::Flags(e) | TypeDecl::Enum(e) => {
-                let members: Vec<String> = e
-                    .members
-                    .iter()
-                    .map(|m| format!("{}={}", m.name.name, m.value.value))
-                    .collect();
-                let _ = writeln!(
-                    s,
-                    "enum {} {} {}",
-                    e.name.name,
-                    e.repr.name,
-                    members.join(",")
-                );
-            }
-            TypeDecl::Struct(st) => {
-                let fields: Vec<String> = st
-                    .fields
-                    .iter()
-                    .map(|f| format!("{}:{}@{}", f.name.name, ty(&f.ty), f.offset.value))
-                    .collect();
-                let _ = writeln!(
-                    s,
-                    "struct {} {} {} {}",
-                    st.name.name,
-                    st.packed,
-                    st.size.value,
-                    fields.join(",")
-                );
-            }
-        }
-    }
-    for k in model.error_kinds() {
-        let _ = writeln!(s, "error {}", k.name.name);
-    }
-    for op in model.ops() {
-        let params: Vec<String> = op
-            .op
-            .params
-            .iter()
-            .map(|p| format!("{}:{}", p.name.name, ty(&p.ty)))
-            .collect();
-        let result = op.op.result.as_ref().map(ty).unwrap_or_default();
-        let errors: Vec<&str> = op
-            .op
-            .stmts
-            .iter()
-            .flat_map(|st| match st {
-                OpStmt::Errors(k, _) => k.iter().map(|i| i.name.as_str()).collect(),
-                _ => Vec::new(),
-            })
-            .collect();
-        let _ = writeln!(
-            s,
-            "op {}({}) {} {}",
-            op.op.name.name,
-            params.join(","),
-            result,
-            errors.join(",")
-        );
-    }
-    for hv in model.hypervisors() {
-        let _ = writeln!(s, "hypervisor {}", hv.name.name);
-        for item in &hv.items {
-            let line = match item {
-                HvItem::Detect(d) => format!(
-                    "detect {:?} {:?}",
-                    d.signatures
-                        .iter()
-                        .map(|x| string_text(&x.value))
-                        .collect::<Vec<_>>(),
-                    d.probes.iter().map(|p| &p.name).collect::<Vec<_>>()
-                ),
-                HvItem::Convention(c) => format!(
-                    "convention {}",
-                    c.stmts
-                        .iter()
-                        .map(crate::fmt::conv_text)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                ),
-                HvItem::Leaf(l) => format!("leaf {}={}", l.name.name, l.address.value),
-                HvItem::Features(f) => {
-                    let bits: Vec<String> = f
-                        .bits
-                        .iter()
-                        .map(|b| format!("{}={}", b.name.name, b.value.value))
-                        .collect();
-                    format!(
-                        "features {}@{} {}",
-                        f.name.name,
-                        crate::fmt::path_text(&f.register),
-                        bits.join(",")
-                    )
-                }
-                HvItem::Msr(m) => format!(
-                    "msr {}={} {}",
-                    m.name.name,
-                    m.index.value,
-                    m.ty.as_ref().map(ty).unwrap_or_default()
-                ),
-                HvItem::Const(c) => format!("const {}={}", c.name.name, c.value.value),
-                HvItem::Hypercall(h) => {
-                    let params: Vec<String> = h.params.iter().map(|p| ty(&p.ty)).collect();
-                    format!(
-                        "hypercall {}={} fast={} rep={} ({})",
-                        h.name.name,
-                        h.number.value,
-                        h.fast,
-                        h.rep,
-                        params.join(",")
-                    )
-                }
-                HvItem::Error(e) => {
-                    format!("error {}={}=>{}", e.name.name, e.code.value, e.kind.name)
-                }
-                HvItem::Map(m) => {
-                    let steps: Vec<String> = m.steps.iter().map(crate::fmt::step_text).collect();
-                    format!("map {} {}", m.op.name, steps.join(" "))
-                }
-                HvItem::Type(_) => continue,
-            };
-            let _ = writeln!(s, "  {line}");
-        }
-    }
-    s
-}
-
-/// A stable 64-bit fingerprint (FNV-1a) of [`normalized_abi`].
+/// The fingerprint of `model`'s ABI: the hash of the same facts the lock
+/// records and `pvi compat` compares ([`crate::abi::Abi::fingerprint`]),
+/// so a change any of them sees changes it too.
 pub fn fingerprint(model: &Model) -> u64 {
-    let mut h = fnv::FnvHasher::default();
-    h.write(normalized_abi(model).as_bytes());
-    h.finish()
+    crate::abi::Abi::of(model).fingerprint()
 }
 
 /// `mod.rs`: version, fingerprint, modules.
@@ -223,9 +74,10 @@ pub fn module(model: &Model) -> String {
         pub const INTERFACE_NAME: &str = #interface_name;
         #[doc = " The interface version as numbers (major, minor, patch)."]
         pub const INTERFACE_VERSION_PARTS: (u16, u16, u16) = (#major, #minor, #patch);
-        #[doc = " A fingerprint of the normalized ABI (op signatures, types, layouts,"]
-        #[doc = " every number, conventions and mappings; not docs or formatting): equal"]
-        #[doc = " fingerprints mean interchangeable ABIs."]
+        #[doc = " A hash of the ABI facts `idl/abi.lock` records and `pvi compat`"]
+        #[doc = " compares (op signatures, types, layouts, every number, conventions and"]
+        #[doc = " mappings; not docs or formatting): equal fingerprints mean"]
+        #[doc = " interchangeable ABIs."]
         pub const INTERFACE_FINGERPRINT: u64 = #fp;
         #[doc = " The interface version this build was made for (major, minor): the"]
         #[doc = " baseline, or the newest `interface-MAJOR-MINOR` feature enabled. Ops"]

@@ -14,7 +14,7 @@ mod ops;
 mod stubs;
 mod types;
 
-pub use abi::{fingerprint, normalized_abi};
+pub use abi::fingerprint;
 
 use crate::model::Model;
 use proc_macro2::TokenStream;

@@ -10,10 +10,11 @@ pub const INTERFACE_VERSION: &str = "0.2.0";
 pub const INTERFACE_NAME: &str = "pvi";
 /// The interface version as numbers (major, minor, patch).
 pub const INTERFACE_VERSION_PARTS: (u16, u16, u16) = (0u16, 2u16, 0u16);
-/// A fingerprint of the normalized ABI (op signatures, types, layouts,
-/// every number, conventions and mappings; not docs or formatting): equal
-/// fingerprints mean interchangeable ABIs.
-pub const INTERFACE_FINGERPRINT: u64 = 0x9413735c8241404f;
+/// A hash of the ABI facts `idl/abi.lock` records and `pvi compat`
+/// compares (op signatures, types, layouts, every number, conventions and
+/// mappings; not docs or formatting): equal fingerprints mean
+/// interchangeable ABIs.
+pub const INTERFACE_FINGERPRINT: u64 = 0x18665a51a63e6964;
 /// The interface version this build was made for (major, minor): the
 /// baseline, or the newest `interface-MAJOR-MINOR` feature enabled. Ops
 /// newer than it are not compiled; a guest records it in `.note.pvi`.
