@@ -23,6 +23,9 @@ fn take_native_calls() -> Vec<&'static str> {
     std::mem::take(&mut *NATIVE_CALLS.lock().unwrap())
 }
 
+/// The clock the native timer last counted its deadline from.
+static TIMER_CLOCK: Mutex<Option<Nanos>> = Mutex::new(None);
+
 /// Host stand-ins for the bare-metal routines: they record the call and
 /// return recognisable values.
 struct MockNative;
@@ -44,8 +47,12 @@ impl NativeRoutines for MockNative {
         native_called("no_steal");
         Nanos(0)
     }
-    fn lapic_timer_oneshot(_deadline: Nanos) -> Result<(), PvError> {
+    fn lapic_timer_oneshot<P: PvOps + ?Sized>(
+        uses: pvi_sdk::generated::ops::LapicTimerOneshotUses<'_, P>,
+        _deadline: Nanos,
+    ) -> Result<(), PvError> {
         native_called("lapic_timer_oneshot");
+        *TIMER_CLOCK.lock().unwrap() = Some(uses.clock_ns());
         Ok(())
     }
     fn lapic_timer_cancel() {
@@ -369,7 +376,39 @@ fn a_withdrawn_step_is_skipped_and_the_native_timer_serves() {
         [(hyperv::HV_X64_MSR_STIMER0_COUNT, 0)],
         "timer_cancel's step was not withdrawn"
     );
+    // The native timer reads Hyper-V's clock, which, with no clock
+    // features here, is bare metal's.
+    assert_eq!(take_native_calls(), ["lapic_timer_oneshot", "tsc_clock_ns"]);
+}
+
+/// The native timer ending Hyper-V's chain counts the deadline from
+/// Hyper-V's clock (here `TIME_REF_COUNT`: 5 ticks of 100 ns), the clock
+/// the deadline is in, not from bare metal's (the mock's 111 ns).
+#[test]
+fn the_native_timer_reads_the_clock_of_the_backend_it_serves() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let f = hyperv::HypervFeatures::HV_MSR_SYNTIMER_AVAILABLE
+        | hyperv::HypervFeatures::HV_MSR_TIME_REF_COUNT_AVAILABLE;
+    // No direct-mode timer: `timer_oneshot` falls through to native.
+    let ops = hyperv_with(
+        f,
+        hyperv::HypervMiscFeatures::empty(),
+        5,
+        Err(unsupported()),
+    );
+    take_native_calls();
+    *TIMER_CLOCK.lock().unwrap() = None;
+    ops.timer_oneshot(Nanos(1_234_567)).unwrap();
     assert_eq!(take_native_calls(), ["lapic_timer_oneshot"]);
+    assert_eq!(*TIMER_CLOCK.lock().unwrap(), Some(Nanos(500)));
+    // With no hypervisor, the same routine reads bare metal's clock.
+    struct Bare;
+    impl PvOps for Bare {
+        type Native = MockNative;
+    }
+    Bare.timer_oneshot(Nanos(1)).unwrap();
+    assert_eq!(*TIMER_CLOCK.lock().unwrap(), Some(Nanos(111)));
+    take_native_calls();
 }
 
 /// A VMware backend whose timing leaf and backdoor answer as the test says.

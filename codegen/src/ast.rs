@@ -427,8 +427,11 @@ impl OpStmt {
 pub enum Native {
     /// Inline assembly; `{param}` and `{ret}` name operands.
     Asm(Str),
-    /// A routine of the SDK's native backend.
-    Routine(Ident),
+    /// A routine of the SDK's native backend, and the ops of the op set
+    /// it serves that it reads (`uses clock_ns, tsc_hz`): a native timer
+    /// converts a deadline in the clock of the backend it ends the chain
+    /// of, which only that backend can read.
+    Routine(Ident, Vec<Ident>),
 }
 
 /// `hypervisor NAME "DISPLAY" { … }`

@@ -46,7 +46,16 @@ pub fn explain(model: &Model, op_name: &str) -> Option<String> {
             OpStmt::Native(Native::Asm(s), _) => {
                 native = format!("inline asm {}", crate::fmt::string_text(&s.value))
             }
-            OpStmt::Native(Native::Routine(r), _) => native = format!("routine {}", r.name),
+            OpStmt::Native(Native::Routine(r, uses), _) => {
+                native = format!("routine {}", r.name);
+                if !uses.is_empty() {
+                    let names: Vec<&str> = uses.iter().map(|u| u.name.as_str()).collect();
+                    native.push_str(&format!(
+                        ", reading this backend's {} (its own chains, not bare metal's)",
+                        names.join(", ")
+                    ));
+                }
+            }
         }
     }
     if !errors.is_empty() {

@@ -320,7 +320,12 @@ impl<'a> Printer<'a> {
                     OpStmt::Native(Native::Asm(s), _) => {
                         format!("native asm {};", string_text(&s.value))
                     }
-                    OpStmt::Native(Native::Routine(r), _) => format!("native routine {};", r.name),
+                    OpStmt::Native(Native::Routine(r, uses), _) if uses.is_empty() => {
+                        format!("native routine {};", r.name)
+                    }
+                    OpStmt::Native(Native::Routine(r, uses), _) => {
+                        format!("native routine {} uses {};", r.name, names(uses, ", "))
+                    }
                     OpStmt::Errors(kinds, _) => format!("errors {};", names(kinds, ", ")),
                 };
                 p.leaf(&mut prev, stmt.span(), &text);

@@ -650,7 +650,13 @@ impl Builder {
                             let arg = form.clone().into_inner().nth(1)?;
                             let native = match form.as_rule() {
                                 Rule::native_asm => Native::Asm(self.string(arg)),
-                                _ => Native::Routine(self.ident(arg)),
+                                _ => {
+                                    // `routine NAME uses A, B`: the used ops
+                                    // follow the `uses` keyword.
+                                    let uses =
+                                        form.into_inner().skip(3).map(|i| self.ident(i)).collect();
+                                    Native::Routine(self.ident(arg), uses)
+                                }
                             };
                             stmts.push(OpStmt::Native(native, sspan));
                         }

@@ -173,27 +173,36 @@ fn has_tsc_deadline() -> bool {
     cpuid(1, 0).ecx & (1 << 24) != 0
 }
 
-/// APIC timer ticks per second at divide-by-16, measured once against the
-/// active backend's `clock_ns`, the clock deadlines are given in (a Xen
-/// PVH guest has no PIT, and a hypervisor's reported TSC rate may differ
-/// from its clock by a fraction of a percent: enough for a 20 ms timer
-/// measured against the TSC to fire 100 us early).
+/// APIC timer ticks per second at divide-by-16, and TSC ticks per second,
+/// each measured once against the `clock_ns` of the op set that first arms
+/// a timer: deadlines are given in that clock (a Xen PVH guest has no PIT,
+/// and a hypervisor's reported TSC rate may differ from its clock by a
+/// fraction of a percent: enough for a 20 ms timer measured against the
+/// TSC to fire 100 us early). A rate is a property of the hardware, the
+/// same against any clock that counts true nanoseconds, so one cache
+/// serves every op set; the instant a deadline is counted from is read
+/// from the serving op set's clock at every arm.
 static APIC_TIMER_HZ: AtomicU64 = AtomicU64::new(0);
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 
-/// How long the calibration counts, by `clock_ns`.
+/// Whether a timer rate (APIC timer or TSC) has been measured: the arm
+/// that measures one spends [`CALIBRATION_NS`] first, and fires that late.
+pub fn calibrated() -> bool {
+    APIC_TIMER_HZ.load(Relaxed) != 0 || TSC_HZ.load(Relaxed) != 0
+}
+
+/// How long a calibration counts, by `clock_ns`.
 const CALIBRATION_NS: u64 = 10_000_000;
 /// Clock reads before calibration gives up on a clock that does not move.
 const CALIBRATION_READS: u32 = 1_000_000;
 
-fn apic_timer_hz(m: Mode) -> Option<u64> {
-    let known = APIC_TIMER_HZ.load(Relaxed);
+/// The rate of `counter` (ticks counted so far, rising) against `clock`
+/// (nanoseconds), cached in `cache`; `None` if the clock does not move.
+fn rate(cache: &AtomicU64, clock: &dyn Fn() -> u64, counter: &dyn Fn() -> u64) -> Option<u64> {
+    let known = cache.load(Relaxed);
     if known != 0 {
         return Some(known);
     }
-    let clock = || crate::select::active_clock_ns().0;
-    write(m, DIVIDE, 0b0011);
-    write(m, LVT_TIMER, LVT_MASKED);
-    write(m, INITIAL_COUNT, u32::MAX);
     // Each counter read is paired with a clock read just before it, at
     // both ends of the window. Under a hypervisor an APIC access may trap
     // for longer than a short window lasts (about a millisecond in a Xen
@@ -202,7 +211,7 @@ fn apic_timer_hz(m: Mode) -> Option<u64> {
     // the rate came out 1.5 to 2.3 times too high, so timers fired that
     // much late. Paired, the two reads' delays cancel.
     let start = clock();
-    let first = read(m, CURRENT_COUNT);
+    let first = counter();
     let mut end = start;
     let mut reads = 0;
     while end.saturating_sub(start) < CALIBRATION_NS && reads < CALIBRATION_READS {
@@ -210,58 +219,70 @@ fn apic_timer_hz(m: Mode) -> Option<u64> {
         end = clock();
         reads += 1;
     }
-    let last = read(m, CURRENT_COUNT);
-    write(m, INITIAL_COUNT, 0);
+    let last = counter();
     if end.saturating_sub(start) < CALIBRATION_NS {
         return None; // the clock did not move: no rate to give
     }
-    let hz = rate_from(first.saturating_sub(last), end - start, 1_000_000_000);
+    let hz = rate_from(last.saturating_sub(first), end - start, 1_000_000_000);
     (hz != 0).then(|| {
-        APIC_TIMER_HZ.store(hz, Relaxed);
+        cache.store(hz, Relaxed);
         hz
     })
+}
+
+fn apic_timer_hz(m: Mode, clock: &dyn Fn() -> u64) -> Option<u64> {
+    let known = APIC_TIMER_HZ.load(Relaxed);
+    if known != 0 {
+        return Some(known);
+    }
+    write(m, DIVIDE, 0b0011);
+    write(m, LVT_TIMER, LVT_MASKED);
+    write(m, INITIAL_COUNT, u32::MAX);
+    let counted = || u64::from(u32::MAX - read(m, CURRENT_COUNT));
+    let hz = rate(&APIC_TIMER_HZ, clock, &counted);
+    write(m, INITIAL_COUNT, 0);
+    hz
 }
 
 /// Counter ticks per second, from `ticks` counted over `span` units of a
 /// reference running at `per_second` units a second (0 when nothing was
 /// measured).
-fn rate_from(ticks: u32, span: u64, per_second: u64) -> u64 {
+fn rate_from(ticks: u64, span: u64, per_second: u64) -> u64 {
     if span == 0 {
         return 0;
     }
     (u128::from(ticks) * u128::from(per_second) / u128::from(span)) as u64
 }
 
-/// Fire the timer vector once `clock_ns` reaches `deadline`.
-pub fn timer_oneshot(deadline: Nanos) -> Result<(), PvError> {
+/// Fire the timer vector once `clock()` reaches `deadline`; `clock` is
+/// the serving op set's `clock_ns` (kvmclock under KVM, the bare-metal
+/// TSC clock with no hypervisor), the clock the deadline is in.
+pub fn timer_oneshot(clock: &dyn Fn() -> Nanos, deadline: Nanos) -> Result<(), PvError> {
     let m = mode().ok_or_else(unsupported)?;
     let vector = platform::get()
         .map(|p| p.vectors().timer)
         .ok_or_else(unsupported)?;
-    // The deadline is in the active backend's clock (kvmclock under KVM,
-    // the bare-metal TSC clock otherwise): convert a delay, not an instant.
-    // Everything that may trap to the hypervisor (CPUID, the LVT write, a
-    // paravirtual `tsc_hz`) comes first; the clock is read last, just
-    // before the timer's own counter, or the interrupt is late by however
-    // long those took (under nested virtualization, milliseconds).
+    let clock_ns = || clock().0;
+    // Convert a delay, not an instant. Everything that may trap to the
+    // hypervisor (CPUID, the LVT write, a first calibration) comes first;
+    // the clock is read last, just before the timer's own counter, or the
+    // interrupt is late by however long those took (under nested
+    // virtualization, milliseconds).
     if has_tsc_deadline() {
-        let tsc_hz = crate::select::active_tsc_hz();
-        if tsc_hz.0 == 0 {
-            return Err(unsupported());
-        }
+        let tsc_hz = rate(&TSC_HZ, &clock_ns, &rdtsc).ok_or_else(unsupported)?;
         write(m, LVT_TIMER, TSC_DEADLINE_MODE | u32::from(vector));
-        let now = crate::select::active_clock_ns();
+        let now = clock();
         let start = rdtsc();
-        let ticks = ticks_until(deadline, now, tsc_hz);
+        let ticks = ticks_until(deadline, now, Hertz(tsc_hz));
         // SAFETY: CPUID says the TSC-deadline MSR exists; ring 0. A deadline
         // in the past fires at once; 0 would disarm, so use at least 1.
         unsafe { wrmsr(IA32_TSC_DEADLINE, start.wrapping_add(ticks).max(1)) };
         return Ok(());
     }
-    let hz = apic_timer_hz(m).ok_or_else(unsupported)?;
+    let hz = apic_timer_hz(m, &clock_ns).ok_or_else(unsupported)?;
     write(m, DIVIDE, 0b0011);
     write(m, LVT_TIMER, u32::from(vector));
-    let now = crate::select::active_clock_ns();
+    let now = clock();
     let count = ticks_until(deadline, now, Hertz(hz)).clamp(1, u64::from(u32::MAX)) as u32;
     write(m, INITIAL_COUNT, count);
     Ok(())

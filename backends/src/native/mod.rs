@@ -10,6 +10,7 @@ pub mod tsc;
 
 pub use cmos::present as cmos_rtc_present;
 
+use pvi_sdk::generated::ops::LapicTimerOneshotUses;
 use pvi_sdk::types::{ApicId, CpuSet, Hertz, Nanos, PvError, ShutdownReason, Vector};
 use pvi_sdk::{NativeRoutines, PvOps};
 
@@ -32,8 +33,11 @@ impl NativeRoutines for BareMetal {
     fn no_steal() -> Nanos {
         Nanos(0)
     }
-    fn lapic_timer_oneshot(deadline: Nanos) -> Result<(), PvError> {
-        lapic::timer_oneshot(deadline)
+    fn lapic_timer_oneshot<P: PvOps + ?Sized>(
+        uses: LapicTimerOneshotUses<'_, P>,
+        deadline: Nanos,
+    ) -> Result<(), PvError> {
+        lapic::timer_oneshot(&|| uses.clock_ns(), deadline)
     }
     fn lapic_timer_cancel() {
         lapic::timer_cancel()

@@ -120,13 +120,103 @@ impl Checker {
                     .label("no `native`")
                     .hint("every op says what it does on bare metal: add `native asm \"…\";` or `native routine NAME;`"),
             ),
-            Some(Native::Routine(r)) if hot => self.error(
+            Some(Native::Routine(r, _)) if hot => self.error(
                 Diagnostic::new("hot-routine", r.span, format!("hot op `{}` lowers to a routine call", op.name.name))
                     .label("a call costs more than the instruction")
                     .hint("a hot op must cost no more than the native instruction: lower it to `native asm \"…\";`"),
             ),
             Some(Native::Asm(template)) => self.check_asm(op, template),
-            Some(Native::Routine(_)) => {}
+            Some(Native::Routine(_, uses)) => {
+                let uses = uses.clone();
+                self.check_routine_uses(op, &uses);
+            }
+        }
+    }
+
+    /// A routine's `uses` names ops of the same op set that it may call:
+    /// ops that exist, are not the op itself, take no arguments, can be
+    /// called wherever the op can, and do not in turn lower to a routine
+    /// that uses ops (so no op set can call round in a circle).
+    fn check_routine_uses(&mut self, op: &Op, uses: &[Ident]) {
+        let mut listed = BTreeMap::new();
+        for used in uses {
+            if !self.unique(&mut listed, used, "used op") {
+                continue;
+            }
+            let Some(target) = self.ops.get(&used.name).cloned() else {
+                let known: Vec<String> = self.ops.keys().cloned().collect();
+                let known: Vec<&str> = known.iter().map(String::as_str).collect();
+                let d = Diagnostic::new(
+                    "unknown-op",
+                    used.span,
+                    format!("`uses` names `{}`, which is not an op", used.name),
+                )
+                .label("no such op")
+                .suggest(
+                    &used.name,
+                    &known,
+                    "name an op of the interface whose value the routine reads, such as `clock_ns`",
+                );
+                self.error(d);
+                continue;
+            };
+            let problem = if used.name == op.name.name {
+                Some((
+                    "the op itself",
+                    "a routine that calls its own op never returns: remove it from `uses`"
+                        .to_string(),
+                ))
+            } else if !target.params.is_empty() {
+                Some((
+                    "takes arguments",
+                    format!(
+                        "a routine reads values of its op set, such as the clock; `{}` takes arguments: \
+                         call its native routine directly instead",
+                        used.name
+                    ),
+                ))
+            } else if !callable_from(&target, op) {
+                Some((
+                    "not callable here",
+                    format!(
+                        "`{}` has context `{}`, and `{}` may run in context `{}`: `uses` may name only \
+                         ops of context `any` or `{}`; derive the value inside the routine from one of \
+                         those (as `lapic_timer_oneshot` measures the TSC rate against `clock_ns`)",
+                        used.name,
+                        context_of(&target),
+                        op.name.name,
+                        context_of(op),
+                        context_of(op)
+                    ),
+                ))
+            } else if native_of(&target)
+                .is_some_and(|n| matches!(n, Native::Routine(_, u) if !u.is_empty()))
+            {
+                Some((
+                    "itself uses ops",
+                    format!(
+                        "`{}`'s native routine uses ops too; a chain of `uses` could call round in a \
+                         circle: read only ops whose native lowering uses nothing",
+                        used.name
+                    ),
+                ))
+            } else {
+                None
+            };
+            if let Some((label, hint)) = problem {
+                self.error(
+                    Diagnostic::new(
+                        "bad-routine-use",
+                        used.span,
+                        format!(
+                            "the native routine of `{}` cannot use `{}`",
+                            op.name.name, used.name
+                        ),
+                    )
+                    .label(label)
+                    .hint(hint),
+                );
+            }
         }
     }
 
@@ -252,4 +342,27 @@ impl Checker {
             .hint(hint),
         );
     }
+}
+
+fn context_of(op: &Op) -> &str {
+    op.stmts
+        .iter()
+        .find_map(|s| match s {
+            OpStmt::Context(c, _) => Some(c.name.as_str()),
+            _ => None,
+        })
+        .unwrap_or("any")
+}
+
+fn native_of(op: &Op) -> Option<&Native> {
+    op.stmts.iter().find_map(|s| match s {
+        OpStmt::Native(n, _) => Some(n),
+        _ => None,
+    })
+}
+
+/// Whether `target` may be called wherever `caller` may.
+fn callable_from(target: &Op, caller: &Op) -> bool {
+    let t = context_of(target);
+    t == "any" || t == context_of(caller)
 }

@@ -46,7 +46,22 @@ pub fn page(model: &Model, group: &Group) -> String {
                 OpStmt::Native(Native::Asm(a), _) => {
                     native = format!("inline asm `{}`", String::from_utf8_lossy(&a.value))
                 }
-                OpStmt::Native(Native::Routine(r), _) => native = format!("routine `{}`", r.name),
+                OpStmt::Native(Native::Routine(r, uses), _) => {
+                    native = format!("routine `{}`", r.name);
+                    if !uses.is_empty() {
+                        let names: Vec<String> = uses
+                            .iter()
+                            .map(|u| match model.ops().find(|f| f.op.name.name == u.name) {
+                                Some(f) => format!("[`{}`](ops-{}.md)", u.name, f.group.name.name),
+                                None => format!("`{}`", u.name),
+                            })
+                            .collect();
+                        native.push_str(&format!(
+                            ", reading the serving backend's {}",
+                            names.join(", ")
+                        ));
+                    }
+                }
             }
         }
         s.push_str("| | |\n|---|---|\n");

@@ -665,7 +665,7 @@ fn chain(
     };
     let ret_clause = super::names::returns(&ret_ty);
     let cx = OpCx::new(model, op, display, value_ty, fallible);
-    let (gate, params, args, row) = (&cx.gate, &cx.params, &cx.args, &cx.row);
+    let (gate, params, row) = (&cx.gate, &cx.params, &cx.row);
     let mut body = Vec::new();
     let mut kinds = Vec::new();
     for (index, step) in map.steps.iter().enumerate() {
@@ -700,6 +700,7 @@ fn chain(
             body.push(quote!(if #cond { #action }));
         }
     }
+    let native = super::ops::native_call(op, quote!(S::Native), quote!(self));
     let code = quote! {
         #gate
         fn #name(&self, #(#params),*) #ret_clause {
@@ -708,7 +709,7 @@ fn chain(
             let features = s.features();
             #(#body)*
             s.served(#row, 0);
-            native::#name::<S::Native>(#(#args),*)
+            #native
         }
     };
     // The plan: the first step whose features are present (guards and

@@ -30,6 +30,27 @@ fn native(op: &Op) -> Option<&Native> {
     })
 }
 
+/// The ops `op`'s native routine reads of the op set it serves (`uses`).
+fn uses(op: &Op) -> &[Ident] {
+    match native(op) {
+        Some(Native::Routine(_, uses)) => uses,
+        _ => &[],
+    }
+}
+
+/// A call of `op`'s native lowering for the op set `ops` whose native
+/// routines are `natives`: a routine that `uses` ops is handed the op set,
+/// so that it reads that backend's clock, not bare metal's.
+pub(super) fn native_call(op: &Op, natives: TokenStream, ops: TokenStream) -> TokenStream {
+    let name = ident(&op.name.name);
+    let args = op.params.iter().map(|p| ident(&p.name.name));
+    if uses(op).is_empty() {
+        quote!(native::#name::<#natives>(#(#args),*))
+    } else {
+        quote!(native::#name::<#natives, _>(#ops, #(#args),*))
+    }
+}
+
 fn errors(op: &Op) -> Vec<String> {
     op.stmts
         .iter()
@@ -83,7 +104,7 @@ fn notes(found: &OpRef) -> Vec<String> {
             "Native lowering: `{}`.",
             String::from_utf8_lossy(&s.value)
         )),
-        Some(Native::Routine(r)) => {
+        Some(Native::Routine(r, _)) => {
             notes.push(format!("Native lowering: [`NativeRoutines::{}`].", r.name))
         }
         None => {}
@@ -155,9 +176,42 @@ struct OpItems {
     table: Vec<TokenStream>,
     op_variants: Vec<TokenStream>,
     op_all: Vec<TokenStream>,
+    views: Vec<TokenStream>,
 }
 
 impl OpItems {
+    /// The type through which `routine` reads the ops it `uses` of the op
+    /// set it serves, and nothing else; returns its name.
+    fn add_uses_view(
+        &mut self,
+        model: &Model,
+        routine: &str,
+        used: &[Ident],
+    ) -> proc_macro2::Ident {
+        let view = format_ident!("{}Uses", camel(routine));
+        let methods = used.iter().filter_map(|u| {
+            let target = model.ops().find(|f| f.op.name.name == u.name)?.op;
+            let name = ident(&u.name);
+            let ret = returns(&return_type(target));
+            let gate = cfg(model, &target.meta);
+            let doc = format!(" The serving op set's [`PvOps::{}`].", u.name);
+            Some(quote!(#[doc = #doc] #gate #[inline] pub fn #name(&self) #ret { self.0.#name() }))
+        });
+        let names: Vec<&str> = used.iter().map(|u| u.name.as_str()).collect();
+        let doc = format!(
+            " What [`NativeRoutines::{routine}`] may read of the op set whose chain it \
+             ends (the IDL's `uses {}`): that backend's values, which differ from bare \
+             metal's (a deadline is in the backend's clock).",
+            names.join(", ")
+        );
+        self.views.push(quote! {
+            #[doc = #doc]
+            pub struct #view<'a, P: ?Sized>(&'a P);
+            impl<P: PvOps + ?Sized> #view<'_, P> { #(#methods)* }
+        });
+        view
+    }
+
     /// Add `found`'s `PvOps` method(s), native routine and lowering, table
     /// row and `Op` variant.
     fn add(&mut self, model: &Model, found: OpRef<'_>) {
@@ -176,8 +230,8 @@ impl OpItems {
         };
         let body = match native(op) {
             Some(Native::Asm(s)) => asm_body(model, op, &String::from_utf8_lossy(&s.value)),
-            Some(Native::Routine(r)) => {
-                let routine = ident(&r.name);
+            Some(Native::Routine(routine_name, used)) => {
+                let routine = ident(&routine_name.name);
                 let args = op.params.iter().map(|p| ident(&p.name.name));
                 let rdoc = format!(
                     " Bare-metal `{}`: {}",
@@ -187,25 +241,39 @@ impl OpItems {
                 let r = returns(&ret);
                 // Not gated: a backend serves every interface version, and
                 // the guest's choice of version decides only what it may call.
-                self.routines
-                    .push(quote!(#[doc = #rdoc] fn #routine(#(#ps),*) #r;));
-                quote!(<N as NativeRoutines>::#routine(#(#args),*))
+                if used.is_empty() {
+                    self.routines
+                        .push(quote!(#[doc = #rdoc] fn #routine(#(#ps),*) #r;));
+                    quote!(<N as NativeRoutines>::#routine(#(#args),*))
+                } else {
+                    let view = self.add_uses_view(model, &routine_name.name, used);
+                    self.routines.push(quote! {
+                        #[doc = #rdoc]
+                        fn #routine<P: PvOps + ?Sized>(uses: #view<'_, P>, #(#ps),*) #r;
+                    });
+                    quote!(<N as NativeRoutines>::#routine(super::#view(ops), #(#args),*))
+                }
             }
             None => quote!(unreachable!()),
         };
         let ndoc = format!(" The native lowering of [`PvOps::{}`]: the default and the end of every fallback chain.", op.name.name);
+        let generics = if uses(op).is_empty() {
+            quote!(<N: NativeRoutines>(#(#ps),*))
+        } else {
+            quote!(<N: NativeRoutines, P: super::PvOps + ?Sized>(ops: &P, #(#ps),*))
+        };
         self.natives.push(quote! {
             #[doc = #ndoc]
             #gate
             #inline
-            pub fn #name<N: NativeRoutines>(#(#ps),*) #ret_clause { #body }
+            pub fn #name #generics #ret_clause { #body }
         });
-        let args = op.params.iter().map(|p| ident(&p.name.name));
+        let call = native_call(op, quote!(Self::Native), quote!(self));
         self.methods.push(quote! {
             #doc
             #gate
             #inline
-            fn #name(&self, #(#ps),*) #ret_clause { native::#name::<Self::Native>(#(#args),*) }
+            fn #name(&self, #(#ps),*) #ret_clause { #call }
         });
         // Without the op's interface feature, the method stays, bound on a
         // marker no type implements: calling it then says which feature
@@ -290,6 +358,7 @@ pub fn file(model: &Model) -> String {
         table,
         op_variants,
         op_all,
+        views,
     } = items;
     let needs = needs_module(model);
     let contexts = crate::check::CONTEXTS.iter().map(|c| {
@@ -307,6 +376,8 @@ pub fn file(model: &Model) -> String {
         pub trait NativeRoutines {
             #(#routines)*
         }
+
+        #(#views)*
 
         #[doc = " The paravirtual interface. Every method's default is its native"]
         #[doc = " lowering, so a backend overrides only the ops its hypervisor"]
@@ -429,11 +500,12 @@ fn dispatch(model: &Model) -> TokenStream {
         let gate = cfg(model, &op.meta);
         let hot = has(op, |s| matches!(s, OpStmt::Hot(_)));
         let inline = if hot { quote!(#[inline(always)]) } else { quote!(#[inline]) };
+        let native = native_call(op, quote!(N), quote!(self));
         if mapped(&op.name.name) {
             let arms = params.iter().map(|p| quote!(Self::#p(b) => b.#name(#(#args),*)));
-            quote!(#gate #inline fn #name(&self, #(#ps),*) #ret { match self { Self::Native => native::#name::<N>(#(#args),*), #(#arms,)* Self::_Marker(_, never) => match *never {} } })
+            quote!(#gate #inline fn #name(&self, #(#ps),*) #ret { match self { Self::Native => #native, #(#arms,)* Self::_Marker(_, never) => match *never {} } })
         } else {
-            quote!(#gate #inline fn #name(&self, #(#ps),*) #ret { native::#name::<N>(#(#args),*) })
+            quote!(#gate #inline fn #name(&self, #(#ps),*) #ret { #native })
         }
     });
     let names = hvs.iter().zip(&params).map(|(h, p)| {

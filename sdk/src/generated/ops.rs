@@ -16,7 +16,10 @@ pub trait NativeRoutines {
     /// Bare-metal `steal_ns`: Nanoseconds this CPU was ready to run but the host ran something else.
     fn no_steal() -> Nanos;
     /// Bare-metal `timer_oneshot`: Raise the timer interrupt on this CPU once `clock_ns` reaches `deadline`; a deadline in the past fires at once.
-    fn lapic_timer_oneshot(deadline: Nanos) -> Result<(), PvError>;
+    fn lapic_timer_oneshot<P: PvOps + ?Sized>(
+        uses: LapicTimerOneshotUses<'_, P>,
+        deadline: Nanos,
+    ) -> Result<(), PvError>;
     /// Bare-metal `timer_cancel`: Disarm this CPU's timer.
     fn lapic_timer_cancel();
     /// Bare-metal `eoi`: Signal end of interrupt to the local APIC (a write of 0 to the EOI register).
@@ -37,6 +40,15 @@ pub trait NativeRoutines {
     fn native_shutdown(reason: ShutdownReason) -> Result<(), PvError>;
     /// Bare-metal `panic_notify`: Tell the host that the guest kernel panicked, before it stops.
     fn pvpanic_port();
+}
+/// What [`NativeRoutines::lapic_timer_oneshot`] may read of the op set whose chain it ends (the IDL's `uses clock_ns`): that backend's values, which differ from bare metal's (a deadline is in the backend's clock).
+pub struct LapicTimerOneshotUses<'a, P: ?Sized>(&'a P);
+impl<P: PvOps + ?Sized> LapicTimerOneshotUses<'_, P> {
+    /// The serving op set's [`PvOps::clock_ns`].
+    #[inline]
+    pub fn clock_ns(&self) -> Nanos {
+        self.0.clock_ns()
+    }
 }
 /// The paravirtual interface. Every method's default is its native
 /// lowering, so a backend overrides only the ops its hypervisor
@@ -148,14 +160,15 @@ pub trait PvOps {
     /// Raise the timer interrupt on this CPU once `clock_ns` reaches
     /// `deadline`; a deadline in the past fires at once. Replaces any armed
     /// deadline. Bare metal programs the local APIC timer (TSC-deadline mode
-    /// when the CPU has it).
+    /// when the CPU has it), counting from the serving backend's `clock_ns`,
+    /// the clock the deadline is in.
     ///
     /// Group `timer`; context `irq_off`.
     /// Native lowering: [`NativeRoutines::lapic_timer_oneshot`].
     /// Errors: `Unsupported`, `InvalidArgument`.
     #[inline]
     fn timer_oneshot(&self, deadline: Nanos) -> Result<(), PvError> {
-        native::timer_oneshot::<Self::Native>(deadline)
+        native::timer_oneshot::<Self::Native, _>(self, deadline)
     }
     /// Disarm this CPU's timer. Bare metal zeroes the local APIC timer.
     ///
@@ -337,8 +350,14 @@ pub mod native {
     }
     /// The native lowering of [`PvOps::timer_oneshot`]: the default and the end of every fallback chain.
     #[inline]
-    pub fn timer_oneshot<N: NativeRoutines>(deadline: Nanos) -> Result<(), PvError> {
-        <N as NativeRoutines>::lapic_timer_oneshot(deadline)
+    pub fn timer_oneshot<N: NativeRoutines, P: super::PvOps + ?Sized>(
+        ops: &P,
+        deadline: Nanos,
+    ) -> Result<(), PvError> {
+        <N as NativeRoutines>::lapic_timer_oneshot(
+            super::LapicTimerOneshotUses(ops),
+            deadline,
+        )
     }
     /// The native lowering of [`PvOps::timer_cancel`]: the default and the end of every fallback chain.
     #[inline]
@@ -801,7 +820,7 @@ impl<
     #[inline]
     fn timer_oneshot(&self, deadline: Nanos) -> Result<(), PvError> {
         match self {
-            Self::Native => native::timer_oneshot::<N>(deadline),
+            Self::Native => native::timer_oneshot::<N, _>(self, deadline),
             Self::Hyperv(b) => b.timer_oneshot(deadline),
             Self::Kvm(b) => b.timer_oneshot(deadline),
             Self::Vmware(b) => b.timer_oneshot(deadline),

@@ -1526,7 +1526,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
             }
         }
         s.served(Op::TimerOneshot, 0);
-        native::timer_oneshot::<S::Native>(deadline)
+        native::timer_oneshot::<S::Native, _>(self, deadline)
     }
     fn timer_cancel(&self) {
         let s = &self.0;

@@ -7,12 +7,24 @@ use super::types::*;
 /// a few instructions. The SDK's native layer implements them; a host test
 /// may implement them with a mock.
 pub trait NativeRoutines {
-    /// Bare-metal `arm`: A routine that can fail.
-    fn arm_native(deadline: Nanos) -> Result<(), PvError>;
+    /// Bare-metal `arm`: A routine that can fail, and reads the serving backend's clock.
+    fn arm_native<P: PvOps + ?Sized>(
+        uses: ArmNativeUses<'_, P>,
+        deadline: Nanos,
+    ) -> Result<(), PvError>;
     /// Bare-metal `stop`: A required op with an enum parameter.
     fn stop_native(level: Level);
     /// Bare-metal `now`: A required op with a result.
     fn now_native() -> Nanos;
+}
+/// What [`NativeRoutines::arm_native`] may read of the op set whose chain it ends (the IDL's `uses now`): that backend's values, which differ from bare metal's (a deadline is in the backend's clock).
+pub struct ArmNativeUses<'a, P: ?Sized>(&'a P);
+impl<P: PvOps + ?Sized> ArmNativeUses<'_, P> {
+    /// The serving op set's [`PvOps::now`].
+    #[inline]
+    pub fn now(&self) -> Nanos {
+        self.0.now()
+    }
 }
 /// The paravirtual interface. Every method's default is its native
 /// lowering, so a backend overrides only the ops its hypervisor
@@ -39,7 +51,7 @@ pub trait PvOps {
     fn restore(&self, m: Mode) {
         native::restore::<Self::Native>(m)
     }
-    /// A routine that can fail.
+    /// A routine that can fail, and reads the serving backend's clock.
     ///
     /// Group `basic`; context `irq_off`.
     /// Native lowering: [`NativeRoutines::arm_native`].
@@ -48,7 +60,7 @@ pub trait PvOps {
     #[cfg(feature = "interface-1-1")]
     #[inline]
     fn arm(&self, deadline: Nanos) -> Result<(), PvError> {
-        native::arm::<Self::Native>(deadline)
+        native::arm::<Self::Native, _>(self, deadline)
     }
     /// Not in this build: `arm` needs the SDK's `interface-1-1` feature.
     #[cfg(not(feature = "interface-1-1"))]
@@ -121,8 +133,11 @@ pub mod native {
     /// The native lowering of [`PvOps::arm`]: the default and the end of every fallback chain.
     #[cfg(feature = "interface-1-1")]
     #[inline]
-    pub fn arm<N: NativeRoutines>(deadline: Nanos) -> Result<(), PvError> {
-        <N as NativeRoutines>::arm_native(deadline)
+    pub fn arm<N: NativeRoutines, P: super::PvOps + ?Sized>(
+        ops: &P,
+        deadline: Nanos,
+    ) -> Result<(), PvError> {
+        <N as NativeRoutines>::arm_native(super::ArmNativeUses(ops), deadline)
     }
     /// The native lowering of [`PvOps::stop`]: the default and the end of every fallback chain.
     #[inline]
@@ -284,7 +299,7 @@ impl<
     #[cfg(feature = "interface-1-1")]
     #[inline]
     fn arm(&self, deadline: Nanos) -> Result<(), PvError> {
-        native::arm::<N>(deadline)
+        native::arm::<N, _>(self, deadline)
     }
     #[inline]
     fn stop(&self, level: Level) {

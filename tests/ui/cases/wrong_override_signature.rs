@@ -1,6 +1,6 @@
 // A backend overrides an op with a signature the interface does not have:
 // `now` returns `Nanos`, not a raw count.
-use pvi_fixture_sdk::generated::ops::{NativeRoutines, PvOps};
+use pvi_fixture_sdk::generated::ops::{ArmNativeUses, NativeRoutines, PvOps};
 use pvi_fixture_sdk::generated::types::{Level, Nanos, PvError};
 
 struct Host;
@@ -11,7 +11,12 @@ impl NativeRoutines for Host {
     }
     // Routines of ops newer than the guest's version are still the
     // backend's to provide: it serves every version.
-    fn arm_native(_deadline: Nanos) -> Result<(), PvError> {
+    fn arm_native<P: PvOps + ?Sized>(
+        uses: ArmNativeUses<'_, P>,
+        _deadline: Nanos,
+    ) -> Result<(), PvError> {
+        // The op set's clock, which the IDL's `uses now` lets it read.
+        let _now = uses.now();
         Ok(())
     }
 }
