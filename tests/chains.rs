@@ -646,3 +646,41 @@ fn hypervisor_error_codes_map_to_pvi_kinds() {
         "the hypervisor's own code is kept"
     );
 }
+
+/// The hypercall instruction is the IDL's `choose`: by CPU vendor for KVM
+/// (Linux's X86_FEATURE_VMMCALL on AMD and Hygon), by the features leaf for
+/// VMware, else the first form listed.
+#[test]
+fn the_hypercall_instruction_is_chosen_as_the_idl_says() {
+    let kvm_features = kvm::Features::NONE;
+    for (vendor, form) in [
+        (b"GenuineIntel", kvm::Instruction::Vmcall),
+        (b"AuthenticAMD", kvm::Instruction::Vmmcall),
+        (b"HygonGenuine", kvm::Instruction::Vmmcall),
+        (b"CentaurHauls", kvm::Instruction::Vmcall),
+    ] {
+        assert_eq!(kvm::Instruction::choose(&kvm_features, vendor), form);
+    }
+    let with = |ecx| vmware::Features {
+        vmware_features: ecx,
+    };
+    let intel = b"GenuineIntel";
+    assert_eq!(
+        vmware::Instruction::choose(&with(vmware::VmwareFeatures::empty()), intel),
+        vmware::Instruction::InPort
+    );
+    assert_eq!(
+        vmware::Instruction::choose(
+            &with(vmware::VmwareFeatures::CPUID_VMWARE_FEATURES_ECX_VMMCALL),
+            intel
+        ),
+        vmware::Instruction::Vmmcall
+    );
+    assert_eq!(
+        vmware::Instruction::choose(
+            &with(vmware::VmwareFeatures::CPUID_VMWARE_FEATURES_ECX_VMCALL),
+            b"AuthenticAMD"
+        ),
+        vmware::Instruction::Vmcall
+    );
+}

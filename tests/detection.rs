@@ -343,3 +343,22 @@ fn every_hypervisor_of_the_idl_is_detectable() {
         }
     }
 }
+
+/// The vendor string is leaf 0's ebx, edx, ecx, in that order (not the
+/// ebx, ecx, edx of hypervisor signatures): what `choose … when vendor`
+/// compares.
+#[test]
+fn the_cpu_vendor_is_read_as_ebx_edx_ecx() {
+    let word = |s: &[u8]| u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+    let mut cpu = Fixture::bare_metal();
+    cpu.leaves.insert(
+        0,
+        Regs {
+            eax: 0x10,
+            ebx: word(b"Auth"),
+            edx: word(b"enti"),
+            ecx: word(b"cAMD"),
+        },
+    );
+    assert_eq!(&pvi_sdk::detect::cpu_vendor(&mut cpu), b"AuthenticAMD");
+}

@@ -65,14 +65,8 @@ impl Kvm {
     /// chains will make KVM hypercalls.
     pub unsafe fn new(choice: &Choice) -> Kvm {
         let features = Features::read(|leaf| cpuid(choice.leaf(leaf), 0).to_array());
-        let vendor = cpuid(0, 0);
-        let amd = [vendor.ebx, vendor.edx, vendor.ecx] == [0x6874_7541, 0x6974_6e65, 0x444d_4163] // "AuthenticAMD"
-            || [vendor.ebx, vendor.edx, vendor.ecx] == [0x6f67_7948, 0x6e65_476e, 0x656e_6975]; // "HygonGenuine"
-        let instruction = if amd {
-            Instruction::Vmmcall
-        } else {
-            Instruction::Vmcall
-        };
+        let vendor = pvi_sdk::detect::cpu_vendor(&mut pvi_sdk::arch::Hardware);
+        let instruction = Instruction::choose(&features, &vendor);
         Kvm {
             features,
             hypercalls: Hypercalls::new(instruction),

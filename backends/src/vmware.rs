@@ -6,7 +6,7 @@ use crate::native::BareMetal;
 use pvi_sdk::arch::cpuid;
 use pvi_sdk::detect::Choice;
 use pvi_sdk::generated::ops::Op;
-use pvi_sdk::generated::vmware::{self, Features, Hypercalls, Instruction, Steps, VmwareFeatures};
+use pvi_sdk::generated::vmware::{self, Features, Hypercalls, Instruction, Steps};
 use pvi_sdk::time::{rtc, tsc_freq};
 use pvi_sdk::types::{ErrorKind, ErrorOrigin, Hertz, Nanos, PvError};
 
@@ -47,14 +47,8 @@ impl Vmware {
         } else {
             Features::NONE
         };
-        let f = features.vmware_features;
-        let instruction = if f.contains(VmwareFeatures::CPUID_VMWARE_FEATURES_ECX_VMCALL) {
-            Instruction::Vmcall
-        } else if f.contains(VmwareFeatures::CPUID_VMWARE_FEATURES_ECX_VMMCALL) {
-            Instruction::Vmmcall
-        } else {
-            Instruction::InPort
-        };
+        let vendor = pvi_sdk::detect::cpu_vendor(&mut pvi_sdk::arch::Hardware);
+        let instruction = Instruction::choose(&features, &vendor);
         Vmware {
             features,
             hypercalls: Hypercalls::new(instruction),

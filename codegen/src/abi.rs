@@ -559,7 +559,14 @@ impl Facts {
                     );
                 }
                 HvItem::Convention(c) => {
-                    let value: Vec<String> = c.stmts.iter().map(conv_text).collect();
+                    // `choose` is the guest's pick among forms the
+                    // hypervisor accepts alike, not something it agrees to.
+                    let value: Vec<String> = c
+                        .stmts
+                        .iter()
+                        .filter(|s| !matches!(s, ConvStmt::Choose(..)))
+                        .map(conv_text)
+                        .collect();
                     self.push(
                         Kind::Convention,
                         format!("{h} convention"),

@@ -539,6 +539,28 @@ pub enum ConvStmt {
     RepShift(Int, Span),
     /// `status KIND;`
     Status(Ident, Span),
+    /// `choose FORM when vendor "…" | "…", FORM when FEATURE_BIT;`: which
+    /// of the `instruction` forms this CPU uses, the first rule that holds
+    /// deciding (none: the first form listed).
+    Choose(Vec<Choice>, Span),
+}
+
+/// One rule of a convention's `choose`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Choice {
+    /// The instruction form chosen.
+    pub form: Ident,
+    /// When.
+    pub when: ChoiceCond,
+}
+
+/// What decides a [`Choice`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChoiceCond {
+    /// The CPU's vendor string (CPUID leaf 0: ebx, edx, ecx) is one of these.
+    Vendor(Vec<Str>),
+    /// This hypervisor announces the feature bit.
+    Feature(Ident),
 }
 
 impl ConvStmt {
@@ -554,7 +576,8 @@ impl ConvStmt {
             | ConvStmt::Clobbers(_, s)
             | ConvStmt::FastBit(_, s)
             | ConvStmt::RepShift(_, s)
-            | ConvStmt::Status(_, s) => *s,
+            | ConvStmt::Status(_, s)
+            | ConvStmt::Choose(_, s) => *s,
         }
     }
 
@@ -571,6 +594,7 @@ impl ConvStmt {
             ConvStmt::FastBit(..) => "fast_bit",
             ConvStmt::RepShift(..) => "rep_shift",
             ConvStmt::Status(..) => "status",
+            ConvStmt::Choose(..) => "choose",
         }
     }
 }

@@ -653,6 +653,23 @@ pub fn conv_text(stmt: &ConvStmt) -> String {
         ConvStmt::FastBit(b, _) => format!("fast_bit {};", b.text),
         ConvStmt::RepShift(b, _) => format!("rep_shift {};", b.text),
         ConvStmt::Status(s, _) => format!("status {};", s.name),
+        ConvStmt::Choose(choices, _) => {
+            let rules: Vec<String> = choices
+                .iter()
+                .map(|c| match &c.when {
+                    ChoiceCond::Vendor(v) => format!(
+                        "{} when vendor {}",
+                        c.form.name,
+                        v.iter()
+                            .map(|s| string_text(&s.value))
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    ),
+                    ChoiceCond::Feature(b) => format!("{} when {}", c.form.name, b.name),
+                })
+                .collect();
+            format!("choose {};", rules.join(", "))
+        }
     }
 }
 

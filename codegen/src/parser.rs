@@ -948,6 +948,7 @@ impl Builder {
                     "fast_bit",
                     "rep_shift",
                     "status",
+                    "choose",
                 ],
             );
             return None;
@@ -984,6 +985,22 @@ impl Builder {
             Rule::fast_bit_stmt => ConvStmt::FastBit(self.int(it.next()?), span),
             Rule::rep_shift_stmt => ConvStmt::RepShift(self.int(it.next()?), span),
             Rule::status_stmt => ConvStmt::Status(self.ident(it.next()?), span),
+            Rule::choose_stmt => ConvStmt::Choose(
+                it.map(|c| {
+                    let mut ci = c.into_inner();
+                    let form = self.ident(ci.next().expect("chosen form"));
+                    let cond = ci.nth(1).expect("choice condition");
+                    let when = match cond.as_rule() {
+                        Rule::vendor_cond => ChoiceCond::Vendor(
+                            cond.into_inner().skip(1).map(|s| self.string(s)).collect(),
+                        ),
+                        _ => ChoiceCond::Feature(self.ident(cond)),
+                    };
+                    Choice { form, when }
+                })
+                .collect(),
+                span,
+            ),
             _ => return None,
         })
     }

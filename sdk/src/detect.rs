@@ -60,6 +60,18 @@ pub trait Cpu {
     fn probe(&mut self, probe: &str) -> Option<u32>;
 }
 
+/// The CPU vendor string: CPUID leaf 0's ebx, edx and ecx, in that order
+/// ("GenuineIntel", "AuthenticAMD"), what a convention's `choose FORM when
+/// vendor "…"` compares (the generated `Instruction::choose`).
+pub fn cpu_vendor(cpu: &mut impl Cpu) -> [u8; 12] {
+    let r = cpu.cpuid(0, 0);
+    let mut v = [0; 12];
+    v[..4].copy_from_slice(&r.ebx.to_le_bytes());
+    v[4..8].copy_from_slice(&r.edx.to_le_bytes());
+    v[8..].copy_from_slice(&r.ecx.to_le_bytes());
+    v
+}
+
 /// A signature found in the hypervisor leaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Found {

@@ -486,6 +486,7 @@ impl Checker {
                 }
             }
             ConvStmt::Fixed(pairs, _) => self.convention_fixed(pairs, st),
+            ConvStmt::Choose(choices, _) => self.convention_choose(choices, st, scope),
             ConvStmt::RepShift(b, _) => {
                 scope.rep_shift = true;
                 if !(0..64).contains(&b.value) {
@@ -575,7 +576,52 @@ impl Checker {
     /// What holds only of the convention as a whole: every form named is
     /// declared, every required statement is there, the page and its use
     /// agree.
+    /// `choose`: each rule names a declared form (checked with the rest in
+    /// [`Self::convention_complete`]) and a 12-byte CPUID vendor string or
+    /// a feature bit of this hypervisor.
+    fn convention_choose(&mut self, choices: &[Choice], st: &mut ConvState<'_>, scope: &Scope) {
+        for c in choices {
+            st.forms_named.push(c.form.clone());
+            match &c.when {
+                ChoiceCond::Vendor(vendors) => {
+                    for v in vendors.iter().filter(|v| v.value.len() != 12) {
+                        self.error(
+                            Diagnostic::new(
+                                "bad-signature",
+                                v.span,
+                                format!(
+                                    "a CPU vendor string is 12 bytes (CPUID leaf 0's ebx, edx, ecx), not {}",
+                                    v.value.len()
+                                ),
+                            )
+                            .label("not 12 bytes")
+                            .hint("write it as CPUID returns it: \"AuthenticAMD\", \"GenuineIntel\", \"HygonGenuine\""),
+                        );
+                    }
+                }
+                ChoiceCond::Feature(bit) => {
+                    if !scope.features.contains_key(&bit.name) {
+                        self.unknown_in_scope(bit, scope.features.keys(), "feature bit", scope);
+                    }
+                }
+            }
+        }
+    }
+
     fn convention_complete(&mut self, c: &Convention, st: &ConvState<'_>, scope: &Scope) {
+        if let Some(span) = st.seen.get("choose") {
+            if st.forms_declared.len() < 2 {
+                self.error(
+                    Diagnostic::new(
+                        "nothing-to-choose",
+                        *span,
+                        "`choose` picks among `instruction` forms, but only one is declared",
+                    )
+                    .label("one form")
+                    .hint("list the forms the hypervisor accepts, `instruction vmcall | vmmcall;`, or remove `choose`"),
+                );
+            }
+        }
         for form in &st.forms_named {
             if !st.forms_declared.contains(&form.name) {
                 self.error(

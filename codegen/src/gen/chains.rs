@@ -87,15 +87,7 @@ impl<'a> Hv<'a> {
 
     /// `features.kvm_features.contains(KvmFeatures::X)` for a feature name.
     fn feature_test(&self, name: &str) -> TokenStream {
-        for set in self.features() {
-            if set.bits.iter().any(|b| b.name.name == name) {
-                let field = format_ident!("{}", snake(&set.name.name));
-                let ty = ident(&set.name.name);
-                let bit = ident(name);
-                return quote!(features.#field.contains(#ty::#bit));
-            }
-        }
-        quote!(false)
+        feature_test(self.hv, name)
     }
 
     /// The oldest hypervisor version that has everything `step` uses: the
@@ -952,4 +944,22 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
         #[doc = " Each mapped op and the mechanisms of its chain, in order: for coverage tables."]
         pub const CHAINS: &[(&str, &str)] = &[#(#coverage),*];
     }
+}
+
+/// `features.kvm_features.contains(KvmFeatures::X)` for a feature bit of
+/// `hv` (`false` for a name the checker would have rejected).
+pub(super) fn feature_test(hv: &Hypervisor, name: &str) -> TokenStream {
+    let sets = hv.items.iter().filter_map(|i| match i {
+        HvItem::Features(f) => Some(f),
+        _ => None,
+    });
+    for set in sets {
+        if set.bits.iter().any(|b| b.name.name == name) {
+            let field = format_ident!("{}", snake(&set.name.name));
+            let ty = ident(&set.name.name);
+            let bit = ident(name);
+            return quote!(features.#field.contains(#ty::#bit));
+        }
+    }
+    quote!(false)
 }

@@ -94,6 +94,7 @@ pub fn convention(hv: &Hypervisor) -> Option<Conv> {
             ConvStmt::FastBit(b, _) => conv.fast_bit = Some(b.value),
             ConvStmt::RepShift(b, _) => conv.rep_shift = Some(b.value),
             ConvStmt::Status(s, _) => conv.status = s.name.clone(),
+            ConvStmt::Choose(..) => {}
         }
     }
     if conv.status == "negated_errno" {
@@ -515,10 +516,15 @@ pub fn stub_tokens(model: &Model, hv: &Hypervisor, mode: Mode) -> Option<TokenSt
             };
             quote!(#[doc = #doc] #v)
         });
+        let choose = match mode {
+            Mode::Real => choose_fn(hv, &conv),
+            Mode::Trap => quote!(),
+        };
         quote! {
             #[doc = " How this CPU enters the hypervisor."]
             #[derive(Clone, Copy, Debug, PartialEq, Eq)]
             pub enum Instruction { #(#variants),* }
+            #choose
         }
     };
     let sync = if uses_page {
@@ -554,4 +560,71 @@ pub fn pieces(model: &Model, hv: &Hypervisor) -> Vec<Piece> {
         .map(Piece::Tokens)
         .into_iter()
         .collect()
+}
+
+/// `Instruction::choose`: the convention's `choose` rules in order, then
+/// the first form listed, so no backend writes its own vendor check.
+fn choose_fn(hv: &Hypervisor, conv: &Conv) -> TokenStream {
+    let rules: Vec<&Choice> = hv
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            HvItem::Convention(c) => Some(c),
+            _ => None,
+        })
+        .flat_map(|c| &c.stmts)
+        .flat_map(|s| match s {
+            ConvStmt::Choose(rules, _) => rules.iter().collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let tests = rules.iter().map(|r| {
+        let form = variant(&r.form.name);
+        let cond = match &r.when {
+            ChoiceCond::Vendor(names) => {
+                let names = names
+                    .iter()
+                    .map(|n| proc_macro2::Literal::byte_string(&n.value));
+                quote!(#(vendor == #names)||*)
+            }
+            ChoiceCond::Feature(bit) => super::chains::feature_test(hv, &bit.name),
+        };
+        quote!(if #cond { return Instruction::#form; })
+    });
+    let default = variant(conv.forms.first().map_or("vmcall", String::as_str));
+    let mut said: Vec<String> = rules
+        .iter()
+        .map(|r| match &r.when {
+            ChoiceCond::Vendor(names) => format!(
+                "`{}` on a CPU whose vendor is {}",
+                r.form.name,
+                names
+                    .iter()
+                    .map(|n| String::from_utf8_lossy(&n.value).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+            ChoiceCond::Feature(bit) => {
+                format!("`{}` where `{}` is announced", r.form.name, bit.name)
+            }
+        })
+        .collect();
+    said.push(format!(
+        "otherwise `{}`",
+        conv.forms.first().map_or("vmcall", String::as_str)
+    ));
+    let doc = format!(
+        " The form this CPU must use, by the IDL's `choose`: {}. `vendor` is CPUID leaf 0's ebx, edx, ecx ([`crate::detect::cpu_vendor`]).",
+        said.join("; ")
+    );
+    quote! {
+        impl Instruction {
+            #[doc = #doc]
+            #[allow(unused_variables)]
+            pub fn choose(features: &Features, vendor: &[u8; 12]) -> Instruction {
+                #(#tests)*
+                Instruction::#default
+            }
+        }
+    }
 }

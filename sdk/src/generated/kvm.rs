@@ -476,6 +476,16 @@ pub enum Instruction {
     /// `vmmcall`: AMD SVM.
     Vmmcall,
 }
+impl Instruction {
+    /// The form this CPU must use, by the IDL's `choose`: `vmmcall` on a CPU whose vendor is AuthenticAMD or HygonGenuine; otherwise `vmcall`. `vendor` is CPUID leaf 0's ebx, edx, ecx ([`crate::detect::cpu_vendor`]).
+    #[allow(unused_variables)]
+    pub fn choose(features: &Features, vendor: &[u8; 12]) -> Instruction {
+        if vendor == b"AuthenticAMD" || vendor == b"HygonGenuine" {
+            return Instruction::Vmmcall;
+        }
+        Instruction::Vmcall
+    }
+}
 /// KVM hypercalls: one raw `callN` per argument count and a typed method per hypercall.
 #[derive(Clone, Copy, Debug)]
 pub struct Hypercalls {

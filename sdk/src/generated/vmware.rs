@@ -209,6 +209,25 @@ pub enum Instruction {
     /// `vmmcall`: AMD SVM.
     Vmmcall,
 }
+impl Instruction {
+    /// The form this CPU must use, by the IDL's `choose`: `vmcall` where `CPUID_VMWARE_FEATURES_ECX_VMCALL` is announced; `vmmcall` where `CPUID_VMWARE_FEATURES_ECX_VMMCALL` is announced; otherwise `in_port`. `vendor` is CPUID leaf 0's ebx, edx, ecx ([`crate::detect::cpu_vendor`]).
+    #[allow(unused_variables)]
+    pub fn choose(features: &Features, vendor: &[u8; 12]) -> Instruction {
+        if features
+            .vmware_features
+            .contains(VmwareFeatures::CPUID_VMWARE_FEATURES_ECX_VMCALL)
+        {
+            return Instruction::Vmcall;
+        }
+        if features
+            .vmware_features
+            .contains(VmwareFeatures::CPUID_VMWARE_FEATURES_ECX_VMMCALL)
+        {
+            return Instruction::Vmmcall;
+        }
+        Instruction::InPort
+    }
+}
 /// What [`Hypercalls::bdoor_cmd_getmhz`] returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BdoorCmdGetmhzOut {

@@ -120,6 +120,19 @@ pub enum Instruction {
     /// `vmmcall`: AMD SVM.
     Vmmcall,
 }
+impl Instruction {
+    /// The form this CPU must use, by the IDL's `choose`: `vmmcall` on a CPU whose vendor is AuthenticAMD; `vmcall` where `ALPHA_F_KICK` is announced; otherwise `vmcall`. `vendor` is CPUID leaf 0's ebx, edx, ecx ([`crate::detect::cpu_vendor`]).
+    #[allow(unused_variables)]
+    pub fn choose(features: &Features, vendor: &[u8; 12]) -> Instruction {
+        if vendor == b"AuthenticAMD" {
+            return Instruction::Vmmcall;
+        }
+        if features.alpha_features.contains(AlphaFeatures::ALPHA_F_KICK) {
+            return Instruction::Vmcall;
+        }
+        Instruction::Vmcall
+    }
+}
 /// Alpha hypercalls: one raw `callN` per argument count and a typed method per hypercall.
 #[derive(Clone, Copy, Debug)]
 pub struct Hypercalls {

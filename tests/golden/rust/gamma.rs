@@ -57,6 +57,13 @@ pub enum Instruction {
     /// `vmcall`: Intel VMX.
     Vmcall,
 }
+impl Instruction {
+    /// The form this CPU must use, by the IDL's `choose`: otherwise `in_port`. `vendor` is CPUID leaf 0's ebx, edx, ecx ([`crate::detect::cpu_vendor`]).
+    #[allow(unused_variables)]
+    pub fn choose(features: &Features, vendor: &[u8; 12]) -> Instruction {
+        Instruction::InPort
+    }
+}
 /// What [`Hypercalls::gamma_version`] returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GammaVersionOut {
