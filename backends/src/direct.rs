@@ -17,40 +17,42 @@ pub extern "C" fn eoi_dispatched() {
     }
 }
 
-/// One backend's `eoi`: its variant is checked once against the static
-/// selection (a compare the branch predictor never misses), then its chain
-/// runs inline.
-macro_rules! eoi_of {
-    ($name:ident, $variant:ident) => {
-        extern "C" fn $name() {
-            match active() {
-                Some(Dispatch::$variant(backend)) => backend.eoi(),
-                _ => eoi_dispatched(),
-            }
-        }
-    };
-}
-
-eoi_of!(eoi_hyperv, Hyperv);
-eoi_of!(eoi_kvm, Kvm);
-eoi_of!(eoi_vmware, Vmware);
-eoi_of!(eoi_xen, Xen);
-
 extern "C" fn eoi_native() {
     BareMetal::lapic_eoi();
 }
 
-/// The address of the selected backend's own `eoi` routine, for
-/// `pvi_sdk::patch::Patch::Call`; before selection, the dispatching one.
-pub fn eoi_direct() -> usize {
-    let routine: extern "C" fn() = match active() {
-        None => eoi_dispatched,
-        Some(Dispatch::Native) => eoi_native,
-        Some(Dispatch::Hyperv(_)) => eoi_hyperv,
-        Some(Dispatch::Kvm(_)) => eoi_kvm,
-        Some(Dispatch::Vmware(_)) => eoi_vmware,
-        Some(Dispatch::Xen(_)) => eoi_xen,
-        Some(Dispatch::_Marker(_, never)) => match *never {},
+/// Each backend's own `eoi` routine (`<name>::eoi`), in which its variant
+/// is checked once against the static selection (a compare the branch
+/// predictor never misses) and its chain runs inline; and [`eoi_direct`],
+/// which picks the selected one. Derived from the IDL's list of
+/// hypervisors, as [`crate::registry`] is.
+macro_rules! direct_eoi {
+    ($(($name:ident, $feature:literal, $variant:ident)),* $(,)?) => {
+        $(
+            mod $name {
+                use super::{active, eoi_dispatched, Dispatch, PvOps};
+
+                pub(super) extern "C" fn eoi() {
+                    match active() {
+                        Some(Dispatch::$variant(backend)) => backend.eoi(),
+                        _ => eoi_dispatched(),
+                    }
+                }
+            }
+        )*
+
+        /// The address of the selected backend's own `eoi` routine, for
+        /// `pvi_sdk::patch::Patch::Call`; before selection, the dispatching one.
+        pub fn eoi_direct() -> usize {
+            let routine: extern "C" fn() = match active() {
+                None => eoi_dispatched,
+                Some(Dispatch::Native) => eoi_native,
+                $(Some(Dispatch::$variant(_)) => $name::eoi,)*
+                Some(Dispatch::_Marker(_, never)) => match *never {},
+            };
+            routine as usize
+        }
     };
-    routine as usize
 }
+
+pvi_sdk::for_each_hypervisor!(direct_eoi);

@@ -8,6 +8,7 @@
 //! executable) for [`Platform::gpa`](crate::platform::Platform::gpa) to
 //! name them.
 
+use crate::registry::HypervisorBackend;
 use crate::fallback;
 use crate::native::BareMetal;
 use crate::percpu::{Page, Shared};
@@ -54,102 +55,7 @@ pub struct Hyperv {
 }
 
 impl Hyperv {
-    /// Set up the Hyper-V that detection found: guest OS id, hypercall
-    /// page, reference TSC page, as far as the features allow.
-    ///
-    /// # Safety
-    ///
-    /// `choice` must be Hyper-V's, in ring 0, once; the kernel maps this
-    /// crate's statics as the module doc says.
-    pub unsafe fn new(choice: &Choice) -> Hyperv {
-        let mut features = Features::read(|leaf| cpuid(choice.leaf(leaf), 0).to_array());
-        let f = features.hyperv_features;
-        let page = HYPERCALL_PAGE.0.get() as *const u8;
-        if f.contains(HypervFeatures::HV_MSR_HYPERCALL_AVAILABLE) {
-            // SAFETY: Hyper-V announced the hypercall MSRs; the guest id must
-            // be non-zero before the page is enabled; the page is a static,
-            // page-aligned, which Hyper-V overlays with its code.
-            unsafe {
-                wrmsr(hyperv::HV_X64_MSR_GUEST_OS_ID, GUEST_OS_ID);
-                wrmsr(
-                    hyperv::HV_X64_MSR_HYPERCALL,
-                    platform::gpa(page as usize) | hyperv::HV_X64_MSR_HYPERCALL_ENABLE,
-                );
-            }
-            // Xen's viridian fills the version and recommendations leaves
-            // only once the guest has said who it is: read them again.
-            features = Features::read(|leaf| cpuid(choice.leaf(leaf), 0).to_array());
-        }
-        let reference_tsc = f.contains(HypervFeatures::HV_MSR_REFERENCE_TSC_AVAILABLE);
-        if reference_tsc {
-            // SAFETY: Hyper-V announced the reference TSC page; the page is a
-            // static, page-aligned, which Hyper-V overlays.
-            unsafe {
-                wrmsr(
-                    hyperv::HV_X64_MSR_REFERENCE_TSC,
-                    platform::gpa(REFERENCE_TSC.0.get() as usize)
-                        | hyperv::HV_X64_MSR_TSC_REFERENCE_ENABLE,
-                )
-            };
-        }
-        if f.contains(HypervFeatures::HV_MSR_HYPERCALL_AVAILABLE) {
-            // SAFETY: setup, on the boot CPU, once: no hypercall is in
-            // flight, and the page is this crate's static.
-            let bytes = unsafe { &mut *HYPERCALL_PAGE.0.get() };
-            if crate::hypercall_page::is_empty(bytes) {
-                let refusal = hyperv::HV_STATUS_INVALID_HYPERCALL_CODE as i32;
-                crate::hypercall_page::fill_with_refusals(bytes, 4096, refusal);
-                fallback::record_setup(0, unsupported());
-            }
-        }
-        // Calls go through the page only when the hypercall feature was
-        // announced (the chains' `requires`).
-        // SAFETY: Hyper-V fills the page once the MSR is written (or, if it
-        // did not, its one entry now refuses every call).
-        let hypercalls = unsafe { Hypercalls::new(page) };
-        // The synthetic timer takes deadlines in reference time. Without a
-        // reference clock `clock_ns` is the native clock, whose deadlines
-        // Hyper-V would misread: the timer steps go.
-        if !reference_tsc && !f.contains(HypervFeatures::HV_MSR_TIME_REF_COUNT_AVAILABLE) {
-            let plan = hyperv::plan(&features);
-            for op in [Op::TimerOneshot, Op::TimerCancel] {
-                crate::withdrawn::withdraw_planned(&plan, op, unsupported());
-            }
-        }
-        Hyperv {
-            features,
-            hypercalls,
-            reference_tsc,
-        }
-    }
 
-    /// Configure this CPU's synthetic timer 0 to raise the platform's timer
-    /// vector directly (as Linux's hv_stimer_init does), so that
-    /// `timer_oneshot` only has to write its count. Call it on every CPU.
-    pub fn init_cpu(&self) {
-        self.check_vp_index();
-        let direct = self
-            .features
-            .hyperv_features
-            .contains(HypervFeatures::HV_MSR_SYNTIMER_AVAILABLE)
-            && self
-                .features
-                .hyperv_misc_features
-                .contains(HypervMiscFeatures::HV_STIMER_DIRECT_MODE_AVAILABLE);
-        let Some(vector) = platform::get().map(|p| p.vectors().timer) else {
-            return;
-        };
-        if direct {
-            let config = (hv_stimer_config::enable
-                | hv_stimer_config::auto_enable
-                | hv_stimer_config::direct_mode)
-                .bits()
-                | u64::from(vector) << 4;
-            // SAFETY: Hyper-V announced synthetic timers in direct mode; the
-            // vector goes in bits 4-11 of the configuration (the TLFS).
-            unsafe { wrmsr(hyperv::HV_X64_MSR_STIMER0_CONFIG, config) };
-        }
-    }
 }
 
 impl Hyperv {
@@ -237,6 +143,106 @@ unsafe impl Steps for Hyperv {
             Err(RefTscError::Unstable) => {
                 Err(PvError::new(ErrorKind::Busy, ErrorOrigin::Hyperv(0)))
             }
+        }
+    }
+}
+
+// The hooks the registry (`crate::registry`) calls for every backend.
+impl HypervisorBackend for Hyperv {
+    /// Set up the Hyper-V that detection found: guest OS id, hypercall
+    /// page, reference TSC page, as far as the features allow.
+    ///
+    /// # Safety
+    ///
+    /// `choice` must be Hyper-V's, in ring 0, once; the kernel maps this
+    /// crate's statics as the module doc says.
+    unsafe fn new(choice: &Choice) -> Hyperv {
+        let mut features = Features::read(|leaf| cpuid(choice.leaf(leaf), 0).to_array());
+        let f = features.hyperv_features;
+        let page = HYPERCALL_PAGE.0.get() as *const u8;
+        if f.contains(HypervFeatures::HV_MSR_HYPERCALL_AVAILABLE) {
+            // SAFETY: Hyper-V announced the hypercall MSRs; the guest id must
+            // be non-zero before the page is enabled; the page is a static,
+            // page-aligned, which Hyper-V overlays with its code.
+            unsafe {
+                wrmsr(hyperv::HV_X64_MSR_GUEST_OS_ID, GUEST_OS_ID);
+                wrmsr(
+                    hyperv::HV_X64_MSR_HYPERCALL,
+                    platform::gpa(page as usize) | hyperv::HV_X64_MSR_HYPERCALL_ENABLE,
+                );
+            }
+            // Xen's viridian fills the version and recommendations leaves
+            // only once the guest has said who it is: read them again.
+            features = Features::read(|leaf| cpuid(choice.leaf(leaf), 0).to_array());
+        }
+        let reference_tsc = f.contains(HypervFeatures::HV_MSR_REFERENCE_TSC_AVAILABLE);
+        if reference_tsc {
+            // SAFETY: Hyper-V announced the reference TSC page; the page is a
+            // static, page-aligned, which Hyper-V overlays.
+            unsafe {
+                wrmsr(
+                    hyperv::HV_X64_MSR_REFERENCE_TSC,
+                    platform::gpa(REFERENCE_TSC.0.get() as usize)
+                        | hyperv::HV_X64_MSR_TSC_REFERENCE_ENABLE,
+                )
+            };
+        }
+        if f.contains(HypervFeatures::HV_MSR_HYPERCALL_AVAILABLE) {
+            // SAFETY: setup, on the boot CPU, once: no hypercall is in
+            // flight, and the page is this crate's static.
+            let bytes = unsafe { &mut *HYPERCALL_PAGE.0.get() };
+            if crate::hypercall_page::is_empty(bytes) {
+                let refusal = hyperv::HV_STATUS_INVALID_HYPERCALL_CODE as i32;
+                crate::hypercall_page::fill_with_refusals(bytes, 4096, refusal);
+                fallback::record_setup(0, unsupported());
+            }
+        }
+        // Calls go through the page only when the hypercall feature was
+        // announced (the chains' `requires`).
+        // SAFETY: Hyper-V fills the page once the MSR is written (or, if it
+        // did not, its one entry now refuses every call).
+        let hypercalls = unsafe { Hypercalls::new(page) };
+        // The synthetic timer takes deadlines in reference time. Without a
+        // reference clock `clock_ns` is the native clock, whose deadlines
+        // Hyper-V would misread: the timer steps go.
+        if !reference_tsc && !f.contains(HypervFeatures::HV_MSR_TIME_REF_COUNT_AVAILABLE) {
+            let plan = hyperv::plan(&features);
+            for op in [Op::TimerOneshot, Op::TimerCancel] {
+                crate::withdrawn::withdraw_planned(&plan, op, unsupported());
+            }
+        }
+        Hyperv {
+            features,
+            hypercalls,
+            reference_tsc,
+        }
+    }
+
+    /// Configure this CPU's synthetic timer 0 to raise the platform's timer
+    /// vector directly (as Linux's hv_stimer_init does), so that
+    /// `timer_oneshot` only has to write its count. Call it on every CPU.
+    fn init_cpu(&self) {
+        self.check_vp_index();
+        let direct = self
+            .features
+            .hyperv_features
+            .contains(HypervFeatures::HV_MSR_SYNTIMER_AVAILABLE)
+            && self
+                .features
+                .hyperv_misc_features
+                .contains(HypervMiscFeatures::HV_STIMER_DIRECT_MODE_AVAILABLE);
+        let Some(vector) = platform::get().map(|p| p.vectors().timer) else {
+            return;
+        };
+        if direct {
+            let config = (hv_stimer_config::enable
+                | hv_stimer_config::auto_enable
+                | hv_stimer_config::direct_mode)
+                .bits()
+                | u64::from(vector) << 4;
+            // SAFETY: Hyper-V announced synthetic timers in direct mode; the
+            // vector goes in bits 4-11 of the configuration (the TLFS).
+            unsafe { wrmsr(hyperv::HV_X64_MSR_STIMER0_CONFIG, config) };
         }
     }
 }

@@ -2,6 +2,7 @@
 //! time; the hypercalls (PV send IPI, kick, sched yield) and `nop` for
 //! `io_delay` are made by the generated chains.
 
+use crate::registry::HypervisorBackend;
 use crate::native::BareMetal;
 use crate::percpu::{PerCpu, Shared, MAX_CPUS};
 use crate::platform;
@@ -57,65 +58,10 @@ pub struct Kvm {
 }
 
 impl Kvm {
-    /// The backend for the KVM that detection found.
-    ///
-    /// # Safety
-    ///
-    /// `choice` must be KVM's, as detection reported it: the generated
-    /// chains will make KVM hypercalls.
-    pub unsafe fn new(choice: &Choice) -> Kvm {
-        let features = Features::read(|leaf| cpuid(choice.leaf(leaf), 0).to_array());
-        let vendor = pvi_sdk::detect::cpu_vendor(&mut pvi_sdk::arch::Hardware);
-        let instruction = Instruction::choose(&features, &vendor);
-        Kvm {
-            features,
-            hypercalls: Hypercalls::new(instruction),
-        }
-    }
 
     /// The features KVM announced.
     pub fn features(&self) -> &Features {
         &self.features
-    }
-
-    /// Register this CPU's kvmclock, steal-time and PV EOI records, as far as
-    /// the features allow. Call it once on every CPU.
-    pub fn init_cpu(&self) {
-        let cpu = platform::cpu_index();
-        let f = self.features.kvm_features;
-        let clock = platform::gpa(CLOCK.of(cpu).get() as usize);
-        let via = if f.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE2) {
-            // SAFETY: KVM announced kvmclock at this MSR; the record is a
-            // static, 32-byte aligned, inside one page, for KVM to write.
-            unsafe { wrmsr(kvm::MSR_KVM_SYSTEM_TIME_NEW, clock | 1) };
-            VIA_NEW
-        } else if f.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE) {
-            // SAFETY: as above, at the old MSR.
-            unsafe { wrmsr(kvm::MSR_KVM_SYSTEM_TIME, clock | 1) };
-            VIA_OLD
-        } else {
-            0
-        };
-        CLOCK_VIA[cpu].store(via, SeqCst);
-        if f.contains(KvmFeatures::KVM_FEATURE_STEAL_TIME) {
-            let steal = platform::gpa(STEAL.of(cpu).get() as usize);
-            // SAFETY: KVM announced steal time; the record is 64-byte aligned
-            // (its own cache line, as KVM requires) and static.
-            unsafe { wrmsr(kvm::MSR_KVM_STEAL_TIME, steal | kvm::KVM_MSR_ENABLED) };
-            STEAL_ON[cpu].store(1, SeqCst);
-        }
-        if f.contains(KvmFeatures::KVM_FEATURE_PV_EOI) {
-            let eoi = platform::gpa(EOI.of(cpu).get() as usize);
-            // SAFETY: KVM announced PV EOI; the word is 4-byte aligned and
-            // static.
-            unsafe {
-                wrmsr(
-                    kvm::MSR_KVM_PV_EOI_EN,
-                    eoi | u64::from(kvm::KVM_PV_EOI_ENABLED),
-                )
-            };
-            EOI_ON[cpu].store(1, SeqCst);
-        }
     }
 
     fn clock(&self, via: u8) -> Result<Nanos, PvError> {
@@ -312,6 +258,69 @@ unsafe impl Steps for Kvm {
             BareMetal::lapic_eoi();
         }
         Ok(())
+    }
+}
+
+// The hooks the registry (`crate::registry`) calls for every backend.
+impl HypervisorBackend for Kvm {
+    fn clock_attempts(&self, reads: u32) -> Option<u64> {
+        Kvm::clock_attempts(self, reads)
+    }
+
+    /// The backend for the KVM that detection found.
+    ///
+    /// # Safety
+    ///
+    /// `choice` must be KVM's, as detection reported it: the generated
+    /// chains will make KVM hypercalls.
+    unsafe fn new(choice: &Choice) -> Kvm {
+        let features = Features::read(|leaf| cpuid(choice.leaf(leaf), 0).to_array());
+        let vendor = pvi_sdk::detect::cpu_vendor(&mut pvi_sdk::arch::Hardware);
+        let instruction = Instruction::choose(&features, &vendor);
+        Kvm {
+            features,
+            hypercalls: Hypercalls::new(instruction),
+        }
+    }
+
+    /// Register this CPU's kvmclock, steal-time and PV EOI records, as far as
+    /// the features allow. Call it once on every CPU.
+    fn init_cpu(&self) {
+        let cpu = platform::cpu_index();
+        let f = self.features.kvm_features;
+        let clock = platform::gpa(CLOCK.of(cpu).get() as usize);
+        let via = if f.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE2) {
+            // SAFETY: KVM announced kvmclock at this MSR; the record is a
+            // static, 32-byte aligned, inside one page, for KVM to write.
+            unsafe { wrmsr(kvm::MSR_KVM_SYSTEM_TIME_NEW, clock | 1) };
+            VIA_NEW
+        } else if f.contains(KvmFeatures::KVM_FEATURE_CLOCKSOURCE) {
+            // SAFETY: as above, at the old MSR.
+            unsafe { wrmsr(kvm::MSR_KVM_SYSTEM_TIME, clock | 1) };
+            VIA_OLD
+        } else {
+            0
+        };
+        CLOCK_VIA[cpu].store(via, SeqCst);
+        if f.contains(KvmFeatures::KVM_FEATURE_STEAL_TIME) {
+            let steal = platform::gpa(STEAL.of(cpu).get() as usize);
+            // SAFETY: KVM announced steal time; the record is 64-byte aligned
+            // (its own cache line, as KVM requires) and static.
+            unsafe { wrmsr(kvm::MSR_KVM_STEAL_TIME, steal | kvm::KVM_MSR_ENABLED) };
+            STEAL_ON[cpu].store(1, SeqCst);
+        }
+        if f.contains(KvmFeatures::KVM_FEATURE_PV_EOI) {
+            let eoi = platform::gpa(EOI.of(cpu).get() as usize);
+            // SAFETY: KVM announced PV EOI; the word is 4-byte aligned and
+            // static.
+            unsafe {
+                wrmsr(
+                    kvm::MSR_KVM_PV_EOI_EN,
+                    eoi | u64::from(kvm::KVM_PV_EOI_ENABLED),
+                )
+            };
+            EOI_ON[cpu].store(1, SeqCst);
+        }
     }
 }
 

@@ -27,11 +27,17 @@ pub mod select;
 pub mod served;
 pub mod withdrawn;
 
-#[cfg(feature = "hyperv")]
-pub mod hyperv;
-#[cfg(feature = "kvm")]
-pub mod kvm;
-#[cfg(feature = "vmware")]
-pub mod vmware;
-#[cfg(feature = "xen")]
-pub mod xen;
+pub mod registry;
+
+/// One module per hypervisor of the IDL, `src/<name>.rs`, built under the
+/// cargo feature of its name: the list is the IDL's, so a backend is
+/// registered by existing (see [`registry`]).
+macro_rules! backend_modules {
+    ($(($name:ident, $feature:literal, $variant:ident)),* $(,)?) => {
+        $(
+            #[cfg(feature = $feature)]
+            pub mod $name;
+        )*
+    };
+}
+pvi_sdk::for_each_hypervisor!(backend_modules);

@@ -1,34 +1,15 @@
 //! The run-time choice: detection, `pvi.backend=`, the backend, per-CPU
 //! setup, and a report of which mechanism serves each op.
 
-use crate::native::BareMetal;
 use crate::percpu::MAX_CPUS;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use pvi_sdk::detect::{backend_override, withdraw_requests, Choice, Detection, How};
-use pvi_sdk::generated::ops::{Dispatch, Op, OPS};
+use pvi_sdk::generated::ops::{Op, OPS};
 use pvi_sdk::generated::HYPERVISORS;
 use pvi_sdk::types::{ErrorKind, ErrorOrigin, PvError};
 
-#[cfg(feature = "hyperv")]
-type HypervSlot = crate::hyperv::Ops;
-#[cfg(not(feature = "hyperv"))]
-type HypervSlot = pvi_sdk::generated::ops::Absent<BareMetal>;
-#[cfg(feature = "kvm")]
-type KvmSlot = crate::kvm::Ops;
-#[cfg(not(feature = "kvm"))]
-type KvmSlot = pvi_sdk::generated::ops::Absent<BareMetal>;
-#[cfg(feature = "vmware")]
-type VmwareSlot = crate::vmware::Ops;
-#[cfg(not(feature = "vmware"))]
-type VmwareSlot = pvi_sdk::generated::ops::Absent<BareMetal>;
-#[cfg(feature = "xen")]
-type XenSlot = crate::xen::Ops;
-#[cfg(not(feature = "xen"))]
-type XenSlot = pvi_sdk::generated::ops::Absent<BareMetal>;
-
-/// The backend chosen at run time: `PvOps` for the whole kernel.
-pub type Backend = Dispatch<BareMetal, HypervSlot, KvmSlot, VmwareSlot, XenSlot>;
+pub use crate::registry::{Backend, COMPILED_IN};
 
 /// The backend [`select`] chose, for the patched call sites of
 /// [`crate::direct`], which jump to its routines. Nothing else reads it:
@@ -41,19 +22,6 @@ static ACTIVE: spin::Once<Backend> = spin::Once::new();
 pub fn active() -> Option<&'static Backend> {
     ACTIVE.get()
 }
-
-/// The backends this build contains, by IDL name.
-pub const COMPILED_IN: &[&str] = &[
-    "native",
-    #[cfg(feature = "hyperv")]
-    "hyperv",
-    #[cfg(feature = "kvm")]
-    "kvm",
-    #[cfg(feature = "vmware")]
-    "vmware",
-    #[cfg(feature = "xen")]
-    "xen",
-];
 
 /// What `pvi.backend=` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,38 +133,9 @@ pub unsafe fn select(detection: Detection, cmdline: &str) -> Selection {
             }
         }
     }
-    let backend = match choice {
-        #[cfg(feature = "kvm")]
-        Some(c) if c.info().name == "kvm" => {
-            // SAFETY: `c` is a KVM that detection found (chosen, or taken by
-            // the override); the caller guarantees ring 0, boot CPU, once.
-            Backend::Kvm(pvi_sdk::generated::kvm::Paravirt(unsafe {
-                crate::kvm::Kvm::new(&c)
-            }))
-        }
-        #[cfg(feature = "xen")]
-        Some(c) if c.info().name == "xen" => {
-            // SAFETY: as for KVM, for Xen.
-            Backend::Xen(pvi_sdk::generated::xen::Paravirt(unsafe {
-                crate::xen::Xen::new(&c)
-            }))
-        }
-        #[cfg(feature = "hyperv")]
-        Some(c) if c.info().name == "hyperv" => {
-            // SAFETY: as for KVM, for Hyper-V.
-            Backend::Hyperv(pvi_sdk::generated::hyperv::Paravirt(unsafe {
-                crate::hyperv::Hyperv::new(&c)
-            }))
-        }
-        #[cfg(feature = "vmware")]
-        Some(c) if c.info().name == "vmware" => {
-            // SAFETY: as for KVM, for VMware.
-            Backend::Vmware(pvi_sdk::generated::vmware::Paravirt(unsafe {
-                crate::vmware::Vmware::new(&c)
-            }))
-        }
-        _ => Backend::Native,
-    };
+    // SAFETY: `choice` is what detection found (chosen, or taken by the
+    // override); the caller guarantees ring 0, boot CPU, once.
+    let backend = unsafe { crate::registry::build(choice) };
     let choice = if matches!(backend, Backend::Native) {
         None
     } else {
@@ -256,14 +195,8 @@ impl Selection {
     /// capacity is refused, and must be left out (not use the ops).
     pub fn init_cpu(&self) -> Result<(), BeyondCapacity> {
         check_capacity(crate::platform::get().map_or(0, |p| p.cpu_index()))?;
-        match self.backend {
-            #[cfg(feature = "kvm")]
-            Backend::Kvm(k) => k.0.init_cpu(),
-            #[cfg(feature = "xen")]
-            Backend::Xen(x) => x.0.init_cpu(),
-            #[cfg(feature = "hyperv")]
-            Backend::Hyperv(h) => h.0.init_cpu(),
-            _ => {}
+        if let Some(backend) = crate::registry::hooks(self.backend) {
+            backend.init_cpu();
         }
         Ok(())
     }
@@ -276,11 +209,26 @@ impl Selection {
         if let Some(count) = TIMER_INTERRUPTS.get(crate::platform::cpu_index()) {
             count.fetch_add(1, Relaxed);
         }
-        match self.backend {
-            #[cfg(feature = "xen")]
-            Backend::Xen(x) => x.0.acknowledge_events(),
-            _ => {}
+        if let Some(backend) = crate::registry::hooks(self.backend) {
+            backend.timer_interrupt();
         }
+    }
+
+    /// The guest's memory map from the hypervisor (Xen's
+    /// `XENMEM_memory_map`), into `regions`: how many entries it wrote.
+    /// `None` natively or where the hypervisor has no such call. For a
+    /// loader that gave no map (Xen 4.17 gives a PVH dom0 none).
+    pub fn memory_map(
+        &self,
+        regions: &mut [crate::platform::MemoryRegion],
+    ) -> Option<Result<usize, PvError>> {
+        crate::registry::hooks(self.backend)?.memory_map(regions)
+    }
+
+    /// Attempts the backend's shared clock record took over `reads` reads
+    /// on this CPU (kvmclock's version protocol); `None` without one.
+    pub fn clock_attempts(&self, reads: u32) -> Option<u64> {
+        crate::registry::hooks(self.backend)?.clock_attempts(reads)
     }
 
     /// Check that the timer `timer_oneshot` arms really interrupts, as
@@ -373,30 +321,7 @@ impl Selection {
     /// For each mapped op of the active backend, the step its features
     /// select (number from 1, IDL text).
     pub fn planned(&self, op: &str) -> Option<(usize, &'static str)> {
-        let find = |plan: &[(&'static str, (usize, &'static str))]| {
-            plan.iter().find(|(o, _)| *o == op).map(|(_, s)| *s)
-        };
-        match self.backend {
-            #[cfg(feature = "kvm")]
-            Backend::Kvm(k) => find(&pvi_sdk::generated::kvm::plan(
-                pvi_sdk::generated::kvm::Steps::features(&k.0),
-            )),
-            #[cfg(feature = "xen")]
-            Backend::Xen(x) => find(&pvi_sdk::generated::xen::plan_at(
-                pvi_sdk::generated::xen::Steps::features(&x.0),
-                x.0.version(),
-            )),
-            #[cfg(feature = "hyperv")]
-            Backend::Hyperv(h) => find(&pvi_sdk::generated::hyperv::plan(
-                pvi_sdk::generated::hyperv::Steps::features(&h.0),
-            )),
-            #[cfg(feature = "vmware")]
-            Backend::Vmware(v) => find(&pvi_sdk::generated::vmware::plan(
-                pvi_sdk::generated::vmware::Steps::features(&v.0),
-            )),
-            // Native: no mapped ops.
-            _ => find(&[]),
-        }
+        crate::registry::planned(self.backend, op)
     }
 }
 

@@ -2,6 +2,7 @@
 //! time from GETTIMEFULL; the backdoor entered by `in`, or by vmcall or
 //! vmmcall where the features leaf announces them.
 
+use crate::registry::HypervisorBackend;
 use crate::native::BareMetal;
 use pvi_sdk::arch::cpuid;
 use pvi_sdk::detect::Choice;
@@ -24,38 +25,6 @@ pub struct Vmware {
 }
 
 impl Vmware {
-    /// The backend for the VMware that detection found (by signature or by
-    /// the backdoor probe).
-    ///
-    /// # Safety
-    ///
-    /// `choice` must be VMware's: the backdoor is entered in every op that
-    /// maps to it.
-    pub unsafe fn new(choice: &Choice) -> Vmware {
-        let max_leaf = cpuid(choice.base, 0)
-            .eax
-            .clamp(choice.base, choice.base + 0xff);
-        let in_range = |leaf: u32| choice.leaf(leaf) <= max_leaf;
-        let features = if in_range(vmware::CPUID_VMWARE_FEATURES_LEAF) {
-            Features::read(|leaf| {
-                if in_range(leaf) {
-                    cpuid(choice.leaf(leaf), 0).to_array()
-                } else {
-                    [0; 4]
-                }
-            })
-        } else {
-            Features::NONE
-        };
-        let vendor = pvi_sdk::detect::cpu_vendor(&mut pvi_sdk::arch::Hardware);
-        let instruction = Instruction::choose(&features, &vendor);
-        Vmware {
-            features,
-            hypercalls: Hypercalls::new(instruction),
-            choice: *choice,
-            max_leaf,
-        }
-    }
 
     /// How the backdoor is entered.
     pub fn instruction(&self) -> Instruction {
@@ -115,6 +84,42 @@ unsafe impl Steps for Vmware {
             out.secs_high,
         )
         .ok_or_else(unsupported)
+    }
+}
+
+// The hooks the registry (`crate::registry`) calls for every backend.
+impl HypervisorBackend for Vmware {
+    /// The backend for the VMware that detection found (by signature or by
+    /// the backdoor probe).
+    ///
+    /// # Safety
+    ///
+    /// `choice` must be VMware's: the backdoor is entered in every op that
+    /// maps to it.
+    unsafe fn new(choice: &Choice) -> Vmware {
+        let max_leaf = cpuid(choice.base, 0)
+            .eax
+            .clamp(choice.base, choice.base + 0xff);
+        let in_range = |leaf: u32| choice.leaf(leaf) <= max_leaf;
+        let features = if in_range(vmware::CPUID_VMWARE_FEATURES_LEAF) {
+            Features::read(|leaf| {
+                if in_range(leaf) {
+                    cpuid(choice.leaf(leaf), 0).to_array()
+                } else {
+                    [0; 4]
+                }
+            })
+        } else {
+            Features::NONE
+        };
+        let vendor = pvi_sdk::detect::cpu_vendor(&mut pvi_sdk::arch::Hardware);
+        let instruction = Instruction::choose(&features, &vendor);
+        Vmware {
+            features,
+            hypercalls: Hypercalls::new(instruction),
+            choice: *choice,
+            max_leaf,
+        }
     }
 }
 

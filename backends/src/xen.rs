@@ -8,6 +8,7 @@
 //! crate, which the kernel must map (identity; the hypercall page
 //! executable).
 
+use crate::registry::HypervisorBackend;
 use crate::fallback;
 use crate::native::BareMetal;
 use crate::percpu::{Page, PerCpu, Shared, MAX_CPUS};
@@ -141,106 +142,6 @@ impl Xen {
         Ok(written)
     }
 
-    /// Set up the Xen that detection found: hypercall page, shared_info.
-    ///
-    /// # Safety
-    ///
-    /// `choice` must be Xen's, in ring 0, once; the kernel maps this crate's
-    /// statics as the module doc says.
-    pub unsafe fn new(choice: &Choice) -> Xen {
-        let features = Features::read(|leaf| cpuid(choice.leaf(leaf), 0).to_array());
-        let pages = cpuid(choice.leaf(xen::XEN_CPUID_HYPERCALL), 0);
-        let page = HYPERCALL_PAGE.0.get() as *const u8;
-        if pages.eax >= 1 {
-            // SAFETY: CPUID names the MSR that takes the hypercall page's
-            // address; the page is a static, page-aligned, for Xen to fill.
-            unsafe { wrmsr(pages.ebx, platform::gpa(page as usize)) };
-        }
-        // SAFETY: setup, on the boot CPU, once: no hypercall is in flight,
-        // and the page is this crate's static.
-        let bytes = unsafe { &mut *HYPERCALL_PAGE.0.get() };
-        if crate::hypercall_page::is_empty(bytes) {
-            crate::hypercall_page::fill_with_refusals(bytes, 32, -(xen::XEN_ENOSYS as i32));
-            fallback::record_setup(0, unsupported());
-        }
-        // SAFETY: Xen filled the page when the MSR was written (or, if it
-        // did not, every stub now returns -ENOSYS).
-        let hypercalls = unsafe { Hypercalls::new(page) };
-        let map = xen_add_to_physmap {
-            domid: xen::DOMID_SELF,
-            size: 0,
-            space: xen::XENMAPSPACE_shared_info,
-            idx: 0,
-            gpfn: platform::gpa(SHARED_INFO.0.get() as usize) >> 12,
-        };
-        // SAFETY: Xen is the hypervisor; the argument is a valid
-        // xen_add_to_physmap naming a static, page-aligned page.
-        let mapped = unsafe {
-            hypercalls
-                .hypervisor_memory_op(xen::XENMEM_add_to_physmap, core::ptr::from_ref(&map) as u64)
-        };
-        // Event upcalls arrive as the platform's timer vector: the only
-        // event the backend binds is each vCPU's VIRQ_TIMER.
-        if let Some(vector) = platform::get().map(|p| p.vectors().timer) {
-            let param = xen_hvm_param {
-                domid: xen::DOMID_SELF,
-                pad: 0,
-                index: xen::HVM_PARAM_CALLBACK_IRQ,
-                value: u64::from(xen::HVM_PARAM_CALLBACK_TYPE_VECTOR) << 56 | u64::from(vector),
-            };
-            // SAFETY: Xen is the hypervisor; a valid xen_hvm_param.
-            let _ = unsafe {
-                hypercalls
-                    .hypervisor_hvm_op(xen::HVMOP_set_param, core::ptr::from_ref(&param) as u64)
-            };
-        }
-        let mut submap0 = xen_feature_info {
-            submap_idx: 0,
-            submap: 0,
-        };
-        // SAFETY: Xen is the hypervisor; it fills the struct, which lives
-        // until the call returns.
-        let asked = unsafe {
-            hypercalls.hypervisor_xen_version(
-                xen::XENVER_get_features,
-                core::ptr::from_mut(&mut submap0) as u64,
-            )
-        };
-        let console = Self::console_ring(&hypercalls);
-        let xen = Xen {
-            features,
-            hypercalls,
-            choice: *choice,
-            shared_info: pages.eax >= 1 && mapped == Ok(0),
-            version: version_from_leaf(cpuid(choice.leaf(xen::XEN_CPUID_VERSION), 0).eax),
-            hardware_domain: asked == Ok(0) && submap0.submap & (1 << xen::XENFEAT_dom0) != 0,
-            console: console.ok(),
-        };
-        if let Err(why) = console {
-            // No ring (the hardware domain has none): each write would ask
-            // again and log the same answer.
-            let plan = xen::plan_at(&xen.features, xen.version);
-            crate::withdrawn::withdraw_planned(&plan, Op::ConsoleWrite, why);
-        }
-        if xen.hardware_domain {
-            // The planned step is SCHEDOP_shutdown(SHUTDOWN_poweroff): see
-            // `hardware_domain`. Code 0: pvi's verdict, not Xen's answer.
-            let plan = xen::plan_at(&xen.features, xen.version);
-            crate::withdrawn::withdraw_planned(&plan, Op::Shutdown, unsupported());
-        }
-        if !xen.shared_info {
-            let why = mapped.err().unwrap_or_else(unsupported);
-            // Their records live in shared_info: without it they would
-            // fail on every call, and the log would count each one.
-            let plan = xen::plan_at(&xen.features, xen.version);
-            for op in [Op::ClockNs, Op::TscHz, Op::Wallclock] {
-                crate::withdrawn::withdraw_planned(&plan, op, why);
-            }
-            xen.withdraw_timer(why);
-        }
-        xen
-    }
-
     /// The domain's PV console ring and its port, from
     /// `HVM_PARAM_CONSOLE_PFN`/`HVM_PARAM_CONSOLE_EVTCHN`, where the
     /// platform maps the ring's page.
@@ -280,72 +181,6 @@ impl Xen {
                 core::ptr::from_mut(&mut send) as u64,
             )
         };
-    }
-
-    /// Acknowledge this vCPU's timer event: clear its upcall flag, its
-    /// selector and VIRQ_TIMER's pending bit, as Linux's upcall handler
-    /// does. Xen notifies only when a port becomes pending, so without this
-    /// the first timer event would also be the last. Other ports' bits,
-    /// which may be other vCPUs' timers, are left alone.
-    pub fn acknowledge_events(&self) {
-        let cpu = platform::cpu_index();
-        if !self.shared_info || cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize || cpu >= MAX_CPUS {
-            return;
-        }
-        let port = TIMER_PORT[cpu].load(SeqCst) as usize;
-        let info = SHARED_INFO.0.get();
-        // SAFETY: fields of the mapped static shared_info, which Xen and the
-        // guest update with atomic operations (the event-channel ABI); the
-        // port was bound by Xen, so it indexes evtchn_pending.
-        unsafe {
-            let upcall = core::sync::atomic::AtomicU8::from_ptr(core::ptr::addr_of_mut!(
-                (*info).vcpu_info[cpu].evtchn_upcall_pending
-            ));
-            upcall.store(0, SeqCst);
-            let selector = core::sync::atomic::AtomicU64::from_ptr(core::ptr::addr_of_mut!(
-                (*info).vcpu_info[cpu].evtchn_pending_sel
-            ));
-            selector.fetch_and(!(1 << (port / 64)), SeqCst);
-            if port != 0 && port / 64 < 64 {
-                let bits = core::sync::atomic::AtomicU64::from_ptr(core::ptr::addr_of_mut!(
-                    (*info).evtchn_pending[port / 64]
-                ));
-                bits.fetch_and(!(1 << (port % 64)), SeqCst);
-            }
-        }
-    }
-
-    /// Register this CPU's runstate area. Call it once on every CPU.
-    pub fn init_cpu(&self) {
-        let cpu = platform::cpu_index();
-        let area = vcpu_register_runstate_memory_area {
-            addr: RUNSTATE.of(cpu).get() as u64,
-        };
-        // SAFETY: Xen is the hypervisor; the area is a static record.
-        let done = unsafe {
-            self.hypercalls.hypervisor_vcpu_op(
-                xen::VCPUOP_register_runstate_memory_area,
-                cpu as u32,
-                core::ptr::from_ref(&area) as u64,
-            )
-        };
-        RUNSTATE_ON[cpu].store(u8::from(done == Ok(0)), SeqCst);
-        let mut bind = evtchn_bind_virq {
-            virq: xen::VIRQ_TIMER,
-            vcpu: cpu as u32,
-            port: 0,
-        };
-        // SAFETY: Xen is the hypervisor; it writes the bound port into the
-        // struct, which lives until the call returns.
-        let bound = unsafe {
-            self.hypercalls.hypervisor_event_channel_op(
-                xen::EVTCHNOP_bind_virq,
-                core::ptr::from_mut(&mut bind) as u64,
-            )
-        };
-        if bound == Ok(0) && cpu < MAX_CPUS {
-            TIMER_PORT[cpu].store(bind.port, SeqCst);
-        }
     }
 
     /// Run `read` on the time info unless it is retired; the read that
@@ -538,6 +373,179 @@ unsafe impl Steps for Xen {
             .and_then(|p| p.cpu_of_apic(cpu))
             .ok_or_else(unsupported)?;
         Ok(Self::runstate(index)?.state == xen::RUNSTATE_runnable)
+    }
+}
+
+// The hooks the registry (`crate::registry`) calls for every backend.
+impl HypervisorBackend for Xen {
+    fn memory_map(&self, regions: &mut [MemoryRegion]) -> Option<Result<usize, PvError>> {
+        Some(Xen::memory_map(self, regions))
+    }
+
+    /// Set up the Xen that detection found: hypercall page, shared_info.
+    ///
+    /// # Safety
+    ///
+    /// `choice` must be Xen's, in ring 0, once; the kernel maps this crate's
+    /// statics as the module doc says.
+    unsafe fn new(choice: &Choice) -> Xen {
+        let features = Features::read(|leaf| cpuid(choice.leaf(leaf), 0).to_array());
+        let pages = cpuid(choice.leaf(xen::XEN_CPUID_HYPERCALL), 0);
+        let page = HYPERCALL_PAGE.0.get() as *const u8;
+        if pages.eax >= 1 {
+            // SAFETY: CPUID names the MSR that takes the hypercall page's
+            // address; the page is a static, page-aligned, for Xen to fill.
+            unsafe { wrmsr(pages.ebx, platform::gpa(page as usize)) };
+        }
+        // SAFETY: setup, on the boot CPU, once: no hypercall is in flight,
+        // and the page is this crate's static.
+        let bytes = unsafe { &mut *HYPERCALL_PAGE.0.get() };
+        if crate::hypercall_page::is_empty(bytes) {
+            crate::hypercall_page::fill_with_refusals(bytes, 32, -(xen::XEN_ENOSYS as i32));
+            fallback::record_setup(0, unsupported());
+        }
+        // SAFETY: Xen filled the page when the MSR was written (or, if it
+        // did not, every stub now returns -ENOSYS).
+        let hypercalls = unsafe { Hypercalls::new(page) };
+        let map = xen_add_to_physmap {
+            domid: xen::DOMID_SELF,
+            size: 0,
+            space: xen::XENMAPSPACE_shared_info,
+            idx: 0,
+            gpfn: platform::gpa(SHARED_INFO.0.get() as usize) >> 12,
+        };
+        // SAFETY: Xen is the hypervisor; the argument is a valid
+        // xen_add_to_physmap naming a static, page-aligned page.
+        let mapped = unsafe {
+            hypercalls
+                .hypervisor_memory_op(xen::XENMEM_add_to_physmap, core::ptr::from_ref(&map) as u64)
+        };
+        // Event upcalls arrive as the platform's timer vector: the only
+        // event the backend binds is each vCPU's VIRQ_TIMER.
+        if let Some(vector) = platform::get().map(|p| p.vectors().timer) {
+            let param = xen_hvm_param {
+                domid: xen::DOMID_SELF,
+                pad: 0,
+                index: xen::HVM_PARAM_CALLBACK_IRQ,
+                value: u64::from(xen::HVM_PARAM_CALLBACK_TYPE_VECTOR) << 56 | u64::from(vector),
+            };
+            // SAFETY: Xen is the hypervisor; a valid xen_hvm_param.
+            let _ = unsafe {
+                hypercalls
+                    .hypervisor_hvm_op(xen::HVMOP_set_param, core::ptr::from_ref(&param) as u64)
+            };
+        }
+        let mut submap0 = xen_feature_info {
+            submap_idx: 0,
+            submap: 0,
+        };
+        // SAFETY: Xen is the hypervisor; it fills the struct, which lives
+        // until the call returns.
+        let asked = unsafe {
+            hypercalls.hypervisor_xen_version(
+                xen::XENVER_get_features,
+                core::ptr::from_mut(&mut submap0) as u64,
+            )
+        };
+        let console = Self::console_ring(&hypercalls);
+        let xen = Xen {
+            features,
+            hypercalls,
+            choice: *choice,
+            shared_info: pages.eax >= 1 && mapped == Ok(0),
+            version: version_from_leaf(cpuid(choice.leaf(xen::XEN_CPUID_VERSION), 0).eax),
+            hardware_domain: asked == Ok(0) && submap0.submap & (1 << xen::XENFEAT_dom0) != 0,
+            console: console.ok(),
+        };
+        if let Err(why) = console {
+            // No ring (the hardware domain has none): each write would ask
+            // again and log the same answer.
+            let plan = xen::plan_at(&xen.features, xen.version);
+            crate::withdrawn::withdraw_planned(&plan, Op::ConsoleWrite, why);
+        }
+        if xen.hardware_domain {
+            // The planned step is SCHEDOP_shutdown(SHUTDOWN_poweroff): see
+            // `hardware_domain`. Code 0: pvi's verdict, not Xen's answer.
+            let plan = xen::plan_at(&xen.features, xen.version);
+            crate::withdrawn::withdraw_planned(&plan, Op::Shutdown, unsupported());
+        }
+        if !xen.shared_info {
+            let why = mapped.err().unwrap_or_else(unsupported);
+            // Their records live in shared_info: without it they would
+            // fail on every call, and the log would count each one.
+            let plan = xen::plan_at(&xen.features, xen.version);
+            for op in [Op::ClockNs, Op::TscHz, Op::Wallclock] {
+                crate::withdrawn::withdraw_planned(&plan, op, why);
+            }
+            xen.withdraw_timer(why);
+        }
+        xen
+    }
+
+    /// Register this CPU's runstate area. Call it once on every CPU.
+    fn init_cpu(&self) {
+        let cpu = platform::cpu_index();
+        let area = vcpu_register_runstate_memory_area {
+            addr: RUNSTATE.of(cpu).get() as u64,
+        };
+        // SAFETY: Xen is the hypervisor; the area is a static record.
+        let done = unsafe {
+            self.hypercalls.hypervisor_vcpu_op(
+                xen::VCPUOP_register_runstate_memory_area,
+                cpu as u32,
+                core::ptr::from_ref(&area) as u64,
+            )
+        };
+        RUNSTATE_ON[cpu].store(u8::from(done == Ok(0)), SeqCst);
+        let mut bind = evtchn_bind_virq {
+            virq: xen::VIRQ_TIMER,
+            vcpu: cpu as u32,
+            port: 0,
+        };
+        // SAFETY: Xen is the hypervisor; it writes the bound port into the
+        // struct, which lives until the call returns.
+        let bound = unsafe {
+            self.hypercalls.hypervisor_event_channel_op(
+                xen::EVTCHNOP_bind_virq,
+                core::ptr::from_mut(&mut bind) as u64,
+            )
+        };
+        if bound == Ok(0) && cpu < MAX_CPUS {
+            TIMER_PORT[cpu].store(bind.port, SeqCst);
+        }
+    }
+
+    /// Acknowledge this vCPU's timer event: clear its upcall flag, its
+    /// selector and VIRQ_TIMER's pending bit, as Linux's upcall handler
+    /// does. Xen notifies only when a port becomes pending, so without this
+    /// the first timer event would also be the last. Other ports' bits,
+    /// which may be other vCPUs' timers, are left alone.
+    fn timer_interrupt(&self) {
+        let cpu = platform::cpu_index();
+        if !self.shared_info || cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize || cpu >= MAX_CPUS {
+            return;
+        }
+        let port = TIMER_PORT[cpu].load(SeqCst) as usize;
+        let info = SHARED_INFO.0.get();
+        // SAFETY: fields of the mapped static shared_info, which Xen and the
+        // guest update with atomic operations (the event-channel ABI); the
+        // port was bound by Xen, so it indexes evtchn_pending.
+        unsafe {
+            let upcall = core::sync::atomic::AtomicU8::from_ptr(core::ptr::addr_of_mut!(
+                (*info).vcpu_info[cpu].evtchn_upcall_pending
+            ));
+            upcall.store(0, SeqCst);
+            let selector = core::sync::atomic::AtomicU64::from_ptr(core::ptr::addr_of_mut!(
+                (*info).vcpu_info[cpu].evtchn_pending_sel
+            ));
+            selector.fetch_and(!(1 << (port / 64)), SeqCst);
+            if port != 0 && port / 64 < 64 {
+                let bits = core::sync::atomic::AtomicU64::from_ptr(core::ptr::addr_of_mut!(
+                    (*info).evtchn_pending[port / 64]
+                ));
+                bits.fetch_and(!(1 << (port % 64)), SeqCst);
+            }
+        }
     }
 }
 

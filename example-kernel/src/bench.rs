@@ -234,15 +234,12 @@ fn clocks(selection: &Selection, machine: &Machine) {
             black_box(b.clock_ns());
         }),
     );
-    #[cfg(feature = "kvm")]
-    if let Backend::Kvm(kvm) = b {
-        const READS: u32 = 1000;
-        if let Some(attempts) = kvm.0.clock_attempts(READS) {
-            let _ = writeln!(
-                Console,
-                "bench clock=backend attempts={attempts} reads={READS}"
-            );
-        }
+    const READS: u32 = 1000;
+    if let Some(attempts) = selection.clock_attempts(READS) {
+        let _ = writeln!(
+            Console,
+            "bench clock=backend attempts={attempts} reads={READS}"
+        );
     }
     report(
         format_args!("clock=tsc"),
@@ -504,13 +501,17 @@ pub fn run(selection: &Selection, machine: &Machine, cmdline: &str) -> ! {
         ops.name()
     );
     calibrate();
-    match ops {
-        Backend::Kvm(k) => hot_ops(k, ops),
-        Backend::Xen(x) => hot_ops(x, ops),
-        Backend::Hyperv(h) => hot_ops(h, ops),
-        Backend::Vmware(v) => hot_ops(v, ops),
-        _ => hot_ops(&CompiledNative, ops),
+    // The chosen backend's own type, for the compile-time column: one
+    // arm per hypervisor of the IDL.
+    macro_rules! hot_ops_of_chosen {
+        ($(($name:ident, $feature:literal, $variant:ident)),* $(,)?) => {
+            match ops {
+                $(Backend::$variant(b) => hot_ops(b, ops),)*
+                _ => hot_ops(&CompiledNative, ops),
+            }
+        };
     }
+    pvi_sdk::for_each_hypervisor!(hot_ops_of_chosen);
     patched_sites(selection);
     clocks(selection, machine);
     eoi(selection);

@@ -214,17 +214,11 @@ fn adopt_memory_map(
     if info.memmap_entries > 0 {
         return None;
     }
-    match selection.backend {
-        #[cfg(feature = "xen")]
-        pvi_backends::select::Backend::Xen(x) => {
-            let written = x.0.memory_map(info.map_buffer());
-            if let Ok(n) = written {
-                info.adopt_map(n);
-            }
-            Some(written)
-        }
-        _ => None,
+    let written = selection.memory_map(info.map_buffer())?;
+    if let Ok(n) = written {
+        info.adopt_map(n);
     }
+    Some(written)
 }
 
 /// The clean end of the demo: the `shutdown` op (ACPI S5 natively), and

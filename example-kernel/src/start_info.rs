@@ -55,14 +55,12 @@ impl StartInfo {
     /// Where a memory map from the hypervisor goes, for a loader that gave
     /// none (a version-0 `hvm_start_info`, or no entries): fill the slice,
     /// then [`StartInfo::adopt_map`] how many entries were written.
-    #[cfg_attr(not(feature = "xen"), allow(dead_code))]
     pub fn map_buffer(&mut self) -> &mut [MemoryRegion; MAX_ADOPTED] {
         &mut self.hypervisor_map
     }
 
     /// Take the first `entries` of [`StartInfo::map_buffer`] as the
     /// memory map (at most [`MAX_ADOPTED`]).
-    #[cfg_attr(not(feature = "xen"), allow(dead_code))]
     pub fn adopt_map(&mut self, entries: usize) {
         self.hypervisor_map_len = entries.min(MAX_ADOPTED);
     }

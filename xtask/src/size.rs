@@ -6,8 +6,16 @@
 use object::{Object, ObjectSection, ObjectSymbol};
 use std::path::{Path, PathBuf};
 
-/// The backends the example kernel can be built with (its cargo features).
-pub const BACKENDS: &[&str] = &["hyperv", "kvm", "vmware", "xen"];
+/// The backends the example kernel can be built with: one per hypervisor
+/// of the IDL, each the pvi-backends feature of its name (the registry's
+/// list, `pvi_backends::registry`).
+fn backends() -> Result<Vec<String>, String> {
+    match pvi_codegen::check_paths(&["idl".into()]) {
+        Ok((_, Ok(model))) => Ok(model.hypervisors().map(|h| h.name.name.clone()).collect()),
+        Ok((_, Err(_))) => Err("idl/ does not check: run `cargo pvi check idl`".into()),
+        Err(e) => Err(format!("idl/: {e}")),
+    }
+}
 
 /// One build of the kernel: which backends, and its `.text` in bytes.
 pub struct Variant {
@@ -31,7 +39,11 @@ fn build(name: &str, backends: &[&str]) -> Result<PathBuf, String> {
         .arg("--target-dir")
         .arg(&target_dir);
     if !backends.is_empty() {
-        command.args(["--features", &backends.join(",")]);
+        let features: Vec<String> = backends
+            .iter()
+            .map(|b| format!("pvi-backends/{b}"))
+            .collect();
+        command.args(["--features", &features.join(",")]);
     }
     if !command.status().is_ok_and(|s| s.success()) {
         return Err(format!("the example kernel ({name}) did not build"));
@@ -52,16 +64,16 @@ fn of_backend(name: &str, b: &str) -> bool {
 /// `.text` size, and the demangled symbols that belong to a backend not in
 /// `backends`. A backend that is in but shows no symbol means the search is
 /// blind (symbols stripped, paths renamed): an error, not a clean result.
-fn inspect(elf: &Path, backends: &[&str]) -> Result<(u64, Vec<String>), String> {
+fn inspect(elf: &Path, backends: &[&str], all: &[String]) -> Result<(u64, Vec<String>), String> {
     let bytes = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
     let file = object::File::parse(&*bytes).map_err(|e| format!("{}: {e}", elf.display()))?;
     let text = file
         .section_by_name(".text")
         .map(|s| s.size())
         .ok_or_else(|| format!("{}: no .text", elf.display()))?;
-    let absent: Vec<&str> = BACKENDS
+    let absent: Vec<&str> = all
         .iter()
-        .copied()
+        .map(String::as_str)
         .filter(|b| !backends.contains(b))
         .collect();
     let mut foreign = Vec::new();
@@ -87,16 +99,17 @@ fn inspect(elf: &Path, backends: &[&str]) -> Result<(u64, Vec<String>), String> 
 
 /// Every variant: all backends, bare metal, each backend alone.
 pub fn measure() -> Result<Vec<Variant>, String> {
+    let all = backends()?;
     let mut plans: Vec<(String, Vec<&str>)> = vec![
-        ("all".into(), BACKENDS.to_vec()),
+        ("all".into(), all.iter().map(String::as_str).collect()),
         ("native".into(), Vec::new()),
     ];
-    plans.extend(BACKENDS.iter().map(|b| (b.to_string(), vec![*b])));
+    plans.extend(all.iter().map(|b| (b.clone(), vec![b.as_str()])));
     let mut out = Vec::new();
     for (name, backends) in plans {
         println!("==> building the example kernel: {name}");
         let elf = build(&name, &backends)?;
-        let (text, foreign) = inspect(&elf, &backends)?;
+        let (text, foreign) = inspect(&elf, &backends, &all)?;
         out.push(Variant {
             name,
             text,

@@ -35,7 +35,7 @@ fn snapshot(century: Option<u8>) -> RtcRegisters {
 /// PVH domU has no emulated RTC), a port read gives 0xff, and neither the
 /// seconds register nor status register A can read 0xff on a real RTC
 /// (seconds stop at 59; status A's rate and divider bits are never all
-/// set). Two reads: cheap, and it keeps [`wallclock`] from polling a
+/// set). Two reads: cheap, and it keeps `wallclock` from polling a
 /// device that is not there.
 pub fn present() -> bool {
     !(register(0x00) == 0xff && register(0x0a) == 0xff)

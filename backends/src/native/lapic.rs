@@ -186,7 +186,7 @@ static APIC_TIMER_HZ: AtomicU64 = AtomicU64::new(0);
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 
 /// Whether a timer rate (APIC timer or TSC) has been measured: the arm
-/// that measures one spends [`CALIBRATION_NS`] first, and fires that late.
+/// that measures one spends 10 ms first, and fires that late.
 pub fn calibrated() -> bool {
     APIC_TIMER_HZ.load(Relaxed) != 0 || TSC_HZ.load(Relaxed) != 0
 }

@@ -46,6 +46,12 @@ pub fn module(model: &Model) -> String {
         let module = ident(&h.name.name);
         quote!(HypervisorInfo { name: #name, display: #display, signatures: #module::SIGNATURES, probes: #module::PROBES })
     });
+    let registry = model.hypervisors().map(|h| {
+        let name = ident(&h.name.name);
+        let feature = &h.name.name;
+        let variant = quote::format_ident!("{}", super::names::camel(&h.name.name));
+        quote!((#name, #feature, #variant))
+    });
     let interface_doc = docs(&model.interface.meta.docs.lines);
     let interface_name = &model.interface.name.name;
     let (base_major, base_minor) = model.baseline();
@@ -97,6 +103,18 @@ pub fn module(model: &Model) -> String {
         }
         #[doc = " Every hypervisor ABI of the interface, in IDL order."]
         pub const HYPERVISORS: &[HypervisorInfo] = &[#(#table),*];
+        #[doc = " Calls `$callback! { (name, \"name\", Variant), … }` once with every"]
+        #[doc = " hypervisor of the interface, in IDL order (the order of `Dispatch`'s"]
+        #[doc = " parameters): its module name, its IDL name (also the cargo feature a"]
+        #[doc = " backend crate builds it under) and its `Dispatch` variant. A backend"]
+        #[doc = " crate derives its registry from this one list, so a new IDL file is"]
+        #[doc = " registered everywhere at once."]
+        #[macro_export]
+        macro_rules! for_each_hypervisor {
+            ($callback:ident) => {
+                $callback! { #(#registry),* }
+            };
+        }
         #[doc = " Types, units, error kinds and shared structures."]
         pub mod types;
         #[doc = " The ops trait and the native routines behind it."]

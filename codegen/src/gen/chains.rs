@@ -606,6 +606,23 @@ fn services(uses: &Uses) -> Vec<TokenStream> {
 /// step given the features.
 fn plan_fns(plans: &[TokenStream], uses_version: bool) -> TokenStream {
     let plan_len = proc_macro2::Literal::usize_unsuffixed(plans.len());
+    let this_plan = if uses_version {
+        quote!(plan_at(self.0.features(), self.0.hv_version()))
+    } else {
+        quote!(plan(self.0.features()))
+    };
+    // The same question for every hypervisor, so that a registry of
+    // backends asks it without knowing which one it holds.
+    let planned = quote! {
+        impl<S: Steps> Paravirt<S> {
+            #[doc = " The step `op`'s chain starts with on this hypervisor (its number from"]
+            #[doc = " 1, and its IDL text), as [`plan`] says for the features found; `None`"]
+            #[doc = " for an op this hypervisor does not map."]
+            pub fn planned(&self, op: &str) -> Option<(usize, &'static str)> {
+                #this_plan.iter().find(|(o, _)| *o == op).map(|(_, s)| *s)
+            }
+        }
+    };
     // With version-gated steps, the plan also depends on the hypervisor's
     // version; `plan` is then `plan_at` an unknown version.
     if uses_version {
@@ -621,6 +638,8 @@ fn plan_fns(plans: &[TokenStream], uses_version: bool) -> TokenStream {
             pub fn plan_at(features: &Features, version: Option<(u32, u32, u32)>) -> [(&'static str, (usize, &'static str)); #plan_len] {
                 [#(#plans),*]
             }
+
+            #planned
         }
     } else {
         quote! {
@@ -630,6 +649,8 @@ fn plan_fns(plans: &[TokenStream], uses_version: bool) -> TokenStream {
             pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); #plan_len] {
                 [#(#plans),*]
             }
+
+            #planned
         }
     }
 }

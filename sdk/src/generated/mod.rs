@@ -62,6 +62,19 @@ pub const HYPERVISORS: &[HypervisorInfo] = &[
         probes: xen::PROBES,
     },
 ];
+/// Calls `$callback! { (name, "name", Variant), … }` once with every
+/// hypervisor of the interface, in IDL order (the order of `Dispatch`'s
+/// parameters): its module name, its IDL name (also the cargo feature a
+/// backend crate builds it under) and its `Dispatch` variant. A backend
+/// crate derives its registry from this one list, so a new IDL file is
+/// registered everywhere at once.
+#[macro_export]
+macro_rules! for_each_hypervisor {
+    ($callback:ident) => {
+        $callback ! { (hyperv, "hyperv", Hyperv), (kvm, "kvm", Kvm), (vmware, "vmware",
+        Vmware), (xen, "xen", Xen) }
+    };
+}
 /// Types, units, error kinds and shared structures.
 pub mod types;
 /// The ops trait and the native routines behind it.

@@ -549,6 +549,17 @@ pub fn plan_at(
         ),
     ]
 }
+impl<S: Steps> Paravirt<S> {
+    /// The step `op`'s chain starts with on this hypervisor (its number from
+    /// 1, and its IDL text), as [`plan`] says for the features found; `None`
+    /// for an op this hypervisor does not map.
+    pub fn planned(&self, op: &str) -> Option<(usize, &'static str)> {
+        plan_at(self.0.features(), self.0.hv_version())
+            .iter()
+            .find(|(o, _)| *o == op)
+            .map(|(_, s)| *s)
+    }
+}
 /// Each mapped op and the mechanisms of its chain, in order: for coverage tables.
 pub const CHAINS: &[(&str, &str)] = &[
     ("now", "shared → native"),
