@@ -10,7 +10,6 @@ use core::sync::atomic::{AtomicU32, AtomicU8, Ordering::SeqCst};
 use pvi_sdk::arch::{cpuid, rdtsc, wrmsr};
 use pvi_sdk::detect::Choice;
 use pvi_sdk::generated::kvm::{self, Features, Hypercalls, Instruction, KvmFeatures, Steps};
-use pvi_sdk::generated::ops::Op;
 use pvi_sdk::time::pvclock;
 use pvi_sdk::types::{
     kvm_pv_eoi_word, kvm_steal_time, pvclock_vcpu_time_info, pvclock_wall_clock, ApicId, CpuSet,
@@ -155,20 +154,6 @@ unsafe impl Steps for Kvm {
 
     fn features(&self) -> &Features {
         &self.features
-    }
-
-    fn served(&self, op: Op, step: usize) {
-        crate::served::record(op, step);
-    }
-
-    fn fell_back(&self, op: Op, step: usize, error: PvError) {
-        crate::withdrawn::fell_back(op, step, error);
-    }
-
-    /// Steps the hypervisor answered "unsupported" are withdrawn
-    /// ([`withdrawn::fell_back`](crate::withdrawn::fell_back)).
-    fn withdrawn(&self, op: Op, step: usize) -> bool {
-        crate::withdrawn::is_withdrawn(op, step)
     }
 
     fn hypercalls(&self) -> Hypercalls {

@@ -17,15 +17,16 @@
 
 pub mod console_ring;
 pub mod direct;
-pub mod fallback;
 pub mod hypercall_page;
 pub mod native;
 pub mod percpu;
 pub mod platform;
 pub mod retired;
 pub mod select;
-pub mod served;
-pub mod withdrawn;
+
+/// The run-time records of the chains, kept by the SDK (its generated
+/// `Steps` defaults write them): re-exported where the kernel reads them.
+pub use pvi_sdk::record::{fallback, served, withdrawn};
 
 pub mod registry;
 

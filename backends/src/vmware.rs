@@ -6,7 +6,6 @@ use crate::registry::HypervisorBackend;
 use crate::native::BareMetal;
 use pvi_sdk::arch::cpuid;
 use pvi_sdk::detect::Choice;
-use pvi_sdk::generated::ops::Op;
 use pvi_sdk::generated::vmware::{self, Features, Hypercalls, Instruction, Steps};
 use pvi_sdk::time::{rtc, tsc_freq};
 use pvi_sdk::types::{ErrorKind, ErrorOrigin, Hertz, Nanos, PvError};
@@ -39,20 +38,6 @@ unsafe impl Steps for Vmware {
 
     fn features(&self) -> &Features {
         &self.features
-    }
-
-    fn served(&self, op: Op, step: usize) {
-        crate::served::record(op, step);
-    }
-
-    fn fell_back(&self, op: Op, step: usize, error: PvError) {
-        crate::withdrawn::fell_back(op, step, error);
-    }
-
-    /// Steps the hypervisor answered "unsupported" are withdrawn
-    /// ([`withdrawn::fell_back`](crate::withdrawn::fell_back)).
-    fn withdrawn(&self, op: Op, step: usize) -> bool {
-        crate::withdrawn::is_withdrawn(op, step)
     }
 
     /// Leaves beyond the highest one VMware reports read as zero ("not

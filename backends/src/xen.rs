@@ -241,25 +241,8 @@ unsafe impl Steps for Xen {
         &self.features
     }
 
-    fn served(&self, op: Op, step: usize) {
-        crate::served::record(op, step);
-    }
-
-    fn fell_back(&self, op: Op, step: usize, error: PvError) {
-        crate::withdrawn::fell_back(op, step, error);
-    }
-
     fn hv_version(&self) -> Option<(u32, u32, u32)> {
         self.version
-    }
-
-    /// Its timer steps can be withdrawn ([`Selection::check_timer`]), and
-    /// so can steps it answers "unsupported"
-    /// ([`withdrawn::fell_back`](crate::withdrawn::fell_back)).
-    ///
-    /// [`Selection::check_timer`]: crate::select::Selection::check_timer
-    fn withdrawn(&self, op: Op, step: usize) -> bool {
-        crate::withdrawn::is_withdrawn(op, step)
     }
 
     fn hypercalls(&self) -> Hypercalls {

@@ -18,6 +18,7 @@ pub mod detect;
 pub mod fixup;
 pub mod note;
 pub mod patch;
+pub mod record;
 pub mod time;
 
 pub use generated::ops::{NativeRoutines, PvOps};

@@ -9,6 +9,10 @@
 #[path = "../golden/rust/mod.rs"]
 pub mod generated;
 
+/// The SDK's run-time records, which the generated `Steps` defaults write.
+#[path = "../../sdk/src/record/mod.rs"]
+pub mod record;
+
 /// Alpha's stubs with `ud2` for `vmcall`/`vmmcall`.
 #[rustfmt::skip]
 #[path = "../golden/trap/alpha.rs"]

@@ -928,23 +928,28 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
             type Native: NativeRoutines;
             #[doc = " The features found at detection."]
             fn features(&self) -> &Features;
-            #[doc = " Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried."]
-            fn fell_back(&self, op: Op, step: usize, error: PvError);
+            #[doc = " Step `step` (from 1) of `op`'s chain failed with `error`; the next is"]
+            #[doc = " tried. The default logs it, and withdraws the step when the hypervisor"]
+            #[doc = " itself answered \"no such call\" (`crate::record::withdrawn::fell_back`)."]
+            #[inline]
+            fn fell_back(&self, op: Op, step: usize, error: PvError) {
+                crate::record::withdrawn::fell_back(op, step, error)
+            }
             #[doc = " Whether step `step` (from 1) of `op`'s chain is withdrawn: announced, but"]
-            #[doc = " seen to fail for good (a timer that never fires), so the chain skips it."]
-            #[doc = " The default withdraws nothing, and costs nothing."]
+            #[doc = " seen to fail for good (a timer that never fires, a call the hypervisor"]
+            #[doc = " refused), so the chain skips it. The default reads the SDK's record: one"]
+            #[doc = " relaxed load until anything is withdrawn."]
             #[inline(always)]
             fn withdrawn(&self, op: Op, step: usize) -> bool {
-                let _ = (op, step);
-                false
+                crate::record::withdrawn::is_withdrawn(op, step)
             }
             #[doc = " Step `step` (from 1; 0 for the native lowering) of `op`'s chain"]
             #[doc = " answered a call: where each op was served from, for a boot"]
             #[doc = " report that says which mechanisms ran, not only which were planned."]
-            #[doc = " The default records nothing, and costs nothing."]
+            #[doc = " The default records it in the SDK's record (a load and a branch)."]
             #[inline(always)]
             fn served(&self, op: Op, step: usize) {
-                let _ = (op, step);
+                crate::record::served::record(op, step)
             }
             #(#services)*
             #(#step_methods)*

@@ -324,6 +324,10 @@ fn errors(model: &Model) -> Piece {
         );
         quote!(#[doc = #doc] #v(i64))
     });
+    let all = kinds.iter().map(|k| {
+        let v = format_ident!("{}", camel(&k.name.name));
+        quote!(ErrorKind::#v)
+    });
     let codes = model.hypervisors().map(|h| {
         let v = format_ident!("{}", camel(&h.name.name));
         quote!(Self::#v(code) => Some(code))
@@ -333,6 +337,11 @@ fn errors(model: &Model) -> Piece {
         #[doc = " hypervisor."]
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum ErrorKind { #(#variants,)* }
+        impl ErrorKind {
+            #[doc = " Every kind, in IDL order: `ALL[kind as usize] == kind`, for"]
+            #[doc = " compact logs that store a kind as its index."]
+            pub const ALL: &'static [ErrorKind] = &[#(#all),*];
+        }
         #[doc = " Where an error came from, with the hypervisor's own code."]
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum ErrorOrigin {

@@ -1541,6 +1541,18 @@ pub enum ErrorKind {
     /// The hypervisor reported a failure with no closer meaning.
     Failed,
 }
+impl ErrorKind {
+    /// Every kind, in IDL order: `ALL[kind as usize] == kind`, for
+    /// compact logs that store a kind as its index.
+    pub const ALL: &'static [ErrorKind] = &[
+        ErrorKind::Unsupported,
+        ErrorKind::InvalidArgument,
+        ErrorKind::Busy,
+        ErrorKind::Denied,
+        ErrorKind::BadAddress,
+        ErrorKind::Failed,
+    ];
+}
 /// Where an error came from, with the hypervisor's own code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorOrigin {

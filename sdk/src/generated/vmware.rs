@@ -742,23 +742,28 @@ pub unsafe trait Steps {
     type Native: NativeRoutines;
     /// The features found at detection.
     fn features(&self) -> &Features;
-    /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is tried.
-    fn fell_back(&self, op: Op, step: usize, error: PvError);
+    /// Step `step` (from 1) of `op`'s chain failed with `error`; the next is
+    /// tried. The default logs it, and withdraws the step when the hypervisor
+    /// itself answered "no such call" (`crate::record::withdrawn::fell_back`).
+    #[inline]
+    fn fell_back(&self, op: Op, step: usize, error: PvError) {
+        crate::record::withdrawn::fell_back(op, step, error)
+    }
     /// Whether step `step` (from 1) of `op`'s chain is withdrawn: announced, but
-    /// seen to fail for good (a timer that never fires), so the chain skips it.
-    /// The default withdraws nothing, and costs nothing.
+    /// seen to fail for good (a timer that never fires, a call the hypervisor
+    /// refused), so the chain skips it. The default reads the SDK's record: one
+    /// relaxed load until anything is withdrawn.
     #[inline(always)]
     fn withdrawn(&self, op: Op, step: usize) -> bool {
-        let _ = (op, step);
-        false
+        crate::record::withdrawn::is_withdrawn(op, step)
     }
     /// Step `step` (from 1; 0 for the native lowering) of `op`'s chain
     /// answered a call: where each op was served from, for a boot
     /// report that says which mechanisms ran, not only which were planned.
-    /// The default records nothing, and costs nothing.
+    /// The default records it in the SDK's record (a load and a branch).
     #[inline(always)]
     fn served(&self, op: Op, step: usize) {
-        let _ = (op, step);
+        crate::record::served::record(op, step)
     }
     /// CPUID leaf `leaf` (upstream numbering) read at the base where the hypervisor was found: eax, ebx, ecx, edx.
     fn cpuid(&self, leaf: u32) -> [u32; 4];

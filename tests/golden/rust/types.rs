@@ -150,6 +150,15 @@ pub enum ErrorKind {
     /// Anything else.
     Failed,
 }
+impl ErrorKind {
+    /// Every kind, in IDL order: `ALL[kind as usize] == kind`, for
+    /// compact logs that store a kind as its index.
+    pub const ALL: &'static [ErrorKind] = &[
+        ErrorKind::Unsupported,
+        ErrorKind::InvalidArgument,
+        ErrorKind::Failed,
+    ];
+}
 /// Where an error came from, with the hypervisor's own code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorOrigin {

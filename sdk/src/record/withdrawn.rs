@@ -7,10 +7,10 @@
 //! Until something is withdrawn, asking costs one relaxed load; after,
 //! one more, of the op's own byte.
 
-use crate::fallback;
+use super::fallback;
+use crate::generated::ops::{Op, OPS};
+use crate::generated::types::{ErrorKind, PvError};
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
-use pvi_sdk::generated::ops::{Op, OPS};
-use pvi_sdk::types::{ErrorKind, PvError};
 
 /// Per op (in `OPS` order): bit `n - 1` set when step `n` is withdrawn.
 static STEPS: [AtomicU8; OPS.len()] = [const { AtomicU8::new(0) }; OPS.len()];

@@ -8,8 +8,8 @@
 //! first call from a step also sets a bit. Lock-free, for interrupt
 //! handlers.
 
+use crate::generated::ops::{Op, OPS};
 use core::sync::atomic::{AtomicU16, Ordering::Relaxed};
-use pvi_sdk::generated::ops::{Op, OPS};
 
 /// Per op (in `OPS` order): bit `n` set once step `n` served (0 = native).
 static SERVED: [AtomicU16; OPS.len()] = [const { AtomicU16::new(0) }; OPS.len()];

@@ -4,9 +4,9 @@
 //! every call (a console hypercall the hypervisor refuses) takes one line,
 //! not the whole log.
 
+use crate::generated::ops::{Op, OPS};
+use crate::generated::types::{ErrorKind, PvError};
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
-use pvi_sdk::generated::ops::{Op, OPS};
-use pvi_sdk::types::{ErrorKind, PvError};
 
 /// Setup steps that can fail and be worked around, logged like ops.
 pub const SETUP: &[&str] = &["setup: hypercall page left empty"];
@@ -21,14 +21,7 @@ const MAX_TIMES: u32 = (1 << 24) - 1;
 static TABLE: [[AtomicU32; STEPS]; ROWS] = [const { [const { AtomicU32::new(0) }; STEPS] }; ROWS];
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 
-const KINDS: &[ErrorKind] = &[
-    ErrorKind::Unsupported,
-    ErrorKind::InvalidArgument,
-    ErrorKind::Busy,
-    ErrorKind::Denied,
-    ErrorKind::BadAddress,
-    ErrorKind::Failed,
-];
+const KINDS: &[ErrorKind] = ErrorKind::ALL;
 
 /// One op step that fell back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,10 +52,8 @@ fn record_row(row: usize, step: usize, error: PvError) {
     if row >= ROWS {
         return;
     }
-    let kind = KINDS
-        .iter()
-        .position(|k| *k == error.kind)
-        .unwrap_or(KINDS.len() - 1) as u32;
+    // `ALL` holds every kind in declaration order: the index is the kind.
+    let kind = error.kind as u32;
     let slot = &TABLE[row][step.min(STEPS - 1)];
     let _ = slot.fetch_update(Relaxed, Relaxed, |v| {
         let times = ((v >> 8) + 1).min(MAX_TIMES);
@@ -87,10 +78,11 @@ pub fn summary() -> impl Iterator<Item = Event> {
                     .map(|o| o.name)
                     .unwrap_or_else(|| SETUP[row - OPS.len()]),
                 step,
+                // Only `record_row` writes the index, from a kind.
                 kind: KINDS
                     .get((v & 0xff) as usize)
                     .copied()
-                    .unwrap_or(ErrorKind::Failed),
+                    .unwrap_or(ErrorKind::Unsupported),
                 times,
             })
         })
