@@ -12,7 +12,13 @@ fn checked_in_artifacts_match_the_idl() {
     let mut stale = Vec::new();
     let mut files = 0;
     let previous_lock = pvi_codegen::lock::read(&root.join("idl/abi.lock"));
-    for artifact in pvi_codegen::artifacts::all(&model, previous_lock.as_ref()) {
+    let summary = fs::read_to_string(root.join("book/src/SUMMARY.md")).unwrap();
+    assert!(
+        summary.contains(pvi_codegen::doc::SUMMARY_HEADING),
+        "book/src/SUMMARY.md lost the heading its generated reference list follows: {}",
+        pvi_codegen::doc::SUMMARY_HEADING
+    );
+    for artifact in pvi_codegen::artifacts::all(&model, previous_lock.as_ref(), Some(&summary)) {
         let dir = root.join(artifact.dir);
         for file in &artifact.files {
             files += 1;

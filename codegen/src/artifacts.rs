@@ -16,9 +16,15 @@ pub struct Artifact {
 /// reference pages, and the ABI lock.
 ///
 /// `previous_lock` is the checked-in `idl/abi.lock`, whose op ids the new
-/// lock keeps.
-pub fn all(model: &Model, previous_lock: Option<&crate::lock::Lock>) -> Vec<Artifact> {
-    vec![
+/// lock keeps; `book_summary` the book's `SUMMARY.md`, whose reference
+/// list is regenerated ([`crate::doc::summary`]).
+pub fn all(
+    model: &Model,
+    previous_lock: Option<&crate::lock::Lock>,
+    book_summary: Option<&str>,
+) -> Vec<Artifact> {
+    let summary = book_summary.and_then(|current| crate::doc::summary(model, current));
+    let mut all = vec![
         Artifact {
             dir: crate::gen::RUST_DIR,
             files: crate::gen::rust(model),
@@ -38,7 +44,17 @@ pub fn all(model: &Model, previous_lock: Option<&crate::lock::Lock>) -> Vec<Arti
                 text: crate::lock::render(model, previous_lock),
             }],
         },
-    ]
+    ];
+    if let Some(text) = summary {
+        all.push(Artifact {
+            dir: "book/src",
+            files: vec![Output {
+                name: "SUMMARY.md".into(),
+                text,
+            }],
+        });
+    }
+    all
 }
 
 /// Whether a file was written by the generators (and so may be replaced or

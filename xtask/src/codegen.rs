@@ -27,7 +27,8 @@ pub fn codegen(bless: bool) -> ExitCode {
     };
     let mut changed = 0;
     let previous_lock = pvi_codegen::lock::read(Path::new("idl/abi.lock"));
-    for artifact in artifacts::all(&model, previous_lock.as_ref()) {
+    let summary = std::fs::read_to_string("book/src/SUMMARY.md").ok();
+    for artifact in artifacts::all(&model, previous_lock.as_ref(), summary.as_deref()) {
         let dir = Path::new(artifact.dir);
         if let Err(e) = std::fs::create_dir_all(dir) {
             eprintln!("xtask codegen: {}: {e}", dir.display());

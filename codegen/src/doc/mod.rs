@@ -52,6 +52,37 @@ pub fn reference(model: &Model) -> Vec<Output> {
     pages
 }
 
+/// The heading of `book/src/SUMMARY.md` under which the reference pages
+/// are listed: everything after it is generated.
+pub const SUMMARY_HEADING: &str = "# Reference (generated from idl/)";
+
+/// `current` (the book's `SUMMARY.md`) with the list after
+/// [`SUMMARY_HEADING`] made from the model, so a new op group or
+/// hypervisor's page is in the book without a hand edit; `None` if the
+/// heading is missing.
+pub fn summary(model: &Model, current: &str) -> Option<String> {
+    let at = current.find(SUMMARY_HEADING)? + SUMMARY_HEADING.len();
+    let mut s = format!(
+        "{}\n\n- [Overview](reference/index.md)\n- [The op × hypervisor matrix](reference/matrix.md)\n",
+        &current[..at]
+    );
+    for g in model.groups() {
+        s.push_str(&format!(
+            "- [Ops: {0}](reference/ops-{0}.md)\n",
+            g.name.name
+        ));
+    }
+    for hv in model.hypervisors() {
+        s.push_str(&format!(
+            "- [{}](reference/hv-{}.md)\n",
+            display(hv),
+            hv.name.name
+        ));
+    }
+    s.push_str("- [Shared structures](reference/structures.md)\n- [Version history](reference/versions.md)\n");
+    Some(s)
+}
+
 /// The shared structures declared outside any hypervisor block (the
 /// pvclock records KVM and Xen both use), with their files' docs.
 fn structures(model: &Model) -> String {
