@@ -215,6 +215,21 @@ fn replay(root: &Path, guide: &Guide) -> Result<Vec<String>, String> {
     if replayed == 0 {
         return Err(format!("{}: nothing to replay", path.display()));
     }
+    if let Some(limit) = guide.hand_written {
+        let changes = crate::diffstat::changes(root, &work)
+            .map_err(|e| format!("comparing the copy with the repository: {e}"))?;
+        print!("{}", crate::diffstat::render(&changes));
+        let by_hand = changes
+            .iter()
+            .filter(|c| c.author == crate::diffstat::Author::Person)
+            .count();
+        if by_hand > limit {
+            return Err(format!(
+                "{}: the guide has its reader write {by_hand} files besides tests, more than {limit}",
+                path.display()
+            ));
+        }
+    }
     println!(
         "    {}: {replayed} blocks replayed in {}",
         path.display(),
@@ -231,6 +246,9 @@ pub struct Guide {
     pub path: &'static str,
     /// Whether it changes files (then it runs on a copy of the repository).
     pub on_a_copy: bool,
+    /// At most how many files outside `tests/` its reader writes by hand
+    /// (the replay prints what it changed, and fails above this).
+    pub hand_written: Option<usize>,
 }
 
 /// The pages whose commands `cargo xtask test` replays.
@@ -239,26 +257,32 @@ pub const GUIDES: &[Guide] = &[
         name: "book: the IDL guide, replayed on a copy of the repository",
         path: "book/src/guide-idl.md",
         on_a_copy: true,
+        hand_written: None,
     },
     Guide {
         name: "book: the backend guide, replayed on a copy of the repository",
         path: "book/src/guide-backend.md",
         on_a_copy: true,
+        // The IDL file, the backend file, the cargo feature that builds it.
+        hand_written: Some(3),
     },
     Guide {
         name: "book: the quick start's commands",
         path: "book/src/quickstart.md",
         on_a_copy: false,
+        hand_written: None,
     },
     Guide {
         name: "book: the boot guide's commands",
         path: "book/src/kernel.md",
         on_a_copy: false,
+        hand_written: None,
     },
     Guide {
         name: "book: the pvi-sim chapter's commands",
         path: "book/src/sim.md",
         on_a_copy: false,
+        hand_written: None,
     },
 ];
 

@@ -7,6 +7,7 @@ mod cargo;
 mod chart;
 mod codegen;
 mod cpio;
+mod diffstat;
 mod dom0;
 mod guide;
 mod kernel_bench;
