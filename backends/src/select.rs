@@ -31,10 +31,12 @@ pub enum Override {
     /// Followed.
     Followed(&'static str),
     /// Ignored: it names a hypervisor detection did not find (its calls
-    /// would fault), or none at all.
-    Ignored,
+    /// would fault).
+    NotFound(&'static str),
+    /// Ignored: neither `native` nor a hypervisor of the interface.
+    Unknown,
     /// Ignored: that backend is not in this build.
-    NotBuilt,
+    NotBuilt(&'static str),
 }
 
 /// What `pvi.withdraw=` did: the steps withdrawn on request (as rows of
@@ -109,13 +111,14 @@ pub unsafe fn select(detection: Detection, cmdline: &str) -> Selection {
     let mut choice = detection.chosen;
     let mut override_ = Override::None;
     if let Some(name) = backend_override(cmdline) {
-        override_ = Override::Ignored;
+        override_ = Override::Unknown;
         if name == "native" {
             choice = None;
             override_ = Override::Followed("native");
         } else if let Some(index) = HYPERVISORS.iter().position(|h| h.name == name) {
+            override_ = Override::NotFound(HYPERVISORS[index].name);
             if !COMPILED_IN.contains(&name) {
-                override_ = Override::NotBuilt;
+                override_ = Override::NotBuilt(HYPERVISORS[index].name);
             } else if let Some(found) = detection.found().find(|f| f.hypervisor == Some(index)) {
                 let how = detection
                     .chosen
@@ -440,13 +443,20 @@ impl fmt::Display for Selection {
         match self.override_ {
             Override::None => {}
             Override::Followed(name) => writeln!(f, "pvi.backend={name}: followed")?,
-            Override::Ignored => writeln!(
+            Override::NotFound(name) => writeln!(
                 f,
-                "pvi.backend=: ignored (not a hypervisor detection found, nor native)"
+                "pvi.backend={name}: ignored (detection did not find it: its calls would fault)"
             )?,
-            Override::NotBuilt => writeln!(
+            Override::Unknown => {
+                write!(f, "pvi.backend=: ignored (the backends are native")?;
+                for h in HYPERVISORS {
+                    write!(f, ", {}", h.name)?;
+                }
+                writeln!(f, ")")?;
+            }
+            Override::NotBuilt(name) => writeln!(
                 f,
-                "pvi.backend=: ignored (that backend is not in this build)"
+                "pvi.backend={name}: ignored (that backend is not in this build)"
             )?,
         }
         for (op, step) in self.requested.steps() {

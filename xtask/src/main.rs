@@ -10,6 +10,7 @@ mod cpio;
 mod diffstat;
 mod dom0;
 mod guide;
+mod hypervisors;
 mod kernel_bench;
 mod matrix;
 mod probe;
@@ -124,6 +125,24 @@ fn main() -> ExitCode {
             release,
             words,
         } => {
+            // An unknown name would only be ignored by the kernel, after a
+            // boot: refuse it here, as clap refuses an unknown `--sim`.
+            if let Some(name) = backend.as_deref() {
+                let known = match hypervisors::names() {
+                    Ok(names) => names,
+                    Err(e) => {
+                        eprintln!("xtask run: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                if name != "native" && !known.iter().any(|k| k == name) {
+                    eprintln!(
+                        "xtask run: --backend {name}: not a backend; the possible values are native, {}",
+                        known.join(", ")
+                    );
+                    return ExitCode::from(2);
+                }
+            }
             let accel = match (sim.as_deref(), accel.as_deref()) {
                 _ if xen.as_deref() == Some("pvh") => Some(qemu::Accel::XenPvh { viridian }),
                 _ if viridian => {

@@ -356,6 +356,20 @@ fn cases() -> Vec<Case> {
             Accel::Kvm,
             &["backend: kvm", "tick 5:", "shutdown: powering off"],
         ),
+        Case {
+            // A backend detection did not find is refused, and said so:
+            // Xen's hypercalls would fault under KVM.
+            words: "demo pvi.backend=xen",
+            ..demo(
+                "demo: kvm, pvi.backend=xen refused",
+                Accel::Kvm,
+                &[
+                    "pvi.backend=xen: ignored (detection did not find it: its calls would fault)",
+                    "backend: kvm",
+                    "shutdown: powering off",
+                ],
+            )
+        },
         panic("panic_notify: tcg, pvpanic", Accel::Tcg),
         panic("panic_notify: kvm, pvpanic", Accel::Kvm),
         demo(

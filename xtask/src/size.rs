@@ -6,17 +6,6 @@
 use object::{Object, ObjectSection, ObjectSymbol};
 use std::path::{Path, PathBuf};
 
-/// The backends the example kernel can be built with: one per hypervisor
-/// of the IDL, each the pvi-backends feature of its name (the registry's
-/// list, `pvi_backends::registry`).
-fn backends() -> Result<Vec<String>, String> {
-    match pvi_codegen::check_paths(&["idl".into()]) {
-        Ok((_, Ok(model))) => Ok(model.hypervisors().map(|h| h.name.name.clone()).collect()),
-        Ok((_, Err(_))) => Err("idl/ does not check: run `cargo pvi check idl`".into()),
-        Err(e) => Err(format!("idl/: {e}")),
-    }
-}
-
 /// One build of the kernel: which backends, and its `.text` in bytes.
 pub struct Variant {
     /// `all`, `native`, or a backend's name.
@@ -99,7 +88,9 @@ fn inspect(elf: &Path, backends: &[&str], all: &[String]) -> Result<(u64, Vec<St
 
 /// Every variant: all backends, bare metal, each backend alone.
 pub fn measure() -> Result<Vec<Variant>, String> {
-    let all = backends()?;
+    // One per hypervisor of the IDL, each the pvi-backends feature of its
+    // name (the registry's list, `pvi_backends::registry`).
+    let all = crate::hypervisors::names()?;
     let mut plans: Vec<(String, Vec<&str>)> = vec![
         ("all".into(), all.iter().map(String::as_str).collect()),
         ("native".into(), Vec::new()),
