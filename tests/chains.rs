@@ -558,10 +558,10 @@ fn the_plan_names_the_step_features_select() {
         ..kvm::Features::NONE
     };
     let plan = kvm::plan(&f);
-    let clock = plan.iter().find(|(op, _)| *op == "clock_ns").unwrap().1;
+    let clock = plan.iter().find(|(op, _)| *op == Op::ClockNs).unwrap().1;
     assert_eq!(clock.0, 2);
     assert!(clock.1.contains("MSR_KVM_SYSTEM_TIME "), "{}", clock.1);
-    let eoi = plan.iter().find(|(op, _)| *op == "eoi").unwrap().1;
+    let eoi = plan.iter().find(|(op, _)| *op == Op::Eoi).unwrap().1;
     assert_eq!(
         eoi,
         (2, "native"),

@@ -121,7 +121,7 @@ macro_rules! registry {
         /// number from 1 and IDL text); `None` for native or an op the
         /// hypervisor does not map.
         #[allow(unused_variables)] // without any backend built in
-        pub(crate) fn planned(backend: &Backend, op: &str) -> Option<(usize, &'static str)> {
+        pub(crate) fn planned(backend: &Backend, op: pvi_sdk::generated::ops::Op) -> Option<(usize, &'static str)> {
             match backend {
                 $(
                     #[cfg(feature = $feature)]

@@ -257,7 +257,7 @@ impl Selection {
         }
         // After the first arm: reading the clock may have withdrawn the
         // timer steps (a Xen time record stuck mid-update).
-        let planned = self.serving("timer_oneshot");
+        let planned = self.serving(Op::TimerOneshot);
         match (first, planned) {
             (Ok(late_ns), _) => TimerCheck::Fires {
                 planned,
@@ -267,7 +267,7 @@ impl Selection {
             (Err(silence), Some((step, text))) => {
                 let why = PvError::new(ErrorKind::Failed, ErrorOrigin::Native);
                 crate::withdrawn::withdraw(Op::TimerOneshot, step, why);
-                if let Some((cancel, _)) = self.serving("timer_cancel") {
+                if let Some((cancel, _)) = self.serving(Op::TimerCancel) {
                     crate::withdrawn::withdraw(Op::TimerCancel, cancel, why);
                 }
                 TimerCheck::Withdrawn {
@@ -314,16 +314,15 @@ impl Selection {
 
     /// The paravirtual step serving `op` now: the planned one, unless that
     /// is native or has been withdrawn (`None`: native).
-    pub fn serving(&self, op: &str) -> Option<(usize, &'static str)> {
-        self.planned(op).filter(|&(step, text)| {
-            text != "native"
-                && !Op::from_name(op).is_some_and(|op| crate::withdrawn::is_withdrawn(op, step))
-        })
+    pub fn serving(&self, op: Op) -> Option<(usize, &'static str)> {
+        self.planned(op)
+            .filter(|&(step, text)| text != "native" && !crate::withdrawn::is_withdrawn(op, step))
     }
 
-    /// For each mapped op of the active backend, the step its features
-    /// select (number from 1, IDL text).
-    pub fn planned(&self, op: &str) -> Option<(usize, &'static str)> {
+    /// The step `op`'s chain starts with on the active backend, as its
+    /// features select (number from 1, IDL text); `None` natively or for an
+    /// op the hypervisor does not map.
+    pub fn planned(&self, op: Op) -> Option<(usize, &'static str)> {
         crate::registry::planned(self.backend, op)
     }
 }
@@ -492,7 +491,7 @@ impl fmt::Display for Selection {
             }
         }
         for (&id, op) in Op::ALL.iter().zip(OPS) {
-            match self.planned(op.name) {
+            match self.planned(id) {
                 Some((step, text)) if crate::withdrawn::is_withdrawn(id, step) => writeln!(
                     f,
                     "  {:<18} step {step} withdrawn at run time ({text}): the chain falls back past it",

@@ -422,7 +422,7 @@ fn ipi(selection: &Selection, cmdline: &str) {
         }),
     );
     let by_hypercall = selection
-        .serving("send_ipi")
+        .serving(pvi_sdk::generated::ops::Op::SendIpi)
         .is_some_and(|(_, how)| how.starts_with("hypercall"));
     if by_hypercall
         && cmdline

@@ -61,7 +61,11 @@ pub fn raw(text: &str) {
 /// hypervisor serves it (natively they already reached COM1).
 pub fn replay_early(selection: &Selection) {
     let written = EARLY_LEN.load(Relaxed);
-    if written == 0 || selection.serving("console_write").is_none() {
+    if written == 0
+        || selection
+            .serving(pvi_sdk::generated::ops::Op::ConsoleWrite)
+            .is_none()
+    {
         return;
     }
     let kept = written.min(EARLY_BYTES);

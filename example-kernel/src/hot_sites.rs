@@ -29,7 +29,12 @@ pub fn sites() -> &'static [Site] {
 fn decide(selection: &Selection, op: HotOp) -> Patch {
     match op {
         HotOp::Eoi => Patch::Call(pvi_backends::direct::eoi_direct()),
-        _ if selection.serving(op.name()).is_none() => Patch::Native,
+        _ if pvi_sdk::generated::ops::Op::from_name(op.name())
+            .and_then(|op| selection.serving(op))
+            .is_none() =>
+        {
+            Patch::Native
+        }
         _ => Patch::Keep,
     }
 }

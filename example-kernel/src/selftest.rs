@@ -10,6 +10,7 @@ use crate::platform::{KICK_VECTOR, TIMER_VECTOR};
 use core::fmt::{self, Write};
 use pvi_backends::select::{Backend, Selection};
 use pvi_sdk::arch::{inb, outb, rdtsc};
+use pvi_sdk::generated::ops::Op;
 use pvi_sdk::types::{ApicId, CpuSet, IrqFlags, Nanos, Vector};
 use pvi_sdk::PvOps;
 use x86_64::registers::rflags::{self, RFlags};
@@ -88,7 +89,7 @@ impl Context<'_> {
     /// Why `op` must not be called here, if it must not: the boot matrix
     /// found that hypercalls never return on this host (nested KVM) and
     /// said so with `selftest.no-hypercalls`.
-    fn hypercall_blocked(&self, op: &str) -> Option<Text> {
+    fn hypercall_blocked(&self, op: Op) -> Option<Text> {
         let (step, how) = self.selection.planned(op)?;
         let blocked = how.starts_with("hypercall")
             && self
@@ -165,19 +166,19 @@ pub fn hypercall_probe(selection: &'static Selection) -> ! {
     let ops = selection.backend;
     let me = ApicId(crate::apic::id());
     let mut out = crate::console::Console;
-    let served = |op: &str| {
+    let served = |op: Op| {
         selection
             .planned(op)
             .is_some_and(|(_, how)| how.starts_with("hypercall"))
     };
     ops.irq_disable();
-    if served("yield_to") {
+    if served(Op::YieldTo) {
         let _ = writeln!(out, "hypercall-probe: calling yield_to");
         ops.yield_to(me);
-    } else if served("kick_cpu") {
+    } else if served(Op::KickCpu) {
         let _ = writeln!(out, "hypercall-probe: calling kick_cpu");
         ops.kick_cpu(me);
-    } else if served("send_ipi") && me.0 < 64 {
+    } else if served(Op::SendIpi) && me.0 < 64 {
         let _ = writeln!(out, "hypercall-probe: calling send_ipi");
         let _ = ops.send_ipi(CpuSet(1 << me.0), Vector(KICK_VECTOR));
     } else {
@@ -215,7 +216,7 @@ pub fn run(selection: &'static Selection, machine: &Machine, cmdline: &str) -> !
         cx.ops.irq_disable();
         let took_ms = (cx.now() - test_started) / MS;
         let fell_back = FellBack::of(op_of(name)).since(fallbacks_before);
-        let served = match selection.serving(op_of(name)) {
+        let served = match Op::from_name(op_of(name)).and_then(|op| selection.serving(op)) {
             None => "native",
             Some(_) => selection.backend.name(),
         };
@@ -523,7 +524,7 @@ fn tsc_hz_vs_rtc(cx: &Context) -> Outcome {
 }
 
 fn wallclock_vs_host(cx: &Context) -> Outcome {
-    if cx.selection.serving("wallclock").is_none() {
+    if cx.selection.serving(Op::Wallclock).is_none() {
         if let Some(why) = no_rtc(cx) {
             return skip!(
                 "the wall clock is the CMOS RTC's here, and this platform has none ({why})"
@@ -738,7 +739,7 @@ fn io_delay(cx: &Context) -> Outcome {
 }
 
 fn send_ipi_self(cx: &Context) -> Outcome {
-    if let Some(why) = cx.hypercall_blocked("send_ipi") {
+    if let Some(why) = cx.hypercall_blocked(Op::SendIpi) {
         return Outcome::Skip(why);
     }
     let me = crate::apic::id();
@@ -759,7 +760,7 @@ fn send_ipi_self(cx: &Context) -> Outcome {
 }
 
 fn kick_self(cx: &Context) -> Outcome {
-    if let Some(why) = cx.hypercall_blocked("kick_cpu") {
+    if let Some(why) = cx.hypercall_blocked(Op::KickCpu) {
         return Outcome::Skip(why);
     }
     // With interrupts off the kick stays pending; safe_halt then sleeps
@@ -802,7 +803,7 @@ fn within_100ms(cx: &Context, f: impl Fn() -> bool) -> bool {
 }
 
 fn send_ipi_other(cx: &Context) -> Outcome {
-    if let Some(why) = cx.hypercall_blocked("send_ipi") {
+    if let Some(why) = cx.hypercall_blocked(Op::SendIpi) {
         return Outcome::Skip(why);
     }
     let Some((cpu, apic)) = other_cpu(cx) else {
@@ -820,7 +821,7 @@ fn send_ipi_other(cx: &Context) -> Outcome {
 }
 
 fn kick_other(cx: &Context) -> Outcome {
-    if let Some(why) = cx.hypercall_blocked("kick_cpu") {
+    if let Some(why) = cx.hypercall_blocked(Op::KickCpu) {
         return Outcome::Skip(why);
     }
     let Some((cpu, apic)) = other_cpu(cx) else {
@@ -842,7 +843,7 @@ fn kick_other(cx: &Context) -> Outcome {
 }
 
 fn flush_tlb_other(cx: &Context) -> Outcome {
-    if let Some(why) = cx.hypercall_blocked("flush_tlb") {
+    if let Some(why) = cx.hypercall_blocked(Op::FlushTlb) {
         return Outcome::Skip(why);
     }
     let Some((cpu, apic)) = other_cpu(cx) else {
@@ -879,7 +880,7 @@ fn flush_tlb_other(cx: &Context) -> Outcome {
 }
 
 fn yield_to(cx: &Context) -> Outcome {
-    if let Some(why) = cx.hypercall_blocked("yield_to") {
+    if let Some(why) = cx.hypercall_blocked(Op::YieldTo) {
         return Outcome::Skip(why);
     }
     let target = other_cpu(cx).map_or(crate::apic::id(), |(_, apic)| apic);
@@ -888,7 +889,7 @@ fn yield_to(cx: &Context) -> Outcome {
 }
 
 fn vcpu_is_preempted(cx: &Context) -> Outcome {
-    if let Some(why) = cx.hypercall_blocked("vcpu_is_preempted") {
+    if let Some(why) = cx.hypercall_blocked(Op::VcpuIsPreempted) {
         return Outcome::Skip(why);
     }
     // The running CPU cannot be preempted while it asks.
@@ -910,7 +911,7 @@ fn vcpu_is_preempted(cx: &Context) -> Outcome {
 }
 
 fn flush_tlb_local(cx: &Context) -> Outcome {
-    if let Some(why) = cx.hypercall_blocked("flush_tlb") {
+    if let Some(why) = cx.hypercall_blocked(Op::FlushTlb) {
         return Outcome::Skip(why);
     }
     let me = crate::apic::id();

@@ -618,7 +618,7 @@ fn plan_fns(plans: &[TokenStream], uses_version: bool) -> TokenStream {
             #[doc = " The step `op`'s chain starts with on this hypervisor (its number from"]
             #[doc = " 1, and its IDL text), as [`plan`] says for the features found; `None`"]
             #[doc = " for an op this hypervisor does not map."]
-            pub fn planned(&self, op: &str) -> Option<(usize, &'static str)> {
+            pub fn planned(&self, op: Op) -> Option<(usize, &'static str)> {
                 #this_plan.iter().find(|(o, _)| *o == op).map(|(_, s)| *s)
             }
         }
@@ -629,13 +629,13 @@ fn plan_fns(plans: &[TokenStream], uses_version: bool) -> TokenStream {
         quote! {
             #[doc = " For each mapped op, the step its chain starts with given `features`"]
             #[doc = " (its number from 1, and its IDL text): what a boot report shows."]
-            pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); #plan_len] {
+            pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); #plan_len] {
                 plan_at(features, None)
             }
 
             #[doc = " [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`])."]
             #[allow(unused_variables)]
-            pub fn plan_at(features: &Features, version: Option<(u32, u32, u32)>) -> [(&'static str, (usize, &'static str)); #plan_len] {
+            pub fn plan_at(features: &Features, version: Option<(u32, u32, u32)>) -> [(Op, (usize, &'static str)); #plan_len] {
                 [#(#plans),*]
             }
 
@@ -646,7 +646,7 @@ fn plan_fns(plans: &[TokenStream], uses_version: bool) -> TokenStream {
             #[doc = " For each mapped op, the step its chain starts with given `features`"]
             #[doc = " (its number from 1, and its IDL text): what a boot report shows."]
             #[allow(unused_variables)]
-            pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); #plan_len] {
+            pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); #plan_len] {
                 [#(#plans),*]
             }
 
@@ -745,7 +745,7 @@ fn chain(
             .to_string();
         quote!(if #cond { return (#n, #text); })
     });
-    let plan = quote!((#op_name, { let step = || -> (usize, &'static str) { #(#candidates)* (0, "native") }; step() }));
+    let plan = quote!((#row, { let step = || -> (usize, &'static str) { #(#candidates)* (0, "native") }; step() }));
     let kinds_text = kinds.join(" → ");
     let coverage = quote!((#op_name, #kinds_text));
     Some(Chain {

@@ -2014,10 +2014,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
 #[allow(unused_variables)]
-pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 10] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 10] {
     [
         (
-            "clock_ns",
+            Op::ClockNs,
             {
                 let step = || -> (usize, &'static str) {
                     if features
@@ -2047,7 +2047,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 10] 
             },
         ),
         (
-            "tsc_hz",
+            Op::TscHz,
             {
                 let step = || -> (usize, &'static str) {
                     if features
@@ -2068,7 +2068,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 10] 
             },
         ),
         (
-            "timer_oneshot",
+            Op::TimerOneshot,
             {
                 let step = || -> (usize, &'static str) {
                     if features
@@ -2094,7 +2094,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 10] 
             },
         ),
         (
-            "timer_cancel",
+            Op::TimerCancel,
             {
                 let step = || -> (usize, &'static str) {
                     if features
@@ -2120,7 +2120,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 10] 
             },
         ),
         (
-            "eoi",
+            Op::Eoi,
             {
                 let step = || -> (usize, &'static str) {
                     if features
@@ -2144,7 +2144,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 10] 
             },
         ),
         (
-            "send_ipi",
+            Op::SendIpi,
             {
                 let step = || -> (usize, &'static str) {
                     if features
@@ -2165,7 +2165,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 10] 
             },
         ),
         (
-            "flush_tlb",
+            Op::FlushTlb,
             {
                 let step = || -> (usize, &'static str) {
                     if features
@@ -2186,7 +2186,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 10] 
             },
         ),
         (
-            "yield_to",
+            Op::YieldTo,
             {
                 let step = || -> (usize, &'static str) {
                     if features
@@ -2207,7 +2207,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 10] 
             },
         ),
         (
-            "panic_notify",
+            Op::PanicNotify,
             {
                 let step = || -> (usize, &'static str) {
                     if features
@@ -2230,7 +2230,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 10] 
             },
         ),
         (
-            "shutdown",
+            Op::Shutdown,
             {
                 let step = || -> (usize, &'static str) {
                     if true {
@@ -2247,7 +2247,7 @@ impl<S: Steps> Paravirt<S> {
     /// The step `op`'s chain starts with on this hypervisor (its number from
     /// 1, and its IDL text), as [`plan`] says for the features found; `None`
     /// for an op this hypervisor does not map.
-    pub fn planned(&self, op: &str) -> Option<(usize, &'static str)> {
+    pub fn planned(&self, op: Op) -> Option<(usize, &'static str)> {
         plan(self.0.features()).iter().find(|(o, _)| *o == op).map(|(_, s)| *s)
     }
 }

@@ -1334,10 +1334,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
 #[allow(unused_variables)]
-pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 12] {
     [
         (
-            "clock_ns",
+            Op::ClockNs,
             {
                 let step = || -> (usize, &'static str) {
                     if features
@@ -1367,7 +1367,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             },
         ),
         (
-            "tsc_hz",
+            Op::TscHz,
             {
                 let step = || -> (usize, &'static str) {
                     if features
@@ -1397,7 +1397,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             },
         ),
         (
-            "wallclock",
+            Op::Wallclock,
             {
                 let step = || -> (usize, &'static str) {
                     if features
@@ -1427,7 +1427,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             },
         ),
         (
-            "steal_ns",
+            Op::StealNs,
             {
                 let step = || -> (usize, &'static str) {
                     if features
@@ -1448,7 +1448,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             },
         ),
         (
-            "vcpu_is_preempted",
+            Op::VcpuIsPreempted,
             {
                 let step = || -> (usize, &'static str) {
                     if features
@@ -1469,7 +1469,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             },
         ),
         (
-            "flush_tlb",
+            Op::FlushTlb,
             {
                 let step = || -> (usize, &'static str) {
                     if features
@@ -1493,7 +1493,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             },
         ),
         (
-            "eoi",
+            Op::Eoi,
             {
                 let step = || -> (usize, &'static str) {
                     if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_EOI) {
@@ -1511,7 +1511,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             },
         ),
         (
-            "send_ipi",
+            Op::SendIpi,
             {
                 let step = || -> (usize, &'static str) {
                     if features
@@ -1532,7 +1532,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             },
         ),
         (
-            "kick_cpu",
+            Op::KickCpu,
             {
                 let step = || -> (usize, &'static str) {
                     if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_UNHALT)
@@ -1551,7 +1551,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             },
         ),
         (
-            "yield_to",
+            Op::YieldTo,
             {
                 let step = || -> (usize, &'static str) {
                     if features
@@ -1572,7 +1572,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             },
         ),
         (
-            "io_delay",
+            Op::IoDelay,
             {
                 let step = || -> (usize, &'static str) {
                     if features
@@ -1590,7 +1590,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
             },
         ),
         (
-            "shutdown",
+            Op::Shutdown,
             {
                 let step = || -> (usize, &'static str) {
                     if true {
@@ -1607,7 +1607,7 @@ impl<S: Steps> Paravirt<S> {
     /// The step `op`'s chain starts with on this hypervisor (its number from
     /// 1, and its IDL text), as [`plan`] says for the features found; `None`
     /// for an op this hypervisor does not map.
-    pub fn planned(&self, op: &str) -> Option<(usize, &'static str)> {
+    pub fn planned(&self, op: Op) -> Option<(usize, &'static str)> {
         plan(self.0.features()).iter().find(|(o, _)| *o == op).map(|(_, s)| *s)
     }
 }

@@ -846,10 +846,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
 #[allow(unused_variables)]
-pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 4] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 4] {
     [
         (
-            "tsc_hz",
+            Op::TscHz,
             {
                 let step = || -> (usize, &'static str) {
                     if true {
@@ -867,7 +867,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 4] {
             },
         ),
         (
-            "wallclock",
+            Op::Wallclock,
             {
                 let step = || -> (usize, &'static str) {
                     if true {
@@ -882,7 +882,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 4] {
             },
         ),
         (
-            "clock_ns",
+            Op::ClockNs,
             {
                 let step = || -> (usize, &'static str) {
                     if true {
@@ -894,7 +894,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 4] {
             },
         ),
         (
-            "shutdown",
+            Op::Shutdown,
             {
                 let step = || -> (usize, &'static str) {
                     if true {
@@ -911,7 +911,7 @@ impl<S: Steps> Paravirt<S> {
     /// The step `op`'s chain starts with on this hypervisor (its number from
     /// 1, and its IDL text), as [`plan`] says for the features found; `None`
     /// for an op this hypervisor does not map.
-    pub fn planned(&self, op: &str) -> Option<(usize, &'static str)> {
+    pub fn planned(&self, op: Op) -> Option<(usize, &'static str)> {
         plan(self.0.features()).iter().find(|(o, _)| *o == op).map(|(_, s)| *s)
     }
 }

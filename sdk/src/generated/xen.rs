@@ -1738,7 +1738,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 12] {
     plan_at(features, None)
 }
 /// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
@@ -1746,10 +1746,10 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 12] 
 pub fn plan_at(
     features: &Features,
     version: Option<(u32, u32, u32)>,
-) -> [(&'static str, (usize, &'static str)); 12] {
+) -> [(Op, (usize, &'static str)); 12] {
     [
         (
-            "clock_ns",
+            Op::ClockNs,
             {
                 let step = || -> (usize, &'static str) {
                     if version.is_none_or(|v| v >= (3u32, 0u32, 0u32)) {
@@ -1767,7 +1767,7 @@ pub fn plan_at(
             },
         ),
         (
-            "tsc_hz",
+            Op::TscHz,
             {
                 let step = || -> (usize, &'static str) {
                     if version.is_none_or(|v| v >= (3u32, 0u32, 0u32)) {
@@ -1785,7 +1785,7 @@ pub fn plan_at(
             },
         ),
         (
-            "wallclock",
+            Op::Wallclock,
             {
                 let step = || -> (usize, &'static str) {
                     if version.is_none_or(|v| v >= (3u32, 0u32, 0u32)) {
@@ -1800,7 +1800,7 @@ pub fn plan_at(
             },
         ),
         (
-            "steal_ns",
+            Op::StealNs,
             {
                 let step = || -> (usize, &'static str) {
                     if version.is_none_or(|v| v >= (3u32, 0u32, 0u32)) {
@@ -1815,7 +1815,7 @@ pub fn plan_at(
             },
         ),
         (
-            "vcpu_is_preempted",
+            Op::VcpuIsPreempted,
             {
                 let step = || -> (usize, &'static str) {
                     if version.is_none_or(|v| v >= (3u32, 0u32, 0u32)) {
@@ -1830,7 +1830,7 @@ pub fn plan_at(
             },
         ),
         (
-            "timer_oneshot",
+            Op::TimerOneshot,
             {
                 let step = || -> (usize, &'static str) {
                     if version.is_none_or(|v| v >= (3u32, 1u32, 0u32)) {
@@ -1848,7 +1848,7 @@ pub fn plan_at(
             },
         ),
         (
-            "timer_cancel",
+            Op::TimerCancel,
             {
                 let step = || -> (usize, &'static str) {
                     if version.is_none_or(|v| v >= (3u32, 1u32, 0u32)) {
@@ -1866,7 +1866,7 @@ pub fn plan_at(
             },
         ),
         (
-            "yield_to",
+            Op::YieldTo,
             {
                 let step = || -> (usize, &'static str) {
                     if version.is_none_or(|v| v >= (3u32, 0u32, 2u32)) {
@@ -1881,7 +1881,7 @@ pub fn plan_at(
             },
         ),
         (
-            "safe_halt",
+            Op::SafeHalt,
             {
                 let step = || -> (usize, &'static str) {
                     if true {
@@ -1893,7 +1893,7 @@ pub fn plan_at(
             },
         ),
         (
-            "console_write",
+            Op::ConsoleWrite,
             {
                 let step = || -> (usize, &'static str) {
                     if version.is_none_or(|v| v >= (3u32, 0u32, 3u32)) {
@@ -1914,7 +1914,7 @@ pub fn plan_at(
             },
         ),
         (
-            "flush_tlb",
+            Op::FlushTlb,
             {
                 let step = || -> (usize, &'static str) {
                     if version.is_none_or(|v| v >= (3u32, 2u32, 0u32)) {
@@ -1929,7 +1929,7 @@ pub fn plan_at(
             },
         ),
         (
-            "shutdown",
+            Op::Shutdown,
             {
                 let step = || -> (usize, &'static str) {
                     if version.is_none_or(|v| v >= (3u32, 0u32, 2u32)) {
@@ -1964,7 +1964,7 @@ impl<S: Steps> Paravirt<S> {
     /// The step `op`'s chain starts with on this hypervisor (its number from
     /// 1, and its IDL text), as [`plan`] says for the features found; `None`
     /// for an op this hypervisor does not map.
-    pub fn planned(&self, op: &str) -> Option<(usize, &'static str)> {
+    pub fn planned(&self, op: Op) -> Option<(usize, &'static str)> {
         plan_at(self.0.features(), self.0.hv_version())
             .iter()
             .find(|(o, _)| *o == op)

@@ -68,8 +68,8 @@ pub fn is_withdrawn(op: Op, step: usize) -> bool {
 
 /// Withdraw the step `plan` (a generated `plan(features)`) starts `op`'s
 /// chain with, unless that is the native one.
-pub fn withdraw_planned(plan: &[(&'static str, (usize, &'static str))], op: Op, why: PvError) {
-    if let Some((_, (step, text))) = plan.iter().find(|(o, _)| *o == op.name()) {
+pub fn withdraw_planned(plan: &[(Op, (usize, &'static str))], op: Op, why: PvError) {
+    if let Some((_, (step, text))) = plan.iter().find(|(o, _)| *o == op) {
         if *text != "native" {
             withdraw(op, *step, why);
         }

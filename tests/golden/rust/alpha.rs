@@ -509,7 +509,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 2] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 2] {
     plan_at(features, None)
 }
 /// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
@@ -517,10 +517,10 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 2] {
 pub fn plan_at(
     features: &Features,
     version: Option<(u32, u32, u32)>,
-) -> [(&'static str, (usize, &'static str)); 2] {
+) -> [(Op, (usize, &'static str)); 2] {
     [
         (
-            "now",
+            Op::Now,
             {
                 let step = || -> (usize, &'static str) {
                     if features.alpha_features.contains(AlphaFeatures::ALPHA_F_CLOCK) {
@@ -538,7 +538,7 @@ pub fn plan_at(
             },
         ),
         (
-            "stop",
+            Op::Stop,
             {
                 let step = || -> (usize, &'static str) {
                     if version.is_none_or(|v| v >= (2u32, 0u32, 0u32)) {
@@ -558,7 +558,7 @@ impl<S: Steps> Paravirt<S> {
     /// The step `op`'s chain starts with on this hypervisor (its number from
     /// 1, and its IDL text), as [`plan`] says for the features found; `None`
     /// for an op this hypervisor does not map.
-    pub fn planned(&self, op: &str) -> Option<(usize, &'static str)> {
+    pub fn planned(&self, op: Op) -> Option<(usize, &'static str)> {
         plan_at(self.0.features(), self.0.hv_version())
             .iter()
             .find(|(o, _)| *o == op)

@@ -282,10 +282,10 @@ impl<S: Steps> PvOps for Paravirt<S> {
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
 #[allow(unused_variables)]
-pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 2] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 2] {
     [
         (
-            "now",
+            Op::Now,
             {
                 let step = || -> (usize, &'static str) {
                     if true {
@@ -297,7 +297,7 @@ pub fn plan(features: &Features) -> [(&'static str, (usize, &'static str)); 2] {
             },
         ),
         (
-            "stop",
+            Op::Stop,
             {
                 let step = || -> (usize, &'static str) {
                     if true {
@@ -314,7 +314,7 @@ impl<S: Steps> Paravirt<S> {
     /// The step `op`'s chain starts with on this hypervisor (its number from
     /// 1, and its IDL text), as [`plan`] says for the features found; `None`
     /// for an op this hypervisor does not map.
-    pub fn planned(&self, op: &str) -> Option<(usize, &'static str)> {
+    pub fn planned(&self, op: Op) -> Option<(usize, &'static str)> {
         plan(self.0.features()).iter().find(|(o, _)| *o == op).map(|(_, s)| *s)
     }
 }
