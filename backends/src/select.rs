@@ -399,10 +399,10 @@ impl fmt::Display for TimerCheck {
                 calibration_late_ns,
             } => {
                 match planned {
-                    Some((step, text)) => write!(f, "timer: step {step} ({text})")?,
-                    None => write!(f, "timer: native,")?,
+                    Some((step, text)) => write!(f, "timer: step {step} ({text}) fires,")?,
+                    None => write!(f, "timer: native, fires")?,
                 }
-                write!(f, " fires, {} us after its deadline", late_ns / 1_000)?;
+                write!(f, " {} us after its deadline", late_ns / 1_000)?;
                 match calibration_late_ns {
                     Some(first) => write!(
                         f,

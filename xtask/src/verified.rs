@@ -64,8 +64,8 @@ fn venue(accel: Accel, backend: &str) -> Option<(Level, &'static str)> {
     })
 }
 
-/// A guest line without the `(d1) ` Xen puts before a domU's lines.
-fn guest_line(line: &str) -> &str {
+/// A guest line without the `(dN) ` Xen puts before a domU's lines.
+pub fn guest_line(line: &str) -> &str {
     match line.strip_prefix("(d") {
         Some(rest) => match rest.find(") ") {
             Some(end) if rest[..end].bytes().all(|b| b.is_ascii_digit()) => &rest[end + 2..],
