@@ -55,10 +55,6 @@ pub struct Hyperv {
 }
 
 impl Hyperv {
-
-}
-
-impl Hyperv {
     /// The IPI and flush hypercalls take their targets as a mask of VP
     /// indices, which the chains fill by APIC id. Where the two differ on
     /// any CPU (Xen's viridian gives vCPU n the APIC id 2n, VP index n),

@@ -57,7 +57,6 @@ pub struct Kvm {
 }
 
 impl Kvm {
-
     /// The features KVM announced.
     pub fn features(&self) -> &Features {
         &self.features

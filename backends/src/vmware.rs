@@ -24,7 +24,6 @@ pub struct Vmware {
 }
 
 impl Vmware {
-
     /// How the backdoor is entered.
     pub fn instruction(&self) -> Instruction {
         self.hypercalls.instruction()

@@ -708,9 +708,11 @@ fn boot_case(kernel: &Path, case: &Case, kvm_hypercalls: bool) -> (Step, Option<
         cmdline: &cmdline,
         vm_args: case.vm_args,
     };
-    // A domU boot includes a Linux dom0's (about 15 s under TCG here).
+    // A domU boot includes a Linux dom0's (about 15 s under TCG here),
+    // and up to three attempts at the domU of at most 90 s each when the
+    // toolstack hangs (`dom0::INIT`).
     let limit = if let Accel::XenPvh { .. } = case.accel {
-        240
+        360
     } else {
         120
     };
