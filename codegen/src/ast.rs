@@ -397,6 +397,24 @@ pub struct Op {
     pub span: Span,
 }
 
+impl Op {
+    /// Its `native` lowering, if it states one.
+    pub fn native(&self) -> Option<&Native> {
+        self.stmts.iter().find_map(|s| match s {
+            OpStmt::Native(n, _) => Some(n),
+            _ => None,
+        })
+    }
+
+    /// Its `context`, if it states one.
+    pub fn context(&self) -> Option<&str> {
+        self.stmts.iter().find_map(|s| match s {
+            OpStmt::Context(c, _) => Some(c.name.as_str()),
+            _ => None,
+        })
+    }
+}
+
 /// A statement in an op body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpStmt {

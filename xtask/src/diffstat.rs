@@ -3,6 +3,7 @@
 //! are tests, and which the generators wrote. The backend guide promises a
 //! new hypervisor costs at most a few hand-written files; this counts them.
 
+use crate::scratch::SKIP;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -28,9 +29,6 @@ pub enum Author {
     /// `cargo xtask codegen` (its files say so, or it maintains them).
     Generator,
 }
-
-/// Directories never compared: build output and the copy's own scratch.
-const SKIP: &[&str] = &[".git", "target", "book/book", "example-kernel/target"];
 
 /// Files the generators maintain without a generated-file header.
 const MAINTAINED: &[&str] = &["book/src/SUMMARY.md"];

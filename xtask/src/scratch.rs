@@ -4,9 +4,11 @@
 use std::fs;
 use std::path::Path;
 
-/// Copy the repository to `to`, leaving out build output and git's store.
+/// What a copy of the repository leaves out: history and build output.
+pub const SKIP: &[&str] = &[".git", "target", "book/book", "example-kernel/target"];
+
+/// Copy the repository to `to`, leaving out [`SKIP`].
 pub fn copy_repository(from: &Path, to: &Path) -> std::io::Result<()> {
-    const SKIP: &[&str] = &[".git", "target", "book/book", "example-kernel/target"];
     fn walk(root: &Path, dir: &Path, to: &Path) -> std::io::Result<()> {
         for entry in fs::read_dir(dir)? {
             let path = entry?.path();

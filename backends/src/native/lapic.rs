@@ -266,8 +266,11 @@ fn apic_timer_hz(m: Mode, clock: &dyn Fn() -> u64) -> Option<u64> {
     write(m, LVT_TIMER, LVT_MASKED);
     write(m, INITIAL_COUNT, u32::MAX);
     let counted = || u64::from(u32::MAX - read(m, CURRENT_COUNT));
-    let hz = rate(&APIC_TIMER_HZ, clock, &counted);
+    let hz = measure(clock, &counted);
     write(m, INITIAL_COUNT, 0);
+    if let Some(hz) = hz {
+        APIC_TIMER_HZ.store(hz, Relaxed);
+    }
     hz
 }
 

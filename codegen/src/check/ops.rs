@@ -183,13 +183,14 @@ impl Checker {
                          ops of context `any` or `{}`; derive the value inside the routine from one of \
                          those (as `lapic_timer_oneshot` measures the TSC rate against `clock_ns`)",
                         used.name,
-                        context_of(&target),
+                        target.context().unwrap_or("any"),
                         op.name.name,
-                        context_of(op),
-                        context_of(op)
+                        op.context().unwrap_or("any"),
+                        op.context().unwrap_or("any")
                     ),
                 ))
-            } else if native_of(&target)
+            } else if target
+                .native()
                 .is_some_and(|n| matches!(n, Native::Routine(_, u) if !u.is_empty()))
             {
                 Some((
@@ -344,25 +345,8 @@ impl Checker {
     }
 }
 
-fn context_of(op: &Op) -> &str {
-    op.stmts
-        .iter()
-        .find_map(|s| match s {
-            OpStmt::Context(c, _) => Some(c.name.as_str()),
-            _ => None,
-        })
-        .unwrap_or("any")
-}
-
-fn native_of(op: &Op) -> Option<&Native> {
-    op.stmts.iter().find_map(|s| match s {
-        OpStmt::Native(n, _) => Some(n),
-        _ => None,
-    })
-}
-
 /// Whether `target` may be called wherever `caller` may.
 fn callable_from(target: &Op, caller: &Op) -> bool {
-    let t = context_of(target);
-    t == "any" || t == context_of(caller)
+    let t = target.context().unwrap_or("any");
+    t == "any" || t == caller.context().unwrap_or("any")
 }

@@ -10,29 +10,16 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 fn context(op: &Op) -> String {
-    op.stmts
-        .iter()
-        .find_map(|s| match s {
-            OpStmt::Context(c, _) => Some(c.name.clone()),
-            _ => None,
-        })
-        .unwrap_or_default()
+    op.context().unwrap_or_default().to_string()
 }
 
 fn has(op: &Op, f: impl Fn(&OpStmt) -> bool) -> bool {
     op.stmts.iter().any(f)
 }
 
-fn native(op: &Op) -> Option<&Native> {
-    op.stmts.iter().find_map(|s| match s {
-        OpStmt::Native(n, _) => Some(n),
-        _ => None,
-    })
-}
-
 /// The ops `op`'s native routine reads of the op set it serves (`uses`).
 fn uses(op: &Op) -> &[Ident] {
-    match native(op) {
+    match op.native() {
         Some(Native::Routine(_, uses)) => uses,
         _ => &[],
     }
@@ -99,7 +86,7 @@ fn notes(found: &OpRef) -> Vec<String> {
     if has(op, |s| matches!(s, OpStmt::Required(_))) {
         notes.push("Required: every hypervisor ABI says how it serves this op.".into());
     }
-    match native(op) {
+    match op.native() {
         Some(Native::Asm(s)) => notes.push(format!(
             "Native lowering: `{}`.",
             String::from_utf8_lossy(&s.value)
@@ -228,7 +215,7 @@ impl OpItems {
         } else {
             quote!(#[inline])
         };
-        let body = match native(op) {
+        let body = match op.native() {
             Some(Native::Asm(s)) => asm_body(model, op, &String::from_utf8_lossy(&s.value)),
             Some(Native::Routine(routine_name, used)) => {
                 let routine = ident(&routine_name.name);
