@@ -217,3 +217,48 @@ fn matches_expected(name: &str, rendered: &str, expected_path: &std::path::Path)
         )),
     }
 }
+
+/// Following a hint gives a file the checker accepts: the fix it leads
+/// to type-checks, and into what was meant (a pointer passed where a
+/// character goes once led, through a hint, to a file that checked).
+#[test]
+fn hints_lead_to_accepted_fixes() {
+    // (case, the hint's words, the mistake, what the hint says to write)
+    let fixes = [
+        (
+            "address-narrowed",
+            "write `each data`",
+            "H_PUTC(data.ptr)",
+            "H_PUTC(each data)",
+        ),
+        (
+            "via-platform",
+            "write `from platform`",
+            "via platform",
+            "from platform",
+        ),
+        (
+            "bad-routine",
+            "e.g. `write_by_h`",
+            "routine cpuid",
+            "routine write_by_h",
+        ),
+    ];
+    let dir = pvi_tests::root().join("tests/idl-errors");
+    for (case, hint, from, to) in fixes {
+        let name = format!("tests/idl-errors/{case}.pvi");
+        let text = fs::read_to_string(dir.join(format!("{case}.pvi"))).unwrap();
+        let stderr = fs::read_to_string(dir.join(format!("{case}.stderr"))).unwrap();
+        assert!(
+            stderr.contains(hint),
+            "{name}: the report does not say {hint}:\n{stderr}"
+        );
+        assert!(text.contains(from), "{name} has no `{from}`");
+        let fixed = text.replacen(from, to, 1);
+        let (sources, result) = pvi_codegen::check_bytes(&name, fixed.as_bytes());
+        if let Err(diags) = result {
+            let rendered: String = diags.iter().map(|d| d.render(&sources, false)).collect();
+            panic!("{name} with `{to}` is still rejected:\n{rendered}");
+        }
+    }
+}

@@ -807,14 +807,27 @@ pub enum StepKind {
     MsrWrite(Ident, Expr),
     /// `msr NAME [as UNIT]`
     MsrRead(Ident, Option<Ident>),
-    /// `shared STRUCT[.FIELD] via REF`
-    Shared(Path, Ident),
+    /// `shared STRUCT[.FIELD] [as UNIT] via REF` or `… from platform`
+    Shared(Path, Option<Ident>, Source),
     /// `cpuid LEAF.REG [as UNIT]`
     Cpuid(Path, Option<Ident>),
+    /// `routine NAME`: a method of the backend's own, for what the IDL
+    /// cannot say.
+    Routine(Ident),
     /// `nop`
     Nop,
     /// `native`
     Native,
+}
+
+/// Where a shared structure's address comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `via NAME`: the guest registers it through this MSR or hypercall.
+    Via(Ident),
+    /// `from platform`: the platform supplies it (configured, as Jailhouse
+    /// maps its communication region), nothing registers it.
+    Platform(Span),
 }
 
 impl StepKind {
@@ -825,6 +838,7 @@ impl StepKind {
             StepKind::MsrWrite(..) | StepKind::MsrRead(..) => "msr",
             StepKind::Shared(..) => "shared",
             StepKind::Cpuid(..) => "cpuid",
+            StepKind::Routine(..) => "routine",
             StepKind::Nop => "nop",
             StepKind::Native => "native",
         }
@@ -844,6 +858,9 @@ pub enum Expr {
     Struct(Ident, Vec<(Ident, Expr)>, Span),
     /// `VALUE as UNIT`
     As(Box<Expr>, Ident, Span),
+    /// `each PARAM`: the step runs once per byte of the `bytes` parameter,
+    /// passing the byte.
+    Each(Ident, Span),
 }
 
 impl Expr {
@@ -852,7 +869,10 @@ impl Expr {
         match self {
             Expr::Int(i) => i.span,
             Expr::Name(n) => n.span,
-            Expr::Member(_, _, s) | Expr::Struct(_, _, s) | Expr::As(_, _, s) => *s,
+            Expr::Member(_, _, s)
+            | Expr::Struct(_, _, s)
+            | Expr::As(_, _, s)
+            | Expr::Each(_, s) => *s,
         }
     }
 }

@@ -108,10 +108,21 @@ fn step_detail(hv: &Hypervisor, kind: &StepKind) -> String {
         })
     };
     let name = match kind {
-        StepKind::Hypercall(n, _) | StepKind::MsrWrite(n, _) | StepKind::MsrRead(n, _) => {
+        StepKind::Hypercall(n, args) => {
+            if let Some(Expr::Each(bytes, _)) = args.iter().find(|a| matches!(a, Expr::Each(..))) {
+                let d = find(&n.name).unwrap_or_default();
+                return format!("   [{d}, once per byte of {}]", bytes.name);
+            }
             Some(n.name.as_str())
         }
-        StepKind::Shared(_, via) => Some(via.name.as_str()),
+        StepKind::MsrWrite(n, _) | StepKind::MsrRead(n, _) => Some(n.name.as_str()),
+        StepKind::Shared(_, _, Source::Via(via)) => Some(via.name.as_str()),
+        StepKind::Shared(..) => {
+            return "   [at an address the platform supplies]".to_string();
+        }
+        StepKind::Routine(_) => {
+            return "   [the backend's own code: a `Steps` method]".to_string();
+        }
         StepKind::Cpuid(p, _) => Some(p.base.name.as_str()),
         StepKind::Nop | StepKind::Native => None,
     };

@@ -690,6 +690,7 @@ pub fn expr_text(e: &Expr) -> String {
             format!("{} {{ {} }}", name.name, fields.join(", "))
         }
         Expr::As(inner, unit, _) => format!("{} as {}", expr_text(inner), unit.name),
+        Expr::Each(param, _) => format!("each {}", param.name),
     }
 }
 
@@ -703,7 +704,17 @@ pub fn step_text(step: &Step) -> String {
         StepKind::MsrWrite(name, value) => format!("msr {} = {}", name.name, expr_text(value)),
         StepKind::MsrRead(name, Some(u)) => format!("msr {} as {}", name.name, u.name),
         StepKind::MsrRead(name, None) => format!("msr {}", name.name),
-        StepKind::Shared(path, via) => format!("shared {} via {}", path_text(path), via.name),
+        StepKind::Shared(path, unit, source) => {
+            let unit = unit
+                .as_ref()
+                .map(|u| format!(" as {}", u.name))
+                .unwrap_or_default();
+            match source {
+                Source::Via(via) => format!("shared {}{unit} via {}", path_text(path), via.name),
+                Source::Platform(_) => format!("shared {}{unit} from platform", path_text(path)),
+            }
+        }
+        StepKind::Routine(name) => format!("routine {}", name.name),
         StepKind::Cpuid(path, Some(u)) => format!("cpuid {} as {}", path_text(path), u.name),
         StepKind::Cpuid(path, None) => format!("cpuid {}", path_text(path)),
         StepKind::Nop => "nop".to_string(),

@@ -1054,9 +1054,21 @@ impl Builder {
             }
             Rule::step_shared => {
                 let path = self.path(it.next()?);
-                let via = self.ident(it.nth(1)?);
-                StepKind::Shared(path, via)
+                let mut next = it.next()?;
+                let mut unit = None;
+                if next.as_rule() == Rule::as_unit {
+                    unit = next.clone().into_inner().nth(1).map(|u| self.ident(u));
+                    next = it.next()?;
+                }
+                let source = if next.as_rule() == Rule::kw_from {
+                    let platform = it.next()?;
+                    Source::Platform(self.span(&platform))
+                } else {
+                    Source::Via(self.ident(it.next()?))
+                };
+                StepKind::Shared(path, unit, source)
             }
+            Rule::step_routine => StepKind::Routine(self.ident(it.next()?)),
             Rule::step_cpuid => {
                 let path = self.path(it.next()?);
                 let unit = it
@@ -1102,6 +1114,11 @@ impl Builder {
                 let base = self.ident(mi.next().expect("member base"));
                 let member = self.ident(mi.next().expect("member name"));
                 Expr::Member(base, member, aspan)
+            }
+            Rule::each_ref => {
+                let aspan = self.span(&atom);
+                let param = self.ident(atom.into_inner().nth(1).expect("each names a parameter"));
+                Expr::Each(param, aspan)
             }
             _ => Expr::Name(self.ident(atom)),
         };

@@ -53,6 +53,7 @@ impl Checker {
             };
             self.check_map(map, &op, scope);
         }
+        self.check_routines(hv);
         let required: Vec<Op> = self
             .ops
             .values()
@@ -172,7 +173,11 @@ impl Checker {
                         &format!("`{}`", path_text(path)),
                     );
                 }
-                StepKind::Shared(path, via) => self.check_shared(path, via, op, scope),
+                StepKind::Shared(path, unit, source) => {
+                    self.check_shared(path, unit.as_ref(), source, op, scope);
+                }
+                // Its name is checked with the hypervisor's other routines.
+                StepKind::Routine(_) => {}
             }
         }
         if ended.is_none() {
@@ -181,6 +186,60 @@ impl Checker {
                     .label("may run out of steps")
                     .hint("end the chain with `native;`: it is what runs when every paravirtual step is unavailable"),
             );
+        }
+    }
+
+    /// `routine NAME` steps become `Steps` methods: one name, one method.
+    fn check_routines(&mut self, hv: &Hypervisor) {
+        let mut seen: BTreeMap<String, Span> = BTreeMap::new();
+        for item in &hv.items {
+            let HvItem::Map(map) = item else { continue };
+            for step in &map.steps {
+                let StepKind::Routine(name) = &step.kind else {
+                    continue;
+                };
+                let taken = RESERVED_METHODS.contains(&name.name.as_str())
+                    || name.name.rsplit_once("_step").is_some_and(|(_, n)| {
+                        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+                    });
+                let snake = name
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                if taken || !snake {
+                    let why = if taken {
+                        format!(
+                            "`{}` is already a method of the backend's `Steps`",
+                            name.name
+                        )
+                    } else {
+                        format!("`{}` is not a snake_case method name", name.name)
+                    };
+                    self.error(
+                        Diagnostic::new("bad-routine", name.span, why)
+                            .label("cannot be the routine's method")
+                            .hint(format!(
+                                "name it after what it does, in snake_case, e.g. `{}_by_{}`",
+                                map.op.name, hv.name.name
+                            )),
+                    );
+                    continue;
+                }
+                if let Some(first) = seen.get(&name.name) {
+                    self.error(
+                        Diagnostic::new(
+                            "duplicate-name",
+                            name.span,
+                            format!("routine `{}` is named twice", name.name),
+                        )
+                        .label("second use")
+                        .related(*first, "first named here")
+                        .hint("each `routine` step is its own `Steps` method: give each a name of its own"),
+                    );
+                    continue;
+                }
+                seen.insert(name.name.clone(), name.span);
+            }
         }
     }
 
@@ -272,25 +331,145 @@ impl Checker {
             );
             return;
         }
+        let mut each: Option<Span> = None;
         for (arg, param) in args.iter().zip(&hc.params) {
+            let what = format!("parameter `{}` of `{}`", param.name.name, name.name);
+            if let Expr::Each(bytes, span) = arg {
+                if let Some(first) = each.replace(*span) {
+                    self.error(
+                        Diagnostic::new("each-twice", *span, "a step calls once per byte of one `bytes` parameter, not two")
+                            .label("second `each`")
+                            .related(first, "first `each` here")
+                            .hint("pass the other buffer by address and length (`.ptr`, `.len`), or map the op to a `routine`"),
+                    );
+                }
+                self.check_each(bytes, *span, &param.ty, op, &what);
+                continue;
+            }
+            if let Expr::Member(base, member, span) = arg {
+                if is_bytes_param(op, base) && member.name == "ptr" && !self.plain_u64(&param.ty) {
+                    let target = match &param.ty {
+                        TypeRef::Named { name, .. } => name.name.clone(),
+                        TypeRef::Array { .. } => "an array".to_string(),
+                    };
+                    self.error(
+                        Diagnostic::new(
+                            "address-narrowed",
+                            *span,
+                            format!("{what} is `{target}`, but this is a 64-bit address"),
+                        )
+                        .label("an address, not a value")
+                        .hint(format!("to pass the bytes of `{0}` themselves, one call per byte, write `each {0}`", base.name)),
+                    );
+                    continue;
+                }
+            }
+            if let Expr::Name(n) = arg {
+                if is_bytes_param(op, n) {
+                    let by_address = self.plain_u64(&param.ty);
+                    let hint = if by_address {
+                        format!("this parameter takes an address: pass `{0}.ptr`, and `{0}.len` to the parameter that takes the length", n.name)
+                    } else {
+                        format!("this parameter takes one value: write `each {0}` to make the call once per byte of `{0}`", n.name)
+                    };
+                    self.error(
+                        Diagnostic::new(
+                            "bytes-by-value",
+                            n.span,
+                            format!("`{}` is a byte slice, but {what} is one value", n.name),
+                        )
+                        .label("a slice is two values")
+                        .hint(hint),
+                    );
+                    continue;
+                }
+            }
             if let Some(v) = self.value_of(arg, op, scope) {
-                self.check_arg(
-                    &v,
-                    &param.ty,
-                    arg.span(),
-                    &format!("parameter `{}` of `{}`", param.name.name, name.name),
-                );
+                self.check_arg(&v, &param.ty, arg.span(), &what);
             }
         }
     }
 
-    fn check_shared(&mut self, path: &Path, via: &Ident, op: &Op, scope: &Scope) {
-        if !scope.msrs.contains_key(&via.name) && !scope.hypercalls.contains_key(&via.name) {
+    /// `each BYTES` passed to a parameter of type `target`: a `bytes`
+    /// parameter, byte by byte into a plain integer, in an op with no
+    /// result (a step made of many calls produces no single value).
+    fn check_each(&mut self, bytes: &Ident, span: Span, target: &TypeRef, op: &Op, what: &str) {
+        if !is_bytes_param(op, bytes) {
             self.error(
-                Diagnostic::new("unknown-name", via.span, format!("`{}` is neither an MSR nor a hypercall of this hypervisor", via.name))
-                    .label("cannot register the structure")
-                    .hint("name the MSR or hypercall through which the guest registers the shared structure"),
+                Diagnostic::new(
+                    "bad-each",
+                    span,
+                    format!(
+                        "`{}` is not a `bytes` parameter of `{}`",
+                        bytes.name, op.name.name
+                    ),
+                )
+                .label("nothing to go through byte by byte")
+                .hint("`each` takes a parameter of type `bytes`; pass any other value as it is"),
             );
+            return;
+        }
+        if op.result.is_some() {
+            self.error(
+                Diagnostic::new(
+                    "each-with-result",
+                    span,
+                    format!("a step of one call per byte cannot produce the result of `{}`", op.name.name),
+                )
+                .label("many calls, one result")
+                .hint("map the op to a `routine` of the backend, or pass the buffer by `.ptr` and `.len`"),
+            );
+        }
+        let integer = self.integer_width(target).is_some()
+            && unit_of(&self.types, target).is_none()
+            && !matches!(self.type_of(target), Some(TypeDecl::Enum(_)));
+        if !integer {
+            self.type_mismatch(span, what, "a value", "one byte of a buffer");
+        }
+    }
+
+    /// A plain 64-bit integer: where an address may go.
+    fn plain_u64(&self, ty: &TypeRef) -> bool {
+        matches!(self.integer_width(ty), Some(8))
+            && unit_of(&self.types, ty).is_none()
+            && !matches!(self.type_of(ty), Some(TypeDecl::Enum(_)))
+    }
+
+    fn type_of(&self, ty: &TypeRef) -> Option<&TypeDecl> {
+        match ty {
+            TypeRef::Named { name, .. } => self.types.get(&name.name),
+            TypeRef::Array { .. } => None,
+        }
+    }
+
+    fn check_shared(
+        &mut self,
+        path: &Path,
+        as_unit: Option<&Ident>,
+        source: &Source,
+        op: &Op,
+        scope: &Scope,
+    ) {
+        if let Source::Via(via) = source {
+            if !scope.msrs.contains_key(&via.name) && !scope.hypercalls.contains_key(&via.name) {
+                let hint = if via.name == "platform" {
+                    "the platform supplies this structure's address: write `from platform`, not `via platform`"
+                } else {
+                    "name the MSR or hypercall through which the guest registers the shared structure, or write `from platform` if the platform supplies its address"
+                };
+                self.error(
+                    Diagnostic::new(
+                        "unknown-name",
+                        via.span,
+                        format!(
+                            "`{}` is neither an MSR nor a hypercall of this hypervisor",
+                            via.name
+                        ),
+                    )
+                    .label("cannot register the structure")
+                    .hint(hint),
+                );
+            }
         }
         let Some(TypeDecl::Struct(s)) = self.types.get(&path.base.name).cloned() else {
             self.error(
@@ -312,14 +491,28 @@ impl Checker {
             return;
         };
         let unit = unit_of(&self.types, &field.ty);
-        if op.result.is_some() && unit.is_some() {
-            self.check_read(
-                unit,
-                None,
-                op,
-                path.span,
-                &format!("field `{}`", path_text(path)),
-            );
+        let what = format!("field `{}`", path_text(path));
+        if matches!(source, Source::Platform(_)) && op.result.is_some() {
+            // Generated code reads this field: it must be one aligned
+            // integer, read with one volatile load.
+            let size = crate::model::layout_of(&self.types, &field.ty).map(|l| l.size);
+            let integer = self.integer_width(&field.ty).is_some();
+            if !integer || size.is_none_or(|n| field.offset.value % i128::from(n as u32) != 0) {
+                let why = if integer {
+                    format!("{what} is not aligned to its size: one load cannot read it")
+                } else {
+                    format!("{what} is not an integer: generated code reads one value")
+                };
+                self.error(
+                    Diagnostic::new("unreadable-field", path.span, why)
+                        .label("not one aligned integer")
+                        .hint("read a naturally aligned integer field, or leave out the field to have the backend read the structure in the step's `Steps` method"),
+                );
+                return;
+            }
+            self.check_read(unit, as_unit, op, path.span, &what);
+        } else if op.result.is_some() && (unit.is_some() || as_unit.is_some()) {
+            self.check_read(unit, as_unit, op, path.span, &what);
         }
     }
 
@@ -462,7 +655,7 @@ impl Checker {
                                 format!("`{}` is a byte slice; pass its parts", n.name),
                             )
                             .label("a slice is two values")
-                            .hint(format!("pass `{0}.ptr` (its address, to a `u64` parameter) and `{0}.len` (its length in bytes)", n.name)),
+                            .hint(format!("pass `{0}.ptr` (its address) or `{0}.len` (its length in bytes) where a `u64` goes; a hypercall step can also take it byte by byte, `each {0}`", n.name)),
                         );
                         return None;
                     }
@@ -552,6 +745,14 @@ impl Checker {
                 }
                 Some(Value::Struct(name.name.clone()))
             }
+            Expr::Each(_, span) => {
+                self.error(
+                    Diagnostic::new("misplaced-each", *span, "`each` makes one call per byte: it goes only among a hypercall step's arguments")
+                        .label("not a value")
+                        .hint("pass the byte slice to the hypercall as `hypercall NAME(each PARAM)`; elsewhere use `.ptr` and `.len`"),
+                );
+                None
+            }
             Expr::As(inner, unit, _) => {
                 let v = self.value_of(inner, op, scope)?;
                 let from = match &v {
@@ -634,7 +835,7 @@ impl Checker {
                             format!("{what} is `{target_name}`, but this is a 64-bit address"),
                         )
                         .label("an address, not a value")
-                        .hint("`.ptr` goes to a `u64` parameter that takes a buffer's address; an op that needs one call per byte (a character argument) cannot be mapped to this hypercall: map it `native` until the IDL can express it"),
+                        .hint("`.ptr` goes to a `u64` parameter that takes a buffer's address"),
                     );
                 }
             }
@@ -721,6 +922,27 @@ impl Checker {
             .hint("check the declaration of the hypercall, MSR or struct"),
         );
     }
+}
+
+/// The `Steps` methods every backend has: a `routine` cannot take their
+/// names.
+const RESERVED_METHODS: &[&str] = &[
+    "features",
+    "fell_back",
+    "withdrawn",
+    "served",
+    "hypercalls",
+    "this_cpu",
+    "read_msr",
+    "write_msr",
+    "hv_version",
+    "cpuid",
+];
+
+fn is_bytes_param(op: &Op, name: &Ident) -> bool {
+    op.params.iter().any(|p| {
+        p.name == *name && matches!(&p.ty, TypeRef::Named { name, .. } if name.name == "bytes")
+    })
 }
 
 fn u64_type(span: Span) -> TypeRef {

@@ -71,6 +71,13 @@ impl<'a> Hv<'a> {
         })
     }
 
+    fn structure(&self, name: &str) -> Option<&'a Struct> {
+        match self.model.types.get(name) {
+            Some(TypeDecl::Struct(s)) => Some(s),
+            _ => None,
+        }
+    }
+
     fn leaf(&self, name: &str) -> Option<&'a Leaf> {
         self.hv.items.iter().find_map(|i| match i {
             HvItem::Leaf(l) if l.name.name == name => Some(l),
@@ -111,7 +118,7 @@ impl<'a> Hv<'a> {
                 Expr::Name(n) => out.push(&n.name),
                 Expr::Struct(_, fields, _) => fields.iter().for_each(|(_, v)| names(v, out)),
                 Expr::As(inner, _, _) => names(inner, out),
-                Expr::Int(_) | Expr::Member(..) => {}
+                Expr::Int(_) | Expr::Member(..) | Expr::Each(..) => {}
             }
         }
         let mut used = Vec::new();
@@ -125,9 +132,12 @@ impl<'a> Hv<'a> {
                 names(value, &mut used);
             }
             StepKind::MsrRead(m, _) => used.push(m.name.as_str()),
-            StepKind::Shared(_, via) => used.push(via.name.as_str()),
+            StepKind::Shared(_, _, Source::Via(via)) => used.push(via.name.as_str()),
             StepKind::Cpuid(path, _) => used.push(path.base.name.as_str()),
-            StepKind::Nop | StepKind::Native => {}
+            StepKind::Shared(_, _, Source::Platform(_))
+            | StepKind::Routine(_)
+            | StepKind::Nop
+            | StepKind::Native => {}
         }
         used.into_iter().for_each(&mut item);
         metas.into_iter().filter_map(hv_since).max()
@@ -141,10 +151,16 @@ impl<'a> Hv<'a> {
         Some(quote!(#version.is_none_or(|v| v >= (#major, #minor, #patch))))
     }
 
-    /// Whether the step is a `Steps` method rather than generated code.
+    /// Whether the step is a `Steps` method rather than generated code:
+    /// a registered structure's reads, a hypercall whose result becomes
+    /// the op's (results need a reading the IDL does not give), a platform
+    /// region the chain does not read one field of, a `routine`.
     fn needs_method(&self, op: &Op, step: &Step) -> bool {
         match &step.kind {
-            StepKind::Shared(..) => true,
+            StepKind::Shared(path, _, Source::Platform(_)) => {
+                path.member.is_none() || op.result.is_none()
+            }
+            StepKind::Shared(..) | StepKind::Routine(_) => true,
             StepKind::Hypercall(..) => op.result.is_some(),
             _ => false,
         }
@@ -263,6 +279,8 @@ impl Hv<'_> {
                 )
             }
             Expr::Struct(..) => (quote!(0u64), None),
+            // The byte of the per-byte loop the step runs in.
+            Expr::Each(..) => (quote!(u64::from(byte)), None),
         }
     }
 
@@ -318,6 +336,10 @@ impl Hv<'_> {
                 _ => typed(self.model, ty, quote!(core::ptr::from_ref(#literal) as u64)),
             };
         }
+        // The byte of a per-byte loop, where a byte goes.
+        if matches!(e, Expr::Each(..)) && rust_type(ty).to_string() == "u8" {
+            return quote!(byte);
+        }
         // A parameter or constant that already has the wanted type.
         if let Expr::Name(n) = e {
             let same = |t: &TypeRef| rust_type(t).to_string() == rust_type(ty).to_string();
@@ -333,8 +355,13 @@ impl Hv<'_> {
     }
 }
 
-fn method_name(op: &Op, index: usize) -> proc_macro2::Ident {
-    format_ident!("{}_step{}", op.name.name, index + 1)
+/// The `Steps` method of step `index`: a routine's own name, else
+/// `OP_stepN`.
+fn method_name(op: &Op, index: usize, step: &Step) -> proc_macro2::Ident {
+    match &step.kind {
+        StepKind::Routine(name) => ident(&name.name),
+        _ => format_ident!("{}_step{}", op.name.name, index + 1),
+    }
 }
 
 /// The Rust return type of an op.
@@ -363,6 +390,11 @@ fn declared_errors(op: &Op) -> Vec<String> {
 #[derive(Default)]
 struct Uses {
     hypercalls: bool,
+    /// Hypercalls the chains make, by name: each gets a `Steps` method.
+    calls: std::collections::BTreeSet<String>,
+    /// Structures whose address the platform supplies, by name: each
+    /// gets a `Steps` accessor.
+    regions: std::collections::BTreeSet<String>,
     this_cpu: bool,
     read_msr: bool,
     write_msr: bool,
@@ -547,12 +579,21 @@ fn features_tokens(sets: &[&Features]) -> TokenStream {
 
 /// The services a backend supplies beyond its features: only those the
 /// chains use.
-fn services(uses: &Uses) -> Vec<TokenStream> {
+fn services(h: &Hv<'_>, uses: &Uses) -> Vec<TokenStream> {
     let mut services = Vec::new();
     if uses.hypercalls {
         services.push(quote!(
             #[doc = " The hypercall stubs, entered the way this CPU needs."]
             fn hypercalls(&self) -> Hypercalls;
+        ));
+    }
+    services.extend(call_hooks(h, uses));
+    for region in &uses.regions {
+        let ty = ident(region);
+        let doc = format!(" Where the platform put this guest's `{region}` (configured, not registered by the guest): `None` when it gave none or the backend does not trust it (a wrong signature or revision); the steps reading it then fall back.");
+        services.push(quote!(
+            #[doc = #doc]
+            fn #ty(&self) -> Option<core::ptr::NonNull<#ty>>;
         ));
     }
     if uses.this_cpu {
@@ -600,6 +641,40 @@ fn services(uses: &Uses) -> Vec<TokenStream> {
         services.push(quote!(#[doc = " CPUID leaf `leaf` (upstream numbering) read at the base where the hypervisor was found: eax, ebx, ecx, edx."] fn cpuid(&self, leaf: u32) -> [u32; 4];));
     }
     services
+}
+
+/// A `Steps` method per hypercall the chains make, which the chains call:
+/// by default through [`Steps::hypercalls`]' stub; a host test overrides
+/// it to see each call without a hypervisor.
+fn call_hooks(h: &Hv<'_>, uses: &Uses) -> Vec<TokenStream> {
+    let Some(conv) = super::stubs::convention(h.hv) else {
+        return Vec::new();
+    };
+    uses.calls
+        .iter()
+        .filter_map(|name| h.hypercall(name))
+        .map(|hc| {
+            let f = fn_name(&hc.name.name);
+            let (params, args, ret) = super::stubs::signature(h.model, &conv, hc);
+            let gate = super::names::cfg(h.model, &hc.meta);
+            let doc = format!(" `{}` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.", hc.name.name);
+            let contract = format!(" As for `Hypercalls::{f}`: the hypervisor must be this one, and every address argument must point to memory it may use as the call says.");
+            let why = format!("the caller upholds this method's contract, which is `Hypercalls::{f}`'s.");
+            quote! {
+                #[doc = #doc]
+                #[doc = ""]
+                #[doc = " # Safety"]
+                #[doc = ""]
+                #[doc = #contract]
+                #gate
+                #[inline(always)]
+                unsafe fn #f(&self, #(#params),*) #ret {
+                    __safety__!(#why);
+                    unsafe { self.hypercalls().#f(#(#args),*) }
+                }
+            }
+        })
+        .collect()
 }
 
 /// `plan` (and with version-gated steps `plan_at`): each mapped op's first
@@ -714,12 +789,30 @@ fn chain(
         }
     }
     let native = super::ops::native_call(op, quote!(S::Native), quote!(self));
+    // A per-byte step hands what it could not send to the steps after it
+    // (a convention without a status cannot fail).
+    let can_fail = super::stubs::convention(h.hv).is_some_and(|c| c.status != "none");
+    let rebind = map
+        .steps
+        .iter()
+        .filter(|_| can_fail)
+        .find_map(|st| match &st.kind {
+            StepKind::Hypercall(_, args) => args.iter().find_map(|a| match a {
+                Expr::Each(b, _) => {
+                    let b = ident(&b.name);
+                    Some(quote!(let mut #b = #b;))
+                }
+                _ => None,
+            }),
+            _ => None,
+        });
     let code = quote! {
         #gate
         fn #name(&self, #(#params),*) #ret_clause {
             let s = &self.0;
             #[allow(unused_variables)]
             let features = s.features();
+            #rebind
             #(#body)*
             s.served(#row, 0);
             #native
@@ -772,14 +865,21 @@ fn action(
     let err = cx.on_error(index);
     let ok = |v: TokenStream| cx.ok(v);
     let served = |index: usize| cx.served(index);
+    if let StepKind::Shared(path, _, Source::Platform(_)) = &step.kind {
+        uses.regions.insert(path.base.name.clone());
+    }
     if h.needs_method(op, step) {
-        let m = method_name(op, index);
+        let m = method_name(op, index, step);
         let doc = format!(
             " `{op_name}`, step {}: `{}`",
             index + 1,
             text.trim_end_matches(';')
         );
-        let note = " Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.";
+        let note = if matches!(step.kind, StepKind::Routine(_)) {
+            " The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on."
+        } else {
+            " Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on."
+        };
         let r = if op.result.is_some() {
             quote!(Result<#value_ty, PvError>)
         } else {
@@ -791,34 +891,7 @@ fn action(
         Some(quote!(match s.#m(#(#args),*) { Ok(v) => { #served return #done } #err }))
     } else {
         match &step.kind {
-            StepKind::Hypercall(hc, exprs) => {
-                uses.hypercalls = true;
-                let decl = h.hypercall(&hc.name)?;
-                let f = fn_name(&hc.name);
-                let vals: Vec<TokenStream> = exprs
-                    .iter()
-                    .zip(&decl.params)
-                    .map(|(e, p)| h.arg(op, e, &p.ty))
-                    .collect();
-                let status = super::stubs::convention(h.hv)
-                    .map(|c| c.status)
-                    .unwrap_or_default();
-                let done = ok(quote!(()));
-                let served = served(index);
-                let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; the arguments follow the IDL's mapping of `{op_name}`.");
-                if status == "none" {
-                    // SAFETY: (generator source) `__safety__!(#why)`
-                    // emits the comment above each generated block.
-                    Some(
-                        quote!({ __safety__!(#why); let _ = unsafe { s.hypercalls().#f(#(#vals),*) }; #served return #done; }),
-                    )
-                } else {
-                    // SAFETY: (generator source) as above.
-                    Some(
-                        quote!({ __safety__!(#why); match unsafe { s.hypercalls().#f(#(#vals),*) } { Ok(_) => { #served return #done } #err } }),
-                    )
-                }
-            }
+            StepKind::Hypercall(hc, exprs) => hypercall_step(h, cx, index, hc, exprs, uses),
             StepKind::MsrWrite(msr, value) => {
                 uses.write_msr = true;
                 let m = ident(&msr.name);
@@ -876,14 +949,162 @@ fn action(
                     s.fell_back(#row, #step_no, PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native));
                 }})
             }
+            StepKind::Shared(path, _, Source::Platform(_)) => platform_read(h, cx, index, path),
             StepKind::Nop => {
                 let done = ok(quote!(()));
                 let served = served(index);
                 Some(quote!({ #served return #done; }))
             }
-            StepKind::Native | StepKind::Shared(..) => None,
+            StepKind::Native | StepKind::Shared(..) | StepKind::Routine(_) => None,
         }
     }
+}
+
+/// A generated hypercall step, through the `Steps` method of the call.
+fn hypercall_step(
+    h: &Hv<'_>,
+    cx: &OpCx<'_>,
+    index: usize,
+    hc: &Ident,
+    exprs: &[Expr],
+    uses: &mut Uses,
+) -> Option<TokenStream> {
+    let (op, op_name, display) = (cx.op, cx.op_name, cx.display);
+    uses.hypercalls = true;
+    uses.calls.insert(hc.name.clone());
+    let decl = h.hypercall(&hc.name)?;
+    let f = fn_name(&hc.name);
+    let vals: Vec<TokenStream> = exprs
+        .iter()
+        .zip(&decl.params)
+        .map(|(e, p)| h.arg(op, e, &p.ty))
+        .collect();
+    let status = super::stubs::convention(h.hv)
+        .map(|c| c.status)
+        .unwrap_or_default();
+    let done = cx.ok(quote!(()));
+    let served = cx.served(index);
+    let err = cx.on_error(index);
+    let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; the arguments follow the IDL's mapping of `{op_name}`.");
+    let call = quote!(s.#f(#(#vals),*));
+    if let Some(bytes) = exprs.iter().find_map(|e| match e {
+        Expr::Each(b, _) => Some(ident(&b.name)),
+        _ => None,
+    }) {
+        let unit = decl.result.is_none();
+        return Some(per_byte(
+            cx,
+            index,
+            &bytes,
+            call,
+            &why,
+            status == "none",
+            unit,
+        ));
+    }
+    if status == "none" {
+        // SAFETY: (generator source) `__safety__!(#why)` emits the
+        // comment above each generated block.
+        Some(quote!({ __safety__!(#why); let _ = unsafe { #call }; #served return #done; }))
+    } else {
+        // SAFETY: (generator source) as above.
+        Some(
+            quote!({ __safety__!(#why); match unsafe { #call } { Ok(_) => { #served return #done } #err } }),
+        )
+    }
+}
+
+/// A field of a region the platform supplies, read by generated code: one
+/// aligned volatile load (a misaligned region falls back); zero says "not
+/// provided", as for a leaf.
+fn platform_read(h: &Hv<'_>, cx: &OpCx<'_>, index: usize, path: &Path) -> Option<TokenStream> {
+    let model = h.model;
+    let region = ident(&path.base.name);
+    let member = path.member.as_ref()?;
+    let field = ident(&member.name);
+    let decl = h
+        .structure(&path.base.name)?
+        .fields
+        .iter()
+        .find(|f| f.name == *member)?;
+    let from = model.unit_of(&decl.ty);
+    let widened = match rust_type(&decl.ty).to_string().as_str() {
+        "u64" => quote!(raw),
+        "u8" | "u16" | "u32" => quote!(u64::from(raw)),
+        _ => quote!(raw as u64),
+    };
+    let done = cx.ok(cx.result(model, widened, from.as_deref()));
+    let step_no = proc_macro2::Literal::usize_unsuffixed(index + 1);
+    let served = cx.served(index);
+    let row = &cx.row;
+    let display = cx.display;
+    let place = format!("Steps is an unsafe trait whose implementor promises that a region it returns points to a mapped `{}`: the field's place is inside it (no reference is made).", path.base.name);
+    let why = format!("as above, and {display} lays the region out as declared, for the program's life; the load is aligned (checked first).");
+    Some(quote! {{
+        if let Some(region) = s.#region() {
+            __safety__!(#place);
+            let field = unsafe { &raw const (*region.as_ptr()).#field };
+            if field.is_aligned() {
+                __safety__!(#why);
+                let raw = unsafe { field.read_volatile() };
+                if raw != 0 { #served return #done; }
+            }
+        }
+        s.fell_back(#row, #step_no, PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native));
+    }})
+}
+
+/// A hypercall step made once per byte of `bytes`: `call` makes one with
+/// `byte`. When a call fails the rest of the buffer, from the byte it
+/// refused, goes to the next step: nothing is written twice or lost.
+fn per_byte(
+    cx: &OpCx<'_>,
+    index: usize,
+    bytes: &proc_macro2::Ident,
+    call: TokenStream,
+    why: &str,
+    no_status: bool,
+    returns_unit: bool,
+) -> TokenStream {
+    let done = cx.ok(quote!(()));
+    let served = cx.served(index);
+    if no_status {
+        let call = if returns_unit {
+            quote!(unsafe { #call };)
+        } else {
+            quote!(let _ = unsafe { #call };)
+        };
+        return quote!({
+            for &byte in #bytes {
+                __safety__!(#why);
+                #call
+            }
+            #served return #done;
+        });
+    }
+    let err = cx.on_error(index);
+    quote!({
+        let mut sent = 0;
+        let mut refused = None;
+        for &byte in #bytes {
+            __safety__!(#why);
+            match unsafe { #call } {
+                Ok(_) => sent += 1,
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        let outcome = match refused {
+            None => Ok(()),
+            Some(e) => {
+                #bytes = &#bytes[sent..];
+                Err(e)
+            }
+        };
+        match outcome { Ok(()) => { #served return #done } #err }
+    })
 }
 
 pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
@@ -909,7 +1130,7 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
             coverage.push(c.coverage);
         }
     }
-    let services = services(&uses);
+    let services = services(&h, &uses);
     let plan_fns = plan_fns(&plans, uses.version);
     let steps_doc = format!(" What a {display} backend supplies: its features, the means to reach the hypervisor, and the mechanisms of the IDL's mappings that generated code cannot carry out.");
     quote! {
@@ -922,7 +1143,8 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
         #[doc = " # Safety"]
         #[doc = ""]
         #[doc = " An implementor promises that the hypervisor this module describes is"]
-        #[doc = " present, so that the generated chains may make its hypercalls."]
+        #[doc = " present, so that the generated chains may make its hypercalls, and"]
+        #[doc = " that a shared region it returns is mapped for the program's life."]
         pub unsafe trait Steps {
             #[doc = " The native routines at the end of every chain."]
             type Native: NativeRoutines;

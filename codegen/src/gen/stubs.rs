@@ -294,11 +294,20 @@ fn raw_call(conv: &Conv, arity: usize, mode: Mode, hv_display: &str) -> TokenStr
 
 /// A typed wrapper: converts arguments to registers, calls, converts back,
 /// and turns the convention's failure status into a `PvError`.
-fn wrapper(model: &Model, conv: &Conv, h: &Hypercall, hv_display: &str) -> TokenStream {
-    let name = fn_name(&h.name.name);
-    let number = ident(&h.name.name);
+/// A typed hypercall method's parameters (`reps` first for a rep call)
+/// and their names, and its return clause: shared by the stub and by the
+/// `Steps` method the chains call it through.
+pub(super) fn signature(
+    model: &Model,
+    conv: &Conv,
+    h: &Hypercall,
+) -> (Vec<TokenStream>, Vec<proc_macro2::Ident>, TokenStream) {
     let mut params = Vec::new();
-    let mut regs = Vec::new();
+    let mut names = Vec::new();
+    if let (true, Some(_)) = (h.rep, conv.rep_shift) {
+        params.push(quote!(reps: u16));
+        names.push(format_ident!("reps"));
+    }
     for p in &h.params {
         let n = ident(&p.name.name);
         let ty = rust_type(&p.ty);
@@ -308,8 +317,32 @@ fn wrapper(model: &Model, conv: &Conv, h: &Hypercall, hv_display: &str) -> Token
         } else {
             quote!(#n: #ty)
         });
-        regs.push(super::names::to_register(model, &p.ty, &n));
+        names.push(n);
     }
+    let value_ty = match &h.result {
+        None => quote!(()),
+        Some(HcResult::Single(ty)) => rust_type(ty),
+        Some(HcResult::Named(_)) => {
+            let s = out_struct(&h.name.name);
+            quote!(#s)
+        }
+    };
+    let ret_ty = match conv.status.as_str() {
+        "negated_errno" | "hv_status" => quote!(Result<#value_ty, PvError>),
+        _ => value_ty,
+    };
+    (params, names, super::names::returns(&ret_ty))
+}
+
+fn wrapper(model: &Model, conv: &Conv, h: &Hypercall, hv_display: &str) -> TokenStream {
+    let name = fn_name(&h.name.name);
+    let number = ident(&h.name.name);
+    let (params, _, ret_clause) = signature(model, conv, h);
+    let regs: Vec<TokenStream> = h
+        .params
+        .iter()
+        .map(|p| super::names::to_register(model, &p.ty, &ident(&p.name.name)))
+        .collect();
     let arity = h.params.len();
     let call = format_ident!("call{}", arity);
     let mut nr = quote!(#number);
@@ -319,11 +352,10 @@ fn wrapper(model: &Model, conv: &Conv, h: &Hypercall, hv_display: &str) -> Token
     }
     if let (true, Some(shift)) = (h.rep, conv.rep_shift) {
         let shift = proc_macro2::Literal::u32_unsuffixed(shift as u32);
-        params.insert(0, quote!(reps: u16));
         nr = quote!(#nr | (reps as u64) << #shift);
     }
-    let (value_ty, value) = match &h.result {
-        None => (quote!(()), quote!(())),
+    let value = match &h.result {
+        None => quote!(()),
         Some(HcResult::Single(ty)) => {
             let first = if conv.results.len() > 1 {
                 quote!(raw[0])
@@ -332,8 +364,7 @@ fn wrapper(model: &Model, conv: &Conv, h: &Hypercall, hv_display: &str) -> Token
             };
             let r = format_ident!("r0");
             let conv_expr = from_register(model, ty, &r);
-            let t = rust_type(ty);
-            (quote!(#t), quote!({ let r0 = #first; #conv_expr }))
+            quote!({ let r0 = #first; #conv_expr })
         }
         Some(HcResult::Named(results)) => {
             let s = out_struct(&h.name.name);
@@ -344,7 +375,7 @@ fn wrapper(model: &Model, conv: &Conv, h: &Hypercall, hv_display: &str) -> Token
                 let conv_expr = from_register(model, &r.ty, &v);
                 quote!(#f: { let v = raw[#i]; #conv_expr })
             });
-            (quote!(#s), quote!(#s { #(#fields),* }))
+            quote!(#s { #(#fields),* })
         }
     };
     let first = if conv.results.len() > 1 {
@@ -352,23 +383,20 @@ fn wrapper(model: &Model, conv: &Conv, h: &Hypercall, hv_display: &str) -> Token
     } else {
         quote!(raw)
     };
-    let (ret_ty, finish) = match conv.status.as_str() {
-        "negated_errno" => (
-            quote!(Result<#value_ty, PvError>),
-            quote!(let status = #first as i64; if status < 0 { return Err(error(status.wrapping_neg())); } Ok(#value)),
-        ),
-        "hv_status" => (
-            quote!(Result<#value_ty, PvError>),
-            quote!(let status = (#first & 0xffff) as i64; if status != 0 { return Err(error(status)); } Ok(#value)),
-        ),
-        _ => (
-            quote!(#value_ty),
+    let finish = match conv.status.as_str() {
+        "negated_errno" => {
+            quote!(let status = #first as i64; if status < 0 { return Err(error(status.wrapping_neg())); } Ok(#value))
+        }
+        "hv_status" => {
+            quote!(let status = (#first & 0xffff) as i64; if status != 0 { return Err(error(status)); } Ok(#value))
+        }
+        _ => {
             if value.to_string() == "()" {
                 quote!()
             } else {
                 quote!(#value)
-            },
-        ),
+            }
+        }
     };
     let mut extra = vec![format!(
         "Number: `{}`{}{}; arguments in {}.",
@@ -400,7 +428,6 @@ fn wrapper(model: &Model, conv: &Conv, h: &Hypercall, hv_display: &str) -> Token
                 .join(", ")
         ));
     }
-    let ret_clause = super::names::returns(&ret_ty);
     let doc = item_docs(&h.meta, &extra, Some(hv_display));
     let why = format!("the caller upholds `{}`'s contract (# Safety).", name);
     let gate = super::names::cfg(model, &h.meta);

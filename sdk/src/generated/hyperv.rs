@@ -1734,7 +1734,8 @@ impl Features {
 /// # Safety
 ///
 /// An implementor promises that the hypervisor this module describes is
-/// present, so that the generated chains may make its hypercalls.
+/// present, so that the generated chains may make its hypercalls, and
+/// that a shared region it returns is mapped for the program's life.
 pub unsafe trait Steps {
     /// The native routines at the end of every chain.
     type Native: NativeRoutines;
@@ -1765,6 +1766,47 @@ pub unsafe trait Steps {
     }
     /// The hypercall stubs, entered the way this CPU needs.
     fn hypercalls(&self) -> Hypercalls;
+    /// `HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.
+    ///
+    /// # Safety
+    ///
+    /// As for `Hypercalls::hvcall_flush_virtual_address_space`: the hypervisor must be this one, and every address argument must point to memory it may use as the call says.
+    #[inline(always)]
+    unsafe fn hvcall_flush_virtual_address_space(
+        &self,
+        flush: &hv_tlb_flush,
+        output: u64,
+    ) -> Result<(), PvError> {
+        // SAFETY: the caller upholds this method's contract, which is `Hypercalls::hvcall_flush_virtual_address_space`'s.
+        unsafe { self.hypercalls().hvcall_flush_virtual_address_space(flush, output) }
+    }
+    /// `HVCALL_NOTIFY_LONG_SPIN_WAIT` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.
+    ///
+    /// # Safety
+    ///
+    /// As for `Hypercalls::hvcall_notify_long_spin_wait`: the hypervisor must be this one, and every address argument must point to memory it may use as the call says.
+    #[inline(always)]
+    unsafe fn hvcall_notify_long_spin_wait(
+        &self,
+        spin_count: u64,
+    ) -> Result<(), PvError> {
+        // SAFETY: the caller upholds this method's contract, which is `Hypercalls::hvcall_notify_long_spin_wait`'s.
+        unsafe { self.hypercalls().hvcall_notify_long_spin_wait(spin_count) }
+    }
+    /// `HVCALL_SEND_IPI` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.
+    ///
+    /// # Safety
+    ///
+    /// As for `Hypercalls::hvcall_send_ipi`: the hypervisor must be this one, and every address argument must point to memory it may use as the call says.
+    #[inline(always)]
+    unsafe fn hvcall_send_ipi(
+        &self,
+        vector: Vector,
+        cpu_mask: CpuSet,
+    ) -> Result<(), PvError> {
+        // SAFETY: the caller upholds this method's contract, which is `Hypercalls::hvcall_send_ipi`'s.
+        unsafe { self.hypercalls().hvcall_send_ipi(vector, cpu_mask) }
+    }
     /// Read an MSR (`rdmsr`).
     ///
     /// # Safety
@@ -1913,7 +1955,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; the arguments follow the IDL's mapping of `send_ipi`.
-                match unsafe { s.hypercalls().hvcall_send_ipi(vector, targets) } {
+                match unsafe { s.hvcall_send_ipi(vector, targets) } {
                     Ok(_) => {
                         s.served(Op::SendIpi, 1);
                         return Ok(());
@@ -1942,15 +1984,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; the arguments follow the IDL's mapping of `flush_tlb`.
                 match unsafe {
-                    s.hypercalls()
-                        .hvcall_flush_virtual_address_space(
-                            &hv_tlb_flush {
-                                address_space: 0_u64,
-                                flags: HV_FLUSH_ALL_VIRTUAL_ADDRESS_SPACES,
-                                processor_mask: targets.0,
-                            },
-                            0_u64,
-                        )
+                    s.hvcall_flush_virtual_address_space(
+                        &hv_tlb_flush {
+                            address_space: 0_u64,
+                            flags: HV_FLUSH_ALL_VIRTUAL_ADDRESS_SPACES,
+                            processor_mask: targets.0,
+                        },
+                        0_u64,
+                    )
                 } {
                     Ok(_) => {
                         s.served(Op::FlushTlb, 1);
@@ -1972,7 +2013,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; the arguments follow the IDL's mapping of `yield_to`.
-                match unsafe { s.hypercalls().hvcall_notify_long_spin_wait(1_u64) } {
+                match unsafe { s.hvcall_notify_long_spin_wait(1_u64) } {
                     Ok(_) => {
                         s.served(Op::YieldTo, 1);
                         return;

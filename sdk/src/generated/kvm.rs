@@ -994,7 +994,8 @@ impl Features {
 /// # Safety
 ///
 /// An implementor promises that the hypervisor this module describes is
-/// present, so that the generated chains may make its hypercalls.
+/// present, so that the generated chains may make its hypercalls, and
+/// that a shared region it returns is mapped for the program's life.
 pub unsafe trait Steps {
     /// The native routines at the end of every chain.
     type Native: NativeRoutines;
@@ -1025,6 +1026,48 @@ pub unsafe trait Steps {
     }
     /// The hypercall stubs, entered the way this CPU needs.
     fn hypercalls(&self) -> Hypercalls;
+    /// `KVM_HC_KICK_CPU` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.
+    ///
+    /// # Safety
+    ///
+    /// As for `Hypercalls::kvm_hc_kick_cpu`: the hypervisor must be this one, and every address argument must point to memory it may use as the call says.
+    #[inline(always)]
+    unsafe fn kvm_hc_kick_cpu(
+        &self,
+        flags: u64,
+        apicid: ApicId,
+    ) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds this method's contract, which is `Hypercalls::kvm_hc_kick_cpu`'s.
+        unsafe { self.hypercalls().kvm_hc_kick_cpu(flags, apicid) }
+    }
+    /// `KVM_HC_SCHED_YIELD` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.
+    ///
+    /// # Safety
+    ///
+    /// As for `Hypercalls::kvm_hc_sched_yield`: the hypervisor must be this one, and every address argument must point to memory it may use as the call says.
+    #[inline(always)]
+    unsafe fn kvm_hc_sched_yield(&self, dest_apicid: ApicId) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds this method's contract, which is `Hypercalls::kvm_hc_sched_yield`'s.
+        unsafe { self.hypercalls().kvm_hc_sched_yield(dest_apicid) }
+    }
+    /// `KVM_HC_SEND_IPI` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.
+    ///
+    /// # Safety
+    ///
+    /// As for `Hypercalls::kvm_hc_send_ipi`: the hypervisor must be this one, and every address argument must point to memory it may use as the call says.
+    #[inline(always)]
+    unsafe fn kvm_hc_send_ipi(
+        &self,
+        ipi_bitmap_low: CpuSet,
+        ipi_bitmap_high: u64,
+        min: ApicId,
+        icr: u64,
+    ) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds this method's contract, which is `Hypercalls::kvm_hc_send_ipi`'s.
+        unsafe {
+            self.hypercalls().kvm_hc_send_ipi(ipi_bitmap_low, ipi_bitmap_high, min, icr)
+        }
+    }
     /// `clock_ns`, step 1: `shared pvclock_vcpu_time_info.system_time via MSR_KVM_SYSTEM_TIME_NEW requires KVM_FEATURE_CLOCKSOURCE2`
     ///
     /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
@@ -1242,13 +1285,12 @@ impl<S: Steps> PvOps for Paravirt<S> {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that KVM is the hypervisor; the arguments follow the IDL's mapping of `send_ipi`.
                 match unsafe {
-                    s.hypercalls()
-                        .kvm_hc_send_ipi(
-                            targets,
-                            0_u64,
-                            ApicId((0_u64) as u32),
-                            vector.0 as u64,
-                        )
+                    s.kvm_hc_send_ipi(
+                        targets,
+                        0_u64,
+                        ApicId((0_u64) as u32),
+                        vector.0 as u64,
+                    )
                 } {
                     Ok(_) => {
                         s.served(Op::SendIpi, 1);
@@ -1275,7 +1317,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that KVM is the hypervisor; the arguments follow the IDL's mapping of `kick_cpu`.
-                match unsafe { s.hypercalls().kvm_hc_kick_cpu(0_u64, target) } {
+                match unsafe { s.kvm_hc_kick_cpu(0_u64, target) } {
                     Ok(_) => {
                         s.served(Op::KickCpu, 1);
                         return;
@@ -1296,7 +1338,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that KVM is the hypervisor; the arguments follow the IDL's mapping of `yield_to`.
-                match unsafe { s.hypercalls().kvm_hc_sched_yield(target) } {
+                match unsafe { s.kvm_hc_sched_yield(target) } {
                     Ok(_) => {
                         s.served(Op::YieldTo, 1);
                         return;

@@ -1316,7 +1316,8 @@ impl Features {
 /// # Safety
 ///
 /// An implementor promises that the hypervisor this module describes is
-/// present, so that the generated chains may make its hypercalls.
+/// present, so that the generated chains may make its hypercalls, and
+/// that a shared region it returns is mapped for the program's life.
 pub unsafe trait Steps {
     /// The native routines at the end of every chain.
     type Native: NativeRoutines;
@@ -1347,6 +1348,56 @@ pub unsafe trait Steps {
     }
     /// The hypercall stubs, entered the way this CPU needs.
     fn hypercalls(&self) -> Hypercalls;
+    /// `__HYPERVISOR_console_io` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.
+    ///
+    /// # Safety
+    ///
+    /// As for `Hypercalls::hypervisor_console_io`: the hypervisor must be this one, and every address argument must point to memory it may use as the call says.
+    #[inline(always)]
+    unsafe fn hypervisor_console_io(
+        &self,
+        cmd: u32,
+        count: u32,
+        buffer: u64,
+    ) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds this method's contract, which is `Hypercalls::hypervisor_console_io`'s.
+        unsafe { self.hypercalls().hypervisor_console_io(cmd, count, buffer) }
+    }
+    /// `__HYPERVISOR_hvm_op` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.
+    ///
+    /// # Safety
+    ///
+    /// As for `Hypercalls::hypervisor_hvm_op`: the hypervisor must be this one, and every address argument must point to memory it may use as the call says.
+    #[inline(always)]
+    unsafe fn hypervisor_hvm_op(&self, op: u32, arg: u64) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds this method's contract, which is `Hypercalls::hypervisor_hvm_op`'s.
+        unsafe { self.hypercalls().hypervisor_hvm_op(op, arg) }
+    }
+    /// `__HYPERVISOR_sched_op` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.
+    ///
+    /// # Safety
+    ///
+    /// As for `Hypercalls::hypervisor_sched_op`: the hypervisor must be this one, and every address argument must point to memory it may use as the call says.
+    #[inline(always)]
+    unsafe fn hypervisor_sched_op(&self, cmd: u32, arg: u64) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds this method's contract, which is `Hypercalls::hypervisor_sched_op`'s.
+        unsafe { self.hypercalls().hypervisor_sched_op(cmd, arg) }
+    }
+    /// `__HYPERVISOR_vcpu_op` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.
+    ///
+    /// # Safety
+    ///
+    /// As for `Hypercalls::hypervisor_vcpu_op`: the hypervisor must be this one, and every address argument must point to memory it may use as the call says.
+    #[inline(always)]
+    unsafe fn hypervisor_vcpu_op(
+        &self,
+        cmd: u32,
+        vcpuid: u32,
+        extra_args: u64,
+    ) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds this method's contract, which is `Hypercalls::hypervisor_vcpu_op`'s.
+        unsafe { self.hypercalls().hypervisor_vcpu_op(cmd, vcpuid, extra_args) }
+    }
     /// The calling CPU's index as the hypervisor numbers it.
     fn this_cpu(&self) -> u64;
     /// The hypervisor's version (major, minor, patch), if it says: steps
@@ -1504,18 +1555,17 @@ impl<S: Steps> PvOps for Paravirt<S> {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `timer_oneshot`.
                 match unsafe {
-                    s.hypercalls()
-                        .hypervisor_vcpu_op(
-                            VCPUOP_set_singleshot_timer,
-                            (s.this_cpu()) as u32,
-                            core::ptr::from_ref(
-                                &vcpu_set_singleshot_timer {
-                                    timeout_abs_ns: deadline.0,
-                                    flags: (0_u64) as u32,
-                                    ..vcpu_set_singleshot_timer::ZERO
-                                },
-                            ) as u64,
-                        )
+                    s.hypervisor_vcpu_op(
+                        VCPUOP_set_singleshot_timer,
+                        (s.this_cpu()) as u32,
+                        core::ptr::from_ref(
+                            &vcpu_set_singleshot_timer {
+                                timeout_abs_ns: deadline.0,
+                                flags: (0_u64) as u32,
+                                ..vcpu_set_singleshot_timer::ZERO
+                            },
+                        ) as u64,
+                    )
                 } {
                     Ok(_) => {
                         s.served(Op::TimerOneshot, 1);
@@ -1543,12 +1593,11 @@ impl<S: Steps> PvOps for Paravirt<S> {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `timer_cancel`.
                 match unsafe {
-                    s.hypercalls()
-                        .hypervisor_vcpu_op(
-                            VCPUOP_stop_singleshot_timer,
-                            (s.this_cpu()) as u32,
-                            0_u64,
-                        )
+                    s.hypervisor_vcpu_op(
+                        VCPUOP_stop_singleshot_timer,
+                        (s.this_cpu()) as u32,
+                        0_u64,
+                    )
                 } {
                     Ok(_) => {
                         s.served(Op::TimerCancel, 1);
@@ -1570,9 +1619,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `yield_to`.
-                match unsafe {
-                    s.hypercalls().hypervisor_sched_op(SCHEDOP_yield, 0_u64)
-                } {
+                match unsafe { s.hypervisor_sched_op(SCHEDOP_yield, 0_u64) } {
                     Ok(_) => {
                         s.served(Op::YieldTo, 1);
                         return;
@@ -1612,12 +1659,11 @@ impl<S: Steps> PvOps for Paravirt<S> {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `console_write`.
                 match unsafe {
-                    s.hypercalls()
-                        .hypervisor_console_io(
-                            CONSOLEIO_write,
-                            (data.len() as u64) as u32,
-                            data.as_ptr() as u64,
-                        )
+                    s.hypervisor_console_io(
+                        CONSOLEIO_write,
+                        (data.len() as u64) as u32,
+                        data.as_ptr() as u64,
+                    )
                 } {
                     Ok(_) => {
                         s.served(Op::ConsoleWrite, 2);
@@ -1639,9 +1685,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `flush_tlb`.
-                match unsafe {
-                    s.hypercalls().hypervisor_hvm_op(HVMOP_flush_tlbs, 0_u64)
-                } {
+                match unsafe { s.hypervisor_hvm_op(HVMOP_flush_tlbs, 0_u64) } {
                     Ok(_) => {
                         s.served(Op::FlushTlb, 1);
                         return;
@@ -1664,15 +1708,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `shutdown`.
                 match unsafe {
-                    s.hypercalls()
-                        .hypervisor_sched_op(
-                            SCHEDOP_shutdown,
-                            core::ptr::from_ref(
-                                &sched_shutdown {
-                                    reason: SHUTDOWN_poweroff,
-                                },
-                            ) as u64,
-                        )
+                    s.hypervisor_sched_op(
+                        SCHEDOP_shutdown,
+                        core::ptr::from_ref(
+                            &sched_shutdown {
+                                reason: SHUTDOWN_poweroff,
+                            },
+                        ) as u64,
+                    )
                 } {
                     Ok(_) => {
                         s.served(Op::Shutdown, 1);
@@ -1689,15 +1732,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `shutdown`.
                 match unsafe {
-                    s.hypercalls()
-                        .hypervisor_sched_op(
-                            SCHEDOP_shutdown,
-                            core::ptr::from_ref(
-                                &sched_shutdown {
-                                    reason: SHUTDOWN_reboot,
-                                },
-                            ) as u64,
-                        )
+                    s.hypervisor_sched_op(
+                        SCHEDOP_shutdown,
+                        core::ptr::from_ref(
+                            &sched_shutdown {
+                                reason: SHUTDOWN_reboot,
+                            },
+                        ) as u64,
+                    )
                 } {
                     Ok(_) => {
                         s.served(Op::Shutdown, 2);
@@ -1714,15 +1756,14 @@ impl<S: Steps> PvOps for Paravirt<S> {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `shutdown`.
                 match unsafe {
-                    s.hypercalls()
-                        .hypervisor_sched_op(
-                            SCHEDOP_shutdown,
-                            core::ptr::from_ref(
-                                &sched_shutdown {
-                                    reason: SHUTDOWN_crash,
-                                },
-                            ) as u64,
-                        )
+                    s.hypervisor_sched_op(
+                        SCHEDOP_shutdown,
+                        core::ptr::from_ref(
+                            &sched_shutdown {
+                                reason: SHUTDOWN_crash,
+                            },
+                        ) as u64,
+                    )
                 } {
                     Ok(_) => {
                         s.served(Op::Shutdown, 3);

@@ -18,6 +18,8 @@ pub use super::types::Mode;
 #[doc(inline)]
 pub use super::types::Nanos;
 #[doc(inline)]
+pub use super::types::alpha_window;
+#[doc(inline)]
 pub use super::types::gappy;
 #[doc(inline)]
 pub use super::types::packed_rec;
@@ -75,6 +77,10 @@ pub const ALPHA_HC_NOP: u64 = 4;
 ///
 /// Hypercall number; see [`Hypercalls::alpha_hc_fill`].
 pub const ALPHA_HC_FILL: u64 = 5;
+/// One byte out.
+///
+/// Hypercall number; see [`Hypercalls::alpha_hc_putc`].
+pub const ALPHA_HC_PUTC: u64 = 6;
 /// Not implemented.
 ///
 /// Means [`ErrorKind::Unsupported`].
@@ -88,6 +94,7 @@ pub const HYPERCALLS: &[(u64, &str)] = &[
     (3, "ALPHA_HC_KICK"),
     (4, "ALPHA_HC_NOP"),
     (5, "ALPHA_HC_FILL"),
+    (6, "ALPHA_HC_PUTC"),
 ];
 /// Every constant of this ABI by upstream name, with its value.
 pub const CONSTANTS: &[(&str, i128)] = &[("ALPHA_MAGIC", 0xa1fa)];
@@ -380,6 +387,24 @@ impl Hypercalls {
         }
         Ok(())
     }
+    /// One byte out.
+    ///
+    /// Number: `6`; arguments in `rbx`.
+    ///
+    /// # Safety
+    ///
+    /// As for the raw calls: the hypervisor must be this one, and every
+    /// address argument must point to memory it may use as the call says.
+    #[inline]
+    pub unsafe fn alpha_hc_putc(self, c: u8) -> Result<(), PvError> {
+        // SAFETY: the caller upholds `alpha_hc_putc`'s contract (# Safety).
+        let raw = unsafe { self.call1(ALPHA_HC_PUTC, c as u64) };
+        let status = raw as i64;
+        if status < 0 {
+            return Err(error(status.wrapping_neg()));
+        }
+        Ok(())
+    }
 }
 
 use super::ops::{native, NativeRoutines, Op, PvOps};
@@ -417,7 +442,8 @@ impl Features {
 /// # Safety
 ///
 /// An implementor promises that the hypervisor this module describes is
-/// present, so that the generated chains may make its hypercalls.
+/// present, so that the generated chains may make its hypercalls, and
+/// that a shared region it returns is mapped for the program's life.
 pub unsafe trait Steps {
     /// The native routines at the end of every chain.
     type Native: NativeRoutines;
@@ -448,16 +474,42 @@ pub unsafe trait Steps {
     }
     /// The hypercall stubs, entered the way this CPU needs.
     fn hypercalls(&self) -> Hypercalls;
+    /// `ALPHA_HC_KICK` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.
+    ///
+    /// # Safety
+    ///
+    /// As for `Hypercalls::alpha_hc_kick`: the hypervisor must be this one, and every address argument must point to memory it may use as the call says.
+    #[inline(always)]
+    unsafe fn alpha_hc_kick(&self, flags: u64, apic: ApicId) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds this method's contract, which is `Hypercalls::alpha_hc_kick`'s.
+        unsafe { self.hypercalls().alpha_hc_kick(flags, apic) }
+    }
+    /// `ALPHA_HC_PUTC` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.
+    ///
+    /// # Safety
+    ///
+    /// As for `Hypercalls::alpha_hc_putc`: the hypervisor must be this one, and every address argument must point to memory it may use as the call says.
+    #[inline(always)]
+    unsafe fn alpha_hc_putc(&self, c: u8) -> Result<(), PvError> {
+        // SAFETY: the caller upholds this method's contract, which is `Hypercalls::alpha_hc_putc`'s.
+        unsafe { self.hypercalls().alpha_hc_putc(c) }
+    }
+    /// Where the platform put this guest's `alpha_window` (configured, not registered by the guest): `None` when it gave none or the backend does not trust it (a wrong signature or revision); the steps reading it then fall back.
+    fn alpha_window(&self) -> Option<core::ptr::NonNull<alpha_window>>;
     /// The hypervisor's version (major, minor, patch), if it says: steps
     /// that need a newer one (`@hv_since` in the IDL) are skipped. `None`
     /// skips nothing.
     fn hv_version(&self) -> Option<(u32, u32, u32)> {
         None
     }
-    /// `now`, step 1: `shared gappy.b via ALPHA_MSR_CLOCK requires ALPHA_F_CLOCK`
+    /// `now`, step 2: `shared gappy.b via ALPHA_MSR_CLOCK requires ALPHA_F_CLOCK`
     ///
     /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
-    fn now_step1(&self) -> Result<Nanos, PvError>;
+    fn now_step2(&self) -> Result<Nanos, PvError>;
+    /// `put`, step 2: `routine put_by_alpha`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    fn put_by_alpha(&self, data: &[u8]) -> Result<(), PvError>;
 }
 /// The ops of a guest of this hypervisor: every mapped op walks its
 /// fallback chain from the IDL; the others are native.
@@ -469,19 +521,87 @@ impl<S: Steps> PvOps for Paravirt<S> {
         let s = &self.0;
         #[allow(unused_variables)]
         let features = s.features();
+        if !s.withdrawn(Op::Now, 1) {
+            {
+                if let Some(region) = s.alpha_window() {
+                    // SAFETY: Steps is an unsafe trait whose implementor promises that a region it returns points to a mapped `alpha_window`: the field's place is inside it (no reference is made).
+                    let field = unsafe { &raw const (*region.as_ptr()).now };
+                    if field.is_aligned() {
+                        // SAFETY: as above, and Alpha lays the region out as declared, for the program's life; the load is aligned (checked first).
+                        let raw = unsafe { field.read_volatile() };
+                        if raw != 0 {
+                            s.served(Op::Now, 1);
+                            return Nanos(raw);
+                        }
+                    }
+                }
+                s.fell_back(
+                    Op::Now,
+                    1,
+                    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native),
+                );
+            }
+        }
         if features.alpha_features.contains(AlphaFeatures::ALPHA_F_CLOCK)
-            && !s.withdrawn(Op::Now, 1)
+            && !s.withdrawn(Op::Now, 2)
         {
-            match s.now_step1() {
+            match s.now_step2() {
                 Ok(v) => {
-                    s.served(Op::Now, 1);
+                    s.served(Op::Now, 2);
                     return v;
                 }
-                Err(e) => s.fell_back(Op::Now, 1, e),
+                Err(e) => s.fell_back(Op::Now, 2, e),
             }
         }
         s.served(Op::Now, 0);
         native::now::<S::Native>()
+    }
+    fn put(&self, data: &[u8]) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        let mut data = data;
+        if !s.withdrawn(Op::Put, 1) {
+            {
+                let mut sent = 0;
+                let mut refused = None;
+                for &byte in data {
+                    // SAFETY: Steps is an unsafe trait whose implementor promises that Alpha is the hypervisor; the arguments follow the IDL's mapping of `put`.
+                    match unsafe { s.alpha_hc_putc(byte) } {
+                        Ok(_) => sent += 1,
+                        Err(e) => {
+                            refused = Some(e);
+                            break;
+                        }
+                    }
+                }
+                let outcome = match refused {
+                    None => Ok(()),
+                    Some(e) => {
+                        data = &data[sent..];
+                        Err(e)
+                    }
+                };
+                match outcome {
+                    Ok(()) => {
+                        s.served(Op::Put, 1);
+                        return;
+                    }
+                    Err(e) => s.fell_back(Op::Put, 1, e),
+                }
+            }
+        }
+        if !s.withdrawn(Op::Put, 2) {
+            match s.put_by_alpha(data) {
+                Ok(v) => {
+                    s.served(Op::Put, 2);
+                    return v;
+                }
+                Err(e) => s.fell_back(Op::Put, 2, e),
+            }
+        }
+        s.served(Op::Put, 0);
+        native::put::<S::Native>(data)
     }
     fn stop(&self, level: Level) {
         let s = &self.0;
@@ -492,9 +612,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
         {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Alpha is the hypervisor; the arguments follow the IDL's mapping of `stop`.
-                match unsafe {
-                    s.hypercalls().alpha_hc_kick(0_u64, ApicId((0_u64) as u32))
-                } {
+                match unsafe { s.alpha_hc_kick(0_u64, ApicId((0_u64) as u32)) } {
                     Ok(_) => {
                         s.served(Op::Stop, 1);
                         return;
@@ -509,7 +627,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 2] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 3] {
     plan_at(features, None)
 }
 /// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
@@ -517,20 +635,41 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 2] {
 pub fn plan_at(
     features: &Features,
     version: Option<(u32, u32, u32)>,
-) -> [(Op, (usize, &'static str)); 2] {
+) -> [(Op, (usize, &'static str)); 3] {
     [
         (
             Op::Now,
             {
                 let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "shared alpha_window.now from platform");
+                    }
                     if features.alpha_features.contains(AlphaFeatures::ALPHA_F_CLOCK) {
                         return (
-                            1,
+                            2,
                             "shared gappy.b via ALPHA_MSR_CLOCK requires ALPHA_F_CLOCK",
                         );
                     }
                     if true {
-                        return (2, "native");
+                        return (3, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::Put,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "hypercall ALPHA_HC_PUTC(each data)");
+                    }
+                    if true {
+                        return (2, "routine put_by_alpha");
+                    }
+                    if true {
+                        return (3, "native");
                     }
                     (0, "native")
                 };
@@ -567,6 +706,7 @@ impl<S: Steps> Paravirt<S> {
 }
 /// Each mapped op and the mechanisms of its chain, in order: for coverage tables.
 pub const CHAINS: &[(&str, &str)] = &[
-    ("now", "shared → native"),
+    ("now", "shared → shared → native"),
+    ("put", "hypercall → routine → native"),
     ("stop", "hypercall → native"),
 ];

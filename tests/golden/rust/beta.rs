@@ -200,7 +200,8 @@ impl Features {
 /// # Safety
 ///
 /// An implementor promises that the hypervisor this module describes is
-/// present, so that the generated chains may make its hypercalls.
+/// present, so that the generated chains may make its hypercalls, and
+/// that a shared region it returns is mapped for the program's life.
 pub unsafe trait Steps {
     /// The native routines at the end of every chain.
     type Native: NativeRoutines;

@@ -22,12 +22,20 @@ pub const GAMMA_VERSION: u64 = 10;
 ///
 /// Hypercall number; see [`Hypercalls::gamma_hz`].
 pub const GAMMA_HZ: u64 = 45;
+/// One byte out.
+///
+/// Hypercall number; see [`Hypercalls::gamma_putc`].
+pub const GAMMA_PUTC: u64 = 11;
 /// Every CPUID leaf of this ABI by number, with its upstream name.
 pub const LEAVES: &[(u32, &str)] = &[];
 /// Every MSR of this ABI by index, with its upstream name.
 pub const MSRS: &[(u32, &str)] = &[];
 /// Every hypercall of this ABI by number, with its upstream name.
-pub const HYPERCALLS: &[(u64, &str)] = &[(10, "GAMMA_VERSION"), (45, "GAMMA_HZ")];
+pub const HYPERCALLS: &[(u64, &str)] = &[
+    (10, "GAMMA_VERSION"),
+    (45, "GAMMA_HZ"),
+    (11, "GAMMA_PUTC"),
+];
 /// Every constant of this ABI by upstream name, with its value.
 pub const CONSTANTS: &[(&str, i128)] = &[];
 /// Every feature bit of this ABI by upstream name, with its bit number.
@@ -204,6 +212,20 @@ impl Hypercalls {
             r0 as u32
         }
     }
+    /// One byte out.
+    ///
+    /// Number: `11`; arguments in `rbx`.
+    ///
+    /// # Safety
+    ///
+    /// As for the raw calls: the hypervisor must be this one, and every
+    /// address argument must point to memory it may use as the call says.
+    #[inline]
+    pub unsafe fn gamma_putc(self, c: u8) {
+        // SAFETY: the caller upholds `gamma_putc`'s contract (# Safety).
+        let raw = unsafe { self.call1(GAMMA_PUTC, c as u64) };
+        let _ = raw;
+    }
 }
 
 use super::ops::{native, NativeRoutines, Op, PvOps};
@@ -228,7 +250,8 @@ impl Features {
 /// # Safety
 ///
 /// An implementor promises that the hypervisor this module describes is
-/// present, so that the generated chains may make its hypercalls.
+/// present, so that the generated chains may make its hypercalls, and
+/// that a shared region it returns is mapped for the program's life.
 pub unsafe trait Steps {
     /// The native routines at the end of every chain.
     type Native: NativeRoutines;
@@ -257,6 +280,18 @@ pub unsafe trait Steps {
     fn served(&self, op: Op, step: usize) {
         crate::record::served::record(op, step)
     }
+    /// The hypercall stubs, entered the way this CPU needs.
+    fn hypercalls(&self) -> Hypercalls;
+    /// `GAMMA_PUTC` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.
+    ///
+    /// # Safety
+    ///
+    /// As for `Hypercalls::gamma_putc`: the hypervisor must be this one, and every address argument must point to memory it may use as the call says.
+    #[inline(always)]
+    unsafe fn gamma_putc(&self, c: u8) {
+        // SAFETY: the caller upholds this method's contract, which is `Hypercalls::gamma_putc`'s.
+        unsafe { self.hypercalls().gamma_putc(c) }
+    }
 }
 /// The ops of a guest of this hypervisor: every mapped op walks its
 /// fallback chain from the IDL; the others are native.
@@ -271,6 +306,23 @@ impl<S: Steps> PvOps for Paravirt<S> {
         s.served(Op::Now, 0);
         native::now::<S::Native>()
     }
+    fn put(&self, data: &[u8]) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::Put, 1) {
+            {
+                for &byte in data {
+                    // SAFETY: Steps is an unsafe trait whose implementor promises that Gamma is the hypervisor; the arguments follow the IDL's mapping of `put`.
+                    unsafe { s.gamma_putc(byte) };
+                }
+                s.served(Op::Put, 1);
+                return;
+            }
+        }
+        s.served(Op::Put, 0);
+        native::put::<S::Native>(data)
+    }
     fn stop(&self, level: Level) {
         let s = &self.0;
         #[allow(unused_variables)]
@@ -282,7 +334,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
 #[allow(unused_variables)]
-pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 2] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 3] {
     [
         (
             Op::Now,
@@ -290,6 +342,21 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 2] {
                 let step = || -> (usize, &'static str) {
                     if true {
                         return (1, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::Put,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "hypercall GAMMA_PUTC(each data)");
+                    }
+                    if true {
+                        return (2, "native");
                     }
                     (0, "native")
                 };
@@ -319,4 +386,8 @@ impl<S: Steps> Paravirt<S> {
     }
 }
 /// Each mapped op and the mechanisms of its chain, in order: for coverage tables.
-pub const CHAINS: &[(&str, &str)] = &[("now", "native"), ("stop", "native")];
+pub const CHAINS: &[(&str, &str)] = &[
+    ("now", "native"),
+    ("put", "hypercall → native"),
+    ("stop", "native"),
+];

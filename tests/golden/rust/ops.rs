@@ -14,6 +14,8 @@ pub trait NativeRoutines {
     ) -> Result<(), PvError>;
     /// Bare-metal `stop`: A required op with an enum parameter.
     fn stop_native(level: Level);
+    /// Bare-metal `put`: Bytes out, one hypercall per byte where the hypervisor has no better.
+    fn put_native(data: &[u8]);
     /// Bare-metal `now`: A required op with a result.
     fn now_native() -> Nanos;
 }
@@ -80,6 +82,14 @@ pub trait PvOps {
     fn stop(&self, level: Level) {
         native::stop::<Self::Native>(level)
     }
+    /// Bytes out, one hypercall per byte where the hypervisor has no better.
+    ///
+    /// Group `basic`; context `any`.
+    /// Native lowering: [`NativeRoutines::put_native`].
+    #[inline]
+    fn put(&self, data: &[u8]) {
+        native::put::<Self::Native>(data)
+    }
     /// A required op with a result.
     ///
     /// Group `basic`; context `any`.
@@ -144,6 +154,11 @@ pub mod native {
     pub fn stop<N: NativeRoutines>(level: Level) {
         <N as NativeRoutines>::stop_native(level)
     }
+    /// The native lowering of [`PvOps::put`]: the default and the end of every fallback chain.
+    #[inline]
+    pub fn put<N: NativeRoutines>(data: &[u8]) {
+        <N as NativeRoutines>::put_native(data)
+    }
     /// The native lowering of [`PvOps::now`]: the default and the end of every fallback chain.
     #[inline]
     pub fn now<N: NativeRoutines>() -> Nanos {
@@ -207,6 +222,13 @@ pub const OPS: &[OpInfo] = &[
         context: Context::Any,
     },
     OpInfo {
+        name: "put",
+        group: "basic",
+        hot: false,
+        required: false,
+        context: Context::Any,
+    },
+    OpInfo {
         name: "now",
         group: "basic",
         hot: false,
@@ -228,12 +250,21 @@ pub enum Op {
     Arm,
     /// `stop`.
     Stop,
+    /// `put`.
+    Put,
     /// `now`.
     Now,
 }
 impl Op {
     /// Every op, in IDL order (as [`OPS`]).
-    pub const ALL: &'static [Op] = &[Op::Save, Op::Restore, Op::Arm, Op::Stop, Op::Now];
+    pub const ALL: &'static [Op] = &[
+        Op::Save,
+        Op::Restore,
+        Op::Arm,
+        Op::Stop,
+        Op::Put,
+        Op::Now,
+    ];
     /// Its row in [`OPS`].
     pub const fn row(self) -> usize {
         self as usize
@@ -308,6 +339,16 @@ impl<
             Self::Alpha(b) => b.stop(level),
             Self::Beta(b) => b.stop(level),
             Self::Gamma(b) => b.stop(level),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[inline]
+    fn put(&self, data: &[u8]) {
+        match self {
+            Self::Native => native::put::<N>(data),
+            Self::Alpha(b) => b.put(data),
+            Self::Beta(b) => b.put(data),
+            Self::Gamma(b) => b.put(data),
             Self::_Marker(_, never) => match *never {}
         }
     }

@@ -57,6 +57,42 @@ bitflags::bitflags! {
 #[repr(transparent)]
 pub struct Nanos(pub u64);
 
+/// A region the platform maps for the guest, at an address it configures.
+///
+/// Declared by the `alpha` ABI in `idl/`.
+/// Size: 16 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct alpha_window {
+    /// Which layout.
+    ///
+    /// Offset 0.
+    pub magic: u32,
+    /// Padding; keep zero.
+    pub _pad_at_4: [u8; 4],
+    /// Time.
+    ///
+    /// Offset 8.
+    /// Unit: `ns`.
+    pub now: u64,
+}
+impl alpha_window {
+    /// Every byte zero: the state before the hypervisor first writes it.
+    pub const ZERO: Self = Self {
+        magic: 0,
+        _pad_at_4: [0; 4],
+        now: 0,
+    };
+}
+impl Default for alpha_window {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+const _: () = assert!(core::mem::size_of:: < alpha_window > () == 16);
+const _: () = assert!(core::mem::offset_of!(alpha_window, magic) == 0);
+const _: () = assert!(core::mem::offset_of!(alpha_window, now) == 8);
+
 /// A record with gaps, padding at the end, and a field in a unit.
 ///
 /// Declared by the `alpha` ABI in `idl/`.

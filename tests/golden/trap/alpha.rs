@@ -226,4 +226,22 @@ impl Hypercalls {
         }
         Ok(())
     }
+    /// One byte out.
+    ///
+    /// Number: `6`; arguments in `rbx`.
+    ///
+    /// # Safety
+    ///
+    /// As for the raw calls: the hypervisor must be this one, and every
+    /// address argument must point to memory it may use as the call says.
+    #[inline]
+    pub unsafe fn alpha_hc_putc(self, c: u8) -> Result<(), PvError> {
+        // SAFETY: the caller upholds `alpha_hc_putc`'s contract (# Safety).
+        let raw = unsafe { self.call1(ALPHA_HC_PUTC, c as u64) };
+        let status = raw as i64;
+        if status < 0 {
+            return Err(error(status.wrapping_neg()));
+        }
+        Ok(())
+    }
 }

@@ -155,4 +155,18 @@ impl Hypercalls {
             r0 as u32
         }
     }
+    /// One byte out.
+    ///
+    /// Number: `11`; arguments in `rbx`.
+    ///
+    /// # Safety
+    ///
+    /// As for the raw calls: the hypervisor must be this one, and every
+    /// address argument must point to memory it may use as the call says.
+    #[inline]
+    pub unsafe fn gamma_putc(self, c: u8) {
+        // SAFETY: the caller upholds `gamma_putc`'s contract (# Safety).
+        let raw = unsafe { self.call1(GAMMA_PUTC, c as u64) };
+        let _ = raw;
+    }
 }

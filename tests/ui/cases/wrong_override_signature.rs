@@ -6,6 +6,7 @@ use pvi_fixture_sdk::generated::types::{Level, Nanos, PvError};
 struct Host;
 impl NativeRoutines for Host {
     fn stop_native(_level: Level) {}
+    fn put_native(_data: &[u8]) {}
     fn now_native() -> Nanos {
         Nanos(0)
     }
