@@ -24,7 +24,8 @@ mod trap_kvm;
 mod trap_vmware;
 
 use emulator::{trap, Behaviour, Page, Seen};
-use pvi_codegen::ast::{ConvStmt, HvItem, Hypercall, Hypervisor};
+use pvi_codegen::ast::{HvItem, Hypercall, Hypervisor};
+use pvi_codegen::ir::{Number, Register};
 use pvi_codegen::Model;
 use pvi_sdk::generated::{hyperv, kvm, vmware, xen};
 use pvi_sdk::types::*;
@@ -43,42 +44,30 @@ struct Conv {
     stride: usize,
 }
 
-fn convention(hv: &Hypervisor) -> Conv {
-    let mut c = Conv {
-        number: String::new(),
-        args: vec![],
-        results: vec![],
-        fixed: vec![],
-        stride: 0,
-    };
-    for item in &hv.items {
-        if let HvItem::Convention(conv) = item {
-            for s in &conv.stmts {
-                match s {
-                    ConvStmt::Number(r, _) => c.number = r.name.clone(),
-                    ConvStmt::Args(r, _) => c.args = r.iter().map(|i| i.name.clone()).collect(),
-                    ConvStmt::Result(r, _) => {
-                        c.results = r.iter().map(|i| i.name.clone()).collect()
-                    }
-                    ConvStmt::Fixed(f, _) => {
-                        c.fixed = f
-                            .iter()
-                            .map(|f| {
-                                (
-                                    f.reg.name.clone(),
-                                    f.value.value as u64,
-                                    f.form.as_ref().map(|w| w.name.clone()),
-                                )
-                            })
-                            .collect()
-                    }
-                    ConvStmt::Page(_, stride, _) => c.stride = stride.value as usize,
-                    _ => {}
-                }
-            }
-        }
+/// The convention as the generator reads it (`Model::convention`, the
+/// typed IR), in register names the emulator's tables use.
+fn convention(model: &Model, hv: &Hypervisor) -> Conv {
+    let c = model
+        .convention(&hv.name.name)
+        .unwrap_or_else(|| panic!("{} has no convention", hv.name.name));
+    let names = |regs: &[Register]| regs.iter().map(|r| r.name().to_string()).collect();
+    Conv {
+        number: match c.number {
+            Number::Register(r) => r.name().to_string(),
+            Number::Slot => "slot".to_string(),
+        },
+        args: names(&c.args),
+        results: names(&c.results),
+        fixed: c
+            .fixed
+            .iter()
+            .map(|f| {
+                let form = f.form.map(|f| f.name().to_string());
+                (f.register.name().to_string(), f.value.value as u64, form)
+            })
+            .collect(),
+        stride: c.page.as_ref().map_or(0, |p| p.stride as usize),
     }
-    c
 }
 
 fn hypercalls<'m>(model: &'m Model, hv: &str) -> (&'m Hypervisor, Vec<&'m Hypercall>) {
@@ -125,26 +114,21 @@ fn real_clobbers(hv: &str) -> &'static [&'static str] {
 fn idl_clobbers_cover_what_the_hypervisors_really_change() {
     let model = model();
     for hv in model.hypervisors() {
-        let declared: Vec<String> = hv
-            .items
-            .iter()
-            .flat_map(|i| match i {
-                HvItem::Convention(c) => c
-                    .stmts
+        // A hypervisor without a convention makes no hypercalls: it changes
+        // nothing, and `real_clobbers` still has to say so.
+        let declared: Vec<&str> = model
+            .convention(&hv.name.name)
+            .map(|c| {
+                c.clobbers
                     .iter()
-                    .flat_map(|s| match s {
-                        ConvStmt::Clobbers(r, _) | ConvStmt::Result(r, _) => {
-                            r.iter().map(|i| i.name.clone()).collect()
-                        }
-                        _ => vec![],
-                    })
-                    .collect(),
-                _ => vec![],
+                    .chain(&c.results)
+                    .map(|r| r.name())
+                    .collect()
             })
-            .collect();
+            .unwrap_or_default();
         for reg in real_clobbers(&hv.name.name) {
             assert!(
-                declared.iter().any(|d| d == reg),
+                declared.contains(reg),
                 "{}: the hypervisor may change {reg}, but the IDL neither clobbers nor returns it",
                 hv.name.name
             );
@@ -239,7 +223,7 @@ fn kvm_every_hypercall_with_vmcall_and_vmmcall() {
     let _lock = emulator::lock();
     let model = model();
     let (hv, calls) = hypercalls(&model, "kvm");
-    let conv = convention(hv);
+    let conv = convention(&model, hv);
     let answer = responses(conv.results.len());
     let results: Vec<&str> = conv.results.iter().map(String::as_str).collect();
     let behaviour = Behaviour {
@@ -294,7 +278,7 @@ fn xen_every_hypercall_through_the_hypercall_page() {
     let _lock = emulator::lock();
     let model = model();
     let (hv, calls) = hypercalls(&model, "xen");
-    let conv = convention(hv);
+    let conv = convention(&model, hv);
     let page = Page::new(conv.stride);
     // SAFETY: the page holds `ud2; ret` trampolines at every slot and lives
     // until the end of the test.
@@ -351,7 +335,7 @@ fn hyperv_every_hypercall_through_the_hypercall_page() {
     let _lock = emulator::lock();
     let model = model();
     let (hv, calls) = hypercalls(&model, "hyperv");
-    let conv = convention(hv);
+    let conv = convention(&model, hv);
     let page = Page::new(conv.stride);
     // SAFETY: the page holds a `ud2; ret` trampoline at its start and
     // lives until the end of the test.
@@ -413,7 +397,7 @@ fn vmware_every_command_through_port_vmcall_and_vmmcall() {
     let _lock = emulator::lock();
     let model = model();
     let (hv, calls) = hypercalls(&model, "vmware");
-    let conv = convention(hv);
+    let conv = convention(&model, hv);
     let answer = responses(conv.results.len());
     let results: Vec<&str> = conv.results.iter().map(String::as_str).collect();
     let behaviour = Behaviour {

@@ -19,6 +19,7 @@ pub mod doc;
 pub mod explain;
 pub mod fmt;
 pub mod gen;
+pub mod ir;
 mod lexcheck;
 pub mod lock;
 pub mod model;

@@ -77,6 +77,8 @@ pub struct Model {
     /// [`source_hash`] of the files the model was read from: generated code
     /// records it, so a build can tell when the IDL changed since.
     pub source_hash: u64,
+    /// Each hypervisor's calling convention, typed, by hypervisor name.
+    pub conventions: BTreeMap<String, crate::ir::Convention>,
 }
 
 /// A hash of IDL source files (FNV-1a 64 over each file's name, a zero
@@ -112,6 +114,12 @@ impl Model {
     pub fn ops(&self) -> impl Iterator<Item = OpRef<'_>> {
         self.groups()
             .flat_map(|group| group.ops.iter().map(move |op| OpRef { group, op }))
+    }
+
+    /// The calling convention of the hypervisor called `name`; `None` for
+    /// one that makes no hypercalls.
+    pub fn convention(&self, name: &str) -> Option<&crate::ir::Convention> {
+        self.conventions.get(name)
     }
 
     /// The op called `name`.

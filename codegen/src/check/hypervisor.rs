@@ -11,15 +11,12 @@ use crate::parser::closest;
 use crate::source::Span;
 use std::collections::BTreeMap;
 
-/// General-purpose registers by their 64-bit names.
-pub const REGISTERS: &[&str] = &[
-    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13",
-    "r14", "r15",
-];
+/// General-purpose registers by their 64-bit names: the typed IR's.
+pub const REGISTERS: &[&str] = &crate::ir::Register::NAMES;
 /// Instruction forms a convention may use.
-pub const INSTRUCTIONS: &[&str] = &["vmcall", "vmmcall", "page", "in_port"];
+pub const INSTRUCTIONS: &[&str] = &crate::ir::Form::NAMES;
 /// How a convention reports failure.
-pub const STATUS_STYLES: &[&str] = &["negated_errno", "hv_status", "none"];
+pub const STATUS_STYLES: &[&str] = &crate::ir::Status::NAMES;
 /// Probes a detect block may ask for.
 pub const PROBES: &[&str] = &["backdoor"];
 /// CPUID output registers.

@@ -30,13 +30,26 @@ pub fn check(files: Vec<File>) -> Result<Model, Diagnostics> {
     cx.check_ops(&files);
     cx.check_hypervisors(&files);
     match interface {
-        Some(interface) if cx.diags.is_empty() => Ok(Model {
-            files,
-            interface,
-            units: cx.units,
-            types: cx.types,
-            source_hash: 0,
-        }),
+        Some(interface) if cx.diags.is_empty() => {
+            // Resolved once, from blocks that passed: generators read these.
+            let conventions = files
+                .iter()
+                .flat_map(|f| &f.items)
+                .filter_map(|i| match i {
+                    Item::Hypervisor(h) => Some(h),
+                    _ => None,
+                })
+                .filter_map(|h| Some((h.name.name.clone(), crate::ir::Convention::of(h)?)))
+                .collect();
+            Ok(Model {
+                files,
+                interface,
+                units: cx.units,
+                types: cx.types,
+                source_hash: 0,
+                conventions,
+            })
+        }
         _ => {
             cx.diags.sort_by_key(|d| (d.span.file, d.span.start));
             Err(cx.diags)

@@ -647,7 +647,7 @@ fn services(h: &Hv<'_>, uses: &Uses) -> Vec<TokenStream> {
 /// by default through [`Steps::hypercalls`]' stub; a host test overrides
 /// it to see each call without a hypervisor.
 fn call_hooks(h: &Hv<'_>, uses: &Uses) -> Vec<TokenStream> {
-    let Some(conv) = super::stubs::convention(h.hv) else {
+    let Some(conv) = h.model.convention(&h.hv.name.name) else {
         return Vec::new();
     };
     uses.calls
@@ -655,7 +655,7 @@ fn call_hooks(h: &Hv<'_>, uses: &Uses) -> Vec<TokenStream> {
         .filter_map(|name| h.hypercall(name))
         .map(|hc| {
             let f = fn_name(&hc.name.name);
-            let (params, args, ret) = super::stubs::signature(h.model, &conv, hc);
+            let (params, args, ret) = super::stubs::signature(h.model, conv, hc);
             let gate = super::names::cfg(h.model, &hc.meta);
             let doc = format!(" `{}` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.", hc.name.name);
             let contract = format!(" As for `Hypercalls::{f}`: the hypervisor must be this one, and every address argument must point to memory it may use as the call says.");
@@ -791,7 +791,10 @@ fn chain(
     let native = super::ops::native_call(op, quote!(S::Native), quote!(self));
     // A per-byte step hands what it could not send to the steps after it
     // (a convention without a status cannot fail).
-    let can_fail = super::stubs::convention(h.hv).is_some_and(|c| c.status != "none");
+    let can_fail = h
+        .model
+        .convention(&h.hv.name.name)
+        .is_some_and(|c| c.reports_failure());
     let rebind = map
         .steps
         .iter()
@@ -979,9 +982,10 @@ fn hypercall_step(
         .zip(&decl.params)
         .map(|(e, p)| h.arg(op, e, &p.ty))
         .collect();
-    let status = super::stubs::convention(h.hv)
-        .map(|c| c.status)
-        .unwrap_or_default();
+    let reports_failure = h
+        .model
+        .convention(&h.hv.name.name)
+        .is_some_and(|c| c.reports_failure());
     let done = cx.ok(quote!(()));
     let served = cx.served(index);
     let err = cx.on_error(index);
@@ -998,11 +1002,11 @@ fn hypercall_step(
             &bytes,
             call,
             &why,
-            status == "none",
+            !reports_failure,
             unit,
         ));
     }
-    if status == "none" {
+    if !reports_failure {
         // SAFETY: (generator source) `__safety__!(#why)` emits the
         // comment above each generated block.
         Some(quote!({ __safety__!(#why); let _ = unsafe { #call }; #served return #done; }))

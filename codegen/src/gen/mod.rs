@@ -117,10 +117,10 @@ pub fn trap_stubs(model: &Model, sdk: &str) -> Vec<Output> {
     let sdk: syn::Path = syn::parse_str(sdk).expect("a Rust path");
     let mut files = Vec::new();
     for hv in model.hypervisors() {
-        let Some(conv) = stubs::convention(hv) else {
+        let Some(conv) = model.convention(&hv.name.name) else {
             continue;
         };
-        if !conv.forms.iter().any(|f| f == "vmcall" || f == "vmmcall") {
+        if !conv.forms.iter().any(|f| f.is_hypercall_instruction()) {
             continue;
         }
         let Some(tokens) = stubs::stub_tokens(model, hv, stubs::Mode::Trap) else {

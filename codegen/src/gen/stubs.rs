@@ -13,6 +13,7 @@ use super::names::{camel, fn_name, from_register, ident, out_struct, rust_type};
 use super::types::item_docs;
 use super::Piece;
 use crate::ast::*;
+use crate::ir::{Condition, Convention, Form, Number, Register, Status};
 use crate::model::Model;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -27,125 +28,56 @@ pub enum Mode {
     Trap,
 }
 
-/// A calling convention, read out of its statements.
-pub struct Conv {
-    pub forms: Vec<String>,
-    pub page_stride: Option<i128>,
-    pub number: String,
-    pub args: Vec<String>,
-    pub results: Vec<String>,
-    pub fixed: Vec<(String, TokenStream, Option<String>)>,
-    pub clobbers: Vec<String>,
-    pub fast_bit: Option<i128>,
-    pub rep_shift: Option<i128>,
-    pub status: String,
-    /// What the first result register holds when the hypervisor does not
-    /// implement a call (`-ENOSYS` for a negated-errno convention): what a
-    /// hypercall instruction that faults is made to return.
-    pub unsupported: Option<i128>,
-}
-
-pub fn convention(hv: &Hypervisor) -> Option<Conv> {
-    let c = hv.items.iter().find_map(|i| match i {
-        HvItem::Convention(c) => Some(c),
-        _ => None,
-    })?;
-    let mut conv = Conv {
-        forms: Vec::new(),
-        page_stride: None,
-        number: String::new(),
-        args: Vec::new(),
-        results: Vec::new(),
-        fixed: Vec::new(),
-        clobbers: Vec::new(),
-        fast_bit: None,
-        rep_shift: None,
-        status: String::new(),
-        unsupported: None,
-    };
-    let names = |v: &[crate::ast::Ident]| v.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
-    for s in &c.stmts {
-        match s {
-            ConvStmt::Instruction(f, _) => conv.forms = names(f),
-            ConvStmt::Page(_, stride, _) => conv.page_stride = Some(stride.value),
-            ConvStmt::Number(r, _) => conv.number = r.name.clone(),
-            ConvStmt::Args(r, _) => conv.args = names(r),
-            ConvStmt::Result(r, _) => conv.results = names(r),
-            ConvStmt::Fixed(f, _) => {
-                conv.fixed = f
-                    .iter()
-                    .map(|f| {
-                        // A register operand: the literal must be a u64.
-                        let text = format!("{}_u64", f.value.text.replace('_', ""));
-                        let value = syn::parse_str::<syn::Expr>(&text)
-                            .map(|e| quote!(#e))
-                            .unwrap_or_else(|_| super::names::int_literal(&f.value));
-                        (
-                            f.reg.name.clone(),
-                            value,
-                            f.form.as_ref().map(|w| w.name.clone()),
-                        )
-                    })
-                    .collect()
-            }
-            ConvStmt::Clobbers(r, _) => {
-                conv.clobbers = names(r).into_iter().filter(|r| r != "memory").collect()
-            }
-            ConvStmt::FastBit(b, _) => conv.fast_bit = Some(b.value),
-            ConvStmt::RepShift(b, _) => conv.rep_shift = Some(b.value),
-            ConvStmt::Status(s, _) => conv.status = s.name.clone(),
-            ConvStmt::Choose(..) => {}
-        }
-    }
-    if conv.status == "negated_errno" {
-        conv.unsupported = hv.items.iter().find_map(|i| match i {
-            HvItem::Error(e) if e.kind.name == "unsupported" => Some(-e.code.value),
-            _ => None,
-        });
-    }
-    Some(conv)
-}
-
-fn instruction_text(form: &str, mode: Mode) -> &'static str {
+fn instruction_text(form: Form, mode: Mode) -> &'static str {
     match (form, mode) {
-        ("vmcall" | "vmmcall", Mode::Trap) => "ud2",
-        ("vmcall", _) => "vmcall",
-        ("vmmcall", _) => "vmmcall",
-        ("in_port", _) => "in eax, dx",
-        _ => "call {entry}",
+        (Form::Vmcall | Form::Vmmcall, Mode::Trap) => "ud2",
+        (Form::Vmcall, _) => "vmcall",
+        (Form::Vmmcall, _) => "vmmcall",
+        (Form::InPort, _) => "in eax, dx",
+        (Form::Page, _) => "call {entry}",
     }
 }
 
-fn variant(form: &str) -> proc_macro2::Ident {
-    format_ident!("{}", camel(form))
+fn variant(form: Form) -> proc_macro2::Ident {
+    format_ident!("{}", camel(form.name()))
+}
+
+/// A fixed register value as a `u64` operand.
+fn fixed_value(value: &Int) -> TokenStream {
+    let text = format!("{}_u64", value.text.replace('_', ""));
+    syn::parse_str::<syn::Expr>(&text)
+        .map(|e| quote!(#e))
+        .unwrap_or_else(|_| super::names::int_literal(value))
 }
 
 /// The `asm!` invocation for one form and arity.
-fn asm_for(conv: &Conv, form: &str, arity: usize, mode: Mode) -> TokenStream {
+fn asm_for(conv: &Convention, form: Form, arity: usize, mode: Mode) -> TokenStream {
     #[derive(Default)]
     struct Role {
         input: Option<TokenStream>,
         output: Option<proc_macro2::Ident>,
         clobbered: bool,
     }
-    let mut roles: std::collections::BTreeMap<String, Role> = Default::default();
-    if conv.number != "slot" {
-        roles.entry(conv.number.clone()).or_default().input = Some(quote!(nr));
+    // By register name: the operands come out in the order they always had.
+    let mut roles: std::collections::BTreeMap<&'static str, Role> = Default::default();
+    if let Number::Register(reg) = conv.number {
+        roles.entry(reg.name()).or_default().input = Some(quote!(nr));
     }
     for (i, reg) in conv.args.iter().take(arity).enumerate() {
         let a = format_ident!("a{}", i);
-        roles.entry(reg.clone()).or_default().input = Some(quote!(#a));
+        roles.entry(reg.name()).or_default().input = Some(quote!(#a));
     }
-    for (reg, value, only) in &conv.fixed {
-        if only.as_deref().is_none_or(|f| f == form) {
-            roles.entry(reg.clone()).or_default().input = Some(quote!(#value));
+    for fixed in &conv.fixed {
+        if fixed.form.is_none_or(|f| f == form) {
+            let value = fixed_value(&fixed.value);
+            roles.entry(fixed.register.name()).or_default().input = Some(value);
         }
     }
     for (i, reg) in conv.results.iter().enumerate() {
-        roles.entry(reg.clone()).or_default().output = Some(format_ident!("r{}", i));
+        roles.entry(reg.name()).or_default().output = Some(format_ident!("r{}", i));
     }
     for reg in &conv.clobbers {
-        roles.entry(reg.clone()).or_default().clobbered = true;
+        roles.entry(reg.name()).or_default().clobbered = true;
     }
     let mut operands = Vec::new();
     let mut uses_rbx = false;
@@ -153,7 +85,7 @@ fn asm_for(conv: &Conv, form: &str, arity: usize, mode: Mode) -> TokenStream {
     for (reg, role) in &roles {
         let input = role.input.clone();
         let out = role.output.clone();
-        if reg == "rbx" {
+        if *reg == Register::Rbx.name() {
             uses_rbx = true;
             let input = input.unwrap_or(quote!(0u64));
             let out = match out {
@@ -163,7 +95,7 @@ fn asm_for(conv: &Conv, form: &str, arity: usize, mode: Mode) -> TokenStream {
             rbx_operand = quote!(rbx = inout(reg) #input => #out,);
             continue;
         }
-        let r = reg.as_str();
+        let r = *reg;
         operands.push(match (input, out, role.clobbered) {
             (Some(i), Some(o), _) => quote!(inout(#r) #i => #o),
             (Some(i), None, true) => quote!(inout(#r) #i => _),
@@ -182,8 +114,13 @@ fn asm_for(conv: &Conv, form: &str, arity: usize, mode: Mode) -> TokenStream {
     // "unsupported" in the result register: the chain then falls back. The
     // kernel's exception handler finds the landing in `.pvi_fixups`
     // (`pvi_sdk::fixup`).
-    let fixup = match (instruction, mode, conv.unsupported, conv.results.first()) {
-        ("vmcall" | "vmmcall", Mode::Real, Some(value), Some(reg)) if reg == "rax" => Some(value),
+    let fixup = match (
+        form.is_hypercall_instruction(),
+        mode,
+        conv.unsupported,
+        conv.results.first(),
+    ) {
+        (true, Mode::Real, Some(value), Some(Register::Rax)) => Some(value),
         _ => None,
     };
     match fixup {
@@ -207,7 +144,7 @@ fn asm_for(conv: &Conv, form: &str, arity: usize, mode: Mode) -> TokenStream {
     if uses_rbx {
         lines.push("xchg {rbx}, rbx".into());
     }
-    let (entry, options) = if form == "page" {
+    let (entry, options) = if form == Form::Page {
         (quote!(entry = in(reg) entry,), quote!())
     } else {
         (quote!(), quote!(, options(nostack)))
@@ -217,7 +154,7 @@ fn asm_for(conv: &Conv, form: &str, arity: usize, mode: Mode) -> TokenStream {
 
 /// Raw `callN` for N arguments: number and arguments in, result registers
 /// out.
-fn raw_call(conv: &Conv, arity: usize, mode: Mode, hv_display: &str) -> TokenStream {
+fn raw_call(conv: &Convention, arity: usize, mode: Mode, hv_display: &str) -> TokenStream {
     let name = format_ident!("call{}", arity);
     let args: Vec<_> = (0..arity).map(|i| format_ident!("a{}", i)).collect();
     let outs: Vec<_> = (0..conv.results.len())
@@ -234,9 +171,9 @@ fn raw_call(conv: &Conv, arity: usize, mode: Mode, hv_display: &str) -> TokenStr
     } else {
         quote!([#(#outs),*])
     };
-    let entry = if conv.forms.iter().any(|f| f == "page") {
-        let stride = proc_macro2::Literal::usize_unsuffixed(conv.page_stride.unwrap_or(0) as usize);
-        if conv.number == "slot" {
+    let entry = if let Some(page) = conv.page.as_ref().filter(|_| conv.uses_page()) {
+        let stride = proc_macro2::Literal::usize_unsuffixed(page.stride as usize);
+        if conv.number == Number::Slot {
             quote!(let entry = self.page.wrapping_add(nr as usize * #stride);)
         } else {
             quote!(let entry = self.page;)
@@ -248,7 +185,7 @@ fn raw_call(conv: &Conv, arity: usize, mode: Mode, hv_display: &str) -> TokenStr
     let arms: Vec<TokenStream> = conv
         .forms
         .iter()
-        .map(|form| {
+        .map(|&form| {
             let asm = asm_for(conv, form, arity, mode);
             let v = variant(form);
             // SAFETY: (generator source) each emitted block gets its
@@ -299,7 +236,7 @@ fn raw_call(conv: &Conv, arity: usize, mode: Mode, hv_display: &str) -> TokenStr
 /// `Steps` method the chains call it through.
 pub(super) fn signature(
     model: &Model,
-    conv: &Conv,
+    conv: &Convention,
     h: &Hypercall,
 ) -> (Vec<TokenStream>, Vec<proc_macro2::Ident>, TokenStream) {
     let mut params = Vec::new();
@@ -327,14 +264,15 @@ pub(super) fn signature(
             quote!(#s)
         }
     };
-    let ret_ty = match conv.status.as_str() {
-        "negated_errno" | "hv_status" => quote!(Result<#value_ty, PvError>),
-        _ => value_ty,
+    let ret_ty = if conv.reports_failure() {
+        quote!(Result<#value_ty, PvError>)
+    } else {
+        value_ty
     };
     (params, names, super::names::returns(&ret_ty))
 }
 
-fn wrapper(model: &Model, conv: &Conv, h: &Hypercall, hv_display: &str) -> TokenStream {
+fn wrapper(model: &Model, conv: &Convention, h: &Hypercall, hv_display: &str) -> TokenStream {
     let name = fn_name(&h.name.name);
     let number = ident(&h.name.name);
     let (params, _, ret_clause) = signature(model, conv, h);
@@ -347,11 +285,11 @@ fn wrapper(model: &Model, conv: &Conv, h: &Hypercall, hv_display: &str) -> Token
     let call = format_ident!("call{}", arity);
     let mut nr = quote!(#number);
     if let (true, Some(bit)) = (h.fast, conv.fast_bit) {
-        let bit = proc_macro2::Literal::u32_unsuffixed(bit as u32);
+        let bit = proc_macro2::Literal::u32_unsuffixed(bit);
         nr = quote!(#nr | 1 << #bit);
     }
     if let (true, Some(shift)) = (h.rep, conv.rep_shift) {
-        let shift = proc_macro2::Literal::u32_unsuffixed(shift as u32);
+        let shift = proc_macro2::Literal::u32_unsuffixed(shift);
         nr = quote!(#nr | (reps as u64) << #shift);
     }
     let value = match &h.result {
@@ -383,14 +321,14 @@ fn wrapper(model: &Model, conv: &Conv, h: &Hypercall, hv_display: &str) -> Token
     } else {
         quote!(raw)
     };
-    let finish = match conv.status.as_str() {
-        "negated_errno" => {
+    let finish = match conv.status {
+        Status::NegatedErrno => {
             quote!(let status = #first as i64; if status < 0 { return Err(error(status.wrapping_neg())); } Ok(#value))
         }
-        "hv_status" => {
+        Status::HvStatus => {
             quote!(let status = (#first & 0xffff) as i64; if status != 0 { return Err(error(status)); } Ok(#value))
         }
-        _ => {
+        Status::None => {
             if value.to_string() == "()" {
                 quote!()
             } else {
@@ -413,7 +351,7 @@ fn wrapper(model: &Model, conv: &Conv, h: &Hypercall, hv_display: &str) -> Token
             conv.args
                 .iter()
                 .take(arity)
-                .map(|r| format!("`{r}`"))
+                .map(|r| format!("`{}`", r.name()))
                 .collect::<Vec<_>>()
                 .join(", ")
         }
@@ -431,7 +369,7 @@ fn wrapper(model: &Model, conv: &Conv, h: &Hypercall, hv_display: &str) -> Token
     let doc = item_docs(&h.meta, &extra, Some(hv_display));
     let why = format!("the caller upholds `{}`'s contract (# Safety).", name);
     let gate = super::names::cfg(model, &h.meta);
-    let used = if h.result.is_none() && conv.status == "none" {
+    let used = if h.result.is_none() && !conv.reports_failure() {
         quote!(let _ = raw;)
     } else {
         quote!()
@@ -480,7 +418,7 @@ fn out_structs(model: &Model, hv: &Hypervisor) -> Vec<TokenStream> {
 
 /// The stub items of one hypervisor module.
 pub fn stub_tokens(model: &Model, hv: &Hypervisor, mode: Mode) -> Option<TokenStream> {
-    let conv = convention(hv)?;
+    let conv = model.convention(&hv.name.name)?;
     let display = String::from_utf8_lossy(&hv.display.value).into_owned();
     let hypercalls: Vec<&Hypercall> = hv
         .items
@@ -497,14 +435,14 @@ pub fn stub_tokens(model: &Model, hv: &Hypervisor, mode: Mode) -> Option<TokenSt
         .unwrap_or(0)
         .min(conv.args.len());
     let raws: Vec<_> = (0..=max_arity)
-        .map(|n| raw_call(&conv, n, mode, &display))
+        .map(|n| raw_call(conv, n, mode, &display))
         .collect();
     let wrappers: Vec<_> = hypercalls
         .iter()
         .filter(|h| h.params.len() <= conv.args.len())
-        .map(|h| wrapper(model, &conv, h, &display))
+        .map(|h| wrapper(model, conv, h, &display))
         .collect();
-    let uses_page = conv.forms.iter().any(|f| f == "page");
+    let uses_page = conv.uses_page();
     let (state, constructor) = if uses_page {
         (
             quote!(page: *const u8),
@@ -534,17 +472,17 @@ pub fn stub_tokens(model: &Model, hv: &Hypervisor, mode: Mode) -> Option<TokenSt
     let instruction_enum = if uses_page {
         quote!()
     } else {
-        let variants = conv.forms.iter().map(|f| {
+        let variants = conv.forms.iter().map(|&f| {
             let v = variant(f);
-            let doc = match f.as_str() {
-                "vmcall" => " `vmcall`: Intel VMX.",
-                "vmmcall" => " `vmmcall`: AMD SVM.",
-                _ => " `in eax, dx` on the backdoor port.",
+            let doc = match f {
+                Form::Vmcall => " `vmcall`: Intel VMX.",
+                Form::Vmmcall => " `vmmcall`: AMD SVM.",
+                Form::InPort | Form::Page => " `in eax, dx` on the backdoor port.",
             };
             quote!(#[doc = #doc] #v)
         });
         let choose = match mode {
-            Mode::Real => choose_fn(hv, &conv),
+            Mode::Real => choose_fn(hv, conv),
             Mode::Trap => quote!(),
         };
         quote! {
@@ -591,55 +529,38 @@ pub fn pieces(model: &Model, hv: &Hypervisor) -> Vec<Piece> {
 
 /// `Instruction::choose`: the convention's `choose` rules in order, then
 /// the first form listed, so no backend writes its own vendor check.
-fn choose_fn(hv: &Hypervisor, conv: &Conv) -> TokenStream {
-    let rules: Vec<&Choice> = hv
-        .items
-        .iter()
-        .filter_map(|i| match i {
-            HvItem::Convention(c) => Some(c),
-            _ => None,
-        })
-        .flat_map(|c| &c.stmts)
-        .flat_map(|s| match s {
-            ConvStmt::Choose(rules, _) => rules.iter().collect(),
-            _ => Vec::new(),
-        })
-        .collect();
-    let tests = rules.iter().map(|r| {
-        let form = variant(&r.form.name);
+fn choose_fn(hv: &Hypervisor, conv: &Convention) -> TokenStream {
+    let tests = conv.choices.iter().map(|r| {
+        let form = variant(r.form);
         let cond = match &r.when {
-            ChoiceCond::Vendor(names) => {
-                let names = names
-                    .iter()
-                    .map(|n| proc_macro2::Literal::byte_string(&n.value));
+            Condition::Vendor(names) => {
+                let names = names.iter().map(|n| proc_macro2::Literal::byte_string(n));
                 quote!(#(vendor == #names)||*)
             }
-            ChoiceCond::Feature(bit) => super::chains::feature_test(hv, &bit.name),
+            Condition::Feature(bit) => super::chains::feature_test(hv, bit),
         };
         quote!(if #cond { return Instruction::#form; })
     });
-    let default = variant(conv.forms.first().map_or("vmcall", String::as_str));
-    let mut said: Vec<String> = rules
+    let default = variant(conv.default_form());
+    let mut said: Vec<String> = conv
+        .choices
         .iter()
         .map(|r| match &r.when {
-            ChoiceCond::Vendor(names) => format!(
+            Condition::Vendor(names) => format!(
                 "`{}` on a CPU whose vendor is {}",
-                r.form.name,
+                r.form.name(),
                 names
                     .iter()
-                    .map(|n| String::from_utf8_lossy(&n.value).into_owned())
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
                     .collect::<Vec<_>>()
                     .join(" or ")
             ),
-            ChoiceCond::Feature(bit) => {
-                format!("`{}` where `{}` is announced", r.form.name, bit.name)
+            Condition::Feature(bit) => {
+                format!("`{}` where `{bit}` is announced", r.form.name())
             }
         })
         .collect();
-    said.push(format!(
-        "otherwise `{}`",
-        conv.forms.first().map_or("vmcall", String::as_str)
-    ));
+    said.push(format!("otherwise `{}`", conv.default_form().name()));
     let doc = format!(
         " The form this CPU must use, by the IDL's `choose`: {}. `vendor` is CPUID leaf 0's ebx, edx, ecx ([`crate::detect::cpu_vendor`]).",
         said.join("; ")

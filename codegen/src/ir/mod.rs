@@ -1,0 +1,8 @@
+//! The resolved model's typed parts: what checked IDL means, made once by
+//! the checker, so that generators, `explain` and the tests do not each
+//! re-read the syntax tree. The parser and the formatter keep the syntax
+//! tree; everything downstream of the checker reads this.
+
+pub mod convention;
+
+pub use convention::{Choice, Condition, Convention, Fixed, Form, Number, Page, Register, Status};
