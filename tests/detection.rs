@@ -5,7 +5,7 @@
 use pvi_sdk::detect::{
     backend_override, detect, withdraw_requests, Cpu, How, Regs, Verdict, FIRST_BASE,
 };
-use pvi_sdk::generated::HYPERVISORS;
+use pvi_sdk::generated::{Hypervisor, HYPERVISORS};
 use std::collections::BTreeMap;
 
 /// A CPU that answers from a table; unlisted leaves return `default`.
@@ -67,11 +67,8 @@ impl Cpu for Fixture {
     }
 }
 
-fn index(name: &str) -> usize {
-    HYPERVISORS
-        .iter()
-        .position(|h| h.name == name)
-        .unwrap_or_else(|| panic!("no hypervisor {name} in the IDL"))
+fn id(name: &str) -> Hypervisor {
+    Hypervisor::named(name).unwrap_or_else(|| panic!("no hypervisor {name} in the IDL"))
 }
 
 const KVM: &[u8; 12] = b"KVMKVMKVM\0\0\0";
@@ -108,7 +105,7 @@ fn each_hypervisor_by_its_signature() {
         assert_eq!(d.backend_name(), name, "{name}:\n{d}");
         let c = d.chosen.unwrap();
         assert_eq!((c.base, c.how), (FIRST_BASE, How::Signature));
-        assert_eq!(d.verdict(index(name)), Verdict::Chosen);
+        assert_eq!(d.verdict(id(name)), Verdict::Chosen);
         assert!(cpu.probes.is_empty(), "{name}: no probe when CPUID answers");
     }
 }
@@ -121,15 +118,10 @@ fn kvm_behind_hyperv_enlightenments_is_kvm() {
     let d = detect(&mut cpu);
     let c = d.chosen.unwrap();
     assert_eq!((d.backend_name(), c.base), ("kvm", 0x4000_0100));
+    assert_eq!(c.how, How::Stacked { over: id("hyperv") });
     assert_eq!(
-        c.how,
-        How::Stacked {
-            over: index("hyperv")
-        }
-    );
-    assert_eq!(
-        d.verdict(index("hyperv")),
-        Verdict::Outranked { by: index("kvm") }
+        d.verdict(id("hyperv")),
+        Verdict::Outranked { by: id("kvm") }
     );
     assert_eq!(
         c.leaf(0x4000_0001),
@@ -326,7 +318,7 @@ fn the_kernel_command_line_withdraws_steps_and_names_what_it_cannot() {
 
 #[test]
 fn every_hypervisor_of_the_idl_is_detectable() {
-    for (i, h) in HYPERVISORS.iter().enumerate() {
+    for h in HYPERVISORS {
         assert!(
             !h.signatures.is_empty() || !h.probes.is_empty(),
             "{} cannot be detected",
@@ -336,7 +328,7 @@ fn every_hypervisor_of_the_idl_is_detectable() {
             let mut cpu = Fixture::virtual_machine().signature(FIRST_BASE, sig, FIRST_BASE + 1);
             assert_eq!(
                 detect(&mut cpu).chosen.map(|c| c.hypervisor),
-                Some(i),
+                Some(h.id),
                 "{}",
                 h.name
             );

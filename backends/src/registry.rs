@@ -84,6 +84,14 @@ macro_rules! registry {
             )*
         ];
 
+        /// The hypervisors whose backends this build contains.
+        pub const BUILT: &[pvi_sdk::generated::Hypervisor] = &[
+            $(
+                #[cfg(feature = $feature)]
+                pvi_sdk::generated::Hypervisor::$variant,
+            )*
+        ];
+
         /// The backend for `choice`: native for none, or for a hypervisor
         /// this build left out.
         ///
@@ -94,7 +102,7 @@ macro_rules! registry {
             match choice {
                 $(
                     #[cfg(feature = $feature)]
-                    Some(c) if c.info().name == $feature => {
+                    Some(c) if c.hypervisor == pvi_sdk::generated::Hypervisor::$variant => {
                         // SAFETY: `c` is this hypervisor, as detection found
                         // it; ring 0, boot CPU, once: the caller's contract.
                         Backend::$variant(pvi_sdk::generated::$name::Paravirt(unsafe {

@@ -6,7 +6,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use pvi_sdk::detect::{backend_override, withdraw_requests, Choice, Detection, How};
 use pvi_sdk::generated::ops::{Op, OPS};
-use pvi_sdk::generated::HYPERVISORS;
+use pvi_sdk::generated::{Hypervisor, HYPERVISORS};
 use pvi_sdk::types::{ErrorKind, ErrorOrigin, PvError};
 
 pub use crate::registry::{Backend, COMPILED_IN};
@@ -115,24 +115,24 @@ pub unsafe fn select(detection: Detection, cmdline: &str) -> Selection {
         if name == "native" {
             choice = None;
             override_ = Override::Followed("native");
-        } else if let Some(index) = HYPERVISORS.iter().position(|h| h.name == name) {
-            override_ = Override::NotFound(HYPERVISORS[index].name);
-            if !COMPILED_IN.contains(&name) {
-                override_ = Override::NotBuilt(HYPERVISORS[index].name);
-            } else if let Some(found) = detection.found().find(|f| f.hypervisor == Some(index)) {
+        } else if let Some(id) = Hypervisor::named(name) {
+            override_ = Override::NotFound(id.name());
+            if !crate::registry::BUILT.contains(&id) {
+                override_ = Override::NotBuilt(id.name());
+            } else if let Some(found) = detection.found().find(|f| f.hypervisor == Some(id)) {
                 let how = detection
                     .chosen
-                    .filter(|c| c.hypervisor == index)
+                    .filter(|c| c.hypervisor == id)
                     .map(|c| c.how)
                     .unwrap_or(How::Signature);
                 choice = Some(Choice {
-                    hypervisor: index,
+                    hypervisor: id,
                     base: found.base,
                     how,
                 });
-                override_ = Override::Followed(HYPERVISORS[index].name);
-            } else if detection.chosen.is_some_and(|c| c.hypervisor == index) {
-                override_ = Override::Followed(HYPERVISORS[index].name);
+                override_ = Override::Followed(id.name());
+            } else if detection.chosen.is_some_and(|c| c.hypervisor == id) {
+                override_ = Override::Followed(id.name());
             }
         }
     }
@@ -470,7 +470,7 @@ impl fmt::Display for Selection {
             )?;
         }
         if let Some(c) = self.detection.chosen {
-            if !COMPILED_IN.contains(&c.info().name) {
+            if !crate::registry::BUILT.contains(&c.hypervisor) {
                 writeln!(f, "{} is not in this build: served natively", c.info().name)?;
             }
         }

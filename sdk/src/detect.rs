@@ -18,7 +18,7 @@
 //! 4. When CPUID shows no signature at all, the probes of the IDL (the
 //!    VMware backdoor) are tried.
 
-use crate::generated::{HypervisorInfo, HYPERVISORS};
+use crate::generated::{Hypervisor, HypervisorInfo, HYPERVISORS};
 use core::fmt;
 
 /// The first hypervisor leaf.
@@ -83,8 +83,8 @@ pub struct Found {
     pub reported_max: u32,
     /// EBX, ECX, EDX as bytes.
     pub signature: [u8; 12],
-    /// Index into [`HYPERVISORS`], if recognized.
-    pub hypervisor: Option<usize>,
+    /// Which hypervisor, if recognized.
+    pub hypervisor: Option<Hypervisor>,
 }
 
 impl Found {
@@ -99,11 +99,10 @@ impl Found {
 pub enum How {
     /// Its CPUID signature, the only recognized one.
     Signature,
-    /// Its CPUID signature, at a higher base than another recognized one
-    /// (index into [`HYPERVISORS`]).
+    /// Its CPUID signature, at a higher base than another recognized one.
     Stacked {
         /// The hypervisor it was preferred over.
-        over: usize,
+        over: Hypervisor,
     },
     /// A probe answered (CPUID showed no signature).
     Probe {
@@ -115,8 +114,8 @@ pub enum How {
 /// The chosen hypervisor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Choice {
-    /// Index into [`HYPERVISORS`].
-    pub hypervisor: usize,
+    /// Which hypervisor.
+    pub hypervisor: Hypervisor,
     /// The base its leaves are read at.
     pub base: u32,
     /// Why.
@@ -126,7 +125,7 @@ pub struct Choice {
 impl Choice {
     /// The hypervisor's description.
     pub fn info(&self) -> &'static HypervisorInfo {
-        &HYPERVISORS[self.hypervisor]
+        self.hypervisor.info()
     }
 
     /// Where the leaf `upstream` (numbered at base 0x4000_0000, as the IDL
@@ -161,8 +160,8 @@ impl Detection {
         self.chosen.map(|c| c.info().name).unwrap_or("native")
     }
 
-    /// Why `hypervisor` (index into [`HYPERVISORS`]) was or was not chosen.
-    pub fn verdict(&self, hypervisor: usize) -> Verdict {
+    /// Why `hypervisor` was or was not chosen.
+    pub fn verdict(&self, hypervisor: Hypervisor) -> Verdict {
         match self.chosen {
             Some(c) if c.hypervisor == hypervisor => Verdict::Chosen,
             Some(c) if self.found().any(|f| f.hypervisor == Some(hypervisor)) => {
@@ -201,7 +200,7 @@ pub enum Verdict {
     /// Found, but another was preferred (index into [`HYPERVISORS`]).
     Outranked {
         /// The hypervisor chosen instead.
-        by: usize,
+        by: Hypervisor,
     },
     /// Not found.
     NotFound,
@@ -245,7 +244,10 @@ pub fn detect(cpu: &mut impl Cpu) -> Detection {
             let sig = signature(r);
             if !repeated && sig != [0; 12] {
                 seen_any = true;
-                let hypervisor = HYPERVISORS.iter().position(|h| h.signatures.contains(&sig));
+                let hypervisor = HYPERVISORS
+                    .iter()
+                    .find(|h| h.signatures.contains(&sig))
+                    .map(|h| h.id);
                 if hypervisor.is_some() || plausible(&sig) {
                     let max_leaf = r.eax.clamp(base, base + (BASE_STEP - 1));
                     d.push(Found {
@@ -281,13 +283,13 @@ pub fn detect(cpu: &mut impl Cpu) -> Detection {
         return d;
     }
     if !seen_any {
-        for (index, info) in HYPERVISORS.iter().enumerate() {
+        for info in HYPERVISORS {
             for probe in info.probes {
                 let answer = cpu.probe(probe);
                 d.probed = Some((probe, answer.is_some()));
                 if let Some(version) = answer {
                     d.chosen = Some(Choice {
-                        hypervisor: index,
+                        hypervisor: info.id,
                         base: FIRST_BASE,
                         how: How::Probe { version },
                     });
@@ -356,7 +358,7 @@ impl fmt::Display for Detection {
         for found in self.found() {
             let name = found
                 .hypervisor
-                .map(|h| HYPERVISORS[h].display)
+                .map(|h| h.info().display)
                 .unwrap_or("unknown");
             write!(
                 f,
@@ -397,7 +399,9 @@ impl fmt::Display for Detection {
                     How::Stacked { over } => writeln!(
                         f,
                         "chosen: {} at {:#x}, over {} at a lower base (the interface it offers for other guests)",
-                        info.name, c.base, HYPERVISORS[over].name
+                        info.name,
+                        c.base,
+                        over.name()
                     ),
                     How::Probe { version } => writeln!(f, "chosen: {} (probe answered, version {version})", info.name),
                 }

@@ -44,8 +44,21 @@ pub fn module(model: &Model) -> String {
         let name = &h.name.name;
         let display = String::from_utf8_lossy(&h.display.value).into_owned();
         let module = ident(&h.name.name);
-        quote!(HypervisorInfo { name: #name, display: #display, signatures: #module::SIGNATURES, probes: #module::PROBES })
+        let variant = quote::format_ident!("{}", super::names::camel(&h.name.name));
+        quote!(HypervisorInfo { id: Hypervisor::#variant, name: #name, display: #display, signatures: #module::SIGNATURES, probes: #module::PROBES })
     });
+    let variants: Vec<_> = model
+        .hypervisors()
+        .map(|h| quote::format_ident!("{}", super::names::camel(&h.name.name)))
+        .collect();
+    let variant_docs = model.hypervisors().map(|h| {
+        format!(
+            " {} (`idl/`'s `{}`).",
+            String::from_utf8_lossy(&h.display.value),
+            h.name.name
+        )
+    });
+    let count = proc_macro2::Literal::usize_unsuffixed(variants.len());
     let registry = model.hypervisors().map(|h| {
         let name = ident(&h.name.name);
         let feature = &h.name.name;
@@ -89,9 +102,33 @@ pub fn module(model: &Model) -> String {
         #[doc = " baseline, or the newest `interface-MAJOR-MINOR` feature enabled. Ops"]
         #[doc = " newer than it are not compiled; a guest records it in `.note.pvi`."]
         pub const GUEST_INTERFACE: (u16, u16) = #guest_interface;
+        #[doc = " A hypervisor ABI of the interface, by identity: detection's choice,"]
+        #[doc = " the registry's match and the boot report compare these, not names."]
+        #[doc = " Its discriminant is its row of [`HYPERVISORS`]."]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Hypervisor { #(#[doc = #variant_docs] #variants),* }
+        impl Hypervisor {
+            #[doc = " Every hypervisor, in IDL order."]
+            pub const ALL: [Hypervisor; #count] = [#(Hypervisor::#variants),*];
+            #[doc = " Its row of [`HYPERVISORS`]."]
+            pub const fn info(self) -> &'static HypervisorInfo {
+                &HYPERVISORS[self as usize]
+            }
+            #[doc = " Its IDL name: its module, cargo feature and `pvi.backend=` name."]
+            pub const fn name(self) -> &'static str {
+                self.info().name
+            }
+            #[doc = " The hypervisor whose IDL name is `name` (a command line's, a"]
+            #[doc = " tool's); `None` for any other."]
+            pub fn named(name: &str) -> Option<Hypervisor> {
+                Hypervisor::ALL.into_iter().find(|h| h.name() == name)
+            }
+        }
         #[doc = " A hypervisor ABI of the interface, as detection sees it."]
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub struct HypervisorInfo {
+            #[doc = " Which one."]
+            pub id: Hypervisor,
             #[doc = " The IDL name, e.g. `kvm` (also its module and `pvi.backend=` name)."]
             pub name: &'static str,
             #[doc = " The name people use, e.g. `KVM`."]

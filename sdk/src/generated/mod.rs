@@ -23,9 +23,47 @@ pub const GUEST_INTERFACE: (u16, u16) = if cfg!(feature = "interface-0-2") {
 } else {
     (0u16, 1u16)
 };
+/// A hypervisor ABI of the interface, by identity: detection's choice,
+/// the registry's match and the boot report compare these, not names.
+/// Its discriminant is its row of [`HYPERVISORS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hypervisor {
+    /// Hyper-V (`idl/`'s `hyperv`).
+    Hyperv,
+    /// KVM (`idl/`'s `kvm`).
+    Kvm,
+    /// VMware (`idl/`'s `vmware`).
+    Vmware,
+    /// Xen (`idl/`'s `xen`).
+    Xen,
+}
+impl Hypervisor {
+    /// Every hypervisor, in IDL order.
+    pub const ALL: [Hypervisor; 4] = [
+        Hypervisor::Hyperv,
+        Hypervisor::Kvm,
+        Hypervisor::Vmware,
+        Hypervisor::Xen,
+    ];
+    /// Its row of [`HYPERVISORS`].
+    pub const fn info(self) -> &'static HypervisorInfo {
+        &HYPERVISORS[self as usize]
+    }
+    /// Its IDL name: its module, cargo feature and `pvi.backend=` name.
+    pub const fn name(self) -> &'static str {
+        self.info().name
+    }
+    /// The hypervisor whose IDL name is `name` (a command line's, a
+    /// tool's); `None` for any other.
+    pub fn named(name: &str) -> Option<Hypervisor> {
+        Hypervisor::ALL.into_iter().find(|h| h.name() == name)
+    }
+}
 /// A hypervisor ABI of the interface, as detection sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HypervisorInfo {
+    /// Which one.
+    pub id: Hypervisor,
     /// The IDL name, e.g. `kvm` (also its module and `pvi.backend=` name).
     pub name: &'static str,
     /// The name people use, e.g. `KVM`.
@@ -38,24 +76,28 @@ pub struct HypervisorInfo {
 /// Every hypervisor ABI of the interface, in IDL order.
 pub const HYPERVISORS: &[HypervisorInfo] = &[
     HypervisorInfo {
+        id: Hypervisor::Hyperv,
         name: "hyperv",
         display: "Hyper-V",
         signatures: hyperv::SIGNATURES,
         probes: hyperv::PROBES,
     },
     HypervisorInfo {
+        id: Hypervisor::Kvm,
         name: "kvm",
         display: "KVM",
         signatures: kvm::SIGNATURES,
         probes: kvm::PROBES,
     },
     HypervisorInfo {
+        id: Hypervisor::Vmware,
         name: "vmware",
         display: "VMware",
         signatures: vmware::SIGNATURES,
         probes: vmware::PROBES,
     },
     HypervisorInfo {
+        id: Hypervisor::Xen,
         name: "xen",
         display: "Xen",
         signatures: xen::SIGNATURES,

@@ -25,9 +25,44 @@ pub const GUEST_INTERFACE: (u16, u16) = if cfg!(feature = "interface-1-2") {
 } else {
     (1u16, 0u16)
 };
+/// A hypervisor ABI of the interface, by identity: detection's choice,
+/// the registry's match and the boot report compare these, not names.
+/// Its discriminant is its row of [`HYPERVISORS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hypervisor {
+    /// Alpha (`idl/`'s `alpha`).
+    Alpha,
+    /// Beta (`idl/`'s `beta`).
+    Beta,
+    /// Gamma (`idl/`'s `gamma`).
+    Gamma,
+}
+impl Hypervisor {
+    /// Every hypervisor, in IDL order.
+    pub const ALL: [Hypervisor; 3] = [
+        Hypervisor::Alpha,
+        Hypervisor::Beta,
+        Hypervisor::Gamma,
+    ];
+    /// Its row of [`HYPERVISORS`].
+    pub const fn info(self) -> &'static HypervisorInfo {
+        &HYPERVISORS[self as usize]
+    }
+    /// Its IDL name: its module, cargo feature and `pvi.backend=` name.
+    pub const fn name(self) -> &'static str {
+        self.info().name
+    }
+    /// The hypervisor whose IDL name is `name` (a command line's, a
+    /// tool's); `None` for any other.
+    pub fn named(name: &str) -> Option<Hypervisor> {
+        Hypervisor::ALL.into_iter().find(|h| h.name() == name)
+    }
+}
 /// A hypervisor ABI of the interface, as detection sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HypervisorInfo {
+    /// Which one.
+    pub id: Hypervisor,
     /// The IDL name, e.g. `kvm` (also its module and `pvi.backend=` name).
     pub name: &'static str,
     /// The name people use, e.g. `KVM`.
@@ -40,18 +75,21 @@ pub struct HypervisorInfo {
 /// Every hypervisor ABI of the interface, in IDL order.
 pub const HYPERVISORS: &[HypervisorInfo] = &[
     HypervisorInfo {
+        id: Hypervisor::Alpha,
         name: "alpha",
         display: "Alpha",
         signatures: alpha::SIGNATURES,
         probes: alpha::PROBES,
     },
     HypervisorInfo {
+        id: Hypervisor::Beta,
         name: "beta",
         display: "Beta",
         signatures: beta::SIGNATURES,
         probes: beta::PROBES,
     },
     HypervisorInfo {
+        id: Hypervisor::Gamma,
         name: "gamma",
         display: "Gamma",
         signatures: gamma::SIGNATURES,
