@@ -42,9 +42,6 @@ pub const GUEST_OS_ID: u64 = 1 << 63 | 0x7f << 56 | 0x0400_0001 << 16;
 // Xen's cpuid_viridian_leaves gives recommendations from OS 4 up.
 const _: () = assert!(GUEST_OS_ID >> 40 & 0xff >= 4);
 
-fn unsupported() -> PvError {
-    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Hyperv(0))
-}
 
 /// The Hyper-V backend.
 #[derive(Clone, Copy, Debug)]
@@ -113,12 +110,12 @@ unsafe impl Steps for Hyperv {
     /// usable now, and the chain goes on to TIME_REF_COUNT.
     fn clock_ns_step1(&self) -> Result<Nanos, PvError> {
         if !self.reference_tsc {
-            return Err(unsupported());
+            return Err(hyperv::unsupported());
         }
         // SAFETY: the registered, page-aligned reference TSC page.
         match unsafe { reftsc::read(REFERENCE_TSC.0.get(), rdtsc) } {
             Ok(ticks) => Ok(reftsc::to_nanos(ticks)),
-            Err(RefTscError::Invalid) => Err(unsupported()),
+            Err(RefTscError::Invalid) => Err(hyperv::unsupported()),
             Err(RefTscError::Unstable) => {
                 Err(PvError::new(ErrorKind::Busy, ErrorOrigin::Hyperv(0)))
             }
@@ -173,7 +170,7 @@ impl HypervisorBackend for Hyperv {
             if crate::hypercall_page::is_empty(bytes) {
                 let refusal = hyperv::HV_STATUS_INVALID_HYPERCALL_CODE as i32;
                 crate::hypercall_page::fill_with_refusals(bytes, 4096, refusal);
-                fallback::record_setup(0, unsupported());
+                fallback::record_setup(0, hyperv::unsupported());
             }
         }
         // Calls go through the page only when the hypercall feature was
@@ -187,7 +184,7 @@ impl HypervisorBackend for Hyperv {
         if !reference_tsc && !f.contains(HypervFeatures::HV_MSR_TIME_REF_COUNT_AVAILABLE) {
             let plan = hyperv::plan(&features);
             for op in [Op::TimerOneshot, Op::TimerCancel] {
-                crate::withdrawn::withdraw_planned(&plan, op, unsupported());
+                crate::withdrawn::withdraw_planned(&plan, op, hyperv::unsupported());
             }
         }
         Hyperv {

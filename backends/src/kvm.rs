@@ -36,9 +36,6 @@ const VIA_OLD: u8 = 2;
 /// Reads of a steal-time record before giving up on a version stuck odd.
 const STEAL_RETRIES: u32 = 1000;
 
-fn unsupported() -> PvError {
-    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native)
-}
 
 /// A shared record that kept changing or stayed mid-update.
 /// Set once a kvmclock record stayed mid-update: the clock steps then fail
@@ -65,7 +62,7 @@ impl Kvm {
     fn clock(&self, via: u8) -> Result<Nanos, PvError> {
         let cpu = platform::cpu_index();
         if CLOCK_VIA[cpu].load(SeqCst) != via {
-            return Err(unsupported());
+            return Err(PvError::UNSUPPORTED);
         }
         KVMCLOCK_RETIRED.guard(unstable(), || {
             // SAFETY: this CPU's record, registered with KVM, aligned.
@@ -97,13 +94,13 @@ impl Kvm {
     fn tsc_hz(&self, via: u8) -> Result<Hertz, PvError> {
         let cpu = platform::cpu_index();
         if CLOCK_VIA[cpu].load(SeqCst) != via {
-            return Err(unsupported());
+            return Err(PvError::UNSUPPORTED);
         }
         let snapshot = KVMCLOCK_RETIRED.guard(unstable(), || {
             // SAFETY: as in `clock`.
             unsafe { pvclock::read(CLOCK.of(cpu).get()) }.map_err(|_| unstable())
         })?;
-        snapshot.tsc_hz().ok_or_else(unsupported)
+        snapshot.tsc_hz().ok_or(PvError::UNSUPPORTED)
     }
 
     fn wallclock(&self, msr: u32, via: u8) -> Result<Nanos, PvError> {
@@ -119,7 +116,7 @@ impl Kvm {
     /// The steal-time record of CPU `cpu` under its version protocol.
     fn steal_record(cpu: usize) -> Result<(u64, u8), PvError> {
         if STEAL_ON[cpu.min(MAX_CPUS - 1)].load(SeqCst) == 0 {
-            return Err(unsupported());
+            return Err(PvError::UNSUPPORTED);
         }
         let record = STEAL.of(cpu).get();
         for _ in 0..STEAL_RETRIES {
@@ -190,14 +187,14 @@ unsafe impl Steps for Kvm {
     fn vcpu_is_preempted_step1(&self, cpu: ApicId) -> Result<bool, PvError> {
         let index = platform::get()
             .and_then(|p| p.cpu_of_apic(cpu))
-            .ok_or_else(unsupported)?;
+            .ok_or(PvError::UNSUPPORTED)?;
         Self::steal_record(index).map(|(_, preempted)| preempted & kvm::KVM_VCPU_PREEMPTED != 0)
     }
 
     /// A preempted target gets KVM_VCPU_FLUSH_TLB in its steal-time record,
     /// and KVM flushes it before it runs again; the others get the IPI.
     fn flush_tlb_step1(&self, targets: CpuSet) -> Result<(), PvError> {
-        let p = platform::get().ok_or_else(unsupported)?;
+        let p = platform::get().ok_or(PvError::UNSUPPORTED)?;
         let mut remaining = targets.0;
         for apic in (0..64u32).filter(|i| targets.0 & (1 << i) != 0) {
             let Some(cpu) = p.cpu_of_apic(ApicId(apic)) else {
@@ -231,7 +228,7 @@ unsafe impl Steps for Kvm {
     fn eoi_step1(&self) -> Result<(), PvError> {
         let cpu = platform::cpu_index();
         if EOI_ON[cpu].load(SeqCst) == 0 {
-            return Err(unsupported());
+            return Err(PvError::UNSUPPORTED);
         }
         // SAFETY: this CPU's registered PV EOI word, 4-byte aligned; KVM and
         // the guest update it atomically.

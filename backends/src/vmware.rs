@@ -8,11 +8,8 @@ use pvi_sdk::arch::cpuid;
 use pvi_sdk::detect::Choice;
 use pvi_sdk::generated::vmware::{self, Features, Hypercalls, Instruction, Steps};
 use pvi_sdk::time::{rtc, tsc_freq};
-use pvi_sdk::types::{ErrorKind, ErrorOrigin, Hertz, Nanos, PvError};
+use pvi_sdk::types::{Hertz, Nanos, PvError};
 
-fn unsupported() -> PvError {
-    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Vmware(0))
-}
 
 /// The VMware backend.
 #[derive(Clone, Copy, Debug)]
@@ -54,7 +51,7 @@ unsafe impl Steps for Vmware {
         // SAFETY: VMware is the hypervisor (the contract of `new`); GETHZ
         // writes no guest memory.
         let out = unsafe { self.hypercalls.bdoor_cmd_gethz(u32::MAX) };
-        tsc_freq::from_vmware_gethz(out.tsc_hz_low, out.tsc_hz_high).ok_or_else(unsupported)
+        tsc_freq::from_vmware_gethz(out.tsc_hz_low, out.tsc_hz_high).ok_or_else(vmware::unsupported)
     }
 
     fn wallclock_step1(&self) -> Result<Nanos, PvError> {
@@ -67,7 +64,7 @@ unsafe impl Steps for Vmware {
             out.secs_low,
             out.secs_high,
         )
-        .ok_or_else(unsupported)
+        .ok_or_else(vmware::unsupported)
     }
 }
 

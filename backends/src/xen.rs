@@ -39,9 +39,6 @@ static TIMER_PORT: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPU
 /// Reads of a record before giving up on one that keeps changing.
 const RETRIES: u32 = 1000;
 
-fn unsupported() -> PvError {
-    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Xen(0))
-}
 
 /// Set once a vcpu_time_info stayed mid-update: the clock steps then fail
 /// at once.
@@ -166,7 +163,7 @@ impl Xen {
         let ring = platform::get()
             .and_then(|p| p.map_gpa(pfn << 12))
             .filter(|_| pfn != 0 && port != 0)
-            .ok_or_else(unsupported)?;
+            .ok_or_else(xen::unsupported)?;
         Ok((ring, port as u32))
     }
 
@@ -207,7 +204,7 @@ impl Xen {
     fn time_info(&self) -> Result<*const pvclock_vcpu_time_info, PvError> {
         let cpu = platform::cpu_index();
         if !self.shared_info || cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize {
-            return Err(unsupported());
+            return Err(xen::unsupported());
         }
         let info = SHARED_INFO.0.get();
         // SAFETY: a field address inside the mapped static; vcpu_time_info
@@ -217,7 +214,7 @@ impl Xen {
 
     fn runstate(cpu: usize) -> Result<vcpu_runstate_info, PvError> {
         if RUNSTATE_ON[cpu.min(MAX_CPUS - 1)].load(SeqCst) == 0 {
-            return Err(unsupported());
+            return Err(xen::unsupported());
         }
         let record = RUNSTATE.of(cpu).get();
         for _ in 0..RETRIES {
@@ -271,7 +268,7 @@ unsafe impl Steps for Xen {
             // SAFETY: as above.
             unsafe { pvclock::read(record) }.map_err(|_| unstable())
         })?;
-        snapshot.tsc_hz().ok_or_else(unsupported)
+        snapshot.tsc_hz().ok_or_else(xen::unsupported)
     }
 
     /// shared_info's wall clock (wc_*, under wc_version) plus system time.
@@ -319,7 +316,7 @@ unsafe impl Steps for Xen {
     /// the ring is full, yield to xenconsoled, and fall back (Busy) if it
     /// stays full.
     fn console_write_step1(&self, data: &[u8]) -> Result<(), PvError> {
-        let (ring, port) = self.console.ok_or_else(unsupported)?;
+        let (ring, port) = self.console.ok_or_else(xen::unsupported)?;
         let ring = ring as *mut xencons_interface;
         // SAFETY: the console page Xen named and the platform mapped for
         // the kernel's life; out_cons/out_prod are 4-byte aligned u32s that
@@ -354,7 +351,7 @@ unsafe impl Steps for Xen {
     fn vcpu_is_preempted_step1(&self, cpu: ApicId) -> Result<bool, PvError> {
         let index = platform::get()
             .and_then(|p| p.cpu_of_apic(cpu))
-            .ok_or_else(unsupported)?;
+            .ok_or_else(xen::unsupported)?;
         Ok(Self::runstate(index)?.state == xen::RUNSTATE_runnable)
     }
 }
@@ -385,7 +382,7 @@ impl HypervisorBackend for Xen {
         let bytes = unsafe { &mut *HYPERCALL_PAGE.0.get() };
         if crate::hypercall_page::is_empty(bytes) {
             crate::hypercall_page::fill_with_refusals(bytes, 32, -(xen::XEN_ENOSYS as i32));
-            fallback::record_setup(0, unsupported());
+            fallback::record_setup(0, xen::unsupported());
         }
         // SAFETY: Xen filled the page when the MSR was written (or, if it
         // did not, every stub now returns -ENOSYS).
@@ -450,10 +447,10 @@ impl HypervisorBackend for Xen {
             // The planned step is SCHEDOP_shutdown(SHUTDOWN_poweroff): see
             // `hardware_domain`. Code 0: pvi's verdict, not Xen's answer.
             let plan = xen::plan_at(&xen.features, xen.version);
-            crate::withdrawn::withdraw_planned(&plan, Op::Shutdown, unsupported());
+            crate::withdrawn::withdraw_planned(&plan, Op::Shutdown, xen::unsupported());
         }
         if !xen.shared_info {
-            let why = mapped.err().unwrap_or_else(unsupported);
+            let why = mapped.err().unwrap_or_else(xen::unsupported);
             // Their records live in shared_info: without it they would
             // fail on every call, and the log would count each one.
             let plan = xen::plan_at(&xen.features, xen.version);

@@ -31,10 +31,6 @@ const DELIVERY_PENDING: u32 = 1 << 12;
 /// Reads of the ICR before giving up on a delivery that never completes.
 const DELIVERY_SPIN_LIMIT: u32 = 1_000_000;
 
-fn unsupported() -> PvError {
-    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native)
-}
-
 /// Which register interface the calling CPU's APIC uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -154,7 +150,7 @@ pub fn send_ipi(targets: CpuSet, vector: Vector) -> Result<(), PvError> {
             ErrorOrigin::Native,
         ));
     }
-    let m = mode().ok_or_else(unsupported)?;
+    let m = mode().ok_or(PvError::UNSUPPORTED)?;
     for dest in (0..64).filter(|i| targets.0 & (1 << i) != 0) {
         send(m, dest, u32::from(vector.0));
     }
@@ -288,10 +284,10 @@ fn rate_from(ticks: u64, span: u64, per_second: u64) -> u64 {
 /// the serving op set's `clock_ns` (kvmclock under KVM, the bare-metal
 /// TSC clock with no hypervisor), the clock the deadline is in.
 pub fn timer_oneshot(clock: &dyn Fn() -> Nanos, deadline: Nanos) -> Result<(), PvError> {
-    let m = mode().ok_or_else(unsupported)?;
+    let m = mode().ok_or(PvError::UNSUPPORTED)?;
     let vector = platform::get()
         .map(|p| p.vectors().timer)
-        .ok_or_else(unsupported)?;
+        .ok_or(PvError::UNSUPPORTED)?;
     let clock_ns = || clock().0;
     // Convert a delay, not an instant. Everything that may trap to the
     // hypervisor (CPUID, the LVT write, a first calibration) comes first;
@@ -299,7 +295,7 @@ pub fn timer_oneshot(clock: &dyn Fn() -> Nanos, deadline: Nanos) -> Result<(), P
     // interrupt is late by however long those took (under nested
     // virtualization, milliseconds).
     if has_tsc_deadline() {
-        let tsc_hz = rate(&TSC_HZ, &clock_ns, &rdtsc).ok_or_else(unsupported)?;
+        let tsc_hz = rate(&TSC_HZ, &clock_ns, &rdtsc).ok_or(PvError::UNSUPPORTED)?;
         write(m, LVT_TIMER, TSC_DEADLINE_MODE | u32::from(vector));
         let now = clock();
         let start = rdtsc();
@@ -309,7 +305,7 @@ pub fn timer_oneshot(clock: &dyn Fn() -> Nanos, deadline: Nanos) -> Result<(), P
         unsafe { wrmsr(IA32_TSC_DEADLINE, start.wrapping_add(ticks).max(1)) };
         return Ok(());
     }
-    let hz = apic_timer_hz(m, &clock_ns).ok_or_else(unsupported)?;
+    let hz = apic_timer_hz(m, &clock_ns).ok_or(PvError::UNSUPPORTED)?;
     write(m, DIVIDE, 0b0011);
     write(m, LVT_TIMER, u32::from(vector));
     let now = clock();

@@ -2,26 +2,22 @@
 
 use crate::platform;
 use pvi_sdk::arch::{outb, outw};
-use pvi_sdk::types::{ErrorKind, ErrorOrigin, PvError, ShutdownReason};
+use pvi_sdk::types::{PvError, ShutdownReason};
 
 /// QEMU's pvpanic ISA device; on bare metal nothing answers the port.
 const PVPANIC_PORT: u16 = 0x505;
 const PVPANIC_PANICKED: u8 = 1 << 0;
-
-fn unsupported() -> PvError {
-    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native)
-}
 
 /// Power off, reboot, or stop after a crash. Returns only if it could not.
 pub fn shutdown(reason: ShutdownReason) -> Result<(), PvError> {
     let acpi = platform::get().map(|p| p.acpi()).unwrap_or_default();
     match reason {
         ShutdownReason::Poweroff => {
-            let port = acpi.pm1a_control.ok_or_else(unsupported)?;
+            let port = acpi.pm1a_control.ok_or(PvError::UNSUPPORTED)?;
             // SAFETY: the PM1a control port from the FADT; SLP_EN (bit 13)
             // with the \_S5 type powers the machine off.
             unsafe { outw(port, acpi.s5_sleep_type << 10 | 1 << 13) };
-            Err(unsupported())
+            Err(PvError::UNSUPPORTED)
         }
         ShutdownReason::Reboot => {
             // SAFETY: the ACPI reset register from the FADT, then the PCI reset
@@ -34,7 +30,7 @@ pub fn shutdown(reason: ShutdownReason) -> Result<(), PvError> {
                 outb(0xcf9, 0x06);
                 outb(0x64, 0xfe);
             }
-            Err(unsupported())
+            Err(PvError::UNSUPPORTED)
         }
         ShutdownReason::Crash => loop {
             // SAFETY: with interrupts off, `hlt` stops this CPU for good.

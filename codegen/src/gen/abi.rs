@@ -40,31 +40,7 @@ pub fn module(model: &Model) -> String {
             quote!(#doc pub mod #name;)
         })
         .collect();
-    let table = model.hypervisors().map(|h| {
-        let name = &h.name.name;
-        let display = String::from_utf8_lossy(&h.display.value).into_owned();
-        let module = ident(&h.name.name);
-        let variant = quote::format_ident!("{}", super::names::camel(&h.name.name));
-        quote!(HypervisorInfo { id: Hypervisor::#variant, name: #name, display: #display, signatures: #module::SIGNATURES, probes: #module::PROBES })
-    });
-    let variants: Vec<_> = model
-        .hypervisors()
-        .map(|h| quote::format_ident!("{}", super::names::camel(&h.name.name)))
-        .collect();
-    let variant_docs = model.hypervisors().map(|h| {
-        format!(
-            " {} (`idl/`'s `{}`).",
-            String::from_utf8_lossy(&h.display.value),
-            h.name.name
-        )
-    });
-    let count = proc_macro2::Literal::usize_unsuffixed(variants.len());
-    let registry = model.hypervisors().map(|h| {
-        let name = ident(&h.name.name);
-        let feature = &h.name.name;
-        let variant = quote::format_ident!("{}", super::names::camel(&h.name.name));
-        quote!((#name, #feature, #variant))
-    });
+    let hypervisor_list = hypervisor_list(model);
     let interface_doc = docs(&model.interface.meta.docs.lines);
     let interface_name = &model.interface.name.name;
     let (base_major, base_minor) = model.baseline();
@@ -102,6 +78,60 @@ pub fn module(model: &Model) -> String {
         #[doc = " baseline, or the newest `interface-MAJOR-MINOR` feature enabled. Ops"]
         #[doc = " newer than it are not compiled; a guest records it in `.note.pvi`."]
         pub const GUEST_INTERFACE: (u16, u16) = #guest_interface;
+        #hypervisor_list
+        #[doc = " Types, units, error kinds and shared structures."]
+        pub mod types;
+        #[doc = " The ops trait and the native routines behind it."]
+        pub mod ops;
+        #(#hvs)*
+    };
+    let text = render(
+        &["Code generated from the IDL in `idl/`.".into()],
+        vec![Piece::Tokens(tokens)],
+    );
+    // Right after the two-line header: which IDL this came from.
+    let hash_line = format!("{}{:#018x}\n", super::SOURCE_HASH_PREFIX, model.source_hash);
+    let after_header = text
+        .match_indices('\n')
+        .nth(1)
+        .map(|(i, _)| i + 1)
+        .unwrap_or(text.len());
+    format!(
+        "{}{hash_line}{}",
+        &text[..after_header],
+        &text[after_header..]
+    )
+}
+
+/// The hypervisors of the interface as `mod.rs` lists them: `Hypervisor`,
+/// `HypervisorInfo` and `HYPERVISORS`, and `for_each_hypervisor!`.
+fn hypervisor_list(model: &Model) -> TokenStream {
+    let table = model.hypervisors().map(|h| {
+        let name = &h.name.name;
+        let display = String::from_utf8_lossy(&h.display.value).into_owned();
+        let module = ident(&h.name.name);
+        let variant = quote::format_ident!("{}", super::names::camel(&h.name.name));
+        quote!(HypervisorInfo { id: Hypervisor::#variant, name: #name, display: #display, signatures: #module::SIGNATURES, probes: #module::PROBES })
+    });
+    let variants: Vec<_> = model
+        .hypervisors()
+        .map(|h| quote::format_ident!("{}", super::names::camel(&h.name.name)))
+        .collect();
+    let variant_docs = model.hypervisors().map(|h| {
+        format!(
+            " {} (`idl/`'s `{}`).",
+            String::from_utf8_lossy(&h.display.value),
+            h.name.name
+        )
+    });
+    let count = proc_macro2::Literal::usize_unsuffixed(variants.len());
+    let registry = model.hypervisors().map(|h| {
+        let name = ident(&h.name.name);
+        let feature = &h.name.name;
+        let variant = quote::format_ident!("{}", super::names::camel(&h.name.name));
+        quote!((#name, #feature, #variant))
+    });
+    quote! {
         #[doc = " A hypervisor ABI of the interface, by identity: detection's choice,"]
         #[doc = " the registry's match and the boot report compare these, not names."]
         #[doc = " Its discriminant is its row of [`HYPERVISORS`]."]
@@ -152,26 +182,5 @@ pub fn module(model: &Model) -> String {
                 $callback! { #(#registry),* }
             };
         }
-        #[doc = " Types, units, error kinds and shared structures."]
-        pub mod types;
-        #[doc = " The ops trait and the native routines behind it."]
-        pub mod ops;
-        #(#hvs)*
-    };
-    let text = render(
-        &["Code generated from the IDL in `idl/`.".into()],
-        vec![Piece::Tokens(tokens)],
-    );
-    // Right after the two-line header: which IDL this came from.
-    let hash_line = format!("{}{:#018x}\n", super::SOURCE_HASH_PREFIX, model.source_hash);
-    let after_header = text
-        .match_indices('\n')
-        .nth(1)
-        .map(|(i, _)| i + 1)
-        .unwrap_or(text.len());
-    format!(
-        "{}{hash_line}{}",
-        &text[..after_header],
-        &text[after_header..]
-    )
+    }
 }

@@ -949,7 +949,7 @@ fn action(
                 Some(quote! {{
                     let raw = s.cpuid(#leaf)[#register];
                     if raw != 0 { #served return #done; }
-                    s.fell_back(#row, #step_no, PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native));
+                    s.fell_back(#row, #step_no, PvError::UNSUPPORTED);
                 }})
             }
             StepKind::Shared(path, _, Source::Platform(_)) => platform_read(h, cx, index, path),
@@ -1054,7 +1054,7 @@ fn platform_read(h: &Hv<'_>, cx: &OpCx<'_>, index: usize, path: &Path) -> Option
                 if raw != 0 { #served return #done; }
             }
         }
-        s.fell_back(#row, #step_no, PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native));
+        s.fell_back(#row, #step_no, PvError::UNSUPPORTED);
     }})
 }
 

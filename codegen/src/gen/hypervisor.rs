@@ -218,6 +218,12 @@ impl Tables {
         };
         quote! {
             #(#consts)*
+            #[doc = " A step of this hypervisor's chain is not available on this vCPU, as"]
+            #[doc = " the backend finds (a record not registered, a page not valid). Code 0:"]
+            #[doc = " not the hypervisor's own answer, so it withdraws no step."]
+            pub const fn unsupported() -> PvError {
+                PvError::new(ErrorKind::Unsupported, ErrorOrigin::#origin(0))
+            }
             #[doc = " Every CPUID leaf of this ABI by number, with its upstream name."]
             pub const LEAVES: &[(u32, &str)] = &[#(#leaf_rows),*];
             #[doc = " Every MSR of this ABI by index, with its upstream name."]

@@ -371,6 +371,12 @@ fn errors(model: &Model) -> Piece {
         impl PvError {
             #[doc = " An error of `kind` from `origin`."]
             pub const fn new(kind: ErrorKind, origin: ErrorOrigin) -> Self { Self { kind, origin } }
+            #[doc = " `kind`, found by pvi itself rather than answered by a hypervisor: never"]
+            #[doc = " taken for a hypervisor's refusal, so it withdraws no step."]
+            pub const fn native(kind: ErrorKind) -> Self { Self { kind, origin: ErrorOrigin::Native } }
+            #[doc = " The mechanism is not available here, by pvi's own finding: a chain"]
+            #[doc = " goes on to its next step."]
+            pub const UNSUPPORTED: PvError = PvError::native(ErrorKind::Unsupported);
         }
     })
 }

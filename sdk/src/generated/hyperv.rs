@@ -812,6 +812,12 @@ pub const HV_STATUS_TIME_OUT: i64 = 0x78;
 pub const HV_STATUS_CALL_PENDING: i64 = 0x79;
 /// Means [`ErrorKind::Failed`].
 pub const HV_STATUS_VTL_ALREADY_ENABLED: i64 = 0x86;
+/// A step of this hypervisor's chain is not available on this vCPU, as
+/// the backend finds (a record not registered, a page not valid). Code 0:
+/// not the hypervisor's own answer, so it withdraws no step.
+pub const fn unsupported() -> PvError {
+    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Hyperv(0))
+}
 /// Every CPUID leaf of this ABI by number, with its upstream name.
 pub const LEAVES: &[(u32, &str)] = &[
     (0x40000000, "HYPERV_CPUID_VENDOR_AND_MAX_FUNCTIONS"),

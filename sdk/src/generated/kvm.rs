@@ -361,6 +361,12 @@ pub const KVM_EPERM: i64 = 1;
 ///
 /// Means [`ErrorKind::Unsupported`].
 pub const KVM_EOPNOTSUPP: i64 = 95;
+/// A step of this hypervisor's chain is not available on this vCPU, as
+/// the backend finds (a record not registered, a page not valid). Code 0:
+/// not the hypervisor's own answer, so it withdraws no step.
+pub const fn unsupported() -> PvError {
+    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Kvm(0))
+}
 /// Every CPUID leaf of this ABI by number, with its upstream name.
 pub const LEAVES: &[(u32, &str)] = &[
     (0x40000000, "KVM_CPUID_SIGNATURE"),

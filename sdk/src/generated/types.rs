@@ -1594,4 +1594,15 @@ impl PvError {
     pub const fn new(kind: ErrorKind, origin: ErrorOrigin) -> Self {
         Self { kind, origin }
     }
+    /// `kind`, found by pvi itself rather than answered by a hypervisor: never
+    /// taken for a hypervisor's refusal, so it withdraws no step.
+    pub const fn native(kind: ErrorKind) -> Self {
+        Self {
+            kind,
+            origin: ErrorOrigin::Native,
+        }
+    }
+    /// The mechanism is not available here, by pvi's own finding: a chain
+    /// goes on to its next step.
+    pub const UNSUPPORTED: PvError = PvError::native(ErrorKind::Unsupported);
 }

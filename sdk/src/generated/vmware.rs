@@ -149,6 +149,12 @@ pub const BDOOR_CMD_GET_VCPU_INFO: u64 = 68;
 ///
 /// Hypercall number; see [`Hypercalls::bdoor_cmd_stealclock`].
 pub const BDOOR_CMD_STEALCLOCK: u64 = 91;
+/// A step of this hypervisor's chain is not available on this vCPU, as
+/// the backend finds (a record not registered, a page not valid). Code 0:
+/// not the hypervisor's own answer, so it withdraws no step.
+pub const fn unsupported() -> PvError {
+    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Vmware(0))
+}
 /// Every CPUID leaf of this ABI by number, with its upstream name.
 pub const LEAVES: &[(u32, &str)] = &[
     (0x40000000, "CPUID_VMWARE_INFO_LEAF"),
@@ -794,11 +800,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
                     s.served(Op::TscHz, 1);
                     return Hertz((u64::from(raw)).saturating_mul(1000));
                 }
-                s.fell_back(
-                    Op::TscHz,
-                    1,
-                    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native),
-                );
+                s.fell_back(Op::TscHz, 1, PvError::UNSUPPORTED);
             }
         }
         if !s.withdrawn(Op::TscHz, 2) {

@@ -647,6 +647,12 @@ pub const XEN_ETIME: i64 = 62;
 ///
 /// Means [`ErrorKind::Unsupported`].
 pub const XEN_EOPNOTSUPP: i64 = 95;
+/// A step of this hypervisor's chain is not available on this vCPU, as
+/// the backend finds (a record not registered, a page not valid). Code 0:
+/// not the hypervisor's own answer, so it withdraws no step.
+pub const fn unsupported() -> PvError {
+    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Xen(0))
+}
 /// Every CPUID leaf of this ABI by number, with its upstream name.
 pub const LEAVES: &[(u32, &str)] = &[
     (0x40000000, "XEN_CPUID_FIRST_LEAF"),
@@ -1481,11 +1487,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
                     s.served(Op::TscHz, 2);
                     return Hertz((u64::from(raw)).saturating_mul(1000));
                 }
-                s.fell_back(
-                    Op::TscHz,
-                    2,
-                    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native),
-                );
+                s.fell_back(Op::TscHz, 2, PvError::UNSUPPORTED);
             }
         }
         s.served(Op::TscHz, 0);

@@ -85,6 +85,12 @@ pub const ALPHA_HC_PUTC: u64 = 6;
 ///
 /// Means [`ErrorKind::Unsupported`].
 pub const ALPHA_ENOSYS: i64 = 38;
+/// A step of this hypervisor's chain is not available on this vCPU, as
+/// the backend finds (a record not registered, a page not valid). Code 0:
+/// not the hypervisor's own answer, so it withdraws no step.
+pub const fn unsupported() -> PvError {
+    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Alpha(0))
+}
 /// Every CPUID leaf of this ABI by number, with its upstream name.
 pub const LEAVES: &[(u32, &str)] = &[(0x40000001, "ALPHA_FEATURES")];
 /// Every MSR of this ABI by index, with its upstream name.
@@ -535,11 +541,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
                         }
                     }
                 }
-                s.fell_back(
-                    Op::Now,
-                    1,
-                    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native),
-                );
+                s.fell_back(Op::Now, 1, PvError::UNSUPPORTED);
             }
         }
         if features.alpha_features.contains(AlphaFeatures::ALPHA_F_CLOCK)

@@ -26,6 +26,12 @@ pub const BETA_SPLIT: u64 = 2;
 ///
 /// Means [`ErrorKind::InvalidArgument`].
 pub const BETA_STATUS_BAD: i64 = 2;
+/// A step of this hypervisor's chain is not available on this vCPU, as
+/// the backend finds (a record not registered, a page not valid). Code 0:
+/// not the hypervisor's own answer, so it withdraws no step.
+pub const fn unsupported() -> PvError {
+    PvError::new(ErrorKind::Unsupported, ErrorOrigin::Beta(0))
+}
 /// Every CPUID leaf of this ABI by number, with its upstream name.
 pub const LEAVES: &[(u32, &str)] = &[];
 /// Every MSR of this ABI by index, with its upstream name.
