@@ -599,22 +599,67 @@ fn every_hypervisor_has_a_backend_and_every_mapped_op_a_chain() {
             .iter()
             .find(|(n, _)| *n == hv.name.name)
             .unwrap_or_else(|| panic!("no chains for {}", hv.name.name));
-        for item in &hv.items {
-            if let pvi_codegen::ast::HvItem::Map(m) = item {
-                let chain = table
-                    .iter()
-                    .find(|(op, _)| *op == m.op.name)
-                    .unwrap_or_else(|| panic!("{}: no chain for {}", hv.name.name, m.op.name));
-                assert!(
-                    chain.1.ends_with("native"),
-                    "{}: {}'s chain does not end natively: {}",
-                    hv.name.name,
-                    m.op.name,
-                    chain.1
-                );
-            }
+        for chain in model.chains(&hv.name.name) {
+            let generated = table
+                .iter()
+                .find(|(op, _)| *op == chain.op)
+                .unwrap_or_else(|| panic!("{}: no chain for {}", hv.name.name, chain.op));
+            assert_eq!(
+                generated.1,
+                chain.mechanisms(),
+                "{}: {}'s generated chain is not the IDL's",
+                hv.name.name,
+                chain.op
+            );
+            assert!(
+                generated.1.ends_with("native"),
+                "{}: {}'s chain does not end natively: {}",
+                hv.name.name,
+                chain.op,
+                generated.1
+            );
         }
     }
+}
+
+/// What the boot report shows (`plan`) is a step of the chain that runs:
+/// with no feature announced and no version known, each op's plan names
+/// the first step of its IDL chain that needs neither, by number and text.
+#[test]
+fn every_plan_names_the_step_its_chain_starts_with() {
+    let (_, result) = pvi_codegen::check_paths(&[pvi_tests::root().join("idl")]).unwrap();
+    let model = result.unwrap();
+    type Plan = fn() -> Vec<(Op, (usize, &'static str))>;
+    macro_rules! plans {
+        ($(($name:ident, $feature:literal, $variant:ident)),* $(,)?) => {
+            &[$(($feature, || {
+                use pvi_sdk::generated::$name::{plan, Features};
+                plan(&Features::NONE).to_vec()
+            })),*]
+        };
+    }
+    let plans: &[(&str, Plan)] = pvi_sdk::for_each_hypervisor!(plans);
+    let mut checked = 0;
+    for (hv, plan) in plans {
+        for (op, (number, text)) in plan() {
+            let chain = model
+                .chain(hv, op.name())
+                .unwrap_or_else(|| panic!("{hv}: a plan for unmapped {}", op.name()));
+            let first = chain
+                .steps
+                .iter()
+                .find(|s| s.requires.is_empty())
+                .expect("every chain ends in native, which needs nothing");
+            assert_eq!(
+                (number, text),
+                (first.number, first.text.as_str()),
+                "{hv}: {}",
+                op.name()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "only {checked} plans");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! serves it, step by step.
 
 use crate::ast::*;
-use crate::fmt::step_text;
+use crate::ir::Mechanism;
 use crate::model::Model;
 use std::fmt::Write;
 
@@ -74,20 +74,15 @@ pub fn explain(model: &Model, op_name: &str) -> Option<String> {
             String::from_utf8_lossy(&hv.display.value),
             hv.name.name
         );
-        let map = hv.items.iter().find_map(|i| match i {
-            HvItem::Map(m) if m.op.name == op.name.name => Some(m),
-            _ => None,
-        });
-        match map {
+        match model.chain(&hv.name.name, &op.name.name) {
             None => {
                 let _ = writeln!(out, " native (no mapping)");
             }
-            Some(map) => {
+            Some(chain) => {
                 let _ = writeln!(out);
-                for (n, step) in map.steps.iter().enumerate() {
-                    let text = step_text(step);
-                    let detail = step_detail(hv, &step.kind);
-                    let _ = writeln!(out, "  {}. {}{}", n + 1, text.trim_end_matches(';'), detail);
+                for step in &chain.steps {
+                    let detail = step_detail(&step.mechanism);
+                    let _ = writeln!(out, "  {}. {}{}", step.number, step.text, detail);
                 }
             }
         }
@@ -96,40 +91,30 @@ pub fn explain(model: &Model, op_name: &str) -> Option<String> {
 }
 
 /// Numbers behind the names in a step: what a reader looks up first.
-fn step_detail(hv: &Hypervisor, kind: &StepKind) -> String {
-    let find = |name: &str| {
-        hv.items.iter().find_map(|i| match i {
-            HvItem::Hypercall(h) if h.name.name == name => {
-                Some(format!("hypercall {}", h.number.text))
-            }
-            HvItem::Msr(m) if m.name.name == name => Some(format!("MSR {}", m.index.text)),
-            HvItem::Leaf(l) if l.name.name == name => Some(format!("leaf {}", l.address.text)),
-            _ => None,
-        })
+fn step_detail(m: &Mechanism) -> String {
+    let detail = match m {
+        Mechanism::Hypercall {
+            number,
+            per_byte: Some(bytes),
+            ..
+        } => format!("hypercall {number}, once per byte of {bytes}"),
+        Mechanism::Hypercall { number, .. } => format!("hypercall {number}"),
+        Mechanism::MsrRead { index, .. } | Mechanism::MsrWrite { index, .. } => {
+            format!("MSR {index}")
+        }
+        Mechanism::Shared {
+            registered_by: Some((_, how)),
+            ..
+        } if !how.is_empty() => how.clone(),
+        Mechanism::Shared {
+            registered_by: None,
+            ..
+        } => "at an address the platform supplies".to_string(),
+        Mechanism::Routine(_) => "the backend's own code: a `Steps` method".to_string(),
+        Mechanism::Cpuid { address, .. } => format!("leaf {address}"),
+        Mechanism::Shared { .. } | Mechanism::Nop | Mechanism::Native => return String::new(),
     };
-    let name = match kind {
-        StepKind::Hypercall(n, args) => {
-            if let Some(Expr::Each(bytes, _)) = args.iter().find(|a| matches!(a, Expr::Each(..))) {
-                let d = find(&n.name).unwrap_or_default();
-                return format!("   [{d}, once per byte of {}]", bytes.name);
-            }
-            Some(n.name.as_str())
-        }
-        StepKind::MsrWrite(n, _) | StepKind::MsrRead(n, _) => Some(n.name.as_str()),
-        StepKind::Shared(_, _, Source::Via(via)) => Some(via.name.as_str()),
-        StepKind::Shared(..) => {
-            return "   [at an address the platform supplies]".to_string();
-        }
-        StepKind::Routine(_) => {
-            return "   [the backend's own code: a `Steps` method]".to_string();
-        }
-        StepKind::Cpuid(p, _) => Some(p.base.name.as_str()),
-        StepKind::Nop | StepKind::Native => None,
-    };
-    match name.and_then(find) {
-        Some(d) => format!("   [{d}]"),
-        None => String::new(),
-    }
+    format!("   [{detail}]")
 }
 
 fn type_name(ty: &TypeRef) -> String {

@@ -79,6 +79,8 @@ pub struct Model {
     pub source_hash: u64,
     /// Each hypervisor's calling convention, typed, by hypervisor name.
     pub conventions: BTreeMap<String, crate::ir::Convention>,
+    /// Each hypervisor's chains, resolved, in its file's order.
+    pub chains: BTreeMap<String, Vec<crate::ir::Chain>>,
 }
 
 /// A hash of IDL source files (FNV-1a 64 over each file's name, a zero
@@ -120,6 +122,16 @@ impl Model {
     /// one that makes no hypercalls.
     pub fn convention(&self, name: &str) -> Option<&crate::ir::Convention> {
         self.conventions.get(name)
+    }
+
+    /// The chains of the hypervisor called `hv`, in its file's order.
+    pub fn chains(&self, hv: &str) -> &[crate::ir::Chain] {
+        self.chains.get(hv).map_or(&[], Vec::as_slice)
+    }
+
+    /// The chain of `op` on the hypervisor called `hv`, if it maps it.
+    pub fn chain(&self, hv: &str, op: &str) -> Option<&crate::ir::Chain> {
+        self.chains(hv).iter().find(|c| c.op == op)
     }
 
     /// The op called `name`.

@@ -9,7 +9,7 @@
 
 use crate::qemu::Accel;
 use crate::steps::{Outcome, Step};
-use pvi_codegen::ast::{HvItem, StepKind};
+use pvi_codegen::ir::Mechanism;
 use pvi_codegen::Model;
 use std::collections::BTreeMap;
 
@@ -78,15 +78,12 @@ pub fn guest_line(line: &str) -> &str {
 /// The step of `hypervisor`'s mapping of `op` whose guard is
 /// `PARAM == variant` (Xen's `shutdown` steps, one per reason).
 fn guarded_step(model: &Model, hypervisor: &str, op: &str, variant: &str) -> Option<usize> {
-    let hv = model.hypervisors().find(|h| h.name.name == hypervisor)?;
-    hv.items.iter().find_map(|item| match item {
-        HvItem::Map(map) if map.op.name == op => map
-            .steps
-            .iter()
-            .position(|s| s.guard.as_ref().is_some_and(|g| g.variant.name == variant))
-            .map(|i| i + 1),
-        _ => None,
-    })
+    model
+        .chain(hypervisor, op)?
+        .steps
+        .iter()
+        .find(|s| s.guard.as_ref().is_some_and(|g| g.variant == variant))
+        .map(|s| s.number)
 }
 
 /// What a passed boot's serial `output` shows: the steps its kernel's
@@ -164,22 +161,17 @@ struct Mapping {
 fn mappings(model: &Model) -> BTreeMap<String, Vec<Mapping>> {
     let mut by_op: BTreeMap<String, Vec<Mapping>> = BTreeMap::new();
     for hv in model.hypervisors() {
-        for item in &hv.items {
-            let HvItem::Map(map) = item else { continue };
-            let steps: Vec<String> = map
+        for chain in model.chains(&hv.name.name) {
+            let steps: Vec<String> = chain
                 .steps
                 .iter()
-                .filter(|s| !matches!(s.kind, StepKind::Native))
-                .map(|s| {
-                    pvi_codegen::fmt::step_text(s)
-                        .trim_end_matches(';')
-                        .to_string()
-                })
+                .filter(|s| s.mechanism != Mechanism::Native)
+                .map(|s| s.text.clone())
                 .collect();
             if steps.is_empty() {
                 continue;
             }
-            by_op.entry(map.op.name.clone()).or_default().push(Mapping {
+            by_op.entry(chain.op.clone()).or_default().push(Mapping {
                 hypervisor: hv.name.name.clone(),
                 steps,
             });

@@ -32,14 +32,22 @@ pub fn check(files: Vec<File>) -> Result<Model, Diagnostics> {
     match interface {
         Some(interface) if cx.diags.is_empty() => {
             // Resolved once, from blocks that passed: generators read these.
-            let conventions = files
-                .iter()
-                .flat_map(|f| &f.items)
-                .filter_map(|i| match i {
+            let hypervisors = || {
+                files.iter().flat_map(|f| &f.items).filter_map(|i| match i {
                     Item::Hypervisor(h) => Some(h),
                     _ => None,
                 })
+            };
+            let conventions = hypervisors()
                 .filter_map(|h| Some((h.name.name.clone(), crate::ir::Convention::of(h)?)))
+                .collect();
+            let chains = hypervisors()
+                .map(|h| {
+                    (
+                        h.name.name.clone(),
+                        crate::ir::chain::chains_of(h, &cx.types),
+                    )
+                })
                 .collect();
             Ok(Model {
                 files,
@@ -48,6 +56,7 @@ pub fn check(files: Vec<File>) -> Result<Model, Diagnostics> {
                 types: cx.types,
                 source_hash: 0,
                 conventions,
+                chains,
             })
         }
         _ => {

@@ -4,7 +4,7 @@
 
 use super::{cell, display, paragraph, versions, NOTICE};
 use crate::ast::*;
-use crate::fmt::{conv_text, path_text, step_text, string_text, type_text};
+use crate::fmt::{conv_text, path_text, string_text, type_text};
 use crate::model::Model;
 
 fn requires(r: &[Ident]) -> String {
@@ -62,7 +62,7 @@ struct Sections {
 
 impl Sections {
     /// Add `item`'s rows to its section.
-    fn add(&mut self, model: &Model, item: &HvItem) {
+    fn add(&mut self, model: &Model, hv: &str, item: &HvItem) {
         match item {
             HvItem::Leaf(l) => {
                 let regs: Vec<String> = l
@@ -154,12 +154,10 @@ impl Sections {
             HvItem::Type(_) | HvItem::Detect(_) | HvItem::Convention(_) => {}
             HvItem::Map(m) => {
                 self.maps.push_str(&format!("**`{}`**\n\n", m.op.name));
-                for (n, step) in m.steps.iter().enumerate() {
-                    self.maps.push_str(&format!(
-                        "{}. `{}`\n",
-                        n + 1,
-                        step_text(step).trim_end_matches(';')
-                    ));
+                let steps = model.chain(hv, &m.op.name).map_or(&[][..], |c| &c.steps);
+                for step in steps {
+                    self.maps
+                        .push_str(&format!("{}. `{}`\n", step.number, step.text));
                 }
                 self.maps.push('\n');
             }
@@ -259,7 +257,7 @@ pub fn page(model: &Model, hv: &Hypervisor) -> String {
     }
     let mut sections = Sections::default();
     for item in items {
-        sections.add(model, item);
+        sections.add(model, &hv.name.name, item);
     }
     sections.render(model, hv, &mut s);
     s

@@ -2,16 +2,18 @@
 
 use super::{display, NOTICE};
 use crate::ast::*;
+use crate::ir::Chain;
 use crate::model::Model;
 
-/// The mechanisms of a fallback chain, `hypercall → native`.
-fn chain(map: Option<&Map>) -> String {
-    match map {
+/// The mechanisms of a fallback chain, `hypercall → native` (a mechanism
+/// repeated by consecutive steps shown once).
+fn chain(chain: Option<&Chain>) -> String {
+    match chain {
         None => "native".into(),
-        Some(m) => {
+        Some(c) => {
             let mut kinds: Vec<&str> = Vec::new();
-            for step in &m.steps {
-                let k = step.kind.keyword();
+            for step in &c.steps {
+                let k = step.mechanism.keyword();
                 if kinds.last() != Some(&k) {
                     kinds.push(k);
                 }
@@ -43,11 +45,8 @@ pub fn page(model: &Model) -> String {
             g = found.group.name.name
         ));
         for hv in &hvs {
-            let map = hv.items.iter().find_map(|i| match i {
-                HvItem::Map(m) if m.op.name == found.op.name.name => Some(m),
-                _ => None,
-            });
-            s.push_str(&format!(" {} |", chain(map)));
+            let mapped = model.chain(&hv.name.name, &found.op.name.name);
+            s.push_str(&format!(" {} |", chain(mapped)));
         }
         s.push('\n');
     }

@@ -3,7 +3,7 @@
 
 use super::{display, paragraph, versions, NOTICE};
 use crate::ast::*;
-use crate::fmt::{step_text, type_text};
+use crate::fmt::type_text;
 use crate::model::Model;
 
 pub fn page(model: &Model, group: &Group) -> String {
@@ -68,21 +68,13 @@ pub fn page(model: &Model, group: &Group) -> String {
         s.push_str(&format!("| native lowering | {native} |\n| context | {context} |\n| hot | {} |\n| required | {} |\n| errors | {errors} |\n| since | {} |\n\n", yes(hot), yes(required), versions(&op.meta)));
         s.push_str("On each hypervisor, the steps are tried in order; a step whose feature is absent is skipped, and one that returns `unsupported` falls through to the next.\n\n");
         for hv in model.hypervisors() {
-            let map = hv.items.iter().find_map(|i| match i {
-                HvItem::Map(m) if m.op.name == op.name.name => Some(m),
-                _ => None,
-            });
             s.push_str(&format!("**{}**", display(hv)));
-            match map {
+            match model.chain(&hv.name.name, &op.name.name) {
                 None => s.push_str(": native (not mapped).\n\n"),
-                Some(m) => {
+                Some(chain) => {
                     s.push_str("\n\n");
-                    for (n, step) in m.steps.iter().enumerate() {
-                        s.push_str(&format!(
-                            "{}. `{}`\n",
-                            n + 1,
-                            step_text(step).trim_end_matches(';')
-                        ));
+                    for step in &chain.steps {
+                        s.push_str(&format!("{}. `{}`\n", step.number, step.text));
                     }
                     s.push('\n');
                 }

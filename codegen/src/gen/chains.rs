@@ -13,6 +13,7 @@
 
 use super::names::{camel, fn_name, from_register, ident, int_literal, rust_type, to_register};
 use crate::ast::*;
+use crate::ir::{self, FeatureBit, Mechanism};
 use crate::model::Model;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -46,27 +47,9 @@ impl<'a> Hv<'a> {
             .collect()
     }
 
-    fn maps(&self) -> Vec<&'a Map> {
-        self.hv
-            .items
-            .iter()
-            .filter_map(|i| match i {
-                HvItem::Map(m) => Some(m),
-                _ => None,
-            })
-            .collect()
-    }
-
     fn hypercall(&self, name: &str) -> Option<&'a Hypercall> {
         self.hv.items.iter().find_map(|i| match i {
             HvItem::Hypercall(h) if h.name.name == name => Some(h),
-            _ => None,
-        })
-    }
-
-    fn msr(&self, name: &str) -> Option<&'a Msr> {
-        self.hv.items.iter().find_map(|i| match i {
-            HvItem::Msr(m) if m.name.name == name => Some(m),
             _ => None,
         })
     }
@@ -78,13 +61,6 @@ impl<'a> Hv<'a> {
         }
     }
 
-    fn leaf(&self, name: &str) -> Option<&'a Leaf> {
-        self.hv.items.iter().find_map(|i| match i {
-            HvItem::Leaf(l) if l.name.name == name => Some(l),
-            _ => None,
-        })
-    }
-
     fn constant(&self, name: &str) -> Option<&'a Const> {
         self.hv.items.iter().find_map(|i| match i {
             HvItem::Const(c) if c.name.name == name => Some(c),
@@ -92,94 +68,22 @@ impl<'a> Hv<'a> {
         })
     }
 
-    /// `features.kvm_features.contains(KvmFeatures::X)` for a feature name.
-    fn feature_test(&self, name: &str) -> TokenStream {
-        feature_test(self.hv, name)
-    }
-
-    /// The oldest hypervisor version that has everything `step` uses: the
-    /// newest `@hv_since` among its hypercall, MSR or leaf and the
-    /// constants among its arguments (major, minor, patch).
-    fn step_needs(&self, step: &Step) -> Option<(u64, u64, u64)> {
-        let mut metas: Vec<&Meta> = Vec::new();
-        let mut item = |name: &str| {
-            if let Some(h) = self.hypercall(name) {
-                metas.push(&h.meta);
-            } else if let Some(m) = self.msr(name) {
-                metas.push(&m.meta);
-            } else if let Some(l) = self.leaf(name) {
-                metas.push(&l.meta);
-            } else if let Some(c) = self.constant(name) {
-                metas.push(&c.meta);
-            }
-        };
-        fn names<'e>(e: &'e Expr, out: &mut Vec<&'e str>) {
-            match e {
-                Expr::Name(n) => out.push(&n.name),
-                Expr::Struct(_, fields, _) => fields.iter().for_each(|(_, v)| names(v, out)),
-                Expr::As(inner, _, _) => names(inner, out),
-                Expr::Int(_) | Expr::Member(..) | Expr::Each(..) => {}
-            }
-        }
-        let mut used = Vec::new();
-        match &step.kind {
-            StepKind::Hypercall(h, args) => {
-                used.push(h.name.as_str());
-                args.iter().for_each(|a| names(a, &mut used));
-            }
-            StepKind::MsrWrite(m, value) => {
-                used.push(m.name.as_str());
-                names(value, &mut used);
-            }
-            StepKind::MsrRead(m, _) => used.push(m.name.as_str()),
-            StepKind::Shared(_, _, Source::Via(via)) => used.push(via.name.as_str()),
-            StepKind::Cpuid(path, _) => used.push(path.base.name.as_str()),
-            StepKind::Shared(_, _, Source::Platform(_))
-            | StepKind::Routine(_)
-            | StepKind::Nop
-            | StepKind::Native => {}
-        }
-        used.into_iter().for_each(&mut item);
-        metas.into_iter().filter_map(hv_since).max()
-    }
-
-    /// `version` (an `Option<(u32, u32, u32)>` expression) is new enough
-    /// for `step`, or unknown; `None` when the step needs no version.
-    fn version_test(&self, step: &Step, version: TokenStream) -> Option<TokenStream> {
-        let (major, minor, patch) = self.step_needs(step)?;
-        let (major, minor, patch) = (major as u32, minor as u32, patch as u32);
-        Some(quote!(#version.is_none_or(|v| v >= (#major, #minor, #patch))))
-    }
-
     /// Whether the step is a `Steps` method rather than generated code:
     /// a registered structure's reads, a hypercall whose result becomes
     /// the op's (results need a reading the IDL does not give), a platform
     /// region the chain does not read one field of, a `routine`.
-    fn needs_method(&self, op: &Op, step: &Step) -> bool {
-        match &step.kind {
-            StepKind::Shared(path, _, Source::Platform(_)) => {
-                path.member.is_none() || op.result.is_none()
-            }
-            StepKind::Shared(..) | StepKind::Routine(_) => true,
-            StepKind::Hypercall(..) => op.result.is_some(),
+    fn needs_method(&self, op: &Op, step: &ir::Step) -> bool {
+        match &step.mechanism {
+            Mechanism::Shared {
+                field,
+                registered_by: None,
+                ..
+            } => field.is_none() || op.result.is_none(),
+            Mechanism::Shared { .. } | Mechanism::Routine(_) => true,
+            Mechanism::Hypercall { .. } => op.result.is_some(),
             _ => false,
         }
     }
-}
-
-/// An item's `@hv_since(MAJOR.MINOR[.PATCH])`.
-fn hv_since(meta: &Meta) -> Option<(u64, u64, u64)> {
-    meta.attrs
-        .iter()
-        .find(|a| a.name.name == "hv_since")
-        .and_then(|a| match a.args.first() {
-            Some(AttrArg::Version(v)) => Some((
-                v.parts.first().copied().unwrap_or(0),
-                v.parts.get(1).copied().unwrap_or(0),
-                v.parts.get(2).copied().unwrap_or(0),
-            )),
-            _ => None,
-        })
 }
 
 /// A value of `ty` built from a `u64` expression.
@@ -357,10 +261,10 @@ impl Hv<'_> {
 
 /// The `Steps` method of step `index`: a routine's own name, else
 /// `OP_stepN`.
-fn method_name(op: &Op, index: usize, step: &Step) -> proc_macro2::Ident {
-    match &step.kind {
-        StepKind::Routine(name) => ident(&name.name),
-        _ => format_ident!("{}_step{}", op.name.name, index + 1),
+fn method_name(op: &Op, step: &ir::Step) -> proc_macro2::Ident {
+    match &step.mechanism {
+        Mechanism::Routine(name) => ident(name),
+        _ => format_ident!("{}_step{}", op.name.name, step.number),
     }
 }
 
@@ -734,13 +638,13 @@ fn plan_fns(plans: &[TokenStream], uses_version: bool) -> TokenStream {
 /// coverage line; `None` for a map of an op the model does not know.
 fn chain(
     h: &Hv<'_>,
-    map: &Map,
+    chain: &ir::Chain,
     display: &str,
     uses: &mut Uses,
     step_methods: &mut Vec<TokenStream>,
 ) -> Option<Chain> {
     let model = h.model;
-    let op = model.op(&map.op.name)?.op;
+    let op = model.op(&chain.op)?.op;
     let op_name = op.name.name.as_str();
     let name = ident(op_name);
     // An op newer than the baseline exists only with its interface
@@ -755,34 +659,28 @@ fn chain(
     let cx = OpCx::new(model, op, display, value_ty, fallible);
     let (gate, params, row) = (&cx.gate, &cx.params, &cx.row);
     let mut body = Vec::new();
-    let mut kinds = Vec::new();
-    for (index, step) in map.steps.iter().enumerate() {
-        kinds.push(step.kind.keyword());
-        let mut conds: Vec<TokenStream> = step
-            .requires
-            .iter()
-            .map(|r| h.feature_test(&r.name))
-            .collect();
+    for step in &chain.steps {
+        let mut conds: Vec<TokenStream> = step.requires.iter().map(feature_bit_test).collect();
         if let Some(g) = &step.guard {
-            let p = ident(&g.param.name);
+            let p = ident(&g.param);
             let ty = op
                 .params
                 .iter()
-                .find(|x| x.name == g.param)
+                .find(|x| x.name.name == g.param)
                 .map(|x| rust_type(&x.ty))
                 .unwrap_or_default();
-            let v = format_ident!("{}", camel(&g.variant.name));
+            let v = format_ident!("{}", camel(&g.variant));
             conds.push(quote!(#p == #ty::#v));
         }
         // A step the hypervisor's version predates is skipped, as if
         // its features were absent (an unknown version does not skip).
-        if let Some(test) = h.version_test(step, quote!(s.hv_version())) {
+        if let Some(test) = version_test(step, quote!(s.hv_version())) {
             uses.version = true;
             conds.push(test);
         }
-        let action = action(h, &cx, index, step, uses, step_methods);
+        let action = action(h, &cx, step, uses, step_methods);
         if let Some(action) = action {
-            let step_no = proc_macro2::Literal::usize_unsuffixed(index + 1);
+            let step_no = proc_macro2::Literal::usize_unsuffixed(step.number);
             conds.push(quote!(!s.withdrawn(#row, #step_no)));
             let cond = quote!(#(#conds)&&*);
             body.push(quote!(if #cond { #action }));
@@ -795,18 +693,17 @@ fn chain(
         .model
         .convention(&h.hv.name.name)
         .is_some_and(|c| c.reports_failure());
-    let rebind = map
+    let rebind = chain
         .steps
         .iter()
         .filter(|_| can_fail)
-        .find_map(|st| match &st.kind {
-            StepKind::Hypercall(_, args) => args.iter().find_map(|a| match a {
-                Expr::Each(b, _) => {
-                    let b = ident(&b.name);
-                    Some(quote!(let mut #b = #b;))
-                }
-                _ => None,
-            }),
+        .find_map(|st| match &st.mechanism {
+            Mechanism::Hypercall {
+                per_byte: Some(b), ..
+            } => {
+                let b = ident(b);
+                Some(quote!(let mut #b = #b;))
+            }
             _ => None,
         });
     let code = quote! {
@@ -823,26 +720,20 @@ fn chain(
     };
     // The plan: the first step whose features are present (guards and
     // run-time failures aside).
-    let candidates = map.steps.iter().enumerate().map(|(i, step)| {
-        let mut conds: Vec<TokenStream> = step
-            .requires
-            .iter()
-            .map(|r| h.feature_test(&r.name))
-            .collect();
-        conds.extend(h.version_test(step, quote!(version)));
+    let candidates = chain.steps.iter().map(|step| {
+        let mut conds: Vec<TokenStream> = step.requires.iter().map(feature_bit_test).collect();
+        conds.extend(version_test(step, quote!(version)));
         let cond = if conds.is_empty() {
             quote!(true)
         } else {
             quote!(#(#conds)&&*)
         };
-        let n = proc_macro2::Literal::usize_unsuffixed(i + 1);
-        let text = crate::fmt::step_text(step)
-            .trim_end_matches(';')
-            .to_string();
+        let n = proc_macro2::Literal::usize_unsuffixed(step.number);
+        let text = &step.text;
         quote!(if #cond { return (#n, #text); })
     });
     let plan = quote!((#row, { let step = || -> (usize, &'static str) { #(#candidates)* (0, "native") }; step() }));
-    let kinds_text = kinds.join(" → ");
+    let kinds_text = chain.mechanisms();
     let coverage = quote!((#op_name, #kinds_text));
     Some(Chain {
         code,
@@ -851,34 +742,50 @@ fn chain(
     })
 }
 
+/// `version` (an `Option<(u32, u32, u32)>` expression) is new enough for
+/// `step`, or unknown; `None` when the step needs no version.
+fn version_test(step: &ir::Step, version: TokenStream) -> Option<TokenStream> {
+    let (major, minor, patch) = step.needs_version?;
+    let (major, minor, patch) = (major as u32, minor as u32, patch as u32);
+    Some(quote!(#version.is_none_or(|v| v >= (#major, #minor, #patch))))
+}
+
+/// `features.kvm_features.contains(KvmFeatures::X)`.
+fn feature_bit_test(f: &FeatureBit) -> TokenStream {
+    let field = format_ident!("{}", snake(&f.set));
+    let ty = ident(&f.set);
+    let bit = ident(&f.bit);
+    quote!(features.#field.contains(#ty::#bit))
+}
+
 /// The code of step `index` of `cx`'s chain: carried out here (hypercall,
 /// MSR, CPUID, `nop`), or a call of the `Steps` method it declares in
 /// `step_methods`; `None` for a step with no code here (`native`).
 fn action(
     h: &Hv<'_>,
     cx: &OpCx<'_>,
-    index: usize,
-    step: &Step,
+    step: &ir::Step,
     uses: &mut Uses,
     step_methods: &mut Vec<TokenStream>,
 ) -> Option<TokenStream> {
     let (op, op_name, display, model) = (cx.op, cx.op_name, cx.display, h.model);
     let (value_ty, gate, params, args) = (&cx.value_ty, &cx.gate, &cx.params, &cx.args);
-    let text = crate::fmt::step_text(step);
+    let index = step.number - 1;
     let err = cx.on_error(index);
     let ok = |v: TokenStream| cx.ok(v);
     let served = |index: usize| cx.served(index);
-    if let StepKind::Shared(path, _, Source::Platform(_)) = &step.kind {
-        uses.regions.insert(path.base.name.clone());
+    if let Mechanism::Shared {
+        structure,
+        registered_by: None,
+        ..
+    } = &step.mechanism
+    {
+        uses.regions.insert(structure.clone());
     }
     if h.needs_method(op, step) {
-        let m = method_name(op, index, step);
-        let doc = format!(
-            " `{op_name}`, step {}: `{}`",
-            index + 1,
-            text.trim_end_matches(';')
-        );
-        let note = if matches!(step.kind, StepKind::Routine(_)) {
+        let m = method_name(op, step);
+        let doc = format!(" `{op_name}`, step {}: `{}`", step.number, step.text);
+        let note = if matches!(step.mechanism, Mechanism::Routine(_)) {
             " The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on."
         } else {
             " Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on."
@@ -891,75 +798,71 @@ fn action(
         step_methods.push(quote!(#[doc = #doc] #[doc = ""] #[doc = #note] #gate fn #m(&self, #(#params),*) -> #r;));
         let done = ok(quote!(v));
         let served = served(index);
-        Some(quote!(match s.#m(#(#args),*) { Ok(v) => { #served return #done } #err }))
-    } else {
-        match &step.kind {
-            StepKind::Hypercall(hc, exprs) => hypercall_step(h, cx, index, hc, exprs, uses),
-            StepKind::MsrWrite(msr, value) => {
-                uses.write_msr = true;
-                let m = ident(&msr.name);
-                let (raw, _) = h.raw(op, value);
-                let done = ok(quote!(()));
-                let served = served(index);
-                let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; `{}` is its MSR, written as the IDL maps `{op_name}`, after the step's features were checked.", msr.name);
-                // SAFETY: (generator source) as for hypercalls.
-                Some(
-                    quote!({ __safety__!(#why); unsafe { s.write_msr(#m, #raw) }; #served return #done; }),
-                )
-            }
-            StepKind::MsrRead(msr, as_unit) => {
-                uses.read_msr = true;
-                let m = ident(&msr.name);
-                let from = h
-                    .msr(&msr.name)
-                    .and_then(|d| d.ty.as_ref())
-                    .and_then(|t| model.unit_of(t));
-                let _ = as_unit;
-                let done = ok(cx.result(model, quote!(msr_value), from.as_deref()));
-                let served = served(index);
-                let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; `{}` is its MSR, read as the IDL maps `{op_name}`, after the step's features were checked.", msr.name);
-                // SAFETY: (generator source) as for hypercalls.
-                Some(
-                    quote!({ __safety__!(#why); let msr_value = unsafe { s.read_msr(#m) }; #served return #done; }),
-                )
-            }
-            StepKind::Cpuid(path, _) => {
-                uses.cpuid = true;
-                let leaf = ident(&path.base.name);
-                let reg = path
-                    .member
-                    .as_ref()
-                    .map(|m| m.name.as_str())
-                    .unwrap_or("eax");
-                let register = proc_macro2::Literal::usize_unsuffixed(match reg {
-                    "ebx" => 1,
-                    "ecx" => 2,
-                    "edx" => 3,
-                    _ => 0,
-                });
-                let from = h
-                    .leaf(&path.base.name)
-                    .and_then(|l| l.registers.iter().find(|r| r.name.name == reg))
-                    .and_then(|r| model.unit_of(&r.ty));
-                let done = ok(cx.result(model, quote!(u64::from(raw)), from.as_deref()));
-                let step_no = proc_macro2::Literal::usize_unsuffixed(index + 1);
-                let served = served(index);
-                let row = &cx.row;
-                // A leaf register of zero says "not provided".
-                Some(quote! {{
-                    let raw = s.cpuid(#leaf)[#register];
-                    if raw != 0 { #served return #done; }
-                    s.fell_back(#row, #step_no, PvError::UNSUPPORTED);
-                }})
-            }
-            StepKind::Shared(path, _, Source::Platform(_)) => platform_read(h, cx, index, path),
-            StepKind::Nop => {
-                let done = ok(quote!(()));
-                let served = served(index);
-                Some(quote!({ #served return #done; }))
-            }
-            StepKind::Native | StepKind::Shared(..) | StepKind::Routine(_) => None,
+        return Some(quote!(match s.#m(#(#args),*) { Ok(v) => { #served return #done } #err }));
+    }
+    match (&step.mechanism, &step.syntax.kind) {
+        (Mechanism::Hypercall { .. }, StepKind::Hypercall(hc, exprs)) => {
+            hypercall_step(h, cx, index, hc, exprs, uses)
         }
+        (Mechanism::MsrWrite { name, .. }, StepKind::MsrWrite(_, value)) => {
+            uses.write_msr = true;
+            let m = ident(name);
+            let (raw, _) = h.raw(op, value);
+            let done = ok(quote!(()));
+            let served = served(index);
+            let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; `{name}` is its MSR, written as the IDL maps `{op_name}`, after the step's features were checked.");
+            // SAFETY: (generator source) as for hypercalls.
+            Some(
+                quote!({ __safety__!(#why); unsafe { s.write_msr(#m, #raw) }; #served return #done; }),
+            )
+        }
+        (Mechanism::MsrRead { name, unit, .. }, _) => {
+            uses.read_msr = true;
+            let m = ident(name);
+            let done = ok(cx.result(model, quote!(msr_value), unit.as_deref()));
+            let served = served(index);
+            let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; `{name}` is its MSR, read as the IDL maps `{op_name}`, after the step's features were checked.");
+            // SAFETY: (generator source) as for hypercalls.
+            Some(
+                quote!({ __safety__!(#why); let msr_value = unsafe { s.read_msr(#m) }; #served return #done; }),
+            )
+        }
+        (
+            Mechanism::Cpuid {
+                leaf,
+                register,
+                unit,
+                ..
+            },
+            _,
+        ) => {
+            uses.cpuid = true;
+            let leaf = ident(leaf);
+            let register = proc_macro2::Literal::usize_unsuffixed(*register);
+            let done = ok(cx.result(model, quote!(u64::from(raw)), unit.as_deref()));
+            let step_no = proc_macro2::Literal::usize_unsuffixed(step.number);
+            let served = served(index);
+            let row = &cx.row;
+            // A leaf register of zero says "not provided".
+            Some(quote! {{
+                let raw = s.cpuid(#leaf)[#register];
+                if raw != 0 { #served return #done; }
+                s.fell_back(#row, #step_no, PvError::UNSUPPORTED);
+            }})
+        }
+        (
+            Mechanism::Shared {
+                registered_by: None,
+                ..
+            },
+            _,
+        ) => platform_read(h, cx, step),
+        (Mechanism::Nop, _) => {
+            let done = ok(quote!(()));
+            let served = served(index);
+            Some(quote!({ #served return #done; }))
+        }
+        _ => None,
     }
 }
 
@@ -1021,17 +924,25 @@ fn hypercall_step(
 /// A field of a region the platform supplies, read by generated code: one
 /// aligned volatile load (a misaligned region falls back); zero says "not
 /// provided", as for a leaf.
-fn platform_read(h: &Hv<'_>, cx: &OpCx<'_>, index: usize, path: &Path) -> Option<TokenStream> {
+fn platform_read(h: &Hv<'_>, cx: &OpCx<'_>, step: &ir::Step) -> Option<TokenStream> {
     let model = h.model;
-    let region = ident(&path.base.name);
-    let member = path.member.as_ref()?;
-    let field = ident(&member.name);
+    let Mechanism::Shared {
+        structure,
+        field: Some(member),
+        unit: from,
+        ..
+    } = &step.mechanism
+    else {
+        return None;
+    };
+    let index = step.number - 1;
+    let region = ident(structure);
+    let field = ident(member);
     let decl = h
-        .structure(&path.base.name)?
+        .structure(structure)?
         .fields
         .iter()
-        .find(|f| f.name == *member)?;
-    let from = model.unit_of(&decl.ty);
+        .find(|f| f.name.name == *member)?;
     let widened = match rust_type(&decl.ty).to_string().as_str() {
         "u64" => quote!(raw),
         "u8" | "u16" | "u32" => quote!(u64::from(raw)),
@@ -1042,7 +953,7 @@ fn platform_read(h: &Hv<'_>, cx: &OpCx<'_>, index: usize, path: &Path) -> Option
     let served = cx.served(index);
     let row = &cx.row;
     let display = cx.display;
-    let place = format!("Steps is an unsafe trait whose implementor promises that a region it returns points to a mapped `{}`: the field's place is inside it (no reference is made).", path.base.name);
+    let place = format!("Steps is an unsafe trait whose implementor promises that a region it returns points to a mapped `{structure}`: the field's place is inside it (no reference is made).");
     let why = format!("as above, and {display} lays the region out as declared, for the program's life; the load is aligned (checked first).");
     Some(quote! {{
         if let Some(region) = s.#region() {
@@ -1118,8 +1029,8 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
 
     // Steps and chains.
     let mut uses = Uses {
-        this_cpu: h.maps().iter().any(|m| {
-            m.steps.iter().any(|st| matches!(&st.kind, StepKind::Hypercall(_, a) if a.iter().any(|e| matches!(e, Expr::Name(n) if n.name == "this_cpu"))))
+        this_cpu: model.chains(&hv.name.name).iter().any(|c| {
+            c.steps.iter().any(|st| matches!(&st.syntax.kind, StepKind::Hypercall(_, a) if a.iter().any(|e| matches!(e, Expr::Name(n) if n.name == "this_cpu"))))
         }),
         ..Uses::default()
     };
@@ -1127,8 +1038,8 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
     let mut plans = Vec::new();
     let mut chains = Vec::new();
     let mut coverage = Vec::new();
-    for map in h.maps() {
-        if let Some(c) = chain(&h, map, &display, &mut uses, &mut step_methods) {
+    for c in model.chains(&hv.name.name) {
+        if let Some(c) = chain(&h, c, &display, &mut uses, &mut step_methods) {
             chains.push(c.code);
             plans.push(c.plan);
             coverage.push(c.coverage);

@@ -471,13 +471,7 @@ fn dispatch(model: &Model) -> TokenStream {
         quote!(#[doc = #doc] #p(#p))
     });
     let bounds = params.iter().map(|p| quote!(#p: PvOps<Native = N>));
-    let mapped = |op: &str| {
-        hvs.iter().any(|h| {
-            h.items
-                .iter()
-                .any(|i| matches!(i, HvItem::Map(m) if m.op.name == op))
-        })
-    };
+    let mapped = |op: &str| hvs.iter().any(|h| model.chain(&h.name.name, op).is_some());
     let methods = model.ops().map(|found| {
         let op = found.op;
         let name = ident(&op.name.name);

@@ -3,6 +3,8 @@
 //! re-read the syntax tree. The parser and the formatter keep the syntax
 //! tree; everything downstream of the checker reads this.
 
+pub mod chain;
 pub mod convention;
 
+pub use chain::{Chain, FeatureBit, Guard, Mechanism, Step};
 pub use convention::{Choice, Condition, Convention, Fixed, Form, Number, Page, Register, Status};
