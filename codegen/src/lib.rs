@@ -24,6 +24,7 @@ mod lexcheck;
 pub mod lock;
 pub mod model;
 mod parser;
+pub mod scaffold;
 pub mod source;
 
 pub use diagnostic::{Diagnostic, Diagnostics};

@@ -104,7 +104,7 @@ fn common_lines(a: &str, b: &str) -> usize {
 pub fn render(changes: &[Change]) -> String {
     let mut s = String::new();
     for (author, title) in [
-        (Author::Person, "written by hand"),
+        (Author::Person, "written by hand or by pvi new-backend"),
         (Author::Test, "tests"),
         (Author::Generator, "written by cargo xtask codegen"),
     ] {

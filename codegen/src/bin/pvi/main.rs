@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 mod compat;
 mod inspect;
+mod new_backend;
 
 #[derive(Parser)]
 #[command(
@@ -89,6 +90,20 @@ enum Command {
         /// The guest kernel (ELF).
         elf: PathBuf,
     },
+    /// Start a backend for a hypervisor the interface does not have yet:
+    /// write idl/NAME.pvi (detection, a placeholder convention, the
+    /// required ops native) and backends/src/NAME.rs, and add the `NAME`
+    /// feature to backends/Cargo.toml. Run it from the repository's root.
+    NewBackend {
+        /// Its IDL name, in snake_case: module, cargo feature, `pvi.backend=`.
+        name: String,
+        /// The name people use, e.g. `Jailhouse`.
+        display: String,
+        /// Its CPUID signature (ebx, ecx, edx of leaf 0x40000000), 12 bytes
+        /// with the IDL's escapes, e.g. 'Jailhouse\0\0\0'.
+        #[arg(long)]
+        signature: String,
+    },
     /// Show an op's native meaning and how each hypervisor serves it.
     Explain {
         /// The op's name, e.g. `clock_ns`.
@@ -130,6 +145,11 @@ fn main() -> ExitCode {
             compat::run(old, new, since, &format)
         }
         Command::Inspect { elf } => inspect::run(&elf),
+        Command::NewBackend {
+            name,
+            display,
+            signature,
+        } => new_backend::run(&name, &display, &signature),
         Command::Gen { out, idl } => generate(&out, idl, pvi_codegen::gen::rust),
         Command::Doc { out, idl } => generate(&out, idl, pvi_codegen::doc::reference),
     }
@@ -145,7 +165,7 @@ fn report(sources: &SourceMap, diags: &[Diagnostic]) {
 
 /// The checked model of `paths`, or the exit code after reporting why not:
 /// 2 when the files cannot be read, 1 when they have problems.
-fn load(paths: &[PathBuf]) -> Result<Model, ExitCode> {
+pub(crate) fn load(paths: &[PathBuf]) -> Result<Model, ExitCode> {
     match pvi_codegen::check_paths(paths) {
         Err(e) => {
             eprintln!("error: {e}");
