@@ -733,3 +733,22 @@ fn the_hypercall_instruction_is_chosen_as_the_idl_says() {
         vmware::Instruction::Vmcall
     );
 }
+
+/// The resolved ops (`Model::resolved_ops`, the IR the generators read)
+/// are the generated `OPS` table, row for row: id, name, group, hotness.
+#[test]
+fn every_resolved_op_is_its_row_of_ops() {
+    let (_, result) = pvi_codegen::check_paths(&[pvi_tests::root().join("idl")]).unwrap();
+    let model = result.unwrap();
+    assert_eq!(model.resolved_ops.len(), pvi_sdk::generated::ops::OPS.len());
+    for op in &model.resolved_ops {
+        let row = &pvi_sdk::generated::ops::OPS[op.id];
+        assert_eq!(
+            (row.name, row.group, row.hot, row.required),
+            (op.name.as_str(), op.group.as_str(), op.hot, op.required),
+            "op {}",
+            op.id
+        );
+        assert_eq!(format!("{:?}", row.context), format!("{:?}", op.context));
+    }
+}

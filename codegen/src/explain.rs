@@ -2,14 +2,13 @@
 //! serves it, step by step.
 
 use crate::ast::*;
-use crate::ir::Mechanism;
+use crate::ir::{Lowering, Mechanism};
 use crate::model::Model;
 use std::fmt::Write;
 
 /// The explanation of `op`, or None if the model has no such op.
 pub fn explain(model: &Model, op_name: &str) -> Option<String> {
-    let found = model.op(op_name)?;
-    let op = found.op;
+    let op = &model.resolved_op(op_name)?.syntax;
     let mut out = String::new();
     let params: Vec<String> = op
         .params
@@ -22,44 +21,30 @@ pub fn explain(model: &Model, op_name: &str) -> Option<String> {
         .map(|r| format!(" -> {}", type_name(r)))
         .unwrap_or_default();
     let _ = writeln!(out, "op {}({}){}", op.name.name, params.join(", "), result);
-    let since = op
-        .meta
-        .attrs
-        .iter()
-        .find(|a| a.name.name == "since")
-        .and_then(|a| a.args.first())
-        .map(|v| match v {
-            AttrArg::Version(v) => v.text.clone(),
-            _ => String::new(),
-        });
-    let since = since.unwrap_or_else(|| "the first interface version".to_string());
-    let _ = writeln!(out, "  group {}, since {since}", found.group.name.name);
+    let resolved = model.resolved_op(op_name)?;
+    let since = resolved
+        .since
+        .clone()
+        .unwrap_or_else(|| "the first interface version".to_string());
+    let _ = writeln!(out, "  group {}, since {since}", resolved.group);
     let mut flags = Vec::new();
-    let mut errors = Vec::new();
-    let mut native = String::new();
-    for stmt in &op.stmts {
-        match stmt {
-            OpStmt::Hot(_) => flags.push("hot".to_string()),
-            OpStmt::Required(_) => flags.push("required on every hypervisor".to_string()),
-            OpStmt::Context(c, _) => flags.push(format!("context {}", c.name)),
-            OpStmt::Errors(kinds, _) => errors = kinds.iter().map(|k| k.name.clone()).collect(),
-            OpStmt::Native(Native::Asm(s), _) => {
-                native = format!("inline asm {}", crate::fmt::string_text(&s.value))
-            }
-            OpStmt::Native(Native::Routine(r, uses), _) => {
-                native = format!("routine {}", r.name);
-                if !uses.is_empty() {
-                    let names: Vec<&str> = uses.iter().map(|u| u.name.as_str()).collect();
-                    native.push_str(&format!(
-                        ", reading this backend's {} (its own chains, not bare metal's)",
-                        names.join(", ")
-                    ));
-                }
-            }
-        }
+    if resolved.hot {
+        flags.push("hot".to_string());
     }
-    if !errors.is_empty() {
-        flags.push(format!("errors: {}", errors.join(", ")));
+    if resolved.required {
+        flags.push("required on every hypervisor".to_string());
+    }
+    flags.push(format!("context {}", resolved.context.name()));
+    let native = match &resolved.lowering {
+        Lowering::Asm(text) => format!("inline asm {}", crate::fmt::string_text(text.as_bytes())),
+        Lowering::Routine { name, uses } if uses.is_empty() => format!("routine {name}"),
+        Lowering::Routine { name, uses } => format!(
+            "routine {name}, reading this backend's {} (its own chains, not bare metal's)",
+            uses.join(", ")
+        ),
+    };
+    if resolved.fallible() {
+        flags.push(format!("errors: {}", resolved.errors.join(", ")));
     }
     let _ = writeln!(out, "  {}", flags.join(" · "));
     let _ = writeln!(out, "\nNative meaning:");

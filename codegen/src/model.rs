@@ -81,6 +81,8 @@ pub struct Model {
     pub conventions: BTreeMap<String, crate::ir::Convention>,
     /// Each hypervisor's chains, resolved, in its file's order.
     pub chains: BTreeMap<String, Vec<crate::ir::Chain>>,
+    /// The ops, resolved, in IDL order (an op's id is its index).
+    pub resolved_ops: Vec<crate::ir::Op>,
 }
 
 /// A hash of IDL source files (FNV-1a 64 over each file's name, a zero
@@ -132,6 +134,11 @@ impl Model {
     /// The chain of `op` on the hypervisor called `hv`, if it maps it.
     pub fn chain(&self, hv: &str, op: &str) -> Option<&crate::ir::Chain> {
         self.chains(hv).iter().find(|c| c.op == op)
+    }
+
+    /// The resolved op called `name`.
+    pub fn resolved_op(&self, name: &str) -> Option<&crate::ir::Op> {
+        self.resolved_ops.iter().find(|o| o.name == name)
     }
 
     /// The op called `name`.

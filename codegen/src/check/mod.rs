@@ -49,7 +49,14 @@ pub fn check(files: Vec<File>) -> Result<Model, Diagnostics> {
                     )
                 })
                 .collect();
+            let resolved_ops = crate::ir::op::ops_of(
+                files.iter().flat_map(|f| &f.items).filter_map(|i| match i {
+                    Item::Group(g) => Some(g),
+                    _ => None,
+                }),
+            );
             Ok(Model {
+                resolved_ops,
                 files,
                 interface,
                 units: cx.units,

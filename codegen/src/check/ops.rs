@@ -9,7 +9,7 @@ use crate::source::Span;
 use std::collections::BTreeMap;
 
 /// The calling contexts an op may declare.
-pub const CONTEXTS: &[&str] = &["any", "irq_off", "task", "boot"];
+pub const CONTEXTS: &[&str] = &crate::ir::Context::NAMES;
 
 impl Checker {
     pub(super) fn check_ops(&mut self, files: &[File]) {

@@ -34,7 +34,10 @@ pub fn page(model: &Model) -> String {
     s.push_str(&"---|".repeat(hvs.len()));
     s.push('\n');
     for found in model.ops() {
-        let hot = if found.op.stmts.iter().any(|st| matches!(st, OpStmt::Hot(_))) {
+        let hot = if model
+            .resolved_op(&found.op.name.name)
+            .is_some_and(|o| o.hot)
+        {
             " **hot**"
         } else {
             ""

@@ -4,6 +4,7 @@
 use super::{display, paragraph, versions, NOTICE};
 use crate::ast::*;
 use crate::fmt::type_text;
+use crate::ir::Lowering;
 use crate::model::Model;
 
 pub fn page(model: &Model, group: &Group) -> String {
@@ -27,43 +28,41 @@ pub fn page(model: &Model, group: &Group) -> String {
             result
         ));
         s.push_str(&paragraph(&op.meta.docs));
-        let mut context = "—".to_string();
-        let mut errors = "—".to_string();
-        let mut native = String::new();
-        let (mut hot, mut required) = (false, false);
-        for st in &op.stmts {
-            match st {
-                OpStmt::Hot(_) => hot = true,
-                OpStmt::Required(_) => required = true,
-                OpStmt::Context(c, _) => context = format!("`{}`", c.name),
-                OpStmt::Errors(k, _) => {
-                    errors = k
+        let Some(resolved) = model.resolved_op(&op.name.name) else {
+            continue;
+        };
+        let (hot, required) = (resolved.hot, resolved.required);
+        let context = format!("`{}`", resolved.context.name());
+        let errors = if resolved.fallible() {
+            resolved
+                .errors
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            "—".to_string()
+        };
+        let native = match &resolved.lowering {
+            Lowering::Asm(text) => format!("inline asm `{text}`"),
+            Lowering::Routine { name, uses } => {
+                let mut native = format!("routine `{name}`");
+                if !uses.is_empty() {
+                    let names: Vec<String> = uses
                         .iter()
-                        .map(|i| format!("`{}`", i.name))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                        .map(|u| match model.resolved_op(u) {
+                            Some(f) => format!("[`{u}`](ops-{}.md)", f.group),
+                            None => format!("`{u}`"),
+                        })
+                        .collect();
+                    native.push_str(&format!(
+                        ", reading the serving backend's {}",
+                        names.join(", ")
+                    ));
                 }
-                OpStmt::Native(Native::Asm(a), _) => {
-                    native = format!("inline asm `{}`", String::from_utf8_lossy(&a.value))
-                }
-                OpStmt::Native(Native::Routine(r, uses), _) => {
-                    native = format!("routine `{}`", r.name);
-                    if !uses.is_empty() {
-                        let names: Vec<String> = uses
-                            .iter()
-                            .map(|u| match model.ops().find(|f| f.op.name.name == u.name) {
-                                Some(f) => format!("[`{}`](ops-{}.md)", u.name, f.group.name.name),
-                                None => format!("`{}`", u.name),
-                            })
-                            .collect();
-                        native.push_str(&format!(
-                            ", reading the serving backend's {}",
-                            names.join(", ")
-                        ));
-                    }
-                }
+                native
             }
-        }
+        };
         s.push_str("| | |\n|---|---|\n");
         s.push_str(&format!("| native lowering | {native} |\n| context | {context} |\n| hot | {} |\n| required | {} |\n| errors | {errors} |\n| since | {} |\n\n", yes(hot), yes(required), versions(&op.meta)));
         s.push_str("On each hypervisor, the steps are tried in order; a step whose feature is absent is skipped, and one that returns `unsupported` falls through to the next.\n\n");

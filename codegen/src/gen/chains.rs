@@ -268,25 +268,16 @@ fn method_name(op: &Op, step: &ir::Step) -> proc_macro2::Ident {
     }
 }
 
-/// The Rust return type of an op.
-fn op_return(op: &Op) -> (TokenStream, bool) {
+/// The Rust type of an op's value, and whether it returns it in a
+/// `Result` (it lists error kinds).
+fn op_return(op: &ir::Op) -> (TokenStream, bool) {
     let value = op
+        .syntax
         .result
         .as_ref()
         .map(rust_type)
         .unwrap_or_else(|| quote!(()));
-    let fallible = op.stmts.iter().any(|s| matches!(s, OpStmt::Errors(..)));
-    (value, fallible)
-}
-
-fn declared_errors(op: &Op) -> Vec<String> {
-    op.stmts
-        .iter()
-        .flat_map(|s| match s {
-            OpStmt::Errors(k, _) => k.iter().map(|i| i.name.clone()).collect(),
-            _ => Vec::new(),
-        })
-        .collect()
+    (value, op.fallible())
 }
 
 /// Tokens for an hypervisor module: Features, Steps and Paravirt.
@@ -336,6 +327,7 @@ struct OpCx<'a> {
 impl<'a> OpCx<'a> {
     fn new(
         model: &Model,
+        resolved: &ir::Op,
         op: &'a Op,
         display: &'a str,
         value_ty: TokenStream,
@@ -353,7 +345,8 @@ impl<'a> OpCx<'a> {
                 quote!(#n: #t)
             })
             .collect();
-        let returnable = declared_errors(op)
+        let returnable = resolved
+            .errors
             .iter()
             .filter(|k| *k != "unsupported")
             .map(|k| {
@@ -644,19 +637,20 @@ fn chain(
     step_methods: &mut Vec<TokenStream>,
 ) -> Option<Chain> {
     let model = h.model;
-    let op = model.op(&chain.op)?.op;
+    let resolved = model.resolved_op(&chain.op)?;
+    let op = &resolved.syntax;
     let op_name = op.name.name.as_str();
     let name = ident(op_name);
     // An op newer than the baseline exists only with its interface
     // feature: so do its chain and its step methods.
-    let (value_ty, fallible) = op_return(op);
+    let (value_ty, fallible) = op_return(resolved);
     let ret_ty = if fallible {
         quote!(Result<#value_ty, PvError>)
     } else {
         quote!(#value_ty)
     };
     let ret_clause = super::names::returns(&ret_ty);
-    let cx = OpCx::new(model, op, display, value_ty, fallible);
+    let cx = OpCx::new(model, resolved, op, display, value_ty, fallible);
     let (gate, params, row) = (&cx.gate, &cx.params, &cx.row);
     let mut body = Vec::new();
     for step in &chain.steps {

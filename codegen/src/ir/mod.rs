@@ -5,6 +5,8 @@
 
 pub mod chain;
 pub mod convention;
+pub mod op;
 
 pub use chain::{Chain, FeatureBit, Guard, Mechanism, Step};
 pub use convention::{Choice, Condition, Convention, Fixed, Form, Number, Page, Register, Status};
+pub use op::{Context, Lowering, Op};
