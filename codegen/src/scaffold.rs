@@ -292,7 +292,7 @@ mod checks {
             }
         }
         std::fs::write(dir.join("demo.pvi"), &files.idl).unwrap();
-        let (sources, result) = crate::check_paths(&[dir.clone()]).unwrap();
+        let (sources, result) = crate::check_paths(std::slice::from_ref(&dir)).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         match result {
             Ok(m) => assert!(m.hypervisors().any(|h| h.name.name == "demo")),
