@@ -752,3 +752,97 @@ fn every_resolved_op_is_its_row_of_ops() {
         assert_eq!(format!("{:?}", row.context), format!("{:?}", op.context));
     }
 }
+
+/// A Xen whose `sched_op` records what it was asked (refusing with EPERM
+/// when `refuse`): each hypercall a chain makes is a `Steps` method, so the
+/// test sees the call without a hypervisor.
+struct XenShutdown {
+    refuse: bool,
+    seen: RefCell<Vec<(u32, u32)>>,
+}
+
+// SAFETY: a host mock: the one hypercall the `shutdown` chain makes is
+// overridden; no other op is called.
+unsafe impl xen::Steps for XenShutdown {
+    type Native = MockNative;
+    fn features(&self) -> &xen::Features {
+        &xen::Features::NONE
+    }
+    fn fell_back(&self, _op: Op, _step: usize, _error: PvError) {}
+    fn hypercalls(&self) -> xen::Hypercalls {
+        unreachable!("the shutdown chain's call is overridden")
+    }
+    fn this_cpu(&self) -> u64 {
+        0
+    }
+    fn cpuid(&self, _leaf: u32) -> [u32; 4] {
+        unreachable!("shutdown reads no leaf")
+    }
+    unsafe fn hypervisor_sched_op(&self, cmd: u32, arg: u64) -> Result<i64, PvError> {
+        // SAFETY: the chain passes the address of a `sched_shutdown` that
+        // lives until the call returns.
+        let reason = unsafe { (*(arg as *const sched_shutdown)).reason };
+        self.seen.borrow_mut().push((cmd, reason));
+        if self.refuse {
+            Err(xen::error(xen::XEN_EPERM))
+        } else {
+            Ok(0)
+        }
+    }
+    fn clock_ns_step1(&self) -> Result<Nanos, PvError> {
+        Err(unsupported())
+    }
+    fn tsc_hz_step1(&self) -> Result<Hertz, PvError> {
+        Err(unsupported())
+    }
+    fn wallclock_step1(&self) -> Result<Nanos, PvError> {
+        Err(unsupported())
+    }
+    fn steal_ns_step1(&self) -> Result<Nanos, PvError> {
+        Err(unsupported())
+    }
+    fn vcpu_is_preempted_step1(&self, _cpu: ApicId) -> Result<bool, PvError> {
+        Err(unsupported())
+    }
+    fn console_write_step1(&self, _data: &[u8]) -> Result<(), PvError> {
+        Err(unsupported())
+    }
+}
+
+/// Xen's `shutdown` chain passes Xen's own reason (pvi numbers a crash 2,
+/// Xen 3) in a `sched_shutdown` by address, one guarded step per reason;
+/// a refused call leaves the machine to the native power-off.
+#[test]
+fn xen_shutdown_passes_xens_own_reason_code() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    take_native_calls();
+    let ops = xen::Paravirt(XenShutdown {
+        refuse: false,
+        seen: RefCell::new(Vec::new()),
+    });
+    for reason in [
+        ShutdownReason::Poweroff,
+        ShutdownReason::Reboot,
+        ShutdownReason::Crash,
+    ] {
+        ops.shutdown(reason).unwrap();
+    }
+    let op = xen::SCHEDOP_shutdown;
+    assert_eq!(
+        *ops.0.seen.borrow(),
+        [
+            (op, xen::SHUTDOWN_poweroff),
+            (op, xen::SHUTDOWN_reboot),
+            (op, xen::SHUTDOWN_crash)
+        ]
+    );
+    assert_eq!(xen::SHUTDOWN_crash, 3);
+    assert!(take_native_calls().is_empty());
+    let refused = xen::Paravirt(XenShutdown {
+        refuse: true,
+        seen: RefCell::new(Vec::new()),
+    });
+    refused.shutdown(ShutdownReason::Poweroff).unwrap();
+    assert_eq!(refused.0.seen.borrow().len(), 1);
+    assert_eq!(take_native_calls(), ["native_shutdown"]);
+}
