@@ -680,7 +680,7 @@ fn chain(
             body.push(quote!(if #cond { #action }));
         }
     }
-    let native = super::ops::native_call(op, quote!(S::Native), quote!(self));
+    let native = super::ops::native_call(resolved, quote!(S::Native), quote!(self));
     // A per-byte step hands what it could not send to the steps after it
     // (a convention without a status cannot fail).
     let can_fail = h

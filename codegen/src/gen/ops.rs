@@ -5,32 +5,25 @@ use super::names::{camel, cfg, from_register, ident, returns, rust_type, to_regi
 use super::types::item_docs;
 use super::{render, Piece};
 use crate::ast::*;
-use crate::model::{Model, OpRef};
+use crate::ir::{self, Lowering};
+use crate::model::Model;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-fn context(op: &Op) -> String {
-    op.context().unwrap_or_default().to_string()
-}
-
-fn has(op: &Op, f: impl Fn(&OpStmt) -> bool) -> bool {
-    op.stmts.iter().any(f)
-}
-
 /// The ops `op`'s native routine reads of the op set it serves (`uses`).
-fn uses(op: &Op) -> &[Ident] {
-    match op.native() {
-        Some(Native::Routine(_, uses)) => uses,
-        _ => &[],
+fn uses(op: &ir::Op) -> &[String] {
+    match &op.lowering {
+        Lowering::Routine { uses, .. } => uses,
+        Lowering::Asm(_) => &[],
     }
 }
 
 /// A call of `op`'s native lowering for the op set `ops` whose native
 /// routines are `natives`: a routine that `uses` ops is handed the op set,
 /// so that it reads that backend's clock, not bare metal's.
-pub(super) fn native_call(op: &Op, natives: TokenStream, ops: TokenStream) -> TokenStream {
-    let name = ident(&op.name.name);
-    let args = op.params.iter().map(|p| ident(&p.name.name));
+pub(super) fn native_call(op: &ir::Op, natives: TokenStream, ops: TokenStream) -> TokenStream {
+    let name = ident(&op.name);
+    let args = op.syntax.params.iter().map(|p| ident(&p.name.name));
     if uses(op).is_empty() {
         quote!(native::#name::<#natives>(#(#args),*))
     } else {
@@ -38,32 +31,24 @@ pub(super) fn native_call(op: &Op, natives: TokenStream, ops: TokenStream) -> To
     }
 }
 
-fn errors(op: &Op) -> Vec<String> {
-    op.stmts
-        .iter()
-        .flat_map(|s| match s {
-            OpStmt::Errors(k, _) => k.iter().map(|i| i.name.clone()).collect(),
-            _ => Vec::new(),
-        })
-        .collect()
-}
-
 /// The Rust return type of an op (or of its routine).
-fn return_type(op: &Op) -> TokenStream {
+fn return_type(op: &ir::Op) -> TokenStream {
     let value = op
+        .syntax
         .result
         .as_ref()
         .map(rust_type)
         .unwrap_or_else(|| quote!(()));
-    if errors(op).is_empty() {
-        quote!(#value)
-    } else {
+    if op.fallible() {
         quote!(Result<#value, PvError>)
+    } else {
+        quote!(#value)
     }
 }
 
-fn params(op: &Op) -> Vec<TokenStream> {
-    op.params
+fn op_params(op: &ir::Op) -> Vec<TokenStream> {
+    op.syntax
+        .params
         .iter()
         .map(|p| {
             let n = ident(&p.name.name);
@@ -73,34 +58,29 @@ fn params(op: &Op) -> Vec<TokenStream> {
         .collect()
 }
 
-fn notes(found: &OpRef) -> Vec<String> {
-    let op = found.op;
+fn notes(op: &ir::Op) -> Vec<String> {
     let mut notes = vec![format!(
         "Group `{}`; context `{}`.",
-        found.group.name.name,
-        context(op)
+        op.group,
+        op.context.name()
     )];
-    if has(op, |s| matches!(s, OpStmt::Hot(_))) {
+    if op.hot {
         notes.push("Hot: costs no more than the native instruction.".into());
     }
-    if has(op, |s| matches!(s, OpStmt::Required(_))) {
+    if op.required {
         notes.push("Required: every hypervisor ABI says how it serves this op.".into());
     }
-    match op.native() {
-        Some(Native::Asm(s)) => notes.push(format!(
-            "Native lowering: `{}`.",
-            String::from_utf8_lossy(&s.value)
-        )),
-        Some(Native::Routine(r, _)) => {
-            notes.push(format!("Native lowering: [`NativeRoutines::{}`].", r.name))
+    match &op.lowering {
+        Lowering::Asm(text) => notes.push(format!("Native lowering: `{text}`.")),
+        Lowering::Routine { name, .. } => {
+            notes.push(format!("Native lowering: [`NativeRoutines::{name}`]."))
         }
-        None => {}
     }
-    let errs = errors(op);
-    if !errs.is_empty() {
+    if op.fallible() {
         notes.push(format!(
             "Errors: {}.",
-            errs.iter()
+            op.errors
+                .iter()
                 .map(|e| format!("`{}`", camel(e)))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -110,7 +90,7 @@ fn notes(found: &OpRef) -> Vec<String> {
 }
 
 /// The default method body: the inline asm of the native lowering.
-fn asm_body(model: &Model, op: &Op, template: &str) -> TokenStream {
+fn asm_body(model: &Model, op: &ir::Op, template: &str) -> TokenStream {
     let lines: Vec<String> = template
         .split(';')
         .map(|l| l.trim().to_string())
@@ -118,7 +98,7 @@ fn asm_body(model: &Model, op: &Op, template: &str) -> TokenStream {
         .collect();
     let mut prepare = Vec::new();
     let mut operands = Vec::new();
-    for p in &op.params {
+    for p in &op.syntax.params {
         let name = ident(&p.name.name);
         let raw = to_register(model, &p.ty, &name);
         prepare.push(quote!(let #name: u64 = #raw;));
@@ -130,16 +110,16 @@ fn asm_body(model: &Model, op: &Op, template: &str) -> TokenStream {
     } else {
         quote!(, options(nostack))
     };
-    let why = format!("`{template}` is the native lowering of `{}` declared in idl/; it changes only the CPU state that op's documented meaning names.", op.name.name);
+    let why = format!("`{template}` is the native lowering of `{}` declared in idl/; it changes only the CPU state that op's documented meaning names.", op.name);
     let ret = format_ident!("ret");
-    let (declare, out, finish) = match &op.result {
+    let (declare, out, finish) = match &op.syntax.result {
         Some(ty) => {
             let value = from_register(model, ty, &ret);
             (quote!(let ret: u64;), quote!(, ret = out(reg) ret), value)
         }
         None => (quote!(), quote!(), quote!()),
     };
-    let finish = match (errors(op).is_empty(), op.result.is_some()) {
+    let finish = match (!op.fallible(), op.syntax.result.is_some()) {
         (true, _) => finish,
         (false, true) => quote!(Ok(#finish)),
         (false, false) => quote!(Ok(())),
@@ -173,18 +153,18 @@ impl OpItems {
         &mut self,
         model: &Model,
         routine: &str,
-        used: &[Ident],
+        used: &[String],
     ) -> proc_macro2::Ident {
         let view = format_ident!("{}Uses", camel(routine));
         let methods = used.iter().filter_map(|u| {
-            let target = model.ops().find(|f| f.op.name.name == u.name)?.op;
-            let name = ident(&u.name);
+            let target = model.resolved_op(u)?;
+            let name = ident(u);
             let ret = returns(&return_type(target));
-            let gate = cfg(model, &target.meta);
-            let doc = format!(" The serving op set's [`PvOps::{}`].", u.name);
+            let gate = cfg(model, &target.syntax.meta);
+            let doc = format!(" The serving op set's [`PvOps::{u}`].");
             Some(quote!(#[doc = #doc] #gate #[inline] pub fn #name(&self) #ret { self.0.#name() }))
         });
-        let names: Vec<&str> = used.iter().map(|u| u.name.as_str()).collect();
+        let names: Vec<&str> = used.iter().map(String::as_str).collect();
         let doc = format!(
             " What [`NativeRoutines::{routine}`] may read of the op set whose chain it \
              ends (the IDL's `uses {}`): that backend's values, which differ from bare \
@@ -201,24 +181,27 @@ impl OpItems {
 
     /// Add `found`'s `PvOps` method(s), native routine and lowering, table
     /// row and `Op` variant.
-    fn add(&mut self, model: &Model, found: OpRef<'_>) {
-        let op = found.op;
+    fn add(&mut self, model: &Model, resolved: &ir::Op) {
+        let op = &resolved.syntax;
         let name = ident(&op.name.name);
-        let ps = params(op);
-        let ret = return_type(op);
+        let ps = op_params(resolved);
+        let ret = return_type(resolved);
         let ret_clause = returns(&ret);
-        let doc = item_docs(&op.meta, &notes(&found), None);
-        let hot = has(op, |s| matches!(s, OpStmt::Hot(_)));
+        let doc = item_docs(&op.meta, &notes(resolved), None);
+        let hot = resolved.hot;
         let gate = cfg(model, &op.meta);
         let inline = if hot {
             quote!(#[inline(always)])
         } else {
             quote!(#[inline])
         };
-        let body = match op.native() {
-            Some(Native::Asm(s)) => asm_body(model, op, &String::from_utf8_lossy(&s.value)),
-            Some(Native::Routine(routine_name, used)) => {
-                let routine = ident(&routine_name.name);
+        let body = match &resolved.lowering {
+            Lowering::Asm(text) => asm_body(model, resolved, text),
+            Lowering::Routine {
+                name: routine_name,
+                uses: used,
+            } => {
+                let routine = ident(routine_name);
                 let args = op.params.iter().map(|p| ident(&p.name.name));
                 let rdoc = format!(
                     " Bare-metal `{}`: {}",
@@ -233,7 +216,7 @@ impl OpItems {
                         .push(quote!(#[doc = #rdoc] fn #routine(#(#ps),*) #r;));
                     quote!(<N as NativeRoutines>::#routine(#(#args),*))
                 } else {
-                    let view = self.add_uses_view(model, &routine_name.name, used);
+                    let view = self.add_uses_view(model, routine_name, used);
                     self.routines.push(quote! {
                         #[doc = #rdoc]
                         fn #routine<P: PvOps + ?Sized>(uses: #view<'_, P>, #(#ps),*) #r;
@@ -241,10 +224,9 @@ impl OpItems {
                     quote!(<N as NativeRoutines>::#routine(super::#view(ops), #(#args),*))
                 }
             }
-            None => quote!(unreachable!()),
         };
         let ndoc = format!(" The native lowering of [`PvOps::{}`]: the default and the end of every fallback chain.", op.name.name);
-        let generics = if uses(op).is_empty() {
+        let generics = if uses(resolved).is_empty() {
             quote!(<N: NativeRoutines>(#(#ps),*))
         } else {
             quote!(<N: NativeRoutines, P: super::PvOps + ?Sized>(ops: &P, #(#ps),*))
@@ -255,7 +237,7 @@ impl OpItems {
             #inline
             pub fn #name #generics #ret_clause { #body }
         });
-        let call = native_call(op, quote!(Self::Native), quote!(self));
+        let call = native_call(resolved, quote!(Self::Native), quote!(self));
         self.methods.push(quote! {
             #doc
             #gate
@@ -281,9 +263,9 @@ impl OpItems {
             });
         }
         let op_name = &op.name.name;
-        let group = &found.group.name.name;
-        let ctx = format_ident!("{}", camel(&context(op)));
-        let required = has(op, |s| matches!(s, OpStmt::Required(_)));
+        let group = &resolved.group;
+        let ctx = format_ident!("{}", camel(resolved.context.name()));
+        let required = resolved.required;
         self.table.push(quote!(OpInfo { name: #op_name, group: #group, hot: #hot, required: #required, context: Context::#ctx }));
         let variant = format_ident!("{}", camel(op_name));
         let variant_doc = format!(" `{op_name}`.");
@@ -335,8 +317,8 @@ fn needs_module(model: &Model) -> TokenStream {
 
 pub fn file(model: &Model) -> String {
     let mut items = OpItems::default();
-    for found in model.ops() {
-        items.add(model, found);
+    for op in &model.resolved_ops {
+        items.add(model, op);
     }
     let OpItems {
         methods,
@@ -472,16 +454,15 @@ fn dispatch(model: &Model) -> TokenStream {
     });
     let bounds = params.iter().map(|p| quote!(#p: PvOps<Native = N>));
     let mapped = |op: &str| hvs.iter().any(|h| model.chain(&h.name.name, op).is_some());
-    let methods = model.ops().map(|found| {
-        let op = found.op;
+    let methods = model.resolved_ops.iter().map(|resolved| {
+        let op = &resolved.syntax;
         let name = ident(&op.name.name);
-        let ps = params_of(op);
+        let ps = op_params(resolved);
         let args: Vec<_> = op.params.iter().map(|p| ident(&p.name.name)).collect();
-        let ret = returns(&return_type(op));
+        let ret = returns(&return_type(resolved));
         let gate = cfg(model, &op.meta);
-        let hot = has(op, |s| matches!(s, OpStmt::Hot(_)));
-        let inline = if hot { quote!(#[inline(always)]) } else { quote!(#[inline]) };
-        let native = native_call(op, quote!(N), quote!(self));
+        let inline = if resolved.hot { quote!(#[inline(always)]) } else { quote!(#[inline]) };
+        let native = native_call(resolved, quote!(N), quote!(self));
         if mapped(&op.name.name) {
             let arms = params.iter().map(|p| quote!(Self::#p(b) => b.#name(#(#args),*)));
             quote!(#gate #inline fn #name(&self, #(#ps),*) #ret { match self { Self::Native => #native, #(#arms,)* Self::_Marker(_, never) => match *never {} } })
@@ -532,8 +513,4 @@ fn dispatch(model: &Model) -> TokenStream {
             type Native = N;
         }
     }
-}
-
-fn params_of(op: &Op) -> Vec<TokenStream> {
-    params(op)
 }
