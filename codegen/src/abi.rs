@@ -5,7 +5,7 @@
 //! fingerprint is their hash, and `pvi compat` compares two sets of them.
 
 use crate::ast::*;
-use crate::fmt::{conv_text, path_text, step_text, string_text, type_text};
+use crate::fmt::{conv_text, path_text, string_text, type_text};
 use crate::model::{since, Model};
 use crate::source::{FileId, Span};
 use std::collections::BTreeMap;
@@ -322,11 +322,11 @@ pub fn facts(model: &Model) -> Vec<Fact> {
             }
         }
     }
-    for op in model.ops() {
-        out.op(op.op);
+    for op in &model.resolved_ops {
+        out.op(op);
     }
     for hv in model.hypervisors() {
-        out.hypervisor(hv);
+        out.hypervisor(model, hv);
     }
     out.0
 }
@@ -452,7 +452,8 @@ impl Facts {
         }
     }
 
-    fn op(&mut self, op: &Op) {
+    fn op(&mut self, resolved: &crate::ir::Op) {
+        let op = &resolved.syntax;
         let key = format!("op {}", op.name.name);
         // An op's id is not its place in the IDL: the lock assigns it once
         // (see `lock::render`), so the fact itself has no value.
@@ -486,18 +487,10 @@ impl Facts {
                 r.span(),
             );
         }
-        let mut context = "kernel".to_string();
-        let mut errors: Vec<&str> = Vec::new();
-        let mut hot = false;
-        for stmt in &op.stmts {
-            match stmt {
-                OpStmt::Context(c, _) => context = c.name.clone(),
-                OpStmt::Errors(kinds, _) => errors.extend(kinds.iter().map(|k| k.name.as_str())),
-                OpStmt::Hot(_) => hot = true,
-                OpStmt::Required(_) | OpStmt::Native(..) => {}
-            }
-        }
+        let context = resolved.context.name().to_string();
+        let mut errors: Vec<&str> = resolved.errors.iter().map(String::as_str).collect();
         errors.sort_unstable();
+        let hot = resolved.hot;
         self.part(
             Kind::Context,
             format!("{key} context"),
@@ -524,7 +517,7 @@ impl Facts {
         );
     }
 
-    fn hypervisor(&mut self, hv: &Hypervisor) {
+    fn hypervisor(&mut self, model: &Model, hv: &Hypervisor) {
         let h = hv.name.name.as_str();
         let key = format!("hypervisor {h}");
         let display = string_text(&hv.display.value);
@@ -604,7 +597,13 @@ impl Facts {
                     );
                 }
                 HvItem::Map(m) => {
-                    let steps: Vec<String> = m.steps.iter().map(step_text).collect();
+                    // Each step's text, as the resolved chain has it.
+                    let steps: Vec<String> = model
+                        .chain(h, &m.op.name)
+                        .map_or(&[][..], |c| &c.steps)
+                        .iter()
+                        .map(|s| format!("{};", s.text))
+                        .collect();
                     self.push(
                         Kind::Mapping,
                         format!("{h} map {}", m.op.name),
