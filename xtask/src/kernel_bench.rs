@@ -46,12 +46,32 @@ pub const EMULATED_INSTRUCTION_TICKS: f64 = 20.0;
 impl KernelBench {
     /// The worst ratio over the hot ops of `form` to the raw instruction.
     pub fn hot_vs_raw(&self, form: &str) -> Option<f64> {
+        self.hot_worst(form, |t, raw| t / raw)
+    }
+
+    /// The most a hot op of `form` retires beyond its raw instruction, in
+    /// a boot that counts instructions (`tcg-icount`).
+    pub fn hot_extra(&self, form: &str) -> Option<f64> {
+        self.hot_worst(form, |t, raw| t - raw)
+    }
+
+    /// Each op and form as `<op>/<backend>/<form>`, with its ticks per call
+    /// (in a counting boot, retired instructions per call).
+    pub fn per_call(&self) -> BTreeMap<String, f64> {
+        self.ops
+            .iter()
+            .map(|((op, form), t)| (format!("{op}/{}/{form}", self.backend), *t))
+            .collect()
+    }
+
+    /// The worst `compare(form's ticks, raw ticks)` over the hot ops.
+    fn hot_worst(&self, form: &str, compare: impl Fn(f64, f64) -> f64) -> Option<f64> {
         HOT_OPS
             .iter()
             .map(|op| {
                 let raw = self.ops.get(&(op.to_string(), "raw".into()))?;
                 let other = self.ops.get(&(op.to_string(), form.into()))?;
-                (*raw > 0.0).then(|| other / raw)
+                (*raw > 0.0).then(|| compare(*other, *raw))
             })
             .collect::<Option<Vec<f64>>>()
             .and_then(|r| r.into_iter().reduce(f64::max))
@@ -185,8 +205,28 @@ pub fn parse(accel: &'static str, serial: &str) -> KernelBench {
     bench
 }
 
+/// QEMU's options that make TCG count instructions: one virtual
+/// nanosecond, and so one guest TSC tick, per retired instruction, however
+/// loaded the host is.
+pub const ICOUNT: &[&str] = &["-icount", "shift=0,align=off,sleep=off"];
+
+/// Boot the release kernel with `bench` under TCG counting instructions:
+/// its ticks per call are then retired instructions per call.
+pub fn boot_counting(kernel: &Path) -> Result<KernelBench, String> {
+    boot_with(kernel, Accel::Tcg, ICOUNT, "tcg-icount")
+}
+
 /// Boot the release kernel with `bench` under `accel` and read it.
 pub fn boot(kernel: &Path, accel: Accel) -> Result<KernelBench, String> {
+    boot_with(kernel, accel, &[], accel.name())
+}
+
+fn boot_with(
+    kernel: &Path,
+    accel: Accel,
+    vm_args: &[&str],
+    label: &'static str,
+) -> Result<KernelBench, String> {
     // Under KVM, hypercalls may never return (nested KVM): the bench then
     // skips the ones it would make, saying why.
     let cmdline = if accel == Accel::Kvm
@@ -203,11 +243,11 @@ pub fn boot(kernel: &Path, accel: Accel) -> Result<KernelBench, String> {
         smp: 1,
         cpu_extra: "",
         cmdline,
-        vm_args: &[],
+        vm_args,
     };
-    let log = format!("target/bench/kernel-{}.log", accel.name());
+    let log = format!("target/bench/kernel-{label}.log");
     match boot.captured(Path::new(&log), Duration::from_secs(600)) {
-        Ok((Some(EXIT_SUCCESS), serial, _)) => Ok(parse(accel.name(), &serial)),
+        Ok((Some(EXIT_SUCCESS), serial, _)) => Ok(parse(label, &serial)),
         Ok((code, _, _)) => Err(format!(
             "the bench boot under {} ended with {code:?}; see {log}",
             accel.name()
@@ -265,5 +305,10 @@ mod tests {
         assert_eq!(b.eoi_pv_speedup(), Some(30.0));
         assert_eq!(b.ipi_pv_speedup(), None, "skipped, not zero");
         assert_eq!(b.tsc_discovery_pv_speedup(), Some(100.0));
+        // In a counting boot the same figures are instructions per call.
+        assert!((b.hot_extra("runtime").unwrap() - 0.1).abs() < 1e-9);
+        assert_eq!(b.hot_extra("static"), Some(0.0));
+        assert_eq!(b.hot_extra("patched"), None, "no patched figures");
+        assert_eq!(b.per_call()["irq_disable/kvm/runtime"], 2.1);
     }
 }
