@@ -197,7 +197,7 @@ impl Detection {
 pub enum Verdict {
     /// It is the one.
     Chosen,
-    /// Found, but another was preferred (index into [`HYPERVISORS`]).
+    /// Found, but another was preferred.
     Outranked {
         /// The hypervisor chosen instead.
         by: Hypervisor,
