@@ -94,7 +94,10 @@ pub enum Patch {
     /// The native instructions, padded with NOPs.
     Native,
     /// A direct call to this routine (an `extern "C"` function with the
-    /// op's signature, e.g. the selected backend's own).
+    /// op's signature, e.g. the selected backend's own). Only for `eoi`:
+    /// an irq op's site promises its caller that no register changes (its
+    /// unpatched call goes through a callee-save entry), which a C function
+    /// does not keep, so [`apply`] keeps such a site instead.
     Call(usize),
 }
 
@@ -139,6 +142,80 @@ pub extern "C" fn irq_restore_out_of_line(flags: u64) {
     unsafe { core::arch::asm!("push {}", "popfq", in(reg) flags) };
 }
 
+// Callee-save entry points, as Linux's PV_CALLEE_SAVE thunks: an
+// unpatched irq site calls one of these, which keeps every register but
+// the op's result and calls the out-of-line routine. The site then clobbers
+// nothing its caller must save or reload: after patching, `irq_restore`'s
+// site is its `push rdi; popfq` and a NOP, with no `mov` to refill `rdi`.
+// Nine pushes (eight, and an 8-byte pad, for `irq_save`, whose result is
+// `rax`) keep the stack 16-byte aligned at the inner call, as the site's
+// `asm!` block entered it aligned.
+core::arch::global_asm!(
+    ".pushsection .text.pvi_callee_save, \"ax\"",
+    ".macro pvi_save_all",
+    "push rax; push rcx; push rdx; push rsi; push rdi",
+    "push r8; push r9; push r10; push r11",
+    ".endm",
+    ".macro pvi_restore_all",
+    "pop r11; pop r10; pop r9; pop r8",
+    "pop rdi; pop rsi; pop rdx; pop rcx; pop rax",
+    ".endm",
+    ".balign 16",
+    ".globl __pvi_irq_disable_callee_save",
+    "__pvi_irq_disable_callee_save:",
+    "pvi_save_all",
+    "call {disable}",
+    "pvi_restore_all",
+    "ret",
+    ".balign 16",
+    ".globl __pvi_irq_enable_callee_save",
+    "__pvi_irq_enable_callee_save:",
+    "pvi_save_all",
+    "call {enable}",
+    "pvi_restore_all",
+    "ret",
+    ".balign 16",
+    ".globl __pvi_irq_save_callee_save",
+    "__pvi_irq_save_callee_save:",
+    "push rcx; push rdx; push rsi; push rdi",
+    "push r8; push r9; push r10; push r11",
+    "sub rsp, 8",
+    "call {save}",
+    "add rsp, 8",
+    "pop r11; pop r10; pop r9; pop r8",
+    "pop rdi; pop rsi; pop rdx; pop rcx",
+    "ret",
+    ".balign 16",
+    ".globl __pvi_irq_restore_callee_save",
+    "__pvi_irq_restore_callee_save:",
+    "pvi_save_all",
+    "call {restore}",
+    "pvi_restore_all",
+    "ret",
+    ".purgem pvi_save_all",
+    ".purgem pvi_restore_all",
+    ".popsection",
+    disable = sym irq_disable_out_of_line,
+    enable = sym irq_enable_out_of_line,
+    save = sym irq_save_out_of_line,
+    restore = sym irq_restore_out_of_line,
+);
+
+unsafe extern "C" {
+    /// [`irq_disable_out_of_line`], keeping every register.
+    #[doc(hidden)]
+    pub fn __pvi_irq_disable_callee_save();
+    /// [`irq_enable_out_of_line`], keeping every register.
+    #[doc(hidden)]
+    pub fn __pvi_irq_enable_callee_save();
+    /// [`irq_save_out_of_line`], keeping every register but `rax`.
+    #[doc(hidden)]
+    pub fn __pvi_irq_save_callee_save();
+    /// [`irq_restore_out_of_line`] (flags in `rdi`), keeping every register.
+    #[doc(hidden)]
+    pub fn __pvi_irq_restore_callee_save();
+}
+
 /// The native instructions of each hot op with a fixed sequence, as both
 /// [`HotOp::native_template`] and the site macros use them (one text, so
 /// the test against the IDL covers what is assembled).
@@ -166,6 +243,35 @@ macro_rules! __pvi_native_template {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __pvi_patchable_site {
+    // An irq op: `$f` is its callee-save entry, which changes no register
+    // but the declared operands, so the site clobbers nothing else.
+    (callee_save $op:expr, $f:path, $native:expr $(, $($operand:tt)+)?) => {
+        // SAFETY: a call to a callee-save entry that keeps every register
+        // but the declared outputs, and changes only RFLAGS.IF (and the
+        // arithmetic flags, which asm! assumes changed); the records only
+        // describe the site.
+        unsafe {
+            core::arch::asm!(
+                "772:",
+                "call {f}",
+                "773:",
+                ".pushsection .pvi_replacements, \"a\"",
+                "774:",
+                $native,
+                "775:",
+                ".popsection",
+                ".pushsection .pvi_sites, \"a\"",
+                ".balign 8",
+                ".quad 772b",
+                ".quad 774b",
+                ".byte {op}, 773b - 772b, 775b - 774b, 0, 0, 0, 0, 0",
+                ".popsection",
+                f = sym $f,
+                op = const $op as u8,
+                $($($operand)+,)?
+            )
+        }
+    };
     ($op:expr, $f:path, $native:expr $(, $($operand:tt)+)?) => {
         // SAFETY: a call to an `extern "C"` function with the op's
         // signature, every register the C ABI lets it change declared
@@ -200,8 +306,8 @@ macro_rules! __pvi_patchable_site {
 macro_rules! patchable_irq_disable {
     () => {
         $crate::__pvi_patchable_site!(
-            $crate::patch::HotOp::IrqDisable,
-            $crate::patch::irq_disable_out_of_line,
+            callee_save $crate::patch::HotOp::IrqDisable,
+            $crate::patch::__pvi_irq_disable_callee_save,
             $crate::__pvi_native_template!(irq_disable)
         )
     };
@@ -212,8 +318,8 @@ macro_rules! patchable_irq_disable {
 macro_rules! patchable_irq_enable {
     () => {
         $crate::__pvi_patchable_site!(
-            $crate::patch::HotOp::IrqEnable,
-            $crate::patch::irq_enable_out_of_line,
+            callee_save $crate::patch::HotOp::IrqEnable,
+            $crate::patch::__pvi_irq_enable_callee_save,
             $crate::__pvi_native_template!(irq_enable)
         )
     };
@@ -226,8 +332,8 @@ macro_rules! patchable_irq_save {
     () => {{
         let flags: u64;
         $crate::__pvi_patchable_site!(
-            $crate::patch::HotOp::IrqSave,
-            $crate::patch::irq_save_out_of_line,
+            callee_save $crate::patch::HotOp::IrqSave,
+            $crate::patch::__pvi_irq_save_callee_save,
             $crate::__pvi_native_template!(irq_save),
             lateout("rax") flags
         );
@@ -242,8 +348,8 @@ macro_rules! patchable_irq_restore {
     ($flags:expr) => {{
         let flags: $crate::types::IrqFlags = $flags;
         $crate::__pvi_patchable_site!(
-            $crate::patch::HotOp::IrqRestore,
-            $crate::patch::irq_restore_out_of_line,
+            callee_save $crate::patch::HotOp::IrqRestore,
+            $crate::patch::__pvi_irq_restore_callee_save,
             $crate::__pvi_native_template!(irq_restore),
             in("rdi") flags.bits()
         );
@@ -324,11 +430,13 @@ pub unsafe fn apply(sites: &[Site], decide: impl Fn(HotOp) -> Patch) -> Applied 
                 };
                 native_site(native, len).map(|b| (b, len, false))
             }
-            Some(Patch::Call(target)) if len == 5 => call_site(site.at, target).map(|c| {
-                let mut b = [0u8; 16];
-                b[..5].copy_from_slice(&c);
-                (b, 5, true)
-            }),
+            Some(Patch::Call(target)) if len == 5 && site.op == HotOp::Eoi as u8 => {
+                call_site(site.at, target).map(|c| {
+                    let mut b = [0u8; 16];
+                    b[..5].copy_from_slice(&c);
+                    (b, 5, true)
+                })
+            }
             _ => None,
         };
         let Some((bytes, n, direct)) = rewrite else {
@@ -399,6 +507,18 @@ mod tests {
         let applied = unsafe { apply(&sites, |_| Patch::Call(base + 5 + 0x1234)) };
         assert_eq!(applied.direct, 1);
         assert_eq!(text, [0xe8, 0x34, 0x12, 0, 0]);
+    }
+
+    #[test]
+    fn an_irq_site_is_never_made_a_call_to_a_c_function() {
+        // Its callers keep values in caller-saved registers across it.
+        let mut text = [0xe8u8; 5];
+        let base = text.as_mut_ptr() as usize;
+        let sites = [site(base, HotOp::IrqRestore, 5, &[0x57, 0x9d])];
+        // SAFETY: as above.
+        let applied = unsafe { apply(&sites, |_| Patch::Call(base + 5 + 0x10)) };
+        assert_eq!(applied.kept, 1);
+        assert_eq!(text, [0xe8; 5]);
     }
 
     #[test]
