@@ -113,105 +113,48 @@ pub struct Applied {
     pub kept: usize,
 }
 
-/// The out-of-line `irq_disable` an unpatched site calls.
-pub extern "C" fn irq_disable_out_of_line() {
-    // SAFETY: `cli`, the op's native lowering (idl/pvi.pvi); a site is only
-    // emitted in ring 0 code.
-    unsafe { core::arch::asm!("cli", options(nomem, nostack)) };
-}
-
-/// The out-of-line `irq_enable` an unpatched site calls.
-pub extern "C" fn irq_enable_out_of_line() {
-    // SAFETY: `sti`, the op's native lowering, as above.
-    unsafe { core::arch::asm!("sti", options(nomem, nostack)) };
-}
-
-/// The out-of-line `irq_save` an unpatched site calls.
-pub extern "C" fn irq_save_out_of_line() -> u64 {
-    let flags: u64;
-    // SAFETY: the op's native lowering, as above: it pushes and pops one
-    // word of the stack and clears IF.
-    unsafe { core::arch::asm!("pushfq", "pop {}", "cli", out(reg) flags) };
-    flags
-}
-
-/// The out-of-line `irq_restore` an unpatched site calls.
-pub extern "C" fn irq_restore_out_of_line(flags: u64) {
-    // SAFETY: the op's native lowering, as above: `flags` came from
-    // `irq_save`, so only IF (and the arithmetic flags) change.
-    unsafe { core::arch::asm!("push {}", "popfq", in(reg) flags) };
-}
-
 // Callee-save entry points, as Linux's PV_CALLEE_SAVE thunks: an
-// unpatched irq site calls one of these, which keeps every register but
-// the op's result and calls the out-of-line routine. The site then clobbers
-// nothing its caller must save or reload: after patching, `irq_restore`'s
-// site is its `push rdi; popfq` and a NOP, with no `mov` to refill `rdi`.
-// Nine pushes (eight, and an 8-byte pad, for `irq_save`, whose result is
-// `rax`) keep the stack 16-byte aligned at the inner call, as the site's
-// `asm!` block entered it aligned.
+// unpatched irq site calls one of these, which is the op's native
+// instructions and `ret`, so it changes no register but the op's result.
+// The site then clobbers nothing its caller must save or reload: after
+// patching, `irq_restore`'s site is its `push rdi; popfq` and a NOP, with
+// no `mov` to refill `rdi`; before, it costs a `call` and a `ret` more.
 core::arch::global_asm!(
     ".pushsection .text.pvi_callee_save, \"ax\"",
-    ".macro pvi_save_all",
-    "push rax; push rcx; push rdx; push rsi; push rdi",
-    "push r8; push r9; push r10; push r11",
-    ".endm",
-    ".macro pvi_restore_all",
-    "pop r11; pop r10; pop r9; pop r8",
-    "pop rdi; pop rsi; pop rdx; pop rcx; pop rax",
-    ".endm",
     ".balign 16",
     ".globl __pvi_irq_disable_callee_save",
     "__pvi_irq_disable_callee_save:",
-    "pvi_save_all",
-    "call {disable}",
-    "pvi_restore_all",
+    crate::__pvi_native_template!(irq_disable),
     "ret",
     ".balign 16",
     ".globl __pvi_irq_enable_callee_save",
     "__pvi_irq_enable_callee_save:",
-    "pvi_save_all",
-    "call {enable}",
-    "pvi_restore_all",
+    crate::__pvi_native_template!(irq_enable),
     "ret",
     ".balign 16",
     ".globl __pvi_irq_save_callee_save",
     "__pvi_irq_save_callee_save:",
-    "push rcx; push rdx; push rsi; push rdi",
-    "push r8; push r9; push r10; push r11",
-    "sub rsp, 8",
-    "call {save}",
-    "add rsp, 8",
-    "pop r11; pop r10; pop r9; pop r8",
-    "pop rdi; pop rsi; pop rdx; pop rcx",
+    crate::__pvi_native_template!(irq_save),
     "ret",
     ".balign 16",
     ".globl __pvi_irq_restore_callee_save",
     "__pvi_irq_restore_callee_save:",
-    "pvi_save_all",
-    "call {restore}",
-    "pvi_restore_all",
+    crate::__pvi_native_template!(irq_restore),
     "ret",
-    ".purgem pvi_save_all",
-    ".purgem pvi_restore_all",
     ".popsection",
-    disable = sym irq_disable_out_of_line,
-    enable = sym irq_enable_out_of_line,
-    save = sym irq_save_out_of_line,
-    restore = sym irq_restore_out_of_line,
 );
 
 unsafe extern "C" {
-    /// [`irq_disable_out_of_line`], keeping every register.
+    /// `cli; ret`: every register kept.
     #[doc(hidden)]
     pub fn __pvi_irq_disable_callee_save();
-    /// [`irq_enable_out_of_line`], keeping every register.
+    /// `sti; ret`: every register kept.
     #[doc(hidden)]
     pub fn __pvi_irq_enable_callee_save();
-    /// [`irq_save_out_of_line`], keeping every register but `rax`.
+    /// `pushfq; pop rax; cli; ret`: every register but `rax` kept.
     #[doc(hidden)]
     pub fn __pvi_irq_save_callee_save();
-    /// [`irq_restore_out_of_line`] (flags in `rdi`), keeping every register.
+    /// `push rdi; popfq; ret` (flags in `rdi`): every register kept.
     #[doc(hidden)]
     pub fn __pvi_irq_restore_callee_save();
 }
