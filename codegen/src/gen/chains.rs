@@ -567,6 +567,7 @@ fn call_hooks(h: &Hv<'_>, uses: &Uses) -> Vec<TokenStream> {
                 #[inline(always)]
                 unsafe fn #f(&self, #(#params),*) #ret {
                     __safety__!(#why);
+                    // SAFETY: (generator source) the `__safety__!` line before it emits the generated block's comment.
                     unsafe { self.hypercalls().#f(#(#args),*) }
                 }
             }
@@ -805,8 +806,8 @@ fn action(
             let done = ok(quote!(()));
             let served = served(index);
             let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; `{name}` is its MSR, written as the IDL maps `{op_name}`, after the step's features were checked.");
-            // SAFETY: (generator source) as for hypercalls.
             Some(
+                // SAFETY: (generator source) the `__safety__!` line before it emits the generated block's comment.
                 quote!({ __safety__!(#why); unsafe { s.write_msr(#m, #raw) }; #served return #done; }),
             )
         }
@@ -816,8 +817,8 @@ fn action(
             let done = ok(cx.result(model, quote!(msr_value), unit.as_deref()));
             let served = served(index);
             let why = format!("Steps is an unsafe trait whose implementor promises that {display} is the hypervisor; `{name}` is its MSR, read as the IDL maps `{op_name}`, after the step's features were checked.");
-            // SAFETY: (generator source) as for hypercalls.
             Some(
+                // SAFETY: (generator source) the `__safety__!` line before it emits the generated block's comment.
                 quote!({ __safety__!(#why); let msr_value = unsafe { s.read_msr(#m) }; #served return #done; }),
             )
         }
@@ -908,8 +909,8 @@ fn hypercall_step(
         // comment above each generated block.
         Some(quote!({ __safety__!(#why); let _ = unsafe { #call }; #served return #done; }))
     } else {
-        // SAFETY: (generator source) as above.
         Some(
+            // SAFETY: (generator source) the `__safety__!` line before it emits the generated block's comment.
             quote!({ __safety__!(#why); match unsafe { #call } { Ok(_) => { #served return #done } #err } }),
         )
     }
@@ -952,9 +953,11 @@ fn platform_read(h: &Hv<'_>, cx: &OpCx<'_>, step: &ir::Step) -> Option<TokenStre
     Some(quote! {{
         if let Some(region) = s.#region() {
             __safety__!(#place);
+            // SAFETY: (generator source) the `__safety__!` line before it emits the generated block's comment.
             let field = unsafe { &raw const (*region.as_ptr()).#field };
             if field.is_aligned() {
                 __safety__!(#why);
+                // SAFETY: (generator source) the `__safety__!` line before it emits the generated block's comment.
                 let raw = unsafe { field.read_volatile() };
                 if raw != 0 { #served return #done; }
             }
@@ -979,8 +982,10 @@ fn per_byte(
     let served = cx.served(index);
     if no_status {
         let call = if returns_unit {
+            // SAFETY: (generator source) the `__safety__!` line before it emits the generated block's comment.
             quote!(unsafe { #call };)
         } else {
+            // SAFETY: (generator source) the `__safety__!` line before it emits the generated block's comment.
             quote!(let _ = unsafe { #call };)
         };
         return quote!({
@@ -997,6 +1002,7 @@ fn per_byte(
         let mut refused = None;
         for &byte in #bytes {
             __safety__!(#why);
+            // SAFETY: (generator source) the `__safety__!` line before it emits the generated block's comment.
             match unsafe { #call } {
                 Ok(_) => sent += 1,
                 Err(e) => {
