@@ -16,6 +16,7 @@ mod check;
 pub mod compat;
 pub mod diagnostic;
 pub mod doc;
+pub mod escape;
 pub mod explain;
 pub mod fmt;
 pub mod gen;

@@ -253,51 +253,18 @@ impl Builder {
     fn string(&mut self, p: P) -> Str {
         let span = self.span(&p);
         let body = p.into_inner().next().map(|b| b.as_str()).unwrap_or("");
-        let mut value = Vec::new();
-        let mut chars = body.char_indices();
-        while let Some((at, c)) = chars.next() {
-            if c != '\\' {
-                let mut buf = [0u8; 4];
-                value.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                continue;
-            }
+        let (value, bad) = crate::escape::unescape(body);
+        for (at, len) in bad {
             let escape_start = span.start + 1 + at;
-            let next = chars.next().map(|(_, c)| c);
-            let byte = match next {
-                Some('n') => Some(b'\n'),
-                Some('t') => Some(b'\t'),
-                Some('r') => Some(b'\r'),
-                Some('0') => Some(0),
-                Some('\\') => Some(b'\\'),
-                Some('"') => Some(b'"'),
-                Some('x') => {
-                    let hex: String = chars.clone().take(2).map(|(_, c)| c).collect();
-                    match u8::from_str_radix(&hex, 16) {
-                        Ok(b) if hex.len() == 2 => {
-                            chars.next();
-                            chars.next();
-                            Some(b)
-                        }
-                        _ => None,
-                    }
-                }
-                _ => None,
-            };
-            match byte {
-                Some(b) => value.push(b),
-                None => {
-                    let len = 1 + next.map(char::len_utf8).unwrap_or(0);
-                    self.diags.push(
-                        Diagnostic::new(
-                            "bad-escape",
-                            Span::new(self.file, escape_start, escape_start + len),
-                            "unknown escape sequence in string",
-                        )
-                        .label("not an escape")
-                        .hint("escapes are \\n \\t \\r \\0 \\\\ \\\" and \\xNN"),
-                    );
-                }
-            }
+            self.diags.push(
+                Diagnostic::new(
+                    "bad-escape",
+                    Span::new(self.file, escape_start, escape_start + len),
+                    "unknown escape sequence in string",
+                )
+                .label("not an escape")
+                .hint(format!("escapes are {}", crate::escape::ESCAPES)),
+            );
         }
         Str { value, span }
     }

@@ -177,46 +177,20 @@ pub type Ops = Paravirt<{ty}>;
     )
 }
 
-/// The bytes of `text` written with the IDL's string escapes (`\0`,
-/// `\xNN`, `\\`, `\"`, `\n`, `\t`, `\r`), as a shell passes a signature.
+/// The bytes of `text` written with the IDL's string escapes, as a shell
+/// passes a signature.
 pub fn unescape(text: &str) -> Result<Vec<u8>, Refusal> {
-    let mut out = Vec::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            let mut buf = [0; 4];
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            continue;
-        }
-        let byte = match chars.next() {
-            Some('0') => 0,
-            Some('n') => b'\n',
-            Some('t') => b'\t',
-            Some('r') => b'\r',
-            Some('\\') => b'\\',
-            Some('"') => b'"',
-            Some('x') => {
-                let hex: String = chars.by_ref().take(2).collect();
-                u8::from_str_radix(&hex, 16).map_err(|_| {
-                    refuse(
-                        format!("`\\x{hex}` is not a byte"),
-                        "write two hex digits: \\x00",
-                    )
-                })?
-            }
-            other => {
-                return Err(refuse(
-                    format!(
-                        "unknown escape `\\{}`",
-                        other.map(String::from).unwrap_or_default()
-                    ),
-                    "escapes are \\0 \\xNN \\\\ \\\" \\n \\t \\r, as in the IDL",
-                ))
-            }
-        };
-        out.push(byte);
+    let (value, bad) = crate::escape::unescape(text);
+    match bad.first() {
+        None => Ok(value),
+        Some(&(at, len)) => Err(refuse(
+            format!(
+                "`{}` is not an escape",
+                &text[at..(at + len).min(text.len())]
+            ),
+            format!("escapes are {}, as in the IDL", crate::escape::ESCAPES),
+        )),
     }
-    Ok(out)
 }
 
 /// `backends/Cargo.toml` with the feature `name` declared and on by
