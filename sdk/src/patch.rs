@@ -181,44 +181,19 @@ macro_rules! __pvi_native_template {
 
 /// One patchable site of op `$op` (a [`HotOp`]) whose unpatched form calls
 /// `$f`, with the op's native instructions `$native` (`""` for none) and
-/// any further `asm!` operands binding the C ABI's registers. Used through
-/// the per-op macros.
+/// any further `asm!` operands: the registers `$f` reads and writes, and
+/// for an `extern "C"` function (`eoi`'s) `clobber_abi("C")`. An irq op's
+/// `$f` is its callee-save entry, which changes no register but the
+/// declared operands, so its site clobbers nothing else. Used through the
+/// per-op macros.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __pvi_patchable_site {
-    // An irq op: `$f` is its callee-save entry, which changes no register
-    // but the declared operands, so the site clobbers nothing else.
-    (callee_save $op:expr, $f:path, $native:expr $(, $($operand:tt)+)?) => {
-        // SAFETY: a call to a callee-save entry that keeps every register
-        // but the declared outputs, and changes only RFLAGS.IF (and the
-        // arithmetic flags, which asm! assumes changed); the records only
-        // describe the site.
-        unsafe {
-            core::arch::asm!(
-                "772:",
-                "call {f}",
-                "773:",
-                ".pushsection .pvi_replacements, \"a\"",
-                "774:",
-                $native,
-                "775:",
-                ".popsection",
-                ".pushsection .pvi_sites, \"a\"",
-                ".balign 8",
-                ".quad 772b",
-                ".quad 774b",
-                ".byte {op}, 773b - 772b, 775b - 774b, 0, 0, 0, 0, 0",
-                ".popsection",
-                f = sym $f,
-                op = const $op as u8,
-                $($($operand)+,)?
-            )
-        }
-    };
     ($op:expr, $f:path, $native:expr $(, $($operand:tt)+)?) => {
-        // SAFETY: a call to an `extern "C"` function with the op's
-        // signature, every register the C ABI lets it change declared
-        // clobbered; the records only describe the site.
+        // SAFETY: a call to `$f`, every register it may change declared
+        // among the operands (outputs, or the C ABI's clobbers), and only
+        // RFLAGS.IF changed besides (and the arithmetic flags, which asm!
+        // assumes changed); the records only describe the site.
         unsafe {
             core::arch::asm!(
                 "772:",
@@ -238,7 +213,6 @@ macro_rules! __pvi_patchable_site {
                 f = sym $f,
                 op = const $op as u8,
                 $($($operand)+,)?
-                clobber_abi("C"),
             )
         }
     };
@@ -249,7 +223,7 @@ macro_rules! __pvi_patchable_site {
 macro_rules! patchable_irq_disable {
     () => {
         $crate::__pvi_patchable_site!(
-            callee_save $crate::patch::HotOp::IrqDisable,
+            $crate::patch::HotOp::IrqDisable,
             $crate::patch::__pvi_irq_disable_callee_save,
             $crate::__pvi_native_template!(irq_disable)
         )
@@ -261,7 +235,7 @@ macro_rules! patchable_irq_disable {
 macro_rules! patchable_irq_enable {
     () => {
         $crate::__pvi_patchable_site!(
-            callee_save $crate::patch::HotOp::IrqEnable,
+            $crate::patch::HotOp::IrqEnable,
             $crate::patch::__pvi_irq_enable_callee_save,
             $crate::__pvi_native_template!(irq_enable)
         )
@@ -275,7 +249,7 @@ macro_rules! patchable_irq_save {
     () => {{
         let flags: u64;
         $crate::__pvi_patchable_site!(
-            callee_save $crate::patch::HotOp::IrqSave,
+            $crate::patch::HotOp::IrqSave,
             $crate::patch::__pvi_irq_save_callee_save,
             $crate::__pvi_native_template!(irq_save),
             lateout("rax") flags
@@ -291,7 +265,7 @@ macro_rules! patchable_irq_restore {
     ($flags:expr) => {{
         let flags: $crate::types::IrqFlags = $flags;
         $crate::__pvi_patchable_site!(
-            callee_save $crate::patch::HotOp::IrqRestore,
+            $crate::patch::HotOp::IrqRestore,
             $crate::patch::__pvi_irq_restore_callee_save,
             $crate::__pvi_native_template!(irq_restore),
             in("rdi") flags.bits()
@@ -305,7 +279,7 @@ macro_rules! patchable_irq_restore {
 #[macro_export]
 macro_rules! patchable_eoi {
     ($f:path) => {
-        $crate::__pvi_patchable_site!($crate::patch::HotOp::Eoi, $f, "")
+        $crate::__pvi_patchable_site!($crate::patch::HotOp::Eoi, $f, "", clobber_abi("C"))
     };
 }
 

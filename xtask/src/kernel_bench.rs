@@ -80,15 +80,7 @@ impl KernelBench {
     /// The worst ratio of a patched call site to the raw instruction, over
     /// the ops that have patchable sites.
     pub fn patched_vs_raw(&self) -> Option<f64> {
-        HOT_OPS
-            .iter()
-            .map(|op| {
-                let raw = self.ops.get(&(op.to_string(), "raw".into()))?;
-                let patched = self.ops.get(&(op.to_string(), "patched".into()))?;
-                (*raw > 0.0).then(|| patched / raw)
-            })
-            .collect::<Option<Vec<f64>>>()
-            .and_then(|r| r.into_iter().reduce(f64::max))
+        self.hot_vs_raw("patched")
     }
 
     /// Whether this guest ran far slower than hardware (see
