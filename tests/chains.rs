@@ -464,15 +464,31 @@ fn vmware_tsc_khz_from_the_timing_leaf_becomes_hertz() {
     assert_eq!(*silent.0.fallbacks.borrow(), [("tsc_hz", 1)]);
 }
 
-/// A Xen backend of a given version whose timing leaf says 2 GHz and whose
-/// pvclock record is not mapped.
+/// A Xen backend of a given version whose timing leaf says 2 GHz, whose
+/// pvclock record is not mapped, and whose `sched_op` records what it was
+/// asked (refusing with EPERM when `refuse`): each hypercall a chain makes
+/// is a `Steps` method, so a test sees the call without a hypervisor.
 struct MockXen {
     version: Option<(u32, u32, u32)>,
     fallbacks: RefCell<Vec<(&'static str, usize)>>,
+    refuse: bool,
+    sched_ops: RefCell<Vec<(u32, u32)>>,
 }
 
-// SAFETY: a host mock; the only op these tests call, `tsc_hz`, makes no
-// hypercall (its steps are a Steps method and a CPUID leaf).
+impl MockXen {
+    fn new(version: Option<(u32, u32, u32)>) -> MockXen {
+        MockXen {
+            version,
+            fallbacks: RefCell::new(Vec::new()),
+            refuse: false,
+            sched_ops: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+// SAFETY: a host mock: the one hypercall its tests' chains make
+// (`sched_op`) is overridden; `tsc_hz` makes none (its steps are a Steps
+// method and a CPUID leaf).
 unsafe impl xen::Steps for MockXen {
     type Native = MockNative;
     fn features(&self) -> &xen::Features {
@@ -485,7 +501,18 @@ unsafe impl xen::Steps for MockXen {
         self.version
     }
     fn hypercalls(&self) -> xen::Hypercalls {
-        unreachable!("tsc_hz makes no hypercall")
+        unreachable!("the chains' one hypercall here is overridden")
+    }
+    unsafe fn hypervisor_sched_op(&self, cmd: u32, arg: u64) -> Result<i64, PvError> {
+        // SAFETY: the chain passes the address of a `sched_shutdown` that
+        // lives until the call returns.
+        let reason = unsafe { (*(arg as *const sched_shutdown)).reason };
+        self.sched_ops.borrow_mut().push((cmd, reason));
+        if self.refuse {
+            Err(xen::error(xen::XEN_EPERM))
+        } else {
+            Ok(0)
+        }
     }
     fn this_cpu(&self) -> u64 {
         0
@@ -517,12 +544,7 @@ unsafe impl xen::Steps for MockXen {
 #[test]
 fn a_step_newer_than_the_hypervisor_is_skipped_for_the_next() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let xen_of = |version| {
-        xen::Paravirt(MockXen {
-            version,
-            fallbacks: RefCell::new(Vec::new()),
-        })
-    };
+    let xen_of = |version| xen::Paravirt(MockXen::new(version));
     // XEN_CPUID_TIME is @hv_since(4.0): Xen 3.4 has no such leaf, so the
     // chain goes from the failed pvclock step straight to native.
     take_native_calls();
@@ -753,62 +775,6 @@ fn every_resolved_op_is_its_row_of_ops() {
     }
 }
 
-/// A Xen whose `sched_op` records what it was asked (refusing with EPERM
-/// when `refuse`): each hypercall a chain makes is a `Steps` method, so the
-/// test sees the call without a hypervisor.
-struct XenShutdown {
-    refuse: bool,
-    seen: RefCell<Vec<(u32, u32)>>,
-}
-
-// SAFETY: a host mock: the one hypercall the `shutdown` chain makes is
-// overridden; no other op is called.
-unsafe impl xen::Steps for XenShutdown {
-    type Native = MockNative;
-    fn features(&self) -> &xen::Features {
-        &xen::Features::NONE
-    }
-    fn fell_back(&self, _op: Op, _step: usize, _error: PvError) {}
-    fn hypercalls(&self) -> xen::Hypercalls {
-        unreachable!("the shutdown chain's call is overridden")
-    }
-    fn this_cpu(&self) -> u64 {
-        0
-    }
-    fn cpuid(&self, _leaf: u32) -> [u32; 4] {
-        unreachable!("shutdown reads no leaf")
-    }
-    unsafe fn hypervisor_sched_op(&self, cmd: u32, arg: u64) -> Result<i64, PvError> {
-        // SAFETY: the chain passes the address of a `sched_shutdown` that
-        // lives until the call returns.
-        let reason = unsafe { (*(arg as *const sched_shutdown)).reason };
-        self.seen.borrow_mut().push((cmd, reason));
-        if self.refuse {
-            Err(xen::error(xen::XEN_EPERM))
-        } else {
-            Ok(0)
-        }
-    }
-    fn clock_ns_step1(&self) -> Result<Nanos, PvError> {
-        Err(unsupported())
-    }
-    fn tsc_hz_step1(&self) -> Result<Hertz, PvError> {
-        Err(unsupported())
-    }
-    fn wallclock_step1(&self) -> Result<Nanos, PvError> {
-        Err(unsupported())
-    }
-    fn steal_ns_step1(&self) -> Result<Nanos, PvError> {
-        Err(unsupported())
-    }
-    fn vcpu_is_preempted_step1(&self, _cpu: ApicId) -> Result<bool, PvError> {
-        Err(unsupported())
-    }
-    fn console_write_step1(&self, _data: &[u8]) -> Result<(), PvError> {
-        Err(unsupported())
-    }
-}
-
 /// Xen's `shutdown` chain passes Xen's own reason (pvi numbers a crash 2,
 /// Xen 3) in a `sched_shutdown` by address, one guarded step per reason;
 /// a refused call leaves the machine to the native power-off.
@@ -816,10 +782,7 @@ unsafe impl xen::Steps for XenShutdown {
 fn xen_shutdown_passes_xens_own_reason_code() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     take_native_calls();
-    let ops = xen::Paravirt(XenShutdown {
-        refuse: false,
-        seen: RefCell::new(Vec::new()),
-    });
+    let ops = xen::Paravirt(MockXen::new(None));
     for reason in [
         ShutdownReason::Poweroff,
         ShutdownReason::Reboot,
@@ -829,7 +792,7 @@ fn xen_shutdown_passes_xens_own_reason_code() {
     }
     let op = xen::SCHEDOP_shutdown;
     assert_eq!(
-        *ops.0.seen.borrow(),
+        *ops.0.sched_ops.borrow(),
         [
             (op, xen::SHUTDOWN_poweroff),
             (op, xen::SHUTDOWN_reboot),
@@ -838,11 +801,11 @@ fn xen_shutdown_passes_xens_own_reason_code() {
     );
     assert_eq!(xen::SHUTDOWN_crash, 3);
     assert!(take_native_calls().is_empty());
-    let refused = xen::Paravirt(XenShutdown {
+    let refused = xen::Paravirt(MockXen {
         refuse: true,
-        seen: RefCell::new(Vec::new()),
+        ..MockXen::new(None)
     });
     refused.shutdown(ShutdownReason::Poweroff).unwrap();
-    assert_eq!(refused.0.seen.borrow().len(), 1);
+    assert_eq!(refused.0.sched_ops.borrow().len(), 1);
     assert_eq!(take_native_calls(), ["native_shutdown"]);
 }
