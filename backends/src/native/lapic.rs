@@ -4,7 +4,7 @@
 //! the address the kernel mapped ([`Platform::xapic`](crate::platform::Platform::xapic)).
 
 use crate::platform;
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use pvi_sdk::arch::{cpuid, rdmsr, rdtsc, wrmsr};
 use pvi_sdk::time::deadline::ticks_until;
 use pvi_sdk::types::{ApicId, CpuSet, ErrorKind, ErrorOrigin, Hertz, Nanos, PvError, Vector};
@@ -40,13 +40,26 @@ pub enum Mode {
     Xapic(usize),
 }
 
+/// Whether [`enable`] put the APIC in x2APIC mode ([`X2APIC`]) or left it
+/// in xAPIC mode ([`XAPIC`]); [`UNKNOWN_MODE`] until it ran. Every CPU
+/// enables the same mode, so the routines need not read IA32_APIC_BASE
+/// (under a hypervisor, an exit) on every EOI, IPI and timer.
+static ENABLED_MODE: AtomicU8 = AtomicU8::new(UNKNOWN_MODE);
+const UNKNOWN_MODE: u8 = 0;
+const X2APIC: u8 = 1;
+const XAPIC: u8 = 2;
+
 /// The calling CPU's APIC mode; `None` in xAPIC mode when the platform
 /// maps no xAPIC page.
 pub fn mode() -> Option<Mode> {
-    // SAFETY: IA32_APIC_BASE exists on every x86-64 CPU; native routines run
-    // in ring 0.
-    let base = unsafe { rdmsr(IA32_APIC_BASE) };
-    if base & (1 << 10) != 0 {
+    let x2apic = match ENABLED_MODE.load(Relaxed) {
+        X2APIC => true,
+        XAPIC => false,
+        // SAFETY: IA32_APIC_BASE exists on every x86-64 CPU; native
+        // routines run in ring 0.
+        _ => (unsafe { rdmsr(IA32_APIC_BASE) } & (1 << 10)) != 0,
+    };
+    if x2apic {
         Some(Mode::X2apic)
     } else {
         platform::get().and_then(|p| p.xapic()).map(Mode::Xapic)
@@ -95,7 +108,13 @@ pub fn enable(spurious: u8) -> Option<Mode> {
             wrmsr(IA32_APIC_BASE, value);
         }
     }
+    ENABLED_MODE.store(UNKNOWN_MODE, Relaxed);
     let m = mode()?;
+    let chosen = match m {
+        Mode::X2apic => X2APIC,
+        Mode::Xapic(_) => XAPIC,
+    };
+    ENABLED_MODE.store(chosen, Relaxed);
     write(m, TPR, 0);
     write(m, SVR, SVR_APIC_ENABLE | u32::from(spurious));
     Some(m)
@@ -165,8 +184,18 @@ pub fn kick(target: ApicId) {
     }
 }
 
+/// Whether the TSC-deadline timer exists: CPUID (an exit under a
+/// hypervisor) asked once, the answer kept (1 no, 2 yes).
 fn has_tsc_deadline() -> bool {
-    cpuid(1, 0).ecx & (1 << 24) != 0
+    static KNOWN: AtomicU8 = AtomicU8::new(0);
+    match KNOWN.load(Relaxed) {
+        0 => {
+            let has = cpuid(1, 0).ecx & (1 << 24) != 0;
+            KNOWN.store(1 + u8::from(has), Relaxed);
+            has
+        }
+        known => known == 2,
+    }
 }
 
 /// APIC timer ticks per second at divide-by-16, and TSC ticks per second,
