@@ -113,7 +113,7 @@ fn report(what: core::fmt::Arguments, centi: u64) {
 
 /// A backend fixed at compile time with no hypervisor: every op is its
 /// generated native lowering (what a kernel built without backends gets).
-struct CompiledNative;
+pub struct CompiledNative;
 
 impl PvOps for CompiledNative {
     type Native = BareMetal;
@@ -200,7 +200,7 @@ fn raw_restore(flags: u64) {
 }
 
 /// The HPET's main counter, if the HPET answers at its usual address.
-fn hpet() -> Option<*const u64> {
+pub fn hpet() -> Option<*const u64> {
     const HPET: usize = 0xfed0_0000;
     // SAFETY: the boot code identity-maps the low 4 GiB, the HPET's page
     // included; a read of an absent device returns all ones.
@@ -215,7 +215,7 @@ fn hpet() -> Option<*const u64> {
 }
 
 /// One read of the PIT's channel 0 (latch, then two bytes).
-fn pit_read() -> u16 {
+pub fn pit_read() -> u16 {
     // SAFETY: ports 0x43 and 0x40 are the PIT's command port and channel
     // 0; latching the count changes nothing the kernel uses.
     unsafe {

@@ -2,7 +2,8 @@
 //! paravirtual thing through the pvi SDK, choosing its backend at boot.
 //!
 //! Command line words: `demo` (the default: the detection report, which
-//! backend serves each op, a live clock), `selftest`, `bench`, `panic`,
+//! backend serves each op, a live clock), `selftest`, `bench`, `exits`
+//! (with `exits.mailbox=0x…`), `panic`,
 //! `reboot`, `pvi.backend=NAME`, `pvi.withdraw=OP:STEP`.
 
 #![no_std]
@@ -17,6 +18,7 @@ mod delay;
 mod descriptors;
 mod events;
 mod exit;
+mod exits;
 mod firmware;
 mod hot_sites;
 mod hypercall_fixups;
@@ -190,6 +192,9 @@ extern "C" fn kmain(start_info: u32) -> ! {
     }
     if words().any(|w| w == "bench") {
         bench::run(selection, machine, info.cmdline)
+    }
+    if words().any(|w| w == "exits") {
+        exits::run(selection, machine, &info)
     }
     if words().any(|w| w == "hypercall-probe") {
         selftest::hypercall_probe(selection)

@@ -14,6 +14,8 @@ pub const KICK_VECTOR: u8 = 0x41;
 pub const FLUSH_VECTOR: u8 = 0x42;
 /// The `bench` word's self-IPIs, whose handler times end of interrupt.
 pub const BENCH_VECTOR: u8 = 0x43;
+/// The `exits` word's IPIs, whose handler counts end of interrupt.
+pub const EXITS_VECTOR: u8 = 0x44;
 /// Where the xAPIC registers are (identity-mapped by the boot code).
 pub const XAPIC_BASE: usize = 0xfee0_0000;
 

@@ -192,6 +192,7 @@ extern "C" fn pvi_trap_dispatch(frame: &mut Frame) {
             eoi();
         }
         crate::platform::BENCH_VECTOR => crate::bench::interrupt(),
+        crate::platform::EXITS_VECTOR => crate::exits::interrupt(),
         // The APIC's spurious vector: no EOI.
         crate::apic::SPURIOUS_VECTOR => events::count(events::Event::Spurious),
         _ => {

@@ -10,6 +10,7 @@ mod acpi;
 mod boot;
 mod cpuid;
 mod devices;
+mod exit_counters;
 mod fault;
 mod kick;
 mod memory;
@@ -46,6 +47,11 @@ struct Args {
     /// Misbehave on purpose, as a broken or hostile hypervisor would.
     #[arg(long, value_enum)]
     fault: Option<fault::Fault>,
+    /// Answer the guest's requests for its exit counts through the mailbox
+    /// at this guest-physical address (the example kernel's `exits` word,
+    /// `exits.mailbox=`).
+    #[arg(long, value_parser = parse_address)]
+    exit_mailbox: Option<u64>,
     /// The kernel: an ELF with a PVH note (XEN_ELFNOTE_PHYS32_ENTRY).
     kernel: PathBuf,
     /// The kernel command line, one word per argument (after `--`).
@@ -168,6 +174,12 @@ fn run(args: &Args) -> Result<u8, String> {
         xen,
         kicks: kick::Kicks::new(u32::from(args.cpus))?,
     };
+    if let Some(at) = args.exit_mailbox.filter(|&at| at % 8 != 0 || at + 64 > ram) {
+        return Err(format!(
+            "--exit-mailbox {at:#x} must be 8-byte aligned and within the guest's {} MiB",
+            args.memory_mib
+        ));
+    }
     // The first vCPU to stop the machine ends the process; the others are
     // still inside KVM_RUN and go with it.
     std::thread::scope(|scope| {
@@ -175,12 +187,19 @@ fn run(args: &Args) -> Result<u8, String> {
         if let Some(x) = &guest.xen {
             scope.spawn(move || x.timers().run(|vcpu| x.fire(vcpu, guest.memory, guest.vm)));
         }
+        if let Some(at) = args.exit_mailbox {
+            scope.spawn(move || exit_counters::serve(guest.memory, at));
+        }
         if let Some(hv) = &guest.hyperv {
             scope.spawn(move || hv.timers().run(|vp| hv.fire(vp, guest.vm)));
         }
         for (id, mut vcpu) in vcpus.into_iter().enumerate() {
             let devices = &devices;
+            let counting = id == 0 && args.exit_mailbox.is_some();
             scope.spawn(move || {
+                if counting {
+                    exit_counters::start_on_boot_vcpu();
+                }
                 let code = match vcpu::run(id as u32, &mut vcpu, guest, devices) {
                     Ok(code) => code,
                     Err(e) => {
@@ -193,6 +212,15 @@ fn run(args: &Args) -> Result<u8, String> {
         }
     });
     Err("every vCPU thread ended without an exit status".into())
+}
+
+/// A guest-physical address, in hex (`0x…`) or decimal.
+fn parse_address(text: &str) -> Result<u64, String> {
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    }
+    .map_err(|e| format!("{text:?} is not an address: {e}"))
 }
 
 /// Have KVM hand the synthetic MSRs (0x4000_0000 on) to pvi-sim: a

@@ -53,7 +53,11 @@ pub fn run(
     guest.kicks.enter(id, vcpu);
     loop {
         let mut apic_msr = None;
-        let next = match vcpu.run() {
+        let exit = vcpu.run();
+        if let Ok(exit) = &exit {
+            crate::exit_counters::saw(id, exit, guest.personality);
+        }
+        let next = match exit {
             // The VMware backdoor reads and writes registers beyond the
             // port data: answered below, once the exit's borrow ends.
             Ok(VcpuExit::IoIn(BDOOR_PORT, data))
