@@ -282,6 +282,45 @@ fn clocks(selection: &Selection, machine: &Machine) {
     );
 }
 
+/// The shared-structure clock reads themselves, over records this kernel
+/// fills (a pvclock record as KVM and Xen write them, a Hyper-V reference
+/// TSC page): in a boot that counts instructions (TCG has no hypervisor
+/// to fill real ones), what a paravirtual clock read retires.
+fn record_clocks() {
+    use pvi_sdk::generated::types::{ms_hyperv_tsc_page, pvclock_vcpu_time_info};
+    let pvclock = pvclock_vcpu_time_info {
+        version: 2,
+        tsc_timestamp: 0,
+        system_time: 1_000_000,
+        tsc_to_system_mul: 0x8000_0000,
+        tsc_shift: 1,
+        flags: 1,
+        ..pvclock_vcpu_time_info::ZERO
+    };
+    report(
+        format_args!("clock=pvclock-record"),
+        per_call(SLOW, || {
+            // SAFETY: a record on this stack, aligned and alive for the
+            // call; nothing writes it meanwhile.
+            let now = unsafe { pvi_sdk::time::pvclock::now(&pvclock, pvi_sdk::arch::rdtsc) };
+            black_box(now.ok());
+        }),
+    );
+    let mut page = ms_hyperv_tsc_page::ZERO;
+    page.tsc_sequence = 1;
+    page.tsc_scale = 1 << 62;
+    let page = &page;
+    report(
+        format_args!("clock=reftsc-record"),
+        per_call(SLOW, || {
+            // SAFETY: a page-sized record, aligned and alive for the call;
+            // nothing writes it meanwhile.
+            let ticks = unsafe { pvi_sdk::time::reftsc::read(page, pvi_sdk::arch::rdtsc) };
+            black_box(ticks.ok().map(pvi_sdk::time::reftsc::to_nanos));
+        }),
+    );
+}
+
 /// The hot ops through patchable sites: as emitted (a call), then after
 /// `hot_sites::patch` rewrote them (the native instructions, or for `eoi`
 /// a direct call to the backend's routine).
@@ -514,6 +553,7 @@ pub fn run(selection: &Selection, machine: &Machine, cmdline: &str) -> ! {
     pvi_sdk::for_each_hypervisor!(hot_ops_of_chosen);
     patched_sites(selection);
     clocks(selection, machine);
+    record_clocks();
     eoi(selection);
     ipi(selection, cmdline);
     tsc_discovery(selection);

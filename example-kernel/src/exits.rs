@@ -2,7 +2,7 @@
 //! than timed, for `cargo xtask bench` to collect:
 //!
 //! ```text
-//! exits key=clock_ns/xen/runtime all=0 io=0 mmio=0 msr=0 cpuid=0 hypercall=0 most=0
+//! exits key=clock_ns/xen/runtime all=0 io=0 mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm=0 most=0
 //! ```
 //!
 //! The host (pvi-sim's `--exit-mailbox`, or `pvi-exit-counter` beside
@@ -14,7 +14,7 @@
 //! |--------|---------------------------------------------------------|
 //! | 0      | request number, written by the guest                    |
 //! | 8      | answered request number, written by the host last       |
-//! | 16..64 | the boot vCPU's exits so far: all, then port I/O, MMIO, MSR, CPUID and hypercall |
+//! | 16..72 | the boot vCPU's exits so far: all; port I/O, MMIO, MSR, CPUID and hypercall; how many of them the VMM completed in user space |
 //!
 //! The guest waits for an answer by reading memory, which exits to no one,
 //! so a reading falls exactly between two of its instructions and the
@@ -35,7 +35,7 @@ use pvi_sdk::types::{ApicId, CpuSet, Nanos, Vector};
 use pvi_sdk::{NativeRoutines, PvOps};
 
 /// Counters a reading carries.
-const COUNTERS: usize = 6;
+const COUNTERS: usize = 7;
 /// What the handler's record holds before it counted an interrupt.
 const UNKNOWN: u64 = u64::MAX;
 /// Single calls per figure, the fewest exits kept.
@@ -61,7 +61,7 @@ fn reading() -> Option<[u64; COUNTERS]> {
         return None;
     }
     let number = REQUEST.fetch_add(1, SeqCst) + 1;
-    // SAFETY: `run` checked that the mailbox's 64 bytes are free RAM the
+    // SAFETY: `run` checked that the mailbox's 72 bytes are free RAM the
     // boot code identity-maps; the host writes only its answer words.
     unsafe { base.write_volatile(number) };
     let start = rdtsc();
@@ -105,10 +105,8 @@ fn fewer(a: Option<[u64; COUNTERS]>, b: [u64; COUNTERS]) -> [u64; COUNTERS] {
 fn report(key: core::fmt::Arguments, counts: [u64; COUNTERS], most: u64) {
     let mut out = Console;
     let _ = write!(out, "exits key={key} all={}", counts[0]);
-    for (name, n) in ["io", "mmio", "msr", "cpuid", "hypercall"]
-        .iter()
-        .zip(&counts[1..])
-    {
+    let kinds = ["io", "mmio", "msr", "cpuid", "hypercall", "to_vmm"];
+    for (name, n) in kinds.iter().zip(&counts[1..]) {
         let _ = write!(out, " {name}={n}");
     }
     let _ = writeln!(out, " most={most}");
@@ -348,7 +346,7 @@ pub fn run(selection: &Selection, machine: &Machine, info: &crate::start_info::S
         .find_map(|w| w.strip_prefix("exits.mailbox=0x"))
         .and_then(|hex| u64::from_str_radix(hex, 16).ok());
     match mailbox {
-        Some(at) if at % 8 == 0 && info.free_ram(at..at + 64) => MAILBOX.store(at, SeqCst),
+        Some(at) if at % 8 == 0 && info.free_ram(at..at + 72) => MAILBOX.store(at, SeqCst),
         _ => {
             let _ = writeln!(
                 Console,

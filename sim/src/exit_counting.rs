@@ -22,17 +22,37 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The kinds, in the mailbox's order after the total, with the KVM
-/// tracepoint that counts each.
-pub const TRACEPOINTS: [&str; 5] = [
+/// tracepoint that counts each; the last, `kvm_userspace_exit`, counts
+/// the exits among them that KVM handed to the VMM in user space.
+pub const TRACEPOINTS: [&str; 6] = [
     "kvm_pio",
     "kvm_mmio",
     "kvm_msr",
     "kvm_cpuid",
     "kvm_hypercall",
+    "kvm_userspace_exit",
 ];
 
-/// Counters in a reading: the total, then one per kind of [`TRACEPOINTS`].
-pub const COUNTERS: usize = 6;
+/// Each tracepoint's filter: `kvm_mmio` fires twice for a read the VMM
+/// completes (`KVM_TRACE_MMIO_READ_UNSATISFIED`, 0, when KVM hands it
+/// over, then the read itself), so the first is left out; a return to
+/// user space for a signal (`KVM_EXIT_INTR`, 10) is the host's, not an
+/// exit of the guest's.
+const FILTERS: [Option<&str>; 6] = [
+    None,
+    Some("type != 0"),
+    None,
+    None,
+    None,
+    Some("reason != 10"),
+];
+
+/// `PERF_EVENT_IOC_SET_FILTER`: `_IOW('$', 6, char *)`.
+const PERF_EVENT_IOC_SET_FILTER: libc::c_ulong = 0x4008_2406;
+
+/// Counters in a reading: the total, one per kind, and how many of them
+/// the VMM completed in user space.
+pub const COUNTERS: usize = 7;
 
 /// Where tracefs is mounted, mounting it at `/sys/kernel/tracing` if no
 /// mount shows KVM's events (which needs root).
@@ -90,7 +110,7 @@ impl Tracepoints {
     pub fn open(tid: i32) -> Result<Self, String> {
         let tracefs = tracefs()?;
         let mut counters = Vec::new();
-        for name in TRACEPOINTS {
+        for (name, filter) in TRACEPOINTS.into_iter().zip(FILTERS) {
             let id_file = tracefs.join("events/kvm").join(name).join("id");
             let id: u64 = std::fs::read_to_string(&id_file)
                 .map_err(|e| format!("{}: {e}", id_file.display()))?
@@ -123,13 +143,32 @@ impl Tracepoints {
                 ));
             }
             // SAFETY: `fd` was just returned by the kernel, owned by no one.
-            counters.push(File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) }));
+            let counter = File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+            if let Some(filter) = filter {
+                let text = std::ffi::CString::new(filter).map_err(|e| e.to_string())?;
+                // SAFETY: the ioctl reads the NUL-terminated filter, which
+                // outlives the call, on a perf event we own.
+                let done = unsafe {
+                    libc::ioctl(
+                        std::os::fd::AsRawFd::as_raw_fd(&counter),
+                        PERF_EVENT_IOC_SET_FILTER as _,
+                        text.as_ptr(),
+                    )
+                };
+                if done < 0 {
+                    return Err(format!(
+                        "filtering {name} with {filter:?}: {}",
+                        std::io::Error::last_os_error()
+                    ));
+                }
+            }
+            counters.push(counter);
         }
         Ok(Self { counters })
     }
 
     /// Each tracepoint's count so far, in [`TRACEPOINTS`]' order.
-    pub fn read(&self) -> [u64; 5] {
+    pub fn read(&self) -> [u64; 6] {
         core::array::from_fn(|i| {
             let mut value = [0u8; 8];
             match std::io::Read::read(&mut &self.counters[i], &mut value) {
@@ -140,12 +179,12 @@ impl Tracepoints {
     }
 }
 
-/// A reading for the mailbox: the total, then each kind; `port_hypercalls`
-/// of the port accesses were hypercalls (pvi-sim's hypercall port, the
-/// VMware backdoor) and `user_msrs` MSR accesses went to the VMM, which
-/// KVM's `kvm_msr` does not count.
-pub fn reading(kinds: [u64; 5], port_hypercalls: u64, user_msrs: u64) -> [u64; COUNTERS] {
-    let [pio, mmio, msr, cpuid, hypercall] = kinds;
+/// A reading for the mailbox: the total, each kind, and those completed
+/// in user space; `port_hypercalls` of the port accesses were hypercalls
+/// (pvi-sim's hypercall port, the VMware backdoor) and `user_msrs` MSR
+/// accesses went to the VMM, which KVM's `kvm_msr` does not count.
+pub fn reading(counts: [u64; 6], port_hypercalls: u64, user_msrs: u64) -> [u64; COUNTERS] {
+    let [pio, mmio, msr, cpuid, hypercall, to_vmm] = counts;
     let kinds = [
         pio.saturating_sub(port_hypercalls),
         mmio,
@@ -155,7 +194,8 @@ pub fn reading(kinds: [u64; 5], port_hypercalls: u64, user_msrs: u64) -> [u64; C
     ];
     let mut all = [0; COUNTERS];
     all[0] = kinds.iter().sum();
-    all[1..].copy_from_slice(&kinds);
+    all[1..6].copy_from_slice(&kinds);
+    all[6] = to_vmm;
     all
 }
 
@@ -209,8 +249,8 @@ mod tests {
 
     #[test]
     fn port_hypercalls_and_user_msrs_move_between_kinds() {
-        let r = reading([5, 1, 2, 3, 0], 4, 2);
-        assert_eq!(r, [13, 1, 1, 4, 3, 4]);
+        let r = reading([5, 1, 2, 3, 0, 7], 4, 2);
+        assert_eq!(r, [13, 1, 1, 4, 3, 4, 7]);
     }
 
     #[test]
@@ -218,12 +258,12 @@ mod tests {
         let words = Words(RefCell::new(HashMap::new()));
         words.write(0x1000, 7);
         let rounds = std::cell::Cell::new(0);
-        serve(&words, 0x1000, &|| [1, 2, 3, 4, 5, 6], &|| {
+        serve(&words, 0x1000, &|| [1, 2, 3, 4, 5, 6, 7], &|| {
             rounds.set(rounds.get() + 1);
             rounds.get() > 2
         });
         assert_eq!(words.read(0x1008), Some(7));
         assert_eq!(words.read(0x1010), Some(1));
-        assert_eq!(words.read(0x1010 + 40), Some(6));
+        assert_eq!(words.read(0x1010 + 48), Some(7));
     }
 }

@@ -110,6 +110,24 @@ fn pvi_idl_lines() -> usize {
         .unwrap_or(0)
 }
 
+/// The exit table as JSON: per key, the fewest exits by kind, the most,
+/// and the VMM that counted.
+fn exits_json(table: &crate::exit_bench::ExitTable) -> serde_json::Value {
+    let per_key = table.counts.iter().map(|(key, c)| {
+        let mut entry = serde_json::json!({
+            "all": c.all,
+            "to_user_space": c.to_vmm,
+            "most": c.most,
+            "vmm": c.vmm,
+        });
+        for (kind, n) in crate::exit_bench::KINDS.iter().zip(c.kinds) {
+            entry[*kind] = n.into();
+        }
+        (key.clone(), entry)
+    });
+    serde_json::Value::Object(per_key.collect())
+}
+
 /// Run every measurement and write the reports.
 pub fn bench() -> ExitCode {
     match run() {
@@ -181,6 +199,33 @@ fn run() -> Result<(), String> {
     for line in &claims {
         println!("{line}");
     }
+    // Exits need a host that counts them: pvi-sim and QEMU, both on KVM.
+    let exits = match crate::qemu::kvm_usable() {
+        Ok(()) => Some(crate::exit_bench::measure(&kernel)?),
+        Err(why) => {
+            println!("==> exits per call skipped: they are counted on /dev/kvm ({why})");
+            None
+        }
+    };
+    let assessment = match &exits {
+        Some(table) => {
+            for (key, c) in &table.counts {
+                println!(
+                    "exits {key:<32} {:>3} (to user space {}, most {}) [{}]",
+                    c.all, c.to_vmm, c.most, c.vmm
+                );
+            }
+            for line in &table.skipped {
+                println!("exits {line}");
+            }
+            let a = crate::exit_claims::assess(table, &counted)?;
+            for line in &a.claims {
+                println!("{line}");
+            }
+            Some(a)
+        }
+        None => None,
+    };
     let variants = size::measure()?;
     let text = |name: &str| {
         variants
@@ -252,9 +297,19 @@ fn run() -> Result<(), String> {
             "hot_patched_extra_instructions": counted.hot_extra("patched"),
             "hot_static_extra_instructions": counted.hot_extra("static"),
             "hot_runtime_extra_instructions": counted.hot_extra("runtime"),
+            "clock_pv_exits": assessment.as_ref().and_then(|a| a.ratios.get("clock_pv_exits").cloned()),
+            "clock_hw_exits_min": assessment.as_ref().and_then(|a| a.ratios.get("clock_hw_exits_min").cloned()),
+            "model_clock_speedup": assessment.as_ref().and_then(|a| a.ratios.get("model_clock_speedup").cloned()),
         },
         "instructions_per_call": counted.per_call(),
         "instruction_claims": claims,
+        "exits_per_call": exits.as_ref().map(exits_json),
+        "exits_skipped": exits.as_ref().map(|t| t.skipped.clone()),
+        "exit_claims": assessment.as_ref().map(|a| a.claims.clone()),
+        "cost_model": {
+            "constants": crate::cost_model::constants(),
+            "clock": assessment.as_ref().map(|a| a.models.clone()),
+        },
         "boots": boots_json,
         "machine": machine(),
         "idl_lines": lines,
@@ -392,8 +447,17 @@ fn run() -> Result<(), String> {
             leaks.join(", ")
         }
     ));
+    md.push_str(&crate::exit_report::instructions_markdown(
+        &counted, &claims,
+    ));
+    if let (Some(table), Some(a)) = (&exits, &assessment) {
+        md.push_str(&crate::exit_report::exits_markdown(table, a));
+    }
     std::fs::write("target/bench/report.md", md).map_err(|e| e.to_string())?;
-    std::fs::write("target/bench/chart.svg", chart(&boots)).map_err(|e| e.to_string())?;
+    let mut groups = chart(&boots);
+    groups.extend(crate::exit_report::chart_groups(&counted, exits.as_ref()));
+    std::fs::write("target/bench/chart.svg", crate::chart::svg(&groups))
+        .map_err(|e| e.to_string())?;
     println!("xtask bench: wrote target/bench/report.json, report.md and chart.svg");
     if !leaks.is_empty() {
         return Err(format!(
@@ -419,8 +483,9 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores")
 }
 
-/// The chart: for each boot, the hot ops three ways, then the clocks.
-fn chart(boots: &[crate::kernel_bench::KernelBench]) -> String {
+/// The chart's timed groups: for each boot, the hot ops three ways, then
+/// the clocks.
+fn chart(boots: &[crate::kernel_bench::KernelBench]) -> Vec<crate::chart::Group> {
     use crate::chart::{Bar, Group};
     let mut groups = Vec::new();
     const FORMS: [(&str, &str); 5] = [
@@ -493,7 +558,7 @@ fn chart(boots: &[crate::kernel_bench::KernelBench]) -> String {
             bars: bars_of(&b.discovery, "tsc_hz", &|_| "CPUID, else PIT".into()),
         });
     }
-    crate::chart::svg(&groups)
+    groups
 }
 
 /// The instruction counts the project promises for the hot ops, checked

@@ -289,6 +289,17 @@ impl Boot<'_> {
         log: &Path,
         timeout: Duration,
     ) -> Result<(Option<i32>, String, Duration), String> {
+        self.captured_beside(log, timeout, &|_| Ok(None))
+    }
+
+    /// [`Boot::captured`], with a helper process started beside the VMM
+    /// (`helper` gets the VMM's process id) and ended with it.
+    pub fn captured_beside(
+        &self,
+        log: &Path,
+        timeout: Duration,
+        helper: &dyn Fn(u32) -> Result<Option<std::process::Child>, String>,
+    ) -> Result<(Option<i32>, String, Duration), String> {
         let _ = std::fs::remove_file(log);
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -299,6 +310,14 @@ impl Boot<'_> {
         let mut child = qemu
             .spawn()
             .map_err(|e| format!("{}: {e}", self.accel.name()))?;
+        let mut beside = match helper(child.id()) {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
         let code = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break status.code(),
@@ -312,6 +331,10 @@ impl Boot<'_> {
             }
         };
         let elapsed = start.elapsed();
+        if let Some(h) = beside.as_mut() {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
         let mut output = std::fs::read_to_string(log).unwrap_or_default();
         if let Some(mut err) = child.stderr.take() {
             let mut text = String::new();

@@ -1,0 +1,292 @@
+//! VM exits per call: the example kernel's `exits` word, booted where a
+//! host counts its exits (pvi-sim's `--exit-mailbox`; QEMU+KVM with
+//! `pvi-exit-counter` beside it), read into one table keyed
+//! `<op>/<backend>/<form>` (`runtime`: through the backend chosen at boot;
+//! `static`: the native lowering) or by the hardware counterpart (`hpet`,
+//! `pm_timer`, `pit`, `tsc`, `lapic_eoi/<apic mode>`).
+
+use crate::qemu::{Accel, Boot, EXIT_SUCCESS};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Where the guest's mailbox goes: 128 MiB, free RAM in a 256 MiB guest.
+const MAILBOX: &str = "0x8000000";
+
+/// The personalities pvi-sim presents for the table; KVM's is counted
+/// under QEMU+KVM instead, KVM itself answering.
+const SIM_PERSONALITIES: &[&str] = &["xen", "hyperv", "vmware"];
+
+/// One key's exits: the fewest over the guest's repeats, by kind, and the
+/// most of all kinds (a first call that discovers something, or an
+/// interrupt in between).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExitCount {
+    /// Every kind together.
+    pub all: u64,
+    /// Port I/O, MMIO, MSR, CPUID, hypercall.
+    pub kinds: [u64; 5],
+    /// How many of `all` the VMM completed in user space.
+    pub to_vmm: u64,
+    /// The most exits of all kinds one call took.
+    pub most: u64,
+    /// The VMM that counted: `pvi-sim` or `qemu-kvm`.
+    pub vmm: &'static str,
+}
+
+/// The kinds' names, in [`ExitCount::kinds`]' order.
+pub const KINDS: [&str; 5] = ["io", "mmio", "msr", "cpuid", "hypercall"];
+
+/// What one boot counted.
+pub struct ExitBoot {
+    /// The backend the kernel chose.
+    pub backend: String,
+    /// Exits by key.
+    pub counts: BTreeMap<String, ExitCount>,
+    /// Keys not measured, with why.
+    pub skipped: Vec<String>,
+}
+
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+}
+
+/// Read the kernel's `exits` lines.
+pub fn parse(vmm: &'static str, serial: &str) -> ExitBoot {
+    let mut boot = ExitBoot {
+        backend: String::new(),
+        counts: BTreeMap::new(),
+        skipped: Vec::new(),
+    };
+    // Console writes print dots before a line: find the word, not the
+    // line's start.
+    for line in serial
+        .lines()
+        .filter_map(|l| l.find("exits").map(|i| &l[i..]))
+    {
+        if let Some(rest) = line.strip_prefix("exits: per op, counted by the host (backend ") {
+            boot.backend = rest.trim_end_matches(')').to_string();
+            continue;
+        }
+        if line.contains(" skipped: ") || line.starts_with("exits skipped") {
+            boot.skipped
+                .push(line.trim_start_matches("exits ").to_string());
+            continue;
+        }
+        let Some(key) = field(line, "key") else {
+            continue;
+        };
+        let number = |k: &str| field(line, k).and_then(|v| v.parse::<u64>().ok());
+        let kinds: Option<Vec<u64>> = KINDS.iter().map(|k| number(k)).collect();
+        if let (Some(all), Some(kinds), Some(to_vmm), Some(most)) =
+            (number("all"), kinds, number("to_vmm"), number("most"))
+        {
+            let kinds = [kinds[0], kinds[1], kinds[2], kinds[3], kinds[4]];
+            boot.counts.insert(
+                key.to_string(),
+                ExitCount {
+                    all,
+                    kinds,
+                    to_vmm,
+                    most,
+                    vmm,
+                },
+            );
+        }
+    }
+    boot
+}
+
+/// Every boot's counts, merged.
+pub struct ExitTable {
+    /// Exits by key.
+    pub counts: BTreeMap<String, ExitCount>,
+    /// What could not be measured, and why (`<vmm>: <key> skipped: …`).
+    pub skipped: Vec<String>,
+}
+
+impl ExitTable {
+    /// The exits of `key`, if measured.
+    pub fn all(&self, key: &str) -> Option<u64> {
+        self.counts.get(key).map(|c| c.all)
+    }
+}
+
+/// Whether exits can be counted here: pvi-exit-counter opens KVM's
+/// tracepoints on itself (mounting tracefs if it must).
+fn countable(counter: &Path) -> Result<(), String> {
+    let out = std::process::Command::new(counter)
+        .arg("--check")
+        .output()
+        .map_err(|e| format!("{}: {e}", counter.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// Boot the kernel's `exits` word under each VMM that can count and merge
+/// what they counted: QEMU+KVM in x2APIC and in xAPIC mode (KVM's ops,
+/// the native lowering, the emulated hardware), pvi-sim for the other
+/// hypervisors' ops.
+pub fn measure(kernel: &Path) -> Result<ExitTable, String> {
+    let sim = crate::qemu::build_sim()?;
+    let counter = sim.with_file_name("pvi-exit-counter");
+    countable(&counter)?;
+    let mut table = ExitTable {
+        counts: BTreeMap::new(),
+        skipped: Vec::new(),
+    };
+    for x2apic in [true, false] {
+        let boot = qemu_boot(kernel, &counter, x2apic)?;
+        let mode = if x2apic { "x2apic" } else { "xapic" };
+        for (key, count) in boot.counts {
+            let key = match key.strip_suffix("/native/static") {
+                Some(op) if !x2apic => format!("{op}/native/static-{mode}"),
+                _ => key,
+            };
+            // The xAPIC boot adds only what differs by APIC mode.
+            if x2apic || key.contains("xapic") {
+                table.counts.insert(key, count);
+            }
+        }
+        if x2apic {
+            table
+                .skipped
+                .extend(boot.skipped.iter().map(|s| format!("qemu-kvm: {s}")));
+        }
+    }
+    for personality in SIM_PERSONALITIES {
+        let boot = sim_boot(kernel, personality)?;
+        let own = format!("/{}/runtime", boot.backend);
+        for (key, count) in boot.counts {
+            if key.ends_with(&own) {
+                table.counts.insert(key, count);
+            }
+        }
+        table.skipped.extend(
+            boot.skipped
+                .iter()
+                .filter(|s| s.contains(&own))
+                .map(|s| format!("pvi-sim: {s}")),
+        );
+    }
+    Ok(table)
+}
+
+fn read_boot(
+    boot: &Boot,
+    label: &str,
+    vmm: &'static str,
+    helper: &dyn Fn(u32) -> Result<Option<std::process::Child>, String>,
+) -> Result<ExitBoot, String> {
+    let log = format!("target/bench/exits-{label}.log");
+    match boot.captured_beside(Path::new(&log), Duration::from_secs(900), helper) {
+        Ok((Some(EXIT_SUCCESS), serial, _)) => {
+            let parsed = parse(vmm, &serial);
+            if parsed.counts.is_empty() {
+                return Err(format!("the exits boot {label} counted nothing; see {log}"));
+            }
+            Ok(parsed)
+        }
+        Ok((code, _, _)) => Err(format!(
+            "the exits boot {label} ended with {code:?}; see {log}"
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// The kernel under QEMU+KVM with 4 vCPUs, guest RAM in a shared file
+/// and pvi-exit-counter beside QEMU.
+fn qemu_boot(kernel: &Path, counter: &Path, x2apic: bool) -> Result<ExitBoot, String> {
+    let mode = if x2apic { "x2apic" } else { "xapic" };
+    println!("==> counting exits under QEMU+KVM ({mode})");
+    let ram = std::env::current_dir()
+        .map_err(|e| e.to_string())?
+        .join("target/bench/guest-ram");
+    let _ = std::fs::remove_file(&ram);
+    let backend = format!(
+        "memory-backend-file,id=ram,size=256M,mem-path={},share=on",
+        ram.display()
+    );
+    let vm_args = [
+        "-name",
+        "pvi,debug-threads=on",
+        "-object",
+        &backend,
+        "-machine",
+        "memory-backend=ram",
+    ];
+    let no_hypercalls = crate::probe::kvm_hypercalls_cached(kernel) != Some(true);
+    let cmdline = format!(
+        "exits exits.mailbox={MAILBOX}{}",
+        if no_hypercalls {
+            " bench.no-hypercalls"
+        } else {
+            ""
+        }
+    );
+    let boot = Boot {
+        kernel,
+        accel: Accel::Kvm,
+        smp: 4,
+        cpu_extra: if x2apic { "" } else { ",-x2apic" },
+        cmdline: &cmdline,
+        vm_args: &vm_args,
+    };
+    let helper = |pid: u32| {
+        std::process::Command::new(counter)
+            .args(["--qemu-pid", &pid.to_string(), "--mailbox", MAILBOX])
+            .arg("--memory")
+            .arg(&ram)
+            .spawn()
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", counter.display()))
+    };
+    let parsed = read_boot(&boot, &format!("qemu-kvm-{mode}"), "qemu-kvm", &helper);
+    let _ = std::fs::remove_file(&ram);
+    parsed
+}
+
+/// The kernel under pvi-sim presenting `personality`, with 4 vCPUs.
+fn sim_boot(kernel: &Path, personality: &'static str) -> Result<ExitBoot, String> {
+    println!("==> counting exits under pvi-sim ({personality})");
+    let cmdline = format!("exits exits.mailbox={MAILBOX}");
+    let boot = Boot {
+        kernel,
+        accel: Accel::Sim(personality),
+        smp: 4,
+        cpu_extra: "",
+        cmdline: &cmdline,
+        vm_args: &["--exit-mailbox", MAILBOX],
+    };
+    read_boot(&boot, &format!("sim-{personality}"), "pvi-sim", &|_| {
+        Ok(None)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_become_counts_and_reasons() {
+        let serial = "exits: per op, counted by the host (backend xen)\n\
+            exits key=clock_ns/xen/runtime all=0 io=0 mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm=0 most=0\n\
+            exits key=send_ipi/kvm/runtime skipped: served by a hypercall\n\
+            ....exits key=console_write/xen/runtime all=1 io=0 mmio=0 msr=0 cpuid=0 hypercall=1 to_vmm=1 most=2\n\
+            exits key=pit all=3 io=3 mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm=0 most=3\n";
+        let b = parse("pvi-sim", serial);
+        assert_eq!(b.backend, "xen");
+        assert_eq!(b.counts.len(), 3);
+        assert_eq!(b.counts["pit"].kinds, [3, 0, 0, 0, 0]);
+        assert_eq!(b.counts["console_write/xen/runtime"].most, 2);
+        assert_eq!(b.counts["console_write/xen/runtime"].to_vmm, 1);
+        assert_eq!(
+            b.skipped,
+            ["key=send_ipi/kvm/runtime skipped: served by a hypercall"]
+        );
+    }
+}
