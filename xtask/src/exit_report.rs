@@ -168,7 +168,9 @@ pub fn chart_groups(counted: &KernelBench, table: Option<&ExitTable>) -> Vec<Gro
             .counts
             .iter()
             .filter(|(k, _)| !k.contains('/') || k.starts_with("lapic_eoi/"))
-            .filter(|(k, _)| *k != "nothing")
+            // The TSC frequency's discovery (thousands of exits) would
+            // flatten the other bars; the table has it.
+            .filter(|(k, _)| *k != "nothing" && *k != "tsc_discovery")
             .map(|(k, c)| Bar {
                 label: k.clone(),
                 value: c.all as f64,
