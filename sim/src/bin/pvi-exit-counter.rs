@@ -86,12 +86,13 @@ fn run(args: &Args) -> Result<(), String> {
     else {
         return Err("--qemu-pid, --memory and --mailbox are needed".into());
     };
+    // QEMU creates guest RAM before its vCPU threads.
+    let tid = boot_vcpu_thread(pid)?;
     let ram = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(memory)
         .map_err(|e| format!("{}: {e}", memory.display()))?;
-    let tid = boot_vcpu_thread(pid)?;
     let counters = Tracepoints::open(tid)?;
     let alive = || Path::new(&format!("/proc/{pid}")).exists();
     let reading = || exit_counting::reading(counters.read(), 0, 0);
