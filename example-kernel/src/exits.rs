@@ -2,7 +2,8 @@
 //! than timed, for `cargo xtask bench` to collect:
 //!
 //! ```text
-//! exits key=clock_ns/xen/runtime all=0 io=0 mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm=0 most=0
+//! exits key=clock_ns/xen/runtime all=0 io=0 mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=0
+//! exits served key=clock_ns/xen/runtime step=1
 //! ```
 //!
 //! The host (pvi-sim's `--exit-mailbox`, or `pvi-exit-counter` beside
@@ -14,13 +15,15 @@
 //! |--------|---------------------------------------------------------|
 //! | 0      | request number, written by the guest                    |
 //! | 8      | answered request number, written by the host last       |
-//! | 16..72 | the boot vCPU's exits so far: all; port I/O, MMIO, MSR, CPUID and hypercall; how many of them the VMM completed in user space |
+//! | 16..80 | the boot vCPU's exits so far: all; port I/O, MMIO, MSR, CPUID and hypercall; how many of them the VMM completed in user space; and the paravirtual EOIs KVM saw completed without one |
 //!
 //! The guest waits for an answer by reading memory, which exits to no one,
 //! so a reading falls exactly between two of its instructions and the
 //! difference of two readings is what the code between them cost. Each
 //! figure is the fewest exits over [`REPEATS`] single calls (an interrupt
-//! arriving in between is not the op's); `most` shows the most.
+//! arriving in between is not the op's); `most` shows the most. After a
+//! backend's op, a `served` line names the step of its chain that served
+//! it last (`native` once every paravirtual step was withdrawn).
 
 use crate::bench::CompiledNative;
 use crate::console::Console;
@@ -35,7 +38,7 @@ use pvi_sdk::types::{ApicId, CpuSet, Nanos, Vector};
 use pvi_sdk::{NativeRoutines, PvOps};
 
 /// Counters a reading carries.
-const COUNTERS: usize = 7;
+const COUNTERS: usize = 8;
 /// What the handler's record holds before it counted an interrupt.
 const UNKNOWN: u64 = u64::MAX;
 /// Single calls per figure, the fewest exits kept.
@@ -61,7 +64,7 @@ fn reading() -> Option<[u64; COUNTERS]> {
         return None;
     }
     let number = REQUEST.fetch_add(1, SeqCst) + 1;
-    // SAFETY: `run` checked that the mailbox's 72 bytes are free RAM the
+    // SAFETY: `run` checked that the mailbox's 80 bytes are free RAM the
     // boot code identity-maps; the host writes only its answer words.
     unsafe { base.write_volatile(number) };
     let start = rdtsc();
@@ -105,11 +108,27 @@ fn fewer(a: Option<[u64; COUNTERS]>, b: [u64; COUNTERS]) -> [u64; COUNTERS] {
 fn report(key: core::fmt::Arguments, counts: [u64; COUNTERS], most: u64) {
     let mut out = Console;
     let _ = write!(out, "exits key={key} all={}", counts[0]);
-    let kinds = ["io", "mmio", "msr", "cpuid", "hypercall", "to_vmm"];
+    let kinds = [
+        "io",
+        "mmio",
+        "msr",
+        "cpuid",
+        "hypercall",
+        "to_vmm",
+        "pv_eoi",
+    ];
     for (name, n) in kinds.iter().zip(&counts[1..]) {
         let _ = write!(out, " {name}={n}");
     }
     let _ = writeln!(out, " most={most}");
+}
+
+/// Which step of its chain served the op just counted (`None`: native).
+fn report_served(key: core::fmt::Arguments, step: Option<usize>) {
+    let _ = match step {
+        Some(step) => writeln!(Console, "exits served key={key} step={step}"),
+        None => writeln!(Console, "exits served key={key} step=native"),
+    };
 }
 
 /// The fewest exits of [`REPEATS`] single calls of `f`, reported under
@@ -154,6 +173,7 @@ fn every_op<O: PvOps>(
     form: &str,
     machine: &Machine,
     skip: &dyn Fn(Op) -> Option<&'static str>,
+    served: Option<&dyn Fn(Op) -> Option<usize>>,
 ) {
     let (targets, other) = others(machine);
     let far = || Nanos(ops.clock_ns().0 + 60_000_000_000);
@@ -163,7 +183,12 @@ fn every_op<O: PvOps>(
             Some(why) => {
                 let _ = writeln!(Console, "exits key={label}/{name}/{form} skipped: {why}");
             }
-            None => count(format_args!("{label}/{name}/{form}"), f),
+            None => {
+                count(format_args!("{label}/{name}/{form}"), f);
+                if let Some(served) = served {
+                    report_served(format_args!("{label}/{name}/{form}"), served(op));
+                }
+            }
         }
     };
     run(Op::IrqDisable, &mut || ops.irq_disable());
@@ -352,7 +377,7 @@ pub fn run(selection: &Selection, machine: &Machine, info: &crate::start_info::S
         .find_map(|w| w.strip_prefix("exits.mailbox=0x"))
         .and_then(|hex| u64::from_str_radix(hex, 16).ok());
     match mailbox {
-        Some(at) if at % 8 == 0 && info.free_ram(at..at + 72) => MAILBOX.store(at, SeqCst),
+        Some(at) if at % 8 == 0 && info.free_ram(at..at + 80) => MAILBOX.store(at, SeqCst),
         _ => {
             let _ = writeln!(
                 Console,
@@ -377,11 +402,20 @@ pub fn run(selection: &Selection, machine: &Machine, info: &crate::start_info::S
         (no_hypercalls && by_hypercall)
             .then_some("served by a hypercall, and hypercalls do not return on this host")
     };
-    every_op(ops, name, "runtime", machine, &skip);
-    every_op(&CompiledNative, "native", "static", machine, &|_| None);
+    let served = |op: Op| selection.serving(op).map(|(step, _)| step);
+    every_op(ops, name, "runtime", machine, &skip, Some(&served));
+    every_op(
+        &CompiledNative,
+        "native",
+        "static",
+        machine,
+        &|_| None,
+        None,
+    );
     ops.irq_disable();
     emulated_clocks(machine);
     eoi(name);
+    report_served(format_args!("eoi/{name}/runtime"), served(Op::Eoi));
     let _ = writeln!(Console, "exits: done");
     crate::exit::success()
 }

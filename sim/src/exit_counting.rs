@@ -22,15 +22,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The kinds, in the mailbox's order after the total, with the KVM
-/// tracepoint that counts each; the last, `kvm_userspace_exit`, counts
-/// the exits among them that KVM handed to the VMM in user space.
-pub const TRACEPOINTS: [&str; 6] = [
+/// tracepoint that counts each; then `kvm_userspace_exit`, the exits among
+/// them that KVM handed to the VMM in user space, and `kvm_pv_eoi`, the
+/// paravirtual EOIs KVM saw the guest complete without an exit (it fires
+/// when KVM finds the flag it set cleared).
+pub const TRACEPOINTS: [&str; 7] = [
     "kvm_pio",
     "kvm_mmio",
     "kvm_msr",
     "kvm_cpuid",
     "kvm_hypercall",
     "kvm_userspace_exit",
+    "kvm_pv_eoi",
 ];
 
 /// Each tracepoint's filter: `kvm_mmio` fires twice for a read the VMM
@@ -38,21 +41,22 @@ pub const TRACEPOINTS: [&str; 6] = [
 /// over, then the read itself), so the first is left out; a return to
 /// user space for a signal (`KVM_EXIT_INTR`, 10) is the host's, not an
 /// exit of the guest's.
-const FILTERS: [Option<&str>; 6] = [
+const FILTERS: [Option<&str>; 7] = [
     None,
     Some("type != 0"),
     None,
     None,
     None,
     Some("reason != 10"),
+    None,
 ];
 
 /// `PERF_EVENT_IOC_SET_FILTER`: `_IOW('$', 6, char *)`.
 const PERF_EVENT_IOC_SET_FILTER: libc::c_ulong = 0x4008_2406;
 
-/// Counters in a reading: the total, one per kind, and how many of them
-/// the VMM completed in user space.
-pub const COUNTERS: usize = 7;
+/// Counters in a reading: the total, one per kind, how many of them the
+/// VMM completed in user space, and exit-free paravirtual EOIs.
+pub const COUNTERS: usize = 8;
 
 /// Where tracefs is mounted, mounting it at `/sys/kernel/tracing` if no
 /// mount shows KVM's events (which needs root).
@@ -168,7 +172,7 @@ impl Tracepoints {
     }
 
     /// Each tracepoint's count so far, in [`TRACEPOINTS`]' order.
-    pub fn read(&self) -> [u64; 6] {
+    pub fn read(&self) -> [u64; 7] {
         core::array::from_fn(|i| {
             let mut value = [0u8; 8];
             match std::io::Read::read(&mut &self.counters[i], &mut value) {
@@ -179,12 +183,12 @@ impl Tracepoints {
     }
 }
 
-/// A reading for the mailbox: the total, each kind, and those completed
-/// in user space; `port_hypercalls` of the port accesses were hypercalls
+/// A reading for the mailbox: the total, each kind, those completed in
+/// user space, and exit-free paravirtual EOIs; `port_hypercalls` of the port accesses were hypercalls
 /// (pvi-sim's hypercall port, the VMware backdoor) and `user_msrs` MSR
 /// accesses went to the VMM, which KVM's `kvm_msr` does not count.
-pub fn reading(counts: [u64; 6], port_hypercalls: u64, user_msrs: u64) -> [u64; COUNTERS] {
-    let [pio, mmio, msr, cpuid, hypercall, to_vmm] = counts;
+pub fn reading(counts: [u64; 7], port_hypercalls: u64, user_msrs: u64) -> [u64; COUNTERS] {
+    let [pio, mmio, msr, cpuid, hypercall, to_vmm, pv_eoi] = counts;
     let kinds = [
         pio.saturating_sub(port_hypercalls),
         mmio,
@@ -196,6 +200,7 @@ pub fn reading(counts: [u64; 6], port_hypercalls: u64, user_msrs: u64) -> [u64; 
     all[0] = kinds.iter().sum();
     all[1..6].copy_from_slice(&kinds);
     all[6] = to_vmm;
+    all[7] = pv_eoi;
     all
 }
 
@@ -249,8 +254,8 @@ mod tests {
 
     #[test]
     fn port_hypercalls_and_user_msrs_move_between_kinds() {
-        let r = reading([5, 1, 2, 3, 0, 7], 4, 2);
-        assert_eq!(r, [13, 1, 1, 4, 3, 4, 7]);
+        let r = reading([5, 1, 2, 3, 0, 7, 9], 4, 2);
+        assert_eq!(r, [13, 1, 1, 4, 3, 4, 7, 9]);
     }
 
     #[test]
@@ -258,12 +263,12 @@ mod tests {
         let words = Words(RefCell::new(HashMap::new()));
         words.write(0x1000, 7);
         let rounds = std::cell::Cell::new(0);
-        serve(&words, 0x1000, &|| [1, 2, 3, 4, 5, 6, 7], &|| {
+        serve(&words, 0x1000, &|| [1, 2, 3, 4, 5, 6, 7, 8], &|| {
             rounds.set(rounds.get() + 1);
             rounds.get() > 2
         });
         assert_eq!(words.read(0x1008), Some(7));
         assert_eq!(words.read(0x1010), Some(1));
-        assert_eq!(words.read(0x1010 + 48), Some(7));
+        assert_eq!(words.read(0x1010 + 56), Some(8));
     }
 }

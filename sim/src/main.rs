@@ -174,7 +174,7 @@ fn run(args: &Args) -> Result<u8, String> {
         xen,
         kicks: kick::Kicks::new(u32::from(args.cpus))?,
     };
-    if let Some(at) = args.exit_mailbox.filter(|&at| at % 8 != 0 || at + 72 > ram) {
+    if let Some(at) = args.exit_mailbox.filter(|&at| at % 8 != 0 || at + 80 > ram) {
         return Err(format!(
             "--exit-mailbox {at:#x} must be 8-byte aligned and within the guest's {} MiB",
             args.memory_mib

@@ -117,8 +117,10 @@ fn exits_json(table: &crate::exit_bench::ExitTable) -> serde_json::Value {
         let mut entry = serde_json::json!({
             "all": c.all,
             "to_user_space": c.to_vmm,
+            "pv_eoi_without_exit": c.pv_eoi,
             "most": c.most,
             "vmm": c.vmm,
+            "served_by_step": c.served,
         });
         for (kind, n) in crate::exit_bench::KINDS.iter().zip(c.kinds) {
             entry[*kind] = n.into();

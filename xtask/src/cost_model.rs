@@ -110,8 +110,10 @@ mod tests {
             all,
             kinds: [all, 0, 0, 0, 0],
             to_vmm,
+            pv_eoi: 0,
             most: all,
             vmm: "test",
+            served: None,
         }
     }
 

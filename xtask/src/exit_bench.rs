@@ -28,6 +28,12 @@ pub struct ExitCount {
     pub kinds: [u64; 5],
     /// How many of `all` the VMM completed in user space.
     pub to_vmm: u64,
+    /// Paravirtual EOIs KVM saw completed without an exit.
+    pub pv_eoi: u64,
+    /// The step of the backend's chain that served the op (`native` when
+    /// every paravirtual step was withdrawn); `None` for the native
+    /// lowering and the hardware.
+    pub served: Option<String>,
     /// The most exits of all kinds one call took.
     pub most: u64,
     /// The VMM that counted: `pvi-sim` or `qemu-kvm`.
@@ -77,11 +83,21 @@ pub fn parse(vmm: &'static str, serial: &str) -> ExitBoot {
         let Some(key) = field(line, "key") else {
             continue;
         };
+        if line.starts_with("exits served ") {
+            if let (Some(c), Some(step)) = (boot.counts.get_mut(key), field(line, "step")) {
+                c.served = Some(step.to_string());
+            }
+            continue;
+        }
         let number = |k: &str| field(line, k).and_then(|v| v.parse::<u64>().ok());
         let kinds: Option<Vec<u64>> = KINDS.iter().map(|k| number(k)).collect();
-        if let (Some(all), Some(kinds), Some(to_vmm), Some(most)) =
-            (number("all"), kinds, number("to_vmm"), number("most"))
-        {
+        if let (Some(all), Some(kinds), Some(to_vmm), Some(pv_eoi), Some(most)) = (
+            number("all"),
+            kinds,
+            number("to_vmm"),
+            number("pv_eoi"),
+            number("most"),
+        ) {
             let kinds = [kinds[0], kinds[1], kinds[2], kinds[3], kinds[4]];
             boot.counts.insert(
                 key.to_string(),
@@ -89,8 +105,10 @@ pub fn parse(vmm: &'static str, serial: &str) -> ExitBoot {
                     all,
                     kinds,
                     to_vmm,
+                    pv_eoi,
                     most,
                     vmm,
+                    served: None,
                 },
             );
         }
@@ -274,16 +292,27 @@ mod tests {
     #[test]
     fn lines_become_counts_and_reasons() {
         let serial = "exits: per op, counted by the host (backend xen)\n\
-            exits key=clock_ns/xen/runtime all=0 io=0 mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm=0 most=0\n\
+            exits key=clock_ns/xen/runtime all=0 io=0 mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=0\n\
+            exits served key=clock_ns/xen/runtime step=1\n\
             exits key=send_ipi/kvm/runtime skipped: served by a hypercall\n\
-            ....exits key=console_write/xen/runtime all=1 io=0 mmio=0 msr=0 cpuid=0 hypercall=1 to_vmm=1 most=2\n\
-            exits key=pit all=3 io=3 mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm=0 most=3\n";
+            ....exits key=console_write/xen/runtime all=1 io=0 mmio=0 msr=0 cpuid=0 hypercall=1 to_vmm=1 pv_eoi=0 most=2\n\
+            exits served key=console_write/xen/runtime step=native\n\
+            exits key=pit all=3 io=3 mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=3\n";
         let b = parse("pvi-sim", serial);
         assert_eq!(b.backend, "xen");
         assert_eq!(b.counts.len(), 3);
         assert_eq!(b.counts["pit"].kinds, [3, 0, 0, 0, 0]);
         assert_eq!(b.counts["console_write/xen/runtime"].most, 2);
         assert_eq!(b.counts["console_write/xen/runtime"].to_vmm, 1);
+        assert_eq!(
+            b.counts["clock_ns/xen/runtime"].served.as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            b.counts["console_write/xen/runtime"].served.as_deref(),
+            Some("native")
+        );
+        assert_eq!(b.counts["pit"].served, None);
         assert_eq!(
             b.skipped,
             ["key=send_ipi/kvm/runtime skipped: served by a hypercall"]

@@ -66,17 +66,18 @@ pub fn exits_markdown(table: &ExitTable, assessment: &Assessment) -> String {
     let mut md = String::from(
         "\n## VM exits per call, counted by the host\n\n\
          The fewest over the guest's repeats of one call, by kind; `most` is the most one call took.\n\n\
-         | key | exits | io | mmio | msr | cpuid | hypercall | completed in user space | most | counted by |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         | key | exits | io | mmio | msr | cpuid | hypercall | completed in user space | most | served by step | counted by |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (key, c) in &table.counts {
         let kinds: Vec<String> = c.kinds.iter().map(u64::to_string).collect();
         md.push_str(&format!(
-            "| `{key}` | {} | {} | {} | {} | {} |\n",
+            "| `{key}` | {} | {} | {} | {} | {} | {} |\n",
             c.all,
             kinds.join(" | "),
             c.to_vmm,
             c.most,
+            c.served.as_deref().unwrap_or("—"),
             c.vmm
         ));
     }
