@@ -314,6 +314,7 @@ fn run() -> Result<(), String> {
         },
         "boots": boots_json,
         "machine": machine(),
+        "run": run_name(),
         "idl_lines": lines,
         "codegen_ms": gen[0],
         "check_ms": check[0],
@@ -326,6 +327,7 @@ fn run() -> Result<(), String> {
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
     std::fs::write("target/bench/report.json", json + "\n").map_err(|e| e.to_string())?;
     let mut md = String::from("# pvi benchmark report\n\n");
+    md.push_str(&format!("Run: {}\n\n", run_name()));
     md.push_str(&format!("Machine: {}\n\n", machine()));
     md.push_str("| measure | value |\n|---|---|\n");
     md.push_str(&format!(
@@ -468,6 +470,32 @@ fn run() -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// When and from which commit this run was made, so that a figure quoted
+/// elsewhere names its run: `2026-12-06, commit 10db7f1` (`+ changes`
+/// when the tree differs from it).
+fn run_name() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let date = Command::new("date")
+        .arg("+%F")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let changed =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    format!(
+        "{date}, commit {commit}{}",
+        if changed { " + changes" } else { "" }
+    )
 }
 
 /// The CPU and core count, for the report.
