@@ -73,9 +73,14 @@ fn verdict(holds: bool) -> &'static str {
     }
 }
 
-/// Check the claims against one run's exit table and counting boot.
+/// Check the claims against one run's exit table and counting boot, as
+/// `idl/` maps the ops.
 pub fn assess(table: &ExitTable, counted: &KernelBench) -> Result<Assessment, String> {
-    let model = load_model()?;
+    Ok(assess_with(&load_model()?, table, counted))
+}
+
+/// [`assess`] against `model`.
+fn assess_with(model: &Model, table: &ExitTable, counted: &KernelBench) -> Assessment {
     let mut claims = Vec::new();
     let mut ratios = serde_json::Map::new();
     let mut models = Vec::new();
@@ -114,7 +119,7 @@ pub fn assess(table: &ExitTable, counted: &KernelBench) -> Result<Assessment, St
     };
     let mut pv_max: Option<u64> = None;
     let mut speedup_min: Option<f64> = None;
-    for (hv, first) in mapping(&model, "clock_ns") {
+    for (hv, first) in mapping(model, "clock_ns") {
         let Mechanism::Shared { structure, .. } = first else {
             continue;
         };
@@ -166,12 +171,12 @@ pub fn assess(table: &ExitTable, counted: &KernelBench) -> Result<Assessment, St
     }
     ratios.insert("clock_pv_exits".into(), pv_max.into());
     ratios.insert("model_clock_speedup".into(), speedup_min.into());
-    lapic_claims(&model, table, &mut claims, &not_measured);
-    Ok(Assessment {
+    lapic_claims(model, table, &mut claims, &not_measured);
+    Assessment {
         claims,
         ratios,
         models,
-    })
+    }
 }
 
 /// End of interrupt and IPIs, paravirtual against the local APIC's.
@@ -225,5 +230,116 @@ fn lapic_claims(
             )),
             _ => claims.push(format!("{hv} send_ipi: {}", not_measured(&key))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit_bench::parse;
+
+    fn model() -> Model {
+        let idl = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../idl");
+        let (_, model) = pvi_codegen::check_paths(&[idl]).unwrap();
+        model.unwrap()
+    }
+
+    /// Exit lines as the kernel prints them: `key all to_vmm pv_eoi
+    /// served`.
+    fn table(rows: &[(&str, u64, u64, &str)]) -> ExitTable {
+        let mut serial = String::new();
+        for (key, all, to_vmm, served) in rows {
+            serial.push_str(&format!(
+                "exits key={key} all={all} io={all} mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm={to_vmm} pv_eoi=0 most={all}\n"
+            ));
+            if !served.is_empty() {
+                serial.push_str(&format!("exits served key={key} step={served}\n"));
+            }
+        }
+        ExitTable {
+            counts: parse("test", &serial).counts,
+            skipped: vec!["qemu-kvm: key=clock_ns/kvm/runtime skipped: because".into()],
+        }
+    }
+
+    fn counted() -> KernelBench {
+        crate::kernel_bench::parse(
+            "tcg-icount",
+            "bench clock=backend name=native ticks=38.00\n\
+             bench clock=tsc ticks=39.01\n\
+             bench clock=pvclock-record ticks=65.01\n\
+             bench clock=reftsc-record ticks=32.01\n\
+             bench clock=hpet ticks=2.00\n\
+             bench clock=pm_timer ticks=3.01\n\
+             bench clock=pit ticks=12.01\n",
+        )
+    }
+
+    #[test]
+    fn claims_follow_the_idl_and_say_what_was_not_measured() {
+        let t = table(&[
+            ("clock_ns/xen/runtime", 0, 0, "1"),
+            ("clock_ns/hyperv/runtime", 1, 1, "1"),
+            ("hpet", 1, 1, ""),
+            ("pm_timer", 1, 1, ""),
+            ("pit", 3, 0, ""),
+            ("lapic_eoi/x2apic", 1, 0, ""),
+            ("eoi/kvm/runtime", 1, 0, "1"),
+            ("eoi/hyperv/runtime", 0, 0, "native"),
+            ("send_ipi/native/static", 3, 0, ""),
+            ("send_ipi/hyperv/runtime", 1, 1, "1"),
+            ("send_ipi/kvm/runtime", 3, 0, "native"),
+        ]);
+        let a = assess_with(&model(), &t, &counted());
+        let has = |text: &str| a.claims.iter().any(|c| c.contains(text));
+        assert!(
+            has("holds: xen clock_ns (shared vcpu_time_info): 0 exits"),
+            "{:#?}",
+            a.claims
+        );
+        assert!(has(
+            "does not hold: hyperv clock_ns (shared ms_hyperv_tsc_page): 1 exits"
+        ));
+        assert!(has("kvm clock_ns (shared pvclock_vcpu_time_info): not measured here (qemu-kvm: key=clock_ns/kvm/runtime skipped: because)"));
+        assert!(
+            !a.claims.iter().any(|c| c.contains("vmware clock_ns")),
+            "VMware maps no clock"
+        );
+        assert!(has("holds: emulated clock pit: 3 exits"));
+        assert!(has(
+            "does not hold: kvm eoi with nothing else pending, by shared: 1 exits"
+        ));
+        assert!(has(
+            "hyperv eoi: not measured here (every paravirtual step was withdrawn"
+        ));
+        assert!(has(
+            "holds: hyperv send_ipi to 3 CPUs, by hypercall: 1 exits against 3"
+        ));
+        assert!(has(
+            "kvm send_ipi: not measured here (its hypercall step was withdrawn"
+        ));
+        assert_eq!(a.ratios["clock_pv_exits"], 1);
+        assert_eq!(a.ratios["clock_hw_exits_min"], 1);
+    }
+
+    #[test]
+    fn the_model_uses_the_record_read_and_the_cheapest_emulated_clock() {
+        let t = table(&[
+            ("clock_ns/xen/runtime", 0, 0, "1"),
+            ("hpet", 1, 1, ""),
+            ("pm_timer", 1, 1, ""),
+            ("pit", 3, 0, ""),
+        ]);
+        let a = assess_with(&model(), &t, &counted());
+        // The dispatch (38) costs no more than the direct call (39).
+        let pit = 12.01 + 3.0 * cost_model::IN_KERNEL_EXIT_CYCLES;
+        let speedup = a.ratios["model_clock_speedup"].as_f64().unwrap();
+        assert!((speedup - pit / 65.01).abs() < 1e-9, "{speedup}");
+        assert_eq!(a.models.len(), 1);
+        assert_eq!(a.models[0]["cheapest_hardware"]["what"], "pit");
+        assert!(a
+            .claims
+            .iter()
+            .any(|c| c.starts_with("holds: xen clock model speed-up 70.7×")));
     }
 }
