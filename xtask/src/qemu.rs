@@ -92,10 +92,20 @@ pub fn provision() -> Result<(), String> {
         return Err("qemu-system-x86_64 is missing: install QEMU (Debian/Ubuntu: `sudo apt-get install qemu-system-x86`)".into());
     }
     println!("xtask: installing QEMU (apt-get install qemu-system-x86)");
-    let ok = Command::new("apt-get")
+    let updated = Command::new("apt-get")
         .args(["update", "-qq"])
         .status()
-        .is_ok_and(|s| s.success())
+        .is_ok_and(|s| s.success());
+    // Say what the install takes away before it does (Debian's QEMU can
+    // replace a newer qemu-utils the machine had).
+    let removals = apt_removals("qemu-system-x86");
+    if !removals.is_empty() {
+        println!(
+            "xtask: installing qemu-system-x86 also removes: {} (apt-get -s install says so)",
+            removals.join(", ")
+        );
+    }
+    let ok = updated
         && Command::new("apt-get")
             .args(["install", "-y", "-qq", "qemu-system-x86"])
             .env("DEBIAN_FRONTEND", "noninteractive")
@@ -106,6 +116,28 @@ pub fn provision() -> Result<(), String> {
     } else {
         Err("apt-get could not install qemu-system-x86".into())
     }
+}
+
+/// The packages `apt-get install package` would remove, from a simulated
+/// run (`apt-get -s`: its `Remv NAME [VERSION]` lines).
+fn apt_removals(package: &str) -> Vec<String> {
+    let out = Command::new("apt-get")
+        .args(["-s", "install", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    removals_in(&text)
+}
+
+/// `Remv` lines of `apt-get -s` output, as `name version`.
+fn removals_in(simulation: &str) -> Vec<String> {
+    simulation
+        .lines()
+        .filter_map(|l| l.strip_prefix("Remv "))
+        .map(|rest| rest.replace(['[', ']'], ""))
+        .collect()
 }
 
 /// Build the example kernel; returns the ELF's path.
@@ -345,5 +377,19 @@ impl Boot<'_> {
             }
         }
         Ok((code, output, elapsed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::removals_in;
+
+    #[test]
+    fn removals_are_read_from_the_simulation() {
+        let sim = "Inst qemu-system-x86 (1:7.2+dfsg-7+deb12u18 Debian:12)\n\
+                   Remv qemu-utils [1:8.2.2+ds-0ubuntu1]\n\
+                   Conf qemu-system-x86 (1:7.2+dfsg-7+deb12u18 Debian:12)\n";
+        assert_eq!(removals_in(sim), ["qemu-utils 1:8.2.2+ds-0ubuntu1"]);
+        assert!(removals_in("Inst a (1)\n").is_empty());
     }
 }
