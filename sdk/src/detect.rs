@@ -3,7 +3,7 @@
 //! found. Pure logic over [`Cpu`], so that every case runs on the host.
 //!
 //! Rules, in order:
-//! 1. CPUID.1:ECX[31] says a hypervisor is present. Without it the
+//! 1. CPUID.1:ECX\[31\] says a hypervisor is present. Without it the
 //!    0x4000_0000 leaves are not scanned: on bare metal they return
 //!    unrelated data.
 //! 2. Every base from 0x4000_0000 to 0x4000_FF00 in steps of 0x100 is read.
@@ -138,7 +138,7 @@ impl Choice {
 /// What detection saw and decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Detection {
-    /// CPUID.1:ECX[31].
+    /// CPUID.1:ECX\[31\].
     pub hypervisor_bit: bool,
     found: [Option<Found>; MAX_FOUND],
     /// Signatures beyond [`MAX_FOUND`], and unprintable ones, not kept.

@@ -2,7 +2,7 @@
 //! hypervisor under it, whichever it is.
 //!
 //! [`generated`] is produced from the IDL in `idl/` by `cargo xtask codegen`:
-//! the [`PvOps`](generated::ops::PvOps) trait, the types, and one module per
+//! the [`PvOps`] trait, the types, and one module per
 //! hypervisor ABI with its constants under their upstream names and its
 //! hypercall stubs.
 

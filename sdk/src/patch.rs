@@ -11,7 +11,7 @@
 //! `__pvi_sites_start` and `__pvi_sites_end`), and its text must be
 //! writable while [`apply`] runs.
 
-/// One recorded call site (24 bytes, as [`__pvi_patchable_site`] lays it
+/// One recorded call site (24 bytes, as [`__pvi_patchable_site`](crate::__pvi_patchable_site) lays it
 /// out).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

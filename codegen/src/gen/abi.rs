@@ -41,7 +41,15 @@ pub fn module(model: &Model) -> String {
         })
         .collect();
     let hypervisor_list = hypervisor_list(model);
-    let interface_doc = docs(&model.interface.meta.docs.lines);
+    let interface_lines: Vec<String> = model
+        .interface
+        .meta
+        .docs
+        .lines
+        .iter()
+        .map(|l| super::names::rustdoc_prose(l))
+        .collect();
+    let interface_doc = docs(&interface_lines);
     let interface_name = &model.interface.name.name;
     let (base_major, base_minor) = model.baseline();
     let (base_major, base_minor) = (base_major as u16, base_minor as u16);

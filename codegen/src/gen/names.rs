@@ -159,6 +159,24 @@ pub fn from_register(model: &Model, ty: &TypeRef, raw: &Ident) -> TokenStream {
     }
 }
 
+/// An IDL doc line as rustdoc prose: square brackets outside code spans
+/// escaped, so that upstream notation such as `EAX[31:16]` or
+/// `time[RUNSTATE_runnable]` reads as written instead of as a broken
+/// intra-doc link. (IDL docs carry no rustdoc links of their own.)
+pub fn rustdoc_prose(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut in_code = false;
+    for c in line.chars() {
+        match c {
+            '`' => in_code = !in_code,
+            '[' | ']' if !in_code => out.push('\\'),
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// `#[doc = …]` attributes, one per line.
 pub fn docs(lines: &[String]) -> TokenStream {
     let lines = lines.iter().map(|l| format!(" {l}"));
@@ -175,5 +193,16 @@ pub fn cfg(model: &Model, meta: &Meta) -> TokenStream {
     match model.gate(meta) {
         Some(feature) => quote!(#[cfg(feature = #feature)]),
         None => quote!(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn brackets_outside_code_are_escaped() {
+        assert_eq!(
+            super::rustdoc_prose("EAX[31:16] and `time[i]`"),
+            "EAX\\[31:16\\] and `time[i]`"
+        );
     }
 }

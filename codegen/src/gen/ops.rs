@@ -225,7 +225,10 @@ impl OpItems {
                 }
             }
         };
-        let ndoc = format!(" The native lowering of [`PvOps::{}`]: the default and the end of every fallback chain.", op.name.name);
+        let ndoc = format!(
+            " The native lowering of [`PvOps::{0}`](super::PvOps::{0}): the default and the end of every fallback chain.",
+            op.name.name
+        );
         let generics = if uses(resolved).is_empty() {
             quote!(<N: NativeRoutines>(#(#ps),*))
         } else {

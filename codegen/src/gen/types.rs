@@ -1,7 +1,7 @@
 //! `types.rs`: unit newtypes, flags, enums, shared structures, and the
 //! error types.
 
-use super::names::{camel, cfg, docs, ident, int_literal, rust_type};
+use super::names::{camel, cfg, docs, ident, int_literal, rust_type, rustdoc_prose};
 use super::{render, Piece};
 use crate::ast::*;
 use crate::model::{int_primitive, layout_of, Model};
@@ -65,7 +65,7 @@ pub fn version_notes(meta: &Meta, hv_display: Option<&str>) -> Vec<String> {
 
 /// Doc lines of an item followed by its version notes.
 pub fn item_docs(meta: &Meta, extra: &[String], hv_display: Option<&str>) -> TokenStream {
-    let mut lines = meta.docs.lines.clone();
+    let mut lines: Vec<String> = meta.docs.lines.iter().map(|l| rustdoc_prose(l)).collect();
     let notes: Vec<String> = extra
         .iter()
         .cloned()

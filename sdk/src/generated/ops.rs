@@ -283,19 +283,19 @@ pub mod needs {
 pub mod native {
     use super::super::types::*;
     use super::NativeRoutines;
-    /// The native lowering of [`PvOps::irq_disable`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::irq_disable`](super::PvOps::irq_disable): the default and the end of every fallback chain.
     #[inline(always)]
     pub fn irq_disable<N: NativeRoutines>() {
         // SAFETY: `cli` is the native lowering of `irq_disable` declared in idl/; it changes only the CPU state that op's documented meaning names.
         unsafe { core::arch::asm!("cli", options(nostack)) };
     }
-    /// The native lowering of [`PvOps::irq_enable`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::irq_enable`](super::PvOps::irq_enable): the default and the end of every fallback chain.
     #[inline(always)]
     pub fn irq_enable<N: NativeRoutines>() {
         // SAFETY: `sti` is the native lowering of `irq_enable` declared in idl/; it changes only the CPU state that op's documented meaning names.
         unsafe { core::arch::asm!("sti", options(nostack)) };
     }
-    /// The native lowering of [`PvOps::irq_save`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::irq_save`](super::PvOps::irq_save): the default and the end of every fallback chain.
     #[inline(always)]
     pub fn irq_save<N: NativeRoutines>() -> IrqFlags {
         let ret: u64;
@@ -303,52 +303,52 @@ pub mod native {
         unsafe { core::arch::asm!("pushfq", "pop {ret}", "cli", ret = out(reg) ret) };
         IrqFlags::from_bits_retain(ret)
     }
-    /// The native lowering of [`PvOps::irq_restore`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::irq_restore`](super::PvOps::irq_restore): the default and the end of every fallback chain.
     #[inline(always)]
     pub fn irq_restore<N: NativeRoutines>(flags: IrqFlags) {
         let flags: u64 = flags.bits();
         // SAFETY: `push {flags}; popfq` is the native lowering of `irq_restore` declared in idl/; it changes only the CPU state that op's documented meaning names.
         unsafe { core::arch::asm!("push {flags}", "popfq", flags = in (reg) flags) };
     }
-    /// The native lowering of [`PvOps::safe_halt`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::safe_halt`](super::PvOps::safe_halt): the default and the end of every fallback chain.
     #[inline]
     pub fn safe_halt<N: NativeRoutines>() {
         // SAFETY: `sti; hlt` is the native lowering of `safe_halt` declared in idl/; it changes only the CPU state that op's documented meaning names.
         unsafe { core::arch::asm!("sti", "hlt", options(nostack)) };
     }
-    /// The native lowering of [`PvOps::halt`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::halt`](super::PvOps::halt): the default and the end of every fallback chain.
     #[inline]
     pub fn halt<N: NativeRoutines>() {
         // SAFETY: `hlt` is the native lowering of `halt` declared in idl/; it changes only the CPU state that op's documented meaning names.
         unsafe { core::arch::asm!("hlt", options(nostack)) };
     }
-    /// The native lowering of [`PvOps::io_delay`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::io_delay`](super::PvOps::io_delay): the default and the end of every fallback chain.
     #[inline]
     pub fn io_delay<N: NativeRoutines>() {
         // SAFETY: `out 0x80, al` is the native lowering of `io_delay` declared in idl/; it changes only the CPU state that op's documented meaning names.
         unsafe { core::arch::asm!("out 0x80, al", options(nostack)) };
     }
-    /// The native lowering of [`PvOps::clock_ns`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::clock_ns`](super::PvOps::clock_ns): the default and the end of every fallback chain.
     #[inline]
     pub fn clock_ns<N: NativeRoutines>() -> Nanos {
         <N as NativeRoutines>::tsc_clock_ns()
     }
-    /// The native lowering of [`PvOps::tsc_hz`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::tsc_hz`](super::PvOps::tsc_hz): the default and the end of every fallback chain.
     #[inline]
     pub fn tsc_hz<N: NativeRoutines>() -> Hertz {
         <N as NativeRoutines>::tsc_hz_from_cpuid_or_pit()
     }
-    /// The native lowering of [`PvOps::wallclock`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::wallclock`](super::PvOps::wallclock): the default and the end of every fallback chain.
     #[inline]
     pub fn wallclock<N: NativeRoutines>() -> Nanos {
         <N as NativeRoutines>::cmos_wallclock()
     }
-    /// The native lowering of [`PvOps::steal_ns`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::steal_ns`](super::PvOps::steal_ns): the default and the end of every fallback chain.
     #[inline]
     pub fn steal_ns<N: NativeRoutines>() -> Nanos {
         <N as NativeRoutines>::no_steal()
     }
-    /// The native lowering of [`PvOps::timer_oneshot`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::timer_oneshot`](super::PvOps::timer_oneshot): the default and the end of every fallback chain.
     #[inline]
     pub fn timer_oneshot<N: NativeRoutines, P: super::PvOps + ?Sized>(
         ops: &P,
@@ -359,17 +359,17 @@ pub mod native {
             deadline,
         )
     }
-    /// The native lowering of [`PvOps::timer_cancel`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::timer_cancel`](super::PvOps::timer_cancel): the default and the end of every fallback chain.
     #[inline]
     pub fn timer_cancel<N: NativeRoutines>() {
         <N as NativeRoutines>::lapic_timer_cancel()
     }
-    /// The native lowering of [`PvOps::eoi`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::eoi`](super::PvOps::eoi): the default and the end of every fallback chain.
     #[inline]
     pub fn eoi<N: NativeRoutines>() {
         <N as NativeRoutines>::lapic_eoi()
     }
-    /// The native lowering of [`PvOps::send_ipi`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::send_ipi`](super::PvOps::send_ipi): the default and the end of every fallback chain.
     #[inline]
     pub fn send_ipi<N: NativeRoutines>(
         targets: CpuSet,
@@ -377,37 +377,37 @@ pub mod native {
     ) -> Result<(), PvError> {
         <N as NativeRoutines>::lapic_send_ipi(targets, vector)
     }
-    /// The native lowering of [`PvOps::kick_cpu`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::kick_cpu`](super::PvOps::kick_cpu): the default and the end of every fallback chain.
     #[inline]
     pub fn kick_cpu<N: NativeRoutines>(target: ApicId) {
         <N as NativeRoutines>::lapic_kick(target)
     }
-    /// The native lowering of [`PvOps::yield_to`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::yield_to`](super::PvOps::yield_to): the default and the end of every fallback chain.
     #[inline]
     pub fn yield_to<N: NativeRoutines>(target: ApicId) {
         <N as NativeRoutines>::spin_pause(target)
     }
-    /// The native lowering of [`PvOps::vcpu_is_preempted`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::vcpu_is_preempted`](super::PvOps::vcpu_is_preempted): the default and the end of every fallback chain.
     #[inline]
     pub fn vcpu_is_preempted<N: NativeRoutines>(cpu: ApicId) -> bool {
         <N as NativeRoutines>::never_preempted(cpu)
     }
-    /// The native lowering of [`PvOps::flush_tlb`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::flush_tlb`](super::PvOps::flush_tlb): the default and the end of every fallback chain.
     #[inline]
     pub fn flush_tlb<N: NativeRoutines>(targets: CpuSet) {
         <N as NativeRoutines>::ipi_flush_tlb(targets)
     }
-    /// The native lowering of [`PvOps::console_write`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::console_write`](super::PvOps::console_write): the default and the end of every fallback chain.
     #[inline]
     pub fn console_write<N: NativeRoutines>(data: &[u8]) {
         <N as NativeRoutines>::serial_write(data)
     }
-    /// The native lowering of [`PvOps::shutdown`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::shutdown`](super::PvOps::shutdown): the default and the end of every fallback chain.
     #[inline]
     pub fn shutdown<N: NativeRoutines>(reason: ShutdownReason) -> Result<(), PvError> {
         <N as NativeRoutines>::native_shutdown(reason)
     }
-    /// The native lowering of [`PvOps::panic_notify`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::panic_notify`](super::PvOps::panic_notify): the default and the end of every fallback chain.
     #[inline]
     pub fn panic_notify<N: NativeRoutines>() {
         <N as NativeRoutines>::pvpanic_port()

@@ -1056,7 +1056,7 @@ const _: () = assert!(core::mem::offset_of!(vcpu_register_vcpu_info, offset) == 
 const _: () = assert!(core::mem::offset_of!(vcpu_register_vcpu_info, rsvd) == 12);
 
 /// Time the vCPU spent in each RUNSTATE_*. Steal time is
-/// time[RUNSTATE_runnable] + time[RUNSTATE_offline] (Linux
+/// time\[RUNSTATE_runnable\] + time\[RUNSTATE_offline\] (Linux
 /// drivers/xen/time.c); a vCPU is preempted when state ==
 /// RUNSTATE_runnable.
 /// Source: Xen xen/include/public/vcpu.h (x86-64 layout).
@@ -1453,7 +1453,7 @@ const _: () = assert!(core::mem::offset_of!(xen_memory_map, nr_entries) == 0);
 const _: () = assert!(core::mem::offset_of!(xen_memory_map, buffer) == 8);
 
 /// The PV console ring, one page the guest and xenconsoled share:
-/// the guest writes bytes at out[out_prod % 2048] and advances
+/// the guest writes bytes at out\[out_prod % 2048\] and advances
 /// out_prod after them; xenconsoled advances out_cons as it reads.
 /// Indexes run free and wrap.
 /// Source: Xen xen/include/public/io/console.h (XENCONS_RING_IDX =

@@ -147,8 +147,8 @@ pub const PROBES: &[&str] = &[];
 /// CPUID leaf 0x40000000 (at base 0x40000000; read relative to the base where the hypervisor was found).
 /// Since Xen 3.0.3.
 pub const XEN_CPUID_FIRST_LEAF: u32 = 0x40000000;
-/// Leaf 2 (0x40000x01), XEN_CPUID_LEAF(1): EAX[31:16] = Xen major
-/// version, EAX[15:0] = minor version; EBX-EDX reserved (zero).
+/// Leaf 2 (0x40000x01), XEN_CPUID_LEAF(1): EAX\[31:16\] = Xen major
+/// version, EAX\[15:0\] = minor version; EBX-EDX reserved (zero).
 /// Source: Xen xen/include/public/arch-x86/cpuid.h.
 ///
 /// CPUID leaf 0x40000001 (at base 0x40000000; read relative to the base where the hypervisor was found).
@@ -518,13 +518,13 @@ pub const HVMOP_flush_tlbs: u32 = 5;
 ///
 /// Since Xen 4.6.
 pub const HVMOP_set_evtchn_upcall_vector: u32 = 23;
-/// HVM param: how event-channel notifications reach vCPU 0; value[63:56]
+/// HVM param: how event-channel notifications reach vCPU 0; value\[63:56\]
 /// is the HVM_PARAM_CALLBACK_TYPE_*, 0 disables.
 /// Source: Xen xen/include/public/hvm/params.h.
 ///
 /// Since Xen 3.0.3.
 pub const HVM_PARAM_CALLBACK_IRQ: u32 = 0;
-/// HVM_PARAM_CALLBACK_IRQ type (in value[63:56]): value[7:0] is a
+/// HVM_PARAM_CALLBACK_IRQ type (in value\[63:56\]): value\[7:0\] is a
 /// vector; check XENFEAT_hvm_callback_vector first.
 /// Source: Xen xen/include/public/hvm/params.h.
 pub const HVM_PARAM_CALLBACK_TYPE_VECTOR: u8 = 2;

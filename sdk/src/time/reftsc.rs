@@ -70,7 +70,7 @@ pub const fn to_nanos(ticks: u64) -> Nanos {
 /// 10 MHz, so `hz = 10^7 · 2^64 / scale`, rounded down.
 ///
 /// `None` for `scale == 0` and for a result outside
-/// [`tsc_freq::MIN_HZ`]`..=`[`tsc_freq::MAX_HZ`].
+/// [`MIN_HZ`](super::tsc_freq::MIN_HZ)`..=`[`MAX_HZ`](super::tsc_freq::MAX_HZ).
 pub fn tsc_hz(scale: u64) -> Option<Hertz> {
     if scale == 0 {
         return None;

@@ -2,7 +2,7 @@
 //! calibration against a timer of known frequency.
 //!
 //! Every function here returns `None` rather than a frequency outside
-//! [`MIN_HZ`]`..=`[`MAX_HZ`]: a zeroed, reserved or hostile CPUID leaf must
+//! [`MIN_HZ`](crate::time::tsc_freq::MIN_HZ)`..=`[`MAX_HZ`](crate::time::tsc_freq::MAX_HZ): a zeroed, reserved or hostile CPUID leaf must
 //! not become a clock rate that later divides by zero or makes time race.
 
 use crate::types::Hertz;

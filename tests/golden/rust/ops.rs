@@ -125,7 +125,7 @@ pub mod needs {
 pub mod native {
     use super::super::types::*;
     use super::NativeRoutines;
-    /// The native lowering of [`PvOps::save`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::save`](super::PvOps::save): the default and the end of every fallback chain.
     #[inline(always)]
     pub fn save<N: NativeRoutines>() -> Mode {
         let ret: u64;
@@ -133,14 +133,14 @@ pub mod native {
         unsafe { core::arch::asm!("pushfq", "pop {ret}", ret = out(reg) ret) };
         Mode::from_bits_retain(ret)
     }
-    /// The native lowering of [`PvOps::restore`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::restore`](super::PvOps::restore): the default and the end of every fallback chain.
     #[inline(always)]
     pub fn restore<N: NativeRoutines>(m: Mode) {
         let m: u64 = m.bits();
         // SAFETY: `push {m}; popfq` is the native lowering of `restore` declared in idl/; it changes only the CPU state that op's documented meaning names.
         unsafe { core::arch::asm!("push {m}", "popfq", m = in (reg) m) };
     }
-    /// The native lowering of [`PvOps::arm`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::arm`](super::PvOps::arm): the default and the end of every fallback chain.
     #[cfg(feature = "interface-1-1")]
     #[inline]
     pub fn arm<N: NativeRoutines, P: super::PvOps + ?Sized>(
@@ -149,17 +149,17 @@ pub mod native {
     ) -> Result<(), PvError> {
         <N as NativeRoutines>::arm_native(super::ArmNativeUses(ops), deadline)
     }
-    /// The native lowering of [`PvOps::stop`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::stop`](super::PvOps::stop): the default and the end of every fallback chain.
     #[inline]
     pub fn stop<N: NativeRoutines>(level: Level) {
         <N as NativeRoutines>::stop_native(level)
     }
-    /// The native lowering of [`PvOps::put`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::put`](super::PvOps::put): the default and the end of every fallback chain.
     #[inline]
     pub fn put<N: NativeRoutines>(data: &[u8]) {
         <N as NativeRoutines>::put_native(data)
     }
-    /// The native lowering of [`PvOps::now`]: the default and the end of every fallback chain.
+    /// The native lowering of [`PvOps::now`](super::PvOps::now): the default and the end of every fallback chain.
     #[inline]
     pub fn now<N: NativeRoutines>() -> Nanos {
         <N as NativeRoutines>::now_native()
