@@ -1,27 +1,39 @@
-//! Refuse to build bindings older than the IDL they are generated from.
+//! Refuse to build bindings that are not what `pvi gen` wrote from the IDL.
 //!
-//! `src/generated/mod.rs` records a hash of the IDL files it came from;
-//! inside the pvi repository (where `../idl` exists) this recomputes it, so
+//! `src/generated/mod.rs` records two fingerprints. The other generated
+//! files', checked wherever the crate builds (a packaged crate included),
+//! so that bindings edited by hand are caught. And the IDL files' it came
+//! from, checked inside the pvi repository (where `../idl` exists), so
 //! that editing the IDL and running `cargo build` says what to do instead
-//! of compiling stale bindings. Elsewhere it does nothing.
+//! of compiling stale bindings.
 
 use std::hash::Hasher;
 use std::path::Path;
 
 const PREFIX: &str = "// idl-sources: fnv64 ";
+const OUTPUT_PREFIX: &str = "// generated-sources: fnv64 ";
 
-fn main() {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let idl = manifest.join("../idl");
-    println!("cargo:rerun-if-changed=src/generated/mod.rs");
-    if !idl.is_dir() {
-        return;
+/// FNV-1a 64 over each file's name and bytes, in name order, each
+/// followed by a NUL (as pvi-codegen's `output_hash` and the IDL check).
+fn fingerprint(mut files: Vec<(String, Vec<u8>)>) -> String {
+    files.sort();
+    let mut h = fnv::FnvHasher::default();
+    for (name, bytes) in &files {
+        h.write(name.as_bytes());
+        h.write(&[0]);
+        h.write(bytes);
+        h.write(&[0]);
     }
-    println!("cargo:rerun-if-changed=../idl");
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&idl)
-        .expect("idl/ is readable")
+    format!("{:#018x}", h.finish())
+}
+
+/// The `.rs` files of `dir` but `mod.rs`, or the `.pvi` files, by name.
+fn files(dir: &Path, extension: &str) -> Vec<(String, Vec<u8>)> {
+    std::fs::read_dir(dir)
+        .expect("readable")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "pvi") && p.is_file())
+        .filter(|p| p.extension().is_some_and(|e| e == extension) && p.is_file())
+        .filter(|p| !p.ends_with("mod.rs"))
         .map(|p| {
             (
                 p.file_name()
@@ -31,18 +43,28 @@ fn main() {
                 std::fs::read(&p).unwrap_or_default(),
             )
         })
-        .collect();
-    files.sort();
-    let mut h = fnv::FnvHasher::default();
-    for (name, bytes) in &files {
-        h.write(name.as_bytes());
-        h.write(&[0]);
-        h.write(bytes);
-        h.write(&[0]);
+        .collect()
+}
+
+fn main() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let generated_dir = manifest.join("src/generated");
+    println!("cargo:rerun-if-changed=src/generated");
+    let generated = std::fs::read_to_string(generated_dir.join("mod.rs")).unwrap_or_default();
+    let recorded_output = generated
+        .lines()
+        .find_map(|l| l.strip_prefix(OUTPUT_PREFIX))
+        .unwrap_or("none");
+    let output = fingerprint(files(&generated_dir, "rs"));
+    if recorded_output != output {
+        panic!("src/generated is not what pvi gen wrote (its files' fingerprint is {output}, mod.rs records {recorded_output}): regenerate it from the IDL (`cargo xtask codegen` in the pvi repository) instead of editing it");
     }
-    let now = format!("{:#018x}", h.finish());
-    let generated =
-        std::fs::read_to_string(manifest.join("src/generated/mod.rs")).unwrap_or_default();
+    let idl = manifest.join("../idl");
+    if !idl.is_dir() {
+        return;
+    }
+    println!("cargo:rerun-if-changed=../idl");
+    let now = fingerprint(files(&idl, "pvi"));
     let recorded = generated
         .lines()
         .find_map(|l| l.strip_prefix(PREFIX))

@@ -127,6 +127,18 @@ pub fn test(bless: bool) -> ExitCode {
         &mut steps,
     );
 
+    // Packaging only: each crate is packed and built from its package, the
+    // others it depends on through a local registry; nothing is uploaded.
+    let mut publish = cargo();
+    publish
+        .args(["publish", "--dry-run", "--allow-dirty", "--quiet"])
+        .args(["-p", "pvi-sdk", "-p", "pvi-backends", "-p", "pvi-codegen"]);
+    run(
+        "cargo publish --dry-run (pvi-sdk, pvi-backends, pvi-codegen)",
+        publish,
+        &mut steps,
+    );
+
     let mut kernel_build = cargo();
     kernel_build
         .args([
