@@ -1,5 +1,10 @@
 //! The pvi IDL toolchain: grammar, syntax tree, checker, diagnostics,
-//! formatter, and (in later stages) the code generators.
+//! formatter, the code generators and the `pvi` command built on them.
+//!
+//! The book (`book/` in the repository, `cargo xtask book`) is the
+//! reference for the language ("The IDL language reference") and for what
+//! the generators emit ("How bindings are generated"). Checking a tree of
+//! IDL files, with a report per error:
 //!
 //! ```no_run
 //! let (sources, result) = pvi_codegen::check_paths(&["idl".into()]).unwrap();
