@@ -31,6 +31,11 @@ pub struct MemoryRegion {
 pub struct Acpi {
     /// PM1a control block port.
     pub pm1a_control: Option<u16>,
+    /// The sleep control register's I/O port, on an ACPI hardware-reduced
+    /// platform (FADT `HW_REDUCED_ACPI`: no PM1 blocks; VMMs such as
+    /// cloud-hypervisor and Firecracker): SLP_TYP in bits 4:2, SLP_EN in
+    /// bit 5 (ACPI 6.5 §4.8.3.7).
+    pub sleep_control: Option<u16>,
     /// SLP_TYPa of the \_S5 sleep state.
     pub s5_sleep_type: u16,
     /// Reset register (I/O port) and value.

@@ -118,7 +118,15 @@ pub unsafe fn read(rsdp: u64) -> Result<Machine, Error> {
     let fadt = tables.find_table::<Fadt>()?;
     if let Ok(pm1a) = fadt.pm1a_control_block() {
         if pm1a.address_space == AddressSpace::SystemIo {
-            machine.power.pm1a_control = u16::try_from(pm1a.address).ok();
+            // Address 0 is none: a hardware-reduced FADT leaves it zero.
+            machine.power.pm1a_control = u16::try_from(pm1a.address).ok().filter(|&p| p != 0);
+        }
+    }
+    // A hardware-reduced platform has no PM1 blocks: power-off is the
+    // sleep control register.
+    if let Ok(Some(sleep)) = fadt.sleep_control_register() {
+        if sleep.address_space == AddressSpace::SystemIo {
+            machine.power.sleep_control = u16::try_from(sleep.address).ok().filter(|&p| p != 0);
         }
     }
     if let Ok(reset) = fadt.reset_register() {

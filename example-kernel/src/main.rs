@@ -149,13 +149,18 @@ extern "C" fn kmain(start_info: u32) -> ! {
             None => "no (unreachable)",
         },
     );
-    let _ = match machine.power.pm1a_control {
-        Some(port) => writeln!(
+    let _ = match (machine.power.pm1a_control, machine.power.sleep_control) {
+        (Some(port), _) => writeln!(
             out,
             "PM1a {port:#x}, SLP_TYP {}",
             machine.power.s5_sleep_type
         ),
-        None => writeln!(out, "no PM1a control block found"),
+        (None, Some(port)) => writeln!(
+            out,
+            "hardware-reduced ACPI: sleep control register {port:#x}, SLP_TYP {}",
+            machine.power.s5_sleep_type
+        ),
+        (None, None) => writeln!(out, "no PM1a control block or sleep control register found"),
     };
     if let Some(found) = machine.root_repaired {
         let _ = writeln!(

@@ -4,7 +4,8 @@
 //! with the rust-vmm `acpi_tables` crate. For Xen's hardware domain the
 //! XSDT's header is the one the real Xen 4.17 writes.
 
-use acpi_tables::fadt::FADTBuilder;
+use acpi_tables::fadt::{FADTBuilder, Flags};
+use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
 use acpi_tables::madt::{
     EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT,
 };
@@ -19,6 +20,9 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 pub const TABLES: std::ops::Range<u64> = 0x9_0000..0xa_0000;
 /// The PM1a control register (an I/O port, as on QEMU's q35).
 pub const PM1A_CONTROL_PORT: u16 = 0x604;
+/// The sleep control register of a hardware-reduced platform (FADT
+/// SLEEP_CONTROL_REG, ACPI 6.5 §4.8.3.7): SLP_TYP in bits 4:2, SLP_EN bit 5.
+pub const SLEEP_CONTROL_PORT: u16 = 0x3b0;
 /// SLP_TYPa of `\_S5`: writing it with SLP_EN powers off.
 pub const S5_SLEEP_TYPE: u8 = 5;
 const LOCAL_APIC_ADDRESS: u32 = 0xfee0_0000;
@@ -58,6 +62,9 @@ pub struct Quirks {
     /// The FADT's IAPC_BOOT_ARCH says there is no CMOS RTC and no VGA, as
     /// Xen's tables for a PVH domU do (Xen's tools/libacpi/build.c).
     pub no_legacy_devices: bool,
+    /// ACPI hardware-reduced mode: no PM1 blocks; a sleep control
+    /// register instead.
+    pub hardware_reduced: bool,
 }
 
 /// IAPC_BOOT_ARCH bits (ACPI 6.5, table 5.11).
@@ -101,8 +108,19 @@ pub fn write(memory: &GuestMemoryMmap, cpus: u8, quirks: Quirks) -> Result<u64, 
     let madt_bytes = bytes(&madt);
     let madt_at = place(madt_bytes.len());
     let mut fadt = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, 1);
-    fadt.pm1a_cnt_blk = u32::from(PM1A_CONTROL_PORT).into();
-    fadt.pm1_cnt_len = 2;
+    if quirks.hardware_reduced {
+        fadt = fadt.flag(Flags::HwReducedAcpi);
+        fadt.sleep_control_reg = GAS::new(
+            AddressSpace::SystemIo,
+            8,
+            0,
+            AccessSize::ByteAccess,
+            u64::from(SLEEP_CONTROL_PORT),
+        );
+    } else {
+        fadt.pm1a_cnt_blk = u32::from(PM1A_CONTROL_PORT).into();
+        fadt.pm1_cnt_len = 2;
+    }
     if quirks.no_legacy_devices {
         fadt.iapc_boot_arch =
             (IAPC_BOOT_ARCH_VGA_NOT_PRESENT | IAPC_BOOT_ARCH_CMOS_RTC_NOT_PRESENT).into();
@@ -157,6 +175,31 @@ mod tests {
             ..Quirks::default()
         });
         assert_ne!(none & IAPC_BOOT_ARCH_CMOS_RTC_NOT_PRESENT, 0);
+    }
+
+    #[test]
+    fn a_hardware_reduced_fadt_names_the_sleep_control_register_and_no_pm1a() {
+        let memory = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let rsdp = write(
+            &memory,
+            1,
+            Quirks {
+                hardware_reduced: true,
+                ..Quirks::default()
+            },
+        )
+        .unwrap();
+        let xsdt: u64 = memory.read_obj(GuestAddress(rsdp + 24)).unwrap();
+        let fadt: u64 = memory.read_obj(GuestAddress(xsdt + 36)).unwrap();
+        // ACPI 6.5 Table 5.9: Flags at 112 (HW_REDUCED_ACPI is bit 20),
+        // PM1a_CNT_BLK at 64, SLEEP_CONTROL_REG (a GAS) at 244.
+        let flags: u32 = memory.read_obj(GuestAddress(fadt + 112)).unwrap();
+        let pm1a: u32 = memory.read_obj(GuestAddress(fadt + 64)).unwrap();
+        let space: u8 = memory.read_obj(GuestAddress(fadt + 244)).unwrap();
+        let port: u64 = memory.read_obj(GuestAddress(fadt + 248)).unwrap();
+        assert_ne!(flags & 1 << 20, 0);
+        assert_eq!(pm1a, 0);
+        assert_eq!((space, port), (1, u64::from(SLEEP_CONTROL_PORT)));
     }
 
     #[test]

@@ -52,6 +52,13 @@ pub enum Fault {
     /// hypervisor: without one, nothing would tell the guest its TSC's
     /// rate).
     NoLegacyDevices,
+    /// Not a fault but the platform of VMMs such as cloud-hypervisor: ACPI
+    /// hardware-reduced mode (the FADT's HW_REDUCED_ACPI flag, no PM1
+    /// blocks), so powering off is a write of SLP_TYP and SLP_EN to the
+    /// FADT's sleep control register (I/O port 0x3b0, as QEMU's reduced
+    /// platform), and no isa-debug-exit device answers port 0xf4 (every
+    /// personality).
+    HardwareReducedAcpi,
 }
 
 impl Fault {
@@ -67,6 +74,7 @@ impl Fault {
             Fault::TimerNeverFires => &[Xen, Hyperv],
             Fault::XenVersion3_0 | Fault::HardwareDomain => &[Xen],
             Fault::NoLegacyDevices => &[Kvm, Xen, Hyperv, Vmware],
+            Fault::HardwareReducedAcpi => &[None, Kvm, Xen, Hyperv, Vmware],
         }
     }
 

@@ -105,12 +105,14 @@ fn run(args: &Args) -> Result<u8, String> {
     // The real Xen 4.17's hardware domain gets a version-0 start info and
     // an XSDT whose header Xen copied from address 0.
     let hardware_domain = args.fault == Some(fault::Fault::HardwareDomain);
+    let hardware_reduced = args.fault == Some(fault::Fault::HardwareReducedAcpi);
     let rsdp = acpi::write(
         &memory,
         args.cpus,
         acpi::Quirks {
             xsdt_header_from_address_0: hardware_domain,
             no_legacy_devices: !legacy_devices,
+            hardware_reduced,
         },
     )?;
     let version = if hardware_domain {
@@ -123,6 +125,7 @@ fn run(args: &Args) -> Result<u8, String> {
         args.serial.as_deref(),
         args.trace,
         legacy_devices,
+        hardware_reduced,
     )?);
     let mut vcpus = Vec::new();
     let mut tsc_khz = 0;

@@ -571,6 +571,23 @@ fn cases() -> Vec<Case> {
                 "timer_oneshot step 1: Failed",
             ],
         ),
+        Case {
+            // The platform of VMMs such as cloud-hypervisor: ACPI
+            // hardware-reduced mode and no isa-debug-exit device. The
+            // self-tests end by powering off through the sleep control
+            // register, since nothing answers the debug-exit port.
+            exit: EXIT_POWERED_OFF,
+            ..fault(
+                "fault: kvm, hardware-reduced ACPI, no debug-exit: selftest powers off",
+                "kvm",
+                &["--fault", "hardware-reduced-acpi"],
+                &[
+                    "power-off: hardware-reduced ACPI: sleep control register 0x3b0, SLP_TYP 5",
+                    " 0 failed,",
+                    "pvi-sim: the guest powered off (ACPI S5, hardware-reduced sleep control)",
+                ],
+            )
+        },
     ]
 }
 

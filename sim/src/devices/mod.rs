@@ -30,16 +30,26 @@ pub struct Devices {
     /// The CMOS RTC, unless the platform has none (`--fault
     /// no-legacy-devices`): its ports then read as an empty bus.
     cmos: Option<cmos::Cmos>,
+    /// ACPI hardware-reduced mode (`--fault hardware-reduced-acpi`): the
+    /// sleep control register instead of PM1a, and no debug-exit device.
+    hardware_reduced: bool,
     trace: bool,
 }
 
 impl Devices {
     /// The devices, the serial output going to `serial` (or stdout); the
-    /// CMOS RTC only with `rtc`.
-    pub fn new(serial: Option<&Path>, trace: bool, rtc: bool) -> Result<Devices, String> {
+    /// CMOS RTC only with `rtc`; a hardware-reduced ACPI platform's power
+    /// control (and no debug-exit device) with `hardware_reduced`.
+    pub fn new(
+        serial: Option<&Path>,
+        trace: bool,
+        rtc: bool,
+        hardware_reduced: bool,
+    ) -> Result<Devices, String> {
         Ok(Devices {
             serial: serial::Com1::new(serial)?,
             cmos: rtc.then(cmos::Cmos::default),
+            hardware_reduced,
             trace,
         })
     }
@@ -52,7 +62,7 @@ impl Devices {
             return Next::Continue;
         }
         match port {
-            DEBUG_EXIT_PORT => {
+            DEBUG_EXIT_PORT if !self.hardware_reduced => {
                 let v = u32::from_le_bytes(pad4(data));
                 return Next::Exit(((v << 1) | 1) as u8);
             }
@@ -65,7 +75,16 @@ impl Devices {
                     cmos.write(port, value);
                 }
             }
-            crate::acpi::PM1A_CONTROL_PORT => {
+            crate::acpi::SLEEP_CONTROL_PORT if self.hardware_reduced => {
+                // SLP_EN (bit 5) with SLP_TYP (bits 4:2) of \_S5.
+                if value & (1 << 5) != 0 && (value >> 2) & 7 == crate::acpi::S5_SLEEP_TYPE {
+                    eprintln!(
+                        "pvi-sim: the guest powered off (ACPI S5, hardware-reduced sleep control)"
+                    );
+                    return Next::Exit(0);
+                }
+            }
+            crate::acpi::PM1A_CONTROL_PORT if !self.hardware_reduced => {
                 let v = u16::from_le_bytes([value, data.get(1).copied().unwrap_or(0)]);
                 // SLP_EN (bit 13) with SLP_TYP (bits 12:10) of \_S5.
                 if v & (1 << 13) != 0 && (v >> 10) & 7 == u16::from(crate::acpi::S5_SLEEP_TYPE) {
