@@ -1,11 +1,15 @@
 //! Leaving the machine with a verdict. Under QEMU, isa-debug-exit
 //! (`-device isa-debug-exit,iobase=0xf4`) turns a write of v into exit
 //! status (v << 1) | 1. Where nothing answers that port (a Xen domU, bare
-//! metal), the kernel ends through the `shutdown` op instead: power-off
-//! for success, crash for failure, which Xen's toolstack reports as the
-//! domain's shutdown reason.
+//! metal, a VMM without the device), the kernel ends through the `shutdown`
+//! op instead: power-off for success; for failure, crash where a
+//! hypervisor serves `shutdown` (Xen's toolstack reports it as the
+//! domain's shutdown reason), else power-off too, the verdict being on the
+//! console already.
 
+use core::fmt::Write;
 use pvi_sdk::arch::outb;
+use pvi_sdk::generated::ops::Op;
 use pvi_sdk::types::ShutdownReason;
 use pvi_sdk::PvOps;
 
@@ -19,8 +23,20 @@ fn exit(value: u8, reason: ShutdownReason) -> ! {
     // ignored and the kernel goes on below.
     unsafe { outb(0xf4, value) };
     if let Some(selection) = crate::ops() {
+        // Natively a crash only stops the CPU, and a harness would wait
+        // for its timeout: the verdict is on the console already, so power
+        // off. A hypervisor that serves `shutdown` reports the reason.
+        let reported = selection.serving(Op::Shutdown).is_some();
+        let reason = match reason {
+            ShutdownReason::Crash if !reported => ShutdownReason::Poweroff,
+            other => other,
+        };
         let _ = selection.backend.shutdown(reason);
     }
+    let _ = writeln!(
+        crate::console::Console,
+        "exit: no debug-exit device answered and the machine did not power off: halting"
+    );
     loop {
         x86_64::instructions::interrupts::disable();
         x86_64::instructions::hlt();
