@@ -154,12 +154,88 @@ pub(crate) fn paragraph(docs: &Docs) -> String {
     if docs.lines.is_empty() {
         return String::new();
     }
-    format!("{}\n\n", docs.lines.join("\n"))
+    format!("{}\n\n", link_sources(&docs.lines.join("\n")))
 }
 
 /// Doc lines on one line, for table cells.
 pub(crate) fn cell(docs: &Docs) -> String {
-    docs.lines.join(" ").replace('|', "\\|")
+    link_sources(&docs.lines.join(" ")).replace('|', "\\|")
+}
+
+/// Where a project's file `path` can be read upstream.
+fn upstream_url(project: &str, path: &str) -> Option<String> {
+    match project {
+        "Linux" => Some(format!(
+            "https://github.com/torvalds/linux/blob/master/{path}"
+        )),
+        "Xen" => Some(format!(
+            "https://xenbits.xen.org/gitweb/?p=xen.git;a=blob;f={path};hb=HEAD"
+        )),
+        "open-vm-tools" => Some(format!(
+            "https://github.com/vmware/open-vm-tools/blob/master/open-vm-tools/{path}"
+        )),
+        _ => None,
+    }
+}
+
+/// The IDL's `Source: Project path[; path]…` notes with each path a link
+/// to the upstream file, so a reader can check a constant where it is
+/// defined. A path keeps the project named before it in the same note;
+/// the note ends with its sentence.
+pub(crate) fn link_sources(text: &str) -> String {
+    let pieces: Vec<&str> = text.split_inclusive(char::is_whitespace).collect();
+    let core_of = |word: &str| -> (usize, bool) {
+        let core = word.trim_end_matches(['.', ';', ',', ')']);
+        (core.len(), word[core.len()..].contains('.'))
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut project: Option<&str> = None;
+    let mut in_note = false;
+    for (i, piece) in pieces.iter().enumerate() {
+        let word = piece.trim_end_matches(char::is_whitespace);
+        let space = &piece[word.len()..];
+        if word == "Source:" {
+            in_note = true;
+            // A path may come before its project's name ("Source:
+            // Documentation/…; Linux arch/…"): start with the first
+            // project the note names.
+            project = pieces[i + 1..]
+                .iter()
+                .map(|p| p.trim_end_matches(char::is_whitespace))
+                .scan(false, |ended, w| {
+                    if *ended {
+                        return None;
+                    }
+                    let (len, end) = core_of(w);
+                    *ended = end;
+                    Some(&w[..len])
+                })
+                .find(|core| upstream_url(core, "").is_some());
+            out.push_str(piece);
+            continue;
+        }
+        let core = &word[..core_of(word).0];
+        let tail = &word[core.len()..];
+        let is_path = core.contains('/')
+            && core
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
+        match (in_note, upstream_url(core, "")) {
+            (true, Some(_)) => {
+                project = Some(core);
+                out.push_str(piece);
+            }
+            (true, None) if is_path => match project.and_then(|p| upstream_url(p, core)) {
+                Some(url) => out.push_str(&format!("[{core}]({url}){tail}{space}")),
+                None => out.push_str(piece),
+            },
+            _ => out.push_str(piece),
+        }
+        if tail.contains('.') {
+            in_note = false;
+        }
+    }
+    out
 }
 
 /// `since` and `hv_since` of an item, for tables.
@@ -181,5 +257,31 @@ pub(crate) fn versions(meta: &Meta) -> String {
         "—".into()
     } else {
         out.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::link_sources;
+
+    #[test]
+    fn source_notes_link_each_path_to_its_project() {
+        let text = "Feature leaf. Source: Linux arch/x86/include/uapi/asm/kvm_para.h; Documentation/virt/kvm/x86/cpuid.rst. Not a/path.";
+        assert_eq!(
+            link_sources(text),
+            "Feature leaf. Source: Linux [arch/x86/include/uapi/asm/kvm_para.h](https://github.com/torvalds/linux/blob/master/arch/x86/include/uapi/asm/kvm_para.h); [Documentation/virt/kvm/x86/cpuid.rst](https://github.com/torvalds/linux/blob/master/Documentation/virt/kvm/x86/cpuid.rst). Not a/path."
+        );
+        assert_eq!(
+            link_sources("Source: Xen\nxen/include/public/xen.h."),
+            "Source: Xen\n[xen/include/public/xen.h](https://xenbits.xen.org/gitweb/?p=xen.git;a=blob;f=xen/include/public/xen.h;hb=HEAD)."
+        );
+        assert_eq!(
+            link_sources("Source: the TLFS, 6.0."),
+            "Source: the TLFS, 6.0."
+        );
+        assert_eq!(
+            link_sources("Source: Documentation/x.rst; Linux a/b.h. Then c/d."),
+            "Source: [Documentation/x.rst](https://github.com/torvalds/linux/blob/master/Documentation/x.rst); Linux [a/b.h](https://github.com/torvalds/linux/blob/master/a/b.h). Then c/d."
+        );
     }
 }
