@@ -33,6 +33,7 @@ use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use pvi_backends::native::BareMetal;
 use pvi_backends::select::Selection;
+use pvi_sdk::arch::rdtsc;
 use pvi_sdk::generated::ops::Op;
 use pvi_sdk::types::{ApicId, CpuSet, Nanos, Vector};
 use pvi_sdk::{NativeRoutines, PvOps};
@@ -51,11 +52,6 @@ const PATIENCE_TICKS: u64 = 20_000_000_000;
 /// when the host stopped answering.
 static MAILBOX: AtomicU64 = AtomicU64::new(0);
 static REQUEST: AtomicU64 = AtomicU64::new(0);
-
-fn rdtsc() -> u64 {
-    // SAFETY: ring 0 may read the TSC; it changes nothing.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
 
 /// The host's counters now, or `None` if no host answers.
 fn reading() -> Option<[u64; COUNTERS]> {

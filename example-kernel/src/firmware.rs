@@ -153,9 +153,9 @@ pub unsafe fn read(rsdp: u64) -> Result<Machine, Error> {
     let century = fadt.century;
     machine.power.century = (century != 0).then_some(century);
     if let Ok(dsdt) = tables.dsdt() {
+        let (start, length) = (dsdt.address as *const u8, dsdt.length as usize);
         // SAFETY: the DSDT's AML stream, identity-mapped, `length` bytes.
-        let aml =
-            unsafe { core::slice::from_raw_parts(dsdt.address as *const u8, dsdt.length as usize) };
+        let aml = unsafe { core::slice::from_raw_parts(start, length) };
         machine.power.s5_sleep_type = Acpi::s5_sleep_type(aml).unwrap_or(0);
     }
     Ok(machine)

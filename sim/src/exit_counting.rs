@@ -204,6 +204,16 @@ pub fn reading(counts: [u64; 7], port_hypercalls: u64, user_msrs: u64) -> [u64; 
     all
 }
 
+/// A guest-physical address, in hex (`0x…`) or decimal: the mailbox's, as
+/// the command lines of pvi-sim and pvi-exit-counter take it.
+pub fn parse_address(text: &str) -> Result<u64, String> {
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    }
+    .map_err(|e| format!("{text:?} is not an address: {e}"))
+}
+
 /// Guest memory a mailbox lives in.
 pub trait GuestWords {
     /// The 8 bytes at guest-physical `at`.

@@ -50,7 +50,7 @@ struct Args {
     /// Answer the guest's requests for its exit counts through the mailbox
     /// at this guest-physical address (the example kernel's `exits` word,
     /// `exits.mailbox=`).
-    #[arg(long, value_parser = parse_address)]
+    #[arg(long, value_parser = pvi_sim::exit_counting::parse_address)]
     exit_mailbox: Option<u64>,
     /// The kernel: an ELF with a PVH note (XEN_ELFNOTE_PHYS32_ENTRY).
     kernel: PathBuf,
@@ -215,15 +215,6 @@ fn run(args: &Args) -> Result<u8, String> {
         }
     });
     Err("every vCPU thread ended without an exit status".into())
-}
-
-/// A guest-physical address, in hex (`0x…`) or decimal.
-fn parse_address(text: &str) -> Result<u64, String> {
-    match text.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => text.parse(),
-    }
-    .map_err(|e| format!("{text:?} is not an address: {e}"))
 }
 
 /// Have KVM hand the synthetic MSRs (0x4000_0000 on) to pvi-sim: a

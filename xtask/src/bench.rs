@@ -347,29 +347,12 @@ fn run() -> Result<(), String> {
             b.accel, b.backend
         ));
         for op in crate::kernel_bench::HOT_OPS {
-            let get = |form: &str| {
-                b.ops
-                    .get(&(op.to_string(), form.to_string()))
-                    .map_or("—".to_string(), |t| format!("{t:.2}"))
-            };
-            md.push_str(&format!(
-                "| `{op}` | {} | {} | {} | {} | {} |\n",
-                get("raw"),
-                get("static"),
-                get("runtime"),
-                get("unpatched"),
-                get("patched")
-            ));
+            let cells = b.cells(op, &crate::kernel_bench::FORMS);
+            md.push_str(&format!("| `{op}` | {cells} |\n"));
         }
-        let get = |form: &str| {
-            b.ops
-                .get(&("eoi".to_string(), form.to_string()))
-                .map_or("—".to_string(), |t| format!("{t:.2}"))
-        };
         md.push_str(&format!(
-            "| `eoi` (no fixed instruction: redirected) | — | — | — | {} | {} |\n",
-            get("unpatched"),
-            get("patched")
+            "| `eoi` (no fixed instruction: redirected) | — | — | — | {} |\n",
+            b.cells("eoi", &["unpatched", "patched"])
         ));
         md.push_str("\n| clock | ticks per read |\n|---|---|\n");
         for (clock, t) in &b.clocks {

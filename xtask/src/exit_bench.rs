@@ -5,6 +5,7 @@
 //! `static`: the native lowering) or by the hardware counterpart (`hpet`,
 //! `pm_timer`, `pit`, `tsc`, `lapic_eoi/<apic mode>`).
 
+use crate::kernel_bench::field;
 use crate::qemu::{Accel, Boot, EXIT_SUCCESS};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -51,11 +52,6 @@ pub struct ExitBoot {
     pub counts: BTreeMap<String, ExitCount>,
     /// Keys not measured, with why.
     pub skipped: Vec<String>,
-}
-
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
 }
 
 /// Read the kernel's `exits` lines.

@@ -11,7 +11,6 @@ use crate::exit_bench::ExitTable;
 use crate::kernel_bench::KernelBench;
 use pvi_codegen::ir::Mechanism;
 use pvi_codegen::Model;
-use std::path::PathBuf;
 
 /// The emulated timers a kernel reads without a paravirtual clock.
 const EMULATED_CLOCKS: [&str; 3] = ["hpet", "pm_timer", "pit"];
@@ -27,12 +26,6 @@ pub struct Assessment {
     pub ratios: serde_json::Map<String, serde_json::Value>,
     /// The model's inputs and result per hypervisor.
     pub models: Vec<serde_json::Value>,
-}
-
-fn load_model() -> Result<Model, String> {
-    let (_, model) = pvi_codegen::check_paths(&[PathBuf::from("idl")])
-        .map_err(|e| format!("reading idl/: {e}"))?;
-    model.map_err(|_| "idl/ does not check; run `pvi check idl`".to_string())
 }
 
 /// The hypervisors whose chain for `op` has a paravirtual step, with the
@@ -76,7 +69,7 @@ fn verdict(holds: bool) -> &'static str {
 /// Check the claims against one run's exit table and counting boot, as
 /// `idl/` maps the ops.
 pub fn assess(table: &ExitTable, counted: &KernelBench) -> Result<Assessment, String> {
-    Ok(assess_with(&load_model()?, table, counted))
+    Ok(assess_with(&crate::hypervisors::model()?, table, counted))
 }
 
 /// [`assess`] against `model`.

@@ -5,7 +5,7 @@
 use crate::chart::{Bar, Group};
 use crate::exit_bench::{ExitTable, KINDS};
 use crate::exit_claims::Assessment;
-use crate::kernel_bench::{KernelBench, HOT_OPS};
+use crate::kernel_bench::{KernelBench, FORMS, HOT_OPS};
 use std::collections::BTreeSet;
 
 /// The backends in `table`'s keys (`<op>/<backend>/<form>`), in order.
@@ -28,20 +28,7 @@ pub fn instructions_markdown(counted: &KernelBench, claims: &[String]) -> String
          | op | raw | compile time | run time | site, unpatched | site, patched |\n|---|---|---|---|---|---|\n",
     );
     for op in HOT_OPS.iter().chain(&["eoi"]) {
-        let get = |form: &str| {
-            counted
-                .ops
-                .get(&(op.to_string(), form.to_string()))
-                .map_or("—".to_string(), |t| format!("{t:.2}"))
-        };
-        md.push_str(&format!(
-            "| `{op}` | {} | {} | {} | {} | {} |\n",
-            get("raw"),
-            get("static"),
-            get("runtime"),
-            get("unpatched"),
-            get("patched")
-        ));
+        md.push_str(&format!("| `{op}` | {} |\n", counted.cells(op, &FORMS)));
     }
     md.push_str("\n| read | instructions |\n|---|---|\n");
     for (clock, n) in &counted.clocks {

@@ -7,6 +7,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+/// The forms a hot op is measured in, in the reports' column order: the
+/// raw instruction, compile time, run time, and its call site before and
+/// after patching.
+pub const FORMS: [&str; 5] = ["raw", "static", "runtime", "unpatched", "patched"];
+
 /// The hot ops the kernel times three ways.
 pub const HOT_OPS: &[&str] = &["irq_disable", "irq_enable", "irq_save", "irq_restore"];
 /// The emulated timer hardware a kernel would read instead of a
@@ -62,6 +67,20 @@ impl KernelBench {
             .iter()
             .map(|((op, form), t)| (format!("{op}/{}/{form}", self.backend), *t))
             .collect()
+    }
+
+    /// Markdown cells of `op` in each of `forms` (`—` where not measured),
+    /// for the reports' tables.
+    pub fn cells(&self, op: &str, forms: &[&str]) -> String {
+        forms
+            .iter()
+            .map(|form| {
+                self.ops
+                    .get(&(op.to_string(), form.to_string()))
+                    .map_or("—".to_string(), |t| format!("{t:.2}"))
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
     }
 
     /// The worst `compare(form's ticks, raw ticks)` over the hot ops.
@@ -131,8 +150,8 @@ impl KernelBench {
     }
 }
 
-/// `key=value` from a `bench` line.
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+/// `key=value` from a `bench` or `exits` line.
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
 }

@@ -26,19 +26,11 @@ struct Args {
     #[arg(long, required_unless_present = "check")]
     memory: Option<PathBuf>,
     /// The mailbox's guest-physical address (the guest's `exits.mailbox=`).
-    #[arg(long, value_parser = parse_address, required_unless_present = "check")]
+    #[arg(long, value_parser = pvi_sim::exit_counting::parse_address, required_unless_present = "check")]
     mailbox: Option<u64>,
     /// Only say whether exits can be counted on this machine.
     #[arg(long)]
     check: bool,
-}
-
-fn parse_address(text: &str) -> Result<u64, String> {
-    match text.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => text.parse(),
-    }
-    .map_err(|e| format!("{text:?} is not an address: {e}"))
 }
 
 /// Guest RAM through its backing file.
