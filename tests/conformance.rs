@@ -597,6 +597,24 @@ fn typed_wrappers_convert_arguments_results_and_status() {
     assert_eq!((out.version, out.magic, out.vmx_type), (6, 0x564D5868, 2));
 }
 
+/// The size of the function symbol at `address` in `exe`, from `nm`.
+fn symbol_size(exe: &std::path::Path, address: u64) -> Option<u64> {
+    let out = std::process::Command::new("nm")
+        .args(["-S", "--defined-only"])
+        .arg(exe)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace();
+            let at = u64::from_str_radix(fields.next()?, 16).ok()?;
+            let size = u64::from_str_radix(fields.next()?, 16).ok()?;
+            let kind = fields.next()?;
+            (at == address && kind.eq_ignore_ascii_case("t")).then_some(size)
+        })
+}
+
 /// The disassembly of a function in this test binary, one instruction per
 /// line, jump targets inside the function written as instruction indices
 /// (so that a 2-byte `ud2` in place of a 3-byte `vmcall` shifts nothing).
@@ -610,11 +628,17 @@ fn disassemble(symbol_part: &str) -> Option<Vec<String>> {
     let text = String::from_utf8_lossy(&out.stdout);
     let wanted = format!("<{symbol_part}>:");
     let mut lines = text.lines().skip_while(|l| !l.ends_with(&wanted));
-    lines.next()?;
+    let start = u64::from_str_radix(lines.next()?.split_whitespace().next()?, 16).ok()?;
+    // The symbol's size bounds it: a real stub's fix-up landings follow
+    // it in the text, in a section of their own, and are not its code.
+    let end = start + symbol_size(&exe, start)?;
     let mut listing = Vec::new();
     for line in lines.take_while(|l| !l.trim().is_empty()) {
         let (address, insn) = line.split_once(":\t")?;
         let address = u64::from_str_radix(address.trim(), 16).ok()?;
+        if address >= end {
+            break;
+        }
         listing.push((
             address,
             insn.split(" <").next().unwrap_or(insn).trim().to_string(),
@@ -704,6 +728,30 @@ fn trapping_twins_differ_from_the_real_stubs_only_in_the_instruction() {
         assert_eq!(
             replaced, 2,
             "{real}: expected vmcall and vmmcall each replaced once"
+        );
+    }
+}
+
+#[test]
+fn the_linked_fixup_table_names_the_stubs_hypercall_instructions() {
+    // This binary links the generated stubs, as a kernel does, through the
+    // host's linker and no linker script.
+    std::hint::black_box(
+        kvm::Hypercalls::call2 as unsafe fn(kvm::Hypercalls, u64, u64, u64) -> u64,
+    );
+    let table = pvi_sdk::fixup::table();
+    assert!(!table.is_empty(), "no fix-up records found");
+    for fixup in table {
+        // SAFETY: `at` is the address of an instruction in this binary's
+        // text, which is mapped and readable.
+        let bytes = unsafe { std::slice::from_raw_parts(fixup.at as *const u8, 3) };
+        assert!(
+            bytes == [0x0f, 0x01, 0xc1] || bytes == [0x0f, 0x01, 0xd9],
+            "{fixup:x?} is not at a vmcall or vmmcall: {bytes:02x?}"
+        );
+        assert_eq!(
+            pvi_sdk::fixup::landing(table, fixup.at),
+            Some(fixup.landing)
         );
     }
 }

@@ -84,17 +84,18 @@
 //!
 //! - **Hypercall fix-ups** ([`pvi_sdk::fixup`]): each generated hypercall
 //!   instruction records where to resume if it faults, in the
-//!   `.pvi_fixups` section. A kernel whose `#UD`/`#GP`/`#PF` handler looks
-//!   the faulting address up with [`pvi_sdk::fixup::landing`] and resumes
-//!   there gets "unsupported", and the op falls back. Without it a
-//!   hypercall the hypervisor does not take (no hypervisor, a nested
-//!   host's `vmcall`) is the kernel's fault. The kernel's linker script
-//!   must keep the section between `__pvi_fixups_start` and
-//!   `__pvi_fixups_end`, as the example kernel's does.
+//!   `pvi_fixups` section. A kernel whose `#UD`/`#GP`/`#PF` handler looks
+//!   the faulting address up with [`pvi_sdk::fixup::landing`] in
+//!   [`pvi_sdk::fixup::table`] and resumes there gets "unsupported", and
+//!   the op falls back. Without it a hypercall the hypervisor does not
+//!   take (no hypervisor, a nested host's `vmcall`) is the kernel's fault.
+//!   The table needs nothing of the link: the linker bounds the section
+//!   itself, with or without a linker script.
 //! - **Patched call sites** ([`pvi_sdk::patch`]): hot ops emitted through
 //!   `pvi_sdk::patchable_irq_disable!()` and the like record themselves in
-//!   `.pvi_sites`; after `select`, [`pvi_sdk::patch::apply`] rewrites each
-//!   to its native instructions or a direct call. Without it a site stays
+//!   `pvi_sites` ([`pvi_sdk::patch::sites`]); after `select`,
+//!   [`pvi_sdk::patch::apply`] rewrites each to its native instructions
+//!   or a direct call. Without it a site stays
 //!   a call through the run-time dispatch: correct, two instructions
 //!   dearer. Calling the backend's methods directly needs neither.
 //!

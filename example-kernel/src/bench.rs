@@ -358,7 +358,7 @@ fn patched_sites(selection: &Selection) {
     let _ = writeln!(
         Console,
         "bench: of {} call sites, {} rewritten to native instructions, {} to direct calls, {} kept",
-        crate::hot_sites::sites().len(),
+        pvi_sdk::patch::sites().len(),
         applied.native,
         applied.direct,
         applied.kept

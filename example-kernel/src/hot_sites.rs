@@ -1,26 +1,8 @@
-//! The kernel's patchable hot-op call sites (`pvi_sdk::patch`), between the
-//! linker script's `__pvi_sites_start` and `__pvi_sites_end`.
+//! Patching the kernel's hot-op call sites (`pvi_sdk::patch`) for the
+//! selected backend.
 
 use pvi_backends::select::Selection;
-use pvi_sdk::patch::{apply, Applied, HotOp, Patch, Site};
-
-extern "C" {
-    static __pvi_sites_start: Site;
-    static __pvi_sites_end: Site;
-}
-
-/// Every recorded site.
-pub fn sites() -> &'static [Site] {
-    // SAFETY: the linker script puts the `.pvi_sites` records, each a
-    // `Site` laid out by the SDK's macros, between the two symbols, 8-byte
-    // aligned; they are never written.
-    unsafe {
-        crate::link_section::records(
-            core::ptr::addr_of!(__pvi_sites_start),
-            core::ptr::addr_of!(__pvi_sites_end),
-        )
-    }
-}
+use pvi_sdk::patch::{apply, sites, Applied, HotOp, Patch};
 
 /// What becomes of a site of `op` under `selection`: an op the backend
 /// leaves native gets its instructions; `eoi`, which has no fixed

@@ -6,27 +6,10 @@
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use pvi_sdk::fixup::{landing, Fixup};
-
-extern "C" {
-    static __pvi_fixups_start: Fixup;
-    static __pvi_fixups_end: Fixup;
-}
+use pvi_sdk::fixup::{landing, table};
 
 /// Hypercalls resumed as "unsupported" so far.
 pub static FIXED_UP: AtomicU64 = AtomicU64::new(0);
-
-fn table() -> &'static [Fixup] {
-    // SAFETY: the linker script puts the `.pvi_fixups` records, each a
-    // `Fixup` laid out by the generated stubs, between the two symbols,
-    // 8-byte aligned; they are never written.
-    unsafe {
-        crate::link_section::records(
-            core::ptr::addr_of!(__pvi_fixups_start),
-            core::ptr::addr_of!(__pvi_fixups_end),
-        )
-    }
-}
 
 /// Where to resume after exception `name` at `rip`, if `rip` is a
 /// hypercall instruction; the first time, say so on the console.

@@ -22,7 +22,6 @@ mod exits;
 mod firmware;
 mod hot_sites;
 mod hypercall_fixups;
-mod link_section;
 mod platform;
 mod probe_page;
 mod run_report;

@@ -1,13 +1,22 @@
 //! Hypercall fix-ups, as Linux's exception table: each hypercall stub
 //! whose instruction may fault in the guest (a `vmcall` the host does not
-//! handle, say) records in the `.pvi_fixups` link section where the
+//! handle, say) records in the `pvi_fixups` link section where the
 //! instruction is and where to resume with "unsupported" in its result
 //! register. A kernel's exception handler looks the faulting address up
-//! with [`landing`] and resumes there, so the op falls back instead of the
-//! kernel stopping.
+//! with [`landing`] in [`table`] and resumes there, so the op falls back
+//! instead of the kernel stopping.
 //!
-//! The kernel's linker script must keep the section between
-//! `__pvi_fixups_start` and `__pvi_fixups_end`.
+//! The section needs nothing from the kernel's link: the linker bounds it
+//! with `__start_pvi_fixups` and `__stop_pvi_fixups` and keeps it under
+//! `--gc-sections`, with or without a linker script. A script that names
+//! its output sections keeps the name: `pvi_fixups : { KEEP(*(pvi_fixups)) }`.
+
+crate::link_records::section_records! {
+    /// Every fix-up record the kernel links: those of every hypercall stub
+    /// it contains, whichever crate's.
+    pub fn table() -> [Fixup] in "pvi_fixups"
+        between __start_pvi_fixups and __stop_pvi_fixups
+}
 
 /// One recorded hypercall instruction (16 bytes, as the generated stubs
 /// lay it out).

@@ -36,6 +36,7 @@ pub mod generated;
 pub mod arch;
 pub mod detect;
 pub mod fixup;
+mod link_records;
 pub mod note;
 pub mod patch;
 pub mod record;

@@ -1,15 +1,17 @@
 //! Patchable call sites for hot ops, as Linux's alternatives: a site is
 //! emitted as a 5-byte `call` to an out-of-line routine and records itself
-//! in the `.pvi_sites` link section, with the op's native instructions,
+//! in the `pvi_sites` link section, with the op's native instructions,
 //! encoded by the assembler from the IDL's `native asm` template, in
 //! `.pvi_replacements`. Once the backend is known, a kernel rewrites each
 //! site in place ([`apply`]): to the native instructions padded with NOPs,
 //! so the hot path carries no call at all, or to a direct call to the
 //! backend's own routine, so it carries no dispatch.
 //!
-//! The kernel's linker script must keep both sections (the records between
-//! `__pvi_sites_start` and `__pvi_sites_end`), and its text must be
-//! writable while [`apply`] runs.
+//! [`sites`] finds the records in any link, with or without a linker
+//! script (the linker bounds the section with `__start_pvi_sites` and
+//! `__stop_pvi_sites`, and keeps it and the replacements it points to
+//! under `--gc-sections`). The kernel's text must be writable while
+//! [`apply`] runs.
 
 /// One recorded call site (24 bytes, as [`__pvi_patchable_site`](crate::__pvi_patchable_site) lays it
 /// out).
@@ -204,7 +206,7 @@ macro_rules! __pvi_patchable_site {
                 $native,
                 "775:",
                 ".popsection",
-                ".pushsection .pvi_sites, \"a\"",
+                ".pushsection pvi_sites, \"awR\"",
                 ".balign 8",
                 ".quad 772b",
                 ".quad 774b",
@@ -316,12 +318,17 @@ fn call_site(at: usize, target: usize) -> Option<[u8; 5]> {
     Some([0xe8, d[0], d[1], d[2], d[3]])
 }
 
+crate::link_records::section_records! {
+    /// Every patchable site the kernel links, whichever crate emitted it.
+    pub fn sites() -> [Site] in "pvi_sites" between __start_pvi_sites and __stop_pvi_sites
+}
+
 /// Rewrite every site in `sites` as `decide` says for its op; then
 /// serialize, so the new bytes are what runs next.
 ///
 /// # Safety
 ///
-/// `sites` must be the kernel's `.pvi_sites` records, whose replacement
+/// `sites` must be the kernel's `pvi_sites` records ([`sites`]), whose replacement
 /// bytes are readable; the text they name must be writable, and no other
 /// CPU may be running it (at boot, before the others start). A
 /// [`Patch::Call`] target must be an `extern "C"` function with the op's

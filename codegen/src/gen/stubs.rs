@@ -112,8 +112,11 @@ fn asm_for(conv: &Convention, form: Form, arity: usize, mode: Mode) -> TokenStre
     // A hypercall instruction that faults in the guest (a host that does
     // not handle it and tries to rewrite it, say) resumes after itself with
     // "unsupported" in the result register: the chain then falls back. The
-    // kernel's exception handler finds the landing in `.pvi_fixups`
-    // (`pvi_sdk::fixup`).
+    // kernel's exception handler finds the landing in `pvi_fixups`
+    // (`pvi_sdk::fixup`): a section named as an identifier, so that any
+    // link defines `__start_pvi_fixups`/`__stop_pvi_fixups`, retained ("R")
+    // under `--gc-sections`, which would otherwise drop it, and writable
+    // ("w") because a position-independent link relocates its addresses.
     let fixup = match (
         form.is_hypercall_instruction(),
         mode,
@@ -128,7 +131,7 @@ fn asm_for(conv: &Convention, form: Form, arity: usize, mode: Mode) -> TokenStre
             "771:".to_string(),
             instruction.to_string(),
             "772:".to_string(),
-            ".pushsection .pvi_fixups, \"a\"".to_string(),
+            ".pushsection pvi_fixups, \"awR\"".to_string(),
             ".balign 8".to_string(),
             ".quad 771b".to_string(),
             ".quad 773f".to_string(),

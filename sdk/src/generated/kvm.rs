@@ -521,7 +521,7 @@ impl Hypercalls {
                 // SAFETY: the caller guarantees (see # Safety) that KVM is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
                     core::arch::asm!(
-                        "771:", "vmcall", "772:", ".pushsection .pvi_fixups, \"a\"",
+                        "771:", "vmcall", "772:", ".pushsection pvi_fixups, \"awR\"",
                         ".balign 8", ".quad 771b", ".quad 773f", ".popsection",
                         ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
                         "jmp 772b", ".popsection", inout("rax") nr => r0,
@@ -533,7 +533,7 @@ impl Hypercalls {
                 // SAFETY: the caller guarantees (see # Safety) that KVM is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
                     core::arch::asm!(
-                        "771:", "vmmcall", "772:", ".pushsection .pvi_fixups, \"a\"",
+                        "771:", "vmmcall", "772:", ".pushsection pvi_fixups, \"awR\"",
                         ".balign 8", ".quad 771b", ".quad 773f", ".popsection",
                         ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
                         "jmp 772b", ".popsection", inout("rax") nr => r0,
@@ -560,7 +560,7 @@ impl Hypercalls {
                 unsafe {
                     core::arch::asm!(
                         "xchg {rbx}, rbx", "771:", "vmcall", "772:",
-                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".pushsection pvi_fixups, \"awR\"", ".balign 8", ".quad 771b",
                         ".quad 773f", ".popsection",
                         ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
                         "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
@@ -573,7 +573,7 @@ impl Hypercalls {
                 unsafe {
                     core::arch::asm!(
                         "xchg {rbx}, rbx", "771:", "vmmcall", "772:",
-                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".pushsection pvi_fixups, \"awR\"", ".balign 8", ".quad 771b",
                         ".quad 773f", ".popsection",
                         ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
                         "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
@@ -600,7 +600,7 @@ impl Hypercalls {
                 unsafe {
                     core::arch::asm!(
                         "xchg {rbx}, rbx", "771:", "vmcall", "772:",
-                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".pushsection pvi_fixups, \"awR\"", ".balign 8", ".quad 771b",
                         ".quad 773f", ".popsection",
                         ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
                         "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
@@ -613,7 +613,7 @@ impl Hypercalls {
                 unsafe {
                     core::arch::asm!(
                         "xchg {rbx}, rbx", "771:", "vmmcall", "772:",
-                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".pushsection pvi_fixups, \"awR\"", ".balign 8", ".quad 771b",
                         ".quad 773f", ".popsection",
                         ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
                         "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
@@ -640,7 +640,7 @@ impl Hypercalls {
                 unsafe {
                     core::arch::asm!(
                         "xchg {rbx}, rbx", "771:", "vmcall", "772:",
-                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".pushsection pvi_fixups, \"awR\"", ".balign 8", ".quad 771b",
                         ".quad 773f", ".popsection",
                         ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
                         "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
@@ -654,7 +654,7 @@ impl Hypercalls {
                 unsafe {
                     core::arch::asm!(
                         "xchg {rbx}, rbx", "771:", "vmmcall", "772:",
-                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".pushsection pvi_fixups, \"awR\"", ".balign 8", ".quad 771b",
                         ".quad 773f", ".popsection",
                         ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
                         "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
@@ -682,7 +682,7 @@ impl Hypercalls {
                 unsafe {
                     core::arch::asm!(
                         "xchg {rbx}, rbx", "771:", "vmcall", "772:",
-                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".pushsection pvi_fixups, \"awR\"", ".balign 8", ".quad 771b",
                         ".quad 773f", ".popsection",
                         ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
                         "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
@@ -696,7 +696,7 @@ impl Hypercalls {
                 unsafe {
                     core::arch::asm!(
                         "xchg {rbx}, rbx", "771:", "vmmcall", "772:",
-                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".pushsection pvi_fixups, \"awR\"", ".balign 8", ".quad 771b",
                         ".quad 773f", ".popsection",
                         ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -1000",
                         "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0

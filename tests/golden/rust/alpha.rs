@@ -175,7 +175,7 @@ impl Hypercalls {
                 // SAFETY: the caller guarantees (see # Safety) that Alpha is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
                     core::arch::asm!(
-                        "771:", "vmcall", "772:", ".pushsection .pvi_fixups, \"a\"",
+                        "771:", "vmcall", "772:", ".pushsection pvi_fixups, \"awR\"",
                         ".balign 8", ".quad 771b", ".quad 773f", ".popsection",
                         ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -38",
                         "jmp 772b", ".popsection", inout("rax") nr => r0,
@@ -187,7 +187,7 @@ impl Hypercalls {
                 // SAFETY: the caller guarantees (see # Safety) that Alpha is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
                 unsafe {
                     core::arch::asm!(
-                        "771:", "vmmcall", "772:", ".pushsection .pvi_fixups, \"a\"",
+                        "771:", "vmmcall", "772:", ".pushsection pvi_fixups, \"awR\"",
                         ".balign 8", ".quad 771b", ".quad 773f", ".popsection",
                         ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -38",
                         "jmp 772b", ".popsection", inout("rax") nr => r0,
@@ -214,7 +214,7 @@ impl Hypercalls {
                 unsafe {
                     core::arch::asm!(
                         "xchg {rbx}, rbx", "771:", "vmcall", "772:",
-                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".pushsection pvi_fixups, \"awR\"", ".balign 8", ".quad 771b",
                         ".quad 773f", ".popsection",
                         ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -38",
                         "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
@@ -227,7 +227,7 @@ impl Hypercalls {
                 unsafe {
                     core::arch::asm!(
                         "xchg {rbx}, rbx", "771:", "vmmcall", "772:",
-                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".pushsection pvi_fixups, \"awR\"", ".balign 8", ".quad 771b",
                         ".quad 773f", ".popsection",
                         ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -38",
                         "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
@@ -254,7 +254,7 @@ impl Hypercalls {
                 unsafe {
                     core::arch::asm!(
                         "xchg {rbx}, rbx", "771:", "vmcall", "772:",
-                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".pushsection pvi_fixups, \"awR\"", ".balign 8", ".quad 771b",
                         ".quad 773f", ".popsection",
                         ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -38",
                         "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
@@ -267,7 +267,7 @@ impl Hypercalls {
                 unsafe {
                     core::arch::asm!(
                         "xchg {rbx}, rbx", "771:", "vmmcall", "772:",
-                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".pushsection pvi_fixups, \"awR\"", ".balign 8", ".quad 771b",
                         ".quad 773f", ".popsection",
                         ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -38",
                         "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
@@ -294,7 +294,7 @@ impl Hypercalls {
                 unsafe {
                     core::arch::asm!(
                         "xchg {rbx}, rbx", "771:", "vmcall", "772:",
-                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".pushsection pvi_fixups, \"awR\"", ".balign 8", ".quad 771b",
                         ".quad 773f", ".popsection",
                         ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -38",
                         "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
@@ -308,7 +308,7 @@ impl Hypercalls {
                 unsafe {
                     core::arch::asm!(
                         "xchg {rbx}, rbx", "771:", "vmmcall", "772:",
-                        ".pushsection .pvi_fixups, \"a\"", ".balign 8", ".quad 771b",
+                        ".pushsection pvi_fixups, \"awR\"", ".balign 8", ".quad 771b",
                         ".quad 773f", ".popsection",
                         ".pushsection .text.pvi_fixup, \"ax\"", "773:", "mov rax, -38",
                         "jmp 772b", ".popsection", "xchg {rbx}, rbx", rbx = inout(reg) a0
