@@ -4,6 +4,28 @@
 //! page, and if it holds nothing it fills it with stubs that return the
 //! hypervisor's own "not implemented": every op then falls back, and the
 //! fallback log says why.
+//!
+//! The pages themselves (Xen's and Hyper-V's, one each) live in a link
+//! section of their own, `pvi_hypercall_pages`, page-aligned, so that a
+//! kernel that maps nothing writable and executable at once can place
+//! them apart from its data ([`pages`] lists them). The hypervisor
+//! writes a page's code through its physical address; the guest writes
+//! it only to fill a page the hypervisor left empty, and calls into it
+//! right after, both inside `select`. So a W^X kernel maps these pages
+//! writable and executable until `select` returns, then executable and
+//! read-only.
+
+/// The hypercall pages this build links, by address: 4 KiB each,
+/// page-aligned, in section `pvi_hypercall_pages`.
+pub fn pages() -> impl Iterator<Item = usize> {
+    [
+        #[cfg(feature = "xen")]
+        crate::xen::hypercall_page(),
+        #[cfg(feature = "hyperv")]
+        crate::hyperv::hypercall_page(),
+    ]
+    .into_iter()
+}
 
 /// Whether the page holds nothing at all.
 pub fn is_empty(page: &[u8; 4096]) -> bool {

@@ -23,7 +23,13 @@ use pvi_sdk::time::reftsc::{self, RefTscError};
 use pvi_sdk::types::hv_stimer_config;
 use pvi_sdk::types::{ms_hyperv_tsc_page, ErrorKind, ErrorOrigin, Nanos, PvError};
 
+#[link_section = "pvi_hypercall_pages"]
 static HYPERCALL_PAGE: Page = Page::new();
+
+/// Where the hypercall page is, for [`crate::hypercall_page::pages`].
+pub(crate) fn hypercall_page() -> usize {
+    HYPERCALL_PAGE.0.get() as usize
+}
 
 #[repr(C, align(4096))]
 struct RefTscPage(Shared<ms_hyperv_tsc_page>);

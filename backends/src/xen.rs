@@ -26,7 +26,13 @@ use pvi_sdk::types::{
     PvError,
 };
 
+#[link_section = "pvi_hypercall_pages"]
 static HYPERCALL_PAGE: Page = Page::new();
+
+/// Where the hypercall page is, for [`crate::hypercall_page::pages`].
+pub(crate) fn hypercall_page() -> usize {
+    HYPERCALL_PAGE.0.get() as usize
+}
 
 #[repr(C, align(4096))]
 struct SharedInfoPage(Shared<shared_info>);
