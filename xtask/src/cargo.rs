@@ -8,12 +8,17 @@ pub fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-/// Cargo in `example-kernel/`, its own workspace. The kernel's
-/// `.cargo/config.toml` sets the target and rustflags; the outer cargo's
-/// (xtask's) variables must not leak into it.
+/// Cargo in `example-kernel/`, its own workspace.
 pub fn kernel_cargo() -> Command {
+    cargo_in("example-kernel")
+}
+
+/// Cargo in `dir`, a kernel's own workspace: its `.cargo/config.toml` sets
+/// the target and rustflags; the outer cargo's (xtask's) variables must
+/// not leak into it.
+pub fn cargo_in(dir: &str) -> Command {
     let mut command = cargo();
-    command.current_dir("example-kernel");
+    command.current_dir(dir);
     for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
         command.env_remove(var);
     }

@@ -17,6 +17,7 @@ mod guide;
 mod hypervisors;
 mod kernel_bench;
 mod matrix;
+mod outside_kernel;
 mod probe;
 mod provision;
 mod qemu;
@@ -87,6 +88,10 @@ enum Command {
         #[arg(last = true)]
         words: Vec<String>,
     },
+    /// Build the kernel outside the tree (tests/outside-kernel, the book's
+    /// "Use pvi in your kernel") lower-half and higher-half, and boot each
+    /// under TCG and KVM; `cargo xtask test` runs the same steps.
+    OutsideKernel,
     /// Measure: the toolchain's speed and the example kernel's code size;
     /// writes target/bench/report.json and report.md.
     Bench,
@@ -168,6 +173,15 @@ fn main() -> ExitCode {
                 xen_log,
                 &words,
             )
+        }
+        Command::OutsideKernel => {
+            if let Err(why) = qemu::provision() {
+                eprintln!("xtask outside-kernel: {why}");
+                return ExitCode::FAILURE;
+            }
+            let mut steps = Vec::new();
+            outside_kernel::steps(&mut steps);
+            steps::summarize(&steps)
         }
         Command::Bench => bench::bench(),
         Command::Book => book::book(),

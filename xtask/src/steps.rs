@@ -265,6 +265,8 @@ pub fn test(bless: bool) -> ExitCode {
 
     crate::matrix::boots(&mut steps);
 
+    crate::outside_kernel::steps(&mut steps);
+
     summarize(&steps)
 }
 
@@ -335,7 +337,7 @@ fn interface_version() -> String {
         .unwrap_or_default()
 }
 
-fn summarize(steps: &[Step]) -> ExitCode {
+pub(crate) fn summarize(steps: &[Step]) -> ExitCode {
     println!("\nxtask test summary:");
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for step in steps {
