@@ -99,9 +99,12 @@
 //!   a call through the run-time dispatch: correct, two instructions
 //!   dearer. Calling the backend's methods directly needs neither.
 //!
-//! The example kernel in the repository does all of this, SMP included;
-//! the book ("Boot the example kernel in QEMU", "The run time") explains
-//! each step.
+//! The book's chapter "Use pvi in your kernel" builds the smallest kernel
+//! that does this (the repository's `tests/outside-kernel/`, linked in the
+//! lower half and in the higher half, booted in CI under TCG and KVM),
+//! with the three vectors' handlers and what each opt-in needs. The
+//! example kernel does all of it, SMP included; the book ("Boot the
+//! example kernel in QEMU", "The run time") explains each step.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]

@@ -284,6 +284,12 @@ pub const GUIDES: &[Guide] = &[
         on_a_copy: false,
         hand_written: None,
     },
+    Guide {
+        name: "book: the your-kernel chapter's commands (the outside kernel, TCG)",
+        path: "book/src/your-kernel.md",
+        on_a_copy: false,
+        hand_written: None,
+    },
 ];
 
 /// Replay every guide, a step each; one whose commands could not all run
