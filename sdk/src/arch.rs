@@ -1,5 +1,10 @@
 //! The few instructions the SDK's logic needs from the CPU, kept apart so
-//! that the logic itself runs on the host.
+//! that the logic itself runs on the host. MSRs and ports go through the
+//! `x86_64` crate; these functions keep one name per access, with the
+//! safety contract the SDK's callers rely on.
+
+use x86_64::instructions::port::Port;
+use x86_64::registers::model_specific::Msr;
 
 use crate::detect::{Cpu, Regs};
 use crate::generated::vmware;
@@ -27,13 +32,8 @@ pub fn rdtsc() -> u64 {
 ///
 /// Ring 0 only, and the MSR must exist (else #GP).
 pub unsafe fn rdmsr(msr: u32) -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: the caller guarantees ring 0 and that the MSR exists; RDMSR
-    // changes only EAX and EDX.
-    unsafe {
-        core::arch::asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
-    };
-    (u64::from(hi) << 32) | u64::from(lo)
+    // SAFETY: the caller guarantees ring 0 and that the MSR exists.
+    unsafe { Msr::new(msr).read() }
 }
 
 /// Write a model-specific register.
@@ -43,11 +43,8 @@ pub unsafe fn rdmsr(msr: u32) -> u64 {
 /// Ring 0 only; the MSR must exist and accept `value`, and writing it must
 /// not break memory safety (an MSR can point the hypervisor at memory).
 pub unsafe fn wrmsr(msr: u32, value: u64) {
-    // SAFETY: the caller guarantees the write is valid; the hypervisor may
-    // write memory it was told about, hence no `nomem`.
-    unsafe {
-        core::arch::asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack, preserves_flags))
-    };
+    // SAFETY: the caller guarantees the write is valid.
+    unsafe { Msr::new(msr).write(value) }
 }
 
 /// Read a byte from an I/O port.
@@ -57,12 +54,8 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
 /// Ring 0 (or IOPL) only; reading the port must have no effect the caller
 /// did not intend.
 pub unsafe fn inb(port: u16) -> u8 {
-    let v: u8;
     // SAFETY: the caller guarantees the read is intended.
-    unsafe {
-        core::arch::asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack, preserves_flags))
-    };
-    v
+    unsafe { Port::new(port).read() }
 }
 
 /// Read 32 bits from an I/O port.
@@ -72,12 +65,8 @@ pub unsafe fn inb(port: u16) -> u8 {
 /// Ring 0 (or IOPL) only; reading the port must have no effect the caller
 /// did not intend.
 pub unsafe fn inl(port: u16) -> u32 {
-    let v: u32;
     // SAFETY: the caller guarantees the read is intended.
-    unsafe {
-        core::arch::asm!("in eax, dx", in("dx") port, out("eax") v, options(nomem, nostack, preserves_flags))
-    };
-    v
+    unsafe { Port::new(port).read() }
 }
 
 /// Write a byte to an I/O port.
@@ -87,9 +76,7 @@ pub unsafe fn inl(port: u16) -> u32 {
 /// Ring 0 (or IOPL) only; the write must be intended.
 pub unsafe fn outb(port: u16, value: u8) {
     // SAFETY: the caller guarantees the write is intended.
-    unsafe {
-        core::arch::asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
-    };
+    unsafe { Port::new(port).write(value) }
 }
 
 /// The real CPU, for [`crate::detect::detect`] in a kernel.
@@ -123,12 +110,8 @@ impl Cpu for Hardware {
 ///
 /// As for [`inb`].
 pub unsafe fn inw(port: u16) -> u16 {
-    let v: u16;
     // SAFETY: the caller guarantees the read is intended.
-    unsafe {
-        core::arch::asm!("in ax, dx", in("dx") port, out("ax") v, options(nomem, nostack, preserves_flags))
-    };
-    v
+    unsafe { Port::new(port).read() }
 }
 
 /// Write a 16-bit word to an I/O port.
@@ -138,7 +121,5 @@ pub unsafe fn inw(port: u16) -> u16 {
 /// As for [`outb`].
 pub unsafe fn outw(port: u16, value: u16) {
     // SAFETY: the caller guarantees the write is intended.
-    unsafe {
-        core::arch::asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags))
-    };
+    unsafe { Port::new(port).write(value) }
 }

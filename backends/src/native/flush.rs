@@ -15,13 +15,10 @@ static SEEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 const ACK_TIMEOUT_NS: u64 = 100_000_000;
 const ACK_SPIN_LIMIT: u64 = 200_000_000;
 
-/// Flush this CPU's non-global TLB entries.
+/// Flush this CPU's non-global TLB entries (CR3 reloaded with its own
+/// value).
 fn flush_local() {
-    // SAFETY: reloading CR3 with its own value keeps the address space and
-    // drops non-global TLB entries; ring 0.
-    unsafe {
-        core::arch::asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack, preserves_flags))
-    };
+    x86_64::instructions::tlb::flush_all();
 }
 
 /// The flush IPI's handler: the kernel calls this from its flush vector.

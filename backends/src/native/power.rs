@@ -41,9 +41,10 @@ pub fn shutdown(reason: ShutdownReason) -> Result<(), PvError> {
             }
             Err(PvError::UNSUPPORTED)
         }
+        // With interrupts off, `hlt` stops this CPU for good.
         ShutdownReason::Crash => loop {
-            // SAFETY: with interrupts off, `hlt` stops this CPU for good.
-            unsafe { core::arch::asm!("cli", "hlt", options(nomem, nostack)) };
+            x86_64::instructions::interrupts::disable();
+            x86_64::instructions::hlt();
         },
     }
 }

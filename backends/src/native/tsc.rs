@@ -33,18 +33,7 @@ pub fn hz() -> Hertz {
 /// Find the TSC frequency afresh, as [`hz`] does the first time: CPUID
 /// 0x15, then 0x16, then about 10 ms against the PIT.
 pub fn discover() -> Option<Hertz> {
-    let max_basic = cpuid(0, 0).eax;
-    let from_cpuid = (max_basic >= 0x15)
-        .then(|| {
-            let r = cpuid(0x15, 0);
-            tsc_freq::from_cpuid_15(r.eax, r.ebx, r.ecx)
-        })
-        .flatten()
-        .or_else(|| {
-            (max_basic >= 0x16)
-                .then(|| tsc_freq::from_cpuid_16(cpuid(0x16, 0).eax))
-                .flatten()
-        });
+    let from_cpuid = tsc_freq::from_cpuid(cpuid);
     from_cpuid.or_else(calibrate_against_pit)
 }
 

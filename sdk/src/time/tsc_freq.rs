@@ -5,6 +5,7 @@
 //! [`MIN_HZ`](crate::time::tsc_freq::MIN_HZ)`..=`[`MAX_HZ`](crate::time::tsc_freq::MAX_HZ): a zeroed, reserved or hostile CPUID leaf must
 //! not become a clock rate that later divides by zero or makes time race.
 
+use crate::detect::Regs;
 use crate::types::Hertz;
 
 /// The slowest TSC accepted (1 MHz). No x86 CPU that has a TSC-based
@@ -35,33 +36,36 @@ pub const fn plausible(hz: u64) -> Option<Hertz> {
     }
 }
 
-/// TSC frequency from CPUID leaf 0x15 (Time Stamp Counter and Nominal Core
-/// Crystal Clock): `ecx · ebx / eax`.
+/// TSC frequency from CPUID, decoded by the raw-cpuid crate: leaf 0x15
+/// (Time Stamp Counter and Nominal Core Crystal Clock, `crystal · ebx /
+/// eax`), else leaf 0x16 (the processor base frequency, at which the TSC
+/// runs where there is no crystal leaf), each only where the highest basic
+/// leaf reaches it.
 ///
-/// `eax` is the denominator and `ebx` the numerator of the TSC/crystal
-/// ratio, `ecx` the crystal frequency in Hz. Many CPUs report `ecx = 0`;
-/// Linux then guesses the crystal from the CPU model, which this function
-/// deliberately does not: it returns `None` and the caller falls back to
-/// leaf 0x16 or calibration. A zero ratio term also gives `None`.
-pub fn from_cpuid_15(eax: u32, ebx: u32, ecx: u32) -> Option<Hertz> {
-    if eax == 0 || ebx == 0 || ecx == 0 {
-        return None;
-    }
-    // (2^32 - 1)^2 < 2^64: the product cannot overflow.
-    let hz = u64::from(ecx) * u64::from(ebx) / u64::from(eax);
-    plausible(hz)
-}
-
-/// Processor base frequency from CPUID leaf 0x16 (`eax` bits 15:0, in MHz).
-///
-/// On processors without an invariant-TSC crystal leaf, the TSC runs at the
-/// base frequency. Bits 31:16 are reserved as zero: if any is set the leaf
-/// is not what it claims to be and the result is `None`, as it is for 0.
-pub fn from_cpuid_16(eax: u32) -> Option<Hertz> {
-    if eax > 0xFFFF {
-        return None;
-    }
-    plausible(u64::from(eax) * 1_000_000)
+/// Many CPUs report a crystal frequency of 0; Linux then guesses the
+/// crystal from the CPU model, which this deliberately does not: leaf 0x15
+/// then gives nothing and leaf 0x16 is asked. Every result passes
+/// [`plausible`], so a zeroed or hostile leaf gives `None` and the caller
+/// calibrates instead. `cpuid(leaf, subleaf)` is the CPU's (or a test's).
+pub fn from_cpuid(cpuid: impl Fn(u32, u32) -> Regs + Clone) -> Option<Hertz> {
+    let reader = move |leaf: u32, subleaf: u32| {
+        let r = cpuid(leaf, subleaf);
+        raw_cpuid::CpuIdResult {
+            eax: r.eax,
+            ebx: r.ebx,
+            ecx: r.ecx,
+            edx: r.edx,
+        }
+    };
+    let cpu = raw_cpuid::CpuId::with_cpuid_reader(reader);
+    let crystal = cpu
+        .get_tsc_info()
+        .and_then(|leaf| leaf.tsc_frequency())
+        .and_then(plausible);
+    crystal.or_else(|| {
+        let base_mhz = cpu.get_processor_frequency_info()?.processor_base_frequency();
+        plausible(u64::from(base_mhz) * 1_000_000)
+    })
 }
 
 /// TSC frequency from the hypervisor timing leaf 0x40000010 (`eax` = TSC
@@ -117,51 +121,78 @@ mod tests {
         assert_eq!(plausible(u64::MAX), None);
     }
 
+    /// A CPU whose highest basic leaf is `max`, with leaves 0x15 and 0x16
+    /// as given and every other leaf zero.
+    fn cpu(max: u32, leaf_15: [u32; 3], leaf_16: u32) -> impl Fn(u32, u32) -> Regs + Clone {
+        move |leaf, _| {
+            let (eax, ebx, ecx) = match leaf {
+                0 => (max, 0x756e_6547, 0x6c65_746e), // "GenuineIntel"
+                0x15 => (leaf_15[0], leaf_15[1], leaf_15[2]),
+                0x16 => (leaf_16, 0, 0),
+                _ => (0, 0, 0),
+            };
+            Regs {
+                eax,
+                ebx,
+                ecx,
+                edx: if leaf == 0 { 0x4965_6e69 } else { 0 },
+            }
+        }
+    }
+
     #[test]
-    fn cpuid_15_real_examples() {
+    fn leaf_15_real_examples() {
+        let hz = |eax, ebx, ecx| from_cpuid(cpu(0x16, [eax, ebx, ecx], 0));
         // Kaby Lake-style: 24 MHz crystal, ratio 166/2.
+        assert_eq!(hz(2, 166, 24_000_000), Some(Hertz(1_992_000_000)));
+        // Denverton/Goldmont-style: 25 MHz crystal, ratio 88/2 = 2.2 GHz.
+        assert_eq!(hz(2, 176, 25_000_000), Some(Hertz(2_200_000_000)));
+        // Gemini Lake-style 19.2 MHz crystal, ratio 62/1.
+        assert_eq!(hz(1, 62, 19_200_000), Some(Hertz(1_190_400_000)));
+        // A quotient that is not whole rounds down: 25 MHz · 7 / 3.
+        assert_eq!(hz(3, 7, 25_000_000), Some(Hertz(58_333_333)));
+    }
+
+    #[test]
+    fn leaf_15_unknown_or_garbage_gives_nothing_without_leaf_16() {
+        let hz = |eax, ebx, ecx| from_cpuid(cpu(0x16, [eax, ebx, ecx], 0));
+        // Crystal not enumerated: no guessing.
+        assert_eq!(hz(2, 166, 0), None);
+        assert_eq!(hz(0, 166, 24_000_000), None);
+        assert_eq!(hz(2, 0, 24_000_000), None);
+        assert_eq!(hz(0, 0, 0), None);
+        // (2^32 - 1)^2 Hz: absurd, and must not overflow on the way.
+        assert_eq!(hz(1, u32::MAX, u32::MAX), None);
+        // Tiny: 1 Hz crystal.
+        assert_eq!(hz(1, 1, 1), None);
+        // Ratio below 1 giving a sub-MHz result.
+        assert_eq!(hz(1000, 1, 24_000_000), None);
+    }
+
+    #[test]
+    fn leaf_16_serves_where_leaf_15_does_not() {
+        let hz = |eax| from_cpuid(cpu(0x16, [2, 166, 0], eax));
+        assert_eq!(hz(2_600), Some(Hertz(2_600_000_000)));
+        assert_eq!(hz(1), Some(Hertz(1_000_000)));
+        assert_eq!(hz(0), None);
+        // 65.535 GHz is absurd.
+        assert_eq!(hz(0xFFFF), None);
+        assert_eq!(hz(20_000), Some(Hertz(20_000_000_000)));
+        assert_eq!(hz(20_001), None);
+        // raw-cpuid reads bits 15:0 only; all ones there is still absurd.
+        assert_eq!(hz(u32::MAX), None);
+    }
+
+    #[test]
+    fn leaves_beyond_the_highest_basic_leaf_are_not_read() {
+        // Leaf 0x15 holds a good value, but the CPU says it stops at 0x14.
+        assert_eq!(from_cpuid(cpu(0x14, [2, 166, 24_000_000], 2_600)), None);
+        // It stops at 0x15: leaf 0x16 is not read.
+        assert_eq!(from_cpuid(cpu(0x15, [2, 166, 0], 2_600)), None);
         assert_eq!(
-            from_cpuid_15(2, 166, 24_000_000),
+            from_cpuid(cpu(0x15, [2, 166, 24_000_000], 0)),
             Some(Hertz(1_992_000_000))
         );
-        // Denverton/Goldmont-style: 25 MHz crystal, ratio 88/2 = 2.2 GHz.
-        assert_eq!(
-            from_cpuid_15(2, 176, 25_000_000),
-            Some(Hertz(2_200_000_000))
-        );
-        // Gemini Lake-style 19.2 MHz crystal, ratio 62/1.
-        assert_eq!(from_cpuid_15(1, 62, 19_200_000), Some(Hertz(1_190_400_000)));
-        // A quotient that is not whole rounds down: 25 MHz · 7 / 3.
-        assert_eq!(from_cpuid_15(3, 7, 25_000_000), Some(Hertz(58_333_333)));
-    }
-
-    #[test]
-    fn cpuid_15_unknown_or_garbage() {
-        // Crystal not enumerated: no guessing.
-        assert_eq!(from_cpuid_15(2, 166, 0), None);
-        assert_eq!(from_cpuid_15(0, 166, 24_000_000), None);
-        assert_eq!(from_cpuid_15(2, 0, 24_000_000), None);
-        assert_eq!(from_cpuid_15(0, 0, 0), None);
-        // (2^32 - 1)^2 Hz: absurd, and must not overflow on the way.
-        assert_eq!(from_cpuid_15(1, u32::MAX, u32::MAX), None);
-        // Tiny: 1 Hz crystal.
-        assert_eq!(from_cpuid_15(1, 1, 1), None);
-        // Ratio below 1 giving a sub-MHz result.
-        assert_eq!(from_cpuid_15(1000, 1, 24_000_000), None);
-    }
-
-    #[test]
-    fn cpuid_16() {
-        assert_eq!(from_cpuid_16(2_600), Some(Hertz(2_600_000_000)));
-        assert_eq!(from_cpuid_16(1), Some(Hertz(1_000_000)));
-        assert_eq!(from_cpuid_16(0), None);
-        // 65.535 GHz is absurd.
-        assert_eq!(from_cpuid_16(0xFFFF), None);
-        assert_eq!(from_cpuid_16(20_000), Some(Hertz(20_000_000_000)));
-        assert_eq!(from_cpuid_16(20_001), None);
-        // Reserved high bits set.
-        assert_eq!(from_cpuid_16(0x0001_0A28), None);
-        assert_eq!(from_cpuid_16(u32::MAX), None);
     }
 
     #[test]
