@@ -266,6 +266,21 @@ impl HypervisorBackend for Kvm {
 
     /// Register this CPU's kvmclock, steal-time and PV EOI records, as far as
     /// the features allow. Call it once on every CPU.
+    /// KVM writes a kvmclock record (an even, non-zero version) as soon as
+    /// its MSR is written.
+    fn cpu_record_written(&self, cpu: usize) -> Option<bool> {
+        if CLOCK_VIA[0].load(SeqCst) == 0 {
+            return None;
+        }
+        if cpu >= MAX_CPUS || CLOCK_VIA[cpu].load(SeqCst) == 0 {
+            return Some(false);
+        }
+        // SAFETY: a static record, aligned; KVM may write it at any time,
+        // hence the volatile read.
+        let version = unsafe { core::ptr::addr_of!((*CLOCK.of(cpu).get()).version).read_volatile() };
+        Some(version != 0)
+    }
+
     fn init_cpu(&self) {
         let cpu = platform::cpu_index();
         let f = self.features.kvm_features;

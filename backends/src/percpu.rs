@@ -3,8 +3,11 @@
 
 use core::cell::UnsafeCell;
 
-/// CPUs a backend keeps records for.
-pub const MAX_CPUS: usize = 64;
+/// CPUs a backend keeps records for: enough for x2APIC machines, whose
+/// CPU counts pass 255. A CPU beyond it is refused by `init_cpu`
+/// ([`crate::select::BeyondCapacity`]), never given another CPU's record.
+/// The records take about 200 bytes per CPU.
+pub const MAX_CPUS: usize = 1024;
 
 /// A value the hypervisor may write at any time.
 #[repr(transparent)]

@@ -47,6 +47,16 @@ pub trait HypervisorBackend {
         None
     }
 
+    /// Whether the hypervisor has written CPU `cpu`'s own per-CPU record
+    /// (kvmclock, Xen's runstate area): evidence, read back from memory
+    /// only the hypervisor writes, that `init_cpu` on that CPU registered
+    /// a record of its own. `None` where the backend has no such record
+    /// registered on the boot CPU (the default).
+    fn cpu_record_written(&self, cpu: usize) -> Option<bool> {
+        let _ = cpu;
+        None
+    }
+
     /// Attempts a shared clock record's version protocol took over `reads`
     /// reads on this CPU (a figure for the benchmark); `None` without such
     /// a record (the default).

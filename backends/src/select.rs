@@ -228,6 +228,13 @@ impl Selection {
         crate::registry::hooks(self.backend)?.memory_map(regions)
     }
 
+    /// Whether the hypervisor has written CPU `cpu`'s own per-CPU record
+    /// (kvmclock, Xen's runstate area); `None` where the backend keeps no
+    /// such record.
+    pub fn cpu_record_written(&self, cpu: usize) -> Option<bool> {
+        crate::registry::hooks(self.backend)?.cpu_record_written(cpu)
+    }
+
     /// Attempts the backend's shared clock record took over `reads` reads
     /// on this CPU (kvmclock's version protocol); `None` without one.
     pub fn clock_attempts(&self, reads: u32) -> Option<u64> {

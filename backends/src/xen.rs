@@ -469,6 +469,22 @@ impl HypervisorBackend for Xen {
     }
 
     /// Register this CPU's runstate area. Call it once on every CPU.
+    /// Xen writes a vCPU's runstate area when the vCPU registers it (and
+    /// on every switch after): its entry time is then non-zero.
+    fn cpu_record_written(&self, cpu: usize) -> Option<bool> {
+        if RUNSTATE_ON[0].load(SeqCst) == 0 {
+            return None;
+        }
+        if cpu >= MAX_CPUS || RUNSTATE_ON[cpu].load(SeqCst) == 0 {
+            return Some(false);
+        }
+        // SAFETY: a static record, aligned; Xen may write it at any time,
+        // hence the volatile read.
+        let entered =
+            unsafe { core::ptr::addr_of!((*RUNSTATE.of(cpu).get()).state_entry_time).read_volatile() };
+        Some(entered != 0)
+    }
+
     fn init_cpu(&self) {
         let cpu = platform::cpu_index();
         let area = vcpu_register_runstate_memory_area {

@@ -10,11 +10,12 @@ use acpi::{AcpiError, AcpiHandler, AcpiTables, PhysicalMapping};
 use core::ptr::NonNull;
 use pvi_backends::platform::Acpi;
 
-/// The most CPUs this kernel starts.
-pub const MAX_CPUS: usize = 8;
+/// The most CPUs this kernel starts (each has a 64 KiB stack and a 16 KiB
+/// fault stack in `.bss`); the backends keep records for more.
+pub const MAX_CPUS: usize = 128;
 
 /// The machine as the firmware describes it.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Machine {
     /// APIC ids of the enabled CPUs, in MADT order (the boot CPU among them).
     pub apic_ids: [u32; MAX_CPUS],
@@ -32,6 +33,20 @@ pub struct Machine {
     /// The root table's signature was wrong and was repaired (see
     /// [`repaired_root`]); the boot report says so.
     pub root_repaired: Option<[u8; 4]>,
+}
+
+impl Default for Machine {
+    fn default() -> Self {
+        Machine {
+            apic_ids: [0; MAX_CPUS],
+            cpus: 0,
+            cpus_ignored: 0,
+            power: Acpi::default(),
+            pm_timer: None,
+            no_cmos_rtc: None,
+            root_repaired: None,
+        }
+    }
 }
 
 /// Identity "mapping": the tables live below 4 GiB, which the boot code maps.

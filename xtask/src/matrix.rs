@@ -327,6 +327,27 @@ fn cases() -> Vec<Case> {
         ),
         selftest("selftest: kvm, 1 cpu", Accel::Kvm, 1, "", KVM_EXPECT),
         selftest("selftest: kvm, 2 cpus", Accel::Kvm, 2, "", KVM_EXPECT),
+        // Past 64 CPUs (the backends' old capacity) and past the 8 this
+        // kernel once started: every CPU online, and under KVM each with a
+        // kvmclock record of its own that KVM wrote.
+        selftest(
+            "selftest: tcg, 128 cpus",
+            Accel::Tcg,
+            128,
+            "",
+            &["smp: 128 of 128 CPUs online", "backend: native"],
+        ),
+        selftest(
+            "selftest: kvm, 128 cpus",
+            Accel::Kvm,
+            128,
+            "",
+            &[
+                "smp: 128 of 128 CPUs online",
+                "ok: 128 CPU(s), each record written by the hypervisor",
+                "backend: kvm",
+            ],
+        ),
         Case {
             // The native routines on real (virtual) hardware: IPIs, kick
             // and remote flush through the APIC, no hypercall involved.

@@ -63,7 +63,9 @@ pub fn from_cpuid(cpuid: impl Fn(u32, u32) -> Regs + Clone) -> Option<Hertz> {
         .and_then(|leaf| leaf.tsc_frequency())
         .and_then(plausible);
     crystal.or_else(|| {
-        let base_mhz = cpu.get_processor_frequency_info()?.processor_base_frequency();
+        let base_mhz = cpu
+            .get_processor_frequency_info()?
+            .processor_base_frequency();
         plausible(u64::from(base_mhz) * 1_000_000)
     })
 }
