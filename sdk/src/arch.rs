@@ -9,9 +9,10 @@ use x86_64::registers::model_specific::Msr;
 use crate::detect::{Cpu, Regs};
 use crate::generated::vmware;
 
-/// CPUID. Every x86-64 CPU has it, and it has no side effects.
+/// CPUID (through raw-cpuid). Every x86-64 CPU has it, and it has no side
+/// effects.
 pub fn cpuid(leaf: u32, subleaf: u32) -> Regs {
-    let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+    let r = raw_cpuid::native_cpuid::cpuid_count(leaf, subleaf);
     Regs {
         eax: r.eax,
         ebx: r.ebx,

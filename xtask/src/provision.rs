@@ -54,6 +54,41 @@ pub fn toolchain() -> bool {
     ok
 }
 
+/// The oldest Rust the published crates promise (their `rust-version`).
+pub const MSRV: &str = "1.92";
+
+/// The MSRV toolchain with the kernel target, installed (minimal profile)
+/// when missing. Returns false (after saying why) if it cannot be had.
+pub fn msrv_toolchain() -> bool {
+    let has = Command::new("rustup")
+        .args([
+            "+".to_string() + MSRV,
+            "target".into(),
+            "list".into(),
+            "--installed".into(),
+        ])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|t| t.trim() == "x86_64-unknown-none")
+        });
+    if has {
+        return true;
+    }
+    println!("xtask: installing Rust {MSRV} (minimal, with x86_64-unknown-none) to check the crates' MSRV");
+    let ok = Command::new("rustup")
+        .args(["toolchain", "install", MSRV, "--profile", "minimal"])
+        .args(["--target", "x86_64-unknown-none"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!("xtask: Rust {MSRV} could not be installed");
+    }
+    ok
+}
+
 /// The mdBook version the book is built with.
 pub const MDBOOK_VERSION: &str = "0.5";
 

@@ -139,6 +139,8 @@ pub fn test(bless: bool) -> ExitCode {
         &mut steps,
     );
 
+    msrv(&mut steps);
+
     let mut kernel_build = cargo();
     kernel_build
         .args([
@@ -268,6 +270,59 @@ pub fn test(bless: bool) -> ExitCode {
     crate::outside_kernel::steps(&mut steps);
 
     summarize(&steps)
+}
+
+/// The published crates build with the oldest Rust they promise: the guest
+/// crates for the kernel target, the generator for the host. In a target
+/// directory of its own, so that the pinned toolchain's builds stay warm.
+fn msrv(steps: &mut Vec<Step>) {
+    let name: &'static str = Box::leak(
+        format!(
+            "MSRV: pvi-sdk, pvi-backends (x86_64-unknown-none) and pvi-codegen build with Rust {}",
+            provision::MSRV
+        )
+        .into_boxed_str(),
+    );
+    println!("\n==> {name}");
+    let start = Instant::now();
+    // The promise is the manifests': they must say what is checked.
+    let promised = format!("rust-version = \"{}\"", provision::MSRV);
+    let stale: Vec<&str> = ["sdk", "backends", "codegen"]
+        .into_iter()
+        .filter(|dir| {
+            !std::fs::read_to_string(format!("{dir}/Cargo.toml"))
+                .is_ok_and(|m| m.lines().any(|l| l.trim() == promised))
+        })
+        .collect();
+    if !stale.is_empty() {
+        println!("    {} do(es) not say `{promised}`", stale.join(", "));
+        return finish(name, Outcome::Failed, start, steps);
+    }
+    let toolchain = format!("+{}", provision::MSRV);
+    let check = |args: &[&str]| {
+        Command::new("cargo")
+            .arg(&toolchain)
+            .args(["check", "--quiet"])
+            .args(args)
+            .env("CARGO_TARGET_DIR", "target/msrv")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO")
+            .env_remove("RUSTC")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let ok = provision::msrv_toolchain()
+        && check(&[
+            "-p",
+            "pvi-sdk",
+            "-p",
+            "pvi-backends",
+            "--target",
+            "x86_64-unknown-none",
+        ])
+        && check(&["-p", "pvi-codegen"]);
+    let outcome = if ok { Outcome::Passed } else { Outcome::Failed };
+    finish(name, outcome, start, steps);
 }
 
 /// The lock of the newest released interface version in `idl/released/`
