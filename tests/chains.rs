@@ -78,6 +78,9 @@ impl NativeRoutines for MockNative {
     fn ipi_flush_tlb(_targets: CpuSet) {
         native_called("ipi_flush_tlb");
     }
+    fn ipi_flush_tlb_range(_targets: CpuSet, _start: u64, _pages: u64) {
+        native_called("ipi_flush_tlb_range");
+    }
     fn serial_write(_data: &[u8]) {
         native_called("serial_write");
     }
@@ -159,6 +162,14 @@ unsafe impl kvm::Steps for MockKvm {
         Ok(true)
     }
     fn flush_tlb_step1(&self, _targets: CpuSet) -> Result<(), PvError> {
+        Ok(())
+    }
+    fn flush_tlb_range_step1(
+        &self,
+        _targets: CpuSet,
+        _start: u64,
+        _pages: u64,
+    ) -> Result<(), PvError> {
         Ok(())
     }
     fn eoi_step1(&self) -> Result<(), PvError> {

@@ -113,6 +113,36 @@ impl Kvm {
         Ok(pvclock::wall_time(&wall, now))
     }
 
+    /// Set KVM_VCPU_FLUSH_TLB in the steal-time record of each target KVM
+    /// has preempted (KVM flushes it before it runs again); the targets
+    /// left for the flush IPI.
+    fn flag_preempted_for_flush(targets: CpuSet) -> Result<CpuSet, PvError> {
+        let p = platform::get().ok_or(PvError::UNSUPPORTED)?;
+        let mut remaining = targets.0;
+        for apic in (0..64u32).filter(|i| targets.0 & (1 << i) != 0) {
+            let Some(cpu) = p.cpu_of_apic(ApicId(apic)) else {
+                continue;
+            };
+            if cpu >= MAX_CPUS || STEAL_ON[cpu].load(SeqCst) == 0 {
+                continue;
+            }
+            // SAFETY: the `preempted` byte of a registered static record,
+            // which KVM and the guest update atomically (the ABI's protocol).
+            let byte = unsafe {
+                AtomicU8::from_ptr(core::ptr::addr_of_mut!((*STEAL.of(cpu).get()).preempted))
+            };
+            let current = byte.load(SeqCst);
+            if current & kvm::KVM_VCPU_PREEMPTED != 0
+                && byte
+                    .compare_exchange(current, current | kvm::KVM_VCPU_FLUSH_TLB, SeqCst, SeqCst)
+                    .is_ok()
+            {
+                remaining &= !(1 << apic);
+            }
+        }
+        Ok(CpuSet(remaining))
+    }
+
     /// The steal-time record of CPU `cpu` under its version protocol.
     fn steal_record(cpu: usize) -> Result<(u64, u8), PvError> {
         if STEAL_ON[cpu.min(MAX_CPUS - 1)].load(SeqCst) == 0 {
@@ -194,31 +224,20 @@ unsafe impl Steps for Kvm {
     /// A preempted target gets KVM_VCPU_FLUSH_TLB in its steal-time record,
     /// and KVM flushes it before it runs again; the others get the IPI.
     fn flush_tlb_step1(&self, targets: CpuSet) -> Result<(), PvError> {
-        let p = platform::get().ok_or(PvError::UNSUPPORTED)?;
-        let mut remaining = targets.0;
-        for apic in (0..64u32).filter(|i| targets.0 & (1 << i) != 0) {
-            let Some(cpu) = p.cpu_of_apic(ApicId(apic)) else {
-                continue;
-            };
-            if cpu >= MAX_CPUS || STEAL_ON[cpu].load(SeqCst) == 0 {
-                continue;
-            }
-            // SAFETY: the `preempted` byte of a registered static record,
-            // which KVM and the guest update atomically (the ABI's protocol).
-            let byte = unsafe {
-                AtomicU8::from_ptr(core::ptr::addr_of_mut!((*STEAL.of(cpu).get()).preempted))
-            };
-            let current = byte.load(SeqCst);
-            if current & kvm::KVM_VCPU_PREEMPTED != 0
-                && byte
-                    .compare_exchange(current, current | kvm::KVM_VCPU_FLUSH_TLB, SeqCst, SeqCst)
-                    .is_ok()
-            {
-                remaining &= !(1 << apic);
-            }
+        let remaining = Self::flag_preempted_for_flush(targets)?;
+        if remaining.0 != 0 {
+            BareMetal::ipi_flush_tlb(remaining);
         }
-        if remaining != 0 {
-            BareMetal::ipi_flush_tlb(CpuSet(remaining));
+        Ok(())
+    }
+
+    /// As [`flush_tlb_step1`](Self::flush_tlb_step1): KVM flushes a
+    /// preempted target whole (a superset of the range); the others get
+    /// the range with the IPI.
+    fn flush_tlb_range_step1(&self, targets: CpuSet, start: u64, pages: u64) -> Result<(), PvError> {
+        let remaining = Self::flag_preempted_for_flush(targets)?;
+        if remaining.0 != 0 {
+            BareMetal::ipi_flush_tlb_range(remaining, start, pages);
         }
         Ok(())
     }

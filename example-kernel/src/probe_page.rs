@@ -57,6 +57,11 @@ impl ProbePage {
         PROBE_PT.0[0].store(frame | PRESENT_WRITABLE, SeqCst);
     }
 
+    /// Where the page is mapped.
+    pub fn address(&self) -> u64 {
+        PROBE_VA
+    }
+
     /// An address in the next page, which nothing maps.
     pub fn unmapped_neighbour(&self) -> u64 {
         PROBE_VA + 4096

@@ -155,6 +155,7 @@ const TESTS: &[(&str, Test)] = &[
     ("yield_to", yield_to),
     ("vcpu_is_preempted", vcpu_is_preempted),
     ("flush_tlb (local)", flush_tlb_local),
+    ("flush_tlb_range (this and another CPU)", flush_tlb_range),
     ("console_write", console_write),
     ("shutdown", shutdown),
     ("panic_notify", panic_notify),
@@ -959,6 +960,59 @@ fn flush_tlb_local(cx: &Context) -> Outcome {
         )
     } else {
         fail!("read {first:#x}, then {after:#x} after the flush")
+    }
+}
+
+/// This CPU and the other, if any, as a CPU set.
+fn targets_of(me: u32, other: Option<(usize, u32)>) -> u64 {
+    (1u64 << me) | other.map_or(0, |(_, apic)| 1 << apic)
+}
+
+/// One page's new mapping, changed under this CPU's TLB and another's,
+/// is seen on both after a one-page range flush.
+fn flush_tlb_range(cx: &Context) -> Outcome {
+    if let Some(why) = cx.hypercall_blocked(Op::FlushTlbRange) {
+        return Outcome::Skip(why);
+    }
+    let me = crate::apic::id();
+    if me >= 64 {
+        return skip!("APIC id {me} is beyond a CpuSet");
+    }
+    use crate::probe_page::{ProbePage, MARKS};
+    use crate::smp::{ask, Request};
+    let probe = ProbePage::get();
+    let other = other_cpu(cx);
+    // Wake the other CPU with the kernel's own IPI, not an op under test.
+    let read_there = |apic: u32, cpu: usize| {
+        ask(cpu, Request::ReadProbe, || {
+            let _ = pvi_backends::native::lapic::send_ipi(CpuSet(1 << apic), Vector(KICK_VECTOR));
+        })
+    };
+    // A known start on both CPUs: an earlier test may have left the other
+    // one caching a later mapping (TCG keeps stale entries as hardware
+    // does), so the whole-TLB flush clears it first.
+    probe.map(0);
+    cx.ops.flush_tlb(CpuSet(targets_of(me, other)));
+    let first_here = probe.read();
+    let first_there = other.map(|(cpu, apic)| read_there(apic, cpu));
+    // Both CPUs now cache the old mapping; change it under them.
+    probe.remap_without_flush(1);
+    cx.ops
+        .flush_tlb_range(CpuSet(targets_of(me, other)), probe.address(), 1);
+    let here = probe.read();
+    let there = other.map(|(cpu, apic)| read_there(apic, cpu));
+    probe.map(0);
+    if first_here != MARKS[0] || here != MARKS[1] {
+        return fail!("this CPU read {first_here:#x}, then {here:#x} after the flush");
+    }
+    match (other, first_there, there) {
+        (None, ..) => {
+            pass!("this CPU sees the new mapping (one CPU online: boot with --smp 2 for another)")
+        }
+        (Some((cpu, _)), Some(Some(a)), Some(Some(b))) if a == MARKS[0] && b == MARKS[1] => {
+            pass!("this CPU and CPU {cpu} see the new mapping after a one-page flush")
+        }
+        (Some((cpu, _)), a, b) => fail!("CPU {cpu} read {a:?}, then {b:?} after the flush"),
     }
 }
 

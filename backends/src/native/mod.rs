@@ -62,6 +62,11 @@ impl NativeRoutines for BareMetal {
             crate::fallback::record(pvi_sdk::generated::ops::Op::FlushTlb, 0, e);
         }
     }
+    fn ipi_flush_tlb_range(targets: CpuSet, start: u64, pages: u64) {
+        if let Err(e) = flush::flush_tlb_range(targets, start, pages) {
+            crate::fallback::record(pvi_sdk::generated::ops::Op::FlushTlbRange, 0, e);
+        }
+    }
     fn serial_write(data: &[u8]) {
         serial::write(data)
     }

@@ -2010,6 +2010,39 @@ impl<S: Steps> PvOps for Paravirt<S> {
         s.served(Op::FlushTlb, 0);
         native::flush_tlb::<S::Native>(targets)
     }
+    #[cfg(feature = "interface-0-2")]
+    fn flush_tlb_range(&self, targets: CpuSet, start: u64, pages: u64) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features
+            .hyperv_hints
+            .contains(HypervHints::HV_X64_REMOTE_TLB_FLUSH_RECOMMENDED)
+            && !s.withdrawn(Op::FlushTlbRange, 1)
+        {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; the arguments follow the IDL's mapping of `flush_tlb_range`.
+                match unsafe {
+                    s.hvcall_flush_virtual_address_space(
+                        &hv_tlb_flush {
+                            address_space: 0_u64,
+                            flags: HV_FLUSH_ALL_VIRTUAL_ADDRESS_SPACES,
+                            processor_mask: targets.0,
+                        },
+                        0_u64,
+                    )
+                } {
+                    Ok(_) => {
+                        s.served(Op::FlushTlbRange, 1);
+                        return;
+                    }
+                    Err(e) => s.fell_back(Op::FlushTlbRange, 1, e),
+                }
+            }
+        }
+        s.served(Op::FlushTlbRange, 0);
+        native::flush_tlb_range::<S::Native>(targets, start, pages)
+    }
     fn yield_to(&self, target: ApicId) {
         let s = &self.0;
         #[allow(unused_variables)]
@@ -2061,7 +2094,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
 #[allow(unused_variables)]
-pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 10] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 11] {
     [
         (
             Op::ClockNs,
@@ -2233,6 +2266,27 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 10] {
             },
         ),
         (
+            Op::FlushTlbRange,
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .hyperv_hints
+                        .contains(HypervHints::HV_X64_REMOTE_TLB_FLUSH_RECOMMENDED)
+                    {
+                        return (
+                            1,
+                            "hypercall HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE(hv_tlb_flush { address_space: 0, flags: HV_FLUSH_ALL_VIRTUAL_ADDRESS_SPACES, processor_mask: targets }, 0) requires HV_X64_REMOTE_TLB_FLUSH_RECOMMENDED",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
             Op::YieldTo,
             {
                 let step = || -> (usize, &'static str) {
@@ -2307,6 +2361,7 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("eoi", "msr → native"),
     ("send_ipi", "hypercall → native"),
     ("flush_tlb", "hypercall → native"),
+    ("flush_tlb_range", "hypercall → native"),
     ("yield_to", "hypercall → native"),
     ("panic_notify", "msr → native"),
     ("shutdown", "native"),

@@ -1110,6 +1110,16 @@ pub unsafe trait Steps {
     ///
     /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
     fn flush_tlb_step1(&self, targets: CpuSet) -> Result<(), PvError>;
+    /// `flush_tlb_range`, step 1: `shared kvm_steal_time via MSR_KVM_STEAL_TIME requires KVM_FEATURE_PV_TLB_FLUSH, KVM_FEATURE_STEAL_TIME`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    #[cfg(feature = "interface-0-2")]
+    fn flush_tlb_range_step1(
+        &self,
+        targets: CpuSet,
+        start: u64,
+        pages: u64,
+    ) -> Result<(), PvError>;
     /// `eoi`, step 1: `shared kvm_pv_eoi_word via MSR_KVM_PV_EOI_EN requires KVM_FEATURE_PV_EOI`
     ///
     /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
@@ -1263,6 +1273,26 @@ impl<S: Steps> PvOps for Paravirt<S> {
         s.served(Op::FlushTlb, 0);
         native::flush_tlb::<S::Native>(targets)
     }
+    #[cfg(feature = "interface-0-2")]
+    fn flush_tlb_range(&self, targets: CpuSet, start: u64, pages: u64) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if features.kvm_features.contains(KvmFeatures::KVM_FEATURE_PV_TLB_FLUSH)
+            && features.kvm_features.contains(KvmFeatures::KVM_FEATURE_STEAL_TIME)
+            && !s.withdrawn(Op::FlushTlbRange, 1)
+        {
+            match s.flush_tlb_range_step1(targets, start, pages) {
+                Ok(v) => {
+                    s.served(Op::FlushTlbRange, 1);
+                    return v;
+                }
+                Err(e) => s.fell_back(Op::FlushTlbRange, 1, e),
+            }
+        }
+        s.served(Op::FlushTlbRange, 0);
+        native::flush_tlb_range::<S::Native>(targets, start, pages)
+    }
     fn eoi(&self) {
         let s = &self.0;
         #[allow(unused_variables)]
@@ -1382,7 +1412,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
 #[allow(unused_variables)]
-pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 12] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 13] {
     [
         (
             Op::ClockNs,
@@ -1541,6 +1571,30 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 12] {
             },
         ),
         (
+            Op::FlushTlbRange,
+            {
+                let step = || -> (usize, &'static str) {
+                    if features
+                        .kvm_features
+                        .contains(KvmFeatures::KVM_FEATURE_PV_TLB_FLUSH)
+                        && features
+                            .kvm_features
+                            .contains(KvmFeatures::KVM_FEATURE_STEAL_TIME)
+                    {
+                        return (
+                            1,
+                            "shared kvm_steal_time via MSR_KVM_STEAL_TIME requires KVM_FEATURE_PV_TLB_FLUSH, KVM_FEATURE_STEAL_TIME",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
             Op::Eoi,
             {
                 let step = || -> (usize, &'static str) {
@@ -1667,6 +1721,7 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("steal_ns", "shared → native"),
     ("vcpu_is_preempted", "shared → native"),
     ("flush_tlb", "shared → native"),
+    ("flush_tlb_range", "shared → native"),
     ("eoi", "shared → native"),
     ("send_ipi", "hypercall → native"),
     ("kick_cpu", "hypercall → native"),

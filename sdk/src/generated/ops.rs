@@ -34,6 +34,8 @@ pub trait NativeRoutines {
     fn never_preempted(cpu: ApicId) -> bool;
     /// Bare-metal `flush_tlb`: Flush the non-global TLB entries of every CPU in `targets` and wait until they are done.
     fn ipi_flush_tlb(targets: CpuSet);
+    /// Bare-metal `flush_tlb_range`: Flush the translations of `pages` 4 KiB pages from the virtual address `start` (as the kernel's page tables map it), global ones included, on every CPU in `targets`, and wait until they are done: what unmapping or remapping a few pages needs, without dropping every other translation.
+    fn ipi_flush_tlb_range(targets: CpuSet, start: u64, pages: u64);
     /// Bare-metal `console_write`: Write `data` to the early console.
     fn serial_write(data: &[u8]);
     /// Bare-metal `shutdown`: Stop the machine for `reason`.
@@ -234,6 +236,32 @@ pub trait PvOps {
     fn flush_tlb(&self, targets: CpuSet) {
         native::flush_tlb::<Self::Native>(targets)
     }
+    /// Flush the translations of `pages` 4 KiB pages from the virtual
+    /// address `start` (as the kernel's page tables map it), global
+    /// ones included, on every CPU in `targets`, and wait until they are
+    /// done: what unmapping or remapping a few pages needs, without
+    /// dropping every other translation. Bare metal flushes each page with
+    /// `invlpg` (everything, global pages and every PCID included, past 32
+    /// pages or where PCIDs are on) and sends the range with the flush IPI.
+    /// A hypervisor call that flushes more is a correct superset.
+    ///
+    /// Group `mmu`; context `task`.
+    /// Native lowering: [`NativeRoutines::ipi_flush_tlb_range`].
+    /// Since interface 0.2.0.
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    fn flush_tlb_range(&self, targets: CpuSet, start: u64, pages: u64) {
+        native::flush_tlb_range::<Self::Native>(targets, start, pages)
+    }
+    /// Not in this build: `flush_tlb_range` needs the SDK's `interface-0-2` feature.
+    #[cfg(not(feature = "interface-0-2"))]
+    #[allow(unused_variables)]
+    fn flush_tlb_range(&self, targets: CpuSet, start: u64, pages: u64)
+    where
+        Self: needs::Interface_0_2,
+    {
+        unreachable!("no type implements needs::{}", stringify!(Interface_0_2))
+    }
     /// Write `data` to the early console. Bare metal writes it to COM1.
     ///
     /// Group `console`; context `any`.
@@ -396,6 +424,12 @@ pub mod native {
     #[inline]
     pub fn flush_tlb<N: NativeRoutines>(targets: CpuSet) {
         <N as NativeRoutines>::ipi_flush_tlb(targets)
+    }
+    /// The native lowering of [`PvOps::flush_tlb_range`](super::PvOps::flush_tlb_range): the default and the end of every fallback chain.
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    pub fn flush_tlb_range<N: NativeRoutines>(targets: CpuSet, start: u64, pages: u64) {
+        <N as NativeRoutines>::ipi_flush_tlb_range(targets, start, pages)
     }
     /// The native lowering of [`PvOps::console_write`](super::PvOps::console_write): the default and the end of every fallback chain.
     #[inline]
@@ -575,6 +609,13 @@ pub const OPS: &[OpInfo] = &[
         context: Context::Task,
     },
     OpInfo {
+        name: "flush_tlb_range",
+        group: "mmu",
+        hot: false,
+        required: false,
+        context: Context::Task,
+    },
+    OpInfo {
         name: "console_write",
         group: "console",
         hot: false,
@@ -640,6 +681,8 @@ pub enum Op {
     VcpuIsPreempted,
     /// `flush_tlb`.
     FlushTlb,
+    /// `flush_tlb_range`.
+    FlushTlbRange,
     /// `console_write`.
     ConsoleWrite,
     /// `shutdown`.
@@ -669,6 +712,7 @@ impl Op {
         Op::YieldTo,
         Op::VcpuIsPreempted,
         Op::FlushTlb,
+        Op::FlushTlbRange,
         Op::ConsoleWrite,
         Op::Shutdown,
         Op::PanicNotify,
@@ -902,6 +946,18 @@ impl<
             Self::Kvm(b) => b.flush_tlb(targets),
             Self::Vmware(b) => b.flush_tlb(targets),
             Self::Xen(b) => b.flush_tlb(targets),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    fn flush_tlb_range(&self, targets: CpuSet, start: u64, pages: u64) {
+        match self {
+            Self::Native => native::flush_tlb_range::<N>(targets, start, pages),
+            Self::Hyperv(b) => b.flush_tlb_range(targets, start, pages),
+            Self::Kvm(b) => b.flush_tlb_range(targets, start, pages),
+            Self::Vmware(b) => b.flush_tlb_range(targets, start, pages),
+            Self::Xen(b) => b.flush_tlb_range(targets, start, pages),
             Self::_Marker(_, never) => match *never {}
         }
     }

@@ -1699,6 +1699,28 @@ impl<S: Steps> PvOps for Paravirt<S> {
         s.served(Op::FlushTlb, 0);
         native::flush_tlb::<S::Native>(targets)
     }
+    #[cfg(feature = "interface-0-2")]
+    fn flush_tlb_range(&self, targets: CpuSet, start: u64, pages: u64) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if s.hv_version().is_none_or(|v| v >= (3u32, 2u32, 0u32))
+            && !s.withdrawn(Op::FlushTlbRange, 1)
+        {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Xen is the hypervisor; the arguments follow the IDL's mapping of `flush_tlb_range`.
+                match unsafe { s.hypervisor_hvm_op(HVMOP_flush_tlbs, 0_u64) } {
+                    Ok(_) => {
+                        s.served(Op::FlushTlbRange, 1);
+                        return;
+                    }
+                    Err(e) => s.fell_back(Op::FlushTlbRange, 1, e),
+                }
+            }
+        }
+        s.served(Op::FlushTlbRange, 0);
+        native::flush_tlb_range::<S::Native>(targets, start, pages)
+    }
     fn shutdown(&self, reason: ShutdownReason) -> Result<(), PvError> {
         let s = &self.0;
         #[allow(unused_variables)]
@@ -1781,7 +1803,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 12] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 13] {
     plan_at(features, None)
 }
 /// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
@@ -1789,7 +1811,7 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 12] {
 pub fn plan_at(
     features: &Features,
     version: Option<(u32, u32, u32)>,
-) -> [(Op, (usize, &'static str)); 12] {
+) -> [(Op, (usize, &'static str)); 13] {
     [
         (
             Op::ClockNs,
@@ -1972,6 +1994,21 @@ pub fn plan_at(
             },
         ),
         (
+            Op::FlushTlbRange,
+            {
+                let step = || -> (usize, &'static str) {
+                    if version.is_none_or(|v| v >= (3u32, 2u32, 0u32)) {
+                        return (1, "hypercall __HYPERVISOR_hvm_op(HVMOP_flush_tlbs, 0)");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
             Op::Shutdown,
             {
                 let step = || -> (usize, &'static str) {
@@ -2027,5 +2064,6 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("safe_halt", "native"),
     ("console_write", "shared → hypercall → native"),
     ("flush_tlb", "hypercall → native"),
+    ("flush_tlb_range", "hypercall → native"),
     ("shutdown", "hypercall → hypercall → hypercall → native"),
 ];
