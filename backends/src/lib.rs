@@ -51,12 +51,14 @@
 //!     fn cpu_of_apic(&self, apic: ApicId) -> Option<usize> {
 //!         (apic.0 == 0).then_some(0)
 //!     }
-//!     // The vectors the native routines program and send. Their handlers:
-//!     // the timer's calls `Selection::timer_interrupt` then ends the
-//!     // interrupt (`eoi`); the flush IPI's calls
-//!     // `pvi_backends::native::flush_ipi_handler`; the kick only wakes.
+//!     // The vectors the native routines program and send, and Xen's
+//!     // upcall. Their handlers: the timer's calls
+//!     // `Selection::timer_interrupt` then ends the interrupt (`eoi`); the
+//!     // flush IPI's calls `pvi_backends::native::flush_ipi_handler`; the
+//!     // kick only wakes; the upcall's calls `Selection::upcall_interrupt`
+//!     // and, when that says the timer fired, does the timer's work.
 //!     fn vectors(&self) -> Vectors {
-//!         Vectors { timer: 0x40, kick: 0x41, flush: 0x42 }
+//!         Vectors { timer: 0x40, kick: 0x41, flush: 0x42, upcall: 0x43 }
 //!     }
 //! }
 //!
@@ -102,7 +104,7 @@
 //! The book's chapter "Use pvi in your kernel" builds the smallest kernel
 //! that does this (the repository's `tests/outside-kernel/`, linked in the
 //! lower half and in the higher half, booted in CI under TCG and KVM),
-//! with the three vectors' handlers and what each opt-in needs. The
+//! with the vectors' handlers and what each opt-in needs. The
 //! example kernel does all of it, SMP included; the book ("Boot the
 //! example kernel in QEMU", "The run time") explains each step.
 

@@ -12,6 +12,14 @@ pub struct Vectors {
     /// The remote TLB flush IPI of `flush_tlb`; its handler must call
     /// [`crate::native::flush_ipi_handler`].
     pub flush: u8,
+    /// Xen's event-channel upcall (`HVM_PARAM_CALLBACK_IRQ`), which brings
+    /// its timer and any other event the backend binds; its handler must
+    /// call [`Selection::upcall_interrupt`](crate::select::Selection::upcall_interrupt),
+    /// do the timer's work when that says the timer fired, then EOI (which
+    /// the real Xen's callback, bypassing the local APIC, does not need,
+    /// and a VMM raising it through the APIC does). The same vector as
+    /// `timer` makes the upcall share the timer's handler instead.
+    pub upcall: u8,
 }
 
 /// One region of the machine's E820-style memory map, as a PVH loader's

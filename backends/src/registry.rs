@@ -10,6 +10,7 @@
 
 use crate::native::BareMetal;
 use crate::platform::MemoryRegion;
+use crate::select::Upcall;
 use pvi_sdk::detect::Choice;
 use pvi_sdk::generated::ops::Dispatch;
 use pvi_sdk::types::PvError;
@@ -35,9 +36,16 @@ pub trait HypervisorBackend {
     fn init_cpu(&self) {}
 
     /// Acknowledge, from the timer vector's handler and before its EOI,
-    /// what the hypervisor wants acknowledged (Xen's event channel). The
-    /// default has nothing to acknowledge.
+    /// what the hypervisor wants acknowledged there (Xen's event channel,
+    /// when its upcall shares the timer's vector). The default has nothing
+    /// to acknowledge.
     fn timer_interrupt(&self) {}
+
+    /// Acknowledge, from the upcall vector's handler, the events the
+    /// hypervisor delivered, and say which arrived. The default: none.
+    fn upcall_interrupt(&self) -> Upcall {
+        Upcall::default()
+    }
 
     /// The guest's memory map from the hypervisor, into `regions` (how many
     /// entries it wrote), for a loader that gave none; `None` where the

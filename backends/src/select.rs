@@ -85,6 +85,13 @@ impl Requested {
     }
 }
 
+/// What an event upcall brought ([`Selection::upcall_interrupt`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Upcall {
+    /// The paravirtual timer fired (Xen's `VIRQ_TIMER` on this vCPU).
+    pub timer: bool,
+}
+
 /// The outcome of [`select`].
 pub struct Selection {
     /// The backend.
@@ -205,9 +212,10 @@ impl Selection {
     }
 
     /// The kernel's timer-vector handler calls this before its EOI: it
-    /// acknowledges what the hypervisor wants acknowledged (under Xen the
-    /// event channel, without which no further timer event is sent) and
-    /// counts the interrupt for [`check_timer`](Self::check_timer).
+    /// acknowledges what the hypervisor wants acknowledged there (under Xen
+    /// whose upcall shares the timer's vector, the event channel, without
+    /// which no further timer event is sent) and counts the interrupt for
+    /// [`check_timer`](Self::check_timer).
     pub fn timer_interrupt(&self) {
         if let Some(count) = TIMER_INTERRUPTS.get(crate::platform::cpu_index()) {
             count.fetch_add(1, Relaxed);
@@ -215,6 +223,24 @@ impl Selection {
         if let Some(backend) = crate::registry::hooks(self.backend) {
             backend.timer_interrupt();
         }
+    }
+
+    /// The kernel's upcall-vector handler ([`Vectors::upcall`](crate::platform::Vectors::upcall))
+    /// calls this before its EOI: it acknowledges the events the hypervisor
+    /// delivered and says which arrived. When `timer` is set the
+    /// paravirtual timer fired: do the timer's work (this has already done
+    /// what [`timer_interrupt`](Self::timer_interrupt) would, and counted
+    /// it for [`check_timer`](Self::check_timer)).
+    pub fn upcall_interrupt(&self) -> Upcall {
+        let upcall = crate::registry::hooks(self.backend)
+            .map(|backend| backend.upcall_interrupt())
+            .unwrap_or_default();
+        if upcall.timer {
+            if let Some(count) = TIMER_INTERRUPTS.get(crate::platform::cpu_index()) {
+                count.fetch_add(1, Relaxed);
+            }
+        }
+        upcall
     }
 
     /// The guest's memory map from the hypervisor (Xen's

@@ -9,6 +9,7 @@
 //! executable).
 
 use crate::registry::HypervisorBackend;
+use crate::select::Upcall;
 use crate::fallback;
 use crate::native::BareMetal;
 use crate::percpu::{Page, PerCpu, Shared, MAX_CPUS};
@@ -406,9 +407,10 @@ impl HypervisorBackend for Xen {
             hypercalls
                 .hypervisor_memory_op(xen::XENMEM_add_to_physmap, core::ptr::from_ref(&map) as u64)
         };
-        // Event upcalls arrive as the platform's timer vector: the only
-        // event the backend binds is each vCPU's VIRQ_TIMER.
-        if let Some(vector) = platform::get().map(|p| p.vectors().timer) {
+        // Event upcalls arrive on the platform's upcall vector (its timer
+        // vector, if the two are one); the only event the backend binds is
+        // each vCPU's VIRQ_TIMER.
+        if let Some(vector) = platform::get().map(|p| p.vectors().upcall) {
             let param = xen_hvm_param {
                 domid: xen::DOMID_SELF,
                 pad: 0,
@@ -517,15 +519,33 @@ impl HypervisorBackend for Xen {
         }
     }
 
+    /// With the upcall on the timer's vector, the timer's handler
+    /// acknowledges the event; with a vector of its own, the upcall's
+    /// handler does, and the timer vector is the native timer's alone.
+    fn timer_interrupt(&self) {
+        if platform::get().is_some_and(|p| p.vectors().upcall == p.vectors().timer) {
+            self.acknowledge_timer_event();
+        }
+    }
+
+    fn upcall_interrupt(&self) -> Upcall {
+        Upcall {
+            timer: self.acknowledge_timer_event(),
+        }
+    }
+}
+
+impl Xen {
     /// Acknowledge this vCPU's timer event: clear its upcall flag, its
     /// selector and VIRQ_TIMER's pending bit, as Linux's upcall handler
-    /// does. Xen notifies only when a port becomes pending, so without this
-    /// the first timer event would also be the last. Other ports' bits,
-    /// which may be other vCPUs' timers, are left alone.
-    fn timer_interrupt(&self) {
+    /// does; whether the bit was set. Xen notifies only when a port becomes
+    /// pending, so without this the first timer event would also be the
+    /// last. Other ports' bits, which may be other vCPUs' timers, are left
+    /// alone.
+    fn acknowledge_timer_event(&self) -> bool {
         let cpu = platform::cpu_index();
         if !self.shared_info || cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize || cpu >= MAX_CPUS {
-            return;
+            return false;
         }
         let port = TIMER_PORT[cpu].load(SeqCst) as usize;
         let info = SHARED_INFO.0.get();
@@ -545,9 +565,11 @@ impl HypervisorBackend for Xen {
                 let bits = core::sync::atomic::AtomicU64::from_ptr(core::ptr::addr_of_mut!(
                     (*info).evtchn_pending[port / 64]
                 ));
-                bits.fetch_and(!(1 << (port % 64)), SeqCst);
+                let bit = 1 << (port % 64);
+                return bits.fetch_and(!bit, SeqCst) & bit != 0;
             }
         }
+        false
     }
 }
 

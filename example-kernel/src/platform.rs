@@ -16,6 +16,8 @@ pub const FLUSH_VECTOR: u8 = 0x42;
 pub const BENCH_VECTOR: u8 = 0x43;
 /// The `exits` word's IPIs, whose handler counts end of interrupt.
 pub const EXITS_VECTOR: u8 = 0x44;
+/// Xen's event-channel upcall, which brings its timer.
+pub const UPCALL_VECTOR: u8 = 0x45;
 /// Where the xAPIC registers are (identity-mapped by the boot code).
 pub const XAPIC_BASE: usize = 0xfee0_0000;
 
@@ -55,6 +57,7 @@ impl Platform for Kernel {
             timer: TIMER_VECTOR,
             kick: KICK_VECTOR,
             flush: FLUSH_VECTOR,
+            upcall: UPCALL_VECTOR,
         }
     }
 

@@ -182,6 +182,12 @@ extern "C" fn pvi_trap_dispatch(frame: &mut Frame) {
             events::timer_tick();
             eoi();
         }
+        crate::platform::UPCALL_VECTOR => {
+            if crate::ops().is_some_and(|s| s.upcall_interrupt().timer) {
+                events::timer_tick();
+            }
+            eoi();
+        }
         crate::platform::KICK_VECTOR => {
             events::count(events::Event::Kick);
             eoi();

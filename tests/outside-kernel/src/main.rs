@@ -38,6 +38,7 @@ impl Platform for Kernel {
             timer: 0x40,
             kick: 0x41,
             flush: 0x42,
+            upcall: 0x43,
         }
     }
 }
