@@ -55,8 +55,16 @@ pub struct Acpi {
 impl Acpi {
     /// SLP_TYPa of `\_S5` from the DSDT's AML: the first element of the
     /// package named `_S5_` (`NameOp "_S5_" PackageOp PkgLength NumElements
-    /// element…`, ACPI 6.5 §20.2.5). One constant does not need a full AML
-    /// interpreter; `None` when the bytes do not have that shape.
+    /// element…`, ACPI 6.5 §20.2.5); `None` when the bytes do not have
+    /// that shape.
+    ///
+    /// A byte scan, not the `aml` crate's interpreter, on purpose: that
+    /// crate needs an allocator, and pvi's crates, like the example
+    /// kernel, run without one. It finds `\_S5` as firmware writes it (a
+    /// static package, as QEMU, cloud-hypervisor and Xen's DSDTs do); a
+    /// `\_S5` computed by a method it cannot read, and returns `None`. A
+    /// kernel that has an allocator and the `aml` crate evaluates `\_S5`
+    /// itself and puts the result in the [`Acpi`] its `Platform` returns.
     pub fn s5_sleep_type(aml: &[u8]) -> Option<u16> {
         let at = aml.windows(4).position(|w| w == b"_S5_")?;
         let rest = aml.get(at + 4..)?;
