@@ -69,7 +69,11 @@ pub fn handler() {
         // not be the one read, and everything covers both.
         flush_local_all();
     }
-    SEEN[crate::platform::cpu_index()].store(newest, SeqCst);
+    // A CPU beyond the records acknowledges nothing: its requester times
+    // out and says so rather than this handler faulting.
+    if let Some(seen) = SEEN.get(crate::platform::cpu_index()) {
+        seen.store(newest, SeqCst);
+    }
 }
 
 /// Flush everything on every CPU in `targets` and wait until they have;
@@ -109,7 +113,10 @@ pub fn flush_tlb_range(targets: CpuSet, start: u64, pages: u64) -> Result<(), Pv
         let Some(cpu) = p.cpu_of_apic(ApicId(apic)) else {
             continue;
         };
-        while SEEN[cpu.min(MAX_CPUS - 1)].load(SeqCst) < generation {
+        let Some(seen) = SEEN.get(cpu) else {
+            return Err(PvError::new(ErrorKind::Busy, ErrorOrigin::Native));
+        };
+        while seen.load(SeqCst) < generation {
             spins += 1;
             let late = match deadline {
                 Some(d) => rdtsc().wrapping_sub(start) > d,
