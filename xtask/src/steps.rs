@@ -129,10 +129,12 @@ pub fn test(bless: bool) -> ExitCode {
 
     // Packaging only: each crate is packed and built from its package, the
     // others it depends on through a local registry; nothing is uploaded.
+    forget_packaged_crates();
     let mut publish = cargo();
     publish
         .args(["publish", "--dry-run", "--allow-dirty", "--quiet"])
-        .args(["-p", "pvi-sdk", "-p", "pvi-backends", "-p", "pvi-codegen"]);
+        .args(["-p", "pvi-sdk", "-p", "pvi-backends", "-p", "pvi-codegen"])
+        .env("CARGO_TARGET_DIR", PUBLISH_TARGET);
     run(
         "cargo publish --dry-run (pvi-sdk, pvi-backends, pvi-codegen)",
         publish,
@@ -270,6 +272,46 @@ pub fn test(bless: bool) -> ExitCode {
     crate::outside_kernel::steps(&mut steps);
 
     summarize(&steps)
+}
+
+/// Where `cargo publish --dry-run` builds the packed crates.
+const PUBLISH_TARGET: &str = "target/publish";
+
+/// Cargo takes a crate from a registry to be immutable: the local registry
+/// of a dry run unpacks `pvi-sdk-0.1.0` into `$CARGO_HOME/registry/src/`
+/// and builds it into the target directory once, and a later dry run of
+/// changed sources at the same version would build the stale copy. So
+/// both go before each dry run (a fresh machine has neither).
+fn forget_packaged_crates() {
+    let _ = std::fs::remove_dir_all(PUBLISH_TARGET);
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    let Some(sources) = home.map(|h| h.join("registry/src")) else {
+        return;
+    };
+    // The local registry's directory is named "-" and a hash; crates.io's
+    // are named after its index.
+    let local = std::fs::read_dir(&sources)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|d| d.file_name().to_string_lossy().starts_with('-'));
+    for registry in local {
+        for unpacked in std::fs::read_dir(registry.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = unpacked.file_name().to_string_lossy().into_owned();
+            if ["pvi-sdk-", "pvi-backends-", "pvi-codegen-"]
+                .iter()
+                .any(|p| name.starts_with(p))
+            {
+                let _ = std::fs::remove_dir_all(unpacked.path());
+            }
+        }
+    }
 }
 
 /// The published crates build with the oldest Rust they promise: the guest
