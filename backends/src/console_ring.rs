@@ -61,6 +61,20 @@ pub fn write(
     Ok(())
 }
 
+/// Wait until the consumer has read everything written, calling `wait`
+/// (to notify and yield to it) between looks, at most `max_waits` times;
+/// whether it has. For the last lines before a power-off, which the
+/// consumer would otherwise never read.
+pub fn drain(ring: &Ring, max_waits: u32, mut wait: impl FnMut()) -> bool {
+    for _ in 0..max_waits {
+        if ring.consumer.load(SeqCst) == ring.producer.load(SeqCst) {
+            return true;
+        }
+        wait();
+    }
+    ring.consumer.load(SeqCst) == ring.producer.load(SeqCst)
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -94,6 +108,29 @@ mod tests {
         assert_eq!(seen, b"01234567");
         // The indexes wrapped past 2^32.
         assert_eq!(prod.load(SeqCst), 9);
+    }
+
+    #[test]
+    fn draining_waits_for_the_consumer_and_gives_up_on_a_dead_one() {
+        let (cons, prod) = (AtomicU32::new(0), AtomicU32::new(5));
+        let store = |_: usize, _: u8| {};
+        let ring = Ring {
+            consumer: &cons,
+            producer: &prod,
+            store: &store,
+            size: 8,
+        };
+        let mut waits = 0;
+        // A consumer that reads one byte per wait.
+        assert!(drain(&ring, 10, || {
+            waits += 1;
+            cons.fetch_add(1, SeqCst);
+        }));
+        assert_eq!(waits, 5);
+        prod.store(9, SeqCst);
+        let mut waits = 0;
+        assert!(!drain(&ring, 3, || waits += 1), "nobody reads");
+        assert_eq!(waits, 3);
     }
 
     #[test]

@@ -47,6 +47,13 @@ pub trait HypervisorBackend {
         Upcall::default()
     }
 
+    /// Wait (bounded) until whoever reads the hypervisor's console has read
+    /// all that was written; whether it has. The default: nothing to wait
+    /// for.
+    fn flush_console(&self) -> bool {
+        true
+    }
+
     /// The guest's memory map from the hypervisor, into `regions` (how many
     /// entries it wrote), for a loader that gave none; `None` where the
     /// hypervisor has no such call (the default).

@@ -254,6 +254,13 @@ impl Selection {
         crate::registry::hooks(self.backend)?.memory_map(regions)
     }
 
+    /// Before powering off: wait (bounded) until the hypervisor's console
+    /// reader (Xen's xenconsoled) has read everything written, so that the
+    /// last lines are not lost with the domain; whether it has.
+    pub fn flush_console(&self) -> bool {
+        crate::registry::hooks(self.backend).is_none_or(|backend| backend.flush_console())
+    }
+
     /// Whether the hypervisor has written CPU `cpu`'s own per-CPU record
     /// (kvmclock, Xen's runstate area); `None` where the backend keeps no
     /// such record.

@@ -324,32 +324,10 @@ unsafe impl Steps for Xen {
     /// stays full.
     fn console_write_step1(&self, data: &[u8]) -> Result<(), PvError> {
         let (ring, port) = self.console.ok_or_else(xen::unsupported)?;
-        let ring = ring as *mut xencons_interface;
-        // SAFETY: the console page Xen named and the platform mapped for
-        // the kernel's life; out_cons/out_prod are 4-byte aligned u32s that
-        // xenconsoled and this guest update (the ring protocol).
-        let (consumer, producer) = unsafe {
-            (
-                core::sync::atomic::AtomicU32::from_ptr(core::ptr::addr_of_mut!((*ring).out_cons)),
-                core::sync::atomic::AtomicU32::from_ptr(core::ptr::addr_of_mut!((*ring).out_prod)),
-            )
-        };
-        let store = |index: usize, byte: u8| {
-            // SAFETY: console_ring passes index < CONSOLE_RING_BYTES, inside
-            // the mapped ring's output half.
-            unsafe { core::ptr::addr_of_mut!((*ring).output[index]).write_volatile(byte) }
-        };
-        let ring = crate::console_ring::Ring {
-            consumer,
-            producer,
-            store: &store,
-            size: CONSOLE_RING_BYTES,
-        };
-        let written = crate::console_ring::write(&ring, data, CONSOLE_STALL_YIELDS, || {
-            self.notify_console(port);
-            // SAFETY: Xen is the hypervisor; SCHEDOP_yield takes no
-            // argument.
-            let _ = unsafe { self.hypercalls.hypervisor_sched_op(xen::SCHEDOP_yield, 0) };
+        let written = self.with_console_ring(ring, |ring| {
+            crate::console_ring::write(ring, data, CONSOLE_STALL_YIELDS, || {
+                self.yield_to_console(port)
+            })
         });
         self.notify_console(port);
         written.map_err(|_| unstable())
@@ -533,9 +511,54 @@ impl HypervisorBackend for Xen {
             timer: self.acknowledge_timer_event(),
         }
     }
+
+    /// Until xenconsoled has read the PV console ring, yielding to it: a
+    /// domain that powers off right after writing would otherwise be
+    /// destroyed with its last lines unread (seen in CI: a domU's final
+    /// self-test lines missing from its console log).
+    fn flush_console(&self) -> bool {
+        let Some((ring, port)) = self.console else {
+            return true;
+        };
+        self.with_console_ring(ring, |ring| {
+            crate::console_ring::drain(ring, CONSOLE_STALL_YIELDS, || self.yield_to_console(port))
+        })
+    }
 }
 
 impl Xen {
+    /// `f` on the PV console ring at `ring` (the page Xen named).
+    fn with_console_ring<T>(&self, ring: usize, f: impl FnOnce(&crate::console_ring::Ring) -> T) -> T {
+        let ring = ring as *mut xencons_interface;
+        // SAFETY: the console page Xen named and the platform mapped for
+        // the kernel's life; out_cons/out_prod are 4-byte aligned u32s that
+        // xenconsoled and this guest update (the ring protocol).
+        let (consumer, producer) = unsafe {
+            (
+                core::sync::atomic::AtomicU32::from_ptr(core::ptr::addr_of_mut!((*ring).out_cons)),
+                core::sync::atomic::AtomicU32::from_ptr(core::ptr::addr_of_mut!((*ring).out_prod)),
+            )
+        };
+        let store = |index: usize, byte: u8| {
+            // SAFETY: console_ring passes index < CONSOLE_RING_BYTES, inside
+            // the mapped ring's output half.
+            unsafe { core::ptr::addr_of_mut!((*ring).output[index]).write_volatile(byte) }
+        };
+        f(&crate::console_ring::Ring {
+            consumer,
+            producer,
+            store: &store,
+            size: CONSOLE_RING_BYTES,
+        })
+    }
+
+    /// Tell xenconsoled there is output, and let it run.
+    fn yield_to_console(&self, port: u32) {
+        self.notify_console(port);
+        // SAFETY: Xen is the hypervisor; SCHEDOP_yield takes no argument.
+        let _ = unsafe { self.hypercalls.hypervisor_sched_op(xen::SCHEDOP_yield, 0) };
+    }
+
     /// Acknowledge this vCPU's timer event: clear its upcall flag, its
     /// selector and VIRQ_TIMER's pending bit, as Linux's upcall handler
     /// does; whether the bit was set. Xen notifies only when a port becomes

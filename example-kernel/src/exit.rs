@@ -31,6 +31,9 @@ fn exit(value: u8, reason: ShutdownReason) -> ! {
             ShutdownReason::Crash if !reported => ShutdownReason::Poweroff,
             other => other,
         };
+        // The verdict is on the console; under Xen, let xenconsoled read
+        // it before the domain goes.
+        let _ = selection.flush_console();
         let _ = selection.backend.shutdown(reason);
     }
     let _ = writeln!(
