@@ -27,6 +27,7 @@ mod size;
 mod steps;
 mod verified;
 mod xen;
+mod xen_pv_probe;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

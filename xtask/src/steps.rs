@@ -271,6 +271,8 @@ pub fn test(bless: bool) -> ExitCode {
 
     crate::outside_kernel::steps(&mut steps);
 
+    crate::xen_pv_probe::steps(&mut steps);
+
     summarize(&steps)
 }
 
