@@ -249,10 +249,10 @@ unsafe impl Steps for Kvm {
         if EOI_ON[cpu].load(SeqCst) == 0 {
             return Err(PvError::UNSUPPORTED);
         }
+        let record = EOI.of(cpu).get();
         // SAFETY: this CPU's registered PV EOI word, 4-byte aligned; KVM and
         // the guest update it atomically.
-        let word =
-            unsafe { AtomicU32::from_ptr(core::ptr::addr_of_mut!((*EOI.of(cpu).get()).word)) };
+        let word = unsafe { AtomicU32::from_ptr(core::ptr::addr_of_mut!((*record).word)) };
         let bit = 1 << kvm::KVM_PV_EOI_BIT;
         if word.fetch_and(!bit, SeqCst) & bit == 0 {
             BareMetal::lapic_eoi();

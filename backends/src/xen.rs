@@ -458,10 +458,10 @@ impl HypervisorBackend for Xen {
         if cpu >= MAX_CPUS || RUNSTATE_ON[cpu].load(SeqCst) == 0 {
             return Some(false);
         }
+        let record = RUNSTATE.of(cpu).get();
         // SAFETY: a static record, aligned; Xen may write it at any time,
         // hence the volatile read.
-        let entered =
-            unsafe { core::ptr::addr_of!((*RUNSTATE.of(cpu).get()).state_entry_time).read_volatile() };
+        let entered = unsafe { core::ptr::addr_of!((*record).state_entry_time).read_volatile() };
         Some(entered != 0)
     }
 

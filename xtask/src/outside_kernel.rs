@@ -13,20 +13,33 @@ const DIR: &str = "tests/outside-kernel";
 /// How long one boot may take: it prints five lines.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// One way to link the kernel.
+/// One way to link the kernel, and its steps' names.
 struct Link {
     half: &'static str,
     features: &'static [&'static str],
+    build_step: &'static str,
+    /// The boot steps: under TCG, then under KVM.
+    boot_steps: [(Accel, &'static str); 2],
 }
 
 const LINKS: [Link; 2] = [
     Link {
         half: "lower",
         features: &[],
+        build_step: "outside kernel: build, lower half, default link",
+        boot_steps: [
+            (Accel::Tcg, "outside kernel: tcg, lower half"),
+            (Accel::Kvm, "outside kernel: kvm, lower half"),
+        ],
     },
     Link {
         half: "higher",
         features: &["--features", "higher-half"],
+        build_step: "outside kernel: build, higher half, its own linker script",
+        boot_steps: [
+            (Accel::Tcg, "outside kernel: tcg, higher half"),
+            (Accel::Kvm, "outside kernel: kvm, higher half"),
+        ],
     },
 ];
 
@@ -35,28 +48,24 @@ pub fn steps(steps: &mut Vec<Step>) {
     lint(steps);
     let mut kernels = Vec::new();
     for link in &LINKS {
-        let name: &'static str = match link.half {
-            "lower" => "outside kernel: build, lower half, default link",
-            _ => "outside kernel: build, higher half, its own linker script",
-        };
+        let name = link.build_step;
         println!("\n==> {name}");
         let start = Instant::now();
         match build(link) {
             Ok(kernel) => {
                 finish(name, Outcome::Passed, start, steps);
-                kernels.push((link.half, Some(kernel)));
+                kernels.push((link, Some(kernel)));
             }
             Err(why) => {
                 println!("    {why}");
                 finish(name, Outcome::Failed, start, steps);
-                kernels.push((link.half, None));
+                kernels.push((link, None));
             }
         }
     }
     let kvm = crate::qemu::kvm_usable();
-    for (half, kernel) in &kernels {
-        for accel in [Accel::Tcg, Accel::Kvm] {
-            let name = boot_name(half, accel);
+    for (link, kernel) in &kernels {
+        for (accel, name) in link.boot_steps {
             println!("\n==> {name}");
             let start = Instant::now();
             let outcome = match (kernel, accel, &kvm) {
@@ -65,7 +74,7 @@ pub fn steps(steps: &mut Vec<Step>) {
                     println!("    not built");
                     Outcome::Failed
                 }
-                (Some(kernel), ..) => match boot(kernel, half, accel) {
+                (Some(kernel), ..) => match boot(kernel, link.half, accel) {
                     Ok(()) => Outcome::Passed,
                     Err(why) => {
                         println!("    {why}");
@@ -113,15 +122,6 @@ fn build(link: &Link) -> Result<PathBuf, String> {
     std::fs::create_dir_all("target/boot").map_err(|e| format!("target/boot: {e}"))?;
     std::fs::copy(&elf, &copy).map_err(|e| format!("{}: {e}", elf.display()))?;
     Ok(copy)
-}
-
-fn boot_name(half: &str, accel: Accel) -> &'static str {
-    match (half, accel) {
-        ("lower", Accel::Tcg) => "outside kernel: tcg, lower half",
-        ("lower", _) => "outside kernel: kvm, lower half",
-        (_, Accel::Tcg) => "outside kernel: tcg, higher half",
-        _ => "outside kernel: kvm, higher half",
-    }
 }
 
 /// Boot and check the console: where it ran, the backend QEMU's

@@ -51,8 +51,8 @@ struct Console;
 impl Write for Console {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
         // SAFETY: COM1's ports, which only this kernel's one CPU drives.
-        let mut com1 =
-            unsafe { uart_16550::Uart16550::new_port(0x3f8) }.map_err(|_| core::fmt::Error)?;
+        let com1 = unsafe { uart_16550::Uart16550::new_port(0x3f8) };
+        let mut com1 = com1.map_err(|_| core::fmt::Error)?;
         com1.send_bytes_exact(s.as_bytes());
         Ok(())
     }
