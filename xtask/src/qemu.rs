@@ -332,6 +332,30 @@ impl Boot<'_> {
         timeout: Duration,
         helper: &dyn Fn(u32) -> Result<Option<std::process::Child>, String>,
     ) -> Result<(Option<i32>, String, Duration), String> {
+        self.captured_until(log, timeout, helper, None)
+            .map(|c| (c.code, c.output, c.elapsed))
+    }
+
+    /// [`Boot::captured`], ending the boot early when `milestone` has not
+    /// shown in the console log within its time: a stage outside the
+    /// kernel under test (a Linux dom0 that hung in its own start-up) that
+    /// a caller may retry rather than wait out.
+    pub fn captured_with_milestone(
+        &self,
+        log: &Path,
+        timeout: Duration,
+        milestone: &Milestone,
+    ) -> Result<Captured, String> {
+        self.captured_until(log, timeout, &|_| Ok(None), Some(milestone))
+    }
+
+    fn captured_until(
+        &self,
+        log: &Path,
+        timeout: Duration,
+        helper: &dyn Fn(u32) -> Result<Option<std::process::Child>, String>,
+        milestone: Option<&Milestone>,
+    ) -> Result<Captured, String> {
         let _ = std::fs::remove_file(log);
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -350,10 +374,29 @@ impl Boot<'_> {
                 return Err(e);
             }
         };
+        let mut milestone_missed = false;
+        let mut milestone_checked = Instant::now();
+        // Read the log at most once a second, and only past the milestone's time.
+        let missed = |checked: &mut Instant| {
+            let Some(m) = milestone else { return false };
+            if start.elapsed() <= m.within || checked.elapsed() < Duration::from_secs(1) {
+                return false;
+            }
+            *checked = Instant::now();
+            !std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .contains(m.line)
+        };
         let code = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break status.code(),
                 Ok(None) if start.elapsed() > timeout => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+                Ok(None) if missed(&mut milestone_checked) => {
+                    milestone_missed = true;
                     let _ = child.kill();
                     let _ = child.wait();
                     break None;
@@ -376,8 +419,33 @@ impl Boot<'_> {
                 output.push_str(&text);
             }
         }
-        Ok((code, output, elapsed))
+        Ok(Captured {
+            code,
+            output,
+            elapsed,
+            milestone_missed,
+        })
     }
+}
+
+/// A console line a boot must reach within a time, or be ended early.
+pub struct Milestone<'a> {
+    /// The text the line contains.
+    pub line: &'a str,
+    /// How long after QEMU's start it may take.
+    pub within: Duration,
+}
+
+/// A captured boot's outcome.
+pub struct Captured {
+    /// QEMU's exit status; None when it was killed.
+    pub code: Option<i32>,
+    /// The serial console's output, then QEMU's stderr.
+    pub output: String,
+    /// From launch to exit.
+    pub elapsed: Duration,
+    /// Whether the boot was ended because its milestone never showed.
+    pub milestone_missed: bool,
 }
 
 #[cfg(test)]
