@@ -76,6 +76,12 @@ mod chain_forms {
         fn now_native() -> Nanos {
             Nanos(1)
         }
+        unsafe fn poke_native(address: u64, value: u64) {
+            // SAFETY: the op's contract: `address` is writable, aligned
+            // and covered by no reference.
+            unsafe { (address as *mut u64).write(value) };
+            saw("native poke", &value.to_le_bytes());
+        }
     }
 
     /// An Alpha whose `putc` refuses from byte `refuse_at` on, whose
@@ -133,6 +139,35 @@ mod chain_forms {
             saw("routine", data);
             Ok(())
         }
+        unsafe fn poke_by_alpha(&self, address: u64, value: u64) -> Result<(), PvError> {
+            if self.routine_refuses {
+                return Err(PvError::new(ErrorKind::Unsupported, ErrorOrigin::Native));
+            }
+            // SAFETY: the op's contract, which this method shares.
+            unsafe { (address as *mut u64).write(value + 1) };
+            Ok(())
+        }
+    }
+
+    /// An `unsafe` op is an `unsafe fn` at every layer (the trait, the
+    /// chain, the `Steps` method, the native routine), and its chain runs
+    /// as any other: the backend's routine, then native.
+    #[test]
+    fn an_unsafe_op_walks_its_chain_under_its_contract() {
+        let mut cell = 0u64;
+        let address = core::ptr::addr_of_mut!(cell) as u64;
+        // SAFETY: `cell` is a live, aligned u64 that no reference covers
+        // while the call runs.
+        unsafe { alpha::Paravirt(Mock::new()).poke(address, 41) };
+        assert_eq!(cell, 42, "the backend's routine served it");
+        let refusing = Mock {
+            routine_refuses: true,
+            ..Mock::new()
+        };
+        // SAFETY: as above.
+        unsafe { alpha::Paravirt(refusing).poke(address, 7) };
+        assert_eq!(cell, 7, "native served it after the routine refused");
+        assert_eq!(seen(), [("native poke", 7u64.to_le_bytes().to_vec())]);
     }
 
     #[test]

@@ -406,6 +406,14 @@ impl Op {
         })
     }
 
+    /// Its `unsafe` contract, if it states one.
+    pub fn safety(&self) -> Option<&Str> {
+        self.stmts.iter().find_map(|s| match s {
+            OpStmt::Unsafe(c, _) => Some(c),
+            _ => None,
+        })
+    }
+
     /// Its `context`, if it states one.
     pub fn context(&self) -> Option<&str> {
         self.stmts.iter().find_map(|s| match s {
@@ -422,6 +430,8 @@ pub enum OpStmt {
     Hot(Span),
     /// `required;`
     Required(Span),
+    /// `unsafe "contract";`: what a caller must uphold.
+    Unsafe(Str, Span),
     /// `context any;`
     Context(Ident, Span),
     /// `native asm "…";` or `native routine NAME;`
@@ -436,6 +446,7 @@ impl OpStmt {
         match self {
             OpStmt::Hot(s) | OpStmt::Required(s) => *s,
             OpStmt::Context(_, s) | OpStmt::Native(_, s) | OpStmt::Errors(_, s) => *s,
+            OpStmt::Unsafe(_, s) => *s,
         }
     }
 }

@@ -34,6 +34,9 @@ pub fn explain(model: &Model, op_name: &str) -> Option<String> {
     if resolved.required {
         flags.push("required on every hypervisor".to_string());
     }
+    if let Some(contract) = &resolved.safety {
+        flags.push(format!("unsafe (the caller must uphold: {contract})"));
+    }
     flags.push(format!("context {}", resolved.context.name()));
     let native = match &resolved.lowering {
         Lowering::Asm(text) => format!("inline asm {}", crate::fmt::string_text(text.as_bytes())),

@@ -608,6 +608,10 @@ impl Builder {
                     match stmt.as_rule() {
                         Rule::hot_stmt => stmts.push(OpStmt::Hot(sspan)),
                         Rule::required_stmt => stmts.push(OpStmt::Required(sspan)),
+                        Rule::unsafe_stmt => {
+                            let contract = self.string(stmt.into_inner().nth(1)?);
+                            stmts.push(OpStmt::Unsafe(contract, sspan));
+                        }
                         Rule::context_stmt => {
                             let c = self.ident(stmt.into_inner().nth(1)?);
                             stmts.push(OpStmt::Context(c, sspan));
@@ -634,7 +638,7 @@ impl Builder {
                         _ => self.unknown(
                             stmt,
                             "op statement",
-                            &["hot", "required", "context", "native", "errors"],
+                            &["hot", "required", "unsafe", "context", "native", "errors"],
                         ),
                     }
                 }

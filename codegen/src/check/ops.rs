@@ -51,6 +51,7 @@ impl Checker {
             let key = match stmt {
                 OpStmt::Hot(_) => "hot",
                 OpStmt::Required(_) => "required",
+                OpStmt::Unsafe(..) => "unsafe",
                 OpStmt::Context(..) => "context",
                 OpStmt::Native(..) => "native",
                 OpStmt::Errors(..) => "errors",
@@ -73,6 +74,7 @@ impl Checker {
             match stmt {
                 OpStmt::Hot(_) => hot = true,
                 OpStmt::Required(_) => {}
+                OpStmt::Unsafe(contract, _) => self.check_contract(op, contract),
                 OpStmt::Context(c, _) => {
                     context = true;
                     if !CONTEXTS.contains(&c.name.as_str()) {
@@ -130,6 +132,22 @@ impl Checker {
                 let uses = uses.clone();
                 self.check_routine_uses(op, &uses);
             }
+        }
+    }
+
+    /// An `unsafe` op's contract says what its caller must uphold: an
+    /// empty one would generate a `# Safety` section that says nothing.
+    fn check_contract(&mut self, op: &Op, contract: &Str) {
+        if String::from_utf8_lossy(&contract.value).trim().is_empty() {
+            self.error(
+                Diagnostic::new(
+                    "empty-contract",
+                    contract.span,
+                    format!("unsafe op `{}` has an empty contract", op.name.name),
+                )
+                .label("says nothing")
+                .hint("write what every caller must guarantee, e.g. `unsafe \"root is the physical address of a top-level page table that maps this code and its stack\";`"),
+            );
         }
     }
 

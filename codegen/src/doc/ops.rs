@@ -65,6 +65,13 @@ pub fn page(model: &Model, group: &Group) -> String {
         };
         s.push_str("| | |\n|---|---|\n");
         s.push_str(&format!("| native lowering | {native} |\n| context | {context} |\n| hot | {} |\n| required | {} |\n| errors | {errors} |\n| since | {} |\n\n", yes(hot), yes(required), versions(&op.meta)));
+        if let Some(contract) = &resolved.safety {
+            // The row the table above lacks: only an unsafe op has one.
+            s.truncate(s.len() - 1);
+            s.push_str(&format!(
+                "| unsafe: the caller's contract | {contract} |\n\n"
+            ));
+        }
         s.push_str("On each hypervisor, the steps are tried in order; a step whose feature is absent is skipped, and one that returns `unsupported` falls through to the next.\n\n");
         for hv in model.hypervisors() {
             s.push_str(&format!("**{}**", display(hv)));

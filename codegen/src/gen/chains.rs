@@ -681,7 +681,14 @@ fn chain(
             body.push(quote!(if #cond { #action }));
         }
     }
-    let native = super::ops::native_call(resolved, quote!(S::Native), quote!(self));
+    let native = super::ops::within_contract(
+        resolved,
+        super::ops::native_call(resolved, quote!(S::Native), quote!(self)),
+    );
+    let (safety_doc, unsafe_kw) = (
+        super::ops::safety_section(resolved),
+        super::ops::unsafety(resolved),
+    );
     // A per-byte step hands what it could not send to the steps after it
     // (a convention without a status cannot fail).
     let can_fail = h
@@ -702,8 +709,9 @@ fn chain(
             _ => None,
         });
     let code = quote! {
+        #safety_doc
         #gate
-        fn #name(&self, #(#params),*) #ret_clause {
+        #unsafe_kw fn #name(&self, #(#params),*) #ret_clause {
             let s = &self.0;
             #[allow(unused_variables)]
             let features = s.features();
@@ -790,10 +798,16 @@ fn action(
         } else {
             quote!(Result<(), PvError>)
         };
-        step_methods.push(quote!(#[doc = #doc] #[doc = ""] #[doc = #note] #gate fn #m(&self, #(#params),*) -> #r;));
+        let resolved = model.resolved_op(op_name)?;
+        let (safety_doc, unsafe_kw) = (
+            super::ops::safety_docs(resolved),
+            super::ops::unsafety(resolved),
+        );
+        step_methods.push(quote!(#[doc = #doc] #[doc = ""] #[doc = #note] #safety_doc #gate #unsafe_kw fn #m(&self, #(#params),*) -> #r;));
         let done = ok(quote!(v));
         let served = served(index);
-        return Some(quote!(match s.#m(#(#args),*) { Ok(v) => { #served return #done } #err }));
+        let call = super::ops::within_contract(resolved, quote!(s.#m(#(#args),*)));
+        return Some(quote!(match #call { Ok(v) => { #served return #done } #err }));
     }
     match (&step.mechanism, &step.syntax.kind) {
         (Mechanism::Hypercall { .. }, StepKind::Hypercall(hc, exprs)) => {

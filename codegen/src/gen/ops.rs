@@ -58,6 +58,54 @@ fn op_params(op: &ir::Op) -> Vec<TokenStream> {
         .collect()
 }
 
+/// `unsafe` for an op with a contract.
+pub(super) fn unsafety(op: &ir::Op) -> TokenStream {
+    if op.safety.is_some() {
+        quote!(unsafe)
+    } else {
+        quote!()
+    }
+}
+
+/// The `# Safety` section of an unsafe op's docs, after other docs: its
+/// contract.
+pub(super) fn safety_docs(op: &ir::Op) -> TokenStream {
+    match &op.safety {
+        Some(_) => {
+            let section = safety_section(op);
+            quote!(#[doc = ""] #section)
+        }
+        None => quote!(),
+    }
+}
+
+/// The `# Safety` section alone (for an item with no other docs).
+pub(super) fn safety_section(op: &ir::Op) -> TokenStream {
+    match &op.safety {
+        Some(contract) => {
+            let contract = format!(" {contract}");
+            quote!(#[doc = " # Safety"] #[doc = ""] #[doc = #contract])
+        }
+        None => quote!(),
+    }
+}
+
+/// `call`, inside an `unsafe` block when `op` is unsafe: the code around
+/// it is an `unsafe fn` whose caller upholds the op's contract, which is
+/// the one `call` needs.
+pub(super) fn within_contract(op: &ir::Op, call: TokenStream) -> TokenStream {
+    if op.safety.is_some() {
+        let why = format!(
+            "the caller upholds `{}`'s contract (this fn is unsafe with the same one).",
+            op.name
+        );
+        // SAFETY: (generator source) the `__safety__!` line before it emits the generated block's comment.
+        quote!({ __safety__!(#why); unsafe { #call } })
+    } else {
+        call
+    }
+}
+
 fn notes(op: &ir::Op) -> Vec<String> {
     let mut notes = vec![format!(
         "Group `{}`; context `{}`.",
@@ -188,6 +236,8 @@ impl OpItems {
         let ret = return_type(resolved);
         let ret_clause = returns(&ret);
         let doc = item_docs(&op.meta, &notes(resolved), None);
+        let safety_doc = safety_docs(resolved);
+        let unsafe_kw = unsafety(resolved);
         let hot = resolved.hot;
         let gate = cfg(model, &op.meta);
         let inline = if hot {
@@ -212,16 +262,24 @@ impl OpItems {
                 // Not gated: a backend serves every interface version, and
                 // the guest's choice of version decides only what it may call.
                 if used.is_empty() {
-                    self.routines
-                        .push(quote!(#[doc = #rdoc] fn #routine(#(#ps),*) #r;));
-                    quote!(<N as NativeRoutines>::#routine(#(#args),*))
+                    self.routines.push(
+                        quote!(#[doc = #rdoc] #safety_doc #unsafe_kw fn #routine(#(#ps),*) #r;),
+                    );
+                    within_contract(
+                        resolved,
+                        quote!(<N as NativeRoutines>::#routine(#(#args),*)),
+                    )
                 } else {
                     let view = self.add_uses_view(model, routine_name, used);
                     self.routines.push(quote! {
                         #[doc = #rdoc]
-                        fn #routine<P: PvOps + ?Sized>(uses: #view<'_, P>, #(#ps),*) #r;
+                        #safety_doc
+                        #unsafe_kw fn #routine<P: PvOps + ?Sized>(uses: #view<'_, P>, #(#ps),*) #r;
                     });
-                    quote!(<N as NativeRoutines>::#routine(super::#view(ops), #(#args),*))
+                    within_contract(
+                        resolved,
+                        quote!(<N as NativeRoutines>::#routine(super::#view(ops), #(#args),*)),
+                    )
                 }
             }
         };
@@ -236,16 +294,21 @@ impl OpItems {
         };
         self.natives.push(quote! {
             #[doc = #ndoc]
+            #safety_doc
             #gate
             #inline
-            pub fn #name #generics #ret_clause { #body }
+            pub #unsafe_kw fn #name #generics #ret_clause { #body }
         });
-        let call = native_call(resolved, quote!(Self::Native), quote!(self));
+        let call = within_contract(
+            resolved,
+            native_call(resolved, quote!(Self::Native), quote!(self)),
+        );
         self.methods.push(quote! {
             #doc
+            #safety_doc
             #gate
             #inline
-            fn #name(&self, #(#ps),*) #ret_clause { #call }
+            #unsafe_kw fn #name(&self, #(#ps),*) #ret_clause { #call }
         });
         // Without the op's interface feature, the method stays, bound on a
         // marker no type implements: calling it then says which feature
@@ -258,9 +321,10 @@ impl OpItems {
             );
             self.methods.push(quote! {
                 #[doc = #doc]
+                #safety_doc
                 #[cfg(not(feature = #feature))]
                 #[allow(unused_variables)]
-                fn #name(&self, #(#ps),*) #ret_clause where Self: needs::#marker {
+                #unsafe_kw fn #name(&self, #(#ps),*) #ret_clause where Self: needs::#marker {
                     unreachable!("no type implements needs::{}", stringify!(#marker))
                 }
             });
@@ -465,12 +529,17 @@ fn dispatch(model: &Model) -> TokenStream {
         let ret = returns(&return_type(resolved));
         let gate = cfg(model, &op.meta);
         let inline = if resolved.hot { quote!(#[inline(always)]) } else { quote!(#[inline]) };
-        let native = native_call(resolved, quote!(N), quote!(self));
+        let native = within_contract(resolved, native_call(resolved, quote!(N), quote!(self)));
+        let safety_doc = safety_docs(resolved);
+        let unsafe_kw = unsafety(resolved);
         if mapped(&op.name.name) {
-            let arms = params.iter().map(|p| quote!(Self::#p(b) => b.#name(#(#args),*)));
-            quote!(#gate #inline fn #name(&self, #(#ps),*) #ret { match self { Self::Native => #native, #(#arms,)* Self::_Marker(_, never) => match *never {} } })
+            let arms = params.iter().map(|p| {
+                let call = within_contract(resolved, quote!(b.#name(#(#args),*)));
+                quote!(Self::#p(b) => #call)
+            });
+            quote!(#safety_doc #gate #inline #unsafe_kw fn #name(&self, #(#ps),*) #ret { match self { Self::Native => #native, #(#arms,)* Self::_Marker(_, never) => match *never {} } })
         } else {
-            quote!(#gate #inline fn #name(&self, #(#ps),*) #ret { #native })
+            quote!(#safety_doc #gate #inline #unsafe_kw fn #name(&self, #(#ps),*) #ret { #native })
         }
     });
     let names = hvs.iter().zip(&params).map(|(h, p)| {

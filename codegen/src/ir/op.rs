@@ -67,6 +67,8 @@ pub struct Op {
     pub hot: bool,
     /// Every hypervisor must map it.
     pub required: bool,
+    /// `unsafe`: what its caller must uphold; the op is an `unsafe fn`.
+    pub safety: Option<String>,
     /// The error kinds it may return, as the IDL lists them.
     pub errors: Vec<String>,
     /// Its native lowering.
@@ -117,6 +119,9 @@ fn resolve(id: usize, group: &ast::Group, op: &ast::Op) -> Op {
             .unwrap_or(Context::Any),
         hot: has(|s| matches!(s, OpStmt::Hot(_))),
         required: has(|s| matches!(s, OpStmt::Required(_))),
+        safety: op
+            .safety()
+            .map(|c| String::from_utf8_lossy(&c.value).into_owned()),
         errors: op
             .stmts
             .iter()

@@ -516,6 +516,14 @@ pub unsafe trait Steps {
     ///
     /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
     fn put_by_alpha(&self, data: &[u8]) -> Result<(), PvError>;
+    /// `poke`, step 1: `routine poke_by_alpha`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    ///
+    /// # Safety
+    ///
+    /// `address` is mapped, writable and aligned memory that no Rust reference covers
+    unsafe fn poke_by_alpha(&self, address: u64, value: u64) -> Result<(), PvError>;
 }
 /// The ops of a guest of this hypervisor: every mapped op walks its
 /// fallback chain from the IDL; the others are native.
@@ -626,10 +634,35 @@ impl<S: Steps> PvOps for Paravirt<S> {
         s.served(Op::Stop, 0);
         native::stop::<S::Native>(level)
     }
+    /// # Safety
+    ///
+    /// `address` is mapped, writable and aligned memory that no Rust reference covers
+    unsafe fn poke(&self, address: u64, value: u64) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::Poke, 1) {
+            match {
+                // SAFETY: the caller upholds `poke`'s contract (this fn is unsafe with the same one).
+                unsafe { s.poke_by_alpha(address, value) }
+            } {
+                Ok(v) => {
+                    s.served(Op::Poke, 1);
+                    return v;
+                }
+                Err(e) => s.fell_back(Op::Poke, 1, e),
+            }
+        }
+        s.served(Op::Poke, 0);
+        {
+            // SAFETY: the caller upholds `poke`'s contract (this fn is unsafe with the same one).
+            unsafe { native::poke::<S::Native>(address, value) }
+        }
+    }
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 3] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 4] {
     plan_at(features, None)
 }
 /// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
@@ -637,7 +670,7 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 3] {
 pub fn plan_at(
     features: &Features,
     version: Option<(u32, u32, u32)>,
-) -> [(Op, (usize, &'static str)); 3] {
+) -> [(Op, (usize, &'static str)); 4] {
     [
         (
             Op::Now,
@@ -693,6 +726,21 @@ pub fn plan_at(
                 step()
             },
         ),
+        (
+            Op::Poke,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "routine poke_by_alpha");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
     ]
 }
 impl<S: Steps> Paravirt<S> {
@@ -711,4 +759,5 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("now", "shared → shared → native"),
     ("put", "hypercall → routine → native"),
     ("stop", "hypercall → native"),
+    ("poke", "routine → native"),
 ];

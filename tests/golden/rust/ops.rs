@@ -16,6 +16,12 @@ pub trait NativeRoutines {
     fn stop_native(level: Level);
     /// Bare-metal `put`: Bytes out, one hypercall per byte where the hypervisor has no better.
     fn put_native(data: &[u8]);
+    /// Bare-metal `poke`: An unsafe op: it writes where its caller says.
+    ///
+    /// # Safety
+    ///
+    /// `address` is mapped, writable and aligned memory that no Rust reference covers
+    unsafe fn poke_native(address: u64, value: u64);
     /// Bare-metal `now`: A required op with a result.
     fn now_native() -> Nanos;
 }
@@ -90,6 +96,21 @@ pub trait PvOps {
     fn put(&self, data: &[u8]) {
         native::put::<Self::Native>(data)
     }
+    /// An unsafe op: it writes where its caller says.
+    ///
+    /// Group `basic`; context `any`.
+    /// Native lowering: [`NativeRoutines::poke_native`].
+    ///
+    /// # Safety
+    ///
+    /// `address` is mapped, writable and aligned memory that no Rust reference covers
+    #[inline]
+    unsafe fn poke(&self, address: u64, value: u64) {
+        {
+            // SAFETY: the caller upholds `poke`'s contract (this fn is unsafe with the same one).
+            unsafe { native::poke::<Self::Native>(address, value) }
+        }
+    }
     /// A required op with a result.
     ///
     /// Group `basic`; context `any`.
@@ -158,6 +179,18 @@ pub mod native {
     #[inline]
     pub fn put<N: NativeRoutines>(data: &[u8]) {
         <N as NativeRoutines>::put_native(data)
+    }
+    /// The native lowering of [`PvOps::poke`](super::PvOps::poke): the default and the end of every fallback chain.
+    ///
+    /// # Safety
+    ///
+    /// `address` is mapped, writable and aligned memory that no Rust reference covers
+    #[inline]
+    pub unsafe fn poke<N: NativeRoutines>(address: u64, value: u64) {
+        {
+            // SAFETY: the caller upholds `poke`'s contract (this fn is unsafe with the same one).
+            unsafe { <N as NativeRoutines>::poke_native(address, value) }
+        }
     }
     /// The native lowering of [`PvOps::now`](super::PvOps::now): the default and the end of every fallback chain.
     #[inline]
@@ -229,6 +262,13 @@ pub const OPS: &[OpInfo] = &[
         context: Context::Any,
     },
     OpInfo {
+        name: "poke",
+        group: "basic",
+        hot: false,
+        required: false,
+        context: Context::Any,
+    },
+    OpInfo {
         name: "now",
         group: "basic",
         hot: false,
@@ -252,6 +292,8 @@ pub enum Op {
     Stop,
     /// `put`.
     Put,
+    /// `poke`.
+    Poke,
     /// `now`.
     Now,
 }
@@ -263,6 +305,7 @@ impl Op {
         Op::Arm,
         Op::Stop,
         Op::Put,
+        Op::Poke,
         Op::Now,
     ];
     /// Its row in [`OPS`].
@@ -349,6 +392,32 @@ impl<
             Self::Alpha(b) => b.put(data),
             Self::Beta(b) => b.put(data),
             Self::Gamma(b) => b.put(data),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    ///
+    /// # Safety
+    ///
+    /// `address` is mapped, writable and aligned memory that no Rust reference covers
+    #[inline]
+    unsafe fn poke(&self, address: u64, value: u64) {
+        match self {
+            Self::Native => {
+                // SAFETY: the caller upholds `poke`'s contract (this fn is unsafe with the same one).
+                unsafe { native::poke::<N>(address, value) }
+            }
+            Self::Alpha(b) => {
+                // SAFETY: the caller upholds `poke`'s contract (this fn is unsafe with the same one).
+                unsafe { b.poke(address, value) }
+            }
+            Self::Beta(b) => {
+                // SAFETY: the caller upholds `poke`'s contract (this fn is unsafe with the same one).
+                unsafe { b.poke(address, value) }
+            }
+            Self::Gamma(b) => {
+                // SAFETY: the caller upholds `poke`'s contract (this fn is unsafe with the same one).
+                unsafe { b.poke(address, value) }
+            }
             Self::_Marker(_, never) => match *never {}
         }
     }
