@@ -81,6 +81,17 @@ impl NativeRoutines for MockNative {
     fn ipi_flush_tlb_range(_targets: CpuSet, _start: u64, _pages: u64) {
         native_called("ipi_flush_tlb_range");
     }
+    unsafe fn page_table_notice_none(_table: Gpa, _level: u8) -> Result<(), PvError> {
+        native_called("page_table_notice_none");
+        Ok(())
+    }
+    unsafe fn page_table_release_none(_table: Gpa) -> Result<(), PvError> {
+        native_called("page_table_release_none");
+        Ok(())
+    }
+    fn invlpg_or_flush_all(_start: u64, _pages: u64) {
+        native_called("invlpg_or_flush_all");
+    }
     fn serial_write(_data: &[u8]) {
         native_called("serial_write");
     }

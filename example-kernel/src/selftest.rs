@@ -132,7 +132,7 @@ type Test = fn(&Context) -> Outcome;
 const TESTS: &[(&str, Test)] = &[
     ("idt: ud2", invalid_opcode),
     ("init_cpu: each CPU's own record", own_records),
-    ("idt: page fault", page_fault),
+    ("fault_address (idt: page fault)", page_fault),
     ("text: read-only", text_read_only),
     ("irq_disable irq_enable", irq_disable_enable),
     ("irq_save irq_restore", irq_save_restore),
@@ -154,8 +154,11 @@ const TESTS: &[(&str, Test)] = &[
     ("flush_tlb (other CPU)", flush_tlb_other),
     ("yield_to", yield_to),
     ("vcpu_is_preempted", vcpu_is_preempted),
-    ("flush_tlb (local)", flush_tlb_local),
+    ("flush_tlb (local)", flush_tlb_self),
     ("flush_tlb_range (this and another CPU)", flush_tlb_range),
+    ("page_table_write", page_table_write),
+    ("flush_tlb_local", flush_tlb_local),
+    ("address_space_switch", address_space_switch),
     ("console_write", console_write),
     ("shutdown", shutdown),
     ("panic_notify", panic_notify),
@@ -345,6 +348,8 @@ fn invalid_opcode(_: &Context) -> Outcome {
     }
 }
 
+/// A read of an unmapped page faults, the handler reports and resumes,
+/// and `fault_address` (which the handler calls) names the address read.
 fn page_fault(_: &Context) -> Outcome {
     // The page after the probe page: its page table entry is empty.
     let unmapped = crate::probe_page::ProbePage::get().unmapped_neighbour();
@@ -362,8 +367,10 @@ fn page_fault(_: &Context) -> Outcome {
         )
     };
     let _ = value;
+    let reported = crate::traps::LAST_FAULT_ADDRESS.load(core::sync::atomic::Ordering::SeqCst);
     match crate::traps::CAUGHT.load(core::sync::atomic::Ordering::SeqCst) - before {
-        1 => pass!("#PF at {unmapped:#x} reported and resumed"),
+        1 if reported == unmapped => pass!("#PF at {unmapped:#x} reported and resumed"),
+        1 => fail!("#PF caught, but fault_address said {reported:#x}, not {unmapped:#x}"),
         n => fail!("{n} faults caught, expected 1"),
     }
 }
@@ -934,7 +941,7 @@ fn vcpu_is_preempted(cx: &Context) -> Outcome {
     }
 }
 
-fn flush_tlb_local(cx: &Context) -> Outcome {
+fn flush_tlb_self(cx: &Context) -> Outcome {
     if let Some(why) = cx.hypercall_blocked(Op::FlushTlb) {
         return Outcome::Skip(why);
     }
@@ -960,6 +967,84 @@ fn flush_tlb_local(cx: &Context) -> Outcome {
         )
     } else {
         fail!("read {first:#x}, then {after:#x} after the flush")
+    }
+}
+
+/// A mapping written through `page_table_write` (and flushed with
+/// `flush_tlb_local`) is what the new virtual address reads, each way.
+fn page_table_write(_: &Context) -> Outcome {
+    use crate::probe_page::{ProbePage, MARKS};
+    let probe = ProbePage::get();
+    probe.map(0);
+    let first = probe.read();
+    probe.map(1);
+    let second = probe.read();
+    probe.map(0);
+    let back = probe.read();
+    if [first, second, back] == [MARKS[0], MARKS[1], MARKS[0]] {
+        pass!(
+            "{:#x} reads frame 0, 1, then 0 again as written",
+            probe.address()
+        )
+    } else {
+        fail!("read {first:#x}, {second:#x}, {back:#x}: not frames 0, 1, 0")
+    }
+}
+
+/// A mapping changed under this CPU's TLB is seen after a one-page
+/// `flush_tlb_local`, and after a flush of more than 32 pages (everything).
+fn flush_tlb_local(cx: &Context) -> Outcome {
+    use crate::probe_page::{ProbePage, MARKS};
+    let probe = ProbePage::get();
+    let mut stale = 0;
+    for (pages, to) in [(1, 1), (33, 0)] {
+        let from = 1 - to;
+        probe.map(from);
+        let before = probe.read();
+        probe.remap_without_flush(to);
+        if probe.read() == MARKS[from] {
+            stale += 1;
+        }
+        cx.ops.flush_tlb_local(probe.address(), pages);
+        let after = probe.read();
+        if before != MARKS[from] || after != MARKS[to] {
+            probe.map(0);
+            return fail!(
+                "with {pages} page(s): read {before:#x}, then {after:#x} after the flush"
+            );
+        }
+    }
+    probe.map(0);
+    pass!("1 page and 33 pages (everything) flushed; {stale} of 2 stale before the flush")
+}
+
+/// Switching roots changes what an address maps to: the probe page reads
+/// frame 0 under the boot root and frame 1 under the second address
+/// space's, and frame 0 again once back.
+fn address_space_switch(cx: &Context) -> Outcome {
+    use crate::probe_page::{ProbePage, MARKS};
+    use pvi_sdk::types::Gpa;
+    let probe = ProbePage::get();
+    let Some((boot, other)) = probe.roots() else {
+        return fail!("the backend refused the second address space's tables");
+    };
+    probe.map(0);
+    let before = probe.read();
+    // SAFETY: the second root is the boot root's copy: it maps this code,
+    // the stack and every static as the boot root does, and only the
+    // probe page (which no reference reaches) elsewhere.
+    unsafe { cx.ops.address_space_switch(Gpa(other)) };
+    let there = probe.read();
+    // SAFETY: the boot root, which every CPU runs on.
+    unsafe { cx.ops.address_space_switch(Gpa(boot)) };
+    let back = probe.read();
+    if [before, there, back] == [MARKS[0], MARKS[1], MARKS[0]] {
+        pass!(
+            "{:#x} reads frame 0, frame 1 under root {other:#x}, then frame 0 under {boot:#x}",
+            probe.address()
+        )
+    } else {
+        fail!("read {before:#x}, {there:#x} under root {other:#x}, {back:#x} back under {boot:#x}")
     }
 }
 

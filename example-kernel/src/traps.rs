@@ -143,6 +143,19 @@ static EXPECTED_VECTOR: AtomicU8 = AtomicU8::new(0);
 static EXPECTED_LENGTH: AtomicU8 = AtomicU8::new(0);
 /// How many expected faults were caught.
 pub static CAUGHT: AtomicU64 = AtomicU64::new(0);
+/// The address of the last page fault reported, as `fault_address` said.
+pub static LAST_FAULT_ADDRESS: AtomicU64 = AtomicU64::new(0);
+
+/// The faulting address, through the chosen backend's `fault_address`
+/// (on Xen PV it is in the vCPU's shared record, not CR2); natively
+/// before a backend is chosen.
+fn fault_address() -> u64 {
+    use pvi_sdk::PvOps;
+    match crate::ops() {
+        Some(s) => s.backend.fault_address(),
+        None => pvi_sdk::generated::ops::native::fault_address::<pvi_backends::native::BareMetal>(),
+    }
+}
 
 /// Let the next `vector` exception skip the `length`-byte instruction that
 /// raised it instead of stopping the kernel.
@@ -226,7 +239,8 @@ fn report(f: &Frame) {
         pvi_backends::platform::cpu_index()
     );
     if vector == 14 {
-        let cr2 = x86_64::registers::control::Cr2::read_raw();
+        let cr2 = fault_address();
+        LAST_FAULT_ADDRESS.store(cr2, SeqCst);
         let _ = writeln!(
             out,
             "  address {cr2:#x}: {} on a {} page, {} mode",

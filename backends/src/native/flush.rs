@@ -48,7 +48,7 @@ fn flush_local_all() {
 /// Flush `pages` pages from `start` on this CPU: `invlpg` each (which
 /// drops a global translation too), or everything for a long range or
 /// where PCIDs are on (`invlpg` reaches only the current PCID).
-fn flush_local(start: u64, pages: u64) {
+pub(crate) fn flush_local(start: u64, pages: u64) {
     if pages > FULL_FLUSH_PAGES || Cr4::read().contains(Cr4Flags::PCID) {
         return flush_local_all();
     }

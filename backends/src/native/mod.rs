@@ -11,7 +11,7 @@ pub mod tsc;
 pub use cmos::present as cmos_rtc_present;
 
 use pvi_sdk::generated::ops::LapicTimerOneshotUses;
-use pvi_sdk::types::{ApicId, CpuSet, Hertz, Nanos, PvError, ShutdownReason, Vector};
+use pvi_sdk::types::{ApicId, CpuSet, Gpa, Hertz, Nanos, PvError, ShutdownReason, Vector};
 use pvi_sdk::{NativeRoutines, PvOps};
 
 /// The bare-metal routines, ending every fallback chain. They run in ring
@@ -66,6 +66,16 @@ impl NativeRoutines for BareMetal {
         if let Err(e) = flush::flush_tlb_range(targets, start, pages) {
             crate::fallback::record(pvi_sdk::generated::ops::Op::FlushTlbRange, 0, e);
         }
+    }
+    unsafe fn page_table_notice_none(_table: Gpa, _level: u8) -> Result<(), PvError> {
+        // Bare metal trusts the kernel's page tables: there is no one to tell.
+        Ok(())
+    }
+    unsafe fn page_table_release_none(_table: Gpa) -> Result<(), PvError> {
+        Ok(())
+    }
+    fn invlpg_or_flush_all(start: u64, pages: u64) {
+        flush::flush_local(start, pages)
     }
     fn serial_write(data: &[u8]) {
         serial::write(data)

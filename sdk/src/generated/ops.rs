@@ -36,6 +36,20 @@ pub trait NativeRoutines {
     fn ipi_flush_tlb(targets: CpuSet);
     /// Bare-metal `flush_tlb_range`: Flush the translations of `pages` 4 KiB pages from the virtual address `start` (as the kernel's page tables map it), global ones included, on every CPU in `targets`, and wait until they are done: what unmapping or remapping a few pages needs, without dropping every other translation.
     fn ipi_flush_tlb_range(targets: CpuSet, start: u64, pages: u64);
+    /// Bare-metal `page_table_alloc`: Tell the platform that the page at `table` now holds a page table of `level` (1: it maps 4 KiB pages, up to 4: a root), about to be linked in or loaded.
+    ///
+    /// # Safety
+    ///
+    /// `table` is the guest-physical address of a page-aligned page that holds a valid page table of `level` and is not otherwise in use; until `page_table_release` it is written only through `page_table_write`
+    unsafe fn page_table_notice_none(table: Gpa, level: u8) -> Result<(), PvError>;
+    /// Bare-metal `page_table_release`: Tell the platform that the page at `table` no longer holds a page table: it is unlinked, no root refers to it, and it may be reused as memory.
+    ///
+    /// # Safety
+    ///
+    /// `table` was given to `page_table_alloc`, is linked into no page table and is no root in use on any CPU
+    unsafe fn page_table_release_none(table: Gpa) -> Result<(), PvError>;
+    /// Bare-metal `flush_tlb_local`: Flush this CPU's translations of `pages` 4 KiB pages from virtual address `start` (global ones included), or every translation when `pages` is more than 32: what a change to one CPU's own mappings needs, with no other CPU involved.
+    fn invlpg_or_flush_all(start: u64, pages: u64);
     /// Bare-metal `console_write`: Write `data` to the early console.
     fn serial_write(data: &[u8]);
     /// Bare-metal `shutdown`: Stop the machine for `reason`.
@@ -262,6 +276,181 @@ pub trait PvOps {
     {
         unreachable!("no type implements needs::{}", stringify!(Interface_0_2))
     }
+    /// Write `value` into the 8-byte page-table entry at virtual address
+    /// `entry`, at any level (one `mov`). The TLB is not flushed: a
+    /// changed or removed mapping needs `flush_tlb_local` or
+    /// `flush_tlb_range` before anything relies on it.
+    ///
+    /// Group `paging`; context `any`.
+    /// Native lowering: `mov qword ptr [{entry}], {value}`.
+    /// Since interface 0.2.0.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is the 8-byte-aligned virtual address of an entry in a page table of this kernel, and the mapping `value` makes (or removes) breaks no Rust reference, stack or code in use; a table given to `page_table_alloc` is written only through this op
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    unsafe fn page_table_write(&self, entry: u64, value: u64) {
+        {
+            // SAFETY: the caller upholds `page_table_write`'s contract (this fn is unsafe with the same one).
+            unsafe { native::page_table_write::<Self::Native>(entry, value) }
+        }
+    }
+    /// Not in this build: `page_table_write` needs the SDK's `interface-0-2` feature.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is the 8-byte-aligned virtual address of an entry in a page table of this kernel, and the mapping `value` makes (or removes) breaks no Rust reference, stack or code in use; a table given to `page_table_alloc` is written only through this op
+    #[cfg(not(feature = "interface-0-2"))]
+    #[allow(unused_variables)]
+    unsafe fn page_table_write(&self, entry: u64, value: u64)
+    where
+        Self: needs::Interface_0_2,
+    {
+        unreachable!("no type implements needs::{}", stringify!(Interface_0_2))
+    }
+    /// Tell the platform that the page at `table` now holds a page table
+    /// of `level` (1: it maps 4 KiB pages, up to 4: a root), about to be
+    /// linked in or loaded. Bare metal needs no notice: nothing.
+    ///
+    /// Group `paging`; context `task`.
+    /// Native lowering: [`NativeRoutines::page_table_notice_none`].
+    /// Errors: `InvalidArgument`.
+    /// Since interface 0.2.0.
+    ///
+    /// # Safety
+    ///
+    /// `table` is the guest-physical address of a page-aligned page that holds a valid page table of `level` and is not otherwise in use; until `page_table_release` it is written only through `page_table_write`
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    unsafe fn page_table_alloc(&self, table: Gpa, level: u8) -> Result<(), PvError> {
+        {
+            // SAFETY: the caller upholds `page_table_alloc`'s contract (this fn is unsafe with the same one).
+            unsafe { native::page_table_alloc::<Self::Native>(table, level) }
+        }
+    }
+    /// Not in this build: `page_table_alloc` needs the SDK's `interface-0-2` feature.
+    ///
+    /// # Safety
+    ///
+    /// `table` is the guest-physical address of a page-aligned page that holds a valid page table of `level` and is not otherwise in use; until `page_table_release` it is written only through `page_table_write`
+    #[cfg(not(feature = "interface-0-2"))]
+    #[allow(unused_variables)]
+    unsafe fn page_table_alloc(&self, table: Gpa, level: u8) -> Result<(), PvError>
+    where
+        Self: needs::Interface_0_2,
+    {
+        unreachable!("no type implements needs::{}", stringify!(Interface_0_2))
+    }
+    /// Tell the platform that the page at `table` no longer holds a page
+    /// table: it is unlinked, no root refers to it, and it may be reused
+    /// as memory. Bare metal needs no notice: nothing.
+    ///
+    /// Group `paging`; context `task`.
+    /// Native lowering: [`NativeRoutines::page_table_release_none`].
+    /// Errors: `InvalidArgument`.
+    /// Since interface 0.2.0.
+    ///
+    /// # Safety
+    ///
+    /// `table` was given to `page_table_alloc`, is linked into no page table and is no root in use on any CPU
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    unsafe fn page_table_release(&self, table: Gpa) -> Result<(), PvError> {
+        {
+            // SAFETY: the caller upholds `page_table_release`'s contract (this fn is unsafe with the same one).
+            unsafe { native::page_table_release::<Self::Native>(table) }
+        }
+    }
+    /// Not in this build: `page_table_release` needs the SDK's `interface-0-2` feature.
+    ///
+    /// # Safety
+    ///
+    /// `table` was given to `page_table_alloc`, is linked into no page table and is no root in use on any CPU
+    #[cfg(not(feature = "interface-0-2"))]
+    #[allow(unused_variables)]
+    unsafe fn page_table_release(&self, table: Gpa) -> Result<(), PvError>
+    where
+        Self: needs::Interface_0_2,
+    {
+        unreachable!("no type implements needs::{}", stringify!(Interface_0_2))
+    }
+    /// Make the page table at `root` this CPU's address space (`mov cr3`:
+    /// non-global TLB entries go with the old one). `root` may carry
+    /// CR3's flag bits (PWT, PCD).
+    ///
+    /// Group `paging`; context `any`.
+    /// Native lowering: `mov cr3, {root}`.
+    /// Since interface 0.2.0.
+    ///
+    /// # Safety
+    ///
+    /// `root` is the guest-physical address of a top-level page table that maps the running code, its stack and every object in use as the current one does
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    unsafe fn address_space_switch(&self, root: Gpa) {
+        {
+            // SAFETY: the caller upholds `address_space_switch`'s contract (this fn is unsafe with the same one).
+            unsafe { native::address_space_switch::<Self::Native>(root) }
+        }
+    }
+    /// Not in this build: `address_space_switch` needs the SDK's `interface-0-2` feature.
+    ///
+    /// # Safety
+    ///
+    /// `root` is the guest-physical address of a top-level page table that maps the running code, its stack and every object in use as the current one does
+    #[cfg(not(feature = "interface-0-2"))]
+    #[allow(unused_variables)]
+    unsafe fn address_space_switch(&self, root: Gpa)
+    where
+        Self: needs::Interface_0_2,
+    {
+        unreachable!("no type implements needs::{}", stringify!(Interface_0_2))
+    }
+    /// Flush this CPU's translations of `pages` 4 KiB pages from virtual
+    /// address `start` (global ones included), or every translation when
+    /// `pages` is more than 32: what a change to one CPU's own mappings
+    /// needs, with no other CPU involved. Bare metal uses `invlpg` per
+    /// page, or toggles CR4.PGE to flush everything.
+    ///
+    /// Group `paging`; context `any`.
+    /// Native lowering: [`NativeRoutines::invlpg_or_flush_all`].
+    /// Since interface 0.2.0.
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    fn flush_tlb_local(&self, start: u64, pages: u64) {
+        native::flush_tlb_local::<Self::Native>(start, pages)
+    }
+    /// Not in this build: `flush_tlb_local` needs the SDK's `interface-0-2` feature.
+    #[cfg(not(feature = "interface-0-2"))]
+    #[allow(unused_variables)]
+    fn flush_tlb_local(&self, start: u64, pages: u64)
+    where
+        Self: needs::Interface_0_2,
+    {
+        unreachable!("no type implements needs::{}", stringify!(Interface_0_2))
+    }
+    /// The virtual address the last page fault on this CPU was for
+    /// (`mov cr2`): read it in the page-fault handler, before anything
+    /// can fault again.
+    ///
+    /// Group `paging`; context `any`.
+    /// Native lowering: `mov {ret}, cr2`.
+    /// Since interface 0.2.0.
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    fn fault_address(&self) -> u64 {
+        native::fault_address::<Self::Native>()
+    }
+    /// Not in this build: `fault_address` needs the SDK's `interface-0-2` feature.
+    #[cfg(not(feature = "interface-0-2"))]
+    #[allow(unused_variables)]
+    fn fault_address(&self) -> u64
+    where
+        Self: needs::Interface_0_2,
+    {
+        unreachable!("no type implements needs::{}", stringify!(Interface_0_2))
+    }
     /// Write `data` to the early console. Bare metal writes it to COM1.
     ///
     /// Group `console`; context `any`.
@@ -430,6 +619,86 @@ pub mod native {
     #[inline]
     pub fn flush_tlb_range<N: NativeRoutines>(targets: CpuSet, start: u64, pages: u64) {
         <N as NativeRoutines>::ipi_flush_tlb_range(targets, start, pages)
+    }
+    /// The native lowering of [`PvOps::page_table_write`](super::PvOps::page_table_write): the default and the end of every fallback chain.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is the 8-byte-aligned virtual address of an entry in a page table of this kernel, and the mapping `value` makes (or removes) breaks no Rust reference, stack or code in use; a table given to `page_table_alloc` is written only through this op
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    pub unsafe fn page_table_write<N: NativeRoutines>(entry: u64, value: u64) {
+        let entry: u64 = entry;
+        let value: u64 = value;
+        // SAFETY: `mov qword ptr [{entry}], {value}` is the native lowering of `page_table_write` declared in idl/; it changes only the CPU state that op's documented meaning names.
+        unsafe {
+            core::arch::asm!(
+                "mov qword ptr [{entry}], {value}", entry = in (reg) entry, value = in
+                (reg) value, options(nostack)
+            )
+        };
+    }
+    /// The native lowering of [`PvOps::page_table_alloc`](super::PvOps::page_table_alloc): the default and the end of every fallback chain.
+    ///
+    /// # Safety
+    ///
+    /// `table` is the guest-physical address of a page-aligned page that holds a valid page table of `level` and is not otherwise in use; until `page_table_release` it is written only through `page_table_write`
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    pub unsafe fn page_table_alloc<N: NativeRoutines>(
+        table: Gpa,
+        level: u8,
+    ) -> Result<(), PvError> {
+        {
+            // SAFETY: the caller upholds `page_table_alloc`'s contract (this fn is unsafe with the same one).
+            unsafe { <N as NativeRoutines>::page_table_notice_none(table, level) }
+        }
+    }
+    /// The native lowering of [`PvOps::page_table_release`](super::PvOps::page_table_release): the default and the end of every fallback chain.
+    ///
+    /// # Safety
+    ///
+    /// `table` was given to `page_table_alloc`, is linked into no page table and is no root in use on any CPU
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    pub unsafe fn page_table_release<N: NativeRoutines>(
+        table: Gpa,
+    ) -> Result<(), PvError> {
+        {
+            // SAFETY: the caller upholds `page_table_release`'s contract (this fn is unsafe with the same one).
+            unsafe { <N as NativeRoutines>::page_table_release_none(table) }
+        }
+    }
+    /// The native lowering of [`PvOps::address_space_switch`](super::PvOps::address_space_switch): the default and the end of every fallback chain.
+    ///
+    /// # Safety
+    ///
+    /// `root` is the guest-physical address of a top-level page table that maps the running code, its stack and every object in use as the current one does
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    pub unsafe fn address_space_switch<N: NativeRoutines>(root: Gpa) {
+        let root: u64 = root.0;
+        // SAFETY: `mov cr3, {root}` is the native lowering of `address_space_switch` declared in idl/; it changes only the CPU state that op's documented meaning names.
+        unsafe {
+            core::arch::asm!("mov cr3, {root}", root = in (reg) root, options(nostack))
+        };
+    }
+    /// The native lowering of [`PvOps::flush_tlb_local`](super::PvOps::flush_tlb_local): the default and the end of every fallback chain.
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    pub fn flush_tlb_local<N: NativeRoutines>(start: u64, pages: u64) {
+        <N as NativeRoutines>::invlpg_or_flush_all(start, pages)
+    }
+    /// The native lowering of [`PvOps::fault_address`](super::PvOps::fault_address): the default and the end of every fallback chain.
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    pub fn fault_address<N: NativeRoutines>() -> u64 {
+        let ret: u64;
+        // SAFETY: `mov {ret}, cr2` is the native lowering of `fault_address` declared in idl/; it changes only the CPU state that op's documented meaning names.
+        unsafe {
+            core::arch::asm!("mov {ret}, cr2", ret = out(reg) ret, options(nostack))
+        };
+        ret
     }
     /// The native lowering of [`PvOps::console_write`](super::PvOps::console_write): the default and the end of every fallback chain.
     #[inline]
@@ -616,6 +885,48 @@ pub const OPS: &[OpInfo] = &[
         context: Context::Task,
     },
     OpInfo {
+        name: "page_table_write",
+        group: "paging",
+        hot: false,
+        required: false,
+        context: Context::Any,
+    },
+    OpInfo {
+        name: "page_table_alloc",
+        group: "paging",
+        hot: false,
+        required: false,
+        context: Context::Task,
+    },
+    OpInfo {
+        name: "page_table_release",
+        group: "paging",
+        hot: false,
+        required: false,
+        context: Context::Task,
+    },
+    OpInfo {
+        name: "address_space_switch",
+        group: "paging",
+        hot: false,
+        required: false,
+        context: Context::Any,
+    },
+    OpInfo {
+        name: "flush_tlb_local",
+        group: "paging",
+        hot: false,
+        required: false,
+        context: Context::Any,
+    },
+    OpInfo {
+        name: "fault_address",
+        group: "paging",
+        hot: false,
+        required: false,
+        context: Context::Any,
+    },
+    OpInfo {
         name: "console_write",
         group: "console",
         hot: false,
@@ -683,6 +994,18 @@ pub enum Op {
     FlushTlb,
     /// `flush_tlb_range`.
     FlushTlbRange,
+    /// `page_table_write`.
+    PageTableWrite,
+    /// `page_table_alloc`.
+    PageTableAlloc,
+    /// `page_table_release`.
+    PageTableRelease,
+    /// `address_space_switch`.
+    AddressSpaceSwitch,
+    /// `flush_tlb_local`.
+    FlushTlbLocal,
+    /// `fault_address`.
+    FaultAddress,
     /// `console_write`.
     ConsoleWrite,
     /// `shutdown`.
@@ -713,6 +1036,12 @@ impl Op {
         Op::VcpuIsPreempted,
         Op::FlushTlb,
         Op::FlushTlbRange,
+        Op::PageTableWrite,
+        Op::PageTableAlloc,
+        Op::PageTableRelease,
+        Op::AddressSpaceSwitch,
+        Op::FlushTlbLocal,
+        Op::FaultAddress,
         Op::ConsoleWrite,
         Op::Shutdown,
         Op::PanicNotify,
@@ -960,6 +1289,64 @@ impl<
             Self::Xen(b) => b.flush_tlb_range(targets, start, pages),
             Self::_Marker(_, never) => match *never {}
         }
+    }
+    ///
+    /// # Safety
+    ///
+    /// `entry` is the 8-byte-aligned virtual address of an entry in a page table of this kernel, and the mapping `value` makes (or removes) breaks no Rust reference, stack or code in use; a table given to `page_table_alloc` is written only through this op
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    unsafe fn page_table_write(&self, entry: u64, value: u64) {
+        {
+            // SAFETY: the caller upholds `page_table_write`'s contract (this fn is unsafe with the same one).
+            unsafe { native::page_table_write::<N>(entry, value) }
+        }
+    }
+    ///
+    /// # Safety
+    ///
+    /// `table` is the guest-physical address of a page-aligned page that holds a valid page table of `level` and is not otherwise in use; until `page_table_release` it is written only through `page_table_write`
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    unsafe fn page_table_alloc(&self, table: Gpa, level: u8) -> Result<(), PvError> {
+        {
+            // SAFETY: the caller upholds `page_table_alloc`'s contract (this fn is unsafe with the same one).
+            unsafe { native::page_table_alloc::<N>(table, level) }
+        }
+    }
+    ///
+    /// # Safety
+    ///
+    /// `table` was given to `page_table_alloc`, is linked into no page table and is no root in use on any CPU
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    unsafe fn page_table_release(&self, table: Gpa) -> Result<(), PvError> {
+        {
+            // SAFETY: the caller upholds `page_table_release`'s contract (this fn is unsafe with the same one).
+            unsafe { native::page_table_release::<N>(table) }
+        }
+    }
+    ///
+    /// # Safety
+    ///
+    /// `root` is the guest-physical address of a top-level page table that maps the running code, its stack and every object in use as the current one does
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    unsafe fn address_space_switch(&self, root: Gpa) {
+        {
+            // SAFETY: the caller upholds `address_space_switch`'s contract (this fn is unsafe with the same one).
+            unsafe { native::address_space_switch::<N>(root) }
+        }
+    }
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    fn flush_tlb_local(&self, start: u64, pages: u64) {
+        native::flush_tlb_local::<N>(start, pages)
+    }
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    fn fault_address(&self) -> u64 {
+        native::fault_address::<N>()
     }
     #[inline]
     fn console_write(&self, data: &[u8]) {
