@@ -1,4 +1,5 @@
-//! The pvi reference kernel: boots in QEMU through PVH and does every
+//! The pvi reference kernel: boots in QEMU through PVH (and enters as a
+//! Xen PV guest through `xen_pv_entry`, so far to report and stop) and does every
 //! paravirtual thing through the pvi SDK, choosing its backend at boot.
 //!
 //! Command line words: `demo` (the default: the detection report, which
@@ -30,6 +31,7 @@ mod smp;
 mod start_info;
 mod text;
 mod traps;
+mod xen_pv_entry;
 
 use core::fmt::Write;
 use pvi_backends::select::{select, Selection};

@@ -27,7 +27,7 @@ mod size;
 mod steps;
 mod verified;
 mod xen;
-mod xen_pv_probe;
+mod xen_pv;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

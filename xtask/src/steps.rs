@@ -271,7 +271,7 @@ pub fn test(bless: bool) -> ExitCode {
 
     crate::outside_kernel::steps(&mut steps);
 
-    crate::xen_pv_probe::steps(&mut steps);
+    crate::xen_pv::steps(&mut steps);
 
     summarize(&steps)
 }

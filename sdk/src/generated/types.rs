@@ -936,6 +936,161 @@ const _: () = assert!(core::mem::offset_of!(shared_info, wc_nsec) == 3080);
 const _: () = assert!(core::mem::offset_of!(shared_info, wc_sec_hi) == 3084);
 const _: () = assert!(core::mem::offset_of!(shared_info, arch) == 3088);
 
+/// What a PV guest finds at the address in rsi when its entry runs
+/// (x86-64 layout); Xen maps it read-write inside the initial
+/// mapping, after the kernel, the initial ramdisk and the page-frame
+/// list. The console fields are a union upstream: a domU's ring
+/// (console_mfn, console_evtchn), or for dom0 the offset and size of
+/// a dom0_vga_console_info (info_off, info_size, here the low and high
+/// halves of console_mfn).
+/// Source: Xen xen/include/public/xen.h (struct start_info).
+///
+/// Declared by the `xen` ABI in `idl/`.
+/// Size: 1168 bytes.
+/// Since interface 0.2.0.
+#[cfg(feature = "interface-0-2")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct start_info {
+    /// "xen-<version>-<platform>", NUL-padded: "xen-3.0-x86_64".
+    ///
+    /// Offset 0.
+    pub magic: [u8; 32],
+    /// Pages allocated to the domain.
+    ///
+    /// Offset 32.
+    pub nr_pages: u64,
+    /// MACHINE address of the shared_info page.
+    ///
+    /// Offset 40.
+    pub shared_info: u64,
+    /// SIF_* flags.
+    ///
+    /// Offset 48.
+    pub flags: u32,
+    /// Padding; keep zero.
+    pub _pad_at_52: [u8; 4],
+    /// MACHINE frame of the xenstore ring.
+    ///
+    /// Offset 56.
+    pub store_mfn: u64,
+    /// Event channel of the xenstore ring.
+    ///
+    /// Offset 64.
+    pub store_evtchn: u32,
+    /// Padding; keep zero.
+    pub _pad_at_68: [u8; 4],
+    /// domU: MACHINE frame of the console ring; dom0: info_off and
+    /// info_size.
+    ///
+    /// Offset 72.
+    pub console_mfn: u64,
+    /// domU: event channel of the console ring.
+    ///
+    /// Offset 80.
+    pub console_evtchn: u32,
+    /// Padding; keep zero.
+    pub _pad_at_84: [u8; 4],
+    /// VIRTUAL address of the initial top-level page table.
+    ///
+    /// Offset 88.
+    pub pt_base: u64,
+    /// Frames of the initial page tables.
+    ///
+    /// Offset 96.
+    pub nr_pt_frames: u64,
+    /// VIRTUAL address of the page-frame list (pseudo-physical frame
+    /// number to machine frame number, nr_pages entries).
+    ///
+    /// Offset 104.
+    pub mfn_list: u64,
+    /// VIRTUAL address (or PFN) of the initial ramdisk.
+    ///
+    /// Offset 112.
+    pub mod_start: u64,
+    /// Bytes of the initial ramdisk.
+    ///
+    /// Offset 120.
+    pub mod_len: u64,
+    /// The kernel's command line, NUL-terminated.
+    ///
+    /// Offset 128.
+    pub cmd_line: [u8; 1024],
+    /// First frame of the initial p2m table.
+    ///
+    /// Offset 1152.
+    pub first_p2m_pfn: u64,
+    /// Frames of the initial p2m table.
+    ///
+    /// Offset 1160.
+    pub nr_p2m_frames: u64,
+}
+#[cfg(feature = "interface-0-2")]
+impl start_info {
+    /// Every byte zero: the state before the hypervisor first writes it.
+    pub const ZERO: Self = Self {
+        magic: [0; 32],
+        nr_pages: 0,
+        shared_info: 0,
+        flags: 0,
+        _pad_at_52: [0; 4],
+        store_mfn: 0,
+        store_evtchn: 0,
+        _pad_at_68: [0; 4],
+        console_mfn: 0,
+        console_evtchn: 0,
+        _pad_at_84: [0; 4],
+        pt_base: 0,
+        nr_pt_frames: 0,
+        mfn_list: 0,
+        mod_start: 0,
+        mod_len: 0,
+        cmd_line: [0; 1024],
+        first_p2m_pfn: 0,
+        nr_p2m_frames: 0,
+    };
+}
+#[cfg(feature = "interface-0-2")]
+impl Default for start_info {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::size_of:: < start_info > () == 1168);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(start_info, magic) == 0);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(start_info, nr_pages) == 32);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(start_info, shared_info) == 40);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(start_info, flags) == 48);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(start_info, store_mfn) == 56);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(start_info, store_evtchn) == 64);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(start_info, console_mfn) == 72);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(start_info, console_evtchn) == 80);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(start_info, pt_base) == 88);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(start_info, nr_pt_frames) == 96);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(start_info, mfn_list) == 104);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(start_info, mod_start) == 112);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(start_info, mod_len) == 120);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(start_info, cmd_line) == 128);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(start_info, first_p2m_pfn) == 1152);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(start_info, nr_p2m_frames) == 1160);
+
 /// Per-vCPU shared record (64 bytes on x86). The first
 /// XEN_LEGACY_MAX_VCPUS live in shared_info; VCPUOP_register_vcpu_info
 /// moves one anywhere (not crossing a page).

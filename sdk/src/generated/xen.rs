@@ -28,6 +28,9 @@ pub use super::types::evtchn_send;
 pub use super::types::sched_shutdown;
 #[doc(inline)]
 pub use super::types::shared_info;
+#[cfg(feature = "interface-0-2")]
+#[doc(inline)]
+pub use super::types::start_info;
 #[doc(inline)]
 pub use super::types::vcpu_info;
 #[doc(inline)]
@@ -574,6 +577,95 @@ pub const EVTCHNOP_unmask: u32 = 9;
 ///
 /// Since Xen 3.0.
 pub const VIRQ_TIMER: u32 = 0;
+/// Note: the PV entry point's virtual address (a 64-bit value).
+/// Source: Xen xen/include/public/elfnote.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const XEN_ELFNOTE_ENTRY: u32 = 1;
+/// Note: the virtual address of a page Xen fills with hypercall stubs
+/// before the entry runs (for a 64-bit PV kernel each stub is `push
+/// rcx; push r11; mov eax, nr; syscall; pop r11; pop rcx; ret`).
+/// Source: Xen xen/include/public/elfnote.h, xen/arch/x86/pv/hypercall.c.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const XEN_ELFNOTE_HYPERCALL_PAGE: u32 = 2;
+/// Note: the virtual address the image's physical addresses are
+/// offset by: virtual = physical + VIRT_BASE - PADDR_OFFSET.
+/// Source: Xen xen/include/public/elfnote.h,
+/// xen/common/libelf/libelf-dominfo.c (elf_xen_addr_calc_check).
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const XEN_ELFNOTE_VIRT_BASE: u32 = 3;
+/// Note: see XEN_ELFNOTE_VIRT_BASE.
+/// Source: Xen xen/include/public/elfnote.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const XEN_ELFNOTE_PADDR_OFFSET: u32 = 4;
+/// Note: the Xen interface the kernel was written for ("xen-3.0").
+/// Source: Xen xen/include/public/elfnote.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const XEN_ELFNOTE_XEN_VERSION: u32 = 5;
+/// Note: the guest OS's name.
+/// Source: Xen xen/include/public/elfnote.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const XEN_ELFNOTE_GUEST_OS: u32 = 6;
+/// Note: the guest OS's version.
+/// Source: Xen xen/include/public/elfnote.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const XEN_ELFNOTE_GUEST_VERSION: u32 = 7;
+/// Note: how to load the image ("generic").
+/// Source: Xen xen/include/public/elfnote.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const XEN_ELFNOTE_LOADER: u32 = 8;
+/// Note: the XENFEAT names the kernel requires, `|`-separated; a
+/// leading `!` marks one it supports without requiring it.
+/// Source: Xen xen/include/public/elfnote.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const XEN_ELFNOTE_FEATURES: u32 = 10;
+/// Note: the 32-bit PVH entry point's physical address.
+/// Source: Xen xen/include/public/elfnote.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 4.10.
+#[cfg(feature = "interface-0-2")]
+pub const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+/// start_info.flags: the domain is privileged.
+/// Source: Xen xen/include/public/xen.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const SIF_PRIVILEGED: u32 = 0x1;
+/// start_info.flags: the domain is the initial control domain (dom0).
+/// Source: Xen xen/include/public/xen.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const SIF_INITDOMAIN: u32 = 0x2;
 /// Operation not permitted. Source: Xen xen/include/public/errno.h.
 ///
 /// Means [`ErrorKind::Denied`].
@@ -738,6 +830,18 @@ pub const CONSTANTS: &[(&str, i128)] = &[
     ("EVTCHNOP_bind_ipi", 7),
     ("EVTCHNOP_unmask", 9),
     ("VIRQ_TIMER", 0),
+    ("XEN_ELFNOTE_ENTRY", 1),
+    ("XEN_ELFNOTE_HYPERCALL_PAGE", 2),
+    ("XEN_ELFNOTE_VIRT_BASE", 3),
+    ("XEN_ELFNOTE_PADDR_OFFSET", 4),
+    ("XEN_ELFNOTE_XEN_VERSION", 5),
+    ("XEN_ELFNOTE_GUEST_OS", 6),
+    ("XEN_ELFNOTE_GUEST_VERSION", 7),
+    ("XEN_ELFNOTE_LOADER", 8),
+    ("XEN_ELFNOTE_FEATURES", 10),
+    ("XEN_ELFNOTE_PHYS32_ENTRY", 18),
+    ("SIF_PRIVILEGED", 0x1),
+    ("SIF_INITDOMAIN", 0x2),
 ];
 /// Every feature bit of this ABI by upstream name, with its bit number.
 pub const FEATURE_BITS: &[(&str, u32)] = &[
