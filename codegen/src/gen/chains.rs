@@ -806,8 +806,15 @@ fn action(
         step_methods.push(quote!(#[doc = #doc] #[doc = ""] #[doc = #note] #safety_doc #gate #unsafe_kw fn #m(&self, #(#params),*) -> #r;));
         let done = ok(quote!(v));
         let served = served(index);
-        let call = super::ops::within_contract(resolved, quote!(s.#m(#(#args),*)));
-        return Some(quote!(match #call { Ok(v) => { #served return #done } #err }));
+        if resolved.safety.is_some() {
+            // The contract's block first: a block as the `match` scrutinee
+            // reads badly (clippy's blocks_in_conditions).
+            let call = super::ops::within_contract(resolved, quote!(s.#m(#(#args),*)));
+            return Some(
+                quote!({ let result = #call; match result { Ok(v) => { #served return #done } #err } }),
+            );
+        }
+        return Some(quote!(match s.#m(#(#args),*) { Ok(v) => { #served return #done } #err }));
     }
     match (&step.mechanism, &step.syntax.kind) {
         (Mechanism::Hypercall { .. }, StepKind::Hypercall(hc, exprs)) => {

@@ -952,7 +952,8 @@ const _: () = assert!(core::mem::offset_of!(shared_info, arch) == 3088);
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct start_info {
-    /// "xen-<version>-<platform>", NUL-padded: "xen-3.0-x86_64".
+    /// `xen-VERSION-PLATFORM`, NUL-padded: `xen-3.0-x86_64` for a 64-bit
+    /// PV guest.
     ///
     /// Offset 0.
     pub magic: [u8; 32],

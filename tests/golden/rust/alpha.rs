@@ -642,15 +642,18 @@ impl<S: Steps> PvOps for Paravirt<S> {
         #[allow(unused_variables)]
         let features = s.features();
         if !s.withdrawn(Op::Poke, 1) {
-            match {
-                // SAFETY: the caller upholds `poke`'s contract (this fn is unsafe with the same one).
-                unsafe { s.poke_by_alpha(address, value) }
-            } {
-                Ok(v) => {
-                    s.served(Op::Poke, 1);
-                    return v;
+            {
+                let result = {
+                    // SAFETY: the caller upholds `poke`'s contract (this fn is unsafe with the same one).
+                    unsafe { s.poke_by_alpha(address, value) }
+                };
+                match result {
+                    Ok(v) => {
+                        s.served(Op::Poke, 1);
+                        return v;
+                    }
+                    Err(e) => s.fell_back(Op::Poke, 1, e),
                 }
-                Err(e) => s.fell_back(Op::Poke, 1, e),
             }
         }
         s.served(Op::Poke, 0);
