@@ -9,8 +9,11 @@
 //! Mini-OS has them.
 //!
 //! What runs here so far: the entry, a report of what Xen handed over
-//! (ring, `start_info`), made through the SDK's generated Xen hypercalls
-//! (`console_io`), and the shutdown (`sched_op`). The rest of the kernel
+//! (ring, `start_info`), made through the SDK's generated Xen hypercalls,
+//! and the shutdown (`sched_op`). The report goes to Xen's console
+//! (`console_io`) from dom0, and through the PV console ring that
+//! xenconsoled reads from a domU (a release Xen refuses a domU's
+//! `console_io`). The rest of the kernel
 //! loads an IDT and GDT, masks interrupts with `cli` and talks to the
 //! local APIC: in ring 3 each of these faults, and Xen crashes a PV
 //! domain that faults before it has given Xen a trap table. It runs here
@@ -19,13 +22,15 @@
 //! every line of it on the real Xen.
 
 use core::fmt::Write;
+use core::sync::atomic::AtomicU32;
+use pvi_backends::console_ring::{self, Ring};
 use pvi_sdk::generated::xen::{
-    CONSOLEIO_write, Hypercalls, SCHEDOP_shutdown, SHUTDOWN_poweroff, SIF_INITDOMAIN,
-    XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_FEATURES, XEN_ELFNOTE_GUEST_OS, XEN_ELFNOTE_GUEST_VERSION,
-    XEN_ELFNOTE_HYPERCALL_PAGE, XEN_ELFNOTE_LOADER, XEN_ELFNOTE_PADDR_OFFSET,
-    XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
+    CONSOLEIO_write, EVTCHNOP_send, Hypercalls, SCHEDOP_shutdown, SCHEDOP_yield, SHUTDOWN_poweroff,
+    MACH2PHYS_VIRT_START, SIF_INITDOMAIN, XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_FEATURES,
+    XEN_ELFNOTE_GUEST_OS, XEN_ELFNOTE_GUEST_VERSION, XEN_ELFNOTE_HYPERCALL_PAGE,
+    XEN_ELFNOTE_LOADER, XEN_ELFNOTE_PADDR_OFFSET, XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
 };
-use pvi_sdk::types::{sched_shutdown, start_info};
+use pvi_sdk::types::{evtchn_send, sched_shutdown, start_info, xencons_interface};
 
 /// What `start_info.magic` starts with for a 64-bit PV guest.
 const MAGIC: &[u8] = b"xen-3.0-x86_64";
@@ -88,17 +93,114 @@ extern "C" {
     static xen_pv_hypercall_page: u8;
 }
 
-/// Xen's console, through `console_io(CONSOLEIO_write)`: what a PV dom0
-/// writes before it has a console of its own.
-struct XenConsole(Hypercalls);
+/// How often a full console ring is waited on (notify, yield) before the
+/// write gives up, as the Xen backend does.
+const CONSOLE_STALL_YIELDS: u32 = 10_000;
+
+/// Where the report goes.
+enum XenConsole {
+    /// Xen's console, through `console_io(CONSOLEIO_write)`: dom0's.
+    Hypervisor(Hypercalls),
+    /// The PV console ring a domU's toolstack set up, and its event
+    /// channel: xenconsoled reads it.
+    Ring {
+        hypercalls: Hypercalls,
+        ring: *mut xencons_interface,
+        port: u32,
+    },
+}
+
+impl XenConsole {
+    /// dom0 writes to Xen's console; a domU to its ring, found through
+    /// the machine-to-physical table: the image's initial mapping maps
+    /// each of its pages at virtual = pseudo-physical address (VIRT_BASE
+    /// 0), the console page among them.
+    fn for_domain(hypercalls: Hypercalls, info: &start_info) -> XenConsole {
+        if info.flags & SIF_INITDOMAIN != 0 || info.console_mfn == 0 {
+            return XenConsole::Hypervisor(hypercalls);
+        }
+        let m2p = MACH2PHYS_VIRT_START as *const u64;
+        // SAFETY: Xen maps the machine-to-physical table read-only at
+        // MACH2PHYS_VIRT_START for every 64-bit PV guest, one entry per
+        // machine frame; the console's frame is one of this domain's.
+        let pfn = unsafe { m2p.add(info.console_mfn as usize).read_volatile() };
+        XenConsole::Ring {
+            hypercalls,
+            ring: (pfn << 12) as *mut xencons_interface,
+            port: info.console_evtchn,
+        }
+    }
+
+    /// `f` on the ring's output half, with what lets xenconsoled run.
+    fn with_ring<T>(&self, f: impl FnOnce(&Ring, &dyn Fn()) -> T) -> Option<T> {
+        let XenConsole::Ring {
+            hypercalls,
+            ring,
+            port,
+        } = *self
+        else {
+            return None;
+        };
+        // SAFETY: the console page the toolstack named, inside the initial
+        // mapping; out_cons/out_prod are aligned u32s that xenconsoled and
+        // this guest update (the ring protocol).
+        let (consumer, producer) = unsafe {
+            (
+                AtomicU32::from_ptr(core::ptr::addr_of_mut!((*ring).out_cons)),
+                AtomicU32::from_ptr(core::ptr::addr_of_mut!((*ring).out_prod)),
+            )
+        };
+        let store = |index: usize, byte: u8| {
+            // SAFETY: console_ring passes an index below the ring's size,
+            // inside the output half.
+            unsafe { core::ptr::addr_of_mut!((*ring).output[index]).write_volatile(byte) }
+        };
+        let notify = || {
+            let mut send = evtchn_send { port };
+            // SAFETY: Xen is the hypervisor; a valid evtchn_send for the
+            // console's own port, then SCHEDOP_yield, which takes nothing.
+            unsafe {
+                let _ = hypercalls.hypervisor_event_channel_op(
+                    EVTCHNOP_send,
+                    core::ptr::from_mut(&mut send) as u64,
+                );
+                let _ = hypercalls.hypervisor_sched_op(SCHEDOP_yield, 0);
+            }
+        };
+        let ring = Ring {
+            consumer,
+            producer,
+            store: &store,
+            size: 2048,
+        };
+        Some(f(&ring, &notify))
+    }
+
+    /// Until xenconsoled has read the ring (bounded): the domain is
+    /// destroyed once it shuts down, unread lines with it.
+    fn drain(&self) {
+        let _ =
+            self.with_ring(|ring, notify| console_ring::drain(ring, CONSOLE_STALL_YIELDS, notify));
+    }
+}
 
 impl Write for XenConsole {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        if let Some(written) = self.with_ring(|ring, notify| {
+            let written = console_ring::write(ring, s.as_bytes(), CONSOLE_STALL_YIELDS, notify);
+            notify();
+            written
+        }) {
+            return written.map_err(|_| core::fmt::Error);
+        }
+        let XenConsole::Hypervisor(hypercalls) = self else {
+            return Err(core::fmt::Error);
+        };
         for chunk in s.as_bytes().chunks(1024) {
             // SAFETY: Xen is the hypervisor (it entered us here);
             // CONSOLEIO_write reads `count` bytes at `buffer`.
             let written = unsafe {
-                self.0.hypervisor_console_io(
+                hypercalls.hypervisor_console_io(
                     CONSOLEIO_write,
                     chunk.len() as u32,
                     chunk.as_ptr() as u64,
@@ -129,13 +231,13 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     // SAFETY: Xen filled the page named by XEN_ELFNOTE_HYPERCALL_PAGE
     // before this entry ran, and it stays mapped (it is in the image).
     let hypercalls = unsafe { Hypercalls::new(core::ptr::addr_of!(xen_pv_hypercall_page)) };
-    let mut console = XenConsole(hypercalls);
-    let (cs, ring) = ring();
-    let _ = writeln!(console, "pvi: Xen PV entry: ring {ring} (CS {cs:#x})");
     // SAFETY: Xen passes the start_info's virtual address in rsi, mapped
     // read-write inside the initial mapping for as long as the domain
     // does not unmap it; nothing else writes it.
     let info = unsafe { &*info };
+    let mut console = XenConsole::for_domain(hypercalls, info);
+    let (cs, ring) = ring();
+    let _ = writeln!(console, "pvi: Xen PV entry: ring {ring} (CS {cs:#x})");
     if !info.magic.starts_with(MAGIC) {
         let _ = writeln!(
             console,
@@ -164,6 +266,7 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
             "pvi: Xen PV entry: the kernel stops here: its traps, descriptor tables and interrupt masking need ops with a Xen PV mapping (issue 18); powering off"
         );
     }
+    console.drain();
     let reason = sched_shutdown {
         reason: SHUTDOWN_poweroff,
     };

@@ -406,25 +406,32 @@ fi
 wait $xl_pid
 "#;
 
-/// The domU's `xl` configuration: the example kernel as a PVH guest.
-fn domu_config(cmdline: &str, vcpus: u32) -> String {
+/// How the domU is built.
+#[derive(Clone, Copy, Debug)]
+pub struct DomU {
+    /// Its vCPUs.
+    pub vcpus: u32,
+    /// Xen's Hyper-V emulation turned on for it (a PVH guest only).
+    pub viridian: bool,
+    /// A 64-bit PV guest (the kernel's Xen PV entry), not PVH.
+    pub pv: bool,
+}
+
+/// The domU's `xl` configuration: the example kernel as a PVH guest, or
+/// as a PV one.
+fn domu_config(cmdline: &str, domu: DomU) -> String {
+    let (kind, vcpus) = (if domu.pv { "pv" } else { "pvh" }, domu.vcpus);
     format!(
-        "name = \"pvi\"\ntype = \"pvh\"\nkernel = \"/pvi/kernel\"\ncmdline = \"{}\"\nmemory = 64\nvcpus = {vcpus}\non_poweroff = \"destroy\"\non_reboot = \"destroy\"\non_crash = \"destroy\"\n",
+        "name = \"pvi\"\ntype = \"{kind}\"\nkernel = \"/pvi/kernel\"\ncmdline = \"{}\"\nmemory = 64\nvcpus = {vcpus}\non_poweroff = \"destroy\"\non_reboot = \"destroy\"\non_crash = \"destroy\"\n",
         cmdline.replace('"', "")
     )
 }
 
 /// The initramfs for one boot: the cached base, then the example kernel
 /// and its domU configuration (Linux unpacks both archives).
-pub fn initrd(
-    dom0: &Dom0,
-    kernel: &Path,
-    cmdline: &str,
-    vcpus: u32,
-    viridian: bool,
-) -> Result<PathBuf, String> {
+pub fn initrd(dom0: &Dom0, kernel: &Path, cmdline: &str, domu: DomU) -> Result<PathBuf, String> {
     let mut a = Archive::new();
-    if viridian {
+    if domu.viridian {
         let tool = hvm_param_tool()?;
         a.file(
             "pvi/xen-hvm-param",
@@ -440,11 +447,7 @@ pub fn initrd(
         &std::fs::read(kernel).map_err(|e| format!("{}: {e}", kernel.display()))?,
         false,
     );
-    a.file(
-        "pvi/domu.cfg",
-        domu_config(cmdline, vcpus).as_bytes(),
-        false,
-    );
+    a.file("pvi/domu.cfg", domu_config(cmdline, domu).as_bytes(), false);
     let part = PathBuf::from(DIR).join("boot.cpio.gz");
     gzip(&a.finish(), &part)?;
     let mut joined =
@@ -474,11 +477,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_domu_is_a_pvh_guest_with_the_words_and_vcpus_asked_for() {
-        let cfg = domu_config("selftest host_time=5", 2);
+    fn the_domu_is_a_pvh_or_pv_guest_with_the_words_and_vcpus_asked_for() {
+        let domu = DomU {
+            vcpus: 2,
+            viridian: false,
+            pv: false,
+        };
+        let cfg = domu_config("selftest host_time=5", domu);
         assert!(cfg.contains("type = \"pvh\""));
         assert!(cfg.contains("cmdline = \"selftest host_time=5\""));
         assert!(cfg.contains("vcpus = 2"));
+        let cfg = domu_config("selftest", DomU { pv: true, ..domu });
+        assert!(cfg.contains("type = \"pv\""));
     }
 
     #[test]

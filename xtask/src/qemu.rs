@@ -34,6 +34,9 @@ pub enum Accel {
         /// `HVM_PARAM_VIRIDIAN` set before the domU starts.
         viridian: bool,
     },
+    /// As [`Accel::XenPvh`], the kernel a 64-bit PV domU entered through
+    /// its Xen PV notes (`xen_pv_entry.rs`).
+    XenPv,
 }
 
 impl Accel {
@@ -48,17 +51,28 @@ impl Accel {
             Accel::XenPvh { viridian: true } => {
                 "xen (pvh domU with viridian under a Linux dom0, tcg)"
             }
+            Accel::XenPv => "xen (pv domU under a Linux dom0, tcg)",
+        }
+    }
+
+    /// For a domU under a Linux dom0: whether viridian is on, and whether
+    /// the domU is PV; `None` for any other boot.
+    pub fn under_linux_dom0(self) -> Option<(bool, bool)> {
+        match self {
+            Accel::XenPvh { viridian } => Some((viridian, false)),
+            Accel::XenPv => Some((false, true)),
+            _ => None,
         }
     }
 
     /// Whether it runs on /dev/kvm.
     pub fn needs_kvm(self) -> bool {
-        !matches!(self, Accel::Tcg | Accel::XenDom0 | Accel::XenPvh { .. })
+        !matches!(self, Accel::Tcg) && !self.is_xen()
     }
 
     /// Whether it is the real Xen.
     pub fn is_xen(self) -> bool {
-        matches!(self, Accel::XenDom0 | Accel::XenPvh { .. })
+        matches!(self, Accel::XenDom0 | Accel::XenPvh { .. } | Accel::XenPv)
     }
 }
 
@@ -207,7 +221,7 @@ impl Boot<'_> {
             Accel::XenDom0 => ("tcg", "max".to_string(), "1024M", "amd-iommu"),
             // A Linux PV dom0 runs without an IOMMU (`iommu=0`; with one it
             // crashed on an AMD-Vi page-table error) and needs more room.
-            Accel::XenPvh { .. } => ("tcg", "max".to_string(), "1536M", "pvpanic"),
+            Accel::XenPvh { .. } | Accel::XenPv => ("tcg", "max".to_string(), "1536M", "pvpanic"),
             // QEMU 7.2 on nested KVM cannot set IA32_ARCH_CAPABILITIES
             // (MSR 0x10a) and aborts; the guest does not need it.
             Accel::Kvm => (
@@ -252,9 +266,14 @@ impl Boot<'_> {
                 .arg(xen()?)
                 .args(["-append", &crate::xen::dom0_command_line(self.smp)])
                 .args(["-initrd", &module]);
-        } else if let Accel::XenPvh { viridian } = self.accel {
+        } else if let Some((viridian, pv)) = self.accel.under_linux_dom0() {
             let dom0 = crate::dom0::provision()?;
-            let initrd = crate::dom0::initrd(dom0, self.kernel, self.cmdline, self.smp, viridian)?;
+            let domu = crate::dom0::DomU {
+                vcpus: self.smp,
+                viridian,
+                pv,
+            };
+            let initrd = crate::dom0::initrd(dom0, self.kernel, self.cmdline, domu)?;
             let modules = format!(
                 "{} {},{}",
                 dom0.vmlinuz.display(),

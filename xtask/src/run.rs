@@ -30,9 +30,9 @@ pub fn run(
             println!("xtask run: building pvi-sim");
             qemu::build_sim().map(|_| ())
         }
-        Accel::XenDom0 | Accel::XenPvh { .. } => qemu::provision().and_then(|()| {
+        Accel::XenDom0 | Accel::XenPvh { .. } | Accel::XenPv => qemu::provision().and_then(|()| {
             let xen = crate::xen::provision()?;
-            if let Accel::XenPvh { .. } = accel {
+            if accel.under_linux_dom0().is_some() {
                 crate::dom0::provision()?;
             }
             println!(

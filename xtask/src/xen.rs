@@ -135,7 +135,7 @@ impl GuestLines {
     /// For a boot under `accel`.
     pub fn new(accel: crate::qemu::Accel) -> GuestLines {
         GuestLines {
-            domu: matches!(accel, crate::qemu::Accel::XenPvh { .. }),
+            domu: accel.under_linux_dom0().is_some(),
             inside_log: false,
         }
     }

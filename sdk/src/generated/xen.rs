@@ -652,6 +652,17 @@ pub const XEN_ELFNOTE_FEATURES: u32 = 10;
 /// Since Xen 4.10.
 #[cfg(feature = "interface-0-2")]
 pub const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+/// Where a 64-bit PV guest reads the machine-to-physical table (one
+/// 8-byte pseudo-physical frame number per machine frame, read-only):
+/// how it finds its own page for a machine frame Xen names, as
+/// start_info's console and xenstore frames.
+/// Source: Xen xen/include/public/arch-x86/xen-x86_64.h
+/// (__MACH2PHYS_VIRT_START).
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const MACH2PHYS_VIRT_START: u64 = 0xffff800000000000;
 /// start_info.flags: the domain is privileged.
 /// Source: Xen xen/include/public/xen.h.
 ///
@@ -840,6 +851,7 @@ pub const CONSTANTS: &[(&str, i128)] = &[
     ("XEN_ELFNOTE_LOADER", 8),
     ("XEN_ELFNOTE_FEATURES", 10),
     ("XEN_ELFNOTE_PHYS32_ENTRY", 18),
+    ("MACH2PHYS_VIRT_START", 0xffff800000000000),
     ("SIF_PRIVILEGED", 0x1),
     ("SIF_INITDOMAIN", 0x2),
 ];
