@@ -75,6 +75,45 @@ pub fn drain(ring: &Ring, max_waits: u32, mut wait: impl FnMut()) -> bool {
     ring.consumer.load(SeqCst) == ring.producer.load(SeqCst)
 }
 
+/// Bytes of `xencons_interface.output`, Xen's console ring from the guest.
+pub const XENCONS_OUTPUT_BYTES: u32 = 2048;
+/// Waits for the consumer while the ring stays full, before a write gives
+/// up: a stalled console must not hang the kernel.
+pub const STALL_WAITS: u32 = 10_000;
+
+/// `f` on the output half of the Xen console page at `page` (its
+/// `out_cons`/`out_prod` indexes and `output` bytes).
+///
+/// # Safety
+///
+/// `page` is a mapped `xencons_interface` that xenconsoled (or whoever
+/// consumes it) shares with this guest under the ring protocol, for as
+/// long as `f` runs.
+pub unsafe fn with_xencons_output<T>(
+    page: *mut pvi_sdk::types::xencons_interface,
+    f: impl FnOnce(&Ring) -> T,
+) -> T {
+    // SAFETY: the caller's contract: out_cons/out_prod are 4-byte aligned
+    // u32s in the mapped page that the consumer and this guest update.
+    let (consumer, producer) = unsafe {
+        (
+            AtomicU32::from_ptr(core::ptr::addr_of_mut!((*page).out_cons)),
+            AtomicU32::from_ptr(core::ptr::addr_of_mut!((*page).out_prod)),
+        )
+    };
+    let store = |index: usize, byte: u8| {
+        // SAFETY: `write` passes index < XENCONS_OUTPUT_BYTES, inside the
+        // mapped page's output half.
+        unsafe { core::ptr::addr_of_mut!((*page).output[index]).write_volatile(byte) }
+    };
+    f(&Ring {
+        consumer,
+        producer,
+        store: &store,
+        size: XENCONS_OUTPUT_BYTES,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;

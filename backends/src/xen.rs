@@ -68,11 +68,6 @@ pub struct Xen {
     console: Option<(usize, u32)>,
 }
 
-/// Bytes of xencons_interface.output.
-const CONSOLE_RING_BYTES: u32 = 2048;
-/// Yields to xenconsoled while the console ring stays full, before the
-/// write falls back: a stalled console must not hang the kernel.
-const CONSOLE_STALL_YIELDS: u32 = 10_000;
 
 /// Xen's version from `XEN_CPUID_VERSION`'s eax (major in the high half,
 /// minor in the low; no patch level, so 0): `None` for a zero register,
@@ -325,7 +320,7 @@ unsafe impl Steps for Xen {
     fn console_write_step1(&self, data: &[u8]) -> Result<(), PvError> {
         let (ring, port) = self.console.ok_or_else(xen::unsupported)?;
         let written = self.with_console_ring(ring, |ring| {
-            crate::console_ring::write(ring, data, CONSOLE_STALL_YIELDS, || {
+            crate::console_ring::write(ring, data, crate::console_ring::STALL_WAITS, || {
                 self.yield_to_console(port)
             })
         });
@@ -521,7 +516,7 @@ impl HypervisorBackend for Xen {
             return true;
         };
         self.with_console_ring(ring, |ring| {
-            crate::console_ring::drain(ring, CONSOLE_STALL_YIELDS, || self.yield_to_console(port))
+            crate::console_ring::drain(ring, crate::console_ring::STALL_WAITS, || self.yield_to_console(port))
         })
     }
 }
@@ -529,27 +524,9 @@ impl HypervisorBackend for Xen {
 impl Xen {
     /// `f` on the PV console ring at `ring` (the page Xen named).
     fn with_console_ring<T>(&self, ring: usize, f: impl FnOnce(&crate::console_ring::Ring) -> T) -> T {
-        let ring = ring as *mut xencons_interface;
         // SAFETY: the console page Xen named and the platform mapped for
-        // the kernel's life; out_cons/out_prod are 4-byte aligned u32s that
-        // xenconsoled and this guest update (the ring protocol).
-        let (consumer, producer) = unsafe {
-            (
-                core::sync::atomic::AtomicU32::from_ptr(core::ptr::addr_of_mut!((*ring).out_cons)),
-                core::sync::atomic::AtomicU32::from_ptr(core::ptr::addr_of_mut!((*ring).out_prod)),
-            )
-        };
-        let store = |index: usize, byte: u8| {
-            // SAFETY: console_ring passes index < CONSOLE_RING_BYTES, inside
-            // the mapped ring's output half.
-            unsafe { core::ptr::addr_of_mut!((*ring).output[index]).write_volatile(byte) }
-        };
-        f(&crate::console_ring::Ring {
-            consumer,
-            producer,
-            store: &store,
-            size: CONSOLE_RING_BYTES,
-        })
+        // the kernel's life, shared with xenconsoled.
+        unsafe { crate::console_ring::with_xencons_output(ring as *mut xencons_interface, f) }
     }
 
     /// Tell xenconsoled there is output, and let it run.

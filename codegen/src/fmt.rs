@@ -316,7 +316,7 @@ impl<'a> Printer<'a> {
                 let text = match stmt {
                     OpStmt::Hot(_) => "hot;".to_string(),
                     OpStmt::Required(_) => "required;".to_string(),
-                    OpStmt::Unsafe(c, _) => format!("unsafe {};", string_text(&c.value)),
+                    OpStmt::Unsafe(c, _) => ["unsafe ", &string_text(&c.value), ";"].concat(),
                     OpStmt::Context(c, _) => format!("context {};", c.name),
                     OpStmt::Native(Native::Asm(s), _) => {
                         format!("native asm {};", string_text(&s.value))

@@ -50,6 +50,13 @@ pub fn ops() -> Option<&'static Selection> {
     SELECTION.get()
 }
 
+/// The chosen backend, or bare metal before one is chosen: for code that
+/// may run either side of detection (a fault report, the probe page).
+pub fn backend() -> &'static pvi_backends::select::Backend {
+    static NATIVE: pvi_backends::select::Backend = pvi_backends::select::Backend::Native;
+    ops().map_or(&NATIVE, |s| s.backend)
+}
+
 /// The kernel's entry from the boot code, with the `hvm_start_info` address.
 #[no_mangle]
 extern "C" fn kmain(start_info: u32) -> ! {

@@ -12,8 +12,6 @@
 //! changes what the address reads.
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use pvi_backends::native::BareMetal;
-use pvi_sdk::generated::ops::native;
 use pvi_sdk::types::Gpa;
 use pvi_sdk::PvOps;
 
@@ -64,20 +62,14 @@ fn gpa_of(page: &Page) -> u64 {
     core::ptr::addr_of!(*page) as u64
 }
 
-/// Write one page-table entry through the chosen backend's
-/// `page_table_write` (natively before a backend is chosen).
+/// Write one page-table entry through the backend's `page_table_write`.
 ///
 /// # Safety
 ///
 /// `page_table_write`'s contract for `entry` and `value`.
 unsafe fn write_entry(entry: &AtomicU64, value: u64) {
-    let at = entry.as_ptr() as u64;
-    match crate::ops() {
-        // SAFETY: the caller's contract, which is the op's.
-        Some(s) => unsafe { s.backend.page_table_write(at, value) },
-        // SAFETY: as above.
-        None => unsafe { native::page_table_write::<BareMetal>(at, value) },
-    }
+    // SAFETY: the caller's contract, which is the op's.
+    unsafe { crate::backend().page_table_write(entry.as_ptr() as u64, value) }
 }
 
 /// Tell the backend that `page` is a page table of `level`.
@@ -86,9 +78,8 @@ unsafe fn write_entry(entry: &AtomicU64, value: u64) {
 ///
 /// `page_table_alloc`'s contract.
 unsafe fn alloc(page: &Page, level: u8) -> bool {
-    let Some(s) = crate::ops() else { return true };
     // SAFETY: the caller's contract, which is the op's.
-    unsafe { s.backend.page_table_alloc(Gpa(gpa_of(page)), level) }.is_ok()
+    unsafe { crate::backend().page_table_alloc(Gpa(gpa_of(page)), level) }.is_ok()
 }
 
 /// The probe mapping, once linked into the page tables.
@@ -152,11 +143,7 @@ impl ProbePage {
     /// Map frame `which` and flush this CPU's entry for the page.
     pub fn map(&self, which: usize) {
         self.remap_without_flush(which);
-        if let Some(s) = crate::ops() {
-            s.backend.flush_tlb_local(PROBE_VA, 1);
-        } else {
-            native::flush_tlb_local::<BareMetal>(PROBE_VA, 1);
-        }
+        crate::backend().flush_tlb_local(PROBE_VA, 1);
     }
 
     /// Point the page at frame `which` and leave every TLB as it is.

@@ -146,15 +146,11 @@ pub static CAUGHT: AtomicU64 = AtomicU64::new(0);
 /// The address of the last page fault reported, as `fault_address` said.
 pub static LAST_FAULT_ADDRESS: AtomicU64 = AtomicU64::new(0);
 
-/// The faulting address, through the chosen backend's `fault_address`
-/// (on Xen PV it is in the vCPU's shared record, not CR2); natively
-/// before a backend is chosen.
+/// The faulting address, through the backend's `fault_address` (on Xen
+/// PV it is in the vCPU's shared record, not CR2).
 fn fault_address() -> u64 {
     use pvi_sdk::PvOps;
-    match crate::ops() {
-        Some(s) => s.backend.fault_address(),
-        None => pvi_sdk::generated::ops::native::fault_address::<pvi_backends::native::BareMetal>(),
-    }
+    crate::backend().fault_address()
 }
 
 /// Let the next `vector` exception skip the `length`-byte instruction that

@@ -22,7 +22,6 @@
 //! every line of it on the real Xen.
 
 use core::fmt::Write;
-use core::sync::atomic::AtomicU32;
 use pvi_backends::console_ring::{self, Ring};
 use pvi_sdk::generated::xen::{
     CONSOLEIO_write, EVTCHNOP_send, Hypercalls, SCHEDOP_shutdown, SCHEDOP_yield, SHUTDOWN_poweroff,
@@ -93,10 +92,6 @@ extern "C" {
     static xen_pv_hypercall_page: u8;
 }
 
-/// How often a full console ring is waited on (notify, yield) before the
-/// write gives up, as the Xen backend does.
-const CONSOLE_STALL_YIELDS: u32 = 10_000;
-
 /// Where the report goes.
 enum XenConsole {
     /// Xen's console, through `console_io(CONSOLEIO_write)`: dom0's.
@@ -141,20 +136,6 @@ impl XenConsole {
         else {
             return None;
         };
-        // SAFETY: the console page the toolstack named, inside the initial
-        // mapping; out_cons/out_prod are aligned u32s that xenconsoled and
-        // this guest update (the ring protocol).
-        let (consumer, producer) = unsafe {
-            (
-                AtomicU32::from_ptr(core::ptr::addr_of_mut!((*ring).out_cons)),
-                AtomicU32::from_ptr(core::ptr::addr_of_mut!((*ring).out_prod)),
-            )
-        };
-        let store = |index: usize, byte: u8| {
-            // SAFETY: console_ring passes an index below the ring's size,
-            // inside the output half.
-            unsafe { core::ptr::addr_of_mut!((*ring).output[index]).write_volatile(byte) }
-        };
         let notify = || {
             let mut send = evtchn_send { port };
             // SAFETY: Xen is the hypervisor; a valid evtchn_send for the
@@ -167,27 +148,24 @@ impl XenConsole {
                 let _ = hypercalls.hypervisor_sched_op(SCHEDOP_yield, 0);
             }
         };
-        let ring = Ring {
-            consumer,
-            producer,
-            store: &store,
-            size: 2048,
-        };
-        Some(f(&ring, &notify))
+        // SAFETY: the console page the toolstack named, inside the initial
+        // mapping, shared with xenconsoled.
+        Some(unsafe { console_ring::with_xencons_output(ring, |r| f(r, &notify)) })
     }
 
     /// Until xenconsoled has read the ring (bounded): the domain is
     /// destroyed once it shuts down, unread lines with it.
     fn drain(&self) {
-        let _ =
-            self.with_ring(|ring, notify| console_ring::drain(ring, CONSOLE_STALL_YIELDS, notify));
+        let _ = self
+            .with_ring(|ring, notify| console_ring::drain(ring, console_ring::STALL_WAITS, notify));
     }
 }
 
 impl Write for XenConsole {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
         if let Some(written) = self.with_ring(|ring, notify| {
-            let written = console_ring::write(ring, s.as_bytes(), CONSOLE_STALL_YIELDS, notify);
+            let written =
+                console_ring::write(ring, s.as_bytes(), console_ring::STALL_WAITS, notify);
             notify();
             written
         }) {

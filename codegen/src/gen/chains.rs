@@ -685,7 +685,7 @@ fn chain(
         resolved,
         super::ops::native_call(resolved, quote!(S::Native), quote!(self)),
     );
-    let (safety_doc, unsafe_kw) = (
+    let (safety_doc, qualifier) = (
         super::ops::safety_section(resolved),
         super::ops::unsafety(resolved),
     );
@@ -711,7 +711,7 @@ fn chain(
     let code = quote! {
         #safety_doc
         #gate
-        #unsafe_kw fn #name(&self, #(#params),*) #ret_clause {
+        #qualifier fn #name(&self, #(#params),*) #ret_clause {
             let s = &self.0;
             #[allow(unused_variables)]
             let features = s.features();
@@ -799,11 +799,11 @@ fn action(
             quote!(Result<(), PvError>)
         };
         let resolved = model.resolved_op(op_name)?;
-        let (safety_doc, unsafe_kw) = (
+        let (safety_doc, qualifier) = (
             super::ops::safety_docs(resolved),
             super::ops::unsafety(resolved),
         );
-        step_methods.push(quote!(#[doc = #doc] #[doc = ""] #[doc = #note] #safety_doc #gate #unsafe_kw fn #m(&self, #(#params),*) -> #r;));
+        step_methods.push(quote!(#[doc = #doc] #[doc = ""] #[doc = #note] #safety_doc #gate #qualifier fn #m(&self, #(#params),*) -> #r;));
         let done = ok(quote!(v));
         let served = served(index);
         if resolved.safety.is_some() {

@@ -158,7 +158,11 @@ fn asm_body(model: &Model, op: &ir::Op, template: &str) -> TokenStream {
     } else {
         quote!(, options(nostack))
     };
-    let why = format!("`{template}` is the native lowering of `{}` declared in idl/; it changes only the CPU state that op's documented meaning names.", op.name);
+    let why = match &op.safety {
+        // An unsafe op's instruction changes what its contract covers.
+        Some(_) => format!("`{template}` is the native lowering of `{0}` declared in idl/; the caller upholds `{0}`'s contract (this fn is unsafe with the same one).", op.name),
+        None => format!("`{template}` is the native lowering of `{}` declared in idl/; it changes only the CPU state that op's documented meaning names.", op.name),
+    };
     let ret = format_ident!("ret");
     let (declare, out, finish) = match &op.syntax.result {
         Some(ty) => {
@@ -237,7 +241,7 @@ impl OpItems {
         let ret_clause = returns(&ret);
         let doc = item_docs(&op.meta, &notes(resolved), None);
         let safety_doc = safety_docs(resolved);
-        let unsafe_kw = unsafety(resolved);
+        let qualifier = unsafety(resolved);
         let hot = resolved.hot;
         let gate = cfg(model, &op.meta);
         let inline = if hot {
@@ -263,7 +267,7 @@ impl OpItems {
                 // the guest's choice of version decides only what it may call.
                 if used.is_empty() {
                     self.routines.push(
-                        quote!(#[doc = #rdoc] #safety_doc #unsafe_kw fn #routine(#(#ps),*) #r;),
+                        quote!(#[doc = #rdoc] #safety_doc #qualifier fn #routine(#(#ps),*) #r;),
                     );
                     within_contract(
                         resolved,
@@ -274,7 +278,7 @@ impl OpItems {
                     self.routines.push(quote! {
                         #[doc = #rdoc]
                         #safety_doc
-                        #unsafe_kw fn #routine<P: PvOps + ?Sized>(uses: #view<'_, P>, #(#ps),*) #r;
+                        #qualifier fn #routine<P: PvOps + ?Sized>(uses: #view<'_, P>, #(#ps),*) #r;
                     });
                     within_contract(
                         resolved,
@@ -297,7 +301,7 @@ impl OpItems {
             #safety_doc
             #gate
             #inline
-            pub #unsafe_kw fn #name #generics #ret_clause { #body }
+            pub #qualifier fn #name #generics #ret_clause { #body }
         });
         let call = within_contract(
             resolved,
@@ -308,7 +312,7 @@ impl OpItems {
             #safety_doc
             #gate
             #inline
-            #unsafe_kw fn #name(&self, #(#ps),*) #ret_clause { #call }
+            #qualifier fn #name(&self, #(#ps),*) #ret_clause { #call }
         });
         // Without the op's interface feature, the method stays, bound on a
         // marker no type implements: calling it then says which feature
@@ -324,7 +328,7 @@ impl OpItems {
                 #safety_doc
                 #[cfg(not(feature = #feature))]
                 #[allow(unused_variables)]
-                #unsafe_kw fn #name(&self, #(#ps),*) #ret_clause where Self: needs::#marker {
+                #qualifier fn #name(&self, #(#ps),*) #ret_clause where Self: needs::#marker {
                     unreachable!("no type implements needs::{}", stringify!(#marker))
                 }
             });
@@ -531,15 +535,15 @@ fn dispatch(model: &Model) -> TokenStream {
         let inline = if resolved.hot { quote!(#[inline(always)]) } else { quote!(#[inline]) };
         let native = within_contract(resolved, native_call(resolved, quote!(N), quote!(self)));
         let safety_doc = safety_docs(resolved);
-        let unsafe_kw = unsafety(resolved);
+        let qualifier = unsafety(resolved);
         if mapped(&op.name.name) {
             let arms = params.iter().map(|p| {
                 let call = within_contract(resolved, quote!(b.#name(#(#args),*)));
                 quote!(Self::#p(b) => #call)
             });
-            quote!(#safety_doc #gate #inline #unsafe_kw fn #name(&self, #(#ps),*) #ret { match self { Self::Native => #native, #(#arms,)* Self::_Marker(_, never) => match *never {} } })
+            quote!(#safety_doc #gate #inline #qualifier fn #name(&self, #(#ps),*) #ret { match self { Self::Native => #native, #(#arms,)* Self::_Marker(_, never) => match *never {} } })
         } else {
-            quote!(#safety_doc #gate #inline #unsafe_kw fn #name(&self, #(#ps),*) #ret { #native })
+            quote!(#safety_doc #gate #inline #qualifier fn #name(&self, #(#ps),*) #ret { #native })
         }
     });
     let names = hvs.iter().zip(&params).map(|(h, p)| {

@@ -630,7 +630,7 @@ pub mod native {
     pub unsafe fn page_table_write<N: NativeRoutines>(entry: u64, value: u64) {
         let entry: u64 = entry;
         let value: u64 = value;
-        // SAFETY: `mov qword ptr [{entry}], {value}` is the native lowering of `page_table_write` declared in idl/; it changes only the CPU state that op's documented meaning names.
+        // SAFETY: `mov qword ptr [{entry}], {value}` is the native lowering of `page_table_write` declared in idl/; the caller upholds `page_table_write`'s contract (this fn is unsafe with the same one).
         unsafe {
             core::arch::asm!(
                 "mov qword ptr [{entry}], {value}", entry = in (reg) entry, value = in
@@ -678,7 +678,7 @@ pub mod native {
     #[inline]
     pub unsafe fn address_space_switch<N: NativeRoutines>(root: Gpa) {
         let root: u64 = root.0;
-        // SAFETY: `mov cr3, {root}` is the native lowering of `address_space_switch` declared in idl/; it changes only the CPU state that op's documented meaning names.
+        // SAFETY: `mov cr3, {root}` is the native lowering of `address_space_switch` declared in idl/; the caller upholds `address_space_switch`'s contract (this fn is unsafe with the same one).
         unsafe {
             core::arch::asm!("mov cr3, {root}", root = in (reg) root, options(nostack))
         };
