@@ -3,7 +3,7 @@
 //! (absurd max leaves, signatures at odd bases, garbage, repeating CPUs).
 
 use pvi_sdk::detect::{
-    backend_override, detect, withdraw_requests, Cpu, How, Regs, Verdict, FIRST_BASE,
+    backend_override, detect, withdraw_requests, Cpu, Detection, How, Regs, Verdict, FIRST_BASE,
 };
 use pvi_sdk::generated::{Hypervisor, HYPERVISORS};
 use std::collections::BTreeMap;
@@ -320,10 +320,25 @@ fn the_kernel_command_line_withdraws_steps_and_names_what_it_cannot() {
 fn every_hypervisor_of_the_idl_is_detectable() {
     for h in HYPERVISORS {
         assert!(
-            !h.signatures.is_empty() || !h.probes.is_empty(),
+            !h.signatures.is_empty() || !h.probes.is_empty() || !h.entries.is_empty(),
             "{} cannot be detected",
             h.name
         );
+        // Found by its entry point: the kernel that came in there says so,
+        // and CPUID, whatever it shows, never picks it.
+        for &note in h.entries {
+            let d = Detection::entered(h.id).expect("an entry note");
+            let chosen = d.chosen.expect("chosen by the entry");
+            assert_eq!((chosen.hypervisor, chosen.how), (h.id, How::Entry { note }));
+            assert!(d.to_string().contains(note), "{d}");
+            for other in HYPERVISORS {
+                for sig in other.signatures {
+                    let mut cpu =
+                        Fixture::virtual_machine().signature(FIRST_BASE, sig, FIRST_BASE + 1);
+                    assert_ne!(detect(&mut cpu).chosen.map(|c| c.hypervisor), Some(h.id));
+                }
+            }
+        }
         for sig in h.signatures {
             let mut cpu = Fixture::virtual_machine().signature(FIRST_BASE, sig, FIRST_BASE + 1);
             assert_eq!(
@@ -353,4 +368,14 @@ fn the_cpu_vendor_is_read_as_ebx_edx_ecx() {
         },
     );
     assert_eq!(&pvi_sdk::detect::cpu_vendor(&mut cpu), b"AuthenticAMD");
+}
+
+/// Only a hypervisor with an entry note can be chosen by an entry: a
+/// kernel cannot have come in through KVM's.
+#[test]
+fn no_entry_is_claimed_for_a_hypervisor_without_an_entry_note() {
+    for h in HYPERVISORS.iter().filter(|h| h.entries.is_empty()) {
+        assert_eq!(Detection::entered(h.id), None, "{}", h.name);
+    }
+    assert!(Detection::entered(Hypervisor::XenPv).is_some());
 }

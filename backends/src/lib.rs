@@ -113,12 +113,17 @@
 
 pub mod console_ring;
 pub mod direct;
+pub mod entry;
 pub mod hypercall_page;
 pub mod native;
 pub mod percpu;
 pub mod platform;
 pub mod retired;
 pub mod select;
+#[cfg(any(feature = "xen", feature = "xen_pv"))]
+mod xen_console;
+#[cfg(any(feature = "xen", feature = "xen_pv"))]
+mod xen_time;
 
 /// The run-time records of the chains, kept by the SDK (its generated
 /// `Steps` defaults write them): re-exported where the kernel reads them.

@@ -25,7 +25,8 @@ pub trait HypervisorBackend {
     ///
     /// `choice` must be this backend's hypervisor, as detection reported
     /// it (its chains will make that hypervisor's hypercalls); the caller
-    /// runs in ring 0, on the boot CPU, once.
+    /// runs at the kernel's privilege (ring 0, or ring 3 as a Xen PV
+    /// guest), on the boot CPU, once.
     unsafe fn new(choice: &Choice) -> Self
     where
         Self: Sized;

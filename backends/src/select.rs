@@ -112,7 +112,8 @@ pub struct Selection {
 ///
 /// # Safety
 ///
-/// Ring 0, on the boot CPU, once, after [`crate::platform::install`]:
+/// At the kernel's privilege (ring 0; ring 3 for a Xen PV kernel), on the
+/// boot CPU, once, after [`crate::platform::install`]:
 /// building a backend writes the hypervisor's setup MSRs.
 pub unsafe fn select(detection: Detection, cmdline: &str) -> Selection {
     let mut choice = detection.chosen;
@@ -144,7 +145,8 @@ pub unsafe fn select(detection: Detection, cmdline: &str) -> Selection {
         }
     }
     // SAFETY: `choice` is what detection found (chosen, or taken by the
-    // override); the caller guarantees ring 0, boot CPU, once.
+    // override); the caller guarantees the kernel's privilege, boot CPU,
+    // once.
     let backend = unsafe { crate::registry::build(choice) };
     let choice = if matches!(backend, Backend::Native) {
         None

@@ -9,6 +9,7 @@
 //! executable).
 
 use crate::registry::HypervisorBackend;
+use crate::xen_console::XenConsole;
 use crate::select::Upcall;
 use crate::fallback;
 use crate::native::BareMetal;
@@ -21,9 +22,9 @@ use pvi_sdk::generated::ops::Op;
 use pvi_sdk::generated::xen::{self, Features, Hypercalls, Steps};
 use pvi_sdk::time::pvclock;
 use pvi_sdk::types::{
-    evtchn_bind_virq, evtchn_send, pvclock_vcpu_time_info, shared_info,
+    evtchn_bind_virq, pvclock_vcpu_time_info, shared_info,
     vcpu_register_runstate_memory_area, vcpu_runstate_info, xen_add_to_physmap, xen_feature_info,
-    xen_hvm_param, xen_memory_map, xencons_interface, ApicId, ErrorKind, ErrorOrigin, Hertz, Nanos,
+    xen_hvm_param, xen_memory_map, ApicId, ErrorKind, ErrorOrigin, Hertz, Nanos,
     PvError,
 };
 
@@ -64,8 +65,8 @@ pub struct Xen {
     shared_info: bool,
     version: Option<(u32, u32, u32)>,
     hardware_domain: bool,
-    /// The PV console ring (mapped address) and its event channel.
-    console: Option<(usize, u32)>,
+    /// The PV console ring and its event channel.
+    console: Option<XenConsole>,
 }
 
 
@@ -144,7 +145,7 @@ impl Xen {
     /// The domain's PV console ring and its port, from
     /// `HVM_PARAM_CONSOLE_PFN`/`HVM_PARAM_CONSOLE_EVTCHN`, where the
     /// platform maps the ring's page.
-    fn console_ring(hypercalls: &Hypercalls) -> Result<(usize, u32), PvError> {
+    fn console_ring(hypercalls: &Hypercalls) -> Result<XenConsole, PvError> {
         let get = |index| {
             let mut param = xen_hvm_param {
                 domid: xen::DOMID_SELF,
@@ -166,20 +167,10 @@ impl Xen {
             .and_then(|p| p.map_gpa(pfn << 12))
             .filter(|_| pfn != 0 && port != 0)
             .ok_or_else(xen::unsupported)?;
-        Ok((ring, port as u32))
-    }
-
-    /// Tell xenconsoled the ring has output.
-    fn notify_console(&self, port: u32) {
-        let mut send = evtchn_send { port };
-        // SAFETY: Xen is the hypervisor; a valid evtchn_send for the
-        // console's own port.
-        let _ = unsafe {
-            self.hypercalls.hypervisor_event_channel_op(
-                xen::EVTCHNOP_send,
-                core::ptr::from_mut(&mut send) as u64,
-            )
-        };
+        Ok(XenConsole {
+            ring,
+            port: port as u32,
+        })
     }
 
     /// Run `read` on the time info unless it is retired; the read that
@@ -204,14 +195,10 @@ impl Xen {
 
     /// This CPU's vcpu_time_info inside shared_info (the first 32 vCPUs).
     fn time_info(&self) -> Result<*const pvclock_vcpu_time_info, PvError> {
-        let cpu = platform::cpu_index();
-        if !self.shared_info || cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize {
+        if !self.shared_info {
             return Err(xen::unsupported());
         }
-        let info = SHARED_INFO.0.get();
-        // SAFETY: a field address inside the mapped static; vcpu_time_info
-        // has pvclock's layout (idl/xen.pvi).
-        Ok(unsafe { core::ptr::addr_of!((*info).vcpu_info[cpu].time) }.cast())
+        crate::xen_time::time_info(SHARED_INFO.0.get(), platform::cpu_index())
     }
 
     fn runstate(cpu: usize) -> Result<vcpu_runstate_info, PvError> {
@@ -276,34 +263,9 @@ unsafe impl Steps for Xen {
     /// shared_info's wall clock (wc_*, under wc_version) plus system time.
     fn wallclock_step1(&self) -> Result<Nanos, PvError> {
         let now = self.clock_ns_step1()?;
-        let info = SHARED_INFO.0.get();
-        for _ in 0..RETRIES {
-            // SAFETY: fields of the mapped static shared_info, read volatile
-            // under the wc_version protocol (odd while Xen updates).
-            let (v1, sec, nsec, hi, v2) = unsafe {
-                let v1 = core::ptr::addr_of!((*info).wc_version).read_volatile();
-                core::sync::atomic::fence(SeqCst);
-                let sec = core::ptr::addr_of!((*info).wc_sec).read_volatile();
-                let nsec = core::ptr::addr_of!((*info).wc_nsec).read_volatile();
-                let hi = core::ptr::addr_of!((*info).wc_sec_hi).read_volatile();
-                core::sync::atomic::fence(SeqCst);
-                (
-                    v1,
-                    sec,
-                    nsec,
-                    hi,
-                    core::ptr::addr_of!((*info).wc_version).read_volatile(),
-                )
-            };
-            if v1 == v2 && v1 % 2 == 0 {
-                let secs = u64::from(hi) << 32 | u64::from(sec);
-                let wall = secs
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(u64::from(nsec));
-                return Ok(Nanos(wall.saturating_add(now.0)));
-            }
-        }
-        Err(unstable())
+        // SAFETY: the shared_info Xen mapped at the static (`time_info`
+        // above succeeded only if it did).
+        unsafe { crate::xen_time::wallclock(SHARED_INFO.0.get(), now, unstable()) }
     }
 
     /// Time runnable or offline (Linux's definition of stolen time).
@@ -314,18 +276,10 @@ unsafe impl Steps for Xen {
         Ok(Nanos(runnable.saturating_add(offline)))
     }
 
-    /// Into the PV console ring's output half, then a notification; while
-    /// the ring is full, yield to xenconsoled, and fall back (Busy) if it
-    /// stays full.
+    /// Into the PV console ring, which xenconsoled reads.
     fn console_write_step1(&self, data: &[u8]) -> Result<(), PvError> {
-        let (ring, port) = self.console.ok_or_else(xen::unsupported)?;
-        let written = self.with_console_ring(ring, |ring| {
-            crate::console_ring::write(ring, data, crate::console_ring::STALL_WAITS, || {
-                self.yield_to_console(port)
-            })
-        });
-        self.notify_console(port);
-        written.map_err(|_| unstable())
+        let console = self.console.ok_or_else(xen::unsupported)?;
+        console.write(&self.hypercalls, data)
     }
 
     fn vcpu_is_preempted_step1(&self, cpu: ApicId) -> Result<bool, PvError> {
@@ -512,30 +466,11 @@ impl HypervisorBackend for Xen {
     /// destroyed with its last lines unread (seen in CI: a domU's final
     /// self-test lines missing from its console log).
     fn flush_console(&self) -> bool {
-        let Some((ring, port)) = self.console else {
-            return true;
-        };
-        self.with_console_ring(ring, |ring| {
-            crate::console_ring::drain(ring, crate::console_ring::STALL_WAITS, || self.yield_to_console(port))
-        })
+        self.console.is_none_or(|c| c.drain(&self.hypercalls))
     }
 }
 
 impl Xen {
-    /// `f` on the PV console ring at `ring` (the page Xen named).
-    fn with_console_ring<T>(&self, ring: usize, f: impl FnOnce(&crate::console_ring::Ring) -> T) -> T {
-        // SAFETY: the console page Xen named and the platform mapped for
-        // the kernel's life, shared with xenconsoled.
-        unsafe { crate::console_ring::with_xencons_output(ring as *mut xencons_interface, f) }
-    }
-
-    /// Tell xenconsoled there is output, and let it run.
-    fn yield_to_console(&self, port: u32) {
-        self.notify_console(port);
-        // SAFETY: Xen is the hypervisor; SCHEDOP_yield takes no argument.
-        let _ = unsafe { self.hypercalls.hypervisor_sched_op(xen::SCHEDOP_yield, 0) };
-    }
-
     /// Acknowledge this vCPU's timer event: clear its upcall flag, its
     /// selector and VIRQ_TIMER's pending bit, as Linux's upcall handler
     /// does; whether the bit was set. Xen notifies only when a port becomes

@@ -532,15 +532,34 @@ impl Facts {
         );
         for item in &hv.items {
             match item {
+                HvItem::Abi(a) => {
+                    // The ABI's own items are recorded under its owner; here,
+                    // that this hypervisor speaks it.
+                    self.push(
+                        Kind::Convention,
+                        format!("{h} convention"),
+                        Some(&key),
+                        format!("abi {}", a.name.name),
+                        &a.meta,
+                        hv_since,
+                        a.span,
+                    );
+                }
                 HvItem::Detect(d) => {
                     let signatures: Vec<String> =
                         d.signatures.iter().map(|s| string_text(&s.value)).collect();
                     let probes: Vec<&str> = d.probes.iter().map(|p| p.name.as_str()).collect();
-                    let value = format!(
+                    let entries: Vec<&str> = d.entries.iter().map(|e| e.name.as_str()).collect();
+                    let mut value = format!(
                         "signatures [{}] probes [{}]",
                         signatures.join(", "),
                         probes.join(", ")
                     );
+                    // Only where there is one, so that every lock written
+                    // before `entry` existed still reads the same.
+                    if !entries.is_empty() {
+                        value.push_str(&format!(" entries [{}]", entries.join(", ")));
+                    }
                     self.push(
                         Kind::Detect,
                         format!("{h} detect"),

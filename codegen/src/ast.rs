@@ -474,13 +474,48 @@ pub struct Hypervisor {
     pub display: Str,
     /// Declarations in source order.
     pub items: Vec<HvItem>,
+    /// The declarations taken from the hypervisor its `abi` names (all but
+    /// that one's `detect` and `map` items), filled in by the checker
+    /// before it resolves anything; empty without `abi`.
+    pub inherited: Vec<HvItem>,
     /// The whole block.
+    pub span: Span,
+}
+
+impl Hypervisor {
+    /// The hypervisor whose ABI this one takes (`abi NAME;`), if any.
+    pub fn abi(&self) -> Option<&Ident> {
+        self.items.iter().find_map(|i| match i {
+            HvItem::Abi(a) => Some(&a.name),
+            _ => None,
+        })
+    }
+
+    /// Every declaration in scope: its own, then those its `abi` brings.
+    /// What names resolve against; generators that declare items walk
+    /// `items` alone, so that an inherited item is declared once, by its
+    /// owner.
+    pub fn all_items(&self) -> impl Iterator<Item = &HvItem> {
+        self.items.iter().chain(&self.inherited)
+    }
+}
+
+/// `abi NAME;`: the hypervisor takes NAME's ABI.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AbiRef {
+    /// Docs and attributes.
+    pub meta: Meta,
+    /// The hypervisor whose ABI it is.
+    pub name: Ident,
+    /// The statement.
     pub span: Span,
 }
 
 /// A declaration inside a hypervisor block.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HvItem {
+    /// `abi NAME;`
+    Abi(AbiRef),
     /// `detect { … }`
     Detect(Detect),
     /// `convention { … }`
@@ -507,6 +542,7 @@ impl HvItem {
     /// Where the declaration was written.
     pub fn span(&self) -> Span {
         match self {
+            HvItem::Abi(a) => a.span,
             HvItem::Detect(d) => d.span,
             HvItem::Convention(c) => c.span,
             HvItem::Leaf(l) => l.span,
@@ -530,6 +566,9 @@ pub struct Detect {
     pub signatures: Vec<Str>,
     /// Probes to try when CPUID says nothing.
     pub probes: Vec<Ident>,
+    /// ELF-note constants whose entry point, when the kernel entered
+    /// through it, says this is the hypervisor.
+    pub entries: Vec<Ident>,
     /// The whole block.
     pub span: Span,
 }

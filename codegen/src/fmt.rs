@@ -336,6 +336,11 @@ impl<'a> Printer<'a> {
 
     fn hv_item(&mut self, item: &HvItem) {
         match item {
+            HvItem::Abi(a) => {
+                self.meta(&a.meta);
+                self.flush_before(a.span.end);
+                self.line(&format!("abi {};", a.name.name), a.span.end);
+            }
             HvItem::Detect(d) => {
                 self.meta(&d.meta);
                 self.block("detect", d.span, |p| {
@@ -352,6 +357,13 @@ impl<'a> Printer<'a> {
                             &mut prev,
                             stmt_span(p.src, probe.span),
                             &format!("probe {};", probe.name),
+                        );
+                    }
+                    for entry in &d.entries {
+                        p.leaf(
+                            &mut prev,
+                            stmt_span(p.src, entry.span),
+                            &format!("entry {};", entry.name),
                         );
                     }
                 });

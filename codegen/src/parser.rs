@@ -687,6 +687,7 @@ impl Builder {
             name,
             display,
             items,
+            inherited: Vec::new(),
             span,
         })
     }
@@ -694,6 +695,11 @@ impl Builder {
     fn hv_item(&mut self, p: P, meta: Meta) -> Option<HvItem> {
         let span = self.span(&p);
         Some(match p.as_rule() {
+            Rule::abi_decl => HvItem::Abi(AbiRef {
+                meta,
+                name: self.ident(p.into_inner().nth(1)?),
+                span,
+            }),
             Rule::detect_block => self.hv_detect(p, meta, span)?,
             Rule::convention_block => {
                 let mut stmts = Vec::new();
@@ -764,6 +770,7 @@ impl Builder {
                     p,
                     "hypervisor item",
                     &[
+                        "abi",
                         "detect",
                         "convention",
                         "leaf",
@@ -789,18 +796,21 @@ impl Builder {
     fn hv_detect(&mut self, p: P, meta: Meta, span: Span) -> Option<HvItem> {
         let mut signatures = Vec::new();
         let mut probes = Vec::new();
+        let mut entries = Vec::new();
         for stmt in p.into_inner().skip(1) {
             let s = stmt.into_inner().next()?;
             match s.as_rule() {
                 Rule::signature_stmt => signatures.push(self.string(s.into_inner().nth(1)?)),
                 Rule::probe_stmt => probes.push(self.ident(s.into_inner().nth(1)?)),
-                _ => self.unknown(s, "detect statement", &["signature", "probe"]),
+                Rule::entry_stmt => entries.push(self.ident(s.into_inner().nth(1)?)),
+                _ => self.unknown(s, "detect statement", &["signature", "probe", "entry"]),
             }
         }
         Some(HvItem::Detect(Detect {
             meta,
             signatures,
             probes,
+            entries,
             span,
         }))
     }

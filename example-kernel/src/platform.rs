@@ -39,6 +39,17 @@ pub fn machine() -> Option<&'static Machine> {
     MACHINE.get()
 }
 
+/// The vectors of the native routines, whichever entry the kernel came
+/// through.
+pub fn vectors() -> Vectors {
+    Vectors {
+        timer: TIMER_VECTOR,
+        kick: KICK_VECTOR,
+        flush: FLUSH_VECTOR,
+        upcall: UPCALL_VECTOR,
+    }
+}
+
 impl Platform for Kernel {
     fn gpa(&self, addr: usize) -> u64 {
         addr as u64
@@ -53,12 +64,7 @@ impl Platform for Kernel {
     }
 
     fn vectors(&self) -> Vectors {
-        Vectors {
-            timer: TIMER_VECTOR,
-            kick: KICK_VECTOR,
-            flush: FLUSH_VECTOR,
-            upcall: UPCALL_VECTOR,
-        }
+        vectors()
     }
 
     fn acpi(&self) -> Acpi {

@@ -8,12 +8,12 @@
 //! identity-mapped), so `VIRT_BASE` and `PADDR_OFFSET` are both 0, as
 //! Mini-OS has them.
 //!
-//! What runs here so far: the entry, a report of what Xen handed over
-//! (ring, `start_info`), made through the SDK's generated Xen hypercalls,
-//! and the shutdown (`sched_op`). The report goes to Xen's console
-//! (`console_io`) from dom0, and through the PV console ring that
-//! xenconsoled reads from a domU (a release Xen refuses a domU's
-//! `console_io`). The rest of the kernel
+//! What runs here so far: the entry hands what Xen gave it to the SDK's
+//! Xen PV backend (`pvi_backends::xen_pv::entered`), chooses that backend
+//! by the entry (`Detection::entered`), and from then on goes through the
+//! ops alone: the report and the PV checks (`xen_pv_checks`) write through
+//! `console_write` (Xen's console from dom0, the PV console ring from a
+//! domU), and the domain stops through `shutdown`. The rest of the kernel
 //! loads an IDT and GDT, masks interrupts with `cli` and talks to the
 //! local APIC: in ring 3 each of these faults, and Xen crashes a PV
 //! domain that faults before it has given Xen a trap table. It runs here
@@ -22,14 +22,19 @@
 //! every line of it on the real Xen.
 
 use core::fmt::Write;
-use pvi_backends::console_ring::{self, Ring};
-use pvi_sdk::generated::xen::{
-    CONSOLEIO_write, EVTCHNOP_send, Hypercalls, SCHEDOP_shutdown, SCHEDOP_yield, SHUTDOWN_poweroff,
-    MACH2PHYS_VIRT_START, SIF_INITDOMAIN, XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_FEATURES,
-    XEN_ELFNOTE_GUEST_OS, XEN_ELFNOTE_GUEST_VERSION, XEN_ELFNOTE_HYPERCALL_PAGE,
-    XEN_ELFNOTE_LOADER, XEN_ELFNOTE_PADDR_OFFSET, XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use pvi_backends::platform::{Platform, Vectors};
+use pvi_backends::registry::Backend;
+use pvi_sdk::detect::Detection;
+use pvi_sdk::generated::ops::PvOps;
+use pvi_sdk::generated::xen_pv::{
+    CONSOLEIO_write, Hypercalls, SCHEDOP_shutdown, SHUTDOWN_poweroff, SIF_INITDOMAIN,
+    XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_FEATURES, XEN_ELFNOTE_GUEST_OS, XEN_ELFNOTE_GUEST_VERSION,
+    XEN_ELFNOTE_HYPERCALL_PAGE, XEN_ELFNOTE_LOADER, XEN_ELFNOTE_PADDR_OFFSET,
+    XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
 };
-use pvi_sdk::types::{evtchn_send, sched_shutdown, start_info, xencons_interface};
+use pvi_sdk::generated::Hypervisor;
+use pvi_sdk::types::{sched_shutdown, start_info, ApicId, ShutdownReason};
 
 /// What `start_info.magic` starts with for a 64-bit PV guest.
 const MAGIC: &[u8] = b"xen-3.0-x86_64";
@@ -92,100 +97,49 @@ extern "C" {
     static xen_pv_hypercall_page: u8;
 }
 
-/// Where the report goes.
-enum XenConsole {
-    /// Xen's console, through `console_io(CONSOLEIO_write)`: dom0's.
-    Hypervisor(Hypercalls),
-    /// The PV console ring a domU's toolstack set up, and its event
-    /// channel: xenconsoled reads it.
-    Ring {
-        hypercalls: Hypercalls,
-        ring: *mut xencons_interface,
-        port: u32,
-    },
-}
+/// What the backends learn of the kernel on Xen PV: virtual addresses are
+/// pseudo-physical ones (VIRT_BASE 0, PADDR_OFFSET 0), one vCPU so far,
+/// and everything below the bootstrap page tables is mapped read-write
+/// (xen.h's "Start-of-day memory layout": image, page-frame list,
+/// start_info, and a domU's xenstore and console pages, in that order).
+struct PvPlatform;
 
-impl XenConsole {
-    /// dom0 writes to Xen's console; a domU to its ring, found through
-    /// the machine-to-physical table: the image's initial mapping maps
-    /// each of its pages at virtual = pseudo-physical address (VIRT_BASE
-    /// 0), the console page among them.
-    fn for_domain(hypercalls: Hypercalls, info: &start_info) -> XenConsole {
-        if info.flags & SIF_INITDOMAIN != 0 || info.console_mfn == 0 {
-            return XenConsole::Hypervisor(hypercalls);
-        }
-        let m2p = MACH2PHYS_VIRT_START as *const u64;
-        // SAFETY: Xen maps the machine-to-physical table read-only at
-        // MACH2PHYS_VIRT_START for every 64-bit PV guest, one entry per
-        // machine frame; the console's frame is one of this domain's.
-        let pfn = unsafe { m2p.add(info.console_mfn as usize).read_volatile() };
-        XenConsole::Ring {
-            hypercalls,
-            ring: (pfn << 12) as *mut xencons_interface,
-            port: info.console_evtchn,
-        }
+/// The first byte past what the bootstrap mapping maps read-write: the
+/// bootstrap page tables' address (start_info's pt_base).
+static MAPPED_END: AtomicU64 = AtomicU64::new(0);
+
+impl Platform for PvPlatform {
+    fn gpa(&self, addr: usize) -> u64 {
+        addr as u64
     }
 
-    /// `f` on the ring's output half, with what lets xenconsoled run.
-    fn with_ring<T>(&self, f: impl FnOnce(&Ring, &dyn Fn()) -> T) -> Option<T> {
-        let XenConsole::Ring {
-            hypercalls,
-            ring,
-            port,
-        } = *self
-        else {
-            return None;
-        };
-        let notify = || {
-            let mut send = evtchn_send { port };
-            // SAFETY: Xen is the hypervisor; a valid evtchn_send for the
-            // console's own port, then SCHEDOP_yield, which takes nothing.
-            unsafe {
-                let _ = hypercalls.hypervisor_event_channel_op(
-                    EVTCHNOP_send,
-                    core::ptr::from_mut(&mut send) as u64,
-                );
-                let _ = hypercalls.hypervisor_sched_op(SCHEDOP_yield, 0);
-            }
-        };
-        // SAFETY: the console page the toolstack named, inside the initial
-        // mapping, shared with xenconsoled.
-        Some(unsafe { console_ring::with_xencons_output(ring, |r| f(r, &notify)) })
+    fn cpu_index(&self) -> usize {
+        0
     }
 
-    /// Until xenconsoled has read the ring (bounded): the domain is
-    /// destroyed once it shuts down, unread lines with it.
-    fn drain(&self) {
-        let _ = self
-            .with_ring(|ring, notify| console_ring::drain(ring, console_ring::STALL_WAITS, notify));
+    fn cpu_of_apic(&self, apic: ApicId) -> Option<usize> {
+        (apic.0 == 0).then_some(0)
+    }
+
+    /// No local APIC is programmed on Xen PV: these are the kernel's
+    /// usual numbers, which nothing sends yet.
+    fn vectors(&self) -> Vectors {
+        crate::platform::vectors()
+    }
+
+    fn map_gpa(&self, gpa: u64) -> Option<usize> {
+        (gpa.checked_add(4096)? <= MAPPED_END.load(Relaxed)).then_some(gpa as usize)
     }
 }
 
-impl Write for XenConsole {
+static PV_PLATFORM: PvPlatform = PvPlatform;
+
+/// Lines through the chosen backend's `console_write`.
+pub(crate) struct OpsConsole(pub(crate) &'static Backend);
+
+impl Write for OpsConsole {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        if let Some(written) = self.with_ring(|ring, notify| {
-            let written =
-                console_ring::write(ring, s.as_bytes(), console_ring::STALL_WAITS, notify);
-            notify();
-            written
-        }) {
-            return written.map_err(|_| core::fmt::Error);
-        }
-        let XenConsole::Hypervisor(hypercalls) = self else {
-            return Err(core::fmt::Error);
-        };
-        for chunk in s.as_bytes().chunks(1024) {
-            // SAFETY: Xen is the hypervisor (it entered us here);
-            // CONSOLEIO_write reads `count` bytes at `buffer`.
-            let written = unsafe {
-                hypercalls.hypervisor_console_io(
-                    CONSOLEIO_write,
-                    chunk.len() as u32,
-                    chunk.as_ptr() as u64,
-                )
-            };
-            written.map_err(|_| core::fmt::Error)?;
-        }
+        self.0.console_write(s.as_bytes());
         Ok(())
     }
 }
@@ -198,53 +152,19 @@ fn ring() -> (u16, u16) {
 }
 
 /// The text of a NUL-padded byte field.
-fn text(bytes: &[u8]) -> &str {
+pub(crate) fn text(bytes: &[u8]) -> &str {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     core::str::from_utf8(&bytes[..end]).unwrap_or("(not UTF-8)")
 }
 
-/// The PV entry's Rust half: report what Xen handed over, then stop.
-#[no_mangle]
-extern "C" fn xen_pv_main(info: *const start_info) -> ! {
-    // SAFETY: Xen filled the page named by XEN_ELFNOTE_HYPERCALL_PAGE
-    // before this entry ran, and it stays mapped (it is in the image).
-    let hypercalls = unsafe { Hypercalls::new(core::ptr::addr_of!(xen_pv_hypercall_page)) };
-    // SAFETY: Xen passes the start_info's virtual address in rsi, mapped
-    // read-write inside the initial mapping for as long as the domain
-    // does not unmap it; nothing else writes it.
-    let info = unsafe { &*info };
-    let mut console = XenConsole::for_domain(hypercalls, info);
-    let (cs, ring) = ring();
-    let _ = writeln!(console, "pvi: Xen PV entry: ring {ring} (CS {cs:#x})");
-    if !info.magic.starts_with(MAGIC) {
-        let _ = writeln!(
-            console,
-            "pvi: Xen PV entry: start_info magic {:?} is not {:?}; stopping",
-            text(&info.magic),
-            text(MAGIC)
-        );
-    } else {
-        let dom0 = info.flags & SIF_INITDOMAIN != 0;
-        let _ = writeln!(
-            console,
-            "pvi: Xen PV entry: start_info {:?}: {} pages, shared_info at machine address {:#x}, {} initial page-table frames, {}",
-            text(&info.magic),
-            info.nr_pages,
-            info.shared_info,
-            info.nr_pt_frames,
-            if dom0 { "the initial domain (SIF_INITDOMAIN)" } else { "a domU" },
-        );
-        let _ = writeln!(
-            console,
-            "pvi: Xen PV entry: command line {:?}",
-            text(&info.cmd_line)
-        );
-        let _ = writeln!(
-            console,
-            "pvi: Xen PV entry: the kernel stops here: its traps, descriptor tables and interrupt masking need ops with a Xen PV mapping (issue 18); powering off"
-        );
-    }
-    console.drain();
+/// Stop without the SDK: for a start_info the backend must not trust.
+/// dom0 still gets its line on Xen's console.
+fn refuse(hypercalls: Hypercalls, line: &str) -> ! {
+    // SAFETY: Xen is the hypervisor (it entered us here); CONSOLEIO_write
+    // reads `count` bytes at `buffer`.
+    let _ = unsafe {
+        hypercalls.hypervisor_console_io(CONSOLEIO_write, line.len() as u32, line.as_ptr() as u64)
+    };
     let reason = sched_shutdown {
         reason: SHUTDOWN_poweroff,
     };
@@ -252,8 +172,78 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     let _ = unsafe {
         hypercalls.hypervisor_sched_op(SCHEDOP_shutdown, core::ptr::addr_of!(reason) as u64)
     };
-    // Xen does not return from a successful shutdown.
     loop {
         core::hint::spin_loop();
     }
+}
+
+/// The PV entry's Rust half: hand Xen's start_info to the SDK, choose the
+/// Xen PV backend, report and check through its ops, then stop.
+#[no_mangle]
+extern "C" fn xen_pv_main(info: *const start_info) -> ! {
+    let page = core::ptr::addr_of!(xen_pv_hypercall_page);
+    // SAFETY: Xen filled the page named by XEN_ELFNOTE_HYPERCALL_PAGE
+    // before this entry ran, and it stays mapped (it is in the image).
+    let hypercalls = unsafe { Hypercalls::new(page) };
+    // SAFETY: Xen passes the start_info's virtual address in rsi, mapped
+    // read-write inside the initial mapping for as long as the domain
+    // does not unmap it; nothing else writes it.
+    let info = unsafe { &*info };
+    if !info.magic.starts_with(MAGIC) {
+        refuse(
+            hypercalls,
+            "pvi: Xen PV entry: start_info's magic is not xen-3.0-x86_64; stopping\n",
+        );
+    }
+    MAPPED_END.store(info.pt_base, Relaxed);
+    pvi_backends::platform::install(&PV_PLATFORM);
+    // SAFETY: the start_info Xen passed, unchanged and mapped for the
+    // domain's life, and the page its note names (see above).
+    unsafe { pvi_backends::entry::xen_pv(info, page) };
+    let Some(detection) = Detection::entered(Hypervisor::XenPv) else {
+        refuse(
+            hypercalls,
+            "pvi: Xen PV entry: the IDL gives xen_pv no entry note; stopping\n",
+        );
+    };
+    // Natively, in ring 3, the console is port I/O, which faults.
+    if !pvi_backends::registry::BUILT.contains(&Hypervisor::XenPv) {
+        refuse(
+            hypercalls,
+            "pvi: Xen PV entry: this build has no Xen PV backend (pvi-backends feature xen_pv); stopping\n",
+        );
+    }
+    let cmdline = text(&info.cmd_line);
+    // SAFETY: the kernel's privilege (ring 3 on Xen PV), the boot vCPU,
+    // once, after the platform was installed.
+    let selection = unsafe { pvi_backends::select::select(detection, cmdline) };
+    let backend = selection.backend;
+    let mut console = OpsConsole(backend);
+    let (cs, ring) = ring();
+    let _ = writeln!(console, "pvi: Xen PV entry: ring {ring} (CS {cs:#x})");
+    let dom0 = info.flags & SIF_INITDOMAIN != 0;
+    let _ = writeln!(
+        console,
+        "pvi: Xen PV entry: start_info {:?}: {} pages, shared_info at machine address {:#x}, {} initial page-table frames, {}",
+        text(&info.magic),
+        info.nr_pages,
+        info.shared_info,
+        info.nr_pt_frames,
+        if dom0 { "the initial domain (SIF_INITDOMAIN)" } else { "a domU" },
+    );
+    let _ = writeln!(console, "pvi: Xen PV entry: command line {cmdline:?}");
+    // The boot report every entry prints: detection, the backend, and
+    // each op's planned step.
+    let _ = write!(console, "{selection}");
+    let failed = crate::xen_pv_checks::run(&selection, info, &mut console);
+    // What fell back, and what answered, as the chains recorded it.
+    crate::run_report::write(&mut console);
+    let _ = writeln!(
+        console,
+        "pvi: Xen PV entry: checks: {failed} failed; the kernel stops here: its traps, descriptor tables and interrupt masking need ops with a Xen PV mapping (issue 18); powering off"
+    );
+    selection.flush_console();
+    let _ = backend.shutdown(ShutdownReason::Poweroff);
+    // Xen does not return from a successful shutdown.
+    refuse(hypercalls, "pvi: Xen PV entry: shutdown returned\n")
 }

@@ -109,6 +109,13 @@ pub enum How {
         /// The version the probe returned.
         version: u32,
     },
+    /// The kernel came in through the entry point one of the hypervisor's
+    /// `detect { entry NOTE; }` ELF notes announces (Xen's PV entry): only
+    /// that hypervisor jumps there, whatever CPUID says.
+    Entry {
+        /// The note's upstream name.
+        note: &'static str,
+    },
 }
 
 /// The chosen hypervisor.
@@ -301,6 +308,28 @@ pub fn detect(cpu: &mut impl Cpu) -> Detection {
     d
 }
 
+impl Detection {
+    /// What a kernel that came in through `hypervisor`'s own entry point
+    /// knows: that hypervisor, chosen by the entry (its leaves, if a
+    /// backend reads any, at the first base); no CPUID scan. `None` for a
+    /// hypervisor no ELF note finds (`entries` empty in the IDL), which a
+    /// kernel cannot have been entered by.
+    pub fn entered(hypervisor: Hypervisor) -> Option<Detection> {
+        let note = hypervisor.info().entries.first()?;
+        Some(Detection {
+            hypervisor_bit: true,
+            found: [None; MAX_FOUND],
+            others: 0,
+            probed: None,
+            chosen: Some(Choice {
+                hypervisor,
+                base: FIRST_BASE,
+                how: How::Entry { note },
+            }),
+        })
+    }
+}
+
 /// The backend named by `pvi.backend=NAME` on a kernel command line.
 pub fn backend_override(cmdline: &str) -> Option<&str> {
     cmdline
@@ -404,6 +433,7 @@ impl fmt::Display for Detection {
                         over.name()
                     ),
                     How::Probe { version } => writeln!(f, "chosen: {} (probe answered, version {version})", info.name),
+                    How::Entry { note } => writeln!(f, "chosen: {} (the kernel came in through its {note} entry)", info.name),
                 }
             }
         }

@@ -134,13 +134,23 @@ const XEN_PVH_EXPECT: &[&str] = &[
 ];
 
 /// The Xen PV entry as a domU: ring 3, a domU's start_info with the
-/// words given, every line through the PV console ring (a domU's
-/// `console_io` is refused), and a power-off Xen reports as reason 0.
+/// words given, the Xen PV backend chosen by the entry, every PV check
+/// passed, every line through the PV console ring (the console chain's
+/// step 1; a domU's `console_io` is refused), and a power-off Xen reports
+/// as reason 0.
 const XEN_PV_DOMU_EXPECT: &[&str] = &[
     "pvi: Xen PV entry: ring 3 (CS 0xe033)",
     "pvi: Xen PV entry: start_info \"xen-3.0-x86_64\": ",
     "initial page-table frames, a domU",
     "pvi: Xen PV entry: command line \"pvi-pv-check host_time=",
+    "chosen: xen_pv (the kernel came in through its XEN_ELFNOTE_ENTRY entry)",
+    "backend: xen_pv",
+    "pvi: Xen PV check clock_ns: ok",
+    "pvi: Xen PV check tsc_hz: ok",
+    "pvi: Xen PV check wallclock: ok",
+    "pvi: Xen PV check page_table_write: ok",
+    "  console_write      step 1",
+    "pvi: Xen PV entry: checks: 0 failed",
     "pvi-dom0: the domU shut down with reason code 0",
 ];
 
@@ -299,11 +309,12 @@ fn cases() -> Vec<Case> {
         },
         Case {
             // The same ELF as a 64-bit PV domU, entered through its Xen PV
-            // notes: so far it reports what Xen handed over through its
-            // PV console ring and powers off (reason 0: the dom0 powers
-            // the machine off). No op runs, so it proves none.
+            // notes: it chooses the Xen PV backend by the entry, runs its
+            // PV checks through the ops, reports through its PV console
+            // ring and powers off through `shutdown` (reason 0: the dom0
+            // powers the machine off).
             words: "pvi-pv-check",
-            proves: None,
+            proves: POWERS_OFF,
             check: no_check,
             ..demo(
                 "xen pv domU: the example kernel's ELF enters in ring 3",

@@ -56,6 +56,7 @@ fn venue(accel: Accel, backend: &str) -> Option<(Level, &'static str)> {
         (Accel::Sim(_), _) => (Level::Sim, "pvi-sim"),
         (Accel::XenDom0, "xen") => (Level::Real, "Xen 4.17, PVH dom0"),
         (Accel::XenPvh { .. }, "xen") => (Level::Real, "Xen 4.17, PVH domU"),
+        (Accel::XenPv, "xen_pv") => (Level::Real, "Xen 4.17, PV domU"),
         (Accel::XenPvh { viridian: true }, "hyperv") => (Level::Emulation, "Xen 4.17's viridian"),
         (Accel::Kvm, "kvm") => (Level::Real, "KVM (this host's, nested)"),
         (Accel::Kvm, "vmware") => (Level::Emulation, "QEMU's VMware interface"),

@@ -1,8 +1,11 @@
 //! The example kernel as the real Xen 4.17's 64-bit PV dom0 under QEMU
 //! TCG (issue 18): the same ELF that boots through PVH enters through its
 //! Xen PV notes (`example-kernel/src/xen_pv_entry.rs`) in ring 3, with a
-//! `start_info` that carries the command line given here, and shuts down
-//! through `sched_op`, which Xen answers for a dom0 by halting the
+//! `start_info` that carries the command line given here, chooses the
+//! SDK's Xen PV backend by that entry, passes its PV checks through the
+//! ops (`example-kernel/src/xen_pv_checks.rs`), writes through
+//! `console_io` (a dom0 has no console ring), and shuts down through the
+//! `shutdown` op's `sched_op`, which Xen answers for a dom0 by halting the
 //! machine ("Hardware Dom0 halted"; QEMU stays up, so the step stops it).
 
 use crate::steps::{finish, Outcome, Step};
@@ -83,7 +86,10 @@ fn boot(xen: &Path, kernel: &Path) -> Result<String, String> {
     };
     let _ = qemu.kill();
     let _ = qemu.wait();
-    for line in text.lines().filter(|l| l.starts_with("pvi: Xen PV")) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("pvi: Xen PV") || l.starts_with("backend: "))
+    {
         println!("    {}", line.trim_end());
     }
     println!(
@@ -95,13 +101,23 @@ fn boot(xen: &Path, kernel: &Path) -> Result<String, String> {
 }
 
 /// Ring 3, Xen's `start_info` for its initial domain with the command
-/// line given, and Xen's report that its dom0 shut down.
+/// line given, the Xen PV backend chosen by the entry, every PV check
+/// passed, the report through `console_io` (the console chain's step 2),
+/// and Xen's report that its dom0 shut down.
 fn check(log: &str) -> Result<(), String> {
     let expected = [
         "pvi: Xen PV entry: ring 3 (CS 0xe033)".to_string(),
         "pvi: Xen PV entry: start_info \"xen-3.0-x86_64\": ".to_string(),
         "the initial domain (SIF_INITDOMAIN)".to_string(),
         format!("pvi: Xen PV entry: command line \"{CMDLINE}\""),
+        "chosen: xen_pv (the kernel came in through its XEN_ELFNOTE_ENTRY entry)".to_string(),
+        "backend: xen_pv".to_string(),
+        "pvi: Xen PV check clock_ns: ok".to_string(),
+        "pvi: Xen PV check tsc_hz: ok".to_string(),
+        "pvi: Xen PV check wallclock: ok".to_string(),
+        "pvi: Xen PV check page_table_write: ok".to_string(),
+        "  console_write      step 2".to_string(),
+        "pvi: Xen PV entry: checks: 0 failed".to_string(),
         DOM0_HALTED.to_string(),
     ];
     let missing: Vec<&String> = expected.iter().filter(|e| !log.contains(*e)).collect();
@@ -123,8 +139,20 @@ mod tests {
         let good = "pvi: Xen PV entry: ring 3 (CS 0xe033)\n\
             pvi: Xen PV entry: start_info \"xen-3.0-x86_64\": 65536 pages, shared_info at machine address 0x3fdb2000, 11 initial page-table frames, the initial domain (SIF_INITDOMAIN)\n\
             pvi: Xen PV entry: command line \"selftest pvi-pv-check\"\n\
+            chosen: xen_pv (the kernel came in through its XEN_ELFNOTE_ENTRY entry)\n\
+            backend: xen_pv\n\
+            pvi: Xen PV check clock_ns: ok (served by step Some(1); 1038828555 ns, then 1038978685 ns)\n\
+            pvi: Xen PV check tsc_hz: ok (2445431620 Hz, from vcpu_time_info)\n\
+            pvi: Xen PV check wallclock: ok (1796606860 s since 1970)\n\
+            pvi: Xen PV check page_table_write: ok ('A' at 0x146000, then 'B')\n\
+            served (the steps that answered each op's calls):\n\
+            \x20 console_write      step 2\n\
+            pvi: Xen PV entry: checks: 0 failed; the kernel stops here\n\
             (XEN) Hardware Dom0 halted: halting machine\n";
         assert_eq!(check(good), Ok(()));
+        assert!(check(&good.replace("clock_ns: ok", "clock_ns: FAILED")).is_err());
+        assert!(check(&good.replace("page_table_write: ok", "page_table_write: FAILED")).is_err());
+        assert!(check(&good.replace("backend: xen_pv", "backend: native")).is_err());
         assert!(check(&good.replace("ring 3 (CS 0xe033)", "ring 0 (CS 0x8)")).is_err());
         assert!(check(&good.replace("(SIF_INITDOMAIN)", "a domU")).is_err());
         assert!(check(&good.replace("pvi-pv-check", "")).is_err());

@@ -23,7 +23,7 @@ static RANGE_START: AtomicU64 = AtomicU64::new(0);
 static RANGE_PAGES: AtomicU64 = AtomicU64::new(0);
 /// Past this many pages one full flush is cheaper than `invlpg` each (the
 /// figure Linux's `tlb_single_page_flush_ceiling` defaults to).
-const FULL_FLUSH_PAGES: u64 = 32;
+pub(crate) const FULL_FLUSH_PAGES: u64 = 32;
 /// A range that means everything.
 const ALL: u64 = u64::MAX;
 static SEEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];

@@ -2,7 +2,7 @@
 //! backend that uses nothing else.
 
 mod cmos;
-mod flush;
+pub(crate) mod flush;
 pub mod lapic;
 mod power;
 mod serial;

@@ -31,6 +31,7 @@ impl Checker {
                     self.meta(&h.meta, false, current);
                     for hv_item in &h.items {
                         match hv_item {
+                            HvItem::Abi(a) => self.meta(&a.meta, true, current),
                             HvItem::Detect(d) => self.meta(&d.meta, true, current),
                             HvItem::Convention(c) => self.meta(&c.meta, true, current),
                             HvItem::Leaf(l) => {

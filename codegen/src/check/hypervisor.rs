@@ -94,12 +94,129 @@ impl Checker {
         }
     }
 
+    /// Give each hypervisor with `abi NAME;` the declarations of NAME
+    /// (all but its `detect` and `map` items), so that its maps resolve
+    /// against them; report an `abi` that names nothing, names a hypervisor
+    /// that itself borrows its ABI, or sits beside ABI items of its own.
+    pub(super) fn inherit_abis(&mut self, files: &mut [File]) {
+        let owners: BTreeMap<String, (Vec<HvItem>, bool)> = files
+            .iter()
+            .flat_map(|f| &f.items)
+            .filter_map(|i| match i {
+                Item::Hypervisor(h) => Some((
+                    h.name.name.clone(),
+                    (
+                        h.items
+                            .iter()
+                            .filter(|i| {
+                                !matches!(i, HvItem::Abi(_) | HvItem::Detect(_) | HvItem::Map(_))
+                            })
+                            .cloned()
+                            .collect(),
+                        h.abi().is_some(),
+                    ),
+                )),
+                _ => None,
+            })
+            .collect();
+        let names: Vec<&str> = owners.keys().map(String::as_str).collect();
+        let mut fills = Vec::new();
+        for (fi, file) in files.iter().enumerate() {
+            for (ii, item) in file.items.iter().enumerate() {
+                let Item::Hypervisor(hv) = item else { continue };
+                let abis: Vec<&AbiRef> = hv
+                    .items
+                    .iter()
+                    .filter_map(|i| match i {
+                        HvItem::Abi(a) => Some(a),
+                        _ => None,
+                    })
+                    .collect();
+                let Some(abi) = abis.first() else { continue };
+                for again in &abis[1..] {
+                    self.duplicate_block("abi", again.span, abi.span);
+                }
+                for own in &hv.items {
+                    if !matches!(own, HvItem::Abi(_) | HvItem::Detect(_) | HvItem::Map(_)) {
+                        self.error(
+                            Diagnostic::new(
+                                "abi-item-elsewhere",
+                                own.span(),
+                                format!(
+                                    "`{}` takes its ABI from `{}`, so it declares no ABI items of its own",
+                                    hv.name.name, abi.name.name
+                                ),
+                            )
+                            .label("an ABI item")
+                            .related(abi.span, "the ABI comes from here")
+                            .hint(format!(
+                                "move this declaration into `hypervisor {}`, where every guest of that ABI sees it; keep only `detect` and `map` here",
+                                abi.name.name
+                            )),
+                        );
+                    }
+                }
+                match owners.get(&abi.name.name) {
+                    None => {
+                        let d = Diagnostic::new(
+                            "unknown-abi",
+                            abi.name.span,
+                            format!("no hypervisor `{}` to take the ABI from", abi.name.name),
+                        )
+                        .label("not a hypervisor")
+                        .suggest(
+                            &abi.name.name,
+                            &names,
+                            "name a hypervisor declared in one of the IDL's files",
+                        );
+                        self.error(d);
+                    }
+                    Some((_, true)) | Some(_) if abi.name.name == hv.name.name => {
+                        self.error(
+                            Diagnostic::new(
+                                "abi-chain",
+                                abi.name.span,
+                                format!("`{}` cannot take its ABI from itself", hv.name.name),
+                            )
+                            .label("itself")
+                            .hint("name the hypervisor whose block declares the ABI's items"),
+                        );
+                    }
+                    Some((_, true)) => {
+                        self.error(
+                            Diagnostic::new(
+                                "abi-chain",
+                                abi.name.span,
+                                format!(
+                                    "`{}` takes its own ABI from another hypervisor",
+                                    abi.name.name
+                                ),
+                            )
+                            .label("borrows its ABI too")
+                            .hint(format!(
+                                "name the hypervisor whose block declares the ABI's items (the one `{}` names)",
+                                abi.name.name
+                            )),
+                        );
+                    }
+                    Some((items, false)) => fills.push((fi, ii, items.clone())),
+                }
+            }
+        }
+        for (fi, ii, items) in fills {
+            if let Item::Hypervisor(hv) = &mut files[fi].items[ii] {
+                hv.inherited = items;
+            }
+        }
+    }
+
     fn check_hypervisor(&mut self, hv: &Hypervisor) {
         let mut scope = Scope::default();
         let mut detect: Option<&Detect> = None;
         let mut convention: Option<&Convention> = None;
-        // Names first, so that references may point forwards.
-        for item in &hv.items {
+        // Names first, so that references may point forwards; an `abi`'s
+        // names too, which its owner's check reports on.
+        for item in hv.all_items() {
             match item {
                 HvItem::Detect(d) => {
                     if let Some(first) = detect {
@@ -146,11 +263,16 @@ impl Checker {
                 HvItem::Error(e) => {
                     self.unique(&mut scope.names, &e.name, "name");
                 }
-                HvItem::Map(_) | HvItem::Type(_) => {}
+                HvItem::Abi(_) | HvItem::Map(_) | HvItem::Type(_) => {}
             }
         }
         match detect {
-            Some(d) => self.check_detect(d),
+            // Entry notes resolve against the ABI; one that could not be
+            // taken was reported already.
+            Some(d) => self.check_detect(
+                d,
+                (hv.abi().is_none() || !hv.inherited.is_empty()).then_some(&scope),
+            ),
             None => self.error(
                 Diagnostic::new(
                     "missing-detect",
@@ -163,6 +285,8 @@ impl Checker {
         }
         match convention {
             Some(c) => self.check_convention(c, &mut scope),
+            // Its `abi` names no usable owner, which `inherit_abis` reported.
+            None if hv.abi().is_some() => {}
             None => self.error(
                 Diagnostic::new(
                     "missing-convention",
@@ -173,6 +297,13 @@ impl Checker {
                 .hint("add `convention { instruction …; number …; args …; result …; status …; }`"),
             ),
         }
+        self.check_own_items(hv, &scope);
+        self.check_maps(hv, &scope);
+    }
+
+    /// The hypervisor's own declarations, each on its own: ranges, unique
+    /// numbers, types, references (an `abi`'s are its owner's to check).
+    fn check_own_items(&mut self, hv: &Hypervisor, scope: &Scope) {
         let mut leaf_addrs = BTreeMap::new();
         let mut msr_indexes = BTreeMap::new();
         let mut hc_numbers = BTreeMap::new();
@@ -197,7 +328,7 @@ impl Checker {
                         }
                     }
                 }
-                HvItem::Features(f) => self.check_features(f, &scope),
+                HvItem::Features(f) => self.check_features(f, scope),
                 HvItem::Msr(m) => {
                     self.unique_number(&mut msr_indexes, &m.index, &m.name, "MSR");
                     if !fits(m.index.value, 4, false) {
@@ -216,7 +347,7 @@ impl Checker {
                             self.check_register_width(ty, 8);
                         }
                     }
-                    self.check_requires(&m.requires, &scope);
+                    self.check_requires(&m.requires, scope);
                 }
                 HvItem::Const(c) => {
                     if self.check_type_ref(&c.ty, TypePlace::Value) {
@@ -225,16 +356,19 @@ impl Checker {
                 }
                 HvItem::Hypercall(h) => {
                     self.unique_number(&mut hc_numbers, &h.number, &h.name, "hypercall");
-                    self.check_hypercall(h, &scope);
+                    self.check_hypercall(h, scope);
                 }
                 HvItem::Error(e) => {
                     self.unique_number(&mut error_codes, &e.code, &e.name, "error code");
                     self.check_error_kind(&e.kind);
                 }
-                HvItem::Detect(_) | HvItem::Convention(_) | HvItem::Map(_) | HvItem::Type(_) => {}
+                HvItem::Abi(_)
+                | HvItem::Detect(_)
+                | HvItem::Convention(_)
+                | HvItem::Map(_)
+                | HvItem::Type(_) => {}
             }
         }
-        self.check_maps(hv, &scope);
     }
 
     fn duplicate_block(&mut self, what: &str, span: Span, first: Span) {
@@ -272,7 +406,26 @@ impl Checker {
         }
     }
 
-    fn check_detect(&mut self, d: &Detect) {
+    fn check_detect(&mut self, d: &Detect, scope: Option<&Scope>) {
+        if let Some(scope) = scope {
+            for e in &d.entries {
+                if !scope.consts.contains_key(&e.name) {
+                    let consts: Vec<&str> = scope.consts.keys().map(String::as_str).collect();
+                    let d = Diagnostic::new(
+                        "unknown-entry-note",
+                        e.span,
+                        format!("`{}` is not a constant of this hypervisor's ABI", e.name),
+                    )
+                    .label("no such ELF note constant")
+                    .suggest(
+                        &e.name,
+                        &consts,
+                        "name the constant whose value is the ELF note type of the entry point, e.g. `XEN_ELFNOTE_ENTRY`",
+                    );
+                    self.error(d);
+                }
+            }
+        }
         for s in &d.signatures {
             if s.value.len() != 12 {
                 self.error(
@@ -302,7 +455,7 @@ impl Checker {
                 );
             }
         }
-        if d.signatures.is_empty() && d.probes.is_empty() {
+        if d.signatures.is_empty() && d.probes.is_empty() && d.entries.is_empty() {
             self.error(
                 Diagnostic::new(
                     "empty-detect",
@@ -310,7 +463,7 @@ impl Checker {
                     "`detect` gives no way to find the hypervisor",
                 )
                 .label("empty")
-                .hint("add a `signature \"…\";` or a `probe backdoor;`"),
+                .hint("add a `signature \"…\";`, a `probe backdoor;` or an `entry NOTE;`"),
             );
         }
     }

@@ -22,8 +22,9 @@ use crate::source::Span;
 use std::collections::BTreeMap;
 
 /// Check `files` together as one interface.
-pub fn check(files: Vec<File>) -> Result<Model, Diagnostics> {
+pub fn check(mut files: Vec<File>) -> Result<Model, Diagnostics> {
     let mut cx = Checker::default();
+    cx.inherit_abis(&mut files);
     let interface = cx.collect(&files);
     cx.check_attrs(&files, interface.as_ref());
     cx.check_types();

@@ -151,7 +151,7 @@ impl Sections {
                 cell(&e.meta.docs)
             )),
             HvItem::Type(TypeDecl::Struct(st)) => self.structs.push_str(&structure(model, st)),
-            HvItem::Type(_) | HvItem::Detect(_) | HvItem::Convention(_) => {}
+            HvItem::Type(_) | HvItem::Abi(_) | HvItem::Detect(_) | HvItem::Convention(_) => {}
             HvItem::Map(m) => {
                 self.maps.push_str(&format!("**`{}`**\n\n", m.op.name));
                 let steps = model.chain(hv, &m.op.name).map_or(&[][..], |c| &c.steps);
@@ -241,9 +241,27 @@ pub fn page(model: &Model, hv: &Hypervisor) -> String {
                     p.name
                 ));
             }
+            for e in &d.entries {
+                s.push_str(&format!(
+                    "- Entry: the kernel entered through the entry point its ELF note `{}` announces; CPUID alone never chooses it.\n",
+                    e.name
+                ));
+            }
         }
     }
     s.push_str("\n## Calling convention\n\n");
+    for item in of(|i| matches!(i, HvItem::Abi(_))) {
+        if let HvItem::Abi(a) = item {
+            s.push_str(&paragraph(&a.meta.docs));
+        }
+    }
+    if let Some(abi) = hv.abi() {
+        s.push_str(&format!(
+            "The ABI of [{abi}](hv-{abi}.md): its constants, structures, hypercalls, error codes and calling convention, which generated code re-exports (`pvi_sdk::generated::{}` holds `pub use super::{abi}::*`). This page lists what differs: detection and the mappings.\n\n",
+            hv.name.name,
+            abi = abi.name
+        ));
+    }
     for item in of(|i| matches!(i, HvItem::Convention(_))) {
         if let HvItem::Convention(c) = item {
             s.push_str(&paragraph(&c.meta.docs));

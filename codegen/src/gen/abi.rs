@@ -119,7 +119,7 @@ fn hypervisor_list(model: &Model) -> TokenStream {
         let display = String::from_utf8_lossy(&h.display.value).into_owned();
         let module = ident(&h.name.name);
         let variant = quote::format_ident!("{}", super::names::camel(&h.name.name));
-        quote!(HypervisorInfo { id: Hypervisor::#variant, name: #name, display: #display, signatures: #module::SIGNATURES, probes: #module::PROBES })
+        quote!(HypervisorInfo { id: Hypervisor::#variant, name: #name, display: #display, signatures: #module::SIGNATURES, probes: #module::PROBES, entries: #module::ENTRIES })
     });
     let variants: Vec<_> = model
         .hypervisors()
@@ -175,6 +175,10 @@ fn hypervisor_list(model: &Model) -> TokenStream {
             pub signatures: &'static [[u8; 12]],
             #[doc = " Probes to try when CPUID shows no signature at all."]
             pub probes: &'static [&'static str],
+            #[doc = " The ELF notes (upstream names) of the entry points that find it: a"]
+            #[doc = " kernel entered through one chooses it whatever CPUID says (Xen PV);"]
+            #[doc = " empty for a hypervisor found by CPUID or a probe."]
+            pub entries: &'static [&'static str],
         }
         #[doc = " Every hypervisor ABI of the interface, in IDL order."]
         pub const HYPERVISORS: &[HypervisorInfo] = &[#(#table),*];

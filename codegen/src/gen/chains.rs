@@ -38,8 +38,7 @@ struct Hv<'a> {
 impl<'a> Hv<'a> {
     fn features(&self) -> Vec<&'a Features> {
         self.hv
-            .items
-            .iter()
+            .all_items()
             .filter_map(|i| match i {
                 HvItem::Features(f) => Some(f),
                 _ => None,
@@ -48,7 +47,7 @@ impl<'a> Hv<'a> {
     }
 
     fn hypercall(&self, name: &str) -> Option<&'a Hypercall> {
-        self.hv.items.iter().find_map(|i| match i {
+        self.hv.all_items().find_map(|i| match i {
             HvItem::Hypercall(h) if h.name.name == name => Some(h),
             _ => None,
         })
@@ -62,7 +61,7 @@ impl<'a> Hv<'a> {
     }
 
     fn constant(&self, name: &str) -> Option<&'a Const> {
-        self.hv.items.iter().find_map(|i| match i {
+        self.hv.all_items().find_map(|i| match i {
             HvItem::Const(c) if c.name.name == name => Some(c),
             _ => None,
         })
@@ -488,8 +487,16 @@ fn services(h: &Hv<'_>, uses: &Uses) -> Vec<TokenStream> {
     for region in &uses.regions {
         let ty = ident(region);
         let doc = format!(" Where the platform put this guest's `{region}` (configured, not registered by the guest): `None` when it gave none or the backend does not trust it (a wrong signature or revision); the steps reading it then fall back.");
+        // Behind the structure's interface version, as the type itself is.
+        let gate = h
+            .model
+            .types
+            .get(region.as_str())
+            .map(|t| super::names::cfg(h.model, t.meta()))
+            .unwrap_or_default();
         services.push(quote!(
             #[doc = #doc]
+            #gate
             fn #ty(&self) -> Option<core::ptr::NonNull<#ty>>;
         ));
     }
@@ -1133,7 +1140,7 @@ pub fn tokens(model: &Model, hv: &Hypervisor) -> TokenStream {
 /// `features.kvm_features.contains(KvmFeatures::X)` for a feature bit of
 /// `hv` (`false` for a name the checker would have rejected).
 pub(super) fn feature_test(hv: &Hypervisor, name: &str) -> TokenStream {
-    let sets = hv.items.iter().filter_map(|i| match i {
+    let sets = hv.all_items().filter_map(|i| match i {
         HvItem::Features(f) => Some(f),
         _ => None,
     });

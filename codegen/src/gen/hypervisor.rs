@@ -54,14 +54,18 @@ impl Tables {
                     .map(|s| proc_macro2::Literal::byte_string(&s.value))
                     .collect();
                 let probes = d.probes.iter().map(|p| p.name.clone());
+                let entries = d.entries.iter().map(|e| e.name.clone());
                 self.consts.push(quote! {
                     #[doc = " CPUID signatures (EBX, ECX, EDX of the base leaf) that identify this hypervisor."]
                     pub const SIGNATURES: &[[u8; 12]] = &[#(*#sigs),*];
                     #[doc = " Probes to try when no CPUID signature is found."]
                     pub const PROBES: &[&str] = &[#(#probes),*];
+                    #[doc = " ELF notes (upstream names) whose entry point, once the kernel came in"]
+                    #[doc = " through it, says this is the hypervisor."]
+                    pub const ENTRIES: &[&str] = &[#(#entries),*];
                 });
             }
-            HvItem::Convention(_) => {}
+            HvItem::Abi(_) | HvItem::Convention(_) => {}
             HvItem::Leaf(l) => {
                 let name = ident(&l.name.name);
                 let v = int_literal(&l.address);
@@ -288,8 +292,25 @@ pub fn file(model: &Model, hv: &Hypervisor) -> String {
     for item in &hv.items {
         tables.add(model, item, hv_display, &mut pieces);
     }
-    pieces.push(Piece::Tokens(tables.tokens(model, hv)));
-    pieces.extend(stubs::pieces(model, hv));
+    match hv.abi() {
+        // The ABI is its owner's, declared once there: its constants,
+        // tables, error decoding and hypercall stubs are re-exported, and
+        // this module adds its detection, features, steps and chains (which
+        // shadow the owner's of the same names).
+        Some(abi) => {
+            let owner = ident(&abi.name);
+            let consts = tables.consts;
+            pieces.push(Piece::Tokens(quote! {
+                #[doc(no_inline)]
+                pub use super::#owner::*;
+                #(#consts)*
+            }));
+        }
+        None => {
+            pieces.push(Piece::Tokens(tables.tokens(model, hv)));
+            pieces.extend(stubs::pieces(model, hv));
+        }
+    }
     pieces.push(Piece::Tokens(super::chains::tokens(model, hv)));
     render(&doc, pieces)
 }

@@ -138,7 +138,7 @@ pub const TRAP_DIR: &str = "tests/conformance/trap";
 pub fn trap_stubs(model: &Model, sdk: &str) -> Vec<Output> {
     let sdk: syn::Path = syn::parse_str(sdk).expect("a Rust path");
     let mut files = Vec::new();
-    for hv in model.hypervisors() {
+    for hv in model.hypervisors().filter(|h| h.abi().is_none()) {
         let Some(conv) = model.convention(&hv.name.name) else {
             continue;
         };

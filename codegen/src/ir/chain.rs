@@ -253,7 +253,7 @@ impl Resolver<'_> {
             }
             K::Cpuid(path, _) => {
                 let register = path.member.as_ref().map_or("eax", |m| m.name.as_str());
-                let leaf = self.hv.items.iter().find_map(|i| match i {
+                let leaf = self.hv.all_items().find_map(|i| match i {
                     HvItem::Leaf(l) if l.name.name == path.base.name => Some(l),
                     _ => None,
                 });
@@ -276,21 +276,21 @@ impl Resolver<'_> {
     }
 
     fn msr(&self, name: &str) -> Option<&ast::Msr> {
-        self.hv.items.iter().find_map(|i| match i {
+        self.hv.all_items().find_map(|i| match i {
             HvItem::Msr(m) if m.name.name == name => Some(m),
             _ => None,
         })
     }
 
     fn hypercall_number(&self, name: &str) -> Option<String> {
-        self.hv.items.iter().find_map(|i| match i {
+        self.hv.all_items().find_map(|i| match i {
             HvItem::Hypercall(h) if h.name.name == name => Some(h.number.text.clone()),
             _ => None,
         })
     }
 
     fn feature(&self, bit: &str) -> Option<FeatureBit> {
-        self.hv.items.iter().find_map(|i| match i {
+        self.hv.all_items().find_map(|i| match i {
             HvItem::Features(f) if f.bits.iter().any(|b| b.name.name == bit) => Some(FeatureBit {
                 set: f.name.name.clone(),
                 bit: bit.to_string(),
@@ -333,7 +333,7 @@ impl Resolver<'_> {
 
     /// The meta of the hypercall, MSR, leaf or constant called `name`.
     fn meta_of(&self, name: &str) -> Option<&Meta> {
-        self.hv.items.iter().find_map(|i| match i {
+        self.hv.all_items().find_map(|i| match i {
             HvItem::Hypercall(h) if h.name.name == name => Some(&h.meta),
             HvItem::Msr(m) if m.name.name == name => Some(&m.meta),
             HvItem::Leaf(l) if l.name.name == name => Some(&l.meta),

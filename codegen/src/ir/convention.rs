@@ -232,7 +232,7 @@ impl Convention {
     /// The convention of `hv`, which passed the checker; `None` for a
     /// hypervisor without one (it makes no hypercalls).
     pub fn of(hv: &Hypervisor) -> Option<Convention> {
-        let block = hv.items.iter().find_map(|i| match i {
+        let block = hv.all_items().find_map(|i| match i {
             HvItem::Convention(c) => Some(c),
             _ => None,
         })?;
@@ -315,7 +315,7 @@ impl Convention {
             }
         }
         if c.status == Status::NegatedErrno {
-            c.unsupported = hv.items.iter().find_map(|i| match i {
+            c.unsupported = hv.all_items().find_map(|i| match i {
                 HvItem::Error(e) if e.kind.name == "unsupported" => Some(-e.code.value),
                 _ => None,
             });

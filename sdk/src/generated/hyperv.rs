@@ -257,6 +257,9 @@ bitflags::bitflags! {
 pub const SIGNATURES: &[[u8; 12]] = &[*b"Microsoft Hv"];
 /// Probes to try when no CPUID signature is found.
 pub const PROBES: &[&str] = &[];
+/// ELF notes (upstream names) whose entry point, once the kernel came in
+/// through it, says this is the hypervisor.
+pub const ENTRIES: &[&str] = &[];
 /// EAX: the highest hypervisor leaf; EBX, ECX, EDX: "Microsoft Hv".
 /// Source: Linux include/hyperv/hvgdk_mini.h.
 ///

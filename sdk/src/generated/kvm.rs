@@ -117,6 +117,9 @@ bitflags::bitflags! {
 pub const SIGNATURES: &[[u8; 12]] = &[*b"KVMKVMKVM\0\0\0"];
 /// Probes to try when no CPUID signature is found.
 pub const PROBES: &[&str] = &[];
+/// ELF notes (upstream names) whose entry point, once the kernel came in
+/// through it, says this is the hypervisor.
+pub const ENTRIES: &[&str] = &[];
 /// Signature leaf: eax is the highest KVM leaf (old hosts return 0,
 /// meaning 0x40000001), ebx/ecx/edx hold the signature.
 /// Source: Linux arch/x86/include/uapi/asm/kvm_para.h; Documentation/virt/kvm/x86/cpuid.rst.

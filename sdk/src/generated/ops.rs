@@ -1068,7 +1068,7 @@ impl Op {
 /// runs its native lowering directly, with neither a match nor an
 /// indirect call. A build leaves a backend out by naming [`Absent`] for it.
 #[derive(Clone, Copy, Debug)]
-pub enum Dispatch<N, Hyperv, Kvm, Vmware, Xen> {
+pub enum Dispatch<N, Hyperv, Kvm, Vmware, Xen, XenPv> {
     /// No hypervisor, or none pvi knows: everything native.
     Native,
     /// The Hyper-V backend.
@@ -1079,11 +1079,13 @@ pub enum Dispatch<N, Hyperv, Kvm, Vmware, Xen> {
     Vmware(Vmware),
     /// The Xen backend.
     Xen(Xen),
+    /// The Xen PV backend.
+    XenPv(XenPv),
     /// Unused: carries the native routines' type.
     #[doc(hidden)]
     _Marker(core::marker::PhantomData<N>, core::convert::Infallible),
 }
-impl<N, Hyperv, Kvm, Vmware, Xen> Dispatch<N, Hyperv, Kvm, Vmware, Xen> {
+impl<N, Hyperv, Kvm, Vmware, Xen, XenPv> Dispatch<N, Hyperv, Kvm, Vmware, Xen, XenPv> {
     /// The IDL name of the active backend (`native`, `kvm`, …).
     pub fn name(&self) -> &'static str {
         match self {
@@ -1092,6 +1094,7 @@ impl<N, Hyperv, Kvm, Vmware, Xen> Dispatch<N, Hyperv, Kvm, Vmware, Xen> {
             Self::Kvm(_) => "kvm",
             Self::Vmware(_) => "vmware",
             Self::Xen(_) => "xen",
+            Self::XenPv(_) => "xen_pv",
             Self::_Marker(_, never) => match *never {}
         }
     }
@@ -1102,7 +1105,8 @@ impl<
     Kvm: PvOps<Native = N>,
     Vmware: PvOps<Native = N>,
     Xen: PvOps<Native = N>,
-> PvOps for Dispatch<N, Hyperv, Kvm, Vmware, Xen> {
+    XenPv: PvOps<Native = N>,
+> PvOps for Dispatch<N, Hyperv, Kvm, Vmware, Xen, XenPv> {
     type Native = N;
     #[inline(always)]
     fn irq_disable(&self) {
@@ -1128,6 +1132,7 @@ impl<
             Self::Kvm(b) => b.safe_halt(),
             Self::Vmware(b) => b.safe_halt(),
             Self::Xen(b) => b.safe_halt(),
+            Self::XenPv(b) => b.safe_halt(),
             Self::_Marker(_, never) => match *never {}
         }
     }
@@ -1143,6 +1148,7 @@ impl<
             Self::Kvm(b) => b.io_delay(),
             Self::Vmware(b) => b.io_delay(),
             Self::Xen(b) => b.io_delay(),
+            Self::XenPv(b) => b.io_delay(),
             Self::_Marker(_, never) => match *never {}
         }
     }
@@ -1154,6 +1160,7 @@ impl<
             Self::Kvm(b) => b.clock_ns(),
             Self::Vmware(b) => b.clock_ns(),
             Self::Xen(b) => b.clock_ns(),
+            Self::XenPv(b) => b.clock_ns(),
             Self::_Marker(_, never) => match *never {}
         }
     }
@@ -1165,6 +1172,7 @@ impl<
             Self::Kvm(b) => b.tsc_hz(),
             Self::Vmware(b) => b.tsc_hz(),
             Self::Xen(b) => b.tsc_hz(),
+            Self::XenPv(b) => b.tsc_hz(),
             Self::_Marker(_, never) => match *never {}
         }
     }
@@ -1176,6 +1184,7 @@ impl<
             Self::Kvm(b) => b.wallclock(),
             Self::Vmware(b) => b.wallclock(),
             Self::Xen(b) => b.wallclock(),
+            Self::XenPv(b) => b.wallclock(),
             Self::_Marker(_, never) => match *never {}
         }
     }
@@ -1187,6 +1196,7 @@ impl<
             Self::Kvm(b) => b.steal_ns(),
             Self::Vmware(b) => b.steal_ns(),
             Self::Xen(b) => b.steal_ns(),
+            Self::XenPv(b) => b.steal_ns(),
             Self::_Marker(_, never) => match *never {}
         }
     }
@@ -1198,6 +1208,7 @@ impl<
             Self::Kvm(b) => b.timer_oneshot(deadline),
             Self::Vmware(b) => b.timer_oneshot(deadline),
             Self::Xen(b) => b.timer_oneshot(deadline),
+            Self::XenPv(b) => b.timer_oneshot(deadline),
             Self::_Marker(_, never) => match *never {}
         }
     }
@@ -1209,6 +1220,7 @@ impl<
             Self::Kvm(b) => b.timer_cancel(),
             Self::Vmware(b) => b.timer_cancel(),
             Self::Xen(b) => b.timer_cancel(),
+            Self::XenPv(b) => b.timer_cancel(),
             Self::_Marker(_, never) => match *never {}
         }
     }
@@ -1220,6 +1232,7 @@ impl<
             Self::Kvm(b) => b.eoi(),
             Self::Vmware(b) => b.eoi(),
             Self::Xen(b) => b.eoi(),
+            Self::XenPv(b) => b.eoi(),
             Self::_Marker(_, never) => match *never {}
         }
     }
@@ -1231,6 +1244,7 @@ impl<
             Self::Kvm(b) => b.send_ipi(targets, vector),
             Self::Vmware(b) => b.send_ipi(targets, vector),
             Self::Xen(b) => b.send_ipi(targets, vector),
+            Self::XenPv(b) => b.send_ipi(targets, vector),
             Self::_Marker(_, never) => match *never {}
         }
     }
@@ -1242,6 +1256,7 @@ impl<
             Self::Kvm(b) => b.kick_cpu(target),
             Self::Vmware(b) => b.kick_cpu(target),
             Self::Xen(b) => b.kick_cpu(target),
+            Self::XenPv(b) => b.kick_cpu(target),
             Self::_Marker(_, never) => match *never {}
         }
     }
@@ -1253,6 +1268,7 @@ impl<
             Self::Kvm(b) => b.yield_to(target),
             Self::Vmware(b) => b.yield_to(target),
             Self::Xen(b) => b.yield_to(target),
+            Self::XenPv(b) => b.yield_to(target),
             Self::_Marker(_, never) => match *never {}
         }
     }
@@ -1264,6 +1280,7 @@ impl<
             Self::Kvm(b) => b.vcpu_is_preempted(cpu),
             Self::Vmware(b) => b.vcpu_is_preempted(cpu),
             Self::Xen(b) => b.vcpu_is_preempted(cpu),
+            Self::XenPv(b) => b.vcpu_is_preempted(cpu),
             Self::_Marker(_, never) => match *never {}
         }
     }
@@ -1275,6 +1292,7 @@ impl<
             Self::Kvm(b) => b.flush_tlb(targets),
             Self::Vmware(b) => b.flush_tlb(targets),
             Self::Xen(b) => b.flush_tlb(targets),
+            Self::XenPv(b) => b.flush_tlb(targets),
             Self::_Marker(_, never) => match *never {}
         }
     }
@@ -1287,6 +1305,7 @@ impl<
             Self::Kvm(b) => b.flush_tlb_range(targets, start, pages),
             Self::Vmware(b) => b.flush_tlb_range(targets, start, pages),
             Self::Xen(b) => b.flush_tlb_range(targets, start, pages),
+            Self::XenPv(b) => b.flush_tlb_range(targets, start, pages),
             Self::_Marker(_, never) => match *never {}
         }
     }
@@ -1297,9 +1316,32 @@ impl<
     #[cfg(feature = "interface-0-2")]
     #[inline]
     unsafe fn page_table_write(&self, entry: u64, value: u64) {
-        {
-            // SAFETY: the caller upholds `page_table_write`'s contract (this fn is unsafe with the same one).
-            unsafe { native::page_table_write::<N>(entry, value) }
+        match self {
+            Self::Native => {
+                // SAFETY: the caller upholds `page_table_write`'s contract (this fn is unsafe with the same one).
+                unsafe { native::page_table_write::<N>(entry, value) }
+            }
+            Self::Hyperv(b) => {
+                // SAFETY: the caller upholds `page_table_write`'s contract (this fn is unsafe with the same one).
+                unsafe { b.page_table_write(entry, value) }
+            }
+            Self::Kvm(b) => {
+                // SAFETY: the caller upholds `page_table_write`'s contract (this fn is unsafe with the same one).
+                unsafe { b.page_table_write(entry, value) }
+            }
+            Self::Vmware(b) => {
+                // SAFETY: the caller upholds `page_table_write`'s contract (this fn is unsafe with the same one).
+                unsafe { b.page_table_write(entry, value) }
+            }
+            Self::Xen(b) => {
+                // SAFETY: the caller upholds `page_table_write`'s contract (this fn is unsafe with the same one).
+                unsafe { b.page_table_write(entry, value) }
+            }
+            Self::XenPv(b) => {
+                // SAFETY: the caller upholds `page_table_write`'s contract (this fn is unsafe with the same one).
+                unsafe { b.page_table_write(entry, value) }
+            }
+            Self::_Marker(_, never) => match *never {}
         }
     }
     ///
@@ -1341,12 +1383,28 @@ impl<
     #[cfg(feature = "interface-0-2")]
     #[inline]
     fn flush_tlb_local(&self, start: u64, pages: u64) {
-        native::flush_tlb_local::<N>(start, pages)
+        match self {
+            Self::Native => native::flush_tlb_local::<N>(start, pages),
+            Self::Hyperv(b) => b.flush_tlb_local(start, pages),
+            Self::Kvm(b) => b.flush_tlb_local(start, pages),
+            Self::Vmware(b) => b.flush_tlb_local(start, pages),
+            Self::Xen(b) => b.flush_tlb_local(start, pages),
+            Self::XenPv(b) => b.flush_tlb_local(start, pages),
+            Self::_Marker(_, never) => match *never {}
+        }
     }
     #[cfg(feature = "interface-0-2")]
     #[inline]
     fn fault_address(&self) -> u64 {
-        native::fault_address::<N>()
+        match self {
+            Self::Native => native::fault_address::<N>(),
+            Self::Hyperv(b) => b.fault_address(),
+            Self::Kvm(b) => b.fault_address(),
+            Self::Vmware(b) => b.fault_address(),
+            Self::Xen(b) => b.fault_address(),
+            Self::XenPv(b) => b.fault_address(),
+            Self::_Marker(_, never) => match *never {}
+        }
     }
     #[inline]
     fn console_write(&self, data: &[u8]) {
@@ -1356,6 +1414,7 @@ impl<
             Self::Kvm(b) => b.console_write(data),
             Self::Vmware(b) => b.console_write(data),
             Self::Xen(b) => b.console_write(data),
+            Self::XenPv(b) => b.console_write(data),
             Self::_Marker(_, never) => match *never {}
         }
     }
@@ -1367,6 +1426,7 @@ impl<
             Self::Kvm(b) => b.shutdown(reason),
             Self::Vmware(b) => b.shutdown(reason),
             Self::Xen(b) => b.shutdown(reason),
+            Self::XenPv(b) => b.shutdown(reason),
             Self::_Marker(_, never) => match *never {}
         }
     }
@@ -1378,6 +1438,7 @@ impl<
             Self::Kvm(b) => b.panic_notify(),
             Self::Vmware(b) => b.panic_notify(),
             Self::Xen(b) => b.panic_notify(),
+            Self::XenPv(b) => b.panic_notify(),
             Self::_Marker(_, never) => match *never {}
         }
     }

@@ -674,6 +674,96 @@ const _: () = assert!(core::mem::offset_of!(kvm_vcpu_pv_apf_data, token) == 4);
 const _: () = assert!(core::mem::offset_of!(kvm_vcpu_pv_apf_data, pad) == 8);
 const _: () = assert!(core::mem::offset_of!(kvm_vcpu_pv_apf_data, enabled) == 64);
 
+/// One mmu_update request.
+/// Source: Xen xen/include/public/xen.h (struct mmu_update).
+///
+/// Declared by the `xen` ABI in `idl/`.
+/// Size: 16 bytes.
+/// Since interface 0.2.0.
+#[cfg(feature = "interface-0-2")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct mmu_update {
+    /// MACHINE address of the entry, request kind in bits 1:0.
+    ///
+    /// Offset 0.
+    pub ptr: u64,
+    /// The new entry.
+    ///
+    /// Offset 8.
+    pub val: u64,
+}
+#[cfg(feature = "interface-0-2")]
+impl mmu_update {
+    /// Every byte zero: the state before the hypervisor first writes it.
+    pub const ZERO: Self = Self { ptr: 0, val: 0 };
+}
+#[cfg(feature = "interface-0-2")]
+impl Default for mmu_update {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::size_of:: < mmu_update > () == 16);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(mmu_update, ptr) == 0);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(mmu_update, val) == 8);
+
+/// One mmuext_op request. arg1 is a union of a MACHINE frame (pin,
+/// unpin, new base pointer) and a linear address (INVLPG); arg2 a
+/// union of counts and pointers no op here uses.
+/// Source: Xen xen/include/public/xen.h (struct mmuext_op;
+/// xen_pfn_t and unsigned long are 8 bytes on x86-64).
+///
+/// Declared by the `xen` ABI in `idl/`.
+/// Size: 24 bytes.
+/// Since interface 0.2.0.
+#[cfg(feature = "interface-0-2")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct mmuext_op {
+    /// MMUEXT_*.
+    ///
+    /// Offset 0.
+    pub cmd: u32,
+    /// Offset 4.
+    pub pad: u32,
+    /// The frame or linear address the command acts on.
+    ///
+    /// Offset 8.
+    pub arg1: u64,
+    /// Offset 16.
+    pub arg2: u64,
+}
+#[cfg(feature = "interface-0-2")]
+impl mmuext_op {
+    /// Every byte zero: the state before the hypervisor first writes it.
+    pub const ZERO: Self = Self {
+        cmd: 0,
+        pad: 0,
+        arg1: 0,
+        arg2: 0,
+    };
+}
+#[cfg(feature = "interface-0-2")]
+impl Default for mmuext_op {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::size_of:: < mmuext_op > () == 24);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(mmuext_op, cmd) == 0);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(mmuext_op, pad) == 4);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(mmuext_op, arg1) == 8);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(mmuext_op, arg2) == 16);
+
 /// The reference TSC page (HV_REFERENCE_TSC_PAGE). Reference time in
 /// 100 ns ticks = ((rdtsc() * tsc_scale) >> 64) + tsc_offset, valid if
 /// tsc_sequence, read before and after (with read barriers), is the same
@@ -1722,6 +1812,8 @@ pub enum ErrorOrigin {
     Vmware(i64),
     /// Xen: the code as the hypervisor returned it.
     Xen(i64),
+    /// Xen PV: the code as the hypervisor returned it.
+    XenPv(i64),
 }
 impl ErrorOrigin {
     /// The hypervisor's own code, or `None` when pvi itself decided (the
@@ -1734,6 +1826,7 @@ impl ErrorOrigin {
             Self::Kvm(code) => Some(code),
             Self::Vmware(code) => Some(code),
             Self::Xen(code) => Some(code),
+            Self::XenPv(code) => Some(code),
         }
     }
 }

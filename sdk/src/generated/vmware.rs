@@ -52,6 +52,9 @@ bitflags::bitflags! {
 pub const SIGNATURES: &[[u8; 12]] = &[*b"VMwareVMware"];
 /// Probes to try when no CPUID signature is found.
 pub const PROBES: &[&str] = &["backdoor"];
+/// ELF notes (upstream names) whose entry point, once the kernel came in
+/// through it, says this is the hypervisor.
+pub const ENTRIES: &[&str] = &[];
 /// Signature leaf: eax is the highest hypervisor leaf, ebx/ecx/edx
 /// "VMwareVMware".
 /// Source: Linux arch/x86/kernel/cpu/vmware.c (CPUID_VMWARE_INFO_LEAF).

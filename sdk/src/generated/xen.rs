@@ -24,6 +24,12 @@ pub use super::types::arch_vcpu_info;
 pub use super::types::evtchn_bind_virq;
 #[doc(inline)]
 pub use super::types::evtchn_send;
+#[cfg(feature = "interface-0-2")]
+#[doc(inline)]
+pub use super::types::mmu_update;
+#[cfg(feature = "interface-0-2")]
+#[doc(inline)]
+pub use super::types::mmuext_op;
 #[doc(inline)]
 pub use super::types::sched_shutdown;
 #[doc(inline)]
@@ -143,6 +149,9 @@ bitflags::bitflags! {
 pub const SIGNATURES: &[[u8; 12]] = &[*b"XenVMMXenVMM"];
 /// Probes to try when no CPUID signature is found.
 pub const PROBES: &[&str] = &[];
+/// ELF notes (upstream names) whose entry point, once the kernel came in
+/// through it, says this is the hypervisor.
+pub const ENTRIES: &[&str] = &[];
 /// Leaf 1 (0x40000x00): EAX = largest Xen leaf, EBX-EDX = signature.
 /// XEN_CPUID_FIRST_LEAF = XEN_CPUID_LEAF(0).
 /// Source: Xen xen/include/public/arch-x86/cpuid.h.
@@ -373,6 +382,15 @@ pub const XENMAPSPACE_shared_info: u32 = 0;
 /// Since Xen 3.0.2.
 #[cfg(feature = "interface-0-2")]
 pub const XENMEM_memory_map: u32 = 9;
+/// memory_op: the highest machine frame number of RAM on the host
+/// (the result; arg = 0; never fails). A PV guest bounds a machine
+/// frame by it before it reads the machine-to-physical table there.
+/// Source: Xen xen/include/public/memory.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const XENMEM_maximum_ram_page: u32 = 2;
 /// sched_op: yield the CPU (arg = 0). Source: Xen
 /// xen/include/public/sched.h.
 ///
@@ -677,6 +695,107 @@ pub const SIF_PRIVILEGED: u32 = 0x1;
 /// Since Xen 3.0.
 #[cfg(feature = "interface-0-2")]
 pub const SIF_INITDOMAIN: u32 = 0x2;
+/// mmu_update(req, count, success_count, foreign_dom): `count` struct
+/// mmu_update at `req` (guest linear), each `*ptr = val` checked by Xen;
+/// `success_count` (guest linear, or 0) receives how many were done.
+/// PV guests only.
+/// Source: Xen xen/include/public/xen.h.
+///
+/// Hypercall number; see [`Hypercalls::hypervisor_mmu_update`].
+/// Since interface 0.2.0.
+/// Since Xen 2.0.
+#[cfg(feature = "interface-0-2")]
+pub const __HYPERVISOR_mmu_update: u64 = 1;
+/// update_va_mapping(va, new_val, flags): write the L1 entry that maps
+/// the guest linear address `va` (which must already have an L1 table)
+/// with `new_val`, then flush as `flags` (UVMF_*) asks. PV guests only.
+/// Source: Xen xen/include/public/xen.h.
+///
+/// Hypercall number; see [`Hypercalls::hypervisor_update_va_mapping`].
+/// Since interface 0.2.0.
+/// Since Xen 2.0.
+#[cfg(feature = "interface-0-2")]
+pub const __HYPERVISOR_update_va_mapping: u64 = 14;
+/// mmuext_op(op, count, success_count, foreign_dom): `count` struct
+/// mmuext_op at `op`: pin and unpin page tables, switch the base
+/// pointer, flush TLBs. PV guests only.
+/// Source: Xen xen/include/public/xen.h.
+///
+/// Hypercall number; see [`Hypercalls::hypervisor_mmuext_op`].
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const __HYPERVISOR_mmuext_op: u64 = 26;
+/// mmu_update: `ptr` (bits 1:0 clear) is the MACHINE address of a
+/// page-table entry, `val` the entry, whose frame is a machine frame.
+/// Source: Xen xen/include/public/xen.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 2.0.
+#[cfg(feature = "interface-0-2")]
+pub const MMU_NORMAL_PT_UPDATE: u32 = 0;
+/// update_va_mapping flags: flush only the updated address's entry
+/// (on this vCPU: UVMF_LOCAL is 0).
+/// Source: Xen xen/include/public/xen.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 2.0.
+#[cfg(feature = "interface-0-2")]
+pub const UVMF_INVLPG: u64 = 2;
+/// mmuext_op: pin the L1 table at MACHINE frame arg1 (Xen validates it
+/// once and keeps it typed as a page table until unpinned).
+/// Source: Xen xen/include/public/xen.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const MMUEXT_PIN_L1_TABLE: u32 = 0;
+/// mmuext_op: pin an L2 table. Source: Xen xen/include/public/xen.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const MMUEXT_PIN_L2_TABLE: u32 = 1;
+/// mmuext_op: pin an L3 table. Source: Xen xen/include/public/xen.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const MMUEXT_PIN_L3_TABLE: u32 = 2;
+/// mmuext_op: pin an L4 table. Source: Xen xen/include/public/xen.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const MMUEXT_PIN_L4_TABLE: u32 = 3;
+/// mmuext_op: unpin the table at MACHINE frame arg1.
+/// Source: Xen xen/include/public/xen.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const MMUEXT_UNPIN_TABLE: u32 = 4;
+/// mmuext_op: switch the kernel's base pointer (CR3) to the L4 table
+/// at MACHINE frame arg1. Source: Xen xen/include/public/xen.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const MMUEXT_NEW_BASEPTR: u32 = 5;
+/// mmuext_op: flush this vCPU's whole TLB.
+/// Source: Xen xen/include/public/xen.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const MMUEXT_TLB_FLUSH_LOCAL: u32 = 6;
+/// mmuext_op: flush this vCPU's entry for linear address arg1.
+/// Source: Xen xen/include/public/xen.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const MMUEXT_INVLPG_LOCAL: u32 = 7;
 /// Operation not permitted. Source: Xen xen/include/public/errno.h.
 ///
 /// Means [`ErrorKind::Denied`].
@@ -779,6 +898,9 @@ pub const HYPERCALLS: &[(u64, &str)] = &[
     (32, "__HYPERVISOR_event_channel_op"),
     (33, "__HYPERVISOR_physdev_op"),
     (34, "__HYPERVISOR_hvm_op"),
+    (1, "__HYPERVISOR_mmu_update"),
+    (14, "__HYPERVISOR_update_va_mapping"),
+    (26, "__HYPERVISOR_mmuext_op"),
 ];
 /// Every constant of this ABI by upstream name, with its value.
 pub const CONSTANTS: &[(&str, i128)] = &[
@@ -803,6 +925,7 @@ pub const CONSTANTS: &[(&str, i128)] = &[
     ("XENMEM_add_to_physmap", 7),
     ("XENMAPSPACE_shared_info", 0),
     ("XENMEM_memory_map", 9),
+    ("XENMEM_maximum_ram_page", 2),
     ("SCHEDOP_yield", 0),
     ("SCHEDOP_block", 1),
     ("SCHEDOP_shutdown", 2),
@@ -854,6 +977,16 @@ pub const CONSTANTS: &[(&str, i128)] = &[
     ("MACH2PHYS_VIRT_START", 0xffff800000000000),
     ("SIF_PRIVILEGED", 0x1),
     ("SIF_INITDOMAIN", 0x2),
+    ("MMU_NORMAL_PT_UPDATE", 0),
+    ("UVMF_INVLPG", 2),
+    ("MMUEXT_PIN_L1_TABLE", 0),
+    ("MMUEXT_PIN_L2_TABLE", 1),
+    ("MMUEXT_PIN_L3_TABLE", 2),
+    ("MMUEXT_PIN_L4_TABLE", 3),
+    ("MMUEXT_UNPIN_TABLE", 4),
+    ("MMUEXT_NEW_BASEPTR", 5),
+    ("MMUEXT_TLB_FLUSH_LOCAL", 6),
+    ("MMUEXT_INVLPG_LOCAL", 7),
 ];
 /// Every feature bit of this ABI by upstream name, with its bit number.
 pub const FEATURE_BITS: &[(&str, u32)] = &[
@@ -1025,6 +1158,27 @@ impl Hypercalls {
                 "call {entry}", entry = in (reg) entry, lateout("r10") _, lateout("r8")
                 _, lateout("rax") r0, inout("rdi") a0 => _, inout("rdx") a2 => _,
                 inout("rsi") a1 => _
+            )
+        };
+        r0
+    }
+    /// A raw Xen hypercall with 4 argument(s): `nr` goes where the convention puts the call number, `a0`… into the argument registers in order.
+    ///
+    /// # Safety
+    ///
+    /// The hypervisor must be the one this module describes, and the call
+    /// and its arguments must be valid for it: an address argument must point
+    /// to memory the hypervisor may read or write as the call says.
+    #[inline]
+    pub unsafe fn call4(self, nr: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> u64 {
+        let entry = self.page.wrapping_add(nr as usize * 32);
+        let r0: u64;
+        // SAFETY: the caller guarantees (see # Safety) that Xen is the hypervisor and that the call's arguments are valid for it; the operands follow its calling convention in idl/, so every register it changes is declared.
+        unsafe {
+            core::arch::asm!(
+                "call {entry}", entry = in (reg) entry, inout("r10") a3 => _,
+                lateout("r8") _, lateout("rax") r0, inout("rdi") a0 => _, inout("rdx") a2
+                => _, inout("rsi") a1 => _
             )
         };
         r0
@@ -1329,6 +1483,123 @@ impl Hypercalls {
     pub unsafe fn hypervisor_hvm_op(self, op: u32, arg: u64) -> Result<i64, PvError> {
         // SAFETY: the caller upholds `hypervisor_hvm_op`'s contract (# Safety).
         let raw = unsafe { self.call2(__HYPERVISOR_hvm_op, op as u64, arg) };
+        let status = raw as i64;
+        if status < 0 {
+            return Err(error(status.wrapping_neg()));
+        }
+        Ok({
+            let r0 = raw;
+            r0 as i64
+        })
+    }
+    /// mmu_update(req, count, success_count, foreign_dom): `count` struct
+    /// mmu_update at `req` (guest linear), each `*ptr = val` checked by Xen;
+    /// `success_count` (guest linear, or 0) receives how many were done.
+    /// PV guests only.
+    /// Source: Xen xen/include/public/xen.h.
+    ///
+    /// Number: `1`; arguments in `rdi`, `rsi`, `rdx`, `r10`.
+    /// Since interface 0.2.0.
+    /// Since Xen 2.0.
+    #[cfg(feature = "interface-0-2")]
+    ///
+    /// # Safety
+    ///
+    /// As for the raw calls: the hypervisor must be this one, and every
+    /// address argument must point to memory it may use as the call says.
+    #[inline]
+    pub unsafe fn hypervisor_mmu_update(
+        self,
+        req: u64,
+        count: u32,
+        success_count: u64,
+        foreign_dom: u16,
+    ) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds `hypervisor_mmu_update`'s contract (# Safety).
+        let raw = unsafe {
+            self.call4(
+                __HYPERVISOR_mmu_update,
+                req,
+                count as u64,
+                success_count,
+                foreign_dom as u64,
+            )
+        };
+        let status = raw as i64;
+        if status < 0 {
+            return Err(error(status.wrapping_neg()));
+        }
+        Ok({
+            let r0 = raw;
+            r0 as i64
+        })
+    }
+    /// update_va_mapping(va, new_val, flags): write the L1 entry that maps
+    /// the guest linear address `va` (which must already have an L1 table)
+    /// with `new_val`, then flush as `flags` (UVMF_*) asks. PV guests only.
+    /// Source: Xen xen/include/public/xen.h.
+    ///
+    /// Number: `14`; arguments in `rdi`, `rsi`, `rdx`.
+    /// Since interface 0.2.0.
+    /// Since Xen 2.0.
+    #[cfg(feature = "interface-0-2")]
+    ///
+    /// # Safety
+    ///
+    /// As for the raw calls: the hypervisor must be this one, and every
+    /// address argument must point to memory it may use as the call says.
+    #[inline]
+    pub unsafe fn hypervisor_update_va_mapping(
+        self,
+        va: u64,
+        new_val: u64,
+        flags: u64,
+    ) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds `hypervisor_update_va_mapping`'s contract (# Safety).
+        let raw = unsafe {
+            self.call3(__HYPERVISOR_update_va_mapping, va, new_val, flags)
+        };
+        let status = raw as i64;
+        if status < 0 {
+            return Err(error(status.wrapping_neg()));
+        }
+        Ok({
+            let r0 = raw;
+            r0 as i64
+        })
+    }
+    /// mmuext_op(op, count, success_count, foreign_dom): `count` struct
+    /// mmuext_op at `op`: pin and unpin page tables, switch the base
+    /// pointer, flush TLBs. PV guests only.
+    /// Source: Xen xen/include/public/xen.h.
+    ///
+    /// Number: `26`; arguments in `rdi`, `rsi`, `rdx`, `r10`.
+    /// Since interface 0.2.0.
+    /// Since Xen 3.0.
+    #[cfg(feature = "interface-0-2")]
+    ///
+    /// # Safety
+    ///
+    /// As for the raw calls: the hypervisor must be this one, and every
+    /// address argument must point to memory it may use as the call says.
+    #[inline]
+    pub unsafe fn hypervisor_mmuext_op(
+        self,
+        op: u64,
+        count: u32,
+        success_count: u64,
+        foreign_dom: u16,
+    ) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds `hypervisor_mmuext_op`'s contract (# Safety).
+        let raw = unsafe {
+            self.call4(
+                __HYPERVISOR_mmuext_op,
+                op,
+                count as u64,
+                success_count,
+                foreign_dom as u64,
+            )
+        };
         let status = raw as i64;
         if status < 0 {
             return Err(error(status.wrapping_neg()));

@@ -45,6 +45,9 @@ bitflags::bitflags! {
 pub const SIGNATURES: &[[u8; 12]] = &[*b"AlphaAlphaAl"];
 /// Probes to try when no CPUID signature is found.
 pub const PROBES: &[&str] = &[];
+/// ELF notes (upstream names) whose entry point, once the kernel came in
+/// through it, says this is the hypervisor.
+pub const ENTRIES: &[&str] = &[];
 /// Features and a frequency.
 ///
 /// CPUID leaf 0x40000001 (at base 0x40000000; read relative to the base where the hypervisor was found).

@@ -14,6 +14,9 @@ use super::types::*;
 pub const SIGNATURES: &[[u8; 12]] = &[*b"BetaBetaBeta"];
 /// Probes to try when no CPUID signature is found.
 pub const PROBES: &[&str] = &[];
+/// ELF notes (upstream names) whose entry point, once the kernel came in
+/// through it, says this is the hypervisor.
+pub const ENTRIES: &[&str] = &[];
 /// The hypercall page's MSR.
 ///
 /// MSR 0x40000000.

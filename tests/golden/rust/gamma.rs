@@ -14,6 +14,9 @@ use super::types::*;
 pub const SIGNATURES: &[[u8; 12]] = &[];
 /// Probes to try when no CPUID signature is found.
 pub const PROBES: &[&str] = &["backdoor"];
+/// ELF notes (upstream names) whose entry point, once the kernel came in
+/// through it, says this is the hypervisor.
+pub const ENTRIES: &[&str] = &[];
 /// Version.
 ///
 /// Hypercall number; see [`Hypercalls::gamma_version`].

@@ -1,0 +1,382 @@
+//! Xen PV (64-bit PV guests, the kernel in ring 3): the backend a kernel
+//! builds after it came in through Xen's PV entry and handed the backends
+//! what Xen gave it ([`crate::entry::xen_pv`]). Shared info is mapped from the machine
+//! address start_info names (update_va_mapping), page-table entries are
+//! written through mmu_update with their frames translated through
+//! start_info's page-frame list, local TLB flushes go through mmuext_op,
+//! and the fault address is read from vcpu_info. Console, yield and
+//! shutdown are the generated chains' hypercalls.
+//!
+//! A PV kernel's "physical" addresses are pseudo-physical: frame numbers
+//! of its own, which start_info's `mfn_list` maps to machine frames. The
+//! ops keep the meaning they have on every other platform (an entry's
+//! frame is the kernel's own frame number); this backend translates.
+
+use crate::fallback;
+use crate::native::BareMetal;
+use crate::percpu::Shared;
+use crate::platform;
+use crate::registry::HypervisorBackend;
+use crate::xen_console::XenConsole;
+use pvi_sdk::arch::rdtsc;
+use pvi_sdk::detect::Choice;
+use pvi_sdk::generated::ops::Op;
+use pvi_sdk::generated::xen_pv::{self as xen, Features, Hypercalls, Steps};
+use pvi_sdk::time::pvclock;
+use pvi_sdk::types::{
+    mmu_update, mmuext_op, pvclock_vcpu_time_info, shared_info, start_info,
+    xencons_interface, ErrorKind, ErrorOrigin, Hertz, Nanos, PvError,
+};
+
+#[repr(C, align(4096))]
+struct SharedInfoPage(Shared<shared_info>);
+/// The page whose mapping update_va_mapping replaces with shared_info's
+/// machine frame: its own frame is left unused.
+static SHARED_INFO: SharedInfoPage = SharedInfoPage(Shared::new(shared_info::ZERO));
+
+/// An entry's frame field: bits 51:12.
+const FRAME: u64 = 0x000f_ffff_ffff_f000;
+/// The present bit of a page-table entry.
+const PRESENT: u64 = 1;
+/// Present, writable, accessed, dirty: how shared_info is mapped (Linux's
+/// PAGE_KERNEL without NX; Xen adds the user bit a ring-3 kernel needs).
+const SHARED_INFO_FLAGS: u64 = 0x63;
+/// Xen's "no entry" in the page-frame list (Linux INVALID_P2M_ENTRY).
+const INVALID_FRAME: u64 = !0;
+
+fn unstable() -> PvError {
+    PvError::new(ErrorKind::Busy, ErrorOrigin::Xen(0))
+}
+
+fn invalid() -> PvError {
+    PvError::new(ErrorKind::InvalidArgument, ErrorOrigin::Xen(0))
+}
+
+/// `value` (a page-table entry naming pseudo-physical frame `f`) with `f`
+/// replaced by `machine(f)`: what a PV guest's tables must hold. A
+/// non-present entry is written as given (its other bits are the
+/// kernel's). `None` when the frame has no machine frame.
+pub fn machine_entry(value: u64, machine: impl Fn(u64) -> Option<u64>) -> Option<u64> {
+    if value & PRESENT == 0 {
+        return Some(value);
+    }
+    let mfn = machine((value & FRAME) >> 12)?;
+    (mfn << 12 & !FRAME == 0).then_some(value & !FRAME | mfn << 12)
+}
+
+/// The mmuext_op requests that flush `pages` pages from `start` on this
+/// vCPU, into `out`; how many. One MMUEXT_INVLPG_LOCAL per page, or one
+/// MMUEXT_TLB_FLUSH_LOCAL past the native routine's ceiling (the same
+/// figure, so both flush alike), in one hypercall either way.
+pub fn flush_requests(start: u64, pages: u64, out: &mut [mmuext_op]) -> usize {
+    let ceiling = crate::native::flush::FULL_FLUSH_PAGES;
+    if pages > ceiling || pages > out.len() as u64 {
+        out[0] = mmuext_op {
+            cmd: xen::MMUEXT_TLB_FLUSH_LOCAL,
+            ..mmuext_op::ZERO
+        };
+        return 1;
+    }
+    for (page, op) in out.iter_mut().take(pages as usize).enumerate() {
+        *op = mmuext_op {
+            cmd: xen::MMUEXT_INVLPG_LOCAL,
+            arg1: start.wrapping_add(page as u64 * 4096),
+            ..mmuext_op::ZERO
+        };
+    }
+    pages as usize
+}
+
+/// CPUID through Xen's forced-emulation prefix (`ud2; .ascii "xen"`):
+/// Xen emulates the instruction with its own leaves, where a ring-3
+/// kernel's plain CPUID may run on the host CPU unseen.
+/// Source: Xen xen/include/public/arch-x86/xen.h (XEN_EMULATE_PREFIX).
+fn forced_cpuid(leaf: u32) -> [u32; 4] {
+    let (a, b, c, d): (u32, u32, u32, u32);
+    // SAFETY: only a Xen PV guest builds this backend (detection by the PV
+    // entry), and Xen emulates the prefixed CPUID for every PV guest; the
+    // asm writes only its output registers (rbx through a scratch one).
+    unsafe {
+        core::arch::asm!(
+            "mov {scratch:r}, rbx",
+            "ud2",
+            ".ascii \"xen\"",
+            "cpuid",
+            "xchg {scratch:r}, rbx",
+            scratch = out(reg) b,
+            inout("eax") leaf => a,
+            inout("ecx") 0u32 => c,
+            out("edx") d,
+            options(nostack, preserves_flags),
+        );
+    }
+    [a, b, c, d]
+}
+
+/// The Xen PV backend.
+#[derive(Clone, Copy, Debug)]
+pub struct XenPv {
+    features: Features,
+    hypercalls: Hypercalls,
+    /// start_info's page-frame list (virtual address) and its length.
+    frames: Option<(usize, u64)>,
+    shared_info: bool,
+    hardware_domain: bool,
+    /// The PV console ring and its event channel.
+    console: Option<XenConsole>,
+}
+
+impl XenPv {
+    /// Whether this domain is Xen's hardware domain (start_info's
+    /// SIF_INITDOMAIN).
+    pub fn hardware_domain(&self) -> bool {
+        self.hardware_domain
+    }
+
+    /// The machine frame of pseudo-physical frame `pfn`.
+    fn machine_frame(&self, pfn: u64) -> Option<u64> {
+        let (list, len) = self.frames?;
+        if pfn >= len {
+            return None;
+        }
+        // SAFETY: start_info's page-frame list, `len` (nr_pages) entries,
+        // mapped read-only by Xen for the domain's life; in bounds.
+        let mfn = unsafe { (list as *const u64).add(pfn as usize).read_volatile() };
+        (mfn != INVALID_FRAME).then_some(mfn)
+    }
+
+    /// The machine address of the kernel's virtual address `va`.
+    fn machine_address(&self, va: u64) -> Option<u64> {
+        let gpa = platform::gpa(va as usize);
+        Some(self.machine_frame(gpa >> 12)? << 12 | va & 0xfff)
+    }
+
+    /// The pseudo-physical frame of machine frame `mfn`, through Xen's
+    /// read-only machine-to-physical table, checked both ways as Linux's
+    /// mfn_to_pfn does; the frame is first bounded by the host's RAM, so
+    /// that a garbage frame cannot make the read fault.
+    fn pseudo_frame(hypercalls: &Hypercalls, frames: (usize, u64), mfn: u64) -> Option<u64> {
+        // SAFETY: Xen is the hypervisor; the sub-op takes no argument.
+        let max = unsafe { hypercalls.hypervisor_memory_op(xen::XENMEM_maximum_ram_page, 0) };
+        if mfn == 0 || !matches!(max, Ok(max) if (mfn as i64) <= max) {
+            return None;
+        }
+        let m2p = xen::MACH2PHYS_VIRT_START as *const u64;
+        // SAFETY: Xen maps the machine-to-physical table read-only into
+        // every PV guest at MACH2PHYS_VIRT_START, an entry per machine frame
+        // of RAM; `mfn` is at most the highest one.
+        let pfn = unsafe { m2p.add(mfn as usize).read_volatile() };
+        let (list, len) = frames;
+        if pfn >= len {
+            return None;
+        }
+        // SAFETY: the page-frame list, in bounds (as in `machine_frame`).
+        let back = unsafe { (list as *const u64).add(pfn as usize).read_volatile() };
+        (back == mfn).then_some(pfn)
+    }
+
+    /// This vCPU's vcpu_time_info inside shared_info.
+    fn time_info(&self) -> Result<*const pvclock_vcpu_time_info, PvError> {
+        if !self.shared_info {
+            return Err(xen::unsupported());
+        }
+        crate::xen_time::time_info(SHARED_INFO.0.get(), platform::cpu_index())
+    }
+
+    /// Map shared_info's machine frame at this module's page.
+    fn map_shared_info(hypercalls: &Hypercalls, machine_address: u64) -> Result<(), PvError> {
+        if machine_address == 0 || machine_address & 0xfff != 0 {
+            return Err(invalid());
+        }
+        let va = SHARED_INFO.0.get() as u64;
+        // SAFETY: Xen is the hypervisor; the page is this module's static,
+        // which nothing references while its mapping changes (setup, once),
+        // and the new entry maps shared_info, which Xen lets every domain
+        // map writable.
+        let done = unsafe {
+            hypercalls.hypervisor_update_va_mapping(
+                va,
+                machine_address | SHARED_INFO_FLAGS,
+                xen::UVMF_INVLPG,
+            )
+        };
+        done.map(|_| ())
+    }
+}
+
+// SAFETY: a `XenPv` is only made by `XenPv::new`, whose contract is that
+// Xen is the hypervisor and the kernel is its PV guest.
+unsafe impl Steps for XenPv {
+    type Native = BareMetal;
+
+    fn features(&self) -> &Features {
+        &self.features
+    }
+
+    fn hypercalls(&self) -> Hypercalls {
+        self.hypercalls
+    }
+
+    fn xencons_interface(&self) -> Option<core::ptr::NonNull<xencons_interface>> {
+        self.console
+            .and_then(|c| core::ptr::NonNull::new(c.ring as *mut xencons_interface))
+    }
+
+    fn clock_ns_step1(&self) -> Result<Nanos, PvError> {
+        let record = self.time_info()?;
+        // SAFETY: this vCPU's time info inside the mapped shared_info.
+        unsafe { pvclock::now(record, rdtsc) }.map_err(|_| unstable())
+    }
+
+    fn tsc_hz_step1(&self) -> Result<Hertz, PvError> {
+        let record = self.time_info()?;
+        // SAFETY: as above.
+        let snapshot = unsafe { pvclock::read(record) }.map_err(|_| unstable())?;
+        snapshot.tsc_hz().ok_or_else(xen::unsupported)
+    }
+
+    /// shared_info's wall clock (wc_*, under wc_version) plus system time.
+    fn wallclock_step1(&self) -> Result<Nanos, PvError> {
+        let now = self.clock_ns_step1()?;
+        // SAFETY: shared_info, mapped at the static (`time_info` above
+        // succeeded only if it was).
+        unsafe { crate::xen_time::wallclock(SHARED_INFO.0.get(), now, unstable()) }
+    }
+
+    /// Into the PV console ring, which xenconsoled reads.
+    fn console_write_step1(&self, data: &[u8]) -> Result<(), PvError> {
+        let console = self.console.ok_or_else(xen::unsupported)?;
+        console.write(&self.hypercalls, data)
+    }
+
+    unsafe fn write_entry_by_mmu_update(&self, entry: u64, value: u64) -> Result<(), PvError> {
+        let ptr = self.machine_address(entry).ok_or_else(invalid)?;
+        let val = machine_entry(value, |pfn| self.machine_frame(pfn)).ok_or_else(invalid)?;
+        let request = mmu_update {
+            ptr: ptr | u64::from(xen::MMU_NORMAL_PT_UPDATE),
+            val,
+        };
+        // SAFETY: Xen is the hypervisor and validates the update; the
+        // caller's contract (the op's) says the entry is the kernel's and
+        // the mapping breaks nothing in use; the request lives until the
+        // call returns.
+        let done = unsafe {
+            self.hypercalls.hypervisor_mmu_update(
+                core::ptr::from_ref(&request) as u64,
+                1,
+                0,
+                xen::DOMID_SELF,
+            )
+        };
+        done.map(|_| ())
+    }
+
+    fn flush_local_by_mmuext_op(&self, start: u64, pages: u64) -> Result<(), PvError> {
+        let mut requests = [mmuext_op::ZERO; crate::native::flush::FULL_FLUSH_PAGES as usize];
+        let count = flush_requests(start, pages, &mut requests);
+        // SAFETY: Xen is the hypervisor; `count` valid local flush requests,
+        // which change no mapping, live until the call returns.
+        let done = unsafe {
+            self.hypercalls.hypervisor_mmuext_op(
+                requests.as_ptr() as u64,
+                count as u32,
+                0,
+                xen::DOMID_SELF,
+            )
+        };
+        done.map(|_| ())
+    }
+
+    fn cr2_from_vcpu_info(&self) -> Result<u64, PvError> {
+        let cpu = platform::cpu_index();
+        if !self.shared_info || cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize {
+            return Err(xen::unsupported());
+        }
+        let info = SHARED_INFO.0.get();
+        // SAFETY: a field of this vCPU's vcpu_info in the mapped
+        // shared_info, which Xen writes before it bounces a page fault.
+        Ok(unsafe { core::ptr::addr_of!((*info).vcpu_info[cpu].arch.cr2).read_volatile() })
+    }
+}
+
+// The hooks the registry (`crate::registry`) calls for every backend.
+impl HypervisorBackend for XenPv {
+    /// Set up from what the PV entry handed over: the hypercall page Xen
+    /// filled, shared_info, the console ring. Without
+    /// [`crate::entry::xen_pv`] (a
+    /// kernel that chose `xen_pv` some other way) every hypercall refuses
+    /// and every op falls back, which the fallback log says.
+    ///
+    /// # Safety
+    ///
+    /// `choice` must be Xen PV's: the kernel is a PV guest of Xen, once,
+    /// on the boot vCPU.
+    unsafe fn new(choice: &Choice) -> XenPv {
+        let _ = choice;
+        let features = Features::read(forced_cpuid);
+        let (info_addr, page) = crate::entry::xen_pv_handed().unwrap_or((0, 0));
+        static REFUSALS: crate::percpu::Page = crate::percpu::Page::new();
+        let page = if page == 0 {
+            // SAFETY: setup, once: the static page is this module's and no
+            // hypercall runs through it yet.
+            let bytes = unsafe { &mut *REFUSALS.0.get() };
+            crate::hypercall_page::fill_with_refusals(bytes, 32, -(xen::XEN_ENOSYS as i32));
+            fallback::record_setup(0, xen::unsupported());
+            REFUSALS.0.get() as usize
+        } else {
+            page
+        };
+        // SAFETY: the page Xen filled from the kernel's note (`entry::xen_pv`'s
+        // contract), or stubs that refuse every call.
+        let hypercalls = unsafe { Hypercalls::new(page as *const u8) };
+        // SAFETY: `entry::xen_pv`'s contract: start_info mapped and unchanged.
+        let info = (info_addr != 0).then(|| unsafe { &*(info_addr as *const start_info) });
+        let frames = info.map(|i| (i.mfn_list as usize, i.nr_pages));
+        let hardware_domain = info.is_some_and(|i| i.flags & xen::SIF_INITDOMAIN != 0);
+        let mapped = info
+            .ok_or_else(xen::unsupported)
+            .and_then(|i| Self::map_shared_info(&hypercalls, i.shared_info));
+        let console = match (info, frames) {
+            (Some(i), Some(frames)) if !hardware_domain => {
+                Self::pseudo_frame(&hypercalls, frames, i.console_mfn)
+                    .and_then(|pfn| platform::get()?.map_gpa(pfn << 12))
+                    .filter(|_| i.console_evtchn != 0)
+                    .map(|ring| XenConsole {
+                        ring,
+                        port: i.console_evtchn,
+                    })
+                    .ok_or_else(invalid)
+            }
+            _ => Err(xen::unsupported()),
+        };
+        let pv = XenPv {
+            features,
+            hypercalls,
+            frames,
+            shared_info: mapped.is_ok(),
+            hardware_domain,
+            console: console.ok(),
+        };
+        let plan = xen::plan(&pv.features);
+        if let Err(why) = console {
+            // No ring (the hardware domain has none): each write would ask
+            // again and log the same answer.
+            crate::withdrawn::withdraw_planned(&plan, Op::ConsoleWrite, why);
+        }
+        if let Err(why) = mapped {
+            // Their records live in shared_info.
+            for op in [Op::ClockNs, Op::TscHz, Op::Wallclock, Op::FaultAddress] {
+                crate::withdrawn::withdraw_planned(&plan, op, why);
+            }
+        }
+        pv
+    }
+
+    /// Until xenconsoled has read the PV console ring, yielding to it.
+    fn flush_console(&self) -> bool {
+        self.console.is_none_or(|c| c.drain(&self.hypercalls))
+    }
+}
+
+/// The Xen PV backend's ops.
+pub type Ops = xen::Paravirt<XenPv>;

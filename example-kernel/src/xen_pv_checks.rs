@@ -1,0 +1,191 @@
+//! The checks the kernel runs as a Xen PV guest, through the Xen PV
+//! backend's ops, each against evidence the op did not produce: Xen's
+//! clock advancing, a wall clock in this century, and a page-table entry
+//! written through `page_table_write` (mmu_update under Xen) read back
+//! both through the address it maps and in the table Xen keeps.
+//!
+//! The bootstrap page tables are Xen's (start_info's pt_base), mapped
+//! read-only; their entries hold machine frames, which Xen's read-only
+//! machine-to-physical table turns back into this domain's frames.
+
+use core::fmt::Write;
+use pvi_backends::registry::Backend;
+use pvi_backends::select::Selection;
+use pvi_sdk::generated::ops::{Op, PvOps};
+use pvi_sdk::generated::xen_pv::MACH2PHYS_VIRT_START;
+use pvi_sdk::types::start_info;
+
+/// An entry's frame field: bits 51:12.
+const FRAME: u64 = 0x000f_ffff_ffff_f000;
+/// Present; and, at L3 and L2, a large page (which PV tables never hold).
+const PRESENT: u64 = 1;
+const LARGE: u64 = 1 << 7;
+/// 2024-01-01 and 2100-01-01, in seconds since the Unix epoch.
+const PLAUSIBLE_WALL_SECONDS: core::ops::Range<u64> = 1_704_067_200..4_102_444_800;
+
+/// A page of its own, filled with one byte.
+#[repr(C, align(4096))]
+struct ProbePage([u8; 4096]);
+
+/// The page whose mapping the check moves, and the page it moves it to.
+static PROBE: ProbePage = ProbePage([b'A'; 4096]);
+static OTHER: ProbePage = ProbePage([b'B'; 4096]);
+
+/// The first byte of `page` through its current mapping.
+fn first_byte(page: &'static ProbePage) -> u8 {
+    // SAFETY: an aligned static, mapped for the kernel's life (to one
+    // frame or, during the check, the other); volatile, since its mapping
+    // changes under the compiler.
+    unsafe { core::ptr::addr_of!(page.0[0]).read_volatile() }
+}
+
+/// This domain's frame of machine frame `mfn`, through Xen's read-only
+/// machine-to-physical table. Only asked about frames of this domain's
+/// bootstrap page tables, whose entries are there.
+fn pseudo_frame(mfn: u64) -> u64 {
+    // SAFETY: Xen maps the table read-only at MACH2PHYS_VIRT_START in
+    // every 64-bit PV guest, an entry per machine frame of RAM; `mfn` is
+    // one of this domain's page-table frames.
+    unsafe {
+        (MACH2PHYS_VIRT_START as *const u64)
+            .add(mfn as usize)
+            .read_volatile()
+    }
+}
+
+/// The virtual address of the L1 entry that maps `va`, found by walking
+/// the bootstrap tables from pt_base; each table must be one of the
+/// bootstrap frames (read-only mapped at virtual = pseudo-physical).
+fn l1_entry_of(info: &start_info, va: u64) -> Result<u64, &'static str> {
+    let tables = info.pt_base..info.pt_base + info.nr_pt_frames * 4096;
+    let mut table = info.pt_base;
+    for shift in [39, 30, 21] {
+        let slot = table + (va >> shift & 511) * 8;
+        // SAFETY: inside a bootstrap page-table frame (checked below for
+        // every table after the first, which is pt_base itself), mapped
+        // read-only for the guest.
+        let entry = unsafe { (slot as *const u64).read_volatile() };
+        if entry & PRESENT == 0 || (shift != 39 && entry & LARGE != 0) {
+            return Err("the walk met a non-present or large entry");
+        }
+        table = pseudo_frame((entry & FRAME) >> 12) << 12;
+        if !tables.contains(&table) {
+            return Err("the walk left the bootstrap page tables");
+        }
+    }
+    Ok(table + (va >> 12 & 511) * 8)
+}
+
+/// The machine frame Xen keeps for this domain's frame `pfn`.
+fn machine_frame(info: &start_info, pfn: u64) -> Option<u64> {
+    // SAFETY: start_info's page-frame list, nr_pages entries, mapped by
+    // Xen in the bootstrap region; in bounds.
+    (pfn < info.nr_pages).then(|| unsafe {
+        (info.mfn_list as *const u64)
+            .add(pfn as usize)
+            .read_volatile()
+    })
+}
+
+/// One check's line: `ok` or `FAILED`, and why.
+fn report(
+    console: &mut impl Write,
+    failed: &mut u32,
+    name: &str,
+    ok: bool,
+    evidence: core::fmt::Arguments,
+) {
+    *failed += u32::from(!ok);
+    let verdict = if ok { "ok" } else { "FAILED" };
+    let _ = writeln!(console, "pvi: Xen PV check {name}: {verdict} ({evidence})");
+}
+
+/// Run the checks; how many failed.
+pub(crate) fn run(selection: &Selection, info: &start_info, console: &mut impl Write) -> u32 {
+    let backend: &Backend = selection.backend;
+    let mut failed = 0;
+
+    // clock_ns: Xen system time from shared_info, moving.
+    let first = backend.clock_ns().0;
+    let mut later = first;
+    for _ in 0..1_000_000 {
+        later = backend.clock_ns().0;
+        if later != first {
+            break;
+        }
+    }
+    let served = selection.serving(Op::ClockNs).map(|(step, _)| step);
+    report(
+        console,
+        &mut failed,
+        "clock_ns",
+        served == Some(1) && later > first,
+        format_args!("served by step {served:?}; {first} ns, then {later} ns"),
+    );
+
+    // tsc_hz: from the same record.
+    let hz = backend.tsc_hz().0;
+    report(
+        console,
+        &mut failed,
+        "tsc_hz",
+        selection.serving(Op::TscHz).is_some() && (100_000_000..10_000_000_000).contains(&hz),
+        format_args!("{hz} Hz, from vcpu_time_info"),
+    );
+
+    // wallclock: Xen's, from the host's clock: this century.
+    let seconds = backend.wallclock().0 / 1_000_000_000;
+    report(
+        console,
+        &mut failed,
+        "wallclock",
+        selection.serving(Op::Wallclock).is_some() && PLAUSIBLE_WALL_SECONDS.contains(&seconds),
+        format_args!("{seconds} s since 1970"),
+    );
+
+    // page_table_write + flush_tlb_local: move PROBE's mapping to OTHER's
+    // frame and back.
+    let probe = core::ptr::addr_of!(PROBE) as u64;
+    let other = core::ptr::addr_of!(OTHER) as u64;
+    match l1_entry_of(info, probe) {
+        Err(why) => report(
+            console,
+            &mut failed,
+            "page_table_write",
+            false,
+            format_args!("{why}"),
+        ),
+        Ok(entry) => {
+            // SAFETY: the L1 entry found above, in a read-only mapped
+            // bootstrap table.
+            let read_entry = || unsafe { (entry as *const u64).read_volatile() };
+            let flags = read_entry() & !FRAME;
+            let before = first_byte(&PROBE);
+            // SAFETY: the entry maps PROBE, which only this check reads,
+            // through volatile loads; pointing it at OTHER's frame (read
+            // only here too) and back breaks no reference, stack or code.
+            unsafe { backend.page_table_write(entry, flags | other & FRAME) };
+            backend.flush_tlb_local(probe, 1);
+            let moved = first_byte(&PROBE);
+            let in_table = (read_entry() & FRAME) >> 12;
+            // SAFETY: as above: PROBE's own frame back.
+            unsafe { backend.page_table_write(entry, flags | probe & FRAME) };
+            backend.flush_tlb_local(probe, 1);
+            let back = first_byte(&PROBE);
+            let expected = machine_frame(info, other >> 12).unwrap_or(0);
+            report(
+                console,
+                &mut failed,
+                "page_table_write",
+                selection.serving(Op::PageTableWrite).is_some()
+                    && (before, moved, back) == (b'A', b'B', b'A')
+                    && expected == in_table,
+                format_args!(
+                    "{:?} at {probe:#x}, then {:?} with machine frame {in_table:#x} in the L1 entry at {entry:#x} (OTHER's is {expected:#x}), then {:?}",
+                    before as char, moved as char, back as char
+                ),
+            );
+        }
+    }
+    failed
+}
