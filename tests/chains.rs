@@ -6,7 +6,7 @@
 //! and every mapped op a chain.
 
 use pvi_sdk::generated::ops::Op;
-use pvi_sdk::generated::{hyperv, kvm, vmware, xen, HYPERVISORS};
+use pvi_sdk::generated::{hyperv, kvm, vmware, xen, xen_pv, HYPERVISORS};
 use pvi_sdk::types::*;
 use pvi_sdk::{NativeRoutines, PvOps};
 use std::cell::RefCell;
@@ -830,4 +830,129 @@ fn xen_shutdown_passes_xens_own_reason_code() {
     refused.shutdown(ShutdownReason::Poweroff).unwrap();
     assert_eq!(refused.0.sched_ops.borrow().len(), 1);
     assert_eq!(take_native_calls(), ["native_shutdown"]);
+}
+
+/// A Xen PV backend whose console ring is gone (a dom0's) and whose
+/// `console_io` records what it was given, refusing when `refuse`; its
+/// routines report fixed answers.
+struct MockXenPv {
+    refuse: bool,
+    console_io: RefCell<Vec<(u32, Vec<u8>)>>,
+    entries: RefCell<Vec<(u64, u64)>>,
+}
+
+impl MockXenPv {
+    fn new(refuse: bool) -> MockXenPv {
+        MockXenPv {
+            refuse,
+            console_io: RefCell::new(Vec::new()),
+            entries: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+// SAFETY: a host mock: the hypercalls its tests' chains make
+// (`console_io`) are overridden, and its routines touch no memory.
+unsafe impl xen_pv::Steps for MockXenPv {
+    type Native = MockNative;
+    fn features(&self) -> &xen_pv::Features {
+        &xen_pv::Features::NONE
+    }
+    fn hypercalls(&self) -> xen_pv::Hypercalls {
+        unreachable!("the chains' hypercalls here are overridden")
+    }
+    unsafe fn hypervisor_console_io(
+        &self,
+        cmd: u32,
+        count: u32,
+        buffer: u64,
+    ) -> Result<i64, PvError> {
+        // SAFETY: the chain passes `data`'s pointer and length.
+        let bytes = unsafe { std::slice::from_raw_parts(buffer as *const u8, count as usize) };
+        self.console_io.borrow_mut().push((cmd, bytes.to_vec()));
+        if self.refuse {
+            Err(xen_pv::error(xen_pv::XEN_EPERM))
+        } else {
+            Ok(0)
+        }
+    }
+    fn xencons_interface(&self) -> Option<core::ptr::NonNull<xencons_interface>> {
+        None
+    }
+    fn clock_ns_step1(&self) -> Result<Nanos, PvError> {
+        Ok(Nanos(42))
+    }
+    fn tsc_hz_step1(&self) -> Result<Hertz, PvError> {
+        Err(unsupported())
+    }
+    fn wallclock_step1(&self) -> Result<Nanos, PvError> {
+        Err(unsupported())
+    }
+    fn console_write_step1(&self, _data: &[u8]) -> Result<(), PvError> {
+        Err(unsupported())
+    }
+    unsafe fn write_entry_by_mmu_update(&self, entry: u64, value: u64) -> Result<(), PvError> {
+        self.entries.borrow_mut().push((entry, value));
+        Ok(())
+    }
+    fn flush_local_by_mmuext_op(&self, _start: u64, _pages: u64) -> Result<(), PvError> {
+        Ok(())
+    }
+    fn cr2_from_vcpu_info(&self) -> Result<u64, PvError> {
+        Ok(0xdead_b000)
+    }
+    unsafe fn pin_by_mmuext_op(&self, _table: Gpa, level: u8) -> Result<(), PvError> {
+        // Xen's answer to a table that does not validate.
+        if level == 4 {
+            Err(xen_pv::error(xen_pv::XEN_EINVAL))
+        } else {
+            Ok(())
+        }
+    }
+    unsafe fn unpin_by_mmuext_op(&self, _table: Gpa) -> Result<(), PvError> {
+        Ok(())
+    }
+    unsafe fn new_baseptr_by_mmuext_op(&self, _root: Gpa) -> Result<(), PvError> {
+        Ok(())
+    }
+}
+
+/// On Xen PV the console falls from the ring to `console_io` (a dom0
+/// has no ring), and from a refused `console_io` to the native port;
+/// the paging ops reach their routines with the op's own arguments, and
+/// none falls to its native instruction, which faults in ring 3.
+#[test]
+fn xen_pv_chains_reach_xens_calls_and_fall_back_in_order() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    take_native_calls();
+    let ops = xen_pv::Paravirt(MockXenPv::new(false));
+    ops.console_write(b"dom0 line");
+    assert_eq!(
+        *ops.0.console_io.borrow(),
+        [(xen_pv::CONSOLEIO_write, b"dom0 line".to_vec())]
+    );
+    assert!(take_native_calls().is_empty());
+    // SAFETY: the mock's routine records the call and touches no memory.
+    unsafe { ops.page_table_write(0xc4_da30, 0x146 << 12 | 0x67) };
+    assert_eq!(*ops.0.entries.borrow(), [(0xc4_da30, 0x146 << 12 | 0x67)]);
+    assert_eq!(ops.fault_address(), 0xdead_b000);
+    // A table Xen refuses to pin is the caller's error, not a silent
+    // native "nothing": the kernel must not use it as a table.
+    // SAFETY: the mock's routines touch no memory.
+    unsafe {
+        assert_eq!(ops.page_table_alloc(Gpa(0x1000), 1), Ok(()));
+        assert_eq!(
+            ops.page_table_alloc(Gpa(0x2000), 4).map_err(|e| e.kind),
+            Err(ErrorKind::InvalidArgument)
+        );
+        assert_eq!(ops.page_table_release(Gpa(0x1000)), Ok(()));
+        ops.address_space_switch(Gpa(0x2000));
+    }
+    assert_eq!(ops.clock_ns(), Nanos(42));
+    ops.flush_tlb_local(0x14_6000, 1);
+    assert!(take_native_calls().is_empty());
+    let refused = xen_pv::Paravirt(MockXenPv::new(true));
+    refused.console_write(b"domU line");
+    assert_eq!(refused.0.console_io.borrow().len(), 1);
+    assert_eq!(take_native_calls(), ["serial_write"]);
 }

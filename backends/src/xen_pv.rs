@@ -25,7 +25,7 @@ use pvi_sdk::generated::xen_pv::{self as xen, Features, Hypercalls, Steps};
 use pvi_sdk::time::pvclock;
 use pvi_sdk::types::{
     mmu_update, mmuext_op, pvclock_vcpu_time_info, shared_info, start_info,
-    xencons_interface, ErrorKind, ErrorOrigin, Hertz, Nanos, PvError,
+    xencons_interface, ErrorKind, ErrorOrigin, Gpa, Hertz, Nanos, PvError,
 };
 
 #[repr(C, align(4096))]
@@ -38,9 +38,12 @@ static SHARED_INFO: SharedInfoPage = SharedInfoPage(Shared::new(shared_info::ZER
 const FRAME: u64 = 0x000f_ffff_ffff_f000;
 /// The present bit of a page-table entry.
 const PRESENT: u64 = 1;
-/// Present, writable, accessed, dirty: how shared_info is mapped (Linux's
-/// PAGE_KERNEL without NX; Xen adds the user bit a ring-3 kernel needs).
-const SHARED_INFO_FLAGS: u64 = 0x63;
+/// Present, writable, accessed, dirty: how shared_info and a released
+/// table are mapped (Linux's PAGE_KERNEL without NX; Xen adds the user
+/// bit a ring-3 kernel needs).
+const KERNEL_WRITABLE: u64 = 0x63;
+/// Present, accessed: how a page table is mapped while Xen holds it.
+const KERNEL_READ_ONLY: u64 = 0x21;
 /// Xen's "no entry" in the page-frame list (Linux INVALID_P2M_ENTRY).
 const INVALID_FRAME: u64 = !0;
 
@@ -183,6 +186,67 @@ impl XenPv {
         crate::xen_time::time_info(SHARED_INFO.0.get(), platform::cpu_index())
     }
 
+    /// The kernel's mapping of the page table at `table` and its machine
+    /// frame.
+    fn table(&self, table: Gpa) -> Result<(usize, u64), PvError> {
+        if table.0 & 0xfff != 0 {
+            return Err(invalid());
+        }
+        let va = platform::get()
+            .and_then(|p| p.map_gpa(table.0))
+            .ok_or_else(invalid)?;
+        let mfn = self.machine_frame(table.0 >> 12).ok_or_else(invalid)?;
+        Ok((va, mfn))
+    }
+
+    /// Map the kernel's page at `va` (machine frame `mfn`) read-only or
+    /// writable.
+    ///
+    /// # Safety
+    ///
+    /// `va` is the kernel's only mapping of a page no Rust reference
+    /// writes while it is read-only.
+    unsafe fn remap(&self, va: usize, mfn: u64, writable: bool) -> Result<(), PvError> {
+        let flags = if writable {
+            KERNEL_WRITABLE
+        } else {
+            KERNEL_READ_ONLY
+        };
+        // SAFETY: Xen is the hypervisor and validates the entry; the
+        // caller's contract says nothing writes the page meanwhile.
+        let done = unsafe {
+            self.hypercalls
+                .hypervisor_update_va_mapping(va as u64, mfn << 12 | flags, xen::UVMF_INVLPG)
+        };
+        done.map(|_| ())
+    }
+
+    /// One mmuext_op request: `cmd` on machine frame (or address) `arg1`.
+    ///
+    /// # Safety
+    ///
+    /// As the command needs: a pin or unpin of a table the kernel gave up
+    /// writing directly, a base pointer that maps what runs.
+    unsafe fn mmuext(&self, cmd: u32, arg1: u64) -> Result<(), PvError> {
+        let request = mmuext_op {
+            cmd,
+            arg1,
+            ..mmuext_op::ZERO
+        };
+        // SAFETY: Xen is the hypervisor and validates the request; the
+        // caller's contract covers its effect; it lives until the call
+        // returns.
+        let done = unsafe {
+            self.hypercalls.hypervisor_mmuext_op(
+                core::ptr::from_ref(&request) as u64,
+                1,
+                0,
+                xen::DOMID_SELF,
+            )
+        };
+        done.map(|_| ())
+    }
+
     /// Map shared_info's machine frame at this module's page.
     fn map_shared_info(hypercalls: &Hypercalls, machine_address: u64) -> Result<(), PvError> {
         if machine_address == 0 || machine_address & 0xfff != 0 {
@@ -196,7 +260,7 @@ impl XenPv {
         let done = unsafe {
             hypercalls.hypervisor_update_va_mapping(
                 va,
-                machine_address | SHARED_INFO_FLAGS,
+                machine_address | KERNEL_WRITABLE,
                 xen::UVMF_INVLPG,
             )
         };
@@ -285,6 +349,44 @@ unsafe impl Steps for XenPv {
             )
         };
         done.map(|_| ())
+    }
+
+    unsafe fn pin_by_mmuext_op(&self, table: Gpa, level: u8) -> Result<(), PvError> {
+        let cmd = match level {
+            1 => xen::MMUEXT_PIN_L1_TABLE,
+            2 => xen::MMUEXT_PIN_L2_TABLE,
+            3 => xen::MMUEXT_PIN_L3_TABLE,
+            4 => xen::MMUEXT_PIN_L4_TABLE,
+            _ => return Err(invalid()),
+        };
+        let (va, mfn) = self.table(table)?;
+        // SAFETY: the op's contract: the table is written only through
+        // page_table_write from now on, so no reference writes it.
+        unsafe { self.remap(va, mfn, false) }?;
+        // SAFETY: a pin of the table the op's contract describes.
+        let pinned = unsafe { self.mmuext(cmd, mfn) };
+        if pinned.is_err() {
+            // Xen found the table invalid: the page is the kernel's again.
+            // SAFETY: as above; nothing else holds it.
+            let _ = unsafe { self.remap(va, mfn, true) };
+        }
+        pinned
+    }
+
+    unsafe fn unpin_by_mmuext_op(&self, table: Gpa) -> Result<(), PvError> {
+        let (va, mfn) = self.table(table)?;
+        // SAFETY: the op's contract: the table is linked nowhere and is
+        // no root in use.
+        unsafe { self.mmuext(xen::MMUEXT_UNPIN_TABLE, mfn) }?;
+        // SAFETY: unpinned, the page is an ordinary one of the kernel's.
+        unsafe { self.remap(va, mfn, true) }
+    }
+
+    unsafe fn new_baseptr_by_mmuext_op(&self, root: Gpa) -> Result<(), PvError> {
+        let mfn = self.machine_frame(root.0 >> 12).ok_or_else(invalid)?;
+        // SAFETY: the op's contract: the root maps the running code, its
+        // stack and every object in use.
+        unsafe { self.mmuext(xen::MMUEXT_NEW_BASEPTR, mfn) }
     }
 
     fn cr2_from_vcpu_info(&self) -> Result<u64, PvError> {

@@ -13,7 +13,7 @@ use pvi_backends::registry::Backend;
 use pvi_backends::select::Selection;
 use pvi_sdk::generated::ops::{Op, PvOps};
 use pvi_sdk::generated::xen_pv::MACH2PHYS_VIRT_START;
-use pvi_sdk::types::start_info;
+use pvi_sdk::types::{start_info, Gpa, PvError};
 
 /// An entry's frame field: bits 51:12.
 const FRAME: u64 = 0x000f_ffff_ffff_f000;
@@ -53,27 +53,134 @@ fn pseudo_frame(mfn: u64) -> u64 {
     }
 }
 
-/// The virtual address of the L1 entry that maps `va`, found by walking
-/// the bootstrap tables from pt_base; each table must be one of the
+/// Each level's index shift, from the root (L4) down to L1.
+const SHIFTS: [u64; 4] = [39, 30, 21, 12];
+
+/// The slot of `va` in a table of level `4 - depth`.
+fn slot(va: u64, depth: usize) -> usize {
+    (va >> SHIFTS[depth] & 511) as usize
+}
+
+/// The tables (virtual addresses, L4 first) the bootstrap root maps `va`
+/// through, found by walking from pt_base; each must be one of the
 /// bootstrap frames (read-only mapped at virtual = pseudo-physical).
-fn l1_entry_of(info: &start_info, va: u64) -> Result<u64, &'static str> {
+fn path(info: &start_info, va: u64) -> Result<[u64; 4], &'static str> {
     let tables = info.pt_base..info.pt_base + info.nr_pt_frames * 4096;
-    let mut table = info.pt_base;
-    for shift in [39, 30, 21] {
-        let slot = table + (va >> shift & 511) * 8;
+    let mut path = [info.pt_base; 4];
+    for depth in 0..3 {
+        let at = path[depth] + slot(va, depth) as u64 * 8;
         // SAFETY: inside a bootstrap page-table frame (checked below for
         // every table after the first, which is pt_base itself), mapped
         // read-only for the guest.
-        let entry = unsafe { (slot as *const u64).read_volatile() };
-        if entry & PRESENT == 0 || (shift != 39 && entry & LARGE != 0) {
+        let entry = unsafe { (at as *const u64).read_volatile() };
+        if entry & PRESENT == 0 || (depth != 0 && entry & LARGE != 0) {
             return Err("the walk met a non-present or large entry");
         }
-        table = pseudo_frame((entry & FRAME) >> 12) << 12;
-        if !tables.contains(&table) {
+        path[depth + 1] = pseudo_frame((entry & FRAME) >> 12) << 12;
+        if !tables.contains(&path[depth + 1]) {
             return Err("the walk left the bootstrap page tables");
         }
     }
-    Ok(table + (va >> 12 & 511) * 8)
+    Ok(path)
+}
+
+/// The virtual address of the L1 entry that maps `va`.
+fn l1_entry_of(info: &start_info, va: u64) -> Result<u64, &'static str> {
+    Ok(path(info, va)?[3] + slot(va, 3) as u64 * 8)
+}
+
+/// A second root's four tables (L4, L3, L2, L1): copies of the bootstrap
+/// path to PROBE whose L1 maps PROBE's address to OTHER's frame.
+#[repr(C, align(4096))]
+struct SecondRoot(core::cell::UnsafeCell<[[u64; 512]; 4]>);
+// SAFETY: written by the one vCPU that runs the checks, before the tables
+// are given to Xen (pinned), then only read, by Xen.
+unsafe impl Sync for SecondRoot {}
+static SECOND_ROOT: SecondRoot = SecondRoot(core::cell::UnsafeCell::new([[0; 512]; 4]));
+
+/// The writable bit of an entry.
+const WRITABLE: u64 = 1 << 1;
+
+/// Fill SECOND_ROOT from the bootstrap path to `probe` (machine frames,
+/// as Xen's tables hold them), its L1 pointing `probe` at `other_mfn`;
+/// the tables' own pages, where that L1 maps them, read-only (Xen types
+/// no page as a table while a writable mapping of it exists). Their
+/// addresses, L4 first.
+fn build_second_root(
+    info: &start_info,
+    probe: u64,
+    other_mfn: u64,
+) -> Result<[u64; 4], &'static str> {
+    let path = path(info, probe)?;
+    let tables = SECOND_ROOT.0.get();
+    let base = tables as u64;
+    let va = |depth: usize| base + depth as u64 * 4096;
+    let mut mfns = [0; 4];
+    for (depth, mfn) in mfns.iter_mut().enumerate() {
+        *mfn = machine_frame(info, va(depth) >> 12).ok_or("a table page has no machine frame")?;
+    }
+    for depth in 0..4 {
+        // SAFETY: SECOND_ROOT is this function's alone until it returns
+        // (the checks run once, on one vCPU); the source is a bootstrap
+        // table, mapped read-only, 512 entries.
+        let (copy, source) =
+            unsafe { (&mut (*tables)[depth], &*(path[depth] as *const [u64; 512])) };
+        copy.copy_from_slice(source);
+        let next = if depth == 3 {
+            other_mfn
+        } else {
+            mfns[depth + 1]
+        };
+        let entry = &mut copy[slot(probe, depth)];
+        *entry = *entry & !FRAME | next << 12;
+        if depth == 3 {
+            for entry in copy.iter_mut() {
+                if mfns.contains(&((*entry & FRAME) >> 12)) {
+                    *entry &= !WRITABLE;
+                }
+            }
+        }
+    }
+    Ok([va(0), va(1), va(2), va(3)])
+}
+
+/// Pin SECOND_ROOT (L1 up to L4) through `page_table_alloc`, switch to it
+/// and back through `address_space_switch`, release it: what PROBE's
+/// address reads in each root.
+fn switch_roots(
+    backend: &Backend,
+    info: &start_info,
+    tables: [u64; 4],
+) -> Result<(u8, u8), PvError> {
+    let mut pinned = 0;
+    let mut result = Ok(());
+    for depth in (0..4).rev() {
+        // SAFETY: a table built above from valid entries, of level
+        // `4 - depth`, used by nothing else, and written by nothing until
+        // it is released.
+        result = unsafe { backend.page_table_alloc(Gpa(tables[depth]), 4 - depth as u8) };
+        if result.is_err() {
+            break;
+        }
+        pinned += 1;
+    }
+    let mut seen = (0, 0);
+    if result.is_ok() {
+        // SAFETY: the second root maps everything the bootstrap root does
+        // (it is a copy) but PROBE, which only these checks read; the
+        // bootstrap root is the one Xen started the kernel on.
+        unsafe { backend.address_space_switch(Gpa(tables[0])) };
+        seen.0 = first_byte(&PROBE);
+        // SAFETY: as above.
+        unsafe { backend.address_space_switch(Gpa(info.pt_base)) };
+        seen.1 = first_byte(&PROBE);
+    }
+    for &table in tables.iter().take(pinned) {
+        // SAFETY: no root in use refers to the second root's tables now.
+        let released = unsafe { backend.page_table_release(Gpa(table)) };
+        result = result.and(released);
+    }
+    result.map(|()| seen)
 }
 
 /// The machine frame Xen keeps for this domain's frame `pfn`.
@@ -183,6 +290,37 @@ pub(crate) fn run(selection: &Selection, info: &start_info, console: &mut impl W
                 format_args!(
                     "{:?} at {probe:#x}, then {:?} with machine frame {in_table:#x} in the L1 entry at {entry:#x} (OTHER's is {expected:#x}), then {:?}",
                     before as char, moved as char, back as char
+                ),
+            );
+        }
+    }
+    // page_table_alloc + address_space_switch + page_table_release: a
+    // second root, pinned, in which PROBE's address maps OTHER's frame.
+    let second = machine_frame(info, other >> 12)
+        .ok_or("OTHER has no machine frame")
+        .and_then(|mfn| build_second_root(info, probe, mfn));
+    match second {
+        Err(why) => report(
+            console,
+            &mut failed,
+            "address_space_switch",
+            false,
+            format_args!("{why}"),
+        ),
+        Ok(tables) => {
+            let switched = switch_roots(backend, info, tables);
+            report(
+                console,
+                &mut failed,
+                "address_space_switch",
+                selection.serving(Op::AddressSpaceSwitch).is_some()
+                    && selection.serving(Op::PageTableAlloc).is_some()
+                    && switched == Ok((b'B', b'A')),
+                format_args!(
+                    "a second root at {:#x}..{:#x}, pinned L1 to L4 through page_table_alloc; {probe:#x} read (through it, then through the first root): {:?}; released",
+                    tables[0],
+                    tables[3] + 4096,
+                    switched.map(|(a, b)| [a as char, b as char])
                 ),
             );
         }

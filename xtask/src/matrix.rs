@@ -149,6 +149,7 @@ const XEN_PV_DOMU_EXPECT: &[&str] = &[
     "pvi: Xen PV check tsc_hz: ok",
     "pvi: Xen PV check wallclock: ok",
     "pvi: Xen PV check page_table_write: ok",
+    "pvi: Xen PV check address_space_switch: ok",
     "  console_write      step 1",
     "pvi: Xen PV entry: checks: 0 failed",
     "pvi-dom0: the domU shut down with reason code 0",

@@ -3,7 +3,9 @@
 //! Xen PV notes (`example-kernel/src/xen_pv_entry.rs`) in ring 3, with a
 //! `start_info` that carries the command line given here, chooses the
 //! SDK's Xen PV backend by that entry, passes its PV checks through the
-//! ops (`example-kernel/src/xen_pv_checks.rs`), writes through
+//! ops (`example-kernel/src/xen_pv_checks.rs`: Xen's clock, an entry
+//! written through `mmu_update`, a second root pinned and switched to),
+//! writes through
 //! `console_io` (a dom0 has no console ring), and shuts down through the
 //! `shutdown` op's `sched_op`, which Xen answers for a dom0 by halting the
 //! machine ("Hardware Dom0 halted"; QEMU stays up, so the step stops it).
@@ -116,6 +118,7 @@ fn check(log: &str) -> Result<(), String> {
         "pvi: Xen PV check tsc_hz: ok".to_string(),
         "pvi: Xen PV check wallclock: ok".to_string(),
         "pvi: Xen PV check page_table_write: ok".to_string(),
+        "pvi: Xen PV check address_space_switch: ok".to_string(),
         "  console_write      step 2".to_string(),
         "pvi: Xen PV entry: checks: 0 failed".to_string(),
         DOM0_HALTED.to_string(),
@@ -145,6 +148,7 @@ mod tests {
             pvi: Xen PV check tsc_hz: ok (2445431620 Hz, from vcpu_time_info)\n\
             pvi: Xen PV check wallclock: ok (1796606860 s since 1970)\n\
             pvi: Xen PV check page_table_write: ok ('A' at 0x146000, then 'B')\n\
+            pvi: Xen PV check address_space_switch: ok (a second root)\n\
             served (the steps that answered each op's calls):\n\
             \x20 console_write      step 2\n\
             pvi: Xen PV entry: checks: 0 failed; the kernel stops here\n\
@@ -152,6 +156,7 @@ mod tests {
         assert_eq!(check(good), Ok(()));
         assert!(check(&good.replace("clock_ns: ok", "clock_ns: FAILED")).is_err());
         assert!(check(&good.replace("page_table_write: ok", "page_table_write: FAILED")).is_err());
+        assert!(check(&good.replace("switch: ok", "switch: FAILED")).is_err());
         assert!(check(&good.replace("backend: xen_pv", "backend: native")).is_err());
         assert!(check(&good.replace("ring 3 (CS 0xe033)", "ring 0 (CS 0x8)")).is_err());
         assert!(check(&good.replace("(SIF_INITDOMAIN)", "a domU")).is_err());

@@ -1351,9 +1351,32 @@ impl<
     #[cfg(feature = "interface-0-2")]
     #[inline]
     unsafe fn page_table_alloc(&self, table: Gpa, level: u8) -> Result<(), PvError> {
-        {
-            // SAFETY: the caller upholds `page_table_alloc`'s contract (this fn is unsafe with the same one).
-            unsafe { native::page_table_alloc::<N>(table, level) }
+        match self {
+            Self::Native => {
+                // SAFETY: the caller upholds `page_table_alloc`'s contract (this fn is unsafe with the same one).
+                unsafe { native::page_table_alloc::<N>(table, level) }
+            }
+            Self::Hyperv(b) => {
+                // SAFETY: the caller upholds `page_table_alloc`'s contract (this fn is unsafe with the same one).
+                unsafe { b.page_table_alloc(table, level) }
+            }
+            Self::Kvm(b) => {
+                // SAFETY: the caller upholds `page_table_alloc`'s contract (this fn is unsafe with the same one).
+                unsafe { b.page_table_alloc(table, level) }
+            }
+            Self::Vmware(b) => {
+                // SAFETY: the caller upholds `page_table_alloc`'s contract (this fn is unsafe with the same one).
+                unsafe { b.page_table_alloc(table, level) }
+            }
+            Self::Xen(b) => {
+                // SAFETY: the caller upholds `page_table_alloc`'s contract (this fn is unsafe with the same one).
+                unsafe { b.page_table_alloc(table, level) }
+            }
+            Self::XenPv(b) => {
+                // SAFETY: the caller upholds `page_table_alloc`'s contract (this fn is unsafe with the same one).
+                unsafe { b.page_table_alloc(table, level) }
+            }
+            Self::_Marker(_, never) => match *never {}
         }
     }
     ///
@@ -1363,9 +1386,32 @@ impl<
     #[cfg(feature = "interface-0-2")]
     #[inline]
     unsafe fn page_table_release(&self, table: Gpa) -> Result<(), PvError> {
-        {
-            // SAFETY: the caller upholds `page_table_release`'s contract (this fn is unsafe with the same one).
-            unsafe { native::page_table_release::<N>(table) }
+        match self {
+            Self::Native => {
+                // SAFETY: the caller upholds `page_table_release`'s contract (this fn is unsafe with the same one).
+                unsafe { native::page_table_release::<N>(table) }
+            }
+            Self::Hyperv(b) => {
+                // SAFETY: the caller upholds `page_table_release`'s contract (this fn is unsafe with the same one).
+                unsafe { b.page_table_release(table) }
+            }
+            Self::Kvm(b) => {
+                // SAFETY: the caller upholds `page_table_release`'s contract (this fn is unsafe with the same one).
+                unsafe { b.page_table_release(table) }
+            }
+            Self::Vmware(b) => {
+                // SAFETY: the caller upholds `page_table_release`'s contract (this fn is unsafe with the same one).
+                unsafe { b.page_table_release(table) }
+            }
+            Self::Xen(b) => {
+                // SAFETY: the caller upholds `page_table_release`'s contract (this fn is unsafe with the same one).
+                unsafe { b.page_table_release(table) }
+            }
+            Self::XenPv(b) => {
+                // SAFETY: the caller upholds `page_table_release`'s contract (this fn is unsafe with the same one).
+                unsafe { b.page_table_release(table) }
+            }
+            Self::_Marker(_, never) => match *never {}
         }
     }
     ///
@@ -1375,9 +1421,32 @@ impl<
     #[cfg(feature = "interface-0-2")]
     #[inline]
     unsafe fn address_space_switch(&self, root: Gpa) {
-        {
-            // SAFETY: the caller upholds `address_space_switch`'s contract (this fn is unsafe with the same one).
-            unsafe { native::address_space_switch::<N>(root) }
+        match self {
+            Self::Native => {
+                // SAFETY: the caller upholds `address_space_switch`'s contract (this fn is unsafe with the same one).
+                unsafe { native::address_space_switch::<N>(root) }
+            }
+            Self::Hyperv(b) => {
+                // SAFETY: the caller upholds `address_space_switch`'s contract (this fn is unsafe with the same one).
+                unsafe { b.address_space_switch(root) }
+            }
+            Self::Kvm(b) => {
+                // SAFETY: the caller upholds `address_space_switch`'s contract (this fn is unsafe with the same one).
+                unsafe { b.address_space_switch(root) }
+            }
+            Self::Vmware(b) => {
+                // SAFETY: the caller upholds `address_space_switch`'s contract (this fn is unsafe with the same one).
+                unsafe { b.address_space_switch(root) }
+            }
+            Self::Xen(b) => {
+                // SAFETY: the caller upholds `address_space_switch`'s contract (this fn is unsafe with the same one).
+                unsafe { b.address_space_switch(root) }
+            }
+            Self::XenPv(b) => {
+                // SAFETY: the caller upholds `address_space_switch`'s contract (this fn is unsafe with the same one).
+                unsafe { b.address_space_switch(root) }
+            }
+            Self::_Marker(_, never) => match *never {}
         }
     }
     #[cfg(feature = "interface-0-2")]

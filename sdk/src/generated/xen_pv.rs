@@ -221,6 +221,33 @@ pub unsafe trait Steps {
         entry: u64,
         value: u64,
     ) -> Result<(), PvError>;
+    /// `page_table_alloc`, step 1: `routine pin_by_mmuext_op`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    ///
+    /// # Safety
+    ///
+    /// `table` is the guest-physical address of a page-aligned page that holds a valid page table of `level` and is not otherwise in use; until `page_table_release` it is written only through `page_table_write`
+    #[cfg(feature = "interface-0-2")]
+    unsafe fn pin_by_mmuext_op(&self, table: Gpa, level: u8) -> Result<(), PvError>;
+    /// `page_table_release`, step 1: `routine unpin_by_mmuext_op`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    ///
+    /// # Safety
+    ///
+    /// `table` was given to `page_table_alloc`, is linked into no page table and is no root in use on any CPU
+    #[cfg(feature = "interface-0-2")]
+    unsafe fn unpin_by_mmuext_op(&self, table: Gpa) -> Result<(), PvError>;
+    /// `address_space_switch`, step 1: `routine new_baseptr_by_mmuext_op`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    ///
+    /// # Safety
+    ///
+    /// `root` is the guest-physical address of a top-level page table that maps the running code, its stack and every object in use as the current one does
+    #[cfg(feature = "interface-0-2")]
+    unsafe fn new_baseptr_by_mmuext_op(&self, root: Gpa) -> Result<(), PvError>;
     /// `flush_tlb_local`, step 1: `routine flush_local_by_mmuext_op`
     ///
     /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
@@ -378,6 +405,103 @@ impl<S: Steps> PvOps for Paravirt<S> {
             unsafe { native::page_table_write::<S::Native>(entry, value) }
         }
     }
+    /// # Safety
+    ///
+    /// `table` is the guest-physical address of a page-aligned page that holds a valid page table of `level` and is not otherwise in use; until `page_table_release` it is written only through `page_table_write`
+    #[cfg(feature = "interface-0-2")]
+    unsafe fn page_table_alloc(&self, table: Gpa, level: u8) -> Result<(), PvError> {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::PageTableAlloc, 1) {
+            {
+                let result = {
+                    // SAFETY: the caller upholds `page_table_alloc`'s contract (this fn is unsafe with the same one).
+                    unsafe { s.pin_by_mmuext_op(table, level) }
+                };
+                match result {
+                    Ok(v) => {
+                        s.served(Op::PageTableAlloc, 1);
+                        return Ok(v);
+                    }
+                    Err(e) => {
+                        if matches!(e.kind, ErrorKind::InvalidArgument) {
+                            return Err(e);
+                        }
+                        s.fell_back(Op::PageTableAlloc, 1, e);
+                    }
+                }
+            }
+        }
+        s.served(Op::PageTableAlloc, 0);
+        {
+            // SAFETY: the caller upholds `page_table_alloc`'s contract (this fn is unsafe with the same one).
+            unsafe { native::page_table_alloc::<S::Native>(table, level) }
+        }
+    }
+    /// # Safety
+    ///
+    /// `table` was given to `page_table_alloc`, is linked into no page table and is no root in use on any CPU
+    #[cfg(feature = "interface-0-2")]
+    unsafe fn page_table_release(&self, table: Gpa) -> Result<(), PvError> {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::PageTableRelease, 1) {
+            {
+                let result = {
+                    // SAFETY: the caller upholds `page_table_release`'s contract (this fn is unsafe with the same one).
+                    unsafe { s.unpin_by_mmuext_op(table) }
+                };
+                match result {
+                    Ok(v) => {
+                        s.served(Op::PageTableRelease, 1);
+                        return Ok(v);
+                    }
+                    Err(e) => {
+                        if matches!(e.kind, ErrorKind::InvalidArgument) {
+                            return Err(e);
+                        }
+                        s.fell_back(Op::PageTableRelease, 1, e);
+                    }
+                }
+            }
+        }
+        s.served(Op::PageTableRelease, 0);
+        {
+            // SAFETY: the caller upholds `page_table_release`'s contract (this fn is unsafe with the same one).
+            unsafe { native::page_table_release::<S::Native>(table) }
+        }
+    }
+    /// # Safety
+    ///
+    /// `root` is the guest-physical address of a top-level page table that maps the running code, its stack and every object in use as the current one does
+    #[cfg(feature = "interface-0-2")]
+    unsafe fn address_space_switch(&self, root: Gpa) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::AddressSpaceSwitch, 1) {
+            {
+                let result = {
+                    // SAFETY: the caller upholds `address_space_switch`'s contract (this fn is unsafe with the same one).
+                    unsafe { s.new_baseptr_by_mmuext_op(root) }
+                };
+                match result {
+                    Ok(v) => {
+                        s.served(Op::AddressSpaceSwitch, 1);
+                        return v;
+                    }
+                    Err(e) => s.fell_back(Op::AddressSpaceSwitch, 1, e),
+                }
+            }
+        }
+        s.served(Op::AddressSpaceSwitch, 0);
+        {
+            // SAFETY: the caller upholds `address_space_switch`'s contract (this fn is unsafe with the same one).
+            unsafe { native::address_space_switch::<S::Native>(root) }
+        }
+    }
     #[cfg(feature = "interface-0-2")]
     fn flush_tlb_local(&self, start: u64, pages: u64) {
         let s = &self.0;
@@ -494,7 +618,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 9] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 12] {
     plan_at(features, None)
 }
 /// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
@@ -502,7 +626,7 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 9] {
 pub fn plan_at(
     features: &Features,
     version: Option<(u32, u32, u32)>,
-) -> [(Op, (usize, &'static str)); 9] {
+) -> [(Op, (usize, &'static str)); 12] {
     [
         (
             Op::ClockNs,
@@ -610,6 +734,51 @@ pub fn plan_at(
             },
         ),
         (
+            Op::PageTableAlloc,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "routine pin_by_mmuext_op");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::PageTableRelease,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "routine unpin_by_mmuext_op");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::AddressSpaceSwitch,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "routine new_baseptr_by_mmuext_op");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
             Op::FlushTlbLocal,
             {
                 let step = || -> (usize, &'static str) {
@@ -690,6 +859,9 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("console_write", "shared → hypercall → native"),
     ("yield_to", "hypercall → native"),
     ("page_table_write", "routine → native"),
+    ("page_table_alloc", "routine → native"),
+    ("page_table_release", "routine → native"),
+    ("address_space_switch", "routine → native"),
     ("flush_tlb_local", "routine → native"),
     ("fault_address", "routine → native"),
     ("shutdown", "hypercall → hypercall → hypercall → native"),
