@@ -17,6 +17,7 @@
 pub mod abi;
 pub mod artifacts;
 pub mod ast;
+pub mod callsites;
 mod check;
 pub mod compat;
 pub mod diagnostic;

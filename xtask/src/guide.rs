@@ -285,6 +285,12 @@ pub const GUIDES: &[Guide] = &[
         hand_written: None,
     },
     Guide {
+        name: "book: the Xen PV chapter's commands",
+        path: "book/src/xen-pv.md",
+        on_a_copy: false,
+        hand_written: None,
+    },
+    Guide {
         name: "book: the your-kernel chapter's commands (the outside kernel, TCG)",
         path: "book/src/your-kernel.md",
         on_a_copy: false,

@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod callsites;
 mod compat;
 mod inspect;
 mod new_backend;
@@ -104,6 +105,17 @@ enum Command {
         #[arg(long)]
         signature: String,
     },
+    /// Count the call sites of the interface's ops in a kernel's Rust
+    /// sources (every `.rs` file under each directory): Ingo Molnar's
+    /// measure of a paravirtualization interface, per op.
+    Callsites {
+        /// Source directories or files, e.g. `example-kernel/src`.
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+        /// IDL files or directories; default `idl/`.
+        #[arg(long = "idl", default_value = "idl")]
+        idl: Vec<PathBuf>,
+    },
     /// Show an op's native meaning and how each hypervisor serves it.
     Explain {
         /// The op's name, e.g. `clock_ns`.
@@ -128,6 +140,7 @@ fn main() -> ExitCode {
         Command::Check { paths } => check(default_paths(paths)),
         Command::Fmt { check, paths } => fmt(default_paths(paths), check),
         Command::Explain { op, idl } => explain(&op, idl),
+        Command::Callsites { sources, idl } => callsites::run(&sources, &idl),
         Command::Lock { paths } => lock(default_paths(paths)),
         Command::Compat {
             old,
