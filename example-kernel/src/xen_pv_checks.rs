@@ -13,7 +13,7 @@ use pvi_backends::registry::Backend;
 use pvi_backends::select::Selection;
 use pvi_sdk::generated::ops::{Op, PvOps};
 use pvi_sdk::generated::xen_pv::MACH2PHYS_VIRT_START;
-use pvi_sdk::types::{start_info, Gpa, PvError};
+use pvi_sdk::types::{start_info, ApicId, Gpa, PvError};
 
 /// An entry's frame field: bits 51:12.
 const FRAME: u64 = 0x000f_ffff_ffff_f000;
@@ -248,6 +248,23 @@ pub(crate) fn run(selection: &Selection, info: &start_info, console: &mut impl W
         "wallclock",
         selection.serving(Op::Wallclock).is_some() && PLAUSIBLE_WALL_SECONDS.contains(&seconds),
         format_args!("{seconds} s since 1970"),
+    );
+
+    // yield_to: SCHEDOP_yield answers (the chain records the step that
+    // did; a refused call would have fallen to the native pause).
+    backend.yield_to(ApicId(0));
+    let answered = pvi_backends::served::summary()
+        .find(|(op, _)| *op == "yield_to")
+        .map(|(_, steps)| steps);
+    report(
+        console,
+        &mut failed,
+        "yield_to",
+        answered == Some(1 << 1),
+        format_args!(
+            "served by {}",
+            pvi_sdk::record::served::Steps(answered.unwrap_or(0))
+        ),
     );
 
     // page_table_write + flush_tlb_local: move PROBE's mapping to OTHER's

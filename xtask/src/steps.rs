@@ -271,8 +271,6 @@ pub fn test(bless: bool) -> ExitCode {
 
     crate::outside_kernel::steps(&mut steps);
 
-    crate::xen_pv::steps(&mut steps);
-
     summarize(&steps)
 }
 

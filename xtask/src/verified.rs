@@ -8,6 +8,17 @@
 //! fails when the checked-in page says something else.
 
 use crate::qemu::Accel;
+
+/// Which boot an output came from: a matrix case, or the step that boots
+/// the kernel as the real Xen's PV dom0 (`crate::xen_pv`), which needs no
+/// QEMU set-up of the matrix's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Boot {
+    /// A case of the boot matrix, by how it ran.
+    Matrix(Accel),
+    /// The example kernel as Xen 4.17's PV dom0.
+    XenPvDom0,
+}
 use crate::steps::{Outcome, Step};
 use pvi_codegen::ir::Mechanism;
 use pvi_codegen::Model;
@@ -49,9 +60,12 @@ pub struct Sighting {
     pub venue: &'static str,
 }
 
-/// Where a boot under `accel` whose kernel chose `backend` ran that
+/// Where a boot (`boot`) whose kernel chose `backend` ran that
 /// backend's interface, if anywhere paravirtual.
-fn venue(accel: Accel, backend: &str) -> Option<(Level, &'static str)> {
+fn venue(boot: Boot, backend: &str) -> Option<(Level, &'static str)> {
+    let Boot::Matrix(accel) = boot else {
+        return (backend == "xen_pv").then_some((Level::Real, "Xen 4.17, PV dom0"));
+    };
     Some(match (accel, backend) {
         (Accel::Sim(_), _) => (Level::Sim, "pvi-sim"),
         (Accel::XenDom0, "xen") => (Level::Real, "Xen 4.17, PVH dom0"),
@@ -98,7 +112,7 @@ fn guarded_step(model: &Model, hypervisor: &str, op: &str, variant: &str) -> Opt
 pub fn sightings(
     model: &Model,
     output: &str,
-    accel: Accel,
+    boot: Boot,
     proves: Option<(&str, Option<&str>)>,
 ) -> Vec<Sighting> {
     let lines: Vec<&str> = output.lines().map(guest_line).collect();
@@ -109,7 +123,7 @@ pub fn sightings(
     else {
         return Vec::new();
     };
-    let Some((level, venue)) = venue(accel, backend) else {
+    let Some((level, venue)) = venue(boot, backend) else {
         return Vec::new();
     };
     let seen = |op: &str, step: usize| Sighting {
@@ -207,7 +221,8 @@ pub fn render(model: &Model, seen: &[Sighting]) -> String {
          `map` blocks; the native end of every chain is left out), the most\n\
          convincing place `cargo xtask test`'s boot matrix saw it answer a call:\n\n\
          - **real**: the hypervisor itself: this host's KVM (nested), or Xen\n  \
-         4.17 (Debian's build) under QEMU TCG, as its PVH dom0 or a PVH domU;\n\
+         4.17 (Debian's build) under QEMU TCG, as its PVH dom0, a PVH domU,\n  \
+         its PV dom0 or a PV domU;\n\
          - **emulation**: someone else's implementation of the interface: Xen's\n  \
          Hyper-V emulation (viridian), QEMU's VMware CPUID leaves and backdoor;\n\
          - **pvi-sim**: only pvi-sim, this project's own reading of the\n  \
@@ -287,7 +302,7 @@ pub fn render(model: &Model, seen: &[Sighting]) -> String {
 
 /// A boot that passed: how it ran, how it ended, its serial output.
 pub struct Passed {
-    pub accel: Accel,
+    pub boot: Boot,
     /// The op (and guard variant) whose work the case's expectations
     /// proved, if it ends the run.
     pub proves: Option<(&'static str, Option<&'static str>)>,
@@ -316,7 +331,7 @@ pub fn check(passed: &[Passed], not_run: &[&str]) -> Step {
     };
     let seen: Vec<Sighting> = passed
         .iter()
-        .flat_map(|b| sightings(&model, &b.output, b.accel, b.proves))
+        .flat_map(|b| sightings(&model, &b.output, b.boot, b.proves))
         .collect();
     let page = render(&model, &seen);
     if let Err(e) = std::fs::write(RENDERED, &page) {
@@ -380,7 +395,7 @@ pvi-dom0: the domU shut down with reason code 0
         let seen = sightings(
             &model(),
             DOMU,
-            Accel::XenPvh { viridian: false },
+            Boot::Matrix(Accel::XenPvh { viridian: false }),
             Some(("shutdown", Some("poweroff"))),
         );
         let found: Vec<(&str, usize)> = seen.iter().map(|s| (s.op.as_str(), s.step)).collect();
@@ -394,12 +409,31 @@ pvi-dom0: the domU shut down with reason code 0
     }
 
     #[test]
+    fn the_pv_dom0_boot_is_a_venue_of_its_own_for_xen_pv_alone() {
+        let out = "backend: xen_pv\nserved (the steps that answered each op's calls):\n  clock_ns           step 1\n  console_write      step 2\n";
+        let seen = sightings(&model(), out, Boot::XenPvDom0, None);
+        let found: Vec<(&str, usize, &str)> = seen
+            .iter()
+            .map(|s| (s.op.as_str(), s.step, s.venue))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("clock_ns", 1, "Xen 4.17, PV dom0"),
+                ("console_write", 2, "Xen 4.17, PV dom0")
+            ]
+        );
+        let other = out.replace("backend: xen_pv", "backend: xen");
+        assert!(sightings(&model(), &other, Boot::XenPvDom0, None).is_empty());
+    }
+
+    #[test]
     fn a_withdrawn_ending_step_and_a_native_backend_count_for_nothing() {
         let dom0 = "backend: xen\n  shutdown           step 1 withdrawn at run time (…): the chain falls back past it\n";
         let poweroff = Some(("shutdown", Some("poweroff")));
-        assert!(sightings(&model(), dom0, Accel::XenDom0, poweroff).is_empty());
+        assert!(sightings(&model(), dom0, Boot::Matrix(Accel::XenDom0), poweroff).is_empty());
         let tcg = "backend: native\nserved (the steps):\n  clock_ns           native\n";
-        assert!(sightings(&model(), tcg, Accel::Tcg, poweroff).is_empty());
+        assert!(sightings(&model(), tcg, Boot::Matrix(Accel::Tcg), poweroff).is_empty());
     }
 
     #[test]
@@ -408,7 +442,7 @@ pvi-dom0: the domU shut down with reason code 0
         let seen = sightings(
             &model(),
             &crashed,
-            Accel::XenPvh { viridian: false },
+            Boot::Matrix(Accel::XenPvh { viridian: false }),
             Some(("shutdown", Some("crash"))),
         );
         let shutdown: Vec<usize> = seen
@@ -423,7 +457,12 @@ pvi-dom0: the domU shut down with reason code 0
     #[test]
     fn the_hyperv_backend_under_viridian_is_someone_elses_emulation() {
         let out = "(d1) backend: hyperv\n(d1) served (x):\n(d1)   clock_ns           step 2\n";
-        let seen = sightings(&model(), out, Accel::XenPvh { viridian: true }, None);
+        let seen = sightings(
+            &model(),
+            out,
+            Boot::Matrix(Accel::XenPvh { viridian: true }),
+            None,
+        );
         assert_eq!(seen.len(), 1);
         assert_eq!(
             (seen[0].level, seen[0].step, seen[0].venue),
@@ -437,7 +476,7 @@ pvi-dom0: the domU shut down with reason code 0
         let mut seen = sightings(
             &model,
             DOMU,
-            Accel::XenPvh { viridian: false },
+            Boot::Matrix(Accel::XenPvh { viridian: false }),
             Some(("shutdown", Some("poweroff"))),
         );
         seen.push(Sighting {
