@@ -4,6 +4,7 @@
 
 mod hypervisor;
 mod matrix;
+pub use matrix::MAX_OPS;
 mod ops;
 mod versions;
 
