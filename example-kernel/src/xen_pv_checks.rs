@@ -12,7 +12,7 @@ use core::fmt::Write;
 use pvi_backends::registry::Backend;
 use pvi_backends::select::Selection;
 use pvi_sdk::generated::ops::{Op, PvOps};
-use pvi_sdk::generated::xen_pv::MACH2PHYS_VIRT_START;
+use pvi_sdk::generated::xen_pv::{Hypercalls, MACH2PHYS_VIRT_START, UVMF_INVLPG};
 use pvi_sdk::types::{start_info, ApicId, Gpa, PvError};
 
 /// An entry's frame field: bits 51:12.
@@ -144,14 +144,35 @@ fn build_second_root(
     Ok([va(0), va(1), va(2), va(3)])
 }
 
-/// Pin SECOND_ROOT (L1 up to L4) through `page_table_alloc`, switch to it
+/// Ask Xen, directly and not through an op, to map the page at `va`
+/// (machine frame `mfn`) writable: what a kernel would need to write a
+/// table behind Xen's back. Xen refuses it for a pinned table.
+fn writable_again(va: u64, mfn: u64) -> Result<i64, PvError> {
+    const PRESENT_WRITABLE_ACCESSED_DIRTY: u64 = 0x63;
+    // SAFETY: the page Xen filled from the kernel's note (the entry's
+    // contract); Xen is the hypervisor.
+    let hypercalls = unsafe { Hypercalls::new(crate::xen_pv_entry::hypercall_page()) };
+    // SAFETY: Xen validates the new entry; if it took it, the page (one of
+    // SECOND_ROOT's, which no reference writes) would only become writable.
+    unsafe {
+        hypercalls.hypervisor_update_va_mapping(
+            va,
+            mfn << 12 | PRESENT_WRITABLE_ACCESSED_DIRTY,
+            UVMF_INVLPG,
+        )
+    }
+}
+
+/// Pin SECOND_ROOT (L1 up to L4) through `page_table_alloc`, check that
+/// Xen will not map its L1 writable, switch to it
 /// and back through `address_space_switch`, release it: what PROBE's
 /// address reads in each root.
 fn switch_roots(
     backend: &Backend,
     info: &start_info,
     tables: [u64; 4],
-) -> Result<(u8, u8), PvError> {
+) -> Result<((u8, u8), PvError), PvError> {
+    let l1_mfn = machine_frame(info, tables[3] >> 12).unwrap_or(0);
     let mut pinned = 0;
     let mut result = Ok(());
     for depth in (0..4).rev() {
@@ -165,6 +186,17 @@ fn switch_roots(
         pinned += 1;
     }
     let mut seen = (0, 0);
+    // Xen must refuse: a pinned table is written only through Xen.
+    let mut refusal = PvError::new(
+        pvi_sdk::types::ErrorKind::Failed,
+        pvi_sdk::types::ErrorOrigin::Xen(0),
+    );
+    if result.is_ok() {
+        match writable_again(tables[3], l1_mfn) {
+            Ok(_) => result = Err(refusal),
+            Err(why) => refusal = why,
+        }
+    }
     if result.is_ok() {
         // SAFETY: the second root maps everything the bootstrap root does
         // (it is a copy) but PROBE, which only these checks read; the
@@ -175,12 +207,13 @@ fn switch_roots(
         unsafe { backend.address_space_switch(Gpa(info.pt_base)) };
         seen.1 = first_byte(&PROBE);
     }
-    for &table in tables.iter().take(pinned) {
+    // The pinned ones, top-down (pinning went bottom-up).
+    for &table in &tables[4 - pinned..] {
         // SAFETY: no root in use refers to the second root's tables now.
         let released = unsafe { backend.page_table_release(Gpa(table)) };
         result = result.and(released);
     }
-    result.map(|()| seen)
+    result.map(|()| (seen, refusal))
 }
 
 /// The machine frame Xen keeps for this domain's frame `pfn`.
@@ -332,12 +365,13 @@ pub(crate) fn run(selection: &Selection, info: &start_info, console: &mut impl W
                 "address_space_switch",
                 selection.serving(Op::AddressSpaceSwitch).is_some()
                     && selection.serving(Op::PageTableAlloc).is_some()
-                    && switched == Ok((b'B', b'A')),
+                    && switched.is_ok_and(|(seen, _)| seen == (b'B', b'A')),
                 format_args!(
-                    "a second root at {:#x}..{:#x}, pinned L1 to L4 through page_table_alloc; {probe:#x} read (through it, then through the first root): {:?}; released",
+                    "a second root at {:#x}..{:#x}, pinned L1 to L4 through page_table_alloc; Xen's answer to a writable mapping of its L1: {:?}; {probe:#x} read (through it, then through the first root): {:?}; released",
                     tables[0],
                     tables[3] + 4096,
-                    switched.map(|(a, b)| [a as char, b as char])
+                    switched.map(|(_, refusal)| refusal.origin),
+                    switched.map(|((a, b), _)| [a as char, b as char])
                 ),
             );
         }

@@ -97,6 +97,12 @@ extern "C" {
     static xen_pv_hypercall_page: u8;
 }
 
+/// The hypercall page Xen fills from the kernel's note before the PV
+/// entry runs (int3 under any other entry).
+pub(crate) fn hypercall_page() -> *const u8 {
+    core::ptr::addr_of!(xen_pv_hypercall_page)
+}
+
 /// What the backends learn of the kernel on Xen PV: virtual addresses are
 /// pseudo-physical ones (VIRT_BASE 0, PADDR_OFFSET 0), one vCPU so far,
 /// and everything below the bootstrap page tables is mapped read-write
@@ -181,7 +187,7 @@ fn refuse(hypercalls: Hypercalls, line: &str) -> ! {
 /// Xen PV backend, report and check through its ops, then stop.
 #[no_mangle]
 extern "C" fn xen_pv_main(info: *const start_info) -> ! {
-    let page = core::ptr::addr_of!(xen_pv_hypercall_page);
+    let page = hypercall_page();
     // SAFETY: Xen filled the page named by XEN_ELFNOTE_HYPERCALL_PAGE
     // before this entry ran, and it stays mapped (it is in the image).
     let hypercalls = unsafe { Hypercalls::new(page) };
