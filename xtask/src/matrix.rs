@@ -800,6 +800,15 @@ const DOM0_UP: &str = "pvi-dom0: toolstack up";
 /// TCG here, 40 s on a loaded CI machine.
 const DOM0_UP_WITHIN: Duration = Duration::from_secs(150);
 
+/// The Linux dom0's start-up as a milestone of a boot: [`DOM0_UP`] within
+/// [`DOM0_UP_WITHIN`].
+pub fn dom0_milestone() -> qemu::Milestone<'static> {
+    qemu::Milestone {
+        line: DOM0_UP,
+        within: DOM0_UP_WITHIN,
+    }
+}
+
 /// Boot a case; a domU boot whose Linux dom0 never reached its toolstack
 /// (once in about 20 boots under TCG it hung in its own xenbus probe,
 /// before any pvi code ran) is booted once more, and says so. A second

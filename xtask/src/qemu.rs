@@ -298,29 +298,76 @@ impl Boot<'_> {
 
     /// Boot with the serial console on this terminal, showing only the
     /// guest's lines ([`crate::xen::GuestLines`]) unless `xen_log`; QEMU's
-    /// exit status.
-    pub fn interactive_guest_lines(&self, xen_log: bool) -> Result<i32, String> {
+    /// exit status. With a `milestone`, QEMU is stopped when no line holds
+    /// it in time, and the result is `Ok(None)`: the caller may boot again.
+    pub fn interactive_guest_lines(
+        &self,
+        xen_log: bool,
+        milestone: Option<&Milestone>,
+    ) -> Result<Option<i32>, String> {
         use std::io::{BufRead, Write};
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        use std::sync::{Arc, Mutex};
         let mut guest = crate::xen::GuestLines::new(self.accel);
         let mut child = self
             .command(Serial::Terminal)?
             .stdout(Stdio::piped())
             .spawn()
             .map_err(|e| format!("{}: {e}", self.accel.name()))?;
-        if let Some(out) = child.stdout.take() {
+        let out = child.stdout.take();
+        let child = Arc::new(Mutex::new(child));
+        let seen = Arc::new(AtomicBool::new(milestone.is_none()));
+        let missed = Arc::new(AtomicBool::new(false));
+        let watchdog = milestone.map(|m| {
+            let (child, seen, missed, within) =
+                (child.clone(), seen.clone(), missed.clone(), m.within);
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                while start.elapsed() < within {
+                    let exited = child
+                        .lock()
+                        .map_or(true, |mut c| c.try_wait().ok().flatten().is_some());
+                    if seen.load(SeqCst) || exited {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                if !seen.load(SeqCst) {
+                    missed.store(true, SeqCst);
+                    if let Ok(mut c) = child.lock() {
+                        let _ = c.kill();
+                    }
+                }
+            })
+        });
+        if let Some(out) = out {
             let mut terminal = std::io::stdout();
             for line in std::io::BufReader::new(out)
                 .split(b'\n')
                 .map_while(Result::ok)
             {
                 let text = String::from_utf8_lossy(&line);
+                if milestone.is_some_and(|m| text.contains(m.line)) {
+                    seen.store(true, SeqCst);
+                }
                 if guest.keep(&text) || xen_log {
                     let _ = writeln!(terminal, "{}", text.trim_end_matches('\r'));
                 }
             }
         }
-        let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
-        Ok(status.code().unwrap_or(-1))
+        seen.store(true, SeqCst);
+        if let Some(w) = watchdog {
+            let _ = w.join();
+        }
+        let status = child
+            .lock()
+            .map_err(|_| "QEMU's handle was poisoned".to_string())?
+            .wait()
+            .map_err(|e| format!("waiting for QEMU: {e}"))?;
+        if missed.load(SeqCst) {
+            return Ok(None);
+        }
+        Ok(Some(status.code().unwrap_or(-1)))
     }
 
     /// Boot with the serial console on this terminal; QEMU's exit status.
