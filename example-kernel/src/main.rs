@@ -46,6 +46,22 @@ static SELECTION: spin::Once<Selection> = spin::Once::new();
 // the backends linked, for `pvi inspect` (linker.ld keeps the section).
 pvi_sdk::guest_note!(backends: pvi_backends::select::COMPILED_IN);
 
+/// Choose and build the backend for `detection` and `cmdline`, once,
+/// whichever entry the kernel came through: every later `ops()` and the
+/// console see it.
+///
+/// # Safety
+///
+/// As [`select`]'s: the kernel's privilege, the boot CPU, once, after the
+/// platform is installed.
+pub unsafe fn select_once(
+    detection: pvi_sdk::detect::Detection,
+    cmdline: &str,
+) -> &'static Selection {
+    // SAFETY: the caller's contract, which is `select`'s.
+    SELECTION.call_once(|| unsafe { select(detection, cmdline) })
+}
+
 /// The chosen backend's ops.
 pub fn ops() -> Option<&'static Selection> {
     SELECTION.get()
@@ -105,7 +121,7 @@ extern "C" fn kmain(start_info: u32) -> ! {
     let machine = platform::set_machine(machine);
     let detection = detect(&mut pvi_sdk::arch::Hardware);
     // SAFETY: ring 0, the boot CPU, once, after the platform is installed.
-    let selection = SELECTION.call_once(|| unsafe { select(detection, info.cmdline) });
+    let selection = unsafe { select_once(detection, info.cmdline) };
     if let Err(refused) = selection.init_cpu() {
         // The boot CPU is CPU 0: this cannot happen unless the platform's
         // numbering is broken, and then no op can be trusted.

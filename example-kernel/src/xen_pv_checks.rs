@@ -120,11 +120,11 @@ fn build_second_root(
         *mfn = machine_frame(info, va(depth) >> 12).ok_or("a table page has no machine frame")?;
     }
     for depth in 0..4 {
+        let source = path[depth] as *const [u64; 512];
         // SAFETY: SECOND_ROOT is this function's alone until it returns
         // (the checks run once, on one vCPU); the source is a bootstrap
         // table, mapped read-only, 512 entries.
-        let (copy, source) =
-            unsafe { (&mut (*tables)[depth], &*(path[depth] as *const [u64; 512])) };
+        let (copy, source) = unsafe { (&mut (*tables)[depth], &*source) };
         copy.copy_from_slice(source);
         let next = if depth == 3 {
             other_mfn

@@ -24,7 +24,6 @@
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use pvi_backends::platform::{Platform, Vectors};
-use pvi_backends::registry::Backend;
 use pvi_sdk::detect::Detection;
 use pvi_sdk::generated::ops::PvOps;
 use pvi_sdk::generated::xen_pv::{
@@ -140,16 +139,6 @@ impl Platform for PvPlatform {
 
 static PV_PLATFORM: PvPlatform = PvPlatform;
 
-/// Lines through the chosen backend's `console_write`.
-pub(crate) struct OpsConsole(pub(crate) &'static Backend);
-
-impl Write for OpsConsole {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        self.0.console_write(s.as_bytes());
-        Ok(())
-    }
-}
-
 /// The code segment's privilege level: 3 for a 64-bit PV kernel.
 fn ring() -> (u16, u16) {
     use x86_64::instructions::segmentation::Segment;
@@ -222,9 +211,10 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     let cmdline = text(&info.cmd_line);
     // SAFETY: the kernel's privilege (ring 3 on Xen PV), the boot vCPU,
     // once, after the platform was installed.
-    let selection = unsafe { pvi_backends::select::select(detection, cmdline) };
+    let selection = unsafe { crate::select_once(detection, cmdline) };
     let backend = selection.backend;
-    let mut console = OpsConsole(backend);
+    // Through the chosen backend's console_write, as every entry writes.
+    let mut console = crate::console::Console;
     let (cs, ring) = ring();
     let _ = writeln!(console, "pvi: Xen PV entry: ring {ring} (CS {cs:#x})");
     let dom0 = info.flags & SIF_INITDOMAIN != 0;
@@ -241,7 +231,7 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     // The boot report every entry prints: detection, the backend, and
     // each op's planned step.
     let _ = write!(console, "{selection}");
-    let failed = crate::xen_pv_checks::run(&selection, info, &mut console);
+    let failed = crate::xen_pv_checks::run(selection, info, &mut console);
     // What fell back, and what answered, as the chains recorded it.
     crate::run_report::write(&mut console);
     let _ = writeln!(

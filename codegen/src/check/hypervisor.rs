@@ -24,6 +24,12 @@ pub const LEAF_REGISTERS: &[&str] = &["eax", "ebx", "ecx", "edx"];
 /// The CPUID range hypervisors use, at the standard base.
 pub const HV_LEAF_RANGE: std::ops::RangeInclusive<i128> = 0x4000_0000..=0x4000_00ff;
 
+/// Whether `item` belongs to a hypervisor's ABI (what `abi NAME;` takes
+/// from NAME), not to how one kind of guest finds and uses it.
+fn is_abi_item(item: &HvItem) -> bool {
+    !matches!(item, HvItem::Abi(_) | HvItem::Detect(_) | HvItem::Map(_))
+}
+
 /// A hypervisor's declarations by name, for resolving references.
 #[derive(Default)]
 pub(super) struct Scope<'a> {
@@ -99,27 +105,16 @@ impl Checker {
     /// against them; report an `abi` that names nothing, names a hypervisor
     /// that itself borrows its ABI, or sits beside ABI items of its own.
     pub(super) fn inherit_abis(&mut self, files: &mut [File]) {
-        let owners: BTreeMap<String, (Vec<HvItem>, bool)> = files
+        // Each hypervisor by name: whether it borrows an ABI itself.
+        let owners: BTreeMap<&str, (&Hypervisor, bool)> = files
             .iter()
             .flat_map(|f| &f.items)
             .filter_map(|i| match i {
-                Item::Hypervisor(h) => Some((
-                    h.name.name.clone(),
-                    (
-                        h.items
-                            .iter()
-                            .filter(|i| {
-                                !matches!(i, HvItem::Abi(_) | HvItem::Detect(_) | HvItem::Map(_))
-                            })
-                            .cloned()
-                            .collect(),
-                        h.abi().is_some(),
-                    ),
-                )),
+                Item::Hypervisor(h) => Some((h.name.name.as_str(), (h, h.abi().is_some()))),
                 _ => None,
             })
             .collect();
-        let names: Vec<&str> = owners.keys().map(String::as_str).collect();
+        let names: Vec<&str> = owners.keys().copied().collect();
         let mut fills = Vec::new();
         for (fi, file) in files.iter().enumerate() {
             for (ii, item) in file.items.iter().enumerate() {
@@ -137,7 +132,7 @@ impl Checker {
                     self.duplicate_block("abi", again.span, abi.span);
                 }
                 for own in &hv.items {
-                    if !matches!(own, HvItem::Abi(_) | HvItem::Detect(_) | HvItem::Map(_)) {
+                    if is_abi_item(own) {
                         self.error(
                             Diagnostic::new(
                                 "abi-item-elsewhere",
@@ -156,7 +151,7 @@ impl Checker {
                         );
                     }
                 }
-                match owners.get(&abi.name.name) {
+                match owners.get(abi.name.name.as_str()) {
                     None => {
                         let d = Diagnostic::new(
                             "unknown-abi",
@@ -199,7 +194,17 @@ impl Checker {
                             )),
                         );
                     }
-                    Some((items, false)) => fills.push((fi, ii, items.clone())),
+                    // Only what an `abi` names is copied.
+                    Some((owner, false)) => fills.push((
+                        fi,
+                        ii,
+                        owner
+                            .items
+                            .iter()
+                            .filter(|i| is_abi_item(i))
+                            .cloned()
+                            .collect::<Vec<_>>(),
+                    )),
                 }
             }
         }
