@@ -89,6 +89,10 @@ impl NativeRoutines for MockNative {
         native_called("page_table_release_none");
         Ok(())
     }
+    unsafe fn lidt_gates(_table: u64, _entries: u16) -> Result<(), PvError> {
+        native_called("lidt_gates");
+        Ok(())
+    }
     fn invlpg_or_flush_all(_start: u64, _pages: u64) {
         native_called("invlpg_or_flush_all");
     }
@@ -839,6 +843,7 @@ struct MockXenPv {
     refuse: bool,
     console_io: RefCell<Vec<(u32, Vec<u8>)>>,
     entries: RefCell<Vec<(u64, u64)>>,
+    trap_tables: RefCell<Vec<(u64, u16)>>,
 }
 
 impl MockXenPv {
@@ -847,6 +852,7 @@ impl MockXenPv {
             refuse,
             console_io: RefCell::new(Vec::new()),
             entries: RefCell::new(Vec::new()),
+            trap_tables: RefCell::new(Vec::new()),
         }
     }
 }
@@ -915,6 +921,10 @@ unsafe impl xen_pv::Steps for MockXenPv {
     unsafe fn new_baseptr_by_mmuext_op(&self, _root: Gpa) -> Result<(), PvError> {
         Ok(())
     }
+    unsafe fn set_trap_table_from_gates(&self, table: u64, entries: u16) -> Result<(), PvError> {
+        self.trap_tables.borrow_mut().push((table, entries));
+        Ok(())
+    }
 }
 
 /// On Xen PV the console falls from the ring to `console_io` (a dom0
@@ -947,7 +957,10 @@ fn xen_pv_chains_reach_xens_calls_and_fall_back_in_order() {
         );
         assert_eq!(ops.page_table_release(Gpa(0x1000)), Ok(()));
         ops.address_space_switch(Gpa(0x2000));
+        // The IDT goes to Xen's virtual IDT, never to `lidt`.
+        assert_eq!(ops.trap_table_load(0x20_0000, 256), Ok(()));
     }
+    assert_eq!(*ops.0.trap_tables.borrow(), [(0x20_0000, 256)]);
     assert_eq!(ops.clock_ns(), Nanos(42));
     ops.flush_tlb_local(0x14_6000, 1);
     assert!(take_native_calls().is_empty());

@@ -389,6 +389,11 @@ unsafe impl Steps for XenPv {
         unsafe { self.mmuext(xen::MMUEXT_NEW_BASEPTR, mfn) }
     }
 
+    unsafe fn set_trap_table_from_gates(&self, table: u64, entries: u16) -> Result<(), PvError> {
+        // SAFETY: the op's contract, and a `XenPv` exists only on Xen PV.
+        unsafe { crate::xen_pv_traps::load(&self.hypercalls, table, entries) }
+    }
+
     fn cr2_from_vcpu_info(&self) -> Result<u64, PvError> {
         let cpu = platform::cpu_index();
         if !self.shared_info || cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize {

@@ -1,7 +1,8 @@
 //! Per-CPU GDT and TSS (the double-fault handler gets its own stack, so a
 //! kernel stack overflow reports instead of triple-faulting) and the IDT,
 //! shared by all CPUs, pointing every vector at its entry stub in
-//! [`crate::traps`].
+//! [`crate::traps`]. The IDT is loaded through the `trap_table_load` op:
+//! `lidt` natively, Xen's virtual IDT on Xen PV, from the same table.
 
 use crate::firmware::MAX_CPUS;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
@@ -71,7 +72,25 @@ pub unsafe fn load(cpu: usize) {
         SS::set_reg(gdt.data);
         load_tss(gdt.tss);
     }
-    IDT.call_once(build_idt).load();
+    // SAFETY: ring 0, this CPU; the IDT is built once and never changes.
+    if let Err(why) = unsafe { load_idt() } {
+        panic!("the IDT was not loaded: {why:?}");
+    }
+}
+
+/// Load the shared IDT through the backend's `trap_table_load` (bare
+/// metal's before a backend is chosen).
+///
+/// # Safety
+///
+/// The kernel's privilege, on the CPU that is to use it; its handlers are
+/// [`crate::traps`]'s stubs, which take the CPU's frame.
+pub unsafe fn load_idt() -> Result<(), pvi_sdk::types::PvError> {
+    use pvi_sdk::PvOps;
+    let idt = IDT.call_once(build_idt);
+    // SAFETY: 256 gates built by `build_idt` in a static that is never
+    // changed again; every present gate's handler is a stub of `traps`.
+    unsafe { crate::backend().trap_table_load(core::ptr::from_ref(idt) as u64, 256) }
 }
 
 fn build_idt() -> InterruptDescriptorTable {

@@ -171,7 +171,8 @@ fn switch_roots(
     backend: &Backend,
     info: &start_info,
     tables: [u64; 4],
-) -> Result<((u8, u8), PvError), PvError> {
+    traps: bool,
+) -> Result<Switched, PvError> {
     let l1_mfn = machine_frame(info, tables[3] >> 12).unwrap_or(0);
     let mut pinned = 0;
     let mut result = Ok(());
@@ -197,6 +198,9 @@ fn switch_roots(
             Err(why) => refusal = why,
         }
     }
+    // A write into the pinned root faults (Xen emulates faulting writes
+    // only into L1 tables); only with a trap table can the kernel see it.
+    let write_fault = (result.is_ok() && traps).then(|| page_fault_at(tables[0], true));
     if result.is_ok() {
         // SAFETY: the second root maps everything the bootstrap root does
         // (it is a copy) but PROBE, which only these checks read; the
@@ -213,7 +217,65 @@ fn switch_roots(
         let released = unsafe { backend.page_table_release(Gpa(table)) };
         result = result.and(released);
     }
-    result.map(|()| (seen, refusal))
+    result.map(|()| Switched {
+        seen,
+        refusal,
+        write_fault,
+    })
+}
+
+/// What `switch_roots` saw.
+struct Switched {
+    /// PROBE's first byte through the second root, then the first.
+    seen: (u8, u8),
+    /// Xen's answer to a writable mapping of the pinned L1.
+    refusal: PvError,
+    /// A write into the pinned L4: faulted once, and the address the
+    /// handler read through `fault_address` (not tried without a trap
+    /// table).
+    write_fault: Option<(bool, u64)>,
+}
+
+/// A lower-half address no bootstrap table maps (its L4 slot is empty in
+/// every domain Xen builds small enough for this harness; checked before
+/// use).
+const UNMAPPED: u64 = 0x0000_4000_0000_0000;
+
+/// Read (or, with `write`, write back) the 8 bytes at `va` with the
+/// kernel's handler told to expect a page fault and to resume after the
+/// 3-byte instruction: whether exactly one fault was caught, and the
+/// address `fault_address` gave the handler.
+fn page_fault_at(va: u64, write: bool) -> (bool, u64) {
+    use core::sync::atomic::Ordering::SeqCst;
+    let before = crate::traps::CAUGHT.load(SeqCst);
+    crate::traps::expect_fault(14, 3);
+    if write {
+        // SAFETY: a page-table page pinned by Xen and mapped read-only:
+        // the write faults and the handler resumes after it; were it
+        // taken, the word written is the one read from it.
+        unsafe {
+            core::arch::asm!(
+                "mov rax, qword ptr [rdi]",
+                ".byte 0x48, 0x89, 0x07", // mov [rdi], rax
+                in("rdi") va,
+                out("rax") _,
+                options(nostack)
+            )
+        };
+    } else {
+        // SAFETY: the read faults (nothing maps `va`); the handler, told
+        // to expect it, resumes after the 3-byte `mov rax, [rdi]`.
+        unsafe {
+            core::arch::asm!(
+                ".byte 0x48, 0x8b, 0x07", // mov rax, [rdi]
+                in("rdi") va,
+                out("rax") _,
+                options(nostack, readonly)
+            )
+        };
+    }
+    let caught = crate::traps::CAUGHT.load(SeqCst) - before;
+    (caught == 1, crate::traps::LAST_FAULT_ADDRESS.load(SeqCst))
 }
 
 /// The machine frame Xen keeps for this domain's frame `pfn`.
@@ -241,9 +303,53 @@ fn report(
 }
 
 /// Run the checks; how many failed.
-pub(crate) fn run(selection: &Selection, info: &start_info, console: &mut impl Write) -> u32 {
+pub(crate) fn run(
+    selection: &Selection,
+    info: &start_info,
+    loaded: Result<(), PvError>,
+    console: &mut impl Write,
+) -> u32 {
     let backend: &Backend = selection.backend;
     let mut failed = 0;
+
+    // trap_table_load: the entry loaded the kernel's IDT through it; the
+    // faults below are the evidence that Xen enters its handlers.
+    let traps = loaded.is_ok();
+    let served = selection.serving(Op::TrapTableLoad).map(|(step, _)| step);
+    report(
+        console,
+        &mut failed,
+        "trap_table_load",
+        traps && served == Some(1),
+        format_args!("the kernel's 256 gates: {loaded:?}, served by step {served:?}"),
+    );
+
+    // fault_address: a read of an address nothing maps faults, Xen
+    // bounces the #PF through the trap table, and the handler reads the
+    // address through the op (vcpu_info.arch.cr2 here).
+    // SAFETY: the bootstrap root, pt_base, mapped read-only; in bounds.
+    let l4_slot = unsafe {
+        (info.pt_base as *const u64)
+            .add(slot(UNMAPPED, 0))
+            .read_volatile()
+    };
+    let fault = (traps && l4_slot & PRESENT == 0).then(|| page_fault_at(UNMAPPED, false));
+    report(
+        console,
+        &mut failed,
+        "fault_address",
+        fault == Some((true, UNMAPPED)) && selection.serving(Op::FaultAddress).is_some(),
+        format_args!(
+            "a read of {UNMAPPED:#x}: {}",
+            match fault {
+                None if !traps => "not tried: no trap table",
+                None => "not tried: the address is mapped",
+                Some((true, at)) if at == UNMAPPED => "#PF, fault_address naming it; resumed",
+                Some((true, _)) => "#PF, but fault_address named another address",
+                Some((false, _)) => "no single fault",
+            }
+        ),
+    );
 
     // clock_ns: Xen system time from shared_info, moving.
     let first = backend.clock_ns().0;
@@ -358,20 +464,38 @@ pub(crate) fn run(selection: &Selection, info: &start_info, console: &mut impl W
             format_args!("{why}"),
         ),
         Ok(tables) => {
-            let switched = switch_roots(backend, info, tables);
+            let switched = switch_roots(backend, info, tables, traps);
             report(
                 console,
                 &mut failed,
                 "address_space_switch",
                 selection.serving(Op::AddressSpaceSwitch).is_some()
                     && selection.serving(Op::PageTableAlloc).is_some()
-                    && switched.is_ok_and(|(seen, _)| seen == (b'B', b'A')),
+                    && switched.as_ref().is_ok_and(|s| s.seen == (b'B', b'A')),
                 format_args!(
                     "a second root at {:#x}..{:#x}, pinned L1 to L4 through page_table_alloc; Xen's answer to a writable mapping of its L1: {:?}; {probe:#x} read (through it, then through the first root): {:?}; released",
                     tables[0],
                     tables[3] + 4096,
-                    switched.map(|(_, refusal)| refusal.origin),
-                    switched.map(|((a, b), _)| [a as char, b as char])
+                    switched.as_ref().map(|s| s.refusal.origin),
+                    switched.as_ref().map(|s| [s.seen.0 as char, s.seen.1 as char])
+                ),
+            );
+            let write_fault = switched.ok().and_then(|s| s.write_fault);
+            report(
+                console,
+                &mut failed,
+                "pinned_table_write",
+                write_fault == Some((true, tables[0])),
+                format_args!(
+                    "a write into the pinned root at {:#x}: {}",
+                    tables[0],
+                    match write_fault {
+                        None => "not tried (no trap table, or the root was not pinned)",
+                        Some((true, at)) if at == tables[0] =>
+                            "#PF, through the trap table, fault_address naming it; resumed",
+                        Some((true, _)) => "#PF, but fault_address named another address",
+                        Some((false, _)) => "no single fault: the write was taken or faulted again",
+                    }
                 ),
             );
         }

@@ -13,13 +13,15 @@
 //! by the entry (`Detection::entered`), and from then on goes through the
 //! ops alone: the report and the PV checks (`xen_pv_checks`) write through
 //! `console_write` (Xen's console from dom0, the PV console ring from a
-//! domU), and the domain stops through `shutdown`. The rest of the kernel
-//! loads an IDT and GDT, masks interrupts with `cli` and talks to the
-//! local APIC: in ring 3 each of these faults, and Xen crashes a PV
-//! domain that faults before it has given Xen a trap table. It runs here
-//! once those go through ops with a Xen PV mapping (issue 18); until
-//! then this entry says so and powers off, and `cargo xtask test` checks
-//! every line of it on the real Xen.
+//! domU), and the domain stops through `shutdown`. The kernel's IDT is
+//! loaded through `trap_table_load` (Xen's virtual IDT), so a fault
+//! reaches the kernel's own handler. The rest of the kernel loads a GDT,
+//! masks interrupts with `cli`, talks to the local APIC and takes its
+//! timer as a vector: in ring 3 each of these faults, and events reach a
+//! PV kernel only through callbacks. It runs here once those go through
+//! ops with a Xen PV mapping (issue 18); until then this entry says so
+//! and powers off, and `cargo xtask test` checks every line of it on the
+//! real Xen.
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -231,12 +233,20 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     // The boot report every entry prints: detection, the backend, and
     // each op's planned step.
     let _ = write!(console, "{selection}");
-    let failed = crate::xen_pv_checks::run(selection, info, &mut console);
+    // The kernel's IDT, through the op: Xen's virtual IDT here. Until it
+    // is loaded, a fault makes Xen crash the domain.
+    // SAFETY: the boot vCPU; the table's handlers are `traps`' stubs.
+    let loaded = unsafe { crate::descriptors::load_idt() };
+    let _ = writeln!(
+        console,
+        "pvi: Xen PV entry: the IDT through trap_table_load: {loaded:?}"
+    );
+    let failed = crate::xen_pv_checks::run(selection, info, loaded, &mut console);
     // What fell back, and what answered, as the chains recorded it.
     crate::run_report::write(&mut console);
     let _ = writeln!(
         console,
-        "pvi: Xen PV entry: checks: {failed} failed; the kernel stops here: its traps, descriptor tables and interrupt masking need ops with a Xen PV mapping (issue 18); powering off"
+        "pvi: Xen PV entry: checks: {failed} failed; the kernel stops here: its GDT, interrupt masking and events need ops with a Xen PV mapping (issue 18); powering off"
     );
     selection.flush_console();
     let _ = backend.shutdown(ShutdownReason::Poweroff);

@@ -106,7 +106,7 @@ fn boot(xen: &Path, kernel: &Path) -> Result<String, String> {
 
 /// Ring 3, Xen's `start_info` for its initial domain with the command
 /// line given, the Xen PV backend chosen by the entry, every PV check
-/// passed, the report through `console_io` (the console chain's step 2),
+/// passed (faults taken through the trap table included), the report through `console_io` (the console chain's step 2),
 /// and Xen's report that its dom0 shut down.
 fn check(log: &str) -> Result<(), String> {
     let expected = [
@@ -116,11 +116,14 @@ fn check(log: &str) -> Result<(), String> {
         format!("pvi: Xen PV entry: command line \"{CMDLINE}\""),
         "chosen: xen_pv (the kernel came in through its XEN_ELFNOTE_ENTRY entry)".to_string(),
         "backend: xen_pv".to_string(),
+        "pvi: Xen PV check trap_table_load: ok".to_string(),
+        "pvi: Xen PV check fault_address: ok".to_string(),
         "pvi: Xen PV check clock_ns: ok".to_string(),
         "pvi: Xen PV check tsc_hz: ok".to_string(),
         "pvi: Xen PV check wallclock: ok".to_string(),
         "pvi: Xen PV check page_table_write: ok".to_string(),
         "pvi: Xen PV check address_space_switch: ok".to_string(),
+        "pvi: Xen PV check pinned_table_write: ok".to_string(),
         "  console_write      step 2".to_string(),
         "pvi: Xen PV entry: checks: 0 failed".to_string(),
         DOM0_HALTED.to_string(),
@@ -146,11 +149,14 @@ mod tests {
             pvi: Xen PV entry: command line \"selftest pvi-pv-check\"\n\
             chosen: xen_pv (the kernel came in through its XEN_ELFNOTE_ENTRY entry)\n\
             backend: xen_pv\n\
+            pvi: Xen PV check trap_table_load: ok (the kernel's 256 gates: Ok(()), served by step Some(1))\n\
+            pvi: Xen PV check fault_address: ok (a read of 0x400000000000: #PF)\n\
             pvi: Xen PV check clock_ns: ok (served by step Some(1); 1038828555 ns, then 1038978685 ns)\n\
             pvi: Xen PV check tsc_hz: ok (2445431620 Hz, from vcpu_time_info)\n\
             pvi: Xen PV check wallclock: ok (1796606860 s since 1970)\n\
             pvi: Xen PV check page_table_write: ok ('A' at 0x146000, then 'B')\n\
             pvi: Xen PV check address_space_switch: ok (a second root)\n\
+            pvi: Xen PV check pinned_table_write: ok (a write into the pinned root)\n\
             served (the steps that answered each op's calls):\n\
             \x20 console_write      step 2\n\
             pvi: Xen PV entry: checks: 0 failed; the kernel stops here\n\
@@ -159,6 +165,9 @@ mod tests {
         assert!(check(&good.replace("clock_ns: ok", "clock_ns: FAILED")).is_err());
         assert!(check(&good.replace("page_table_write: ok", "page_table_write: FAILED")).is_err());
         assert!(check(&good.replace("switch: ok", "switch: FAILED")).is_err());
+        assert!(check(&good.replace("fault_address: ok", "fault_address: FAILED")).is_err());
+        assert!(check(&good.replace("table_write: ok", "table_write: FAILED")).is_err());
+        assert!(check(&good.replace("load: ok", "load: FAILED")).is_err());
         assert!(check(&good.replace("backend: xen_pv", "backend: native")).is_err());
         assert!(check(&good.replace("ring 3 (CS 0xe033)", "ring 0 (CS 0x8)")).is_err());
         assert!(check(&good.replace("(SIF_INITDOMAIN)", "a domU")).is_err());

@@ -3,6 +3,7 @@
 
 mod cmos;
 pub(crate) mod flush;
+pub mod idt;
 pub mod lapic;
 mod power;
 mod serial;
@@ -73,6 +74,10 @@ impl NativeRoutines for BareMetal {
     }
     unsafe fn page_table_release_none(_table: Gpa) -> Result<(), PvError> {
         Ok(())
+    }
+    unsafe fn lidt_gates(table: u64, entries: u16) -> Result<(), PvError> {
+        // SAFETY: the op's contract, which is `idt::load`'s.
+        unsafe { idt::load(table, entries) }
     }
     fn invlpg_or_flush_all(start: u64, pages: u64) {
         flush::flush_local(start, pages)

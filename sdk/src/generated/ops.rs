@@ -50,6 +50,12 @@ pub trait NativeRoutines {
     unsafe fn page_table_release_none(table: Gpa) -> Result<(), PvError>;
     /// Bare-metal `flush_tlb_local`: Flush this CPU's translations of `pages` 4 KiB pages from virtual address `start` (global ones included), or every translation when `pages` is more than 32: what a change to one CPU's own mappings needs, with no other CPU involved.
     fn invlpg_or_flush_all(start: u64, pages: u64);
+    /// Bare-metal `trap_table_load`: Make the first `entries` 16-byte gates of the interrupt descriptor table at virtual address `table` this CPU's exception and interrupt entry (`lidt`).
+    ///
+    /// # Safety
+    ///
+    /// `table` is the virtual address of `entries` valid 16-byte gates, which stay mapped and unchanged while loaded, and each present gate's handler handles its vector with the frame the CPU pushes
+    unsafe fn lidt_gates(table: u64, entries: u16) -> Result<(), PvError>;
     /// Bare-metal `console_write`: Write `data` to the early console.
     fn serial_write(data: &[u8]);
     /// Bare-metal `shutdown`: Stop the machine for `reason`.
@@ -451,6 +457,42 @@ pub trait PvOps {
     {
         unreachable!("no type implements needs::{}", stringify!(Interface_0_2))
     }
+    /// Make the first `entries` 16-byte gates of the interrupt descriptor
+    /// table at virtual address `table` this CPU's exception and interrupt
+    /// entry (`lidt`). A handler is entered with the frame the CPU pushes
+    /// (an error code where the CPU pushes one, then rip, cs, rflags, rsp,
+    /// ss) and returns with `iretq`: a platform that delivers traps
+    /// otherwise makes them look so. Bare metal loads the table as it is.
+    ///
+    /// Group `traps`; context `any`.
+    /// Native lowering: [`NativeRoutines::lidt_gates`].
+    /// Errors: `InvalidArgument`.
+    /// Since interface 0.2.0.
+    ///
+    /// # Safety
+    ///
+    /// `table` is the virtual address of `entries` valid 16-byte gates, which stay mapped and unchanged while loaded, and each present gate's handler handles its vector with the frame the CPU pushes
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    unsafe fn trap_table_load(&self, table: u64, entries: u16) -> Result<(), PvError> {
+        {
+            // SAFETY: the caller upholds `trap_table_load`'s contract (this fn is unsafe with the same one).
+            unsafe { native::trap_table_load::<Self::Native>(table, entries) }
+        }
+    }
+    /// Not in this build: `trap_table_load` needs the SDK's `interface-0-2` feature.
+    ///
+    /// # Safety
+    ///
+    /// `table` is the virtual address of `entries` valid 16-byte gates, which stay mapped and unchanged while loaded, and each present gate's handler handles its vector with the frame the CPU pushes
+    #[cfg(not(feature = "interface-0-2"))]
+    #[allow(unused_variables)]
+    unsafe fn trap_table_load(&self, table: u64, entries: u16) -> Result<(), PvError>
+    where
+        Self: needs::Interface_0_2,
+    {
+        unreachable!("no type implements needs::{}", stringify!(Interface_0_2))
+    }
     /// Write `data` to the early console. Bare metal writes it to COM1.
     ///
     /// Group `console`; context `any`.
@@ -700,6 +742,22 @@ pub mod native {
         };
         ret
     }
+    /// The native lowering of [`PvOps::trap_table_load`](super::PvOps::trap_table_load): the default and the end of every fallback chain.
+    ///
+    /// # Safety
+    ///
+    /// `table` is the virtual address of `entries` valid 16-byte gates, which stay mapped and unchanged while loaded, and each present gate's handler handles its vector with the frame the CPU pushes
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    pub unsafe fn trap_table_load<N: NativeRoutines>(
+        table: u64,
+        entries: u16,
+    ) -> Result<(), PvError> {
+        {
+            // SAFETY: the caller upholds `trap_table_load`'s contract (this fn is unsafe with the same one).
+            unsafe { <N as NativeRoutines>::lidt_gates(table, entries) }
+        }
+    }
     /// The native lowering of [`PvOps::console_write`](super::PvOps::console_write): the default and the end of every fallback chain.
     #[inline]
     pub fn console_write<N: NativeRoutines>(data: &[u8]) {
@@ -927,6 +985,13 @@ pub const OPS: &[OpInfo] = &[
         context: Context::Any,
     },
     OpInfo {
+        name: "trap_table_load",
+        group: "traps",
+        hot: false,
+        required: false,
+        context: Context::Any,
+    },
+    OpInfo {
         name: "console_write",
         group: "console",
         hot: false,
@@ -1006,6 +1071,8 @@ pub enum Op {
     FlushTlbLocal,
     /// `fault_address`.
     FaultAddress,
+    /// `trap_table_load`.
+    TrapTableLoad,
     /// `console_write`.
     ConsoleWrite,
     /// `shutdown`.
@@ -1042,6 +1109,7 @@ impl Op {
         Op::AddressSpaceSwitch,
         Op::FlushTlbLocal,
         Op::FaultAddress,
+        Op::TrapTableLoad,
         Op::ConsoleWrite,
         Op::Shutdown,
         Op::PanicNotify,
@@ -1472,6 +1540,41 @@ impl<
             Self::Vmware(b) => b.fault_address(),
             Self::Xen(b) => b.fault_address(),
             Self::XenPv(b) => b.fault_address(),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    ///
+    /// # Safety
+    ///
+    /// `table` is the virtual address of `entries` valid 16-byte gates, which stay mapped and unchanged while loaded, and each present gate's handler handles its vector with the frame the CPU pushes
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    unsafe fn trap_table_load(&self, table: u64, entries: u16) -> Result<(), PvError> {
+        match self {
+            Self::Native => {
+                // SAFETY: the caller upholds `trap_table_load`'s contract (this fn is unsafe with the same one).
+                unsafe { native::trap_table_load::<N>(table, entries) }
+            }
+            Self::Hyperv(b) => {
+                // SAFETY: the caller upholds `trap_table_load`'s contract (this fn is unsafe with the same one).
+                unsafe { b.trap_table_load(table, entries) }
+            }
+            Self::Kvm(b) => {
+                // SAFETY: the caller upholds `trap_table_load`'s contract (this fn is unsafe with the same one).
+                unsafe { b.trap_table_load(table, entries) }
+            }
+            Self::Vmware(b) => {
+                // SAFETY: the caller upholds `trap_table_load`'s contract (this fn is unsafe with the same one).
+                unsafe { b.trap_table_load(table, entries) }
+            }
+            Self::Xen(b) => {
+                // SAFETY: the caller upholds `trap_table_load`'s contract (this fn is unsafe with the same one).
+                unsafe { b.trap_table_load(table, entries) }
+            }
+            Self::XenPv(b) => {
+                // SAFETY: the caller upholds `trap_table_load`'s contract (this fn is unsafe with the same one).
+                unsafe { b.trap_table_load(table, entries) }
+            }
             Self::_Marker(_, never) => match *never {}
         }
     }

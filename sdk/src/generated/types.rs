@@ -1182,6 +1182,67 @@ const _: () = assert!(core::mem::offset_of!(start_info, first_p2m_pfn) == 1152);
 #[cfg(feature = "interface-0-2")]
 const _: () = assert!(core::mem::offset_of!(start_info, nr_p2m_frames) == 1160);
 
+/// One vector of a PV guest's virtual IDT. `flags` bits 1:0 say who
+/// may raise the vector with `int n` (0 no one, 1 or 2 the kernel, 3
+/// everyone); bit 2 masks events on entry, as an interrupt gate clears
+/// IF.
+/// Source: Xen xen/include/public/arch-x86/xen.h (struct trap_info;
+/// unsigned long is 8 bytes on x86-64).
+///
+/// Declared by the `xen` ABI in `idl/`.
+/// Size: 16 bytes.
+/// Since interface 0.2.0.
+#[cfg(feature = "interface-0-2")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct trap_info {
+    /// The exception vector.
+    ///
+    /// Offset 0.
+    pub vector: u8,
+    /// The `int n` privilege level, and the event-mask bit.
+    ///
+    /// Offset 1.
+    pub flags: u8,
+    /// The handler's code selector.
+    ///
+    /// Offset 2.
+    pub cs: u16,
+    /// Padding; keep zero.
+    pub _pad_at_4: [u8; 4],
+    /// The handler; 0 ends the array.
+    ///
+    /// Offset 8.
+    pub address: u64,
+}
+#[cfg(feature = "interface-0-2")]
+impl trap_info {
+    /// Every byte zero: the state before the hypervisor first writes it.
+    pub const ZERO: Self = Self {
+        vector: 0,
+        flags: 0,
+        cs: 0,
+        _pad_at_4: [0; 4],
+        address: 0,
+    };
+}
+#[cfg(feature = "interface-0-2")]
+impl Default for trap_info {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::size_of:: < trap_info > () == 16);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(trap_info, vector) == 0);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(trap_info, flags) == 1);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(trap_info, cs) == 2);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(trap_info, address) == 8);
+
 /// Per-vCPU shared record (64 bytes on x86). The first
 /// XEN_LEGACY_MAX_VCPUS live in shared_info; VCPUOP_register_vcpu_info
 /// moves one anywhere (not crossing a page).

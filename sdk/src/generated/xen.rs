@@ -37,6 +37,9 @@ pub use super::types::shared_info;
 #[cfg(feature = "interface-0-2")]
 #[doc(inline)]
 pub use super::types::start_info;
+#[cfg(feature = "interface-0-2")]
+#[doc(inline)]
+pub use super::types::trap_info;
 #[doc(inline)]
 pub use super::types::vcpu_info;
 #[doc(inline)]
@@ -796,6 +799,28 @@ pub const MMUEXT_TLB_FLUSH_LOCAL: u32 = 6;
 /// Since Xen 3.0.
 #[cfg(feature = "interface-0-2")]
 pub const MMUEXT_INVLPG_LOCAL: u32 = 7;
+/// set_trap_table(traps): `traps` (guest linear) is an array of struct
+/// trap_info ended by one whose address is 0; each entry replaces its
+/// vector's and the others stay (a NULL table clears them all). PV
+/// guests only.
+/// Source: Xen xen/include/public/arch-x86/xen.h
+/// (HYPERVISOR_set_trap_table); xen/arch/x86/pv/callback.c.
+///
+/// Hypercall number; see [`Hypercalls::hypervisor_set_trap_table`].
+/// Since interface 0.2.0.
+/// Since Xen 2.0.
+#[cfg(feature = "interface-0-2")]
+pub const __HYPERVISOR_set_trap_table: u64 = 0;
+/// The flat 64-bit code segment in Xen's GDT that a 64-bit PV kernel
+/// runs in (ring 3): its trap handlers' selector while it loads no GDT
+/// of its own.
+/// Source: Xen xen/include/public/arch-x86/xen-x86_64.h
+/// (FLAT_KERNEL_CS = FLAT_RING3_CS64).
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const FLAT_KERNEL_CS: u16 = 0xe033;
 /// Operation not permitted. Source: Xen xen/include/public/errno.h.
 ///
 /// Means [`ErrorKind::Denied`].
@@ -901,6 +926,7 @@ pub const HYPERCALLS: &[(u64, &str)] = &[
     (1, "__HYPERVISOR_mmu_update"),
     (14, "__HYPERVISOR_update_va_mapping"),
     (26, "__HYPERVISOR_mmuext_op"),
+    (0, "__HYPERVISOR_set_trap_table"),
 ];
 /// Every constant of this ABI by upstream name, with its value.
 pub const CONSTANTS: &[(&str, i128)] = &[
@@ -987,6 +1013,7 @@ pub const CONSTANTS: &[(&str, i128)] = &[
     ("MMUEXT_NEW_BASEPTR", 5),
     ("MMUEXT_TLB_FLUSH_LOCAL", 6),
     ("MMUEXT_INVLPG_LOCAL", 7),
+    ("FLAT_KERNEL_CS", 0xe033),
 ];
 /// Every feature bit of this ABI by upstream name, with its bit number.
 pub const FEATURE_BITS: &[(&str, u32)] = &[
@@ -1600,6 +1627,35 @@ impl Hypercalls {
                 foreign_dom as u64,
             )
         };
+        let status = raw as i64;
+        if status < 0 {
+            return Err(error(status.wrapping_neg()));
+        }
+        Ok({
+            let r0 = raw;
+            r0 as i64
+        })
+    }
+    /// set_trap_table(traps): `traps` (guest linear) is an array of struct
+    /// trap_info ended by one whose address is 0; each entry replaces its
+    /// vector's and the others stay (a NULL table clears them all). PV
+    /// guests only.
+    /// Source: Xen xen/include/public/arch-x86/xen.h
+    /// (HYPERVISOR_set_trap_table); xen/arch/x86/pv/callback.c.
+    ///
+    /// Number: `0`; arguments in `rdi`.
+    /// Since interface 0.2.0.
+    /// Since Xen 2.0.
+    #[cfg(feature = "interface-0-2")]
+    ///
+    /// # Safety
+    ///
+    /// As for the raw calls: the hypervisor must be this one, and every
+    /// address argument must point to memory it may use as the call says.
+    #[inline]
+    pub unsafe fn hypervisor_set_trap_table(self, traps: u64) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds `hypervisor_set_trap_table`'s contract (# Safety).
+        let raw = unsafe { self.call1(__HYPERVISOR_set_trap_table, traps) };
         let status = raw as i64;
         if status < 0 {
             return Err(error(status.wrapping_neg()));

@@ -258,6 +258,19 @@ pub unsafe trait Steps {
     /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
     #[cfg(feature = "interface-0-2")]
     fn cr2_from_vcpu_info(&self) -> Result<u64, PvError>;
+    /// `trap_table_load`, step 1: `routine set_trap_table_from_gates`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    ///
+    /// # Safety
+    ///
+    /// `table` is the virtual address of `entries` valid 16-byte gates, which stay mapped and unchanged while loaded, and each present gate's handler handles its vector with the frame the CPU pushes
+    #[cfg(feature = "interface-0-2")]
+    unsafe fn set_trap_table_from_gates(
+        &self,
+        table: u64,
+        entries: u16,
+    ) -> Result<(), PvError>;
 }
 /// The ops of a guest of this hypervisor: every mapped op walks its
 /// fallback chain from the IDL; the others are native.
@@ -536,6 +549,40 @@ impl<S: Steps> PvOps for Paravirt<S> {
         s.served(Op::FaultAddress, 0);
         native::fault_address::<S::Native>()
     }
+    /// # Safety
+    ///
+    /// `table` is the virtual address of `entries` valid 16-byte gates, which stay mapped and unchanged while loaded, and each present gate's handler handles its vector with the frame the CPU pushes
+    #[cfg(feature = "interface-0-2")]
+    unsafe fn trap_table_load(&self, table: u64, entries: u16) -> Result<(), PvError> {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::TrapTableLoad, 1) {
+            {
+                let result = {
+                    // SAFETY: the caller upholds `trap_table_load`'s contract (this fn is unsafe with the same one).
+                    unsafe { s.set_trap_table_from_gates(table, entries) }
+                };
+                match result {
+                    Ok(v) => {
+                        s.served(Op::TrapTableLoad, 1);
+                        return Ok(v);
+                    }
+                    Err(e) => {
+                        if matches!(e.kind, ErrorKind::InvalidArgument) {
+                            return Err(e);
+                        }
+                        s.fell_back(Op::TrapTableLoad, 1, e);
+                    }
+                }
+            }
+        }
+        s.served(Op::TrapTableLoad, 0);
+        {
+            // SAFETY: the caller upholds `trap_table_load`'s contract (this fn is unsafe with the same one).
+            unsafe { native::trap_table_load::<S::Native>(table, entries) }
+        }
+    }
     fn shutdown(&self, reason: ShutdownReason) -> Result<(), PvError> {
         let s = &self.0;
         #[allow(unused_variables)]
@@ -618,7 +665,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 12] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 13] {
     plan_at(features, None)
 }
 /// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
@@ -626,7 +673,7 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 12] {
 pub fn plan_at(
     features: &Features,
     version: Option<(u32, u32, u32)>,
-) -> [(Op, (usize, &'static str)); 12] {
+) -> [(Op, (usize, &'static str)); 13] {
     [
         (
             Op::ClockNs,
@@ -809,6 +856,21 @@ pub fn plan_at(
             },
         ),
         (
+            Op::TrapTableLoad,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "routine set_trap_table_from_gates");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
             Op::Shutdown,
             {
                 let step = || -> (usize, &'static str) {
@@ -864,5 +926,6 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("address_space_switch", "routine → native"),
     ("flush_tlb_local", "routine → native"),
     ("fault_address", "routine → native"),
+    ("trap_table_load", "routine → native"),
     ("shutdown", "hypercall → hypercall → hypercall → native"),
 ];
