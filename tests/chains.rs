@@ -89,6 +89,10 @@ impl NativeRoutines for MockNative {
         native_called("page_table_release_none");
         Ok(())
     }
+    unsafe fn wrmsr_gs_base(_base: u64) -> Result<(), PvError> {
+        native_called("wrmsr_gs_base");
+        Ok(())
+    }
     unsafe fn lidt_gates(_table: u64, _entries: u16) -> Result<(), PvError> {
         native_called("lidt_gates");
         Ok(())

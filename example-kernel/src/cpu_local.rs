@@ -1,10 +1,10 @@
 //! Which CPU is running, without a VM exit: each CPU's GS base points at
 //! its own block, whose first quadword is its index. (Asking the APIC for
 //! its id costs an MSR read, a VM exit under a hypervisor, on every op.)
+//! The base is set through the `gs_base_set` op: `wrmsr` natively,
+//! set_segment_base on Xen PV.
 
 use crate::firmware::MAX_CPUS;
-use x86_64::registers::model_specific::GsBase;
-use x86_64::VirtAddr;
 
 #[repr(C, align(64))]
 struct Block {
@@ -27,7 +27,13 @@ static BLOCKS: [Block; MAX_CPUS] = {
 ///
 /// `cpu` is the calling CPU's index (below `MAX_CPUS`): [`index`] trusts it.
 pub unsafe fn set(cpu: usize) {
-    GsBase::write(VirtAddr::new(core::ptr::addr_of!(BLOCKS[cpu]) as u64));
+    use pvi_sdk::PvOps;
+    let block = core::ptr::addr_of!(BLOCKS[cpu]) as u64;
+    // SAFETY: the block is a static, canonical and mapped for ever; the
+    // caller's contract makes it this CPU's.
+    if let Err(why) = unsafe { crate::backend().gs_base_set(block) } {
+        panic!("CPU {cpu}: GS base not set: {why:?}");
+    }
 }
 
 /// The calling CPU's index, as [`set`] recorded it.

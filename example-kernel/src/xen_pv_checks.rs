@@ -351,6 +351,23 @@ pub(crate) fn run(
         ),
     );
 
+    // gs_base_set: a GS-relative read follows the base the op set (the
+    // entry set block 0's; here block 1's, then block 0's again).
+    let seen = [1, 0].map(|cpu| {
+        // SAFETY: one vCPU, no event or interrupt handler running, and
+        // nothing GS-relative between the two sets but `index`'s read:
+        // block 1 stands for CPU 0 only for that read.
+        unsafe { crate::cpu_local::set(cpu) };
+        crate::cpu_local::index()
+    });
+    report(
+        console,
+        &mut failed,
+        "gs_base_set",
+        seen == [1, 0] && selection.serving(Op::GsBaseSet).is_some(),
+        format_args!("gs:[0] read {seen:?} with the base at block 1, then block 0"),
+    );
+
     // clock_ns: Xen system time from shared_info, moving.
     let first = backend.clock_ns().0;
     let mut later = first;

@@ -233,6 +233,9 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     // The boot report every entry prints: detection, the backend, and
     // each op's planned step.
     let _ = write!(console, "{selection}");
+    // This vCPU's per-CPU block, through the op (set_segment_base here).
+    // SAFETY: the boot vCPU, CPU 0, once, before GS-relative code runs.
+    unsafe { crate::cpu_local::set(0) };
     // The kernel's IDT, through the op: Xen's virtual IDT here. Until it
     // is loaded, a fault makes Xen crash the domain.
     // SAFETY: the boot vCPU; the table's handlers are `traps`' stubs.

@@ -3,6 +3,7 @@
 
 mod cmos;
 pub(crate) mod flush;
+mod gs_base;
 pub mod idt;
 pub mod lapic;
 mod power;
@@ -74,6 +75,10 @@ impl NativeRoutines for BareMetal {
     }
     unsafe fn page_table_release_none(_table: Gpa) -> Result<(), PvError> {
         Ok(())
+    }
+    unsafe fn wrmsr_gs_base(base: u64) -> Result<(), PvError> {
+        // SAFETY: the op's contract, which is `gs_base::set`'s.
+        unsafe { gs_base::set(base) }
     }
     unsafe fn lidt_gates(table: u64, entries: u16) -> Result<(), PvError> {
         // SAFETY: the op's contract, which is `idt::load`'s.

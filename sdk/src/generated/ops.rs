@@ -56,6 +56,12 @@ pub trait NativeRoutines {
     ///
     /// `table` is the virtual address of `entries` valid 16-byte gates, which stay mapped and unchanged while loaded, and each present gate's handler handles its vector with the frame the CPU pushes
     unsafe fn lidt_gates(table: u64, entries: u16) -> Result<(), PvError>;
+    /// Bare-metal `gs_base_set`: Point this CPU's GS base at `base`, so that GS-relative accesses read the kernel's per-CPU block there (`wrmsr` of IA32_GS_BASE).
+    ///
+    /// # Safety
+    ///
+    /// `base` is a canonical address of this CPU's per-CPU block, mapped for as long as GS-relative code on this CPU uses it, and no such code relies on the old base
+    unsafe fn wrmsr_gs_base(base: u64) -> Result<(), PvError>;
     /// Bare-metal `console_write`: Write `data` to the early console.
     fn serial_write(data: &[u8]);
     /// Bare-metal `shutdown`: Stop the machine for `reason`.
@@ -493,6 +499,38 @@ pub trait PvOps {
     {
         unreachable!("no type implements needs::{}", stringify!(Interface_0_2))
     }
+    /// Point this CPU's GS base at `base`, so that GS-relative accesses
+    /// read the kernel's per-CPU block there (`wrmsr` of IA32_GS_BASE).
+    ///
+    /// Group `segments`; context `any`.
+    /// Native lowering: [`NativeRoutines::wrmsr_gs_base`].
+    /// Errors: `InvalidArgument`.
+    /// Since interface 0.2.0.
+    ///
+    /// # Safety
+    ///
+    /// `base` is a canonical address of this CPU's per-CPU block, mapped for as long as GS-relative code on this CPU uses it, and no such code relies on the old base
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    unsafe fn gs_base_set(&self, base: u64) -> Result<(), PvError> {
+        {
+            // SAFETY: the caller upholds `gs_base_set`'s contract (this fn is unsafe with the same one).
+            unsafe { native::gs_base_set::<Self::Native>(base) }
+        }
+    }
+    /// Not in this build: `gs_base_set` needs the SDK's `interface-0-2` feature.
+    ///
+    /// # Safety
+    ///
+    /// `base` is a canonical address of this CPU's per-CPU block, mapped for as long as GS-relative code on this CPU uses it, and no such code relies on the old base
+    #[cfg(not(feature = "interface-0-2"))]
+    #[allow(unused_variables)]
+    unsafe fn gs_base_set(&self, base: u64) -> Result<(), PvError>
+    where
+        Self: needs::Interface_0_2,
+    {
+        unreachable!("no type implements needs::{}", stringify!(Interface_0_2))
+    }
     /// Write `data` to the early console. Bare metal writes it to COM1.
     ///
     /// Group `console`; context `any`.
@@ -758,6 +796,19 @@ pub mod native {
             unsafe { <N as NativeRoutines>::lidt_gates(table, entries) }
         }
     }
+    /// The native lowering of [`PvOps::gs_base_set`](super::PvOps::gs_base_set): the default and the end of every fallback chain.
+    ///
+    /// # Safety
+    ///
+    /// `base` is a canonical address of this CPU's per-CPU block, mapped for as long as GS-relative code on this CPU uses it, and no such code relies on the old base
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    pub unsafe fn gs_base_set<N: NativeRoutines>(base: u64) -> Result<(), PvError> {
+        {
+            // SAFETY: the caller upholds `gs_base_set`'s contract (this fn is unsafe with the same one).
+            unsafe { <N as NativeRoutines>::wrmsr_gs_base(base) }
+        }
+    }
     /// The native lowering of [`PvOps::console_write`](super::PvOps::console_write): the default and the end of every fallback chain.
     #[inline]
     pub fn console_write<N: NativeRoutines>(data: &[u8]) {
@@ -992,6 +1043,13 @@ pub const OPS: &[OpInfo] = &[
         context: Context::Any,
     },
     OpInfo {
+        name: "gs_base_set",
+        group: "segments",
+        hot: false,
+        required: false,
+        context: Context::Any,
+    },
+    OpInfo {
         name: "console_write",
         group: "console",
         hot: false,
@@ -1073,6 +1131,8 @@ pub enum Op {
     FaultAddress,
     /// `trap_table_load`.
     TrapTableLoad,
+    /// `gs_base_set`.
+    GsBaseSet,
     /// `console_write`.
     ConsoleWrite,
     /// `shutdown`.
@@ -1110,6 +1170,7 @@ impl Op {
         Op::FlushTlbLocal,
         Op::FaultAddress,
         Op::TrapTableLoad,
+        Op::GsBaseSet,
         Op::ConsoleWrite,
         Op::Shutdown,
         Op::PanicNotify,
@@ -1574,6 +1635,41 @@ impl<
             Self::XenPv(b) => {
                 // SAFETY: the caller upholds `trap_table_load`'s contract (this fn is unsafe with the same one).
                 unsafe { b.trap_table_load(table, entries) }
+            }
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    ///
+    /// # Safety
+    ///
+    /// `base` is a canonical address of this CPU's per-CPU block, mapped for as long as GS-relative code on this CPU uses it, and no such code relies on the old base
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    unsafe fn gs_base_set(&self, base: u64) -> Result<(), PvError> {
+        match self {
+            Self::Native => {
+                // SAFETY: the caller upholds `gs_base_set`'s contract (this fn is unsafe with the same one).
+                unsafe { native::gs_base_set::<N>(base) }
+            }
+            Self::Hyperv(b) => {
+                // SAFETY: the caller upholds `gs_base_set`'s contract (this fn is unsafe with the same one).
+                unsafe { b.gs_base_set(base) }
+            }
+            Self::Kvm(b) => {
+                // SAFETY: the caller upholds `gs_base_set`'s contract (this fn is unsafe with the same one).
+                unsafe { b.gs_base_set(base) }
+            }
+            Self::Vmware(b) => {
+                // SAFETY: the caller upholds `gs_base_set`'s contract (this fn is unsafe with the same one).
+                unsafe { b.gs_base_set(base) }
+            }
+            Self::Xen(b) => {
+                // SAFETY: the caller upholds `gs_base_set`'s contract (this fn is unsafe with the same one).
+                unsafe { b.gs_base_set(base) }
+            }
+            Self::XenPv(b) => {
+                // SAFETY: the caller upholds `gs_base_set`'s contract (this fn is unsafe with the same one).
+                unsafe { b.gs_base_set(base) }
             }
             Self::_Marker(_, never) => match *never {}
         }

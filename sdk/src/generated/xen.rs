@@ -821,6 +821,26 @@ pub const __HYPERVISOR_set_trap_table: u64 = 0;
 /// Since Xen 3.0.
 #[cfg(feature = "interface-0-2")]
 pub const FLAT_KERNEL_CS: u16 = 0xe033;
+/// set_segment_base(which, base): set a segment base a 64-bit PV
+/// kernel cannot set with `wrmsr` (SEGBASE_*); Xen refuses a
+/// non-canonical base with -EINVAL. 64-bit PV guests only.
+/// Source: Xen xen/include/public/xen.h and
+/// xen/include/public/arch-x86/xen-x86_64.h (HYPERVISOR_set_segment_base);
+/// xen/arch/x86/pv/misc-hypercalls.c.
+///
+/// Hypercall number; see [`Hypercalls::hypervisor_set_segment_base`].
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const __HYPERVISOR_set_segment_base: u64 = 25;
+/// set_segment_base: the GS base while the guest kernel runs (Xen
+/// swaps it with the user one on each kernel/user switch).
+/// Source: Xen xen/include/public/arch-x86/xen-x86_64.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const SEGBASE_GS_KERNEL: u32 = 2;
 /// Operation not permitted. Source: Xen xen/include/public/errno.h.
 ///
 /// Means [`ErrorKind::Denied`].
@@ -927,6 +947,7 @@ pub const HYPERCALLS: &[(u64, &str)] = &[
     (14, "__HYPERVISOR_update_va_mapping"),
     (26, "__HYPERVISOR_mmuext_op"),
     (0, "__HYPERVISOR_set_trap_table"),
+    (25, "__HYPERVISOR_set_segment_base"),
 ];
 /// Every constant of this ABI by upstream name, with its value.
 pub const CONSTANTS: &[(&str, i128)] = &[
@@ -1014,6 +1035,7 @@ pub const CONSTANTS: &[(&str, i128)] = &[
     ("MMUEXT_TLB_FLUSH_LOCAL", 6),
     ("MMUEXT_INVLPG_LOCAL", 7),
     ("FLAT_KERNEL_CS", 0xe033),
+    ("SEGBASE_GS_KERNEL", 2),
 ];
 /// Every feature bit of this ABI by upstream name, with its bit number.
 pub const FEATURE_BITS: &[(&str, u32)] = &[
@@ -1656,6 +1678,41 @@ impl Hypercalls {
     pub unsafe fn hypervisor_set_trap_table(self, traps: u64) -> Result<i64, PvError> {
         // SAFETY: the caller upholds `hypervisor_set_trap_table`'s contract (# Safety).
         let raw = unsafe { self.call1(__HYPERVISOR_set_trap_table, traps) };
+        let status = raw as i64;
+        if status < 0 {
+            return Err(error(status.wrapping_neg()));
+        }
+        Ok({
+            let r0 = raw;
+            r0 as i64
+        })
+    }
+    /// set_segment_base(which, base): set a segment base a 64-bit PV
+    /// kernel cannot set with `wrmsr` (SEGBASE_*); Xen refuses a
+    /// non-canonical base with -EINVAL. 64-bit PV guests only.
+    /// Source: Xen xen/include/public/xen.h and
+    /// xen/include/public/arch-x86/xen-x86_64.h (HYPERVISOR_set_segment_base);
+    /// xen/arch/x86/pv/misc-hypercalls.c.
+    ///
+    /// Number: `25`; arguments in `rdi`, `rsi`.
+    /// Since interface 0.2.0.
+    /// Since Xen 3.0.
+    #[cfg(feature = "interface-0-2")]
+    ///
+    /// # Safety
+    ///
+    /// As for the raw calls: the hypervisor must be this one, and every
+    /// address argument must point to memory it may use as the call says.
+    #[inline]
+    pub unsafe fn hypervisor_set_segment_base(
+        self,
+        which: u32,
+        base: u64,
+    ) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds `hypervisor_set_segment_base`'s contract (# Safety).
+        let raw = unsafe {
+            self.call2(__HYPERVISOR_set_segment_base, which as u64, base)
+        };
         let status = raw as i64;
         if status < 0 {
             return Err(error(status.wrapping_neg()));

@@ -183,6 +183,21 @@ pub unsafe trait Steps {
         // SAFETY: the caller upholds this method's contract, which is `Hypercalls::hypervisor_sched_op`'s.
         unsafe { self.hypercalls().hypervisor_sched_op(cmd, arg) }
     }
+    /// `__HYPERVISOR_set_segment_base` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.
+    ///
+    /// # Safety
+    ///
+    /// As for `Hypercalls::hypervisor_set_segment_base`: the hypervisor must be this one, and every address argument must point to memory it may use as the call says.
+    #[cfg(feature = "interface-0-2")]
+    #[inline(always)]
+    unsafe fn hypervisor_set_segment_base(
+        &self,
+        which: u32,
+        base: u64,
+    ) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds this method's contract, which is `Hypercalls::hypervisor_set_segment_base`'s.
+        unsafe { self.hypercalls().hypervisor_set_segment_base(which, base) }
+    }
     /// Where the platform put this guest's `xencons_interface` (configured, not registered by the guest): `None` when it gave none or the backend does not trust it (a wrong signature or revision); the steps reading it then fall back.
     #[cfg(feature = "interface-0-2")]
     fn xencons_interface(&self) -> Option<core::ptr::NonNull<xencons_interface>>;
@@ -583,6 +598,39 @@ impl<S: Steps> PvOps for Paravirt<S> {
             unsafe { native::trap_table_load::<S::Native>(table, entries) }
         }
     }
+    /// # Safety
+    ///
+    /// `base` is a canonical address of this CPU's per-CPU block, mapped for as long as GS-relative code on this CPU uses it, and no such code relies on the old base
+    #[cfg(feature = "interface-0-2")]
+    unsafe fn gs_base_set(&self, base: u64) -> Result<(), PvError> {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 0u32))
+            && !s.withdrawn(Op::GsBaseSet, 1)
+        {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Xen PV is the hypervisor; the arguments follow the IDL's mapping of `gs_base_set`.
+                match unsafe { s.hypervisor_set_segment_base(SEGBASE_GS_KERNEL, base) } {
+                    Ok(_) => {
+                        s.served(Op::GsBaseSet, 1);
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        if matches!(e.kind, ErrorKind::InvalidArgument) {
+                            return Err(e);
+                        }
+                        s.fell_back(Op::GsBaseSet, 1, e);
+                    }
+                }
+            }
+        }
+        s.served(Op::GsBaseSet, 0);
+        {
+            // SAFETY: the caller upholds `gs_base_set`'s contract (this fn is unsafe with the same one).
+            unsafe { native::gs_base_set::<S::Native>(base) }
+        }
+    }
     fn shutdown(&self, reason: ShutdownReason) -> Result<(), PvError> {
         let s = &self.0;
         #[allow(unused_variables)]
@@ -665,7 +713,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 13] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 14] {
     plan_at(features, None)
 }
 /// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
@@ -673,7 +721,7 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 13] {
 pub fn plan_at(
     features: &Features,
     version: Option<(u32, u32, u32)>,
-) -> [(Op, (usize, &'static str)); 13] {
+) -> [(Op, (usize, &'static str)); 14] {
     [
         (
             Op::ClockNs,
@@ -871,6 +919,24 @@ pub fn plan_at(
             },
         ),
         (
+            Op::GsBaseSet,
+            {
+                let step = || -> (usize, &'static str) {
+                    if version.is_none_or(|v| v >= (3u32, 0u32, 0u32)) {
+                        return (
+                            1,
+                            "hypercall __HYPERVISOR_set_segment_base(SEGBASE_GS_KERNEL, base)",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
             Op::Shutdown,
             {
                 let step = || -> (usize, &'static str) {
@@ -927,5 +993,6 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("flush_tlb_local", "routine → native"),
     ("fault_address", "routine → native"),
     ("trap_table_load", "routine → native"),
+    ("gs_base_set", "hypercall → native"),
     ("shutdown", "hypercall → hypercall → hypercall → native"),
 ];
