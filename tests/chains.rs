@@ -925,6 +925,9 @@ unsafe impl xen_pv::Steps for MockXenPv {
     unsafe fn new_baseptr_by_mmuext_op(&self, _root: Gpa) -> Result<(), PvError> {
         Ok(())
     }
+    fn crash_told_by_shutdown(&self) -> Result<(), PvError> {
+        Ok(())
+    }
     unsafe fn set_trap_table_from_gates(&self, table: u64, entries: u16) -> Result<(), PvError> {
         self.trap_tables.borrow_mut().push((table, entries));
         Ok(())
@@ -965,6 +968,9 @@ fn xen_pv_chains_reach_xens_calls_and_fall_back_in_order() {
         assert_eq!(ops.trap_table_load(0x20_0000, 256), Ok(()));
     }
     assert_eq!(*ops.0.trap_tables.borrow(), [(0x20_0000, 256)]);
+    // No pvpanic port write (it faults in ring 3): the crash shutdown
+    // that follows tells Xen.
+    ops.panic_notify();
     assert_eq!(ops.clock_ns(), Nanos(42));
     ops.flush_tlb_local(0x14_6000, 1);
     assert!(take_native_calls().is_empty());

@@ -394,6 +394,11 @@ unsafe impl Steps for XenPv {
         unsafe { crate::xen_pv_traps::load(&self.hypercalls, table, entries) }
     }
 
+    /// Nothing to do now: the crash shutdown that follows tells Xen.
+    fn crash_told_by_shutdown(&self) -> Result<(), PvError> {
+        Ok(())
+    }
+
     fn cr2_from_vcpu_info(&self) -> Result<u64, PvError> {
         let cpu = platform::cpu_index();
         if !self.shared_info || cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize {

@@ -340,9 +340,14 @@ fn demo(selection: &Selection, out: &mut console::Console) {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
+    static PANICKED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
     let _ = writeln!(console::Console, "panic: {info}");
-    if let Some(s) = ops() {
-        s.backend.panic_notify();
+    // A panic inside the panic path (a fault in the notification) goes
+    // straight to the exit, which tries only the `shutdown` op.
+    if !PANICKED.swap(true, core::sync::atomic::Ordering::SeqCst) {
+        if let Some(s) = ops() {
+            s.backend.panic_notify();
+        }
     }
     exit::failure()
 }

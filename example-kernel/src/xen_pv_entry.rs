@@ -247,6 +247,20 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     let failed = crate::xen_pv_checks::run(selection, info, loaded, &mut console);
     // What fell back, and what answered, as the chains recorded it.
     crate::run_report::write(&mut console);
+    if cmdline
+        .split_ascii_whitespace()
+        .any(|w| w == "pvi-pv-fault")
+    {
+        // What any fault the kernel does not expect meets: its handler's
+        // report, a panic, and the crash shutdown, never a hang.
+        let _ = writeln!(
+            console,
+            "pvi: Xen PV entry: pvi-pv-fault: an unexpected #UD follows"
+        );
+        // SAFETY: `ud2` raises #UD, which the kernel's handler (through
+        // the trap table) reports before the kernel panics and stops.
+        unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
+    }
     let _ = writeln!(
         console,
         "pvi: Xen PV entry: checks: {failed} failed; the kernel stops here: its GDT, interrupt masking and events need ops with a Xen PV mapping (issue 18); powering off"

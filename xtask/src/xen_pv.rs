@@ -23,6 +23,8 @@ const DOM0_HALTED: &str = "Hardware Dom0 halted";
 const DOM0_CRASHED: &str = "Hardware Dom0 crashed";
 /// The command line the kernel is given, and must report back.
 const CMDLINE: &str = "selftest pvi-pv-check";
+/// The same, with a fault the kernel does not expect after its checks.
+const FAULT_CMDLINE: &str = "selftest pvi-pv-check pvi-pv-fault";
 /// Xen's own command line for a PV dom0: no IOMMU and no SMAP, which a
 /// Linux PV dom0 needed here too (book: "The real Xen").
 const XEN_CMDLINE: &str = "console=com1 com1=115200,8n1 dom0_mem=256M dom0_max_vcpus=1 \
@@ -31,17 +33,44 @@ const XEN_CMDLINE: &str = "console=com1 com1=115200,8n1 dom0_mem=256M dom0_max_v
 /// The step's name.
 pub const NAME: &str =
     "xen pv dom0: the example kernel's ELF enters in ring 3 (real Xen 4.17, tcg)";
+/// The second step's name.
+const FAULT_NAME: &str =
+    "xen pv dom0: an unexpected fault is reported by the kernel's handler, then a crash shutdown (real Xen 4.17, tcg)";
 
-/// Build the example kernel and boot it as the PV dom0; one step. The
-/// serial log when the boot passed, for the book's Verified where table.
+/// Build the example kernel and boot it as the PV dom0: the checks, then
+/// the same with an unexpected fault; two steps. The first's serial log
+/// when it passed, for the book's Verified where table.
 pub fn steps(steps: &mut Vec<Step>) -> Option<String> {
-    let name = NAME;
+    let built = crate::xen::provision()
+        .and_then(|xen| crate::qemu::build_kernel(false).map(|kernel| (xen.to_path_buf(), kernel)));
+    let log = step(steps, NAME, &built, CMDLINE, "xen-pv-dom0", check);
+    step(
+        steps,
+        FAULT_NAME,
+        &built,
+        FAULT_CMDLINE,
+        "xen-pv-dom0-fault",
+        check_fault,
+    );
+    log
+}
+
+/// One boot of `kernel` as the PV dom0 with `cmdline`, judged by `judge`;
+/// its serial log when it passed.
+fn step(
+    steps: &mut Vec<Step>,
+    name: &'static str,
+    built: &Result<(PathBuf, PathBuf), String>,
+    cmdline: &str,
+    log_name: &str,
+    judge: fn(&str) -> Result<(), String>,
+) -> Option<String> {
     println!("\n==> {name}");
     let start = Instant::now();
-    let booted = crate::xen::provision()
-        .and_then(|xen| crate::qemu::build_kernel(false).map(|kernel| (xen, kernel)))
-        .and_then(|(xen, kernel)| boot(xen, &kernel))
-        .and_then(|log| check(&log).map(|()| log));
+    let booted = built
+        .clone()
+        .and_then(|(xen, kernel)| boot(&xen, &kernel, cmdline, log_name))
+        .and_then(|log| judge(&log).map(|()| log));
     let (outcome, log) = match booted {
         Ok(log) => (Outcome::Passed, Some(log)),
         Err(why) => {
@@ -53,16 +82,17 @@ pub fn steps(steps: &mut Vec<Step>) -> Option<String> {
     log
 }
 
-/// Boot Xen with `kernel` as its dom0 until Xen halts or reports a crash
-/// (or the timeout); the serial log.
-fn boot(xen: &Path, kernel: &Path) -> Result<String, String> {
-    let log = PathBuf::from("target/boot/xen-pv-dom0.log");
+/// Boot Xen with `kernel` as its dom0, given `cmdline`, until Xen halts
+/// or reports a crash (or the timeout); the serial log, kept in
+/// `target/boot/<log_name>.log`.
+fn boot(xen: &Path, kernel: &Path, cmdline: &str, log_name: &str) -> Result<String, String> {
+    let log = PathBuf::from(format!("target/boot/{log_name}.log"));
     std::fs::create_dir_all("target/boot").map_err(|e| format!("target/boot: {e}"))?;
     let _ = std::fs::remove_file(&log);
     // The first multiboot module is the dom0 kernel; Xen gives it the
     // module's string after the first word (the file name) as its command
     // line. QEMU reads a comma as the next module, hence none in either.
-    let module = format!("{} {CMDLINE}", kernel.display());
+    let module = format!("{} {cmdline}", kernel.display());
     let mut qemu = Command::new("qemu-system-x86_64")
         .args([
             "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "1024M",
@@ -139,6 +169,30 @@ fn check(log: &str) -> Result<(), String> {
     }
 }
 
+/// The checks passed, then the unexpected #UD: reported by the kernel's
+/// own handler (so Xen entered it through the trap table), a panic, and
+/// a crash shutdown that Xen reports, with no halt and no hang.
+fn check_fault(log: &str) -> Result<(), String> {
+    let expected = [
+        "pvi: Xen PV entry: pvi-pv-fault: an unexpected #UD follows",
+        "exception: invalid opcode (#UD) (vector 6)",
+        "  rip ",
+        "panic: panicked at ",
+        "unhandled exception invalid opcode (#UD)",
+        DOM0_CRASHED,
+    ];
+    let missing: Vec<&&str> = expected.iter().filter(|e| !log.contains(**e)).collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "missing {missing:?} (log target/boot/xen-pv-dom0-fault.log)"
+        ));
+    }
+    if log.contains(DOM0_HALTED) {
+        return Err("the dom0 powered off instead of crashing".to_string());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +230,20 @@ mod tests {
         assert!(check(&good.replace("(SIF_INITDOMAIN)", "a domU")).is_err());
         assert!(check(&good.replace("pvi-pv-check", "")).is_err());
         assert!(check(&good.replace("Hardware Dom0 halted", "Hardware Dom0 crashed")).is_err());
+    }
+
+    #[test]
+    fn an_unexpected_fault_must_be_reported_then_crash_the_dom0() {
+        let good = "pvi: Xen PV entry: pvi-pv-fault: an unexpected #UD follows\n\
+            exception: invalid opcode (#UD) (vector 6), error code 0x0, CPU 0\n\
+            \x20 rip 0x0000000000120765  cs 0xe033\n\
+            panic: panicked at src/traps.rs:185:13:\n\
+            unhandled exception invalid opcode (#UD)\n\
+            (XEN) Hardware Dom0 crashed: 'noreboot' set - not rebooting.\n";
+        assert_eq!(check_fault(good), Ok(()));
+        assert!(check_fault(&good.replace("panic: ", "")).is_err());
+        assert!(check_fault(&good.replace("unhandled", "expected")).is_err());
+        assert!(check_fault(&good.replace("exception: ", "")).is_err());
+        assert!(check_fault(&good.replace("crashed", "halted")).is_err());
     }
 }

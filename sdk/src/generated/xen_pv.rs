@@ -286,6 +286,10 @@ pub unsafe trait Steps {
         table: u64,
         entries: u16,
     ) -> Result<(), PvError>;
+    /// `panic_notify`, step 1: `routine crash_told_by_shutdown`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    fn crash_told_by_shutdown(&self) -> Result<(), PvError>;
 }
 /// The ops of a guest of this hypervisor: every mapped op walks its
 /// fallback chain from the IDL; the others are native.
@@ -631,6 +635,22 @@ impl<S: Steps> PvOps for Paravirt<S> {
             unsafe { native::gs_base_set::<S::Native>(base) }
         }
     }
+    fn panic_notify(&self) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::PanicNotify, 1) {
+            match s.crash_told_by_shutdown() {
+                Ok(v) => {
+                    s.served(Op::PanicNotify, 1);
+                    return v;
+                }
+                Err(e) => s.fell_back(Op::PanicNotify, 1, e),
+            }
+        }
+        s.served(Op::PanicNotify, 0);
+        native::panic_notify::<S::Native>()
+    }
     fn shutdown(&self, reason: ShutdownReason) -> Result<(), PvError> {
         let s = &self.0;
         #[allow(unused_variables)]
@@ -713,7 +733,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 14] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 15] {
     plan_at(features, None)
 }
 /// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
@@ -721,7 +741,7 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 14] {
 pub fn plan_at(
     features: &Features,
     version: Option<(u32, u32, u32)>,
-) -> [(Op, (usize, &'static str)); 14] {
+) -> [(Op, (usize, &'static str)); 15] {
     [
         (
             Op::ClockNs,
@@ -937,6 +957,21 @@ pub fn plan_at(
             },
         ),
         (
+            Op::PanicNotify,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "routine crash_told_by_shutdown");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
             Op::Shutdown,
             {
                 let step = || -> (usize, &'static str) {
@@ -994,5 +1029,6 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("fault_address", "routine → native"),
     ("trap_table_load", "routine → native"),
     ("gs_base_set", "hypercall → native"),
+    ("panic_notify", "routine → native"),
     ("shutdown", "hypercall → hypercall → hypercall → native"),
 ];
