@@ -848,6 +848,8 @@ struct MockXenPv {
     console_io: RefCell<Vec<(u32, Vec<u8>)>>,
     entries: RefCell<Vec<(u64, u64)>>,
     trap_tables: RefCell<Vec<(u64, u16)>>,
+    /// The vCPU's event mask, as the irq routines leave it.
+    masked: std::cell::Cell<bool>,
 }
 
 impl MockXenPv {
@@ -857,6 +859,7 @@ impl MockXenPv {
             console_io: RefCell::new(Vec::new()),
             entries: RefCell::new(Vec::new()),
             trap_tables: RefCell::new(Vec::new()),
+            masked: std::cell::Cell::new(true),
         }
     }
 }
@@ -928,6 +931,28 @@ unsafe impl xen_pv::Steps for MockXenPv {
     fn crash_told_by_shutdown(&self) -> Result<(), PvError> {
         Ok(())
     }
+    fn this_cpu(&self) -> u64 {
+        0
+    }
+    fn mask_events(&self) -> Result<(), PvError> {
+        self.masked.set(true);
+        Ok(())
+    }
+    fn unmask_events(&self) -> Result<(), PvError> {
+        self.masked.set(false);
+        Ok(())
+    }
+    fn save_and_mask_events(&self) -> Result<IrqFlags, PvError> {
+        let was = self.masked.replace(true);
+        Ok(if was { IrqFlags::empty() } else { IrqFlags::IF })
+    }
+    fn restore_event_mask(&self, flags: IrqFlags) -> Result<(), PvError> {
+        self.masked.set(!flags.contains(IrqFlags::IF));
+        Ok(())
+    }
+    fn events_need_no_eoi(&self) -> Result<(), PvError> {
+        Ok(())
+    }
     unsafe fn set_trap_table_from_gates(&self, table: u64, entries: u16) -> Result<(), PvError> {
         self.trap_tables.borrow_mut().push((table, entries));
         Ok(())
@@ -971,6 +996,19 @@ fn xen_pv_chains_reach_xens_calls_and_fall_back_in_order() {
     // No pvpanic port write (it faults in ring 3): the crash shutdown
     // that follows tells Xen.
     ops.panic_notify();
+    // Interrupt masking is the vCPU's event mask: `cli` and `sti` would
+    // fault in ring 3 (and here, on the host, too), and no APIC is ended.
+    ops.irq_enable();
+    assert!(!ops.0.masked.get());
+    let on = ops.irq_save();
+    assert!(ops.0.masked.get() && on.contains(IrqFlags::IF));
+    let off = ops.irq_save();
+    assert!(!off.contains(IrqFlags::IF));
+    ops.irq_restore(on);
+    assert!(!ops.0.masked.get());
+    ops.irq_disable();
+    assert!(ops.0.masked.get());
+    ops.eoi();
     assert_eq!(ops.clock_ns(), Nanos(42));
     ops.flush_tlb_local(0x14_6000, 1);
     assert!(take_native_calls().is_empty());

@@ -122,6 +122,8 @@ pub mod retired;
 pub mod select;
 #[cfg(any(feature = "xen", feature = "xen_pv"))]
 mod xen_console;
+#[cfg(any(feature = "xen", feature = "xen_pv"))]
+mod xen_events;
 #[cfg(feature = "xen_pv")]
 pub mod xen_pv_traps;
 #[cfg(any(feature = "xen", feature = "xen_pv"))]

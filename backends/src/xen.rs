@@ -15,14 +15,14 @@ use crate::fallback;
 use crate::native::BareMetal;
 use crate::percpu::{Page, PerCpu, Shared, MAX_CPUS};
 use crate::platform::{self, MemoryRegion};
-use core::sync::atomic::{AtomicU32, AtomicU8, Ordering::SeqCst};
+use core::sync::atomic::{AtomicU8, Ordering::SeqCst};
 use pvi_sdk::arch::{cpuid, rdtsc, wrmsr};
 use pvi_sdk::detect::Choice;
 use pvi_sdk::generated::ops::Op;
 use pvi_sdk::generated::xen::{self, Features, Hypercalls, Steps};
 use pvi_sdk::time::pvclock;
 use pvi_sdk::types::{
-    evtchn_bind_virq, pvclock_vcpu_time_info, shared_info,
+    pvclock_vcpu_time_info, shared_info,
     vcpu_register_runstate_memory_area, vcpu_runstate_info, xen_add_to_physmap, xen_feature_info,
     xen_hvm_param, xen_memory_map, ApicId, ErrorKind, ErrorOrigin, Hertz, Nanos,
     PvError,
@@ -43,7 +43,7 @@ static RUNSTATE: PerCpu<vcpu_runstate_info> =
     PerCpu([const { Shared::new(vcpu_runstate_info::ZERO) }; MAX_CPUS]);
 static RUNSTATE_ON: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 /// Each CPU's VIRQ_TIMER port (0: not bound; Xen never allocates port 0).
-static TIMER_PORT: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+static TIMER_PORT: crate::xen_events::TimerPorts = crate::xen_events::TimerPorts::new();
 /// Reads of a record before giving up on one that keeps changing.
 const RETRIES: u32 = 1000;
 
@@ -428,22 +428,7 @@ impl HypervisorBackend for Xen {
             )
         };
         RUNSTATE_ON[cpu].store(u8::from(done == Ok(0)), SeqCst);
-        let mut bind = evtchn_bind_virq {
-            virq: xen::VIRQ_TIMER,
-            vcpu: cpu as u32,
-            port: 0,
-        };
-        // SAFETY: Xen is the hypervisor; it writes the bound port into the
-        // struct, which lives until the call returns.
-        let bound = unsafe {
-            self.hypercalls.hypervisor_event_channel_op(
-                xen::EVTCHNOP_bind_virq,
-                core::ptr::from_mut(&mut bind) as u64,
-            )
-        };
-        if bound == Ok(0) && cpu < MAX_CPUS {
-            TIMER_PORT[cpu].store(bind.port, SeqCst);
-        }
+        TIMER_PORT.bind(&self.hypercalls, cpu);
     }
 
     /// With the upcall on the timer's vector, the timer's handler
@@ -471,40 +456,15 @@ impl HypervisorBackend for Xen {
 }
 
 impl Xen {
-    /// Acknowledge this vCPU's timer event: clear its upcall flag, its
-    /// selector and VIRQ_TIMER's pending bit, as Linux's upcall handler
-    /// does; whether the bit was set. Xen notifies only when a port becomes
-    /// pending, so without this the first timer event would also be the
-    /// last. Other ports' bits, which may be other vCPUs' timers, are left
-    /// alone.
+    /// Acknowledge this vCPU's timer event (`xen_events`); whether it
+    /// was pending.
     fn acknowledge_timer_event(&self) -> bool {
-        let cpu = platform::cpu_index();
-        if !self.shared_info || cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize || cpu >= MAX_CPUS {
+        if !self.shared_info {
             return false;
         }
-        let port = TIMER_PORT[cpu].load(SeqCst) as usize;
-        let info = SHARED_INFO.0.get();
-        // SAFETY: fields of the mapped static shared_info, which Xen and the
-        // guest update with atomic operations (the event-channel ABI); the
-        // port was bound by Xen, so it indexes evtchn_pending.
-        unsafe {
-            let upcall = core::sync::atomic::AtomicU8::from_ptr(core::ptr::addr_of_mut!(
-                (*info).vcpu_info[cpu].evtchn_upcall_pending
-            ));
-            upcall.store(0, SeqCst);
-            let selector = core::sync::atomic::AtomicU64::from_ptr(core::ptr::addr_of_mut!(
-                (*info).vcpu_info[cpu].evtchn_pending_sel
-            ));
-            selector.fetch_and(!(1 << (port / 64)), SeqCst);
-            if port != 0 && port / 64 < 64 {
-                let bits = core::sync::atomic::AtomicU64::from_ptr(core::ptr::addr_of_mut!(
-                    (*info).evtchn_pending[port / 64]
-                ));
-                let bit = 1 << (port % 64);
-                return bits.fetch_and(!bit, SeqCst) & bit != 0;
-            }
-        }
-        false
+        // SAFETY: shared_info is mapped at the static (checked above), and
+        // the upcall handler runs on the vCPU it acknowledges.
+        unsafe { TIMER_PORT.acknowledge(SHARED_INFO.0.get(), platform::cpu_index()) }
     }
 }
 

@@ -17,7 +17,9 @@ use crate::native::BareMetal;
 use crate::percpu::Shared;
 use crate::platform;
 use crate::registry::HypervisorBackend;
+use crate::select::Upcall;
 use crate::xen_console::XenConsole;
+use core::sync::atomic::{compiler_fence, AtomicU8, Ordering::SeqCst};
 use pvi_sdk::arch::rdtsc;
 use pvi_sdk::detect::Choice;
 use pvi_sdk::generated::ops::Op;
@@ -25,7 +27,7 @@ use pvi_sdk::generated::xen_pv::{self as xen, Features, Hypercalls, Steps};
 use pvi_sdk::time::pvclock;
 use pvi_sdk::types::{
     mmu_update, mmuext_op, pvclock_vcpu_time_info, shared_info, start_info,
-    xencons_interface, ErrorKind, ErrorOrigin, Gpa, Hertz, Nanos, PvError,
+    xencons_interface, ErrorKind, ErrorOrigin, Gpa, Hertz, IrqFlags, Nanos, PvError,
 };
 
 #[repr(C, align(4096))]
@@ -33,6 +35,8 @@ struct SharedInfoPage(Shared<shared_info>);
 /// The page whose mapping update_va_mapping replaces with shared_info's
 /// machine frame: its own frame is left unused.
 static SHARED_INFO: SharedInfoPage = SharedInfoPage(Shared::new(shared_info::ZERO));
+/// Each vCPU's VIRQ_TIMER port.
+static TIMER_PORT: crate::xen_events::TimerPorts = crate::xen_events::TimerPorts::new();
 
 /// An entry's frame field: bits 51:12.
 const FRAME: u64 = 0x000f_ffff_ffff_f000;
@@ -247,6 +251,37 @@ impl XenPv {
         done.map(|_| ())
     }
 
+    /// This vCPU's evtchn_upcall_mask and evtchn_upcall_pending, in the
+    /// vcpu_info inside shared_info.
+    fn event_flags(&self) -> Result<(&'static AtomicU8, &'static AtomicU8), PvError> {
+        let cpu = platform::cpu_index();
+        if !self.shared_info || cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize {
+            return Err(xen::unsupported());
+        }
+        let info = SHARED_INFO.0.get();
+        // SAFETY: bytes of this vCPU's vcpu_info in the mapped static
+        // shared_info, which Xen and the guest share through atomic
+        // accesses (the event-channel ABI), for the kernel's life.
+        unsafe {
+            Ok((
+                AtomicU8::from_ptr(core::ptr::addr_of_mut!(
+                    (*info).vcpu_info[cpu].evtchn_upcall_mask
+                )),
+                AtomicU8::from_ptr(core::ptr::addr_of_mut!(
+                    (*info).vcpu_info[cpu].evtchn_upcall_pending
+                )),
+            ))
+        }
+    }
+
+    /// Have Xen deliver the events pending on this vCPU: any hypercall
+    /// does, on its way back (Linux xen_force_evtchn_callback asks
+    /// xen_version).
+    fn deliver_pending(&self) {
+        // SAFETY: Xen is the hypervisor; XENVER_version takes no argument.
+        let _ = unsafe { self.hypercalls.hypervisor_xen_version(xen::XENVER_version, 0) };
+    }
+
     /// Map shared_info's machine frame at this module's page.
     fn map_shared_info(hypercalls: &Hypercalls, machine_address: u64) -> Result<(), PvError> {
         if machine_address == 0 || machine_address & 0xfff != 0 {
@@ -279,6 +314,51 @@ unsafe impl Steps for XenPv {
 
     fn hypercalls(&self) -> Hypercalls {
         self.hypercalls
+    }
+
+    fn this_cpu(&self) -> u64 {
+        platform::cpu_index() as u64
+    }
+
+    fn mask_events(&self) -> Result<(), PvError> {
+        let (mask, _) = self.event_flags()?;
+        mask.store(1, SeqCst);
+        // What follows runs with events held back: keep it after the store.
+        compiler_fence(SeqCst);
+        Ok(())
+    }
+
+    fn unmask_events(&self) -> Result<(), PvError> {
+        let (mask, pending) = self.event_flags()?;
+        compiler_fence(SeqCst);
+        mask.store(0, SeqCst);
+        if pending.load(SeqCst) != 0 {
+            self.deliver_pending();
+        }
+        Ok(())
+    }
+
+    fn save_and_mask_events(&self) -> Result<IrqFlags, PvError> {
+        let (mask, _) = self.event_flags()?;
+        let was_masked = mask.swap(1, SeqCst) != 0;
+        compiler_fence(SeqCst);
+        Ok(if was_masked {
+            IrqFlags::empty()
+        } else {
+            IrqFlags::IF
+        })
+    }
+
+    fn restore_event_mask(&self, flags: IrqFlags) -> Result<(), PvError> {
+        if flags.contains(IrqFlags::IF) {
+            self.unmask_events()
+        } else {
+            self.mask_events()
+        }
+    }
+
+    fn events_need_no_eoi(&self) -> Result<(), PvError> {
+        Ok(())
     }
 
     fn xencons_interface(&self) -> Option<core::ptr::NonNull<xencons_interface>> {
@@ -390,8 +470,9 @@ unsafe impl Steps for XenPv {
     }
 
     unsafe fn set_trap_table_from_gates(&self, table: u64, entries: u16) -> Result<(), PvError> {
+        let upcall = platform::get().map(|p| p.vectors().upcall);
         // SAFETY: the op's contract, and a `XenPv` exists only on Xen PV.
-        unsafe { crate::xen_pv_traps::load(&self.hypercalls, table, entries) }
+        unsafe { crate::xen_pv_traps::load(&self.hypercalls, table, entries, upcall) }
     }
 
     /// Nothing to do now: the crash shutdown that follows tells Xen.
@@ -441,6 +522,7 @@ impl HypervisorBackend for XenPv {
         // SAFETY: the page Xen filled from the kernel's note (`entry::xen_pv`'s
         // contract), or stubs that refuse every call.
         let hypercalls = unsafe { Hypercalls::new(page as *const u8) };
+        crate::xen_pv_traps::set_iret_entry(page as u64 + 32 * u64::from(xen::__HYPERVISOR_iret));
         // SAFETY: `entry::xen_pv`'s contract: start_info mapped and unchanged.
         let info = (info_addr != 0).then(|| unsafe { &*(info_addr as *const start_info) });
         let frames = info.map(|i| (i.mfn_list as usize, i.nr_pages));
@@ -482,6 +564,33 @@ impl HypervisorBackend for XenPv {
             }
         }
         pv
+    }
+
+    /// VIRQ_TIMER for this vCPU, for `timer_oneshot`, which fires once
+    /// per deadline: so the 10 ms periodic timer Xen gives every PV vCPU
+    /// (xen/arch/x86/pv/domain.c) is stopped, as Linux's xen_setup_timer
+    /// path does.
+    fn init_cpu(&self) {
+        let cpu = platform::cpu_index();
+        // SAFETY: Xen is the hypervisor; the sub-op takes no argument.
+        let stopped = unsafe {
+            self.hypercalls
+                .hypervisor_vcpu_op(xen::VCPUOP_stop_periodic_timer, cpu as u32, 0)
+        };
+        if let Err(why) = stopped {
+            // Setup step 1 of the fallback log: timer events may come
+            // every 10 ms besides the deadlines.
+            fallback::record_setup(1, why);
+        }
+        TIMER_PORT.bind(&self.hypercalls, cpu);
+    }
+
+    fn upcall_interrupt(&self) -> Upcall {
+        let timer = self.shared_info
+            // SAFETY: shared_info is mapped at the static, and the upcall
+            // handler runs on the vCPU it acknowledges.
+            && unsafe { TIMER_PORT.acknowledge(SHARED_INFO.0.get(), platform::cpu_index()) };
+        Upcall { timer }
     }
 
     /// Until xenconsoled has read the PV console ring, yielding to it.

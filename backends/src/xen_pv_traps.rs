@@ -12,21 +12,40 @@
 //! frame and jumps to the gate's handler, which then sees the CPU's frame
 //! and whose `iretq` returns kernel to kernel, ring 3 to ring 3.
 //!
-//! Events stay unmasked on entry (trap_info flag bit 2 is left clear, as
-//! in a trap gate): a mask Xen set on entry would be restored only by the
-//! iret hypercall, not by `iretq`. No event reaches the kernel through a
-//! vector here anyway: events arrive through set_callbacks, which pvi does
-//! not map yet.
+//! Exceptions leave the event mask as it is (trap_info flag bit 2 is
+//! left clear, as in a trap gate): a mask Xen set on entry would be
+//! restored only by the iret hypercall, not by `iretq`.
+//!
+//! Events arrive otherwise: through the event callback, which Xen enters
+//! with the event mask set (and the mask from before saved in the frame,
+//! as rflags.IF). The platform's upcall vector's gate becomes that
+//! callback, through a second trampoline: it makes the frame the CPU's as
+//! above, then pushes a frame of its own under it whose `iretq` returns to
+//! a tail of this module. The handler runs as it would for the vector;
+//! the tail gives the frame Xen's kernel CS back and jumps to the iret
+//! hypercall's slot in the hypercall page, which returns to where the
+//! event came and restores the mask from rflags.IF in the same step (Linux
+//! xen_iret).
 //! Sources: Xen xen/arch/x86/x86_64/entry.S (create_bounce_frame), Linux
 //! arch/x86/xen/enlighten_pv.c (cvt_gate_to_trap) and xen-asm.S (the
 //! `xen_<name>` stubs that pop rcx and r11).
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use pvi_sdk::generated::xen_pv::{self as xen, Hypercalls};
-use pvi_sdk::types::{trap_info, ErrorKind, ErrorOrigin, PvError};
+use pvi_sdk::types::{callback_register, trap_info, ErrorKind, ErrorOrigin, PvError};
 
 /// Each vector's handler, as its gate names it: where its trampoline jumps.
 static HANDLERS: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+/// The upcall vector's handler, which the event callback enters.
+static EVENT_HANDLER: AtomicU64 = AtomicU64::new(0);
+/// The iret hypercall's slot in the hypercall page.
+static IRET_ENTRY: AtomicU64 = AtomicU64::new(0);
+
+/// Where the event callback's return jumps: the iret hypercall's slot in
+/// the hypercall page Xen filled (set once, when the backend is built).
+pub(crate) fn set_iret_entry(entry: u64) {
+    IRET_ENTRY.store(entry, Relaxed);
+}
 
 core::arch::global_asm!(
     ".pushsection .text.pvi_xen_pv_traps, \"ax\"",
@@ -47,14 +66,47 @@ core::arch::global_asm!(
     "jmp *({handlers} + 8 * vector)(%rip)",
     ".set vector, vector + 1",
     ".endr",
+    "",
+    // The event callback: rcx and r11 restored and the CPU's CS as above
+    // (an event has no error code), then a frame for the handler's
+    // `iretq` that returns to the tail below with rsp back at Xen's frame.
+    ".balign 32",
+    "pvi_xen_pv_event_entry:",
+    "pop %rcx",
+    "pop %r11",
+    "movq ${cs}, 8(%rsp)",
+    "pushq ${ss}",
+    "pushq %rsp",
+    "addq $8, (%rsp)",
+    "pushfq",
+    "pushq ${cs}",
+    "pushq pvi_xen_pv_event_tail_address(%rip)",
+    "jmp *{event}(%rip)",
+    "",
+    // Back from the handler, every register as the event found it: Xen's
+    // CS for kernel mode (privilege bits clear; 3 would mean a return to
+    // user mode), struct iret_context's flags (0), and the iret slot.
+    "pvi_xen_pv_event_tail:",
+    "movq ${kernel_cs}, 8(%rsp)",
+    "pushq $0",
+    "jmp *{iret}(%rip)",
+    ".popsection",
+    ".pushsection .rodata.pvi_xen_pv_traps, \"a\"",
+    ".balign 8",
+    "pvi_xen_pv_event_tail_address: .quad pvi_xen_pv_event_tail",
     ".popsection",
     cs = const xen::FLAT_KERNEL_CS,
+    kernel_cs = const xen::FLAT_KERNEL_CS & !3,
+    ss = const xen::FLAT_KERNEL_SS,
     handlers = sym HANDLERS,
+    event = sym EVENT_HANDLER,
+    iret = sym IRET_ENTRY,
     options(att_syntax),
 );
 
 extern "C" {
     static pvi_xen_pv_trampolines: u8;
+    static pvi_xen_pv_event_entry: u8;
 }
 
 /// The trampoline Xen enters for `vector`.
@@ -110,13 +162,19 @@ pub fn trap_entry(vector: u8, gate: Gate, entry: u64) -> trap_info {
 const BATCH: usize = 32;
 
 /// Replace Xen's virtual IDT for this vCPU by the `entries` gates at
-/// `table`.
+/// `table`, and make the gate of vector `upcall` (the platform's upcall
+/// vector), if present, the event callback.
 ///
 /// # Safety
 ///
 /// `trap_table_load`'s contract; Xen is the hypervisor and the kernel
 /// its PV guest.
-pub unsafe fn load(hypercalls: &Hypercalls, table: u64, entries: u16) -> Result<(), PvError> {
+pub unsafe fn load(
+    hypercalls: &Hypercalls,
+    table: u64,
+    entries: u16,
+    upcall: Option<u8>,
+) -> Result<(), PvError> {
     crate::native::idt::limit(table, entries).map_err(|_| invalid())?;
     let gates = table as *const [u64; 2];
     // Check every gate before anything changes.
@@ -147,7 +205,43 @@ pub unsafe fn load(hypercalls: &Hypercalls, table: u64, entries: u16) -> Result<
         }
     }
     // SAFETY: see `send`.
-    unsafe { send(hypercalls, &mut batch, count) }
+    unsafe { send(hypercalls, &mut batch, count) }?;
+    let handler = upcall
+        .filter(|&v| u16::from(v) < entries)
+        .map(|v| HANDLERS[usize::from(v)].load(Relaxed))
+        .filter(|&h| h != 0);
+    match handler {
+        // SAFETY: the upcall vector's handler, which the op's contract
+        // vouches for, entered with the CPU's frame.
+        Some(handler) => unsafe { register_event_callback(hypercalls, handler) },
+        None => Ok(()),
+    }
+}
+
+/// Make Xen enter `handler`, through the event trampoline, for events.
+///
+/// # Safety
+///
+/// `handler` handles the platform's upcall vector with the CPU's frame
+/// and returns with `iretq`.
+unsafe fn register_event_callback(hypercalls: &Hypercalls, handler: u64) -> Result<(), PvError> {
+    if IRET_ENTRY.load(Relaxed) == 0 {
+        return Err(xen::unsupported());
+    }
+    EVENT_HANDLER.store(handler, Relaxed);
+    let event = callback_register {
+        r#type: xen::CALLBACKTYPE_event,
+        address: core::ptr::addr_of!(pvi_xen_pv_event_entry) as u64,
+        ..callback_register::ZERO
+    };
+    // SAFETY: Xen is the hypervisor; the struct lives until the call
+    // returns, and the trampoline it names leads to `handler` and back
+    // through the iret hypercall.
+    unsafe {
+        hypercalls
+            .hypervisor_callback_op(xen::CALLBACKOP_register, core::ptr::from_ref(&event) as u64)
+    }
+    .map(|_| ())
 }
 
 /// Hand the first `count` entries of `batch` to set_trap_table.

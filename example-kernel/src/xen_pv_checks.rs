@@ -13,7 +13,7 @@ use pvi_backends::registry::Backend;
 use pvi_backends::select::Selection;
 use pvi_sdk::generated::ops::{Op, PvOps};
 use pvi_sdk::generated::xen_pv::{Hypercalls, MACH2PHYS_VIRT_START, UVMF_INVLPG};
-use pvi_sdk::types::{start_info, ApicId, Gpa, PvError};
+use pvi_sdk::types::{start_info, ApicId, Gpa, IrqFlags, Nanos, PvError};
 
 /// An entry's frame field: bits 51:12.
 const FRAME: u64 = 0x000f_ffff_ffff_f000;
@@ -278,6 +278,62 @@ fn page_fault_at(va: u64, write: bool) -> (bool, u64) {
     (caught == 1, crate::traps::LAST_FAULT_ADDRESS.load(SeqCst))
 }
 
+/// What `event_masking` saw.
+#[derive(Default)]
+struct Masking {
+    /// Timer events delivered while masked.
+    held: u64,
+    /// Timer events delivered once unmasked.
+    delivered: u64,
+    /// IF in `irq_save`'s flags, masked and unmasked.
+    saved: (bool, bool),
+}
+
+fn xen_unsupported() -> PvError {
+    PvError::new(
+        pvi_sdk::types::ErrorKind::Unsupported,
+        pvi_sdk::types::ErrorOrigin::Xen(0),
+    )
+}
+
+/// Spin until Xen's clock reaches `until` or `done` holds.
+fn wait(backend: &Backend, until: u64, done: impl Fn() -> bool) {
+    while backend.clock_ns().0 < until && !done() {
+        core::hint::spin_loop();
+    }
+}
+
+/// Arm the timer 1 ms ahead with events masked, count its events for
+/// 20 ms past the deadline, unmask, count again (up to 200 ms); events
+/// masked again at the end.
+fn event_masking(backend: &Backend) -> (Result<(), PvError>, Masking) {
+    use crate::events::{seen, Event};
+    let ticks = || seen(crate::cpu_local::index(), Event::Timer);
+    let mut masking = Masking::default();
+    backend.irq_disable();
+    let masked = backend.irq_save();
+    backend.irq_restore(masked);
+    let before = ticks();
+    let now = backend.clock_ns().0;
+    let armed = backend.timer_oneshot(Nanos(now + 1_000_000));
+    wait(backend, now + 21_000_000, || false);
+    masking.held = ticks() - before;
+    backend.irq_enable();
+    let unmasked = backend.irq_save();
+    backend.irq_restore(unmasked);
+    let after = backend.clock_ns().0;
+    wait(backend, after + 200_000_000, || {
+        ticks() > before + masking.held
+    });
+    masking.delivered = ticks() - before - masking.held;
+    backend.irq_disable();
+    masking.saved = (
+        masked.contains(IrqFlags::IF),
+        unmasked.contains(IrqFlags::IF),
+    );
+    (armed, masking)
+}
+
 /// The machine frame Xen keeps for this domain's frame `pfn`.
 fn machine_frame(info: &start_info, pfn: u64) -> Option<u64> {
     // SAFETY: start_info's page-frame list, nr_pages entries, mapped by
@@ -366,6 +422,31 @@ pub(crate) fn run(
         "gs_base_set",
         seen == [1, 0] && selection.serving(Op::GsBaseSet).is_some(),
         format_args!("gs:[0] read {seen:?} with the base at block 1, then block 0"),
+    );
+
+    // irq_disable, irq_enable, irq_save, irq_restore and timer_oneshot:
+    // Xen's timer event, armed while events are masked, is held back, and
+    // irq_enable delivers it to the kernel's upcall handler.
+    let (armed, masking) = if traps {
+        event_masking(backend)
+    } else {
+        (Err(xen_unsupported()), Masking::default())
+    };
+    report(
+        console,
+        &mut failed,
+        "event_masking",
+        armed.is_ok()
+            && masking.held == 0
+            && masking.delivered == 1
+            && masking.saved == (false, true)
+            && [Op::IrqDisable, Op::IrqEnable, Op::TimerOneshot]
+                .iter()
+                .all(|&op| selection.serving(op).is_some()),
+        format_args!(
+            "timer_oneshot 1 ms ahead with events masked: {armed:?}; timer events in the 20 ms past the deadline: {}; after irq_enable: {}; irq_save saw IF {} when masked, {} when not",
+            masking.held, masking.delivered, masking.saved.0, masking.saved.1
+        ),
     );
 
     // clock_ns: Xen system time from shared_info, moving.

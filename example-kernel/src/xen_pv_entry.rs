@@ -14,14 +14,15 @@
 //! ops alone: the report and the PV checks (`xen_pv_checks`) write through
 //! `console_write` (Xen's console from dom0, the PV console ring from a
 //! domU), and the domain stops through `shutdown`. The kernel's IDT is
-//! loaded through `trap_table_load` (Xen's virtual IDT), so a fault
-//! reaches the kernel's own handler. The rest of the kernel loads a GDT,
-//! masks interrupts with `cli`, talks to the local APIC and takes its
-//! timer as a vector: in ring 3 each of these faults, and events reach a
-//! PV kernel only through callbacks. It runs here once those go through
-//! ops with a Xen PV mapping (issue 18); until then this entry says so
-//! and powers off, and `cargo xtask test` checks every line of it on the
-//! real Xen.
+//! loaded through `trap_table_load` (Xen's virtual IDT, and the upcall
+//! vector's handler as Xen's event callback), so a fault reaches the
+//! kernel's own handler and Xen's timer event its upcall handler; the irq
+//! ops mask events in vcpu_info. The rest of the kernel talks to the
+//! local APIC, starts CPUs with INIT-SIPI and patches its hot-op sites to
+//! native instructions: in ring 3 each of these faults. It runs here once
+//! those have a Xen PV form (issue 18); until then this entry says so and
+//! powers off, and `cargo xtask test` checks every line of it on the real
+//! Xen.
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -215,6 +216,13 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     // once, after the platform was installed.
     let selection = unsafe { crate::select_once(detection, cmdline) };
     let backend = selection.backend;
+    // This vCPU's records: Xen's timer event bound to a port of its own.
+    if selection.init_cpu().is_err() {
+        refuse(
+            hypercalls,
+            "pvi: Xen PV entry: the boot vCPU's records were refused\n",
+        );
+    }
     // Through the chosen backend's console_write, as every entry writes.
     let mut console = crate::console::Console;
     let (cs, ring) = ring();
@@ -263,7 +271,7 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     }
     let _ = writeln!(
         console,
-        "pvi: Xen PV entry: checks: {failed} failed; the kernel stops here: its GDT, interrupt masking and events need ops with a Xen PV mapping (issue 18); powering off"
+        "pvi: Xen PV entry: checks: {failed} failed; the kernel stops here: its local APIC use, SMP start-up and patched hot-op sites have no Xen PV form yet (issue 18); powering off"
     );
     selection.flush_console();
     let _ = backend.shutdown(ShutdownReason::Poweroff);

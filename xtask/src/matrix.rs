@@ -148,6 +148,7 @@ const XEN_PV_DOMU_EXPECT: &[&str] = &[
     "pvi: Xen PV check trap_table_load: ok",
     "pvi: Xen PV check fault_address: ok",
     "pvi: Xen PV check gs_base_set: ok",
+    "pvi: Xen PV check event_masking: ok",
     "pvi: Xen PV check clock_ns: ok",
     "pvi: Xen PV check tsc_hz: ok",
     "pvi: Xen PV check wallclock: ok",

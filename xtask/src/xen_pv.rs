@@ -149,6 +149,7 @@ fn check(log: &str) -> Result<(), String> {
         "pvi: Xen PV check trap_table_load: ok".to_string(),
         "pvi: Xen PV check fault_address: ok".to_string(),
         "pvi: Xen PV check gs_base_set: ok".to_string(),
+        "pvi: Xen PV check event_masking: ok".to_string(),
         "pvi: Xen PV check clock_ns: ok".to_string(),
         "pvi: Xen PV check tsc_hz: ok".to_string(),
         "pvi: Xen PV check wallclock: ok".to_string(),
@@ -207,6 +208,7 @@ mod tests {
             pvi: Xen PV check trap_table_load: ok (the kernel's 256 gates: Ok(()), served by step Some(1))\n\
             pvi: Xen PV check fault_address: ok (a read of 0x400000000000: #PF)\n\
             pvi: Xen PV check gs_base_set: ok (gs:[0] read [1, 0])\n\
+            pvi: Xen PV check event_masking: ok (held 0, then 1)\n\
             pvi: Xen PV check clock_ns: ok (served by step Some(1); 1038828555 ns, then 1038978685 ns)\n\
             pvi: Xen PV check tsc_hz: ok (2445431620 Hz, from vcpu_time_info)\n\
             pvi: Xen PV check wallclock: ok (1796606860 s since 1970)\n\
@@ -225,6 +227,7 @@ mod tests {
         assert!(check(&good.replace("table_write: ok", "table_write: FAILED")).is_err());
         assert!(check(&good.replace("load: ok", "load: FAILED")).is_err());
         assert!(check(&good.replace("set: ok", "set: FAILED")).is_err());
+        assert!(check(&good.replace("masking: ok", "masking: FAILED")).is_err());
         assert!(check(&good.replace("backend: xen_pv", "backend: native")).is_err());
         assert!(check(&good.replace("ring 3 (CS 0xe033)", "ring 0 (CS 0x8)")).is_err());
         assert!(check(&good.replace("(SIF_INITDOMAIN)", "a domU")).is_err());

@@ -1239,19 +1239,51 @@ impl<
     type Native = N;
     #[inline(always)]
     fn irq_disable(&self) {
-        native::irq_disable::<N>()
+        match self {
+            Self::Native => native::irq_disable::<N>(),
+            Self::Hyperv(b) => b.irq_disable(),
+            Self::Kvm(b) => b.irq_disable(),
+            Self::Vmware(b) => b.irq_disable(),
+            Self::Xen(b) => b.irq_disable(),
+            Self::XenPv(b) => b.irq_disable(),
+            Self::_Marker(_, never) => match *never {}
+        }
     }
     #[inline(always)]
     fn irq_enable(&self) {
-        native::irq_enable::<N>()
+        match self {
+            Self::Native => native::irq_enable::<N>(),
+            Self::Hyperv(b) => b.irq_enable(),
+            Self::Kvm(b) => b.irq_enable(),
+            Self::Vmware(b) => b.irq_enable(),
+            Self::Xen(b) => b.irq_enable(),
+            Self::XenPv(b) => b.irq_enable(),
+            Self::_Marker(_, never) => match *never {}
+        }
     }
     #[inline(always)]
     fn irq_save(&self) -> IrqFlags {
-        native::irq_save::<N>()
+        match self {
+            Self::Native => native::irq_save::<N>(),
+            Self::Hyperv(b) => b.irq_save(),
+            Self::Kvm(b) => b.irq_save(),
+            Self::Vmware(b) => b.irq_save(),
+            Self::Xen(b) => b.irq_save(),
+            Self::XenPv(b) => b.irq_save(),
+            Self::_Marker(_, never) => match *never {}
+        }
     }
     #[inline(always)]
     fn irq_restore(&self, flags: IrqFlags) {
-        native::irq_restore::<N>(flags)
+        match self {
+            Self::Native => native::irq_restore::<N>(flags),
+            Self::Hyperv(b) => b.irq_restore(flags),
+            Self::Kvm(b) => b.irq_restore(flags),
+            Self::Vmware(b) => b.irq_restore(flags),
+            Self::Xen(b) => b.irq_restore(flags),
+            Self::XenPv(b) => b.irq_restore(flags),
+            Self::_Marker(_, never) => match *never {}
+        }
     }
     #[inline]
     fn safe_halt(&self) {

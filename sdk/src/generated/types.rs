@@ -188,6 +188,57 @@ const _: () = assert!(core::mem::size_of:: < arch_vcpu_info > () == 16);
 const _: () = assert!(core::mem::offset_of!(arch_vcpu_info, cr2) == 0);
 const _: () = assert!(core::mem::offset_of!(arch_vcpu_info, pad) == 8);
 
+/// One callback to register.
+/// Source: Xen xen/include/public/callback.h (struct callback_register;
+/// xen_callback_t is unsigned long, 8 bytes, on x86-64).
+///
+/// Declared by the `xen` ABI in `idl/`.
+/// Size: 16 bytes.
+/// Since interface 0.2.0.
+#[cfg(feature = "interface-0-2")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct callback_register {
+    /// CALLBACKTYPE_*.
+    ///
+    /// Offset 0.
+    pub r#type: u16,
+    /// CALLBACKF_*.
+    ///
+    /// Offset 2.
+    pub flags: u16,
+    /// Padding; keep zero.
+    pub _pad_at_4: [u8; 4],
+    /// The address Xen enters.
+    ///
+    /// Offset 8.
+    pub address: u64,
+}
+#[cfg(feature = "interface-0-2")]
+impl callback_register {
+    /// Every byte zero: the state before the hypervisor first writes it.
+    pub const ZERO: Self = Self {
+        r#type: 0,
+        flags: 0,
+        _pad_at_4: [0; 4],
+        address: 0,
+    };
+}
+#[cfg(feature = "interface-0-2")]
+impl Default for callback_register {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::size_of:: < callback_register > () == 16);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(callback_register, r#type) == 0);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(callback_register, flags) == 2);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(callback_register, address) == 8);
+
 /// EVTCHNOP_bind_virq argument.
 /// Source: Xen xen/include/public/event_channel.h (evtchn_port_t =
 /// uint32_t).

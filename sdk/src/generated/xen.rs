@@ -20,6 +20,9 @@ use super::types::*;
 pub use super::types::arch_shared_info;
 #[doc(inline)]
 pub use super::types::arch_vcpu_info;
+#[cfg(feature = "interface-0-2")]
+#[doc(inline)]
+pub use super::types::callback_register;
 #[doc(inline)]
 pub use super::types::evtchn_bind_virq;
 #[doc(inline)]
@@ -821,6 +824,15 @@ pub const __HYPERVISOR_set_trap_table: u64 = 0;
 /// Since Xen 3.0.
 #[cfg(feature = "interface-0-2")]
 pub const FLAT_KERNEL_CS: u16 = 0xe033;
+/// The flat stack segment of the same GDT, which Xen's exception and
+/// event frames carry for a 64-bit PV kernel.
+/// Source: Xen xen/include/public/arch-x86/xen-x86_64.h
+/// (FLAT_KERNEL_SS = FLAT_RING3_SS64).
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const FLAT_KERNEL_SS: u16 = 0xe02b;
 /// set_segment_base(which, base): set a segment base a 64-bit PV
 /// kernel cannot set with `wrmsr` (SEGBASE_*); Xen refuses a
 /// non-canonical base with -EINVAL. 64-bit PV guests only.
@@ -841,6 +853,44 @@ pub const __HYPERVISOR_set_segment_base: u64 = 25;
 /// Since Xen 3.0.
 #[cfg(feature = "interface-0-2")]
 pub const SEGBASE_GS_KERNEL: u32 = 2;
+/// callback_op(cmd, arg): register (CALLBACKOP_register) the address
+/// Xen enters for events, failsafe returns and the like. PV guests only.
+/// Source: Xen xen/include/public/xen.h and
+/// xen/include/public/callback.h.
+///
+/// Hypercall number; see [`Hypercalls::hypervisor_callback_op`].
+/// Since interface 0.2.0.
+/// Since Xen 3.0.3.
+#[cfg(feature = "interface-0-2")]
+pub const __HYPERVISOR_callback_op: u64 = 30;
+/// callback_op: register a callback (arg: struct callback_register).
+/// Source: Xen xen/include/public/callback.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.3.
+#[cfg(feature = "interface-0-2")]
+pub const CALLBACKOP_register: u32 = 0;
+/// callback_register.type: the event upcall, which Xen enters with
+/// this vCPU's evtchn_upcall_mask set (the saved mask in the frame).
+/// Source: Xen xen/include/public/callback.h; xen/arch/x86/x86_64/entry.S
+/// (process_guest_events: TBF_INTERRUPT).
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.3.
+#[cfg(feature = "interface-0-2")]
+pub const CALLBACKTYPE_event: u16 = 0;
+/// The iret hypercall: not called but jumped to, at its slot in the
+/// hypercall page, with struct iret_context's flags, rip, cs, rflags,
+/// rsp and ss on the stack (the slot pushes rcx, r11 and rax). Xen
+/// restores them and this vCPU's event mask from rflags.IF, in one
+/// step; a CS whose privilege bits are 3 returns to user mode.
+/// Source: Xen xen/include/public/xen.h and arch-x86/xen-x86_64.h
+/// (struct iret_context); xen/arch/x86/pv/iret.c, pv/hypercall.c.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.2.
+#[cfg(feature = "interface-0-2")]
+pub const __HYPERVISOR_iret: u32 = 23;
 /// Operation not permitted. Source: Xen xen/include/public/errno.h.
 ///
 /// Means [`ErrorKind::Denied`].
@@ -948,6 +998,7 @@ pub const HYPERCALLS: &[(u64, &str)] = &[
     (26, "__HYPERVISOR_mmuext_op"),
     (0, "__HYPERVISOR_set_trap_table"),
     (25, "__HYPERVISOR_set_segment_base"),
+    (30, "__HYPERVISOR_callback_op"),
 ];
 /// Every constant of this ABI by upstream name, with its value.
 pub const CONSTANTS: &[(&str, i128)] = &[
@@ -1035,7 +1086,11 @@ pub const CONSTANTS: &[(&str, i128)] = &[
     ("MMUEXT_TLB_FLUSH_LOCAL", 6),
     ("MMUEXT_INVLPG_LOCAL", 7),
     ("FLAT_KERNEL_CS", 0xe033),
+    ("FLAT_KERNEL_SS", 0xe02b),
     ("SEGBASE_GS_KERNEL", 2),
+    ("CALLBACKOP_register", 0),
+    ("CALLBACKTYPE_event", 0),
+    ("__HYPERVISOR_iret", 23),
 ];
 /// Every feature bit of this ABI by upstream name, with its bit number.
 pub const FEATURE_BITS: &[(&str, u32)] = &[
@@ -1713,6 +1768,37 @@ impl Hypercalls {
         let raw = unsafe {
             self.call2(__HYPERVISOR_set_segment_base, which as u64, base)
         };
+        let status = raw as i64;
+        if status < 0 {
+            return Err(error(status.wrapping_neg()));
+        }
+        Ok({
+            let r0 = raw;
+            r0 as i64
+        })
+    }
+    /// callback_op(cmd, arg): register (CALLBACKOP_register) the address
+    /// Xen enters for events, failsafe returns and the like. PV guests only.
+    /// Source: Xen xen/include/public/xen.h and
+    /// xen/include/public/callback.h.
+    ///
+    /// Number: `30`; arguments in `rdi`, `rsi`.
+    /// Since interface 0.2.0.
+    /// Since Xen 3.0.3.
+    #[cfg(feature = "interface-0-2")]
+    ///
+    /// # Safety
+    ///
+    /// As for the raw calls: the hypervisor must be this one, and every
+    /// address argument must point to memory it may use as the call says.
+    #[inline]
+    pub unsafe fn hypervisor_callback_op(
+        self,
+        cmd: u32,
+        arg: u64,
+    ) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds `hypervisor_callback_op`'s contract (# Safety).
+        let raw = unsafe { self.call2(__HYPERVISOR_callback_op, cmd as u64, arg) };
         let status = raw as i64;
         if status < 0 {
             return Err(error(status.wrapping_neg()));

@@ -198,9 +198,26 @@ pub unsafe trait Steps {
         // SAFETY: the caller upholds this method's contract, which is `Hypercalls::hypervisor_set_segment_base`'s.
         unsafe { self.hypercalls().hypervisor_set_segment_base(which, base) }
     }
+    /// `__HYPERVISOR_vcpu_op` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.
+    ///
+    /// # Safety
+    ///
+    /// As for `Hypercalls::hypervisor_vcpu_op`: the hypervisor must be this one, and every address argument must point to memory it may use as the call says.
+    #[inline(always)]
+    unsafe fn hypervisor_vcpu_op(
+        &self,
+        cmd: u32,
+        vcpuid: u32,
+        extra_args: u64,
+    ) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds this method's contract, which is `Hypercalls::hypervisor_vcpu_op`'s.
+        unsafe { self.hypercalls().hypervisor_vcpu_op(cmd, vcpuid, extra_args) }
+    }
     /// Where the platform put this guest's `xencons_interface` (configured, not registered by the guest): `None` when it gave none or the backend does not trust it (a wrong signature or revision); the steps reading it then fall back.
     #[cfg(feature = "interface-0-2")]
     fn xencons_interface(&self) -> Option<core::ptr::NonNull<xencons_interface>>;
+    /// The calling CPU's index as the hypervisor numbers it.
+    fn this_cpu(&self) -> u64;
     /// The hypervisor's version (major, minor, patch), if it says: steps
     /// that need a newer one (`@hv_since` in the IDL) are skipped. `None`
     /// skips nothing.
@@ -223,6 +240,26 @@ pub unsafe trait Steps {
     ///
     /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
     fn console_write_step1(&self, data: &[u8]) -> Result<(), PvError>;
+    /// `irq_disable`, step 1: `routine mask_events`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    fn mask_events(&self) -> Result<(), PvError>;
+    /// `irq_enable`, step 1: `routine unmask_events`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    fn unmask_events(&self) -> Result<(), PvError>;
+    /// `irq_save`, step 1: `routine save_and_mask_events`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    fn save_and_mask_events(&self) -> Result<IrqFlags, PvError>;
+    /// `irq_restore`, step 1: `routine restore_event_mask`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    fn restore_event_mask(&self, flags: IrqFlags) -> Result<(), PvError>;
+    /// `eoi`, step 1: `routine events_need_no_eoi`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    fn events_need_no_eoi(&self) -> Result<(), PvError>;
     /// `page_table_write`, step 1: `routine write_entry_by_mmu_update`
     ///
     /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
@@ -386,6 +423,151 @@ impl<S: Steps> PvOps for Paravirt<S> {
         }
         s.served(Op::ConsoleWrite, 0);
         native::console_write::<S::Native>(data)
+    }
+    fn irq_disable(&self) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::IrqDisable, 1) {
+            match s.mask_events() {
+                Ok(v) => {
+                    s.served(Op::IrqDisable, 1);
+                    return v;
+                }
+                Err(e) => s.fell_back(Op::IrqDisable, 1, e),
+            }
+        }
+        s.served(Op::IrqDisable, 0);
+        native::irq_disable::<S::Native>()
+    }
+    fn irq_enable(&self) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::IrqEnable, 1) {
+            match s.unmask_events() {
+                Ok(v) => {
+                    s.served(Op::IrqEnable, 1);
+                    return v;
+                }
+                Err(e) => s.fell_back(Op::IrqEnable, 1, e),
+            }
+        }
+        s.served(Op::IrqEnable, 0);
+        native::irq_enable::<S::Native>()
+    }
+    fn irq_save(&self) -> IrqFlags {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::IrqSave, 1) {
+            match s.save_and_mask_events() {
+                Ok(v) => {
+                    s.served(Op::IrqSave, 1);
+                    return v;
+                }
+                Err(e) => s.fell_back(Op::IrqSave, 1, e),
+            }
+        }
+        s.served(Op::IrqSave, 0);
+        native::irq_save::<S::Native>()
+    }
+    fn irq_restore(&self, flags: IrqFlags) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::IrqRestore, 1) {
+            match s.restore_event_mask(flags) {
+                Ok(v) => {
+                    s.served(Op::IrqRestore, 1);
+                    return v;
+                }
+                Err(e) => s.fell_back(Op::IrqRestore, 1, e),
+            }
+        }
+        s.served(Op::IrqRestore, 0);
+        native::irq_restore::<S::Native>(flags)
+    }
+    fn eoi(&self) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::Eoi, 1) {
+            match s.events_need_no_eoi() {
+                Ok(v) => {
+                    s.served(Op::Eoi, 1);
+                    return v;
+                }
+                Err(e) => s.fell_back(Op::Eoi, 1, e),
+            }
+        }
+        s.served(Op::Eoi, 0);
+        native::eoi::<S::Native>()
+    }
+    fn timer_oneshot(&self, deadline: Nanos) -> Result<(), PvError> {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if s.hv_version().is_none_or(|v| v >= (3u32, 1u32, 0u32))
+            && !s.withdrawn(Op::TimerOneshot, 1)
+        {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Xen PV is the hypervisor; the arguments follow the IDL's mapping of `timer_oneshot`.
+                match unsafe {
+                    s.hypervisor_vcpu_op(
+                        VCPUOP_set_singleshot_timer,
+                        (s.this_cpu()) as u32,
+                        core::ptr::from_ref(
+                            &vcpu_set_singleshot_timer {
+                                timeout_abs_ns: deadline.0,
+                                flags: (0_u64) as u32,
+                                ..vcpu_set_singleshot_timer::ZERO
+                            },
+                        ) as u64,
+                    )
+                } {
+                    Ok(_) => {
+                        s.served(Op::TimerOneshot, 1);
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        if matches!(e.kind, ErrorKind::InvalidArgument) {
+                            return Err(e);
+                        }
+                        s.fell_back(Op::TimerOneshot, 1, e);
+                    }
+                }
+            }
+        }
+        s.served(Op::TimerOneshot, 0);
+        native::timer_oneshot::<S::Native, _>(self, deadline)
+    }
+    fn timer_cancel(&self) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if s.hv_version().is_none_or(|v| v >= (3u32, 1u32, 0u32))
+            && !s.withdrawn(Op::TimerCancel, 1)
+        {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Xen PV is the hypervisor; the arguments follow the IDL's mapping of `timer_cancel`.
+                match unsafe {
+                    s.hypervisor_vcpu_op(
+                        VCPUOP_stop_singleshot_timer,
+                        (s.this_cpu()) as u32,
+                        0_u64,
+                    )
+                } {
+                    Ok(_) => {
+                        s.served(Op::TimerCancel, 1);
+                        return;
+                    }
+                    Err(e) => s.fell_back(Op::TimerCancel, 1, e),
+                }
+            }
+        }
+        s.served(Op::TimerCancel, 0);
+        native::timer_cancel::<S::Native>()
     }
     fn yield_to(&self, target: ApicId) {
         let s = &self.0;
@@ -733,7 +915,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 15] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 22] {
     plan_at(features, None)
 }
 /// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
@@ -741,7 +923,7 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 15] {
 pub fn plan_at(
     features: &Features,
     version: Option<(u32, u32, u32)>,
-) -> [(Op, (usize, &'static str)); 15] {
+) -> [(Op, (usize, &'static str)); 22] {
     [
         (
             Op::ClockNs,
@@ -812,6 +994,117 @@ pub fn plan_at(
                     }
                     if true {
                         return (3, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::IrqDisable,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "routine mask_events");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::IrqEnable,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "routine unmask_events");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::IrqSave,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "routine save_and_mask_events");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::IrqRestore,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "routine restore_event_mask");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::Eoi,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "routine events_need_no_eoi");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::TimerOneshot,
+            {
+                let step = || -> (usize, &'static str) {
+                    if version.is_none_or(|v| v >= (3u32, 1u32, 0u32)) {
+                        return (
+                            1,
+                            "hypercall __HYPERVISOR_vcpu_op(VCPUOP_set_singleshot_timer, this_cpu, vcpu_set_singleshot_timer { timeout_abs_ns: deadline, flags: 0 })",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::TimerCancel,
+            {
+                let step = || -> (usize, &'static str) {
+                    if version.is_none_or(|v| v >= (3u32, 1u32, 0u32)) {
+                        return (
+                            1,
+                            "hypercall __HYPERVISOR_vcpu_op(VCPUOP_stop_singleshot_timer, this_cpu, 0)",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
                     }
                     (0, "native")
                 };
@@ -1020,6 +1313,13 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("tsc_hz", "shared → native"),
     ("wallclock", "shared → native"),
     ("console_write", "shared → hypercall → native"),
+    ("irq_disable", "routine → native"),
+    ("irq_enable", "routine → native"),
+    ("irq_save", "routine → native"),
+    ("irq_restore", "routine → native"),
+    ("eoi", "routine → native"),
+    ("timer_oneshot", "hypercall → native"),
+    ("timer_cancel", "hypercall → native"),
     ("yield_to", "hypercall → native"),
     ("page_table_write", "routine → native"),
     ("page_table_alloc", "routine → native"),

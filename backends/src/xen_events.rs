@@ -1,0 +1,81 @@
+//! Xen's timer event (VIRQ_TIMER), shared by the HVM and PV backends:
+//! each vCPU binds it to a port of its own, and the upcall handler
+//! acknowledges it.
+
+use crate::percpu::MAX_CPUS;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::SeqCst};
+use pvi_sdk::generated::xen::{self, Hypercalls};
+use pvi_sdk::types::{evtchn_bind_virq, shared_info};
+
+/// The ports VIRQ_TIMER is bound to, one per vCPU (0: not bound).
+pub(crate) struct TimerPorts([AtomicU32; MAX_CPUS]);
+
+impl TimerPorts {
+    /// None bound.
+    pub(crate) const fn new() -> Self {
+        TimerPorts([const { AtomicU32::new(0) }; MAX_CPUS])
+    }
+
+    /// Bind VIRQ_TIMER for vCPU `cpu` (EVTCHNOP_bind_virq) and keep its
+    /// port; whether Xen bound it.
+    pub(crate) fn bind(&self, hypercalls: &Hypercalls, cpu: usize) -> bool {
+        let mut bind = evtchn_bind_virq {
+            virq: xen::VIRQ_TIMER,
+            vcpu: cpu as u32,
+            port: 0,
+        };
+        // SAFETY: Xen is the hypervisor (a backend of Xen's ABI calls
+        // this); it writes the bound port into the struct, which lives
+        // until the call returns.
+        let bound = unsafe {
+            hypercalls.hypervisor_event_channel_op(
+                xen::EVTCHNOP_bind_virq,
+                core::ptr::from_mut(&mut bind) as u64,
+            )
+        };
+        let ok = bound == Ok(0) && cpu < MAX_CPUS;
+        if ok {
+            self.0[cpu].store(bind.port, SeqCst);
+        }
+        ok
+    }
+
+    /// Acknowledge vCPU `cpu`'s timer event in `info`: clear its upcall
+    /// flag, its selector and VIRQ_TIMER's pending bit, as Linux's upcall
+    /// handler does; whether the bit was set. Xen notifies only when a
+    /// port becomes pending, so without this the first timer event would
+    /// also be the last. Other ports' bits, which may be other vCPUs'
+    /// timers, are left alone.
+    ///
+    /// # Safety
+    ///
+    /// `info` is the domain's shared_info, mapped, and `cpu` the calling
+    /// vCPU.
+    pub(crate) unsafe fn acknowledge(&self, info: *mut shared_info, cpu: usize) -> bool {
+        if cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize || cpu >= MAX_CPUS {
+            return false;
+        }
+        let port = self.0[cpu].load(SeqCst) as usize;
+        // SAFETY: fields of the mapped shared_info (the caller's
+        // contract), which Xen and the guest update with atomic operations
+        // (the event-channel ABI); the port was bound by Xen, so it
+        // indexes evtchn_pending.
+        unsafe {
+            let upcall = AtomicU8::from_ptr(core::ptr::addr_of_mut!(
+                (*info).vcpu_info[cpu].evtchn_upcall_pending
+            ));
+            upcall.store(0, SeqCst);
+            let selector = AtomicU64::from_ptr(core::ptr::addr_of_mut!(
+                (*info).vcpu_info[cpu].evtchn_pending_sel
+            ));
+            selector.fetch_and(!(1 << (port / 64)), SeqCst);
+            if port != 0 && port / 64 < 64 {
+                let bits =
+                    AtomicU64::from_ptr(core::ptr::addr_of_mut!((*info).evtchn_pending[port / 64]));
+                let bit = 1 << (port % 64);
+                return bits.fetch_and(!bit, SeqCst) & bit != 0;
+            }
+        }
+        false
+    }
+}
