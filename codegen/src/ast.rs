@@ -813,15 +813,18 @@ pub struct HvError {
     pub span: Span,
 }
 
-/// `map OP { STEP; … }`
+/// `map OP { STEP; … }`, or `map OP like HV;`
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Map {
     /// Docs and attributes.
     pub meta: Meta,
     /// The op being mapped.
     pub op: Ident,
-    /// The fallback chain.
+    /// The fallback chain (for `like`, the other hypervisor's, copied in
+    /// by the checker).
     pub steps: Vec<Step>,
+    /// `like HV`: the hypervisor whose chain for the op this one is.
+    pub like: Option<Ident>,
     /// The whole declaration.
     pub span: Span,
 }

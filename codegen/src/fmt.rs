@@ -468,17 +468,28 @@ impl<'a> Printer<'a> {
                     e.span.end,
                 );
             }
-            HvItem::Map(m) => {
-                self.meta(&m.meta);
-                self.block(&format!("map {}", m.op.name), m.span, |p| {
-                    let mut prev = None;
-                    for step in &m.steps {
-                        p.leaf(&mut prev, step.span, &step_text(step));
-                    }
-                });
-            }
+            HvItem::Map(m) => self.map_item(m),
             HvItem::Type(t) => self.type_decl(t),
         }
+    }
+
+    /// `map OP like HV;` on one line; a chain as a block of steps.
+    fn map_item(&mut self, m: &Map) {
+        self.meta(&m.meta);
+        if let Some(like) = &m.like {
+            self.flush_before(m.span.end);
+            self.line(
+                &format!("map {} like {};", m.op.name, like.name),
+                m.span.end,
+            );
+            return;
+        }
+        self.block(&format!("map {}", m.op.name), m.span, |p| {
+            let mut prev = None;
+            for step in &m.steps {
+                p.leaf(&mut prev, step.span, &step_text(step));
+            }
+        });
     }
 }
 

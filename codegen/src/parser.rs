@@ -753,15 +753,24 @@ impl Builder {
                 })
             }
             Rule::map_decl => {
-                let mut it = p.into_inner().skip(1);
+                let mut it = p.into_inner().skip(1).peekable();
                 let op = self.ident(it.next()?);
+                let like = match it.peek() {
+                    Some(l) if l.as_rule() == Rule::map_like => {
+                        let name = l.clone().into_inner().nth(1)?;
+                        Some(self.ident(name))
+                    }
+                    _ => None,
+                };
                 let steps = it
+                    .filter(|s| s.as_rule() == Rule::map_step)
                     .filter_map(|s| self.step(s.into_inner().next()?))
                     .collect();
                 HvItem::Map(Map {
                     meta,
                     op,
                     steps,
+                    like,
                     span,
                 })
             }

@@ -327,6 +327,8 @@ fn event_masking(backend: &Backend) -> (Result<(), PvError>, Masking) {
     });
     masking.delivered = ticks() - before - masking.held;
     backend.irq_disable();
+    // Nothing armed is left behind (the deadline has passed: a no-op).
+    backend.timer_cancel();
     masking.saved = (
         masked.contains(IrqFlags::IF),
         unmasked.contains(IrqFlags::IF),

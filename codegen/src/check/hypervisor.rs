@@ -213,6 +213,95 @@ impl Checker {
                 hv.inherited = items;
             }
         }
+        self.fill_like_maps(files);
+    }
+
+    /// `map OP like HV;`: the chain HV's block gives OP, copied in, where HV
+    /// is the hypervisor whose ABI this block borrows (the same calls, so
+    /// the same chain is meaningful).
+    fn fill_like_maps(&mut self, files: &mut [File]) {
+        let hypervisors = |files: &[File]| -> Vec<(usize, usize)> {
+            let mut at = Vec::new();
+            for (fi, file) in files.iter().enumerate() {
+                for (ii, item) in file.items.iter().enumerate() {
+                    if matches!(item, Item::Hypervisor(_)) {
+                        at.push((fi, ii));
+                    }
+                }
+            }
+            at
+        };
+        // Each hypervisor's own chains, by (hypervisor, op).
+        let mut chains: BTreeMap<(String, String), Vec<Step>> = BTreeMap::new();
+        for &(fi, ii) in &hypervisors(files) {
+            let Item::Hypervisor(hv) = &files[fi].items[ii] else {
+                continue;
+            };
+            for item in &hv.items {
+                if let HvItem::Map(m) = item {
+                    if m.like.is_none() {
+                        chains.insert((hv.name.name.clone(), m.op.name.clone()), m.steps.clone());
+                    }
+                }
+            }
+        }
+        for (fi, ii) in hypervisors(files) {
+            let Item::Hypervisor(hv) = &mut files[fi].items[ii] else {
+                continue;
+            };
+            let abi = hv.abi().map(|a| a.name.clone());
+            // A `like` that failed is dropped once reported, so that its
+            // empty chain reports nothing more.
+            let mut failed = Vec::new();
+            for (index, item) in hv.items.iter_mut().enumerate() {
+                let HvItem::Map(m) = item else { continue };
+                let Some(like) = &m.like else { continue };
+                if abi.as_deref() != Some(like.name.as_str()) {
+                    let d = Diagnostic::new(
+                        "map-like-not-abi",
+                        like.span,
+                        format!(
+                            "`map {} like {}`: `{}` is not the hypervisor whose ABI this block borrows",
+                            m.op.name, like.name, like.name
+                        ),
+                    )
+                    .label("not this block's `abi`")
+                    .hint(match &abi {
+                        Some(abi) => format!(
+                            "`like` names the hypervisor of the block's `abi {abi};`, whose chains make the same calls; write this chain out as `map {} {{ …; native; }}`",
+                            m.op.name
+                        ),
+                        None => format!(
+                            "`like` is for a block that borrows an ABI (`abi NAME;`); write this chain out as `map {} {{ …; native; }}`",
+                            m.op.name
+                        ),
+                    });
+                    self.error(d);
+                    failed.push(index);
+                    continue;
+                }
+                match chains.get(&(like.name.clone(), m.op.name.clone())) {
+                    Some(steps) => m.steps = steps.clone(),
+                    None => {
+                        failed.push(index);
+                        let d = Diagnostic::new(
+                            "map-like-unmapped",
+                            like.span,
+                            format!("`{}` does not map `{}`", like.name, m.op.name),
+                        )
+                        .label("no chain to copy")
+                        .hint(format!(
+                            "map the op in `hypervisor {}` first, or write this chain out as `map {} {{ …; native; }}`",
+                            like.name, m.op.name
+                        ));
+                        self.error(d);
+                    }
+                }
+            }
+            for index in failed.into_iter().rev() {
+                hv.items.remove(index);
+            }
+        }
     }
 
     fn check_hypervisor(&mut self, hv: &Hypervisor) {

@@ -153,7 +153,13 @@ impl Sections {
             HvItem::Type(TypeDecl::Struct(st)) => self.structs.push_str(&structure(model, st)),
             HvItem::Type(_) | HvItem::Abi(_) | HvItem::Detect(_) | HvItem::Convention(_) => {}
             HvItem::Map(m) => {
-                self.maps.push_str(&format!("**`{}`**\n\n", m.op.name));
+                match &m.like {
+                    Some(like) => self.maps.push_str(&format!(
+                        "**`{}`**, as [{}](hv-{}.md) maps it:\n\n",
+                        m.op.name, like.name, like.name
+                    )),
+                    None => self.maps.push_str(&format!("**`{}`**\n\n", m.op.name)),
+                }
                 let steps = model.chain(hv, &m.op.name).map_or(&[][..], |c| &c.steps);
                 for step in steps {
                     self.maps
