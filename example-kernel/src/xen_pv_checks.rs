@@ -287,6 +287,9 @@ struct Masking {
     delivered: u64,
     /// IF in `irq_save`'s flags, masked and unmasked.
     saved: (bool, bool),
+    /// Timer events seen once `safe_halt` returned, with the timer armed
+    /// 1 ms ahead and events masked before it.
+    woke: u64,
 }
 
 fn xen_unsupported() -> PvError {
@@ -304,8 +307,8 @@ fn wait(backend: &Backend, until: u64, done: impl Fn() -> bool) {
 }
 
 /// Arm the timer 1 ms ahead with events masked, count its events for
-/// 20 ms past the deadline, unmask, count again (up to 200 ms); events
-/// masked again at the end.
+/// 20 ms past the deadline, unmask, count again (up to 200 ms); then arm
+/// it again and wait in `safe_halt`; events masked again at the end.
 fn event_masking(backend: &Backend) -> (Result<(), PvError>, Masking) {
     use crate::events::{seen, Event};
     let ticks = || seen(crate::cpu_local::index(), Event::Timer);
@@ -326,6 +329,15 @@ fn event_masking(backend: &Backend) -> (Result<(), PvError>, Masking) {
         ticks() > before + masking.held
     });
     masking.delivered = ticks() - before - masking.held;
+    backend.irq_disable();
+    // safe_halt: unmask and wait, with no window for a lost wake-up; only
+    // once a timer event has been seen to arrive, so that the wait ends.
+    let before_halt = ticks();
+    let now = backend.clock_ns().0;
+    if masking.delivered == 1 && backend.timer_oneshot(Nanos(now + 1_000_000)).is_ok() {
+        backend.safe_halt();
+        masking.woke = ticks() - before_halt;
+    }
     backend.irq_disable();
     // Nothing armed is left behind (the deadline has passed: a no-op).
     backend.timer_cancel();
@@ -442,12 +454,13 @@ pub(crate) fn run(
             && masking.held == 0
             && masking.delivered == 1
             && masking.saved == (false, true)
-            && [Op::IrqDisable, Op::IrqEnable, Op::TimerOneshot]
+            && masking.woke == 1
+            && [Op::IrqDisable, Op::IrqEnable, Op::TimerOneshot, Op::SafeHalt]
                 .iter()
                 .all(|&op| selection.serving(op).is_some()),
         format_args!(
-            "timer_oneshot 1 ms ahead with events masked: {armed:?}; timer events in the 20 ms past the deadline: {}; after irq_enable: {}; irq_save saw IF {} when masked, {} when not",
-            masking.held, masking.delivered, masking.saved.0, masking.saved.1
+            "timer_oneshot 1 ms ahead with events masked: {armed:?}; timer events in the 20 ms past the deadline: {}; after irq_enable: {}; irq_save saw IF {} when masked, {} when not; armed again, safe_halt returned after {} timer event(s)",
+            masking.held, masking.delivered, masking.saved.0, masking.saved.1, masking.woke
         ),
     );
 

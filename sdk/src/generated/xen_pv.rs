@@ -488,6 +488,27 @@ impl<S: Steps> PvOps for Paravirt<S> {
         s.served(Op::IrqRestore, 0);
         native::irq_restore::<S::Native>(flags)
     }
+    fn safe_halt(&self) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 2u32))
+            && !s.withdrawn(Op::SafeHalt, 1)
+        {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Xen PV is the hypervisor; the arguments follow the IDL's mapping of `safe_halt`.
+                match unsafe { s.hypervisor_sched_op(SCHEDOP_block, 0_u64) } {
+                    Ok(_) => {
+                        s.served(Op::SafeHalt, 1);
+                        return;
+                    }
+                    Err(e) => s.fell_back(Op::SafeHalt, 1, e),
+                }
+            }
+        }
+        s.served(Op::SafeHalt, 0);
+        native::safe_halt::<S::Native>()
+    }
     fn eoi(&self) {
         let s = &self.0;
         #[allow(unused_variables)]
@@ -915,7 +936,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 22] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 23] {
     plan_at(features, None)
 }
 /// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
@@ -923,7 +944,7 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 22] {
 pub fn plan_at(
     features: &Features,
     version: Option<(u32, u32, u32)>,
-) -> [(Op, (usize, &'static str)); 22] {
+) -> [(Op, (usize, &'static str)); 23] {
     [
         (
             Op::ClockNs,
@@ -1051,6 +1072,21 @@ pub fn plan_at(
                 let step = || -> (usize, &'static str) {
                     if true {
                         return (1, "routine restore_event_mask");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::SafeHalt,
+            {
+                let step = || -> (usize, &'static str) {
+                    if version.is_none_or(|v| v >= (3u32, 0u32, 2u32)) {
+                        return (1, "hypercall __HYPERVISOR_sched_op(SCHEDOP_block, 0)");
                     }
                     if true {
                         return (2, "native");
@@ -1317,6 +1353,7 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("irq_enable", "routine → native"),
     ("irq_save", "routine → native"),
     ("irq_restore", "routine → native"),
+    ("safe_halt", "hypercall → native"),
     ("eoi", "routine → native"),
     ("timer_oneshot", "hypercall → native"),
     ("timer_cancel", "hypercall → native"),
