@@ -27,7 +27,7 @@ use pvi_sdk::generated::xen_pv::{self as xen, Features, Hypercalls, Steps};
 use pvi_sdk::time::pvclock;
 use pvi_sdk::types::{
     mmu_update, mmuext_op, pvclock_vcpu_time_info, shared_info, start_info,
-    xencons_interface, ErrorKind, ErrorOrigin, Gpa, Hertz, IrqFlags, Nanos, PvError,
+    vcpu_info, xencons_interface, ErrorKind, ErrorOrigin, Gpa, Hertz, IrqFlags, Nanos, PvError,
 };
 
 #[repr(C, align(4096))]
@@ -251,25 +251,27 @@ impl XenPv {
         done.map(|_| ())
     }
 
-    /// This vCPU's evtchn_upcall_mask and evtchn_upcall_pending, in the
-    /// vcpu_info inside shared_info.
-    fn event_flags(&self) -> Result<(&'static AtomicU8, &'static AtomicU8), PvError> {
+    /// This vCPU's vcpu_info inside the mapped shared_info.
+    fn vcpu_info(&self) -> Result<*mut vcpu_info, PvError> {
         let cpu = platform::cpu_index();
         if !self.shared_info || cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize {
             return Err(xen::unsupported());
         }
         let info = SHARED_INFO.0.get();
+        // SAFETY: only the address of an element, in bounds (checked above).
+        Ok(unsafe { core::ptr::addr_of_mut!((*info).vcpu_info[cpu]) })
+    }
+
+    /// This vCPU's evtchn_upcall_mask and evtchn_upcall_pending.
+    fn event_flags(&self) -> Result<(&'static AtomicU8, &'static AtomicU8), PvError> {
+        let info = self.vcpu_info()?;
         // SAFETY: bytes of this vCPU's vcpu_info in the mapped static
         // shared_info, which Xen and the guest share through atomic
         // accesses (the event-channel ABI), for the kernel's life.
         unsafe {
             Ok((
-                AtomicU8::from_ptr(core::ptr::addr_of_mut!(
-                    (*info).vcpu_info[cpu].evtchn_upcall_mask
-                )),
-                AtomicU8::from_ptr(core::ptr::addr_of_mut!(
-                    (*info).vcpu_info[cpu].evtchn_upcall_pending
-                )),
+                AtomicU8::from_ptr(core::ptr::addr_of_mut!((*info).evtchn_upcall_mask)),
+                AtomicU8::from_ptr(core::ptr::addr_of_mut!((*info).evtchn_upcall_pending)),
             ))
         }
     }
@@ -481,14 +483,10 @@ unsafe impl Steps for XenPv {
     }
 
     fn cr2_from_vcpu_info(&self) -> Result<u64, PvError> {
-        let cpu = platform::cpu_index();
-        if !self.shared_info || cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize {
-            return Err(xen::unsupported());
-        }
-        let info = SHARED_INFO.0.get();
+        let info = self.vcpu_info()?;
         // SAFETY: a field of this vCPU's vcpu_info in the mapped
         // shared_info, which Xen writes before it bounces a page fault.
-        Ok(unsafe { core::ptr::addr_of!((*info).vcpu_info[cpu].arch.cr2).read_volatile() })
+        Ok(unsafe { core::ptr::addr_of!((*info).arch.cr2).read_volatile() })
     }
 }
 

@@ -21,8 +21,7 @@ pub const FAILURE: u8 = 0x11;
 /// Whether the kernel runs in ring 3 (a Xen PV guest), where port I/O,
 /// `cli` and `hlt` fault.
 fn ring_3() -> bool {
-    use x86_64::instructions::segmentation::{Segment, CS};
-    CS::get_reg().0 & 3 == 3
+    crate::platform::code_segment() & 3 == 3
 }
 
 fn exit(value: u8, reason: ShutdownReason) -> ! {

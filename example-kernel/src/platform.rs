@@ -6,6 +6,13 @@ use crate::firmware::Machine;
 use pvi_backends::platform::{Acpi, Platform, Vectors};
 use pvi_sdk::types::ApicId;
 
+/// The kernel's code segment selector, whose low two bits are the ring it
+/// runs in: 0 natively and under HVM/PVH, 3 as a 64-bit Xen PV guest.
+pub fn code_segment() -> u16 {
+    use x86_64::instructions::segmentation::{Segment, CS};
+    CS::get_reg().0
+}
+
 /// The local timer's vector.
 pub const TIMER_VECTOR: u8 = 0x40;
 /// The wake-up IPI.

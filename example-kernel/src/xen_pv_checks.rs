@@ -292,13 +292,6 @@ struct Masking {
     woke: u64,
 }
 
-fn xen_unsupported() -> PvError {
-    PvError::new(
-        pvi_sdk::types::ErrorKind::Unsupported,
-        pvi_sdk::types::ErrorOrigin::Xen(0),
-    )
-}
-
 /// Spin until Xen's clock reaches `until` or `done` holds.
 fn wait(backend: &Backend, until: u64, done: impl Fn() -> bool) {
     while backend.clock_ns().0 < until && !done() {
@@ -444,7 +437,10 @@ pub(crate) fn run(
     let (armed, masking) = if traps {
         event_masking(backend)
     } else {
-        (Err(xen_unsupported()), Masking::default())
+        (
+            Err(pvi_sdk::generated::xen_pv::unsupported()),
+            Masking::default(),
+        )
     };
     report(
         console,

@@ -142,13 +142,6 @@ impl Platform for PvPlatform {
 
 static PV_PLATFORM: PvPlatform = PvPlatform;
 
-/// The code segment's privilege level: 3 for a 64-bit PV kernel.
-fn ring() -> (u16, u16) {
-    use x86_64::instructions::segmentation::Segment;
-    let cs = x86_64::instructions::segmentation::CS::get_reg().0;
-    (cs, cs & 3)
-}
-
 /// The text of a NUL-padded byte field.
 pub(crate) fn text(bytes: &[u8]) -> &str {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
@@ -225,7 +218,8 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     }
     // Through the chosen backend's console_write, as every entry writes.
     let mut console = crate::console::Console;
-    let (cs, ring) = ring();
+    let cs = crate::platform::code_segment();
+    let ring = cs & 3;
     let _ = writeln!(console, "pvi: Xen PV entry: ring {ring} (CS {cs:#x})");
     let dom0 = info.flags & SIF_INITDOMAIN != 0;
     let _ = writeln!(

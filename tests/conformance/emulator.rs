@@ -211,9 +211,9 @@ impl Page {
         for slot in page.chunks_mut(step) {
             slot[..3].copy_from_slice(&[0x0f, 0x0b, 0xc3]);
         }
+        let read_execute = libc::PROT_READ | libc::PROT_EXEC;
         // SAFETY: same page, now read + execute.
-        let protected =
-            unsafe { libc::mprotect(base.cast(), 4096, libc::PROT_READ | libc::PROT_EXEC) };
+        let protected = unsafe { libc::mprotect(base.cast(), 4096, read_execute) };
         assert_eq!(protected, 0, "mprotect failed");
         Page { base }
     }

@@ -160,12 +160,22 @@ fn check(log: &str) -> Result<(), String> {
         "pvi: Xen PV entry: checks: 0 failed".to_string(),
         DOM0_HALTED.to_string(),
     ];
-    let missing: Vec<&String> = expected.iter().filter(|e| !log.contains(*e)).collect();
+    all_present(log, &expected, "xen-pv-dom0")
+}
+
+/// Ok when `log` holds every line of `expected`; else which are missing,
+/// naming the log (`target/boot/<log_name>.log`).
+fn all_present(log: &str, expected: &[impl AsRef<str>], log_name: &str) -> Result<(), String> {
+    let missing: Vec<&str> = expected
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|e| !log.contains(e))
+        .collect();
     if missing.is_empty() {
         Ok(())
     } else {
         Err(format!(
-            "missing {missing:?} (log target/boot/xen-pv-dom0.log)"
+            "missing {missing:?} (log target/boot/{log_name}.log)"
         ))
     }
 }
@@ -182,12 +192,7 @@ fn check_fault(log: &str) -> Result<(), String> {
         "unhandled exception invalid opcode (#UD)",
         DOM0_CRASHED,
     ];
-    let missing: Vec<&&str> = expected.iter().filter(|e| !log.contains(**e)).collect();
-    if !missing.is_empty() {
-        return Err(format!(
-            "missing {missing:?} (log target/boot/xen-pv-dom0-fault.log)"
-        ));
-    }
+    all_present(log, &expected, "xen-pv-dom0-fault")?;
     if log.contains(DOM0_HALTED) {
         return Err("the dom0 powered off instead of crashing".to_string());
     }

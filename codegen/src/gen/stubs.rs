@@ -191,9 +191,9 @@ fn raw_call(conv: &Convention, arity: usize, mode: Mode, hv_display: &str) -> To
         .map(|&form| {
             let asm = asm_for(conv, form, arity, mode);
             let v = variant(form);
-            // SAFETY: (generator source) each emitted block gets its
-            // comment from `__safety__!(#why)`.
             if conv.forms.len() == 1 {
+                // SAFETY: (generator source) each emitted block gets its
+                // comment from `__safety__!(#why)`.
                 quote!(__safety__!(#why); unsafe { #asm };)
             } else {
                 // SAFETY: (generator source) as above.
