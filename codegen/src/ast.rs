@@ -825,6 +825,9 @@ pub struct Map {
     pub steps: Vec<Step>,
     /// `like HV`: the hypervisor whose chain for the op this one is.
     pub like: Option<Ident>,
+    /// `inline "ASM";`: the instructions a patched site of this hot op
+    /// becomes (every one written, in order; the checker allows one).
+    pub inline: Vec<Str>,
     /// The whole declaration.
     pub span: Span,
 }

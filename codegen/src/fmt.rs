@@ -485,9 +485,17 @@ impl<'a> Printer<'a> {
             return;
         }
         self.block(&format!("map {}", m.op.name), m.span, |p| {
+            // `inline` lines and steps, in the order written.
+            let mut lines: Vec<_> = m
+                .inline
+                .iter()
+                .map(|asm| (asm.span, format!("inline {};", string_text(&asm.value))))
+                .chain(m.steps.iter().map(|step| (step.span, step_text(step))))
+                .collect();
+            lines.sort_by_key(|(span, _)| span.start);
             let mut prev = None;
-            for step in &m.steps {
-                p.leaf(&mut prev, step.span, &step_text(step));
+            for (span, text) in &lines {
+                p.leaf(&mut prev, *span, text);
             }
         });
     }

@@ -762,15 +762,24 @@ impl Builder {
                     }
                     _ => None,
                 };
-                let steps = it
-                    .filter(|s| s.as_rule() == Rule::map_step)
-                    .filter_map(|s| self.step(s.into_inner().next()?))
-                    .collect();
+                let mut steps = Vec::new();
+                let mut inline = Vec::new();
+                for step in it.filter(|s| s.as_rule() == Rule::map_step) {
+                    let Some(step) = step.into_inner().next() else {
+                        continue;
+                    };
+                    if step.as_rule() == Rule::step_inline {
+                        inline.extend(step.into_inner().nth(1).map(|s| self.string(s)));
+                    } else {
+                        steps.extend(self.step(step));
+                    }
+                }
                 HvItem::Map(Map {
                     meta,
                     op,
                     steps,
                     like,
+                    inline,
                     span,
                 })
             }
@@ -1002,7 +1011,16 @@ impl Builder {
             self.unknown(
                 p,
                 "mapping step",
-                &["hypercall", "msr", "shared", "cpuid", "nop", "native"],
+                &[
+                    "hypercall",
+                    "msr",
+                    "shared",
+                    "cpuid",
+                    "routine",
+                    "nop",
+                    "native",
+                    "inline",
+                ],
             );
             return None;
         }

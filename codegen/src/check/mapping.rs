@@ -54,6 +54,7 @@ impl Checker {
             self.check_map(map, &op, scope);
         }
         self.check_routines(hv);
+        self.check_inline_forms(hv);
         let required: Vec<Op> = self
             .ops
             .values()

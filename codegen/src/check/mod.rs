@@ -3,12 +3,13 @@
 //!
 //! One pass per concern, each in its own file: declarations and names
 //! ([`decls`]), attributes and versions ([`attrs`]), types, units and layouts
-//! ([`types`]), ops ([`ops`]), hypervisor ABIs ([`hypervisor`]) and mappings
-//! ([`mapping`]).
+//! ([`types`]), ops ([`ops`]), hypervisor ABIs ([`hypervisor`]), mappings
+//! ([`mapping`]) and hot ops' inline forms ([`inline`]).
 
 mod attrs;
 mod decls;
 mod hypervisor;
+mod inline;
 mod mapping;
 mod ops;
 mod types;

@@ -165,6 +165,12 @@ impl Sections {
                     self.maps
                         .push_str(&format!("{}. `{}`\n", step.number, step.text));
                 }
+                if let Some(form) = m.inline.first() {
+                    self.maps.push_str(&format!(
+                        "\nA patched site becomes `{}` (`inline`: no call unless it says `call {{op}}`).\n",
+                        String::from_utf8_lossy(&form.value)
+                    ));
+                }
                 self.maps.push('\n');
             }
         }

@@ -41,6 +41,7 @@ pub fn module(model: &Model) -> String {
         })
         .collect();
     let hypervisor_list = hypervisor_list(model);
+    let inline_sequences = super::inline::inline_sequences(model);
     let interface_lines: Vec<String> = model
         .interface
         .meta
@@ -87,6 +88,7 @@ pub fn module(model: &Model) -> String {
         #[doc = " newer than it are not compiled; a guest records it in `.note.pvi`."]
         pub const GUEST_INTERFACE: (u16, u16) = #guest_interface;
         #hypervisor_list
+        #inline_sequences
         #[doc = " Types, units, error kinds and shared structures."]
         pub mod types;
         #[doc = " The ops trait and the native routines behind it."]

@@ -9,6 +9,7 @@
 mod abi;
 mod chains;
 mod hypervisor;
+mod inline;
 pub mod names;
 mod ops;
 mod stubs;

@@ -5,6 +5,7 @@
 
 pub mod chain;
 pub mod convention;
+pub mod inline;
 pub mod op;
 
 pub use chain::{Chain, FeatureBit, Guard, Mechanism, Step};

@@ -117,6 +117,23 @@ macro_rules! for_each_hypervisor {
         Gamma) }
     };
 }
+/// Bytes of each CPU's hypervisor area, the block at a fixed GS offset
+/// (`pvi_sdk::cpu_area`) where a backend may have the hypervisor keep its
+/// per-CPU structure, so that a hot op's inline form reaches it with one
+/// GS-relative instruction.
+pub const CPU_AREA_SIZE: usize = 64;
+/// Calls `$callback! { (name, Variant, op, "asm"), … }` once with every
+/// hot op's `inline` form in the IDL: the hypervisor's module name and
+/// `Dispatch` variant, the op, and its assembly (Intel syntax) with the
+/// operands `area` (a `const`: the area's GS offset) and `op` (a `sym`: the
+/// op's callee-save entry through the run-time dispatch); the local label
+/// `7770` marks the end of its `call {op}` (or its start, without one).
+#[macro_export]
+macro_rules! for_each_inline_sequence {
+    ($callback:ident) => {
+        $callback ! {}
+    };
+}
 /// Types, units, error kinds and shared structures.
 pub mod types;
 /// The ops trait and the native routines behind it.
