@@ -115,6 +115,7 @@ pub mod console_ring;
 pub mod direct;
 pub mod entry;
 pub mod hypercall_page;
+pub mod inline_forms;
 pub mod native;
 pub mod percpu;
 pub mod platform;

@@ -110,6 +110,15 @@ pub trait Platform: Sync {
         let _ = gpa;
         None
     }
+    /// The calling CPU's hypervisor area (a `pvi_sdk::cpu_area::CpuArea`),
+    /// which must lie at `pvi_sdk::cpu_area::GS_OFFSET` from the GS base
+    /// this CPU set through `gs_base_set`, for the kernel's whole life. A
+    /// backend may have the hypervisor keep its per-CPU structure there
+    /// and patch the hot ops' inline forms, which reach it through GS.
+    /// `None` (the default): no area, and the hot ops are calls.
+    fn cpu_area(&self) -> Option<usize> {
+        None
+    }
 }
 
 static PLATFORM: spin::Once<&'static dyn Platform> = spin::Once::new();

@@ -48,6 +48,14 @@ pub trait HypervisorBackend {
         Upcall::default()
     }
 
+    /// Whether the hypervisor keeps its per-CPU structure in each CPU's
+    /// area (`pvi_sdk::cpu_area`) from the boot CPU on, so that the hot
+    /// ops' inline forms (the IDL's `inline`) may be patched in. The
+    /// default: no.
+    fn cpu_area_in_use(&self) -> bool {
+        false
+    }
+
     /// Wait (bounded) until whoever reads the hypervisor's console has read
     /// all that was written; whether it has. The default: nothing to wait
     /// for.

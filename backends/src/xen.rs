@@ -459,12 +459,15 @@ impl Xen {
     /// Acknowledge this vCPU's timer event (`xen_events`); whether it
     /// was pending.
     fn acknowledge_timer_event(&self) -> bool {
-        if !self.shared_info {
+        let cpu = platform::cpu_index();
+        if !self.shared_info || cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize {
             return false;
         }
-        // SAFETY: shared_info is mapped at the static (checked above), and
-        // the upcall handler runs on the vCPU it acknowledges.
-        unsafe { TIMER_PORT.acknowledge(SHARED_INFO.0.get(), platform::cpu_index()) }
+        let info = SHARED_INFO.0.get();
+        // SAFETY: shared_info is mapped at the static (checked above), the
+        // vCPU's vcpu_info lies in it (bounds checked), and the upcall
+        // handler runs on the vCPU it acknowledges.
+        unsafe { TIMER_PORT.acknowledge(info, core::ptr::addr_of_mut!((*info).vcpu_info[cpu]), cpu) }
     }
 }
 

@@ -5,7 +5,7 @@
 use crate::percpu::MAX_CPUS;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::SeqCst};
 use pvi_sdk::generated::xen::{self, Hypercalls};
-use pvi_sdk::types::{evtchn_bind_virq, shared_info};
+use pvi_sdk::types::{evtchn_bind_virq, shared_info, vcpu_info};
 
 /// The ports VIRQ_TIMER is bound to, one per vCPU (0: not bound).
 pub(crate) struct TimerPorts([AtomicU32; MAX_CPUS]);
@@ -40,34 +40,35 @@ impl TimerPorts {
         ok
     }
 
-    /// Acknowledge vCPU `cpu`'s timer event in `info`: clear its upcall
-    /// flag, its selector and VIRQ_TIMER's pending bit, as Linux's upcall
-    /// handler does; whether the bit was set. Xen notifies only when a
-    /// port becomes pending, so without this the first timer event would
-    /// also be the last. Other ports' bits, which may be other vCPUs'
-    /// timers, are left alone.
+    /// Acknowledge vCPU `cpu`'s timer event: clear its upcall flag and
+    /// selector in `vcpu` (its vcpu_info, wherever Xen keeps it) and
+    /// VIRQ_TIMER's pending bit in `info`, as Linux's upcall handler does;
+    /// whether the bit was set. Xen notifies only when a port becomes
+    /// pending, so without this the first timer event would also be the
+    /// last. Other ports' bits, which may be other vCPUs' timers, are left
+    /// alone.
     ///
     /// # Safety
     ///
-    /// `info` is the domain's shared_info, mapped, and `cpu` the calling
-    /// vCPU.
-    pub(crate) unsafe fn acknowledge(&self, info: *mut shared_info, cpu: usize) -> bool {
-        if cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize || cpu >= MAX_CPUS {
+    /// `info` is the domain's shared_info, mapped; `cpu` is the calling
+    /// vCPU and `vcpu` its vcpu_info, mapped.
+    pub(crate) unsafe fn acknowledge(
+        &self,
+        info: *mut shared_info,
+        vcpu: *mut vcpu_info,
+        cpu: usize,
+    ) -> bool {
+        let Some(port) = self.0.get(cpu).map(|p| p.load(SeqCst) as usize) else {
             return false;
-        }
-        let port = self.0[cpu].load(SeqCst) as usize;
-        // SAFETY: fields of the mapped shared_info (the caller's
-        // contract), which Xen and the guest update with atomic operations
-        // (the event-channel ABI); the port was bound by Xen, so it
-        // indexes evtchn_pending.
+        };
+        // SAFETY: fields of the mapped shared_info and vcpu_info (the
+        // caller's contract), which Xen and the guest update with atomic
+        // operations (the event-channel ABI); the port was bound by Xen, so
+        // it indexes evtchn_pending.
         unsafe {
-            let upcall = AtomicU8::from_ptr(core::ptr::addr_of_mut!(
-                (*info).vcpu_info[cpu].evtchn_upcall_pending
-            ));
+            let upcall = AtomicU8::from_ptr(core::ptr::addr_of_mut!((*vcpu).evtchn_upcall_pending));
             upcall.store(0, SeqCst);
-            let selector = AtomicU64::from_ptr(core::ptr::addr_of_mut!(
-                (*info).vcpu_info[cpu].evtchn_pending_sel
-            ));
+            let selector = AtomicU64::from_ptr(core::ptr::addr_of_mut!((*vcpu).evtchn_pending_sel));
             selector.fetch_and(!(1 << (port / 64)), SeqCst);
             if port != 0 && port / 64 < 64 {
                 let bits =

@@ -14,12 +14,12 @@
 
 use crate::fallback;
 use crate::native::BareMetal;
-use crate::percpu::Shared;
+use crate::percpu::{Shared, MAX_CPUS};
 use crate::platform;
 use crate::registry::HypervisorBackend;
 use crate::select::Upcall;
 use crate::xen_console::XenConsole;
-use core::sync::atomic::{compiler_fence, AtomicU8, Ordering::SeqCst};
+use core::sync::atomic::{compiler_fence, AtomicU8, AtomicUsize, Ordering::SeqCst};
 use pvi_sdk::arch::rdtsc;
 use pvi_sdk::detect::Choice;
 use pvi_sdk::generated::ops::Op;
@@ -27,7 +27,7 @@ use pvi_sdk::generated::xen_pv::{self as xen, Features, Hypercalls, Steps};
 use pvi_sdk::time::pvclock;
 use pvi_sdk::types::{
     mmu_update, mmuext_op, pvclock_vcpu_time_info, shared_info, start_info,
-    vcpu_info, xencons_interface, ErrorKind, ErrorOrigin, Gpa, Hertz, IrqFlags, Nanos, PvError,
+    vcpu_info, vcpu_register_vcpu_info, xencons_interface, ErrorKind, ErrorOrigin, Gpa, Hertz, IrqFlags, Nanos, PvError,
 };
 
 #[repr(C, align(4096))]
@@ -37,6 +37,9 @@ struct SharedInfoPage(Shared<shared_info>);
 static SHARED_INFO: SharedInfoPage = SharedInfoPage(Shared::new(shared_info::ZERO));
 /// Each vCPU's VIRQ_TIMER port.
 static TIMER_PORT: crate::xen_events::TimerPorts = crate::xen_events::TimerPorts::new();
+/// Where each vCPU's vcpu_info lives once registered in its CPU area
+/// (VCPUOP_register_vcpu_info); 0 while it is shared_info's.
+static CPU_AREAS: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
 
 /// An entry's frame field: bits 51:12.
 const FRAME: u64 = 0x000f_ffff_ffff_f000;
@@ -182,12 +185,12 @@ impl XenPv {
         (back == mfn).then_some(pfn)
     }
 
-    /// This vCPU's vcpu_time_info inside shared_info.
+    /// This vCPU's vcpu_time_info, in its vcpu_info.
     fn time_info(&self) -> Result<*const pvclock_vcpu_time_info, PvError> {
-        if !self.shared_info {
-            return Err(xen::unsupported());
-        }
-        crate::xen_time::time_info(SHARED_INFO.0.get(), platform::cpu_index())
+        let info = self.vcpu_info()?;
+        // SAFETY: a field address inside the record (no access);
+        // vcpu_time_info has pvclock's layout (idl/xen.pvi).
+        Ok(unsafe { core::ptr::addr_of!((*info).time) }.cast())
     }
 
     /// The kernel's mapping of the page table at `table` and its machine
@@ -251,9 +254,15 @@ impl XenPv {
         done.map(|_| ())
     }
 
-    /// This vCPU's vcpu_info inside the mapped shared_info.
+    /// This vCPU's vcpu_info: in its CPU area once registered there, where
+    /// Xen then keeps it (and no longer in shared_info); before, inside the
+    /// mapped shared_info.
     fn vcpu_info(&self) -> Result<*mut vcpu_info, PvError> {
         let cpu = platform::cpu_index();
+        let registered = CPU_AREAS.get(cpu).map_or(0, |a| a.load(SeqCst));
+        if registered != 0 {
+            return Ok(registered as *mut vcpu_info);
+        }
         if !self.shared_info || cpu >= xen::XEN_LEGACY_MAX_VCPUS as usize {
             return Err(xen::unsupported());
         }
@@ -282,6 +291,35 @@ impl XenPv {
     fn deliver_pending(&self) {
         // SAFETY: Xen is the hypervisor; XENVER_version takes no argument.
         let _ = unsafe { self.hypercalls.hypervisor_xen_version(xen::XENVER_version, 0) };
+    }
+
+    /// Have Xen keep vCPU `cpu`'s (the calling one's) vcpu_info in the
+    /// kernel's CPU area for it (`Platform::cpu_area`), as Linux's
+    /// xen_vcpu_setup does; Xen copies the current one there and marks
+    /// every event pending once (a spurious upcall). Once per vCPU.
+    fn register_vcpu_info(&self, cpu: usize) -> Result<(), PvError> {
+        const _: () = assert!(core::mem::size_of::<vcpu_info>() <= pvi_sdk::cpu_area::CPU_AREA_SIZE);
+        let slot = CPU_AREAS.get(cpu).ok_or_else(invalid)?;
+        let area = platform::get()
+            .and_then(|p| p.cpu_area())
+            .ok_or_else(xen::unsupported)?;
+        let machine = self.machine_address(area as u64).ok_or_else(invalid)?;
+        let request = vcpu_register_vcpu_info {
+            mfn: machine >> 12,
+            offset: (machine & 0xfff) as u32,
+            rsvd: 0,
+        };
+        // SAFETY: Xen is the hypervisor; the area is the kernel's, 64
+        // bytes it never touches (the `cpu_area` contract), which Xen
+        // writes from now on; the request lives until the call returns.
+        let done = unsafe {
+            self.hypercalls.hypervisor_vcpu_op(
+                xen::VCPUOP_register_vcpu_info,
+                cpu as u32,
+                core::ptr::from_ref(&request) as u64,
+            )
+        };
+        done.map(|_| slot.store(area, SeqCst))
     }
 
     /// Map shared_info's machine frame at this module's page.
@@ -581,13 +619,29 @@ impl HypervisorBackend for XenPv {
             fallback::record_setup(1, why);
         }
         TIMER_PORT.bind(&self.hypercalls, cpu);
+        if let Err(why) = self.register_vcpu_info(cpu) {
+            // Setup step 2: the hot ops' inline forms are not used, and
+            // their sites call the routines.
+            fallback::record_setup(2, why);
+        }
+    }
+
+    /// Whether the boot vCPU's vcpu_info is in its CPU area, which the
+    /// hot ops' inline forms reach through GS.
+    fn cpu_area_in_use(&self) -> bool {
+        CPU_AREAS[0].load(SeqCst) != 0
     }
 
     fn upcall_interrupt(&self) -> Upcall {
-        let timer = self.shared_info
-            // SAFETY: shared_info is mapped at the static, and the upcall
-            // handler runs on the vCPU it acknowledges.
-            && unsafe { TIMER_PORT.acknowledge(SHARED_INFO.0.get(), platform::cpu_index()) };
+        let timer = match self.vcpu_info() {
+            Ok(vcpu) if self.shared_info => {
+                // SAFETY: shared_info is mapped at the static, `vcpu` is
+                // this vCPU's vcpu_info, and the upcall handler runs on the
+                // vCPU it acknowledges.
+                unsafe { TIMER_PORT.acknowledge(SHARED_INFO.0.get(), vcpu, platform::cpu_index()) }
+            }
+            _ => false,
+        };
         Upcall { timer }
     }
 

@@ -27,13 +27,13 @@ use pvi_sdk::PvOps;
 
 /// How many calls a sample times, and how many samples give the median.
 #[derive(Clone, Copy)]
-struct Plan {
+pub(crate) struct Plan {
     batch: u64,
     samples: usize,
 }
 
 /// Cheap ops: 21 samples of 1,000 calls (21,000 in all).
-const HOT: Plan = Plan {
+pub(crate) const HOT: Plan = Plan {
     batch: 1_000,
     samples: 21,
 };
@@ -64,7 +64,7 @@ fn batch_ticks(n: u64, mut f: impl FnMut()) -> u64 {
 }
 
 /// The median cost of one call of `f`, in hundredths of a TSC tick.
-fn per_call(plan: Plan, mut f: impl FnMut()) -> u64 {
+pub(crate) fn per_call(plan: Plan, mut f: impl FnMut()) -> u64 {
     let mut samples = [0u64; 21];
     let samples = &mut samples[..plan.samples.min(21)];
     for sample in samples.iter_mut() {
@@ -102,7 +102,7 @@ fn medians_in_turns<const N: usize>(plan: Plan, batches: [&dyn Fn() -> u64; N]) 
     })
 }
 
-fn report(what: core::fmt::Arguments, centi: u64) {
+pub(crate) fn report(what: core::fmt::Arguments, centi: u64) {
     let _ = writeln!(
         Console,
         "bench {what} ticks={}.{:02}",

@@ -5,14 +5,26 @@
 //! set_segment_base on Xen PV.
 
 use crate::firmware::MAX_CPUS;
+use pvi_sdk::cpu_area::CpuArea;
 
+/// One CPU's block: its index in the first line, then the hypervisor's
+/// area (`pvi_sdk::cpu_area`) at the GS offset the SDK fixes, where Xen PV
+/// keeps this vCPU's vcpu_info for the hot ops' inline forms.
 #[repr(C, align(64))]
 struct Block {
     index: u64,
+    area: CpuArea,
 }
 
+const _: () = assert!(core::mem::offset_of!(Block, area) == pvi_sdk::cpu_area::GS_OFFSET);
+
 static BLOCKS: [Block; MAX_CPUS] = {
-    let mut blocks = [const { Block { index: 0 } }; MAX_CPUS];
+    let mut blocks = [const {
+        Block {
+            index: 0,
+            area: CpuArea::new(),
+        }
+    }; MAX_CPUS];
     let mut i = 0;
     while i < MAX_CPUS {
         blocks[i].index = i as u64;
@@ -45,4 +57,9 @@ pub fn index() -> usize {
         core::arch::asm!("mov {}, gs:[0]", out(reg) index, options(nostack, readonly, preserves_flags))
     };
     index as usize
+}
+
+/// CPU `cpu`'s hypervisor area, for `Platform::cpu_area`.
+pub fn area(cpu: usize) -> Option<usize> {
+    BLOCKS.get(cpu).map(|block| block.area.address())
 }

@@ -31,6 +31,7 @@ mod smp;
 mod start_info;
 mod text;
 mod traps;
+mod xen_pv_bench;
 mod xen_pv_checks;
 mod xen_pv_entry;
 

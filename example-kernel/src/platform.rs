@@ -87,4 +87,8 @@ impl Platform for Kernel {
     fn map_gpa(&self, gpa: u64) -> Option<usize> {
         (gpa < 1 << 32).then_some(gpa as usize)
     }
+
+    fn cpu_area(&self) -> Option<usize> {
+        crate::cpu_local::area(crate::cpu_local::index())
+    }
 }

@@ -341,6 +341,119 @@ fn event_masking(backend: &Backend) -> (Result<(), PvError>, Masking) {
     (armed, masking)
 }
 
+/// One site of each irq op, which the entry's `hot_sites::patch` made Xen
+/// PV's inline forms.
+#[inline(never)]
+fn site_irq_disable() {
+    pvi_sdk::patchable_irq_disable!();
+}
+
+#[inline(never)]
+fn site_irq_enable() {
+    pvi_sdk::patchable_irq_enable!();
+}
+
+#[inline(never)]
+fn site_irq_save() -> IrqFlags {
+    pvi_sdk::patchable_irq_save!()
+}
+
+#[inline(never)]
+fn site_irq_restore(flags: IrqFlags) {
+    pvi_sdk::patchable_irq_restore!(flags);
+}
+
+/// evtchn_upcall_mask of this vCPU's vcpu_info, read where Xen keeps it:
+/// byte 1 of CPU 0's hypervisor area.
+fn upcall_mask() -> u8 {
+    let area = crate::cpu_local::area(0).unwrap_or(0);
+    // SAFETY: CPU 0's area, a static in the kernel's block array, where
+    // Xen keeps vcpu_info once registered (byte 1: evtchn_upcall_mask);
+    // read only, volatile, as Xen writes it behind the compiler's back.
+    unsafe { ((area + 1) as *const u8).read_volatile() }
+}
+
+/// What `patched_sites` saw.
+#[derive(Default)]
+struct Patched {
+    /// irq sites in the kernel, and how many read as their inline form
+    /// (the rare path's call displacement aside).
+    sites: (usize, usize),
+    /// The mask after the irq_disable site, the irq_enable site, the
+    /// irq_save site, and the irq_restore site given IF then not.
+    masks: [u8; 5],
+    /// Timer events held back while the sites had masked, and delivered
+    /// by the irq_enable site's rare path.
+    held: u64,
+    delivered: u64,
+    /// IF in the irq_save site's flags, masked and unmasked.
+    saved: (bool, bool),
+}
+
+/// Whether each irq site reads as its op's inline form.
+fn sites_inline() -> (usize, usize) {
+    let mut counted = (0, 0);
+    for site in pvi_sdk::patch::sites() {
+        let Some(op) = pvi_sdk::patch::HotOp::ALL.get(usize::from(site.op)) else {
+            continue;
+        };
+        let Some(form) = pvi_backends::inline_forms::inline_form(*op) else {
+            continue;
+        };
+        counted.0 += 1;
+        // SAFETY: the site's bytes, in the kernel's text.
+        let bytes = unsafe { core::slice::from_raw_parts(site.at as *const u8, form.bytes.len()) };
+        let displacement = form.call_end.saturating_sub(4)..form.call_end;
+        let same = bytes
+            .iter()
+            .zip(form.bytes)
+            .enumerate()
+            .all(|(i, (a, b))| a == b || displacement.contains(&i));
+        counted.1 += usize::from(same);
+    }
+    counted
+}
+
+/// The patched sites, run: the irq_disable site masks, a timer event
+/// armed meanwhile is held back, and the irq_enable site's rare path
+/// delivers it; irq_save and irq_restore sites read and set the mask.
+/// Events masked at the end, as `event_masking` leaves them.
+fn patched_sites(backend: &Backend) -> Patched {
+    use crate::events::{seen, Event};
+    let ticks = || seen(crate::cpu_local::index(), Event::Timer);
+    let mut patched = Patched {
+        sites: sites_inline(),
+        ..Patched::default()
+    };
+    site_irq_disable();
+    patched.masks[0] = upcall_mask();
+    let before = ticks();
+    let now = backend.clock_ns().0;
+    let _ = backend.timer_oneshot(Nanos(now + 1_000_000));
+    wait(backend, now + 21_000_000, || false);
+    patched.held = ticks() - before;
+    let masked = site_irq_save();
+    site_irq_enable();
+    patched.masks[1] = upcall_mask();
+    let after = backend.clock_ns().0;
+    wait(backend, after + 200_000_000, || {
+        ticks() > before + patched.held
+    });
+    patched.delivered = ticks() - before - patched.held;
+    let unmasked = site_irq_save();
+    patched.masks[2] = upcall_mask();
+    site_irq_restore(IrqFlags::IF);
+    patched.masks[3] = upcall_mask();
+    site_irq_restore(IrqFlags::empty());
+    patched.masks[4] = upcall_mask();
+    backend.timer_cancel();
+    patched.saved = (
+        masked.contains(IrqFlags::IF),
+        unmasked.contains(IrqFlags::IF),
+    );
+    patched
+}
+
 /// The machine frame Xen keeps for this domain's frame `pfn`.
 fn machine_frame(info: &start_info, pfn: u64) -> Option<u64> {
     // SAFETY: start_info's page-frame list, nr_pages entries, mapped by
@@ -350,6 +463,25 @@ fn machine_frame(info: &start_info, pfn: u64) -> Option<u64> {
             .add(pfn as usize)
             .read_volatile()
     })
+}
+
+/// `patched_sites`' evidence, or why it did not run.
+struct DisplayPatched<'a>(Option<&'a Patched>);
+
+impl core::fmt::Display for DisplayPatched<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        let Some(p) = self.0 else {
+            return write!(
+                f,
+                "not tried: no trap table, or no timer event through event_masking"
+            );
+        };
+        write!(
+            f,
+            "{} of {} irq sites read as Xen PV's inline forms; evtchn_upcall_mask after the sites irq_disable, irq_enable, irq_save, irq_restore(IF), irq_restore(0): {:?}; timer events held while masked: {}, delivered by irq_enable's rare path: {}; irq_save saw IF {} when masked, {} when not",
+            p.sites.1, p.sites.0, p.masks, p.held, p.delivered, p.saved.0, p.saved.1
+        )
+    }
 }
 
 /// One check's line: `ok` or `FAILED`, and why.
@@ -458,6 +590,27 @@ pub(crate) fn run(
             "timer_oneshot 1 ms ahead with events masked: {armed:?}; timer events in the 20 ms past the deadline: {}; after irq_enable: {}; irq_save saw IF {} when masked, {} when not; armed again, safe_halt returned after {} timer event(s)",
             masking.held, masking.delivered, masking.saved.0, masking.saved.1, masking.woke
         ),
+    );
+
+    // The hot ops' patched sites: Xen PV's inline forms, run.
+    let patched = if traps && masking.delivered == 1 {
+        Some(patched_sites(backend))
+    } else {
+        None
+    };
+    report(
+        console,
+        &mut failed,
+        "patched_irq_sites",
+        patched.as_ref().is_some_and(|p| {
+            p.sites.0 >= 4
+                && p.sites.1 == p.sites.0
+                && p.masks == [1, 0, 1, 0, 1]
+                && p.held == 0
+                && p.delivered == 1
+                && p.saved == (false, true)
+        }),
+        format_args!("{}", DisplayPatched(patched.as_ref())),
     );
 
     // clock_ns: Xen system time from shared_info, moving.

@@ -138,6 +138,10 @@ impl Platform for PvPlatform {
     fn map_gpa(&self, gpa: u64) -> Option<usize> {
         (gpa.checked_add(4096)? <= MAPPED_END.load(Relaxed)).then_some(gpa as usize)
     }
+
+    fn cpu_area(&self) -> Option<usize> {
+        crate::cpu_local::area(0)
+    }
 }
 
 static PV_PLATFORM: PvPlatform = PvPlatform;
@@ -209,7 +213,12 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     // once, after the platform was installed.
     let selection = unsafe { crate::select_once(detection, cmdline) };
     let backend = selection.backend;
-    // This vCPU's records: Xen's timer event bound to a port of its own.
+    // This vCPU's per-CPU block, through the op (set_segment_base here),
+    // before its hypervisor area is registered and reached through GS.
+    // SAFETY: the boot vCPU, CPU 0, once, before GS-relative code runs.
+    unsafe { crate::cpu_local::set(0) };
+    // This vCPU's records: Xen's timer event bound to a port of its own,
+    // and its vcpu_info moved into its block's hypervisor area.
     if selection.init_cpu().is_err() {
         refuse(
             hypercalls,
@@ -235,9 +244,14 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     // The boot report every entry prints: detection, the backend, and
     // each op's planned step.
     let _ = write!(console, "{selection}");
-    // This vCPU's per-CPU block, through the op (set_segment_base here).
-    // SAFETY: the boot vCPU, CPU 0, once, before GS-relative code runs.
-    unsafe { crate::cpu_local::set(0) };
+    // The hot ops' sites: Xen PV's inline forms, which reach the
+    // vcpu_info just registered through GS.
+    let patched = crate::hot_sites::patch(selection);
+    let _ = writeln!(
+        console,
+        "pvi: Xen PV entry: hot sites: {} inline, {} native, {} calls, {} kept",
+        patched.inline, patched.native, patched.direct, patched.kept
+    );
     // The kernel's IDT, through the op: Xen's virtual IDT here. Until it
     // is loaded, a fault makes Xen crash the domain.
     // SAFETY: the boot vCPU; the table's handlers are `traps`' stubs.
@@ -263,9 +277,12 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
         // the trap table) reports before the kernel panics and stops.
         unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
     }
+    if cmdline.split_ascii_whitespace().any(|w| w == "bench") {
+        crate::xen_pv_bench::run(backend);
+    }
     let _ = writeln!(
         console,
-        "pvi: Xen PV entry: checks: {failed} failed; the kernel stops here: its local APIC use, SMP start-up and patched hot-op sites have no Xen PV form yet (issue 18); powering off"
+        "pvi: Xen PV entry: checks: {failed} failed; the kernel stops here: its local APIC use and SMP start-up have no Xen PV form yet (issue 18); powering off"
     );
     selection.flush_console();
     let _ = backend.shutdown(ShutdownReason::Poweroff);

@@ -34,6 +34,7 @@
 pub mod generated;
 
 pub mod arch;
+pub mod cpu_area;
 pub mod detect;
 pub mod fixup;
 mod link_records;

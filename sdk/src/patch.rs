@@ -1,11 +1,15 @@
 //! Patchable call sites for hot ops, as Linux's alternatives: a site is
-//! emitted as a 5-byte `call` to an out-of-line routine and records itself
-//! in the `pvi_sites` link section, with the op's native instructions,
-//! encoded by the assembler from the IDL's `native asm` template, in
-//! `.pvi_replacements`. Once the backend is known, a kernel rewrites each
-//! site in place ([`apply`]): to the native instructions padded with NOPs,
-//! so the hot path carries no call at all, or to a direct call to the
-//! backend's own routine, so it carries no dispatch.
+//! emitted as a `call` to an out-of-line routine, then a jump over room
+//! for the longest inline form a hypervisor declares for the op
+//! ([`HotOp::site_len`]), and records itself in the `pvi_sites` link
+//! section, with the op's native instructions, encoded by the assembler
+//! from the IDL's `native asm` template, in `.pvi_replacements`. Once the
+//! backend is known, a kernel rewrites each site in place ([`apply`]): to
+//! the native instructions, or to the hypervisor's inline form (the IDL's
+//! `inline`, e.g. Xen PV's store into `vcpu_info`), so the hot path
+//! carries no call at all; or to a direct call to the backend's own
+//! routine, so it carries no dispatch. What is left of a site after its
+//! new instructions is skipped by one NOP or one short jump.
 //!
 //! [`sites`] finds the records in any link, with or without a linker
 //! script (the linker bounds the section with `__start_pvi_sites` and
@@ -73,6 +77,20 @@ impl HotOp {
         }
     }
 
+    /// A site's length in bytes: a `call` and a short jump over the rest,
+    /// room for the longest inline form any hypervisor of the IDL gives the
+    /// op (Xen PV's, whose `irq_restore` is 34 bytes; a test holds every
+    /// form to it). `eoi`'s sites are only ever a call.
+    pub const fn site_len(self) -> usize {
+        match self {
+            HotOp::IrqDisable => 9,
+            HotOp::IrqEnable => 25,
+            HotOp::IrqSave => 27,
+            HotOp::IrqRestore => 34,
+            HotOp::Eoi => 5,
+        }
+    }
+
     /// The op's `native asm` template from the IDL, with its operands
     /// bound to the registers of the C ABI a site's call uses (the result
     /// in `rax`, the first argument in `rdi`); `None` for an op whose
@@ -88,13 +106,31 @@ impl HotOp {
     }
 }
 
+/// A hypervisor's inline form of a hot op, as assembled from the IDL's
+/// `inline` (`for_each_inline_sequence!`): its bytes, and where the
+/// displacement of its one `call` ends, which [`apply`] moves with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sequence {
+    /// The instructions.
+    pub bytes: &'static [u8],
+    /// The offset just past the `call`'s 32-bit displacement; 0 for a
+    /// form without a call.
+    pub call_end: usize,
+}
+
 /// What [`apply`] makes of one site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Patch {
     /// Leave the call to the out-of-line routine.
     Keep,
-    /// The native instructions, padded with NOPs.
+    /// The native instructions.
     Native,
+    /// A hypervisor's inline form in place of the call.
+    Inline(Sequence),
+    /// A direct call to this callee-save routine, which changes no register
+    /// but the op's result (an irq op served by a backend without an
+    /// inline form: the site must not run the native instruction).
+    CalleeSave(usize),
     /// A direct call to this routine (an `extern "C"` function with the
     /// op's signature, e.g. the selected backend's own). Only for `eoi`:
     /// an irq op's site promises its caller that no register changes (its
@@ -108,7 +144,10 @@ pub enum Patch {
 pub struct Applied {
     /// Sites rewritten to their native instructions.
     pub native: usize,
-    /// Sites rewritten to a direct call.
+    /// Sites rewritten to a hypervisor's inline form.
+    pub inline: usize,
+    /// Sites rewritten to a direct call (to a backend's own routine or a
+    /// callee-save entry).
     pub direct: usize,
     /// Sites left as they were: kept, an unknown op, a record that does
     /// not fit its site, or a target out of a `call`'s reach.
@@ -181,8 +220,8 @@ macro_rules! __pvi_native_template {
     };
 }
 
-/// One patchable site of op `$op` (a [`HotOp`]) whose unpatched form calls
-/// `$f`, with the op's native instructions `$native` (`""` for none) and
+/// One patchable site of op `$op` (a [`HotOp`]), [`HotOp::site_len`] bytes,
+/// whose unpatched form calls `$f`, with the op's native instructions `$native` (`""` for none) and
 /// any further `asm!` operands: the registers `$f` reads and writes, and
 /// for an `extern "C"` function (`eoi`'s) `clobber_abi("C")`. An irq op's
 /// `$f` is its callee-save entry, which changes no register but the
@@ -200,6 +239,12 @@ macro_rules! __pvi_patchable_site {
             core::arch::asm!(
                 "772:",
                 "call {f}",
+                // Room for an inline form: a short jump over it (`jmp rel8`,
+                // written as bytes so that its size is fixed).
+                ".if {len} > 5",
+                ".byte 0xeb, {len} - 7",
+                ".skip {len} - 7, 0xcc",
+                ".endif",
                 "773:",
                 ".pushsection .pvi_replacements, \"a\"",
                 "774:",
@@ -214,6 +259,7 @@ macro_rules! __pvi_patchable_site {
                 ".popsection",
                 f = sym $f,
                 op = const $op as u8,
+                len = const $op.site_len(),
                 $($($operand)+,)?
             )
         }
@@ -285,27 +331,35 @@ macro_rules! patchable_eoi {
     };
 }
 
-/// A 4-, 3-, 2- and 1-byte NOP (Intel SDM vol. 2B, "NOP"), to pad a site
-/// behind shorter native instructions.
+/// The longest site [`apply`] rewrites.
+const MAX_SITE: usize = 64;
+
+/// A 1-, 2-, 3- and 4-byte NOP (Intel SDM vol. 2B, "NOP"), by length less
+/// one: what is left of a site after its new instructions, if that short.
 const NOPS: [&[u8]; 4] = [
-    &[0x0f, 0x1f, 0x40, 0x00],
-    &[0x0f, 0x1f, 0x00],
-    &[0x66, 0x90],
     &[0x90],
+    &[0x66, 0x90],
+    &[0x0f, 0x1f, 0x00],
+    &[0x0f, 0x1f, 0x40, 0x00],
 ];
 
-/// The bytes that replace a `len`-byte site: `native`, then NOPs.
-fn native_site(native: &[u8], len: usize) -> Option<[u8; 16]> {
-    if native.is_empty() || native.len() > len || len > 16 {
+/// A `len`-byte site made of `code` and one instruction that skips the
+/// rest: a NOP of the rest's length, or a short jump over it (its bytes
+/// `int3`), so that any form costs one instruction more at most.
+fn site_bytes(code: &[u8], len: usize) -> Option<[u8; MAX_SITE]> {
+    if code.is_empty() || code.len() > len || len > MAX_SITE {
         return None;
     }
-    let mut out = [0u8; 16];
-    out[..native.len()].copy_from_slice(native);
-    let mut at = native.len();
-    while at < len {
-        let nop = NOPS.iter().find(|n| n.len() <= len - at)?;
-        out[at..at + nop.len()].copy_from_slice(nop);
-        at += nop.len();
+    let mut out = [0xccu8; MAX_SITE];
+    out[..code.len()].copy_from_slice(code);
+    let rest = len - code.len();
+    match rest {
+        0 => {}
+        1..=4 => out[code.len()..len].copy_from_slice(NOPS[rest - 1]),
+        _ => {
+            out[code.len()] = 0xeb;
+            out[code.len() + 1] = u8::try_from(rest - 2).ok()?;
+        }
     }
     Some(out)
 }
@@ -316,6 +370,27 @@ fn call_site(at: usize, target: usize) -> Option<[u8; 5]> {
     let delta = i32::try_from(target as i64 - next as i64).ok()?;
     let d = delta.to_le_bytes();
     Some([0xe8, d[0], d[1], d[2], d[3]])
+}
+
+/// `sequence` as it must read at `at`: its `call`'s displacement moved by
+/// the distance from where it was assembled, if still within reach and if
+/// the byte before the displacement is a `call` (`e8`).
+fn moved(sequence: &Sequence, at: usize) -> Option<[u8; MAX_SITE]> {
+    let len = sequence.bytes.len();
+    let mut out = [0u8; MAX_SITE];
+    out.get_mut(..len)?.copy_from_slice(sequence.bytes);
+    if sequence.call_end != 0 {
+        let end = sequence.call_end;
+        if end < 5 || end > len || out[end - 5] != 0xe8 {
+            return None;
+        }
+        let field: [u8; 4] = out[end - 4..end].try_into().ok()?;
+        let target = (sequence.bytes.as_ptr() as i64 + end as i64)
+            .checked_add(i64::from(i32::from_le_bytes(field)))?;
+        let delta = i32::try_from(target - (at as i64 + end as i64)).ok()?;
+        out[end - 4..end].copy_from_slice(&delta.to_le_bytes());
+    }
+    Some(out)
 }
 
 crate::link_records::section_records! {
@@ -337,46 +412,49 @@ pub unsafe fn apply(sites: &[Site], decide: impl Fn(HotOp) -> Patch) -> Applied 
     let mut applied = Applied::default();
     for site in sites {
         let len = usize::from(site.len);
-        let rewrite: Option<([u8; 16], usize, bool)> = match HotOp::from_byte(site.op).map(&decide)
-        {
-            Some(Patch::Native) => {
-                let native = if site.replacement_len == 0 {
-                    &[][..]
-                } else {
-                    // SAFETY: the caller vouches for the record, whose
-                    // replacement is `replacement_len` readable bytes.
-                    unsafe {
-                        core::slice::from_raw_parts(
-                            site.replacement as *const u8,
-                            usize::from(site.replacement_len),
-                        )
-                    }
-                };
-                native_site(native, len).map(|b| (b, len, false))
-            }
-            Some(Patch::Call(target)) if len == 5 && site.op == HotOp::Eoi as u8 => {
-                call_site(site.at, target).map(|c| {
-                    let mut b = [0u8; 16];
-                    b[..5].copy_from_slice(&c);
-                    (b, 5, true)
-                })
-            }
-            _ => None,
-        };
-        let Some((bytes, n, direct)) = rewrite else {
+        let rewrite: Option<([u8; MAX_SITE], &mut usize)> =
+            match HotOp::from_byte(site.op).map(&decide) {
+                Some(Patch::Native) => {
+                    let native = if site.replacement_len == 0 {
+                        &[][..]
+                    } else {
+                        // SAFETY: the caller vouches for the record, whose
+                        // replacement is `replacement_len` readable bytes.
+                        unsafe {
+                            core::slice::from_raw_parts(
+                                site.replacement as *const u8,
+                                usize::from(site.replacement_len),
+                            )
+                        }
+                    };
+                    site_bytes(native, len).map(|b| (b, &mut applied.native))
+                }
+                Some(Patch::Inline(sequence)) if site.op != HotOp::Eoi as u8 => {
+                    moved(&sequence, site.at)
+                        .and_then(|code| site_bytes(&code[..sequence.bytes.len()], len))
+                        .map(|b| (b, &mut applied.inline))
+                }
+                Some(Patch::CalleeSave(target)) if site.op != HotOp::Eoi as u8 => {
+                    call_site(site.at, target)
+                        .and_then(|call| site_bytes(&call, len))
+                        .map(|b| (b, &mut applied.direct))
+                }
+                Some(Patch::Call(target)) if len == 5 && site.op == HotOp::Eoi as u8 => {
+                    call_site(site.at, target)
+                        .and_then(|call| site_bytes(&call, len))
+                        .map(|b| (b, &mut applied.direct))
+                }
+                _ => None,
+            };
+        let Some((bytes, count)) = rewrite else {
             applied.kept += 1;
             continue;
         };
-        for (i, byte) in bytes[..n].iter().enumerate() {
+        *count += 1;
+        for (i, byte) in bytes[..len].iter().enumerate() {
             // SAFETY: the caller guarantees the site is writable text that
-            // no CPU is executing; the record says it is `len` bytes long,
-            // and `n` is at most `len`.
+            // no CPU is executing; the record says it is `len` bytes long.
             unsafe { ((site.at + i) as *mut u8).write_volatile(*byte) };
-        }
-        if direct {
-            applied.direct += 1;
-        } else {
-            applied.native += 1;
         }
     }
     // Cross-modifying code: a serializing instruction before the patched
@@ -414,6 +492,7 @@ mod tests {
             applied,
             Applied {
                 native: 2,
+                inline: 0,
                 direct: 0,
                 kept: 0
             }
@@ -467,11 +546,77 @@ mod tests {
             applied,
             Applied {
                 native: 0,
+                inline: 0,
                 direct: 0,
                 kept: 3
             }
         );
         assert_eq!(text, [0xe8; 15]);
+    }
+
+    #[test]
+    fn the_rest_of_a_long_site_is_one_short_jump() {
+        let mut text = [0u8; 9];
+        let base = text.as_mut_ptr() as usize;
+        let sites = [site(base, HotOp::IrqDisable, 9, &[0xfa])];
+        // SAFETY: as above.
+        let applied = unsafe { apply(&sites, |_| Patch::Native) };
+        assert_eq!(applied.native, 1);
+        // cli; jmp +6; six int3 never run.
+        assert_eq!(text, [0xfa, 0xeb, 6, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc]);
+    }
+
+    #[test]
+    fn an_inline_form_is_copied_with_its_call_moved() {
+        // mov byte ptr gs:[65], 0; call (to 0x100 past the form's call).
+        static FORM: [u8; 14] = [
+            0x65, 0xc6, 0x04, 0x25, 0x41, 0, 0, 0, 0x00, 0xe8, 0x00, 0x01, 0, 0,
+        ];
+        let sequence = Sequence {
+            bytes: &FORM,
+            call_end: 14,
+        };
+        // Text near the form, as a kernel's is: a call reaches 2 GiB.
+        static mut TEXT: [u8; 25] = [0; 25];
+        let base = core::ptr::addr_of_mut!(TEXT) as usize;
+        let sites = [site(base, HotOp::IrqEnable, 25, &[0xfb])];
+        // SAFETY: as above (the static is this test's alone).
+        let applied = unsafe { apply(&sites, |_| Patch::Inline(sequence)) };
+        // SAFETY: written above, read once here.
+        let text = unsafe { core::ptr::addr_of!(TEXT).read() };
+        assert_eq!(applied.inline, 1);
+        assert_eq!(text[..10], FORM[..10]);
+        let target = FORM.as_ptr() as i64 + 14 + 0x100;
+        let rel = i32::from_le_bytes(text[10..14].try_into().unwrap());
+        assert_eq!(base as i64 + 14 + i64::from(rel), target);
+        assert_eq!(text[14..16], [0xeb, 9]);
+    }
+
+    #[test]
+    fn an_inline_form_whose_call_is_not_one_is_refused() {
+        static FORM: [u8; 5] = [0x90, 0x90, 0x90, 0x90, 0x90];
+        let sequence = Sequence {
+            bytes: &FORM,
+            call_end: 5,
+        };
+        let mut text = [0xe8u8; 9];
+        let base = text.as_mut_ptr() as usize;
+        let sites = [site(base, HotOp::IrqDisable, 9, &[0xfa])];
+        // SAFETY: as above.
+        let applied = unsafe { apply(&sites, |_| Patch::Inline(sequence)) };
+        assert_eq!(applied.kept, 1);
+        assert_eq!(text, [0xe8; 9]);
+    }
+
+    #[test]
+    fn a_served_irq_site_can_call_a_callee_save_routine() {
+        let mut text = [0u8; 9];
+        let base = text.as_mut_ptr() as usize;
+        let sites = [site(base, HotOp::IrqDisable, 9, &[0xfa])];
+        // SAFETY: as above.
+        let applied = unsafe { apply(&sites, |_| Patch::CalleeSave(base + 5 + 0x40)) };
+        assert_eq!(applied.direct, 1);
+        assert_eq!(text, [0xe8, 0x40, 0, 0, 0, 0x0f, 0x1f, 0x40, 0x00]);
     }
 
     #[test]

@@ -22,13 +22,31 @@ fn backends(table: &ExitTable) -> BTreeSet<String> {
 }
 
 /// The instruction counts as Markdown.
-pub fn instructions_markdown(counted: &KernelBench, claims: &[String]) -> String {
+pub fn instructions_markdown(
+    counted: &KernelBench,
+    xen_pv: Option<&KernelBench>,
+    claims: &[String],
+) -> String {
     let mut md = String::from(
         "\n## Instructions per call (TCG, `-icount shift=0`: one TSC tick per retired instruction)\n\n\
          | op | raw | compile time | run time | site, unpatched | site, patched |\n|---|---|---|---|---|---|\n",
     );
     for op in HOT_OPS.iter().chain(&["eoi"]) {
         md.push_str(&format!("| `{op}` | {} |\n", counted.cells(op, &FORMS)));
+    }
+    if let Some(pv) = xen_pv {
+        md.push_str(
+            "\nThe same kernel as the real Xen 4.17's PV dom0 (TCG, `-icount shift=0`; Xen's own \
+             instructions count too, if it ran during a batch): Xen PV's inline forms at patched \
+             sites, and the ops through the run-time dispatch (the Xen PV backend's routines).\n\n\
+             | op | Xen PV, site patched | Xen PV, run time |\n|---|---|---|\n",
+        );
+        for op in HOT_OPS {
+            md.push_str(&format!(
+                "| `{op}` | {} |\n",
+                pv.cells(op, &["patched", "runtime"])
+            ));
+        }
     }
     md.push_str("\n| read | instructions |\n|---|---|\n");
     for (clock, n) in &counted.clocks {

@@ -10,6 +10,7 @@
 //! `shutdown` op's `sched_op`, which Xen answers for a dom0 by halting the
 //! machine ("Hardware Dom0 halted"; QEMU stays up, so the step stops it).
 
+use crate::kernel_bench::KernelBench;
 use crate::steps::{finish, Outcome, Step};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,6 +24,8 @@ const DOM0_HALTED: &str = "Hardware Dom0 halted";
 const DOM0_CRASHED: &str = "Hardware Dom0 crashed";
 /// The command line the kernel is given, and must report back.
 const CMDLINE: &str = "selftest pvi-pv-check";
+/// The same, then the hot ops' cost (`cargo xtask bench`).
+const BENCH_CMDLINE: &str = "pvi-pv-check bench";
 /// The same, with a fault the kernel does not expect after its checks.
 const FAULT_CMDLINE: &str = "selftest pvi-pv-check pvi-pv-fault";
 /// Xen's own command line for a PV dom0: no IOMMU and no SMAP, which a
@@ -86,8 +89,27 @@ fn step(
 /// or reports a crash (or the timeout); the serial log, kept in
 /// `target/boot/<log_name>.log`.
 fn boot(xen: &Path, kernel: &Path, cmdline: &str, log_name: &str) -> Result<String, String> {
-    let log = PathBuf::from(format!("target/boot/{log_name}.log"));
-    std::fs::create_dir_all("target/boot").map_err(|e| format!("target/boot: {e}"))?;
+    boot_with(
+        xen,
+        kernel,
+        cmdline,
+        &[],
+        Path::new(&format!("target/boot/{log_name}.log")),
+    )
+}
+
+/// [`boot`], with more QEMU options and the log at `log`.
+fn boot_with(
+    xen: &Path,
+    kernel: &Path,
+    cmdline: &str,
+    vm_args: &[&str],
+    log: &Path,
+) -> Result<String, String> {
+    let log = log.to_path_buf();
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
     let _ = std::fs::remove_file(&log);
     // The first multiboot module is the dom0 kernel; Xen gives it the
     // module's string after the first word (the file name) as its command
@@ -98,6 +120,7 @@ fn boot(xen: &Path, kernel: &Path, cmdline: &str, log_name: &str) -> Result<Stri
             "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "1024M",
         ])
         .args(["-display", "none", "-no-reboot"])
+        .args(vm_args)
         .arg("-serial")
         .arg(format!("file:{}", log.display()))
         .arg("-kernel")
@@ -134,6 +157,29 @@ fn boot(xen: &Path, kernel: &Path, cmdline: &str, log_name: &str) -> Result<Stri
     Ok(text)
 }
 
+/// The hot ops as Xen PV's inline forms at patched sites, and through the
+/// run-time dispatch, in retired instructions per call: `kernel` (the
+/// release build) booted as the real Xen's PV dom0 under TCG counting
+/// instructions, with the `bench` word (`example-kernel/src/xen_pv_bench.rs`).
+/// Its PV checks must pass too, or the counts are of a broken kernel.
+pub fn bench_counting(kernel: &Path) -> Result<KernelBench, String> {
+    let xen = crate::xen::provision()?;
+    let log = Path::new("target/bench/kernel-xen-pv-tcg-icount.log");
+    let text = boot_with(xen, kernel, BENCH_CMDLINE, crate::kernel_bench::ICOUNT, log)?;
+    let expected = [
+        "pvi: Xen PV check patched_irq_sites: ok",
+        "pvi: Xen PV entry: checks: 0 failed",
+        DOM0_HALTED,
+    ];
+    all_present(&text, &expected, &log.display().to_string())?;
+    let mut bench = crate::kernel_bench::parse("xen-pv-tcg-icount", &text);
+    bench.backend = "xen_pv".to_string();
+    if bench.ops.is_empty() {
+        return Err(format!("no bench lines in {}", log.display()));
+    }
+    Ok(bench)
+}
+
 /// Ring 3, Xen's `start_info` for its initial domain with the command
 /// line given, the Xen PV backend chosen by the entry, every PV check
 /// passed (faults taken through the trap table included), the report through `console_io` (the console chain's step 2),
@@ -150,6 +196,7 @@ fn check(log: &str) -> Result<(), String> {
         "pvi: Xen PV check fault_address: ok".to_string(),
         "pvi: Xen PV check gs_base_set: ok".to_string(),
         "pvi: Xen PV check event_masking: ok".to_string(),
+        "pvi: Xen PV check patched_irq_sites: ok".to_string(),
         "pvi: Xen PV check clock_ns: ok".to_string(),
         "pvi: Xen PV check tsc_hz: ok".to_string(),
         "pvi: Xen PV check wallclock: ok".to_string(),
@@ -160,12 +207,12 @@ fn check(log: &str) -> Result<(), String> {
         "pvi: Xen PV entry: checks: 0 failed".to_string(),
         DOM0_HALTED.to_string(),
     ];
-    all_present(log, &expected, "xen-pv-dom0")
+    all_present(log, &expected, "target/boot/xen-pv-dom0.log")
 }
 
 /// Ok when `log` holds every line of `expected`; else which are missing,
-/// naming the log (`target/boot/<log_name>.log`).
-fn all_present(log: &str, expected: &[impl AsRef<str>], log_name: &str) -> Result<(), String> {
+/// naming the log's file `log_path`.
+fn all_present(log: &str, expected: &[impl AsRef<str>], log_path: &str) -> Result<(), String> {
     let missing: Vec<&str> = expected
         .iter()
         .map(AsRef::as_ref)
@@ -174,9 +221,7 @@ fn all_present(log: &str, expected: &[impl AsRef<str>], log_name: &str) -> Resul
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "missing {missing:?} (log target/boot/{log_name}.log)"
-        ))
+        Err(format!("missing {missing:?} (log {log_path})"))
     }
 }
 
@@ -192,7 +237,7 @@ fn check_fault(log: &str) -> Result<(), String> {
         "unhandled exception invalid opcode (#UD)",
         DOM0_CRASHED,
     ];
-    all_present(log, &expected, "xen-pv-dom0-fault")?;
+    all_present(log, &expected, "target/boot/xen-pv-dom0-fault.log")?;
     if log.contains(DOM0_HALTED) {
         return Err("the dom0 powered off instead of crashing".to_string());
     }
@@ -214,6 +259,7 @@ mod tests {
             pvi: Xen PV check fault_address: ok (a read of 0x400000000000: #PF)\n\
             pvi: Xen PV check gs_base_set: ok (gs:[0] read [1, 0])\n\
             pvi: Xen PV check event_masking: ok (held 0, then 1)\n\
+            pvi: Xen PV check patched_irq_sites: ok (8 of 8 irq sites read as Xen PV's inline forms)\n\
             pvi: Xen PV check clock_ns: ok (served by step Some(1); 1038828555 ns, then 1038978685 ns)\n\
             pvi: Xen PV check tsc_hz: ok (2445431620 Hz, from vcpu_time_info)\n\
             pvi: Xen PV check wallclock: ok (1796606860 s since 1970)\n\
@@ -232,6 +278,7 @@ mod tests {
         assert!(check(&good.replace("table_write: ok", "table_write: FAILED")).is_err());
         assert!(check(&good.replace("load: ok", "load: FAILED")).is_err());
         assert!(check(&good.replace("set: ok", "set: FAILED")).is_err());
+        assert!(check(&good.replace("irq_sites: ok", "irq_sites: FAILED")).is_err());
         assert!(check(&good.replace("masking: ok", "masking: FAILED")).is_err());
         assert!(check(&good.replace("backend: xen_pv", "backend: native")).is_err());
         assert!(check(&good.replace("ring 3 (CS 0xe033)", "ring 0 (CS 0x8)")).is_err());
