@@ -30,10 +30,10 @@ use pvi_backends::platform::{Platform, Vectors};
 use pvi_sdk::detect::Detection;
 use pvi_sdk::generated::ops::PvOps;
 use pvi_sdk::generated::xen_pv::{
-    CONSOLEIO_write, Hypercalls, SCHEDOP_shutdown, SHUTDOWN_poweroff, SIF_INITDOMAIN,
-    XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_FEATURES, XEN_ELFNOTE_GUEST_OS, XEN_ELFNOTE_GUEST_VERSION,
-    XEN_ELFNOTE_HYPERCALL_PAGE, XEN_ELFNOTE_LOADER, XEN_ELFNOTE_PADDR_OFFSET,
-    XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
+    __HYPERVISOR_console_io, __HYPERVISOR_sched_op, CONSOLEIO_write, SCHEDOP_shutdown,
+    SHUTDOWN_poweroff, SIF_INITDOMAIN, XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_FEATURES,
+    XEN_ELFNOTE_GUEST_OS, XEN_ELFNOTE_GUEST_VERSION, XEN_ELFNOTE_HYPERCALL_PAGE,
+    XEN_ELFNOTE_LOADER, XEN_ELFNOTE_PADDR_OFFSET, XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
 };
 use pvi_sdk::generated::Hypervisor;
 use pvi_sdk::types::{sched_shutdown, start_info, ApicId, ShutdownReason};
@@ -152,21 +152,45 @@ pub(crate) fn text(bytes: &[u8]) -> &str {
     core::str::from_utf8(&bytes[..end]).unwrap_or("(not UTF-8)")
 }
 
-/// Stop without the SDK: for a start_info the backend must not trust.
-/// dom0 still gets its line on Xen's console.
-fn refuse(hypercalls: Hypercalls, line: &str) -> ! {
-    // SAFETY: Xen is the hypervisor (it entered us here); CONSOLEIO_write
-    // reads `count` bytes at `buffer`.
-    let _ = unsafe {
-        hypercalls.hypervisor_console_io(CONSOLEIO_write, line.len() as u32, line.as_ptr() as u64)
+/// Stop without the SDK: for a start_info the backend must not trust, or
+/// a build without the Xen PV backend, which must link none of its code
+/// (the size benchmark checks). dom0 still gets its line on Xen's
+/// console. The hypercalls are made by hand, through the page's stubs.
+fn refuse(line: &str) -> ! {
+    let call = |number: u64, arg1: u64, arg2: u64, arg3: u64| {
+        let stub = hypercall_page() as u64 + 32 * number;
+        // SAFETY: Xen is the hypervisor (it entered us here) and filled
+        // the page; its 64-bit PV stub takes arguments in rdi, rsi, rdx,
+        // returns in rax and changes rcx and r11 (syscall); the arguments
+        // are valid for the calls below.
+        unsafe {
+            core::arch::asm!(
+                "call {stub}",
+                stub = in(reg) stub,
+                inout("rdi") arg1 => _,
+                inout("rsi") arg2 => _,
+                inout("rdx") arg3 => _,
+                out("rax") _, out("rcx") _, out("r11") _,
+            );
+        }
     };
+    // CONSOLEIO_write reads `count` bytes at `buffer`.
+    call(
+        __HYPERVISOR_console_io,
+        u64::from(CONSOLEIO_write),
+        line.len() as u64,
+        line.as_ptr() as u64,
+    );
     let reason = sched_shutdown {
         reason: SHUTDOWN_poweroff,
     };
-    // SAFETY: SCHEDOP_shutdown reads one sched_shutdown at the address.
-    let _ = unsafe {
-        hypercalls.hypervisor_sched_op(SCHEDOP_shutdown, core::ptr::addr_of!(reason) as u64)
-    };
+    // SCHEDOP_shutdown reads one sched_shutdown at the address.
+    call(
+        __HYPERVISOR_sched_op,
+        u64::from(SCHEDOP_shutdown),
+        core::ptr::addr_of!(reason) as u64,
+        0,
+    );
     loop {
         core::hint::spin_loop();
     }
@@ -176,19 +200,20 @@ fn refuse(hypercalls: Hypercalls, line: &str) -> ! {
 /// Xen PV backend, report and check through its ops, then stop.
 #[no_mangle]
 extern "C" fn xen_pv_main(info: *const start_info) -> ! {
+    // First, so that a build without the backend (a constant) drops
+    // everything below, which is the backend's code.
+    if !pvi_backends::registry::BUILT.contains(&Hypervisor::XenPv) {
+        refuse(
+            "pvi: Xen PV entry: this build has no Xen PV backend (pvi-backends feature xen_pv); stopping\n",
+        );
+    }
     let page = hypercall_page();
-    // SAFETY: Xen filled the page named by XEN_ELFNOTE_HYPERCALL_PAGE
-    // before this entry ran, and it stays mapped (it is in the image).
-    let hypercalls = unsafe { Hypercalls::new(page) };
     // SAFETY: Xen passes the start_info's virtual address in rsi, mapped
     // read-write inside the initial mapping for as long as the domain
     // does not unmap it; nothing else writes it.
     let info = unsafe { &*info };
     if !info.magic.starts_with(MAGIC) {
-        refuse(
-            hypercalls,
-            "pvi: Xen PV entry: start_info's magic is not xen-3.0-x86_64; stopping\n",
-        );
+        refuse("pvi: Xen PV entry: start_info's magic is not xen-3.0-x86_64; stopping\n");
     }
     MAPPED_END.store(info.pt_base, Relaxed);
     pvi_backends::platform::install(&PV_PLATFORM);
@@ -196,18 +221,8 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     // domain's life, and the page its note names (see above).
     unsafe { pvi_backends::entry::xen_pv(info, page) };
     let Some(detection) = Detection::entered(Hypervisor::XenPv) else {
-        refuse(
-            hypercalls,
-            "pvi: Xen PV entry: the IDL gives xen_pv no entry note; stopping\n",
-        );
+        refuse("pvi: Xen PV entry: the IDL gives xen_pv no entry note; stopping\n");
     };
-    // Natively, in ring 3, the console is port I/O, which faults.
-    if !pvi_backends::registry::BUILT.contains(&Hypervisor::XenPv) {
-        refuse(
-            hypercalls,
-            "pvi: Xen PV entry: this build has no Xen PV backend (pvi-backends feature xen_pv); stopping\n",
-        );
-    }
     let cmdline = text(&info.cmd_line);
     // SAFETY: the kernel's privilege (ring 3 on Xen PV), the boot vCPU,
     // once, after the platform was installed.
@@ -220,10 +235,7 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     // This vCPU's records: Xen's timer event bound to a port of its own,
     // and its vcpu_info moved into its block's hypervisor area.
     if selection.init_cpu().is_err() {
-        refuse(
-            hypercalls,
-            "pvi: Xen PV entry: the boot vCPU's records were refused\n",
-        );
+        refuse("pvi: Xen PV entry: the boot vCPU's records were refused\n");
     }
     // Through the chosen backend's console_write, as every entry writes.
     let mut console = crate::console::Console;
@@ -287,5 +299,5 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     selection.flush_console();
     let _ = backend.shutdown(ShutdownReason::Poweroff);
     // Xen does not return from a successful shutdown.
-    refuse(hypercalls, "pvi: Xen PV entry: shutdown returned\n")
+    refuse("pvi: Xen PV entry: shutdown returned\n")
 }

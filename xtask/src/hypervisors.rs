@@ -17,3 +17,13 @@ pub fn names() -> Result<Vec<String>, String> {
         .map(|h| h.name.name.clone())
         .collect())
 }
+
+/// The hypervisors of `idl/` that borrow another's ABI (`abi NAME;`), each
+/// with that one: its generated module (`pvi_sdk::generated::<NAME>`) is
+/// the code such a backend's hypercalls run.
+pub fn abis() -> Result<Vec<(String, String)>, String> {
+    Ok(model()?
+        .hypervisors()
+        .filter_map(|h| Some((h.name.name.clone(), h.abi()?.name.clone())))
+        .collect())
+}

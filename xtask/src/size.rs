@@ -51,9 +51,16 @@ fn of_backend(name: &str, b: &str) -> bool {
 }
 
 /// `.text` size, and the demangled symbols that belong to a backend not in
-/// `backends`. A backend that is in but shows no symbol means the search is
-/// blind (symbols stripped, paths renamed): an error, not a clean result.
-fn inspect(elf: &Path, backends: &[&str], all: &[String]) -> Result<(u64, Vec<String>), String> {
+/// `backends` (and not to the ABI a built one borrows: Xen PV's hypercalls
+/// are `pvi_sdk::generated::xen`'s, `abis`). A backend that is in but shows
+/// no symbol means the search is blind (symbols stripped, paths renamed):
+/// an error, not a clean result.
+fn inspect(
+    elf: &Path,
+    backends: &[&str],
+    all: &[String],
+    abis: &[(String, String)],
+) -> Result<(u64, Vec<String>), String> {
     let bytes = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
     let file = object::File::parse(&*bytes).map_err(|e| format!("{}: {e}", elf.display()))?;
     let text = file
@@ -73,7 +80,10 @@ fn inspect(elf: &Path, backends: &[&str], all: &[String]) -> Result<(u64, Vec<St
         for (count, b) in seen.iter_mut().zip(backends) {
             *count += usize::from(of_backend(&name, b));
         }
-        if absent.iter().any(|b| of_backend(&name, b)) {
+        let borrowed = abis
+            .iter()
+            .any(|(b, abi)| backends.contains(&b.as_str()) && of_backend(&name, abi));
+        if !borrowed && absent.iter().any(|b| of_backend(&name, b)) {
             foreign.push(name);
         }
     }
@@ -91,6 +101,7 @@ pub fn measure() -> Result<Vec<Variant>, String> {
     // One per hypervisor of the IDL, each the pvi-backends feature of its
     // name (the registry's list, `pvi_backends::registry`).
     let all = crate::hypervisors::names()?;
+    let abis = crate::hypervisors::abis()?;
     let mut plans: Vec<(String, Vec<&str>)> = vec![
         ("all".into(), all.iter().map(String::as_str).collect()),
         ("native".into(), Vec::new()),
@@ -100,7 +111,7 @@ pub fn measure() -> Result<Vec<Variant>, String> {
     for (name, backends) in plans {
         println!("==> building the example kernel: {name}");
         let elf = build(&name, &backends)?;
-        let (text, foreign) = inspect(&elf, &backends, &all)?;
+        let (text, foreign) = inspect(&elf, &backends, &all, &abis)?;
         out.push(Variant {
             name,
             text,
