@@ -239,6 +239,90 @@ const _: () = assert!(core::mem::offset_of!(callback_register, flags) == 2);
 #[cfg(feature = "interface-0-2")]
 const _: () = assert!(core::mem::offset_of!(callback_register, address) == 8);
 
+/// A 64-bit PV vCPU's registers as Xen saves them: in
+/// vcpu_guest_context, the state VCPUOP_initialise starts a vCPU in.
+/// Only the fields a started vCPU needs are named; the general
+/// registers before `rip` start at 0.
+/// Source: Xen xen/include/public/arch-x86/xen-x86_64.h (struct
+/// cpu_user_regs: 15 registers, error_code, entry_vector, then rip).
+///
+/// Declared by the `xen` ABI in `idl/`.
+/// Size: 200 bytes.
+/// Since interface 0.2.0.
+#[cfg(feature = "interface-0-2")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct cpu_user_regs {
+    /// Padding; keep zero.
+    pub _pad_at_0: [u8; 128],
+    /// Where the vCPU starts.
+    ///
+    /// Offset 128.
+    pub rip: u64,
+    /// Its code selector (FLAT_KERNEL_CS).
+    ///
+    /// Offset 136.
+    pub cs: u16,
+    /// Padding; keep zero.
+    pub _pad_at_138: [u8; 2],
+    /// The event mask Xen restores with it.
+    ///
+    /// Offset 140.
+    pub saved_upcall_mask: u8,
+    /// Padding; keep zero.
+    pub _pad_at_141: [u8; 3],
+    /// Its flags.
+    ///
+    /// Offset 144.
+    pub rflags: u64,
+    /// Its stack pointer.
+    ///
+    /// Offset 152.
+    pub rsp: u64,
+    /// Its stack selector (FLAT_KERNEL_SS).
+    ///
+    /// Offset 160.
+    pub ss: u16,
+    /// Padding; keep zero.
+    pub _pad_at_162: [u8; 38],
+}
+#[cfg(feature = "interface-0-2")]
+impl cpu_user_regs {
+    /// Every byte zero: the state before the hypervisor first writes it.
+    pub const ZERO: Self = Self {
+        _pad_at_0: [0; 128],
+        rip: 0,
+        cs: 0,
+        _pad_at_138: [0; 2],
+        saved_upcall_mask: 0,
+        _pad_at_141: [0; 3],
+        rflags: 0,
+        rsp: 0,
+        ss: 0,
+        _pad_at_162: [0; 38],
+    };
+}
+#[cfg(feature = "interface-0-2")]
+impl Default for cpu_user_regs {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::size_of:: < cpu_user_regs > () == 200);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(cpu_user_regs, rip) == 128);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(cpu_user_regs, cs) == 136);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(cpu_user_regs, saved_upcall_mask) == 140);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(cpu_user_regs, rflags) == 144);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(cpu_user_regs, rsp) == 152);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(cpu_user_regs, ss) == 160);
+
 /// EVTCHNOP_bind_virq argument.
 /// Source: Xen xen/include/public/event_channel.h (evtchn_port_t =
 /// uint32_t).
@@ -1293,6 +1377,122 @@ const _: () = assert!(core::mem::offset_of!(trap_info, flags) == 1);
 const _: () = assert!(core::mem::offset_of!(trap_info, cs) == 2);
 #[cfg(feature = "interface-0-2")]
 const _: () = assert!(core::mem::offset_of!(trap_info, address) == 8);
+
+/// A vCPU's whole initial state for VCPUOP_initialise (x86-64; unsigned
+/// long is 8 bytes). Named are the fields a started vCPU needs; the FPU
+/// area, the LDT, debug registers and the user-mode bases start at 0.
+/// Source: Xen xen/include/public/arch-x86/xen.h (struct
+/// vcpu_guest_context).
+///
+/// Declared by the `xen` ABI in `idl/`.
+/// Size: 5168 bytes.
+/// Since interface 0.2.0.
+#[cfg(feature = "interface-0-2")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct vcpu_guest_context {
+    /// Padding; keep zero.
+    pub _pad_at_0: [u8; 512],
+    /// VGCF_*.
+    ///
+    /// Offset 512.
+    pub flags: u64,
+    /// Where it starts, on which stack.
+    ///
+    /// Offset 520.
+    pub user_regs: cpu_user_regs,
+    /// Its virtual IDT, as set_trap_table gives it (0 address: none).
+    ///
+    /// Offset 720.
+    pub trap_ctxt: [trap_info; 256],
+    /// Padding; keep zero.
+    pub _pad_at_4816: [u8; 144],
+    /// GDT entries beyond Xen's own (0: only Xen's flat segments).
+    ///
+    /// Offset 4960.
+    pub gdt_ents: u64,
+    /// The stack a ring transition from user mode switches to.
+    ///
+    /// Offset 4968.
+    pub kernel_ss: u64,
+    /// Offset 4976.
+    pub kernel_sp: u64,
+    /// CR0 to CR7; CR3 is the root's machine frame << 12.
+    ///
+    /// Offset 4984.
+    pub ctrlreg: [u64; 8],
+    /// Padding; keep zero.
+    pub _pad_at_5048: [u8; 64],
+    /// The event callback (CALLBACKTYPE_event's address).
+    ///
+    /// Offset 5112.
+    pub event_callback_eip: u64,
+    /// The failsafe callback (0: none).
+    ///
+    /// Offset 5120.
+    pub failsafe_callback_eip: u64,
+    /// Padding; keep zero.
+    pub _pad_at_5128: [u8; 24],
+    /// The kernel's GS base (SEGBASE_GS_KERNEL's).
+    ///
+    /// Offset 5152.
+    pub gs_base_kernel: u64,
+    /// Padding; keep zero.
+    pub _pad_at_5160: [u8; 8],
+}
+#[cfg(feature = "interface-0-2")]
+impl vcpu_guest_context {
+    /// Every byte zero: the state before the hypervisor first writes it.
+    pub const ZERO: Self = Self {
+        _pad_at_0: [0; 512],
+        flags: 0,
+        user_regs: cpu_user_regs::ZERO,
+        trap_ctxt: [trap_info::ZERO; 256],
+        _pad_at_4816: [0; 144],
+        gdt_ents: 0,
+        kernel_ss: 0,
+        kernel_sp: 0,
+        ctrlreg: [0; 8],
+        _pad_at_5048: [0; 64],
+        event_callback_eip: 0,
+        failsafe_callback_eip: 0,
+        _pad_at_5128: [0; 24],
+        gs_base_kernel: 0,
+        _pad_at_5160: [0; 8],
+    };
+}
+#[cfg(feature = "interface-0-2")]
+impl Default for vcpu_guest_context {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::size_of:: < vcpu_guest_context > () == 5168);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(vcpu_guest_context, flags) == 512);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(vcpu_guest_context, user_regs) == 520);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(vcpu_guest_context, trap_ctxt) == 720);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(vcpu_guest_context, gdt_ents) == 4960);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(vcpu_guest_context, kernel_ss) == 4968);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(vcpu_guest_context, kernel_sp) == 4976);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(vcpu_guest_context, ctrlreg) == 4984);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(
+    core::mem::offset_of!(vcpu_guest_context, event_callback_eip) == 5112
+);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(
+    core::mem::offset_of!(vcpu_guest_context, failsafe_callback_eip) == 5120
+);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(vcpu_guest_context, gs_base_kernel) == 5152);
 
 /// Per-vCPU shared record (64 bytes on x86). The first
 /// XEN_LEGACY_MAX_VCPUS live in shared_info; VCPUOP_register_vcpu_info

@@ -23,6 +23,9 @@ pub use super::types::arch_vcpu_info;
 #[cfg(feature = "interface-0-2")]
 #[doc(inline)]
 pub use super::types::callback_register;
+#[cfg(feature = "interface-0-2")]
+#[doc(inline)]
+pub use super::types::cpu_user_regs;
 #[doc(inline)]
 pub use super::types::evtchn_bind_virq;
 #[doc(inline)]
@@ -43,6 +46,9 @@ pub use super::types::start_info;
 #[cfg(feature = "interface-0-2")]
 #[doc(inline)]
 pub use super::types::trap_info;
+#[cfg(feature = "interface-0-2")]
+#[doc(inline)]
+pub use super::types::vcpu_guest_context;
 #[doc(inline)]
 pub use super::types::vcpu_info;
 #[doc(inline)]
@@ -447,6 +453,30 @@ pub const SHUTDOWN_watchdog: u32 = 4;
 ///
 /// Since Xen 4.7.
 pub const SHUTDOWN_soft_reset: u32 = 5;
+/// vcpu_op: set a vCPU's initial state (arg = vcpu_guest_context),
+/// once, while it is down: how a PV guest starts another vCPU (Linux
+/// cpu_initialize_context).
+/// Source: Xen xen/include/public/vcpu.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const VCPUOP_initialise: u32 = 0;
+/// vcpu_op: run an initialised vCPU (arg = 0).
+/// Source: Xen xen/include/public/vcpu.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const VCPUOP_up: u32 = 1;
+/// vcpu_op: whether a vCPU runs (1) or not (0); -ENOENT for a vCPU
+/// the domain does not have (arg = 0).
+/// Source: Xen xen/include/public/vcpu.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const VCPUOP_is_up: u32 = 3;
 /// vcpu_op: copy the vCPU's vcpu_runstate_info.
 /// Source: Xen xen/include/public/vcpu.h.
 ///
@@ -833,6 +863,14 @@ pub const FLAT_KERNEL_CS: u16 = 0xe033;
 /// Since Xen 3.0.
 #[cfg(feature = "interface-0-2")]
 pub const FLAT_KERNEL_SS: u16 = 0xe02b;
+/// vcpu_guest_context.flags: the vCPU starts in its kernel (Xen's
+/// "kernel context", ring 3 for a 64-bit PV guest).
+/// Source: Xen xen/include/public/arch-x86/xen.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const VGCF_in_kernel: u64 = 4;
 /// set_segment_base(which, base): set a segment base a 64-bit PV
 /// kernel cannot set with `wrmsr` (SEGBASE_*); Xen refuses a
 /// non-canonical base with -EINVAL. 64-bit PV guests only.
@@ -1034,6 +1072,9 @@ pub const CONSTANTS: &[(&str, i128)] = &[
     ("SHUTDOWN_crash", 3),
     ("SHUTDOWN_watchdog", 4),
     ("SHUTDOWN_soft_reset", 5),
+    ("VCPUOP_initialise", 0),
+    ("VCPUOP_up", 1),
+    ("VCPUOP_is_up", 3),
     ("VCPUOP_get_runstate_info", 4),
     ("VCPUOP_register_runstate_memory_area", 5),
     ("VCPUOP_set_periodic_timer", 6),
@@ -1087,6 +1128,7 @@ pub const CONSTANTS: &[(&str, i128)] = &[
     ("MMUEXT_INVLPG_LOCAL", 7),
     ("FLAT_KERNEL_CS", 0xe033),
     ("FLAT_KERNEL_SS", 0xe02b),
+    ("VGCF_in_kernel", 4),
     ("SEGBASE_GS_KERNEL", 2),
     ("CALLBACKOP_register", 0),
     ("CALLBACKTYPE_event", 0),
