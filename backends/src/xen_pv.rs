@@ -18,6 +18,7 @@ use crate::percpu::{Shared, MAX_CPUS};
 use crate::platform;
 use crate::registry::HypervisorBackend;
 use crate::select::Upcall;
+use crate::entry::VcpuStart;
 use crate::xen_console::XenConsole;
 use core::sync::atomic::{compiler_fence, AtomicU8, AtomicUsize, Ordering::SeqCst};
 use pvi_sdk::arch::rdtsc;
@@ -27,7 +28,7 @@ use pvi_sdk::generated::xen_pv::{self as xen, Features, Hypercalls, Steps};
 use pvi_sdk::time::pvclock;
 use pvi_sdk::types::{
     mmu_update, mmuext_op, pvclock_vcpu_time_info, shared_info, start_info,
-    vcpu_info, vcpu_register_vcpu_info, xencons_interface, ErrorKind, ErrorOrigin, Gpa, Hertz, IrqFlags, Nanos, PvError,
+    vcpu_guest_context, vcpu_info, vcpu_register_vcpu_info, xencons_interface, ErrorKind, ErrorOrigin, Gpa, Hertz, IrqFlags, Nanos, PvError,
 };
 
 #[repr(C, align(4096))]
@@ -141,6 +142,59 @@ impl XenPv {
     /// SIF_INITDOMAIN).
     pub fn hardware_domain(&self) -> bool {
         self.hardware_domain
+    }
+
+    /// Whether vCPU `cpu` exists in this domain (VCPUOP_is_up answers 0
+    /// or 1; -ENOENT for one it does not have) and runs.
+    pub fn vcpu_is_up(&self, cpu: u32) -> Result<bool, PvError> {
+        // SAFETY: Xen is the hypervisor; the sub-op takes no argument.
+        let up = unsafe {
+            self.hypercalls
+                .hypervisor_vcpu_op(xen::VCPUOP_is_up, cpu, 0)
+        }?;
+        Ok(up != 0)
+    }
+
+    /// Start vCPU `cpu`, which is down, at `start.entry` in ring 3 on
+    /// `start.stack`, with its GS base at `start.gs_base` and the page
+    /// tables rooted at `start.root` (a pinned L4), as Linux's
+    /// cpu_initialize_context and VCPUOP_up do. It starts with events
+    /// masked, Xen's flat segments and no trap table: its first acts must
+    /// be to load its IDT (`trap_table_load`) and register its records
+    /// (`init_cpu`), as the boot vCPU's were.
+    ///
+    /// # Safety
+    ///
+    /// `start.entry` is code that runs on a vCPU of its own, with
+    /// `start.stack` (the top of memory no one else uses) and the GS
+    /// block `start.gs_base`; the root maps both, the kernel and every
+    /// object that code touches.
+    pub unsafe fn start_vcpu(&self, cpu: u32, start: VcpuStart) -> Result<(), PvError> {
+        let root = self.machine_frame(start.root.0 >> 12).ok_or_else(invalid)?;
+        let mut context = vcpu_guest_context::ZERO;
+        context.flags = xen::VGCF_in_kernel;
+        context.user_regs.rip = start.entry;
+        context.user_regs.rsp = start.stack;
+        context.user_regs.cs = xen::FLAT_KERNEL_CS;
+        context.user_regs.ss = xen::FLAT_KERNEL_SS;
+        context.user_regs.saved_upcall_mask = 1;
+        context.kernel_ss = u64::from(xen::FLAT_KERNEL_SS);
+        context.kernel_sp = start.stack;
+        context.ctrlreg[3] = root << 12;
+        context.gs_base_kernel = start.gs_base;
+        // SAFETY: Xen is the hypervisor and validates the context (the
+        // root's type, canonical addresses, selectors); it reads it
+        // before the call returns; the caller's contract covers what the
+        // vCPU then runs.
+        unsafe {
+            self.hypercalls.hypervisor_vcpu_op(
+                xen::VCPUOP_initialise,
+                cpu,
+                core::ptr::from_ref(&context) as u64,
+            )
+        }?;
+        // SAFETY: as above: the vCPU runs what the context says.
+        unsafe { self.hypercalls.hypervisor_vcpu_op(xen::VCPUOP_up, cpu, 0) }.map(|_| ())
     }
 
     /// The machine frame of pseudo-physical frame `pfn`.

@@ -5,6 +5,7 @@
 //! set_segment_base on Xen PV.
 
 use crate::firmware::MAX_CPUS;
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use pvi_sdk::cpu_area::CpuArea;
 
 /// One CPU's block: its index in the first line, then the hypervisor's
@@ -33,6 +34,10 @@ static BLOCKS: [Block; MAX_CPUS] = {
     blocks
 };
 
+/// Whether a GS base was set (on the boot CPU, before any other runs):
+/// until then GS-relative reads would read address 0.
+static SET: AtomicBool = AtomicBool::new(false);
+
 /// Point this CPU's GS base at block `cpu`.
 ///
 /// # Safety
@@ -46,6 +51,12 @@ pub unsafe fn set(cpu: usize) {
     if let Err(why) = unsafe { crate::backend().gs_base_set(block) } {
         panic!("CPU {cpu}: GS base not set: {why:?}");
     }
+    SET.store(true, Relaxed);
+}
+
+/// The calling CPU's index once a GS base was set, else `None`.
+pub fn index_if_set() -> Option<usize> {
+    SET.load(Relaxed).then(index)
 }
 
 /// The calling CPU's index, as [`set`] recorded it.
@@ -57,6 +68,14 @@ pub fn index() -> usize {
         core::arch::asm!("mov {}, gs:[0]", out(reg) index, options(nostack, readonly, preserves_flags))
     };
     index as usize
+}
+
+/// CPU `cpu`'s block, for a GS base set by other means (Xen PV's
+/// `gs_base_kernel` for a vCPU it starts).
+pub fn block(cpu: usize) -> Option<u64> {
+    BLOCKS
+        .get(cpu)
+        .map(|block| core::ptr::from_ref(block) as u64)
 }
 
 /// CPU `cpu`'s hypervisor area, for `Platform::cpu_area`.

@@ -34,6 +34,7 @@ mod traps;
 mod xen_pv_bench;
 mod xen_pv_checks;
 mod xen_pv_entry;
+mod xen_pv_smp;
 
 use core::fmt::Write;
 use pvi_backends::select::{select, Selection};

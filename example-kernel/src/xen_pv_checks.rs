@@ -341,10 +341,24 @@ fn event_masking(backend: &Backend) -> (Result<(), PvError>, Masking) {
     (armed, masking)
 }
 
+/// Two clock_ns readings on this vCPU: the first, and the first that
+/// differs from it (up to a million tries).
+pub(crate) fn clock_moves(backend: &Backend) -> (u64, u64) {
+    let first = backend.clock_ns().0;
+    let mut later = first;
+    for _ in 0..1_000_000 {
+        later = backend.clock_ns().0;
+        if later != first {
+            break;
+        }
+    }
+    (first, later)
+}
+
 /// One site of each irq op, which the entry's `hot_sites::patch` made Xen
 /// PV's inline forms.
 #[inline(never)]
-fn site_irq_disable() {
+pub(crate) fn site_irq_disable() {
     pvi_sdk::patchable_irq_disable!();
 }
 
@@ -363,13 +377,16 @@ fn site_irq_restore(flags: IrqFlags) {
     pvi_sdk::patchable_irq_restore!(flags);
 }
 
-/// evtchn_upcall_mask of this vCPU's vcpu_info, read where Xen keeps it:
-/// byte 1 of CPU 0's hypervisor area.
-fn upcall_mask() -> u8 {
-    let area = crate::cpu_local::area(0).unwrap_or(0);
-    // SAFETY: CPU 0's area, a static in the kernel's block array, where
-    // Xen keeps vcpu_info once registered (byte 1: evtchn_upcall_mask);
-    // read only, volatile, as Xen writes it behind the compiler's back.
+/// evtchn_upcall_mask of vCPU `cpu`'s vcpu_info, read where Xen keeps it
+/// once registered: byte 1 of its block's hypervisor area.
+pub(crate) fn upcall_mask(cpu: usize) -> u8 {
+    let Some(area) = crate::cpu_local::area(cpu) else {
+        return 0xff;
+    };
+    // SAFETY: a CPU's area, a static in the kernel's block array, where
+    // Xen keeps that vCPU's vcpu_info once registered (byte 1:
+    // evtchn_upcall_mask); read only, volatile, as Xen writes it behind
+    // the compiler's back.
     unsafe { ((area + 1) as *const u8).read_volatile() }
 }
 
@@ -426,7 +443,7 @@ fn patched_sites(backend: &Backend) -> Patched {
         ..Patched::default()
     };
     site_irq_disable();
-    patched.masks[0] = upcall_mask();
+    patched.masks[0] = upcall_mask(0);
     let before = ticks();
     let now = backend.clock_ns().0;
     let _ = backend.timer_oneshot(Nanos(now + 1_000_000));
@@ -434,18 +451,18 @@ fn patched_sites(backend: &Backend) -> Patched {
     patched.held = ticks() - before;
     let masked = site_irq_save();
     site_irq_enable();
-    patched.masks[1] = upcall_mask();
+    patched.masks[1] = upcall_mask(0);
     let after = backend.clock_ns().0;
     wait(backend, after + 200_000_000, || {
         ticks() > before + patched.held
     });
     patched.delivered = ticks() - before - patched.held;
     let unmasked = site_irq_save();
-    patched.masks[2] = upcall_mask();
+    patched.masks[2] = upcall_mask(0);
     site_irq_restore(IrqFlags::IF);
-    patched.masks[3] = upcall_mask();
+    patched.masks[3] = upcall_mask(0);
     site_irq_restore(IrqFlags::empty());
-    patched.masks[4] = upcall_mask();
+    patched.masks[4] = upcall_mask(0);
     backend.timer_cancel();
     patched.saved = (
         masked.contains(IrqFlags::IF),
@@ -614,14 +631,7 @@ pub(crate) fn run(
     );
 
     // clock_ns: Xen system time from shared_info, moving.
-    let first = backend.clock_ns().0;
-    let mut later = first;
-    for _ in 0..1_000_000 {
-        later = backend.clock_ns().0;
-        if later != first {
-            break;
-        }
-    }
+    let (first, later) = clock_moves(backend);
     let served = selection.serving(Op::ClockNs).map(|(step, _)| step);
     report(
         console,
@@ -762,5 +772,50 @@ pub(crate) fn run(
             );
         }
     }
+
+    // SMP, the PV way: vCPU 1 started through VCPUOP_initialise and
+    // VCPUOP_up, set up through the ops on itself, its patched irq site
+    // masking its own events (the boot vCPU's unmasked meanwhile, so that
+    // a store into the wrong area would show).
+    if traps {
+        smp_start(backend, info, console, &mut failed);
+    }
     failed
+}
+
+/// Start the second vCPU, if the domain has one, and report what it saw.
+fn smp_start(backend: &Backend, info: &start_info, console: &mut impl Write, failed: &mut u32) {
+    use crate::xen_pv_smp::{start_second, Second};
+    backend.irq_enable();
+    let second = start_second(backend, Gpa(info.pt_base));
+    backend.irq_disable();
+    match second {
+        Second::Absent(why) => {
+            let _ = writeln!(
+                console,
+                "pvi: Xen PV check smp_start: skipped (this domain has one vCPU: VCPUOP_is_up(1) answered -ENOENT, {why:?})"
+            );
+        }
+        Second::Failed(why) => report(console, failed, "smp_start", false, format_args!("{why}")),
+        Second::Ran {
+            index,
+            idt,
+            init,
+            own_mask,
+            boot_mask,
+            clock,
+        } => report(
+            console,
+            failed,
+            "smp_start",
+            index == 1 && idt && init && own_mask == 1 && boot_mask == [0, 0] && clock[1] > clock[0],
+            format_args!(
+                "vCPU 1 through VCPUOP_initialise and VCPUOP_up: its GS-relative index {index}; trap_table_load on it {}, init_cpu {}; its evtchn_upcall_mask after its patched irq_disable site {own_mask}, vCPU 0's before and after {boot_mask:?}; its clock_ns {} ns, then {} ns",
+                if idt { "ok" } else { "failed" },
+                if init { "ok" } else { "refused" },
+                clock[0],
+                clock[1]
+            ),
+        ),
+    }
 }

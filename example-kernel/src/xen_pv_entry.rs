@@ -106,8 +106,8 @@ pub(crate) fn hypercall_page() -> *const u8 {
 }
 
 /// What the backends learn of the kernel on Xen PV: virtual addresses are
-/// pseudo-physical ones (VIRT_BASE 0, PADDR_OFFSET 0), one vCPU so far,
-/// and everything below the bootstrap page tables is mapped read-write
+/// pseudo-physical ones (VIRT_BASE 0, PADDR_OFFSET 0), a vCPU's index is
+/// its Xen vCPU id, and everything below the bootstrap page tables is mapped read-write
 /// (xen.h's "Start-of-day memory layout": image, page-frame list,
 /// start_info, and a domU's xenstore and console pages, in that order).
 struct PvPlatform;
@@ -121,8 +121,9 @@ impl Platform for PvPlatform {
         addr as u64
     }
 
+    /// From the per-CPU block once GS points at one: vCPU 0 until then.
     fn cpu_index(&self) -> usize {
-        0
+        crate::cpu_local::index_if_set().unwrap_or(0)
     }
 
     fn cpu_of_apic(&self, apic: ApicId) -> Option<usize> {
@@ -140,7 +141,7 @@ impl Platform for PvPlatform {
     }
 
     fn cpu_area(&self) -> Option<usize> {
-        crate::cpu_local::area(0)
+        crate::cpu_local::area(self.cpu_index())
     }
 }
 
@@ -294,7 +295,7 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     }
     let _ = writeln!(
         console,
-        "pvi: Xen PV entry: checks: {failed} failed; the kernel stops here: its local APIC use and SMP start-up have no Xen PV form yet (issue 18); powering off"
+        "pvi: Xen PV entry: checks: {failed} failed; the kernel stops here: the rest of it programs the local APIC and reads ACPI tables, which have no Xen PV form yet (issue 18); powering off"
     );
     selection.flush_console();
     let _ = backend.shutdown(ShutdownReason::Poweroff);

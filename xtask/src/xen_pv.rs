@@ -30,41 +30,57 @@ const BENCH_CMDLINE: &str = "pvi-pv-check bench";
 const FAULT_CMDLINE: &str = "selftest pvi-pv-check pvi-pv-fault";
 /// Xen's own command line for a PV dom0: no IOMMU and no SMAP, which a
 /// Linux PV dom0 needed here too (book: "The real Xen").
-const XEN_CMDLINE: &str = "console=com1 com1=115200,8n1 dom0_mem=256M dom0_max_vcpus=1 \
-                           loglvl=all guest_loglvl=all noreboot iommu=0 smap=0";
+fn xen_cmdline(vcpus: u32) -> String {
+    format!(
+        "console=com1 com1=115200,8n1 dom0_mem=256M dom0_max_vcpus={vcpus} \
+         loglvl=all guest_loglvl=all noreboot iommu=0 smap=0"
+    )
+}
 
 /// The step's name.
 pub const NAME: &str =
     "xen pv dom0: the example kernel's ELF enters in ring 3 (real Xen 4.17, tcg)";
-/// The second step's name.
+/// The same dom0 with two vCPUs.
+const SMP_NAME: &str =
+    "xen pv dom0, 2 vCPUs: the second started through VCPUOP_initialise and VCPUOP_up, set up through the ops (real Xen 4.17, tcg)";
+/// The fault step's name.
 const FAULT_NAME: &str =
     "xen pv dom0: an unexpected fault is reported by the kernel's handler, then a crash shutdown (real Xen 4.17, tcg)";
 
-/// Build the example kernel and boot it as the PV dom0: the checks, then
-/// the same with an unexpected fault; two steps. The first's serial log
-/// when it passed, for the book's Verified where table.
+/// Build the example kernel and boot it as the PV dom0: the checks with
+/// one vCPU, then with two, then with an unexpected fault; three steps.
+/// The first's serial log when it passed, for the book's Verified where
+/// table.
 pub fn steps(steps: &mut Vec<Step>) -> Option<String> {
     let built = crate::xen::provision()
         .and_then(|xen| crate::qemu::build_kernel(false).map(|kernel| (xen.to_path_buf(), kernel)));
-    let log = step(steps, NAME, &built, CMDLINE, "xen-pv-dom0", check);
+    let log = step(steps, NAME, &built, (CMDLINE, 1), "xen-pv-dom0", check);
+    step(
+        steps,
+        SMP_NAME,
+        &built,
+        (CMDLINE, 2),
+        "xen-pv-dom0-2vcpus",
+        check_two_vcpus,
+    );
     step(
         steps,
         FAULT_NAME,
         &built,
-        FAULT_CMDLINE,
+        (FAULT_CMDLINE, 1),
         "xen-pv-dom0-fault",
         check_fault,
     );
     log
 }
 
-/// One boot of `kernel` as the PV dom0 with `cmdline`, judged by `judge`;
-/// its serial log when it passed.
+/// One boot of `kernel` as the PV dom0 with its command line and vCPU
+/// count, judged by `judge`; its serial log when it passed.
 fn step(
     steps: &mut Vec<Step>,
     name: &'static str,
     built: &Result<(PathBuf, PathBuf), String>,
-    cmdline: &str,
+    (cmdline, vcpus): (&str, u32),
     log_name: &str,
     judge: fn(&str) -> Result<(), String>,
 ) -> Option<String> {
@@ -72,7 +88,7 @@ fn step(
     let start = Instant::now();
     let booted = built
         .clone()
-        .and_then(|(xen, kernel)| boot(&xen, &kernel, cmdline, log_name))
+        .and_then(|(xen, kernel)| boot(&xen, &kernel, cmdline, vcpus, log_name))
         .and_then(|log| judge(&log).map(|()| log));
     let (outcome, log) = match booted {
         Ok(log) => (Outcome::Passed, Some(log)),
@@ -88,11 +104,18 @@ fn step(
 /// Boot Xen with `kernel` as its dom0, given `cmdline`, until Xen halts
 /// or reports a crash (or the timeout); the serial log, kept in
 /// `target/boot/<log_name>.log`.
-fn boot(xen: &Path, kernel: &Path, cmdline: &str, log_name: &str) -> Result<String, String> {
+fn boot(
+    xen: &Path,
+    kernel: &Path,
+    cmdline: &str,
+    vcpus: u32,
+    log_name: &str,
+) -> Result<String, String> {
     boot_with(
         xen,
         kernel,
         cmdline,
+        vcpus,
         &[],
         Path::new(&format!("target/boot/{log_name}.log")),
     )
@@ -103,6 +126,7 @@ fn boot_with(
     xen: &Path,
     kernel: &Path,
     cmdline: &str,
+    vcpus: u32,
     vm_args: &[&str],
     log: &Path,
 ) -> Result<String, String> {
@@ -125,7 +149,7 @@ fn boot_with(
         .arg(format!("file:{}", log.display()))
         .arg("-kernel")
         .arg(xen)
-        .args(["-append", XEN_CMDLINE])
+        .args(["-append", &xen_cmdline(vcpus)])
         .args(["-initrd", &module])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -165,7 +189,14 @@ fn boot_with(
 pub fn bench_counting(kernel: &Path) -> Result<KernelBench, String> {
     let xen = crate::xen::provision()?;
     let log = Path::new("target/bench/kernel-xen-pv-tcg-icount.log");
-    let text = boot_with(xen, kernel, BENCH_CMDLINE, crate::kernel_bench::ICOUNT, log)?;
+    let text = boot_with(
+        xen,
+        kernel,
+        BENCH_CMDLINE,
+        1,
+        crate::kernel_bench::ICOUNT,
+        log,
+    )?;
     let expected = [
         "pvi: Xen PV check patched_irq_sites: ok",
         "pvi: Xen PV entry: checks: 0 failed",
@@ -185,6 +216,16 @@ pub fn bench_counting(kernel: &Path) -> Result<KernelBench, String> {
 /// passed (faults taken through the trap table included), the report through `console_io` (the console chain's step 2),
 /// and Xen's report that its dom0 shut down.
 fn check(log: &str) -> Result<(), String> {
+    check_with(
+        log,
+        "pvi: Xen PV check smp_start: skipped (this domain has one vCPU",
+        "target/boot/xen-pv-dom0.log",
+    )
+}
+
+/// [`check`]'s lines and `smp`, the second vCPU's line, in the log at
+/// `log_path`.
+fn check_with(log: &str, smp: &str, log_path: &str) -> Result<(), String> {
     let expected = [
         "pvi: Xen PV entry: ring 3 (CS 0xe033)".to_string(),
         "pvi: Xen PV entry: start_info \"xen-3.0-x86_64\": ".to_string(),
@@ -205,9 +246,20 @@ fn check(log: &str) -> Result<(), String> {
         "pvi: Xen PV check pinned_table_write: ok".to_string(),
         "  console_write      step 2".to_string(),
         "pvi: Xen PV entry: checks: 0 failed".to_string(),
+        smp.to_string(),
         DOM0_HALTED.to_string(),
     ];
-    all_present(log, &expected, "target/boot/xen-pv-dom0.log")
+    all_present(log, &expected, log_path)
+}
+
+/// The one-vCPU checks, and the second vCPU's: started, set up through
+/// the ops on itself, its patched site masking its own events only.
+fn check_two_vcpus(log: &str) -> Result<(), String> {
+    check_with(
+        log,
+        "pvi: Xen PV check smp_start: ok",
+        "target/boot/xen-pv-dom0-2vcpus.log",
+    )
 }
 
 /// Ok when `log` holds every line of `expected`; else which are missing,
@@ -266,6 +318,7 @@ mod tests {
             pvi: Xen PV check page_table_write: ok ('A' at 0x146000, then 'B')\n\
             pvi: Xen PV check address_space_switch: ok (a second root)\n\
             pvi: Xen PV check pinned_table_write: ok (a write into the pinned root)\n\
+            pvi: Xen PV check smp_start: skipped (this domain has one vCPU: VCPUOP_is_up(1) answered -ENOENT)\n\
             served (the steps that answered each op's calls):\n\
             \x20 console_write      step 2\n\
             pvi: Xen PV entry: checks: 0 failed; the kernel stops here\n\
@@ -279,6 +332,14 @@ mod tests {
         assert!(check(&good.replace("load: ok", "load: FAILED")).is_err());
         assert!(check(&good.replace("set: ok", "set: FAILED")).is_err());
         assert!(check(&good.replace("irq_sites: ok", "irq_sites: FAILED")).is_err());
+        // Two vCPUs: the second must have run, not been skipped.
+        assert!(check_two_vcpus(good).is_err());
+        let two = good.replace(
+            "smp_start: skipped (this domain has one vCPU: VCPUOP_is_up(1) answered -ENOENT)",
+            "smp_start: ok (vCPU 1 through VCPUOP_initialise and VCPUOP_up)",
+        );
+        assert_eq!(check_two_vcpus(&two), Ok(()));
+        assert!(check(&two).is_err());
         assert!(check(&good.replace("masking: ok", "masking: FAILED")).is_err());
         assert!(check(&good.replace("backend: xen_pv", "backend: native")).is_err());
         assert!(check(&good.replace("ring 3 (CS 0xe033)", "ring 0 (CS 0x8)")).is_err());

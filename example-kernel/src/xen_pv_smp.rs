@@ -1,0 +1,152 @@
+//! Xen PV's second vCPU, started the PV way: the Xen PV backend's
+//! `start_vcpu` (VCPUOP_initialise, then VCPUOP_up), where bare metal and
+//! PVH send INIT and SIPIs (`smp.rs`). Boot code that differs by entry, so
+//! it lives with the PV entry. The vCPU then does what the boot vCPU did,
+//! through the same ops: its IDT through `trap_table_load`, its records
+//! through `init_cpu` (Xen moves its vcpu_info into its own block's
+//! hypervisor area), and reports its own evidence to the boot vCPU.
+
+use crate::xen_pv_checks::{clock_moves, site_irq_disable, upcall_mask};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::SeqCst};
+use pvi_backends::entry::{xen_pv_start_vcpu, xen_pv_vcpu_is_up, VcpuStart};
+use pvi_backends::registry::Backend;
+use pvi_sdk::generated::xen_pv::XEN_ENOENT;
+use pvi_sdk::types::{ErrorOrigin, Gpa, Nanos, PvError};
+use pvi_sdk::PvOps;
+
+/// The vCPU this starts.
+const SECOND: usize = 1;
+
+#[repr(C, align(16))]
+struct Stack([u8; 64 * 1024]);
+
+/// The second vCPU's stack (its top is 16-byte aligned).
+static mut STACK: Stack = Stack([0; 64 * 1024]);
+
+/// What the second vCPU saw, for the boot vCPU to report.
+struct Seen {
+    done: AtomicBool,
+    /// Its GS-relative CPU index.
+    index: AtomicU64,
+    /// `trap_table_load` and `init_cpu` on it (1: ok).
+    idt: AtomicU8,
+    init: AtomicU8,
+    /// Its own evtchn_upcall_mask after its patched `irq_disable` site,
+    /// and the boot vCPU's, before and after.
+    own_mask: AtomicU8,
+    boot_mask: [AtomicU8; 2],
+    /// Its clock_ns (its own vcpu_time_info), twice.
+    clock: [AtomicU64; 2],
+}
+
+static SEEN: Seen = Seen {
+    done: AtomicBool::new(false),
+    index: AtomicU64::new(u64::MAX),
+    idt: AtomicU8::new(0),
+    init: AtomicU8::new(0),
+    own_mask: AtomicU8::new(0xff),
+    boot_mask: [const { AtomicU8::new(0xff) }; 2],
+    clock: [const { AtomicU64::new(0) }; 2],
+};
+
+core::arch::global_asm!(
+    ".pushsection .text.xen_pv_second_vcpu, \"ax\"",
+    ".global xen_pv_second_vcpu",
+    "xen_pv_second_vcpu:",
+    "call {main}",
+    "ud2",
+    ".popsection",
+    main = sym second_vcpu_main,
+);
+
+extern "C" {
+    fn xen_pv_second_vcpu();
+}
+
+/// The second vCPU, from its first instruction: set up through the ops,
+/// look, report, then wait for events for ever.
+extern "C" fn second_vcpu_main() -> ! {
+    let cpu = crate::cpu_local::index();
+    SEEN.index.store(cpu as u64, SeqCst);
+    // SAFETY: this vCPU's own table, loaded before anything can fault.
+    let idt = unsafe { crate::descriptors::load_idt() };
+    SEEN.idt.store(u8::from(idt.is_ok()), SeqCst);
+    let init = crate::ops().is_some_and(|s| s.init_cpu().is_ok());
+    SEEN.init.store(u8::from(init), SeqCst);
+    let backend = crate::backend();
+    SEEN.boot_mask[0].store(upcall_mask(0), SeqCst);
+    site_irq_disable();
+    SEEN.own_mask.store(upcall_mask(cpu), SeqCst);
+    SEEN.boot_mask[1].store(upcall_mask(0), SeqCst);
+    let (first, later) = clock_moves(backend);
+    SEEN.clock[0].store(first, SeqCst);
+    SEEN.clock[1].store(later, SeqCst);
+    SEEN.done.store(true, SeqCst);
+    loop {
+        // SCHEDOP_block: nothing is armed, so this vCPU sleeps.
+        backend.safe_halt();
+    }
+}
+
+/// What became of the second vCPU.
+pub(crate) enum Second {
+    /// The domain has one vCPU: Xen's answer for vCPU 1.
+    Absent(PvError),
+    /// Xen refused to start it, or it never reported (within 2 s of Xen's
+    /// time).
+    Failed(&'static str),
+    /// It ran and reported.
+    Ran {
+        index: u64,
+        idt: bool,
+        init: bool,
+        own_mask: u8,
+        boot_mask: [u8; 2],
+        clock: [u64; 2],
+    },
+}
+
+/// Start vCPU 1, if the domain has one, on the boot vCPU's page tables
+/// (rooted at `root`), and wait for its report.
+pub(crate) fn start_second(backend: &Backend, root: Gpa) -> Second {
+    match xen_pv_vcpu_is_up(backend, SECOND as u32) {
+        // Xen's -ENOENT: the domain has no vCPU 1.
+        Err(why) if matches!(why.origin, ErrorOrigin::Xen(code) if code.abs() == XEN_ENOENT) => {
+            return Second::Absent(why)
+        }
+        Err(_) => return Second::Failed("VCPUOP_is_up(1) refused, or not the Xen PV backend"),
+        Ok(true) => return Second::Failed("vCPU 1 already runs"),
+        Ok(false) => {}
+    }
+    let Some(gs_base) = crate::cpu_local::block(SECOND) else {
+        return Second::Failed("no per-CPU block for vCPU 1");
+    };
+    let stack = core::ptr::addr_of!(STACK) as u64 + core::mem::size_of::<Stack>() as u64;
+    let start = VcpuStart {
+        entry: xen_pv_second_vcpu as *const () as u64,
+        stack,
+        gs_base,
+        root,
+    };
+    // SAFETY: the entry is `second_vcpu_main`'s, which runs on its own
+    // stack (this module's, used by no one else) and CPU 1's block; the
+    // boot vCPU's root maps the whole image.
+    if unsafe { xen_pv_start_vcpu(backend, SECOND as u32, start) }.is_err() {
+        return Second::Failed("VCPUOP_initialise or VCPUOP_up refused");
+    }
+    let until = backend.clock_ns().0 + 2_000_000_000;
+    while !SEEN.done.load(SeqCst) && backend.clock_ns() < Nanos(until) {
+        core::hint::spin_loop();
+    }
+    if !SEEN.done.load(SeqCst) {
+        return Second::Failed("vCPU 1 did not report within 2 s");
+    }
+    Second::Ran {
+        index: SEEN.index.load(SeqCst),
+        idt: SEEN.idt.load(SeqCst) == 1,
+        init: SEEN.init.load(SeqCst) == 1,
+        own_mask: SEEN.own_mask.load(SeqCst),
+        boot_mask: SEEN.boot_mask.each_ref().map(|m| m.load(SeqCst)),
+        clock: SEEN.clock.each_ref().map(|c| c.load(SeqCst)),
+    }
+}
