@@ -953,6 +953,12 @@ unsafe impl xen_pv::Steps for MockXenPv {
     fn events_need_no_eoi(&self) -> Result<(), PvError> {
         Ok(())
     }
+    fn send_ipi_by_event_channel(&self, _: CpuSet, _: Vector) -> Result<(), PvError> {
+        Err(PvError::new(
+            ErrorKind::Unsupported,
+            ErrorOrigin::XenPv(-38),
+        ))
+    }
     unsafe fn set_trap_table_from_gates(&self, table: u64, entries: u16) -> Result<(), PvError> {
         self.trap_tables.borrow_mut().push((table, entries));
         Ok(())

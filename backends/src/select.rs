@@ -90,6 +90,16 @@ impl Requested {
 pub struct Upcall {
     /// The paravirtual timer fired (Xen's `VIRQ_TIMER` on this vCPU).
     pub timer: bool,
+    /// The vectors of IPIs that came as events (Xen PV's `send_ipi`),
+    /// one bit per vector: handle each as if it had arrived on its own.
+    pub ipi_vectors: [u64; 4],
+}
+
+impl Upcall {
+    /// The IPI vectors that came, lowest first.
+    pub fn ipis(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..=255u8).filter(|v| self.ipi_vectors[usize::from(*v / 64)] & 1 << (v % 64) != 0)
+    }
 }
 
 /// The outcome of [`select`].

@@ -443,6 +443,7 @@ impl HypervisorBackend for Xen {
     fn upcall_interrupt(&self) -> Upcall {
         Upcall {
             timer: self.acknowledge_timer_event(),
+            ..Upcall::default()
         }
     }
 

@@ -27,8 +27,9 @@ use pvi_sdk::generated::ops::Op;
 use pvi_sdk::generated::xen_pv::{self as xen, Features, Hypercalls, Steps};
 use pvi_sdk::time::pvclock;
 use pvi_sdk::types::{
-    mmu_update, mmuext_op, pvclock_vcpu_time_info, shared_info, start_info,
-    vcpu_guest_context, vcpu_info, vcpu_register_vcpu_info, xencons_interface, ErrorKind, ErrorOrigin, Gpa, Hertz, IrqFlags, Nanos, PvError,
+    mmu_update, mmuext_op, pvclock_vcpu_time_info, shared_info, start_info, vcpu_guest_context,
+    vcpu_info, vcpu_register_vcpu_info, xencons_interface, ApicId, CpuSet, ErrorKind, ErrorOrigin,
+    Gpa, Hertz, IrqFlags, Nanos, PvError, Vector,
 };
 
 #[repr(C, align(4096))]
@@ -38,6 +39,8 @@ struct SharedInfoPage(Shared<shared_info>);
 static SHARED_INFO: SharedInfoPage = SharedInfoPage(Shared::new(shared_info::ZERO));
 /// Each vCPU's VIRQ_TIMER port.
 static TIMER_PORT: crate::xen_events::TimerPorts = crate::xen_events::TimerPorts::new();
+/// Each vCPU's IPI port, and the vectors sent to it.
+static IPI: crate::xen_events::IpiPorts = crate::xen_events::IpiPorts::new();
 /// Where each vCPU's vcpu_info lives once registered in its CPU area
 /// (VCPUOP_register_vcpu_info); 0 while it is shared_info's.
 static CPU_AREAS: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
@@ -451,6 +454,20 @@ unsafe impl Steps for XenPv {
         }
     }
 
+    fn send_ipi_by_event_channel(&self, targets: CpuSet, vector: Vector) -> Result<(), PvError> {
+        let mut first_refusal = None;
+        for apic in (0..64u32).filter(|a| targets.0 & 1 << a != 0) {
+            let sent = platform::get()
+                .and_then(|p| p.cpu_of_apic(ApicId(apic)))
+                .ok_or_else(invalid)
+                .and_then(|cpu| IPI.send(&self.hypercalls, cpu, vector.0));
+            if let Err(why) = sent {
+                first_refusal.get_or_insert(why);
+            }
+        }
+        first_refusal.map_or(Ok(()), Err)
+    }
+
     fn events_need_no_eoi(&self) -> Result<(), PvError> {
         Ok(())
     }
@@ -673,6 +690,8 @@ impl HypervisorBackend for XenPv {
             fallback::record_setup(1, why);
         }
         TIMER_PORT.bind(&self.hypercalls, cpu);
+        // Without a port, send_ipi to this vCPU refuses (`unsupported`).
+        IPI.bind(&self.hypercalls, cpu);
         if let Err(why) = self.register_vcpu_info(cpu) {
             // Setup step 2: the hot ops' inline forms are not used, and
             // their sites call the routines.
@@ -687,16 +706,25 @@ impl HypervisorBackend for XenPv {
     }
 
     fn upcall_interrupt(&self) -> Upcall {
-        let timer = match self.vcpu_info() {
-            Ok(vcpu) if self.shared_info => {
-                // SAFETY: shared_info is mapped at the static, `vcpu` is
-                // this vCPU's vcpu_info, and the upcall handler runs on the
-                // vCPU it acknowledges.
-                unsafe { TIMER_PORT.acknowledge(SHARED_INFO.0.get(), vcpu, platform::cpu_index()) }
-            }
-            _ => false,
+        let cpu = platform::cpu_index();
+        let Ok(vcpu) = self.vcpu_info() else {
+            return Upcall::default();
         };
-        Upcall { timer }
+        if !self.shared_info {
+            return Upcall::default();
+        }
+        let info = SHARED_INFO.0.get();
+        // SAFETY: shared_info is mapped at the static, `vcpu` is this
+        // vCPU's vcpu_info, and the upcall handler runs on the vCPU it
+        // acknowledges; the timer's acknowledgement clears the upcall
+        // flag before the IPI port is looked at.
+        unsafe {
+            let timer = TIMER_PORT.acknowledge(info, vcpu, cpu);
+            Upcall {
+                timer,
+                ipi_vectors: IPI.take(info, cpu),
+            }
+        }
     }
 
     /// Until xenconsoled has read the PV console ring, yielding to it.

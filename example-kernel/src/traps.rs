@@ -192,18 +192,20 @@ extern "C" fn pvi_trap_dispatch(frame: &mut Frame) {
             eoi();
         }
         crate::platform::UPCALL_VECTOR => {
-            if crate::ops().is_some_and(|s| s.upcall_interrupt().timer) {
+            let upcall = crate::ops()
+                .map(|s| s.upcall_interrupt())
+                .unwrap_or_default();
+            if upcall.timer {
                 events::timer_tick();
+            }
+            // IPIs that came as events (Xen PV): each vector's work.
+            for vector in upcall.ipis() {
+                ipi(vector);
             }
             eoi();
         }
-        crate::platform::KICK_VECTOR => {
-            events::count(events::Event::Kick);
-            eoi();
-        }
-        crate::platform::FLUSH_VECTOR => {
-            pvi_backends::native::flush_ipi_handler();
-            events::count(events::Event::Flush);
+        crate::platform::KICK_VECTOR | crate::platform::FLUSH_VECTOR => {
+            ipi(vector);
             eoi();
         }
         crate::platform::BENCH_VECTOR => crate::bench::interrupt(),
@@ -214,6 +216,19 @@ extern "C" fn pvi_trap_dispatch(frame: &mut Frame) {
             events::count(events::Event::Unexpected);
             eoi();
         }
+    }
+}
+
+/// An IPI's work, by its vector, whether it came as an interrupt or as an
+/// event: a kick is counted; a flush request served, then counted.
+fn ipi(vector: u8) {
+    match vector {
+        crate::platform::KICK_VECTOR => events::count(events::Event::Kick),
+        crate::platform::FLUSH_VECTOR => {
+            pvi_backends::native::flush_ipi_handler();
+            events::count(events::Event::Flush);
+        }
+        _ => events::count(events::Event::Unexpected),
     }
 }
 

@@ -778,13 +778,66 @@ pub(crate) fn run(
     // masking its own events (the boot vCPU's unmasked meanwhile, so that
     // a store into the wrong area would show).
     if traps {
-        smp_start(backend, info, console, &mut failed);
+        let second = smp_start(backend, info, console, &mut failed);
+        ipis(backend, second, console, &mut failed);
     }
     failed
 }
 
-/// Start the second vCPU, if the domain has one, and report what it saw.
-fn smp_start(backend: &Backend, info: &start_info, console: &mut impl Write, failed: &mut u32) {
+/// The kick to vCPU 1, as `ipis` reports it.
+struct ToSecond(Option<(Result<(), PvError>, u64)>);
+
+impl core::fmt::Display for ToSecond {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match &self.0 {
+            None => write!(f, "not tried (one vCPU)"),
+            Some((sent, n)) => write!(f, "{sent:?}, counted {n} time(s) by its handler there"),
+        }
+    }
+}
+
+/// `send_ipi` as event channels: a kick to this vCPU, with its events
+/// unmasked, and to vCPU 1 if it runs (blocked in `safe_halt`), each
+/// counted by the kernel's handler on its target.
+fn ipis(backend: &Backend, second: bool, console: &mut impl Write, failed: &mut u32) {
+    use crate::events::{seen, Event};
+    use pvi_sdk::types::{CpuSet, Vector};
+    let kick = Vector(crate::platform::KICK_VECTOR);
+    let wait_for = |cpu: usize, before: u64| {
+        let until = backend.clock_ns().0 + 2_000_000_000;
+        wait(backend, until, || seen(cpu, Event::Kick) > before);
+        seen(cpu, Event::Kick) - before
+    };
+    backend.irq_enable();
+    let before = seen(0, Event::Kick);
+    let to_self = backend.send_ipi(CpuSet(1), kick);
+    let own = wait_for(0, before);
+    backend.irq_disable();
+    let other = second.then(|| {
+        let before = seen(1, Event::Kick);
+        let sent = backend.send_ipi(CpuSet(1 << 1), kick);
+        (sent, wait_for(1, before))
+    });
+    report(
+        console,
+        failed,
+        "send_ipi",
+        to_self.is_ok() && own == 1 && other.as_ref().is_none_or(|(sent, n)| sent.is_ok() && *n == 1),
+        format_args!(
+            "a kick to vCPU 0 through its IPI event channel: {to_self:?}, counted {own} time(s) by its handler; to vCPU 1: {}",
+            ToSecond(other)
+        ),
+    );
+}
+
+/// Start the second vCPU, if the domain has one, and report what it saw;
+/// whether it runs.
+fn smp_start(
+    backend: &Backend,
+    info: &start_info,
+    console: &mut impl Write,
+    failed: &mut u32,
+) -> bool {
     use crate::xen_pv_smp::{start_second, Second};
     backend.irq_enable();
     let second = start_second(backend, Gpa(info.pt_base));
@@ -795,8 +848,12 @@ fn smp_start(backend: &Backend, info: &start_info, console: &mut impl Write, fai
                 console,
                 "pvi: Xen PV check smp_start: skipped (this domain has one vCPU: VCPUOP_is_up(1) answered -ENOENT, {why:?})"
             );
+            false
         }
-        Second::Failed(why) => report(console, failed, "smp_start", false, format_args!("{why}")),
+        Second::Failed(why) => {
+            report(console, failed, "smp_start", false, format_args!("{why}"));
+            false
+        }
         Second::Ran {
             index,
             idt,
@@ -804,7 +861,8 @@ fn smp_start(backend: &Backend, info: &start_info, console: &mut impl Write, fai
             own_mask,
             boot_mask,
             clock,
-        } => report(
+        } => {
+            report(
             console,
             failed,
             "smp_start",
@@ -816,6 +874,8 @@ fn smp_start(backend: &Backend, info: &start_info, console: &mut impl Write, fai
                 clock[0],
                 clock[1]
             ),
-        ),
+            );
+            true
+        }
     }
 }

@@ -126,8 +126,11 @@ impl Platform for PvPlatform {
         crate::cpu_local::index_if_set().unwrap_or(0)
     }
 
+    /// A PV vCPU has no APIC: its "APIC id" is its vCPU id, which is its
+    /// index (`send_ipi`'s targets on Xen PV).
     fn cpu_of_apic(&self, apic: ApicId) -> Option<usize> {
-        (apic.0 == 0).then_some(0)
+        let cpu = apic.0 as usize;
+        (cpu < crate::firmware::MAX_CPUS).then_some(cpu)
     }
 
     /// No local APIC is programmed on Xen PV: these are the kernel's

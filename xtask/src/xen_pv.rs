@@ -247,6 +247,7 @@ fn check_with(log: &str, smp: &str, log_path: &str) -> Result<(), String> {
         "  console_write      step 2".to_string(),
         "pvi: Xen PV entry: checks: 0 failed".to_string(),
         smp.to_string(),
+        "pvi: Xen PV check send_ipi: ok".to_string(),
         DOM0_HALTED.to_string(),
     ];
     all_present(log, &expected, log_path)
@@ -319,6 +320,7 @@ mod tests {
             pvi: Xen PV check address_space_switch: ok (a second root)\n\
             pvi: Xen PV check pinned_table_write: ok (a write into the pinned root)\n\
             pvi: Xen PV check smp_start: skipped (this domain has one vCPU: VCPUOP_is_up(1) answered -ENOENT)\n\
+            pvi: Xen PV check send_ipi: ok (a kick to vCPU 0: counted 1 time(s))\n\
             served (the steps that answered each op's calls):\n\
             \x20 console_write      step 2\n\
             pvi: Xen PV entry: checks: 0 failed; the kernel stops here\n\
@@ -332,6 +334,7 @@ mod tests {
         assert!(check(&good.replace("load: ok", "load: FAILED")).is_err());
         assert!(check(&good.replace("set: ok", "set: FAILED")).is_err());
         assert!(check(&good.replace("irq_sites: ok", "irq_sites: FAILED")).is_err());
+        assert!(check(&good.replace("send_ipi: ok", "send_ipi: FAILED")).is_err());
         // Two vCPUs: the second must have run, not been skipped.
         assert!(check_two_vcpus(good).is_err());
         let two = good.replace(

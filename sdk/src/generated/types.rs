@@ -323,6 +323,45 @@ const _: () = assert!(core::mem::offset_of!(cpu_user_regs, rsp) == 152);
 #[cfg(feature = "interface-0-2")]
 const _: () = assert!(core::mem::offset_of!(cpu_user_regs, ss) == 160);
 
+/// EVTCHNOP_bind_ipi argument: a port of the calling domain's, whose
+/// notification reaches vCPU `vcpu` (a PV guest's IPIs; Linux
+/// bind_ipi_to_irq).
+/// Source: Xen xen/include/public/event_channel.h.
+///
+/// Declared by the `xen` ABI in `idl/`.
+/// Size: 8 bytes.
+/// Since interface 0.2.0.
+#[cfg(feature = "interface-0-2")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct evtchn_bind_ipi {
+    /// IN: Xen vCPU id.
+    ///
+    /// Offset 0.
+    pub vcpu: u32,
+    /// OUT: the new port.
+    ///
+    /// Offset 4.
+    pub port: u32,
+}
+#[cfg(feature = "interface-0-2")]
+impl evtchn_bind_ipi {
+    /// Every byte zero: the state before the hypervisor first writes it.
+    pub const ZERO: Self = Self { vcpu: 0, port: 0 };
+}
+#[cfg(feature = "interface-0-2")]
+impl Default for evtchn_bind_ipi {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::size_of:: < evtchn_bind_ipi > () == 8);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(evtchn_bind_ipi, vcpu) == 0);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(evtchn_bind_ipi, port) == 4);
+
 /// EVTCHNOP_bind_virq argument.
 /// Source: Xen xen/include/public/event_channel.h (evtchn_port_t =
 /// uint32_t).

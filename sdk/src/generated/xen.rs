@@ -26,6 +26,9 @@ pub use super::types::callback_register;
 #[cfg(feature = "interface-0-2")]
 #[doc(inline)]
 pub use super::types::cpu_user_regs;
+#[cfg(feature = "interface-0-2")]
+#[doc(inline)]
+pub use super::types::evtchn_bind_ipi;
 #[doc(inline)]
 pub use super::types::evtchn_bind_virq;
 #[doc(inline)]

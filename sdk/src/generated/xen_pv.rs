@@ -256,6 +256,14 @@ pub unsafe trait Steps {
     ///
     /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
     fn restore_event_mask(&self, flags: IrqFlags) -> Result<(), PvError>;
+    /// `send_ipi`, step 1: `routine send_ipi_by_event_channel`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    fn send_ipi_by_event_channel(
+        &self,
+        targets: CpuSet,
+        vector: Vector,
+    ) -> Result<(), PvError>;
     /// `eoi`, step 1: `routine events_need_no_eoi`
     ///
     /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
@@ -508,6 +516,27 @@ impl<S: Steps> PvOps for Paravirt<S> {
         }
         s.served(Op::SafeHalt, 0);
         native::safe_halt::<S::Native>()
+    }
+    fn send_ipi(&self, targets: CpuSet, vector: Vector) -> Result<(), PvError> {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::SendIpi, 1) {
+            match s.send_ipi_by_event_channel(targets, vector) {
+                Ok(v) => {
+                    s.served(Op::SendIpi, 1);
+                    return Ok(v);
+                }
+                Err(e) => {
+                    if matches!(e.kind, ErrorKind::InvalidArgument) {
+                        return Err(e);
+                    }
+                    s.fell_back(Op::SendIpi, 1, e);
+                }
+            }
+        }
+        s.served(Op::SendIpi, 0);
+        native::send_ipi::<S::Native>(targets, vector)
     }
     fn eoi(&self) {
         let s = &self.0;
@@ -936,7 +965,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 23] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 24] {
     plan_at(features, None)
 }
 /// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
@@ -944,7 +973,7 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 23] {
 pub fn plan_at(
     features: &Features,
     version: Option<(u32, u32, u32)>,
-) -> [(Op, (usize, &'static str)); 23] {
+) -> [(Op, (usize, &'static str)); 24] {
     [
         (
             Op::ClockNs,
@@ -1087,6 +1116,21 @@ pub fn plan_at(
                 let step = || -> (usize, &'static str) {
                     if version.is_none_or(|v| v >= (3u32, 0u32, 2u32)) {
                         return (1, "hypercall __HYPERVISOR_sched_op(SCHEDOP_block, 0)");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::SendIpi,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "routine send_ipi_by_event_channel");
                     }
                     if true {
                         return (2, "native");
@@ -1354,6 +1398,7 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("irq_save", "routine → native"),
     ("irq_restore", "routine → native"),
     ("safe_halt", "hypercall → native"),
+    ("send_ipi", "routine → native"),
     ("eoi", "routine → native"),
     ("timer_oneshot", "hypercall → native"),
     ("timer_cancel", "hypercall → native"),
