@@ -23,3 +23,13 @@ fn a_cpu_beyond_the_per_cpu_capacity_is_refused_with_a_reason() {
     );
     assert!(why.contains("must not use the ops"), "{why}");
 }
+
+#[test]
+fn a_cpu_whose_area_the_inline_forms_would_miss_is_refused_with_a_reason() {
+    use pvi_backends::select::CpuRefused;
+    let beyond: CpuRefused = check_capacity(MAX_CPUS).unwrap_err().into();
+    assert!(matches!(beyond, CpuRefused::BeyondCapacity(_)));
+    let why = CpuRefused::NoCpuArea { cpu: 3 }.to_string();
+    assert!(why.starts_with("CPU 3: "), "{why}");
+    assert!(why.contains("must not use the ops"), "{why}");
+}

@@ -56,6 +56,14 @@ pub trait HypervisorBackend {
         false
     }
 
+    /// Whether the calling CPU's per-CPU structure is in its area, as the
+    /// boot CPU's is when [`cpu_area_in_use`](Self::cpu_area_in_use): a
+    /// CPU without it is refused by `Selection::init_cpu`. The default:
+    /// yes (nothing to miss).
+    fn cpu_area_here(&self) -> bool {
+        true
+    }
+
     /// Wait (bounded) until whoever reads the hypervisor's console has read
     /// all that was written; whether it has. The default: nothing to wait
     /// for.

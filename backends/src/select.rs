@@ -198,6 +198,40 @@ impl fmt::Display for BeyondCapacity {
     }
 }
 
+/// Why [`Selection::init_cpu`] refused a CPU, which must then not use the
+/// ops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuRefused {
+    /// Its index is beyond what the backends keep records for.
+    BeyondCapacity(BeyondCapacity),
+    /// The hypervisor keeps the boot CPU's per-CPU structure in its CPU
+    /// area, where the hot sites' inline forms reach it through GS, but
+    /// not this CPU's: on this CPU a patched `irq_disable` would mask
+    /// nothing.
+    NoCpuArea {
+        /// The CPU's index.
+        cpu: usize,
+    },
+}
+
+impl fmt::Display for CpuRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CpuRefused::BeyondCapacity(b) => b.fmt(f),
+            CpuRefused::NoCpuArea { cpu } => write!(
+                f,
+                "CPU {cpu}: the hypervisor would not keep its per-CPU structure in its CPU area (see the setup log), where the patched hot sites reach it; it must not use the ops"
+            ),
+        }
+    }
+}
+
+impl From<BeyondCapacity> for CpuRefused {
+    fn from(b: BeyondCapacity) -> Self {
+        CpuRefused::BeyondCapacity(b)
+    }
+}
+
 /// `Ok` for a CPU index the backends keep records for.
 pub fn check_capacity(cpu: usize) -> Result<(), BeyondCapacity> {
     if cpu < MAX_CPUS {
@@ -212,13 +246,19 @@ pub fn check_capacity(cpu: usize) -> Result<(), BeyondCapacity> {
 
 impl Selection {
     /// Register this CPU's shared records with the hypervisor (kvmclock,
-    /// steal time, PV EOI, runstate). Call it on every CPU, the boot CPU
-    /// included, before it uses the ops. A CPU beyond the backends'
-    /// capacity is refused, and must be left out (not use the ops).
-    pub fn init_cpu(&self) -> Result<(), BeyondCapacity> {
-        check_capacity(crate::platform::get().map_or(0, |p| p.cpu_index()))?;
+    /// steal time, PV EOI, runstate, Xen PV's vcpu_info in its CPU area).
+    /// Call it on every CPU, the boot CPU included, before it uses the ops.
+    /// A CPU beyond the backends' capacity, or one whose per-CPU structure
+    /// the hot sites' inline forms would miss, is refused, and must be left
+    /// out (not use the ops).
+    pub fn init_cpu(&self) -> Result<(), CpuRefused> {
+        let cpu = crate::platform::get().map_or(0, |p| p.cpu_index());
+        check_capacity(cpu)?;
         if let Some(backend) = crate::registry::hooks(self.backend) {
             backend.init_cpu();
+            if backend.cpu_area_in_use() && !backend.cpu_area_here() {
+                return Err(CpuRefused::NoCpuArea { cpu });
+            }
         }
         Ok(())
     }

@@ -705,6 +705,13 @@ impl HypervisorBackend for XenPv {
         CPU_AREAS[0].load(SeqCst) != 0
     }
 
+    /// Whether this vCPU's vcpu_info is in its own CPU area.
+    fn cpu_area_here(&self) -> bool {
+        CPU_AREAS
+            .get(platform::cpu_index())
+            .is_some_and(|a| a.load(SeqCst) != 0)
+    }
+
     fn upcall_interrupt(&self) -> Upcall {
         let cpu = platform::cpu_index();
         let Ok(vcpu) = self.vcpu_info() else {

@@ -149,12 +149,15 @@ const XEN_PV_DOMU_EXPECT: &[&str] = &[
     "pvi: Xen PV check fault_address: ok",
     "pvi: Xen PV check gs_base_set: ok",
     "pvi: Xen PV check event_masking: ok",
+    "pvi: Xen PV check patched_irq_sites: ok",
     "pvi: Xen PV check clock_ns: ok",
     "pvi: Xen PV check tsc_hz: ok",
     "pvi: Xen PV check wallclock: ok",
     "pvi: Xen PV check page_table_write: ok",
     "pvi: Xen PV check address_space_switch: ok",
     "pvi: Xen PV check pinned_table_write: ok",
+    "pvi: Xen PV check smp_start: ok",
+    "pvi: Xen PV check send_ipi: ok",
     "  console_write      step 1",
     "pvi: Xen PV entry: checks: 0 failed",
     "pvi-dom0: the domU shut down with reason code 0",
@@ -318,12 +321,14 @@ fn cases() -> Vec<Case> {
             // notes: it chooses the Xen PV backend by the entry, runs its
             // PV checks through the ops, reports through its PV console
             // ring and powers off through `shutdown` (reason 0: the dom0
-            // powers the machine off).
+            // powers the machine off). Two vCPUs: the second is started
+            // through VCPUOP_initialise and VCPUOP_up and sent an IPI.
             words: "pvi-pv-check",
+            smp: 2,
             proves: POWERS_OFF,
             check: no_check,
             ..demo(
-                "xen pv domU: the example kernel's ELF enters in ring 3",
+                "xen pv domU, 2 vCPUs: the example kernel's ELF enters in ring 3",
                 Accel::XenPv,
                 XEN_PV_DOMU_EXPECT,
             )
