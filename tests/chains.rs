@@ -953,6 +953,30 @@ unsafe impl xen_pv::Steps for MockXenPv {
     fn events_need_no_eoi(&self) -> Result<(), PvError> {
         Ok(())
     }
+    fn flush_multi_by_mmuext_op(&self, _: CpuSet) -> Result<(), PvError> {
+        Err(PvError::new(
+            ErrorKind::Unsupported,
+            ErrorOrigin::XenPv(-38),
+        ))
+    }
+    fn flush_range_multi_by_mmuext_op(&self, _: CpuSet, _: u64, _: u64) -> Result<(), PvError> {
+        Err(PvError::new(
+            ErrorKind::Unsupported,
+            ErrorOrigin::XenPv(-38),
+        ))
+    }
+    fn kick_by_event_channel(&self, _: ApicId) -> Result<(), PvError> {
+        Err(PvError::new(
+            ErrorKind::Unsupported,
+            ErrorOrigin::XenPv(-38),
+        ))
+    }
+    fn block_or_down(&self) -> Result<(), PvError> {
+        Err(PvError::new(
+            ErrorKind::Unsupported,
+            ErrorOrigin::XenPv(-38),
+        ))
+    }
     fn send_ipi_by_event_channel(&self, _: CpuSet, _: Vector) -> Result<(), PvError> {
         Err(PvError::new(
             ErrorKind::Unsupported,

@@ -101,6 +101,21 @@ pub fn flush_requests(start: u64, pages: u64, out: &mut [mmuext_op]) -> usize {
     pages as usize
 }
 
+/// The vCPU bitmap of `targets` (APIC ids, which are vCPU ids on Xen PV,
+/// through the platform's `cpu_of_apic`) for a *_MULTI flush.
+fn vcpu_mask(targets: CpuSet) -> Result<u64, PvError> {
+    let platform = platform::get().ok_or_else(invalid)?;
+    let mut mask = 0u64;
+    for apic in (0..64u32).filter(|a| targets.0 & 1 << a != 0) {
+        let cpu = platform
+            .cpu_of_apic(ApicId(apic))
+            .filter(|&c| c < 64)
+            .ok_or_else(invalid)?;
+        mask |= 1 << cpu;
+    }
+    Ok(mask)
+}
+
 /// CPUID through Xen's forced-emulation prefix (`ud2; .ascii "xen"`):
 /// Xen emulates the instruction with its own leaves, where a ring-3
 /// kernel's plain CPUID may run on the host CPU unseen.
@@ -297,13 +312,24 @@ impl XenPv {
             arg1,
             ..mmuext_op::ZERO
         };
-        // SAFETY: Xen is the hypervisor and validates the request; the
-        // caller's contract covers its effect; it lives until the call
+        // SAFETY: the caller's contract covers the request's effect.
+        unsafe { self.mmuext_requests(core::slice::from_ref(&request)) }
+    }
+
+    /// `requests`, in one mmuext_op call.
+    ///
+    /// # Safety
+    ///
+    /// As each request's command needs (a flush needs nothing); what their
+    /// pointers (a vcpumask) name lives until the call returns.
+    unsafe fn mmuext_requests(&self, requests: &[mmuext_op]) -> Result<(), PvError> {
+        // SAFETY: Xen is the hypervisor and validates every request; the
+        // caller's contract covers their effect; they live until the call
         // returns.
         let done = unsafe {
             self.hypercalls.hypervisor_mmuext_op(
-                core::ptr::from_ref(&request) as u64,
-                1,
+                requests.as_ptr() as u64,
+                requests.len() as u32,
                 0,
                 xen::DOMID_SELF,
             )
@@ -468,6 +494,30 @@ unsafe impl Steps for XenPv {
         first_refusal.map_or(Ok(()), Err)
     }
 
+    fn kick_by_event_channel(&self, target: ApicId) -> Result<(), PvError> {
+        let platform = platform::get().ok_or_else(invalid)?;
+        let cpu = platform.cpu_of_apic(target).ok_or_else(invalid)?;
+        IPI.send(&self.hypercalls, cpu, platform.vectors().kick)
+    }
+
+    fn block_or_down(&self) -> Result<(), PvError> {
+        let (mask, _) = self.event_flags()?;
+        if mask.load(SeqCst) != 0 {
+            // SAFETY: Xen is the hypervisor; this vCPU stops until another
+            // ups it, which is what `halt` with interrupts off means.
+            let down = unsafe {
+                self.hypercalls.hypervisor_vcpu_op(
+                    xen::VCPUOP_down,
+                    platform::cpu_index() as u32,
+                    0,
+                )
+            };
+            return down.map(|_| ());
+        }
+        // SAFETY: Xen is the hypervisor; SCHEDOP_block takes no argument.
+        unsafe { self.hypercalls.hypervisor_sched_op(xen::SCHEDOP_block, 0) }.map(|_| ())
+    }
+
     fn events_need_no_eoi(&self) -> Result<(), PvError> {
         Ok(())
     }
@@ -526,20 +576,45 @@ unsafe impl Steps for XenPv {
         done.map(|_| ())
     }
 
+    fn flush_multi_by_mmuext_op(&self, targets: CpuSet) -> Result<(), PvError> {
+        let mask = vcpu_mask(targets)?;
+        let request = mmuext_op {
+            cmd: xen::MMUEXT_TLB_FLUSH_MULTI,
+            arg2: core::ptr::from_ref(&mask) as u64,
+            ..mmuext_op::ZERO
+        };
+        // SAFETY: a flush, which changes no mapping; the bitmap lives
+        // until the call returns.
+        unsafe { self.mmuext_requests(core::slice::from_ref(&request)) }
+    }
+
+    fn flush_range_multi_by_mmuext_op(
+        &self,
+        targets: CpuSet,
+        start: u64,
+        pages: u64,
+    ) -> Result<(), PvError> {
+        let mask = vcpu_mask(targets)?;
+        let mut requests = [mmuext_op::ZERO; crate::native::flush::FULL_FLUSH_PAGES as usize];
+        let count = flush_requests(start, pages, &mut requests);
+        for request in &mut requests[..count] {
+            request.cmd = if request.cmd == xen::MMUEXT_INVLPG_LOCAL {
+                xen::MMUEXT_INVLPG_MULTI
+            } else {
+                xen::MMUEXT_TLB_FLUSH_MULTI
+            };
+            request.arg2 = core::ptr::from_ref(&mask) as u64;
+        }
+        // SAFETY: flushes, which change no mapping; the bitmap lives
+        // until the call returns.
+        unsafe { self.mmuext_requests(&requests[..count]) }
+    }
+
     fn flush_local_by_mmuext_op(&self, start: u64, pages: u64) -> Result<(), PvError> {
         let mut requests = [mmuext_op::ZERO; crate::native::flush::FULL_FLUSH_PAGES as usize];
         let count = flush_requests(start, pages, &mut requests);
-        // SAFETY: Xen is the hypervisor; `count` valid local flush requests,
-        // which change no mapping, live until the call returns.
-        let done = unsafe {
-            self.hypercalls.hypervisor_mmuext_op(
-                requests.as_ptr() as u64,
-                count as u32,
-                0,
-                xen::DOMID_SELF,
-            )
-        };
-        done.map(|_| ())
+        // SAFETY: local flush requests, which change no mapping.
+        unsafe { self.mmuext_requests(&requests[..count]) }
     }
 
     unsafe fn pin_by_mmuext_op(&self, table: Gpa, level: u8) -> Result<(), PvError> {

@@ -341,6 +341,25 @@ fn event_masking(backend: &Backend) -> (Result<(), PvError>, Masking) {
     (armed, masking)
 }
 
+/// `halt` with events unmasked and the timer armed 10 ms ahead (far more
+/// than the few instructions before the block, so that the event cannot
+/// come first and leave nothing to wake it); its answer and the timer
+/// events seen once it returned. Events masked at the end.
+fn halt_until_timer(backend: &Backend) -> (Result<(), PvError>, u64) {
+    use crate::events::{seen, Event};
+    let ticks = || seen(crate::cpu_local::index(), Event::Timer);
+    backend.irq_enable();
+    let before = ticks();
+    let armed = backend.timer_oneshot(Nanos(backend.clock_ns().0 + 10_000_000));
+    if armed.is_ok() && ticks() == before {
+        backend.halt();
+    }
+    let woke = ticks() - before;
+    backend.irq_disable();
+    backend.timer_cancel();
+    (armed, woke)
+}
+
 /// Two clock_ns readings on this vCPU: the first, and the first that
 /// differs from it (up to a million tries).
 pub(crate) fn clock_moves(backend: &Backend) -> (u64, u64) {
@@ -630,6 +649,31 @@ pub(crate) fn run(
         format_args!("{}", DisplayPatched(patched.as_ref())),
     );
 
+    // halt with events unmasked: SCHEDOP_block until the timer's event.
+    if traps && masking.delivered == 1 {
+        let (halted, woke) = halt_until_timer(backend);
+        report(
+            console,
+            &mut failed,
+            "halt",
+            halted.is_ok() && woke == 1,
+            format_args!(
+                "events unmasked, the timer armed 10 ms ahead: halt {halted:?}, returned after {woke} timer event(s)"
+            ),
+        );
+    }
+
+    // io_delay: nothing to wait for on Xen PV (the port write would fault).
+    backend.io_delay();
+    let served = selection.serving(Op::IoDelay);
+    report(
+        console,
+        &mut failed,
+        "io_delay",
+        matches!(served, Some((1, "nop"))),
+        format_args!("returned, served by {served:?}"),
+    );
+
     // clock_ns: Xen system time from shared_info, moving.
     let (first, later) = clock_moves(backend);
     let served = selection.serving(Op::ClockNs).map(|(step, _)| step);
@@ -779,7 +823,7 @@ pub(crate) fn run(
     // a store into the wrong area would show).
     if traps {
         let second = smp_start(backend, info, console, &mut failed);
-        ipis(backend, second, console, &mut failed);
+        ipis(selection, second, console, &mut failed);
     }
     failed
 }
@@ -799,7 +843,8 @@ impl core::fmt::Display for ToSecond {
 /// `send_ipi` as event channels: a kick to this vCPU, with its events
 /// unmasked, and to vCPU 1 if it runs (blocked in `safe_halt`), each
 /// counted by the kernel's handler on its target.
-fn ipis(backend: &Backend, second: bool, console: &mut impl Write, failed: &mut u32) {
+fn ipis(selection: &Selection, second: bool, console: &mut impl Write, failed: &mut u32) {
+    let backend: &Backend = selection.backend;
     use crate::events::{seen, Event};
     use pvi_sdk::types::{CpuSet, Vector};
     let kick = Vector(crate::platform::KICK_VECTOR);
@@ -818,6 +863,12 @@ fn ipis(backend: &Backend, second: bool, console: &mut impl Write, failed: &mut 
         let sent = backend.send_ipi(CpuSet(1 << 1), kick);
         (sent, wait_for(1, before))
     });
+    // kick_cpu: the same vector, to vCPU 1 asleep again in safe_halt.
+    let kicked = second.then(|| {
+        let before = seen(1, Event::Kick);
+        backend.kick_cpu(pvi_sdk::types::ApicId(1));
+        wait_for(1, before)
+    });
     report(
         console,
         failed,
@@ -828,6 +879,31 @@ fn ipis(backend: &Backend, second: bool, console: &mut impl Write, failed: &mut 
             ToSecond(other)
         ),
     );
+    // flush_tlb, flush_tlb_range: Xen's answer to a flush of every vCPU
+    // (the evidence is its acceptance only: no stale translation is shown).
+    let all = if second { CpuSet(0b11) } else { CpuSet(1) };
+    backend.flush_tlb(all);
+    backend.flush_tlb_range(all, PROBE.0.as_ptr() as u64, 1);
+    let served = [Op::FlushTlb, Op::FlushTlbRange].map(|op| selection.serving(op));
+    report(
+        console,
+        failed,
+        "flush_tlb",
+        served.iter().all(|s| matches!(s, Some((1, _)))),
+        format_args!(
+            "vCPUs {:#b}, the whole TLB, then one page: returned, served by {:?} (Xen accepted both; no stale translation is shown; the native IPIs would have faulted)",
+            all.0, served
+        ),
+    );
+    if let Some(n) = kicked {
+        report(
+            console,
+            failed,
+            "kick_cpu",
+            n == 1,
+            format_args!("vCPU 1, asleep in safe_halt: its kick handler counted {n}"),
+        );
+    }
 }
 
 /// Start the second vCPU, if the domain has one, and report what it saw;

@@ -246,8 +246,11 @@ fn check_with(log: &str, smp: &str, log_path: &str) -> Result<(), String> {
         "pvi: Xen PV check pinned_table_write: ok".to_string(),
         "  console_write      step 2".to_string(),
         "pvi: Xen PV entry: checks: 0 failed".to_string(),
+        "pvi: Xen PV check halt: ok".to_string(),
+        "pvi: Xen PV check io_delay: ok".to_string(),
         smp.to_string(),
         "pvi: Xen PV check send_ipi: ok".to_string(),
+        "pvi: Xen PV check flush_tlb: ok".to_string(),
         DOM0_HALTED.to_string(),
     ];
     all_present(log, &expected, log_path)
@@ -256,11 +259,9 @@ fn check_with(log: &str, smp: &str, log_path: &str) -> Result<(), String> {
 /// The one-vCPU checks, and the second vCPU's: started, set up through
 /// the ops on itself, its patched site masking its own events only.
 fn check_two_vcpus(log: &str) -> Result<(), String> {
-    check_with(
-        log,
-        "pvi: Xen PV check smp_start: ok",
-        "target/boot/xen-pv-dom0-2vcpus.log",
-    )
+    let path = "target/boot/xen-pv-dom0-2vcpus.log";
+    check_with(log, "pvi: Xen PV check smp_start: ok", path)?;
+    all_present(log, &["pvi: Xen PV check kick_cpu: ok"], path)
 }
 
 /// Ok when `log` holds every line of `expected`; else which are missing,
@@ -312,6 +313,8 @@ mod tests {
             pvi: Xen PV check fault_address: ok (a read of 0x400000000000: #PF)\n\
             pvi: Xen PV check gs_base_set: ok (gs:[0] read [1, 0])\n\
             pvi: Xen PV check event_masking: ok (held 0, then 1)\n\
+            pvi: Xen PV check halt: ok (returned after 1 timer event(s))\n\
+            pvi: Xen PV check io_delay: ok (served by Some((1, \"nop\")))\n\
             pvi: Xen PV check patched_irq_sites: ok (8 of 8 irq sites read as Xen PV's inline forms)\n\
             pvi: Xen PV check clock_ns: ok (served by step Some(1); 1038828555 ns, then 1038978685 ns)\n\
             pvi: Xen PV check tsc_hz: ok (2445431620 Hz, from vcpu_time_info)\n\
@@ -321,6 +324,7 @@ mod tests {
             pvi: Xen PV check pinned_table_write: ok (a write into the pinned root)\n\
             pvi: Xen PV check smp_start: skipped (this domain has one vCPU: VCPUOP_is_up(1) answered -ENOENT)\n\
             pvi: Xen PV check send_ipi: ok (a kick to vCPU 0: counted 1 time(s))\n\
+            pvi: Xen PV check flush_tlb: ok (vCPUs 0b1: served by step 1)\n\
             served (the steps that answered each op's calls):\n\
             \x20 console_write      step 2\n\
             pvi: Xen PV entry: checks: 0 failed; the kernel stops here\n\
@@ -335,12 +339,14 @@ mod tests {
         assert!(check(&good.replace("set: ok", "set: FAILED")).is_err());
         assert!(check(&good.replace("irq_sites: ok", "irq_sites: FAILED")).is_err());
         assert!(check(&good.replace("send_ipi: ok", "send_ipi: FAILED")).is_err());
+        assert!(check(&good.replace("halt: ok", "halt: FAILED")).is_err());
+        assert!(check(&good.replace("io_delay: ok", "io_delay: FAILED")).is_err());
         // Two vCPUs: the second must have run, not been skipped.
         assert!(check_two_vcpus(good).is_err());
         let two = good.replace(
             "smp_start: skipped (this domain has one vCPU: VCPUOP_is_up(1) answered -ENOENT)",
             "smp_start: ok (vCPU 1 through VCPUOP_initialise and VCPUOP_up)",
-        );
+        ) + "pvi: Xen PV check kick_cpu: ok (counted 1)\n";
         assert_eq!(check_two_vcpus(&two), Ok(()));
         assert!(check(&two).is_err());
         assert!(check(&good.replace("masking: ok", "masking: FAILED")).is_err());

@@ -1299,7 +1299,15 @@ impl<
     }
     #[inline]
     fn halt(&self) {
-        native::halt::<N>()
+        match self {
+            Self::Native => native::halt::<N>(),
+            Self::Hyperv(b) => b.halt(),
+            Self::Kvm(b) => b.halt(),
+            Self::Vmware(b) => b.halt(),
+            Self::Xen(b) => b.halt(),
+            Self::XenPv(b) => b.halt(),
+            Self::_Marker(_, never) => match *never {}
+        }
     }
     #[inline]
     fn io_delay(&self) {

@@ -887,7 +887,8 @@ const _: () = assert!(core::mem::offset_of!(mmu_update, val) == 8);
 
 /// One mmuext_op request. arg1 is a union of a MACHINE frame (pin,
 /// unpin, new base pointer) and a linear address (INVLPG); arg2 a
-/// union of counts and pointers no op here uses.
+/// union of counts and pointers, of which the *_MULTI flushes use
+/// vcpumask (the address of a bitmap of vCPUs).
 /// Source: Xen xen/include/public/xen.h (struct mmuext_op;
 /// xen_pfn_t and unsigned long are 8 bytes on x86-64).
 ///

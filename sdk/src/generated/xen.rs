@@ -472,6 +472,14 @@ pub const VCPUOP_initialise: u32 = 0;
 /// Since Xen 3.0.
 #[cfg(feature = "interface-0-2")]
 pub const VCPUOP_up: u32 = 1;
+/// vcpu_op: stop a vCPU (the calling one, or another) until
+/// VCPUOP_up; Linux xen_halt uses it for `hlt` with events masked.
+/// Source: Xen xen/include/public/vcpu.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const VCPUOP_down: u32 = 2;
 /// vcpu_op: whether a vCPU runs (1) or not (0); -ENOENT for a vCPU
 /// the domain does not have (arg = 0).
 /// Source: Xen xen/include/public/vcpu.h.
@@ -835,6 +843,22 @@ pub const MMUEXT_TLB_FLUSH_LOCAL: u32 = 6;
 /// Since Xen 3.0.
 #[cfg(feature = "interface-0-2")]
 pub const MMUEXT_INVLPG_LOCAL: u32 = 7;
+/// mmuext_op: flush the whole TLB of the vCPUs in the bitmap arg2
+/// points to (vcpumask), and wait.
+/// Source: Xen xen/include/public/xen.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const MMUEXT_TLB_FLUSH_MULTI: u32 = 8;
+/// mmuext_op: flush linear address arg1 on the vCPUs in the bitmap arg2
+/// points to (vcpumask), and wait.
+/// Source: Xen xen/include/public/xen.h.
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const MMUEXT_INVLPG_MULTI: u32 = 9;
 /// set_trap_table(traps): `traps` (guest linear) is an array of struct
 /// trap_info ended by one whose address is 0; each entry replaces its
 /// vector's and the others stay (a NULL table clears them all). PV
@@ -1077,6 +1101,7 @@ pub const CONSTANTS: &[(&str, i128)] = &[
     ("SHUTDOWN_soft_reset", 5),
     ("VCPUOP_initialise", 0),
     ("VCPUOP_up", 1),
+    ("VCPUOP_down", 2),
     ("VCPUOP_is_up", 3),
     ("VCPUOP_get_runstate_info", 4),
     ("VCPUOP_register_runstate_memory_area", 5),
@@ -1129,6 +1154,8 @@ pub const CONSTANTS: &[(&str, i128)] = &[
     ("MMUEXT_NEW_BASEPTR", 5),
     ("MMUEXT_TLB_FLUSH_LOCAL", 6),
     ("MMUEXT_INVLPG_LOCAL", 7),
+    ("MMUEXT_TLB_FLUSH_MULTI", 8),
+    ("MMUEXT_INVLPG_MULTI", 9),
     ("FLAT_KERNEL_CS", 0xe033),
     ("FLAT_KERNEL_SS", 0xe02b),
     ("VGCF_in_kernel", 4),

@@ -264,6 +264,14 @@ pub unsafe trait Steps {
         targets: CpuSet,
         vector: Vector,
     ) -> Result<(), PvError>;
+    /// `kick_cpu`, step 1: `routine kick_by_event_channel`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    fn kick_by_event_channel(&self, target: ApicId) -> Result<(), PvError>;
+    /// `halt`, step 1: `routine block_or_down`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    fn block_or_down(&self) -> Result<(), PvError>;
     /// `eoi`, step 1: `routine events_need_no_eoi`
     ///
     /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
@@ -313,6 +321,20 @@ pub unsafe trait Steps {
     /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
     #[cfg(feature = "interface-0-2")]
     fn flush_local_by_mmuext_op(&self, start: u64, pages: u64) -> Result<(), PvError>;
+    /// `flush_tlb`, step 1: `routine flush_multi_by_mmuext_op`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    fn flush_multi_by_mmuext_op(&self, targets: CpuSet) -> Result<(), PvError>;
+    /// `flush_tlb_range`, step 1: `routine flush_range_multi_by_mmuext_op`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    #[cfg(feature = "interface-0-2")]
+    fn flush_range_multi_by_mmuext_op(
+        &self,
+        targets: CpuSet,
+        start: u64,
+        pages: u64,
+    ) -> Result<(), PvError>;
     /// `fault_address`, step 1: `routine cr2_from_vcpu_info`
     ///
     /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
@@ -537,6 +559,51 @@ impl<S: Steps> PvOps for Paravirt<S> {
         }
         s.served(Op::SendIpi, 0);
         native::send_ipi::<S::Native>(targets, vector)
+    }
+    fn kick_cpu(&self, target: ApicId) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::KickCpu, 1) {
+            match s.kick_by_event_channel(target) {
+                Ok(v) => {
+                    s.served(Op::KickCpu, 1);
+                    return v;
+                }
+                Err(e) => s.fell_back(Op::KickCpu, 1, e),
+            }
+        }
+        s.served(Op::KickCpu, 0);
+        native::kick_cpu::<S::Native>(target)
+    }
+    fn halt(&self) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::Halt, 1) {
+            match s.block_or_down() {
+                Ok(v) => {
+                    s.served(Op::Halt, 1);
+                    return v;
+                }
+                Err(e) => s.fell_back(Op::Halt, 1, e),
+            }
+        }
+        s.served(Op::Halt, 0);
+        native::halt::<S::Native>()
+    }
+    fn io_delay(&self) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::IoDelay, 1) {
+            {
+                s.served(Op::IoDelay, 1);
+                return;
+            }
+        }
+        s.served(Op::IoDelay, 0);
+        native::io_delay::<S::Native>()
     }
     fn eoi(&self) {
         let s = &self.0;
@@ -783,6 +850,39 @@ impl<S: Steps> PvOps for Paravirt<S> {
         s.served(Op::FlushTlbLocal, 0);
         native::flush_tlb_local::<S::Native>(start, pages)
     }
+    fn flush_tlb(&self, targets: CpuSet) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::FlushTlb, 1) {
+            match s.flush_multi_by_mmuext_op(targets) {
+                Ok(v) => {
+                    s.served(Op::FlushTlb, 1);
+                    return v;
+                }
+                Err(e) => s.fell_back(Op::FlushTlb, 1, e),
+            }
+        }
+        s.served(Op::FlushTlb, 0);
+        native::flush_tlb::<S::Native>(targets)
+    }
+    #[cfg(feature = "interface-0-2")]
+    fn flush_tlb_range(&self, targets: CpuSet, start: u64, pages: u64) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::FlushTlbRange, 1) {
+            match s.flush_range_multi_by_mmuext_op(targets, start, pages) {
+                Ok(v) => {
+                    s.served(Op::FlushTlbRange, 1);
+                    return v;
+                }
+                Err(e) => s.fell_back(Op::FlushTlbRange, 1, e),
+            }
+        }
+        s.served(Op::FlushTlbRange, 0);
+        native::flush_tlb_range::<S::Native>(targets, start, pages)
+    }
     #[cfg(feature = "interface-0-2")]
     fn fault_address(&self) -> u64 {
         let s = &self.0;
@@ -965,7 +1065,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 24] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 29] {
     plan_at(features, None)
 }
 /// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
@@ -973,7 +1073,7 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 24] {
 pub fn plan_at(
     features: &Features,
     version: Option<(u32, u32, u32)>,
-) -> [(Op, (usize, &'static str)); 24] {
+) -> [(Op, (usize, &'static str)); 29] {
     [
         (
             Op::ClockNs,
@@ -1141,6 +1241,51 @@ pub fn plan_at(
             },
         ),
         (
+            Op::KickCpu,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "routine kick_by_event_channel");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::Halt,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "routine block_or_down");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::IoDelay,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "nop");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
             Op::Eoi,
             {
                 let step = || -> (usize, &'static str) {
@@ -1282,6 +1427,36 @@ pub fn plan_at(
             },
         ),
         (
+            Op::FlushTlb,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "routine flush_multi_by_mmuext_op");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::FlushTlbRange,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "routine flush_range_multi_by_mmuext_op");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
             Op::FaultAddress,
             {
                 let step = || -> (usize, &'static str) {
@@ -1399,6 +1574,9 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("irq_restore", "routine → native"),
     ("safe_halt", "hypercall → native"),
     ("send_ipi", "routine → native"),
+    ("kick_cpu", "routine → native"),
+    ("halt", "routine → native"),
+    ("io_delay", "nop → native"),
     ("eoi", "routine → native"),
     ("timer_oneshot", "hypercall → native"),
     ("timer_cancel", "hypercall → native"),
@@ -1408,6 +1586,8 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("page_table_release", "routine → native"),
     ("address_space_switch", "routine → native"),
     ("flush_tlb_local", "routine → native"),
+    ("flush_tlb", "routine → native"),
+    ("flush_tlb_range", "routine → native"),
     ("fault_address", "routine → native"),
     ("trap_table_load", "routine → native"),
     ("gs_base_set", "hypercall → native"),
