@@ -127,3 +127,24 @@ fn explain_an_unknown_op_suggests_the_closest() {
         text(&out.stderr)
     );
 }
+
+/// A reader that stops early (`pvi callsites … | head -1`) ends the report
+/// quietly: no panic, success.
+#[test]
+fn callsites_stops_quietly_when_its_reader_goes_away() {
+    use std::process::Stdio;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pvi"))
+        .current_dir(&root)
+        .args(["callsites", "example-kernel/src"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pvi runs");
+    // Close the pipe before the first line is read.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("pvi ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}

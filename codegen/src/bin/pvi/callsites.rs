@@ -51,16 +51,31 @@ pub(crate) fn run(sources: &[PathBuf], idl: &[PathBuf]) -> ExitCode {
         }
     }
     let names: Vec<String> = sources.iter().map(|s| s.display().to_string()).collect();
-    println!(
-        "pvi callsites: {} ops, {} called, from {} sites in {} files of {}",
+    match report(&counts, &names.join(", ")) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped early (`| head`) is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: writing the report: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The report, on stdout.
+fn report(counts: &Counts, sources: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "pvi callsites: {} ops, {} called, from {} sites in {} files of {sources}",
         counts.per_op.len(),
         counts.called(),
         counts.total(),
         counts.files,
-        names.join(", ")
-    );
+    )?;
     for (op, n) in &counts.per_op {
-        println!("  {op:<20} {n}");
+        writeln!(out, "  {op:<20} {n}")?;
     }
-    ExitCode::SUCCESS
+    out.flush()
 }
