@@ -1010,6 +1010,7 @@ fn xen_pv_chains_reach_xens_calls_and_fall_back_in_order() {
     assert_eq!(ops.fault_address(), 0xdead_b000);
     // A table Xen refuses to pin is the caller's error, not a silent
     // native "nothing": the kernel must not use it as a table.
+
     // SAFETY: the mock's routines touch no memory.
     unsafe {
         assert_eq!(ops.page_table_alloc(Gpa(0x1000), 1), Ok(()));

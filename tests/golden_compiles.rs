@@ -247,6 +247,7 @@ mod chain_forms {
         });
         assert_eq!(ops.now(), Nanos(5_000));
         // Zero: not provided; no region: the chain goes on to native.
+
         // SAFETY: `window` is the live box made above; the hypervisor's
         // writes are plain writes here.
         unsafe { (*window).now = 0 };

@@ -141,6 +141,8 @@ core::arch::global_asm!(
 
 /// The callee-save entries, by op, for `sym` operands (the inline forms').
 pub(crate) mod callee_save {
+    // SAFETY: each name is defined by the `global_asm!` above, as a
+    // routine that takes and keeps what these declarations say.
     unsafe extern "C" {
         /// `irq_disable` through the dispatch; every register kept.
         #[link_name = "__pvi_irq_disable_dispatch"]

@@ -181,6 +181,7 @@ impl HypervisorBackend for Hyperv {
         }
         // Calls go through the page only when the hypercall feature was
         // announced (the chains' `requires`).
+
         // SAFETY: Hyper-V fills the page once the MSR is written (or, if it
         // did not, its one entry now refuses every call).
         let hypercalls = unsafe { Hypercalls::new(page) };

@@ -64,6 +64,8 @@ macro_rules! inline_forms {
                 if matches!(backend, crate::registry::Backend::$variant(_))
                     && op.name() == stringify!($op)
                 {
+                    // SAFETY: the name is the header the `global_asm!` above
+                    // assembles for this form, read-only bytes.
                     unsafe extern "C" {
                         #[link_name = concat!("__pvi_inline_", stringify!($hv), "_", stringify!($op))]
                         static HEADER: u8;
@@ -80,6 +82,7 @@ macro_rules! inline_forms {
         pub fn all_inline_forms() -> impl Iterator<Item = (&'static str, HotOp, Sequence)> {
             [$(
                 {
+                    // SAFETY: as in `inline_form`.
                     unsafe extern "C" {
                         #[link_name = concat!("__pvi_inline_", stringify!($hv), "_", stringify!($op))]
                         static HEADER: u8;

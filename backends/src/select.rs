@@ -96,9 +96,20 @@ pub struct Upcall {
 }
 
 impl Upcall {
-    /// The IPI vectors that came, lowest first.
+    /// The IPI vectors that came, lowest first: the set bits only (an
+    /// upcall handler runs this on every event).
     pub fn ipis(&self) -> impl Iterator<Item = u8> + '_ {
-        (0..=255u8).filter(|v| self.ipi_vectors[usize::from(*v / 64)] & 1 << (v % 64) != 0)
+        self.ipi_vectors
+            .iter()
+            .enumerate()
+            .flat_map(|(word, &bits)| {
+                let mut left = bits;
+                core::iter::from_fn(move || {
+                    let bit = (left != 0).then(|| left.trailing_zeros())?;
+                    left &= left - 1;
+                    Some((word as u32 * 64 + bit) as u8)
+                })
+            })
     }
 }
 
@@ -599,5 +610,24 @@ impl fmt::Display for Selection {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod upcall_tests {
+    use super::Upcall;
+
+    #[test]
+    fn the_ipi_vectors_come_out_lowest_first() {
+        let upcall = Upcall {
+            timer: false,
+            ipi_vectors: [1 << 3 | 1 << 63, 0, 1, 1 << 63],
+        };
+        let mut vectors = upcall.ipis();
+        for expected in [3, 63, 128, 255] {
+            assert_eq!(vectors.next(), Some(expected));
+        }
+        assert_eq!(vectors.next(), None);
+        assert_eq!(Upcall::default().ipis().count(), 0);
     }
 }

@@ -87,12 +87,13 @@ unsafe fn take_pending(info: *mut shared_info, port: usize) -> bool {
     if port == 0 || port / 64 >= 64 {
         return false;
     }
+    let bit = 1 << (port % 64);
     // SAFETY: a word of the mapped shared_info (the caller's contract),
     // which Xen and the guest update atomically (the event-channel ABI).
-    let bits =
-        unsafe { AtomicU64::from_ptr(core::ptr::addr_of_mut!((*info).evtchn_pending[port / 64])) };
-    let bit = 1 << (port % 64);
-    bits.fetch_and(!bit, SeqCst) & bit != 0
+    unsafe {
+        let bits = AtomicU64::from_ptr(core::ptr::addr_of_mut!((*info).evtchn_pending[port / 64]));
+        bits.fetch_and(!bit, SeqCst) & bit != 0
+    }
 }
 
 /// Each vCPU's IPI port (0: not bound) and the vectors sent to it and not

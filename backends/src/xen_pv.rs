@@ -633,7 +633,9 @@ unsafe impl Steps for XenPv {
         let pinned = unsafe { self.mmuext(cmd, mfn) };
         if pinned.is_err() {
             // Xen found the table invalid: the page is the kernel's again.
-            // SAFETY: as above; nothing else holds it.
+
+            // SAFETY: the page is the kernel's only mapping of the table,
+            // which nothing else holds.
             let _ = unsafe { self.remap(va, mfn, true) };
         }
         pinned

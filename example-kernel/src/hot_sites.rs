@@ -33,11 +33,11 @@ fn decide(selection: &Selection, op: HotOp) -> Patch {
 /// writable for the while. Call it on the boot CPU before the others start.
 pub fn patch(selection: &Selection) -> Applied {
     crate::text::with_text_writable(|| {
-        // The records are the kernel's own and their replacements lie in
-        // .rodata; the text is writable inside this closure; the caller
-        // runs this on the boot CPU before any other CPU starts.
-        // SAFETY: as above; an `eoi` target is an `extern "C" fn()`, a
-        // callee-save one keeps every register but the op's result.
+        // SAFETY: the records are the kernel's own and their replacements
+        // lie in .rodata; the text is writable inside this closure; the
+        // caller runs this on the boot CPU before any other CPU starts; an
+        // `eoi` target is an `extern "C" fn()`, a callee-save one keeps
+        // every register but the op's result.
         unsafe { apply(sites(), |op| decide(selection, op)) }
     })
 }

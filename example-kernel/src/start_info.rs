@@ -94,6 +94,7 @@ pub unsafe fn read(address: u32) -> Option<StartInfo> {
     // Fields: magic (u32 at 0), version (u32 at 4), cmdline_paddr (u64 at
     // 24), rsdp_paddr (u64 at 32); from version 1, memmap_paddr (u64 at 40)
     // and memmap_entries (u32 at 48).
+
     // SAFETY: the loader's hvm_start_info, in the identity-mapped 4 GiB.
     let (magic, version, cmdline_paddr, rsdp) = unsafe {
         (

@@ -558,6 +558,7 @@ pub(crate) fn run(
     // fault_address: a read of an address nothing maps faults, Xen
     // bounces the #PF through the trap table, and the handler reads the
     // address through the op (vcpu_info.arch.cr2 here).
+
     // SAFETY: the bootstrap root, pt_base, mapped read-only; in bounds.
     let l4_slot = unsafe {
         (info.pt_base as *const u64)

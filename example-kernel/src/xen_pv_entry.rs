@@ -234,6 +234,7 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     let backend = selection.backend;
     // This vCPU's per-CPU block, through the op (set_segment_base here),
     // before its hypervisor area is registered and reached through GS.
+
     // SAFETY: the boot vCPU, CPU 0, once, before GS-relative code runs.
     unsafe { crate::cpu_local::set(0) };
     // This vCPU's records: Xen's timer event bound to a port of its own,
@@ -270,6 +271,7 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     );
     // The kernel's IDT, through the op: Xen's virtual IDT here. Until it
     // is loaded, a fault makes Xen crash the domain.
+
     // SAFETY: the boot vCPU; the table's handlers are `traps`' stubs.
     let loaded = unsafe { crate::descriptors::load_idt() };
     let _ = writeln!(

@@ -185,6 +185,8 @@ core::arch::global_asm!(
     ".popsection",
 );
 
+// SAFETY: each name is defined by the `global_asm!` above, as a routine
+// that changes no register but the op's result.
 unsafe extern "C" {
     /// `cli; ret`: every register kept.
     #[doc(hidden)]

@@ -91,6 +91,7 @@ extern "C" fn on_trap(sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut l
         _ => {
             // Not ours: let the default action happen (the instruction
             // traps again and the test process dies, loudly).
+
             // SAFETY: restoring the default disposition is always allowed.
             unsafe { libc::signal(sig, libc::SIG_DFL) };
             return;

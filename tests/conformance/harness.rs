@@ -37,6 +37,7 @@ pub fn callee_saved_after(body: impl FnMut() + 'static) -> [u64; 6] {
     // The block saves the six callee-saved registers, loads the marks,
     // calls the shim (six pushes keep the stack 16-byte aligned), stores
     // the registers to `after` (six u64s) and restores them.
+
     // SAFETY: as just said; every other register the call may change is
     // declared by clobber_abi("C").
     unsafe {

@@ -295,6 +295,7 @@ unsafe fn attempt_vcpu<R>(
     fence(Ordering::Acquire);
     // The u64s at offsets 8 and 16 and the u32 at 24 are 4-byte aligned,
     // the bytes at 28 and 29 need no alignment.
+
     // SAFETY: as above; field addresses are taken without references (the
     // struct is packed), each aligned for its load.
     let snapshot = unsafe {
