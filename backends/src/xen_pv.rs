@@ -782,6 +782,24 @@ impl HypervisorBackend for XenPv {
         CPU_AREAS[0].load(SeqCst) != 0
     }
 
+    /// A vCPU's record is its vcpu_info, which Xen moved into the vCPU's
+    /// own CPU area: the kernel zeroes the area and never writes its time
+    /// record, so a version there is Xen's write.
+    fn cpu_record_written(&self, cpu: usize) -> Option<bool> {
+        if CPU_AREAS[0].load(SeqCst) == 0 {
+            return None;
+        }
+        let area = CPU_AREAS.get(cpu).map_or(0, |a| a.load(SeqCst));
+        if area == 0 {
+            return Some(false);
+        }
+        let info = area as *const vcpu_info;
+        // SAFETY: the vCPU's registered vcpu_info, in the kernel's static
+        // CPU area for ever; Xen writes it at any time, hence volatile.
+        let version = unsafe { core::ptr::addr_of!((*info).time.version).read_volatile() };
+        Some(version != 0)
+    }
+
     /// Whether this vCPU's vcpu_info is in its own CPU area.
     fn cpu_area_here(&self) -> bool {
         CPU_AREAS

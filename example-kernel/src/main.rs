@@ -13,6 +13,7 @@
 mod apic;
 mod bench;
 mod boot;
+mod boot_tables;
 mod console;
 mod cpu_local;
 mod delay;
@@ -80,6 +81,7 @@ pub fn backend() -> &'static pvi_backends::select::Backend {
 #[no_mangle]
 extern "C" fn kmain(start_info: u32) -> ! {
     console::init();
+    platform::set_entry(platform::Entry::Pvh);
     // SAFETY: `start_info` is what the PVH loader passed in ebx.
     let Some(mut info) = (unsafe { start_info::read(start_info) }) else {
         console::raw("pvi: no hvm_start_info (boot through PVH)\n");

@@ -1,6 +1,9 @@
 //! What the backends need to know about this kernel: everything below
 //! 4 GiB is identity-mapped, which CPU is which (from the MADT), the vectors
-//! it uses and the ACPI power registers.
+//! it uses and the ACPI power registers. And what the rest of the kernel
+//! needs to know about how it came in: which entry ran, so that the few
+//! things a ring-3 kernel reads differently (its interrupt flag, its CPU's
+//! id) are read the right way.
 
 use crate::firmware::Machine;
 use pvi_backends::platform::{Acpi, Platform, Vectors};
@@ -11,6 +14,57 @@ use pvi_sdk::types::ApicId;
 pub fn code_segment() -> u16 {
     use x86_64::instructions::segmentation::{Segment, CS};
     CS::get_reg().0
+}
+
+/// How the kernel came in: what it runs on top of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// The PVH entry (boot.rs), in ring 0: bare metal, KVM, Xen PVH.
+    Pvh,
+    /// The Xen PV entry (xen_pv_entry.rs), in ring 3 on Xen's page tables.
+    XenPv,
+}
+
+static ENTRY: spin::Once<Entry> = spin::Once::new();
+
+/// Record the entry the kernel came through; the first call counts.
+pub fn set_entry(entry: Entry) {
+    ENTRY.call_once(|| entry);
+}
+
+/// The entry the kernel came through (PVH until one is recorded).
+pub fn entry() -> Entry {
+    ENTRY.get().copied().unwrap_or(Entry::Pvh)
+}
+
+/// The running CPU's id as the IPI ops take it: its local APIC id, or on
+/// Xen PV (no APIC) its vCPU id, which is its index.
+pub fn apic_id() -> u32 {
+    match entry() {
+        Entry::Pvh => crate::apic::id(),
+        Entry::XenPv => crate::cpu_local::index() as u32,
+    }
+}
+
+/// Whether this CPU takes interrupts now, read from the flag itself and
+/// not through an op: RFLAGS.IF in ring 0; on Xen PV, where IF means
+/// nothing, the vCPU's `evtchn_upcall_mask` in its hypervisor area.
+pub fn interrupts_enabled() -> bool {
+    match entry() {
+        Entry::Pvh => {
+            use x86_64::registers::rflags::{self, RFlags};
+            rflags::read().contains(RFlags::INTERRUPT_FLAG)
+        }
+        Entry::XenPv => crate::xen_pv_checks::upcall_mask(crate::cpu_local::index()) == 0,
+    }
+}
+
+/// What [`interrupts_enabled`] reads, for a report.
+pub fn interrupt_flag_name() -> &'static str {
+    match entry() {
+        Entry::Pvh => "RFLAGS.IF",
+        Entry::XenPv => "evtchn_upcall_mask",
+    }
 }
 
 /// The local timer's vector.

@@ -1,17 +1,22 @@
 //! A page whose mapping the TLB and paging tests change: virtual address
-//! 4 GiB (just past the boot identity map), mapped with 4 KiB pages to one
-//! of two frames. Reading it shows which mapping the CPU's TLB holds.
+//! 4 GiB (past the boot identity map, and past what Xen maps for a small
+//! PV domain), mapped with 4 KiB pages to one of two frames. Reading it
+//! shows which mapping the CPU's TLB holds.
 //!
 //! Every entry is written through the `paging` ops (`page_table_write`,
 //! `page_table_alloc`), never by a plain store: a platform that validates
-//! page tables (Xen PV) sees each one.
+//! page tables (Xen PV) sees each one, and translates the kernel's frame
+//! numbers into its own. The boot tables are read through
+//! [`crate::boot_tables`], in the kernel's frame numbers, so the same code
+//! links the page under boot.rs's root and under Xen's bootstrap root.
 //!
 //! A second address space maps the same address to the other frame: its
-//! root is a copy of the boot root whose path to the probe page goes
-//! through tables of its own, so switching roots (`address_space_switch`)
-//! changes what the address reads.
+//! root is a copy of the boot root's lower half whose path to the probe
+//! page goes through tables of its own, so switching roots
+//! (`address_space_switch`) changes what the address reads.
 
-use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use crate::boot_tables::{self, PRESENT};
+use core::sync::atomic::AtomicU64;
 use pvi_sdk::types::Gpa;
 use pvi_sdk::PvOps;
 
@@ -19,7 +24,12 @@ use pvi_sdk::PvOps;
 pub const MARKS: [u64; 2] = [0x0a0a_0a0a_0a0a_0a0a, 0x0b0b_0b0b_0b0b_0b0b];
 /// Where the page is mapped.
 const PROBE_VA: u64 = 1 << 32;
+/// Its slot in the root's first PDPT (each entry covers 1 GiB).
+const PROBE_PDPT_SLOT: usize = 4;
 const PRESENT_WRITABLE: u64 = 0b11;
+/// The root's lower half: the kernel lives there under every entry (the
+/// upper half is Xen's on Xen PV), and only it is copied.
+const LOWER_HALF: usize = 256;
 /// The page-table levels, as `page_table_alloc` numbers them.
 const LEVEL_PT: u8 = 1;
 const LEVEL_PD: u8 = 2;
@@ -48,28 +58,22 @@ static OTHER_PDPT: Page = empty!();
 static OTHER_PD: Page = empty!();
 static OTHER_PT: Page = empty!();
 
-extern "C" {
-    /// The boot root (boot.rs): entry 0 covers the low 512 GiB.
-    static boot_pml4: [AtomicU64; 512];
-    /// The boot page-directory-pointer table (boot.rs): entry 4 covers
-    /// 4 GiB..5 GiB, unused by the identity map.
-    static boot_pdpt: [AtomicU64; 512];
-}
-
-/// The guest-physical address of a page of this kernel: it is
-/// identity-mapped, so its virtual address.
+/// The guest-physical address of a page of this kernel: the image is
+/// mapped at its (pseudo-)physical addresses under both entries.
 fn gpa_of(page: &Page) -> u64 {
     core::ptr::addr_of!(*page) as u64
 }
 
-/// Write one page-table entry through the backend's `page_table_write`.
+/// Write entry `index` of the table at `table` through the backend's
+/// `page_table_write`: `value` names the kernel's own frame.
 ///
 /// # Safety
 ///
-/// `page_table_write`'s contract for `entry` and `value`.
-unsafe fn write_entry(entry: &AtomicU64, value: u64) {
+/// `page_table_write`'s contract for that entry and `value`.
+unsafe fn write_entry(table: u64, index: usize, value: u64) {
+    let entry = table + 8 * (index % 512) as u64;
     // SAFETY: the caller's contract, which is the op's.
-    unsafe { crate::backend().page_table_write(entry.as_ptr() as u64, value) }
+    unsafe { crate::backend().page_table_write(entry, value) }
 }
 
 /// Tell the backend that `page` is a page table of `level`.
@@ -77,67 +81,98 @@ unsafe fn write_entry(entry: &AtomicU64, value: u64) {
 /// # Safety
 ///
 /// `page_table_alloc`'s contract.
-unsafe fn alloc(page: &Page, level: u8) -> bool {
+unsafe fn alloc(page: &Page, level: u8) -> Result<(), &'static str> {
     // SAFETY: the caller's contract, which is the op's.
-    unsafe { crate::backend().page_table_alloc(Gpa(gpa_of(page)), level) }.is_ok()
+    unsafe { crate::backend().page_table_alloc(Gpa(gpa_of(page)), level) }
+        .map_err(|_| "page_table_alloc refused one of its tables")
 }
 
 /// The probe mapping, once linked into the page tables.
 pub struct ProbePage {
-    /// Whether the second address space could be built.
-    other_root: Option<u64>,
+    /// The second address space's root, or why it could not be built.
+    other_root: Result<u64, &'static str>,
 }
 
-static LINKED: spin::Once<ProbePage> = spin::Once::new();
+static LINKED: spin::Once<Result<ProbePage, &'static str>> = spin::Once::new();
 
 impl ProbePage {
-    /// Link the probe page table under PDPT entry 4, and build the second
-    /// address space.
-    pub fn get() -> &'static ProbePage {
-        LINKED.call_once(|| {
-            // SAFETY: PROBE_PT and PROBE_PD are this module's zeroed pages,
-            // used for nothing else: valid (empty) tables of their level.
-            unsafe {
-                alloc(&PROBE_PT, LEVEL_PT);
-                alloc(&PROBE_PD, LEVEL_PD);
-            }
-            // SAFETY: entries of this module's tables and boot.rs's entry
-            // 4 of `boot_pdpt`, empty and written by nothing else; the new
-            // mappings cover only 4 GiB.., which no reference uses.
-            unsafe {
-                write_entry(&PROBE_PD.0[0], gpa_of(&PROBE_PT) | PRESENT_WRITABLE);
-                write_entry(&boot_pdpt[4], gpa_of(&PROBE_PD) | PRESENT_WRITABLE);
-            }
-            ProbePage {
-                other_root: Self::build_other(),
-            }
+    /// The page, linked on first use under the boot root's PDPT entry 4
+    /// with the second address space built; or why it could not be.
+    pub fn get() -> Result<&'static ProbePage, &'static str> {
+        LINKED.call_once(Self::link).as_ref().map_err(|why| *why)
+    }
+
+    /// Link the probe page table under the boot root's first PDPT.
+    fn link() -> Result<ProbePage, &'static str> {
+        let root = boot_tables::root();
+        // SAFETY: the boot root, mapped, 512 entries.
+        let first = unsafe { boot_tables::read(root, 0) };
+        if first & PRESENT == 0 {
+            return Err("the boot root maps nothing in its first 512 GiB");
+        }
+        let pdpt = boot_tables::table_of(first);
+        // SAFETY: a table the boot root's present entry points at.
+        if unsafe { boot_tables::read(pdpt, PROBE_PDPT_SLOT) } & PRESENT != 0 {
+            return Err("the boot tables already map 4 GiB..5 GiB");
+        }
+        // SAFETY: PROBE_PT and PROBE_PD are this module's zeroed pages,
+        // used for nothing else: valid (empty) tables of their level.
+        unsafe {
+            alloc(&PROBE_PT, LEVEL_PT)?;
+            alloc(&PROBE_PD, LEVEL_PD)?;
+        }
+        // SAFETY: entries of this module's tables and the boot PDPT's
+        // empty entry 4, written by nothing else; the new mappings cover
+        // only 4 GiB.., which no reference uses.
+        unsafe {
+            write_entry(gpa_of(&PROBE_PD), 0, gpa_of(&PROBE_PT) | PRESENT_WRITABLE);
+            write_entry(pdpt, PROBE_PDPT_SLOT, gpa_of(&PROBE_PD) | PRESENT_WRITABLE);
+        }
+        Ok(ProbePage {
+            other_root: Self::build_other(root, pdpt),
         })
     }
 
-    /// The second address space: the boot root and PDPT copied, the path
-    /// to the probe page through tables of its own, ending at frame 1.
-    fn build_other() -> Option<u64> {
+    /// The second address space: the boot root's lower half and first
+    /// PDPT copied, the path to the probe page through tables of its own,
+    /// ending at frame 1. Each table is given to the backend empty, then
+    /// filled through `page_table_write`, bottom up, so that a validating
+    /// hypervisor meets only complete tables below the entry it checks.
+    fn build_other(root: u64, pdpt: u64) -> Result<u64, &'static str> {
         let frame = gpa_of(&FRAMES[1]) | PRESENT_WRITABLE;
-        OTHER_PT.0[0].store(frame, SeqCst);
-        OTHER_PD.0[0].store(gpa_of(&OTHER_PT) | PRESENT_WRITABLE, SeqCst);
-        for i in 0..512 {
-            // SAFETY: boot.rs defines both tables as 512 quadwords.
-            let (pdpt, root) = unsafe { (boot_pdpt[i].load(SeqCst), boot_pml4[i].load(SeqCst)) };
-            OTHER_PDPT.0[i].store(pdpt, SeqCst);
-            OTHER_ROOT.0[i].store(root, SeqCst);
+        // SAFETY: the four pages are this module's, empty tables of their
+        // levels until filled here, written by nothing else; each entry
+        // written names a frame of the kernel (FRAMES[1], a table built
+        // here, or what the boot tables hold), and the root built maps the
+        // kernel as the boot root does.
+        unsafe {
+            alloc(&OTHER_PT, LEVEL_PT)?;
+            write_entry(gpa_of(&OTHER_PT), 0, frame);
+            alloc(&OTHER_PD, LEVEL_PD)?;
+            write_entry(gpa_of(&OTHER_PD), 0, gpa_of(&OTHER_PT) | PRESENT_WRITABLE);
+            alloc(&OTHER_PDPT, LEVEL_PDPT)?;
+            for i in 0..512 {
+                let entry = if i == PROBE_PDPT_SLOT {
+                    gpa_of(&OTHER_PD) | PRESENT_WRITABLE
+                } else {
+                    boot_tables::read(pdpt, i)
+                };
+                if entry & PRESENT != 0 {
+                    write_entry(gpa_of(&OTHER_PDPT), i, entry);
+                }
+            }
+            alloc(&OTHER_ROOT, LEVEL_ROOT)?;
+            for i in 0..LOWER_HALF {
+                let mut entry = boot_tables::read(root, i);
+                if i == 0 {
+                    entry = entry & !boot_tables::FRAME | gpa_of(&OTHER_PDPT);
+                }
+                if entry & PRESENT != 0 {
+                    write_entry(gpa_of(&OTHER_ROOT), i, entry);
+                }
+            }
         }
-        OTHER_PDPT.0[4].store(gpa_of(&OTHER_PD) | PRESENT_WRITABLE, SeqCst);
-        let first = OTHER_ROOT.0[0].load(SeqCst);
-        OTHER_ROOT.0[0].store((first & 0xfff) | gpa_of(&OTHER_PDPT), SeqCst);
-        // SAFETY: the four pages are this module's, now complete tables of
-        // their levels, and written by nothing else from here on.
-        let told = unsafe {
-            alloc(&OTHER_PT, LEVEL_PT)
-                && alloc(&OTHER_PD, LEVEL_PD)
-                && alloc(&OTHER_PDPT, LEVEL_PDPT)
-                && alloc(&OTHER_ROOT, LEVEL_ROOT)
-        };
-        told.then(|| gpa_of(&OTHER_ROOT))
+        Ok(gpa_of(&OTHER_ROOT))
     }
 
     /// Map frame `which` and flush this CPU's entry for the page.
@@ -151,14 +186,12 @@ impl ProbePage {
         let frame = gpa_of(&FRAMES[which]);
         // SAFETY: the probe page's own entry; its frames live for ever and
         // no reference reaches them through this address.
-        unsafe { write_entry(&PROBE_PT.0[0], frame | PRESENT_WRITABLE) };
+        unsafe { write_entry(gpa_of(&PROBE_PT), 0, frame | PRESENT_WRITABLE) };
     }
 
-    /// The boot root and the second one, if it was built.
-    pub fn roots(&self) -> Option<(u64, u64)> {
-        // Only the address of boot.rs's root is taken.
-        let boot = core::ptr::addr_of!(boot_pml4) as u64;
-        self.other_root.map(|other| (boot, other))
+    /// The boot root and the second one, or why the second is missing.
+    pub fn roots(&self) -> Result<(u64, u64), &'static str> {
+        self.other_root.map(|other| (boot_tables::root(), other))
     }
 
     /// Where the page is mapped.

@@ -192,6 +192,21 @@ pub fn start_all(machine: &Machine) -> usize {
     started
 }
 
+/// Wake CPU `cpu` (APIC id `apic`) from its idle halt with the kernel's
+/// own IPI, for a test whose op under test is not the wake-up: the local
+/// APIC's, or on Xen PV (no APIC) the `kick_cpu` op's event channel.
+pub fn wake(apic: u32) {
+    match crate::platform::entry() {
+        crate::platform::Entry::Pvh => {
+            let _ = pvi_backends::native::lapic::send_ipi(
+                pvi_sdk::types::CpuSet(1 << apic),
+                pvi_sdk::types::Vector(crate::platform::KICK_VECTOR),
+            );
+        }
+        crate::platform::Entry::XenPv => crate::backend().kick_cpu(pvi_sdk::types::ApicId(apic)),
+    }
+}
+
 /// Ask CPU `cpu` to do `request`, wake it with `wake`, and wait (up to
 /// 1 s) for its answer.
 pub fn ask(cpu: usize, request: Request, wake: impl FnOnce()) -> Option<u64> {
@@ -231,12 +246,20 @@ extern "C" fn ap_main() -> ! {
             x86_64::instructions::hlt();
         }
     }
-    let ops = selection.backend;
+    serve(cpu)
+}
+
+/// A started CPU's life once set up, whichever entry started it: online,
+/// then halted until an interrupt, serving the boot CPU's requests.
+pub fn serve(cpu: usize) -> ! {
+    let ops = crate::backend();
     ops.irq_disable();
     ONLINE[cpu].store(true, SeqCst);
     loop {
         if REQUEST[cpu].load(SeqCst) == Request::ReadProbe as u64 {
-            ANSWER[cpu].store(crate::probe_page::ProbePage::get().read(), SeqCst);
+            // The boot CPU linked the page before it asked (0: it could not).
+            let read = crate::probe_page::ProbePage::get().map_or(0, |probe| probe.read());
+            ANSWER[cpu].store(read, SeqCst);
             REQUEST[cpu].store(Request::Idle as u64, SeqCst);
         }
         // sti; hlt: an IPI between the check above and the halt still wakes.

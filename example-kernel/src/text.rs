@@ -1,10 +1,16 @@
 //! The kernel's text, mapped read-only: a stray write into code faults
-//! instead of corrupting it. Boot maps everything writable with 2 MiB
-//! pages; [`protect`] remaps each 2 MiB page holding text with 4 KiB pages,
-//! the text ones read-only, and turns on CR0.WP so ring 0 obeys them.
+//! instead of corrupting it. Under PVH, boot maps everything writable
+//! with 2 MiB pages; [`protect`] remaps each 2 MiB page holding text with
+//! 4 KiB pages, the text ones read-only, and turns on CR0.WP so ring 0
+//! obeys them. On Xen PV the kernel runs in ring 3 on Xen's bootstrap
+//! tables, 4 KiB pages that Xen maps writable: [`protect`] clears the
+//! writable bit of each text page's entry through `page_table_write`
+//! (mmu_update), which ring 3 always obeys.
 //! Patching call sites lifts the protection for its while
 //! ([`with_text_writable`]) and restores it after.
 
+use crate::boot_tables;
+use crate::platform::Entry;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use x86_64::instructions::tlb;
@@ -51,6 +57,8 @@ pub enum NotProtected {
     TooLarge,
     /// A 2 MiB page holding it is not the large page boot.rs made.
     NotALargePage(usize),
+    /// On Xen PV: a text page has no 4 KiB entry in the bootstrap tables.
+    NoEntry(usize, &'static str),
 }
 
 impl core::fmt::Display for NotProtected {
@@ -60,17 +68,76 @@ impl core::fmt::Display for NotProtected {
             NotProtected::NotALargePage(at) => {
                 write!(f, "the 2 MiB page at {at:#x} is not one large page")
             }
+            NotProtected::NoEntry(at, why) => write!(f, "the page at {at:#x}: {why}"),
         }
     }
 }
 
-/// Map the text read-only and turn on CR0.WP.
+/// Map the text read-only: under PVH, and turn on CR0.WP; on Xen PV,
+/// through `page_table_write`.
 ///
 /// # Safety
 ///
-/// Once, on the boot CPU, before the others start, with boot.rs's page
-/// tables in CR3.
+/// Once, on the boot CPU, before the others start, with the boot tables
+/// (boot.rs's, or Xen's bootstrap ones) in CR3.
 pub unsafe fn protect() -> Result<(), NotProtected> {
+    match crate::platform::entry() {
+        // SAFETY: the caller's contract.
+        Entry::Pvh => unsafe { protect_with_wp() },
+        Entry::XenPv => {
+            // Every entry is found before any is changed.
+            let (start, end) = text();
+            for addr in (start..end).step_by(4096) {
+                boot_tables::leaf_entry(addr as u64)
+                    .map_err(|why| NotProtected::NoEntry(addr, why))?;
+            }
+            // SAFETY: the caller's contract; the text pages' entries
+            // exist, found above.
+            unsafe { set_writable_through_op(false) };
+            PROTECTED.store(true, SeqCst);
+            Ok(())
+        }
+    }
+}
+
+/// Set or clear the writable bit of each text page's 4 KiB entry in the
+/// boot tables through `page_table_write`, then flush this CPU's TLB for
+/// them (Xen PV).
+///
+/// # Safety
+///
+/// On the boot CPU before the others start (other CPUs' TLBs are not
+/// flushed); every text page has an entry ([`boot_tables::leaf_entry`]).
+unsafe fn set_writable_through_op(writable: bool) {
+    use pvi_sdk::PvOps;
+    let (start, end) = text();
+    let ops = crate::backend();
+    for addr in (start..end).step_by(4096) {
+        let Ok(entry) = boot_tables::leaf_entry(addr as u64) else {
+            continue;
+        };
+        // SAFETY: an entry of the boot tables, read in the kernel's frame
+        // numbers as page_table_write takes them.
+        let value = unsafe { boot_tables::read_at(entry) };
+        let value = if writable {
+            value | Flags::WRITABLE.bits()
+        } else {
+            value & !Flags::WRITABLE.bits()
+        };
+        // SAFETY: the entry maps a page of the kernel's text to the frame
+        // it already maps; only its writable bit changes, which breaks no
+        // reference (nothing but patching writes the text).
+        unsafe { ops.page_table_write(entry, value) };
+    }
+    ops.flush_tlb_local(start as u64, ((end - start) / 4096) as u64);
+}
+
+/// [`protect`] under PVH: 4 KiB pages for the text, and CR0.WP.
+///
+/// # Safety
+///
+/// As [`protect`]'s, with boot.rs's page tables in CR3.
+unsafe fn protect_with_wp() -> Result<(), NotProtected> {
     let (start, end) = text();
     let first = start / TWO_MIB;
     let last = (end - 1) / TWO_MIB;
@@ -114,6 +181,10 @@ pub unsafe fn protect() -> Result<(), NotProtected> {
 /// On the boot CPU before the others start (other CPUs' TLBs are not
 /// flushed).
 unsafe fn set_text_writable(writable: bool) {
+    if crate::platform::entry() == Entry::XenPv {
+        // SAFETY: the caller's contract; `protect` found every entry.
+        return unsafe { set_writable_through_op(writable) };
+    }
     let (start, end) = text();
     let first = start / TWO_MIB;
     // SAFETY: the caller's contract; `protect` filled these tables.
@@ -143,9 +214,18 @@ pub fn with_text_writable<T>(f: impl FnOnce() -> T) -> T {
     result
 }
 
-/// Whether the page holding `addr` is read-only to ring 0 now: CR0.WP on
-/// and its entry without the writable bit.
+/// Whether the page holding `addr` is read-only to the kernel now: its
+/// entry without the writable bit, and under PVH CR0.WP on (ring 3, Xen
+/// PV's, always obeys the bit).
 pub fn is_read_only(addr: usize) -> bool {
+    if crate::platform::entry() == Entry::XenPv {
+        let Ok(entry) = boot_tables::leaf_entry(addr as u64) else {
+            return false;
+        };
+        // SAFETY: an entry of the boot tables, found by the walk.
+        let value = unsafe { boot_tables::read_at(entry) };
+        return PROTECTED.load(SeqCst) && is_text(addr) && value & Flags::WRITABLE.bits() == 0;
+    }
     if !Cr0::read().contains(Cr0Flags::WRITE_PROTECT) || !PROTECTED.load(SeqCst) || !is_text(addr) {
         return false;
     }

@@ -42,7 +42,7 @@ fn first_byte(page: &'static ProbePage) -> u8 {
 /// This domain's frame of machine frame `mfn`, through Xen's read-only
 /// machine-to-physical table. Only asked about frames of this domain's
 /// bootstrap page tables, whose entries are there.
-fn pseudo_frame(mfn: u64) -> u64 {
+pub(crate) fn pseudo_frame(mfn: u64) -> u64 {
     // SAFETY: Xen maps the table read-only at MACH2PHYS_VIRT_START in
     // every 64-bit PV guest, an entry per machine frame of RAM; `mfn` is
     // one of this domain's page-table frames.

@@ -8,27 +8,27 @@
 //! identity-mapped), so `VIRT_BASE` and `PADDR_OFFSET` are both 0, as
 //! Mini-OS has them.
 //!
-//! What runs here so far: the entry hands what Xen gave it to the SDK's
-//! Xen PV backend (`pvi_backends::xen_pv::entered`), chooses that backend
-//! by the entry (`Detection::entered`), and from then on goes through the
-//! ops alone: the report and the PV checks (`xen_pv_checks`) write through
+//! What runs here: the entry hands what Xen gave it to the SDK's Xen PV
+//! backend (`pvi_backends::entry::xen_pv`), chooses that backend by the
+//! entry (`Detection::entered`), and from then on goes through the ops
+//! alone: the report and the PV checks (`xen_pv_checks`) write through
 //! `console_write` (Xen's console from dom0, the PV console ring from a
 //! domU), and the domain stops through `shutdown`. The kernel's IDT is
 //! loaded through `trap_table_load` (Xen's virtual IDT, and the upcall
 //! vector's handler as Xen's event callback), so a fault reaches the
 //! kernel's own handler and Xen's timer event its upcall handler; the irq
-//! ops mask events in vcpu_info. The rest of the kernel talks to the
-//! local APIC, starts CPUs with INIT-SIPI and patches its hot-op sites to
-//! native instructions: in ring 3 each of these faults. It runs here once
-//! those have a Xen PV form (issue 18); until then this entry says so and
-//! powers off, and `cargo xtask test` checks every line of it on the real
-//! Xen.
+//! ops mask events in vcpu_info. With `selftest`, the kernel's self-tests
+//! (`selftest.rs`) follow, as under every entry: what they read
+//! differently in ring 3 (the interrupt flag, the CPU's id, the boot page
+//! tables, the text's protection) asks `platform::entry`. What this entry
+//! does not do is the PVH path's firmware and APIC work: no ACPI table
+//! and no local APIC reach a PV guest, and its second vCPU is started
+//! here (`xen_pv_smp`), not by INIT-SIPI.
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use pvi_backends::platform::{Platform, Vectors};
 use pvi_sdk::detect::Detection;
-use pvi_sdk::generated::ops::PvOps;
 use pvi_sdk::generated::xen_pv::{
     __HYPERVISOR_console_io, __HYPERVISOR_sched_op, CONSOLEIO_write, SCHEDOP_shutdown,
     SHUTDOWN_poweroff, SIF_INITDOMAIN, XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_FEATURES,
@@ -36,7 +36,7 @@ use pvi_sdk::generated::xen_pv::{
     XEN_ELFNOTE_LOADER, XEN_ELFNOTE_PADDR_OFFSET, XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
 };
 use pvi_sdk::generated::Hypervisor;
-use pvi_sdk::types::{sched_shutdown, start_info, ApicId, ShutdownReason};
+use pvi_sdk::types::{sched_shutdown, start_info, ApicId};
 
 /// What `start_info.magic` starts with for a 64-bit PV guest.
 const MAGIC: &[u8] = b"xen-3.0-x86_64";
@@ -150,6 +150,41 @@ impl Platform for PvPlatform {
 
 static PV_PLATFORM: PvPlatform = PvPlatform;
 
+/// The start_info Xen passed, once the entry checked its magic (0 until
+/// then, and under every other entry).
+static START_INFO: AtomicU64 = AtomicU64::new(0);
+
+/// The start_info, if the kernel came in through the PV entry.
+fn start_info_given() -> Option<&'static start_info> {
+    let at = START_INFO.load(Relaxed);
+    // SAFETY: set only to the start_info Xen passed, mapped read-write
+    // for the domain's life and written by nothing after the entry.
+    (at != 0).then(|| unsafe { &*(at as *const start_info) })
+}
+
+/// The bootstrap root Xen started the kernel on (start_info's pt_base:
+/// its virtual address, which is its pseudo-physical one here).
+pub(crate) fn bootstrap_root() -> u64 {
+    start_info_given().map_or(0, |info| info.pt_base)
+}
+
+/// This domain's frame of machine frame `mfn`, through Xen's
+/// machine-to-physical table, if `mfn` is the domain's own: the frame
+/// must map back to it through start_info's page-frame list.
+pub(crate) fn own_frame(mfn: u64) -> Option<u64> {
+    let info = start_info_given()?;
+    let pfn = crate::xen_pv_checks::pseudo_frame(mfn);
+    (pfn < info.nr_pages).then_some(())?;
+    // SAFETY: start_info's page-frame list, nr_pages entries, mapped by
+    // Xen in the bootstrap region; `pfn` is in bounds.
+    let back = unsafe {
+        (info.mfn_list as *const u64)
+            .add(pfn as usize)
+            .read_volatile()
+    };
+    (back == mfn).then_some(pfn)
+}
+
 /// The text of a NUL-padded byte field.
 pub(crate) fn text(bytes: &[u8]) -> &str {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
@@ -220,6 +255,8 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
         refuse("pvi: Xen PV entry: start_info's magic is not xen-3.0-x86_64; stopping\n");
     }
     MAPPED_END.store(info.pt_base, Relaxed);
+    START_INFO.store(core::ptr::from_ref(info) as u64, Relaxed);
+    crate::platform::set_entry(crate::platform::Entry::XenPv);
     pvi_backends::platform::install(&PV_PLATFORM);
     // SAFETY: the start_info Xen passed, unchanged and mapped for the
     // domain's life, and the page its note names (see above).
@@ -269,6 +306,21 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
         "pvi: Xen PV entry: hot sites: {} inline, {} native, {} calls, {} kept",
         patched.inline, patched.native, patched.direct, patched.kept
     );
+    // The text read-only from here on, as under PVH: patching is done.
+
+    // SAFETY: once, on the boot vCPU before any other starts, on Xen's
+    // bootstrap tables.
+    match unsafe { crate::text::protect() } {
+        Ok(()) => {
+            let _ = writeln!(console, "pvi: Xen PV entry: kernel text read-only");
+        }
+        Err(why) => {
+            let _ = writeln!(
+                console,
+                "pvi: Xen PV entry: kernel text left writable: {why}"
+            );
+        }
+    }
     // The kernel's IDT, through the op: Xen's virtual IDT here. Until it
     // is loaded, a fault makes Xen crash the domain.
 
@@ -298,12 +350,41 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     if cmdline.split_ascii_whitespace().any(|w| w == "bench") {
         crate::xen_pv_bench::run(backend);
     }
+    let words = || cmdline.split_ascii_whitespace();
+    if failed == 0 && words().any(|w| w == "selftest") {
+        let _ = writeln!(
+            console,
+            "pvi: Xen PV entry: checks: 0 failed; the kernel's self-tests follow"
+        );
+        let machine = crate::platform::set_machine(machine());
+        crate::selftest::run(selection, machine, cmdline)
+    }
     let _ = writeln!(
         console,
-        "pvi: Xen PV entry: checks: {failed} failed; the kernel stops here: the rest of it programs the local APIC and reads ACPI tables, which have no Xen PV form yet (issue 18); powering off"
+        "pvi: Xen PV entry: checks: {failed} failed; powering off"
     );
-    selection.flush_console();
-    let _ = backend.shutdown(ShutdownReason::Poweroff);
-    // Xen does not return from a successful shutdown.
-    refuse("pvi: Xen PV entry: shutdown returned\n")
+    if failed > 0 {
+        crate::exit::failure()
+    }
+    crate::exit::success()
+}
+
+/// The machine as a Xen PV guest sees it, for the self-tests: its vCPUs
+/// (the boot one and those the PV checks started, each numbered by its
+/// vCPU id, which the IPI ops take where an APIC id would be), and no
+/// firmware: no ACPI tables reach a PV guest, and in ring 3 without I/O
+/// privilege the CMOS clock's ports fault.
+fn machine() -> crate::firmware::Machine {
+    let mut machine = crate::firmware::Machine::default();
+    let cpus = (1..crate::firmware::MAX_CPUS)
+        .take_while(|&cpu| crate::smp::online(cpu))
+        .count()
+        + 1;
+    for (cpu, id) in machine.apic_ids[..cpus].iter_mut().enumerate() {
+        *id = cpu as u32;
+    }
+    machine.cpus = cpus;
+    machine.no_cmos_rtc =
+        Some("a Xen PV guest runs in ring 3 without I/O privilege, where the CMOS ports fault");
+    machine
 }

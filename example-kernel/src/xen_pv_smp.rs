@@ -4,7 +4,9 @@
 //! it lives with the PV entry. The vCPU then does what the boot vCPU did,
 //! through the same ops: its IDT through `trap_table_load`, its records
 //! through `init_cpu` (Xen moves its vcpu_info into its own block's
-//! hypervisor area), and reports its own evidence to the boot vCPU.
+//! hypervisor area), and reports its own evidence to the boot vCPU. Then
+//! it serves the boot vCPU's requests as any started CPU does
+//! (`smp::serve`).
 
 use crate::xen_pv_checks::{clock_moves, site_irq_disable, upcall_mask};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::SeqCst};
@@ -82,6 +84,10 @@ extern "C" fn second_vcpu_main() -> ! {
     SEEN.clock[0].store(first, SeqCst);
     SEEN.clock[1].store(later, SeqCst);
     SEEN.done.store(true, SeqCst);
+    if idt.is_ok() && init {
+        // Online for the self-tests, as a CPU started by INIT-SIPI is.
+        crate::smp::serve(cpu)
+    }
     loop {
         // SCHEDOP_block: nothing is armed, so this vCPU sleeps.
         backend.safe_halt();

@@ -65,8 +65,8 @@ enum Command {
         /// installed) in QEMU TCG: `dom0`, the kernel as Xen's PVH
         /// hardware domain with --smp vCPUs; `pvh`, the kernel as a PVH
         /// domU with --smp vCPUs, started by a Linux dom0's `xl`; `pv`,
-        /// the same as a 64-bit PV domU (its Xen PV entry, which so far
-        /// reports and stops).
+        /// the same as a 64-bit PV domU (its Xen PV entry: the PV checks
+        /// with `pvi-pv-check`, then the self-tests with `selftest`).
         #[arg(long, value_parser = ["dom0", "pvh", "pv"], conflicts_with_all = ["accel", "sim"])]
         xen: Option<String>,
         /// With --xen: show Xen's own `(XEN)` lines too.

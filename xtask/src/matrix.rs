@@ -135,14 +135,17 @@ const XEN_PVH_EXPECT: &[&str] = &[
 
 /// The Xen PV entry as a domU: ring 3, a domU's start_info with the
 /// words given, the Xen PV backend chosen by the entry, every PV check
-/// passed, every line through the PV console ring (the console chain's
-/// step 1; a domU's `console_io` is refused), and a power-off Xen reports
-/// as reason 0.
+/// passed, then the kernel's self-tests with both vCPUs (the verdict
+/// `cargo xtask test` demands of the PV dom0 with two), every line through
+/// the PV console ring (the console chain's step 1; a domU's `console_io`
+/// is refused), and a power-off Xen reports as reason 0.
 const XEN_PV_DOMU_EXPECT: &[&str] = &[
     "pvi: Xen PV entry: ring 3 (CS 0xe033)",
     "pvi: Xen PV entry: start_info \"xen-3.0-x86_64\": ",
     "initial page-table frames, a domU",
-    "pvi: Xen PV entry: command line \"pvi-pv-check host_time=",
+    "pvi: Xen PV entry: command line \"pvi-pv-check selftest host_time=",
+    "pvi: Xen PV entry: kernel text read-only",
+    "calls, 0 kept",
     "chosen: xen_pv (the kernel came in through its XEN_ELFNOTE_ENTRY entry)",
     "backend: xen_pv",
     "pvi: Xen PV check trap_table_load: ok",
@@ -163,7 +166,9 @@ const XEN_PV_DOMU_EXPECT: &[&str] = &[
     "pvi: Xen PV check flush_tlb: ok",
     "pvi: Xen PV check kick_cpu: ok",
     "  console_write      step 1",
-    "pvi: Xen PV entry: checks: 0 failed",
+    "pvi: Xen PV entry: checks: 0 failed; the kernel's self-tests follow",
+    "console_write: pvi-console-check",
+    crate::xen_pv::SELFTEST_TWO_VCPUS,
     "pvi-dom0: the domU shut down with reason code 0",
 ];
 
@@ -327,7 +332,9 @@ fn cases() -> Vec<Case> {
             // ring and powers off through `shutdown` (reason 0: the dom0
             // powers the machine off). Two vCPUs: the second is started
             // through VCPUOP_initialise and VCPUOP_up and sent an IPI.
-            words: "pvi-pv-check",
+            // Then the kernel's self-tests, on both vCPUs (judged by
+            // XEN_PV_DOMU_EXPECT: the PVH patch line is not printed here).
+            words: "pvi-pv-check selftest",
             smp: 2,
             proves: POWERS_OFF,
             check: no_check,

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Xen and the kernel's entry need about 2 s under TCG here.
+/// Xen, the kernel's entry and its self-tests need well under this
+/// under TCG here.
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// What Xen prints when its dom0 shuts down (it halts, and QEMU stays).
 const DOM0_HALTED: &str = "Hardware Dom0 halted";
@@ -138,7 +139,11 @@ fn boot_with(
     // The first multiboot module is the dom0 kernel; Xen gives it the
     // module's string after the first word (the file name) as its command
     // line. QEMU reads a comma as the next module, hence none in either.
-    let module = format!("{} {cmdline}", kernel.display());
+    // The host's time goes last, for the self-test of the wall clock.
+    let host_time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let module = format!("{} {cmdline} host_time={host_time}", kernel.display());
     let mut qemu = Command::new("qemu-system-x86_64")
         .args([
             "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "1024M",
@@ -211,26 +216,40 @@ pub fn bench_counting(kernel: &Path) -> Result<KernelBench, String> {
     Ok(bench)
 }
 
+/// The kernel's self-test verdict on Xen PV with one vCPU: every test
+/// run, none failed, and only these skipped: the two against the CMOS
+/// clock (no port I/O in ring 3), the three that need another CPU, and
+/// `shutdown` and `panic_notify`, which would end the run.
+pub const SELFTEST_ONE_VCPU: &str = "25 passed, 0 failed, 7 skipped";
+/// ... and with two: the other CPU's three run too.
+pub const SELFTEST_TWO_VCPUS: &str = "28 passed, 0 failed, 4 skipped";
+
 /// Ring 3, Xen's `start_info` for its initial domain with the command
 /// line given, the Xen PV backend chosen by the entry, every PV check
-/// passed (faults taken through the trap table included), the report through `console_io` (the console chain's step 2),
+/// passed (faults taken through the trap table included), the report
+/// through `console_io` (the console chain's step 2), the kernel's
+/// self-tests after them (`selftest.rs`, the suite every entry runs),
 /// and Xen's report that its dom0 shut down.
 fn check(log: &str) -> Result<(), String> {
     check_with(
         log,
-        "pvi: Xen PV check smp_start: skipped (this domain has one vCPU",
+        (
+            "pvi: Xen PV check smp_start: skipped (this domain has one vCPU",
+            SELFTEST_ONE_VCPU,
+        ),
         "target/boot/xen-pv-dom0.log",
     )
 }
 
-/// [`check`]'s lines and `smp`, the second vCPU's line, in the log at
-/// `log_path`.
-fn check_with(log: &str, smp: &str, log_path: &str) -> Result<(), String> {
+/// [`check`]'s lines, `smp` (the second vCPU's line) and `verdict` (the
+/// self-tests' summary), in the log at `log_path`.
+fn check_with(log: &str, (smp, verdict): (&str, &str), log_path: &str) -> Result<(), String> {
     let expected = [
         "pvi: Xen PV entry: ring 3 (CS 0xe033)".to_string(),
         "pvi: Xen PV entry: start_info \"xen-3.0-x86_64\": ".to_string(),
         "the initial domain (SIF_INITDOMAIN)".to_string(),
-        format!("pvi: Xen PV entry: command line \"{CMDLINE}\""),
+        format!("pvi: Xen PV entry: command line \"{CMDLINE} host_time="),
+        "pvi: Xen PV entry: kernel text read-only".to_string(),
         "chosen: xen_pv (the kernel came in through its XEN_ELFNOTE_ENTRY entry)".to_string(),
         "backend: xen_pv".to_string(),
         "pvi: Xen PV check trap_table_load: ok".to_string(),
@@ -245,10 +264,12 @@ fn check_with(log: &str, smp: &str, log_path: &str) -> Result<(), String> {
         "pvi: Xen PV check address_space_switch: ok".to_string(),
         "pvi: Xen PV check pinned_table_write: ok".to_string(),
         "  console_write      step 2".to_string(),
-        "pvi: Xen PV entry: checks: 0 failed".to_string(),
+        "pvi: Xen PV entry: checks: 0 failed; the kernel's self-tests follow".to_string(),
         "pvi: Xen PV check halt: ok".to_string(),
         "pvi: Xen PV check io_delay: ok".to_string(),
         smp.to_string(),
+        "console_write: pvi-console-check".to_string(),
+        format!("\n{verdict}\n"),
         "pvi: Xen PV check send_ipi: ok".to_string(),
         "pvi: Xen PV check flush_tlb: ok".to_string(),
         DOM0_HALTED.to_string(),
@@ -260,7 +281,11 @@ fn check_with(log: &str, smp: &str, log_path: &str) -> Result<(), String> {
 /// the ops on itself, its patched site masking its own events only.
 fn check_two_vcpus(log: &str) -> Result<(), String> {
     let path = "target/boot/xen-pv-dom0-2vcpus.log";
-    check_with(log, "pvi: Xen PV check smp_start: ok", path)?;
+    check_with(
+        log,
+        ("pvi: Xen PV check smp_start: ok", SELFTEST_TWO_VCPUS),
+        path,
+    )?;
     all_present(log, &["pvi: Xen PV check kick_cpu: ok"], path)
 }
 
@@ -306,7 +331,8 @@ mod tests {
     fn ring_3_the_start_info_the_command_line_and_the_halt_are_all_needed() {
         let good = "pvi: Xen PV entry: ring 3 (CS 0xe033)\n\
             pvi: Xen PV entry: start_info \"xen-3.0-x86_64\": 65536 pages, shared_info at machine address 0x3fdb2000, 11 initial page-table frames, the initial domain (SIF_INITDOMAIN)\n\
-            pvi: Xen PV entry: command line \"selftest pvi-pv-check\"\n\
+            pvi: Xen PV entry: command line \"selftest pvi-pv-check host_time=1796606860\"\n\
+            pvi: Xen PV entry: kernel text read-only\n\
             chosen: xen_pv (the kernel came in through its XEN_ELFNOTE_ENTRY entry)\n\
             backend: xen_pv\n\
             pvi: Xen PV check trap_table_load: ok (the kernel's 256 gates: Ok(()), served by step Some(1))\n\
@@ -327,7 +353,9 @@ mod tests {
             pvi: Xen PV check flush_tlb: ok (vCPUs 0b1: served by step 1)\n\
             served (the steps that answered each op's calls):\n\
             \x20 console_write      step 2\n\
-            pvi: Xen PV entry: checks: 0 failed; the kernel stops here\n\
+            pvi: Xen PV entry: checks: 0 failed; the kernel's self-tests follow\n\
+            console_write: pvi-console-check\n\
+            25 passed, 0 failed, 7 skipped\n\
             (XEN) Hardware Dom0 halted: halting machine\n";
         assert_eq!(check(good), Ok(()));
         assert!(check(&good.replace("clock_ns: ok", "clock_ns: FAILED")).is_err());
@@ -347,6 +375,9 @@ mod tests {
             "smp_start: skipped (this domain has one vCPU: VCPUOP_is_up(1) answered -ENOENT)",
             "smp_start: ok (vCPU 1 through VCPUOP_initialise and VCPUOP_up)",
         ) + "pvi: Xen PV check kick_cpu: ok (counted 1)\n";
+        // ... and the other CPU's self-tests run.
+        assert!(check_two_vcpus(&two).is_err());
+        let two = two.replace(SELFTEST_ONE_VCPU, SELFTEST_TWO_VCPUS);
         assert_eq!(check_two_vcpus(&two), Ok(()));
         assert!(check(&two).is_err());
         assert!(check(&good.replace("masking: ok", "masking: FAILED")).is_err());
@@ -354,6 +385,9 @@ mod tests {
         assert!(check(&good.replace("ring 3 (CS 0xe033)", "ring 0 (CS 0x8)")).is_err());
         assert!(check(&good.replace("(SIF_INITDOMAIN)", "a domU")).is_err());
         assert!(check(&good.replace("pvi-pv-check", "")).is_err());
+        assert!(check(&good.replace(" 0 failed, 7", " 1 failed, 6")).is_err());
+        assert!(check(&good.replace("25 passed, 0 failed, 7", "24 passed, 0 failed, 8")).is_err());
+        assert!(check(&good.replace("text read-only", "text left writable")).is_err());
         assert!(check(&good.replace("Hardware Dom0 halted", "Hardware Dom0 crashed")).is_err());
     }
 
