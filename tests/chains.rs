@@ -898,6 +898,12 @@ unsafe impl xen_pv::Steps for MockXenPv {
     fn tsc_hz_step1(&self) -> Result<Hertz, PvError> {
         Err(unsupported())
     }
+    fn steal_ns_step1(&self) -> Result<Nanos, PvError> {
+        Ok(Nanos(7))
+    }
+    fn vcpu_is_preempted_step1(&self, cpu: ApicId) -> Result<bool, PvError> {
+        Ok(cpu.0 == 1)
+    }
     fn wallclock_step1(&self) -> Result<Nanos, PvError> {
         Err(unsupported())
     }
@@ -1041,6 +1047,9 @@ fn xen_pv_chains_reach_xens_calls_and_fall_back_in_order() {
     assert!(ops.0.masked.get());
     ops.eoi();
     assert_eq!(ops.clock_ns(), Nanos(42));
+    // Stolen time and preemption from the runstate area, as on HVM.
+    assert_eq!(ops.steal_ns(), Nanos(7));
+    assert!(ops.vcpu_is_preempted(ApicId(1)) && !ops.vcpu_is_preempted(ApicId(0)));
     ops.flush_tlb_local(0x14_6000, 1);
     assert!(take_native_calls().is_empty());
     let refused = xen_pv::Paravirt(MockXenPv::new(true));

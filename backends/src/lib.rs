@@ -128,6 +128,8 @@ mod xen_events;
 #[cfg(feature = "xen_pv")]
 pub mod xen_pv_traps;
 #[cfg(any(feature = "xen", feature = "xen_pv"))]
+mod xen_runstate;
+#[cfg(any(feature = "xen", feature = "xen_pv"))]
 mod xen_time;
 
 /// The run-time records of the chains, kept by the SDK (its generated

@@ -12,10 +12,10 @@ use crate::registry::HypervisorBackend;
 use crate::xen_console::XenConsole;
 use crate::select::Upcall;
 use crate::fallback;
+use crate::xen_runstate::RUNSTATES;
 use crate::native::BareMetal;
-use crate::percpu::{Page, PerCpu, Shared, MAX_CPUS};
+use crate::percpu::{Page, Shared};
 use crate::platform::{self, MemoryRegion};
-use core::sync::atomic::{AtomicU8, Ordering::SeqCst};
 use pvi_sdk::arch::{cpuid, rdtsc, wrmsr};
 use pvi_sdk::detect::Choice;
 use pvi_sdk::generated::ops::Op;
@@ -23,7 +23,7 @@ use pvi_sdk::generated::xen::{self, Features, Hypercalls, Steps};
 use pvi_sdk::time::pvclock;
 use pvi_sdk::types::{
     pvclock_vcpu_time_info, shared_info,
-    vcpu_register_runstate_memory_area, vcpu_runstate_info, xen_add_to_physmap, xen_feature_info,
+    xen_add_to_physmap, xen_feature_info,
     xen_hvm_param, xen_memory_map, ApicId, ErrorKind, ErrorOrigin, Hertz, Nanos,
     PvError,
 };
@@ -39,13 +39,8 @@ pub(crate) fn hypercall_page() -> usize {
 #[repr(C, align(4096))]
 struct SharedInfoPage(Shared<shared_info>);
 static SHARED_INFO: SharedInfoPage = SharedInfoPage(Shared::new(shared_info::ZERO));
-static RUNSTATE: PerCpu<vcpu_runstate_info> =
-    PerCpu([const { Shared::new(vcpu_runstate_info::ZERO) }; MAX_CPUS]);
-static RUNSTATE_ON: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 /// Each CPU's VIRQ_TIMER port (0: not bound; Xen never allocates port 0).
 static TIMER_PORT: crate::xen_events::TimerPorts = crate::xen_events::TimerPorts::new();
-/// Reads of a record before giving up on one that keeps changing.
-const RETRIES: u32 = 1000;
 
 
 /// Set once a vcpu_time_info stayed mid-update: the clock steps then fail
@@ -200,22 +195,6 @@ impl Xen {
         }
         crate::xen_time::time_info(SHARED_INFO.0.get(), platform::cpu_index())
     }
-
-    fn runstate(cpu: usize) -> Result<vcpu_runstate_info, PvError> {
-        if RUNSTATE_ON[cpu.min(MAX_CPUS - 1)].load(SeqCst) == 0 {
-            return Err(xen::unsupported());
-        }
-        let record = RUNSTATE.of(cpu).get();
-        for _ in 0..RETRIES {
-            // SAFETY: a registered static record. Xen updates it while the
-            // vCPU is descheduled; two equal copies are a consistent one.
-            let (a, b) = unsafe { (record.read_volatile(), record.read_volatile()) };
-            if a.state_entry_time == b.state_entry_time && a.state == b.state {
-                return Ok(a);
-            }
-        }
-        Err(unstable())
-    }
 }
 
 // SAFETY: a `Xen` is only made by `Xen::new`, whose contract is that Xen is
@@ -270,10 +249,7 @@ unsafe impl Steps for Xen {
 
     /// Time runnable or offline (Linux's definition of stolen time).
     fn steal_ns_step1(&self) -> Result<Nanos, PvError> {
-        let r = Self::runstate(platform::cpu_index())?;
-        let runnable = r.time[xen::RUNSTATE_runnable as usize].0;
-        let offline = r.time[xen::RUNSTATE_offline as usize].0;
-        Ok(Nanos(runnable.saturating_add(offline)))
+        RUNSTATES.stolen(platform::cpu_index())
     }
 
     /// Into the PV console ring, which xenconsoled reads.
@@ -286,7 +262,7 @@ unsafe impl Steps for Xen {
         let index = platform::get()
             .and_then(|p| p.cpu_of_apic(cpu))
             .ok_or_else(xen::unsupported)?;
-        Ok(Self::runstate(index)?.state == xen::RUNSTATE_runnable)
+        RUNSTATES.preempted(index)
     }
 }
 
@@ -397,37 +373,15 @@ impl HypervisorBackend for Xen {
         xen
     }
 
-    /// Register this CPU's runstate area. Call it once on every CPU.
-    /// Xen writes a vCPU's runstate area when the vCPU registers it (and
-    /// on every switch after): its entry time is then non-zero.
+    /// A vCPU's record is its runstate area, which Xen writes when the
+    /// vCPU registers it (and on every switch after).
     fn cpu_record_written(&self, cpu: usize) -> Option<bool> {
-        if RUNSTATE_ON[0].load(SeqCst) == 0 {
-            return None;
-        }
-        if cpu >= MAX_CPUS || RUNSTATE_ON[cpu].load(SeqCst) == 0 {
-            return Some(false);
-        }
-        let record = RUNSTATE.of(cpu).get();
-        // SAFETY: a static record, aligned; Xen may write it at any time,
-        // hence the volatile read.
-        let entered = unsafe { core::ptr::addr_of!((*record).state_entry_time).read_volatile() };
-        Some(entered != 0)
+        RUNSTATES.written(cpu)
     }
 
     fn init_cpu(&self) {
         let cpu = platform::cpu_index();
-        let area = vcpu_register_runstate_memory_area {
-            addr: RUNSTATE.of(cpu).get() as u64,
-        };
-        // SAFETY: Xen is the hypervisor; the area is a static record.
-        let done = unsafe {
-            self.hypercalls.hypervisor_vcpu_op(
-                xen::VCPUOP_register_runstate_memory_area,
-                cpu as u32,
-                core::ptr::from_ref(&area) as u64,
-            )
-        };
-        RUNSTATE_ON[cpu].store(u8::from(done == Ok(0)), SeqCst);
+        RUNSTATES.register(&self.hypercalls, cpu);
         TIMER_PORT.bind(&self.hypercalls, cpu);
     }
 

@@ -13,6 +13,7 @@
 //! frame is the kernel's own frame number); this backend translates.
 
 use crate::fallback;
+use crate::xen_runstate::RUNSTATES;
 use crate::native::BareMetal;
 use crate::percpu::{Shared, MAX_CPUS};
 use crate::platform;
@@ -668,6 +669,20 @@ unsafe impl Steps for XenPv {
         Ok(())
     }
 
+    /// Time runnable or offline, from this vCPU's runstate area.
+    fn steal_ns_step1(&self) -> Result<Nanos, PvError> {
+        RUNSTATES.stolen(platform::cpu_index())
+    }
+
+    /// The target's runstate: runnable but not running. Its APIC id is
+    /// its vCPU id on Xen PV.
+    fn vcpu_is_preempted_step1(&self, cpu: ApicId) -> Result<bool, PvError> {
+        let index = platform::get()
+            .and_then(|p| p.cpu_of_apic(cpu))
+            .ok_or_else(xen::unsupported)?;
+        RUNSTATES.preempted(index)
+    }
+
     fn cr2_from_vcpu_info(&self) -> Result<u64, PvError> {
         let info = self.vcpu_info()?;
         // SAFETY: a field of this vCPU's vcpu_info in the mapped
@@ -767,6 +782,8 @@ impl HypervisorBackend for XenPv {
             fallback::record_setup(1, why);
         }
         TIMER_PORT.bind(&self.hypercalls, cpu);
+        // Without it, steal_ns and vcpu_is_preempted fall back natively.
+        RUNSTATES.register(&self.hypercalls, cpu);
         // Without a port, send_ipi to this vCPU refuses (`unsupported`).
         IPI.bind(&self.hypercalls, cpu);
         if let Err(why) = self.register_vcpu_info(cpu) {
@@ -782,9 +799,10 @@ impl HypervisorBackend for XenPv {
         CPU_AREAS[0].load(SeqCst) != 0
     }
 
-    /// A vCPU's record is its vcpu_info, which Xen moved into the vCPU's
-    /// own CPU area: the kernel zeroes the area and never writes its time
-    /// record, so a version there is Xen's write.
+    /// A vCPU's records are its vcpu_info, which Xen moved into the
+    /// vCPU's own CPU area (the kernel zeroes the area and never writes
+    /// its time record, so a version there is Xen's write), and its
+    /// runstate area, where registered.
     fn cpu_record_written(&self, cpu: usize) -> Option<bool> {
         if CPU_AREAS[0].load(SeqCst) == 0 {
             return None;
@@ -797,7 +815,7 @@ impl HypervisorBackend for XenPv {
         // SAFETY: the vCPU's registered vcpu_info, in the kernel's static
         // CPU area for ever; Xen writes it at any time, hence volatile.
         let version = unsafe { core::ptr::addr_of!((*info).time.version).read_volatile() };
-        Some(version != 0)
+        Some(version != 0 && RUNSTATES.written(cpu) != Some(false))
     }
 
     /// Whether this vCPU's vcpu_info is in its own CPU area.

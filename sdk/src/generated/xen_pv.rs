@@ -236,6 +236,14 @@ pub unsafe trait Steps {
     ///
     /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
     fn wallclock_step1(&self) -> Result<Nanos, PvError>;
+    /// `steal_ns`, step 1: `shared vcpu_runstate_info via __HYPERVISOR_vcpu_op`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn steal_ns_step1(&self) -> Result<Nanos, PvError>;
+    /// `vcpu_is_preempted`, step 1: `shared vcpu_runstate_info via __HYPERVISOR_vcpu_op`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn vcpu_is_preempted_step1(&self, cpu: ApicId) -> Result<bool, PvError>;
     /// `console_write`, step 1: `shared xencons_interface from platform`
     ///
     /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
@@ -417,6 +425,42 @@ impl<S: Steps> PvOps for Paravirt<S> {
         }
         s.served(Op::Wallclock, 0);
         native::wallclock::<S::Native>()
+    }
+    fn steal_ns(&self) -> Nanos {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 0u32))
+            && !s.withdrawn(Op::StealNs, 1)
+        {
+            match s.steal_ns_step1() {
+                Ok(v) => {
+                    s.served(Op::StealNs, 1);
+                    return v;
+                }
+                Err(e) => s.fell_back(Op::StealNs, 1, e),
+            }
+        }
+        s.served(Op::StealNs, 0);
+        native::steal_ns::<S::Native>()
+    }
+    fn vcpu_is_preempted(&self, cpu: ApicId) -> bool {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 0u32))
+            && !s.withdrawn(Op::VcpuIsPreempted, 1)
+        {
+            match s.vcpu_is_preempted_step1(cpu) {
+                Ok(v) => {
+                    s.served(Op::VcpuIsPreempted, 1);
+                    return v;
+                }
+                Err(e) => s.fell_back(Op::VcpuIsPreempted, 1, e),
+            }
+        }
+        s.served(Op::VcpuIsPreempted, 0);
+        native::vcpu_is_preempted::<S::Native>(cpu)
     }
     fn console_write(&self, data: &[u8]) {
         let s = &self.0;
@@ -1065,7 +1109,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 29] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 31] {
     plan_at(features, None)
 }
 /// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
@@ -1073,7 +1117,7 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 29] {
 pub fn plan_at(
     features: &Features,
     version: Option<(u32, u32, u32)>,
-) -> [(Op, (usize, &'static str)); 29] {
+) -> [(Op, (usize, &'static str)); 31] {
     [
         (
             Op::ClockNs,
@@ -1120,6 +1164,36 @@ pub fn plan_at(
                             1,
                             "shared shared_info via __HYPERVISOR_update_va_mapping",
                         );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::StealNs,
+            {
+                let step = || -> (usize, &'static str) {
+                    if version.is_none_or(|v| v >= (3u32, 0u32, 0u32)) {
+                        return (1, "shared vcpu_runstate_info via __HYPERVISOR_vcpu_op");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::VcpuIsPreempted,
+            {
+                let step = || -> (usize, &'static str) {
+                    if version.is_none_or(|v| v >= (3u32, 0u32, 0u32)) {
+                        return (1, "shared vcpu_runstate_info via __HYPERVISOR_vcpu_op");
                     }
                     if true {
                         return (2, "native");
@@ -1567,6 +1641,8 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("clock_ns", "shared → native"),
     ("tsc_hz", "shared → native"),
     ("wallclock", "shared → native"),
+    ("steal_ns", "shared → native"),
+    ("vcpu_is_preempted", "shared → native"),
     ("console_write", "shared → hypercall → native"),
     ("irq_disable", "routine → native"),
     ("irq_enable", "routine → native"),
