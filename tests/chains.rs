@@ -47,6 +47,9 @@ impl NativeRoutines for MockNative {
         native_called("no_steal");
         Nanos(0)
     }
+    fn ports_reachable_in_ring_0() {
+        native_called("ports_reachable_in_ring_0");
+    }
     fn lapic_timer_oneshot<P: PvOps + ?Sized>(
         uses: pvi_sdk::generated::ops::LapicTimerOneshotUses<'_, P>,
         _deadline: Nanos,
@@ -846,6 +849,8 @@ fn xen_shutdown_passes_xens_own_reason_code() {
 struct MockXenPv {
     refuse: bool,
     console_io: RefCell<Vec<(u32, Vec<u8>)>>,
+    /// physdev_op calls: the sub-op and the I/O privilege level asked.
+    physdev: RefCell<Vec<(u32, u32)>>,
     entries: RefCell<Vec<(u64, u64)>>,
     trap_tables: RefCell<Vec<(u64, u16)>>,
     /// The vCPU's event mask, as the irq routines leave it.
@@ -857,6 +862,7 @@ impl MockXenPv {
         MockXenPv {
             refuse,
             console_io: RefCell::new(Vec::new()),
+            physdev: RefCell::new(Vec::new()),
             entries: RefCell::new(Vec::new()),
             trap_tables: RefCell::new(Vec::new()),
             masked: std::cell::Cell::new(true),
@@ -885,6 +891,16 @@ unsafe impl xen_pv::Steps for MockXenPv {
         self.console_io.borrow_mut().push((cmd, bytes.to_vec()));
         if self.refuse {
             Err(xen_pv::error(xen_pv::XEN_EPERM))
+        } else {
+            Ok(0)
+        }
+    }
+    unsafe fn hypervisor_physdev_op(&self, cmd: u32, arg: u64) -> Result<i64, PvError> {
+        // SAFETY: the chain passes the address of its physdev_set_iopl.
+        let iopl = unsafe { (*(arg as *const xen_pv::physdev_set_iopl)).iopl };
+        self.physdev.borrow_mut().push((cmd, iopl));
+        if self.refuse {
+            Err(xen_pv::error(xen_pv::XEN_EINVAL))
         } else {
             Ok(0)
         }
@@ -1052,8 +1068,16 @@ fn xen_pv_chains_reach_xens_calls_and_fall_back_in_order() {
     assert!(ops.vcpu_is_preempted(ApicId(1)) && !ops.vcpu_is_preempted(ApicId(0)));
     ops.flush_tlb_local(0x14_6000, 1);
     assert!(take_native_calls().is_empty());
+    // Ports through Xen's I/O emulation: I/O privilege level 1.
+    ops.io_ports_enable();
+    assert_eq!(*ops.0.physdev.borrow(), [(xen_pv::PHYSDEVOP_set_iopl, 1)]);
+    assert!(take_native_calls().is_empty());
     let refused = xen_pv::Paravirt(MockXenPv::new(true));
     refused.console_write(b"domU line");
     assert_eq!(refused.0.console_io.borrow().len(), 1);
     assert_eq!(take_native_calls(), ["serial_write"]);
+    // Refused, the chain ends natively, and the served record says so
+    // (the PV entry then keeps away from ports).
+    refused.io_ports_enable();
+    assert_eq!(take_native_calls(), ["ports_reachable_in_ring_0"]);
 }

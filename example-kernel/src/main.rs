@@ -132,6 +132,8 @@ extern "C" fn kmain(start_info: u32) -> ! {
         let _ = writeln!(console::Console, "boot CPU: {refused}");
         exit::failure()
     }
+    // Ring 0 reaches every port already; the op says so (nothing).
+    selection.backend.io_ports_enable();
     console::replay_early(selection);
     let adopted = adopt_memory_map(selection, &mut info);
     let timer = selection.check_timer();

@@ -37,6 +37,7 @@ use pvi_sdk::generated::xen_pv::{
 };
 use pvi_sdk::generated::Hypervisor;
 use pvi_sdk::types::{sched_shutdown, start_info, ApicId};
+use pvi_sdk::PvOps;
 
 /// What `start_info.magic` starts with for a 64-bit PV guest.
 const MAGIC: &[u8] = b"xen-3.0-x86_64";
@@ -279,6 +280,9 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
     if selection.init_cpu().is_err() {
         refuse("pvi: Xen PV entry: the boot vCPU's records were refused\n");
     }
+    // Ports through Xen's I/O emulation, for the CMOS clock's self-tests:
+    // without it `in` and `out` fault in ring 3.
+    backend.io_ports_enable();
     // Through the chosen backend's console_write, as every entry writes.
     let mut console = crate::console::Console;
     let cs = crate::platform::code_segment();
@@ -295,6 +299,15 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
         if dom0 { "the initial domain (SIF_INITDOMAIN)" } else { "a domU" },
     );
     let _ = writeln!(console, "pvi: Xen PV entry: command line {cmdline:?}");
+    let _ = writeln!(
+        console,
+        "pvi: Xen PV entry: I/O ports: {}",
+        if io_privileged() {
+            "privilege level 1 through io_ports_enable (physdev_op)"
+        } else {
+            "no I/O privilege: io_ports_enable fell back"
+        }
+    );
     // The boot report every entry prints: detection, the backend, and
     // each op's planned step.
     let _ = write!(console, "{selection}");
@@ -384,7 +397,20 @@ fn machine() -> crate::firmware::Machine {
         *id = cpu as u32;
     }
     machine.cpus = cpus;
-    machine.no_cmos_rtc =
-        Some("a Xen PV guest runs in ring 3 without I/O privilege, where the CMOS ports fault");
+    // With I/O privilege the CMOS ports reach Xen, which reads the clock
+    // for a domain granted it (dom0) and 0xff for one that is not: the
+    // self-tests then look. Without it they would fault.
+    if !io_privileged() {
+        machine.no_cmos_rtc = Some(
+            "a Xen PV guest in ring 3 without I/O privilege (io_ports_enable fell back), where the CMOS ports fault",
+        );
+    }
     machine
+}
+
+/// Whether Xen gave the boot vCPU I/O privilege: a paravirtual step of
+/// `io_ports_enable` answered (its native end, "nothing", is ring 0's
+/// answer, not ring 3's).
+fn io_privileged() -> bool {
+    pvi_backends::served::summary().any(|(op, steps)| op == "io_ports_enable" && steps & !1 != 0)
 }

@@ -76,6 +76,8 @@ extern "C" fn second_vcpu_main() -> ! {
     let init = crate::ops().is_some_and(|s| s.init_cpu().is_ok());
     SEEN.init.store(u8::from(init), SeqCst);
     let backend = crate::backend();
+    // I/O privilege is per vCPU, as on the boot vCPU.
+    backend.io_ports_enable();
     SEEN.boot_mask[0].store(upcall_mask(0), SeqCst);
     site_irq_disable();
     SEEN.own_mask.store(upcall_mask(cpu), SeqCst);

@@ -216,13 +216,17 @@ pub fn bench_counting(kernel: &Path) -> Result<KernelBench, String> {
     Ok(bench)
 }
 
-/// The kernel's self-test verdict on Xen PV with one vCPU: every test
-/// run, none failed, and only these skipped: the two against the CMOS
-/// clock (no port I/O in ring 3), the three that need another CPU, and
-/// `shutdown` and `panic_notify`, which would end the run.
-pub const SELFTEST_ONE_VCPU: &str = "25 passed, 0 failed, 7 skipped";
+/// The kernel's self-test verdict as the PV dom0 with one vCPU: every
+/// test run, none failed, and only these skipped: the three that need
+/// another CPU, and `shutdown` and `panic_notify`, which would end the
+/// run. The CMOS clock's two run, through Xen's I/O emulation
+/// (`io_ports_enable`).
+pub const SELFTEST_ONE_VCPU: &str = "27 passed, 0 failed, 5 skipped";
 /// ... and with two: the other CPU's three run too.
-pub const SELFTEST_TWO_VCPUS: &str = "28 passed, 0 failed, 4 skipped";
+pub const SELFTEST_TWO_VCPUS: &str = "30 passed, 0 failed, 2 skipped";
+/// ... and as a PV domU with two, which Xen grants no port: the CMOS
+/// clock's two are skipped, its ports reading 0xff.
+pub const SELFTEST_DOMU_TWO_VCPUS: &str = "28 passed, 0 failed, 4 skipped";
 
 /// Ring 3, Xen's `start_info` for its initial domain with the command
 /// line given, the Xen PV backend chosen by the entry, every PV check
@@ -250,6 +254,9 @@ fn check_with(log: &str, (smp, verdict): (&str, &str), log_path: &str) -> Result
         "the initial domain (SIF_INITDOMAIN)".to_string(),
         format!("pvi: Xen PV entry: command line \"{CMDLINE} host_time="),
         "pvi: Xen PV entry: kernel text read-only".to_string(),
+        "pvi: Xen PV entry: I/O ports: privilege level 1 through io_ports_enable (physdev_op)"
+            .to_string(),
+        "[xen_pv] ok: one host second = ".to_string(),
         "chosen: xen_pv (the kernel came in through its XEN_ELFNOTE_ENTRY entry)".to_string(),
         "backend: xen_pv".to_string(),
         "pvi: Xen PV check trap_table_load: ok".to_string(),
@@ -340,6 +347,8 @@ mod tests {
             pvi: Xen PV entry: start_info \"xen-3.0-x86_64\": 65536 pages, shared_info at machine address 0x3fdb2000, 11 initial page-table frames, the initial domain (SIF_INITDOMAIN)\n\
             pvi: Xen PV entry: command line \"selftest pvi-pv-check host_time=1796606860\"\n\
             pvi: Xen PV entry: kernel text read-only\n\
+            pvi: Xen PV entry: I/O ports: privilege level 1 through io_ports_enable (physdev_op)\n\
+            test clock_ns vs CMOS RTC           [xen_pv] ok: one host second = 999973604 ns (26 ppm off) (1730 ms)\n\
             chosen: xen_pv (the kernel came in through its XEN_ELFNOTE_ENTRY entry)\n\
             backend: xen_pv\n\
             pvi: Xen PV check trap_table_load: ok (the kernel's 256 gates: Ok(()), served by step Some(1))\n\
@@ -362,7 +371,7 @@ mod tests {
             \x20 console_write      step 2\n\
             pvi: Xen PV entry: checks: 0 failed; the kernel's self-tests follow\n\
             console_write: pvi-console-check\n\
-            25 passed, 0 failed, 7 skipped\n\
+            27 passed, 0 failed, 5 skipped\n\
             (XEN) Hardware Dom0 halted: halting machine\n";
         assert_eq!(check(good), Ok(()));
         assert!(check(&good.replace("clock_ns: ok", "clock_ns: FAILED")).is_err());
@@ -392,13 +401,15 @@ mod tests {
         assert!(check(&good.replace("ring 3 (CS 0xe033)", "ring 0 (CS 0x8)")).is_err());
         assert!(check(&good.replace("(SIF_INITDOMAIN)", "a domU")).is_err());
         assert!(check(&good.replace("pvi-pv-check", "")).is_err());
-        assert!(check(&good.replace(" 0 failed, 7", " 1 failed, 6")).is_err());
-        assert!(check(&good.replace("25 passed, 0 failed, 7", "24 passed, 0 failed, 8")).is_err());
+        assert!(check(&good.replace(" 0 failed, 5", " 1 failed, 4")).is_err());
+        assert!(check(&good.replace("27 passed, 0 failed, 5", "26 passed, 0 failed, 6")).is_err());
+        // Without I/O privilege the CMOS tests would be skipped.
+        assert!(check(&good.replace("privilege level 1", "no I/O privilege")).is_err());
         assert!(check(&good.replace("text read-only", "text left writable")).is_err());
         // Xen's console ends its lines with "\r\n"; a longer count is not
         // the verdict.
         assert_eq!(check(&good.replace('\n', "\r\n")), Ok(()));
-        assert!(check(&good.replace("\n25 passed", "\n125 passed")).is_err());
+        assert!(check(&good.replace("\n27 passed", "\n127 passed")).is_err());
         assert!(check(&good.replace("Hardware Dom0 halted", "Hardware Dom0 crashed")).is_err());
     }
 

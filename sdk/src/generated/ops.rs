@@ -7,6 +7,8 @@ use super::types::*;
 /// a few instructions. The SDK's native layer implements them; a host test
 /// may implement them with a mock.
 pub trait NativeRoutines {
+    /// Bare-metal `io_ports_enable`: Let the kernel on this CPU reach I/O ports with `in` and `out`, as a kernel that drives legacy devices (the CMOS clock, a UART) must.
+    fn ports_reachable_in_ring_0();
     /// Bare-metal `clock_ns`: Nanoseconds since an arbitrary point at boot, monotonic across CPUs.
     fn tsc_clock_ns() -> Nanos;
     /// Bare-metal `tsc_hz`: The TSC frequency.
@@ -137,6 +139,30 @@ pub trait PvOps {
     #[inline]
     fn halt(&self) {
         native::halt::<Self::Native>()
+    }
+    /// Let the kernel on this CPU reach I/O ports with `in` and `out`, as
+    /// a kernel that drives legacy devices (the CMOS clock, a UART) must.
+    /// Bare metal and hardware-assisted guests run the kernel in ring 0,
+    /// which reaches every port already: nothing. A kernel outside ring 0
+    /// asks its hypervisor; which ports then answer remains the
+    /// hypervisor's choice (one it did not grant reads 0xff).
+    ///
+    /// Group `cpu`; context `task`.
+    /// Native lowering: [`NativeRoutines::ports_reachable_in_ring_0`].
+    /// Since interface 0.2.0.
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    fn io_ports_enable(&self) {
+        native::io_ports_enable::<Self::Native>()
+    }
+    /// Not in this build: `io_ports_enable` needs the SDK's `interface-0-2` feature.
+    #[cfg(not(feature = "interface-0-2"))]
+    #[allow(unused_variables)]
+    fn io_ports_enable(&self)
+    where
+        Self: needs::Interface_0_2,
+    {
+        unreachable!("no type implements needs::{}", stringify!(Interface_0_2))
     }
     /// Wait about a microsecond between accesses to slow legacy devices
     /// (a write to port 0x80).
@@ -619,6 +645,12 @@ pub mod native {
         // SAFETY: `hlt` is the native lowering of `halt` declared in idl/; it changes only the CPU state that op's documented meaning names.
         unsafe { core::arch::asm!("hlt", options(nostack)) };
     }
+    /// The native lowering of [`PvOps::io_ports_enable`](super::PvOps::io_ports_enable): the default and the end of every fallback chain.
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    pub fn io_ports_enable<N: NativeRoutines>() {
+        <N as NativeRoutines>::ports_reachable_in_ring_0()
+    }
     /// The native lowering of [`PvOps::io_delay`](super::PvOps::io_delay): the default and the end of every fallback chain.
     #[inline]
     pub fn io_delay<N: NativeRoutines>() {
@@ -896,6 +928,13 @@ pub const OPS: &[OpInfo] = &[
         context: Context::IrqOff,
     },
     OpInfo {
+        name: "io_ports_enable",
+        group: "cpu",
+        hot: false,
+        required: false,
+        context: Context::Task,
+    },
+    OpInfo {
         name: "io_delay",
         group: "cpu",
         hot: false,
@@ -1089,6 +1128,8 @@ pub enum Op {
     SafeHalt,
     /// `halt`.
     Halt,
+    /// `io_ports_enable`.
+    IoPortsEnable,
     /// `io_delay`.
     IoDelay,
     /// `clock_ns`.
@@ -1149,6 +1190,7 @@ impl Op {
         Op::IrqRestore,
         Op::SafeHalt,
         Op::Halt,
+        Op::IoPortsEnable,
         Op::IoDelay,
         Op::ClockNs,
         Op::TscHz,
@@ -1306,6 +1348,19 @@ impl<
             Self::Vmware(b) => b.halt(),
             Self::Xen(b) => b.halt(),
             Self::XenPv(b) => b.halt(),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    fn io_ports_enable(&self) {
+        match self {
+            Self::Native => native::io_ports_enable::<N>(),
+            Self::Hyperv(b) => b.io_ports_enable(),
+            Self::Kvm(b) => b.io_ports_enable(),
+            Self::Vmware(b) => b.io_ports_enable(),
+            Self::Xen(b) => b.io_ports_enable(),
+            Self::XenPv(b) => b.io_ports_enable(),
             Self::_Marker(_, never) => match *never {}
         }
     }

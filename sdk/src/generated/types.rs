@@ -995,6 +995,37 @@ const _: () = assert!(core::mem::offset_of!(ms_hyperv_tsc_page, tsc_scale) == 8)
 const _: () = assert!(core::mem::offset_of!(ms_hyperv_tsc_page, tsc_offset) == 16);
 const _: () = assert!(core::mem::offset_of!(ms_hyperv_tsc_page, reserved2) == 24);
 
+/// The I/O privilege level to give the calling vCPU.
+/// Source: Xen xen/include/public/physdev.h (struct physdev_set_iopl).
+///
+/// Declared by the `xen` ABI in `idl/`.
+/// Size: 4 bytes.
+/// Since interface 0.2.0.
+#[cfg(feature = "interface-0-2")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct physdev_set_iopl {
+    /// 0 to 3; a 64-bit PV kernel counts as ring 1 for it.
+    ///
+    /// Offset 0.
+    pub iopl: u32,
+}
+#[cfg(feature = "interface-0-2")]
+impl physdev_set_iopl {
+    /// Every byte zero: the state before the hypervisor first writes it.
+    pub const ZERO: Self = Self { iopl: 0 };
+}
+#[cfg(feature = "interface-0-2")]
+impl Default for physdev_set_iopl {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::size_of:: < physdev_set_iopl > () == 4);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(physdev_set_iopl, iopl) == 0);
+
 /// Per-vCPU time record: system_time + ((tsc - tsc_timestamp) << shift) *
 /// mul >> 32, valid while `version` is even and unchanged across the read.
 /// Source: Linux arch/x86/include/asm/pvclock-abi.h (`__packed__` there too).

@@ -39,6 +39,9 @@ pub use super::types::mmu_update;
 #[cfg(feature = "interface-0-2")]
 #[doc(inline)]
 pub use super::types::mmuext_op;
+#[cfg(feature = "interface-0-2")]
+#[doc(inline)]
+pub use super::types::physdev_set_iopl;
 #[doc(inline)]
 pub use super::types::sched_shutdown;
 #[doc(inline)]
@@ -299,8 +302,9 @@ pub const __HYPERVISOR_sched_op: u64 = 29;
 /// Hypercall number; see [`Hypercalls::hypervisor_event_channel_op`].
 /// Since Xen 3.0.3.
 pub const __HYPERVISOR_event_channel_op: u64 = 32;
-/// physdev_op(cmd, arg): PHYSDEVOP_* (not modelled further).
-/// Source: Xen xen/include/public/xen.h.
+/// physdev_op(cmd, arg): PHYSDEVOP_* with a pointer to the sub-op's
+/// structure (PHYSDEVOP_set_iopl is modelled).
+/// Source: Xen xen/include/public/xen.h, xen/include/public/physdev.h.
 ///
 /// Hypercall number; see [`Hypercalls::hypervisor_physdev_op`].
 /// Since Xen 3.0.3.
@@ -956,6 +960,17 @@ pub const CALLBACKTYPE_event: u16 = 0;
 /// Since Xen 3.0.2.
 #[cfg(feature = "interface-0-2")]
 pub const __HYPERVISOR_iret: u32 = 23;
+/// physdev_op: set the calling vCPU's I/O privilege level (arg: struct
+/// physdev_set_iopl). Xen then lets port instructions from the guest
+/// rings at or below it reach its I/O emulation, which performs those
+/// the domain was granted. PV guests only.
+/// Source: Xen xen/include/public/physdev.h; xen/arch/x86/physdev.c,
+/// pv/emul-priv-op.c (iopl_ok).
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.3.
+#[cfg(feature = "interface-0-2")]
+pub const PHYSDEVOP_set_iopl: u32 = 6;
 /// Operation not permitted. Source: Xen xen/include/public/errno.h.
 ///
 /// Means [`ErrorKind::Denied`].
@@ -1163,6 +1178,7 @@ pub const CONSTANTS: &[(&str, i128)] = &[
     ("CALLBACKOP_register", 0),
     ("CALLBACKTYPE_event", 0),
     ("__HYPERVISOR_iret", 23),
+    ("PHYSDEVOP_set_iopl", 6),
 ];
 /// Every feature bit of this ABI by upstream name, with its bit number.
 pub const FEATURE_BITS: &[(&str, u32)] = &[
@@ -1617,8 +1633,9 @@ impl Hypercalls {
             r0 as i64
         })
     }
-    /// physdev_op(cmd, arg): PHYSDEVOP_* (not modelled further).
-    /// Source: Xen xen/include/public/xen.h.
+    /// physdev_op(cmd, arg): PHYSDEVOP_* with a pointer to the sub-op's
+    /// structure (PHYSDEVOP_set_iopl is modelled).
+    /// Source: Xen xen/include/public/xen.h, xen/include/public/physdev.h.
     ///
     /// Number: `33`; arguments in `rdi`, `rsi`.
     /// Since Xen 3.0.3.

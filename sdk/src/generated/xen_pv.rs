@@ -173,6 +173,16 @@ pub unsafe trait Steps {
         // SAFETY: the caller upholds this method's contract, which is `Hypercalls::hypervisor_console_io`'s.
         unsafe { self.hypercalls().hypervisor_console_io(cmd, count, buffer) }
     }
+    /// `__HYPERVISOR_physdev_op` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.
+    ///
+    /// # Safety
+    ///
+    /// As for `Hypercalls::hypervisor_physdev_op`: the hypervisor must be this one, and every address argument must point to memory it may use as the call says.
+    #[inline(always)]
+    unsafe fn hypervisor_physdev_op(&self, cmd: u32, arg: u64) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds this method's contract, which is `Hypercalls::hypervisor_physdev_op`'s.
+        unsafe { self.hypercalls().hypervisor_physdev_op(cmd, arg) }
+    }
     /// `__HYPERVISOR_sched_op` as the chains make it: through [`Steps::hypercalls`]. A host test overrides it to watch the calls.
     ///
     /// # Safety
@@ -425,6 +435,37 @@ impl<S: Steps> PvOps for Paravirt<S> {
         }
         s.served(Op::Wallclock, 0);
         native::wallclock::<S::Native>()
+    }
+    #[cfg(feature = "interface-0-2")]
+    fn io_ports_enable(&self) {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if s.hv_version().is_none_or(|v| v >= (3u32, 0u32, 3u32))
+            && !s.withdrawn(Op::IoPortsEnable, 1)
+        {
+            {
+                // SAFETY: Steps is an unsafe trait whose implementor promises that Xen PV is the hypervisor; the arguments follow the IDL's mapping of `io_ports_enable`.
+                match unsafe {
+                    s.hypervisor_physdev_op(
+                        PHYSDEVOP_set_iopl,
+                        core::ptr::from_ref(
+                            &physdev_set_iopl {
+                                iopl: (1_u64) as u32,
+                            },
+                        ) as u64,
+                    )
+                } {
+                    Ok(_) => {
+                        s.served(Op::IoPortsEnable, 1);
+                        return;
+                    }
+                    Err(e) => s.fell_back(Op::IoPortsEnable, 1, e),
+                }
+            }
+        }
+        s.served(Op::IoPortsEnable, 0);
+        native::io_ports_enable::<S::Native>()
     }
     fn steal_ns(&self) -> Nanos {
         let s = &self.0;
@@ -1109,7 +1150,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 31] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 32] {
     plan_at(features, None)
 }
 /// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
@@ -1117,7 +1158,7 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 31] {
 pub fn plan_at(
     features: &Features,
     version: Option<(u32, u32, u32)>,
-) -> [(Op, (usize, &'static str)); 31] {
+) -> [(Op, (usize, &'static str)); 32] {
     [
         (
             Op::ClockNs,
@@ -1163,6 +1204,24 @@ pub fn plan_at(
                         return (
                             1,
                             "shared shared_info via __HYPERVISOR_update_va_mapping",
+                        );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::IoPortsEnable,
+            {
+                let step = || -> (usize, &'static str) {
+                    if version.is_none_or(|v| v >= (3u32, 0u32, 3u32)) {
+                        return (
+                            1,
+                            "hypercall __HYPERVISOR_physdev_op(PHYSDEVOP_set_iopl, physdev_set_iopl { iopl: 1 })",
                         );
                     }
                     if true {
@@ -1641,6 +1700,7 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("clock_ns", "shared → native"),
     ("tsc_hz", "shared → native"),
     ("wallclock", "shared → native"),
+    ("io_ports_enable", "hypercall → native"),
     ("steal_ns", "shared → native"),
     ("vcpu_is_preempted", "shared → native"),
     ("console_write", "shared → hypercall → native"),
