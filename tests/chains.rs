@@ -50,6 +50,17 @@ impl NativeRoutines for MockNative {
     fn ports_reachable_in_ring_0() {
         native_called("ports_reachable_in_ring_0");
     }
+    unsafe fn init_startup_startup<P: PvOps + ?Sized>(
+        _uses: pvi_sdk::generated::ops::InitStartupStartupUses<'_, P>,
+        _target: ApicId,
+        _entry: u64,
+        _stack: u64,
+        _root: Gpa,
+        _arg: u64,
+    ) -> Result<(), PvError> {
+        native_called("init_startup_startup");
+        Ok(())
+    }
     fn lapic_timer_oneshot<P: PvOps + ?Sized>(
         uses: pvi_sdk::generated::ops::LapicTimerOneshotUses<'_, P>,
         _deadline: Nanos,
@@ -843,6 +854,9 @@ fn xen_shutdown_passes_xens_own_reason_code() {
     assert_eq!(take_native_calls(), ["native_shutdown"]);
 }
 
+/// A vCPU start the mock saw: target, entry, stack, root, argument.
+type Started = (u32, u64, u64, u64, u64);
+
 /// A Xen PV backend whose console ring is gone (a dom0's) and whose
 /// `console_io` records what it was given, refusing when `refuse`; its
 /// routines report fixed answers.
@@ -851,6 +865,8 @@ struct MockXenPv {
     console_io: RefCell<Vec<(u32, Vec<u8>)>>,
     /// physdev_op calls: the sub-op and the I/O privilege level asked.
     physdev: RefCell<Vec<(u32, u32)>>,
+    /// vCPUs started: target, entry, stack, root, argument.
+    started: RefCell<Vec<Started>>,
     entries: RefCell<Vec<(u64, u64)>>,
     trap_tables: RefCell<Vec<(u64, u16)>>,
     /// The vCPU's event mask, as the irq routines leave it.
@@ -863,6 +879,7 @@ impl MockXenPv {
             refuse,
             console_io: RefCell::new(Vec::new()),
             physdev: RefCell::new(Vec::new()),
+            started: RefCell::new(Vec::new()),
             entries: RefCell::new(Vec::new()),
             trap_tables: RefCell::new(Vec::new()),
             masked: std::cell::Cell::new(true),
@@ -913,6 +930,19 @@ unsafe impl xen_pv::Steps for MockXenPv {
     }
     fn tsc_hz_step1(&self) -> Result<Hertz, PvError> {
         Err(unsupported())
+    }
+    unsafe fn start_by_vcpu_op(
+        &self,
+        target: ApicId,
+        entry: u64,
+        stack: u64,
+        root: Gpa,
+        arg: u64,
+    ) -> Result<(), PvError> {
+        self.started
+            .borrow_mut()
+            .push((target.0, entry, stack, root.0, arg));
+        Ok(())
     }
     fn steal_ns_step1(&self) -> Result<Nanos, PvError> {
         Ok(Nanos(7))
@@ -1067,6 +1097,16 @@ fn xen_pv_chains_reach_xens_calls_and_fall_back_in_order() {
     assert_eq!(ops.steal_ns(), Nanos(7));
     assert!(ops.vcpu_is_preempted(ApicId(1)) && !ops.vcpu_is_preempted(ApicId(0)));
     ops.flush_tlb_local(0x14_6000, 1);
+    assert!(take_native_calls().is_empty());
+    // A vCPU starts through VCPUOP_initialise and VCPUOP_up, never INIT
+    // and STARTUP (the ICR faults in ring 3).
+
+    // SAFETY: the mock's routine records the call and starts nothing.
+    unsafe { ops.cpu_start(ApicId(1), 0x10_2000, 0x20_0000, Gpa(0x30_0000), 1) }.unwrap();
+    assert_eq!(
+        *ops.0.started.borrow(),
+        [(1, 0x10_2000, 0x20_0000, 0x30_0000, 1)]
+    );
     assert!(take_native_calls().is_empty());
     // Ports through Xen's I/O emulation: I/O privilege level 1.
     ops.io_ports_enable();

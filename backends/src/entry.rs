@@ -26,21 +26,6 @@ pub(crate) fn xen_pv_handed() -> Option<(usize, usize)> {
     XEN_PV.get().copied()
 }
 
-/// Where a vCPU that a Xen PV kernel starts begins
-/// ([`xen_pv_start_vcpu`]).
-#[derive(Clone, Copy, Debug)]
-pub struct VcpuStart {
-    /// Its first instruction.
-    pub entry: u64,
-    /// Its stack pointer, 16-byte aligned: the entry starts as if jumped
-    /// to, and must `call` before code that expects the C ABI's stack.
-    pub stack: u64,
-    /// Its GS base: its per-CPU block.
-    pub gs_base: u64,
-    /// The root of its page tables (a pinned L4): the boot vCPU's.
-    pub root: pvi_sdk::types::Gpa,
-}
-
 /// Not a Xen PV kernel, or a build without the Xen PV backend.
 fn not_xen_pv() -> pvi_sdk::types::PvError {
     pvi_sdk::types::PvError::new(
@@ -60,30 +45,5 @@ pub fn xen_pv_vcpu_is_up(
         return pv.0.vcpu_is_up(cpu);
     }
     let _ = (backend, cpu);
-    Err(not_xen_pv())
-}
-
-/// Start vCPU `cpu` of this Xen PV domain as `start` says (the Xen PV
-/// backend's `start_vcpu`: VCPUOP_initialise, then VCPUOP_up);
-/// `unsupported` when `backend` is not Xen PV's. Xen PV's counterpart of
-/// INIT and SIPIs, for the kernel's PV entry.
-///
-/// # Safety
-///
-/// `start.entry` is code that runs on a vCPU of its own, with
-/// `start.stack` (the top of memory no one else uses) and the GS block
-/// `start.gs_base`; the root maps both, the kernel and every object that
-/// code touches.
-pub unsafe fn xen_pv_start_vcpu(
-    backend: &crate::registry::Backend,
-    cpu: u32,
-    start: VcpuStart,
-) -> Result<(), pvi_sdk::types::PvError> {
-    #[cfg(feature = "xen_pv")]
-    if let crate::registry::Backend::XenPv(pv) = backend {
-        // SAFETY: the caller's contract, which is start_vcpu's.
-        return unsafe { pv.0.start_vcpu(cpu, start) };
-    }
-    let _ = (backend, cpu, start);
     Err(not_xen_pv())
 }

@@ -110,6 +110,13 @@ pub trait Platform: Sync {
         let _ = gpa;
         None
     }
+    /// A free page below 1 MiB, 4 KiB-aligned and mapped by
+    /// [`map_gpa`](Self::map_gpa), which the native `cpu_start` fills with
+    /// its start-up code each time it starts a CPU (STARTUP sends the CPU
+    /// there). `None` (the default): no CPU is started natively.
+    fn cpu_start_page(&self) -> Option<u64> {
+        None
+    }
     /// The calling CPU's hypervisor area (a `pvi_sdk::cpu_area::CpuArea`),
     /// which must lie at `pvi_sdk::cpu_area::GS_OFFSET` from the GS base
     /// this CPU set through `gs_base_set`, for the kernel's whole life. A

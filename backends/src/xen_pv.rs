@@ -19,7 +19,6 @@ use crate::percpu::{Shared, MAX_CPUS};
 use crate::platform;
 use crate::registry::HypervisorBackend;
 use crate::select::Upcall;
-use crate::entry::VcpuStart;
 use crate::xen_console::XenConsole;
 use core::sync::atomic::{compiler_fence, AtomicU8, AtomicUsize, Ordering::SeqCst};
 use pvi_sdk::arch::rdtsc;
@@ -174,33 +173,41 @@ impl XenPv {
         Ok(up != 0)
     }
 
-    /// Start vCPU `cpu`, which is down, at `start.entry` in ring 3 on
-    /// `start.stack`, with its GS base at `start.gs_base` and the page
-    /// tables rooted at `start.root` (a pinned L4), as Linux's
+    /// Start vCPU `cpu`, which is down, at `entry` in ring 3 as if called
+    /// with `arg` (rdi), its stack pointer `stack` less a return address,
+    /// the page tables rooted at `root` (a pinned L4), as Linux's
     /// cpu_initialize_context and VCPUOP_up do. It starts with events
-    /// masked, Xen's flat segments and no trap table: its first acts must
-    /// be to load its IDT (`trap_table_load`) and register its records
-    /// (`init_cpu`), as the boot vCPU's were.
+    /// masked, Xen's flat segments, no GS base and no trap table: its
+    /// first acts must be to set its GS base (`gs_base_set`), load its IDT
+    /// (`trap_table_load`) and register its records (`init_cpu`), as the
+    /// boot vCPU's were.
     ///
     /// # Safety
     ///
-    /// `start.entry` is code that runs on a vCPU of its own, with
-    /// `start.stack` (the top of memory no one else uses) and the GS
-    /// block `start.gs_base`; the root maps both, the kernel and every
-    /// object that code touches.
-    pub unsafe fn start_vcpu(&self, cpu: u32, start: VcpuStart) -> Result<(), PvError> {
-        let root = self.machine_frame(start.root.0 >> 12).ok_or_else(invalid)?;
+    /// `cpu_start`'s contract: `entry` runs on a vCPU of its own with
+    /// `stack` (the top of memory no one else uses); the root maps it, the
+    /// kernel and every object that code touches.
+    unsafe fn start_vcpu(
+        &self,
+        cpu: u32,
+        entry: u64,
+        stack: u64,
+        root: Gpa,
+        arg: u64,
+    ) -> Result<(), PvError> {
+        let root = self.machine_frame(root.0 >> 12).ok_or_else(invalid)?;
         let mut context = vcpu_guest_context::ZERO;
         context.flags = xen::VGCF_in_kernel;
-        context.user_regs.rip = start.entry;
-        context.user_regs.rsp = start.stack;
+        context.user_regs.rip = entry;
+        // As if called: the C ABI's alignment at a function's entry.
+        context.user_regs.rsp = stack - 8;
+        context.user_regs.rdi = arg;
         context.user_regs.cs = xen::FLAT_KERNEL_CS;
         context.user_regs.ss = xen::FLAT_KERNEL_SS;
         context.user_regs.saved_upcall_mask = 1;
         context.kernel_ss = u64::from(xen::FLAT_KERNEL_SS);
-        context.kernel_sp = start.stack;
+        context.kernel_sp = stack;
         context.ctrlreg[3] = root << 12;
-        context.gs_base_kernel = start.gs_base;
         // SAFETY: Xen is the hypervisor and validates the context (the
         // root's type, canonical addresses, selectors); it reads it
         // before the call returns; the caller's contract covers what the
@@ -667,6 +674,19 @@ unsafe impl Steps for XenPv {
     /// Nothing to do now: the crash shutdown that follows tells Xen.
     fn crash_told_by_shutdown(&self) -> Result<(), PvError> {
         Ok(())
+    }
+
+    /// The target's APIC id is its vCPU id on Xen PV.
+    unsafe fn start_by_vcpu_op(
+        &self,
+        target: ApicId,
+        entry: u64,
+        stack: u64,
+        root: Gpa,
+        arg: u64,
+    ) -> Result<(), PvError> {
+        // SAFETY: the op's contract, which is start_vcpu's.
+        unsafe { self.start_vcpu(target.0, entry, stack, root, arg) }
     }
 
     /// Time runnable or offline, from this vCPU's runstate area.

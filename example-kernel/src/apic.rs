@@ -6,7 +6,7 @@
 use pvi_backends::native::lapic;
 use pvi_sdk::arch::outb;
 
-pub use lapic::{id, send_init, send_startup, Mode};
+pub use lapic::{id, Mode};
 
 /// The spurious-interrupt vector (its low 4 bits must be 1s on old APICs).
 pub const SPURIOUS_VECTOR: u8 = 0xff;

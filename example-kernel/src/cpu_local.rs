@@ -70,14 +70,6 @@ pub fn index() -> usize {
     index as usize
 }
 
-/// CPU `cpu`'s block, for a GS base set by other means (Xen PV's
-/// `gs_base_kernel` for a vCPU it starts).
-pub fn block(cpu: usize) -> Option<u64> {
-    BLOCKS
-        .get(cpu)
-        .map(|block| core::ptr::from_ref(block) as u64)
-}
-
 /// CPU `cpu`'s hypervisor area, for `Platform::cpu_area`.
 pub fn area(cpu: usize) -> Option<usize> {
     BLOCKS.get(cpu).map(|block| block.area.address())

@@ -145,4 +145,9 @@ impl Platform for Kernel {
     fn cpu_area(&self) -> Option<usize> {
         crate::cpu_local::area(crate::cpu_local::index())
     }
+
+    /// Page 8, once the boot CPU found it free RAM (`smp::start_all`).
+    fn cpu_start_page(&self) -> Option<u64> {
+        crate::smp::start_page()
+    }
 }

@@ -1,99 +1,23 @@
-//! Starting the other CPUs the MADT lists (INIT, SIPI, SIPI) and what they
-//! do once up: halt until an IPI, and run the boot CPU's requests (read the
-//! probe page, for the remote TLB test).
+//! Starting the other CPUs the MADT lists and what they do once up: halt
+//! until an IPI, and run the boot CPU's requests (read the probe page,
+//! for the remote TLB test).
 //!
-//! A started CPU begins in real mode at `SIPI_VECTOR << 12`. The trampoline
-//! copied there enters protected mode, then long mode on the boot page
-//! tables, and jumps to `ap_long_mode`, which takes the stack the boot CPU
-//! left in `AP_STACK_TOP` and calls [`ap_main`].
+//! A CPU is started through the `cpu_start` op: natively INIT and two
+//! STARTUPs to the backends' trampoline, which they copy into the start
+//! page this kernel names ([`TRAMPOLINE`], `Platform::cpu_start_page`);
+//! on Xen PV, VCPUOP_initialise and VCPUOP_up. Either way the CPU arrives
+//! at [`ap_main`] in long mode on its own stack, with its index.
 
 use crate::firmware::{Machine, MAX_CPUS};
 use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use pvi_sdk::types::{ApicId, Gpa};
 use pvi_sdk::PvOps;
 
-/// Where the trampoline runs: page 8 (0x8000), low memory that
+/// The start page: page 8 (0x8000), low memory that
 /// [`trampoline_page_free`] checks against what the PVH loader left there.
 pub const TRAMPOLINE: usize = 0x8000;
-const SIPI_VECTOR: u8 = (TRAMPOLINE >> 12) as u8;
 const AP_STACK_BYTES: usize = 64 * 1024;
-
-core::arch::global_asm!(
-    // Copied to TRAMPOLINE, so every address inside is computed relative
-    // to it; executed from there, never in place.
-    ".section .rodata.ap_trampoline, \"a\"",
-    ".balign 16",
-    ".global ap_trampoline_start",
-    ".global ap_trampoline_end",
-    "ap_trampoline_start:",
-    ".code16",
-    "cli",
-    "xor ax, ax",
-    "mov ds, ax",
-    // lgdt [disp16] (LLVM's memory operands take one symbol, this needs two).
-    ".byte 0x0f, 0x01, 0x16",
-    ".word ap_gdt_pointer - ap_trampoline_start + 0x8000",
-    "mov eax, cr0",
-    "or eax, 1",
-    "mov cr0, eax",
-    // ljmp 0x08:ap_protected (operand-size prefix: a 32-bit offset).
-    ".byte 0x66, 0xea",
-    ".long ap_protected - ap_trampoline_start + 0x8000",
-    ".word 0x08",
-    ".code32",
-    "ap_protected:",
-    "mov ax, 0x10",
-    "mov ds, ax",
-    "mov es, ax",
-    "mov ss, ax",
-    "mov eax, cr4",
-    "or eax, 1 << 5", // PAE
-    "mov cr4, eax",
-    "mov eax, offset boot_pml4",
-    "mov cr3, eax",
-    "mov ecx, 0xc0000080", // EFER.LME
-    "rdmsr",
-    "or eax, 1 << 8",
-    "wrmsr",
-    "mov eax, cr0",
-    "or eax, (1 << 31) | (1 << 16)", // PG, WP: text.rs maps the text read-only
-    "mov cr0, eax",
-    // ljmp 0x18:ap_long_mode, in the kernel image (below 4 GiB).
-    ".byte 0xea",
-    ".long ap_long_mode",
-    ".word 0x18",
-    ".balign 8",
-    "ap_gdt:",
-    ".quad 0",
-    ".quad 0x00cf9a000000ffff", // 0x08: 32-bit code
-    ".quad 0x00cf92000000ffff", // 0x10: data
-    ".quad 0x00af9a000000ffff", // 0x18: 64-bit code
-    "ap_gdt_pointer:",
-    ".word ap_gdt_pointer - ap_gdt - 1",
-    ".long ap_gdt - ap_trampoline_start + 0x8000",
-    "ap_trampoline_end:",
-    "",
-    ".section .text.ap, \"ax\"",
-    ".code64",
-    "ap_long_mode:",
-    "mov ax, 0x10",
-    "mov ds, ax",
-    "mov es, ax",
-    "mov ss, ax",
-    "mov rsp, [rip + {stack_top}]",
-    "call {main}",
-    "2:",
-    "cli",
-    "hlt",
-    "jmp 2b",
-    stack_top = sym AP_STACK_TOP,
-    main = sym ap_main,
-);
-
-extern "C" {
-    static ap_trampoline_start: u8;
-    static ap_trampoline_end: u8;
-}
 
 #[repr(C, align(16))]
 struct Stack([u8; AP_STACK_BYTES]);
@@ -101,11 +25,6 @@ struct Stack([u8; AP_STACK_BYTES]);
 /// The started CPUs' stacks (index 0, the boot CPU's, is unused); each is
 /// handed to exactly one CPU, which alone uses it.
 static mut AP_STACKS: [Stack; MAX_CPUS] = [const { Stack([0; AP_STACK_BYTES]) }; MAX_CPUS];
-
-/// The next CPU's stack top and index, set before its SIPI.
-#[no_mangle]
-static AP_STACK_TOP: AtomicU64 = AtomicU64::new(0);
-static AP_INDEX: AtomicUsize = AtomicUsize::new(0);
 
 /// Which CPUs have come up.
 static ONLINE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
@@ -141,55 +60,76 @@ pub fn trampoline_page_free(info: &crate::start_info::StartInfo) -> bool {
     info.free_ram(page..page + 4096)
 }
 
-/// Start every other CPU of `machine`; returns how many came up. Each
-/// failure is reported on the console and the CPU left out.
+/// Whether the start page is usable: set once by the boot CPU.
+static START_PAGE_FREE: AtomicBool = AtomicBool::new(false);
+
+/// The start page, if the boot CPU found it free RAM.
+pub fn start_page() -> Option<u64> {
+    START_PAGE_FREE.load(SeqCst).then_some(TRAMPOLINE as u64)
+}
+
+/// Start every other CPU of `machine` through `cpu_start`; returns how
+/// many came up. Each failure is reported on the console and the CPU left
+/// out. The start page must be free (`trampoline_page_free`).
 pub fn start_all(machine: &Machine) -> usize {
     let Some(selection) = crate::ops() else {
         return 0;
     };
-    let ops = selection.backend;
-    let me = crate::apic::id();
-    let mut out = crate::console::Console;
-    // SAFETY: the trampoline bytes are a static of the image; page 8 is
-    // free low RAM (the caller checked `trampoline_page_free`) and
-    // identity-mapped; nothing else uses it.
-    unsafe {
-        let start = core::ptr::addr_of!(ap_trampoline_start);
-        let len = core::ptr::addr_of!(ap_trampoline_end) as usize - start as usize;
-        core::ptr::copy_nonoverlapping(start, TRAMPOLINE as *mut u8, len);
-    }
+    START_PAGE_FREE.store(true, SeqCst);
+    let me = crate::platform::apic_id();
     let mut started = 0;
     for (cpu, &apic_id) in machine.apic_ids[..machine.cpus].iter().enumerate() {
         if apic_id == me || cpu == 0 {
             continue;
         }
-        // SAFETY: only this CPU's stack's address is taken.
-        let stack = unsafe { core::ptr::addr_of!(AP_STACKS[cpu]) } as u64;
-        AP_STACK_TOP.store(stack + AP_STACK_BYTES as u64, SeqCst);
-        AP_INDEX.store(cpu, SeqCst);
-        crate::apic::send_init(apic_id);
-        crate::delay::spin_for(ops, 10_000_000);
-        for _ in 0..2 {
-            crate::apic::send_startup(apic_id, SIPI_VECTOR);
-            crate::delay::spin_for(ops, 200_000);
-            if online(cpu) {
-                break;
+        match start(selection.backend, cpu, apic_id) {
+            Ok(()) => started += 1,
+            Err(why) => {
+                let _ = writeln!(
+                    crate::console::Console,
+                    "smp: CPU {cpu} (APIC id {apic_id}): {why}"
+                );
             }
-        }
-        let give_up = ops.clock_ns().0 + 1_000_000_000;
-        while !online(cpu) && ops.clock_ns().0 < give_up {
-            core::hint::spin_loop();
-        }
-        if online(cpu) {
-            started += 1;
-        } else {
-            let _ = writeln!(
-                out,
-                "smp: CPU {cpu} (APIC id {apic_id}) did not start within 1 s"
-            );
         }
     }
     started
+}
+
+/// Start CPU `cpu` (APIC id `apic`) at [`ap_main`] on its own stack
+/// through `cpu_start`, and wait (1 s) for it to come online.
+pub fn start(
+    ops: &pvi_backends::select::Backend,
+    cpu: usize,
+    apic: u32,
+) -> Result<(), &'static str> {
+    if cpu >= MAX_CPUS {
+        return Err("beyond the kernel's CPUs");
+    }
+    // SAFETY: only this CPU's stack's address is taken.
+    let stack = unsafe { core::ptr::addr_of!(AP_STACKS[cpu]) } as u64 + AP_STACK_BYTES as u64;
+    // SAFETY: `ap_main` is an `extern "C" fn(u64) -> !` for a CPU of its
+    // own; the stack is this CPU's alone (16-byte aligned, its top); the
+    // boot root maps the kernel, every stack and the low 4 GiB (the start
+    // page among them, identity-mapped); the CPU has not been started.
+    let sent = unsafe {
+        ops.cpu_start(
+            ApicId(apic),
+            ap_main as *const () as u64,
+            stack,
+            Gpa(crate::boot_tables::root()),
+            cpu as u64,
+        )
+    };
+    sent.map_err(|_| "cpu_start refused")?;
+    let give_up = ops.clock_ns().0 + 1_000_000_000;
+    while !online(cpu) && ops.clock_ns().0 < give_up {
+        core::hint::spin_loop();
+    }
+    if online(cpu) {
+        Ok(())
+    } else {
+        Err("did not start within 1 s")
+    }
 }
 
 /// Wake CPU `cpu` (APIC id `apic`) from its idle halt with the kernel's
@@ -224,10 +164,11 @@ pub fn ask(cpu: usize, request: Request, wake: impl FnOnce()) -> Option<u64> {
     Some(ANSWER[cpu].load(SeqCst))
 }
 
-/// A started CPU, in Rust: its tables, its APIC, its backend records, then
-/// halt until an interrupt, serving requests.
-extern "C" fn ap_main() -> ! {
-    let cpu = AP_INDEX.load(SeqCst);
+/// A started CPU, from its first instruction after the start-up code:
+/// its tables, its APIC, its backend records, then halt until an
+/// interrupt, serving requests.
+extern "C" fn ap_main(cpu: u64) -> ! {
+    let cpu = cpu as usize;
     // SAFETY: `cpu` is this CPU's index, given by the boot CPU for it
     // alone; ring 0; once.
     unsafe {

@@ -1,19 +1,19 @@
-//! Xen PV's second vCPU, started the PV way: the Xen PV backend's
-//! `start_vcpu` (VCPUOP_initialise, then VCPUOP_up), where bare metal and
-//! PVH send INIT and SIPIs (`smp.rs`). Boot code that differs by entry, so
-//! it lives with the PV entry. The vCPU then does what the boot vCPU did,
-//! through the same ops: its IDT through `trap_table_load`, its records
-//! through `init_cpu` (Xen moves its vcpu_info into its own block's
-//! hypervisor area), and reports its own evidence to the boot vCPU. Then
-//! it serves the boot vCPU's requests as any started CPU does
-//! (`smp::serve`).
+//! Xen PV's second vCPU, started through the `cpu_start` op as every
+//! other CPU is (`smp.rs`): on Xen PV, VCPUOP_initialise then VCPUOP_up.
+//! What differs by entry lives here: the PV checks start it early, and it
+//! reports what it saw for their `smp_start` line. The vCPU does what the
+//! boot vCPU did, through the same ops: its GS base through `gs_base_set`,
+//! its IDT through `trap_table_load`, its records through `init_cpu` (Xen
+//! moves its vcpu_info into its own block's hypervisor area); it reports
+//! its own evidence to the boot vCPU, then serves the boot vCPU's requests
+//! as any started CPU does (`smp::serve`).
 
 use crate::xen_pv_checks::{clock_moves, site_irq_disable, upcall_mask};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::SeqCst};
-use pvi_backends::entry::{xen_pv_start_vcpu, xen_pv_vcpu_is_up, VcpuStart};
+use pvi_backends::entry::xen_pv_vcpu_is_up;
 use pvi_backends::registry::Backend;
 use pvi_sdk::generated::xen_pv::XEN_ENOENT;
-use pvi_sdk::types::{ErrorOrigin, Gpa, Nanos, PvError};
+use pvi_sdk::types::{ApicId, ErrorOrigin, Gpa, Nanos, PvError};
 use pvi_sdk::PvOps;
 
 /// The vCPU this starts.
@@ -51,23 +51,12 @@ static SEEN: Seen = Seen {
     clock: [const { AtomicU64::new(0) }; 2],
 };
 
-core::arch::global_asm!(
-    ".pushsection .text.xen_pv_second_vcpu, \"ax\"",
-    ".global xen_pv_second_vcpu",
-    "xen_pv_second_vcpu:",
-    "call {main}",
-    "ud2",
-    ".popsection",
-    main = sym second_vcpu_main,
-);
-
-extern "C" {
-    fn xen_pv_second_vcpu();
-}
-
 /// The second vCPU, from its first instruction: set up through the ops,
 /// look, report, then wait for events for ever.
-extern "C" fn second_vcpu_main() -> ! {
+extern "C" fn second_vcpu_main(cpu: u64) -> ! {
+    // SAFETY: `cpu` is this vCPU's index, which the boot vCPU gave it
+    // alone; once, before GS-relative code runs.
+    unsafe { crate::cpu_local::set(cpu as usize) };
     let cpu = crate::cpu_local::index();
     SEEN.index.store(cpu as u64, SeqCst);
     // SAFETY: this vCPU's own table, loaded before anything can fault.
@@ -126,21 +115,22 @@ pub(crate) fn start_second(backend: &Backend, root: Gpa) -> Second {
         Ok(true) => return Second::Failed("vCPU 1 already runs"),
         Ok(false) => {}
     }
-    let Some(gs_base) = crate::cpu_local::block(SECOND) else {
-        return Second::Failed("no per-CPU block for vCPU 1");
-    };
     let stack = core::ptr::addr_of!(STACK) as u64 + core::mem::size_of::<Stack>() as u64;
-    let start = VcpuStart {
-        entry: xen_pv_second_vcpu as *const () as u64,
-        stack,
-        gs_base,
-        root,
+    // SAFETY: the entry is an `extern "C" fn(u64) -> !` for a vCPU of its
+    // own, on this module's stack (used by no one else, 16-byte aligned
+    // top); the boot vCPU's root maps the whole image; vCPU 1 is down
+    // (asked above).
+    let sent = unsafe {
+        backend.cpu_start(
+            ApicId(SECOND as u32),
+            second_vcpu_main as *const () as u64,
+            stack,
+            root,
+            SECOND as u64,
+        )
     };
-    // SAFETY: the entry is `second_vcpu_main`'s, which runs on its own
-    // stack (this module's, used by no one else) and CPU 1's block; the
-    // boot vCPU's root maps the whole image.
-    if unsafe { xen_pv_start_vcpu(backend, SECOND as u32, start) }.is_err() {
-        return Second::Failed("VCPUOP_initialise or VCPUOP_up refused");
+    if sent.is_err() {
+        return Second::Failed("cpu_start (VCPUOP_initialise, VCPUOP_up) refused");
     }
     let until = backend.clock_ns().0 + 2_000_000_000;
     while !SEEN.done.load(SeqCst) && backend.clock_ns() < Nanos(until) {

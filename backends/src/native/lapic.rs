@@ -129,15 +129,23 @@ pub fn id() -> u32 {
     }
 }
 
-/// Send INIT to `dest`: the first step of starting a CPU.
-pub fn send_init(dest: u32) {
+/// Send INIT to `dest`: the first step of starting a CPU (`cpu_start`).
+///
+/// # Safety
+///
+/// `dest` runs nothing that INIT may cut short: it resets that CPU.
+pub(crate) unsafe fn send_init(dest: u32) {
     if let Some(m) = mode() {
         send(m, dest, ICR_INIT | ICR_LEVEL_ASSERT);
     }
 }
 
 /// Send STARTUP to `dest`: it starts in real mode at `page << 12`.
-pub fn send_startup(dest: u32, page: u8) {
+///
+/// # Safety
+///
+/// The page holds the code `dest` is to run, in real mode.
+pub(crate) unsafe fn send_startup(dest: u32, page: u8) {
     if let Some(m) = mode() {
         send(m, dest, ICR_STARTUP | ICR_LEVEL_ASSERT | u32::from(page));
     }

@@ -8,11 +8,12 @@ pub mod idt;
 pub mod lapic;
 mod power;
 mod serial;
+mod start;
 pub mod tsc;
 
 pub use cmos::present as cmos_rtc_present;
 
-use pvi_sdk::generated::ops::LapicTimerOneshotUses;
+use pvi_sdk::generated::ops::{InitStartupStartupUses, LapicTimerOneshotUses};
 use pvi_sdk::types::{ApicId, CpuSet, Gpa, Hertz, Nanos, PvError, ShutdownReason, Vector};
 use pvi_sdk::{NativeRoutines, PvOps};
 
@@ -37,6 +38,17 @@ impl NativeRoutines for BareMetal {
     }
     /// Ring 0 reaches every port: nothing to ask.
     fn ports_reachable_in_ring_0() {}
+    unsafe fn init_startup_startup<P: PvOps + ?Sized>(
+        uses: InitStartupStartupUses<'_, P>,
+        target: ApicId,
+        entry: u64,
+        stack: u64,
+        root: Gpa,
+        arg: u64,
+    ) -> Result<(), PvError> {
+        // SAFETY: the op's contract, which is `start`'s.
+        unsafe { start::start(&|| uses.clock_ns(), target, entry, stack, root, arg) }
+    }
     fn lapic_timer_oneshot<P: PvOps + ?Sized>(
         uses: LapicTimerOneshotUses<'_, P>,
         deadline: Nanos,

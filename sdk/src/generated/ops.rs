@@ -28,6 +28,19 @@ pub trait NativeRoutines {
     fn lapic_eoi();
     /// Bare-metal `send_ipi`: Send the fixed interrupt `vector` to every CPU in `targets` (one ICR write per CPU on bare metal).
     fn lapic_send_ipi(targets: CpuSet, vector: Vector) -> Result<(), PvError>;
+    /// Bare-metal `cpu_start`: Start the CPU `target`, which runs nothing (never started, or stopped), at `entry` in 64-bit mode as if called with `arg`: rdi holds `arg`, rsp is `stack` less the return address, the page tables are rooted at `root`, interrupts are off and the GS base is not set.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is an `extern "C" fn(u64) -> !` that may run on a CPU of its own; `stack` is the 16-byte-aligned top of memory nothing else uses; `root` maps the entry, the stack, everything the entry touches and (natively) the platform's start page at its physical address; `target` is a CPU that runs nothing
+    unsafe fn init_startup_startup<P: PvOps + ?Sized>(
+        uses: InitStartupStartupUses<'_, P>,
+        target: ApicId,
+        entry: u64,
+        stack: u64,
+        root: Gpa,
+        arg: u64,
+    ) -> Result<(), PvError>;
     /// Bare-metal `kick_cpu`: Wake the CPU `target` from `safe_halt`, for a waiter whose lock was released.
     fn lapic_kick(target: ApicId);
     /// Bare-metal `yield_to`: Spin-wait hint: this CPU is waiting for `target`.
@@ -74,6 +87,15 @@ pub trait NativeRoutines {
 /// What [`NativeRoutines::lapic_timer_oneshot`] may read of the op set whose chain it ends (the IDL's `uses clock_ns`): that backend's values, which differ from bare metal's (a deadline is in the backend's clock).
 pub struct LapicTimerOneshotUses<'a, P: ?Sized>(&'a P);
 impl<P: PvOps + ?Sized> LapicTimerOneshotUses<'_, P> {
+    /// The serving op set's [`PvOps::clock_ns`].
+    #[inline]
+    pub fn clock_ns(&self) -> Nanos {
+        self.0.clock_ns()
+    }
+}
+/// What [`NativeRoutines::init_startup_startup`] may read of the op set whose chain it ends (the IDL's `uses clock_ns`): that backend's values, which differ from bare metal's (a deadline is in the backend's clock).
+pub struct InitStartupStartupUses<'a, P: ?Sized>(&'a P);
+impl<P: PvOps + ?Sized> InitStartupStartupUses<'_, P> {
     /// The serving op set's [`PvOps::clock_ns`].
     #[inline]
     pub fn clock_ns(&self) -> Nanos {
@@ -250,6 +272,63 @@ pub trait PvOps {
     #[inline]
     fn send_ipi(&self, targets: CpuSet, vector: Vector) -> Result<(), PvError> {
         native::send_ipi::<Self::Native>(targets, vector)
+    }
+    /// Start the CPU `target`, which runs nothing (never started, or
+    /// stopped), at `entry` in 64-bit mode as if called with `arg`: rdi
+    /// holds `arg`, rsp is `stack` less the return address, the page
+    /// tables are rooted at `root`, interrupts are off and the GS base is
+    /// not set. Returns once the CPU was told to start; the caller watches
+    /// for it. Bare metal sends INIT, then STARTUP twice (Intel's MP
+    /// start-up sequence), to a trampoline it copies into the platform's
+    /// start page below 1 MiB, which enters long mode on `root`.
+    ///
+    /// Group `smp`; context `task`.
+    /// Native lowering: [`NativeRoutines::init_startup_startup`].
+    /// Errors: `Unsupported`, `InvalidArgument`.
+    /// Since interface 0.2.0.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is an `extern "C" fn(u64) -> !` that may run on a CPU of its own; `stack` is the 16-byte-aligned top of memory nothing else uses; `root` maps the entry, the stack, everything the entry touches and (natively) the platform's start page at its physical address; `target` is a CPU that runs nothing
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    unsafe fn cpu_start(
+        &self,
+        target: ApicId,
+        entry: u64,
+        stack: u64,
+        root: Gpa,
+        arg: u64,
+    ) -> Result<(), PvError> {
+        {
+            // SAFETY: the caller upholds `cpu_start`'s contract (this fn is unsafe with the same one).
+            unsafe {
+                native::cpu_start::<
+                    Self::Native,
+                    _,
+                >(self, target, entry, stack, root, arg)
+            }
+        }
+    }
+    /// Not in this build: `cpu_start` needs the SDK's `interface-0-2` feature.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is an `extern "C" fn(u64) -> !` that may run on a CPU of its own; `stack` is the 16-byte-aligned top of memory nothing else uses; `root` maps the entry, the stack, everything the entry touches and (natively) the platform's start page at its physical address; `target` is a CPU that runs nothing
+    #[cfg(not(feature = "interface-0-2"))]
+    #[allow(unused_variables)]
+    unsafe fn cpu_start(
+        &self,
+        target: ApicId,
+        entry: u64,
+        stack: u64,
+        root: Gpa,
+        arg: u64,
+    ) -> Result<(), PvError>
+    where
+        Self: needs::Interface_0_2,
+    {
+        unreachable!("no type implements needs::{}", stringify!(Interface_0_2))
     }
     /// Wake the CPU `target` from `safe_halt`, for a waiter whose lock was
     /// released. Bare metal sends it the kernel's wake-up IPI.
@@ -706,6 +785,35 @@ pub mod native {
     ) -> Result<(), PvError> {
         <N as NativeRoutines>::lapic_send_ipi(targets, vector)
     }
+    /// The native lowering of [`PvOps::cpu_start`](super::PvOps::cpu_start): the default and the end of every fallback chain.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is an `extern "C" fn(u64) -> !` that may run on a CPU of its own; `stack` is the 16-byte-aligned top of memory nothing else uses; `root` maps the entry, the stack, everything the entry touches and (natively) the platform's start page at its physical address; `target` is a CPU that runs nothing
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    pub unsafe fn cpu_start<N: NativeRoutines, P: super::PvOps + ?Sized>(
+        ops: &P,
+        target: ApicId,
+        entry: u64,
+        stack: u64,
+        root: Gpa,
+        arg: u64,
+    ) -> Result<(), PvError> {
+        {
+            // SAFETY: the caller upholds `cpu_start`'s contract (this fn is unsafe with the same one).
+            unsafe {
+                <N as NativeRoutines>::init_startup_startup(
+                    super::InitStartupStartupUses(ops),
+                    target,
+                    entry,
+                    stack,
+                    root,
+                    arg,
+                )
+            }
+        }
+    }
     /// The native lowering of [`PvOps::kick_cpu`](super::PvOps::kick_cpu): the default and the end of every fallback chain.
     #[inline]
     pub fn kick_cpu<N: NativeRoutines>(target: ApicId) {
@@ -998,6 +1106,13 @@ pub const OPS: &[OpInfo] = &[
         context: Context::Any,
     },
     OpInfo {
+        name: "cpu_start",
+        group: "smp",
+        hot: false,
+        required: false,
+        context: Context::Task,
+    },
+    OpInfo {
         name: "kick_cpu",
         group: "smp",
         hot: false,
@@ -1148,6 +1263,8 @@ pub enum Op {
     Eoi,
     /// `send_ipi`.
     SendIpi,
+    /// `cpu_start`.
+    CpuStart,
     /// `kick_cpu`.
     KickCpu,
     /// `yield_to`.
@@ -1200,6 +1317,7 @@ impl Op {
         Op::TimerCancel,
         Op::Eoi,
         Op::SendIpi,
+        Op::CpuStart,
         Op::KickCpu,
         Op::YieldTo,
         Op::VcpuIsPreempted,
@@ -1469,6 +1587,50 @@ impl<
             Self::Vmware(b) => b.send_ipi(targets, vector),
             Self::Xen(b) => b.send_ipi(targets, vector),
             Self::XenPv(b) => b.send_ipi(targets, vector),
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    ///
+    /// # Safety
+    ///
+    /// `entry` is an `extern "C" fn(u64) -> !` that may run on a CPU of its own; `stack` is the 16-byte-aligned top of memory nothing else uses; `root` maps the entry, the stack, everything the entry touches and (natively) the platform's start page at its physical address; `target` is a CPU that runs nothing
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    unsafe fn cpu_start(
+        &self,
+        target: ApicId,
+        entry: u64,
+        stack: u64,
+        root: Gpa,
+        arg: u64,
+    ) -> Result<(), PvError> {
+        match self {
+            Self::Native => {
+                // SAFETY: the caller upholds `cpu_start`'s contract (this fn is unsafe with the same one).
+                unsafe {
+                    native::cpu_start::<N, _>(self, target, entry, stack, root, arg)
+                }
+            }
+            Self::Hyperv(b) => {
+                // SAFETY: the caller upholds `cpu_start`'s contract (this fn is unsafe with the same one).
+                unsafe { b.cpu_start(target, entry, stack, root, arg) }
+            }
+            Self::Kvm(b) => {
+                // SAFETY: the caller upholds `cpu_start`'s contract (this fn is unsafe with the same one).
+                unsafe { b.cpu_start(target, entry, stack, root, arg) }
+            }
+            Self::Vmware(b) => {
+                // SAFETY: the caller upholds `cpu_start`'s contract (this fn is unsafe with the same one).
+                unsafe { b.cpu_start(target, entry, stack, root, arg) }
+            }
+            Self::Xen(b) => {
+                // SAFETY: the caller upholds `cpu_start`'s contract (this fn is unsafe with the same one).
+                unsafe { b.cpu_start(target, entry, stack, root, arg) }
+            }
+            Self::XenPv(b) => {
+                // SAFETY: the caller upholds `cpu_start`'s contract (this fn is unsafe with the same one).
+                unsafe { b.cpu_start(target, entry, stack, root, arg) }
+            }
             Self::_Marker(_, never) => match *never {}
         }
     }

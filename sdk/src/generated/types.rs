@@ -254,7 +254,13 @@ const _: () = assert!(core::mem::offset_of!(callback_register, address) == 8);
 #[derive(Clone, Copy, Debug)]
 pub struct cpu_user_regs {
     /// Padding; keep zero.
-    pub _pad_at_0: [u8; 128],
+    pub _pad_at_0: [u8; 112],
+    /// The first argument of the C function a started vCPU enters.
+    ///
+    /// Offset 112.
+    pub rdi: u64,
+    /// Padding; keep zero.
+    pub _pad_at_120: [u8; 8],
     /// Where the vCPU starts.
     ///
     /// Offset 128.
@@ -290,7 +296,9 @@ pub struct cpu_user_regs {
 impl cpu_user_regs {
     /// Every byte zero: the state before the hypervisor first writes it.
     pub const ZERO: Self = Self {
-        _pad_at_0: [0; 128],
+        _pad_at_0: [0; 112],
+        rdi: 0,
+        _pad_at_120: [0; 8],
         rip: 0,
         cs: 0,
         _pad_at_138: [0; 2],
@@ -310,6 +318,8 @@ impl Default for cpu_user_regs {
 }
 #[cfg(feature = "interface-0-2")]
 const _: () = assert!(core::mem::size_of:: < cpu_user_regs > () == 200);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(cpu_user_regs, rdi) == 112);
 #[cfg(feature = "interface-0-2")]
 const _: () = assert!(core::mem::offset_of!(cpu_user_regs, rip) == 128);
 #[cfg(feature = "interface-0-2")]

@@ -246,6 +246,22 @@ pub unsafe trait Steps {
     ///
     /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
     fn wallclock_step1(&self) -> Result<Nanos, PvError>;
+    /// `cpu_start`, step 1: `routine start_by_vcpu_op`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is an `extern "C" fn(u64) -> !` that may run on a CPU of its own; `stack` is the 16-byte-aligned top of memory nothing else uses; `root` maps the entry, the stack, everything the entry touches and (natively) the platform's start page at its physical address; `target` is a CPU that runs nothing
+    #[cfg(feature = "interface-0-2")]
+    unsafe fn start_by_vcpu_op(
+        &self,
+        target: ApicId,
+        entry: u64,
+        stack: u64,
+        root: Gpa,
+        arg: u64,
+    ) -> Result<(), PvError>;
     /// `steal_ns`, step 1: `shared vcpu_runstate_info via __HYPERVISOR_vcpu_op`
     ///
     /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
@@ -466,6 +482,49 @@ impl<S: Steps> PvOps for Paravirt<S> {
         }
         s.served(Op::IoPortsEnable, 0);
         native::io_ports_enable::<S::Native>()
+    }
+    /// # Safety
+    ///
+    /// `entry` is an `extern "C" fn(u64) -> !` that may run on a CPU of its own; `stack` is the 16-byte-aligned top of memory nothing else uses; `root` maps the entry, the stack, everything the entry touches and (natively) the platform's start page at its physical address; `target` is a CPU that runs nothing
+    #[cfg(feature = "interface-0-2")]
+    unsafe fn cpu_start(
+        &self,
+        target: ApicId,
+        entry: u64,
+        stack: u64,
+        root: Gpa,
+        arg: u64,
+    ) -> Result<(), PvError> {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::CpuStart, 1) {
+            {
+                let result = {
+                    // SAFETY: the caller upholds `cpu_start`'s contract (this fn is unsafe with the same one).
+                    unsafe { s.start_by_vcpu_op(target, entry, stack, root, arg) }
+                };
+                match result {
+                    Ok(v) => {
+                        s.served(Op::CpuStart, 1);
+                        return Ok(v);
+                    }
+                    Err(e) => {
+                        if matches!(e.kind, ErrorKind::InvalidArgument) {
+                            return Err(e);
+                        }
+                        s.fell_back(Op::CpuStart, 1, e);
+                    }
+                }
+            }
+        }
+        s.served(Op::CpuStart, 0);
+        {
+            // SAFETY: the caller upholds `cpu_start`'s contract (this fn is unsafe with the same one).
+            unsafe {
+                native::cpu_start::<S::Native, _>(self, target, entry, stack, root, arg)
+            }
+        }
     }
     fn steal_ns(&self) -> Nanos {
         let s = &self.0;
@@ -1150,7 +1209,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 32] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 33] {
     plan_at(features, None)
 }
 /// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
@@ -1158,7 +1217,7 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 32] {
 pub fn plan_at(
     features: &Features,
     version: Option<(u32, u32, u32)>,
-) -> [(Op, (usize, &'static str)); 32] {
+) -> [(Op, (usize, &'static str)); 33] {
     [
         (
             Op::ClockNs,
@@ -1223,6 +1282,21 @@ pub fn plan_at(
                             1,
                             "hypercall __HYPERVISOR_physdev_op(PHYSDEVOP_set_iopl, physdev_set_iopl { iopl: 1 })",
                         );
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
+            Op::CpuStart,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "routine start_by_vcpu_op");
                     }
                     if true {
                         return (2, "native");
@@ -1701,6 +1775,7 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("tsc_hz", "shared → native"),
     ("wallclock", "shared → native"),
     ("io_ports_enable", "hypercall → native"),
+    ("cpu_start", "routine → native"),
     ("steal_ns", "shared → native"),
     ("vcpu_is_preempted", "shared → native"),
     ("console_write", "shared → hypercall → native"),
