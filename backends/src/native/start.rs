@@ -240,3 +240,58 @@ pub unsafe fn start(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The trampoline's bytes, as assembled into this test binary.
+    fn bytes() -> &'static [u8] {
+        let begin = core::ptr::addr_of!(pvi_cpu_start_begin);
+        let end = core::ptr::addr_of!(pvi_cpu_start_end) as usize;
+        // SAFETY: the trampoline, a static of the image, `end - begin`
+        // bytes of read-only data.
+        unsafe { core::slice::from_raw_parts(begin, end - begin as usize) }
+    }
+
+    /// Where the code finds each field: the operands the assembler
+    /// encoded are the offsets `start` fills, inside one page.
+    #[test]
+    fn the_code_reads_the_fields_start_fills_all_inside_one_page() {
+        let code = bytes();
+        assert!(code.len() <= 4096, "{} bytes", code.len());
+        // SAFETY: only the labels' addresses are taken.
+        let at = |label: *const u8| offset(unsafe { &*label });
+        let (gdt, gdt_base, protected_far, long_far, block) = (
+            at(core::ptr::addr_of!(pvi_cpu_start_gdt)),
+            at(core::ptr::addr_of!(pvi_cpu_start_gdt_base)),
+            at(core::ptr::addr_of!(pvi_cpu_start_protected_far)),
+            at(core::ptr::addr_of!(pvi_cpu_start_long_far)),
+            at(core::ptr::addr_of!(pvi_cpu_start_block)),
+        );
+        let word = |at: usize| usize::from(u16::from_le_bytes([code[at], code[at + 1]]));
+        let long = |at: usize| u32::from_le_bytes(code[at..at + 4].try_into().unwrap()) as usize;
+        let find = |pattern: &[u8]| {
+            code.windows(pattern.len())
+                .position(|w| w == pattern)
+                .map(|p| p + pattern.len())
+                .unwrap_or_else(|| panic!("no {pattern:02x?} in the trampoline"))
+        };
+        // lgdt [disp16]: the pointer sits just before the base field.
+        assert_eq!(word(find(&[0x0f, 0x01, 0x16])), gdt_base - 2);
+        // Its limit covers the four descriptors.
+        assert_eq!(word(gdt_base - 2), 4 * 8 - 1);
+        assert_eq!(gdt_base - 2, gdt + 32);
+        // jmp far [disp16] (16-bit), jmp far [ebx + disp32] (32-bit).
+        assert_eq!(word(find(&[0x66, 0xff, 0x2e])), protected_far);
+        assert_eq!(long(find(&[0xff, 0xab])), long_far);
+        // mov eax, [ebx + disp32]: the root, the block's first quadword.
+        assert_eq!(long(find(&[0x8b, 0x83])), block);
+        // The far pointers' selectors: 32-bit code, then 64-bit code.
+        assert_eq!(word(protected_far + 4), 0x08);
+        assert_eq!(word(long_far + 4), 0x18);
+        // The block's four quadwords end the trampoline.
+        assert_eq!(block % 8, 0);
+        assert_eq!(block + 32, code.len());
+    }
+}
