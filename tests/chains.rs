@@ -50,6 +50,10 @@ impl NativeRoutines for MockNative {
     fn ports_reachable_in_ring_0() {
         native_called("ports_reachable_in_ring_0");
     }
+    unsafe fn lgdt_table(_table: u64, _entries: u16) -> Result<(), PvError> {
+        native_called("lgdt_table");
+        Ok(())
+    }
     unsafe fn init_startup_startup<P: PvOps + ?Sized>(
         _uses: pvi_sdk::generated::ops::InitStartupStartupUses<'_, P>,
         _target: ApicId,
@@ -867,6 +871,8 @@ struct MockXenPv {
     physdev: RefCell<Vec<(u32, u32)>>,
     /// vCPUs started: target, entry, stack, root, argument.
     started: RefCell<Vec<Started>>,
+    /// GDTs given to set_gdt: table, entries.
+    gdts: RefCell<Vec<(u64, u16)>>,
     entries: RefCell<Vec<(u64, u64)>>,
     trap_tables: RefCell<Vec<(u64, u16)>>,
     /// The vCPU's event mask, as the irq routines leave it.
@@ -880,6 +886,7 @@ impl MockXenPv {
             console_io: RefCell::new(Vec::new()),
             physdev: RefCell::new(Vec::new()),
             started: RefCell::new(Vec::new()),
+            gdts: RefCell::new(Vec::new()),
             entries: RefCell::new(Vec::new()),
             trap_tables: RefCell::new(Vec::new()),
             masked: std::cell::Cell::new(true),
@@ -930,6 +937,10 @@ unsafe impl xen_pv::Steps for MockXenPv {
     }
     fn tsc_hz_step1(&self) -> Result<Hertz, PvError> {
         Err(unsupported())
+    }
+    unsafe fn set_gdt_from_table(&self, table: u64, entries: u16) -> Result<(), PvError> {
+        self.gdts.borrow_mut().push((table, entries));
+        Ok(())
     }
     unsafe fn start_by_vcpu_op(
         &self,
@@ -1076,6 +1087,11 @@ fn xen_pv_chains_reach_xens_calls_and_fall_back_in_order() {
         assert_eq!(ops.trap_table_load(0x20_0000, 256), Ok(()));
     }
     assert_eq!(*ops.0.trap_tables.borrow(), [(0x20_0000, 256)]);
+    // The GDT goes to set_gdt, never to `lgdt`.
+
+    // SAFETY: the mock's routine records the call and loads nothing.
+    unsafe { ops.gdt_load(0x21_0000, 2) }.unwrap();
+    assert_eq!(*ops.0.gdts.borrow(), [(0x21_0000, 2)]);
     // No pvpanic port write (it faults in ring 3): the crash shutdown
     // that follows tells Xen.
     ops.panic_notify();

@@ -671,6 +671,46 @@ unsafe impl Steps for XenPv {
         unsafe { crate::xen_pv_traps::load(&self.hypercalls, table, entries, upcall) }
     }
 
+    unsafe fn set_gdt_from_table(&self, table: u64, entries: u16) -> Result<(), PvError> {
+        let entries = u32::from(entries);
+        if !table.is_multiple_of(4096) || entries == 0 || entries > xen::FIRST_RESERVED_GDT_ENTRY {
+            return Err(invalid());
+        }
+        let pages = entries.div_ceil(512) as usize;
+        let mut frames = [0u64; 14];
+        for (i, frame) in frames[..pages].iter_mut().enumerate() {
+            let va = table as usize + i * 4096;
+            *frame = self.machine_address(va as u64).ok_or_else(invalid)? >> 12;
+        }
+        let writable = |pages: usize| {
+            for (i, &mfn) in frames[..pages].iter().enumerate() {
+                // SAFETY: the table's own page, read-only for Xen's check;
+                // the caller's contract makes it the table's alone.
+                let _ = unsafe { self.remap(table as usize + i * 4096, mfn, true) };
+            }
+        };
+        for (i, &mfn) in frames[..pages].iter().enumerate() {
+            // SAFETY: the op's contract: the table is alone in its pages
+            // and unchanged while loaded, so no reference writes them.
+            if let Err(why) = unsafe { self.remap(table as usize + i * 4096, mfn, false) } {
+                writable(i);
+                return Err(why);
+            }
+        }
+        // SAFETY: Xen is the hypervisor and validates every descriptor;
+        // the frame list lives until the call returns; the caller's
+        // contract covers the selectors this vCPU reloads.
+        let loaded = unsafe {
+            self.hypercalls
+                .hypervisor_set_gdt(frames.as_ptr() as u64, entries)
+        };
+        if loaded.is_err() {
+            // Refused: the pages are the kernel's again.
+            writable(pages);
+        }
+        loaded.map(|_| ())
+    }
+
     /// Nothing to do now: the crash shutdown that follows tells Xen.
     fn crash_told_by_shutdown(&self) -> Result<(), PvError> {
         Ok(())

@@ -1,10 +1,12 @@
 //! Per-CPU GDT and TSS (the double-fault handler gets its own stack, so a
-//! kernel stack overflow reports instead of triple-faulting) and the IDT,
+//! kernel stack overflow reports instead of triple-faulting), the GDT
+//! loaded through the `gdt_load` op (`lgdt` natively), and the IDT,
 //! shared by all CPUs, pointing every vector at its entry stub in
 //! [`crate::traps`]. The IDT is loaded through the `trap_table_load` op:
 //! `lidt` natively, Xen's virtual IDT on Xen PV, from the same table.
 
 use crate::firmware::MAX_CPUS;
+use pvi_sdk::PvOps;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
 use x86_64::instructions::tables::load_tss;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
@@ -62,7 +64,15 @@ pub unsafe fn load(cpu: usize) {
             tss,
         }
     });
-    gdt.table.load();
+    let entries = gdt.table.entries();
+    // SAFETY: this CPU's table, built above in a static that never changes
+    // again, with its code, data and TSS descriptors: the selectors
+    // reloaded below.
+    let loaded =
+        unsafe { crate::backend().gdt_load(entries.as_ptr() as u64, entries.len() as u16) };
+    if let Err(why) = loaded {
+        panic!("CPU {cpu}: the GDT was not loaded: {why:?}");
+    }
     // SAFETY: the selectors name this GDT's code, data and TSS descriptors,
     // which it just loaded and which live for ever.
     unsafe {
@@ -86,7 +96,6 @@ pub unsafe fn load(cpu: usize) {
 /// The kernel's privilege, on the CPU that is to use it; its handlers are
 /// [`crate::traps`]'s stubs, which take the CPU's frame.
 pub unsafe fn load_idt() -> Result<(), pvi_sdk::types::PvError> {
-    use pvi_sdk::PvOps;
     let idt = IDT.call_once(build_idt);
     // SAFETY: 256 gates built by `build_idt` in a static that is never
     // changed again; every present gate's handler is a stub of `traps`.

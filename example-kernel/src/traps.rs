@@ -139,7 +139,9 @@ const NAMES: [&str; 32] = [
 
 /// A fault a self-test provokes on purpose: vector and instruction length.
 /// The handler reports it and resumes after the instruction.
-static EXPECTED_VECTOR: AtomicU8 = AtomicU8::new(0);
+static EXPECTED_VECTOR: AtomicU8 = AtomicU8::new(NONE_EXPECTED);
+/// No exception is expected (not an exception vector: #DE is 0).
+const NONE_EXPECTED: u8 = 0xff;
 static EXPECTED_LENGTH: AtomicU8 = AtomicU8::new(0);
 /// How many expected faults were caught.
 pub static CAUGHT: AtomicU64 = AtomicU64::new(0);
@@ -160,6 +162,12 @@ pub fn expect_fault(vector: u8, length: u8) {
     EXPECTED_VECTOR.store(vector, SeqCst);
 }
 
+/// Expect no exception any more: for a test whose instruction did not
+/// fault after all.
+pub fn expect_none() {
+    EXPECTED_VECTOR.store(NONE_EXPECTED, SeqCst);
+}
+
 #[no_mangle]
 extern "C" fn pvi_trap_dispatch(frame: &mut Frame) {
     let vector = frame.vector as u8;
@@ -174,7 +182,7 @@ extern "C" fn pvi_trap_dispatch(frame: &mut Frame) {
                 frame.rip = to;
                 return;
             }
-            if vector != 8 && EXPECTED_VECTOR.swap(0, SeqCst) == vector {
+            if vector != 8 && EXPECTED_VECTOR.swap(NONE_EXPECTED, SeqCst) == vector {
                 let _ = writeln!(crate::console::Console, "  (expected, the report follows)");
                 report(frame);
                 frame.rip += u64::from(EXPECTED_LENGTH.load(SeqCst));

@@ -224,6 +224,71 @@ fn switch_roots(
     })
 }
 
+/// A GDT of its own for the `gdt_load` check, alone in its page: the
+/// null descriptor, then a flat data descriptor of privilege 3 (selector
+/// 0x08, 0x0b with RPL 3); nothing past it.
+#[repr(C, align(4096))]
+struct GdtPage([u64; 512]);
+
+/// Present, privilege 3, read/write data, 4 GiB flat.
+const FLAT_DATA_DPL3: u64 = 0x00cf_f200_0000_ffff;
+static PV_GDT: GdtPage = GdtPage({
+    let mut table = [0; 512];
+    table[1] = FLAT_DATA_DPL3;
+    table
+});
+/// The data descriptor's selector, and one past the loaded table's end.
+const LOADED_SELECTOR: u16 = 0x0b;
+const UNLOADED_SELECTOR: u16 = 0x13;
+
+/// Load `selector` into ES with the kernel's handler told to expect a #GP
+/// and to resume after the 2-byte `mov es, eax`: whether it faulted.
+fn es_load_faults(selector: u16) -> bool {
+    use core::sync::atomic::Ordering::SeqCst;
+    let before = crate::traps::CAUGHT.load(SeqCst);
+    crate::traps::expect_fault(13, 2);
+    // SAFETY: ES is not used for addressing in 64-bit mode; loading it
+    // either takes the descriptor or raises #GP, which the handler, told
+    // to expect it, reports and resumes after.
+    unsafe {
+        core::arch::asm!(
+            ".byte 0x8e, 0xc0", // mov es, eax
+            in("eax") u32::from(selector),
+            options(nostack, nomem)
+        )
+    };
+    let faulted = crate::traps::CAUGHT.load(SeqCst) - before == 1;
+    crate::traps::expect_none();
+    faulted
+}
+
+/// ES's selector.
+fn es() -> u16 {
+    let selector: u16;
+    // SAFETY: reads a segment register.
+    unsafe { core::arch::asm!("mov {0:x}, es", out(reg) selector, options(nostack, nomem)) };
+    selector
+}
+
+/// `gdt_load` with PV_GDT (two descriptors): the op's answer, then what
+/// the CPU says through Xen's copy: the data selector loads into ES and
+/// reads back, and the one past the table faults. ES is restored.
+fn gdt_load_check(backend: &Backend) -> (Result<(), PvError>, u16, bool) {
+    let before = es();
+    // SAFETY: PV_GDT is a static alone in its page that nothing writes;
+    // this vCPU reloads no selector but ES below (CS and SS are Xen's flat
+    // ones, above its reserved entry).
+    let loaded = unsafe { backend.gdt_load(core::ptr::addr_of!(PV_GDT) as u64, 2) };
+    let read_back = if es_load_faults(LOADED_SELECTOR) {
+        0
+    } else {
+        es()
+    };
+    let beyond = es_load_faults(UNLOADED_SELECTOR);
+    let _ = es_load_faults(before);
+    (loaded, read_back, beyond)
+}
+
 /// What `switch_roots` saw.
 struct Switched {
     /// PROBE's first byte through the second root, then the first.
@@ -582,6 +647,22 @@ pub(crate) fn run(
             }
         ),
     );
+
+    // gdt_load: a GDT of the kernel's, through set_gdt; the CPU loads a
+    // selector from it, and faults on one past it.
+    if traps {
+        let (loaded, read_back, beyond) = gdt_load_check(backend);
+        report(
+            console,
+            &mut failed,
+            "gdt_load",
+            loaded.is_ok() && read_back == LOADED_SELECTOR && beyond,
+            format_args!(
+                "two descriptors through set_gdt: {loaded:?}; ES loaded {LOADED_SELECTOR:#x} and reads {read_back:#x}; {UNLOADED_SELECTOR:#x}, past the table, {}",
+                if beyond { "faults (#GP)" } else { "did not fault" }
+            ),
+        );
+    }
 
     // gs_base_set: a GS-relative read follows the base the op set (the
     // entry set block 0's; here block 1's, then block 0's again).

@@ -151,6 +151,7 @@ const XEN_PV_DOMU_EXPECT: &[&str] = &[
     "backend: xen_pv",
     "pvi: Xen PV check trap_table_load: ok",
     "pvi: Xen PV check fault_address: ok",
+    "pvi: Xen PV check gdt_load: ok",
     "pvi: Xen PV check gs_base_set: ok",
     "pvi: Xen PV check event_masking: ok",
     "pvi: Xen PV check patched_irq_sites: ok",

@@ -261,6 +261,7 @@ fn check_with(log: &str, (smp, verdict): (&str, &str), log_path: &str) -> Result
         "backend: xen_pv".to_string(),
         "pvi: Xen PV check trap_table_load: ok".to_string(),
         "pvi: Xen PV check fault_address: ok".to_string(),
+        "pvi: Xen PV check gdt_load: ok".to_string(),
         "pvi: Xen PV check gs_base_set: ok".to_string(),
         "pvi: Xen PV check event_masking: ok".to_string(),
         "pvi: Xen PV check patched_irq_sites: ok".to_string(),
@@ -353,6 +354,7 @@ mod tests {
             backend: xen_pv\n\
             pvi: Xen PV check trap_table_load: ok (the kernel's 256 gates: Ok(()), served by step Some(1))\n\
             pvi: Xen PV check fault_address: ok (a read of 0x400000000000: #PF)\n\
+            pvi: Xen PV check gdt_load: ok (two descriptors through set_gdt: Ok(()); ES loaded 0xb and reads 0xb; 0x13, past the table, faults (#GP))\n\
             pvi: Xen PV check gs_base_set: ok (gs:[0] read [1, 0])\n\
             pvi: Xen PV check event_masking: ok (held 0, then 1)\n\
             pvi: Xen PV check halt: ok (returned after 1 timer event(s))\n\
@@ -381,6 +383,7 @@ mod tests {
         assert!(check(&good.replace("table_write: ok", "table_write: FAILED")).is_err());
         assert!(check(&good.replace("load: ok", "load: FAILED")).is_err());
         assert!(check(&good.replace("set: ok", "set: FAILED")).is_err());
+        assert!(check(&good.replace("gdt_load: ok", "gdt_load: FAILED")).is_err());
         assert!(check(&good.replace("irq_sites: ok", "irq_sites: FAILED")).is_err());
         assert!(check(&good.replace("send_ipi: ok", "send_ipi: FAILED")).is_err());
         assert!(check(&good.replace("halt: ok", "halt: FAILED")).is_err());

@@ -3,6 +3,7 @@
 
 mod cmos;
 pub(crate) mod flush;
+mod gdt;
 mod gs_base;
 pub mod idt;
 pub mod lapic;
@@ -93,6 +94,10 @@ impl NativeRoutines for BareMetal {
     unsafe fn wrmsr_gs_base(base: u64) -> Result<(), PvError> {
         // SAFETY: the op's contract, which is `gs_base::set`'s.
         unsafe { gs_base::set(base) }
+    }
+    unsafe fn lgdt_table(table: u64, entries: u16) -> Result<(), PvError> {
+        // SAFETY: the op's contract, which is `gdt::load`'s.
+        unsafe { gdt::load(table, entries) }
     }
     unsafe fn lidt_gates(table: u64, entries: u16) -> Result<(), PvError> {
         // SAFETY: the op's contract, which is `idt::load`'s.

@@ -71,6 +71,12 @@ pub trait NativeRoutines {
     ///
     /// `table` is the virtual address of `entries` valid 16-byte gates, which stay mapped and unchanged while loaded, and each present gate's handler handles its vector with the frame the CPU pushes
     unsafe fn lidt_gates(table: u64, entries: u16) -> Result<(), PvError>;
+    /// Bare-metal `gdt_load`: Make the first `entries` 8-byte descriptors at virtual address `table` this CPU's global descriptor table (`lgdt`); a 16-byte system descriptor counts as two.
+    ///
+    /// # Safety
+    ///
+    /// `table` is the virtual address of `entries` valid descriptors, which stay mapped and unchanged while loaded (page-aligned and alone in their pages on a platform that validates descriptors: those pages become read-only), and every selector this CPU reloads names one of them (or, on a platform that keeps descriptors of its own, one of those)
+    unsafe fn lgdt_table(table: u64, entries: u16) -> Result<(), PvError>;
     /// Bare-metal `gs_base_set`: Point this CPU's GS base at `base`, so that GS-relative accesses read the kernel's per-CPU block there (`wrmsr` of IA32_GS_BASE).
     ///
     /// # Safety
@@ -604,6 +610,40 @@ pub trait PvOps {
     {
         unreachable!("no type implements needs::{}", stringify!(Interface_0_2))
     }
+    /// Make the first `entries` 8-byte descriptors at virtual address
+    /// `table` this CPU's global descriptor table (`lgdt`); a 16-byte
+    /// system descriptor counts as two. Segment registers keep what they
+    /// hold until reloaded. Bare metal loads the table as it is.
+    ///
+    /// Group `segments`; context `any`.
+    /// Native lowering: [`NativeRoutines::lgdt_table`].
+    /// Errors: `InvalidArgument`.
+    /// Since interface 0.2.0.
+    ///
+    /// # Safety
+    ///
+    /// `table` is the virtual address of `entries` valid descriptors, which stay mapped and unchanged while loaded (page-aligned and alone in their pages on a platform that validates descriptors: those pages become read-only), and every selector this CPU reloads names one of them (or, on a platform that keeps descriptors of its own, one of those)
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    unsafe fn gdt_load(&self, table: u64, entries: u16) -> Result<(), PvError> {
+        {
+            // SAFETY: the caller upholds `gdt_load`'s contract (this fn is unsafe with the same one).
+            unsafe { native::gdt_load::<Self::Native>(table, entries) }
+        }
+    }
+    /// Not in this build: `gdt_load` needs the SDK's `interface-0-2` feature.
+    ///
+    /// # Safety
+    ///
+    /// `table` is the virtual address of `entries` valid descriptors, which stay mapped and unchanged while loaded (page-aligned and alone in their pages on a platform that validates descriptors: those pages become read-only), and every selector this CPU reloads names one of them (or, on a platform that keeps descriptors of its own, one of those)
+    #[cfg(not(feature = "interface-0-2"))]
+    #[allow(unused_variables)]
+    unsafe fn gdt_load(&self, table: u64, entries: u16) -> Result<(), PvError>
+    where
+        Self: needs::Interface_0_2,
+    {
+        unreachable!("no type implements needs::{}", stringify!(Interface_0_2))
+    }
     /// Point this CPU's GS base at `base`, so that GS-relative accesses
     /// read the kernel's per-CPU block there (`wrmsr` of IA32_GS_BASE).
     ///
@@ -936,6 +976,22 @@ pub mod native {
             unsafe { <N as NativeRoutines>::lidt_gates(table, entries) }
         }
     }
+    /// The native lowering of [`PvOps::gdt_load`](super::PvOps::gdt_load): the default and the end of every fallback chain.
+    ///
+    /// # Safety
+    ///
+    /// `table` is the virtual address of `entries` valid descriptors, which stay mapped and unchanged while loaded (page-aligned and alone in their pages on a platform that validates descriptors: those pages become read-only), and every selector this CPU reloads names one of them (or, on a platform that keeps descriptors of its own, one of those)
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    pub unsafe fn gdt_load<N: NativeRoutines>(
+        table: u64,
+        entries: u16,
+    ) -> Result<(), PvError> {
+        {
+            // SAFETY: the caller upholds `gdt_load`'s contract (this fn is unsafe with the same one).
+            unsafe { <N as NativeRoutines>::lgdt_table(table, entries) }
+        }
+    }
     /// The native lowering of [`PvOps::gs_base_set`](super::PvOps::gs_base_set): the default and the end of every fallback chain.
     ///
     /// # Safety
@@ -1197,6 +1253,13 @@ pub const OPS: &[OpInfo] = &[
         context: Context::Any,
     },
     OpInfo {
+        name: "gdt_load",
+        group: "segments",
+        hot: false,
+        required: false,
+        context: Context::Any,
+    },
+    OpInfo {
         name: "gs_base_set",
         group: "segments",
         hot: false,
@@ -1289,6 +1352,8 @@ pub enum Op {
     FaultAddress,
     /// `trap_table_load`.
     TrapTableLoad,
+    /// `gdt_load`.
+    GdtLoad,
     /// `gs_base_set`.
     GsBaseSet,
     /// `console_write`.
@@ -1330,6 +1395,7 @@ impl Op {
         Op::FlushTlbLocal,
         Op::FaultAddress,
         Op::TrapTableLoad,
+        Op::GdtLoad,
         Op::GsBaseSet,
         Op::ConsoleWrite,
         Op::Shutdown,
@@ -1892,6 +1958,41 @@ impl<
             Self::XenPv(b) => {
                 // SAFETY: the caller upholds `trap_table_load`'s contract (this fn is unsafe with the same one).
                 unsafe { b.trap_table_load(table, entries) }
+            }
+            Self::_Marker(_, never) => match *never {}
+        }
+    }
+    ///
+    /// # Safety
+    ///
+    /// `table` is the virtual address of `entries` valid descriptors, which stay mapped and unchanged while loaded (page-aligned and alone in their pages on a platform that validates descriptors: those pages become read-only), and every selector this CPU reloads names one of them (or, on a platform that keeps descriptors of its own, one of those)
+    #[cfg(feature = "interface-0-2")]
+    #[inline]
+    unsafe fn gdt_load(&self, table: u64, entries: u16) -> Result<(), PvError> {
+        match self {
+            Self::Native => {
+                // SAFETY: the caller upholds `gdt_load`'s contract (this fn is unsafe with the same one).
+                unsafe { native::gdt_load::<N>(table, entries) }
+            }
+            Self::Hyperv(b) => {
+                // SAFETY: the caller upholds `gdt_load`'s contract (this fn is unsafe with the same one).
+                unsafe { b.gdt_load(table, entries) }
+            }
+            Self::Kvm(b) => {
+                // SAFETY: the caller upholds `gdt_load`'s contract (this fn is unsafe with the same one).
+                unsafe { b.gdt_load(table, entries) }
+            }
+            Self::Vmware(b) => {
+                // SAFETY: the caller upholds `gdt_load`'s contract (this fn is unsafe with the same one).
+                unsafe { b.gdt_load(table, entries) }
+            }
+            Self::Xen(b) => {
+                // SAFETY: the caller upholds `gdt_load`'s contract (this fn is unsafe with the same one).
+                unsafe { b.gdt_load(table, entries) }
+            }
+            Self::XenPv(b) => {
+                // SAFETY: the caller upholds `gdt_load`'s contract (this fn is unsafe with the same one).
+                unsafe { b.gdt_load(table, entries) }
             }
             Self::_Marker(_, never) => match *never {}
         }

@@ -902,6 +902,27 @@ pub const FLAT_KERNEL_SS: u16 = 0xe02b;
 /// Since Xen 3.0.
 #[cfg(feature = "interface-0-2")]
 pub const VGCF_in_kernel: u64 = 4;
+/// set_gdt(frame_list, entries): make the pages whose machine frames
+/// the list gives (up to FIRST_RESERVED_GDT_PAGE of them, each mapped
+/// read-only, validated descriptor by descriptor) the calling vCPU's
+/// GDT, its first `entries` descriptors. 64-bit PV guests only.
+/// Source: Xen xen/include/public/xen.h; xen/arch/x86/pv/descriptor-tables.c
+/// (do_set_gdt, pv_set_gdt).
+///
+/// Hypercall number; see [`Hypercalls::hypervisor_set_gdt`].
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const __HYPERVISOR_set_gdt: u64 = 2;
+/// The first GDT entry Xen keeps for itself: a PV guest's GDT has at
+/// most this many; Xen's flat selectors (FLAT_KERNEL_CS, …) lie above.
+/// Source: Xen xen/include/public/arch-x86/xen.h
+/// (FIRST_RESERVED_GDT_PAGE 14 × 4096 / 8).
+///
+/// Since interface 0.2.0.
+/// Since Xen 3.0.
+#[cfg(feature = "interface-0-2")]
+pub const FIRST_RESERVED_GDT_ENTRY: u32 = 7168;
 /// set_segment_base(which, base): set a segment base a 64-bit PV
 /// kernel cannot set with `wrmsr` (SEGBASE_*); Xen refuses a
 /// non-canonical base with -EINVAL. 64-bit PV guests only.
@@ -1077,6 +1098,7 @@ pub const HYPERCALLS: &[(u64, &str)] = &[
     (14, "__HYPERVISOR_update_va_mapping"),
     (26, "__HYPERVISOR_mmuext_op"),
     (0, "__HYPERVISOR_set_trap_table"),
+    (2, "__HYPERVISOR_set_gdt"),
     (25, "__HYPERVISOR_set_segment_base"),
     (30, "__HYPERVISOR_callback_op"),
 ];
@@ -1174,6 +1196,7 @@ pub const CONSTANTS: &[(&str, i128)] = &[
     ("FLAT_KERNEL_CS", 0xe033),
     ("FLAT_KERNEL_SS", 0xe02b),
     ("VGCF_in_kernel", 4),
+    ("FIRST_RESERVED_GDT_ENTRY", 7168),
     ("SEGBASE_GS_KERNEL", 2),
     ("CALLBACKOP_register", 0),
     ("CALLBACKTYPE_event", 0),
@@ -1822,6 +1845,41 @@ impl Hypercalls {
     pub unsafe fn hypervisor_set_trap_table(self, traps: u64) -> Result<i64, PvError> {
         // SAFETY: the caller upholds `hypervisor_set_trap_table`'s contract (# Safety).
         let raw = unsafe { self.call1(__HYPERVISOR_set_trap_table, traps) };
+        let status = raw as i64;
+        if status < 0 {
+            return Err(error(status.wrapping_neg()));
+        }
+        Ok({
+            let r0 = raw;
+            r0 as i64
+        })
+    }
+    /// set_gdt(frame_list, entries): make the pages whose machine frames
+    /// the list gives (up to FIRST_RESERVED_GDT_PAGE of them, each mapped
+    /// read-only, validated descriptor by descriptor) the calling vCPU's
+    /// GDT, its first `entries` descriptors. 64-bit PV guests only.
+    /// Source: Xen xen/include/public/xen.h; xen/arch/x86/pv/descriptor-tables.c
+    /// (do_set_gdt, pv_set_gdt).
+    ///
+    /// Number: `2`; arguments in `rdi`, `rsi`.
+    /// Since interface 0.2.0.
+    /// Since Xen 3.0.
+    #[cfg(feature = "interface-0-2")]
+    ///
+    /// # Safety
+    ///
+    /// As for the raw calls: the hypervisor must be this one, and every
+    /// address argument must point to memory it may use as the call says.
+    #[inline]
+    pub unsafe fn hypervisor_set_gdt(
+        self,
+        frame_list: u64,
+        entries: u32,
+    ) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds `hypervisor_set_gdt`'s contract (# Safety).
+        let raw = unsafe {
+            self.call2(__HYPERVISOR_set_gdt, frame_list, entries as u64)
+        };
         let status = raw as i64;
         if status < 0 {
             return Err(error(status.wrapping_neg()));

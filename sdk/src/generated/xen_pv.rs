@@ -387,6 +387,15 @@ pub unsafe trait Steps {
         table: u64,
         entries: u16,
     ) -> Result<(), PvError>;
+    /// `gdt_load`, step 1: `routine set_gdt_from_table`
+    ///
+    /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
+    ///
+    /// # Safety
+    ///
+    /// `table` is the virtual address of `entries` valid descriptors, which stay mapped and unchanged while loaded (page-aligned and alone in their pages on a platform that validates descriptors: those pages become read-only), and every selector this CPU reloads names one of them (or, on a platform that keeps descriptors of its own, one of those)
+    #[cfg(feature = "interface-0-2")]
+    unsafe fn set_gdt_from_table(&self, table: u64, entries: u16) -> Result<(), PvError>;
     /// `panic_notify`, step 1: `routine crash_told_by_shutdown`
     ///
     /// The backend's own code, for what the IDL cannot say: `pvi explain`, the matrix and the boot report name it. Return `unsupported` when it cannot serve the call; the chain then goes on.
@@ -1080,6 +1089,40 @@ impl<S: Steps> PvOps for Paravirt<S> {
     }
     /// # Safety
     ///
+    /// `table` is the virtual address of `entries` valid descriptors, which stay mapped and unchanged while loaded (page-aligned and alone in their pages on a platform that validates descriptors: those pages become read-only), and every selector this CPU reloads names one of them (or, on a platform that keeps descriptors of its own, one of those)
+    #[cfg(feature = "interface-0-2")]
+    unsafe fn gdt_load(&self, table: u64, entries: u16) -> Result<(), PvError> {
+        let s = &self.0;
+        #[allow(unused_variables)]
+        let features = s.features();
+        if !s.withdrawn(Op::GdtLoad, 1) {
+            {
+                let result = {
+                    // SAFETY: the caller upholds `gdt_load`'s contract (this fn is unsafe with the same one).
+                    unsafe { s.set_gdt_from_table(table, entries) }
+                };
+                match result {
+                    Ok(v) => {
+                        s.served(Op::GdtLoad, 1);
+                        return Ok(v);
+                    }
+                    Err(e) => {
+                        if matches!(e.kind, ErrorKind::InvalidArgument) {
+                            return Err(e);
+                        }
+                        s.fell_back(Op::GdtLoad, 1, e);
+                    }
+                }
+            }
+        }
+        s.served(Op::GdtLoad, 0);
+        {
+            // SAFETY: the caller upholds `gdt_load`'s contract (this fn is unsafe with the same one).
+            unsafe { native::gdt_load::<S::Native>(table, entries) }
+        }
+    }
+    /// # Safety
+    ///
     /// `base` is a canonical address of this CPU's per-CPU block, mapped for as long as GS-relative code on this CPU uses it, and no such code relies on the old base
     #[cfg(feature = "interface-0-2")]
     unsafe fn gs_base_set(&self, base: u64) -> Result<(), PvError> {
@@ -1209,7 +1252,7 @@ impl<S: Steps> PvOps for Paravirt<S> {
 }
 /// For each mapped op, the step its chain starts with given `features`
 /// (its number from 1, and its IDL text): what a boot report shows.
-pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 33] {
+pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 34] {
     plan_at(features, None)
 }
 /// [`plan`] for a hypervisor of `version` (see [`Steps::hv_version`]).
@@ -1217,7 +1260,7 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 33] {
 pub fn plan_at(
     features: &Features,
     version: Option<(u32, u32, u32)>,
-) -> [(Op, (usize, &'static str)); 33] {
+) -> [(Op, (usize, &'static str)); 34] {
     [
         (
             Op::ClockNs,
@@ -1694,6 +1737,21 @@ pub fn plan_at(
             },
         ),
         (
+            Op::GdtLoad,
+            {
+                let step = || -> (usize, &'static str) {
+                    if true {
+                        return (1, "routine set_gdt_from_table");
+                    }
+                    if true {
+                        return (2, "native");
+                    }
+                    (0, "native")
+                };
+                step()
+            },
+        ),
+        (
             Op::GsBaseSet,
             {
                 let step = || -> (usize, &'static str) {
@@ -1801,6 +1859,7 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("flush_tlb_range", "routine → native"),
     ("fault_address", "routine → native"),
     ("trap_table_load", "routine → native"),
+    ("gdt_load", "routine → native"),
     ("gs_base_set", "hypercall → native"),
     ("panic_notify", "routine → native"),
     ("shutdown", "hypercall → hypercall → hypercall → native"),
