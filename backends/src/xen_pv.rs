@@ -697,9 +697,8 @@ unsafe impl Steps for XenPv {
                 return Err(why);
             }
         }
-        // SAFETY: Xen is the hypervisor and validates every descriptor;
-        // the frame list lives until the call returns; the caller's
-        // contract covers the selectors this vCPU reloads.
+        // SAFETY: Xen validates every descriptor, the list outlives the
+        // call, and the op's contract covers the selectors reloaded.
         let loaded = unsafe {
             self.hypercalls
                 .hypervisor_set_gdt(frames.as_ptr() as u64, entries)
@@ -894,10 +893,11 @@ impl HypervisorBackend for XenPv {
             return Upcall::default();
         }
         let info = SHARED_INFO.0.get();
-        // SAFETY: shared_info is mapped at the static, `vcpu` is this
-        // vCPU's vcpu_info, and the upcall handler runs on the vCPU it
-        // acknowledges; the timer's acknowledgement clears the upcall
-        // flag before the IPI port is looked at.
+        // The timer's acknowledgement clears the upcall flag before the
+        // IPI port is looked at.
+
+        // SAFETY: shared_info is mapped at the static; `vcpu` is this
+        // vCPU's vcpu_info, acknowledged on the vCPU itself.
         unsafe {
             let timer = TIMER_PORT.acknowledge(info, vcpu, cpu);
             Upcall {

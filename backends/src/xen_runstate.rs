@@ -41,9 +41,8 @@ impl Runstates {
         let area = vcpu_register_runstate_memory_area {
             addr: self.records.of(cpu).get() as u64,
         };
-        // SAFETY: Xen is the hypervisor (a backend of Xen's ABI calls
-        // this); the area is a static record that lives for ever, which
-        // only Xen writes.
+        // SAFETY: Xen is the hypervisor (only its backends call this); the
+        // area is a static record for ever, which only Xen writes.
         let done = unsafe {
             hypercalls.hypervisor_vcpu_op(
                 xen::VCPUOP_register_runstate_memory_area,

@@ -65,11 +65,10 @@ pub unsafe fn load(cpu: usize) {
         }
     });
     let entries = gdt.table.entries();
-    // SAFETY: this CPU's table, built above in a static that never changes
-    // again, with its code, data and TSS descriptors: the selectors
-    // reloaded below.
-    let loaded =
-        unsafe { crate::backend().gdt_load(entries.as_ptr() as u64, entries.len() as u16) };
+    let (table, count) = (entries.as_ptr() as u64, entries.len() as u16);
+    // SAFETY: this CPU's table, in a static never changed again, holding
+    // the code, data and TSS descriptors the selectors below name.
+    let loaded = unsafe { crate::backend().gdt_load(table, count) };
     if let Err(why) = loaded {
         panic!("CPU {cpu}: the GDT was not loaded: {why:?}");
     }

@@ -121,9 +121,8 @@ impl ProbePage {
             alloc(&PROBE_PT, LEVEL_PT)?;
             alloc(&PROBE_PD, LEVEL_PD)?;
         }
-        // SAFETY: entries of this module's tables and the boot PDPT's
-        // empty entry 4, written by nothing else; the new mappings cover
-        // only 4 GiB.., which no reference uses.
+        // SAFETY: this module's tables and the boot PDPT's empty entry 4;
+        // the new mappings cover only 4 GiB.., which no reference uses.
         unsafe {
             write_entry(gpa_of(&PROBE_PD), 0, gpa_of(&PROBE_PT) | PRESENT_WRITABLE);
             write_entry(pdpt, PROBE_PDPT_SLOT, gpa_of(&PROBE_PD) | PRESENT_WRITABLE);
@@ -140,11 +139,11 @@ impl ProbePage {
     /// hypervisor meets only complete tables below the entry it checks.
     fn build_other(root: u64, pdpt: u64) -> Result<u64, &'static str> {
         let frame = gpa_of(&FRAMES[1]) | PRESENT_WRITABLE;
-        // SAFETY: the four pages are this module's, empty tables of their
-        // levels until filled here, written by nothing else; each entry
-        // written names a frame of the kernel (FRAMES[1], a table built
-        // here, or what the boot tables hold), and the root built maps the
-        // kernel as the boot root does.
+        // Each entry written names a frame of the kernel: FRAMES[1], a
+        // table built here, or what the boot tables hold.
+
+        // SAFETY: this module's four tables, valid at every step; the root
+        // built maps the kernel as the boot root does.
         unsafe {
             alloc(&OTHER_PT, LEVEL_PT)?;
             write_entry(gpa_of(&OTHER_PT), 0, frame);

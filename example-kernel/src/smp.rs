@@ -107,10 +107,11 @@ pub fn start(
     }
     // SAFETY: only this CPU's stack's address is taken.
     let stack = unsafe { core::ptr::addr_of!(AP_STACKS[cpu]) } as u64 + AP_STACK_BYTES as u64;
-    // SAFETY: `ap_main` is an `extern "C" fn(u64) -> !` for a CPU of its
-    // own; the stack is this CPU's alone (16-byte aligned, its top); the
-    // boot root maps the kernel, every stack and the low 4 GiB (the start
-    // page among them, identity-mapped); the CPU has not been started.
+    // The boot root maps the kernel, every stack and the low 4 GiB, the
+    // start page among them (identity-mapped).
+
+    // SAFETY: `ap_main` suits a CPU of its own, on this CPU's stack top;
+    // the CPU has not been started.
     let sent = unsafe {
         ops.cpu_start(
             ApicId(apic),

@@ -124,9 +124,8 @@ unsafe fn set_writable_through_op(writable: bool) {
         } else {
             value & !Flags::WRITABLE.bits()
         };
-        // SAFETY: the entry maps a page of the kernel's text to the frame
-        // it already maps; only its writable bit changes, which breaks no
-        // reference (nothing but patching writes the text).
+        // SAFETY: a text page's entry, to the frame it maps; only its
+        // writable bit changes (nothing but patching writes the text).
         unsafe { ops.page_table_write(entry, value) };
     }
     ops.flush_tlb_local(start as u64, ((end - start) / 4096) as u64);

@@ -40,8 +40,8 @@ fn first_byte(page: &'static ProbePage) -> u8 {
 }
 
 /// This domain's frame of machine frame `mfn`, through Xen's read-only
-/// machine-to-physical table. Only asked about frames of this domain's
-/// bootstrap page tables, whose entries are there.
+/// machine-to-physical table. Only asked about frames the lower half of
+/// this domain's bootstrap page tables names, whose entries are there.
 pub(crate) fn pseudo_frame(mfn: u64) -> u64 {
     // SAFETY: Xen maps the table read-only at MACH2PHYS_VIRT_START in
     // every 64-bit PV guest, an entry per machine frame of RAM; `mfn` is
@@ -247,9 +247,8 @@ fn es_load_faults(selector: u16) -> bool {
     use core::sync::atomic::Ordering::SeqCst;
     let before = crate::traps::CAUGHT.load(SeqCst);
     crate::traps::expect_fault(13, 2);
-    // SAFETY: ES is not used for addressing in 64-bit mode; loading it
-    // either takes the descriptor or raises #GP, which the handler, told
-    // to expect it, reports and resumes after.
+    // SAFETY: ES addresses nothing in 64-bit mode; the load takes the
+    // descriptor or raises the #GP the handler expects and resumes after.
     unsafe {
         core::arch::asm!(
             ".byte 0x8e, 0xc0", // mov es, eax
@@ -275,9 +274,8 @@ fn es() -> u16 {
 /// reads back, and the one past the table faults. ES is restored.
 fn gdt_load_check(backend: &Backend) -> (Result<(), PvError>, u16, bool) {
     let before = es();
-    // SAFETY: PV_GDT is a static alone in its page that nothing writes;
-    // this vCPU reloads no selector but ES below (CS and SS are Xen's flat
-    // ones, above its reserved entry).
+    // SAFETY: PV_GDT is alone in its page, never written; only ES is
+    // reloaded below (CS and SS are Xen's flat selectors).
     let loaded = unsafe { backend.gdt_load(core::ptr::addr_of!(PV_GDT) as u64, 2) };
     let read_back = if es_load_faults(LOADED_SELECTOR) {
         0
@@ -556,7 +554,7 @@ fn patched_sites(backend: &Backend) -> Patched {
 }
 
 /// The machine frame Xen keeps for this domain's frame `pfn`.
-fn machine_frame(info: &start_info, pfn: u64) -> Option<u64> {
+pub(crate) fn machine_frame(info: &start_info, pfn: u64) -> Option<u64> {
     // SAFETY: start_info's page-frame list, nr_pages entries, mapped by
     // Xen in the bootstrap region; in bounds.
     (pfn < info.nr_pages).then(|| unsafe {

@@ -175,15 +175,7 @@ pub(crate) fn bootstrap_root() -> u64 {
 pub(crate) fn own_frame(mfn: u64) -> Option<u64> {
     let info = start_info_given()?;
     let pfn = crate::xen_pv_checks::pseudo_frame(mfn);
-    (pfn < info.nr_pages).then_some(())?;
-    // SAFETY: start_info's page-frame list, nr_pages entries, mapped by
-    // Xen in the bootstrap region; `pfn` is in bounds.
-    let back = unsafe {
-        (info.mfn_list as *const u64)
-            .add(pfn as usize)
-            .read_volatile()
-    };
-    (back == mfn).then_some(pfn)
+    (crate::xen_pv_checks::machine_frame(info, pfn)? == mfn).then_some(pfn)
 }
 
 /// The text of a NUL-padded byte field.

@@ -116,10 +116,8 @@ pub(crate) fn start_second(backend: &Backend, root: Gpa) -> Second {
         Ok(false) => {}
     }
     let stack = core::ptr::addr_of!(STACK) as u64 + core::mem::size_of::<Stack>() as u64;
-    // SAFETY: the entry is an `extern "C" fn(u64) -> !` for a vCPU of its
-    // own, on this module's stack (used by no one else, 16-byte aligned
-    // top); the boot vCPU's root maps the whole image; vCPU 1 is down
-    // (asked above).
+    // SAFETY: the entry suits a vCPU of its own, on this module's stack
+    // top; the root maps the image; vCPU 1 is down (asked above).
     let sent = unsafe {
         backend.cpu_start(
             ApicId(SECOND as u32),

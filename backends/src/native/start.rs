@@ -116,8 +116,9 @@ core::arch::global_asm!(
     ".popsection",
 );
 
+// SAFETY: labels of the trampoline above, read-only bytes of the image;
+// only their addresses are taken.
 extern "C" {
-    // Labels of the trampoline above: only their addresses are taken.
     static pvi_cpu_start_begin: u8;
     static pvi_cpu_start_end: u8;
     static pvi_cpu_start_protected: u8;
@@ -186,10 +187,10 @@ pub unsafe fn start(
         core::ptr::addr_of!(pvi_cpu_start_end),
     );
     let len = end as usize - begin as usize;
-    // SAFETY: the trampoline's bytes, a static of the image, into the
-    // start page, which the platform gives for this alone (free, mapped
-    // writable at `at`) and which no CPU runs now (the caller starts one
-    // CPU at a time and waits for it to leave the page).
+    // The start page is the platform's gift for this alone, and no CPU
+    // runs it now (the caller starts one CPU at a time, see the op).
+
+    // SAFETY: the image's trampoline bytes into the free, mapped page.
     unsafe { core::ptr::copy_nonoverlapping(begin, at as *mut u8, len) };
     let put32 = |label: &u8, value: u64| {
         // SAFETY: a field of the copied trampoline, inside the page.
