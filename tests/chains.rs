@@ -305,6 +305,10 @@ struct MockHyperv {
     reference_tsc: Result<Nanos, PvError>,
     /// The steps this backend has withdrawn.
     withdrawn: Vec<(&'static str, usize)>,
+    /// Whether this CPU has a VP assist page (the EOI's first step).
+    vp_assist_page: bool,
+    /// EOIs the VP assist page step ended.
+    assisted_eois: RefCell<u32>,
 }
 
 // SAFETY: a host mock; no test makes a Hyper-V hypercall through it.
@@ -331,6 +335,13 @@ unsafe impl hyperv::Steps for MockHyperv {
     fn clock_ns_step1(&self) -> Result<Nanos, PvError> {
         self.reference_tsc
     }
+    fn eoi_step1(&self) -> Result<(), PvError> {
+        if !self.vp_assist_page {
+            return Err(unsupported());
+        }
+        *self.assisted_eois.borrow_mut() += 1;
+        Ok(())
+    }
 }
 
 fn hyperv_with(
@@ -349,7 +360,46 @@ fn hyperv_with(
         read_value,
         reference_tsc,
         withdrawn: Vec::new(),
+        vp_assist_page: false,
+        assisted_eois: RefCell::new(0),
     })
+}
+
+/// Hyper-V's EOI: the VP assist page step first (it writes the MSR
+/// itself when `apic_assist` is clear); a CPU without a page goes on to
+/// the EOI MSR; nothing native while the APIC MSRs are recommended.
+#[test]
+fn hyperv_eoi_tries_the_vp_assist_page_then_the_msr() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    take_native_calls();
+    let with_apic_msrs = |page: bool| {
+        let mut ops = hyperv_with(
+            hyperv::HypervFeatures::HV_MSR_APIC_ACCESS_AVAILABLE,
+            hyperv::HypervMiscFeatures::empty(),
+            0,
+            Err(unsupported()),
+        );
+        ops.0.features.hyperv_hints = hyperv::HypervHints::HV_X64_APIC_ACCESS_RECOMMENDED;
+        ops.0.vp_assist_page = page;
+        ops
+    };
+    let ops = with_apic_msrs(true);
+    ops.eoi();
+    assert_eq!(*ops.0.assisted_eois.borrow(), 1);
+    assert!(ops.0.msrs.borrow().is_empty(), "the page step served it");
+    let ops = with_apic_msrs(false);
+    ops.eoi();
+    assert_eq!(*ops.0.msrs.borrow(), [(hyperv::HV_X64_MSR_EOI, 0)]);
+    assert!(take_native_calls().is_empty());
+    // Not recommended: native, as Linux.
+    let ops = hyperv_with(
+        hyperv::HypervFeatures::HV_MSR_APIC_ACCESS_AVAILABLE,
+        hyperv::HypervMiscFeatures::empty(),
+        0,
+        Err(unsupported()),
+    );
+    ops.eoi();
+    assert_eq!(take_native_calls(), ["lapic_eoi"]);
 }
 
 #[test]

@@ -1,22 +1,24 @@
 //! Hyper-V: guest OS id and hypercall page at setup, the reference TSC page
-//! for the clock; MSR steps (TIME_REF_COUNT, TSC_FREQUENCY, the synthetic
-//! timer, EOI, crash notification) and the IPI, flush and spin-wait
-//! hypercalls are made by the generated chains.
+//! for the clock, a VP assist page per CPU for exit-free EOIs; MSR steps
+//! (TIME_REF_COUNT, TSC_FREQUENCY, the synthetic timer, EOI, crash
+//! notification) and the IPI, flush and spin-wait hypercalls are made by
+//! the generated chains.
 //!
-//! The hypercall page and the reference TSC page are statics of this
-//! crate: the kernel must map them (identity, and the hypercall page
-//! executable) for [`Platform::gpa`](crate::platform::Platform::gpa) to
-//! name them.
+//! The hypercall page, the reference TSC page and the VP assist pages are
+//! statics of this crate: the kernel must map them (identity, and the
+//! hypercall page executable) for
+//! [`Platform::gpa`](crate::platform::Platform::gpa) to name them.
 
 use crate::registry::HypervisorBackend;
 use crate::fallback;
 use crate::native::BareMetal;
 use crate::percpu::{Page, Shared};
 use crate::platform;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
 use pvi_sdk::arch::{cpuid, rdmsr, rdtsc, wrmsr};
 use pvi_sdk::detect::Choice;
 use pvi_sdk::generated::hyperv::{
-    self, Features, Hypercalls, HypervFeatures, HypervMiscFeatures, Steps,
+    self, Features, Hypercalls, HypervFeatures, HypervHints, HypervMiscFeatures, Steps,
 };
 use pvi_sdk::generated::ops::Op;
 use pvi_sdk::time::reftsc::{self, RefTscError};
@@ -34,6 +36,23 @@ pub(crate) fn hypercall_page() -> usize {
 #[repr(C, align(4096))]
 struct RefTscPage(Shared<ms_hyperv_tsc_page>);
 static REFERENCE_TSC: RefTscPage = RefTscPage(Shared::new(ms_hyperv_tsc_page::ZERO));
+
+/// CPUs that get a VP assist page: as many as the IPI and flush
+/// hypercalls' 64-bit VP masks reach. A CPU from this index up ends its
+/// interrupts with the EOI MSR (the chain's next step), as Hyper-V's
+/// guests did before the page existed; each such EOI counts as a fallback
+/// in the boot report, so the limit shows.
+pub const VP_ASSIST_CPUS: usize = 64;
+
+/// One 4 KiB page per CPU, the hypervisor's to write (HV_VP_ASSIST_PAGE).
+static VP_ASSIST: [Page; VP_ASSIST_CPUS] = [const { Page::new() }; VP_ASSIST_CPUS];
+/// Whether this CPU's page is registered.
+static VP_ASSIST_ON: [AtomicBool; VP_ASSIST_CPUS] =
+    [const { AtomicBool::new(false) }; VP_ASSIST_CPUS];
+
+/// Bit 0 of `hv_vp_assist_page.apic_assist`: the TLFS's
+/// HV_VIRTUAL_APIC_ASSIST.NoEoiRequired (Linux tests the literal 0x1).
+const NO_EOI_REQUIRED: u32 = 1;
 
 /// The guest identity written to HV_X64_MSR_GUEST_OS_ID: the open-source
 /// form (bit 63) with OS type 0x7f, which the TLFS does not assign to any
@@ -58,6 +77,36 @@ pub struct Hyperv {
 }
 
 impl Hyperv {
+    /// Give Hyper-V this CPU's VP assist page, where the APIC MSRs are
+    /// recommended (the EOI step's features), so that it can arm
+    /// `apic_assist`.
+    fn register_vp_assist(&self) {
+        let f = &self.features;
+        let wanted = f
+            .hyperv_features
+            .contains(HypervFeatures::HV_MSR_APIC_ACCESS_AVAILABLE)
+            && f
+                .hyperv_hints
+                .contains(HypervHints::HV_X64_APIC_ACCESS_RECOMMENDED);
+        let cpu = platform::cpu_index();
+        let Some(on) = VP_ASSIST_ON.get(cpu) else {
+            return;
+        };
+        if !wanted {
+            return;
+        }
+        let gpa = platform::gpa(VP_ASSIST[cpu].0.get() as usize);
+        // SAFETY: Hyper-V announced the APIC MSRs, VP assist page included;
+        // the page is this CPU's own, page-aligned and static.
+        unsafe {
+            wrmsr(
+                hyperv::HV_X64_MSR_VP_ASSIST_PAGE,
+                gpa | hyperv::HV_X64_MSR_VP_ASSIST_PAGE_ENABLE,
+            )
+        };
+        on.store(true, SeqCst);
+    }
+
     /// The IPI and flush hypercalls take their targets as a mask of VP
     /// indices, which the chains fill by APIC id. Where the two differ on
     /// any CPU (Xen's viridian gives vCPU n the APIC id 2n, VP index n),
@@ -126,6 +175,28 @@ unsafe impl Steps for Hyperv {
                 Err(PvError::new(ErrorKind::Busy, ErrorOrigin::Hyperv(0)))
             }
         }
+    }
+
+    /// If Hyper-V set `apic_assist` when it delivered this interrupt, it
+    /// does the EOI itself: clear the bit and touch nothing that exits.
+    /// Otherwise write HV_X64_MSR_EOI here, so that an EOI is neither
+    /// skipped nor done twice (Linux hv_apic_eoi_write). A CPU without a
+    /// page goes on to the MSR step.
+    fn eoi_step1(&self) -> Result<(), PvError> {
+        let cpu = platform::cpu_index();
+        if !VP_ASSIST_ON.get(cpu).is_some_and(|on| on.load(SeqCst)) {
+            return Err(hyperv::unsupported());
+        }
+        let page = VP_ASSIST[cpu].0.get().cast::<u32>();
+        // SAFETY: this CPU's registered, page-aligned VP assist page; its
+        // first word, apic_assist, is only ever updated atomically.
+        let word = unsafe { AtomicU32::from_ptr(page) };
+        crate::eoi_assist::end_interrupt(word, NO_EOI_REQUIRED, || {
+            // SAFETY: Hyper-V announced the APIC MSRs (the step's
+            // features); an EOI write of 0 ends the interrupt in service.
+            unsafe { wrmsr(hyperv::HV_X64_MSR_EOI, 0) }
+        });
+        Ok(())
     }
 }
 
@@ -206,6 +277,7 @@ impl HypervisorBackend for Hyperv {
     /// `timer_oneshot` only has to write its count. Call it on every CPU.
     fn init_cpu(&self) {
         self.check_vp_index();
+        self.register_vp_assist();
         let direct = self
             .features
             .hyperv_features

@@ -253,10 +253,7 @@ unsafe impl Steps for Kvm {
         // SAFETY: this CPU's registered PV EOI word, 4-byte aligned; KVM and
         // the guest update it atomically.
         let word = unsafe { AtomicU32::from_ptr(core::ptr::addr_of_mut!((*record).word)) };
-        let bit = 1 << kvm::KVM_PV_EOI_BIT;
-        if word.fetch_and(!bit, SeqCst) & bit == 0 {
-            BareMetal::lapic_eoi();
-        }
+        crate::eoi_assist::end_interrupt(word, 1 << kvm::KVM_PV_EOI_BIT, BareMetal::lapic_eoi);
         Ok(())
     }
 }

@@ -114,6 +114,7 @@
 pub mod console_ring;
 pub mod direct;
 pub mod entry;
+pub mod eoi_assist;
 pub mod hypercall_page;
 pub mod inline_forms;
 pub mod native;

@@ -49,6 +49,9 @@ pub use super::types::hv_stimer_config;
 pub use super::types::hv_tlb_flush;
 #[doc(inline)]
 pub use super::types::hv_tlb_flush_ex;
+#[cfg(feature = "interface-0-2")]
+#[doc(inline)]
+pub use super::types::hv_vp_assist_page;
 #[doc(inline)]
 pub use super::types::ms_hyperv_tsc_page;
 
@@ -1837,6 +1840,10 @@ pub unsafe trait Steps {
     ///
     /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
     fn clock_ns_step1(&self) -> Result<Nanos, PvError>;
+    /// `eoi`, step 1: `shared hv_vp_assist_page via HV_X64_MSR_VP_ASSIST_PAGE requires HV_MSR_APIC_ACCESS_AVAILABLE, HV_X64_APIC_ACCESS_RECOMMENDED`
+    ///
+    /// Return `unsupported` when the mechanism is not available on this vCPU; the chain then goes on.
+    fn eoi_step1(&self) -> Result<(), PvError>;
 }
 /// The ops of a guest of this hypervisor: every mapped op walks its
 /// fallback chain from the IDL; the others are native.
@@ -1945,10 +1952,26 @@ impl<S: Steps> PvOps for Paravirt<S> {
                 .contains(HypervHints::HV_X64_APIC_ACCESS_RECOMMENDED)
             && !s.withdrawn(Op::Eoi, 1)
         {
+            match s.eoi_step1() {
+                Ok(v) => {
+                    s.served(Op::Eoi, 1);
+                    return v;
+                }
+                Err(e) => s.fell_back(Op::Eoi, 1, e),
+            }
+        }
+        if features
+            .hyperv_features
+            .contains(HypervFeatures::HV_MSR_APIC_ACCESS_AVAILABLE)
+            && features
+                .hyperv_hints
+                .contains(HypervHints::HV_X64_APIC_ACCESS_RECOMMENDED)
+            && !s.withdrawn(Op::Eoi, 2)
+        {
             {
                 // SAFETY: Steps is an unsafe trait whose implementor promises that Hyper-V is the hypervisor; `HV_X64_MSR_EOI` is its MSR, written as the IDL maps `eoi`, after the step's features were checked.
                 unsafe { s.write_msr(HV_X64_MSR_EOI, 0_u64) };
-                s.served(Op::Eoi, 1);
+                s.served(Op::Eoi, 2);
                 return;
             }
         }
@@ -2215,11 +2238,23 @@ pub fn plan(features: &Features) -> [(Op, (usize, &'static str)); 11] {
                     {
                         return (
                             1,
+                            "shared hv_vp_assist_page via HV_X64_MSR_VP_ASSIST_PAGE requires HV_MSR_APIC_ACCESS_AVAILABLE, HV_X64_APIC_ACCESS_RECOMMENDED",
+                        );
+                    }
+                    if features
+                        .hyperv_features
+                        .contains(HypervFeatures::HV_MSR_APIC_ACCESS_AVAILABLE)
+                        && features
+                            .hyperv_hints
+                            .contains(HypervHints::HV_X64_APIC_ACCESS_RECOMMENDED)
+                    {
+                        return (
+                            2,
                             "msr HV_X64_MSR_EOI = 0 requires HV_MSR_APIC_ACCESS_AVAILABLE, HV_X64_APIC_ACCESS_RECOMMENDED",
                         );
                     }
                     if true {
-                        return (2, "native");
+                        return (3, "native");
                     }
                     (0, "native")
                 };
@@ -2361,7 +2396,7 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("tsc_hz", "msr → native"),
     ("timer_oneshot", "msr → native"),
     ("timer_cancel", "msr → native"),
-    ("eoi", "msr → native"),
+    ("eoi", "shared → msr → native"),
     ("send_ipi", "hypercall → native"),
     ("flush_tlb", "hypercall → native"),
     ("flush_tlb_range", "hypercall → native"),

@@ -672,6 +672,60 @@ const _: () = assert!(
     core::mem::offset_of!(hv_tlb_flush_ex, hv_vp_set_valid_bank_mask) == 24
 );
 
+/// The VP assist page (HV_VP_ASSIST_PAGE), one per vCPU, given with
+/// HV_X64_MSR_VP_ASSIST_PAGE. Only `apic_assist` is used here: the
+/// hypervisor sets its bit 0 (HV_VIRTUAL_APIC_ASSIST.NoEoiRequired) when
+/// it delivers an edge interrupt with nothing else in service, so the
+/// guest may clear the bit instead of writing the EOI MSR; the
+/// hypervisor does the EOI itself at its next look. The rest of the
+/// page (VTL and nested fields) is the hypervisor's, so the page is a
+/// whole one. Linux and Xen declare the first 40 bytes; the TLFS pads
+/// the union to HV_PAGE_SIZE.
+/// Source: Linux arch/x86/include/asm/hyperv-tlfs.h, arch/x86/hyperv/hv_apic.c
+/// (hv_apic_eoi_write); Xen xen/arch/x86/hvm/viridian/synic.c; TLFS
+/// datatypes/hv_vp_assist_page.md.
+///
+/// Declared by the `hyperv` ABI in `idl/`.
+/// Size: 4096 bytes.
+/// Since interface 0.2.0.
+#[cfg(feature = "interface-0-2")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct hv_vp_assist_page {
+    /// Bit 0: the hypervisor will do this interrupt's EOI (cleared by
+    /// the guest with one atomic exchange).
+    ///
+    /// Offset 0.
+    pub apic_assist: u32,
+    /// Offset 4.
+    pub reserved1: u32,
+    /// Offset 8.
+    pub reserved2: [u64; 511],
+}
+#[cfg(feature = "interface-0-2")]
+impl hv_vp_assist_page {
+    /// Every byte zero: the state before the hypervisor first writes it.
+    pub const ZERO: Self = Self {
+        apic_assist: 0,
+        reserved1: 0,
+        reserved2: [0; 511],
+    };
+}
+#[cfg(feature = "interface-0-2")]
+impl Default for hv_vp_assist_page {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::size_of:: < hv_vp_assist_page > () == 4096);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(hv_vp_assist_page, apic_assist) == 0);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(hv_vp_assist_page, reserved1) == 4);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(hv_vp_assist_page, reserved2) == 8);
+
 /// The record KVM_HC_CLOCK_PAIRING fills in: host CLOCK_REALTIME and the
 /// guest TSC value at the same instant.
 /// Source: Linux arch/x86/include/uapi/asm/kvm_para.h (struct kvm_clock_pairing);
