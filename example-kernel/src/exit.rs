@@ -5,7 +5,9 @@
 //! op instead: power-off for success; for failure, crash where a
 //! hypervisor serves `shutdown` (Xen's toolstack reports it as the
 //! domain's shutdown reason), else power-off too, the verdict being on the
-//! console already.
+//! console already. The other CPUs are stopped first, so that where
+//! nothing answers the power-off either, the last CPU's halt leaves a
+//! hypervisor with no vCPU running (Xen then powers the domain off).
 
 use core::fmt::Write;
 use pvi_sdk::arch::outb;
@@ -42,6 +44,7 @@ fn exit(value: u8, reason: ShutdownReason) -> ! {
         // The verdict is on the console; under Xen, let xenconsoled read
         // it before the domain goes.
         let _ = selection.flush_console();
+        crate::smp::stop_others();
         let _ = selection.backend.shutdown(reason);
     }
     let _ = writeln!(

@@ -39,6 +39,9 @@ pub enum Request {
     Idle = 0,
     /// Read the probe page into `ANSWER`.
     ReadProbe = 1,
+    /// Go offline for good: interrupts off, then the `halt` op, which on
+    /// a hypervisor takes the vCPU down.
+    Stop = 2,
 }
 
 static REQUEST: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
@@ -165,6 +168,39 @@ pub fn ask(cpu: usize, request: Request, wake: impl FnOnce()) -> Option<u64> {
     Some(ANSWER[cpu].load(SeqCst))
 }
 
+/// TSC ticks to wait, in all, for the other CPUs to acknowledge
+/// [`stop_others`] (a second or less at the TSC rates of these machines):
+/// bounded by the TSC, not `clock_ns`, which a failing run may have found
+/// broken.
+const STOP_PATIENCE_TICKS: u64 = 1_000_000_000;
+
+/// Stop every other online CPU for good, as Linux's `stop_other_cpus`
+/// does before a power-off, and wait (bounded) for them to go offline.
+/// Where `shutdown` is native and nothing answers its power-off register
+/// (a Xen PVH domU's FADT names a PM1 block nothing there emulates), the
+/// halt that follows then leaves every vCPU down, which Xen takes as the
+/// domain's power-off; with another CPU idling in `serve`, the domain
+/// would stay.
+pub fn stop_others() {
+    let Some(machine) = crate::platform::machine() else {
+        return;
+    };
+    let me = crate::cpu_local::index_if_set().unwrap_or(0);
+    let others = || (0..machine.cpus).filter(move |&cpu| cpu != me);
+    // A CPU whose APIC id a CpuSet cannot name (64 and up) is left idle:
+    // no IPI of the kernel's own reaches it.
+    for cpu in others().filter(|&cpu| online(cpu) && machine.apic_ids[cpu] < 64) {
+        REQUEST[cpu].store(Request::Stop as u64, SeqCst);
+        wake(machine.apic_ids[cpu]);
+    }
+    let start = pvi_sdk::arch::rdtsc();
+    while others().any(|cpu| online(cpu) && machine.apic_ids[cpu] < 64)
+        && pvi_sdk::arch::rdtsc().wrapping_sub(start) < STOP_PATIENCE_TICKS
+    {
+        core::hint::spin_loop();
+    }
+}
+
 /// A started CPU, from its first instruction after the start-up code:
 /// its tables, its APIC, its backend records, then halt until an
 /// interrupt, serving requests.
@@ -198,6 +234,12 @@ pub fn serve(cpu: usize) -> ! {
     ops.irq_disable();
     ONLINE[cpu].store(true, SeqCst);
     loop {
+        if REQUEST[cpu].load(SeqCst) == Request::Stop as u64 {
+            ONLINE[cpu].store(false, SeqCst);
+            loop {
+                ops.halt();
+            }
+        }
         if REQUEST[cpu].load(SeqCst) == Request::ReadProbe as u64 {
             // The boot CPU linked the page before it asked (0: it could not).
             let read = crate::probe_page::ProbePage::get().map_or(0, |probe| probe.read());

@@ -119,9 +119,12 @@ run_domu
 # single instruction (no shutdown reason, no console log): xl crashed (a
 # segmentation fault), timed out waiting for xenconsoled's console tty
 # (twice in a row), or hung after building the domain. That says nothing of the guest: restart xenconsoled and
-# start the domU again, at most twice, and say so.
+# start the domU again, at most twice, and say so. A guest that wrote to
+# Xen's debug port (`console.e9`) ran though its console log is empty:
+# its lines are in Xen's own (`(dN) …`).
 for attempt in 2 3; do
-    if [ -n "$reason" ] || [ -s /var/log/xen/console/guest-pvi.log ]; then
+    if [ -n "$reason" ] || [ -s /var/log/xen/console/guest-pvi.log ] \
+        || xl dmesg | grep -q '^(d[0-9]*) '; then
         break
     fi
     echo "pvi-dom0: the toolstack failed before the domU ran; restarting xenconsoled, attempt $attempt"

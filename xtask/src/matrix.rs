@@ -400,7 +400,11 @@ fn cases() -> Vec<Case> {
         Case {
             // Hyper-V's crash MSRs under Xen's viridian: Xen records the
             // crash as the domain's shutdown reason (and logs it), and
-            // keeps it when the kernel then powers off through ACPI.
+            // keeps it when the kernel then ends. Two vCPUs: nothing answers
+            // the native power-off in a PVH domU, so the domain ends only
+            // once the kernel has stopped the other vCPU too (all vCPUs
+            // down); with it idling, this boot hung until its timeout.
+            smp: 2,
             exit: EXIT_FAILURE,
             vm_args: &[],
             words: "panic pvi.backend=hyperv console.e9",
@@ -410,7 +414,7 @@ fn cases() -> Vec<Case> {
                 "pvi-dom0: the domU shut down with reason code 3",
             ],
             ..panic(
-                "xen pvh domU, viridian: panic, pvi.backend=hyperv, crash MSR",
+                "xen pvh domU, viridian: panic, 2 vcpus, pvi.backend=hyperv, crash MSR",
                 Accel::XenPvh { viridian: true },
             )
         },
