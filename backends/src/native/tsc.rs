@@ -15,19 +15,36 @@ const PIT_WINDOW: u16 = 11_932;
 /// or absent PIT must not hang the boot).
 const PIT_SPIN_LIMIT: u64 = 50_000_000;
 
+/// [`TSC_HZ`] once discovery has found nothing: CPUID's leaves do not
+/// change, and a PIT that is absent stays absent.
+const NOT_FOUND: u64 = u64::MAX;
+
 /// The TSC frequency: CPUID 0x15, then 0x16, then a measurement against
-/// the PIT. Remembered after the first call. `Hertz(0)` if nothing worked.
+/// the PIT. Remembered after the first call, and so is finding nothing
+/// (`Hertz(0)`): asking again would cost two CPUIDs and about thirty port
+/// accesses on every native clock read, each an exit, and a native clock
+/// polled on a machine without a PIT (a Xen PVH domU) would take hours.
 pub fn hz() -> Hertz {
-    let known = TSC_HZ.load(Relaxed);
-    if known != 0 {
-        return Hertz(known);
+    Hertz(remembered(&TSC_HZ, || {
+        let hz = discover().map_or(0, |h| h.0);
+        if hz != 0 {
+            let _ = BOOT_TSC.compare_exchange(0, rdtsc(), Relaxed, Relaxed);
+        }
+        hz
+    }))
+}
+
+/// What `find` returns the first time (0 for nothing), from `cache` after.
+fn remembered(cache: &AtomicU64, find: impl FnOnce() -> u64) -> u64 {
+    match cache.load(Relaxed) {
+        0 => {
+            let found = find();
+            cache.store(if found == 0 { NOT_FOUND } else { found }, Relaxed);
+            found
+        }
+        NOT_FOUND => 0,
+        known => known,
     }
-    let hz = discover().map(|h| h.0).unwrap_or(0);
-    if hz != 0 {
-        TSC_HZ.store(hz, Relaxed);
-        let _ = BOOT_TSC.compare_exchange(0, rdtsc(), Relaxed, Relaxed);
-    }
-    Hertz(hz)
 }
 
 /// Find the TSC frequency afresh, as [`hz`] does the first time: CPUID
@@ -125,7 +142,18 @@ pub fn tsc_at(at: Nanos) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{median, remembered};
+    use core::sync::atomic::AtomicU64;
+
+    #[test]
+    fn a_frequency_or_its_absence_is_found_once() {
+        let cache = AtomicU64::new(0);
+        assert_eq!(remembered(&cache, || 2_000_000_000), 2_000_000_000);
+        assert_eq!(remembered(&cache, || panic!("asked twice")), 2_000_000_000);
+        let none = AtomicU64::new(0);
+        assert_eq!(remembered(&none, || 0), 0);
+        assert_eq!(remembered(&none, || panic!("asked again after nothing")), 0);
+    }
 
     #[test]
     fn one_shortened_and_one_stretched_window_do_not_move_the_median() {
