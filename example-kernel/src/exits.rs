@@ -17,6 +17,14 @@
 //! | 8      | answered request number, written by the host last       |
 //! | 16..80 | the boot vCPU's exits so far: all; port I/O, MMIO, MSR, CPUID and hypercall; how many of them the VMM completed in user space; and the paravirtual EOIs KVM saw completed without one |
 //!
+//! Where no VMM of ours runs (the real Xen), `exits.markers` replaces the
+//! mailbox: each call is bracketed by a CPUID of [`MARK_LEAF`] with the
+//! marker's number in the subleaf, which Xen's trace buffers record with
+//! every exit, and the kernel prints which markers opened which key's calls
+//! (`exits marks key=… at=n,…`). `pvi-xentrace-exits`, in the dom0, counts
+//! the exits Xen recorded between each marker and the next and prints the
+//! `exits key=…` lines.
+//!
 //! The guest waits for an answer by reading memory, which exits to no one,
 //! so a reading falls exactly between two of its instructions and the
 //! difference of two readings is what the code between them cost. Each
@@ -47,6 +55,15 @@ const REPEATS: usize = 7;
 /// TSC ticks to wait for the host's answer before giving up (seconds on
 /// any machine this runs on).
 const PATIENCE_TICKS: u64 = 20_000_000_000;
+
+/// The CPUID leaf of a marker (ASCII "PVMK"): no vendor defines it, and
+/// Xen answers it with zeros. `pvi-xentrace-exits` looks for the same.
+const MARK_LEAF: u32 = 0x5056_4d4b;
+/// Whether calls are bracketed by markers (`exits.markers`) rather than
+/// counted through the mailbox.
+static MARKERS: AtomicBool = AtomicBool::new(false);
+/// The last marker's number.
+static MARK: AtomicU64 = AtomicU64::new(0);
 
 /// The mailbox's guest-physical (identity-mapped) address; 0 when unset or
 /// when the host stopped answering.
@@ -84,12 +101,48 @@ fn reading() -> Option<[u64; COUNTERS]> {
     }))
 }
 
-/// What `f` cost, as the difference of a reading before and after.
-fn cost(f: impl FnOnce()) -> Option<[u64; COUNTERS]> {
+/// What one call cost, or where its markers are.
+#[derive(Clone, Copy)]
+enum Cost {
+    /// The host's counters after less before.
+    Counted([u64; COUNTERS]),
+    /// The number of the marker before the call (the one after is the next).
+    Marked(u64),
+}
+
+/// Execute the next marker, a CPUID exit Xen's trace records with its
+/// number.
+fn mark() -> u64 {
+    let n = MARK.fetch_add(1, SeqCst) + 1;
+    black_box(pvi_sdk::arch::cpuid(MARK_LEAF, n as u32));
+    n
+}
+
+/// What `f` cost, as the difference of a reading before and after, or
+/// between the two markers around it.
+fn cost(f: impl FnOnce()) -> Option<Cost> {
+    if MARKERS.load(SeqCst) {
+        let n = mark();
+        f();
+        mark();
+        return Some(Cost::Marked(n));
+    }
     let before = reading()?;
     f();
     let after = reading()?;
-    Some(core::array::from_fn(|i| after[i].wrapping_sub(before[i])))
+    Some(Cost::Counted(core::array::from_fn(|i| {
+        after[i].wrapping_sub(before[i])
+    })))
+}
+
+/// Print which markers opened `key`'s calls.
+fn report_marks(key: core::fmt::Arguments, marks: &[u64]) {
+    let mut out = Console;
+    let _ = write!(out, "exits marks key={key} at=");
+    for (i, n) in marks.iter().enumerate() {
+        let _ = write!(out, "{}{n}", if i == 0 { "" } else { "," });
+    }
+    let _ = writeln!(out);
 }
 
 /// The cheaper of two costs: the one with fewer exits.
@@ -132,16 +185,24 @@ fn report_served(key: core::fmt::Arguments, step: Option<usize>) {
 fn count(key: core::fmt::Arguments, mut f: impl FnMut()) {
     let mut best = None;
     let mut most = 0;
+    let mut marks = [0; REPEATS];
+    let mut marked = 0;
     for _ in 0..REPEATS {
         match cost(&mut f) {
-            Some(c) => {
+            Some(Cost::Counted(c)) => {
                 most = most.max(c[0]);
                 best = Some(fewer(best, c));
+            }
+            Some(Cost::Marked(n)) => {
+                marks[marked] = n;
+                marked += 1;
             }
             None => return,
         }
     }
-    if let Some(best) = best {
+    if marked > 0 {
+        report_marks(key, &marks[..marked]);
+    } else if let Some(best) = best {
         report(key, best, most);
     }
 }
@@ -286,6 +347,9 @@ static EOI_MEASURED: AtomicBool = AtomicBool::new(false);
 static EOI_FEWEST: [AtomicU64; COUNTERS] = [const { AtomicU64::new(UNKNOWN) }; COUNTERS];
 static EOI_MOST: AtomicU64 = AtomicU64::new(0);
 static EOI_TAKEN: AtomicU64 = AtomicU64::new(0);
+/// With markers: the marker before each counted end, and how many.
+static EOI_MARKS: [AtomicU64; REPEATS] = [const { AtomicU64::new(0) }; REPEATS];
+static EOI_MARKED: AtomicU64 = AtomicU64::new(0);
 
 /// The handler of `platform::EXITS_VECTOR`: on the boot CPU while
 /// measuring, ends the interrupt between two readings.
@@ -296,13 +360,22 @@ pub fn interrupt() {
         _ => BareMetal::lapic_eoi(),
     };
     if EOI_MEASURED.load(SeqCst) && crate::cpu_local::index() == 0 {
-        if let Some(counts) = cost(end) {
-            EOI_MOST.fetch_max(counts[0], SeqCst);
-            if counts[0] < EOI_FEWEST[0].load(SeqCst) {
-                for (fewest, n) in EOI_FEWEST.iter().zip(counts) {
-                    fewest.store(n, SeqCst);
+        match cost(end) {
+            Some(Cost::Counted(counts)) => {
+                EOI_MOST.fetch_max(counts[0], SeqCst);
+                if counts[0] < EOI_FEWEST[0].load(SeqCst) {
+                    for (fewest, n) in EOI_FEWEST.iter().zip(counts) {
+                        fewest.store(n, SeqCst);
+                    }
                 }
             }
+            Some(Cost::Marked(n)) => {
+                let i = EOI_MARKED.fetch_add(1, SeqCst) as usize;
+                if let Some(slot) = EOI_MARKS.get(i) {
+                    slot.store(n, SeqCst);
+                }
+            }
+            None => {}
         }
     } else {
         end();
@@ -323,6 +396,7 @@ fn eoi(name: &str) {
         EOI_BY_BACKEND.store(by_backend, SeqCst);
         EOI_FEWEST[0].store(UNKNOWN, SeqCst);
         EOI_MOST.store(0, SeqCst);
+        EOI_MARKED.store(0, SeqCst);
         EOI_MEASURED.store(true, SeqCst);
         let mut delivered = 0;
         for _ in 0..REPEATS {
@@ -348,6 +422,12 @@ fn eoi(name: &str) {
             ("lapic_eoi/", mode, "")
         };
         let fewest: [u64; COUNTERS] = core::array::from_fn(|i| EOI_FEWEST[i].load(SeqCst));
+        let marked = EOI_MARKED.load(SeqCst) as usize;
+        if MARKERS.load(SeqCst) && marked == REPEATS && delivered == REPEATS {
+            let marks: [u64; REPEATS] = core::array::from_fn(|i| EOI_MARKS[i].load(SeqCst));
+            report_marks(format_args!("{what}{whose}{form}"), &marks);
+            continue;
+        }
         match fewest[0] {
             all if all != UNKNOWN && delivered == REPEATS => report(
                 format_args!("{what}{whose}{form}"),
@@ -373,11 +453,12 @@ pub fn run(selection: &Selection, machine: &Machine, info: &crate::start_info::S
         .find_map(|w| w.strip_prefix("exits.mailbox=0x"))
         .and_then(|hex| u64::from_str_radix(hex, 16).ok());
     match mailbox {
+        _ if words().any(|w| w == "exits.markers") => MARKERS.store(true, SeqCst),
         Some(at) if at % 8 == 0 && info.free_ram(at..at + 80) => MAILBOX.store(at, SeqCst),
         _ => {
             let _ = writeln!(
                 Console,
-                "exits skipped: no usable exits.mailbox=0x… (8-byte aligned, in free RAM) on the command line"
+                "exits skipped: no usable exits.mailbox=0x… (8-byte aligned, in free RAM) and no exits.markers on the command line"
             );
             crate::exit::failure()
         }
@@ -385,10 +466,17 @@ pub fn run(selection: &Selection, machine: &Machine, info: &crate::start_info::S
     let ops = selection.backend;
     ops.irq_disable();
     let name = ops.name();
-    let _ = writeln!(
-        Console,
-        "exits: per op, counted by the host (backend {name})"
-    );
+    let _ = if MARKERS.load(SeqCst) {
+        writeln!(
+            Console,
+            "exits: per op, between CPUID markers for the hypervisor's trace (backend {name})"
+        )
+    } else {
+        writeln!(
+            Console,
+            "exits: per op, counted by the host (backend {name})"
+        )
+    };
     count(format_args!("nothing"), || {});
     let no_hypercalls = words().any(|w| w == "bench.no-hypercalls");
     let skip = |op: Op| {

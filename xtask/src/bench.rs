@@ -113,7 +113,29 @@ fn pvi_idl_lines() -> usize {
 /// The exit table as JSON: per key, the fewest exits by kind, the most,
 /// and the VMM that counted.
 fn exits_json(table: &crate::exit_bench::ExitTable) -> serde_json::Value {
-    let per_key = table.counts.iter().map(|(key, c)| {
+    counts_json(&table.counts)
+}
+
+/// The real Xen's tables as JSON, by boot (`xen`, `xen-viridian`), each
+/// as [`exits_json`], with the `rdtsc`s Xen emulated.
+fn real_xen_json(table: &crate::exit_bench::ExitTable) -> serde_json::Value {
+    let boots = table.real_xen.iter().map(|(label, boot)| {
+        let mut counts = counts_json(&boot.counts);
+        for (key, c) in &boot.counts {
+            counts[key]["rdtsc"] = c.rdtsc.into();
+        }
+        (
+            label.to_string(),
+            serde_json::json!({ "backend": boot.backend, "exits_per_call": counts, "skipped": boot.skipped }),
+        )
+    });
+    serde_json::Value::Object(boots.collect())
+}
+
+fn counts_json(
+    counts: &std::collections::BTreeMap<String, crate::exit_bench::ExitCount>,
+) -> serde_json::Value {
+    let per_key = counts.iter().map(|(key, c)| {
         let mut entry = serde_json::json!({
             "all": c.all,
             "to_user_space": c.to_vmm,
@@ -238,6 +260,16 @@ fn run() -> Result<(), String> {
             for line in &table.skipped {
                 println!("exits {line}");
             }
+            for (label, boot) in &table.real_xen {
+                for (key, c) in &boot.counts {
+                    println!(
+                        "exits {key:<32} {:>3} (rdtsc {}, most {}) [{label}]",
+                        c.all,
+                        c.rdtsc.unwrap_or(0),
+                        c.most
+                    );
+                }
+            }
             let a = crate::exit_claims::assess(table, &counted)?;
             for line in &a.claims {
                 println!("{line}");
@@ -330,6 +362,7 @@ fn run() -> Result<(), String> {
         "xen_pv_instructions_not_measured": xen_pv.as_ref().err(),
         "instruction_claims": claims,
         "exits_per_call": exits.as_ref().map(exits_json),
+        "exits_per_call_real_xen": exits.as_ref().map(real_xen_json),
         "exits_skipped": exits.as_ref().map(|t| t.skipped.clone()),
         "exit_claims": assessment.as_ref().map(|a| a.claims.clone()),
         "cost_model": {

@@ -111,6 +111,7 @@ mod tests {
             kinds: [all, 0, 0, 0, 0],
             to_vmm,
             pv_eoi: 0,
+            rdtsc: None,
             most: all,
             vmm: "test",
             served: None,

@@ -10,6 +10,12 @@
 //! off (shutdown reason 0), else status 35 through QEMU's debug-exit port
 //! (the PV dom0 may write it), as the kernel's own failure would.
 //!
+//! With `exits.markers` on the kernel's command line, the dom0 also counts
+//! the domU's VM exits: `xentrace` records Xen's HVM trace while the domU
+//! runs, with the domU's vCPU 0 alone on the last physical CPU, and
+//! `pvi-xentrace-exits` turns the exits between the kernel's markers into
+//! `exits key=…` lines (see the kernel's `exits.rs`).
+//!
 //! The flags that work under QEMU TCG (measured; the book says why): Xen
 //! with `iommu=0 smap=0`, Linux as a PV dom0 (a PVH dom0 Linux
 //! triple-faulted in 4 of 6 runs).
@@ -54,7 +60,13 @@ const PACKAGES: &[&str] = &[
 ];
 
 /// The toolstack's programs the init script runs.
-const PROGRAMS: &[&str] = &["xl", "xenstored", "xenconsoled", "xen-init-dom0"];
+const PROGRAMS: &[&str] = &[
+    "xl",
+    "xenstored",
+    "xenconsoled",
+    "xen-init-dom0",
+    "xentrace",
+];
 /// Where Debian puts them.
 const PROGRAM_DIR: &str = "usr/lib/xen-4.17/bin";
 /// Libraries loaded with dlopen, which no ELF lists as needed.
@@ -409,6 +421,21 @@ fi
 wait $xl_pid
 "#;
 
+/// Around the domU's start when its exits are counted: Xen's HVM trace
+/// class (`TRC_HVM`, 0x0008f000) recorded by `xentrace` from before the
+/// domU is built until after it ends (1,024 pages of buffer per CPU, so
+/// that a TCG-slow `xentrace` loses nothing; a loss voids the calls it
+/// touches), then the exits between the markers of the guest's lines (its
+/// console log, and Xen's for `console.e9`) on the measured CPU.
+const TRACE_EXITS: &str = r#"xentrace -D -S 1024 -e 0x0008f000 /tmp/pvi.trace &
+trace_pid=$!
+sleep 1
+sh /pvi/run.sh
+kill -INT $trace_pid
+wait $trace_pid
+(cat /var/log/xen/console/guest-pvi.log; xl dmesg) | /pvi/pvi-xentrace-exits /tmp/pvi.trace @CPU@
+"#;
+
 /// How the domU is built.
 #[derive(Clone, Copy, Debug)]
 pub struct DomU {
@@ -420,30 +447,82 @@ pub struct DomU {
     pub pv: bool,
 }
 
+/// Whether the dom0 counts the domU's exits: the kernel brackets its
+/// calls with markers (`exits.markers`).
+fn traces_exits(cmdline: &str) -> bool {
+    cmdline
+        .split_ascii_whitespace()
+        .any(|w| w == "exits.markers")
+}
+
+/// The physical CPU the measured vCPU (0) runs on alone when exits are
+/// counted: the last of the machine's, which has as many as the domU has
+/// vCPUs.
+fn measured_cpu(domu: DomU) -> u32 {
+    domu.vcpus.max(1) - 1
+}
+
 /// The domU's `xl` configuration: the example kernel as a PVH guest, or
-/// as a PV one.
+/// as a PV one. When its exits are counted, vCPU 0 is pinned to
+/// [`measured_cpu`] and the others to the CPUs below it, so that the HVM
+/// records of that CPU are vCPU 0's alone.
 fn domu_config(cmdline: &str, domu: DomU) -> String {
     let (kind, vcpus) = (if domu.pv { "pv" } else { "pvh" }, domu.vcpus);
-    format!(
+    let mut config = format!(
         "name = \"pvi\"\ntype = \"{kind}\"\nkernel = \"/pvi/kernel\"\ncmdline = \"{}\"\nmemory = 64\nvcpus = {vcpus}\non_poweroff = \"destroy\"\non_reboot = \"destroy\"\non_crash = \"destroy\"\n",
         cmdline.replace('"', "")
-    )
+    );
+    if traces_exits(cmdline) {
+        let last = measured_cpu(domu);
+        let others = if last == 0 {
+            "0".to_string()
+        } else {
+            format!("0-{}", last - 1)
+        };
+        let pins: Vec<String> = (0..vcpus)
+            .map(|v| {
+                format!(
+                    "\"{}\"",
+                    if v == 0 {
+                        last.to_string()
+                    } else {
+                        others.clone()
+                    }
+                )
+            })
+            .collect();
+        config.push_str(&format!("cpus = [{}]\n", pins.join(", ")));
+    }
+    config
 }
 
 /// The initramfs for one boot: the cached base, then the example kernel
 /// and its domU configuration (Linux unpacks both archives).
 pub fn initrd(dom0: &Dom0, kernel: &Path, cmdline: &str, domu: DomU) -> Result<PathBuf, String> {
     let mut a = Archive::new();
-    if domu.viridian {
+    let start = if domu.viridian {
         let tool = hvm_param_tool()?;
         a.file(
             "pvi/xen-hvm-param",
             &std::fs::read(&tool).map_err(|e| format!("{}: {e}", tool.display()))?,
             true,
         );
-        a.file("pvi/start.sh", START_VIRIDIAN.as_bytes(), true);
+        START_VIRIDIAN
     } else {
-        a.file("pvi/start.sh", START.as_bytes(), true);
+        START
+    };
+    if traces_exits(cmdline) {
+        let tool = crate::cargo::build_host_program("pvi-xentrace-exits")?;
+        a.file(
+            "pvi/pvi-xentrace-exits",
+            &std::fs::read(&tool).map_err(|e| format!("{}: {e}", tool.display()))?,
+            true,
+        );
+        a.file("pvi/run.sh", start.as_bytes(), true);
+        let wrapper = TRACE_EXITS.replace("@CPU@", &measured_cpu(domu).to_string());
+        a.file("pvi/start.sh", wrapper.as_bytes(), true);
+    } else {
+        a.file("pvi/start.sh", start.as_bytes(), true);
     }
     a.file(
         "pvi/kernel",
@@ -492,6 +571,27 @@ mod tests {
         assert!(cfg.contains("vcpus = 2"));
         let cfg = domu_config("selftest", DomU { pv: true, ..domu });
         assert!(cfg.contains("type = \"pv\""));
+        assert!(
+            !cfg.contains("cpus = ["),
+            "pinned only when exits are counted"
+        );
+    }
+
+    #[test]
+    fn a_counted_domu_has_vcpu_0_alone_on_the_last_cpu() {
+        let domu = DomU {
+            vcpus: 4,
+            viridian: false,
+            pv: false,
+        };
+        let cfg = domu_config("exits exits.markers", domu);
+        assert!(
+            cfg.contains("cpus = [\"3\", \"0-2\", \"0-2\", \"0-2\"]\n"),
+            "{cfg}"
+        );
+        let one = domu_config("exits exits.markers", DomU { vcpus: 1, ..domu });
+        assert!(one.contains("cpus = [\"0\"]\n"), "{one}");
+        assert_eq!(measured_cpu(domu), 3);
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! VM exits per call: the example kernel's `exits` word, booted where a
 //! host counts its exits (pvi-sim's `--exit-mailbox`; QEMU+KVM with
-//! `pvi-exit-counter` beside it), read into one table keyed
+//! `pvi-exit-counter` beside it; the real Xen 4.17, whose own trace the
+//! test dom0 reads with `xentrace` and `pvi-xentrace-exits`), read into
+//! one table keyed
 //! `<op>/<backend>/<form>` (`runtime`: through the backend chosen at boot;
 //! `static`: the native lowering) or by the hardware counterpart (`hpet`,
 //! `pm_timer`, `pit`, `tsc`, `lapic_eoi/<apic mode>`).
 
 use crate::kernel_bench::field;
-use crate::qemu::{Accel, Boot, EXIT_SUCCESS};
+use crate::qemu::{Accel, Boot, EXIT_POWERED_OFF, EXIT_SUCCESS};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -31,13 +33,16 @@ pub struct ExitCount {
     pub to_vmm: u64,
     /// Paravirtual EOIs KVM saw completed without an exit.
     pub pv_eoi: u64,
+    /// Of `all`, the `rdtsc`s the hypervisor emulated, where it says (Xen's
+    /// trace does; KVM's tracepoints have no such kind).
+    pub rdtsc: Option<u64>,
     /// The step of the backend's chain that served the op (`native` when
     /// every paravirtual step was withdrawn); `None` for the native
     /// lowering and the hardware.
     pub served: Option<String>,
     /// The most exits of all kinds one call took.
     pub most: u64,
-    /// The VMM that counted: `pvi-sim` or `qemu-kvm`.
+    /// The VMM that counted: `pvi-sim`, `qemu-kvm` or `xen-4.17`.
     pub vmm: &'static str,
 }
 
@@ -63,11 +68,23 @@ pub fn parse(vmm: &'static str, serial: &str) -> ExitBoot {
     };
     // Console writes print dots before a line: find the word, not the
     // line's start.
-    for line in serial
-        .lines()
-        .filter_map(|l| l.find("exits").map(|i| &l[i..]))
-    {
-        if let Some(rest) = line.strip_prefix("exits: per op, counted by the host (backend ") {
+    let lines = || {
+        serial
+            .lines()
+            .filter_map(|l| l.find("exits").map(|i| &l[i..]))
+    };
+    // Where the counts are made after the run (Xen's trace, counted in
+    // its dom0), the kernel's `served` lines come before them.
+    let mut served = Vec::new();
+    for line in lines() {
+        let banner = line
+            .strip_prefix("exits: per op, counted by the host (backend ")
+            .or_else(|| {
+                line.strip_prefix(
+                    "exits: per op, between CPUID markers for the hypervisor's trace (backend ",
+                )
+            });
+        if let Some(rest) = banner {
             boot.backend = rest.trim_end_matches(')').to_string();
             continue;
         }
@@ -80,8 +97,8 @@ pub fn parse(vmm: &'static str, serial: &str) -> ExitBoot {
             continue;
         };
         if line.starts_with("exits served ") {
-            if let (Some(c), Some(step)) = (boot.counts.get_mut(key), field(line, "step")) {
-                c.served = Some(step.to_string());
+            if let Some(step) = field(line, "step") {
+                served.push((key, step));
             }
             continue;
         }
@@ -102,11 +119,17 @@ pub fn parse(vmm: &'static str, serial: &str) -> ExitBoot {
                     kinds,
                     to_vmm,
                     pv_eoi,
+                    rdtsc: number("rdtsc"),
                     most,
                     vmm,
                     served: None,
                 },
             );
+        }
+    }
+    for (key, step) in served {
+        if let Some(c) = boot.counts.get_mut(key) {
+            c.served = Some(step.to_string());
         }
     }
     boot
@@ -118,6 +141,12 @@ pub struct ExitTable {
     pub counts: BTreeMap<String, ExitCount>,
     /// What could not be measured, and why (`<vmm>: <key> skipped: …`).
     pub skipped: Vec<String>,
+    /// The same measurement on the real Xen 4.17, by boot (`xen`: the Xen
+    /// backend; `xen-viridian`: the Hyper-V backend on Xen's Hyper-V
+    /// emulation), each with its own local APIC and native rows: kept
+    /// apart, since Xen here emulates the TSC (TCG's CPU has no invariant
+    /// TSC) where the counts above come from hosts that do not.
+    pub real_xen: BTreeMap<&'static str, ExitBoot>,
 }
 
 impl ExitTable {
@@ -152,6 +181,7 @@ pub fn measure(kernel: &Path) -> Result<ExitTable, String> {
     let mut table = ExitTable {
         counts: BTreeMap::new(),
         skipped: Vec::new(),
+        real_xen: BTreeMap::new(),
     };
     for x2apic in [true, false] {
         let boot = qemu_boot(kernel, &counter, x2apic)?;
@@ -187,18 +217,49 @@ pub fn measure(kernel: &Path) -> Result<ExitTable, String> {
                 .map(|s| format!("pvi-sim: {s}")),
         );
     }
+    for (label, viridian) in [("xen", false), ("xen-viridian", true)] {
+        let boot = xen_boot(kernel, viridian)?;
+        table.real_xen.insert(label, boot);
+    }
     Ok(table)
 }
 
+/// The kernel as a PVH domU of the real Xen 4.17 (QEMU TCG, a Linux dom0),
+/// 4 vCPUs, its calls bracketed by CPUID markers that Xen's trace records
+/// (`exits.markers`); the dom0 counts the exits between them. With
+/// `viridian`, Xen's Hyper-V emulation and the Hyper-V backend.
+fn xen_boot(kernel: &Path, viridian: bool) -> Result<ExitBoot, String> {
+    let label = if viridian { "xen-viridian" } else { "xen" };
+    println!("==> counting exits under the real Xen 4.17 ({label}, by xentrace)");
+    let cmdline = if viridian {
+        "exits exits.markers pvi.backend=hyperv console.e9"
+    } else {
+        "exits exits.markers"
+    };
+    let boot = Boot {
+        kernel,
+        accel: Accel::XenPvh { viridian },
+        smp: 4,
+        cpu_extra: "",
+        cmdline,
+        vm_args: &[],
+    };
+    // A domU ends by powering itself off; its dom0 then powers QEMU off.
+    read_boot(&boot, label, "xen-4.17", EXIT_POWERED_OFF, &|_| Ok(None))
+}
+
+/// Boot, keep the serial log in `target/bench/exits-<label>.log`, and read
+/// the counts of a boot that ended with `success`.
 fn read_boot(
     boot: &Boot,
     label: &str,
     vmm: &'static str,
+    success: i32,
     helper: &dyn Fn(u32) -> Result<Option<std::process::Child>, String>,
 ) -> Result<ExitBoot, String> {
     let log = format!("target/bench/exits-{label}.log");
     match boot.captured_beside(Path::new(&log), Duration::from_secs(900), helper) {
-        Ok((Some(EXIT_SUCCESS), serial, _)) => {
+        Ok((Some(code), serial, _)) if code == success => {
             let parsed = parse(vmm, &serial);
             if parsed.counts.is_empty() {
                 return Err(format!("the exits boot {label} counted nothing; see {log}"));
@@ -259,7 +320,13 @@ fn qemu_boot(kernel: &Path, counter: &Path, x2apic: bool) -> Result<ExitBoot, St
             .map(Some)
             .map_err(|e| format!("{}: {e}", counter.display()))
     };
-    let parsed = read_boot(&boot, &format!("qemu-kvm-{mode}"), "qemu-kvm", &helper);
+    let parsed = read_boot(
+        &boot,
+        &format!("qemu-kvm-{mode}"),
+        "qemu-kvm",
+        EXIT_SUCCESS,
+        &helper,
+    );
     let _ = std::fs::remove_file(&ram);
     parsed
 }
@@ -276,9 +343,13 @@ fn sim_boot(kernel: &Path, personality: &'static str) -> Result<ExitBoot, String
         cmdline: &cmdline,
         vm_args: &["--exit-mailbox", MAILBOX],
     };
-    read_boot(&boot, &format!("sim-{personality}"), "pvi-sim", &|_| {
-        Ok(None)
-    })
+    read_boot(
+        &boot,
+        &format!("sim-{personality}"),
+        "pvi-sim",
+        EXIT_SUCCESS,
+        &|_| Ok(None),
+    )
 }
 
 #[cfg(test)]
@@ -313,5 +384,20 @@ mod tests {
             b.skipped,
             ["key=send_ipi/kvm/runtime skipped: served by a hypercall"]
         );
+    }
+
+    /// The real Xen: the guest's lines (markers, `served`) first, through
+    /// Xen's console, then the counts its dom0 made from the trace.
+    #[test]
+    fn counts_made_after_the_run_still_get_their_served_step() {
+        let serial = "(d1) exits: per op, between CPUID markers for the hypervisor's trace (backend hyperv)\n\
+            (d1) exits marks key=eoi/hyperv/runtime at=3,5\n\
+            (d1) exits served key=eoi/hyperv/runtime step=1\n\
+            pvi-xentrace-exits: 900 records, 2 markers on CPU 3, 1 keys\n\
+            exits key=eoi/hyperv/runtime all=0 io=0 mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=1\n";
+        let b = parse("xen-4.17", serial);
+        assert_eq!(b.backend, "hyperv");
+        assert_eq!(b.counts["eoi/hyperv/runtime"].all, 0);
+        assert_eq!(b.counts["eoi/hyperv/runtime"].served.as_deref(), Some("1"));
     }
 }
