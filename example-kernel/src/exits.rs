@@ -30,8 +30,8 @@
 //! difference of two readings is what the code between them cost. Each
 //! figure is the fewest exits over [`REPEATS`] single calls (an interrupt
 //! arriving in between is not the op's); `most` shows the most. After a
-//! backend's op, a `served` line names the step of its chain that served
-//! it last (`native` once every paravirtual step was withdrawn).
+//! backend's op, a `served` line names the steps of its chain that have
+//! answered its calls (`native` where every call fell through).
 
 use crate::bench::CompiledNative;
 use crate::console::Console;
@@ -172,12 +172,32 @@ fn report(key: core::fmt::Arguments, counts: [u64; COUNTERS], most: u64) {
     let _ = writeln!(out, " most={most}");
 }
 
-/// Which step of its chain served the op just counted (`None`: native).
-fn report_served(key: core::fmt::Arguments, step: Option<usize>) {
-    let _ = match step {
-        Some(step) => writeln!(Console, "exits served key={key} step={step}"),
-        None => writeln!(Console, "exits served key={key} step=native"),
-    };
+/// Which steps of its chain have answered `op`'s calls (the SDK's served
+/// record), as `step=1`, `step=native`, or `step=1,native` where calls
+/// went both ways: not the step the plan names, since a step that fails
+/// call by call without being withdrawn (Hyper-V's reference TSC page
+/// with sequence 0) hands every call to the next.
+fn report_served(key: core::fmt::Arguments, op: Op) {
+    let bits = pvi_backends::served::summary()
+        .find(|(name, _)| *name == op.name())
+        .map_or(0, |(_, bits)| bits);
+    let mut out = Console;
+    let _ = write!(out, "exits served key={key} step=");
+    let mut first = true;
+    for n in (1..16)
+        .chain(core::iter::once(0))
+        .filter(|n| bits & 1 << n != 0)
+    {
+        let _ = match n {
+            0 => write!(out, "{}native", if first { "" } else { "," }),
+            n => write!(out, "{}{n}", if first { "" } else { "," }),
+        };
+        first = false;
+    }
+    if first {
+        let _ = write!(out, "none");
+    }
+    let _ = writeln!(out);
 }
 
 /// The fewest exits of [`REPEATS`] single calls of `f`, reported under
@@ -230,7 +250,7 @@ fn every_op<O: PvOps>(
     form: &str,
     machine: &Machine,
     skip: &dyn Fn(Op) -> Option<&'static str>,
-    served: Option<&dyn Fn(Op) -> Option<usize>>,
+    report_steps: bool,
 ) {
     let (targets, other) = others(machine);
     let far = || Nanos(ops.clock_ns().0 + 60_000_000_000);
@@ -242,8 +262,8 @@ fn every_op<O: PvOps>(
             }
             None => {
                 count(format_args!("{label}/{name}/{form}"), f);
-                if let Some(served) = served {
-                    report_served(format_args!("{label}/{name}/{form}"), served(op));
+                if report_steps {
+                    report_served(format_args!("{label}/{name}/{form}"), op);
                 }
             }
         }
@@ -486,20 +506,19 @@ pub fn run(selection: &Selection, machine: &Machine, info: &crate::start_info::S
         (no_hypercalls && by_hypercall)
             .then_some("served by a hypercall, and hypercalls do not return on this host")
     };
-    let served = |op: Op| selection.serving(op).map(|(step, _)| step);
-    every_op(ops, name, "runtime", machine, &skip, Some(&served));
+    every_op(ops, name, "runtime", machine, &skip, true);
     every_op(
         &CompiledNative,
         "native",
         "static",
         machine,
         &|_| None,
-        None,
+        false,
     );
     ops.irq_disable();
     emulated_clocks(machine);
     eoi(name);
-    report_served(format_args!("eoi/{name}/runtime"), served(Op::Eoi));
+    report_served(format_args!("eoi/{name}/runtime"), Op::Eoi);
     let _ = writeln!(Console, "exits: done");
     crate::exit::success()
 }

@@ -346,7 +346,9 @@ mod tests {
              exits key=lapic_eoi/x2apic all=1 io=0 mmio=0 msr=1 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=2 rdtsc=0\n\
              exits key=send_ipi/hyperv/runtime all=3 io=0 mmio=0 msr=3 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=3 rdtsc=0\n\
              exits served key=send_ipi/hyperv/runtime step=native\n\
-             exits key=send_ipi/native/static all=3 io=0 mmio=0 msr=3 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=3 rdtsc=0\n",
+             exits key=send_ipi/native/static all=3 io=0 mmio=0 msr=3 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=3 rdtsc=0\n\
+             exits key=clock_ns/hyperv/runtime all=1 io=0 mmio=0 msr=1 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=1 rdtsc=0\n\
+             exits served key=clock_ns/hyperv/runtime step=2\n",
         );
         let xen = parse(
             "xen-4.17",
@@ -365,6 +367,7 @@ mod tests {
             a.claims
         );
         assert!(has("hyperv send_ipi on xen-viridian (xen-4.17, counted by xentrace): not measured (its hypercall step was withdrawn"));
+        assert!(has("hyperv clock_ns on xen-viridian (xen-4.17, counted by xentrace): not measured (served by step 2, not the shared ms_hyperv_tsc_page)"));
         assert!(has("does not hold: xen clock_ns (shared vcpu_time_info) on xen (xen-4.17, counted by xentrace): 1 exits per read (0), of them 1 an rdtsc Xen emulates"));
     }
 
