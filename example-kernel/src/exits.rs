@@ -173,8 +173,8 @@ fn report(key: core::fmt::Arguments, counts: [u64; COUNTERS], most: u64) {
 }
 
 /// Which steps of its chain have answered `op`'s calls (the SDK's served
-/// record), as `step=1`, `step=native`, or `step=1,native` where calls
-/// went both ways: not the step the plan names, since a step that fails
+/// record), as `step=1`, `step=native` (also for an op the backend does
+/// not map), or `step=1,native` where calls went both ways: not the step the plan names, since a step that fails
 /// call by call without being withdrawn (Hyper-V's reference TSC page
 /// with sequence 0) hands every call to the next.
 fn report_served(key: core::fmt::Arguments, op: Op) {
@@ -195,7 +195,8 @@ fn report_served(key: core::fmt::Arguments, op: Op) {
         first = false;
     }
     if first {
-        let _ = write!(out, "none");
+        // No chain recorded a call: the op is unmapped, its native lowering.
+        let _ = write!(out, "native");
     }
     let _ = writeln!(out);
 }

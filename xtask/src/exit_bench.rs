@@ -85,7 +85,8 @@ pub fn parse(vmm: &'static str, serial: &str) -> ExitBoot {
                 )
             });
         if let Some(rest) = banner {
-            boot.backend = rest.trim_end_matches(')').to_string();
+            // xenconsoled's log ends lines with "\r\n".
+            boot.backend = rest.trim_end().trim_end_matches(')').to_string();
             continue;
         }
         if line.contains(" skipped: ") || line.starts_with("exits skipped") {
@@ -390,7 +391,7 @@ mod tests {
     /// Xen's console, then the counts its dom0 made from the trace.
     #[test]
     fn counts_made_after_the_run_still_get_their_served_step() {
-        let serial = "(d1) exits: per op, between CPUID markers for the hypervisor's trace (backend hyperv)\n\
+        let serial = "(d1) exits: per op, between CPUID markers for the hypervisor's trace (backend hyperv)\r\n\
             (d1) exits marks key=eoi/hyperv/runtime at=3,5\n\
             (d1) exits served key=eoi/hyperv/runtime step=1\n\
             pvi-xentrace-exits: 900 records, 2 markers on CPU 3, 1 keys\n\
