@@ -275,10 +275,10 @@ fn real_xen_claims(model: &Model, table: &ExitTable, claims: &mut Vec<String>) {
                     "{}: {hv} clock_ns (shared {structure}) {on}: {} exits per read (0), of them {rdtsc} an rdtsc Xen emulates{}",
                     verdict(c.all == 0),
                     c.all,
-                    if rdtsc > 0 {
-                        " (Xen emulates the TSC where the CPU announces no invariant TSC, as QEMU's TCG CPU here; the record read makes no other exit)"
-                    } else {
-                        ""
+                    match (rdtsc, c.all == rdtsc) {
+                        (0, _) => "",
+                        (_, true) => " (Xen emulates the TSC where the CPU announces no invariant TSC, as QEMU's TCG CPU here; the record read makes no other exit)",
+                        (_, false) => " (Xen emulates the TSC where the CPU announces no invariant TSC, as QEMU's TCG CPU here)",
                     }
                 )
             });
