@@ -96,8 +96,7 @@ impl Hyperv {
             return;
         }
         let gpa = platform::gpa(VP_ASSIST[cpu].0.get() as usize);
-        // SAFETY: Hyper-V announced the APIC MSRs, VP assist page included;
-        // the page is this CPU's own, page-aligned and static.
+        // SAFETY: Hyper-V announced the APIC MSRs; this CPU's own static, page-aligned page.
         unsafe {
             wrmsr(
                 hyperv::HV_X64_MSR_VP_ASSIST_PAGE,
@@ -188,12 +187,10 @@ unsafe impl Steps for Hyperv {
             return Err(hyperv::unsupported());
         }
         let page = VP_ASSIST[cpu].0.get().cast::<u32>();
-        // SAFETY: this CPU's registered, page-aligned VP assist page; its
-        // first word, apic_assist, is only ever updated atomically.
+        // SAFETY: this CPU's registered, aligned page; apic_assist is only updated atomically.
         let word = unsafe { AtomicU32::from_ptr(page) };
         crate::eoi_assist::end_interrupt(word, NO_EOI_REQUIRED, || {
-            // SAFETY: Hyper-V announced the APIC MSRs (the step's
-            // features); an EOI write of 0 ends the interrupt in service.
+            // SAFETY: the step's features announce the APIC MSRs; writing 0 ends the interrupt.
             unsafe { wrmsr(hyperv::HV_X64_MSR_EOI, 0) }
         });
         Ok(())

@@ -684,21 +684,18 @@ unsafe impl Steps for XenPv {
         }
         let writable = |pages: usize| {
             for (i, &mfn) in frames[..pages].iter().enumerate() {
-                // SAFETY: the table's own page, read-only for Xen's check;
-                // the caller's contract makes it the table's alone.
+                // SAFETY: the table's own page (the contract), made read-only for Xen's check.
                 let _ = unsafe { self.remap(table as usize + i * 4096, mfn, true) };
             }
         };
         for (i, &mfn) in frames[..pages].iter().enumerate() {
-            // SAFETY: the op's contract: the table is alone in its pages
-            // and unchanged while loaded, so no reference writes them.
+            // SAFETY: the table is alone in its pages and unchanged (the op's contract).
             if let Err(why) = unsafe { self.remap(table as usize + i * 4096, mfn, false) } {
                 writable(i);
                 return Err(why);
             }
         }
-        // SAFETY: Xen validates every descriptor, the list outlives the
-        // call, and the op's contract covers the selectors reloaded.
+        // SAFETY: Xen validates the descriptors, the list outlives the call, per the op's contract.
         let loaded = unsafe {
             self.hypercalls
                 .hypervisor_set_gdt(frames.as_ptr() as u64, entries)

@@ -104,6 +104,7 @@ core::arch::global_asm!(
     options(att_syntax),
 );
 
+// SAFETY: labels of the global_asm! above, read-only code; only their addresses are taken.
 extern "C" {
     static pvi_xen_pv_trampolines: u8;
     static pvi_xen_pv_event_entry: u8;

@@ -41,8 +41,7 @@ impl Runstates {
         let area = vcpu_register_runstate_memory_area {
             addr: self.records.of(cpu).get() as u64,
         };
-        // SAFETY: Xen is the hypervisor (only its backends call this); the
-        // area is a static record for ever, which only Xen writes.
+        // SAFETY: Xen is the hypervisor here; the area is a static record only Xen writes.
         let done = unsafe {
             hypercalls.hypervisor_vcpu_op(
                 xen::VCPUOP_register_runstate_memory_area,
@@ -62,8 +61,7 @@ impl Runstates {
         }
         let record = self.records.of(cpu).get();
         for _ in 0..RETRIES {
-            // SAFETY: a registered static record. Xen updates it while the
-            // vCPU is descheduled; two equal copies are a consistent one.
+            // SAFETY: a registered static record; two equal volatile copies are a consistent one.
             let (a, b) = unsafe { (record.read_volatile(), record.read_volatile()) };
             if a.state_entry_time == b.state_entry_time && a.state == b.state {
                 return Ok(a);
@@ -97,8 +95,7 @@ impl Runstates {
             return Some(false);
         }
         let record = self.records.of(cpu).get();
-        // SAFETY: a static record, aligned; Xen may write it at any time,
-        // hence the volatile read.
+        // SAFETY: a static, aligned record Xen may write at any time: hence the volatile read.
         let entered = unsafe { core::ptr::addr_of!((*record).state_entry_time).read_volatile() };
         Some(entered != 0)
     }

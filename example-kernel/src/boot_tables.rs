@@ -8,8 +8,7 @@
 
 use crate::platform::{entry, Entry};
 
-// SAFETY: boot.rs defines the symbol as 512 quadwords; only its address
-// is taken.
+// SAFETY: boot.rs defines the symbol as 512 quadwords; only its address is taken.
 extern "C" {
     /// The boot root (boot.rs).
     static boot_pml4: [u64; 512];

@@ -66,8 +66,7 @@ pub unsafe fn load(cpu: usize) {
     });
     let entries = gdt.table.entries();
     let (table, count) = (entries.as_ptr() as u64, entries.len() as u16);
-    // SAFETY: this CPU's table, in a static never changed again, holding
-    // the code, data and TSS descriptors the selectors below name.
+    // SAFETY: this CPU's static table, never changed again, holds the descriptors named below.
     let loaded = unsafe { crate::backend().gdt_load(table, count) };
     if let Err(why) = loaded {
         panic!("CPU {cpu}: the GDT was not loaded: {why:?}");

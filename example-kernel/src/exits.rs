@@ -183,18 +183,15 @@ fn report_served(key: core::fmt::Arguments, op: Op) {
         .map_or(0, |(_, bits)| bits);
     let mut out = Console;
     let _ = write!(out, "exits served key={key} step=");
-    let mut first = true;
-    for n in (1..16)
-        .chain(core::iter::once(0))
-        .filter(|n| bits & 1 << n != 0)
-    {
+    let steps = pvi_backends::served::Steps(bits);
+    for (i, n) in steps.each().enumerate() {
+        let comma = if i == 0 { "" } else { "," };
         let _ = match n {
-            0 => write!(out, "{}native", if first { "" } else { "," }),
-            n => write!(out, "{}{n}", if first { "" } else { "," }),
+            0 => write!(out, "{comma}native"),
+            n => write!(out, "{comma}{n}"),
         };
-        first = false;
     }
-    if first {
+    if bits == 0 {
         // No chain recorded a call: the op is unmapped, its native lowering.
         let _ = write!(out, "native");
     }

@@ -113,8 +113,7 @@ pub fn start(
     // The boot root maps the kernel, every stack and the low 4 GiB, the
     // start page among them (identity-mapped).
 
-    // SAFETY: `ap_main` suits a CPU of its own, on this CPU's stack top;
-    // the CPU has not been started.
+    // SAFETY: `ap_main` suits a CPU of its own, on this CPU's stack; the CPU is not started.
     let sent = unsafe {
         ops.cpu_start(
             ApicId(apic),
@@ -186,15 +185,17 @@ pub fn stop_others() {
         return;
     };
     let me = crate::cpu_local::index_if_set().unwrap_or(0);
-    let others = || (0..machine.cpus).filter(move |&cpu| cpu != me);
     // A CPU whose APIC id a CpuSet cannot name (64 and up) is left idle:
     // no IPI of the kernel's own reaches it.
-    for cpu in others().filter(|&cpu| online(cpu) && machine.apic_ids[cpu] < 64) {
+    let running = || {
+        (0..machine.cpus).filter(move |&cpu| cpu != me && online(cpu) && machine.apic_ids[cpu] < 64)
+    };
+    for cpu in running() {
         REQUEST[cpu].store(Request::Stop as u64, SeqCst);
         wake(machine.apic_ids[cpu]);
     }
     let start = pvi_sdk::arch::rdtsc();
-    while others().any(|cpu| online(cpu) && machine.apic_ids[cpu] < 64)
+    while running().next().is_some()
         && pvi_sdk::arch::rdtsc().wrapping_sub(start) < STOP_PATIENCE_TICKS
     {
         core::hint::spin_loop();

@@ -18,6 +18,7 @@ use x86_64::registers::control::{Cr0, Cr0Flags};
 use x86_64::structures::paging::{PageTable, PageTableFlags as Flags};
 use x86_64::{PhysAddr, VirtAddr};
 
+// SAFETY: boot.rs's 2,048 quadwords and the linker script's text bounds, with these types.
 extern "C" {
     /// boot.rs: four page directories of 2 MiB pages, 0 to 4 GiB.
     static boot_pd: [AtomicU64; 2048];

@@ -64,6 +64,7 @@ core::arch::global_asm!(
     "iretq",
 );
 
+// SAFETY: the label of the stubs in the global_asm! above; only its address is taken.
 extern "C" {
     static pvi_trap_stubs: u8;
 }

@@ -247,8 +247,7 @@ fn es_load_faults(selector: u16) -> bool {
     use core::sync::atomic::Ordering::SeqCst;
     let before = crate::traps::CAUGHT.load(SeqCst);
     crate::traps::expect_fault(13, 2);
-    // SAFETY: ES addresses nothing in 64-bit mode; the load takes the
-    // descriptor or raises the #GP the handler expects and resumes after.
+    // SAFETY: ES addresses nothing in 64-bit mode; a bad load takes the expected #GP.
     unsafe {
         core::arch::asm!(
             ".byte 0x8e, 0xc0", // mov es, eax
@@ -274,8 +273,7 @@ fn es() -> u16 {
 /// reads back, and the one past the table faults. ES is restored.
 fn gdt_load_check(backend: &Backend) -> (Result<(), PvError>, u16, bool) {
     let before = es();
-    // SAFETY: PV_GDT is alone in its page, never written; only ES is
-    // reloaded below (CS and SS are Xen's flat selectors).
+    // SAFETY: PV_GDT is alone in its page, never written; only ES reloads (CS, SS are Xen's).
     let loaded = unsafe { backend.gdt_load(core::ptr::addr_of!(PV_GDT) as u64, 2) };
     let read_back = if es_load_faults(LOADED_SELECTOR) {
         0

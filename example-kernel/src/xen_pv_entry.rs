@@ -96,6 +96,7 @@ core::arch::global_asm!(
     features = const XEN_ELFNOTE_FEATURES,
 );
 
+// SAFETY: the page the global_asm! above reserves; only its address is taken.
 extern "C" {
     static xen_pv_hypercall_page: u8;
 }

@@ -54,8 +54,7 @@ static SEEN: Seen = Seen {
 /// The second vCPU, from its first instruction: set up through the ops,
 /// look, report, then wait for events for ever.
 extern "C" fn second_vcpu_main(cpu: u64) -> ! {
-    // SAFETY: `cpu` is this vCPU's index, which the boot vCPU gave it
-    // alone; once, before GS-relative code runs.
+    // SAFETY: this vCPU's own index, given by the boot vCPU; once, before GS-relative code.
     unsafe { crate::cpu_local::set(cpu as usize) };
     let cpu = crate::cpu_local::index();
     SEEN.index.store(cpu as u64, SeqCst);
@@ -116,8 +115,7 @@ pub(crate) fn start_second(backend: &Backend, root: Gpa) -> Second {
         Ok(false) => {}
     }
     let stack = core::ptr::addr_of!(STACK) as u64 + core::mem::size_of::<Stack>() as u64;
-    // SAFETY: the entry suits a vCPU of its own, on this module's stack
-    // top; the root maps the image; vCPU 1 is down (asked above).
+    // SAFETY: entry and stack are vCPU 1's own; the root maps the image; vCPU 1 is down.
     let sent = unsafe {
         backend.cpu_start(
             ApicId(SECOND as u32),

@@ -31,8 +31,7 @@ pub unsafe fn load(table: u64, entries: u16) -> Result<(), PvError> {
         limit: limit(table, entries)?,
         base: VirtAddr::new_truncate(table),
     };
-    // SAFETY: the caller's contract: the table is valid and outlives its
-    // use, and the kernel runs in ring 0, where `lgdt` is allowed.
+    // SAFETY: the caller's contract keeps the table valid while loaded; ring 0 may lgdt.
     unsafe { lgdt(&pointer) };
     Ok(())
 }

@@ -116,8 +116,7 @@ core::arch::global_asm!(
     ".popsection",
 );
 
-// SAFETY: labels of the trampoline above, read-only bytes of the image;
-// only their addresses are taken.
+// SAFETY: labels of the trampoline above, read-only image bytes; only their addresses are taken.
 extern "C" {
     static pvi_cpu_start_begin: u8;
     static pvi_cpu_start_end: u8;
@@ -200,8 +199,7 @@ pub unsafe fn start(
         // SAFETY: a quadword of the copied block, inside the page.
         unsafe { ((at + offset(label) + 8 * index) as *mut u64).write_unaligned(value) }
     };
-    // SAFETY: only the labels' addresses are taken, as references to
-    // bytes of the image's read-only trampoline, which nothing writes.
+    // SAFETY: only the labels' addresses are taken; the trampoline is read-only image data.
     let labels = unsafe {
         (
             &*core::ptr::addr_of!(pvi_cpu_start_gdt),
@@ -250,8 +248,7 @@ mod tests {
     fn bytes() -> &'static [u8] {
         let begin = core::ptr::addr_of!(pvi_cpu_start_begin);
         let end = core::ptr::addr_of!(pvi_cpu_start_end) as usize;
-        // SAFETY: the trampoline, a static of the image, `end - begin`
-        // bytes of read-only data.
+        // SAFETY: `end - begin` bytes of the image's read-only trampoline, never written.
         unsafe { core::slice::from_raw_parts(begin, end - begin as usize) }
     }
 

@@ -36,13 +36,20 @@ pub fn summary() -> impl Iterator<Item = (&'static str, u16)> {
 /// A bit set from [`summary`] as text: "step 2", "step 1, native".
 pub struct Steps(pub u16);
 
+impl Steps {
+    /// The steps in the set, paravirtual ones first in chain order, then 0
+    /// for the native lowering: the order a report reads them in.
+    pub fn each(&self) -> impl Iterator<Item = u16> + '_ {
+        (1..16)
+            .chain(core::iter::once(0))
+            .filter(|n| self.0 & 1 << n != 0)
+    }
+}
+
 impl core::fmt::Display for Steps {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let mut first = true;
-        for n in (1..16).chain(core::iter::once(0)) {
-            if self.0 & 1 << n == 0 {
-                continue;
-            }
+        for n in self.each() {
             if !first {
                 f.write_str(", ")?;
             }
