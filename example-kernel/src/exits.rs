@@ -23,7 +23,13 @@
 //! every exit, and the kernel prints which markers opened which key's calls
 //! (`exits marks key=… at=n,…`). `pvi-xentrace-exits`, in the dom0, counts
 //! the exits Xen recorded between each marker and the next and prints the
-//! `exits key=…` lines.
+//! `exits key=…` lines. A Xen PV guest makes no VM exits and its CPUID
+//! does not trap: there the marker is a hypercall Xen's PV trace records
+//! with its arguments (`xen_pv_entry::trace_marker`), and what is counted
+//! is each entry into Xen (hypercall, emulated privileged instruction,
+//! fault). A PV guest has no local APIC and no emulated timer hardware,
+//! and the native lowering's privileged instructions fault in its ring 3:
+//! those rows are skipped there, saying so.
 //!
 //! The guest waits for an answer by reading memory, which exits to no one,
 //! so a reading falls exactly between two of its instructions and the
@@ -110,11 +116,20 @@ enum Cost {
     Marked(u64),
 }
 
-/// Execute the next marker, a CPUID exit Xen's trace records with its
-/// number.
+/// Whether the kernel came in through the Xen PV entry.
+fn pv() -> bool {
+    crate::platform::entry() == crate::platform::Entry::XenPv
+}
+
+/// Execute the next marker, which Xen's trace records with its number: a
+/// CPUID exit, or on Xen PV a hypercall.
 fn mark() -> u64 {
     let n = MARK.fetch_add(1, SeqCst) + 1;
-    black_box(pvi_sdk::arch::cpuid(MARK_LEAF, n as u32));
+    if pv() {
+        crate::xen_pv_entry::trace_marker(MARK_LEAF, n as u32);
+    } else {
+        black_box(pvi_sdk::arch::cpuid(MARK_LEAF, n as u32));
+    }
     n
 }
 
@@ -228,7 +243,7 @@ fn count(key: core::fmt::Arguments, mut f: impl FnMut()) {
 /// The CPUs besides this one, by APIC id, at most three (the bench's IPI
 /// and flush targets), and one of them.
 fn others(machine: &Machine) -> (CpuSet, Option<ApicId>) {
-    let me = crate::apic::id();
+    let me = crate::platform::apic_id();
     let mut set = 0u64;
     let mut one = None;
     for (cpu, &apic_id) in machine.apic_ids[..machine.cpus].iter().enumerate() {
@@ -325,6 +340,15 @@ fn emulated_clocks(machine: &Machine) {
     count(format_args!("tsc"), || {
         black_box(rdtsc());
     });
+    if pv() {
+        for key in ["hpet", "pm_timer", "pit", "tsc_discovery"] {
+            let _ = writeln!(
+                Console,
+                "exits key={key} skipped: a Xen PV guest reaches no emulated timer hardware"
+            );
+        }
+        return;
+    }
     match crate::bench::hpet() {
         Some(counter) => count(format_args!("hpet"), || {
             // SAFETY: the HPET's main counter, found by `hpet`.
@@ -375,6 +399,8 @@ pub fn interrupt() {
     let by_backend = EOI_BY_BACKEND.load(SeqCst);
     let end = || match (by_backend, crate::ops()) {
         (true, Some(s)) => s.backend.eoi(),
+        // An event on Xen PV needs no end, and there is no local APIC.
+        _ if pv() => {}
         _ => BareMetal::lapic_eoi(),
     };
     if EOI_MEASURED.load(SeqCst) && crate::cpu_local::index() == 0 {
@@ -405,6 +431,18 @@ pub fn interrupt() {
 /// local APIC's: [`REPEATS`] self-IPIs each, the EOI counted in the
 /// handler.
 fn eoi(name: &str) {
+    if pv() {
+        // The op alone: what the event's end costs besides the upcall's
+        // return, which is Xen's `iret` hypercall whatever the op does.
+        if let Some(s) = crate::ops() {
+            count(format_args!("eoi/{name}/runtime"), || s.backend.eoi());
+        }
+        let _ = writeln!(
+            Console,
+            "exits key=lapic_eoi skipped: a Xen PV guest has no local APIC"
+        );
+        return;
+    }
     let me = CpuSet(1 << crate::apic::id());
     let mode = match pvi_backends::native::lapic::mode() {
         Some(crate::apic::Mode::X2apic) => "x2apic",
@@ -465,14 +503,22 @@ fn eoi(name: &str) {
 /// Count every op's exits through the chosen backend and natively, then
 /// the emulated hardware, then stop with success. Ops served by a
 /// hypercall are left out under `bench.no-hypercalls`.
-pub fn run(selection: &Selection, machine: &Machine, info: &crate::start_info::StartInfo) -> ! {
-    let words = || info.cmdline.split_ascii_whitespace();
+///
+/// `free_ram` says whether a range of guest-physical memory is RAM nothing
+/// uses, for the mailbox (on Xen PV, where only markers work: nothing).
+pub fn run(
+    selection: &Selection,
+    machine: &Machine,
+    cmdline: &str,
+    free_ram: &dyn Fn(core::ops::Range<u64>) -> bool,
+) -> ! {
+    let words = || cmdline.split_ascii_whitespace();
     let mailbox = words()
         .find_map(|w| w.strip_prefix("exits.mailbox=0x"))
         .and_then(|hex| u64::from_str_radix(hex, 16).ok());
     match mailbox {
         _ if words().any(|w| w == "exits.markers") => MARKERS.store(true, SeqCst),
-        Some(at) if at % 8 == 0 && info.free_ram(at..at + 80) => MAILBOX.store(at, SeqCst),
+        Some(at) if at % 8 == 0 && free_ram(at..at + 80) => MAILBOX.store(at, SeqCst),
         _ => {
             let _ = writeln!(
                 Console,
@@ -487,8 +533,19 @@ pub fn run(selection: &Selection, machine: &Machine, info: &crate::start_info::S
     let _ = if MARKERS.load(SeqCst) {
         writeln!(
             Console,
-            "exits: per op, between CPUID markers for the hypervisor's trace (backend {name})"
+            "exits: per op, between markers for the hypervisor's trace (backend {name})"
         )
+        .and_then(|()| {
+            writeln!(
+                Console,
+                "exits: each marker is {}",
+                if pv() {
+                    "a VCPUOP hypercall Xen's PV trace records (a CPUID does not trap here)"
+                } else {
+                    "a CPUID exit Xen's HVM trace records"
+                }
+            )
+        })
     } else {
         writeln!(
             Console,
@@ -505,12 +562,17 @@ pub fn run(selection: &Selection, machine: &Machine, info: &crate::start_info::S
             .then_some("served by a hypercall, and hypercalls do not return on this host")
     };
     every_op(ops, name, "runtime", machine, &skip, true);
+    let native_skip = |_| {
+        pv().then_some(
+            "the native lowering's privileged instructions fault in a Xen PV guest's ring 3",
+        )
+    };
     every_op(
         &CompiledNative,
         "native",
         "static",
         machine,
-        &|_| None,
+        &native_skip,
         false,
     );
     ops.irq_disable();

@@ -230,7 +230,9 @@ extern "C" fn kmain(start_info: u32) -> ! {
         bench::run(selection, machine, info.cmdline)
     }
     if words().any(|w| w == "exits") {
-        exits::run(selection, machine, &info)
+        exits::run(selection, machine, info.cmdline, &|range| {
+            info.free_ram(range)
+        })
     }
     if words().any(|w| w == "hypercall-probe") {
         selftest::hypercall_probe(selection)

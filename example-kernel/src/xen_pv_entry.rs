@@ -30,13 +30,13 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use pvi_backends::platform::{Platform, Vectors};
 use pvi_sdk::detect::Detection;
 use pvi_sdk::generated::xen_pv::{
-    __HYPERVISOR_console_io, __HYPERVISOR_sched_op, CONSOLEIO_write, SCHEDOP_shutdown,
-    SHUTDOWN_poweroff, SIF_INITDOMAIN, XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_FEATURES,
+    __HYPERVISOR_console_io, __HYPERVISOR_sched_op, __HYPERVISOR_vcpu_op, CONSOLEIO_write,
+    SCHEDOP_shutdown, SHUTDOWN_poweroff, SIF_INITDOMAIN, XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_FEATURES,
     XEN_ELFNOTE_GUEST_OS, XEN_ELFNOTE_GUEST_VERSION, XEN_ELFNOTE_HYPERCALL_PAGE,
     XEN_ELFNOTE_LOADER, XEN_ELFNOTE_PADDR_OFFSET, XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
 };
 use pvi_sdk::generated::Hypervisor;
-use pvi_sdk::types::{sched_shutdown, start_info, ApicId};
+use pvi_sdk::types::{sched_shutdown, start_info, ApicId, Gpa};
 use pvi_sdk::PvOps;
 
 /// What `start_info.magic` starts with for a 64-bit PV guest.
@@ -185,45 +185,69 @@ pub(crate) fn text(bytes: &[u8]) -> &str {
     core::str::from_utf8(&bytes[..end]).unwrap_or("(not UTF-8)")
 }
 
+/// A hypercall through the page's stub, without the SDK: Xen's answer.
+///
+/// # Safety
+///
+/// The PV entry ran (Xen filled the page), and the hypercall `number`
+/// with these arguments is one the caller may make: Xen reads and writes
+/// what they point at.
+unsafe fn hypercall3(number: u64, arg1: u64, arg2: u64, arg3: u64) -> i64 {
+    let stub = hypercall_page() as u64 + 32 * number;
+    let answer: i64;
+    // SAFETY: the caller's contract; the 64-bit PV stub takes arguments in rdi, rsi, rdx, returns in rax and changes rcx and r11 (syscall).
+    unsafe {
+        core::arch::asm!(
+            "call {stub}",
+            stub = in(reg) stub,
+            inout("rdi") arg1 => _,
+            inout("rsi") arg2 => _,
+            inout("rdx") arg3 => _,
+            out("rax") answer, out("rcx") _, out("r11") _,
+        );
+    }
+    answer
+}
+
+/// Marker `n` for Xen's trace (the `exits.markers` mode on Xen PV, where
+/// a CPUID does not trap): `VCPUOP` `command`, a number no Xen defines,
+/// for vCPU `n`, of which Xen records the command and the vCPU before it
+/// answers -ENOENT or -ENOSYS and does nothing. Under another entry,
+/// nothing.
+pub(crate) fn trace_marker(command: u32, n: u32) {
+    if crate::platform::entry() != crate::platform::Entry::XenPv {
+        return;
+    }
+    // SAFETY: the PV entry ran; an unknown VCPUOP command reads nothing (its argument is null).
+    let _ = unsafe { hypercall3(__HYPERVISOR_vcpu_op, u64::from(command), u64::from(n), 0) };
+}
+
 /// Stop without the SDK: for a start_info the backend must not trust, or
 /// a build without the Xen PV backend, which must link none of its code
 /// (the size benchmark checks). dom0 still gets its line on Xen's
 /// console. The hypercalls are made by hand, through the page's stubs.
 fn refuse(line: &str) -> ! {
-    let call = |number: u64, arg1: u64, arg2: u64, arg3: u64| {
-        let stub = hypercall_page() as u64 + 32 * number;
-        // SAFETY: Xen is the hypervisor (it entered us here) and filled
-        // the page; its 64-bit PV stub takes arguments in rdi, rsi, rdx,
-        // returns in rax and changes rcx and r11 (syscall); the arguments
-        // are valid for the calls below.
-        unsafe {
-            core::arch::asm!(
-                "call {stub}",
-                stub = in(reg) stub,
-                inout("rdi") arg1 => _,
-                inout("rsi") arg2 => _,
-                inout("rdx") arg3 => _,
-                out("rax") _, out("rcx") _, out("r11") _,
-            );
-        }
+    // SAFETY: Xen entered us here and filled the page; CONSOLEIO_write reads `count` bytes at `buffer`, which `line` holds.
+    let _ = unsafe {
+        hypercall3(
+            __HYPERVISOR_console_io,
+            u64::from(CONSOLEIO_write),
+            line.len() as u64,
+            line.as_ptr() as u64,
+        )
     };
-    // CONSOLEIO_write reads `count` bytes at `buffer`.
-    call(
-        __HYPERVISOR_console_io,
-        u64::from(CONSOLEIO_write),
-        line.len() as u64,
-        line.as_ptr() as u64,
-    );
     let reason = sched_shutdown {
         reason: SHUTDOWN_poweroff,
     };
-    // SCHEDOP_shutdown reads one sched_shutdown at the address.
-    call(
-        __HYPERVISOR_sched_op,
-        u64::from(SCHEDOP_shutdown),
-        core::ptr::addr_of!(reason) as u64,
-        0,
-    );
+    // SAFETY: as above; SCHEDOP_shutdown reads one sched_shutdown at the address, which `reason` holds.
+    let _ = unsafe {
+        hypercall3(
+            __HYPERVISOR_sched_op,
+            u64::from(SCHEDOP_shutdown),
+            core::ptr::addr_of!(reason) as u64,
+            0,
+        )
+    };
     loop {
         core::hint::spin_loop();
     }
@@ -336,6 +360,18 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
         console,
         "pvi: Xen PV entry: the IDT through trap_table_load: {loaded:?}"
     );
+    if cmdline.split_ascii_whitespace().any(|w| w == "exits") {
+        // Exits per op, counted by Xen's trace in the dom0: the PV checks'
+        // hypercalls would only fill its buffers. Three other vCPUs for
+        // the IPI, where the domain has them.
+        let others = crate::xen_pv_smp::start_serving(backend, Gpa(info.pt_base));
+        let _ = writeln!(
+            console,
+            "pvi: Xen PV entry: exits: {others} other vCPUs online; the PV checks are skipped"
+        );
+        let machine = crate::platform::set_machine(machine());
+        crate::exits::run(selection, machine, cmdline, &|_| false)
+    }
     let failed = crate::xen_pv_checks::run(selection, info, loaded, &mut console);
     // What fell back, and what answered, as the chains recorded it.
     crate::run_report::write(&mut console);

@@ -9,6 +9,7 @@
 //! as any started CPU does (`smp::serve`).
 
 use crate::xen_pv_checks::{clock_moves, site_irq_disable, upcall_mask};
+use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::SeqCst};
 use pvi_backends::entry::xen_pv_vcpu_is_up;
 use pvi_backends::registry::Backend;
@@ -84,6 +85,32 @@ extern "C" fn second_vcpu_main(cpu: u64) -> ! {
     }
 }
 
+/// Start vCPU `cpu` at `entry` (given its index) on the stack whose top
+/// is `stack`, through the `cpu_start` op.
+///
+/// # Safety
+///
+/// vCPU `cpu` is down; the stack is its own, unused by anyone else; the
+/// page tables rooted at `root` map the kernel image.
+unsafe fn start_vcpu(
+    backend: &Backend,
+    cpu: usize,
+    entry: extern "C" fn(u64) -> !,
+    stack: u64,
+    root: Gpa,
+) -> Result<(), PvError> {
+    // SAFETY: the caller's contract, which is cpu_start's.
+    unsafe {
+        backend.cpu_start(
+            ApicId(cpu as u32),
+            entry as *const () as u64,
+            stack,
+            root,
+            cpu as u64,
+        )
+    }
+}
+
 /// What became of the second vCPU.
 pub(crate) enum Second {
     /// The domain has one vCPU: Xen's answer for vCPU 1.
@@ -116,15 +143,7 @@ pub(crate) fn start_second(backend: &Backend, root: Gpa) -> Second {
     }
     let stack = core::ptr::addr_of!(STACK) as u64 + core::mem::size_of::<Stack>() as u64;
     // SAFETY: entry and stack are vCPU 1's own; the root maps the image; vCPU 1 is down.
-    let sent = unsafe {
-        backend.cpu_start(
-            ApicId(SECOND as u32),
-            second_vcpu_main as *const () as u64,
-            stack,
-            root,
-            SECOND as u64,
-        )
-    };
+    let sent = unsafe { start_vcpu(backend, SECOND, second_vcpu_main, stack, root) };
     if sent.is_err() {
         return Second::Failed("cpu_start (VCPUOP_initialise, VCPUOP_up) refused");
     }
@@ -143,4 +162,75 @@ pub(crate) fn start_second(backend: &Backend, root: Gpa) -> Second {
         boot_mask: SEEN.boot_mask.each_ref().map(|m| m.load(SeqCst)),
         clock: SEEN.clock.each_ref().map(|c| c.load(SeqCst)),
     }
+}
+
+/// The vCPUs [`start_serving`] may start besides the boot one: enough for
+/// the `exits` word's IPI to three others.
+const SERVING: usize = 3;
+
+/// Their stacks, vCPU n's at n - 1.
+static mut SERVING_STACKS: [Stack; SERVING] = [const { Stack([0; 64 * 1024]) }; SERVING];
+
+/// A vCPU [`start_serving`] started: set up through the ops, as the
+/// second vCPU is, then online serving the boot vCPU's requests.
+extern "C" fn serving_vcpu_main(cpu: u64) -> ! {
+    // SAFETY: this vCPU's own index, given by the boot vCPU; once, before GS-relative code.
+    unsafe { crate::cpu_local::set(cpu as usize) };
+    // SAFETY: this vCPU's own table, loaded before anything can fault.
+    let idt = unsafe { crate::descriptors::load_idt() };
+    let init = crate::ops().is_some_and(|s| s.init_cpu().is_ok());
+    let backend = crate::backend();
+    if idt.is_ok() && init {
+        crate::smp::serve(cpu as usize)
+    }
+    loop {
+        // SCHEDOP_block: nothing is armed, so this vCPU sleeps offline.
+        backend.safe_halt();
+    }
+}
+
+/// Start every vCPU the domain has up to vCPU [`SERVING`] that is still
+/// down, on the boot vCPU's page tables (rooted at `root`), each online
+/// within 2 s of Xen's time or reported; returns how many besides the
+/// boot vCPU are online. For the `exits` word, which skips the PV checks
+/// (and their start of vCPU 1).
+pub(crate) fn start_serving(backend: &Backend, root: Gpa) -> usize {
+    let mut console = crate::console::Console;
+    for cpu in 1..=SERVING {
+        match xen_pv_vcpu_is_up(backend, cpu as u32) {
+            // Xen's -ENOENT: the domain has no more vCPUs.
+            Err(why) if matches!(why.origin, ErrorOrigin::Xen(code) if code.abs() == XEN_ENOENT) => {
+                break
+            }
+            Err(why) => {
+                let _ = writeln!(console, "pvi: Xen PV: VCPUOP_is_up({cpu}): {why:?}");
+                break;
+            }
+            Ok(true) => continue,
+            Ok(false) => {}
+        }
+        // The top of vCPU `cpu`'s stack (the `cpu - 1`th), which only it uses.
+        let stack = core::ptr::addr_of!(SERVING_STACKS) as u64
+            + (cpu * core::mem::size_of::<Stack>()) as u64;
+        // SAFETY: entry and stack are vCPU `cpu`'s own; the root maps the image; the vCPU is down.
+        let sent = unsafe { start_vcpu(backend, cpu, serving_vcpu_main, stack, root) };
+        if let Err(why) = sent {
+            let _ = writeln!(console, "pvi: Xen PV: vCPU {cpu} not started: {why:?}");
+            break;
+        }
+        let until = backend.clock_ns().0 + 2_000_000_000;
+        while !crate::smp::online(cpu) && backend.clock_ns() < Nanos(until) {
+            core::hint::spin_loop();
+        }
+        if !crate::smp::online(cpu) {
+            let _ = writeln!(
+                console,
+                "pvi: Xen PV: vCPU {cpu} did not come online within 2 s"
+            );
+            break;
+        }
+    }
+    (1..=SERVING)
+        .take_while(|&cpu| crate::smp::online(cpu))
+        .count()
 }

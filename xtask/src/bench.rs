@@ -116,13 +116,15 @@ fn exits_json(table: &crate::exit_bench::ExitTable) -> serde_json::Value {
     counts_json(&table.counts)
 }
 
-/// The real Xen's tables as JSON, by boot (`xen`, `xen-viridian`), each
-/// as [`exits_json`], with the `rdtsc`s Xen emulated.
+/// The real Xen's tables as JSON, by boot (`xen`, `xen-viridian`,
+/// `xen-pv`), each as [`exits_json`], with the `rdtsc`s Xen emulated and,
+/// for the PV guest, the privileged instructions.
 fn real_xen_json(table: &crate::exit_bench::ExitTable) -> serde_json::Value {
     let boots = table.real_xen.iter().map(|(label, boot)| {
         let mut counts = counts_json(&boot.counts);
         for (key, c) in &boot.counts {
             counts[key]["rdtsc"] = c.rdtsc.into();
+            counts[key]["privop"] = c.privop.into();
         }
         (
             label.to_string(),
@@ -263,9 +265,10 @@ fn run() -> Result<(), String> {
             for (label, boot) in &table.real_xen {
                 for (key, c) in &boot.counts {
                     println!(
-                        "exits {key:<32} {:>3} (rdtsc {}, most {}) [{label}]",
+                        "exits {key:<32} {:>3} (rdtsc {}, privop {}, most {}) [{label}]",
                         c.all,
                         c.rdtsc.unwrap_or(0),
+                        c.privop.unwrap_or(0),
                         c.most
                     );
                 }

@@ -112,6 +112,7 @@ mod tests {
             to_vmm,
             pv_eoi: 0,
             rdtsc: None,
+            privop: None,
             most: all,
             vmm: "test",
             served: None,

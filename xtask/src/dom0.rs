@@ -11,8 +11,9 @@
 //! (the PV dom0 may write it), as the kernel's own failure would.
 //!
 //! With `exits.markers` on the kernel's command line, the dom0 also counts
-//! the domU's VM exits: `xentrace` records Xen's HVM trace while the domU
-//! runs, with the domU's vCPU 0 alone on the last physical CPU, and
+//! the domU's VM exits (a PV domU's entries into Xen): `xentrace` records
+//! Xen's HVM (PV) trace while the domU runs, with the domU's vCPU 0 alone
+//! on the last physical CPU, and
 //! `pvi-xentrace-exits` turns the exits between the kernel's markers into
 //! `exits key=…` lines (see the kernel's `exits.rs`).
 //!
@@ -421,13 +422,16 @@ fi
 wait $xl_pid
 "#;
 
-/// Around the domU's start when its exits are counted: Xen's HVM trace
-/// class (`TRC_HVM`, 0x0008f000) recorded by `xentrace` from before the
-/// domU is built until after it ends (1,024 pages of buffer per CPU, so
-/// that a TCG-slow `xentrace` loses nothing; a loss voids the calls it
-/// touches), then the exits between the markers of the guest's lines (its
-/// console log, and Xen's for `console.e9`) on the measured CPU.
-const TRACE_EXITS: &str = r#"xentrace -D -S 1024 -e 0x0008f000 /tmp/pvi.trace &
+/// Around the domU's start when its exits are counted: the dom0's own
+/// vCPUs kept off the measured CPU (a PV guest, its entries would land in
+/// the PV trace), then Xen's trace class for the domU's kind (`@MASK@`:
+/// `TRC_HVM`, 0x0008f000, or `TRC_PV`, 0x0020f000) recorded by `xentrace`
+/// from before the domU is built until after it ends (1,024 pages of
+/// buffer per CPU, so that a TCG-slow `xentrace` loses nothing; a loss
+/// voids the calls it touches), then the exits between the markers of the
+/// guest's lines (its console log, and Xen's for `console.e9`) on the
+/// measured CPU.
+const TRACE_EXITS: &str = r#"@PIN_DOM0@xentrace -D -S 1024 -e @MASK@ /tmp/pvi.trace &
 trace_pid=$!
 sleep 1
 sh /pvi/run.sh
@@ -455,6 +459,25 @@ fn traces_exits(cmdline: &str) -> bool {
         .any(|w| w == "exits.markers")
 }
 
+/// Xen's trace classes that record the domU's exits: `TRC_HVM` for a PVH
+/// guest's VM exits, `TRC_PV` for a PV guest's entries.
+fn trace_mask(domu: DomU) -> &'static str {
+    if domu.pv {
+        "0x0020f000"
+    } else {
+        "0x0008f000"
+    }
+}
+
+/// The physical CPUs below the measured one, where the domU's other vCPUs
+/// and the dom0's run (`0` on a machine of one).
+fn other_cpus(domu: DomU) -> String {
+    match measured_cpu(domu) {
+        0 => "0".to_string(),
+        last => format!("0-{}", last - 1),
+    }
+}
+
 /// The physical CPU the measured vCPU (0) runs on alone when exits are
 /// counted: the last of the machine's, which has as many as the domU has
 /// vCPUs.
@@ -474,11 +497,7 @@ fn domu_config(cmdline: &str, domu: DomU) -> String {
     );
     if traces_exits(cmdline) {
         let last = measured_cpu(domu);
-        let others = if last == 0 {
-            "0".to_string()
-        } else {
-            format!("0-{}", last - 1)
-        };
+        let others = other_cpus(domu);
         let pins: Vec<String> = (0..vcpus)
             .map(|v| {
                 format!(
@@ -519,7 +538,14 @@ pub fn initrd(dom0: &Dom0, kernel: &Path, cmdline: &str, domu: DomU) -> Result<P
             true,
         );
         a.file("pvi/run.sh", start.as_bytes(), true);
-        let wrapper = TRACE_EXITS.replace("@CPU@", &measured_cpu(domu).to_string());
+        let pin = match measured_cpu(domu) {
+            0 => String::new(),
+            _ => format!("xl vcpu-pin Domain-0 all {}\n", other_cpus(domu)),
+        };
+        let wrapper = TRACE_EXITS
+            .replace("@PIN_DOM0@", &pin)
+            .replace("@MASK@", trace_mask(domu))
+            .replace("@CPU@", &measured_cpu(domu).to_string());
         a.file("pvi/start.sh", wrapper.as_bytes(), true);
     } else {
         a.file("pvi/start.sh", start.as_bytes(), true);
@@ -592,6 +618,9 @@ mod tests {
         let one = domu_config("exits exits.markers", DomU { vcpus: 1, ..domu });
         assert!(one.contains("cpus = [\"0\"]\n"), "{one}");
         assert_eq!(measured_cpu(domu), 3);
+        assert_eq!(other_cpus(domu), "0-2");
+        assert_eq!(trace_mask(domu), "0x0008f000");
+        assert_eq!(trace_mask(DomU { pv: true, ..domu }), "0x0020f000");
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct ExitCount {
     /// Of `all`, the `rdtsc`s the hypervisor emulated, where it says (Xen's
     /// trace does; KVM's tracepoints have no such kind).
     pub rdtsc: Option<u64>,
+    /// Of `all`, a Xen PV guest's privileged instructions Xen emulated
+    /// (its trace names no instruction: `rdtsc`, `in`, `rdmsr`, …).
+    pub privop: Option<u64>,
     /// The step of the backend's chain that served the op (`native` when
     /// every paravirtual step was withdrawn); `None` for the native
     /// lowering and the hardware.
@@ -81,7 +84,7 @@ pub fn parse(vmm: &'static str, serial: &str) -> ExitBoot {
             .strip_prefix("exits: per op, counted by the host (backend ")
             .or_else(|| {
                 line.strip_prefix(
-                    "exits: per op, between CPUID markers for the hypervisor's trace (backend ",
+                    "exits: per op, between markers for the hypervisor's trace (backend ",
                 )
             });
         if let Some(rest) = banner {
@@ -121,6 +124,7 @@ pub fn parse(vmm: &'static str, serial: &str) -> ExitBoot {
                     to_vmm,
                     pv_eoi,
                     rdtsc: number("rdtsc"),
+                    privop: number("privop"),
                     most,
                     vmm,
                     served: None,
@@ -144,9 +148,11 @@ pub struct ExitTable {
     pub skipped: Vec<String>,
     /// The same measurement on the real Xen 4.17, by boot (`xen`: the Xen
     /// backend; `xen-viridian`: the Hyper-V backend on Xen's Hyper-V
-    /// emulation), each with its own local APIC and native rows: kept
-    /// apart, since Xen here emulates the TSC (TCG's CPU has no invariant
-    /// TSC) where the counts above come from hosts that do not.
+    /// emulation; `xen-pv`: the Xen PV backend in a PV domU, counted as
+    /// entries into Xen), the PVH boots each with its own local APIC and
+    /// native rows: kept apart, since Xen here emulates the TSC (TCG's CPU
+    /// has no invariant TSC) where the counts above come from hosts that do
+    /// not.
     pub real_xen: BTreeMap<&'static str, ExitBoot>,
 }
 
@@ -222,6 +228,7 @@ pub fn measure(kernel: &Path) -> Result<ExitTable, String> {
         let boot = xen_boot(kernel, viridian)?;
         table.real_xen.insert(label, boot);
     }
+    table.real_xen.insert("xen-pv", xen_pv_boot(kernel)?);
     Ok(table)
 }
 
@@ -247,6 +254,22 @@ fn xen_boot(kernel: &Path, viridian: bool) -> Result<ExitBoot, String> {
     };
     // A domU ends by powering itself off; its dom0 then powers QEMU off.
     read_boot(&boot, label, "xen-4.17", EXIT_POWERED_OFF, &|_| Ok(None))
+}
+
+/// The kernel as a 64-bit PV domU of the same Xen, 4 vCPUs: its entries
+/// into Xen (hypercalls, emulated privileged instructions, faults) between
+/// marker hypercalls, which Xen's PV trace records.
+fn xen_pv_boot(kernel: &Path) -> Result<ExitBoot, String> {
+    println!("==> counting entries into the real Xen 4.17 (xen-pv, by xentrace)");
+    let boot = Boot {
+        kernel,
+        accel: Accel::XenPv,
+        smp: 4,
+        cpu_extra: "",
+        cmdline: "exits exits.markers",
+        vm_args: &[],
+    };
+    read_boot(&boot, "xen-pv", "xen-4.17", EXIT_POWERED_OFF, &|_| Ok(None))
 }
 
 /// Boot, keep the serial log in `target/bench/exits-<label>.log`, and read
@@ -391,7 +414,7 @@ mod tests {
     /// Xen's console, then the counts its dom0 made from the trace.
     #[test]
     fn counts_made_after_the_run_still_get_their_served_step() {
-        let serial = "(d1) exits: per op, between CPUID markers for the hypervisor's trace (backend hyperv)\r\n\
+        let serial = "(d1) exits: per op, between markers for the hypervisor's trace (backend hyperv)\r\n\
             (d1) exits marks key=eoi/hyperv/runtime at=3,5\n\
             (d1) exits served key=eoi/hyperv/runtime step=1\n\
             pvi-xentrace-exits: 900 records, 2 markers on CPU 3, 1 keys\n\

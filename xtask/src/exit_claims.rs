@@ -231,28 +231,40 @@ fn lapic_claims(
 
 /// The same claims on the real Xen 4.17, each boot against its own local
 /// APIC and native rows: the paravirtual EOI, the shared-structure clock
-/// (with the `rdtsc` Xen emulates here named), and the IPI.
+/// (with the `rdtsc` Xen emulates here named), and the IPI. A PV guest
+/// has neither a local APIC nor a native lowering that runs: its boot is
+/// judged against the rows of the PVH `xen` boot, on the same Xen, and
+/// says so.
 fn real_xen_claims(model: &Model, table: &ExitTable, claims: &mut Vec<String>) {
     for (label, boot) in &table.real_xen {
         let hv = boot.backend.as_str();
         let counts = &boot.counts;
         let on = format!("on {label} (xen-4.17, counted by xentrace)");
+        // A hardware row: this boot's own, else the PVH boot's.
+        let own_or_pvh = |key: &str| match counts.get(key) {
+            Some(c) => Some((c, "there")),
+            None => table
+                .real_xen
+                .get("xen")
+                .and_then(|b| b.counts.get(key))
+                .map(|c| (c, "in the PVH boot `xen` (this guest has none)")),
+        };
         let first = |op: &str| {
             mapping(model, op)
                 .into_iter()
                 .find(|(name, _)| name == hv)
                 .map(|(_, m)| m)
         };
-        if let (Some(m), Some(c), Some(apic)) = (
+        if let (Some(m), Some(c), Some((apic, where_))) = (
             first("eoi"),
             counts.get(&format!("eoi/{hv}/runtime")),
-            counts.get("lapic_eoi/x2apic"),
+            own_or_pvh("lapic_eoi/x2apic"),
         ) {
             claims.push(if withdrawn(c) {
                 format!("{hv} eoi {on}: not measured (every paravirtual step was withdrawn)")
             } else {
                 format!(
-                    "{}: {hv} eoi with nothing else pending {on}, by {}: {} exits (0) against {} for the local APIC's EOI there (≥1)",
+                    "{}: {hv} eoi with nothing else pending {on}, by {}: {} exits (0) against {} for the local APIC's EOI {where_} (≥1)",
                     verdict(c.all == 0 && apic.all >= 1),
                     m.keyword(),
                     c.all,
@@ -265,10 +277,20 @@ fn real_xen_claims(model: &Model, table: &ExitTable, claims: &mut Vec<String>) {
             counts.get(&format!("clock_ns/{hv}/runtime")),
         ) {
             let rdtsc = c.rdtsc.unwrap_or(0);
+            let privop = c.privop.unwrap_or(0);
+            let bare_tsc = counts.get("tsc").map_or(0, |t| t.privop.unwrap_or(0));
             claims.push(if c.served.as_deref() != Some("1") {
                 format!(
                     "{hv} clock_ns {on}: not measured (served by step {}, not the shared {structure})",
                     c.served.as_deref().unwrap_or("?")
+                )
+            } else if privop > 0 {
+                // Xen's PV trace names no instruction: a bare rdtsc's count
+                // on the same boot says whether it is the one.
+                format!(
+                    "{}: {hv} clock_ns (shared {structure}) {on}: {} entries into Xen per read (0), of them {privop} a privileged instruction Xen emulated (a bare rdtsc costs {bare_tsc} such here: Xen emulates the TSC where the CPU announces no invariant TSC, as QEMU's TCG CPU here)",
+                    verdict(c.all == 0),
+                    c.all,
                 )
             } else {
                 format!(
@@ -283,16 +305,16 @@ fn real_xen_claims(model: &Model, table: &ExitTable, claims: &mut Vec<String>) {
                 )
             });
         }
-        if let (Some(m), Some(c), Some(icr)) = (
+        if let (Some(m), Some(c), Some((icr, where_))) = (
             first("send_ipi"),
             counts.get(&format!("send_ipi/{hv}/runtime")),
-            counts.get("send_ipi/native/static"),
+            own_or_pvh("send_ipi/native/static"),
         ) {
             claims.push(if withdrawn(c) {
                 format!("{hv} send_ipi {on}: not measured (its {} step was withdrawn; {} exits, native)", m.keyword(), c.all)
             } else {
                 format!(
-                    "{}: {hv} send_ipi to 3 CPUs {on}, by {}: {} exits against {} for 3 ICR writes (fewer)",
+                    "{}: {hv} send_ipi to 3 CPUs {on}, by {}: {} exits against {} for 3 ICR writes {where_} (fewer)",
                     verdict(c.all < icr.all),
                     m.keyword(),
                     c.all,
@@ -340,7 +362,7 @@ mod tests {
     fn the_real_xen_is_judged_against_its_own_apic() {
         let viridian = parse(
             "xen-4.17",
-            "exits: per op, between CPUID markers for the hypervisor's trace (backend hyperv)\n\
+            "exits: per op, between markers for the hypervisor's trace (backend hyperv)\n\
              exits key=eoi/hyperv/runtime all=0 io=0 mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=0 rdtsc=0\n\
              exits served key=eoi/hyperv/runtime step=1\n\
              exits key=lapic_eoi/x2apic all=1 io=0 mmio=0 msr=1 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=2 rdtsc=0\n\
@@ -350,15 +372,29 @@ mod tests {
              exits key=clock_ns/hyperv/runtime all=1 io=0 mmio=0 msr=1 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=1 rdtsc=0\n\
              exits served key=clock_ns/hyperv/runtime step=2\n",
         );
-        let xen = parse(
+        let pv = parse(
             "xen-4.17",
-            "exits: per op, between CPUID markers for the hypervisor's trace (backend xen)\n\
-             exits key=clock_ns/xen/runtime all=1 io=0 mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=1 rdtsc=1\n\
-             exits served key=clock_ns/xen/runtime step=1\n",
+            "exits: per op, between markers for the hypervisor's trace (backend xen_pv)\n\
+             exits key=clock_ns/xen_pv/runtime all=1 io=0 mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=1 rdtsc=0 privop=1\n\
+             exits served key=clock_ns/xen_pv/runtime step=1\n\
+             exits key=tsc all=1 io=0 mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=1 rdtsc=0 privop=1\n\
+             exits key=eoi/xen_pv/runtime all=0 io=0 mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=0 rdtsc=0 privop=0\n\
+             exits served key=eoi/xen_pv/runtime step=1\n\
+             exits key=send_ipi/xen_pv/runtime all=1 io=0 mmio=0 msr=0 cpuid=0 hypercall=1 to_vmm=0 pv_eoi=0 most=1 rdtsc=0 privop=0\n\
+             exits served key=send_ipi/xen_pv/runtime step=1\n",
         );
+        let xen_with_apic = format!(
+            "{}exits key=lapic_eoi/x2apic all=1 io=0 mmio=0 msr=1 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=1 rdtsc=0\n\
+             exits key=send_ipi/native/static all=3 io=0 mmio=0 msr=3 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=3 rdtsc=0\n",
+            "exits: per op, between markers for the hypervisor's trace (backend xen)\n\
+             exits key=clock_ns/xen/runtime all=1 io=0 mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=1 rdtsc=1\n\
+             exits served key=clock_ns/xen/runtime step=1\n"
+        );
+        let xen = parse("xen-4.17", &xen_with_apic);
         let mut t = table(&[]);
         t.real_xen.insert("xen-viridian", viridian);
         t.real_xen.insert("xen", xen);
+        t.real_xen.insert("xen-pv", pv);
         let a = assess_with(&model(), &t, &counted());
         let has = |text: &str| a.claims.iter().any(|c| c.contains(text));
         assert!(
@@ -369,6 +405,11 @@ mod tests {
         assert!(has("hyperv send_ipi on xen-viridian (xen-4.17, counted by xentrace): not measured (its hypercall step was withdrawn"));
         assert!(has("hyperv clock_ns on xen-viridian (xen-4.17, counted by xentrace): not measured (served by step 2, not the shared ms_hyperv_tsc_page)"));
         assert!(has("does not hold: xen clock_ns (shared vcpu_time_info) on xen (xen-4.17, counted by xentrace): 1 exits per read (0), of them 1 an rdtsc Xen emulates"));
+        // The PV guest against the PVH boot's local APIC, and its clock's
+        // entry named by what the trace can say.
+        assert!(has("holds: xen_pv eoi with nothing else pending on xen-pv (xen-4.17, counted by xentrace), by routine: 0 exits (0) against 1 for the local APIC's EOI in the PVH boot `xen` (this guest has none)"), "{:#?}", a.claims);
+        assert!(has("holds: xen_pv send_ipi to 3 CPUs on xen-pv (xen-4.17, counted by xentrace), by routine: 1 exits against 3 for 3 ICR writes in the PVH boot `xen`"));
+        assert!(has("does not hold: xen_pv clock_ns (shared vcpu_time_info) on xen-pv (xen-4.17, counted by xentrace): 1 entries into Xen per read (0), of them 1 a privileged instruction Xen emulated (a bare rdtsc costs 1 such here"));
     }
 
     fn counted() -> KernelBench {

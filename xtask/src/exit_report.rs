@@ -89,22 +89,33 @@ pub fn exits_markdown(table: &ExitTable, assessment: &Assessment) -> String {
     }
     debug_assert_eq!(KINDS.len(), 5);
     for (label, boot) in &table.real_xen {
+        let pv = boot.backend == "xen_pv";
+        let (guest, counted) = if pv {
+            (
+                "PV domU",
+                "the entries into Xen (hypercalls, emulated privileged instructions, faults) between the kernel's marker hypercalls",
+            )
+        } else {
+            ("PVH domU", "the exits between the kernel's CPUID markers")
+        };
         md.push_str(&format!(
-            "\nOn the real Xen 4.17 (`{label}`: PVH domU, backend {}, QEMU TCG, 4 vCPUs), \
-             counted by Xen's own trace (`xentrace` in the dom0; the exits between the \
-             kernel's CPUID markers, vCPU 0 alone on its physical CPU). `rdtsc`: of the \
-             exits, the TSC reads Xen emulates.\n\n\
-             | key | exits | io | mmio | msr | cpuid | hypercall | rdtsc | most | served by step |\n\
-             |---|---|---|---|---|---|---|---|---|---|\n",
+            "\nOn the real Xen 4.17 (`{label}`: {guest}, backend {}, QEMU TCG, 4 vCPUs), \
+             counted by Xen's own trace (`xentrace` in the dom0; {counted}, vCPU 0 alone on \
+             its physical CPU). `rdtsc`: of the exits, the TSC reads Xen emulates; \
+             `privop`: of a PV guest's entries, the privileged instructions Xen emulated.\n\n\
+             | key | exits | io | mmio | msr | cpuid | hypercall | rdtsc | privop | most | served by step |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|\n",
             boot.backend
         ));
         for (key, c) in &boot.counts {
             let kinds: Vec<String> = c.kinds.iter().map(u64::to_string).collect();
+            let dash = |n: Option<u64>| n.map_or("—".to_string(), |n| n.to_string());
             md.push_str(&format!(
-                "| `{key}` | {} | {} | {} | {} | {} |\n",
+                "| `{key}` | {} | {} | {} | {} | {} | {} |\n",
                 c.all,
                 kinds.join(" | "),
-                c.rdtsc.map_or("—".to_string(), |n| n.to_string()),
+                dash(c.rdtsc),
+                dash(c.privop),
                 c.most,
                 c.served.as_deref().unwrap_or("—"),
             ));

@@ -10,6 +10,18 @@
 //! marker n's exit and marker n + 1's are what the call cost; the two
 //! markers' own exits are not counted.
 //!
+//! A PV guest has no VM exits: it enters Xen by a hypercall (`syscall`
+//! through the hypercall page) or by a fault Xen handles for it, and Xen's
+//! PV trace class records each such entry (`TRC_PV_ENTRY`: the hypercall
+//! with some of its arguments, the privileged instruction Xen emulated,
+//! the fault it fixed up or passed on). A CPUID does not trap there, so
+//! the kernel's PV marker is a hypercall whose recorded arguments carry
+//! the marker: `VCPUOP` [`MARK_LEAF`] for vCPU n, a command no Xen knows
+//! (`-ENOENT` or `-ENOSYS`, nothing done), of which `__trace_hypercall`
+//! records the command and the vCPU. An interrupt that takes the physical
+//! CPU from the guest leaves no PV record: a PV count is of the entries
+//! the guest's own instructions made.
+//!
 //! The file is a run of windows, each a `cpu_change` record (the physical
 //! CPU and the window's length in bytes) followed by that CPU's records
 //! (`struct t_rec`, `xen/include/public/trace.h`; `tools/xentrace`). The
@@ -41,6 +53,23 @@ const TRC_HVM_VMEXIT64: u32 = 0x0008_1102;
 const TRC_HVM_NESTEDFLAG: u32 = 0x0000_4000;
 /// `TRC_HVM_CPUID`: leaf, subleaf, then the four results.
 const TRC_HVM_CPUID: u32 = 0x0008_200e;
+
+/// `TRC_PV_ENTRY`'s subclass: every record of a PV guest's entry into Xen
+/// (`TRC_64_FLAG` set or not).
+const TRC_PV_ENTRY: u32 = 0x0020_1000;
+/// `TRC_PV_HYPERCALL` and `TRC_PV_HYPERCALL_V2` (the hypercall's number,
+/// with flags above bit 20 saying which arguments follow).
+const TRC_PV_HYPERCALL: u32 = 0x0020_1001;
+const TRC_PV_HYPERCALL_V2: u32 = 0x0020_100d;
+/// `TRC_PV_HYPERCALL_V2_ARG_MASK`: the argument flags in its first word.
+const TRC_PV_HYPERCALL_V2_ARG_MASK: u32 = 0xfff0_0000;
+/// `TRC_PV_EMULATE_PRIVOP`: a privileged instruction Xen emulated after
+/// its #GP (`in`, `out`, `rdmsr`, `rdtsc` where Xen emulates the TSC).
+const TRC_PV_EMULATE_PRIVOP: u32 = 0x0020_1006;
+/// `TRC_64_FLAG`: the record's addresses are 64-bit.
+const TRC_64_FLAG: u32 = 0x100;
+/// `__HYPERVISOR_vcpu_op`, the PV marker's hypercall.
+const HYPERVISOR_VCPU_OP: u32 = 24;
 
 /// SVM exit codes of the kinds counted apart.
 const VMEXIT_CPUID: u32 = 0x72;
@@ -141,6 +170,8 @@ pub struct Exits {
     pub hypercall: u64,
     /// `VMEXIT_RDTSC`: an emulated TSC read.
     pub rdtsc: u64,
+    /// A PV guest's privileged instruction Xen emulated.
+    pub privop: u64,
 }
 
 impl Exits {
@@ -156,6 +187,28 @@ impl Exits {
             _ => {}
         }
     }
+
+    /// A PV guest's entry, by its record's event (`TRC_64_FLAG` cleared).
+    fn add_pv(&mut self, event: u32) {
+        self.all += 1;
+        match event {
+            TRC_PV_HYPERCALL | TRC_PV_HYPERCALL_V2 => self.hypercall += 1,
+            TRC_PV_EMULATE_PRIVOP => self.privop += 1,
+            _ => {}
+        }
+    }
+}
+
+/// Marker n, if `record` is a PV guest's marker hypercall.
+fn pv_marker(event: u32, data: &[u32]) -> Option<u32> {
+    match (event, data) {
+        (TRC_PV_HYPERCALL_V2, [op, MARK_LEAF, n, ..])
+            if op & !TRC_PV_HYPERCALL_V2_ARG_MASK == HYPERVISOR_VCPU_OP =>
+        {
+            Some(*n)
+        }
+        _ => None,
+    }
 }
 
 /// What was measured after one marker, up to the next.
@@ -168,7 +221,8 @@ pub enum Interval {
 }
 
 /// The exits after each marker on physical CPU `cpu`, by marker number:
-/// those between its CPUID exit and the next marker's.
+/// those between its CPUID exit and the next marker's (for a PV guest,
+/// the entries between its marker hypercall and the next).
 pub fn intervals(records: &[Record], cpu: u32) -> BTreeMap<u32, Interval> {
     let mut out = BTreeMap::new();
     // The marker the exits belong to, and what they came to so far.
@@ -182,7 +236,22 @@ pub fn intervals(records: &[Record], cpu: u32) -> BTreeMap<u32, Interval> {
         } else {
             r.event
         };
-        if event == TRC_LOST_RECORDS {
+        if event & 0xffff_f000 == TRC_PV_ENTRY {
+            let event = event & !TRC_64_FLAG;
+            match pv_marker(event, &r.data) {
+                Some(n) => {
+                    if let Some((m, interval)) = open.take() {
+                        out.insert(m, interval);
+                    }
+                    open = Some((n, Interval::Counted(Exits::default())));
+                }
+                None => {
+                    if let Some((_, Interval::Counted(exits))) = &mut open {
+                        exits.add_pv(event);
+                    }
+                }
+            }
+        } else if event == TRC_LOST_RECORDS {
             if let Some((_, interval)) = &mut open {
                 *interval = Interval::Lost;
             }
@@ -260,8 +329,8 @@ pub fn line(marks: &Marks, intervals: &BTreeMap<u32, Interval>) -> String {
     };
     let most = counted.iter().map(|e| e.all).max().unwrap_or(0);
     format!(
-        "exits key={key} all={} io={} mmio={} msr={} cpuid={} hypercall={} to_vmm=0 pv_eoi=0 most={most} rdtsc={}",
-        fewest.all, fewest.io, fewest.mmio, fewest.msr, fewest.cpuid, fewest.hypercall, fewest.rdtsc
+        "exits key={key} all={} io={} mmio={} msr={} cpuid={} hypercall={} to_vmm=0 pv_eoi=0 most={most} rdtsc={} privop={}",
+        fewest.all, fewest.io, fewest.mmio, fewest.msr, fewest.cpuid, fewest.hypercall, fewest.rdtsc, fewest.privop
     )
 }
 
@@ -364,7 +433,7 @@ mod tests {
         };
         assert_eq!(
             line(&m, &got),
-            "exits key=eoi/hyperv/runtime all=1 io=0 mmio=0 msr=1 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=1 rdtsc=0"
+            "exits key=eoi/hyperv/runtime all=1 io=0 mmio=0 msr=1 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=1 rdtsc=0 privop=0"
         );
         let only_lost = Marks {
             key: "x".into(),
@@ -397,7 +466,7 @@ mod tests {
         };
         assert_eq!(
             line(&m, &got),
-            "exits key=lapic_eoi/x2apic all=1 io=0 mmio=0 msr=1 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=2 rdtsc=0"
+            "exits key=lapic_eoi/x2apic all=1 io=0 mmio=0 msr=1 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=2 rdtsc=0 privop=0"
         );
     }
 
@@ -415,8 +484,59 @@ mod tests {
         };
         let got = intervals(&records(&file).unwrap(), 0);
         assert!(line(&m, &got).ends_with(
-            "all=1 io=0 mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=1 rdtsc=1"
+            "all=1 io=0 mmio=0 msr=0 cpuid=0 hypercall=0 to_vmm=0 pv_eoi=0 most=1 rdtsc=1 privop=0"
         ));
+    }
+
+    fn pv_marker_rec(body: &mut Vec<u8>, n: u32) {
+        // __trace_hypercall: the op with ARG_32(0) | ARG_32(1), then cmd
+        // and vCPU.
+        let op = HYPERVISOR_VCPU_OP | 1 << 20 | 1 << 22;
+        rec(body, TRC_PV_HYPERCALL_V2, true, &[op, MARK_LEAF, n]);
+    }
+
+    #[test]
+    fn a_pv_guest_s_entries_between_its_marker_hypercalls_are_counted() {
+        let mut body = Vec::new();
+        pv_marker_rec(&mut body, 1);
+        pv_marker_rec(&mut body, 2);
+        // EVTCHNOP_send (__HYPERVISOR_event_channel_op, 32): no args kept.
+        rec(&mut body, TRC_PV_HYPERCALL_V2, true, &[32]);
+        // A multicall's sub-call is no entry of its own.
+        rec(&mut body, 0x0020_200e, true, &[32]);
+        // rdtsc emulated after its #GP, at a 64-bit rip.
+        rec(
+            &mut body,
+            TRC_PV_EMULATE_PRIVOP | TRC_64_FLAG,
+            true,
+            &[0x1000, 0],
+        );
+        // A vcpu_op that is not a marker (VCPUOP_is_up, vCPU 2).
+        rec(
+            &mut body,
+            TRC_PV_HYPERCALL_V2,
+            true,
+            &[HYPERVISOR_VCPU_OP | 1 << 20 | 1 << 22, 6, 2],
+        );
+        pv_marker_rec(&mut body, 3);
+        let mut file = Vec::new();
+        window(&mut file, 3, &body);
+        let got = intervals(&records(&file).unwrap(), 3);
+        assert_eq!(got[&1], Interval::Counted(Exits::default()));
+        assert_eq!(
+            got[&2],
+            Interval::Counted(Exits {
+                all: 3,
+                hypercall: 2,
+                privop: 1,
+                ..Exits::default()
+            })
+        );
+        let m = Marks {
+            key: "send_ipi/xen_pv/runtime".into(),
+            at: vec![2],
+        };
+        assert!(line(&m, &got).ends_with("hypercall=2 to_vmm=0 pv_eoi=0 most=3 rdtsc=0 privop=1"));
     }
 
     #[test]
