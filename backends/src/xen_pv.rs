@@ -489,17 +489,11 @@ unsafe impl Steps for XenPv {
     }
 
     fn send_ipi_by_event_channel(&self, targets: CpuSet, vector: Vector) -> Result<(), PvError> {
-        let mut first_refusal = None;
-        for apic in (0..64u32).filter(|a| targets.0 & 1 << a != 0) {
-            let sent = platform::get()
-                .and_then(|p| p.cpu_of_apic(ApicId(apic)))
-                .ok_or_else(invalid)
-                .and_then(|cpu| IPI.send(&self.hypercalls, cpu, vector.0));
-            if let Err(why) = sent {
-                first_refusal.get_or_insert(why);
-            }
-        }
-        first_refusal.map_or(Ok(()), Err)
+        let platform = platform::get();
+        let cpus = (0..64u32)
+            .filter(|a| targets.0 & 1 << a != 0)
+            .map(|apic| platform.and_then(|p| p.cpu_of_apic(ApicId(apic))));
+        IPI.send_many(&self.hypercalls, cpus, vector.0)
     }
 
     fn kick_by_event_channel(&self, target: ApicId) -> Result<(), PvError> {

@@ -398,6 +398,8 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
             console,
             "pvi: Xen PV entry: checks: 0 failed; the kernel's self-tests follow"
         );
+        // The checks started vCPU 1; the rest too, for the IPIs to many.
+        crate::xen_pv_smp::start_serving(backend, Gpa(info.pt_base));
         let machine = crate::platform::set_machine(machine());
         crate::selftest::run(selection, machine, cmdline)
     }

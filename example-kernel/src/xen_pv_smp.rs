@@ -193,7 +193,7 @@ extern "C" fn serving_vcpu_main(cpu: u64) -> ! {
 /// down, on the boot vCPU's page tables (rooted at `root`), each online
 /// within 2 s of Xen's time or reported; returns how many besides the
 /// boot vCPU are online. For the `exits` word, which skips the PV checks
-/// (and their start of vCPU 1).
+/// (and their start of vCPU 1), and for the self-tests after the checks.
 pub(crate) fn start_serving(backend: &Backend, root: Gpa) -> usize {
     let mut console = crate::console::Console;
     for cpu in 1..=SERVING {

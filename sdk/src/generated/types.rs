@@ -1059,6 +1059,56 @@ const _: () = assert!(core::mem::offset_of!(ms_hyperv_tsc_page, tsc_scale) == 8)
 const _: () = assert!(core::mem::offset_of!(ms_hyperv_tsc_page, tsc_offset) == 16);
 const _: () = assert!(core::mem::offset_of!(ms_hyperv_tsc_page, reserved2) == 24);
 
+/// One call of a multicall: the hypercall's number and its arguments,
+/// and the answer Xen writes back. Only `result` may be read afterwards
+/// (a debug Xen overwrites the rest).
+/// Source: Xen xen/include/public/xen.h (struct multicall_entry;
+/// xen_ulong_t is 8 bytes on x86-64).
+///
+/// Declared by the `xen` ABI in `idl/`.
+/// Size: 64 bytes.
+/// Since interface 0.2.0.
+#[cfg(feature = "interface-0-2")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct multicall_entry {
+    /// The hypercall's number (__HYPERVISOR_*).
+    ///
+    /// Offset 0.
+    pub op: u64,
+    /// OUT: its answer, a negative errno as an unsigned word.
+    ///
+    /// Offset 8.
+    pub result: u64,
+    /// Its arguments, in order.
+    ///
+    /// Offset 16.
+    pub args: [u64; 6],
+}
+#[cfg(feature = "interface-0-2")]
+impl multicall_entry {
+    /// Every byte zero: the state before the hypervisor first writes it.
+    pub const ZERO: Self = Self {
+        op: 0,
+        result: 0,
+        args: [0; 6],
+    };
+}
+#[cfg(feature = "interface-0-2")]
+impl Default for multicall_entry {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::size_of:: < multicall_entry > () == 64);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(multicall_entry, op) == 0);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(multicall_entry, result) == 8);
+#[cfg(feature = "interface-0-2")]
+const _: () = assert!(core::mem::offset_of!(multicall_entry, args) == 16);
+
 /// The I/O privilege level to give the calling vCPU.
 /// Source: Xen xen/include/public/physdev.h (struct physdev_set_iopl).
 ///

@@ -41,6 +41,9 @@ pub use super::types::mmu_update;
 pub use super::types::mmuext_op;
 #[cfg(feature = "interface-0-2")]
 #[doc(inline)]
+pub use super::types::multicall_entry;
+#[cfg(feature = "interface-0-2")]
+#[doc(inline)]
 pub use super::types::physdev_set_iopl;
 #[doc(inline)]
 pub use super::types::sched_shutdown;
@@ -767,6 +770,18 @@ pub const __HYPERVISOR_mmu_update: u64 = 1;
 /// Since Xen 2.0.
 #[cfg(feature = "interface-0-2")]
 pub const __HYPERVISOR_update_va_mapping: u64 = 14;
+/// multicall(call_list, nr_calls): `nr_calls` hypercalls, each a struct
+/// multicall_entry at `call_list`, made in one entry into Xen; each
+/// answer goes to its entry's `result`, and the call itself fails only
+/// when the list cannot be read. Worth it where the entry is the cost:
+/// a PV guest's `syscall` into Xen and back.
+/// Source: Xen xen/include/public/xen.h, xen/include/hypercall-defs.c.
+///
+/// Hypercall number; see [`Hypercalls::hypervisor_multicall`].
+/// Since interface 0.2.0.
+/// Since Xen 2.0.
+#[cfg(feature = "interface-0-2")]
+pub const __HYPERVISOR_multicall: u64 = 13;
 /// mmuext_op(op, count, success_count, foreign_dom): `count` struct
 /// mmuext_op at `op`: pin and unpin page tables, switch the base
 /// pointer, flush TLBs. PV guests only.
@@ -1096,6 +1111,7 @@ pub const HYPERCALLS: &[(u64, &str)] = &[
     (34, "__HYPERVISOR_hvm_op"),
     (1, "__HYPERVISOR_mmu_update"),
     (14, "__HYPERVISOR_update_va_mapping"),
+    (13, "__HYPERVISOR_multicall"),
     (26, "__HYPERVISOR_mmuext_op"),
     (0, "__HYPERVISOR_set_trap_table"),
     (2, "__HYPERVISOR_set_gdt"),
@@ -1774,6 +1790,41 @@ impl Hypercalls {
         // SAFETY: the caller upholds `hypervisor_update_va_mapping`'s contract (# Safety).
         let raw = unsafe {
             self.call3(__HYPERVISOR_update_va_mapping, va, new_val, flags)
+        };
+        let status = raw as i64;
+        if status < 0 {
+            return Err(error(status.wrapping_neg()));
+        }
+        Ok({
+            let r0 = raw;
+            r0 as i64
+        })
+    }
+    /// multicall(call_list, nr_calls): `nr_calls` hypercalls, each a struct
+    /// multicall_entry at `call_list`, made in one entry into Xen; each
+    /// answer goes to its entry's `result`, and the call itself fails only
+    /// when the list cannot be read. Worth it where the entry is the cost:
+    /// a PV guest's `syscall` into Xen and back.
+    /// Source: Xen xen/include/public/xen.h, xen/include/hypercall-defs.c.
+    ///
+    /// Number: `13`; arguments in `rdi`, `rsi`.
+    /// Since interface 0.2.0.
+    /// Since Xen 2.0.
+    #[cfg(feature = "interface-0-2")]
+    ///
+    /// # Safety
+    ///
+    /// As for the raw calls: the hypervisor must be this one, and every
+    /// address argument must point to memory it may use as the call says.
+    #[inline]
+    pub unsafe fn hypervisor_multicall(
+        self,
+        call_list: u64,
+        nr_calls: u32,
+    ) -> Result<i64, PvError> {
+        // SAFETY: the caller upholds `hypervisor_multicall`'s contract (# Safety).
+        let raw = unsafe {
+            self.call2(__HYPERVISOR_multicall, call_list, nr_calls as u64)
         };
         let status = raw as i64;
         if status < 0 {
