@@ -488,7 +488,11 @@ fn measured_cpu(domu: DomU) -> u32 {
 /// The domU's `xl` configuration: the example kernel as a PVH guest, or
 /// as a PV one. When its exits are counted, vCPU 0 is pinned to
 /// [`measured_cpu`] and the others to the CPUs below it, so that the HVM
-/// records of that CPU are vCPU 0's alone.
+/// records of that CPU are vCPU 0's alone; and its TSC mode is `native`:
+/// `rdtsc` runs in the guest, as Xen's default mode has it on a host whose
+/// CPU announces an invariant TSC. QEMU's TCG CPU cannot announce one, so
+/// the default would emulate every `rdtsc` here (an exit, or a PV guest's
+/// trap), and a count would be of this host's TSC, not of the op.
 fn domu_config(cmdline: &str, domu: DomU) -> String {
     let (kind, vcpus) = (if domu.pv { "pv" } else { "pvh" }, domu.vcpus);
     let mut config = format!(
@@ -511,6 +515,7 @@ fn domu_config(cmdline: &str, domu: DomU) -> String {
             })
             .collect();
         config.push_str(&format!("cpus = [{}]\n", pins.join(", ")));
+        config.push_str("tsc_mode = \"native\"\n");
     }
     config
 }
@@ -601,6 +606,10 @@ mod tests {
             !cfg.contains("cpus = ["),
             "pinned only when exits are counted"
         );
+        assert!(
+            !cfg.contains("tsc_mode"),
+            "Xen's default TSC mode otherwise"
+        );
     }
 
     #[test]
@@ -618,6 +627,7 @@ mod tests {
         let one = domu_config("exits exits.markers", DomU { vcpus: 1, ..domu });
         assert!(one.contains("cpus = [\"0\"]\n"), "{one}");
         assert_eq!(measured_cpu(domu), 3);
+        assert!(cfg.contains("tsc_mode = \"native\"\n"), "{cfg}");
         assert_eq!(other_cpus(domu), "0-2");
         assert_eq!(trace_mask(domu), "0x0008f000");
         assert_eq!(trace_mask(DomU { pv: true, ..domu }), "0x0020f000");

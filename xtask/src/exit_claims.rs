@@ -300,19 +300,19 @@ fn real_xen_claims(model: &Model, table: &ExitTable, claims: &mut Vec<String>) {
                 // Xen's PV trace names no instruction: a bare rdtsc's count
                 // on the same boot says whether it is the one.
                 format!(
-                    "{}: {hv} clock_ns (shared {structure}) {on}: {} entries into Xen per read (0), of them {privop} a privileged instruction Xen emulated (a bare rdtsc costs {bare_tsc} such here: Xen emulates the TSC where the CPU announces no invariant TSC, as QEMU's TCG CPU here)",
+                    "{}: {hv} clock_ns (shared {structure}) {on}: {} entries into Xen per read (0), of them {privop} a privileged instruction Xen emulated (a bare rdtsc costs {bare_tsc} such here: Xen emulates the TSC where the CPU announces no invariant TSC, as QEMU's TCG CPU here, unless the domain's tsc_mode is native)",
                     verdict(c.all == 0),
                     c.all,
                 )
             } else {
                 format!(
-                    "{}: {hv} clock_ns (shared {structure}) {on}: {} exits per read (0), of them {rdtsc} an rdtsc Xen emulates{}",
+                    "{}: {hv} clock_ns (shared {structure}) {on}: {} exits per read (0){}",
                     verdict(c.all == 0),
                     c.all,
                     match (rdtsc, c.all == rdtsc) {
-                        (0, _) => "",
-                        (_, true) => " (Xen emulates the TSC where the CPU announces no invariant TSC, as QEMU's TCG CPU here; the record read makes no other exit)",
-                        (_, false) => " (Xen emulates the TSC where the CPU announces no invariant TSC, as QEMU's TCG CPU here)",
+                        (0, _) => String::new(),
+                        (_, true) => format!(", of them {rdtsc} an rdtsc Xen emulates (Xen emulates the TSC where the CPU announces no invariant TSC, as QEMU's TCG CPU here, unless the domain's tsc_mode is native; the record read makes no other exit)"),
+                        (_, false) => format!(", of them {rdtsc} an rdtsc Xen emulates (Xen emulates the TSC where the CPU announces no invariant TSC, as QEMU's TCG CPU here, unless the domain's tsc_mode is native)"),
                     }
                 )
             });
