@@ -150,9 +150,9 @@ pub struct ExitTable {
     /// backend; `xen-viridian`: the Hyper-V backend on Xen's Hyper-V
     /// emulation; `xen-pv`: the Xen PV backend in a PV domU, counted as
     /// entries into Xen), the PVH boots each with its own local APIC and
-    /// native rows: kept apart, since Xen here emulates the TSC (TCG's CPU
-    /// has no invariant TSC) where the counts above come from hosts that do
-    /// not.
+    /// native rows: kept apart, since another hypervisor counted them (its
+    /// own trace, under TCG), and its exits differ from KVM's where it
+    /// handles a device or a register itself (port 0x80, the local APIC).
     pub real_xen: BTreeMap<&'static str, ExitBoot>,
 }
 
