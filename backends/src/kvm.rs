@@ -250,8 +250,7 @@ unsafe impl Steps for Kvm {
             return Err(PvError::UNSUPPORTED);
         }
         let record = EOI.of(cpu).get();
-        // SAFETY: this CPU's registered PV EOI word, 4-byte aligned; KVM and
-        // the guest update it atomically.
+        // SAFETY: this CPU's registered PV EOI word, 4-byte aligned; KVM and the guest update it atomically.
         let word = unsafe { AtomicU32::from_ptr(core::ptr::addr_of_mut!((*record).word)) };
         crate::eoi_assist::end_interrupt(word, 1 << kvm::KVM_PV_EOI_BIT, BareMetal::lapic_eoi);
         Ok(())

@@ -89,8 +89,7 @@ unsafe fn take_pending(info: *mut shared_info, port: usize) -> bool {
         return false;
     }
     let bit = 1 << (port % 64);
-    // SAFETY: a word of the mapped shared_info (the caller's contract),
-    // which Xen and the guest update atomically (the event-channel ABI).
+    // SAFETY: a word of the mapped shared_info (the caller's contract), which Xen and the guest update atomically (the event-channel ABI).
     unsafe {
         let bits = AtomicU64::from_ptr(core::ptr::addr_of_mut!((*info).evtchn_pending[port / 64]));
         bits.fetch_and(!bit, SeqCst) & bit != 0
@@ -222,19 +221,8 @@ impl IpiPorts {
         cpu: usize,
         vector: u8,
     ) -> Result<(), PvError> {
-        let port = self.ports.get(cpu).map_or(0, |p| p.load(SeqCst));
-        if port == 0 {
-            return Err(xen::unsupported());
-        }
-        self.vectors[cpu][usize::from(vector / 64)].fetch_or(1 << (vector % 64), SeqCst);
-        let send = evtchn_send { port };
-        // SAFETY: Xen is the hypervisor; the struct lives until the call
-        // returns, and the port is one this domain bound.
-        unsafe {
-            hypercalls
-                .hypervisor_event_channel_op(xen::EVTCHNOP_send, core::ptr::from_ref(&send) as u64)
-        }
-        .map(|_| ())
+        // A batch of one is a plain EVTCHNOP_send.
+        self.send_many(hypercalls, core::iter::once(Some(cpu)), vector)
     }
 
     /// Send `vector` to each vCPU of `cpus` (`None`: a target that names

@@ -505,8 +505,7 @@ unsafe impl Steps for XenPv {
     fn block_or_down(&self) -> Result<(), PvError> {
         let (mask, _) = self.event_flags()?;
         if mask.load(SeqCst) != 0 {
-            // SAFETY: Xen is the hypervisor; this vCPU stops until another
-            // ups it, which is what `halt` with interrupts off means.
+            // SAFETY: Xen is the hypervisor; this vCPU stops until another ups it, which is what `halt` with interrupts off means.
             let down = unsafe {
                 self.hypercalls.hypervisor_vcpu_op(
                     xen::VCPUOP_down,

@@ -71,8 +71,7 @@ pub unsafe fn load(cpu: usize) {
     if let Err(why) = loaded {
         panic!("CPU {cpu}: the GDT was not loaded: {why:?}");
     }
-    // SAFETY: the selectors name this GDT's code, data and TSS descriptors,
-    // which it just loaded and which live for ever.
+    // SAFETY: the selectors name this GDT's code, data and TSS descriptors, which it just loaded and which live for ever.
     unsafe {
         CS::set_reg(gdt.code);
         DS::set_reg(gdt.data);

@@ -28,8 +28,7 @@ fn ring_3() -> bool {
 
 fn exit(value: u8, reason: ShutdownReason) -> ! {
     if !ring_3() {
-        // SAFETY: the isa-debug-exit port; on a machine without it the
-        // write is ignored and the kernel goes on below.
+        // SAFETY: the isa-debug-exit port; on a machine without it the write is ignored and the kernel goes on below.
         unsafe { outb(0xf4, value) };
     }
     if let Some(selection) = crate::ops() {

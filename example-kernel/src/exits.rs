@@ -83,8 +83,7 @@ fn reading() -> Option<[u64; COUNTERS]> {
         return None;
     }
     let number = REQUEST.fetch_add(1, SeqCst) + 1;
-    // SAFETY: `run` checked that the mailbox's 80 bytes are free RAM the
-    // boot code identity-maps; the host writes only its answer words.
+    // SAFETY: `run` checked that the mailbox's 80 bytes are free RAM the boot code identity-maps; the host writes only its answer words.
     unsafe { base.write_volatile(number) };
     let start = rdtsc();
     loop {

@@ -207,8 +207,7 @@ pub fn stop_others() {
 /// interrupt, serving requests.
 extern "C" fn ap_main(cpu: u64) -> ! {
     let cpu = cpu as usize;
-    // SAFETY: `cpu` is this CPU's index, given by the boot CPU for it
-    // alone; ring 0; once.
+    // SAFETY: `cpu` is this CPU's index, given by the boot CPU for it alone; ring 0; once.
     unsafe {
         crate::cpu_local::set(cpu);
         crate::descriptors::load(cpu);

@@ -385,8 +385,7 @@ extern "C" fn xen_pv_main(info: *const start_info) -> ! {
             console,
             "pvi: Xen PV entry: pvi-pv-fault: an unexpected #UD follows"
         );
-        // SAFETY: `ud2` raises #UD, which the kernel's handler (through
-        // the trap table) reports before the kernel panics and stops.
+        // SAFETY: `ud2` raises #UD, which the kernel's handler (through the trap table) reports before the kernel panics and stops.
         unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
     }
     if cmdline.split_ascii_whitespace().any(|w| w == "bench") {

@@ -55,14 +55,10 @@ static SEEN: Seen = Seen {
 /// The second vCPU, from its first instruction: set up through the ops,
 /// look, report, then wait for events for ever.
 extern "C" fn second_vcpu_main(cpu: u64) -> ! {
-    // SAFETY: this vCPU's own index, given by the boot vCPU; once, before GS-relative code.
-    unsafe { crate::cpu_local::set(cpu as usize) };
+    let (idt, init) = set_up(cpu);
     let cpu = crate::cpu_local::index();
     SEEN.index.store(cpu as u64, SeqCst);
-    // SAFETY: this vCPU's own table, loaded before anything can fault.
-    let idt = unsafe { crate::descriptors::load_idt() };
-    SEEN.idt.store(u8::from(idt.is_ok()), SeqCst);
-    let init = crate::ops().is_some_and(|s| s.init_cpu().is_ok());
+    SEEN.idt.store(u8::from(idt), SeqCst);
     SEEN.init.store(u8::from(init), SeqCst);
     let backend = crate::backend();
     // I/O privilege is per vCPU, as on the boot vCPU.
@@ -75,7 +71,7 @@ extern "C" fn second_vcpu_main(cpu: u64) -> ! {
     SEEN.clock[0].store(first, SeqCst);
     SEEN.clock[1].store(later, SeqCst);
     SEEN.done.store(true, SeqCst);
-    if idt.is_ok() && init {
+    if idt && init {
         // Online for the self-tests, as a CPU started by INIT-SIPI is.
         crate::smp::serve(cpu)
     }
@@ -109,6 +105,19 @@ unsafe fn start_vcpu(
             cpu as u64,
         )
     }
+}
+
+/// A started vCPU's first steps, through the ops as on the boot vCPU:
+/// its GS-relative index `cpu` (given by the boot vCPU for it alone), its
+/// IDT through `trap_table_load`, its records through `init_cpu`; whether
+/// the last two took.
+fn set_up(cpu: u64) -> (bool, bool) {
+    // SAFETY: this vCPU's own index, given by the boot vCPU; once, before GS-relative code.
+    unsafe { crate::cpu_local::set(cpu as usize) };
+    // SAFETY: this vCPU's own table, loaded before anything can fault.
+    let idt = unsafe { crate::descriptors::load_idt() };
+    let init = crate::ops().is_some_and(|s| s.init_cpu().is_ok());
+    (idt.is_ok(), init)
 }
 
 /// What became of the second vCPU.
@@ -174,13 +183,9 @@ static mut SERVING_STACKS: [Stack; SERVING] = [const { Stack([0; 64 * 1024]) }; 
 /// A vCPU [`start_serving`] started: set up through the ops, as the
 /// second vCPU is, then online serving the boot vCPU's requests.
 extern "C" fn serving_vcpu_main(cpu: u64) -> ! {
-    // SAFETY: this vCPU's own index, given by the boot vCPU; once, before GS-relative code.
-    unsafe { crate::cpu_local::set(cpu as usize) };
-    // SAFETY: this vCPU's own table, loaded before anything can fault.
-    let idt = unsafe { crate::descriptors::load_idt() };
-    let init = crate::ops().is_some_and(|s| s.init_cpu().is_ok());
+    let (idt, init) = set_up(cpu);
     let backend = crate::backend();
-    if idt.is_ok() && init {
+    if idt && init {
         crate::smp::serve(cpu as usize)
     }
     loop {
